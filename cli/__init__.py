@@ -1,0 +1,1 @@
+"""The ``project-manager`` command line: thin Typer commands over queue_core."""

@@ -1,0 +1,64 @@
+"""queue_core: run agent tasks in parallel on one repository, as many at once as is safe.
+
+    from queue_core import TaskQueue, AgentTask
+
+    with TaskQueue(max_parallel=4) as queue:
+        future = queue.submit_task(AgentTask("code_developer", "Implement X", ["src/x.py"], run_x))
+        print(future.result())
+
+The library never prints and never imports a user-interface package.
+"""
+
+from __future__ import annotations
+
+from .claims import Access, Claim, ClaimIndex, normalise_path, overlap_witness, overlaps
+from .errors import (
+    AgentAlreadyRunningError,
+    CapacityError,
+    ClaimConflictError,
+    ConflictError,
+    DependencyCycleError,
+    DuplicateTaskError,
+    InvalidClaimError,
+    InvalidTaskError,
+    QueueError,
+    QueueShutdownError,
+    TaskSkippedError,
+    TaskTimeoutError,
+    UnknownDependencyError,
+)
+from .ownership import FileOwnership
+from .queue import TaskEvent, TaskQueue
+from .scheduler import Scheduler, TaskEntry, WaitReason
+from .task import AgentTask, Stoppable, TaskState
+
+__all__ = [
+    "Access",
+    "AgentAlreadyRunningError",
+    "AgentTask",
+    "CapacityError",
+    "Claim",
+    "ClaimConflictError",
+    "ClaimIndex",
+    "ConflictError",
+    "DependencyCycleError",
+    "DuplicateTaskError",
+    "FileOwnership",
+    "InvalidClaimError",
+    "InvalidTaskError",
+    "QueueError",
+    "QueueShutdownError",
+    "Scheduler",
+    "Stoppable",
+    "TaskEntry",
+    "TaskEvent",
+    "TaskQueue",
+    "TaskSkippedError",
+    "TaskState",
+    "TaskTimeoutError",
+    "UnknownDependencyError",
+    "WaitReason",
+    "normalise_path",
+    "overlap_witness",
+    "overlaps",
+]

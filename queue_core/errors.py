@@ -1,0 +1,131 @@
+"""The one exception tree of queue_core.
+
+Every error the library raises on purpose derives from :class:`QueueError`. Errors that
+are also a kind of builtin (bad values, timeouts, use after shutdown) subclass that builtin
+too, so ``except ValueError`` keeps working for callers who do not know this module.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentAlreadyRunningError",
+    "CapacityError",
+    "ClaimConflictError",
+    "ConflictError",
+    "DependencyCycleError",
+    "DuplicateTaskError",
+    "InvalidClaimError",
+    "InvalidTaskError",
+    "QueueError",
+    "QueueShutdownError",
+    "TaskSkippedError",
+    "TaskTimeoutError",
+    "UnknownDependencyError",
+]
+
+
+class QueueError(Exception):
+    """Base class of every error raised by queue_core."""
+
+
+class InvalidTaskError(QueueError, ValueError):
+    """A task is malformed; ``task_id`` and ``field`` say where."""
+
+    def __init__(self, message: str, *, task_id: str | None = None, field: str | None = None):
+        self.task_id = task_id
+        self.field = field
+        where = ", ".join(
+            part for part in (f"task {task_id!r}" if task_id else "", f"field {field!r}" if field else "") if part
+        )
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class InvalidClaimError(InvalidTaskError):
+    """A path claim is absolute, leaves the repository root, or is not a valid pattern."""
+
+    def __init__(self, claim: str, reason: str, *, task_id: str | None = None, field: str | None = None):
+        self.claim = claim
+        self.reason = reason
+        super().__init__(f"invalid path {claim!r}: {reason}", task_id=task_id, field=field)
+
+
+class DuplicateTaskError(InvalidTaskError):
+    """Two tasks share one id."""
+
+    def __init__(self, task_id: str):
+        super().__init__("a task with this id was already submitted", task_id=task_id, field="id")
+
+
+class UnknownDependencyError(InvalidTaskError):
+    """A task depends on an id that names no task."""
+
+    def __init__(self, task_id: str, dependency: str):
+        self.dependency = dependency
+        super().__init__(f"depends on unknown task {dependency!r}", task_id=task_id, field="depends_on")
+
+
+class DependencyCycleError(InvalidTaskError):
+    """Dependencies form a cycle; ``cycle`` lists its ids in order, first id repeated last."""
+
+    def __init__(self, cycle: list[str]):
+        self.cycle = cycle
+        super().__init__("dependency cycle: " + " -> ".join(cycle), task_id=cycle[0], field="depends_on")
+
+
+class ConflictError(QueueError):
+    """A task cannot start right now; raised only by ``TaskQueue.try_submit``."""
+
+
+class AgentAlreadyRunningError(ConflictError):
+    """The task's agent type already runs a task (one running task per agent type)."""
+
+    def __init__(self, agent_type: str, holder: str):
+        self.agent_type = agent_type
+        self.holder = holder
+        super().__init__(f"agent {agent_type!r} is already running task {holder!r}")
+
+
+class ClaimConflictError(ConflictError):
+    """A path the task claims overlaps a path held (or reserved) by another task."""
+
+    def __init__(self, claim: str, held_claim: str, holder: str, holder_agent: str, *, reserved: bool = False):
+        self.claim = claim
+        self.held_claim = held_claim
+        self.holder = holder
+        self.holder_agent = holder_agent
+        self.reserved = reserved
+        how = "reserved for" if reserved else "held by"
+        super().__init__(f"{claim!r} overlaps {held_claim!r}, {how} task {holder!r} ({holder_agent})")
+
+
+class CapacityError(ConflictError):
+    """``max_parallel`` tasks already run."""
+
+    def __init__(self, max_parallel: int):
+        self.max_parallel = max_parallel
+        super().__init__(f"max_parallel ({max_parallel}) tasks are already running")
+
+
+class TaskTimeoutError(QueueError, TimeoutError):
+    """A task ran past its timeout."""
+
+    def __init__(self, task_id: str, timeout: float):
+        self.task_id = task_id
+        self.timeout = timeout
+        super().__init__(f"task {task_id!r} timed out after {timeout:g}s")
+
+
+class TaskSkippedError(QueueError):
+    """A task never ran because a task it depends on did not succeed."""
+
+    def __init__(self, task_id: str, reason: str):
+        self.task_id = task_id
+        self.reason = reason
+        super().__init__(f"task {task_id!r} skipped: {reason}")
+
+
+class QueueShutdownError(QueueError, RuntimeError):
+    """The queue was shut down and takes no new tasks."""
+
+    def __init__(self) -> None:
+        super().__init__("cannot schedule new tasks after shutdown")

@@ -1,0 +1,156 @@
+"""AgentTask, the states a task goes through, and the retry back-off."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from .claims import Claim
+from .errors import InvalidClaimError, InvalidTaskError
+
+__all__ = ["AgentTask", "Stoppable", "TaskState"]
+
+
+class TaskState(enum.Enum):
+    """Where a task is; the last five are terminal."""
+
+    PENDING = "pending"  # waiting for its dependencies to succeed
+    QUEUED = "queued"  # ready, waiting for its claims or a free slot
+    RETRY_WAIT = "retry_wait"  # failed, waiting for its back-off to pass
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.TIMED_OUT, TaskState.CANCELLED, TaskState.SKIPPED}
+)
+
+
+@runtime_checkable
+class Stoppable(Protocol):
+    """An ``execute_fn`` that can be asked to stop early (on cancel or timeout).
+
+    ``stop`` must return promptly and make the running call return or raise soon after;
+    a plain function has no such hook, so it always runs to its end.
+    """
+
+    def __call__(self) -> Any: ...
+
+    def stop(self) -> None: ...
+
+
+# Process id in the prefix keeps generated ids unique across the processes sharing a repo.
+_ids = itertools.count(1)
+
+
+def _new_id() -> str:
+    return f"task-{os.getpid()}-{next(_ids)}"
+
+
+@dataclass(eq=False)
+class AgentTask:
+    """One unit of agent work: who does it, what it writes, and the function that does it.
+
+    The first five fields are the design note's, in its order, so positional construction
+    works. Paths are validated here, so a bad one fails when the task is built.
+    """
+
+    agent_type: str
+    task_description: str
+    files_to_modify: Sequence[str]
+    execute_fn: Callable[[], Any]
+    priority: int = 0
+    _: KW_ONLY
+    id: str = field(default_factory=_new_id)
+    #: Paths read but not written: shared with other readers, exclusive against writers.
+    reads: Sequence[str] = ()
+    #: Ids of tasks that must succeed before this one starts.
+    depends_on: Sequence[str] = ()
+    #: Seconds the task may run; None for no limit.
+    timeout: float | None = None
+    #: How many times a failed (or timed-out) attempt is tried again.
+    retries: int = 0
+    #: Back-off before retry n: retry_delay * retry_backoff**(n-1), capped at retry_max_delay,
+    #: then spread by +/- retry_jitter (a fraction) so retries of many tasks do not align.
+    retry_delay: float = 1.0
+    retry_backoff: float = 2.0
+    retry_max_delay: float = 60.0
+    retry_jitter: float = 0.1
+    write_claims: tuple[Claim, ...] = field(init=False, repr=False)
+    read_claims: tuple[Claim, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id.strip():
+            raise InvalidTaskError("the id must be a non-empty string", field="id")
+        if not isinstance(self.agent_type, str) or not self.agent_type.strip():
+            raise InvalidTaskError("the agent type must be a non-empty string", task_id=self.id, field="agent_type")
+        if not isinstance(self.task_description, str):
+            raise InvalidTaskError("the description must be a string", task_id=self.id, field="task_description")
+        if not callable(self.execute_fn):
+            raise InvalidTaskError("execute_fn must be callable", task_id=self.id, field="execute_fn")
+        self._check_int("priority", minimum=None)
+        self._check_int("retries", minimum=0)
+        for name in ("retry_delay", "retry_max_delay"):
+            self._check_number(name, minimum=0.0)
+        self._check_number("retry_backoff", minimum=1.0)
+        self._check_number("retry_jitter", minimum=0.0, maximum=1.0)
+        if self.timeout is not None:
+            self._check_number("timeout", minimum=0.0)
+            if self.timeout <= 0:
+                raise InvalidTaskError("must be a positive number of seconds", task_id=self.id, field="timeout")
+        self.files_to_modify = self._strings("files_to_modify")
+        self.reads = self._strings("reads")
+        self.depends_on = self._strings("depends_on")
+        if self.id in self.depends_on:
+            raise InvalidTaskError("a task cannot depend on itself", task_id=self.id, field="depends_on")
+        self.write_claims = self._claims("files_to_modify")
+        self.read_claims = self._claims("reads")
+
+    def retry_delay_for(self, attempt: int, unit_random: float) -> float:
+        """Seconds to wait before retry ``attempt`` (1-based); ``unit_random`` is in [0, 1)."""
+        base = min(self.retry_max_delay, self.retry_delay * self.retry_backoff ** (attempt - 1))
+        return min(self.retry_max_delay, base * (1.0 + self.retry_jitter * (2.0 * unit_random - 1.0)))
+
+    def _strings(self, name: str) -> tuple[str, ...]:
+        value = getattr(self, name)
+        if isinstance(value, str) or not isinstance(value, Sequence | set | frozenset):
+            raise InvalidTaskError(
+                f"must be a list of strings, got {type(value).__name__}", task_id=self.id, field=name
+            )
+        for item in value:
+            if not isinstance(item, str):
+                raise InvalidTaskError(f"must be a list of strings, got an item {item!r}", task_id=self.id, field=name)
+        return tuple(value)
+
+    def _claims(self, name: str) -> tuple[Claim, ...]:
+        try:
+            return tuple(Claim.parse(path) for path in getattr(self, name))
+        except InvalidClaimError as exc:
+            raise InvalidClaimError(exc.claim, exc.reason, task_id=self.id, field=name) from None
+
+    def _check_int(self, name: str, *, minimum: int | None) -> None:
+        value = getattr(self, name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidTaskError(f"must be an integer, got {value!r}", task_id=self.id, field=name)
+        if minimum is not None and value < minimum:
+            raise InvalidTaskError(f"must be at least {minimum}, got {value}", task_id=self.id, field=name)
+
+    def _check_number(self, name: str, *, minimum: float, maximum: float | None = None) -> None:
+        value = getattr(self, name)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+            raise InvalidTaskError(f"must be a number, got {value!r}", task_id=self.id, field=name)
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum:g} and {maximum:g}" if maximum is not None else f"at least {minimum:g}"
+            raise InvalidTaskError(f"must be {bound}, got {value!r}", task_id=self.id, field=name)
