@@ -23,8 +23,9 @@ import enum
 import functools
 import re
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .errors import InvalidClaimError
 
@@ -91,60 +92,88 @@ def _charset_contains(charset: CharSet, code: int) -> bool:
     return inside != negated
 
 
-def _common_char(a: CharSet | _Star, b: CharSet | _Star) -> str | None:
-    """A character (not ``/`` nor NUL) in both sets, or None.
+State = TypeVar("State", bound=Hashable)
 
-    The least such character is a range's low end, just past a range's high end, or the
-    first character after ``/``; testing those candidates is therefore exact.
+# Characters tried first, so witnesses read well; the range ends below keep the search exact.
+_PREFERRED = tuple(ord(c) for c in "xa0_-")
+_DOT = ord(".")
+
+
+def _common_char(a: CharSet | _Star, b: CharSet | _Star, *, dot: bool) -> str | None:
+    """A character in both sets: ``.`` if ``dot``, else any but ``.``, ``/`` and NUL; or None.
+
+    The least qualifying character is a range's low end or just past a range's (or an
+    excluded character's) high end, so testing those candidates is exact.
     """
     sets = [s for s in (a, b) if not isinstance(s, _Star)]
-    candidates = {_SLASH + 1, 1}
+    if dot:
+        return "." if all(_charset_contains(s, _DOT) for s in sets) else None
+    candidates = [*_PREFERRED, 1, _SLASH + 1, _DOT + 1]
     for _, ranges in sets:
         for lo, hi in ranges:
-            candidates.update((lo, hi + 1))
-    for code in sorted(candidates):
-        if 0 < code <= _MAX_CHAR and code != _SLASH and all(_charset_contains(s, code) for s in sets):
+            candidates.extend((lo, hi + 1))
+    for code in candidates:
+        if 0 < code <= _MAX_CHAR and code not in (_SLASH, _DOT) and all(_charset_contains(s, code) for s in sets):
             return chr(code)
     return None
 
 
-@functools.lru_cache(maxsize=4096)
-def _segment_witness(a: tuple[Token, ...], b: tuple[Token, ...]) -> str | None:
-    """The shortest non-empty segment both token lists match, or None (product-automaton BFS)."""
-    start = (0, 0, False)
-    parent: dict[tuple[int, int, bool], tuple[tuple[int, int, bool], str] | None] = {start: None}
-    todo = deque([start])
+def _shortest_path(
+    start: State, is_goal: Callable[[State], bool], moves: Callable[[State], Iterable[tuple[State, str]]]
+) -> list[str] | None:
+    """Labels along a shortest path from ``start`` to a goal; "" labels cost 0, others 1.
+
+    A 0-1 breadth-first search: a state reached again by a cheaper route is relaxed.
+    """
+    cost: dict[State, int] = {start: 0}
+    parent: dict[State, tuple[State, str]] = {}
+    todo: deque[State] = deque([start])
     while todo:
         state = todo.popleft()
-        i, j, nonempty = state
-        if i == len(a) and j == len(b) and nonempty:
-            chars: list[str] = []
-            step = parent[state]
-            while step is not None:
-                state, consumed = step
-                chars.append(consumed)
-                step = parent[state]
-            return "".join(reversed(chars))
-        moves: list[tuple[tuple[int, int, bool], str]] = []
+        if is_goal(state):
+            labels: list[str] = []
+            while state in parent:
+                state, label = parent[state]
+                labels.append(label)
+            return labels[::-1]
+        for nxt, label in moves(state):
+            step = 0 if label == "" else 1
+            if cost[state] + step < cost.get(nxt, 1 << 30):
+                cost[nxt] = cost[state] + step
+                parent[nxt] = (state, label)
+                (todo.appendleft if step == 0 else todo.append)(nxt)
+    return None
+
+
+# What a segment read so far looks like: "." and ".." are never real file names.
+_EMPTY, _ONE_DOT, _TWO_DOTS, _NAME = range(4)
+_AFTER_DOT = {_EMPTY: _ONE_DOT, _ONE_DOT: _TWO_DOTS, _TWO_DOTS: _NAME, _NAME: _NAME}
+
+
+@functools.lru_cache(maxsize=4096)
+def _segment_witness(a: tuple[Token, ...], b: tuple[Token, ...]) -> str | None:
+    """The shortest file name (not "", "." or "..") both token lists match, or None."""
+
+    def moves(state: tuple[int, int, int]) -> Iterator[tuple[tuple[int, int, int], str]]:
+        i, j, seen = state
         if i < len(a) and isinstance(a[i], _Star):
-            moves.append(((i + 1, j, nonempty), ""))
+            yield (i + 1, j, seen), ""
         if j < len(b) and isinstance(b[j], _Star):
-            moves.append(((i, j + 1, nonempty), ""))
+            yield (i, j + 1, seen), ""
         if i < len(a) and j < len(b):
             ta, tb = a[i], b[j]
             ni = i if isinstance(ta, _Star) else i + 1
             nj = j if isinstance(tb, _Star) else j + 1
-            # Two stars eating a character together only matters to make the segment non-empty.
-            if (ni, nj) != (i, j) or not nonempty:
-                char = _common_char(ta, tb)
+            for dot, after in ((False, _NAME), (True, _AFTER_DOT[seen])):
+                # Two stars eating a character together only matters while the name is no name yet.
+                if (ni, nj, after) == (i, j, seen):
+                    continue
+                char = _common_char(ta, tb, dot=dot)
                 if char is not None:
-                    moves.append(((ni, nj, True), char))
-        for nxt, char in moves:
-            if nxt not in parent:
-                parent[nxt] = (state, char)
-                # Epsilon moves go first so BFS order stays shortest-first.
-                (todo.appendleft if char == "" else todo.append)(nxt)
-    return None
+                    yield (ni, nj, after), char
+
+    path = _shortest_path((0, 0, _EMPTY), lambda s: s == (len(a), len(b), _NAME), moves)
+    return None if path is None else "".join(path)
 
 
 def _segment_meet(a: Segment, b: Segment) -> str | None:
@@ -272,6 +301,8 @@ class Claim:
         Raises InvalidClaimError if it is empty, absolute, leaves the root, or is not a
         valid pattern.
         """
+        if not isinstance(raw, str):
+            raise InvalidClaimError(repr(raw), "a path must be a string")
         return _parse_claim(raw)
 
     @property
@@ -394,39 +425,26 @@ def overlap_witness(a: Claim, b: Claim) -> str | None:
         return "/".join(longer)  # type: ignore[arg-type]
     sa = (*a.segments, GLOBSTAR) if a.subtree else a.segments
     sb = (*b.segments, GLOBSTAR) if b.subtree else b.segments
-    start = (0, 0)
-    parent: dict[tuple[int, int], tuple[tuple[int, int], str] | None] = {start: None}
-    todo = deque([start])
-    while todo:
-        state = todo.popleft()
+
+    def moves(state: tuple[int, int]) -> Iterator[tuple[tuple[int, int], str]]:
         i, j = state
-        if i == len(sa) and j == len(sb):
-            path: list[str] = []
-            step = parent[state]
-            while step is not None:
-                state, walked = step
-                if walked:
-                    path.append(walked)
-                step = parent[state]
-            # Empty only when both claims are all globstars, which cover every path.
-            return "/".join(reversed(path)) or "x"
-        moves: list[tuple[tuple[int, int], str]] = []
         if i < len(sa) and sa[i] is GLOBSTAR:
-            moves.append(((i + 1, j), ""))
+            yield (i + 1, j), ""
         if j < len(sb) and sb[j] is GLOBSTAR:
-            moves.append(((i, j + 1), ""))
+            yield (i, j + 1), ""
         if i < len(sa) and j < len(sb):
             ni = i if sa[i] is GLOBSTAR else i + 1
             nj = j if sb[j] is GLOBSTAR else j + 1
             if (ni, nj) != (i, j):
                 segment = _segment_meet(sa[i], sb[j])
                 if segment is not None:
-                    moves.append(((ni, nj), segment))
-        for nxt, segment in moves:
-            if nxt not in parent:
-                parent[nxt] = (state, segment)
-                (todo.appendleft if segment == "" else todo.append)(nxt)
-    return None
+                    yield (ni, nj), segment
+
+    path = _shortest_path((0, 0), lambda s: s == (len(sa), len(sb)), moves)
+    if path is None:
+        return None
+    # Empty only when both claims are all globstars, which cover every path.
+    return "/".join(segment for segment in path if segment) or "x"
 
 
 def overlaps(a: Claim, b: Claim) -> bool:
@@ -480,7 +498,10 @@ class ClaimIndex:
         trail = [self._root]
         for segment in claim.literal_prefix:
             trail.append(trail[-1].children[segment])
-        trail[-1].held.remove((claim, access, owner))
+        try:
+            trail[-1].held.remove((claim, access, owner))
+        except ValueError:
+            raise KeyError((claim.text, access, owner)) from None
         self._count -= 1
         for depth in range(len(trail) - 1, 0, -1):  # prune empty branches
             node = trail[depth]
