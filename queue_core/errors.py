@@ -77,12 +77,16 @@ class ConflictError(QueueError):
 
 
 class AgentAlreadyRunningError(ConflictError):
-    """The task's agent type already runs a task (one running task per agent type)."""
+    """The task's agent type already runs a task, or is reserved for the longest-waiting one."""
 
-    def __init__(self, agent_type: str, holder: str):
+    def __init__(self, agent_type: str, holder: str, *, reserved: bool = False):
         self.agent_type = agent_type
         self.holder = holder
-        super().__init__(f"agent {agent_type!r} is already running task {holder!r}")
+        self.reserved = reserved
+        if reserved:
+            super().__init__(f"agent {agent_type!r} is reserved for task {holder!r}, which has waited longest")
+        else:
+            super().__init__(f"agent {agent_type!r} is already running task {holder!r}")
 
 
 class ClaimConflictError(ConflictError):

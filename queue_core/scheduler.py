@@ -38,6 +38,8 @@ from .task import AgentTask, TaskState
 
 __all__ = ["Scheduler", "TaskEntry", "WaitReason"]
 
+_OUTCOMES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.TIMED_OUT, TaskState.CANCELLED})
+
 # Key of the parked list of tasks that wait for the reservation, beside the holders' task ids.
 _RESERVATION = "\0reservation"
 
@@ -46,7 +48,7 @@ _RESERVATION = "\0reservation"
 class WaitReason:
     """Why a task is not running; ``str()`` gives the sentence a person reads."""
 
-    kind: str  # "dependency", "retry", "agent", "claim", "reserved" or "capacity"
+    kind: str  # "dependency", "retry", "agent", "claim", "reserved", "capacity" or "ready"
     holder: str | None = None  # id of the task that holds or reserves what this one needs
     holder_agent: str | None = None
     claim: str | None = None  # this task's claim ...
@@ -69,6 +71,8 @@ class WaitReason:
         if self.kind == "reserved":
             what = f"agent {self.holder_agent}" if self.claim is None else f"{self.claim} overlaps {self.held}"
             return f"{what}, reserved for {self.holder} (waiting longest)"
+        if self.kind == "ready":
+            return "ready to start"
         return f"max_parallel ({self.limit}) reached"
 
     def __str__(self) -> str:
@@ -87,7 +91,7 @@ class WaitReason:
                 reserved=self.kind == "reserved",
             )
         if self.kind == "reserved":
-            return AgentAlreadyRunningError(self.holder_agent or "", self.holder or "")
+            return AgentAlreadyRunningError(self.holder_agent or "", self.holder or "", reserved=True)
         if self.kind == "capacity":
             return CapacityError(self.limit or 0)
         return ConflictError(self.describe())
@@ -213,7 +217,9 @@ class Scheduler:
             and reserved.key < entry.key
         ):
             return WaitReason("reserved", holder=reserved.id, holder_agent=reserved.agent)
-        return WaitReason("capacity", limit=self.max_parallel)
+        if len(self._running) >= self.max_parallel:
+            return WaitReason("capacity", limit=self.max_parallel)
+        return WaitReason("ready")
 
     def waiting(self) -> list[tuple[TaskEntry, WaitReason]]:
         """Every task not running and not finished, best-ranked first, with its reason."""
@@ -245,9 +251,13 @@ class Scheduler:
         known = self._entries.keys() | batch.keys()
         for task in tasks:
             self._check_new(task, known=known)
+        # Rank by position in the list, though dependencies must be added before their dependents.
+        first = self._seq + 1
+        rank = {task.id: first + index for index, task in enumerate(tasks)}
+        self._seq += len(tasks)
         finished: list[TaskEntry] = []
         for task in _topological(batch):
-            finished.extend(self._add(task, now))
+            finished.extend(self._add(task, now, seq=rank[task.id]))
         return finished
 
     def try_start(self, task: AgentTask, now: float) -> TaskEntry:
@@ -283,20 +293,22 @@ class Scheduler:
 
     def _claims_of(self, task: AgentTask) -> tuple[tuple[Claim, ...], tuple[Claim, ...]]:
         writes = task.write_claims
-        if not writes and not task.files_to_modify:
+        if not writes and not task.read_claims:  # names nothing: assume it writes what its agent owns
             writes = self.ownership.owned_claims(task.agent_type)
         return writes, task.read_claims
 
-    def _register(self, task: AgentTask, now: float) -> TaskEntry:
-        self._seq += 1
+    def _register(self, task: AgentTask, now: float, seq: int | None = None) -> TaskEntry:
+        if seq is None:
+            self._seq += 1
+            seq = self._seq
         writes, reads = self._claims_of(task)
-        entry = TaskEntry(task, (-task.priority, self._seq), writes, reads, submitted_at=now)
+        entry = TaskEntry(task, (-task.priority, seq), writes, reads, submitted_at=now)
         self._entries[task.id] = entry
         self._unfinished += 1
         return entry
 
-    def _add(self, task: AgentTask, now: float) -> list[TaskEntry]:
-        entry = self._register(task, now)
+    def _add(self, task: AgentTask, now: float, seq: int | None = None) -> list[TaskEntry]:
+        entry = self._register(task, now, seq)
         for dep_id in task.depends_on:
             dep = self._entries[dep_id]
             if dep.state is TaskState.SUCCEEDED:
@@ -465,6 +477,8 @@ class Scheduler:
         TIMED_OUT whatever is passed). A failure with retries left goes to RETRY_WAIT.
         Returns every entry whose state changed: the task, and dependents skipped because of it.
         """
+        if outcome not in _OUTCOMES:
+            raise ValueError(f"a finished attempt is one of {sorted(s.value for s in _OUTCOMES)}, not {outcome.value}")
         entry = self._running.pop(task_id)
         del self._agent_running[entry.agent]
         for claim, access in entry.claims():
