@@ -1,0 +1,135 @@
+"""Shared test helpers: bounded waits, gated tasks, and a recorder that checks the rules live."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from queue_core import AgentTask, TaskQueue, overlaps
+from queue_core.claims import Claim
+
+#: Upper bound of every wait in the tests: generous, so a slow CI box never flakes, yet a hang
+#: fails in seconds rather than at pytest-timeout.
+WAIT = 10.0
+
+
+def wait_for(event: threading.Event, what: str) -> None:
+    assert event.wait(WAIT), f"timed out waiting for {what}"
+
+
+@dataclass
+class Gate:
+    """A task body that reports when it starts and runs until the test releases it."""
+
+    started: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+
+    def __call__(self) -> Any:
+        self.started.set()
+        assert self.release.wait(WAIT), "gate never released"
+        return self.result
+
+    def open(self) -> Gate:
+        self.release.set()
+        return self
+
+
+@dataclass
+class Span:
+    task_id: str
+    agent: str
+    writes: tuple[Claim, ...]
+    reads: tuple[Claim, ...]
+    start: int
+    end: int | None = None
+
+
+class Recorder:
+    """Wraps task bodies; on every start checks no running task shares its agent or claims.
+
+    Time is a global sequence number taken under the recorder's lock, so "A ended before
+    B started" is exact, with no clock involved. Violations are collected, not raised inside
+    worker threads, and checked by the test with :meth:`assert_safe`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # guards everything below
+        self._tick = itertools.count()
+        self.running: dict[str, Span] = {}
+        self.spans: list[Span] = []
+        self.violations: list[str] = []
+        self.max_running = 0
+
+    def wrap(
+        self, task_id: str, agent: str, writes: tuple[Claim, ...], reads: tuple[Claim, ...], body: Callable[[], Any]
+    ) -> Callable[[], Any]:
+        def run() -> Any:
+            self._enter(Span(task_id, agent, writes, reads, -1))
+            try:
+                return body()
+            finally:
+                self._exit(task_id)
+
+        return run
+
+    def task(
+        self, agent: str, description: str, files: list[str], body: Callable[[], Any] | None = None, **kw: Any
+    ) -> AgentTask:
+        """An AgentTask whose body is recorded (default body: return the description)."""
+        task = AgentTask(agent, description, files, lambda: None, **kw)
+        task.execute_fn = self.wrap(task.id, agent, task.write_claims, task.read_claims, body or (lambda: description))
+        return task
+
+    def _enter(self, span: Span) -> None:
+        with self._lock:
+            span.start = next(self._tick)
+            for other in self.running.values():
+                if other.agent == span.agent:
+                    self.violations.append(f"{span.task_id} and {other.task_id} both run agent {span.agent}")
+                for mine, theirs, both_read in _claim_pairs(span, other):
+                    if not both_read and overlaps(mine, theirs):
+                        self.violations.append(f"{span.task_id} {mine} overlaps {other.task_id} {theirs}")
+            self.running[span.task_id] = span
+            self.spans.append(span)
+            self.max_running = max(self.max_running, len(self.running))
+
+    def _exit(self, task_id: str) -> None:
+        with self._lock:
+            self.running.pop(task_id).end = next(self._tick)
+
+    def span(self, task_id: str) -> Span:
+        with self._lock:
+            return next(s for s in self.spans if s.task_id == task_id)
+
+    def overlapped(self, a: str, b: str) -> bool:
+        sa, sb = self.span(a), self.span(b)
+        assert sa.end is not None
+        assert sb.end is not None
+        return sa.start < sb.end and sb.start < sa.end
+
+    def assert_safe(self) -> None:
+        assert self.violations == []
+
+
+def _claim_pairs(a: Span, b: Span) -> Iterator[tuple[Claim, Claim, bool]]:
+    for mine, my_read in [*((c, False) for c in a.writes), *((c, True) for c in a.reads)]:
+        for theirs, their_read in [*((c, False) for c in b.writes), *((c, True) for c in b.reads)]:
+            yield mine, theirs, my_read and their_read
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def queue() -> Iterator[TaskQueue]:
+    q = TaskQueue(max_parallel=4)
+    yield q
+    q.shutdown(wait=True, cancel_pending=True)

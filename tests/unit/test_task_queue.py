@@ -1,0 +1,454 @@
+"""The design note's ten unit cases, then the queue's own behaviour (threads, futures, time).
+
+Synchronisation is by events and barriers only: a dispatch decision is made before
+``submit_task`` returns, so the state right after a submit is deterministic.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from concurrent.futures import CancelledError
+
+import pytest
+
+from queue_core import (
+    AgentAlreadyRunningError,
+    AgentTask,
+    CapacityError,
+    ClaimConflictError,
+    DependencyCycleError,
+    DuplicateTaskError,
+    QueueShutdownError,
+    TaskQueue,
+    TaskSkippedError,
+    UnknownDependencyError,
+)
+
+from ..conftest import WAIT, Gate, Recorder, wait_for
+
+
+def waiting_reasons(queue: TaskQueue) -> dict[str, str]:
+    return {w["id"]: w["reason_kind"] for w in queue.get_status()["waiting"]}
+
+
+# --- the design note's ten cases ------------------------------------------------------------
+
+
+def test_submit_single_task(queue: TaskQueue) -> None:
+    future = queue.submit_task(AgentTask("code_developer", "Task 1", ["coffee_maker/a.py"], lambda: 42))
+    assert future.result(timeout=WAIT) == 42
+
+
+def test_parallel_different_agents(queue: TaskQueue, recorder: Recorder) -> None:
+    both_running = threading.Barrier(2, timeout=WAIT)  # breaks unless both run at once
+    futures = [
+        queue.submit_task(recorder.task("code_developer", "a", ["coffee_maker/a.py"], both_running.wait)),
+        queue.submit_task(recorder.task("project_manager", "b", ["docs/roadmap/ROADMAP.md"], both_running.wait)),
+    ]
+    for future in futures:
+        future.result(timeout=WAIT)
+    recorder.assert_safe()
+
+
+def test_singleton_conflict(queue: TaskQueue, recorder: Recorder) -> None:
+    gate = Gate()
+    first = recorder.task("code_developer", "Task 1", ["coffee_maker/a.py"], gate, id="t1")
+    second = recorder.task("code_developer", "Task 2", ["coffee_maker/b.py"], id="t2")
+    f1, f2 = queue.submit_task(first), queue.submit_task(second)
+    wait_for(gate.started, "t1 to start")
+    status = queue.get_status()
+    assert status["running_agents"] == ["code_developer"]
+    assert status["waiting"][0]["reason"] == "code_developer busy (t1)"
+    gate.open()
+    assert f2.result(timeout=WAIT) == "Task 2"
+    assert f1.done()
+    assert not recorder.overlapped("t1", "t2")
+    recorder.assert_safe()
+
+
+def test_file_conflict(queue: TaskQueue, recorder: Recorder) -> None:
+    gate = Gate()
+    f1 = queue.submit_task(recorder.task("code_developer", "Update X", ["coffee_maker/shared.py"], gate, id="t1"))
+    f2 = queue.submit_task(recorder.task("architect", "Also X", ["./coffee_maker//shared.py"], id="t2"))
+    wait_for(gate.started, "t1 to start")
+    [waiting] = queue.get_status()["waiting"]
+    assert waiting["reason_kind"] == "claim"
+    assert waiting["blocked_by"] == "t1"
+    assert waiting["reason"] == "coffee_maker/shared.py overlaps coffee_maker/shared.py held by code_developer (t1)"
+    gate.open()
+    f2.result(timeout=WAIT)
+    f1.result(timeout=WAIT)
+    assert not recorder.overlapped("t1", "t2")
+    recorder.assert_safe()
+
+
+def test_sequential_fallback(recorder: Recorder) -> None:
+    """Three agents on one directory run one at a time, in submission order."""
+    with TaskQueue(max_parallel=4) as queue:
+        gate = Gate()
+        tasks = [
+            recorder.task("architect", "spec", ["docs/"], gate, id="t1"),
+            recorder.task("project_manager", "roadmap", ["docs/roadmap/ROADMAP.md"], id="t2"),
+            recorder.task("assistant", "guides", ["docs/**/*.md"], id="t3"),
+        ]
+        futures = queue.submit_tasks(tasks)
+        wait_for(gate.started, "t1 to start")
+        assert waiting_reasons(queue) == {"t2": "claim", "t3": "claim"}
+        gate.open()
+        for future in futures:
+            future.result(timeout=WAIT)
+    order = sorted(recorder.spans, key=lambda s: s.start)
+    assert [s.task_id for s in order] == ["t1", "t2", "t3"]
+    assert all(a.end is not None and a.end < b.start for a, b in itertools.pairwise(order))
+    recorder.assert_safe()
+
+
+def test_task_completion_releases(queue: TaskQueue) -> None:
+    queue.submit_task(AgentTask("code_developer", "a", ["src/a.py"], lambda: None, id="t1")).result(timeout=WAIT)
+    status = queue.get_status()
+    assert status["running_agents"] == []
+    assert status["running_files"] == []
+    # Free again: the same agent and file can start right now.
+    queue.try_submit(AgentTask("code_developer", "again", ["src/a.py"], lambda: None)).result(timeout=WAIT)
+
+
+def test_status_reporting(queue: TaskQueue) -> None:
+    gates = [Gate(), Gate()]
+    queue.submit_task(AgentTask("code_developer", "impl", ["coffee_maker/daemon.py"], gates[0], id="t1"))
+    queue.submit_task(AgentTask("project_manager", "roadmap", ["docs/roadmap/ROADMAP.md"], gates[1], id="t2"))
+    queue.submit_task(AgentTask("code_developer", "next", ["coffee_maker/other.py"], lambda: None, id="t3"))
+    for gate in gates:
+        wait_for(gate.started, "tasks to start")
+    status = queue.get_status()
+    assert status["running_agents"] == ["code_developer", "project_manager"]
+    assert status["running_files"] == ["coffee_maker/daemon.py", "docs/roadmap/ROADMAP.md"]
+    assert status["queued_tasks"] == 1
+    assert [(r["id"], r["files"]) for r in status["running"]] == [
+        ("t1", ["coffee_maker/daemon.py"]),
+        ("t2", ["docs/roadmap/ROADMAP.md"]),
+    ]
+    assert status["waiting"][0]["id"] == "t3"
+    assert status["finished_tasks"] == 0
+    for gate in gates:
+        gate.open()
+    assert queue.join(WAIT)
+    status = queue.get_status()
+    assert status["finished_tasks"] == 3
+    assert status["counts"]["succeeded"] == 3
+    assert status["queued_tasks"] == 0
+
+
+def test_error_handling(queue: TaskQueue) -> None:
+    def boom() -> None:
+        raise ValueError("agent crashed")
+
+    bad = queue.submit_task(AgentTask("code_developer", "crash", ["a.py"], boom))
+    good = queue.submit_task(AgentTask("architect", "fine", ["a.py"], lambda: "ok"))
+    with pytest.raises(ValueError, match="agent crashed"):
+        bad.result(timeout=WAIT)
+    assert good.result(timeout=WAIT) == "ok"
+    assert queue.join(WAIT)
+    status = queue.get_status()
+    assert status["failed_tasks"] == 1
+    assert status["counts"]["succeeded"] == 1
+
+
+def test_shutdown_graceful() -> None:
+    queue = TaskQueue(max_parallel=2)
+    gate = Gate()
+    running = queue.submit_task(AgentTask("a", "long", ["x"], gate))
+    queued = queue.submit_task(AgentTask("a", "after", ["y"], lambda: "done"))
+    wait_for(gate.started, "the first task")
+    shutdown_done = threading.Event()
+
+    def shut() -> None:
+        queue.shutdown(wait=True)
+        shutdown_done.set()
+
+    threading.Thread(target=shut).start()
+    with pytest.raises(QueueShutdownError, match="after shutdown"):
+        queue.submit_task(AgentTask("b", "late", ["z"], lambda: None))
+    assert not shutdown_done.is_set()  # still waiting for the running and the queued task
+    gate.open()
+    wait_for(shutdown_done, "shutdown to return")
+    assert running.done()
+    assert queued.result(timeout=0) == "done"  # queued work is finished, not dropped
+
+
+def test_shutdown_cancel_pending() -> None:
+    queue = TaskQueue(max_parallel=1)
+    gate = Gate()
+    running = queue.submit_task(AgentTask("a", "long", ["x"], gate))
+    queued = queue.submit_task(AgentTask("b", "never", ["y"], lambda: None))
+    wait_for(gate.started, "the first task")
+    queue.shutdown(wait=False, cancel_pending=True)
+    assert queued.cancelled()
+    gate.open()
+    queue.shutdown(wait=True)
+    assert running.done()
+    assert not running.cancelled()
+
+
+def test_max_parallel_limit(recorder: Recorder) -> None:
+    with TaskQueue(max_parallel=2) as queue:
+        gates = [Gate() for _ in range(5)]
+        futures = [queue.submit_task(recorder.task(f"agent{i}", f"t{i}", [f"f{i}"], g)) for i, g in enumerate(gates)]
+        status = queue.get_status()
+        assert len(status["running"]) == 2
+        assert [w["reason"] for w in status["waiting"]] == ["max_parallel (2) reached"] * 3
+        for gate in gates[:2]:
+            wait_for(gate.started, "the first two tasks")
+        for gate in gates:
+            gate.open()
+        for future in futures:
+            future.result(timeout=WAIT)
+    assert recorder.max_running == 2
+    recorder.assert_safe()
+
+
+# --- beyond the note ------------------------------------------------------------------------
+
+
+def test_try_submit_names_the_holder(queue: TaskQueue) -> None:
+    gate = Gate()
+    queue.submit_task(AgentTask("code_developer", "a", ["src/a.py"], gate, id="t1"))
+    wait_for(gate.started, "t1")
+    with pytest.raises(AgentAlreadyRunningError) as agent_error:
+        queue.try_submit(AgentTask("code_developer", "b", ["src/b.py"], lambda: None))
+    assert agent_error.value.holder == "t1"
+    with pytest.raises(ClaimConflictError) as claim_error:
+        queue.try_submit(AgentTask("architect", "c", ["src/"], lambda: None, id="t3"))
+    assert (claim_error.value.holder, claim_error.value.held_claim, claim_error.value.claim) == (
+        "t1",
+        "src/a.py",
+        "src/",
+    )
+    assert "held by task 't1' (code_developer)" in str(claim_error.value)
+    assert queue.get_status()["queued_tasks"] == 0  # nothing was queued by the failed attempts
+    gate.open()
+
+
+def test_try_submit_capacity() -> None:
+    with TaskQueue(max_parallel=1) as queue:
+        gate = Gate()
+        queue.submit_task(AgentTask("a", "a", ["a"], gate))
+        with pytest.raises(CapacityError):
+            queue.try_submit(AgentTask("b", "b", ["b"], lambda: None))
+        gate.open()
+
+
+def test_reads_are_shared_writes_are_not(queue: TaskQueue, recorder: Recorder) -> None:
+    readers = threading.Barrier(2, timeout=WAIT)
+    gate = Gate()
+    f1 = queue.submit_task(recorder.task("a", "read", [], readers.wait, reads=["docs/"], id="r1"))
+    f2 = queue.submit_task(recorder.task("b", "read", [], readers.wait, reads=["docs/x.md"], id="r2"))
+    f1.result(timeout=WAIT), f2.result(timeout=WAIT)
+    queue.submit_task(recorder.task("c", "read", [], gate, reads=["docs/"], id="r3"))
+    writer = queue.submit_task(recorder.task("d", "write", ["docs/x.md"], id="w"))
+    wait_for(gate.started, "the reader")
+    assert waiting_reasons(queue) == {"w": "claim"}
+    gate.open()
+    writer.result(timeout=WAIT)
+    recorder.assert_safe()
+
+
+def test_priority_then_submission_order(recorder: Recorder) -> None:
+    with TaskQueue(max_parallel=1) as queue:
+        gate = Gate()
+        queue.submit_task(recorder.task("busy", "first", ["x"], gate, id="first"))
+        wait_for(gate.started, "first")
+        for task_id, priority in [("low1", 0), ("high", 5), ("low2", 0), ("mid", 1)]:
+            queue.submit_task(recorder.task(task_id, task_id, [task_id], priority=priority, id=task_id))
+        gate.open()
+        assert queue.join(WAIT)
+    order = [s.task_id for s in sorted(recorder.spans, key=lambda s: s.start)]
+    assert order == ["first", "high", "mid", "low1", "low2"]
+
+
+def test_dependencies_run_in_order_and_failures_skip(queue: TaskQueue, recorder: Recorder) -> None:
+    def fail() -> None:
+        raise RuntimeError("no spec")
+
+    futures = queue.submit_tasks(
+        [
+            recorder.task("developer", "build", ["src/"], id="build", depends_on=["spec"]),
+            recorder.task("architect", "spec", ["docs/spec.md"], id="spec"),
+            recorder.task("qa", "test", ["tests/"], id="test", depends_on=["build"]),
+            recorder.task("writer", "doc", ["docs/guide.md"], fail, id="doc"),
+            recorder.task("editor", "review", ["docs/review.md"], id="review", depends_on=["doc"]),
+            recorder.task("publisher", "publish", ["site/"], id="publish", depends_on=["review", "test"]),
+        ]
+    )
+    assert queue.join(WAIT)
+    build, spec, test, doc, review, publish = futures
+    assert spec.result() == "spec"
+    assert build.result() == "build"
+    assert test.result() == "test"
+    assert recorder.span("spec").end < recorder.span("build").start  # type: ignore[operator]
+    assert recorder.span("build").end < recorder.span("test").start  # type: ignore[operator]
+    with pytest.raises(RuntimeError):
+        doc.result()
+    with pytest.raises(TaskSkippedError, match="dependency doc failed"):
+        review.result()
+    with pytest.raises(TaskSkippedError, match="dependency review skipped"):
+        publish.result()
+    assert {s.task_id for s in recorder.spans} == {"spec", "build", "test", "doc"}
+
+
+def test_batch_is_validated_before_anything_runs(queue: TaskQueue) -> None:
+    ran = threading.Event()
+    ok = AgentTask("a", "ok", ["a"], ran.set, id="ok")
+    with pytest.raises(DependencyCycleError) as cycle:
+        queue.submit_tasks(
+            [
+                ok,
+                AgentTask("b", "x", ["b"], ran.set, id="x", depends_on=["y"]),
+                AgentTask("c", "y", ["c"], ran.set, id="y", depends_on=["x"]),
+            ]
+        )
+    assert cycle.value.cycle in (["x", "y", "x"], ["y", "x", "y"])
+    with pytest.raises(UnknownDependencyError, match="'nope'"):
+        queue.submit_tasks([AgentTask("b", "x", ["b"], ran.set, depends_on=["nope"])])
+    with pytest.raises(DuplicateTaskError):
+        queue.submit_tasks([AgentTask("a", "1", ["a"], ran.set, id="d"), AgentTask("b", "2", ["b"], ran.set, id="d")])
+    assert queue.get_status()["queued_tasks"] == 0
+    assert not ran.is_set()
+    queue.submit_task(ok).result(timeout=WAIT)  # the rejected batch left its ids free
+
+
+def test_retry_releases_claims_while_waiting(recorder: Recorder) -> None:
+    attempts: list[int] = []
+    retry_gate = threading.Event()
+    other_ran = threading.Event()
+
+    def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("rate limited")
+        return "ok"
+
+    with TaskQueue(max_parallel=2) as queue:
+        # Back-off long enough that "other" runs in the gap, proving the claim was released.
+        future = queue.submit_task(recorder.task("a", "flaky", ["f.py"], flaky, retries=2, retry_delay=0.2, id="flaky"))
+
+        def other() -> None:
+            other_ran.set()
+            assert retry_gate.wait(WAIT)
+
+        queue.submit_task(recorder.task("b", "other", ["f.py"], other, id="other"))
+        wait_for(other_ran, "the other task to take the released file")
+        assert waiting_reasons(queue)["flaky"] in ("retry", "claim")
+        retry_gate.set()
+        assert future.result(timeout=WAIT) == "ok"
+    assert len(attempts) == 2
+    recorder.assert_safe()
+
+
+def test_timed_out_callable_keeps_its_claims_until_it_returns(queue: TaskQueue, recorder: Recorder) -> None:
+    from queue_core import TaskTimeoutError
+
+    gate = Gate()
+    slow = queue.submit_task(recorder.task("a", "slow", ["f.py"], gate, timeout=0.05, id="slow"))
+    after = queue.submit_task(recorder.task("b", "after", ["f.py"], id="after"))
+    with pytest.raises(TaskTimeoutError):
+        slow.result(timeout=WAIT)
+    status = queue.get_status()
+    assert status["running"][0]["timed_out"] is True
+    assert status["running_files"] == ["f.py"]
+    assert waiting_reasons(queue) == {"after": "claim"}
+    gate.open()
+    after.result(timeout=WAIT)
+    assert queue.join(WAIT)
+    assert queue.get_status()["counts"]["timed_out"] == 1
+    recorder.assert_safe()
+
+
+def test_cancel_queued_task_and_future_cancel(queue: TaskQueue) -> None:
+    gate = Gate()
+    queue.submit_task(AgentTask("a", "hold", ["f"], gate, id="hold"))
+    waiting = queue.submit_task(AgentTask("b", "wait", ["f"], lambda: None, id="wait"))
+    dependent = queue.submit_task(AgentTask("c", "dep", ["g"], lambda: None, id="dep", depends_on=["wait"]))
+    by_future = queue.submit_task(AgentTask("d", "wait2", ["f"], lambda: None, id="wait2"))
+    assert queue.cancel("wait") is True
+    assert waiting.cancelled()
+    with pytest.raises(TaskSkippedError, match="dependency wait cancelled"):
+        dependent.result(timeout=WAIT)
+    assert by_future.cancel()  # a caller cancelling the future directly
+    assert queue.get_status()["queued_tasks"] == 0
+    assert queue.cancel("hold") is False  # a plain callable cannot be stopped
+    gate.open()
+    assert queue.join(WAIT)
+    with pytest.raises(KeyError):
+        queue.cancel("no-such-task")
+
+
+class StoppableWork:
+    """An execute_fn with a stop() hook, like a subprocess agent."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.stopped = threading.Event()
+
+    def __call__(self) -> str:
+        self.started.set()
+        assert self.stopped.wait(WAIT)
+        return "stopped early"
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def test_cancel_running_stoppable_task(queue: TaskQueue) -> None:
+    work = StoppableWork()
+    future = queue.submit_task(AgentTask("a", "long", ["f"], work, id="long"))
+    wait_for(work.started, "the task")
+    assert queue.cancel("long") is True
+    with pytest.raises(CancelledError):
+        future.result(timeout=WAIT)
+    assert queue.get_status()["counts"]["cancelled"] == 1
+
+
+def test_timeout_stops_a_stoppable_task(queue: TaskQueue) -> None:
+    from queue_core import TaskTimeoutError
+
+    work = StoppableWork()
+    future = queue.submit_task(AgentTask("a", "long", ["f"], work, timeout=0.05))
+    with pytest.raises(TaskTimeoutError):
+        future.result(timeout=WAIT)
+    wait_for(work.stopped, "stop() to be called")
+    assert queue.join(WAIT)
+
+
+def test_events_and_a_failing_listener(caplog: pytest.LogCaptureFixture) -> None:
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def listen(event: object) -> None:
+        with lock:
+            events.append((event.kind, event.task_id))  # type: ignore[attr-defined]
+        if event.kind == "started":  # type: ignore[attr-defined]
+            raise RuntimeError("listener bug")
+
+    with TaskQueue(max_parallel=2, on_event=listen) as queue:
+        queue.submit_task(AgentTask("a", "ok", ["a"], lambda: None, id="ok")).result(timeout=WAIT)
+        assert queue.join(WAIT)
+    assert events == [("started", "ok"), ("succeeded", "ok")]
+    assert "listener bug" in caplog.text  # logged, never raised into the queue
+
+
+def test_task_without_files_claims_its_owned_paths() -> None:
+    from queue_core import FileOwnership
+
+    ownership = FileOwnership({"code_developer": ["src/**"], "assistant": []})
+    with TaskQueue(max_parallel=4, ownership=ownership) as queue:
+        gate = Gate()
+        queue.submit_task(AgentTask("code_developer", "anything in src", [], gate, id="dev"))
+        wait_for(gate.started, "dev")
+        assert queue.get_status()["running_files"] == ["src/**"]
+        with pytest.raises(ClaimConflictError):
+            queue.try_submit(AgentTask("architect", "x", ["src/x.py"], lambda: None))
+        queue.try_submit(AgentTask("assistant", "read-only helper", [], lambda: None)).result(timeout=WAIT)
+        with pytest.raises(ClaimConflictError):  # an unregistered agent owns everything
+            queue.try_submit(AgentTask("stranger", "?", [], lambda: None))
+        gate.open()
