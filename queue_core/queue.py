@@ -1,7 +1,7 @@
 """TaskQueue: runs AgentTasks on worker threads, as many at once as the rules allow.
 
 Dispatch is event-driven. Whoever changes the state (a submit, a task returning, a cancel)
-asks the scheduler, under the queue's one lock, which tasks start now; a worker whose task
+asks the scheduler, under the engine's one lock, which tasks start now; a worker whose task
 just returned runs the first task that release unblocked itself, without waking another
 thread. Nothing polls: workers sleep on a condition until there is work, and the timer thread
 (started only once a task has a timeout or retries) sleeps until the next deadline.
@@ -11,12 +11,17 @@ TaskTimeoutError at the deadline (if no retry is left), but its claims stay held
 really returns, so nothing else touches its files while it may still write them. An
 ``execute_fn`` that also has a ``stop()`` method (see :class:`~queue_core.task.Stoppable`)
 is asked to stop on timeout and on cancel.
+
+Futures are resolved, and events sent, outside the lock, on the queue's threads: callbacks
+must not block on the queue. ``join`` from one of those threads raises, and ``shutdown``
+from one of them does not wait, since either would wait for itself.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
@@ -25,7 +30,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -52,22 +57,15 @@ class TaskEvent:
     error: str | None = None
 
 
-_live_queues: weakref.WeakSet[TaskQueue] = weakref.WeakSet()
-
-
-@atexit.register
-def _finish_live_queues() -> None:
-    # Workers are daemon threads; like concurrent.futures, let queued work finish at exit.
-    for queue in list(_live_queues):
-        queue.shutdown(wait=True)
-
-
 class TaskQueue:
     """Runs agent tasks in parallel whenever their claims allow, never otherwise.
 
     ``max_parallel`` caps running tasks; ``ownership`` gives the paths claimed by a task that
     lists none; ``clock`` and ``rng`` are injectable for tests; ``on_event`` is called (from a
     worker thread, outside the lock) on every state change, and must be thread-safe.
+
+    A queue dropped without ``shutdown`` still finishes the tasks it was given, then frees its
+    threads; at interpreter exit, queued work is finished first, as with concurrent.futures.
     """
 
     def __init__(
@@ -79,27 +77,13 @@ class TaskQueue:
         rng: random.Random | None = None,
         on_event: Callable[[TaskEvent], None] | None = None,
     ):
-        self._sched = Scheduler(max_parallel, ownership=ownership, rng=rng)
-        self._clock = clock
-        self._on_event = on_event
-        # _lock guards _sched, _futures, _results, _runnable, _shutdown and the thread bookkeeping.
-        self._lock = threading.Lock()
-        self._work = threading.Condition(self._lock)  # workers: _runnable got an entry, or shutdown
-        self._timer_wake = threading.Condition(self._lock)  # timer: next_wakeup may be earlier
-        self._all_done = threading.Condition(self._lock)  # join/shutdown: unfinished reached 0
-        self._futures: dict[str, Future[Any]] = {}
-        self._runnable: deque[TaskEntry] = deque()
-        self._workers: list[threading.Thread] = []
-        self._idle_workers = 0
-        self._timer: threading.Thread | None = None
-        self._shutdown = False
-        _live_queues.add(self)
+        self._engine = _Engine(Scheduler(max_parallel, ownership=ownership, rng=rng), clock, on_event)
+        # The threads hold the engine, never this object, so dropping the queue is noticed.
+        weakref.finalize(self, self._engine.shutdown, False, False)
 
     @property
     def max_parallel(self) -> int:
-        return self._sched.max_parallel
-
-    # --- submitting -------------------------------------------------------------------------
+        return self._engine.sched.max_parallel
 
     def submit_task(self, task: AgentTask) -> Future[Any]:
         """Queue ``task``; it starts as soon as its agent, claims, dependencies and a slot allow.
@@ -108,7 +92,7 @@ class TaskQueue:
         (TaskTimeoutError, TaskSkippedError, or CancelledError for a cancelled task). Raises
         DuplicateTaskError, UnknownDependencyError, or QueueShutdownError after shutdown.
         """
-        return self.submit_tasks([task])[0]
+        return self._engine.submit([task])[0]
 
     def submit_tasks(self, tasks: Sequence[AgentTask]) -> list[Future[Any]]:
         """Queue a batch whose dependencies may point forward within it; all or nothing.
@@ -116,24 +100,7 @@ class TaskQueue:
         Raises DuplicateTaskError, UnknownDependencyError or DependencyCycleError before
         anything is queued.
         """
-        with self._lock:
-            self._check_open()
-            futures = {task.id: Future[Any]() for task in tasks}
-            self._futures.update(futures)
-            try:
-                finished = self._sched.add_batch(tasks, self._clock())
-            except BaseException:
-                for task_id in futures:
-                    del self._futures[task_id]
-                raise
-            self._hand_out(self._sched.dispatch(self._clock()))
-            if any(t.timeout is not None or t.retries for t in tasks):
-                self._ensure_timer()
-            resolved = self._collect(finished)
-        for task_id, future in futures.items():
-            future.add_done_callback(functools.partial(self._on_future_done, task_id))
-        self._deliver(resolved)
-        return list(futures.values())
+        return self._engine.submit(tasks)
 
     def try_submit(self, task: AgentTask) -> Future[Any]:
         """Start ``task`` right now or raise, without queueing it.
@@ -141,84 +108,32 @@ class TaskQueue:
         Raises AgentAlreadyRunningError, ClaimConflictError (naming the holder),
         CapacityError, or ConflictError if a dependency has not succeeded yet.
         """
-        with self._lock:
-            self._check_open()
-            entry = self._sched.try_start(task, self._clock())
-            future: Future[Any] = Future()
-            self._futures[task.id] = future
-            self._hand_out([entry])
-            if task.timeout is not None or task.retries:
-                self._ensure_timer()
-        future.add_done_callback(functools.partial(self._on_future_done, task.id))
-        return future
-
-    def _check_open(self) -> None:
-        if self._shutdown:
-            raise QueueShutdownError()
-
-    # --- control ----------------------------------------------------------------------------
+        return self._engine.try_submit(task)
 
     def cancel(self, task_id: str) -> bool:
-        """Cancel a waiting task, or stop a running one that is Stoppable.
+        """Cancel a task that has not started, or stop a running one that is Stoppable.
 
         Returns True if the task was cancelled or asked to stop; False if it had finished or
         runs a plain callable that cannot be stopped. Dependents of a cancelled task are
         skipped. Raises KeyError for an unknown id.
         """
-        with self._lock:
-            entry = self._sched.entry(task_id)
-            stop = None
-            if entry.state is TaskState.RUNNING:
-                if not isinstance(entry.task.execute_fn, Stoppable) or entry.stop_requested:
-                    return entry.stop_requested
-                stop = entry.task.execute_fn.stop
-            changed = self._sched.cancel(task_id, self._clock())
-            resolved = self._collect(changed)
-        if stop is not None:
-            self._call_quietly(stop)
-            return True
-        self._deliver(resolved)
-        return bool(changed)
+        return self._engine.cancel(task_id)
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait until every submitted task has finished; False if ``timeout`` passed first."""
-        with self._lock:
-            return self._all_done.wait_for(lambda: self._sched.unfinished == 0, timeout)
+        """Wait until every submitted task has finished and its future is resolved.
+
+        Returns False if ``timeout`` passed first. Raises RuntimeError when called from a
+        task, callback or listener of this queue, which would wait for itself.
+        """
+        return self._engine.join(timeout)
 
     def shutdown(self, wait: bool = True, cancel_pending: bool = False) -> None:
-        """Take no new tasks; optionally cancel the waiting ones; optionally wait for the rest.
+        """Take no new tasks; optionally cancel those not started; optionally wait for the rest.
 
-        Running tasks are never interrupted here. Calling it again is harmless.
+        Running tasks are never interrupted here. From one of the queue's own threads it does
+        not wait. Calling it again is harmless.
         """
-        with self._lock:
-            self._shutdown = True
-            changed: list[TaskEntry] = []
-            if cancel_pending:
-                now = self._clock()
-                for entry, _ in self._sched.waiting():
-                    changed.extend(self._sched.cancel(entry.id, now))
-            resolved = self._collect(changed)
-            self._wake_all()
-        self._deliver(resolved)
-        if wait:
-            for thread in self._threads():
-                if thread is not threading.current_thread():
-                    thread.join()
-        _live_queues.discard(self)
-
-    def __enter__(self) -> TaskQueue:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.shutdown(wait=True)
-
-    def _threads(self) -> list[threading.Thread]:
-        with self._lock:
-            return [*self._workers, *([self._timer] if self._timer else [])]
-
-    # --- status -----------------------------------------------------------------------------
+        self._engine.shutdown(wait, cancel_pending)
 
     def get_status(self) -> dict[str, Any]:
         """A snapshot: the design note's three keys, then details.
@@ -228,20 +143,171 @@ class TaskQueue:
         each waiting one with the ``reason`` it waits), counts by outcome, ``finished_tasks``
         and ``failed_tasks`` (failed or timed out).
         """
-        with self._lock:
-            now = self._clock()
-            running = self._sched.running
-            waiting = self._sched.waiting()
+        return self._engine.status()
+
+    def __enter__(self) -> TaskQueue:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown(wait=True)
+
+
+@dataclass(frozen=True)
+class _Resolution:
+    """A state change taken under the lock, delivered outside it."""
+
+    future: Future[Any] | None  # None: not terminal yet, or resolved by someone else
+    task_id: str
+    agent: str
+    state: TaskState
+    attempt: int
+    reason: str | None
+    timeout: float | None
+    result: Any = None
+    error: BaseException | None = None
+
+    @classmethod
+    def of(cls, entry: TaskEntry, future: Future[Any] | None, state: TaskState | None = None) -> _Resolution:
+        return cls(
+            future,
+            entry.id,
+            entry.agent,
+            state or entry.state,
+            entry.attempts,
+            entry.outcome_reason,
+            entry.task.timeout,
+        )
+
+
+_live_engines: weakref.WeakSet[_Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _drain_live_engines() -> None:
+    # Workers are daemon threads; like concurrent.futures, let queued work finish at exit.
+    for engine in list(_live_engines):
+        engine.shutdown(wait=True, cancel_pending=False)
+
+
+class _Engine:
+    """The threads and the state of one TaskQueue."""
+
+    def __init__(self, sched: Scheduler, clock: Callable[[], float], on_event: Callable[[TaskEvent], None] | None):
+        self.sched = sched
+        self.clock = clock
+        self.on_event = on_event
+        # lock guards sched and every mutable attribute below.
+        self.lock = threading.Lock()
+        self.work = threading.Condition(self.lock)  # workers: runnable got an entry, or closing
+        self.timer_wake = threading.Condition(self.lock)  # timer: next_wakeup may be earlier
+        self.all_done = threading.Condition(self.lock)  # join: nothing unfinished or undelivered
+        self.futures: dict[str, Future[Any]] = {}  # unresolved futures, by task id
+        self.runnable: deque[TaskEntry] = deque()  # started by the scheduler, no worker yet
+        self.in_body: set[str] = set()  # ids whose execute_fn has been entered
+        self.delivering = 0  # batches of results collected under the lock, not yet delivered
+        self.workers: list[threading.Thread] = []
+        self.idle_workers = 0
+        self.timer: threading.Thread | None = None
+        self.closed = False
+        self.own_thread = threading.local()  # .set on the engine's threads
+        _live_engines.add(self)
+
+    # --- entry points -----------------------------------------------------------------------
+
+    def submit(self, tasks: Sequence[AgentTask]) -> list[Future[Any]]:
+        with self.lock:
+            if self.closed:
+                raise QueueShutdownError()
+            now = self.clock()
+            finished = self.sched.add_batch(tasks, now)  # validates everything before adding
+            futures = [Future[Any]() for _ in tasks]
+            self.futures.update(zip((t.id for t in tasks), futures, strict=True))
+            self._hand_out(self.sched.dispatch(now))
+            if any(t.timeout is not None or t.retries for t in tasks):
+                self._ensure_timer()
+            resolved = self._collect(finished)
+        for task, future in zip(tasks, futures, strict=True):
+            future.add_done_callback(functools.partial(self._on_future_done, task.id))
+        self._deliver(resolved)
+        return futures
+
+    def try_submit(self, task: AgentTask) -> Future[Any]:
+        with self.lock:
+            if self.closed:
+                raise QueueShutdownError()
+            entry = self.sched.try_start(task, self.clock())
+            future: Future[Any] = Future()
+            self.futures[task.id] = future
+            self._hand_out([entry])
+            if task.timeout is not None or task.retries:
+                self._ensure_timer()
+        future.add_done_callback(functools.partial(self._on_future_done, task.id))
+        return future
+
+    def cancel(self, task_id: str) -> bool:
+        with self.lock:
+            entry = self.sched.entry(task_id)
+            stop = None
+            if entry.state is TaskState.RUNNING and entry.id in self.in_body:
+                if entry.stop_requested or not isinstance(entry.task.execute_fn, Stoppable):
+                    return entry.stop_requested
+                stop = entry.task.execute_fn.stop
+            # Waiting, or started by the scheduler with its body not yet entered: the worker
+            # sees stop_requested and does not call it.
+            changed = self.sched.cancel(task_id, self.clock())
+            resolved = self._collect(changed)
+            accepted = bool(changed) or entry.stop_requested
+        if stop is not None:
+            _call_quietly(stop)
+        self._deliver(resolved)
+        return accepted
+
+    def join(self, timeout: float | None) -> bool:
+        if getattr(self.own_thread, "set", False):
+            raise RuntimeError("join() from a task, callback or listener of this queue would wait for itself")
+        with self.lock:
+            return self.all_done.wait_for(self._drained, timeout)
+
+    def shutdown(self, wait: bool, cancel_pending: bool) -> None:
+        with self.lock:
+            self.closed = True
+            changed: list[TaskEntry] = []
+            if cancel_pending:
+                now = self.clock()
+                for entry, _ in self.sched.waiting():
+                    changed.extend(self.sched.cancel(entry.id, now))
+            resolved = self._collect(changed)
+            self._wake_all()
+        self._deliver(resolved)
+        if wait and not getattr(self.own_thread, "set", False):
+            joined: set[threading.Thread] = set()
+            while True:  # a worker may start another worker while we join
+                with self.lock:
+                    threads = [t for t in (*self.workers, self.timer) if t is not None and t not in joined]
+                if not threads:
+                    break
+                for thread in threads:
+                    thread.join()
+                    joined.add(thread)
+            _live_engines.discard(self)
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            now = self.clock()
+            running = self.sched.running
+            waiting = self.sched.waiting()
             counts = {state.value: 0 for state in TaskState if state.is_terminal}
-            for entry in self._sched.entries():
+            for entry in self.sched.entries():
                 if entry.state.is_terminal:
                     counts[entry.state.value] += 1
-            reserved = self._sched.reserved
+            reserved = self.sched.reserved
             return {
                 "running_agents": [e.agent for e in running],
                 "running_files": sorted({c.text for e in running for c in e.writes}),
                 "queued_tasks": len(waiting),
-                "max_parallel": self._sched.max_parallel,
+                "max_parallel": self.sched.max_parallel,
                 "running": [
                     {
                         "id": e.id,
@@ -275,62 +341,73 @@ class TaskQueue:
 
     # --- workers ----------------------------------------------------------------------------
 
-    def _hand_out(self, started: list[TaskEntry]) -> None:
-        """Give freshly started entries to workers (lock held), adding workers as needed."""
+    def _hand_out(self, started: list[TaskEntry], *, keep_one: bool = False) -> TaskEntry | None:
+        """Give freshly started entries to workers (lock held); optionally keep one for the caller."""
         if not started:
-            return
-        self._runnable.extend(started)
-        self._work.notify(len(started))
-        missing = min(len(self._runnable) - self._idle_workers, self._sched.max_parallel - len(self._workers))
-        for _ in range(max(0, missing)):
-            thread = threading.Thread(target=self._worker, name=f"TaskQueue-worker-{len(self._workers)}", daemon=True)
-            self._workers.append(thread)
-            thread.start()
+            return None
         if any(e.deadline is not None for e in started):
-            self._timer_wake.notify()
+            self.timer_wake.notify()
+        mine = started.pop(0) if keep_one else None
+        if started:
+            self.runnable.extend(started)
+            self.work.notify(len(started))
+            missing = min(len(self.runnable) - self.idle_workers, self.sched.max_parallel - len(self.workers))
+            for _ in range(missing):
+                thread = threading.Thread(
+                    target=self._worker, name=f"TaskQueue-worker-{len(self.workers)}", daemon=True
+                )
+                if not _start(thread):
+                    break  # the workers there are will drain the work
+                self.workers.append(thread)
+        return mine
 
     def _worker(self) -> None:
+        self.own_thread.set = True
         entry: TaskEntry | None = None
         while True:
-            if entry is None:
-                with self._lock:
-                    while not self._runnable:
-                        if self._shutdown and self._sched.unfinished == 0:
+            with self.lock:
+                if entry is None:
+                    while not self.runnable:
+                        if self.closed and self._drained():
                             return
-                        self._idle_workers += 1
-                        self._work.wait()
-                        self._idle_workers -= 1
-                    entry = self._runnable.popleft()
-            entry = self._run(entry)
+                        self.idle_workers += 1
+                        self.work.wait()
+                        self.idle_workers -= 1
+                    entry = self.runnable.popleft()
+                # A future already resolved (timed out before it ran) is None here.
+                future = self.futures.get(entry.id)
+                enter = future is not None and not entry.stop_requested and not entry.timed_out
+                if enter:
+                    self.in_body.add(entry.id)
+            if enter and entry.attempts == 1:
+                assert future is not None
+                enter = future.set_running_or_notify_cancel()  # False: its caller cancelled it
+            entry = self._run(entry, enter)
 
-    def _run(self, entry: TaskEntry) -> TaskEntry | None:
-        """Run one attempt of ``entry``; return the next entry this worker should run, if any."""
+    def _run(self, entry: TaskEntry, enter: bool) -> TaskEntry | None:
+        """Run one attempt of ``entry`` (if ``enter``); return the next entry for this worker."""
         task = entry.task
-        with self._lock:
-            future = self._futures[task.id]
-        proceed = entry.attempts > 1 or future.set_running_or_notify_cancel()
         result: Any = None
         error: BaseException | None = None
-        if proceed:
-            self._emit(TaskEvent("started", task.id, task.agent_type, self._clock(), entry.attempts))
+        if enter:
+            self._emit(TaskEvent("started", task.id, task.agent_type, self.clock(), entry.attempts))
             try:
                 result = task.execute_fn()
             except BaseException as exc:  # noqa: BLE001 - any failure is the task's, never the queue's
                 error = exc
-        with self._lock:
-            if not proceed or entry.stop_requested:
+        with self.lock:
+            self.in_body.discard(task.id)
+            if entry.stop_requested or (not enter and not entry.timed_out):
                 outcome = TaskState.CANCELLED
-            elif error is not None:
-                outcome = TaskState.FAILED
+            elif error is not None or entry.timed_out:
+                outcome = TaskState.FAILED  # recorded as TIMED_OUT by the scheduler if it timed out
             else:
                 outcome = TaskState.SUCCEEDED
-            now = self._clock()
-            changed = self._sched.finish(task.id, outcome, now, None if error is None else _describe(error))
-            started = self._sched.dispatch(now)
-            mine = started.pop(0) if started else None
-            self._hand_out(started)
+            now = self.clock()
+            changed = self.sched.finish(task.id, outcome, now, None if error is None else _describe(error))
+            mine = self._hand_out(self.sched.dispatch(now), keep_one=True)
             if entry.state is TaskState.RETRY_WAIT:
-                self._timer_wake.notify()
+                self.timer_wake.notify()
             resolved = self._collect(changed, result=result, error=error, of=task.id)
         self._deliver(resolved)
         return mine
@@ -338,76 +415,81 @@ class TaskQueue:
     # --- time -------------------------------------------------------------------------------
 
     def _ensure_timer(self) -> None:
-        if self._timer is None:
-            self._timer = threading.Thread(target=self._timer_loop, name="TaskQueue-timer", daemon=True)
-            self._timer.start()
+        if self.timer is None:
+            thread = threading.Thread(target=self._timer_loop, name="TaskQueue-timer", daemon=True)
+            if _start(thread):
+                self.timer = thread
         else:
-            self._timer_wake.notify()
+            self.timer_wake.notify()
 
     def _timer_loop(self) -> None:
+        self.own_thread.set = True
         while True:
-            with self._lock:
+            with self.lock:
                 while True:
-                    if self._shutdown and self._sched.unfinished == 0:
+                    if self.closed and self._drained():
                         return
-                    wake = self._sched.next_wakeup()
-                    now = self._clock()
+                    wake = self.sched.next_wakeup()
+                    now = self.clock()
                     if wake is not None and wake <= now:
                         break
-                    self._timer_wake.wait(None if wake is None else wake - now)
-                expired = self._sched.expire(now)
-                self._hand_out(self._sched.dispatch(now))
-                stops: list[Callable[[], None]] = []
-                timeouts: list[tuple[Future[Any], TaskTimeoutError]] = []
-                for entry in expired:
-                    if isinstance(entry.task.execute_fn, Stoppable):
-                        stops.append(entry.task.execute_fn.stop)
-                    if entry.attempts > entry.task.retries:  # final attempt: fail the future now
-                        timeouts.append(
-                            (self._futures[entry.id], TaskTimeoutError(entry.id, entry.task.timeout or 0.0))
-                        )
+                    self.timer_wake.wait(None if wake is None else wake - now)
+                expired = self.sched.expire(now)
+                self._hand_out(self.sched.dispatch(now))
+                stops = [e.task.execute_fn.stop for e in expired if isinstance(e.task.execute_fn, Stoppable)]
+                # A last attempt's future fails now, though the call may go on and hold its claims.
+                resolved = [
+                    _Resolution.of(entry, self.futures.pop(entry.id, None), TaskState.TIMED_OUT)
+                    for entry in expired
+                    if entry.attempts > entry.task.retries
+                ]
+                if resolved:
+                    self.delivering += 1
             for stop in stops:
-                self._call_quietly(stop)
-            for future, timeout_error in timeouts:
-                if not future.done():
-                    future.set_exception(timeout_error)
+                _call_quietly(stop)
+            if resolved:
+                self._deliver(resolved, events=False)
 
     # --- results ----------------------------------------------------------------------------
 
     def _collect(
         self, changed: list[TaskEntry], *, result: Any = None, error: BaseException | None = None, of: str | None = None
-    ) -> list[tuple[Future[Any] | None, TaskEntry, Any, BaseException | None]]:
-        """Pair changed entries with their futures (lock held); terminal ones leave the map."""
-        out: list[tuple[Future[Any] | None, TaskEntry, Any, BaseException | None]] = []
+    ) -> list[_Resolution]:
+        """Pair changed entries with their futures (lock held); whoever collects resolves."""
+        if not changed:
+            if self._drained():
+                self.all_done.notify_all()
+            return []
+        out: list[_Resolution] = []
         for entry in changed:
-            future = self._futures.pop(entry.id, None) if entry.state.is_terminal else None
-            own = entry.id == of
-            out.append((future, entry, result if own else None, error if own else None))
-        if self._sched.unfinished == 0:
-            self._all_done.notify_all()
-            if self._shutdown:
-                self._wake_all()
+            resolution = _Resolution.of(entry, self.futures.pop(entry.id, None) if entry.state.is_terminal else None)
+            if entry.id == of:
+                resolution = dataclasses.replace(resolution, result=result, error=error)
+            out.append(resolution)
+        self.delivering += 1
         return out
 
-    def _deliver(self, resolved: list[tuple[Future[Any] | None, TaskEntry, Any, BaseException | None]]) -> None:
+    def _deliver(self, resolved: list[_Resolution], *, events: bool = True) -> None:
         """Resolve futures and send events, outside the lock (callbacks may re-enter the queue)."""
-        for future, entry, result, error in resolved:
-            state = entry.state
-            if future is not None and not future.done():
-                if state is TaskState.SUCCEEDED:
-                    future.set_result(result)
-                elif state is TaskState.CANCELLED and not future.running():
-                    future.cancel()
-                elif state is TaskState.CANCELLED:
-                    future.set_exception(CancelledError(f"task {entry.id!r} was stopped"))
-                elif state is TaskState.SKIPPED:
-                    future.set_exception(TaskSkippedError(entry.id, entry.outcome_reason or "skipped"))
-                elif state is TaskState.TIMED_OUT:
-                    future.set_exception(TaskTimeoutError(entry.id, entry.task.timeout or 0.0))
-                else:
-                    future.set_exception(error or RuntimeError(entry.outcome_reason or "failed"))
-            kind = "retrying" if state is TaskState.RETRY_WAIT else state.value
-            self._emit(TaskEvent(kind, entry.id, entry.agent, self._clock(), entry.attempts, entry.outcome_reason))
+        if not resolved:
+            return
+        try:
+            for item in resolved:
+                if item.future is not None:
+                    _resolve(item)
+                if events:
+                    kind = "retrying" if item.state is TaskState.RETRY_WAIT else item.state.value
+                    self._emit(TaskEvent(kind, item.task_id, item.agent, self.clock(), item.attempt, item.reason))
+        finally:
+            with self.lock:
+                self.delivering -= 1
+                if self._drained():
+                    self.all_done.notify_all()
+                    if self.closed:
+                        self._wake_all()
+
+    def _drained(self) -> bool:
+        return self.sched.unfinished == 0 and self.delivering == 0
 
     def _on_future_done(self, task_id: str, future: Future[Any]) -> None:
         # A caller may cancel a future directly; keep the scheduler in step with it.
@@ -416,19 +498,47 @@ class TaskQueue:
                 self.cancel(task_id)
 
     def _emit(self, event: TaskEvent) -> None:
-        if self._on_event is not None:
-            self._call_quietly(lambda: self._on_event(event))  # type: ignore[misc]
+        if self.on_event is not None:
+            _call_quietly(functools.partial(self.on_event, event))
 
     def _wake_all(self) -> None:
-        self._work.notify_all()
-        self._timer_wake.notify_all()
+        self.work.notify_all()
+        self.timer_wake.notify_all()
 
-    @staticmethod
-    def _call_quietly(fn: Callable[[], object]) -> None:
-        try:
-            fn()
-        except Exception:
-            log.exception("callback %r raised", fn)
+
+def _resolve(item: _Resolution) -> None:
+    """Settle the future of a terminal state; a caller's concurrent cancel() wins quietly."""
+    future, state = item.future, item.state
+    assert future is not None
+    with contextlib.suppress(InvalidStateError):
+        if state is TaskState.SUCCEEDED:
+            future.set_result(item.result)
+        elif state is TaskState.CANCELLED and not future.running():
+            future.cancel()
+        elif state is TaskState.CANCELLED:
+            future.set_exception(CancelledError(f"task {item.task_id!r} was stopped"))
+        elif state is TaskState.SKIPPED:
+            future.set_exception(TaskSkippedError(item.task_id, item.reason or "skipped"))
+        elif state is TaskState.FAILED:
+            future.set_exception(item.error or RuntimeError(item.reason or "failed"))
+        else:  # TIMED_OUT, at the deadline or when the call returned
+            future.set_exception(TaskTimeoutError(item.task_id, item.timeout or 0.0))
+
+
+def _start(thread: threading.Thread) -> bool:
+    try:
+        thread.start()
+    except RuntimeError:  # e.g. "can't create new thread at interpreter shutdown" (3.12+)
+        log.warning("could not start %s", thread.name, exc_info=True)
+        return False
+    return True
+
+
+def _call_quietly(fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except Exception:
+        log.exception("callback %r raised", fn)
 
 
 def _describe(error: BaseException) -> str:

@@ -376,7 +376,8 @@ def test_cancel_queued_task_and_future_cancel(queue: TaskQueue) -> None:
         dependent.result(timeout=WAIT)
     assert by_future.cancel()  # a caller cancelling the future directly
     assert queue.get_status()["queued_tasks"] == 0
-    assert queue.cancel("hold") is False  # a plain callable cannot be stopped
+    wait_for(gate.started, "hold to run")
+    assert queue.cancel("hold") is False  # a plain callable, once running, cannot be stopped
     gate.open()
     assert queue.join(WAIT)
     with pytest.raises(KeyError):
@@ -452,3 +453,84 @@ def test_task_without_files_claims_its_owned_paths() -> None:
         with pytest.raises(ClaimConflictError):  # an unregistered agent owns everything
             queue.try_submit(AgentTask("stranger", "?", [], lambda: None))
         gate.open()
+
+
+# --- regressions found in review ------------------------------------------------------------
+
+
+def test_a_rejected_duplicate_id_leaves_the_live_task_alone(queue: TaskQueue) -> None:
+    gate = Gate(result="first")
+    first = queue.submit_task(AgentTask("a", "first", ["x"], gate, id="t1"))
+    with pytest.raises(DuplicateTaskError):
+        queue.submit_task(AgentTask("b", "impostor", ["y"], lambda: None, id="t1"))
+    gate.open()
+    assert first.result(timeout=WAIT) == "first"
+    assert queue.join(WAIT)
+
+
+def test_timeout_of_a_task_started_by_the_worker_that_freed_it(queue: TaskQueue) -> None:
+    """B starts on the worker whose task A just returned; its deadline must still be watched."""
+    from queue_core import TaskTimeoutError
+
+    gate, stuck = Gate(), threading.Event()
+    queue.submit_task(AgentTask("a", "A", ["x"], gate, id="A"))
+    second = queue.submit_task(AgentTask("a", "B", ["y"], lambda: stuck.wait(WAIT), id="B", timeout=0.05))
+    gate.open()
+    with pytest.raises(TaskTimeoutError):
+        second.result(timeout=WAIT)
+    stuck.set()
+
+
+def test_waiting_on_the_queue_from_its_own_threads_does_not_deadlock() -> None:
+    queue = TaskQueue(max_parallel=1)
+    outcomes: list[str] = []
+    shutdown_returned = threading.Event()
+
+    def on_first_done(_: object) -> None:
+        try:
+            queue.join()
+        except RuntimeError as exc:
+            outcomes.append(str(exc))
+        queue.shutdown(wait=True)  # cannot wait for itself: returns, the work still finishes
+        shutdown_returned.set()
+
+    gate = Gate()
+    first = queue.submit_task(AgentTask("a", "first", ["x"], gate))
+    second = queue.submit_task(AgentTask("a", "second", ["y"], lambda: "second"))
+    first.add_done_callback(on_first_done)
+    gate.open()
+    wait_for(shutdown_returned, "shutdown from a callback to return")
+    assert second.result(timeout=WAIT) == "second"
+    assert outcomes == ["join() from a task, callback or listener of this queue would wait for itself"]
+    queue.shutdown(wait=True)
+
+
+def test_join_waits_until_results_and_events_are_delivered() -> None:
+    in_listener, leave_listener = threading.Event(), threading.Event()
+
+    def slow_listener(event: object) -> None:
+        if event.kind == "succeeded":  # type: ignore[attr-defined]
+            in_listener.set()
+            assert leave_listener.wait(WAIT)
+
+    with TaskQueue(max_parallel=1, on_event=slow_listener) as queue:
+        future = queue.submit_task(AgentTask("a", "x", ["x"], lambda: 1))
+        wait_for(in_listener, "the listener")
+        assert future.done()
+        assert queue.join(timeout=0.01) is False  # the event is still being delivered
+        leave_listener.set()
+        assert queue.join(WAIT)
+
+
+def test_a_dropped_queue_finishes_its_work_and_frees_its_threads() -> None:
+    import gc
+
+    queue = TaskQueue(max_parallel=2)
+    futures = [queue.submit_task(AgentTask(f"a{i}", "x", [f"f{i}"], lambda: "done")) for i in range(4)]
+    threads = list(queue._engine.workers)
+    del queue
+    gc.collect()
+    assert [f.result(timeout=WAIT) for f in futures] == ["done"] * 4
+    for thread in threads:
+        thread.join(WAIT)
+        assert not thread.is_alive()
