@@ -292,7 +292,6 @@ class Claim:
     segments: tuple[Segment, ...]
     #: Whether the claim also covers everything below each path it matches.
     subtree: bool
-    _regex: re.Pattern[str] = field(repr=False)
 
     @classmethod
     def parse(cls, raw: str) -> Claim:
@@ -326,6 +325,11 @@ class Claim:
     def covers(self, path: str) -> bool:
         """Whether the repo-relative path ``path`` lies in this claim (itself or below a match)."""
         return self._regex.fullmatch(normalise_path(path) + "/") is not None
+
+    @functools.cached_property
+    def _regex(self) -> re.Pattern[str]:
+        # Compiled on first use: only covers() needs it, and most claims never meet it.
+        return re.compile(_claim_regex(self.segments, self.subtree), re.DOTALL)
 
     def overlaps(self, other: Claim) -> bool:
         return overlaps(self, other)
@@ -372,7 +376,7 @@ def _normalised_parts(raw: str) -> list[str]:
     return parts
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=1 << 17)
 def _parse_claim(raw: str) -> Claim:
     parts = _normalised_parts(raw)
     subtree = raw.rstrip().endswith("/") or parts[-1] == "**"
@@ -381,7 +385,7 @@ def _parse_claim(raw: str) -> Claim:
         if isinstance(segment, SegmentPattern) and segment.example() is None:
             raise InvalidClaimError(raw, f"segment {segment.text!r} can match no file name")
     normalised = "/".join(parts) + ("/" if subtree and parts[-1] != "**" else "")
-    return Claim(normalised, segments, subtree, re.compile(_claim_regex(segments, subtree), re.DOTALL))
+    return Claim(normalised, segments, subtree)
 
 
 def _claim_regex(segments: tuple[Segment, ...], subtree: bool) -> str:

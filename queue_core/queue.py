@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import functools
 import logging
 import random
@@ -169,15 +168,25 @@ class _Resolution:
     error: BaseException | None = None
 
     @classmethod
-    def of(cls, entry: TaskEntry, future: Future[Any] | None, state: TaskState | None = None) -> _Resolution:
+    def of(
+        cls,
+        entry: TaskEntry,
+        future: Future[Any] | None,
+        state: TaskState | None = None,
+        result: Any = None,
+        error: BaseException | None = None,
+    ) -> _Resolution:
+        state = state or entry.state
         return cls(
             future,
             entry.id,
             entry.agent,
-            state or entry.state,
+            state,
             entry.attempts,
             entry.outcome_reason,
             entry.task.timeout,
+            result,
+            error,
         )
 
 
@@ -221,15 +230,14 @@ class _Engine:
             if self.closed:
                 raise QueueShutdownError()
             now = self.clock()
-            finished = self.sched.add_batch(tasks, now)  # validates everything before adding
-            futures = [Future[Any]() for _ in tasks]
+            # Either validates everything before adding anything.
+            finished = self.sched.add(tasks[0], now) if len(tasks) == 1 else self.sched.add_batch(tasks, now)
+            futures: list[Future[Any]] = [_TaskFuture(self, t.id) for t in tasks]
             self.futures.update(zip((t.id for t in tasks), futures, strict=True))
             self._hand_out(self.sched.dispatch(now))
             if any(t.timeout is not None or t.retries for t in tasks):
                 self._ensure_timer()
             resolved = self._collect(finished)
-        for task, future in zip(tasks, futures, strict=True):
-            future.add_done_callback(functools.partial(self._on_future_done, task.id))
         self._deliver(resolved)
         return futures
 
@@ -238,12 +246,11 @@ class _Engine:
             if self.closed:
                 raise QueueShutdownError()
             entry = self.sched.try_start(task, self.clock())
-            future: Future[Any] = Future()
+            future: Future[Any] = _TaskFuture(self, task.id)
             self.futures[task.id] = future
             self._hand_out([entry])
             if task.timeout is not None or task.retries:
                 self._ensure_timer()
-        future.add_done_callback(functools.partial(self._on_future_done, task.id))
         return future
 
     def cancel(self, task_id: str) -> bool:
@@ -364,8 +371,11 @@ class _Engine:
     def _worker(self) -> None:
         self.own_thread.set = True
         entry: TaskEntry | None = None
+        delivered = False  # results this worker delivered and has not counted down yet
         while True:
             with self.lock:
+                if delivered:  # counted here, in a lock the worker takes anyway
+                    self._count_delivered()
                 if entry is None:
                     while not self.runnable:
                         if self.closed and self._drained():
@@ -382,15 +392,20 @@ class _Engine:
             if enter and entry.attempts == 1:
                 assert future is not None
                 enter = future.set_running_or_notify_cancel()  # False: its caller cancelled it
-            entry = self._run(entry, enter)
+            entry, delivered = self._run(entry, enter)
 
-    def _run(self, entry: TaskEntry, enter: bool) -> TaskEntry | None:
-        """Run one attempt of ``entry`` (if ``enter``); return the next entry for this worker."""
+    def _run(self, entry: TaskEntry, enter: bool) -> tuple[TaskEntry | None, bool]:
+        """Run one attempt of ``entry`` (if ``enter``) and deliver its outcome.
+
+        Returns the next entry for this worker, and whether it still owes the count-down of
+        a delivery (see :meth:`_deliver`).
+        """
         task = entry.task
         result: Any = None
         error: BaseException | None = None
         if enter:
-            self._emit(TaskEvent("started", task.id, task.agent_type, self.clock(), entry.attempts))
+            if self.on_event is not None:
+                self._emit(TaskEvent("started", task.id, task.agent_type, self.clock(), entry.attempts))
             try:
                 result = task.execute_fn()
             except BaseException as exc:  # noqa: BLE001 - any failure is the task's, never the queue's
@@ -409,8 +424,8 @@ class _Engine:
             if entry.state is TaskState.RETRY_WAIT:
                 self.timer_wake.notify()
             resolved = self._collect(changed, result=result, error=error, of=task.id)
-        self._deliver(resolved)
-        return mine
+        self._deliver(resolved, count_down=False)
+        return mine, bool(resolved)
 
     # --- time -------------------------------------------------------------------------------
 
@@ -462,40 +477,43 @@ class _Engine:
             return []
         out: list[_Resolution] = []
         for entry in changed:
-            resolution = _Resolution.of(entry, self.futures.pop(entry.id, None) if entry.state.is_terminal else None)
+            future = self.futures.pop(entry.id, None) if entry.state.is_terminal else None
             if entry.id == of:
-                resolution = dataclasses.replace(resolution, result=result, error=error)
-            out.append(resolution)
+                out.append(_Resolution.of(entry, future, result=result, error=error))
+            else:
+                out.append(_Resolution.of(entry, future))
         self.delivering += 1
         return out
 
-    def _deliver(self, resolved: list[_Resolution], *, events: bool = True) -> None:
-        """Resolve futures and send events, outside the lock (callbacks may re-enter the queue)."""
+    def _deliver(self, resolved: list[_Resolution], *, events: bool = True, count_down: bool = True) -> None:
+        """Resolve futures and send events, outside the lock (callbacks may re-enter the queue).
+
+        Each delivery collected under the lock is counted down when done, so join() waits for
+        it; a worker passes ``count_down=False`` and counts down at its next locked step.
+        """
         if not resolved:
             return
         try:
             for item in resolved:
                 if item.future is not None:
                     _resolve(item)
-                if events:
+                if events and self.on_event is not None:
                     kind = "retrying" if item.state is TaskState.RETRY_WAIT else item.state.value
                     self._emit(TaskEvent(kind, item.task_id, item.agent, self.clock(), item.attempt, item.reason))
         finally:
-            with self.lock:
-                self.delivering -= 1
-                if self._drained():
-                    self.all_done.notify_all()
-                    if self.closed:
-                        self._wake_all()
+            if count_down:
+                with self.lock:
+                    self._count_delivered()
+
+    def _count_delivered(self) -> None:
+        self.delivering -= 1
+        if self._drained():
+            self.all_done.notify_all()
+            if self.closed:
+                self._wake_all()
 
     def _drained(self) -> bool:
         return self.sched.unfinished == 0 and self.delivering == 0
-
-    def _on_future_done(self, task_id: str, future: Future[Any]) -> None:
-        # A caller may cancel a future directly; keep the scheduler in step with it.
-        if future.cancelled():
-            with contextlib.suppress(KeyError):
-                self.cancel(task_id)
 
     def _emit(self, event: TaskEvent) -> None:
         if self.on_event is not None:
@@ -506,6 +524,22 @@ class _Engine:
         self.timer_wake.notify_all()
 
 
+class _TaskFuture(Future[Any]):
+    """A Future whose cancel() also cancels its task in the queue."""
+
+    def __init__(self, engine: _Engine, task_id: str):
+        super().__init__()
+        self._engine = engine
+        self._task_id = task_id
+
+    def cancel(self) -> bool:
+        if not super().cancel():
+            return False
+        with contextlib.suppress(KeyError):
+            self._engine.cancel(self._task_id)
+        return True
+
+
 def _resolve(item: _Resolution) -> None:
     """Settle the future of a terminal state; a caller's concurrent cancel() wins quietly."""
     future, state = item.future, item.state
@@ -514,7 +548,7 @@ def _resolve(item: _Resolution) -> None:
         if state is TaskState.SUCCEEDED:
             future.set_result(item.result)
         elif state is TaskState.CANCELLED and not future.running():
-            future.cancel()
+            Future.cancel(future)  # the plain method: the task is already cancelled here
         elif state is TaskState.CANCELLED:
             future.set_exception(CancelledError(f"task {item.task_id!r} was stopped"))
         elif state is TaskState.SKIPPED:

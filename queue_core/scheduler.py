@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .claims import Access, Claim, ClaimIndex, overlap_witness
@@ -234,7 +234,7 @@ class Scheduler:
 
         Raises DuplicateTaskError or UnknownDependencyError; then nothing is added.
         """
-        self._check_new(task, known=self._entries)
+        self._check_new(task)
         return self._add(task, now)
 
     def add_batch(self, tasks: Sequence[AgentTask], now: float) -> list[TaskEntry]:
@@ -248,9 +248,8 @@ class Scheduler:
             if task.id in batch or task.id in self._entries:
                 raise DuplicateTaskError(task.id)
             batch[task.id] = task
-        known = self._entries.keys() | batch.keys()
         for task in tasks:
-            self._check_new(task, known=known)
+            self._check_new(task, batch)
         # Rank by position in the list, though dependencies must be added before their dependents.
         first = self._seq + 1
         rank = {task.id: first + index for index, task in enumerate(tasks)}
@@ -266,7 +265,7 @@ class Scheduler:
         Raises AgentAlreadyRunningError, ClaimConflictError (naming the holder) or
         CapacityError, and then nothing is added.
         """
-        self._check_new(task, known=self._entries)
+        self._check_new(task)
         writes, reads = self._claims_of(task)
         probe = TaskEntry(task, (-task.priority, self._seq + 1), writes, reads)
         needs = tuple(d for d in task.depends_on if self._entries[d].state is not TaskState.SUCCEEDED)
@@ -284,11 +283,12 @@ class Scheduler:
         self._start(entry, now)
         return entry
 
-    def _check_new(self, task: AgentTask, *, known: Collection[str]) -> None:
+    def _check_new(self, task: AgentTask, batch: Mapping[str, AgentTask] | None = None) -> None:
+        """Raise unless ``task`` is new and each dependency is known here or in ``batch``."""
         if task.id in self._entries:
             raise DuplicateTaskError(task.id)
         for dep in task.depends_on:
-            if dep not in known:
+            if dep not in self._entries and (batch is None or dep not in batch):
                 raise UnknownDependencyError(task.id, dep)
 
     def _claims_of(self, task: AgentTask) -> tuple[tuple[Claim, ...], tuple[Claim, ...]]:
