@@ -29,8 +29,9 @@ from .errors import (
 )
 from .ownership import FileOwnership
 from .queue import TaskEvent, TaskQueue
-from .scheduler import Scheduler, TaskEntry, WaitReason
+from .scheduler import Scheduler, TaskEntry
 from .task import AgentTask, Stoppable, TaskState
+from .waits import WaitGroup, WaitReason
 
 __all__ = [
     "Access",
@@ -57,6 +58,7 @@ __all__ = [
     "TaskState",
     "TaskTimeoutError",
     "UnknownDependencyError",
+    "WaitGroup",
     "WaitReason",
     "normalise_path",
     "overlap_witness",

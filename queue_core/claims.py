@@ -467,9 +467,10 @@ class _Node:
 
 @dataclass(frozen=True)
 class Conflict:
-    """``claim`` (wanted) overlaps ``held`` (taken by ``owner``); ``example`` lies in both."""
+    """``claim`` (wanted for ``access``) overlaps ``held`` (taken by ``owner``); ``example`` lies in both."""
 
     claim: Claim
+    access: Access
     held: Claim
     owner: str
     example: str
@@ -534,7 +535,7 @@ class ClaimIndex:
                 continue
             example = overlap_witness(claim, held)
             if example is not None:
-                yield Conflict(claim, held, owner, example)
+                yield Conflict(claim, access, held, owner, example)
 
     def first_conflict(self, claims: Iterable[tuple[Claim, Access]], *, exclude: str | None = None) -> Conflict | None:
         for claim, access in claims:

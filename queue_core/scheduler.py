@@ -9,92 +9,45 @@ How a dispatch stays O(log n) per task with many tasks waiting:
 * Each agent type has a heap of its queued tasks keyed ``(-priority, seq)``; a heap of agent
   heads picks the best task among agents that are free. A busy agent's whole queue is skipped
   in one step, since at most one task per agent type runs.
-* A task whose claims clash with a running task is *parked on that holder* and looked at again
-  only when the holder finishes; it does not cost anything while it waits.
-* Against starvation, the best-ranked task blocked by a claim gets a reservation: tasks ranked
-  below it may not take its agent or any path overlapping its claims, so a stream of later
-  small tasks cannot keep it waiting forever. Tasks ranked above it are not held back.
+* A task whose claims clash with a running task is *parked on that holder*, in a
+  :class:`~queue_core.waits.WaitGroup` with every task blocked the same way, and costs nothing
+  while it waits. When the holder finishes, the group is looked at best-ranked member first;
+  once one member starts (or is blocked the same way again) the rest follow it in one step,
+  so a hot path that many tasks want costs O(log n) per release, not O(tasks waiting).
+* Against starvation, the best-ranked task blocked by a claim is watched: each task ranked
+  below it that starts and takes its agent or a path overlapping its claims bypasses it. After
+  ``max_bypass`` bypasses it gets a reservation: tasks ranked below it may no longer take those,
+  so a stream of later tasks cannot keep it waiting forever. Tasks ranked above it are never
+  held back. Reserving at once (``max_bypass=0``) leaves slots idle that backfilling would use.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .claims import Access, Claim, ClaimIndex, overlap_witness
+from .claims import Access, Claim, ClaimIndex, Conflict, overlap_witness
 from .errors import (
     AgentAlreadyRunningError,
     CapacityError,
-    ClaimConflictError,
-    ConflictError,
     DependencyCycleError,
     DuplicateTaskError,
     UnknownDependencyError,
 )
 from .ownership import FileOwnership
 from .task import AgentTask, TaskState
+from .waits import WaitGroup, WaitReason
 
 __all__ = ["Scheduler", "TaskEntry", "WaitReason"]
 
 _OUTCOMES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.TIMED_OUT, TaskState.CANCELLED})
 
-# Key of the parked list of tasks that wait for the reservation, beside the holders' task ids.
-_RESERVATION = "\0reservation"
-
-
-@dataclass(frozen=True)
-class WaitReason:
-    """Why a task is not running; ``str()`` gives the sentence a person reads."""
-
-    kind: str  # "dependency", "retry", "agent", "claim", "reserved", "capacity" or "ready"
-    holder: str | None = None  # id of the task that holds or reserves what this one needs
-    holder_agent: str | None = None
-    claim: str | None = None  # this task's claim ...
-    held: str | None = None  # ... and the holder's claim it overlaps
-    example: str | None = None  # a path both cover
-    needs: tuple[str, ...] = ()  # unfinished dependencies
-    until: float | None = None  # when a retry is due
-    limit: int | None = None  # max_parallel, for "capacity"
-
-    def describe(self, now: float | None = None) -> str:
-        if self.kind == "dependency":
-            return "needs " + ", ".join(self.needs)
-        if self.kind == "retry":
-            left = "" if now is None or self.until is None else f" in {max(0.0, self.until - now):.1f}s"
-            return f"retry{left}"
-        if self.kind == "agent":
-            return f"{self.holder_agent} busy ({self.holder})"
-        if self.kind == "claim":
-            return f"{self.claim} overlaps {self.held} held by {self.holder_agent} ({self.holder})"
-        if self.kind == "reserved":
-            what = f"agent {self.holder_agent}" if self.claim is None else f"{self.claim} overlaps {self.held}"
-            return f"{what}, reserved for {self.holder} (waiting longest)"
-        if self.kind == "ready":
-            return "ready to start"
-        return f"max_parallel ({self.limit}) reached"
-
-    def __str__(self) -> str:
-        return self.describe()
-
-    def to_error(self) -> ConflictError:
-        """The ConflictError ``try_start`` raises for this reason."""
-        if self.kind == "agent":
-            return AgentAlreadyRunningError(self.holder_agent or "", self.holder or "")
-        if self.kind in ("claim", "reserved") and self.claim is not None:
-            return ClaimConflictError(
-                self.claim,
-                self.held or "",
-                self.holder or "",
-                self.holder_agent or "",
-                reserved=self.kind == "reserved",
-            )
-        if self.kind == "reserved":
-            return AgentAlreadyRunningError(self.holder_agent or "", self.holder or "", reserved=True)
-        if self.kind == "capacity":
-            return CapacityError(self.limit or 0)
-        return ConflictError(self.describe())
+#: How often lower-ranked tasks may take what the best-ranked blocked task needs before it gets
+#: a reservation. Chosen with bench/makespan.py (see bench/RESULTS.md).
+DEFAULT_MAX_BYPASS = 4
 
 
 @dataclass(eq=False, slots=True)
@@ -109,7 +62,7 @@ class TaskEntry:
     attempts: int = 0
     unmet: int = 0  # dependencies that have not succeeded yet
     dependents: list[str] = field(default_factory=list)
-    blocker: WaitReason | None = None  # set while parked
+    blocker: WaitReason | WaitGroup | None = None  # held back by the reservation, or parked in a group
     retry_at: float | None = None
     deadline: float | None = None
     timed_out: bool = False  # ran past its deadline; claims held until it returns
@@ -143,24 +96,37 @@ class Scheduler:
     """
 
     def __init__(
-        self, max_parallel: int = 4, *, ownership: FileOwnership | None = None, rng: random.Random | None = None
+        self,
+        max_parallel: int = 4,
+        *,
+        ownership: FileOwnership | None = None,
+        rng: random.Random | None = None,
+        max_bypass: int = DEFAULT_MAX_BYPASS,
     ):
         if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
             raise ValueError(f"max_parallel must be a positive integer, got {max_parallel!r}")
+        if not isinstance(max_bypass, int) or isinstance(max_bypass, bool) or max_bypass < 0:
+            raise ValueError(f"max_bypass must be a non-negative integer, got {max_bypass!r}")
         self.max_parallel = max_parallel
+        self.max_bypass = max_bypass
         self.ownership = ownership or FileOwnership()
         self._rng = rng or random.Random()
         self._seq = 0
         self._entries: dict[str, TaskEntry] = {}
         self._queues: dict[str, list[tuple[tuple[int, int], str]]] = {}  # agent -> heap of queued
         self._agent_heads: list[tuple[tuple[int, int], str]] = []  # (head key, agent), lazily pruned
-        self._parked: dict[str, list[str]] = {}  # holder id (or _RESERVATION) -> parked task ids
+        self._waiting_on: dict[str, dict[tuple[str, Access, str], WaitGroup]] = {}  # holder id -> groups
+        self._held_back: list[str] = []  # ids held back by the reservation
+        self._pools: dict[int, WaitGroup] = {}  # released groups, looked at best member first
+        self._pool_heads: list[tuple[tuple[int, int], int]] = []  # (best member's key, pool id), lazily pruned
+        self._pool_ids = itertools.count()
         self._retries: list[tuple[float, tuple[int, int], str]] = []
         self._deadlines: list[tuple[float, tuple[int, int], int, str]] = []
         self._running: dict[str, TaskEntry] = {}
         self._agent_running: dict[str, str] = {}
         self._held = ClaimIndex()
-        self._reserved: TaskEntry | None = None
+        self._starving: TaskEntry | None = None  # best-ranked task blocked by a claim
+        self._bypassed = 0  # lower-ranked tasks that took what _starving needs since it blocked
         self._unfinished = 0
 
     # --- queries --------------------------------------------------------------------------
@@ -176,7 +142,10 @@ class Scheduler:
 
     @property
     def reserved(self) -> TaskEntry | None:
-        return self._reserved
+        """The task whose agent and claims are reserved against lower-ranked tasks, if any."""
+        if self._starving is not None and self._bypassed >= self.max_bypass:
+            return self._starving
+        return None
 
     def entry(self, task_id: str) -> TaskEntry:
         """The record of ``task_id``; raises KeyError if no such task was added."""
@@ -204,12 +173,14 @@ class Scheduler:
             return WaitReason("retry", until=entry.retry_at)
         if state is not TaskState.QUEUED:
             return None
-        if entry.blocker is not None:
+        if isinstance(entry.blocker, WaitReason):
             return entry.blocker
+        if isinstance(entry.blocker, WaitGroup) and entry.blocker.holder is not None:
+            return entry.blocker.reason()
         holder = self._agent_running.get(entry.agent)
         if holder is not None:
             return WaitReason("agent", holder=holder, holder_agent=entry.agent)
-        reserved = self._reserved
+        reserved = self.reserved
         if (
             reserved is not None
             and reserved is not entry
@@ -276,9 +247,9 @@ class Scheduler:
         holder = self._agent_running.get(task.agent_type)
         if holder is not None:
             raise AgentAlreadyRunningError(task.agent_type, holder)
-        reason = self._blocker(probe)
-        if reason is not None:
-            raise reason.to_error()
+        blocker = self._blocker(probe)
+        if blocker is not None:
+            raise _reason(blocker, self._entries).to_error()
         entry = self._register(task, now)
         self._start(entry, now)
         return entry
@@ -331,92 +302,158 @@ class Scheduler:
             if entry.state is TaskState.RETRY_WAIT:
                 self._enqueue(entry)
         started: list[TaskEntry] = []
-        heads = self._agent_heads
-        while heads and len(self._running) < self.max_parallel:
-            key, agent = heads[0]
-            queue = self._queues.get(agent)
-            while queue and self._entries[queue[0][1]].state is not TaskState.QUEUED:
-                heapq.heappop(queue)  # cancelled while queued
-            if agent in self._agent_running or not queue:
-                heapq.heappop(heads)  # pushed again when the agent is released
-                continue
-            if queue[0][0] != key:
-                heapq.heapreplace(heads, (queue[0][0], agent))  # stale head: re-rank
-                continue
-            entry = self._entries[queue[0][1]]
-            reserved = self._reserved
-            if reserved is not None and reserved is not entry and reserved.agent == agent and reserved.key < entry.key:
-                heapq.heappop(heads)  # the agent is reserved: its whole queue waits, pushed back on release
-                continue
-            heapq.heappop(queue)
-            reason = self._blocker(entry)
-            if reason is None:
-                heapq.heappop(heads)
-                self._start(entry, now)
-                started.append(entry)
+        # Two lazily pruned heaps rank the candidates: agents' queue heads and released groups.
+        while len(self._running) < self.max_parallel and (self._agent_heads or self._pool_heads):
+            if self._pool_heads and (not self._agent_heads or self._pool_heads[0][0] < self._agent_heads[0][0]):
+                self._step_pool(now, started)
             else:
-                self._park(entry, reason)
-                if queue:
-                    heapq.heapreplace(heads, (queue[0][0], agent))
-                else:
-                    heapq.heappop(heads)
+                self._step_agent(now, started)
         return started
 
-    def _blocker(self, entry: TaskEntry) -> WaitReason | None:
+    def _step_agent(self, now: float, started: list[TaskEntry]) -> None:
+        """Look at the best agent head: start it, park it, or prune a stale head."""
+        heads = self._agent_heads
+        key, agent = heads[0]
+        queue = self._queues.get(agent)
+        while queue and self._entries[queue[0][1]].state is not TaskState.QUEUED:
+            heapq.heappop(queue)  # cancelled while queued
+        if agent in self._agent_running or not queue:
+            heapq.heappop(heads)  # pushed again when the agent is released
+            return
+        if queue[0][0] != key:
+            heapq.heapreplace(heads, (queue[0][0], agent))  # stale head: re-rank
+            return
+        entry = self._entries[queue[0][1]]
+        if self._agent_held_back(entry):
+            heapq.heappop(heads)  # the agent is reserved: its whole queue waits, pushed back on release
+            return
+        heapq.heappop(queue)
+        blocker = self._blocker(entry)
+        if blocker is None:
+            heapq.heappop(heads)
+            self._start(entry, now)
+            started.append(entry)
+            return
+        self._park(entry, blocker)
+        if queue:
+            heapq.heapreplace(heads, (queue[0][0], agent))
+        else:
+            heapq.heappop(heads)
+
+    def _step_pool(self, now: float, started: list[TaskEntry]) -> None:
+        """Look at the best member of a released group; the rest may follow it in one step."""
+        key, pool = heapq.heappop(self._pool_heads)
+        group = self._pools[pool]
+        members = group.members
+        while members and not self._is_member(members[0][1], group):
+            heapq.heappop(members)  # cancelled, or moved on
+        if members and members[0][0] != key:
+            heapq.heappush(self._pool_heads, (members[0][0], pool))  # stale: re-rank
+            return
+        if not members:
+            del self._pools[pool]
+            return
+        entry = self._entries[heapq.heappop(members)[1]]
+        if entry.agent in self._agent_running or self._agent_held_back(entry):
+            self._enqueue(entry)  # looked at again when its agent is free
+        else:
+            blocker = self._blocker(entry)
+            if blocker is None:
+                self._start(entry, now)
+                started.append(entry)
+                if group.access is Access.WRITE:  # the rest need what it now holds
+                    self._move(pool, entry, group.claim, group.claim.text)
+                    return
+            elif isinstance(blocker, Conflict) and (blocker.claim, blocker.access) == (group.claim, group.access):
+                heapq.heappush(members, (entry.key, entry.id))  # blocked as the rest are: all move together
+                self._move(pool, self._entries[blocker.owner], blocker.held, blocker.example)
+                self._consider_starving(entry)
+                return
+            else:
+                self._park(entry, blocker)
+        if members:
+            heapq.heappush(self._pool_heads, (members[0][0], pool))
+        else:
+            del self._pools[pool]
+
+    def _is_member(self, task_id: str, group: WaitGroup) -> bool:
+        entry = self._entries[task_id]
+        return entry.state is TaskState.QUEUED and entry.blocker is group
+
+    def _agent_held_back(self, entry: TaskEntry) -> bool:
+        """Whether the reservation of a better-ranked task of the same agent holds ``entry`` back."""
+        reserved = self.reserved
+        return (
+            reserved is not None
+            and reserved is not entry
+            and reserved.agent == entry.agent
+            and reserved.key < entry.key
+        )
+
+    def _blocker(self, entry: TaskEntry) -> Conflict | WaitReason | None:
         """What stops ``entry`` from starting, its agent and the cap aside; None if nothing."""
         conflict = self._held.first_conflict(entry.claims())
         if conflict is not None:
-            holder = self._entries[conflict.owner]
-            return WaitReason(
-                "claim",
-                holder=holder.id,
-                holder_agent=holder.agent,
-                claim=conflict.claim.text,
-                held=conflict.held.text,
-                example=conflict.example,
-            )
-        reserved = self._reserved
+            return conflict
+        reserved = self.reserved
         if reserved is None or reserved is entry or entry.key < reserved.key:
             return None  # only tasks ranked below the reservation are held back by it
-        if reserved.agent == entry.agent:
-            return WaitReason("reserved", holder=reserved.id, holder_agent=reserved.agent)
-        for claim, access in entry.claims():
-            for theirs, their_access in reserved.claims():
-                if access.conflicts_with(their_access):
-                    example = overlap_witness(claim, theirs)
-                    if example is not None:
-                        return WaitReason(
-                            "reserved",
-                            holder=reserved.id,
-                            holder_agent=reserved.agent,
-                            claim=claim.text,
-                            held=theirs.text,
-                            example=example,
-                        )
-        return None
+        return _clash(entry, reserved)
 
-    def _park(self, entry: TaskEntry, reason: WaitReason) -> None:
-        entry.blocker = reason
-        if reason.kind == "claim":
-            self._parked.setdefault(reason.holder or "", []).append(entry.id)
-            if self._reserved is None or entry.key < self._reserved.key:
-                self._reserve(entry)
-        else:
-            self._parked.setdefault(_RESERVATION, []).append(entry.id)
+    def _park(self, entry: TaskEntry, blocker: Conflict | WaitReason) -> None:
+        if isinstance(blocker, WaitReason):
+            entry.blocker = blocker
+            self._held_back.append(entry.id)
+            return
+        groups = self._waiting_on.setdefault(blocker.owner, {})
+        group = groups.get((blocker.claim.text, blocker.access, blocker.held.text))
+        if group is None:
+            holder = self._entries[blocker.owner]
+            group = WaitGroup(blocker.claim, blocker.access, blocker.held, blocker.example, holder.id, holder.agent)
+            groups[group.key] = group
+        heapq.heappush(group.members, (entry.key, entry.id))
+        entry.blocker = group
+        self._consider_starving(entry)
 
-    def _reserve(self, entry: TaskEntry | None) -> None:
-        """Make ``entry`` the reservation (None: no reservation); free what the old one held back."""
-        old = self._reserved
-        self._reserved = entry
+    def _move(self, pool: int, holder: TaskEntry, held: Claim, example: str) -> None:
+        """Park a whole released group on ``holder``, whose ``held`` claim now blocks every member."""
+        group = self._pools.pop(pool)
+        group.holder, group.holder_agent, group.held, group.example = holder.id, holder.agent, held, example
+        groups = self._waiting_on.setdefault(holder.id, {})
+        other = groups.setdefault(group.key, group)
+        if other is not group:  # merge the smaller into the larger: O(n log n) over all merges
+            small, large = sorted((group, other), key=lambda g: len(g.members))
+            for item in small.members:
+                if self._is_member(item[1], small):
+                    heapq.heappush(large.members, item)
+                    self._entries[item[1]].blocker = large
+            groups[group.key] = large
+
+    def _consider_starving(self, entry: TaskEntry) -> None:
+        if self._starving is None or entry.key < self._starving.key:
+            self._watch(entry)
+
+    def _watch(self, entry: TaskEntry | None) -> None:
+        """Make ``entry`` the starving task (None: none); free what its predecessor held back."""
+        old = self.reserved
+        self._starving = entry
+        self._bypassed = 0
         if old is not None:
-            self._unpark(_RESERVATION)
+            held_back, self._held_back = self._held_back, []
+            for task_id in held_back:
+                waiting = self._entries[task_id]
+                if waiting.state is TaskState.QUEUED and isinstance(waiting.blocker, WaitReason):
+                    self._enqueue(waiting)
             self._push_head(old.agent)
 
-    def _unpark(self, holder: str) -> None:
-        for task_id in self._parked.pop(holder, ()):
-            entry = self._entries[task_id]
-            if entry.state is TaskState.QUEUED and entry.blocker is not None:
-                self._enqueue(entry)
+    def _release(self, holder: str) -> None:
+        """``holder`` let go of its claims: the groups waiting on it become pools to look at."""
+        for group in self._waiting_on.pop(holder, {}).values():
+            group.holder = None
+            if group.members:
+                pool = next(self._pool_ids)
+                self._pools[pool] = group
+                heapq.heappush(self._pool_heads, (group.members[0][0], pool))
 
     def _enqueue(self, entry: TaskEntry) -> None:
         entry.state = TaskState.QUEUED
@@ -447,8 +484,11 @@ class Scheduler:
         entry.deadline = None if timeout is None else now + timeout
         if entry.deadline is not None:
             heapq.heappush(self._deadlines, (entry.deadline, entry.key, entry.attempts, entry.id))
-        if self._reserved is entry:
-            self._reserve(None)
+        starving = self._starving
+        if starving is entry:
+            self._watch(None)
+        elif starving is not None and starving.key < entry.key and _clash(entry, starving) is not None:
+            self._bypassed += 1
 
     # --- time and outcomes ----------------------------------------------------------------
 
@@ -483,7 +523,7 @@ class Scheduler:
         del self._agent_running[entry.agent]
         for claim, access in entry.claims():
             self._held.remove(claim, access, entry.id)
-        self._unpark(entry.id)
+        self._release(entry.id)
         self._push_head(entry.agent)
         if entry.timed_out and outcome is not TaskState.CANCELLED:
             outcome = TaskState.TIMED_OUT
@@ -508,8 +548,8 @@ class Scheduler:
         if entry.state is TaskState.RUNNING:
             entry.stop_requested = True
             return []
-        if self._reserved is entry:
-            self._reserve(None)
+        if self._starving is entry:
+            self._watch(None)
         return self._finish_as(entry, TaskState.CANCELLED, now, "cancelled")
 
     def _finish_as(self, entry: TaskEntry, state: TaskState, now: float, reason: str | None) -> list[TaskEntry]:
@@ -534,6 +574,40 @@ class Scheduler:
                 else:
                     todo.append((dependent, TaskState.SKIPPED, f"dependency {current.id} {current_state.value}"))
         return changed
+
+
+def _clash(entry: TaskEntry, reserved: TaskEntry) -> WaitReason | None:
+    """Why ``entry`` may not run beside ``reserved`` (same agent, overlapping claims), or None."""
+    if reserved.agent == entry.agent:
+        return WaitReason("reserved", holder=reserved.id, holder_agent=reserved.agent)
+    for claim, access in entry.claims():
+        for theirs, their_access in reserved.claims():
+            if access.conflicts_with(their_access):
+                example = overlap_witness(claim, theirs)
+                if example is not None:
+                    return WaitReason(
+                        "reserved",
+                        holder=reserved.id,
+                        holder_agent=reserved.agent,
+                        claim=claim.text,
+                        held=theirs.text,
+                        example=example,
+                    )
+    return None
+
+
+def _reason(blocker: Conflict | WaitReason, entries: dict[str, TaskEntry]) -> WaitReason:
+    if isinstance(blocker, WaitReason):
+        return blocker
+    holder = entries[blocker.owner]
+    return WaitReason(
+        "claim",
+        holder=holder.id,
+        holder_agent=holder.agent,
+        claim=blocker.claim.text,
+        held=blocker.held.text,
+        example=blocker.example,
+    )
 
 
 def _topological(batch: dict[str, AgentTask]) -> list[AgentTask]:

@@ -37,8 +37,11 @@ def ids(entries: Iterable[TaskEntry]) -> list[str]:
     return [e.id for e in entries]
 
 
-def make(max_parallel: int = 4, *, ownership: FileOwnership | None = None, seed: int = 0) -> Scheduler:
-    return Scheduler(max_parallel, ownership=ownership, rng=random.Random(seed))
+def make(
+    max_parallel: int = 4, *, ownership: FileOwnership | None = None, seed: int = 0, max_bypass: int = 0
+) -> Scheduler:
+    """A seeded scheduler; reservations apply at once unless ``max_bypass`` says otherwise."""
+    return Scheduler(max_parallel, ownership=ownership, rng=random.Random(seed), max_bypass=max_bypass)
 
 
 def reason_of(sched: Scheduler, tid: str) -> Any:
@@ -1211,7 +1214,8 @@ def _check_running_set(sched: Scheduler, started: list[TaskEntry]) -> None:
 
 
 def _simulate(specs: list[dict[str, Any]], max_parallel: int, reverse_batch: bool, seed: int) -> Scheduler:
-    sched = Scheduler(max_parallel, ownership=FileOwnership(OWNERSHIP), rng=random.Random(seed))
+    # The seed also picks how soon a starving task is reserved (0: at once ... 4: the default).
+    sched = Scheduler(max_parallel, ownership=FileOwnership(OWNERSHIP), rng=random.Random(seed), max_bypass=seed % 5)
     by_id = {s["id"]: s for s in specs}
     tasks = {
         s["id"]: task(
@@ -1343,3 +1347,81 @@ def test_a_task_with_only_reads_writes_nothing() -> None:
     sched.add(task("writer", "dev", ["src/a.py"]), 0.0)
     assert ids(sched.dispatch(0.0)) == ["reader", "writer"]
     assert sched.entry("reader").writes == ()
+
+
+# --- reservation aging and wait groups -------------------------------------------------------
+
+
+def test_the_reservation_applies_only_after_max_bypass_bypasses() -> None:
+    """T waits for F and G; each lower-ranked task that takes one of them bypasses it."""
+    sched = make(max_parallel=2, max_bypass=2)
+    sched.add(task("A", "ha", ["F"]), 0.0)
+    sched.dispatch(0.0)
+    sched.add(task("T", "big", ["F", "G"]), 0.0)
+    sched.add(task("B", "hb", ["G"]), 0.0)
+    assert ids(sched.dispatch(0.0)) == ["B"]  # bypass 1: B takes G while T waits for A's F
+    assert sched.reserved is None  # watched, not yet reserved
+    sched.add(task("x1", "hx1", ["F"]), 1.0)
+    sched.finish("A", TaskState.SUCCEEDED, 1.0)
+    assert ids(sched.dispatch(1.0)) == ["x1"]  # bypass 2: T still waits for G, x1 takes F
+    assert sched.reserved is sched.entry("T")
+    sched.add(task("x2", "hx2", ["G"]), 2.0)
+    sched.finish("B", TaskState.SUCCEEDED, 2.0)
+    assert ids(sched.dispatch(2.0)) == []  # G is free but reserved for T, which waits for F
+    assert str(reason_of(sched, "x2")) == "G overlaps G, reserved for T (waiting longest)"
+    sched.finish("x1", TaskState.SUCCEEDED, 3.0)
+    assert ids(sched.dispatch(3.0)) == ["T"]
+    assert sched.reserved is None
+    sched.finish("T", TaskState.SUCCEEDED, 4.0)
+    assert ids(sched.dispatch(4.0)) == ["x2"]
+
+
+def test_max_bypass_must_be_a_non_negative_integer() -> None:
+    with pytest.raises(ValueError, match="max_bypass"):
+        Scheduler(2, max_bypass=-1)
+
+
+def test_many_tasks_on_one_hot_file_move_as_a_group() -> None:
+    """Each release looks at one waiter, not all of them: the rest follow the one that starts."""
+    n = 200
+    sched = make(max_parallel=4)
+    sched.add_batch([task(f"t{i}", f"agent{i}", ["hot.py"]) for i in range(n)], 0.0)
+    order: list[str] = []
+    now = 0.0
+    started = sched.dispatch(now)
+    while started:
+        assert len(started) == 1
+        order.append(started[0].id)
+        now += 1.0
+        sched.finish(started[0].id, TaskState.SUCCEEDED, now)
+        started = sched.dispatch(now)
+    assert order == [f"t{i}" for i in range(n)]
+    assert sched.unfinished == 0
+
+
+def test_a_group_keeps_its_reason_and_members_when_it_moves() -> None:
+    sched = make(max_parallel=4)
+    sched.add_batch([task(f"t{i}", f"agent{i}", ["hot.py"]) for i in range(4)], 0.0)
+    sched.dispatch(0.0)
+    assert [str(r) for _, r in sched.waiting()] == ["hot.py overlaps hot.py held by agent0 (t0)"] * 3
+    sched.finish("t0", TaskState.SUCCEEDED, 1.0)
+    assert ids(sched.dispatch(1.0)) == ["t1"]
+    assert [str(r) for _, r in sched.waiting()] == ["hot.py overlaps hot.py held by agent1 (t1)"] * 2
+    sched.cancel("t2", 1.0)
+    sched.finish("t1", TaskState.SUCCEEDED, 2.0)
+    assert ids(sched.dispatch(2.0)) == ["t3"]  # the cancelled member is skipped
+
+
+def test_a_released_group_member_whose_agent_is_busy_does_not_hold_back_the_rest() -> None:
+    sched = make(max_parallel=4)
+    sched.add(task("hold", "h", ["hot.py"]), 0.0)
+    sched.add(task("busy", "b", ["other.py"]), 0.0)
+    sched.dispatch(0.0)
+    sched.add(task("w1", "b", ["hot.py"]), 0.0)  # agent b is busy: waits in b's queue
+    sched.add(task("w2", "c", ["hot.py"]), 0.0)
+    sched.add(task("w3", "d", ["hot.py"]), 0.0)
+    sched.dispatch(0.0)
+    sched.finish("hold", TaskState.SUCCEEDED, 1.0)
+    assert ids(sched.dispatch(1.0)) == ["w2"]  # w1's agent is busy; w2 takes the file
+    assert reason_of(sched, "w1").kind == "agent"
+    assert str(reason_of(sched, "w3")) == "hot.py overlaps hot.py held by c (w2)"

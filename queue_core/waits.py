@@ -1,0 +1,96 @@
+"""Why a task waits: the reason a person reads, and the groups of tasks blocked alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .claims import Access, Claim
+from .errors import AgentAlreadyRunningError, CapacityError, ClaimConflictError, ConflictError
+
+__all__ = ["WaitGroup", "WaitReason"]
+
+
+@dataclass(frozen=True)
+class WaitReason:
+    """Why a task is not running; ``str()`` gives the sentence a person reads."""
+
+    kind: str  # "dependency", "retry", "agent", "claim", "reserved", "capacity" or "ready"
+    holder: str | None = None  # id of the task that holds or reserves what this one needs
+    holder_agent: str | None = None
+    claim: str | None = None  # this task's claim ...
+    held: str | None = None  # ... and the holder's claim it overlaps
+    example: str | None = None  # a path both cover
+    needs: tuple[str, ...] = ()  # unfinished dependencies
+    until: float | None = None  # when a retry is due
+    limit: int | None = None  # max_parallel, for "capacity"
+
+    def describe(self, now: float | None = None) -> str:
+        if self.kind == "dependency":
+            return "needs " + ", ".join(self.needs)
+        if self.kind == "retry":
+            left = "" if now is None or self.until is None else f" in {max(0.0, self.until - now):.1f}s"
+            return f"retry{left}"
+        if self.kind == "agent":
+            return f"{self.holder_agent} busy ({self.holder})"
+        if self.kind == "claim":
+            return f"{self.claim} overlaps {self.held} held by {self.holder_agent} ({self.holder})"
+        if self.kind == "reserved":
+            what = f"agent {self.holder_agent}" if self.claim is None else f"{self.claim} overlaps {self.held}"
+            return f"{what}, reserved for {self.holder} (waiting longest)"
+        if self.kind == "ready":
+            return "ready to start"
+        return f"max_parallel ({self.limit}) reached"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def to_error(self) -> ConflictError:
+        """The ConflictError ``try_start`` raises for this reason."""
+        if self.kind == "agent":
+            return AgentAlreadyRunningError(self.holder_agent or "", self.holder or "")
+        if self.kind in ("claim", "reserved") and self.claim is not None:
+            return ClaimConflictError(
+                self.claim,
+                self.held or "",
+                self.holder or "",
+                self.holder_agent or "",
+                reserved=self.kind == "reserved",
+            )
+        if self.kind == "reserved":
+            return AgentAlreadyRunningError(self.holder_agent or "", self.holder or "", reserved=True)
+        if self.kind == "capacity":
+            return CapacityError(self.limit or 0)
+        return ConflictError(self.describe())
+
+
+@dataclass(eq=False)
+class WaitGroup:
+    """Queued tasks that one held claim blocks, each through the same claim and access of its own.
+
+    Since every member is blocked the same way, the group moves as a whole: when the holder
+    releases the claim, only the best-ranked member is looked at; if it starts (and so holds
+    that claim itself) or is blocked the same way by another holder, the rest follow it in one
+    step. Many tasks waiting for one hot path therefore cost O(log n) per release, not O(n).
+    """
+
+    claim: Claim  # the members' claim ...
+    access: Access  # ... and how they use it
+    held: Claim  # the holder's claim it overlaps
+    example: str  # a path both cover
+    holder: str | None  # the holding task's id; None once it has released
+    holder_agent: str
+    members: list[tuple[tuple[int, int], str]] = field(default_factory=list)  # heap of (rank key, task id)
+
+    @property
+    def key(self) -> tuple[str, Access, str]:
+        return (self.claim.text, self.access, self.held.text)
+
+    def reason(self) -> WaitReason:
+        return WaitReason(
+            "claim",
+            holder=self.holder,
+            holder_agent=self.holder_agent,
+            claim=self.claim.text,
+            held=self.held.text,
+            example=self.example,
+        )
