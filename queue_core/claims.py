@@ -292,6 +292,19 @@ class Claim:
     segments: tuple[Segment, ...]
     #: Whether the claim also covers everything below each path it matches.
     subtree: bool
+    #: The leading segments that have no wildcard: every covered path starts with them.
+    literal_prefix: tuple[str, ...] = field(init=False, repr=False)
+    is_literal: bool = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        prefix: list[str] = []
+        for segment in self.segments:
+            if not isinstance(segment, str):
+                break
+            prefix.append(segment)
+        # Computed once: the claim index walks them on every acquire and release.
+        object.__setattr__(self, "literal_prefix", tuple(prefix))
+        object.__setattr__(self, "is_literal", len(prefix) == len(self.segments))
 
     @classmethod
     def parse(cls, raw: str) -> Claim:
@@ -303,20 +316,6 @@ class Claim:
         if not isinstance(raw, str):
             raise InvalidClaimError(repr(raw), "a path must be a string")
         return _parse_claim(raw)
-
-    @property
-    def literal_prefix(self) -> tuple[str, ...]:
-        """The leading segments that have no wildcard: every covered path starts with them."""
-        prefix: list[str] = []
-        for segment in self.segments:
-            if not isinstance(segment, str):
-                break
-            prefix.append(segment)
-        return tuple(prefix)
-
-    @property
-    def is_literal(self) -> bool:
-        return all(isinstance(s, str) for s in self.segments)
 
     def as_directory(self) -> Claim:
         """This claim with everything below its matches covered too (``x`` becomes ``x/``)."""

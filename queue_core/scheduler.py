@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .claims import Access, Claim, ClaimIndex, Conflict, overlap_witness
@@ -58,6 +58,9 @@ class TaskEntry:
     key: tuple[int, int]  # (-priority, submission order): smaller runs first
     writes: tuple[Claim, ...]
     reads: tuple[Claim, ...]
+    id: str = field(init=False)
+    agent: str = field(init=False)
+    claims: tuple[tuple[Claim, Access], ...] = field(init=False, repr=False)  # writes, then reads
     state: TaskState = TaskState.PENDING
     attempts: int = 0
     unmet: int = 0  # dependencies that have not succeeded yet
@@ -72,19 +75,11 @@ class TaskEntry:
     finished_at: float | None = None
     outcome_reason: str | None = None  # why skipped, or the last error
 
-    @property
-    def id(self) -> str:
-        return self.task.id
-
-    @property
-    def agent(self) -> str:
-        return self.task.agent_type
-
-    def claims(self) -> Iterator[tuple[Claim, Access]]:
-        for claim in self.writes:
-            yield claim, Access.WRITE
-        for claim in self.reads:
-            yield claim, Access.READ
+    def __post_init__(self) -> None:
+        # Plain attributes, not properties: the dispatch loop reads them for every task.
+        self.id = self.task.id
+        self.agent = self.task.agent_type
+        self.claims = (*((c, Access.WRITE) for c in self.writes), *((c, Access.READ) for c in self.reads))
 
 
 class Scheduler:
@@ -392,7 +387,7 @@ class Scheduler:
 
     def _blocker(self, entry: TaskEntry) -> Conflict | WaitReason | None:
         """What stops ``entry`` from starting, its agent and the cap aside; None if nothing."""
-        conflict = self._held.first_conflict(entry.claims())
+        conflict = self._held.first_conflict(entry.claims)
         if conflict is not None:
             return conflict
         reserved = self.reserved
@@ -478,7 +473,7 @@ class Scheduler:
         entry.stop_requested = False
         self._running[entry.id] = entry
         self._agent_running[entry.agent] = entry.id
-        for claim, access in entry.claims():
+        for claim, access in entry.claims:
             self._held.add(claim, access, entry.id)
         timeout = entry.task.timeout
         entry.deadline = None if timeout is None else now + timeout
@@ -521,7 +516,7 @@ class Scheduler:
             raise ValueError(f"a finished attempt is one of {sorted(s.value for s in _OUTCOMES)}, not {outcome.value}")
         entry = self._running.pop(task_id)
         del self._agent_running[entry.agent]
-        for claim, access in entry.claims():
+        for claim, access in entry.claims:
             self._held.remove(claim, access, entry.id)
         self._release(entry.id)
         self._push_head(entry.agent)
@@ -580,8 +575,8 @@ def _clash(entry: TaskEntry, reserved: TaskEntry) -> WaitReason | None:
     """Why ``entry`` may not run beside ``reserved`` (same agent, overlapping claims), or None."""
     if reserved.agent == entry.agent:
         return WaitReason("reserved", holder=reserved.id, holder_agent=reserved.agent)
-    for claim, access in entry.claims():
-        for theirs, their_access in reserved.claims():
+    for claim, access in entry.claims:
+        for theirs, their_access in reserved.claims:
             if access.conflicts_with(their_access):
                 example = overlap_witness(claim, theirs)
                 if example is not None:
