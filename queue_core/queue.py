@@ -36,7 +36,7 @@ from typing import Any
 
 from .errors import QueueShutdownError, TaskSkippedError, TaskTimeoutError
 from .ownership import FileOwnership
-from .scheduler import Scheduler, TaskEntry
+from .scheduler import DEFAULT_MAX_BYPASS, Scheduler, TaskEntry
 from .task import AgentTask, Stoppable, TaskState
 
 __all__ = ["TaskEvent", "TaskQueue"]
@@ -60,8 +60,10 @@ class TaskQueue:
     """Runs agent tasks in parallel whenever their claims allow, never otherwise.
 
     ``max_parallel`` caps running tasks; ``ownership`` gives the paths claimed by a task that
-    lists none; ``clock`` and ``rng`` are injectable for tests; ``on_event`` is called (from a
-    worker thread, outside the lock) on every state change, and must be thread-safe.
+    lists none; ``max_bypass`` is how often lower-ranked tasks may take what a blocked task
+    needs before it is reserved (see :mod:`queue_core.scheduler`); ``clock`` and ``rng`` are
+    injectable for tests; ``on_event`` is called (from a worker thread, outside the lock) on
+    every state change, and must be thread-safe.
 
     A queue dropped without ``shutdown`` still finishes the tasks it was given, then frees its
     threads; at interpreter exit, queued work is finished first, as with concurrent.futures.
@@ -72,11 +74,13 @@ class TaskQueue:
         max_parallel: int = 4,
         *,
         ownership: FileOwnership | None = None,
+        max_bypass: int = DEFAULT_MAX_BYPASS,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         on_event: Callable[[TaskEvent], None] | None = None,
     ):
-        self._engine = _Engine(Scheduler(max_parallel, ownership=ownership, rng=rng), clock, on_event)
+        scheduler = Scheduler(max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass)
+        self._engine = _Engine(scheduler, clock, on_event)
         # The threads hold the engine, never this object, so dropping the queue is noticed.
         weakref.finalize(self, self._engine.shutdown, False, False)
 

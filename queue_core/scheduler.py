@@ -175,14 +175,9 @@ class Scheduler:
         holder = self._agent_running.get(entry.agent)
         if holder is not None:
             return WaitReason("agent", holder=holder, holder_agent=entry.agent)
-        reserved = self.reserved
-        if (
-            reserved is not None
-            and reserved is not entry
-            and reserved.agent == entry.agent
-            and reserved.key < entry.key
-        ):
-            return WaitReason("reserved", holder=reserved.id, holder_agent=reserved.agent)
+        if self._agent_held_back(entry):
+            assert self._starving is not None
+            return WaitReason("reserved", holder=self._starving.id, holder_agent=entry.agent)
         if len(self._running) >= self.max_parallel:
             return WaitReason("capacity", limit=self.max_parallel)
         return WaitReason("ready")
@@ -580,14 +575,7 @@ def _clash(entry: TaskEntry, reserved: TaskEntry) -> WaitReason | None:
             if access.conflicts_with(their_access):
                 example = overlap_witness(claim, theirs)
                 if example is not None:
-                    return WaitReason(
-                        "reserved",
-                        holder=reserved.id,
-                        holder_agent=reserved.agent,
-                        claim=claim.text,
-                        held=theirs.text,
-                        example=example,
-                    )
+                    return WaitReason.overlap("reserved", claim, theirs, reserved.id, reserved.agent, example)
     return None
 
 
@@ -595,14 +583,7 @@ def _reason(blocker: Conflict | WaitReason, entries: dict[str, TaskEntry]) -> Wa
     if isinstance(blocker, WaitReason):
         return blocker
     holder = entries[blocker.owner]
-    return WaitReason(
-        "claim",
-        holder=holder.id,
-        holder_agent=holder.agent,
-        claim=blocker.claim.text,
-        held=blocker.held.text,
-        example=blocker.example,
-    )
+    return WaitReason.overlap("claim", blocker.claim, blocker.held, holder.id, holder.agent, blocker.example)
 
 
 def _topological(batch: dict[str, AgentTask]) -> list[AgentTask]:

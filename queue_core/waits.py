@@ -24,6 +24,13 @@ class WaitReason:
     until: float | None = None  # when a retry is due
     limit: int | None = None  # max_parallel, for "capacity"
 
+    @classmethod
+    def overlap(
+        cls, kind: str, claim: Claim, held: Claim, holder: str | None, holder_agent: str, example: str
+    ) -> WaitReason:
+        """A ``kind`` ("claim" or "reserved") reason: ``claim`` overlaps ``holder``'s ``held``."""
+        return cls(kind, holder=holder, holder_agent=holder_agent, claim=claim.text, held=held.text, example=example)
+
     def describe(self, now: float | None = None) -> str:
         if self.kind == "dependency":
             return "needs " + ", ".join(self.needs)
@@ -86,11 +93,4 @@ class WaitGroup:
         return (self.claim.text, self.access, self.held.text)
 
     def reason(self) -> WaitReason:
-        return WaitReason(
-            "claim",
-            holder=self.holder,
-            holder_agent=self.holder_agent,
-            claim=self.claim.text,
-            held=self.held.text,
-            example=self.example,
-        )
+        return WaitReason.overlap("claim", self.claim, self.held, self.holder, self.holder_agent, self.example)
