@@ -18,6 +18,7 @@ __all__ = [
     "InvalidTaskError",
     "QueueError",
     "QueueShutdownError",
+    "StateError",
     "TaskSkippedError",
     "TaskTimeoutError",
     "UnknownDependencyError",
@@ -133,3 +134,12 @@ class QueueShutdownError(QueueError, RuntimeError):
 
     def __init__(self) -> None:
         super().__init__("cannot schedule new tasks after shutdown")
+
+
+class StateError(QueueError, OSError):
+    """The state directory or a file in it cannot be created, read or written; ``path`` says which."""
+
+    def __init__(self, path: object, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")

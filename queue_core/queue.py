@@ -23,6 +23,7 @@ import atexit
 import contextlib
 import functools
 import logging
+import os
 import random
 import threading
 import time
@@ -34,14 +35,19 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from .errors import QueueShutdownError, TaskSkippedError, TaskTimeoutError
+from .claims import Access, Claim
+from .errors import InvalidClaimError, QueueShutdownError, TaskSkippedError, TaskTimeoutError
 from .ownership import FileOwnership
+from .registry import Hold, Owner, Registry, RegistrySession
 from .scheduler import DEFAULT_MAX_BYPASS, Scheduler, TaskEntry
 from .task import AgentTask, Stoppable, TaskState
 
 __all__ = ["TaskEvent", "TaskQueue"]
 
 log = logging.getLogger("queue_core")
+
+#: Seconds between looks at the registry while a task waits for another process's claim.
+FOREIGN_CHECK_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,11 @@ class TaskQueue:
     injectable for tests; ``on_event`` is called (from a worker thread, outside the lock) on
     every state change, and must be thread-safe.
 
+    With ``repo``, every claim is also taken in the repository's on-disk registry (see
+    :mod:`queue_core.registry`), so queues in other processes working on the same repository
+    respect each other's agents and paths; the run is recorded under ``repo/.project-manager/``.
+    Raises StateError if that directory cannot be created or written.
+
     A queue dropped without ``shutdown`` still finishes the tasks it was given, then frees its
     threads; at interpreter exit, queued work is finished first, as with concurrent.futures.
     """
@@ -78,15 +89,23 @@ class TaskQueue:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         on_event: Callable[[TaskEvent], None] | None = None,
+        repo: str | os.PathLike[str] | None = None,
+        run_id: str | None = None,
     ):
         scheduler = Scheduler(max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass)
-        self._engine = _Engine(scheduler, clock, on_event)
+        registry = None if repo is None else Registry(repo, run_id)
+        self._engine = _Engine(scheduler, clock, on_event, registry)
         # The threads hold the engine, never this object, so dropping the queue is noticed.
         weakref.finalize(self, self._engine.shutdown, False, False)
 
     @property
     def max_parallel(self) -> int:
         return self._engine.sched.max_parallel
+
+    @property
+    def registry(self) -> Registry | None:
+        """The repository's shared claim registry, if the queue was given ``repo``."""
+        return self._engine.registry
 
     def submit_task(self, task: AgentTask) -> Future[Any]:
         """Queue ``task``; it starts as soon as its agent, claims, dependencies and a slot allow.
@@ -207,8 +226,19 @@ def _drain_live_engines() -> None:
 class _Engine:
     """The threads and the state of one TaskQueue."""
 
-    def __init__(self, sched: Scheduler, clock: Callable[[], float], on_event: Callable[[TaskEvent], None] | None):
+    def __init__(
+        self,
+        sched: Scheduler,
+        clock: Callable[[], float],
+        on_event: Callable[[TaskEvent], None] | None,
+        registry: Registry | None,
+    ):
         self.sched = sched
+        self.registry = registry
+        self.started_at = time.time()
+        self.external_owners: dict[str, Owner] = {}  # external holder id -> its process
+        self.next_foreign_check = 0.0  # clock time of the next look at other processes
+        self.run_finished = False
         self.clock = clock
         self.on_event = on_event
         # lock guards sched and every mutable attribute below.
@@ -238,7 +268,7 @@ class _Engine:
             finished = self.sched.add(tasks[0], now) if len(tasks) == 1 else self.sched.add_batch(tasks, now)
             futures: list[Future[Any]] = [_TaskFuture(self, t.id) for t in tasks]
             self.futures.update(zip((t.id for t in tasks), futures, strict=True))
-            self._hand_out(self.sched.dispatch(now))
+            self._hand_out(self._dispatch(now))
             if any(t.timeout is not None or t.retries for t in tasks):
                 self._ensure_timer()
             resolved = self._collect(finished)
@@ -249,7 +279,8 @@ class _Engine:
         with self.lock:
             if self.closed:
                 raise QueueShutdownError()
-            entry = self.sched.try_start(task, self.clock())
+            now = self.clock()
+            [entry] = self._decide(lambda: [self.sched.try_start(task, now)])
             future: Future[Any] = _TaskFuture(self, task.id)
             self.futures[task.id] = future
             self._hand_out([entry])
@@ -267,7 +298,10 @@ class _Engine:
                 stop = entry.task.execute_fn.stop
             # Waiting, or started by the scheduler with its body not yet entered: the worker
             # sees stop_requested and does not call it.
-            changed = self.sched.cancel(task_id, self.clock())
+            now = self.clock()
+            changed = self.sched.cancel(task_id, now)
+            if changed:  # a cancelled reservation may free others
+                self._hand_out(self._dispatch(now))
             resolved = self._collect(changed)
             accepted = bool(changed) or entry.stop_requested
         if stop is not None:
@@ -289,6 +323,7 @@ class _Engine:
                 now = self.clock()
                 for entry, _ in self.sched.waiting():
                     changed.extend(self.sched.cancel(entry.id, now))
+                self._hand_out(self._dispatch(now))
             resolved = self._collect(changed)
             self._wake_all()
         self._deliver(resolved)
@@ -302,53 +337,148 @@ class _Engine:
                 for thread in threads:
                     thread.join()
                     joined.add(thread)
+            self._finish_run()
             _live_engines.discard(self)
 
     def status(self) -> dict[str, Any]:
         with self.lock:
-            now = self.clock()
-            running = self.sched.running
-            waiting = self.sched.waiting()
-            counts = {state.value: 0 for state in TaskState if state.is_terminal}
-            for entry in self.sched.entries():
-                if entry.state.is_terminal:
-                    counts[entry.state.value] += 1
-            reserved = self.sched.reserved
-            return {
-                "running_agents": [e.agent for e in running],
-                "running_files": sorted({c.text for e in running for c in e.writes}),
-                "queued_tasks": len(waiting),
-                "max_parallel": self.sched.max_parallel,
-                "running": [
-                    {
-                        "id": e.id,
-                        "agent": e.agent,
-                        "description": e.task.task_description,
-                        "files": [c.text for c in e.writes],
-                        "reads": [c.text for c in e.reads],
-                        "attempt": e.attempts,
-                        "elapsed_s": now - (e.started_at or now),
-                        "timed_out": e.timed_out,
-                    }
-                    for e in running
-                ],
-                "waiting": [
-                    {
-                        "id": e.id,
-                        "agent": e.agent,
-                        "description": e.task.task_description,
-                        "state": e.state.value,
-                        "reason": reason.describe(now),
-                        "reason_kind": reason.kind,
-                        "blocked_by": reason.holder,
-                        "reserved": e is reserved,
-                    }
-                    for e, reason in waiting
-                ],
-                "counts": counts,
-                "finished_tasks": sum(counts.values()),
-                "failed_tasks": counts["failed"] + counts["timed_out"],
+            return self._status()
+
+    def _status(self) -> dict[str, Any]:
+        """The status snapshot (lock held)."""
+        now = self.clock()
+        running = self.sched.running
+        waiting = self.sched.waiting()
+        counts = {state.value: 0 for state in TaskState if state.is_terminal}
+        for entry in self.sched.entries():
+            if entry.state.is_terminal:
+                counts[entry.state.value] += 1
+        reserved = self.sched.reserved
+        return {
+            "running_agents": [e.agent for e in running],
+            "running_files": sorted({c.text for e in running for c in e.writes}),
+            "queued_tasks": len(waiting),
+            "max_parallel": self.sched.max_parallel,
+            "running": [
+                {
+                    "id": e.id,
+                    "agent": e.agent,
+                    "description": e.task.task_description,
+                    "files": [c.text for c in e.writes],
+                    "reads": [c.text for c in e.reads],
+                    "attempt": e.attempts,
+                    "elapsed_s": now - (e.started_at or now),
+                    "timed_out": e.timed_out,
+                }
+                for e in running
+            ],
+            "waiting": [
+                {
+                    "id": e.id,
+                    "agent": e.agent,
+                    "description": e.task.task_description,
+                    "state": e.state.value,
+                    "reason": reason.describe(now),
+                    "reason_kind": reason.kind,
+                    "blocked_by": reason.holder,
+                    "reserved": e is reserved,
+                }
+                for e, reason in waiting
+            ],
+            "counts": counts,
+            "finished_tasks": sum(counts.values()),
+            "failed_tasks": counts["failed"] + counts["timed_out"],
+        }
+
+    # --- the registry shared with other processes -------------------------------------------
+
+    def _dispatch(self, now: float, released: Sequence[str] = ()) -> list[TaskEntry]:
+        """Start what may start now (lock held); ``released`` ids gave their claims back."""
+        return self._decide(lambda: self.sched.dispatch(now), released)
+
+    def _decide(self, decide: Callable[[], list[TaskEntry]], released: Sequence[str] = ()) -> list[TaskEntry]:
+        """Run ``decide`` (a scheduler call that starts tasks) as one atomic registry step.
+
+        With a repository, under the registry's file lock: read the holds of every process,
+        drop dead owners', mirror the other processes' holds into the scheduler, decide,
+        record what started, write. Without one, just decide.
+        """
+        if self.registry is None:
+            return decide()
+        with self.registry.session() as session:
+            for task_id in released:
+                session.remove(task_id)
+            self._sync(session)
+            started = decide()
+            for entry in started:
+                session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads))
+            mine = session.mine()
+        self._write_record(mine)
+        return started
+
+    def _sync(self, session: RegistrySession) -> None:
+        """Make the scheduler's external holders match the other processes' holds."""
+        foreign = {f"{h.task} in run {h.owner.run}": h for h in session.foreign()}
+        for holder in self.sched.external_holders:
+            if holder not in foreign:
+                self.sched.release_external(holder)
+                del self.external_owners[holder]
+        for holder, hold in foreign.items():
+            if holder not in self.external_owners:
+                writes, reads = _parse(hold.writes), _parse(hold.reads)
+                claims = (*((c, Access.WRITE) for c in writes), *((c, Access.READ) for c in reads))
+                self.sched.hold_external(holder, hold.agent, claims)
+                self.external_owners[holder] = hold.owner
+        if foreign:
+            self._ensure_timer()
+
+    def _waiting_on_others(self) -> bool:
+        """Whether some task here may be waiting for another process (lock held)."""
+        return bool(self.external_owners) and self.sched.unfinished > len(self.sched.running)
+
+    def _others_changed(self) -> bool:
+        """Whether another process wrote the registry or died since we last looked (lock held).
+
+        This is how a release in another process is noticed: while a task here waits on one,
+        the timer thread looks every FOREIGN_CHECK_S seconds — one stat() of claims.json, and
+        the start time of each holder's process — and sleeps in between, so no CPU spins.
+        """
+        assert self.registry is not None
+        if self.registry.stamp() != self.registry.last_stamp:
+            return True
+        return not all(owner.alive() for owner in set(self.external_owners.values()))
+
+    def _write_record(self, holds: list[Hold]) -> None:
+        assert self.registry is not None
+        status = self._status()
+        self.registry.write_run_record(
+            {
+                "run": self.registry.run,
+                "repo": str(self.registry.repo),
+                "started_at": self.started_at,
+                "holds": [h.to_json() for h in holds],
+                "status": status,
             }
+        )
+
+    def _finish_run(self) -> None:
+        """Leave a history record and drop this run's registry entries, once."""
+        if self.registry is None or self.run_finished:
+            return
+        with self.lock:
+            self.run_finished = True
+            tasks = [
+                {
+                    "id": e.id,
+                    "agent": e.agent,
+                    "status": e.state.value,
+                    "attempts": e.attempts,
+                    "duration_s": _duration(e),
+                }
+                for e in self.sched.entries()
+            ]
+        history = {"run": self.registry.run, "started_at": self.started_at, "ended_at": time.time(), "tasks": tasks}
+        self.registry.finish_run(history)
 
     # --- workers ----------------------------------------------------------------------------
 
@@ -424,7 +554,7 @@ class _Engine:
                 outcome = TaskState.SUCCEEDED
             now = self.clock()
             changed = self.sched.finish(task.id, outcome, now, None if error is None else _describe(error))
-            mine = self._hand_out(self.sched.dispatch(now), keep_one=True)
+            mine = self._hand_out(self._dispatch(now, released=(task.id,)), keep_one=True)
             if entry.state is TaskState.RETRY_WAIT:
                 self.timer_wake.notify()
             resolved = self._collect(changed, result=result, error=error, of=task.id)
@@ -449,12 +579,20 @@ class _Engine:
                     if self.closed and self._drained():
                         return
                     wake = self.sched.next_wakeup()
+                    if self._waiting_on_others():
+                        wake = self.next_foreign_check if wake is None else min(wake, self.next_foreign_check)
                     now = self.clock()
                     if wake is not None and wake <= now:
                         break
                     self.timer_wake.wait(None if wake is None else wake - now)
+                due = self.sched.next_wakeup()
                 expired = self.sched.expire(now)
-                self._hand_out(self.sched.dispatch(now))
+                others_changed = False
+                if self._waiting_on_others() and now >= self.next_foreign_check:
+                    self.next_foreign_check = now + FOREIGN_CHECK_S
+                    others_changed = self._others_changed()
+                if others_changed or (due is not None and due <= now):
+                    self._hand_out(self._dispatch(now))
                 stops = [e.task.execute_fn.stop for e in expired if isinstance(e.task.execute_fn, Stoppable)]
                 # A last attempt's future fails now, though the call may go on and hold its claims.
                 resolved = [
@@ -561,6 +699,23 @@ def _resolve(item: _Resolution) -> None:
             future.set_exception(item.error or RuntimeError(item.reason or "failed"))
         else:  # TIMED_OUT, at the deadline or when the call returned
             future.set_exception(TaskTimeoutError(item.task_id, item.timeout or 0.0))
+
+
+def _texts(claims: tuple[Claim, ...]) -> tuple[str, ...]:
+    return tuple(c.text for c in claims)
+
+
+def _parse(texts: tuple[str, ...]) -> tuple[Claim, ...]:
+    try:
+        return tuple(Claim.parse(text) for text in texts)
+    except InvalidClaimError:  # written by another version: assume it claims everything
+        return (Claim.parse("**"),)
+
+
+def _duration(entry: TaskEntry) -> float | None:
+    if entry.started_at is None or entry.finished_at is None:
+        return None
+    return entry.finished_at - entry.started_at
 
 
 def _start(thread: threading.Thread) -> bool:

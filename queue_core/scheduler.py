@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .claims import Access, Claim, ClaimIndex, Conflict, overlap_witness
@@ -118,7 +118,10 @@ class Scheduler:
         self._retries: list[tuple[float, tuple[int, int], str]] = []
         self._deadlines: list[tuple[float, tuple[int, int], int, str]] = []
         self._running: dict[str, TaskEntry] = {}
-        self._agent_running: dict[str, str] = {}
+        self._agent_running: dict[str, str] = {}  # agent -> id of its running task here
+        # Claims held outside this scheduler (other processes' running tasks), by holder id.
+        self._external: dict[str, tuple[str, tuple[tuple[Claim, Access], ...]]] = {}
+        self._agent_external: dict[str, set[str]] = {}  # agent -> external holder ids
         self._held = ClaimIndex()
         self._starving: TaskEntry | None = None  # best-ranked task blocked by a claim
         self._bypassed = 0  # lower-ranked tasks that took what _starving needs since it blocked
@@ -172,7 +175,7 @@ class Scheduler:
             return entry.blocker
         if isinstance(entry.blocker, WaitGroup) and entry.blocker.holder is not None:
             return entry.blocker.reason()
-        holder = self._agent_running.get(entry.agent)
+        holder = self._agent_holder(entry.agent)
         if holder is not None:
             return WaitReason("agent", holder=holder, holder_agent=entry.agent)
         if self._agent_held_back(entry):
@@ -234,12 +237,12 @@ class Scheduler:
             raise WaitReason("dependency", needs=needs).to_error()
         if len(self._running) >= self.max_parallel:
             raise CapacityError(self.max_parallel)
-        holder = self._agent_running.get(task.agent_type)
+        holder = self._agent_holder(task.agent_type)
         if holder is not None:
             raise AgentAlreadyRunningError(task.agent_type, holder)
         blocker = self._blocker(probe)
         if blocker is not None:
-            raise _reason(blocker, self._entries).to_error()
+            raise _reason(blocker, self._agent_of).to_error()
         entry = self._register(task, now)
         self._start(entry, now)
         return entry
@@ -307,7 +310,7 @@ class Scheduler:
         queue = self._queues.get(agent)
         while queue and self._entries[queue[0][1]].state is not TaskState.QUEUED:
             heapq.heappop(queue)  # cancelled while queued
-        if agent in self._agent_running or not queue:
+        if self._agent_holder(agent) is not None or not queue:
             heapq.heappop(heads)  # pushed again when the agent is released
             return
         if queue[0][0] != key:
@@ -344,7 +347,7 @@ class Scheduler:
             del self._pools[pool]
             return
         entry = self._entries[heapq.heappop(members)[1]]
-        if entry.agent in self._agent_running or self._agent_held_back(entry):
+        if self._agent_holder(entry.agent) is not None or self._agent_held_back(entry):
             self._enqueue(entry)  # looked at again when its agent is free
         else:
             blocker = self._blocker(entry)
@@ -352,11 +355,11 @@ class Scheduler:
                 self._start(entry, now)
                 started.append(entry)
                 if group.access is Access.WRITE:  # the rest need what it now holds
-                    self._move(pool, entry, group.claim, group.claim.text)
+                    self._move(pool, entry.id, group.claim, group.claim.text)
                     return
             elif isinstance(blocker, Conflict) and (blocker.claim, blocker.access) == (group.claim, group.access):
                 heapq.heappush(members, (entry.key, entry.id))  # blocked as the rest are: all move together
-                self._move(pool, self._entries[blocker.owner], blocker.held, blocker.example)
+                self._move(pool, blocker.owner, blocker.held, blocker.example)
                 self._consider_starving(entry)
                 return
             else:
@@ -369,6 +372,48 @@ class Scheduler:
     def _is_member(self, task_id: str, group: WaitGroup) -> bool:
         entry = self._entries[task_id]
         return entry.state is TaskState.QUEUED and entry.blocker is group
+
+    def _agent_holder(self, agent: str) -> str | None:
+        """The id of the task running ``agent`` here or elsewhere, or None if it is free."""
+        holder = self._agent_running.get(agent)
+        if holder is None and agent in self._agent_external:
+            holder = min(self._agent_external[agent])
+        return holder
+
+    def _agent_of(self, holder: str) -> str:
+        entry = self._entries.get(holder)
+        return entry.agent if entry is not None else self._external[holder][0]
+
+    # --- claims held elsewhere ------------------------------------------------------------
+
+    @property
+    def external_holders(self) -> list[str]:
+        return list(self._external)
+
+    def hold_external(self, holder: str, agent: str, claims: tuple[tuple[Claim, Access], ...]) -> None:
+        """Record that ``holder`` (a task of another process) runs ``agent`` holding ``claims``.
+
+        Tasks here then wait for it exactly as for a running task of their own, but it does not
+        count toward ``max_parallel``. Raises ValueError if ``holder`` is already recorded.
+        """
+        if holder in self._external or holder in self._entries:
+            raise ValueError(f"holder {holder!r} is already known")
+        self._external[holder] = (agent, claims)
+        self._agent_external.setdefault(agent, set()).add(holder)
+        for claim, access in claims:
+            self._held.add(claim, access, holder)
+
+    def release_external(self, holder: str) -> None:
+        """``holder`` let go of everything: tasks waiting for it may start at the next dispatch."""
+        agent, claims = self._external.pop(holder)
+        holders = self._agent_external[agent]
+        holders.discard(holder)
+        if not holders:
+            del self._agent_external[agent]
+        for claim, access in claims:
+            self._held.remove(claim, access, holder)
+        self._release(holder)
+        self._push_head(agent)
 
     def _agent_held_back(self, entry: TaskEntry) -> bool:
         """Whether the reservation of a better-ranked task of the same agent holds ``entry`` back."""
@@ -398,18 +443,20 @@ class Scheduler:
         groups = self._waiting_on.setdefault(blocker.owner, {})
         group = groups.get((blocker.claim.text, blocker.access, blocker.held.text))
         if group is None:
-            holder = self._entries[blocker.owner]
-            group = WaitGroup(blocker.claim, blocker.access, blocker.held, blocker.example, holder.id, holder.agent)
+            holder = blocker.owner
+            group = WaitGroup(
+                blocker.claim, blocker.access, blocker.held, blocker.example, holder, self._agent_of(holder)
+            )
             groups[group.key] = group
         heapq.heappush(group.members, (entry.key, entry.id))
         entry.blocker = group
         self._consider_starving(entry)
 
-    def _move(self, pool: int, holder: TaskEntry, held: Claim, example: str) -> None:
+    def _move(self, pool: int, holder: str, held: Claim, example: str) -> None:
         """Park a whole released group on ``holder``, whose ``held`` claim now blocks every member."""
         group = self._pools.pop(pool)
-        group.holder, group.holder_agent, group.held, group.example = holder.id, holder.agent, held, example
-        groups = self._waiting_on.setdefault(holder.id, {})
+        group.holder, group.holder_agent, group.held, group.example = holder, self._agent_of(holder), held, example
+        groups = self._waiting_on.setdefault(holder, {})
         other = groups.setdefault(group.key, group)
         if other is not group:  # merge the smaller into the larger: O(n log n) over all merges
             small, large = sorted((group, other), key=lambda g: len(g.members))
@@ -579,11 +626,11 @@ def _clash(entry: TaskEntry, reserved: TaskEntry) -> WaitReason | None:
     return None
 
 
-def _reason(blocker: Conflict | WaitReason, entries: dict[str, TaskEntry]) -> WaitReason:
+def _reason(blocker: Conflict | WaitReason, agent_of: Callable[[str], str]) -> WaitReason:
     if isinstance(blocker, WaitReason):
         return blocker
-    holder = entries[blocker.owner]
-    return WaitReason.overlap("claim", blocker.claim, blocker.held, holder.id, holder.agent, blocker.example)
+    owner = blocker.owner
+    return WaitReason.overlap("claim", blocker.claim, blocker.held, owner, agent_of(owner), blocker.example)
 
 
 def _topological(batch: dict[str, AgentTask]) -> list[AgentTask]:

@@ -1,0 +1,309 @@
+"""The on-disk claim registry that every process working on one repository shares.
+
+Layout, under ``<repo>/.project-manager/`` (created owner-only, and ignoring itself for git):
+
+* ``registry.lock`` — a ``filelock.FileLock`` (flock), never deleted: deleting a lock file
+  lets two processes lock two different inodes at once.
+* ``claims.json`` — every claim held by a running task of any process, with its owner.
+* ``runs/<run>.json`` — each live run's own record (its holds and status); ``status`` reads
+  these, and they rebuild ``claims.json`` if it is ever damaged.
+* ``history/<run>.json`` — a small record of each finished run.
+
+Taking claims is one atomic step under the lock (:meth:`Registry.session`): read, drop holds
+whose owner process is gone, let the caller decide and record, write (temp file, fsync,
+``os.replace``), unlock. An owner is its host, pid *and process start time*, so a pid reused
+by an unrelated process is not mistaken for the owner, and a run killed with SIGKILL blocks
+nobody: the next process to touch the registry drops its holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from filelock import FileLock
+
+from .errors import StateError
+
+__all__ = ["STATE_DIR", "Hold", "Owner", "Registry", "RegistrySession", "new_run_id"]
+
+log = logging.getLogger("queue_core")
+
+STATE_DIR = ".project-manager"
+FORMAT = "project-manager/claims"
+VERSION = 1
+_HOST = socket.gethostname()
+
+
+def new_run_id() -> str:
+    """A run id that sorts by start time and is unique across processes and hosts."""
+    return time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The process (and run within it) holding claims: never trust a bare pid."""
+
+    host: str
+    pid: int
+    started: float  # the process's start time (psutil), to tell a reused pid apart
+    run: str
+
+    @classmethod
+    def current(cls, run: str) -> Owner:
+        return cls(_HOST, os.getpid(), _start_time(os.getpid()) or 0.0, run)
+
+    def alive(self) -> bool:
+        """Whether the owning process still runs; an owner on another host is assumed alive."""
+        if self.host != _HOST:
+            return True  # cannot see another machine's processes: never drop its claims
+        return _start_time(self.pid) == self.started
+
+    def to_json(self) -> dict[str, Any]:
+        return {"host": self.host, "pid": self.pid, "started": self.started, "run": self.run}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Owner:
+        return cls(str(data["host"]), int(data["pid"]), float(data["started"]), str(data["run"]))
+
+
+def _start_time(pid: int) -> float | None:
+    try:
+        return round(psutil.Process(pid).create_time(), 2)
+    except psutil.NoSuchProcess:  # zombies included: a zombie runs nothing
+        return None
+    except psutil.AccessDenied:  # it exists, but we may not look: keep its claims
+        return -1.0
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One running task's claims, as recorded in the registry."""
+
+    owner: Owner
+    task: str
+    agent: str
+    writes: tuple[str, ...]
+    reads: tuple[str, ...]
+    since: float  # wall-clock time it was taken
+
+    @property
+    def key(self) -> str:
+        """Unique across processes: the run and the task id."""
+        return f"{self.owner.run}/{self.task}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "owner": self.owner.to_json(),
+            "task": self.task,
+            "agent": self.agent,
+            "writes": list(self.writes),
+            "reads": list(self.reads),
+            "since": self.since,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Hold:
+        return cls(
+            Owner.from_json(data["owner"]),
+            str(data["task"]),
+            str(data["agent"]),
+            tuple(str(w) for w in data["writes"]),
+            tuple(str(r) for r in data["reads"]),
+            float(data["since"]),
+        )
+
+
+@dataclass
+class RegistrySession:
+    """The registry's live holds while its lock is held; changes are written when it ends."""
+
+    owner: Owner
+    holds: dict[str, Hold]
+    changed: bool = False
+    dropped: list[Hold] = field(default_factory=list)  # holds of dead owners, pruned on read
+
+    def foreign(self) -> list[Hold]:
+        """Holds of every other run (other processes, or other queues of this one)."""
+        return [h for h in self.holds.values() if h.owner.run != self.owner.run]
+
+    def mine(self) -> list[Hold]:
+        return [h for h in self.holds.values() if h.owner.run == self.owner.run]
+
+    def add(self, task: str, agent: str, writes: tuple[str, ...], reads: tuple[str, ...]) -> None:
+        hold = Hold(self.owner, task, agent, writes, reads, time.time())
+        self.holds[hold.key] = hold
+        self.changed = True
+
+    def remove(self, task: str) -> None:
+        if self.holds.pop(f"{self.owner.run}/{task}", None) is not None:
+            self.changed = True
+
+
+class Registry:
+    """The claim registry of the repository at ``repo``, seen from one run of this process.
+
+    Raises StateError, naming the path, if the state directory cannot be created or written.
+    """
+
+    def __init__(self, repo: str | os.PathLike[str], run: str | None = None, *, lock_timeout: float = 60.0):
+        self.repo = Path(repo).resolve()
+        self.dir = self.repo / STATE_DIR
+        self.owner = Owner.current(run or new_run_id())
+        self.path = self.dir / "claims.json"
+        self.runs_dir = self.dir / "runs"
+        self.history_dir = self.dir / "history"
+        #: What was found damaged and repaired, for the caller to show; never printed here.
+        self.notices: list[str] = []
+        #: stamp() right after this process last wrote claims.json.
+        self.last_stamp: tuple[int, int, int] | None = None
+        _make_state_dir(self.dir, self.runs_dir, self.history_dir)
+        self._lock = FileLock(
+            self.dir / "registry.lock",
+            timeout=lock_timeout,
+            mode=0o600,
+            thread_local=False,  # the queue's own lock already serialises its threads
+            preserve_lock_file=True,
+            fallback_to_soft=False,  # a soft lock is not released when its owner is killed
+        )
+
+    @property
+    def run(self) -> str:
+        return self.owner.run
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[RegistrySession]:
+        """Hold the registry lock: yields the live holds; writes them back if they changed."""
+        with self._lock:
+            holds = self._read()
+            alive: dict[Owner, bool] = {}
+            live: dict[str, Hold] = {}
+            dropped: list[Hold] = []
+            for hold in holds:
+                if alive.setdefault(hold.owner, hold.owner.alive()):
+                    live[hold.key] = hold
+                else:
+                    dropped.append(hold)
+            session = RegistrySession(self.owner, live, dropped=dropped)
+            yield session
+            if session.changed or dropped:
+                self._write(
+                    self.path,
+                    {"format": FORMAT, "version": VERSION, "holds": [h.to_json() for h in session.holds.values()]},
+                    durable=True,
+                )
+            self.last_stamp = self.stamp()  # still locked: nobody else's write can hide behind ours
+
+    def stamp(self) -> tuple[int, int, int] | None:
+        """Changes whenever claims.json is replaced: (inode, size, mtime in ns), None if absent."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    # --- run records ----------------------------------------------------------------------
+
+    def write_run_record(self, record: dict[str, Any]) -> None:
+        """Replace this run's record (atomically; not fsynced: claims.json is the authority)."""
+        record = {**record, "owner": self.owner.to_json(), "updated": time.time(), "version": VERSION}
+        self._write(self.runs_dir / f"{self.run}.json", record, durable=False)
+
+    def finish_run(self, history: dict[str, Any]) -> None:
+        """Move this run's record to a small history record, and drop any hold it still has."""
+        with self.session() as session:
+            for hold in session.mine():
+                session.remove(hold.task)
+        self._write(self.history_dir / f"{self.run}.json", {**history, "version": VERSION}, durable=False)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.runs_dir / f"{self.run}.json")
+
+    def live_runs(self) -> list[dict[str, Any]]:
+        """The records of every run whose process still lives (unreadable ones are skipped)."""
+        records = []
+        for path in sorted(self.runs_dir.glob("*.json")):
+            try:
+                record = json.loads(path.read_text())
+                owner = Owner.from_json(record["owner"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # being replaced, or damaged: it is only a view
+            if owner.alive():
+                records.append(record)
+        return records
+
+    # --- files ----------------------------------------------------------------------------
+
+    def _read(self) -> list[Hold]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StateError(self.path, f"cannot read the claim registry: {exc.strerror or exc}") from exc
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
+                raise ValueError("not a project-manager claim registry")
+            if data.get("version") != VERSION:
+                raise ValueError(f"format version {data.get('version')!r}; this version reads {VERSION}")
+            return [Hold.from_json(item) for item in data["holds"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            problem = "it is empty" if not text.strip() else str(exc) or type(exc).__name__
+            return self._rebuild(problem)
+
+    def _rebuild(self, problem: str) -> list[Hold]:
+        """Keep a damaged registry aside and rebuild it from the live runs' own records."""
+        aside = self.path.with_name(f"claims.json.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        os.replace(self.path, aside)
+        holds: list[Hold] = []
+        for record in self.live_runs():
+            for item in record.get("holds", []):
+                with contextlib.suppress(KeyError, TypeError, ValueError):
+                    holds.append(Hold.from_json(item))
+        notice = (
+            f"{self.path} was damaged ({problem}); kept it as {aside.name} and rebuilt it from the "
+            f"records of {len({h.owner.run for h in holds})} live run(s) ({len(holds)} claim(s))"
+        )
+        self.notices.append(notice)
+        log.warning("%s", notice)
+        return holds
+
+    def _write(self, path: Path, data: dict[str, Any], *, durable: bool) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1)
+                if durable:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise StateError(path, f"cannot write: {exc.strerror or exc}") from exc
+
+
+def _make_state_dir(state: Path, *subdirs: Path) -> None:
+    try:
+        state.mkdir(mode=0o700, exist_ok=True)
+        for sub in subdirs:
+            sub.mkdir(mode=0o700, exist_ok=True)
+        ignore = state / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# project-manager's state: never commit it\n*\n")
+        probe = state / f".write-probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise StateError(state, f"cannot create or write the state directory: {exc.strerror or exc}") from exc
