@@ -1,6 +1,7 @@
 """Run every benchmark and print one markdown report: ``python -m bench.run_all``.
 
-Sections: release->start latency, in-process overhead, makespan (simulated), scale. The report
+Sections: release->start latency, in-process overhead, makespan (simulated), scale, and claims
+across processes (the on-disk registry). The report
 ends with every figure against its target from DESIGN.md ("Performance").
 """
 
@@ -12,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import latency, makespan, overhead, scale
+from . import latency, makespan, overhead, registry, scale
 from ._common import Section, checks_table, machine
 
 
@@ -29,6 +30,7 @@ def main() -> None:
         ("overhead", overhead.run),
         ("makespan", makespan.run),
         ("scale", scale.run),
+        ("registry", registry.run),
     ]
     sections: list[Section] = []
     for name, run in runs:

@@ -23,12 +23,14 @@ from .errors import (
     InvalidTaskError,
     QueueError,
     QueueShutdownError,
+    StateError,
     TaskSkippedError,
     TaskTimeoutError,
     UnknownDependencyError,
 )
 from .ownership import FileOwnership
 from .queue import TaskEvent, TaskQueue
+from .registry import Registry, repo_status
 from .scheduler import Scheduler, TaskEntry
 from .task import AgentTask, Stoppable, TaskState
 from .waits import WaitGroup, WaitReason
@@ -49,7 +51,9 @@ __all__ = [
     "InvalidTaskError",
     "QueueError",
     "QueueShutdownError",
+    "Registry",
     "Scheduler",
+    "StateError",
     "Stoppable",
     "TaskEntry",
     "TaskEvent",
@@ -63,4 +67,5 @@ __all__ = [
     "normalise_path",
     "overlap_witness",
     "overlaps",
+    "repo_status",
 ]

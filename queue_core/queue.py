@@ -47,7 +47,7 @@ __all__ = ["TaskEvent", "TaskQueue"]
 log = logging.getLogger("queue_core")
 
 #: Seconds between looks at the registry while a task waits for another process's claim.
-FOREIGN_CHECK_S = 0.05
+FOREIGN_CHECK_S = 0.02
 
 
 @dataclass(frozen=True)

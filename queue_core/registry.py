@@ -35,7 +35,16 @@ from filelock import FileLock
 
 from .errors import StateError
 
-__all__ = ["STATE_DIR", "Hold", "Owner", "Registry", "RegistrySession", "new_run_id"]
+__all__ = [
+    "STATE_DIR",
+    "Hold",
+    "Owner",
+    "Registry",
+    "RegistrySession",
+    "live_run_records",
+    "new_run_id",
+    "repo_status",
+]
 
 log = logging.getLogger("queue_core")
 
@@ -173,6 +182,7 @@ class Registry:
             timeout=lock_timeout,
             mode=0o600,
             thread_local=False,  # the queue's own lock already serialises its threads
+            poll_interval=0.005,  # a contended flock is retried this often (a syscall, no spinning)
             preserve_lock_file=True,
             fallback_to_soft=False,  # a soft lock is not released when its owner is killed
         )
@@ -229,17 +239,7 @@ class Registry:
             os.unlink(self.runs_dir / f"{self.run}.json")
 
     def live_runs(self) -> list[dict[str, Any]]:
-        """The records of every run whose process still lives (unreadable ones are skipped)."""
-        records = []
-        for path in sorted(self.runs_dir.glob("*.json")):
-            try:
-                record = json.loads(path.read_text())
-                owner = Owner.from_json(record["owner"])
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # being replaced, or damaged: it is only a view
-            if owner.alive():
-                records.append(record)
-        return records
+        return live_run_records(self.repo)
 
     # --- files ----------------------------------------------------------------------------
 
@@ -292,6 +292,55 @@ class Registry:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise StateError(path, f"cannot write: {exc.strerror or exc}") from exc
+
+
+def live_run_records(repo: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of every run in ``repo`` whose process still lives, oldest first.
+
+    Reads only: a repository without state, or an unreadable record, gives fewer records,
+    never an error.
+    """
+    records = []
+    for path in sorted((Path(repo) / STATE_DIR / "runs").glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            owner = Owner.from_json(record["owner"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being replaced, or damaged: it is only a view
+        if owner.alive():
+            records.append(record)
+    return records
+
+
+def repo_status(repo: str | os.PathLike[str]) -> dict[str, Any]:
+    """What runs in ``repo`` right now, across every live run of every process.
+
+    ``running_agents``, ``running_files`` and ``queued_tasks`` as in ``TaskQueue.get_status``,
+    summed over the runs, and ``runs``: one entry per live run with its owner, its running
+    tasks and its waiting tasks with their reasons. Runs whose process died are ignored.
+    """
+    runs = []
+    for record in live_run_records(repo):
+        status = record.get("status", {})
+        owner = record["owner"]
+        runs.append(
+            {
+                "run": owner["run"],
+                "pid": owner["pid"],
+                "host": owner["host"],
+                "started_at": record.get("started_at"),
+                "updated_at": record.get("updated"),
+                "running": status.get("running", []),
+                "waiting": status.get("waiting", []),
+                "counts": status.get("counts", {}),
+            }
+        )
+    return {
+        "running_agents": [task["agent"] for run in runs for task in run["running"]],
+        "running_files": sorted({path for run in runs for task in run["running"] for path in task["files"]}),
+        "queued_tasks": sum(len(run["waiting"]) for run in runs),
+        "runs": runs,
+    }
 
 
 def _make_state_dir(state: Path, *subdirs: Path) -> None:

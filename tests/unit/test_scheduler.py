@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from queue_core.claims import overlaps
+from queue_core.claims import Access, Claim, overlaps
 from queue_core.errors import (
     AgentAlreadyRunningError,
     CapacityError,
@@ -1425,3 +1425,46 @@ def test_a_released_group_member_whose_agent_is_busy_does_not_hold_back_the_rest
     assert ids(sched.dispatch(1.0)) == ["w2"]  # w1's agent is busy; w2 takes the file
     assert reason_of(sched, "w1").kind == "agent"
     assert str(reason_of(sched, "w3")) == "hot.py overlaps hot.py held by c (w2)"
+
+
+# --- claims held by other processes ----------------------------------------------------------
+
+
+def _claims(*paths: str) -> tuple[tuple[Claim, Access], ...]:
+    return tuple((Claim.parse(p), Access.WRITE) for p in paths)
+
+
+def test_an_external_holder_blocks_like_a_running_task_but_takes_no_slot() -> None:
+    sched = make(max_parallel=1)
+    sched.hold_external("t9 in run other", "architect", _claims("docs/"))
+    sched.add(task("doc", "writer", ["docs/x.md"]), 0.0)
+    sched.add(task("arch", "architect", ["src/a.py"]), 0.0)
+    sched.add(task("free", "dev", ["src/b.py"]), 0.0)
+    assert ids(sched.dispatch(0.0)) == ["free"]  # the only slot is ours to use
+    assert str(reason_of(sched, "doc")) == "docs/x.md overlaps docs/ held by architect (t9 in run other)"
+    assert str(reason_of(sched, "arch")) == "architect busy (t9 in run other)"
+    sched.finish("free", TaskState.SUCCEEDED, 1.0)
+    assert ids(sched.dispatch(1.0)) == []
+    sched.release_external("t9 in run other")
+    assert ids(sched.dispatch(1.0)) == ["doc"]  # the cap is 1: arch waits for the slot
+    assert reason_of(sched, "arch").kind == "capacity"
+    assert sched.external_holders == []
+
+
+def test_try_start_names_an_external_holder() -> None:
+    sched = make()
+    sched.hold_external("t9 in run other", "architect", _claims("src/"))
+    with pytest.raises(ClaimConflictError, match="t9 in run other"):
+        sched.try_start(task("x", "dev", ["src/x.py"]), 0.0)
+    with pytest.raises(AgentAlreadyRunningError, match="t9 in run other"):
+        sched.try_start(task("y", "architect", ["docs/y.md"]), 0.0)
+
+
+def test_an_external_holder_id_must_be_new() -> None:
+    sched = make()
+    sched.add(task("t1", "a", ["f"]), 0.0)
+    with pytest.raises(ValueError, match="already known"):
+        sched.hold_external("t1", "b", _claims("g"))
+    sched.hold_external("ext", "b", _claims("g"))
+    with pytest.raises(ValueError, match="already known"):
+        sched.hold_external("ext", "b", _claims("g"))
