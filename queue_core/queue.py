@@ -239,6 +239,8 @@ class _Engine:
         self.external_owners: dict[str, Owner] = {}  # external holder id -> its process
         self.next_foreign_check = 0.0  # clock time of the next look at other processes
         self.run_finished = False
+        self.unrecorded_releases: set[str] = set()  # task ids whose release is not on disk yet
+        self.registry_error: OSError | None = None  # the last registry failure, until one works
         self.clock = clock
         self.on_event = on_event
         # lock guards sched and every mutable attribute below.
@@ -386,6 +388,7 @@ class _Engine:
                 for e, reason in waiting
             ],
             "counts": counts,
+            "registry_error": None if self.registry_error is None else str(self.registry_error),
             "finished_tasks": sum(counts.values()),
             "failed_tasks": counts["failed"] + counts["timed_out"],
         }
@@ -405,15 +408,29 @@ class _Engine:
         """
         if self.registry is None:
             return decide()
-        with self.registry.session() as session:
-            for task_id in released:
-                session.remove(task_id)
-            self._sync(session)
-            started = decide()
+        self.unrecorded_releases.update(released)
+        started: list[TaskEntry] = []
+        try:
+            with self.registry.session() as session:
+                for task_id in self.unrecorded_releases:
+                    session.remove(task_id)
+                self._sync(session)
+                started = decide()
+                for entry in started:
+                    session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads))
+                mine = session.mine()
+            self._write_record(mine)
+        except OSError as exc:  # StateError (disk full, ...), or the lock's Timeout
+            # Nothing decided here is on disk, so nothing of it may run; try again soon.
             for entry in started:
-                session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads))
-            mine = session.mine()
-        self._write_record(mine)
+                self.sched.unstart(entry.id)
+            if self.registry_error is None:
+                log.error("the claim registry cannot be updated; no task starts until it can", exc_info=True)
+            self.registry_error = exc
+            self._ensure_timer()
+            return []
+        self.unrecorded_releases.clear()
+        self.registry_error = None
         return started
 
     def _sync(self, session: RegistrySession) -> None:
@@ -433,7 +450,9 @@ class _Engine:
             self._ensure_timer()
 
     def _waiting_on_others(self) -> bool:
-        """Whether some task here may be waiting for another process (lock held)."""
+        """Whether some task here may be waiting for another process or the registry (lock held)."""
+        if self.registry_error is not None:
+            return True
         return bool(self.external_owners) and self.sched.unfinished > len(self.sched.running)
 
     def _others_changed(self) -> bool:
@@ -444,13 +463,17 @@ class _Engine:
         the start time of each holder's process — and sleeps in between, so no CPU spins.
         """
         assert self.registry is not None
-        if self.registry.stamp() != self.registry.last_stamp:
+        if self.registry_error is not None or self.registry.stamp() != self.registry.last_stamp:
             return True
         return not all(owner.alive() for owner in set(self.external_owners.values()))
 
     def _write_record(self, holds: list[Hold]) -> None:
+        """Replace this run's record: what ``repo_status`` shows, and what rebuilds the registry."""
         assert self.registry is not None
         status = self._status()
+        wall = time.time()
+        for task in status["running"]:
+            task["started_at"] = wall - task["elapsed_s"]
         self.registry.write_run_record(
             {
                 "run": self.registry.run,
@@ -458,8 +481,16 @@ class _Engine:
                 "started_at": self.started_at,
                 "holds": [h.to_json() for h in holds],
                 "status": status,
+                "finished": self._finished_tasks(),
             }
         )
+
+    def _finished_tasks(self) -> list[dict[str, Any]]:
+        return [
+            {"id": e.id, "agent": e.agent, "status": e.state.value, "attempts": e.attempts, "duration_s": _duration(e)}
+            for e in self.sched.entries()
+            if e.state.is_terminal
+        ]
 
     def _finish_run(self) -> None:
         """Leave a history record and drop this run's registry entries, once."""
@@ -467,16 +498,7 @@ class _Engine:
             return
         with self.lock:
             self.run_finished = True
-            tasks = [
-                {
-                    "id": e.id,
-                    "agent": e.agent,
-                    "status": e.state.value,
-                    "attempts": e.attempts,
-                    "duration_s": _duration(e),
-                }
-                for e in self.sched.entries()
-            ]
+            tasks = self._finished_tasks()
         history = {"run": self.registry.run, "started_at": self.started_at, "ended_at": time.time(), "tasks": tasks}
         self.registry.finish_run(history)
 

@@ -527,6 +527,20 @@ class Scheduler:
         elif starving is not None and starving.key < entry.key and _clash(entry, starving) is not None:
             self._bypassed += 1
 
+    def unstart(self, task_id: str) -> None:
+        """Take back the start of a task that never ran (its owner could not record its claims).
+
+        It is queued again as it was, claims released. Raises KeyError if it is not running.
+        """
+        entry = self._running.pop(task_id)
+        del self._agent_running[entry.agent]
+        for claim, access in entry.claims:
+            self._held.remove(claim, access, entry.id)
+        entry.attempts -= 1
+        entry.started_at = entry.deadline = None
+        self._release(entry.id)
+        self._enqueue(entry)
+
     # --- time and outcomes ----------------------------------------------------------------
 
     def expire(self, now: float) -> list[TaskEntry]:
