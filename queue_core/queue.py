@@ -282,10 +282,11 @@ class _Engine:
             if self.closed:
                 raise QueueShutdownError()
             now = self.clock()
-            [entry] = self._decide(lambda: [self.sched.try_start(task, now)])
+            # Dispatch too: syncing with the registry may have freed what other tasks wait for.
+            started = self._decide(lambda: [self.sched.try_start(task, now), *self.sched.dispatch(now)])
             future: Future[Any] = _TaskFuture(self, task.id)
             self.futures[task.id] = future
-            self._hand_out([entry])
+            self._hand_out(started)
             if task.timeout is not None or task.retries:
                 self._ensure_timer()
         return future
