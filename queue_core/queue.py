@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import Any
 
 from .claims import Access, Claim
-from .errors import InvalidClaimError, QueueShutdownError, TaskSkippedError, TaskTimeoutError
+from .errors import InvalidClaimError, QueueShutdownError, StateError, TaskSkippedError, TaskTimeoutError
 from .ownership import FileOwnership
 from .registry import Hold, Owner, Registry, RegistrySession
 from .scheduler import DEFAULT_MAX_BYPASS, Scheduler, TaskEntry
@@ -420,7 +420,6 @@ class _Engine:
                 for entry in started:
                     session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads))
                 mine = session.mine()
-            self._write_record(mine)
         except OSError as exc:  # StateError (disk full, ...), or the lock's Timeout
             # Nothing decided here is on disk, so nothing of it may run; try again soon.
             for entry in started:
@@ -432,6 +431,10 @@ class _Engine:
             return []
         self.unrecorded_releases.clear()
         self.registry_error = None
+        try:
+            self._write_record(mine)
+        except StateError:  # only a view: the step itself is on disk, so it stands
+            log.warning("could not write this run's record", exc_info=True)
         return started
 
     def _sync(self, session: RegistrySession) -> None:
