@@ -25,7 +25,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,8 +88,11 @@ class Owner:
 
 def _start_time(pid: int) -> float | None:
     try:
-        return round(psutil.Process(pid).create_time(), 2)
-    except psutil.NoSuchProcess:  # zombies included: a zombie runs nothing
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None  # killed, not yet reaped: it runs nothing
+        return round(process.create_time(), 2)
+    except psutil.NoSuchProcess:
         return None
     except psutil.AccessDenied:  # it exists, but we may not look: keep its claims
         return -1.0
@@ -207,11 +210,7 @@ class Registry:
             session = RegistrySession(self.owner, live, dropped=dropped)
             yield session
             if session.changed or dropped:
-                self._write(
-                    self.path,
-                    {"format": FORMAT, "version": VERSION, "holds": [h.to_json() for h in session.holds.values()]},
-                    durable=True,
-                )
+                self._write_holds(session.holds.values())
             self.last_stamp = self.stamp()  # still locked: nobody else's write can hide behind ours
 
     def stamp(self) -> tuple[int, int, int] | None:
@@ -245,12 +244,13 @@ class Registry:
 
     def _read(self) -> list[Hold]:
         try:
-            text = self.path.read_text()
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise StateError(self.path, f"cannot read the claim registry: {exc.strerror or exc}") from exc
         try:
+            text = raw.decode("utf-8")
             data = json.loads(text)
             if not isinstance(data, dict) or data.get("format") != FORMAT:
                 raise ValueError("not a project-manager claim registry")
@@ -258,18 +258,21 @@ class Registry:
                 raise ValueError(f"format version {data.get('version')!r}; this version reads {VERSION}")
             return [Hold.from_json(item) for item in data["holds"]]
         except (ValueError, KeyError, TypeError) as exc:
-            problem = "it is empty" if not text.strip() else str(exc) or type(exc).__name__
+            problem = "it is empty" if not raw.strip() else str(exc) or type(exc).__name__
             return self._rebuild(problem)
 
     def _rebuild(self, problem: str) -> list[Hold]:
         """Keep a damaged registry aside and rebuild it from the live runs' own records."""
-        aside = self.path.with_name(f"claims.json.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        aside = self.path.with_name(f"claims.json.damaged-{stamp}")
         os.replace(self.path, aside)
         holds: list[Hold] = []
         for record in self.live_runs():
             for item in record.get("holds", []):
                 with contextlib.suppress(KeyError, TypeError, ValueError):
                     holds.append(Hold.from_json(item))
+        # Written now, under the lock: whatever the session does next, no claim is lost.
+        self._write_holds(holds)
         notice = (
             f"{self.path} was damaged ({problem}); kept it as {aside.name} and rebuilt it from the "
             f"records of {len({h.owner.run for h in holds})} live run(s) ({len(holds)} claim(s))"
@@ -277,6 +280,10 @@ class Registry:
         self.notices.append(notice)
         log.warning("%s", notice)
         return holds
+
+    def _write_holds(self, holds: Iterable[Hold]) -> None:
+        data = {"format": FORMAT, "version": VERSION, "holds": [h.to_json() for h in holds]}
+        self._write(self.path, data, durable=True)
 
     def _write(self, path: Path, data: dict[str, Any], *, durable: bool) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
