@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -92,8 +93,9 @@ class TaskQueue:
         repo: str | os.PathLike[str] | None = None,
         run_id: str | None = None,
     ):
-        scheduler = Scheduler(max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass)
         registry = None if repo is None else Registry(repo, run_id)
+        resolve = None if registry is None else functools.partial(_as_found_on_disk, registry.repo)
+        scheduler = Scheduler(max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass, resolve=resolve)
         self._engine = _Engine(scheduler, clock, on_event, registry)
         # The threads hold the engine, never this object, so dropping the queue is noticed.
         weakref.finalize(self, self._engine.shutdown, False, False)
@@ -725,6 +727,13 @@ def _resolve(item: _Resolution) -> None:
             future.set_exception(item.error or RuntimeError(item.reason or "failed"))
         else:  # TIMED_OUT, at the deadline or when the call returned
             future.set_exception(TaskTimeoutError(item.task_id, item.timeout or 0.0))
+
+
+def _as_found_on_disk(repo: Path, claim: Claim) -> Claim:
+    """``claim``, made a directory claim if it is a plain path naming a directory in ``repo``."""
+    if claim.is_literal and not claim.subtree and (repo / claim.text).is_dir():
+        return claim.as_directory()
+    return claim
 
 
 def _texts(claims: tuple[Claim, ...]) -> tuple[str, ...]:

@@ -97,6 +97,7 @@ class Scheduler:
         ownership: FileOwnership | None = None,
         rng: random.Random | None = None,
         max_bypass: int = DEFAULT_MAX_BYPASS,
+        resolve: Callable[[Claim], Claim] | None = None,
     ):
         if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
             raise ValueError(f"max_parallel must be a positive integer, got {max_parallel!r}")
@@ -104,6 +105,9 @@ class Scheduler:
             raise ValueError(f"max_bypass must be a non-negative integer, got {max_bypass!r}")
         self.max_parallel = max_parallel
         self.max_bypass = max_bypass
+        # Applied to every claim of every task added: lets the owner, who may look at the disk,
+        # make a plain path that names a directory cover its contents.
+        self._resolve = resolve
         self.ownership = ownership or FileOwnership()
         self._rng = rng or random.Random()
         self._seq = 0
@@ -256,10 +260,12 @@ class Scheduler:
                 raise UnknownDependencyError(task.id, dep)
 
     def _claims_of(self, task: AgentTask) -> tuple[tuple[Claim, ...], tuple[Claim, ...]]:
-        writes = task.write_claims
-        if not writes and not task.read_claims:  # names nothing: assume it writes what its agent owns
+        writes, reads = task.write_claims, task.read_claims
+        if not writes and not reads:  # names nothing: assume it writes what its agent owns
             writes = self.ownership.owned_claims(task.agent_type)
-        return writes, task.read_claims
+        if self._resolve is not None:
+            writes, reads = tuple(map(self._resolve, writes)), tuple(map(self._resolve, reads))
+        return writes, reads
 
     def _register(self, task: AgentTask, now: float, seq: int | None = None) -> TaskEntry:
         if seq is None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from queue_core import AgentTask, TaskQueue
+from queue_core import AgentTask, ClaimConflictError, TaskQueue
 
-from ..conftest import WAIT
+from ..conftest import WAIT, Gate, wait_for
 
 
 def test_an_unwritable_registry_starts_nothing_then_recovers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -28,3 +28,16 @@ def test_an_unwritable_registry_starts_nothing_then_recovers(tmp_path: Path, cap
         claims.rmdir()  # writable again: the queue retries on its own
         assert future.result(timeout=WAIT) == 2
         assert queue.get_status()["registry_error"] is None
+
+
+def test_a_plain_path_naming_a_directory_covers_its_contents(tmp_path: Path) -> None:
+    (tmp_path / "src" / "parser").mkdir(parents=True)
+    with TaskQueue(max_parallel=2, repo=tmp_path) as queue:
+        gate = Gate()
+        queue.submit_task(AgentTask("a", "the parser package", ["src/parser"], gate, id="pkg"))
+        wait_for(gate.started, "pkg")
+        assert queue.get_status()["running_files"] == ["src/parser/"]
+        with pytest.raises(ClaimConflictError, match="'src/parser/'"):
+            queue.try_submit(AgentTask("b", "one module", ["src/parser/lexer.py"], lambda: None))
+        queue.try_submit(AgentTask("c", "a file, not a directory", ["src/parser.py"], lambda: None)).result(WAIT)
+        gate.open()
