@@ -237,9 +237,6 @@ class Registry:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.runs_dir / f"{self.run}.json")
 
-    def live_runs(self) -> list[dict[str, Any]]:
-        return live_run_records(self.repo)
-
     # --- files ----------------------------------------------------------------------------
 
     def _read(self) -> list[Hold]:
@@ -267,7 +264,7 @@ class Registry:
         aside = self.path.with_name(f"claims.json.damaged-{stamp}")
         os.replace(self.path, aside)
         holds: list[Hold] = []
-        for record in self.live_runs():
+        for record in live_run_records(self.repo):
             for item in record.get("holds", []):
                 with contextlib.suppress(KeyError, TypeError, ValueError):
                     holds.append(Hold.from_json(item))
