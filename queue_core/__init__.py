@@ -31,6 +31,7 @@ from .errors import (
 from .ownership import FileOwnership
 from .queue import TaskEvent, TaskQueue
 from .registry import Registry, repo_status
+from .runner import AgentExitError, SubprocessAgent, render_argv
 from .scheduler import Scheduler, TaskEntry
 from .task import AgentTask, Stoppable, TaskState
 from .waits import WaitGroup, WaitReason
@@ -38,6 +39,7 @@ from .waits import WaitGroup, WaitReason
 __all__ = [
     "Access",
     "AgentAlreadyRunningError",
+    "AgentExitError",
     "AgentTask",
     "CapacityError",
     "Claim",
@@ -55,6 +57,7 @@ __all__ = [
     "Scheduler",
     "StateError",
     "Stoppable",
+    "SubprocessAgent",
     "TaskEntry",
     "TaskEvent",
     "TaskQueue",
@@ -67,5 +70,6 @@ __all__ = [
     "normalise_path",
     "overlap_witness",
     "overlaps",
+    "render_argv",
     "repo_status",
 ]
