@@ -1,0 +1,549 @@
+"""Task and agent definitions: ``AGENT: DESCRIPTION @file`` arguments, batch files, repo config.
+
+Everything is validated before anything runs. A batch file is YAML; it is read as a node tree
+(``yaml.compose``) rather than as plain Python values so that every error names the file, the
+line of the offending node and the field path, e.g.::
+
+    batch.yaml:12: tasks[1].timeout: expected a duration like 90s, 30m or 1h30m, got 'soon'
+
+Unknown keys are errors at every level (a typo such as ``fils:`` must not silently drop a
+claim), and so are duplicate keys. Indexes in field paths count from 0.
+
+String fields (ids, agent names, descriptions, paths, command elements) take the scalar's text
+as written, so ``description: yes`` is ``"yes"`` rather than ``True``; only ``null`` is refused.
+
+Agents: an agent is ``command: [argv template]`` or ``preset: NAME`` (see ``PRESETS``). A task
+whose agent is defined nowhere but is named like a preset (``claude: fix it``) uses that preset.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from queue_core import Claim, InvalidClaimError
+
+__all__ = [
+    "PRESETS",
+    "REPO_CONFIG",
+    "AgentSpec",
+    "Batch",
+    "ConfigError",
+    "Origin",
+    "TaskSpec",
+    "load_batch",
+    "load_repo_agents",
+    "merge_agents",
+    "parse_duration",
+    "parse_task_string",
+    "validate_batch",
+]
+
+#: Argv templates of the agents that need no definition. For ``shell`` the description is the script.
+PRESETS: dict[str, tuple[str, ...]] = {
+    "claude": ("claude", "-p", "{description}"),
+    "codex": ("codex", "exec", "{description}"),
+    "aider": ("aider", "--yes-always", "--message", "{description}", "{files}"),
+    "gemini": ("gemini", "-p", "{description}"),
+    "shell": ("sh", "-c", "{description}"),
+}
+
+#: The repository's own agent definitions, at its root.
+REPO_CONFIG = "project-manager.yaml"
+
+_PLACEHOLDERS = ("description", "task_id", "files")
+_BATCH_KEYS = ("max_parallel", "agents", "tasks")
+_REPO_KEYS = ("agents",)
+_AGENT_KEYS = ("command", "preset", "owns")
+_TASK_KEYS = ("id", "agent", "description", "files", "reads", "depends_on", "priority", "timeout", "retries")
+_TASK_REQUIRED = ("id", "agent", "description")
+
+_NULL_TAG = "tag:yaml.org,2002:null"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+# Stateless for scalars: one instance turns int/float nodes into values (0x1F, 1_000, 1e3...).
+_SCALARS = yaml.constructor.SafeConstructor()
+
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_DURATION = re.compile(rf"(?:(?P<h>{_NUMBER})h)?(?:(?P<m>{_NUMBER})m)?(?:(?P<s>{_NUMBER})s)?")
+_TRAILING_PATH = re.compile(r"(?:^|\s)@(\S+)$")
+_BRACED_NAME = re.compile(r"\{(\w+)\}")
+
+
+class ConfigError(ValueError):
+    """A task argument, batch file or repo config is invalid; ``str()`` says where and why."""
+
+    def __init__(self, source: str, line: int | None, field: str | None, message: str):
+        self.source = source
+        self.line = line
+        self.field = field
+        self.message = message
+        where = source if line is None else f"{source}:{line}"
+        super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a value was written, so a later check can point at it."""
+
+    source: str
+    line: int | None
+    field: str | None
+
+    def error(self, message: str) -> ConfigError:
+        return ConfigError(self.source, self.line, self.field, message)
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """An agent type: its argv template (``{description}``, ``{task_id}``, ``{files}``) and owned globs."""
+
+    name: str
+    command: tuple[str, ...]
+    owns: tuple[str, ...] = ()
+    #: Where ``command[0]`` was written (for the "not found on PATH" error); not part of equality.
+    command_origin: Origin | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task as written by the user; ``timeout_s`` None means no timeout."""
+
+    id: str
+    agent: str
+    description: str
+    files: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    priority: int = 0
+    timeout_s: float | None = None
+    retries: int = 0
+    #: Where ``agent`` was written (for the "unknown agent" error); not part of equality.
+    agent_origin: Origin | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch file's content; ``max_parallel`` None means the caller's default."""
+
+    max_parallel: int | None
+    agents: dict[str, AgentSpec]
+    tasks: tuple[TaskSpec, ...]
+
+
+# --- public functions ---------------------------------------------------------------------------
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Seconds in ``90s``, ``30m``, ``1h30m``, ``2h``, ``1.5m`` or a bare number of seconds.
+
+    Raises ValueError unless the text is one of those forms and the duration is greater than zero.
+    """
+    if isinstance(text, bool):  # bool is an int, but `timeout: true` is a mistake, not 1 second
+        raise ValueError(f"expected a duration like 90s, 30m or 1h30m, got {text!r}")
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        compact = re.sub(r"\s+", "", text).lower()
+        match = _DURATION.fullmatch(compact)
+        if re.fullmatch(_NUMBER, compact):
+            seconds = float(compact)
+        elif compact and match:
+            hours, minutes, secs = (float(match.group(unit) or 0) for unit in "hms")
+            seconds = hours * 3600 + minutes * 60 + secs
+        else:
+            raise ValueError(f"expected a duration like 90s, 30m or 1h30m, got {text!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"a duration must be greater than zero, got {text!r}")
+    return seconds
+
+
+def parse_task_string(text: str, index: int) -> TaskSpec:
+    """The task in ``"AGENT: DESCRIPTION @path @path"`` (the ``index``-th argument, id ``t{index}``).
+
+    The agent is everything before the first colon; trailing ``@path`` tokens become ``files``;
+    the rest is the description, verbatim (it is never given to a shell by this module). Raises
+    ConfigError (source ``argument {index}``) for a missing colon, an empty or spaced agent name,
+    an empty description, or an invalid path.
+    """
+    source = f"argument {index}"
+    agent, colon, rest = text.partition(":")
+    if not colon:
+        raise ConfigError(source, None, None, f'expected "AGENT: DESCRIPTION @file ...", got {text!r}')
+    agent = agent.strip()
+    if not agent:
+        raise ConfigError(source, None, "agent", f'the agent name before ":" is empty in {text!r}')
+    if re.search(r"\s", agent):
+        raise ConfigError(source, None, "agent", f'an agent name has no spaces, got {agent!r} (before the first ":")')
+    files: list[str] = []
+    rest = rest.strip()
+    while match := _TRAILING_PATH.search(rest):
+        files.insert(0, match.group(1))
+        rest = rest[: match.start()].rstrip()
+    if not rest:
+        raise ConfigError(source, None, "description", f"the description is empty in {text!r}")
+    for i, path in enumerate(files):
+        _check_claim(path, Origin(source, None, f"files[{i}]"))
+    return TaskSpec(
+        id=f"t{index}",
+        agent=agent,
+        description=rest,
+        files=tuple(files),
+        agent_origin=Origin(source, None, "agent"),
+    )
+
+
+def load_batch(path: Path) -> Batch:
+    """The batch in the YAML file ``path`` (keys ``max_parallel``, ``agents``, ``tasks``).
+
+    Raises ConfigError, naming the file, line and field, for unreadable or malformed YAML,
+    unknown or duplicate keys, wrong types, invalid paths, duplicate task ids, unknown
+    dependencies and dependency cycles.
+    """
+    reader = _Reader(str(path))
+    root = reader.load(path)
+    if root is None or _is_null(root):
+        return Batch(None, {}, ())
+    top = reader.mapping(root, None, _BATCH_KEYS)
+    max_parallel = None
+    if "max_parallel" in top and not _is_null(node := top["max_parallel"][1]):
+        max_parallel = reader.integer(node, "max_parallel", minimum=1)
+    agents = reader.agents(top["agents"][1]) if "agents" in top else {}
+    tasks = reader.tasks(top["tasks"][1]) if "tasks" in top else ()
+    return Batch(max_parallel, agents, tasks)
+
+
+def load_repo_agents(repo: Path) -> dict[str, AgentSpec]:
+    """The ``agents:`` of ``project-manager.yaml`` at the root of ``repo``; {} if there is no such file.
+
+    Raises ConfigError as load_batch does; any other top-level key is an error.
+    """
+    path = repo / REPO_CONFIG
+    if not path.is_file():
+        return {}
+    reader = _Reader(str(path))
+    root = reader.load(path)
+    if root is None or _is_null(root):
+        return {}
+    top = reader.mapping(root, None, _REPO_KEYS)
+    return reader.agents(top["agents"][1]) if "agents" in top else {}
+
+
+def merge_agents(repo_agents: dict[str, AgentSpec], batch_agents: dict[str, AgentSpec]) -> dict[str, AgentSpec]:
+    """The repository's agents, with the batch's replacing any of the same name."""
+    return {**repo_agents, **batch_agents}
+
+
+def validate_batch(
+    batch: Batch,
+    agents: dict[str, AgentSpec],
+    which: Callable[[str], str | None] = shutil.which,
+) -> None:
+    """Check that every task's agent is defined and its executable exists; raise ConfigError if not.
+
+    A task agent that ``agents`` does not define but that is a preset name uses the preset.
+    Executables (``command[0]``) are looked up with ``which``, once per agent that some task
+    uses; agents no task uses are not checked.
+    """
+    checked: set[str] = set()
+    for task in batch.tasks:
+        origin = task.agent_origin or Origin(f"task {task.id!r}", None, "agent")
+        if task.agent in agents:
+            spec = agents[task.agent]
+            command, where = spec.command, spec.command_origin or origin
+            whose = f"agent {task.agent!r}"
+        elif task.agent in PRESETS:
+            command, where = PRESETS[task.agent], origin
+            whose = f"preset agent {task.agent!r} (task {task.id!r})"
+        else:
+            raise origin.error(
+                f"task {task.id!r} uses unknown agent {task.agent!r}{_suggest(task.agent, [*agents, *PRESETS])}; "
+                f"defined agents: {', '.join(sorted(agents)) or '(none)'}; presets: {', '.join(PRESETS)}"
+            )
+        if task.agent in checked:
+            continue
+        checked.add(task.agent)
+        if not command or not command[0]:
+            raise where.error(f"{whose} has an empty command")
+        if which(command[0]) is None:
+            raise where.error(f"executable {command[0]!r} of {whose} was not found on PATH")
+
+
+# --- reading the YAML node tree -----------------------------------------------------------------
+
+_Entries = dict[str, tuple[yaml.Node, yaml.Node]]
+
+
+class _Reader:
+    """Turns the nodes of one file into specs, raising ConfigError with that file's name."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def error(self, node: yaml.Node, field: str | None, message: str) -> ConfigError:
+        return ConfigError(self.source, _line(node), field, message)
+
+    def load(self, path: Path) -> yaml.Node | None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(self.source, None, None, f"cannot read the file: {exc}") from exc
+        try:
+            return yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark is not None else None
+            problem = exc.problem or str(exc)
+            context = f" ({exc.context})" if exc.context else ""
+            raise ConfigError(self.source, line, None, f"invalid YAML: {problem}{context}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(self.source, None, None, f"invalid YAML: {exc}") from exc
+
+    def mapping(self, node: yaml.Node, field: str | None, allowed: Sequence[str] | None) -> _Entries:
+        """Key → (key node, value node); ``allowed`` None accepts any key (agent names)."""
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(node, field, f"expected a mapping, got {_describe(node)}")
+        entries: _Entries = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.error(key_node, field, f"a key must be a plain name, got {_describe(key_node)}")
+            key = str(key_node.value)
+            here = _join(field, key)
+            if key in entries:
+                first = _line(entries[key][0])
+                raise self.error(key_node, here, f"duplicate key {key!r} (first at line {first})")
+            if allowed is not None and key not in allowed:
+                raise self.error(
+                    key_node,
+                    here,
+                    f"unknown key {key!r}{_suggest(key, allowed)}; expected one of: {', '.join(allowed)}",
+                )
+            entries[key] = (key_node, value_node)
+        return entries
+
+    def string(self, node: yaml.Node, field: str) -> str:
+        if not isinstance(node, yaml.ScalarNode) or _is_null(node):
+            raise self.error(node, field, f"expected a string, got {_describe(node)}")
+        text = str(node.value)
+        if not text.strip():
+            raise self.error(node, field, "must not be empty")
+        return text
+
+    def strings(self, node: yaml.Node, field: str, what: str = "strings") -> tuple[str, ...]:
+        if not isinstance(node, yaml.SequenceNode):
+            hint = f" (write [{node.value}])" if isinstance(node, yaml.ScalarNode) and not _is_null(node) else ""
+            raise self.error(node, field, f"expected a list of {what}, got {_describe(node)}{hint}")
+        return tuple(self.string(item, f"{field}[{i}]") for i, item in enumerate(node.value))
+
+    def claims(self, node: yaml.Node, field: str) -> tuple[str, ...]:
+        paths = self.strings(node, field, "paths")
+        for i, (item, path) in enumerate(zip(node.value, paths, strict=True)):
+            _check_claim(path, Origin(self.source, _line(item), f"{field}[{i}]"))
+        return paths
+
+    def integer(self, node: yaml.Node, field: str, *, minimum: int | None = None) -> int:
+        if not isinstance(node, yaml.ScalarNode) or node.tag != _INT_TAG:
+            raise self.error(node, field, f"expected an integer, got {_describe(node)}")
+        value = _SCALARS.construct_yaml_int(node)
+        if minimum is not None and value < minimum:
+            raise self.error(node, field, f"must be at least {minimum}, got {value}")
+        return value
+
+    def duration(self, node: yaml.Node, field: str) -> float | None:
+        if _is_null(node):
+            return None
+        if not isinstance(node, yaml.ScalarNode) or node.tag == _BOOL_TAG:
+            raise self.error(node, field, f"expected a duration like 90s, 30m or 1h30m, got {_describe(node)}")
+        raw: str | float = str(node.value)
+        if node.tag == _INT_TAG:
+            raw = _SCALARS.construct_yaml_int(node)
+        elif node.tag == _FLOAT_TAG:
+            raw = _SCALARS.construct_yaml_float(node)
+        try:
+            return parse_duration(raw)
+        except ValueError as exc:
+            raise self.error(node, field, str(exc)) from exc
+
+    def agents(self, node: yaml.Node) -> dict[str, AgentSpec]:
+        if _is_null(node):  # `agents:` with every entry commented out
+            return {}
+        agents: dict[str, AgentSpec] = {}
+        for name, (key_node, value_node) in self.mapping(node, "agents", None).items():
+            here = f"agents.{name}"
+            if not name.strip() or re.search(r"\s", name):
+                raise self.error(key_node, here, f"an agent name is non-empty and has no spaces, got {name!r}")
+            agents[name] = self.agent(name, value_node, here)
+        return agents
+
+    def agent(self, name: str, node: yaml.Node, here: str) -> AgentSpec:
+        entries = self.mapping(node, here, _AGENT_KEYS)
+        if ("command" in entries) == ("preset" in entries):
+            message = (
+                "give either command or preset, not both" if "command" in entries else "needs a command or a preset"
+            )
+            raise self.error(node, here, f"{message} (command: [program, args...] or preset: {' | '.join(PRESETS)})")
+        owns = self.claims(entries["owns"][1], f"{here}.owns") if "owns" in entries else ()
+        if "preset" in entries:
+            preset_node = entries["preset"][1]
+            preset = self.string(preset_node, f"{here}.preset")
+            if preset not in PRESETS:
+                raise self.error(
+                    preset_node,
+                    f"{here}.preset",
+                    f"unknown preset {preset!r}{_suggest(preset, PRESETS)}; presets: {', '.join(PRESETS)}",
+                )
+            return AgentSpec(name, PRESETS[preset], owns, Origin(self.source, _line(preset_node), f"{here}.preset"))
+        command_node = entries["command"][1]
+        command = self.strings(command_node, f"{here}.command")
+        if not command:
+            raise self.error(command_node, f"{here}.command", "must not be empty: give [program, args...]")
+        for i, element in enumerate(command):
+            for placeholder in _BRACED_NAME.findall(element):
+                # `{descripton}` would reach the agent literally and the task would run without its prompt.
+                close = difflib.get_close_matches(placeholder, _PLACEHOLDERS, n=1)
+                if placeholder not in _PLACEHOLDERS and close:
+                    raise self.error(
+                        command_node.value[i],
+                        f"{here}.command[{i}]",
+                        f"unknown placeholder {{{placeholder}}} (did you mean {{{close[0]}}}?); "
+                        f"placeholders: {', '.join('{' + p + '}' for p in _PLACEHOLDERS)}",
+                    )
+        origin = Origin(self.source, _line(command_node.value[0]), f"{here}.command[0]")
+        return AgentSpec(name, command, owns, origin)
+
+    def tasks(self, node: yaml.Node) -> tuple[TaskSpec, ...]:
+        if _is_null(node):
+            return ()
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.error(node, "tasks", f"expected a list of tasks, got {_describe(node)}")
+        tasks: list[TaskSpec] = []
+        id_nodes: dict[str, yaml.Node] = {}
+        dependency_nodes: list[tuple[yaml.Node, ...]] = []
+        for i, task_node in enumerate(node.value):
+            task, entries = self.task(task_node, f"tasks[{i}]")
+            id_node = entries["id"][1]
+            if task.id in id_nodes:
+                raise self.error(
+                    id_node,
+                    f"tasks[{i}].id",
+                    f"duplicate task id {task.id!r} (first at line {_line(id_nodes[task.id])})",
+                )
+            id_nodes[task.id] = id_node
+            dependency_nodes.append(tuple(entries["depends_on"][1].value) if "depends_on" in entries else ())
+            tasks.append(task)
+        for i, task in enumerate(tasks):
+            for j, dependency in enumerate(task.depends_on):
+                if dependency not in id_nodes:
+                    raise self.error(
+                        dependency_nodes[i][j],
+                        f"tasks[{i}].depends_on[{j}]",
+                        f"unknown task id {dependency!r}{_suggest(dependency, id_nodes)}",
+                    )
+        cycle = _find_cycle({task.id: task.depends_on for task in tasks})
+        if cycle is not None:
+            # Point at the dependency that closes the cycle.
+            index = next(i for i, task in enumerate(tasks) if task.id == cycle[-2])
+            j = tasks[index].depends_on.index(cycle[-1])
+            raise self.error(
+                dependency_nodes[index][j],
+                f"tasks[{index}].depends_on[{j}]",
+                f"dependency cycle: {' -> '.join(cycle)}",
+            )
+        return tuple(tasks)
+
+    def task(self, node: yaml.Node, here: str) -> tuple[TaskSpec, _Entries]:
+        entries = self.mapping(node, here, _TASK_KEYS)
+        for key in _TASK_REQUIRED:
+            if key not in entries:
+                raise self.error(node, f"{here}.{key}", f"missing (every task needs {', '.join(_TASK_REQUIRED)})")
+
+        def value(key: str) -> yaml.Node:
+            return entries[key][1]
+
+        agent_node = value("agent")
+        task = TaskSpec(
+            id=self.string(value("id"), f"{here}.id"),
+            agent=self.string(agent_node, f"{here}.agent"),
+            description=self.string(value("description"), f"{here}.description"),
+            files=self.claims(value("files"), f"{here}.files") if "files" in entries else (),
+            reads=self.claims(value("reads"), f"{here}.reads") if "reads" in entries else (),
+            depends_on=self.strings(value("depends_on"), f"{here}.depends_on", "task ids")
+            if "depends_on" in entries
+            else (),
+            priority=self.integer(value("priority"), f"{here}.priority") if "priority" in entries else 0,
+            timeout_s=self.duration(value("timeout"), f"{here}.timeout") if "timeout" in entries else None,
+            retries=self.integer(value("retries"), f"{here}.retries", minimum=0) if "retries" in entries else 0,
+            agent_origin=Origin(self.source, _line(agent_node), f"{here}.agent"),
+        )
+        return task, entries
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _check_claim(path: str, origin: Origin) -> None:
+    try:
+        Claim.parse(path)
+    except InvalidClaimError as exc:
+        raise origin.error(f"invalid path {path!r}: {exc.reason}") from exc
+
+
+def _find_cycle(dependencies: dict[str, tuple[str, ...]]) -> list[str] | None:
+    """The first dependency cycle, as ``[a, b, ..., a]``, in a depth-first walk in task order."""
+    visiting, done = 1, 2
+    state: dict[str, int] = {}
+    for start in dependencies:
+        if start in state:
+            continue
+        # Iterative: a long chain of dependencies must not hit the recursion limit.
+        path = [start]
+        stack = [iter(dependencies[start])]
+        state[start] = visiting
+        while stack:
+            for child in stack[-1]:
+                if state.get(child) == visiting:
+                    return [*path[path.index(child) :], child]
+                if child not in state:
+                    state[child] = visiting
+                    path.append(child)
+                    stack.append(iter(dependencies[child]))
+                    break
+            else:
+                state[path.pop()] = done
+                stack.pop()
+    return None
+
+
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG
+
+
+def _line(node: yaml.Node) -> int | None:
+    return node.start_mark.line + 1 if node.start_mark is not None else None
+
+
+def _join(field: str | None, key: str) -> str:
+    return f"{field}.{key}" if field else key
+
+
+def _describe(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    kinds = {_NULL_TAG: "nothing (null)", _BOOL_TAG: "a boolean", _INT_TAG: "an integer", _FLOAT_TAG: "a number"}
+    kind = kinds.get(node.tag, "a string")
+    return kind if node.tag == _NULL_TAG else f"{kind} {node.value!r}"
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
