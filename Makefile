@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo demo-library test lint typecheck unit bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,9 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
+	$(BIN)/project-manager delegate-multiple --file tasks.example.yaml --repo .
+
+demo-library: $(BIN)/.installed
 	$(BIN)/python examples/seed_examples.py
 
 test: lint typecheck unit

@@ -1,13 +1,12 @@
-"""The ``project-manager`` Typer app.
+"""The ``project-manager`` Typer app: thin commands over queue_core.
 
-The commands themselves (``delegate-multiple``, ``status``) arrive with the CLI issue; until
-then the app answers ``--help`` and ``--version`` so the console script is installed and
-testable.
+Heavy imports live inside the commands, so ``project-manager --help`` starts fast.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import version
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +17,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+RepoOption = Annotated[
+    Path | None,
+    typer.Option("--repo", help="Repository root (default: the git top level of the current directory)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
 
 def _show_version(value: bool) -> None:
@@ -33,6 +38,43 @@ def main_options(
     ] = False,
 ) -> None:
     """Run many AI-agent tasks on one repository in parallel, as many at once as is safe."""
+
+
+@app.command("delegate-multiple")
+def delegate_multiple(
+    tasks: Annotated[
+        list[str] | None,
+        typer.Argument(help='Tasks as "AGENT: DESCRIPTION @file @file".', show_default=False),
+    ] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="A YAML batch of tasks and agents.")] = None,
+    max_parallel: Annotated[int | None, typer.Option("--max-parallel", "-j", min=1, help="Most tasks at once.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and print the plan; run nothing.")] = False,
+    json_out: JsonOption = False,
+    no_live: Annotated[bool, typer.Option("--no-live", help="One plain line per event, even on a terminal.")] = False,
+    repo: RepoOption = None,
+) -> None:
+    """Run tasks in parallel wherever their agents and files allow.
+
+    Exit codes: 0 all succeeded; 1 a task failed, timed out or was skipped; 2 bad input (nothing
+    ran); 130 interrupted (agents stopped, claims released).
+    """
+    from . import delegate
+
+    raise typer.Exit(
+        delegate.run(tasks or [], file, max_parallel=max_parallel, dry_run=dry_run, json_out=json_out, repo=repo)
+    )
+
+
+@app.command()
+def status(
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every second until Ctrl-C.")] = False,
+    json_out: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """Show the agents running, the files they hold and the tasks queued, across every run."""
+    from . import status as status_command
+
+    raise typer.Exit(status_command.run(repo, json_out=json_out, watch=watch))
 
 
 def main() -> None:

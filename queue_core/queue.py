@@ -169,6 +169,12 @@ class TaskQueue:
         """
         return self._engine.status()
 
+    def outcomes(self) -> list[dict[str, Any]]:
+        """Every finished task: ``id``, ``agent``, ``status``, ``attempts``, ``duration_s`` (of its
+        last attempt, None if it never ran) and ``reason`` (the error, or why it was skipped)."""
+        with self._engine.lock:
+            return self._engine._finished_tasks()
+
     def __enter__(self) -> TaskQueue:
         return self
 
@@ -493,7 +499,14 @@ class _Engine:
 
     def _finished_tasks(self) -> list[dict[str, Any]]:
         return [
-            {"id": e.id, "agent": e.agent, "status": e.state.value, "attempts": e.attempts, "duration_s": _duration(e)}
+            {
+                "id": e.id,
+                "agent": e.agent,
+                "status": e.state.value,
+                "attempts": e.attempts,
+                "duration_s": _duration(e),
+                "reason": e.outcome_reason,
+            }
             for e in self.sched.entries()
             if e.state.is_terminal
         ]

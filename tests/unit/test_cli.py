@@ -1,0 +1,139 @@
+"""The CLI through typer's CliRunner: commands, exit codes, bad input, dry runs, JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+
+runner = CliRunner()
+PY = sys.executable
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    (tmp_path / "repo").mkdir()
+    return tmp_path / "repo"
+
+
+def test_help_lists_the_commands() -> None:
+    code, out, _ = invoke("--help")
+    assert code == 0
+    assert "delegate-multiple" in out
+    assert "status" in out
+
+
+def test_string_tasks_run_in_parallel_and_report_json(repo: Path) -> None:
+    code, out, err = invoke(
+        "delegate-multiple",
+        "shell: echo one > one.txt @one.txt",
+        "shell: echo two > two.txt @two.txt",
+        "--repo",
+        str(repo),
+        "--json",
+    )
+    assert code == 0, err
+    report = json.loads(out)  # stdout is exactly one JSON object
+    assert [t["status"] for t in report["tasks"]] == ["succeeded", "succeeded"]
+    assert {t["id"] for t in report["tasks"]} == {"t1", "t2"}
+    assert all(Path(t["log"]).exists() for t in report["tasks"])
+    assert (repo / "one.txt").read_text() == "one\n"
+    assert set(report) == {"run_id", "wall_s", "sum_s", "speedup", "tasks"}
+
+
+def test_a_failing_task_exits_1_and_says_so(repo: Path) -> None:
+    code, out, _ = invoke("delegate-multiple", "shell: exit 3 @x", "shell: true @y", "--repo", str(repo))
+    assert code == 1
+    assert "FAILED" in out  # the event line
+    assert "1/2 succeeded" in out
+
+
+def test_bad_yaml_exits_2_naming_file_line_and_field_and_runs_nothing(repo: Path) -> None:
+    batch = repo / "batch.yaml"
+    batch.write_text(
+        "tasks:\n"
+        "  - id: a\n"
+        "    agent: shell\n"
+        "    description: touch ran.txt\n"
+        "    file: [a.py]\n"  # a typo for files: must not silently drop the claim
+    )
+    code, _, err = invoke("delegate-multiple", "--file", str(batch), "--repo", str(repo))
+    assert code == 2
+    assert "batch.yaml:5" in err
+    assert "file" in err
+    assert not (repo / "ran.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("task", "phrase"),
+    [
+        ("shell: touch ran.txt @/etc/passwd", "absolute"),
+        ("shell: touch ran.txt @../outside.py", "leaves the repository"),
+        ("no colon here", "argument 1"),
+        ("nosuchagent: touch ran.txt @x", "nosuchagent"),
+    ],
+)
+def test_bad_string_tasks_exit_2_and_run_nothing(repo: Path, task: str, phrase: str) -> None:
+    code, _, err = invoke("delegate-multiple", task, "--repo", str(repo))
+    assert code == 2
+    assert phrase in err
+    assert not (repo / "ran.txt").exists()
+
+
+def test_no_tasks_is_bad_input(repo: Path) -> None:
+    code, _, err = invoke("delegate-multiple", "--repo", str(repo))
+    assert code == 2
+    assert "no tasks" in err
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(repo: Path) -> None:
+    code, out, _ = invoke(
+        "delegate-multiple",
+        "shell: touch a.txt @shared.py",
+        "shell: touch b.txt @other.py",
+        "--repo",
+        str(repo),
+        "--dry-run",
+    )
+    assert code == 0
+    assert "Would start now" in out
+    assert "t1 [shell]" in out
+    assert "t2 [shell]: shell busy (t1)" in out
+    assert not (repo / "a.txt").exists()
+
+
+def test_a_hostile_description_reaches_the_agent_as_text(repo: Path) -> None:
+    batch = repo / "batch.yaml"
+    batch.write_text(
+        "agents:\n"
+        "  echoer:\n"
+        f'    command: [{json.dumps(PY)}, -c, \'import sys; open("seen.txt", "w").write(sys.argv[1])\', '
+        "'{description}']\n"
+        "tasks:\n"
+        "  - id: t\n"
+        "    agent: echoer\n"
+        "    description: '$(touch pwned); rm -rf x'\n"
+        "    files: [seen.txt]\n"
+    )
+    code, _, err = invoke("delegate-multiple", "--file", str(batch), "--repo", str(repo))
+    assert code == 0, err
+    assert (repo / "seen.txt").read_text() == "$(touch pwned); rm -rf x"
+    assert not (repo / "pwned").exists()
+
+
+def test_status_says_plainly_when_nothing_runs(repo: Path) -> None:
+    code, out, _ = invoke("status", "--repo", str(repo))
+    assert code == 0
+    assert "Nothing runs in" in out
+    code, out, _ = invoke("status", "--repo", str(repo), "--json")
+    assert json.loads(out) == {"running_agents": [], "running_files": [], "queued_tasks": 0, "runs": []}
