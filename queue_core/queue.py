@@ -39,7 +39,7 @@ from typing import Any
 from .claims import Access, Claim
 from .errors import InvalidClaimError, QueueShutdownError, StateError, TaskSkippedError, TaskTimeoutError
 from .ownership import FileOwnership
-from .registry import Hold, Owner, Registry, RegistrySession
+from .registry import Owner, Registry, RegistrySession
 from .scheduler import DEFAULT_MAX_BYPASS, Scheduler, TaskEntry
 from .task import AgentTask, Stoppable, TaskState
 
@@ -49,6 +49,8 @@ log = logging.getLogger("queue_core")
 
 #: Seconds between looks at the registry while a task waits for another process's claim.
 FOREIGN_CHECK_S = 0.02
+#: Shortest interval between two writes of a run's status record (status shows it).
+RECORD_INTERVAL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,8 @@ class _Engine:
         self.next_foreign_check = 0.0  # clock time of the next look at other processes
         self.run_finished = False
         self.unrecorded_releases: set[str] = set()  # task ids whose release is not on disk yet
+        self.record_written_at = float("-inf")  # clock time the run's status record was last written
+        self.record_pending = False  # the status changed since then
         self.registry_error: OSError | None = None  # the last registry failure, until one works
         self.clock = clock
         self.on_event = on_event
@@ -427,7 +431,6 @@ class _Engine:
                 started = decide()
                 for entry in started:
                     session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads))
-                mine = session.mine()
         except OSError as exc:  # StateError (disk full, ...), or the lock's Timeout
             # Nothing decided here is on disk, so nothing of it may run; try again soon.
             for entry in started:
@@ -439,10 +442,7 @@ class _Engine:
             return []
         self.unrecorded_releases.clear()
         self.registry_error = None
-        try:
-            self._write_record(mine)
-        except StateError:  # only a view: the step itself is on disk, so it stands
-            log.warning("could not write this run's record", exc_info=True)
+        self._record_changed()
         return started
 
     def _sync(self, session: RegistrySession) -> None:
@@ -479,23 +479,42 @@ class _Engine:
             return True
         return not all(owner.alive() for owner in set(self.external_owners.values()))
 
-    def _write_record(self, holds: list[Hold]) -> None:
-        """Replace this run's record: what ``repo_status`` shows, and what rebuilds the registry."""
+    def _record_changed(self) -> None:
+        """The run's status changed: write its record now, or soon (lock held).
+
+        Writing the whole status at every step would make a big batch quadratic, so a record
+        is written at most every RECORD_INTERVAL_S; the timer writes the last change.
+        """
+        now = self.clock()
+        if now - self.record_written_at >= RECORD_INTERVAL_S:
+            self._write_record()
+            self.record_pending = False
+        else:
+            self.record_pending = True
+            self._ensure_timer()
+
+    def _write_record(self) -> None:
+        """Replace this run's status record, which ``repo_status`` reads (lock held)."""
+        assert self.registry is not None
+        self.record_written_at = self.clock()
+        try:
+            self.registry.write_run_record(self._record())
+        except StateError:  # only a view: the claims themselves are on disk
+            log.warning("could not write this run's status record", exc_info=True)
+
+    def _record(self) -> dict[str, Any]:
         assert self.registry is not None
         status = self._status()
         wall = time.time()
         for task in status["running"]:
             task["started_at"] = wall - task["elapsed_s"]
-        self.registry.write_run_record(
-            {
-                "run": self.registry.run,
-                "repo": str(self.registry.repo),
-                "started_at": self.started_at,
-                "holds": [h.to_json() for h in holds],
-                "status": status,
-                "finished": self._finished_tasks(),
-            }
-        )
+        return {
+            "run": self.registry.run,
+            "repo": str(self.registry.repo),
+            "started_at": self.started_at,
+            "status": status,
+            "finished": self._finished_tasks(),
+        }
 
     def _finished_tasks(self) -> list[dict[str, Any]]:
         return [
@@ -622,6 +641,9 @@ class _Engine:
                     wake = self.sched.next_wakeup()
                     if self._waiting_on_others():
                         wake = self.next_foreign_check if wake is None else min(wake, self.next_foreign_check)
+                    if self.record_pending:
+                        flush = self.record_written_at + RECORD_INTERVAL_S
+                        wake = flush if wake is None else min(wake, flush)
                     now = self.clock()
                     if wake is not None and wake <= now:
                         break
@@ -634,6 +656,9 @@ class _Engine:
                     others_changed = self._others_changed()
                 if others_changed or (due is not None and due <= now):
                     self._hand_out(self._dispatch(now))
+                if self.record_pending and now >= self.record_written_at + RECORD_INTERVAL_S:
+                    self._write_record()
+                    self.record_pending = False
                 stops = [e.task.execute_fn.stop for e in expired if isinstance(e.task.execute_fn, Stoppable)]
                 # A last attempt's future fails now, though the call may go on and hold its claims.
                 resolved = [

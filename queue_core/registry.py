@@ -5,8 +5,9 @@ Layout, under ``<repo>/.project-manager/`` (created owner-only, and ignoring its
 * ``registry.lock`` — a ``filelock.FileLock`` (flock), never deleted: deleting a lock file
   lets two processes lock two different inodes at once.
 * ``claims.json`` — every claim held by a running task of any process, with its owner.
-* ``runs/<run>.json`` — each live run's own record (its holds and status); ``status`` reads
-  these, and they rebuild ``claims.json`` if it is ever damaged.
+* ``runs/<run>.json`` — each live run's status record, which ``status`` reads; and
+  ``runs/<run>.holds``, its holds, written under the lock with every change to them, from
+  which ``claims.json`` is rebuilt if it is ever damaged.
 * ``history/<run>.json`` — a small record of each finished run.
 
 Taking claims is one atomic step under the lock (:meth:`Registry.session`): read, drop holds
@@ -211,6 +212,8 @@ class Registry:
             yield session
             if session.changed or dropped:
                 self._write_holds(session.holds.values())
+            if session.changed:  # our own copy, exact at every step, for a rebuild
+                self._write(self._holds_path, {"holds": [h.to_json() for h in session.mine()]}, durable=False)
             self.last_stamp = self.stamp()  # still locked: nobody else's write can hide behind ours
 
     def stamp(self) -> tuple[int, int, int] | None:
@@ -234,8 +237,13 @@ class Registry:
             for hold in session.mine():
                 session.remove(hold.task)
         self._write(self.history_dir / f"{self.run}.json", {**history, "version": VERSION}, durable=False)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.runs_dir / f"{self.run}.json")
+        for path in (self.runs_dir / f"{self.run}.json", self._holds_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    @property
+    def _holds_path(self) -> Path:
+        return self.runs_dir / f"{self.run}.holds"
 
     # --- files ----------------------------------------------------------------------------
 
@@ -264,10 +272,14 @@ class Registry:
         aside = self.path.with_name(f"claims.json.damaged-{stamp}")
         os.replace(self.path, aside)
         holds: list[Hold] = []
-        for record in live_run_records(self.repo):
-            for item in record.get("holds", []):
-                with contextlib.suppress(KeyError, TypeError, ValueError):
-                    holds.append(Hold.from_json(item))
+        for path in sorted(self.runs_dir.glob("*.holds")):
+            try:
+                items = json.loads(path.read_text())["holds"]
+                run_holds = [Hold.from_json(item) for item in items]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if run_holds and run_holds[0].owner.alive():
+                holds.extend(run_holds)
         # Written now, under the lock: whatever the session does next, no claim is lost.
         self._write_holds(holds)
         notice = (
@@ -286,7 +298,7 @@ class Registry:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1)
+                json.dump(data, f, separators=(",", ":"))  # compact: the C encoder, no indent
                 if durable:
                     f.flush()
                     os.fsync(f.fileno())

@@ -374,7 +374,11 @@ def test_repo_status_from_another_process(repo: Path, spawn: Any) -> None:
     child = spawn("run", "status", repo)
     run = child.expect("running")
 
-    status = repo_status(repo)
+    # A run coalesces record writes (at most every 50 ms; the last change is always written),
+    # so wait, bounded, for the record that has both tasks.
+    deadline = time.monotonic() + WAIT
+    while (status := repo_status(repo))["queued_tasks"] != 1 and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
     assert status["running_agents"] == ["code_developer"]
     assert status["running_files"] == ["src/app.py"]
     assert status["queued_tasks"] == 1

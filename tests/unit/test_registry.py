@@ -284,11 +284,14 @@ DAMAGED = {
 def live_run(tmp_path: Path, dead_owner: Owner) -> Hold:
     """A live run (this process) recorded under runs/ with one hold; and a dead run's record."""
     live = Registry(tmp_path, "live-run")
-    hold = Hold(live.owner, "t-live", "code_developer", ("src/app.py",), ("docs/",), time.time())
-    live.write_run_record({"run": "live-run", "holds": [hold.to_json()]})
+    with live.session() as session:  # writes claims.json and the run's own runs/live-run.holds
+        session.add("t-live", "code_developer", ("src/app.py",), ("docs/",))
+        hold = session.holds["live-run/t-live"]
+    live.write_run_record({"run": "live-run"})
     dead = Hold(dead_owner, "t-dead", "tester", ("tests/",), (), time.time())
-    record = {"run": "dead-run", "holds": [dead.to_json()], "owner": dead_owner.to_json(), "version": VERSION}
+    record = {"run": "dead-run", "owner": dead_owner.to_json(), "version": VERSION}
     (tmp_path / STATE / "runs" / "dead-run.json").write_text(json.dumps(record))
+    (tmp_path / STATE / "runs" / "dead-run.holds").write_text(json.dumps({"holds": [dead.to_json()]}))
     assert [r["owner"]["run"] for r in live_run_records(tmp_path)] == ["live-run"]
     return hold
 
