@@ -5,7 +5,6 @@ Heavy imports live inside the commands, so ``project-manager --help`` starts fas
 
 from __future__ import annotations
 
-from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +26,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 
 def _show_version(value: bool) -> None:
     if value:
+        from importlib.metadata import version  # 40 ms of imports: only when asked
+
         typer.echo(f"project-manager {version('project-manager')}")
         raise typer.Exit()
 
