@@ -19,7 +19,6 @@ from queue_core import (
     AgentTask,
     FileOwnership,
     InvalidTaskError,
-    QueueError,
     Scheduler,
     StateError,
     SubprocessAgent,
@@ -204,6 +203,3 @@ def _execute(
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
     raise _TerminateSignalError(signum)
-
-
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "QueueError", "find_repo", "run"]
