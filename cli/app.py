@@ -59,11 +59,15 @@ def delegate_multiple(
     Exit codes: 0 all succeeded; 1 a task failed, timed out or was skipped; 2 bad input (nothing
     ran); 130 interrupted (agents stopped, claims released).
     """
+    import sys
+
     from . import delegate
 
-    raise typer.Exit(
-        delegate.run(tasks or [], file, max_parallel=max_parallel, dry_run=dry_run, json_out=json_out, repo=repo)
+    live = sys.stdout.isatty() and not no_live
+    code = delegate.run(
+        tasks or [], file, max_parallel=max_parallel, dry_run=dry_run, json_out=json_out, repo=repo, live=live
     )
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -72,6 +72,7 @@ def run(
     dry_run: bool,
     json_out: bool,
     repo: Path | None,
+    live: bool = False,
 ) -> int:
     repo_root = find_repo(repo)
     try:
@@ -91,7 +92,7 @@ def run(
     if dry_run:
         print(_plan(tasks, limit, ownership))
         return EXIT_OK
-    return _execute(tasks, runners, limit, ownership, repo_root, run_id, json_out)
+    return _execute(tasks, runners, limit, ownership, repo_root, run_id, json_out, live and not json_out)
 
 
 def _load(task_texts: list[str], batch_file: Path | None, repo_root: Path) -> Batch:
@@ -153,19 +154,27 @@ def _execute(
     repo_root: Path,
     run_id: str,
     json_out: bool,
+    live: bool,
 ) -> int:
     events = render.PlainEvents(sys.stderr if json_out else sys.stdout)
+    view: render.LiveView | None = None
     try:
-        queue = TaskQueue(limit, ownership=ownership, repo=repo_root, run_id=run_id, on_event=events)
+        # The view needs the queue and the queue its listener: the lambda looks the listener up late.
+        queue = TaskQueue(limit, ownership=ownership, repo=repo_root, run_id=run_id, on_event=lambda e: on_event(e))
     except StateError as exc:
         render.error(str(exc))
         return EXIT_USAGE
+    if live:
+        view = render.LiveView(queue.get_status)
+    on_event = view.event if view is not None else events
     for notice in queue.registry.notices if queue.registry else []:
         render.warning(notice)
     interrupted = False
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     started = time.monotonic()
     try:
+        if view is not None:
+            view.__enter__()
         queue.submit_tasks(tasks)
         queue.join()
     except (KeyboardInterrupt, _TerminateSignalError):
@@ -177,6 +186,8 @@ def _execute(
     finally:
         signal.signal(signal.SIGTERM, previous)
         queue.shutdown(wait=True)
+        if view is not None:
+            view.__exit__()
     wall = time.monotonic() - started
     outcomes = [
         render.TaskOutcome(

@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -134,3 +135,116 @@ def error(message: str) -> None:
 
 def warning(message: str) -> None:
     print(f"project-manager: warning: {message}", file=sys.stderr, flush=True)
+
+
+class LiveView:
+    """Rich Live panels while a run goes on, refreshed four times a second (terminals only).
+
+    Running agents (task, elapsed, files), the files held and by whom, the queue with the reason
+    each task waits, and CPU and memory of the machine and of the agents' process trees. Event
+    lines are printed above the panels.
+    """
+
+    def __init__(self, get_status: Callable[[], dict[str, Any]], refresh_s: float = 0.25):
+        from rich.console import Console
+
+        self._get_status = get_status
+        self._refresh_s = refresh_s
+        self.console = Console(stderr=False)
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._live: Any = None
+        self._procs: dict[int, Any] = {}  # the agents' processes, kept between refreshes
+
+    def __enter__(self) -> LiveView:
+        import psutil
+        from rich.live import Live
+
+        psutil.cpu_percent(interval=None)  # the first reading only starts the measurement
+        self._live = Live(self._render(), console=self.console, refresh_per_second=1 / self._refresh_s)
+        self._live.__enter__()
+        self._thread = threading.Thread(target=self._refresh, name="project-manager-live", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._live.update(self._render())
+        self._live.__exit__(None, None, None)
+
+    def event(self, event: TaskEvent) -> None:
+        word = _WORDS.get(event.kind, event.kind)
+        detail = f": {event.error}" if event.error and event.kind not in ("succeeded", "started") else ""
+        line = f"{time.strftime('%H:%M:%S')} {word:<9} {event.task_id} [{event.agent_type}]{detail}"
+        self.console.print(line, markup=False, highlight=False)  # user text, not Rich markup
+
+    def _agents_usage(self) -> tuple[float, int]:
+        """CPU percent and resident memory of every process below this one (the agents' trees).
+
+        The same psutil.Process objects are kept between refreshes: cpu_percent() measures
+        the time since the previous call on the same object.
+        """
+        import psutil
+
+        children = {p.pid: p for p in psutil.Process().children(recursive=True)}
+        self._procs = {pid: self._procs.get(pid, proc) for pid, proc in children.items()}
+        usage = [_usage(proc) for proc in self._procs.values()]
+        return sum(u[0] for u in usage), sum(u[1] for u in usage)
+
+    def _refresh(self) -> None:
+        while not self._done.wait(self._refresh_s):
+            self._live.update(self._render())
+
+    def _render(self) -> Any:
+        import psutil
+        from rich.console import Group
+        from rich.panel import Panel
+        from rich.table import Table
+        from rich.text import Text
+
+        status = self._get_status()
+        running = Table(expand=True, box=None)
+        for column in ("task", "agent", "description", "elapsed", "files"):
+            running.add_column(column, no_wrap=True, overflow="ellipsis", ratio=3 if column == "description" else None)
+        for task in status["running"]:
+            elapsed = f"{task['elapsed_s']:.0f}s" + (" (timed out)" if task["timed_out"] else "")
+            cells = (task["id"], task["agent"], task["description"], elapsed, ", ".join(task["files"]))
+            running.add_row(*(Text(cell) for cell in cells))  # Text: user strings are never markup
+        files = Table(expand=True, box=None)
+        files.add_column("file")
+        files.add_column("held by")
+        for task in status["running"]:
+            for path in task["files"]:
+                files.add_row(Text(path), Text(f"{task['id']} ({task['agent']})"))
+        waiting = Table(expand=True, box=None)
+        for column in ("task", "agent", "waits because"):
+            waiting.add_column(column)
+        for task in status["waiting"][:20]:
+            waiting.add_row(Text(task["id"]), Text(task["agent"]), Text(task["reason"]))
+        if len(status["waiting"]) > 20:
+            waiting.add_row("…", "", f"and {len(status['waiting']) - 20} more")
+        memory = psutil.virtual_memory()
+        agents_cpu, agents_mem = self._agents_usage()
+        counts = status["counts"]
+        resources = (
+            f"machine: CPU {psutil.cpu_percent(interval=None):.0f}%, memory {memory.used / 2**30:.1f} of "
+            f"{memory.total / 2**30:.1f} GiB   agents: CPU {agents_cpu:.0f}%, memory {agents_mem / 2**20:.0f} MiB   "
+            f"done {status['finished_tasks']} (failed {status['failed_tasks']}, skipped {counts['skipped']})"
+        )
+        return Group(
+            Panel(running, title=f"Running agents ({len(status['running'])}/{status['max_parallel']})"),
+            Panel(files, title=f"Active files ({len(status['running_files'])})"),
+            Panel(waiting, title=f"Queue ({status['queued_tasks']})"),
+            Panel(Text(resources), title="Resources"),
+        )
+
+
+def _usage(process: Any) -> tuple[float, int]:
+    import psutil
+
+    try:
+        return process.cpu_percent(interval=None), process.memory_info().rss
+    except psutil.Error:  # it ended meanwhile
+        return 0.0, 0

@@ -72,3 +72,43 @@ def test_ctrl_c_stops_the_agents_releases_the_claims_and_exits_130(repo: Path) -
     assert not psutil.pid_exists(agent_pid) or psutil.Process(agent_pid).status() == psutil.STATUS_ZOMBIE
     holds = json.loads((repo / ".project-manager" / "claims.json").read_text())["holds"]
     assert holds == []
+
+
+def test_a_live_run_on_a_terminal_shows_the_panels(repo: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        [str(SCRIPT), "delegate-multiple", "shell: sleep 1 @x", "shell: true @y", "--repo", str(repo)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )
+    os.close(slave)
+    screen = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], WAIT)
+            assert ready, "the run went silent"
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the terminal closed: the run is over
+                break
+            if not chunk:
+                break
+            screen += chunk
+        assert proc.wait(WAIT) == 0
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    text = screen.decode(errors="replace")
+    for title in ("Running agents", "Active files", "Queue", "Resources"):
+        assert title in text
+    assert "shell busy (t1)" in text  # the queue says why t2 waits
+    assert "2/2 succeeded" in text
