@@ -8,10 +8,15 @@ and exits 130.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -44,8 +49,49 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_MAX_PARALLEL = 4
 
 
-class _TerminateSignalError(Exception):
-    """SIGTERM, raised in the main thread as KeyboardInterrupt is for SIGINT."""
+class _Signals:
+    """SIGINT and SIGTERM, caught without raising anything in the main thread.
+
+    An exception raised by a signal handler can land anywhere, for instance between a lock's
+    acquire and the ``try`` that would release it, and leave the queue locked for good. So the
+    handlers only write a byte to a pipe, and the main thread waits in select() for that pipe
+    or for the run to end.
+    """
+
+    def __enter__(self) -> _Signals:
+        self._signal_r, self._signal_w = os.pipe()
+        os.set_blocking(self._signal_w, False)
+        self._previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        os.close(self._signal_r)
+        os.close(self._signal_w)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(BlockingIOError):  # a byte is already waiting: one is enough
+            os.write(self._signal_w, b"!")
+
+    def wait_for(self, finish: Callable[[], object]) -> bool:
+        """Run ``finish`` in a thread; True if a signal came first, False if it returned."""
+        done_r, done_w = os.pipe()
+
+        def run() -> None:  # owns done_w: it may still write after wait_for has returned
+            try:
+                finish()
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    os.write(done_w, b".")
+                os.close(done_w)
+
+        threading.Thread(target=run, name="project-manager-wait", daemon=True).start()
+        try:
+            ready, _, _ = select.select([self._signal_r, done_r], [], [])
+            return self._signal_r in ready
+        finally:
+            os.close(done_r)
 
 
 def find_repo(explicit: Path | None) -> Path:
@@ -169,22 +215,19 @@ def _execute(
     on_event = view.event if view is not None else events
     for notice in queue.registry.notices if queue.registry else []:
         render.warning(notice)
-    interrupted = False
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     started = time.monotonic()
-    try:
+    with _Signals() as signals:  # from here on, Ctrl-C and SIGTERM only write to a pipe
         if view is not None:
             view.__enter__()
         queue.submit_tasks(tasks)
-        queue.join()
-    except (KeyboardInterrupt, _TerminateSignalError):
-        interrupted = True
-        events.note("interrupted: stopping every agent and releasing every claim")
-        queue.shutdown(wait=False, cancel_pending=True)
-        for task in tasks:
-            queue.cancel(task.id)  # running agents: SIGTERM to their process group
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        interrupted = signals.wait_for(queue.join)
+        if interrupted:
+            (view.console.print if view is not None else events.note)(
+                "interrupted: stopping every agent and releasing every claim"
+            )
+            queue.shutdown(wait=False, cancel_pending=True)
+            for task in tasks:
+                queue.cancel(task.id)  # running agents: SIGTERM to their process group
         queue.shutdown(wait=True)
         if view is not None:
             view.__exit__()
@@ -210,7 +253,3 @@ def _execute(
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if all(o.status == "succeeded" for o in outcomes) else EXIT_FAILED
-
-
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise _TerminateSignalError(signum)

@@ -8,6 +8,8 @@ import select
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -112,3 +114,79 @@ def test_a_live_run_on_a_terminal_shows_the_panels(repo: Path) -> None:
         assert title in text
     assert "shell busy (t1)" in text  # the queue says why t2 waits
     assert "2/2 succeeded" in text
+
+
+def _batch(path: Path, agents: list[str]) -> Path:
+    """Tasks of different agents that all append to shared.txt, each marking its start and end."""
+    lines = ["agents:"] + [f"  {a}: {{preset: shell}}" for a in agents] + ["tasks:"]
+    for agent in agents:
+        script = (
+            f"echo start {agent} $(date +%s%N) >> shared.txt; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; "
+            f"echo end {agent} $(date +%s%N) >> shared.txt"
+        )
+        lines += [f"  - id: {agent}", f"    agent: {agent}", f"    description: '{script}'", "    files: [shared.txt]"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_two_runs_on_one_repo_never_write_a_shared_file_at_once(repo: Path, tmp_path: Path) -> None:
+    batches = [_batch(tmp_path / "one.yaml", ["a1", "a2", "a3"]), _batch(tmp_path / "two.yaml", ["b1", "b2", "b3"])]
+    runs = [
+        subprocess.Popen(
+            [str(SCRIPT), "delegate-multiple", "--file", str(b), "--repo", str(repo), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for b in batches
+    ]
+    reports = [json.loads(run.communicate(timeout=60)[0]) for run in runs]
+    assert all(r.returncode == 0 for r in runs)
+    assert all(t["status"] == "succeeded" for report in reports for t in report["tasks"])
+    events = [line.split() for line in (repo / "shared.txt").read_text().splitlines()]
+    assert len(events) == 12
+    holder = None
+    for kind, agent, _ in sorted(events, key=lambda e: int(e[2])):
+        if kind == "start":
+            assert holder is None, f"{agent} started while {holder} held shared.txt"
+            holder = agent
+        else:
+            assert holder == agent
+            holder = None
+
+
+def test_status_from_another_process_during_a_cli_run(repo: Path) -> None:
+    release = repo / "release.fifo"
+    os.mkfifo(release)
+    with subprocess.Popen(
+        [str(SCRIPT), "delegate-multiple", "shell: cat release.fifo @held.py", "--repo", str(repo), "--no-live"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as run:
+        _watch_status_during(run, repo, release)
+    assert _status(repo)["runs"] == []
+
+
+def _watch_status_during(run: subprocess.Popen[str], repo: Path, release: Path) -> None:
+    try:
+        assert run.stdout is not None
+        assert "started" in run.stdout.readline()  # the agent is running, blocked on the FIFO
+        deadline = time.monotonic() + WAIT  # the run's record is written within 50 ms of a change
+        while not (status := _status(repo))["running_agents"] and time.monotonic() < deadline:
+            threading.Event().wait(0.01)
+        assert status["running_agents"] == ["shell"]
+        assert status["running_files"] == ["held.py"]
+        with open(release, "w") as fifo:  # let the agent finish
+            fifo.write("done\n")
+        assert run.wait(WAIT) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+
+
+def _status(repo: Path) -> dict[str, object]:
+    done = subprocess.run(
+        [str(SCRIPT), "status", "--json", "--repo", str(repo)], capture_output=True, text=True, timeout=30, check=True
+    )
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
