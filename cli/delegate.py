@@ -131,12 +131,13 @@ def run(
         runners = {t.id: _runner(t, agents, repo_root, log_dir, run_id) for t in batch.tasks}
         tasks = [_agent_task(t, runners[t.id]) for t in batch.tasks]
         # Dependencies, duplicates and cycles are checked here, before anything runs.
-        Scheduler(limit, ownership=ownership).add_batch(tasks, 0.0)
+        plan = Scheduler(limit, ownership=ownership)
+        plan.add_batch(tasks, 0.0)
     except (ConfigError, InvalidTaskError) as exc:
         render.error(str(exc))
         return EXIT_USAGE
     if dry_run:
-        print(_plan(tasks, limit, ownership))
+        print(_plan(plan))
         return EXIT_OK
     return _execute(tasks, runners, limit, ownership, repo_root, run_id, json_out, live and not json_out)
 
@@ -184,9 +185,8 @@ def _agent_task(task: TaskSpec, runner: SubprocessAgent) -> AgentTask:
     )
 
 
-def _plan(tasks: list[AgentTask], limit: int, ownership: FileOwnership) -> str:
-    sched = Scheduler(limit, ownership=ownership)
-    sched.add_batch(tasks, 0.0)
+def _plan(sched: Scheduler) -> str:
+    """What the batch already added to ``sched`` would start now, and why the rest would wait."""
     starts = [(e.id, e.agent, e.task.task_description) for e in sched.dispatch(0.0)]
     waits = [(e.id, e.agent, reason.describe()) for e, reason in sched.waiting()]
     return render.plan_text(starts, waits)
