@@ -71,6 +71,8 @@ _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
 # Stateless for scalars: one instance turns int/float nodes into values (0x1F, 1_000, 1e3...).
 _SCALARS = yaml.constructor.SafeConstructor()
+# libyaml's parser where PyYAML has it: the same nodes and marks, and ~10x faster on a big batch.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _DURATION = re.compile(rf"(?:(?P<h>{_NUMBER})h)?(?:(?P<m>{_NUMBER})m)?(?:(?P<s>{_NUMBER})s)?")
@@ -297,7 +299,10 @@ class _Reader:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(self.source, None, None, f"cannot read the file: {exc}") from exc
         try:
-            return yaml.compose(text, Loader=yaml.SafeLoader)
+            try:
+                return yaml.compose(text, Loader=_FAST_LOADER)
+            except yaml.YAMLError:  # say it as the pure-Python parser does, with or without libyaml
+                return yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else None
