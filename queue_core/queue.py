@@ -29,7 +29,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +37,14 @@ from types import TracebackType
 from typing import Any
 
 from .claims import Access, Claim
-from .errors import InvalidClaimError, QueueShutdownError, StateError, TaskSkippedError, TaskTimeoutError
+from .errors import (
+    InvalidClaimError,
+    QueueError,
+    QueueShutdownError,
+    StateError,
+    TaskSkippedError,
+    TaskTimeoutError,
+)
 from .ownership import FileOwnership
 from .registry import Owner, Registry, RegistrySession
 from .scheduler import DEFAULT_MAX_BYPASS, Scheduler, TaskEntry
@@ -51,6 +58,12 @@ log = logging.getLogger("queue_core")
 FOREIGN_CHECK_S = 0.02
 #: Shortest interval between two writes of a run's status record (status shows it).
 RECORD_INTERVAL_S = 0.05
+#: How long a queue keeps the registry locked after reading it, so that the steps that follow
+#: (a busy queue takes one per task start and end) cost no file I/O; the lease is written and
+#: unlocked when it ends. Other processes wait at most this long for the registry.
+LEASE_S = 0.01
+#: How many waiting tasks a status record describes (best-ranked first); all are counted.
+RECORD_WAITING_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -253,6 +266,10 @@ class _Engine:
         self.record_written_at = float("-inf")  # clock time the run's status record was last written
         self.record_pending = False  # the status changed since then
         self.registry_error: OSError | None = None  # the last registry failure, until one works
+        self.committing = False  # a thread is in a registry step (see _dispatch)
+        self.dispatch_wanted = False  # a dispatch was asked for that no step has decided yet
+        self.lease: RegistrySession | None = None  # the registry, still locked after a step
+        self.lease_ends = 0.0  # clock time the lease is written and unlocked
         self.clock = clock
         self.on_event = on_event
         # lock guards sched and every mutable attribute below.
@@ -260,6 +277,7 @@ class _Engine:
         self.work = threading.Condition(self.lock)  # workers: runnable got an entry, or closing
         self.timer_wake = threading.Condition(self.lock)  # timer: next_wakeup may be earlier
         self.all_done = threading.Condition(self.lock)  # join: nothing unfinished or undelivered
+        self.step_done = threading.Condition(self.lock)  # a registry step ended
         self.futures: dict[str, Future[Any]] = {}  # unresolved futures, by task id
         self.runnable: deque[TaskEntry] = deque()  # started by the scheduler, no worker yet
         self.in_body: set[str] = set()  # ids whose execute_fn has been entered
@@ -282,7 +300,7 @@ class _Engine:
             finished = self.sched.add(tasks[0], now) if len(tasks) == 1 else self.sched.add_batch(tasks, now)
             futures: list[Future[Any]] = [_TaskFuture(self, t.id) for t in tasks]
             self.futures.update(zip((t.id for t in tasks), futures, strict=True))
-            self._hand_out(self._dispatch(now))
+            self._dispatch(now)
             if any(t.timeout is not None or t.retries for t in tasks):
                 self._ensure_timer()
             resolved = self._collect(finished)
@@ -291,14 +309,31 @@ class _Engine:
 
     def try_submit(self, task: AgentTask) -> Future[Any]:
         with self.lock:
+            self.step_done.wait_for(lambda: not self.committing)
             if self.closed:
                 raise QueueShutdownError()
-            now = self.clock()
-            # Dispatch too: syncing with the registry may have freed what other tasks wait for.
-            started = self._decide(lambda: [self.sched.try_start(task, now), *self.sched.dispatch(now)])
+            refused: QueueError | None = None
+            decided = False
+
+            def decide(now: float) -> list[TaskEntry]:
+                nonlocal refused, decided
+                decided = True
+                try:
+                    first = [self.sched.try_start(task, now)]
+                except QueueError as exc:
+                    refused = exc
+                    return []
+                # Dispatch too: syncing with the registry may have freed what other tasks wait for.
+                return [*first, *self.sched.dispatch(now)]
+
+            self._hand_out(decide(self.clock()) if self.registry is None else self._decide(decide))
+            if refused is not None:
+                raise refused
+            if not decided:  # the registry could not be read
+                assert self.registry_error is not None
+                raise self.registry_error
             future: Future[Any] = _TaskFuture(self, task.id)
             self.futures[task.id] = future
-            self._hand_out(started)
             if task.timeout is not None or task.retries:
                 self._ensure_timer()
         return future
@@ -316,7 +351,7 @@ class _Engine:
             now = self.clock()
             changed = self.sched.cancel(task_id, now)
             if changed:  # a cancelled reservation may free others
-                self._hand_out(self._dispatch(now))
+                self._dispatch(now)
             resolved = self._collect(changed)
             accepted = bool(changed) or entry.stop_requested
         if stop is not None:
@@ -338,7 +373,7 @@ class _Engine:
                 now = self.clock()
                 for entry, _ in self.sched.waiting():
                     changed.extend(self.sched.cancel(entry.id, now))
-                self._hand_out(self._dispatch(now))
+                self._dispatch(now)
             resolved = self._collect(changed)
             self._wake_all()
         self._deliver(resolved)
@@ -359,20 +394,17 @@ class _Engine:
         with self.lock:
             return self._status()
 
-    def _status(self) -> dict[str, Any]:
-        """The status snapshot (lock held)."""
+    def _status(self, waiting_limit: int | None = None) -> dict[str, Any]:
+        """The status snapshot (lock held); ``waiting_limit`` caps the waiting tasks described."""
         now = self.clock()
         running = self.sched.running
-        waiting = self.sched.waiting()
-        counts = {state.value: 0 for state in TaskState if state.is_terminal}
-        for entry in self.sched.entries():
-            if entry.state.is_terminal:
-                counts[entry.state.value] += 1
+        waiting = self.sched.waiting(waiting_limit)
+        counts = self.sched.outcomes
         reserved = self.sched.reserved
         return {
             "running_agents": [e.agent for e in running],
             "running_files": sorted({c.text for e in running for c in e.writes}),
-            "queued_tasks": len(waiting),
+            "queued_tasks": self.sched.unfinished - len(running),
             "max_parallel": self.sched.max_parallel,
             "running": [
                 {
@@ -408,42 +440,113 @@ class _Engine:
 
     # --- the registry shared with other processes -------------------------------------------
 
-    def _dispatch(self, now: float, released: Sequence[str] = ()) -> list[TaskEntry]:
-        """Start what may start now (lock held); ``released`` ids gave their claims back."""
-        return self._decide(lambda: self.sched.dispatch(now), released)
+    def _dispatch(self, now: float, released: Sequence[str] = (), *, keep_one: bool = False) -> TaskEntry | None:
+        """Start what may start now and hand it to workers (lock held).
 
-    def _decide(self, decide: Callable[[], list[TaskEntry]], released: Sequence[str] = ()) -> list[TaskEntry]:
-        """Run ``decide`` (a scheduler call that starts tasks) as one atomic registry step.
+        ``released`` ids gave their claims back. With ``keep_one``, one started entry is
+        returned to the calling worker instead of being handed out.
 
-        With a repository, under the registry's file lock: read the holds of every process,
-        drop dead owners', mirror the other processes' holds into the scheduler, decide,
-        record what started, write. Without one, just decide.
+        With a registry this is a group commit. A registry step does its file I/O without the
+        queue's lock, so while one runs, other threads finish tasks and ask for a dispatch;
+        they wait for that step to end, and the first of them then leads one step that
+        decides for all of them: one lock, read and write for several releases and starts.
         """
         if self.registry is None:
-            return decide()
+            return self._hand_out(self.sched.dispatch(now), keep_one=keep_one)
         self.unrecorded_releases.update(released)
-        started: list[TaskEntry] = []
+        self.dispatch_wanted = True
+        self.step_done.wait_for(lambda: not self.committing)
+        if not self.dispatch_wanted:  # a step that began after the request has decided for it
+            return None
+        return self._hand_out(self._decide(self.sched.dispatch), keep_one=keep_one)
+
+    def _decide(self, decide: Callable[[float], list[TaskEntry]]) -> list[TaskEntry]:
+        """Run ``decide`` (a scheduler call that starts tasks) as one atomic registry step.
+
+        Lock held, and no step running. Under the registry's file lock: read the holds of
+        every process, dropping dead owners' (the queue's lock is released for the I/O);
+        mirror the other processes' holds into the scheduler, record the releases, decide,
+        record what started. Then keep the registry locked for the steps that follow, until
+        LEASE_S has passed since it was read, and write it when that lease ends. Nobody can
+        read the registry before it is written, so what started may run at once.
+        Returns what started.
+        """
+        assert self.registry is not None
+        assert not self.committing
+        self.committing = True
         try:
-            with self.registry.session() as session:
+            session = self.lease
+            self.lease = None
+            if session is None:
+                try:
+                    with _released(self.lock):
+                        session = self.registry.begin()
+                except OSError as exc:  # StateError (unreadable, ...), or the lock's Timeout
+                    self._registry_failed(exc)
+                    return []
+                self.lease_ends = time.monotonic() + LEASE_S
+            try:
+                self.dispatch_wanted = False
                 for task_id in self.unrecorded_releases:
                     session.remove(task_id)
+                self.unrecorded_releases.clear()
                 self._sync(session)
-                started = decide()
+                started = decide(self.clock())
                 for entry in started:
                     session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads))
-        except OSError as exc:  # StateError (disk full, ...), or the lock's Timeout
-            # Nothing decided here is on disk, so nothing of it may run; try again soon.
+            except BaseException:  # a bug: still, never drop a locked registry; the timer writes it
+                self.lease = session
+                self._ensure_timer()
+                raise
+            if self.registry_error is None and self._lease_left() > 0:
+                self.lease = session
+                self._ensure_timer()  # it ends the lease
+                self._record_changed()
+                return started
+            return self._end_lease(session, started)
+        finally:
+            self.committing = False
+            self.step_done.notify_all()
+
+    def _end_lease(self, session: RegistrySession, started: list[TaskEntry]) -> list[TaskEntry]:
+        """Write the registry and unlock it (lock held, and released for the I/O).
+
+        ``started`` are this step's starts, not handed out yet. If the write fails, they go
+        back to the queue (but those stopped or timed out meanwhile, which end without
+        running), and the registry stays locked: tasks started earlier in the lease may run,
+        and nobody may read a registry without them. Every step tries the write again (the
+        timer steps while ``registry_error`` is set), and none starts anything until it works.
+        """
+        assert self.registry is not None
+        try:
+            with _released(self.lock):
+                self.registry.commit(session)
+        except OSError as exc:  # StateError: disk full, ...
+            kept = [e for e in started if e.stop_requested or e.timed_out]
             for entry in started:
-                self.sched.unstart(entry.id)
-            if self.registry_error is None:
-                log.error("the claim registry cannot be updated; no task starts until it can", exc_info=True)
-            self.registry_error = exc
-            self._ensure_timer()
-            return []
-        self.unrecorded_releases.clear()
+                if entry not in kept:
+                    self.sched.unstart(entry.id)
+                    session.remove(entry.id)
+            self.lease = session
+            self._registry_failed(exc)
+            return kept
         self.registry_error = None
         self._record_changed()
         return started
+
+    def _lease_left(self) -> float:
+        """Seconds until the lease must end (lock held): at once when the queue is done.
+
+        Real time, not the queue's clock: other processes wait in real time.
+        """
+        return 0.0 if self.closed and self._drained() else self.lease_ends - time.monotonic()
+
+    def _registry_failed(self, error: OSError) -> None:
+        """A registry step failed (lock held): say so once, and let the timer try again."""
+        if self.registry_error is None:
+            log.error("the claim registry cannot be updated; no task starts until it can", exc_info=error)
+        self.registry_error = error
+        self._ensure_timer()
 
     def _sync(self, session: RegistrySession) -> None:
         """Make the scheduler's external holders match the other processes' holds."""
@@ -504,7 +607,7 @@ class _Engine:
 
     def _record(self) -> dict[str, Any]:
         assert self.registry is not None
-        status = self._status()
+        status = self._status(RECORD_WAITING_MAX)
         wall = time.time()
         for task in status["running"]:
             task["started_at"] = wall - task["elapsed_s"]
@@ -513,7 +616,6 @@ class _Engine:
             "repo": str(self.registry.repo),
             "started_at": self.started_at,
             "status": status,
-            "finished": self._finished_tasks(),
         }
 
     def _finished_tasks(self) -> list[dict[str, Any]]:
@@ -535,6 +637,8 @@ class _Engine:
         if self.registry is None or self.run_finished:
             return
         with self.lock:
+            if self.lease is not None:  # no timer could end it (at interpreter shutdown)
+                self._end_lease(self.lease, [])
             self.run_finished = True
             tasks = self._finished_tasks()
         history = {"run": self.registry.run, "started_at": self.started_at, "ended_at": time.time(), "tasks": tasks}
@@ -614,7 +718,7 @@ class _Engine:
                 outcome = TaskState.SUCCEEDED
             now = self.clock()
             changed = self.sched.finish(task.id, outcome, now, None if error is None else _describe(error))
-            mine = self._hand_out(self._dispatch(now, released=(task.id,)), keep_one=True)
+            mine = self._dispatch(now, released=(task.id,), keep_one=True)
             if entry.state is TaskState.RETRY_WAIT:
                 self.timer_wake.notify()
             resolved = self._collect(changed, result=result, error=error, of=task.id)
@@ -636,7 +740,8 @@ class _Engine:
         while True:
             with self.lock:
                 while True:
-                    if self.closed and self._drained():
+                    if self.closed and self._drained() and self.lease is None and not self.committing:
+                        self.timer = None  # a step may still take a lease: _ensure_timer starts another
                         return
                     wake = self.sched.next_wakeup()
                     if self._waiting_on_others():
@@ -645,17 +750,22 @@ class _Engine:
                         flush = self.record_written_at + RECORD_INTERVAL_S
                         wake = flush if wake is None else min(wake, flush)
                     now = self.clock()
-                    if wake is not None and wake <= now:
+                    timeout = None if wake is None else wake - now
+                    if self.lease is not None:
+                        lease_left = self._lease_left()
+                        timeout = lease_left if timeout is None else min(timeout, lease_left)
+                    if timeout is not None and timeout <= 0:
                         break
-                    self.timer_wake.wait(None if wake is None else wake - now)
+                    self.timer_wake.wait(timeout)
                 due = self.sched.next_wakeup()
                 expired = self.sched.expire(now)
                 others_changed = False
                 if self._waiting_on_others() and now >= self.next_foreign_check:
                     self.next_foreign_check = now + FOREIGN_CHECK_S
                     others_changed = self._others_changed()
-                if others_changed or (due is not None and due <= now):
-                    self._hand_out(self._dispatch(now))
+                lease_over = self.lease is not None and self._lease_left() <= 0
+                if others_changed or lease_over or (due is not None and due <= now):
+                    self._dispatch(now)  # a step past the lease's end writes and unlocks it
                 if self.record_pending and now >= self.record_written_at + RECORD_INTERVAL_S:
                     self._write_record()
                     self.record_pending = False
@@ -789,6 +899,16 @@ def _duration(entry: TaskEntry) -> float | None:
     if entry.started_at is None or entry.finished_at is None:
         return None
     return entry.finished_at - entry.started_at
+
+
+@contextlib.contextmanager
+def _released(lock: threading.Lock) -> Iterator[None]:
+    """Release a held lock for the body, and take it again however the body ends."""
+    lock.release()
+    try:
+        yield
+    finally:
+        lock.acquire()
 
 
 def _start(thread: threading.Thread) -> bool:

@@ -195,26 +195,58 @@ class Registry:
     def run(self) -> str:
         return self.owner.run
 
+    def begin(self) -> RegistrySession:
+        """Lock the registry and read its live holds; end with :meth:`commit` or :meth:`abort`.
+
+        The queue splits a step this way so that it can decide with its own lock held while
+        the file I/O on either side runs without it.
+        """
+        self._lock.acquire()
+        try:
+            holds = self._read()
+        except BaseException:
+            self._lock.release()
+            raise
+        alive: dict[Owner, bool] = {self.owner: True}  # this process runs: no need to ask
+        live: dict[str, Hold] = {}
+        dropped: list[Hold] = []
+        for hold in holds:
+            if alive.setdefault(hold.owner, hold.owner.alive()):
+                live[hold.key] = hold
+            else:
+                dropped.append(hold)
+        return RegistrySession(self.owner, live, dropped=dropped)
+
+    def commit(self, session: RegistrySession) -> None:
+        """Write what ``session`` changed, then unlock.
+
+        If a write fails, the error propagates and the registry stays locked: commit again,
+        or abort. A caller whose tasks already run on the strength of ``session`` must not
+        let anyone read the registry without them.
+        """
+        if session.changed or session.dropped:
+            self._write_holds(session.holds.values())
+        if session.changed:  # our own copy, exact at every step, for a rebuild
+            self._write(self._holds_path, {"holds": [h.to_json() for h in session.mine()]})
+        self.last_stamp = self.stamp()  # still locked: nobody else's write can hide behind ours
+        self._lock.release()
+
+    def abort(self, session: RegistrySession) -> None:
+        """Unlock without writing anything ``session`` changed."""
+        self._lock.release()
+
     @contextlib.contextmanager
     def session(self) -> Iterator[RegistrySession]:
-        """Hold the registry lock: yields the live holds; writes them back if they changed."""
-        with self._lock:
-            holds = self._read()
-            alive: dict[Owner, bool] = {}
-            live: dict[str, Hold] = {}
-            dropped: list[Hold] = []
-            for hold in holds:
-                if alive.setdefault(hold.owner, hold.owner.alive()):
-                    live[hold.key] = hold
-                else:
-                    dropped.append(hold)
-            session = RegistrySession(self.owner, live, dropped=dropped)
+        """One step under the lock: yields the live holds; writes them back if they changed."""
+        session = self.begin()
+        committed = False
+        try:
             yield session
-            if session.changed or dropped:
-                self._write_holds(session.holds.values())
-            if session.changed:  # our own copy, exact at every step, for a rebuild
-                self._write(self._holds_path, {"holds": [h.to_json() for h in session.mine()]}, durable=False)
-            self.last_stamp = self.stamp()  # still locked: nobody else's write can hide behind ours
+            self.commit(session)
+            committed = True
+        finally:
+            if not committed:
+                self.abort(session)
 
     def stamp(self) -> tuple[int, int, int] | None:
         """Changes whenever claims.json is replaced: (inode, size, mtime in ns), None if absent."""
@@ -229,14 +261,14 @@ class Registry:
     def write_run_record(self, record: dict[str, Any]) -> None:
         """Replace this run's record (atomically; not fsynced: claims.json is the authority)."""
         record = {**record, "owner": self.owner.to_json(), "updated": time.time(), "version": VERSION}
-        self._write(self.runs_dir / f"{self.run}.json", record, durable=False)
+        self._write(self.runs_dir / f"{self.run}.json", record)
 
     def finish_run(self, history: dict[str, Any]) -> None:
         """Move this run's record to a small history record, and drop any hold it still has."""
         with self.session() as session:
             for hold in session.mine():
                 session.remove(hold.task)
-        self._write(self.history_dir / f"{self.run}.json", {**history, "version": VERSION}, durable=False)
+        self._write(self.history_dir / f"{self.run}.json", {**history, "version": VERSION})
         for path in (self.runs_dir / f"{self.run}.json", self._holds_path):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -294,11 +326,13 @@ class Registry:
         data = {"format": FORMAT, "version": VERSION, "holds": [h.to_json() for h in holds]}
         self._write(self.path, data, durable=True)
 
-    def _write(self, path: Path, data: dict[str, Any], *, durable: bool) -> None:
+    def _write(self, path: Path, data: dict[str, Any], *, durable: bool = False) -> None:
+        """Replace ``path`` atomically: readers see the old content or the new, never a mix."""
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
+            text = json.dumps(data, separators=(",", ":"))  # dumps, not dump: only dumps uses the C encoder
             with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(data, f, separators=(",", ":"))  # compact: the C encoder, no indent
+                f.write(text)
                 if durable:
                     f.flush()
                     os.fsync(f.fileno())
@@ -333,7 +367,9 @@ def repo_status(repo: str | os.PathLike[str]) -> dict[str, Any]:
 
     ``running_agents``, ``running_files`` and ``queued_tasks`` as in ``TaskQueue.get_status``,
     summed over the runs, and ``runs``: one entry per live run with its owner, its running
-    tasks and its waiting tasks with their reasons. Runs whose process died are ignored.
+    tasks, ``queued`` (how many of its tasks wait) and ``waiting``: the best-ranked of them
+    (at most ``queue.RECORD_WAITING_MAX``) with their reasons. Runs whose process died are
+    ignored.
     """
     runs = []
     for record in live_run_records(repo):
@@ -347,14 +383,15 @@ def repo_status(repo: str | os.PathLike[str]) -> dict[str, Any]:
                 "started_at": record.get("started_at"),
                 "updated_at": record.get("updated"),
                 "running": status.get("running", []),
-                "waiting": status.get("waiting", []),
+                "waiting": status.get("waiting", []),  # the best-ranked ones (see RECORD_WAITING_MAX)
+                "queued": status.get("queued_tasks", 0),
                 "counts": status.get("counts", {}),
             }
         )
     return {
         "running_agents": [task["agent"] for run in runs for task in run["running"]],
         "running_files": sorted({path for run in runs for task in run["running"] for path in task["files"]}),
-        "queued_tasks": sum(len(run["waiting"]) for run in runs),
+        "queued_tasks": sum(run["queued"] for run in runs),
         "runs": runs,
     }
 

@@ -106,7 +106,8 @@ class SubprocessAgent:
                 self._proc = subprocess.Popen(  # noqa: S603 - argv from the user's own agent config, no shell
                     self.argv,
                     cwd=self.cwd,
-                    env={**os.environ, **self.env},
+                    # Bytes: Popen encodes every str of the environment again for every task.
+                    env={**os.environb, **{os.fsencode(k): os.fsencode(v) for k, v in self.env.items()}},
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,

@@ -130,6 +130,7 @@ class Scheduler:
         self._starving: TaskEntry | None = None  # best-ranked task blocked by a claim
         self._bypassed = 0  # lower-ranked tasks that took what _starving needs since it blocked
         self._unfinished = 0
+        self._outcomes = {state.value: 0 for state in TaskState if state.is_terminal}
 
     # --- queries --------------------------------------------------------------------------
 
@@ -137,6 +138,11 @@ class Scheduler:
     def unfinished(self) -> int:
         """Tasks not yet in a terminal state (running ones included)."""
         return self._unfinished
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        """How many tasks finished in each terminal state, by the state's value."""
+        return dict(self._outcomes)
 
     @property
     def running(self) -> list[TaskEntry]:
@@ -189,11 +195,14 @@ class Scheduler:
             return WaitReason("capacity", limit=self.max_parallel)
         return WaitReason("ready")
 
-    def waiting(self) -> list[tuple[TaskEntry, WaitReason]]:
-        """Every task not running and not finished, best-ranked first, with its reason."""
-        waiting = [e for e in self._entries.values() if not e.state.is_terminal and e.state is not TaskState.RUNNING]
-        waiting.sort(key=lambda e: e.key)
-        return [(e, reason) for e in waiting if (reason := self.wait_reason(e)) is not None]
+    def waiting(self, limit: int | None = None) -> list[tuple[TaskEntry, WaitReason]]:
+        """Every task not running and not finished, best-ranked first, with its reason.
+
+        With ``limit``, only the first ``limit`` of them: sorting is cheap, reasons are not.
+        """
+        waiting = (e for e in self._entries.values() if not e.state.is_terminal and e.state is not TaskState.RUNNING)
+        ranked = sorted(waiting, key=_rank) if limit is None else heapq.nsmallest(limit, waiting, key=_rank)
+        return [(e, reason) for e in ranked if (reason := self.wait_reason(e)) is not None]
 
     # --- adding tasks ---------------------------------------------------------------------
 
@@ -619,6 +628,7 @@ class Scheduler:
             current.finished_at = now
             current.outcome_reason = current_reason
             self._unfinished -= 1
+            self._outcomes[current_state.value] += 1
             changed.append(current)
             for dep_id in current.dependents:
                 dependent = self._entries[dep_id]
@@ -631,6 +641,10 @@ class Scheduler:
                 else:
                     todo.append((dependent, TaskState.SKIPPED, f"dependency {current.id} {current_state.value}"))
         return changed
+
+
+def _rank(entry: TaskEntry) -> tuple[int, int]:
+    return entry.key
 
 
 def _clash(entry: TaskEntry, reserved: TaskEntry) -> WaitReason | None:

@@ -137,7 +137,12 @@ def repo(tmp_path: Path) -> Path:
 
 
 def registry_holds(repo: Path) -> list[dict[str, Any]]:
-    return list(json.loads((repo / STATE / "claims.json").read_text())["holds"])
+    """The live holds, read under the registry's lock as every process reads them.
+
+    Read without the lock, claims.json may not show yet what a run keeps locked in a lease.
+    """
+    with Registry(repo, "test-reader").session() as session:
+        return [hold.to_json() for hold in session.holds.values()]
 
 
 # --- 1. stress: many processes, random overlapping claims -------------------------------------
