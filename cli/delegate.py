@@ -202,35 +202,26 @@ def _execute(
     json_out: bool,
     live: bool,
 ) -> int:
-    events = render.PlainEvents(sys.stderr if json_out else sys.stdout)
-    view: render.LiveView | None = None
+    output: render.PlainEvents | render.LiveView
     try:
-        # The view needs the queue and the queue its listener: the lambda looks the listener up late.
-        queue = TaskQueue(limit, ownership=ownership, repo=repo_root, run_id=run_id, on_event=lambda e: on_event(e))
+        # The output needs the queue and the queue its listener: the lambda looks the output up late.
+        queue = TaskQueue(limit, ownership=ownership, repo=repo_root, run_id=run_id, on_event=lambda e: output.event(e))
     except StateError as exc:
         render.error(str(exc))
         return EXIT_USAGE
-    if live:
-        view = render.LiveView(queue.get_status)
-    on_event = view.event if view is not None else events
+    output = render.LiveView(queue.get_status) if live else render.PlainEvents(sys.stderr if json_out else sys.stdout)
     for notice in queue.registry.notices if queue.registry else []:
         render.warning(notice)
     started = time.monotonic()
-    with _Signals() as signals:  # from here on, Ctrl-C and SIGTERM only write to a pipe
-        if view is not None:
-            view.__enter__()
+    with _Signals() as signals, output:  # from here on, Ctrl-C and SIGTERM only write to a pipe
         queue.submit_tasks(tasks)
         interrupted = signals.wait_for(queue.join)
         if interrupted:
-            (view.console.print if view is not None else events.note)(
-                "interrupted: stopping every agent and releasing every claim"
-            )
+            output.note("interrupted: stopping every agent and releasing every claim")
             queue.shutdown(wait=False, cancel_pending=True)
             for task in tasks:
                 queue.cancel(task.id)  # running agents: SIGTERM to their process group
         queue.shutdown(wait=True)
-        if view is not None:
-            view.__exit__()
     wall = time.monotonic() - started
     outcomes = [
         render.TaskOutcome(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import sys
 import threading
 import time
@@ -53,24 +54,57 @@ class TaskOutcome:
         }
 
 
+def event_line(event: TaskEvent) -> str:
+    """``12:00:01 started   parser [code_developer]``, and the attempt or the error where it helps."""
+    word = _WORDS.get(event.kind, event.kind)
+    attempt = f" (attempt {event.attempt})" if event.attempt > 1 and event.kind == "started" else ""
+    detail = f": {event.error}" if event.error and event.kind not in ("succeeded", "started") else ""
+    return f"{time.strftime('%H:%M:%S')} {word:<9} {event.task_id} [{event.agent_type}]{attempt}{detail}"
+
+
 class PlainEvents:
-    """One timestamped line per task event, for CI and --no-live; thread-safe."""
+    """One timestamped line per task event, for CI and --no-live; thread-safe.
+
+    The queue's workers only stamp and enqueue a line; a thread of its own writes the lines
+    (in order, flushed), so a slow reader of the output, such as a CI log pipe, never holds
+    up a task. Use it as a context manager: leaving it writes every line still queued.
+    """
 
     def __init__(self, out: TextIO | None = None):
         self._out = out or sys.stdout
-        self._lock = threading.Lock()  # guards writes to _out from the queue's threads
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_lines, name="project-manager-output", daemon=True)
 
-    def __call__(self, event: TaskEvent) -> None:
-        word = _WORDS.get(event.kind, event.kind)
-        attempt = f" (attempt {event.attempt})" if event.attempt > 1 and event.kind == "started" else ""
-        detail = f": {event.error}" if event.error and event.kind not in ("succeeded", "started") else ""
-        line = f"{time.strftime('%H:%M:%S')} {word:<9} {event.task_id} [{event.agent_type}]{attempt}{detail}"
-        with self._lock:
-            print(line, file=self._out, flush=True)
+    def __enter__(self) -> PlainEvents:
+        self._writer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lines.put(None)
+        self._writer.join()
+
+    def event(self, event: TaskEvent) -> None:
+        self._lines.put(event_line(event))
 
     def note(self, text: str) -> None:
-        with self._lock:
-            print(text, file=self._out, flush=True)
+        self._lines.put(text)
+
+    def _write_lines(self) -> None:
+        writing = True
+        while True:
+            lines = [self._lines.get()]
+            while not self._lines.empty():  # whatever queued meanwhile goes out in the same write
+                lines.append(self._lines.get())
+            done = lines[-1] is None  # None comes last: __exit__ queues it after every line
+            text = "".join(f"{line}\n" for line in lines if line is not None)
+            if writing and text:
+                try:
+                    self._out.write(text)
+                    self._out.flush()
+                except OSError:  # the reader went away (e.g. a closed pipe): keep draining, quietly
+                    writing = False
+            if done:
+                return
 
 
 def summary_text(outcomes: list[TaskOutcome], wall_s: float, sum_s: float) -> str:
@@ -175,10 +209,10 @@ class LiveView:
         self._live.__exit__(None, None, None)
 
     def event(self, event: TaskEvent) -> None:
-        word = _WORDS.get(event.kind, event.kind)
-        detail = f": {event.error}" if event.error and event.kind not in ("succeeded", "started") else ""
-        line = f"{time.strftime('%H:%M:%S')} {word:<9} {event.task_id} [{event.agent_type}]{detail}"
-        self.console.print(line, markup=False, highlight=False)  # user text, not Rich markup
+        self.note(event_line(event))
+
+    def note(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False)  # user text, not Rich markup
 
     def _agents_usage(self) -> tuple[float, int]:
         """CPU percent and resident memory of every process below this one (the agents' trees).
