@@ -145,7 +145,8 @@ class TaskQueue:
         """Start ``task`` right now or raise, without queueing it.
 
         Raises AgentAlreadyRunningError, ClaimConflictError (naming the holder),
-        CapacityError, or ConflictError if a dependency has not succeeded yet.
+        CapacityError, or ConflictError if a dependency has not succeeded yet. With ``repo``,
+        raises StateError (or filelock's Timeout) if the registry cannot be read.
         """
         return self._engine.try_submit(task)
 

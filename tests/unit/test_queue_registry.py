@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import pytest
 from filelock import Timeout
 
-from queue_core import AgentTask, ClaimConflictError, StateError, TaskQueue
+from queue_core import AgentTask, ClaimConflictError, StateError, TaskQueue, repo_status
+from queue_core import queue as queue_module
 from queue_core.registry import Registry
 
 from ..conftest import WAIT, Gate, wait_for
@@ -105,3 +107,120 @@ def test_a_plain_path_naming_a_directory_covers_its_contents(tmp_path: Path) -> 
             queue.try_submit(AgentTask("b", "one module", ["src/parser/lexer.py"], lambda: None))
         queue.try_submit(AgentTask("c", "a file, not a directory", ["src/parser.py"], lambda: None)).result(WAIT)
         gate.open()
+
+
+def test_a_step_waits_for_the_registry_without_the_queues_lock_and_decides_for_all_who_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: while one step waits for the registry's lock (another process holds it),
+    the queue still answers, and the dispatches asked for meanwhile ride on that step."""
+    in_begin, proceed = threading.Event(), threading.Event()
+    begins: list[int] = []
+    begin = Registry.begin
+
+    def slow_begin(self: Registry) -> Any:
+        begins.append(1)
+        if len(begins) == 1:
+            in_begin.set()
+            assert proceed.wait(WAIT), "the test never let the step go on"
+        return begin(self)
+
+    monkeypatch.setattr(Registry, "begin", slow_begin)
+    with TaskQueue(max_parallel=3, repo=tmp_path) as queue:
+        futures: list[Future[Any]] = []
+
+        def body() -> int:
+            return len(begins)  # how many registry reads it took to get this task started
+
+        first = threading.Thread(target=lambda: futures.append(queue.submit_task(AgentTask("a", "1", ["a"], body))))
+        first.start()
+        wait_for(in_begin, "the first step to wait for the registry")
+
+        added = threading.Event()
+        sched = queue._engine.sched
+        add_batch = sched.add_batch
+
+        def add_batch_and_tell(tasks: Any, now: float) -> Any:
+            try:
+                return add_batch(tasks, now)
+            finally:
+                added.set()  # still under the queue's lock: the dispatch request follows in it
+
+        monkeypatch.setattr(sched, "add_batch", add_batch_and_tell)
+        batch = [AgentTask("b", "2", ["b"], body), AgentTask("c", "3", ["c"], body)]
+        more = threading.Thread(target=lambda: futures.extend(queue.submit_tasks(batch)))
+        more.start()
+        wait_for(added, "the second submit")
+
+        answered: list[dict[str, Any]] = []
+        asker = threading.Thread(target=lambda: answered.append(queue.get_status()))
+        asker.start()
+        asker.join(WAIT)
+        assert answered, "get_status waited for the registry step"
+        assert answered[0]["queued_tasks"] == 3
+        assert answered[0]["running"] == []
+
+        proceed.set()
+        for thread in (first, more):
+            thread.join(WAIT)
+            assert not thread.is_alive()
+        assert [f.result(timeout=WAIT) for f in futures] == [1, 1, 1]  # one step started all three
+
+
+def test_steps_within_a_lease_read_nothing_and_other_processes_wait_for_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queue_module, "LEASE_S", 10 * WAIT)  # only the queue's end ends this lease
+    begins: list[int] = []
+    begin = Registry.begin
+
+    def counted_begin(self: Registry) -> Any:
+        begins.append(1)
+        return begin(self)
+
+    monkeypatch.setattr(Registry, "begin", counted_begin)
+    outsider = Registry(tmp_path, "outsider", lock_timeout=0.05)
+    with TaskQueue(max_parallel=2, repo=tmp_path) as queue:
+        first, second = Gate(), Gate()
+        queue.submit_task(AgentTask("a", "first", ["a.txt"], first, id="first"))
+        wait_for(first.started, "first")
+        queue.submit_task(AgentTask("b", "second", ["b.txt"], second, id="second"))
+        wait_for(second.started, "second")
+        assert len(begins) == 1  # the second start was decided in memory, within the lease
+        with pytest.raises(Timeout):
+            outsider.begin()  # locked: nobody reads the registry before the lease is written
+        first.open()
+        second.open()
+        assert queue.join(WAIT)
+    # Shutting down ended the lease: written, then unlocked.
+    with outsider.session() as session:
+        assert session.holds == {}
+    assert len(list((tmp_path / ".project-manager" / "history").glob("*.json"))) == 1
+
+
+def test_try_submit_raises_when_the_registry_cannot_be_read(tmp_path: Path) -> None:
+    with TaskQueue(max_parallel=2, repo=tmp_path) as queue:
+        claims = tmp_path / ".project-manager" / "claims.json"
+        claims.mkdir()  # not written yet by anyone: no lease to wait for
+        with pytest.raises(StateError, match=r"claims\.json"):
+            queue.try_submit(AgentTask("a", "now or never", ["f"], lambda: 1, id="a"))
+        claims.rmdir()
+        assert queue.try_submit(AgentTask("a", "now or never", ["f"], lambda: 1, id="a")).result(WAIT) == 1
+
+
+def test_a_status_record_describes_the_best_ranked_waiting_tasks_and_counts_them_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queue_module, "RECORD_INTERVAL_S", 0.0)  # every step writes the record
+    with TaskQueue(max_parallel=1, repo=tmp_path) as queue:
+        gate = Gate()
+        queue.submit_task(AgentTask("holder", "holds f", ["f"], gate, id="holder"))
+        wait_for(gate.started, "holder")
+        many = queue_module.RECORD_WAITING_MAX + 50
+        queue.submit_tasks([AgentTask(f"w{i}", "needs f", ["f"], lambda: None, id=f"w{i}") for i in range(many)])
+        status = repo_status(tmp_path)
+        [run] = status["runs"]
+        assert status["queued_tasks"] == run["queued"] == many
+        assert [t["id"] for t in run["waiting"]] == [f"w{i}" for i in range(queue_module.RECORD_WAITING_MAX)]
+        gate.open()
+        assert queue.join(WAIT)

@@ -1094,6 +1094,21 @@ def test_waiting_lists_best_ranked_first_with_reasons() -> None:
     assert reasons["F"].limit == 3
     for entry, reason in waiting:
         assert sched.wait_reason(entry) == reason
+    assert sched.waiting(limit=2) == waiting[:2]  # the best-ranked ones, as a status record shows them
+    assert sched.waiting(limit=0) == []
+
+
+def test_outcomes_count_every_terminal_state() -> None:
+    sched = make(2)
+    sched.add_batch([task("A", "a", ["x"]), task("B", "b", ["y"]), task("C", "c", ["z"], depends_on=["B"])], 0.0)
+    assert sched.outcomes == {"succeeded": 0, "failed": 0, "timed_out": 0, "cancelled": 0, "skipped": 0}
+    assert ids(sched.dispatch(0.0)) == ["A", "B"]
+    sched.finish("A", TaskState.SUCCEEDED, 1.0)
+    sched.finish("B", TaskState.FAILED, 1.0)  # C is skipped with it
+    sched.add(task("D", "d", ["w"]), 1.0)
+    sched.cancel("D", 1.0)
+    assert sched.outcomes == {"succeeded": 1, "failed": 1, "timed_out": 0, "cancelled": 1, "skipped": 1}
+    assert sched.unfinished == 0
 
 
 # --- determinism ----------------------------------------------------------------------------
