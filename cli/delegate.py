@@ -54,25 +54,31 @@ class _Signals:
 
     An exception raised by a signal handler can land anywhere, for instance between a lock's
     acquire and the ``try`` that would release it, and leave the queue locked for good. So the
-    handlers only write a byte to a pipe, and the main thread waits in select() for that pipe
-    or for the run to end.
+    handlers do nothing, and the signal reaches the main thread through a pipe, which it waits
+    on in select() along with the end of the run.
+
+    The pipe is the interpreter's wakeup fd: its C-level handler writes the signal's number
+    there whichever thread the kernel delivers the signal to. A Python handler writing to it
+    would not do: it runs only in the main thread, and only once that thread wakes up, which
+    a signal delivered to another thread does not make it do.
     """
 
     def __enter__(self) -> _Signals:
         self._signal_r, self._signal_w = os.pipe()
         os.set_blocking(self._signal_w, False)
         self._previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._previous_wakeup_fd = signal.set_wakeup_fd(self._signal_w, warn_on_full_buffer=False)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        signal.set_wakeup_fd(self._previous_wakeup_fd)
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         os.close(self._signal_r)
         os.close(self._signal_w)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        with contextlib.suppress(BlockingIOError):  # a byte is already waiting: one is enough
-            os.write(self._signal_w, b"!")
+        """Nothing to do here: the wakeup fd has the signal already (see the class)."""
 
     def wait_for(self, finish: Callable[[], object]) -> bool:
         """Run ``finish`` in a thread; True if a signal came first, False if it returned."""
@@ -88,8 +94,13 @@ class _Signals:
 
         threading.Thread(target=run, name="project-manager-wait", daemon=True).start()
         try:
-            ready, _, _ = select.select([self._signal_r, done_r], [], [])
-            return self._signal_r in ready
+            while True:
+                ready, _, _ = select.select([self._signal_r, done_r], [], [])
+                if self._signal_r not in ready:
+                    return False
+                # The wakeup fd gets every signal that has a Python handler: only ours count.
+                if {signal.SIGINT, signal.SIGTERM} & set(os.read(self._signal_r, 512)):
+                    return True
         finally:
             os.close(done_r)
 
