@@ -8,17 +8,10 @@ and exits 130.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import select
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
 from queue_core import (
     AgentTask,
@@ -44,65 +37,10 @@ from .config import (
     parse_task_string,
     validate_batch,
 )
+from .signals import Signals
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_MAX_PARALLEL = 4
-
-
-class _Signals:
-    """SIGINT and SIGTERM, caught without raising anything in the main thread.
-
-    An exception raised by a signal handler can land anywhere, for instance between a lock's
-    acquire and the ``try`` that would release it, and leave the queue locked for good. So the
-    handlers do nothing, and the signal reaches the main thread through a pipe, which it waits
-    on in select() along with the end of the run.
-
-    The pipe is the interpreter's wakeup fd: its C-level handler writes the signal's number
-    there whichever thread the kernel delivers the signal to. A Python handler writing to it
-    would not do: it runs only in the main thread, and only once that thread wakes up, which
-    a signal delivered to another thread does not make it do.
-    """
-
-    def __enter__(self) -> _Signals:
-        self._signal_r, self._signal_w = os.pipe()
-        os.set_blocking(self._signal_w, False)
-        self._previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        self._previous_wakeup_fd = signal.set_wakeup_fd(self._signal_w, warn_on_full_buffer=False)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        signal.set_wakeup_fd(self._previous_wakeup_fd)
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        os.close(self._signal_r)
-        os.close(self._signal_w)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        """Nothing to do here: the wakeup fd has the signal already (see the class)."""
-
-    def wait_for(self, finish: Callable[[], object]) -> bool:
-        """Run ``finish`` in a thread; True if a signal came first, False if it returned."""
-        done_r, done_w = os.pipe()
-
-        def run() -> None:  # owns done_w: it may still write after wait_for has returned
-            try:
-                finish()
-            finally:
-                with contextlib.suppress(BrokenPipeError):
-                    os.write(done_w, b".")
-                os.close(done_w)
-
-        threading.Thread(target=run, name="project-manager-wait", daemon=True).start()
-        try:
-            while True:
-                ready, _, _ = select.select([self._signal_r, done_r], [], [])
-                if self._signal_r not in ready:
-                    return False
-                # The wakeup fd gets every signal that has a Python handler: only ours count.
-                if {signal.SIGINT, signal.SIGTERM} & set(os.read(self._signal_r, 512)):
-                    return True
-        finally:
-            os.close(done_r)
 
 
 def find_repo(explicit: Path | None) -> Path:
@@ -224,7 +162,7 @@ def _execute(
     for notice in queue.registry.notices if queue.registry else []:
         render.warning(notice)
     started = time.monotonic()
-    with _Signals() as signals, output:  # from here on, Ctrl-C and SIGTERM only write to a pipe
+    with Signals() as signals, output:  # from here on, Ctrl-C and SIGTERM only write to a pipe
         queue.submit_tasks(tasks)
         interrupted = signals.wait_for(queue.join)
         if interrupted:

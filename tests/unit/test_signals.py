@@ -1,11 +1,11 @@
-"""delegate._Signals: Ctrl-C reaches the main thread whichever thread the kernel gives it to."""
+"""cli.signals.Signals: Ctrl-C reaches the main thread whichever thread the kernel gives it to."""
 
 from __future__ import annotations
 
 import signal
 import threading
 
-from cli.delegate import _Signals
+from cli.signals import Signals
 
 from ..conftest import WAIT
 
@@ -18,7 +18,7 @@ def test_a_signal_delivered_to_another_thread_still_wakes_the_main_thread() -> N
         signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # this thread, not the main one
         release.wait(WAIT)
 
-    with _Signals() as signals:
+    with Signals() as signals:
         try:
             assert signals.wait_for(run_until_released) is True
         finally:
@@ -26,7 +26,7 @@ def test_a_signal_delivered_to_another_thread_still_wakes_the_main_thread() -> N
 
 
 def test_the_run_ending_first_is_not_an_interruption() -> None:
-    with _Signals() as signals:
+    with Signals() as signals:
         assert signals.wait_for(lambda: None) is False
 
 
@@ -38,7 +38,7 @@ def test_other_signals_with_handlers_are_not_an_interruption() -> None:
         signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
 
     try:
-        with _Signals() as signals:
+        with Signals() as signals:
             assert signals.wait_for(signal_then_finish) is False
     finally:
         signal.signal(signal.SIGUSR1, previous)
