@@ -12,7 +12,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -224,55 +224,107 @@ class LiveView:
 
         children = {p.pid: p for p in psutil.Process().children(recursive=True)}
         self._procs = {pid: self._procs.get(pid, proc) for pid, proc in children.items()}
-        usage = [_usage(proc) for proc in self._procs.values()]
-        return sum(u[0] for u in usage), sum(u[1] for u in usage)
+        return processes_usage(self._procs.values())
 
     def _refresh(self) -> None:
         while not self._done.wait(self._refresh_s):
             self._live.update(self._render())
 
     def _render(self) -> Any:
-        import psutil
         from rich.console import Group
         from rich.panel import Panel
-        from rich.table import Table
         from rich.text import Text
 
         status = self._get_status()
-        running = Table(expand=True, box=None)
-        for column in ("task", "agent", "description", "elapsed", "files"):
-            running.add_column(column, no_wrap=True, overflow="ellipsis", ratio=3 if column == "description" else None)
-        for task in status["running"]:
-            elapsed = f"{task['elapsed_s']:.0f}s" + (" (timed out)" if task["timed_out"] else "")
-            cells = (task["id"], task["agent"], task["description"], elapsed, ", ".join(task["files"]))
-            running.add_row(*(Text(cell) for cell in cells))  # Text: user strings are never markup
-        files = Table(expand=True, box=None)
-        files.add_column("file")
-        files.add_column("held by")
-        for task in status["running"]:
-            for path in task["files"]:
-                files.add_row(Text(path), Text(f"{task['id']} ({task['agent']})"))
-        waiting = Table(expand=True, box=None)
-        for column in ("task", "agent", "waits because"):
-            waiting.add_column(column)
-        for task in status["waiting"][:20]:
-            waiting.add_row(Text(task["id"]), Text(task["agent"]), Text(task["reason"]))
-        if len(status["waiting"]) > 20:
-            waiting.add_row("…", "", f"and {len(status['waiting']) - 20} more")
-        memory = psutil.virtual_memory()
         agents_cpu, agents_mem = self._agents_usage()
         counts = status["counts"]
         resources = (
-            f"machine: CPU {psutil.cpu_percent(interval=None):.0f}%, memory {memory.used / 2**30:.1f} of "
-            f"{memory.total / 2**30:.1f} GiB   agents: CPU {agents_cpu:.0f}%, memory {agents_mem / 2**20:.0f} MiB   "
+            f"{machine_usage()}   agents: CPU {agents_cpu:.0f}%, memory {agents_mem / 2**20:.0f} MiB   "
             f"done {status['finished_tasks']} (failed {status['failed_tasks']}, skipped {counts['skipped']})"
         )
+        waiting = status["waiting"]
         return Group(
-            Panel(running, title=f"Running agents ({len(status['running'])}/{status['max_parallel']})"),
-            Panel(files, title=f"Active files ({len(status['running_files'])})"),
-            Panel(waiting, title=f"Queue ({status['queued_tasks']})"),
+            running_panel(f"Running agents ({len(status['running'])}/{status['max_parallel']})", status["running"]),
+            files_panel(f"Active files ({len(status['running_files'])})", status["running"]),
+            queue_panel(f"Queue ({status['queued_tasks']})", waiting[:QUEUE_ROWS], len(waiting) - QUEUE_ROWS),
             Panel(Text(resources), title="Resources"),
         )
+
+
+# Panels shared by the live view of a run and by ``status --watch``. With ``by_run`` a table
+# starts with the run of each task: status shows every run in the repository, and each task
+# dict given then carries its run id under "run".
+
+QUEUE_ROWS = 20  # waiting tasks listed; the rest are counted
+
+
+def running_panel(title: str, tasks: list[dict[str, Any]], *, by_run: bool = False) -> Any:
+    """The running agents, one row each: task, agent, description, elapsed time and files."""
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(expand=True, box=None)
+    for column in ("run",) * by_run + ("task", "agent", "description", "elapsed", "files"):
+        table.add_column(column, no_wrap=True, overflow="ellipsis", ratio=3 if column == "description" else None)
+    for task in tasks:
+        elapsed = f"{task['elapsed_s']:.0f}s" + (" (timed out)" if task["timed_out"] else "")
+        cells = (task["id"], task["agent"], task["description"], elapsed, ", ".join(task["files"]))
+        table.add_row(*(Text(cell) for cell in _with_run(task, cells, by_run)))  # Text: user strings are never markup
+    return Panel(table, title=title)
+
+
+def files_panel(title: str, tasks: list[dict[str, Any]], *, by_run: bool = False) -> Any:
+    """Every file the running tasks write, and the task holding it."""
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(expand=True, box=None)
+    for column in ("run",) * by_run + ("file", "held by"):
+        table.add_column(column)
+    for task in tasks:
+        for path in task["files"]:
+            table.add_row(*(Text(cell) for cell in _with_run(task, (path, f"{task['id']} ({task['agent']})"), by_run)))
+    return Panel(table, title=title)
+
+
+def queue_panel(title: str, waiting: list[dict[str, Any]], more: int, *, by_run: bool = False) -> Any:
+    """The waiting tasks with the reason each waits, then how many ``more`` wait unlisted."""
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(expand=True, box=None)
+    columns = ("run",) * by_run + ("task", "agent", "waits because")
+    for column in columns:
+        table.add_column(column)
+    for task in waiting:
+        table.add_row(*(Text(cell) for cell in _with_run(task, (task["id"], task["agent"], task["reason"]), by_run)))
+    if more > 0:
+        table.add_row("…", *[""] * (len(columns) - 2), f"and {more} more")
+    return Panel(table, title=title)
+
+
+def _with_run(task: dict[str, Any], cells: tuple[str, ...], by_run: bool) -> tuple[str, ...]:
+    return (task["run"], *cells) if by_run else cells
+
+
+def machine_usage() -> str:
+    """``machine: CPU 12%, memory 3.1 of 15.5 GiB``; CPU since the previous call (prime it once)."""
+    import psutil
+
+    memory = psutil.virtual_memory()
+    return (
+        f"machine: CPU {psutil.cpu_percent(interval=None):.0f}%, memory {memory.used / 2**30:.1f} of "
+        f"{memory.total / 2**30:.1f} GiB"
+    )
+
+
+def processes_usage(processes: Iterable[Any]) -> tuple[float, int]:
+    """Summed CPU percent and resident memory of psutil ``processes``; one that ended counts nothing."""
+    usage = [_usage(process) for process in processes]
+    return sum(u[0] for u in usage), sum(u[1] for u in usage)
 
 
 def _usage(process: Any) -> tuple[float, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -68,6 +70,7 @@ def test_ctrl_c_stops_the_agents_releases_the_claims_and_exits_130(repo: Path) -
         os.close(reader)
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()
     assert proc.returncode == 130
     assert "interrupted" in out
     assert "cancelled" in out  # the summary still comes
@@ -76,7 +79,12 @@ def test_ctrl_c_stops_the_agents_releases_the_claims_and_exits_130(repo: Path) -
     assert holds == []
 
 
-def test_a_live_run_on_a_terminal_shows_the_panels(repo: Path) -> None:
+@contextlib.contextmanager
+def _on_terminal(argv: list[str]) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """Run ``argv`` on a new 120x40 pseudo-terminal: yields it and the terminal's master end.
+
+    Leaving closes the terminal, and kills the program if it still runs.
+    """
     import fcntl
     import pty
     import struct
@@ -84,31 +92,38 @@ def test_a_live_run_on_a_terminal_shows_the_panels(repo: Path) -> None:
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen(
-        [str(SCRIPT), "delegate-multiple", "shell: sleep 1 @x", "shell: true @y", "--repo", str(repo)],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env={**os.environ, "TERM": "xterm-256color"},
-    )
+    env = {**os.environ, "TERM": "xterm-256color"}
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
     os.close(slave)
-    screen = b""
     try:
-        while True:
-            ready, _, _ = select.select([master], [], [], WAIT)
-            assert ready, "the run went silent"
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the terminal closed: the run is over
-                break
-            if not chunk:
-                break
-            screen += chunk
-        assert proc.wait(WAIT) == 0
+        yield proc, master
     finally:
         os.close(master)
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+
+
+def _read_until_closed(master: int) -> bytes:
+    """Everything shown on the terminal until the program on it exits."""
+    screen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], WAIT)
+        assert ready, "the terminal went silent"
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed: the program is gone
+            return screen
+        if not chunk:
+            return screen
+        screen += chunk
+
+
+def test_a_live_run_on_a_terminal_shows_the_panels(repo: Path) -> None:
+    argv = [str(SCRIPT), "delegate-multiple", "shell: sleep 1 @x", "shell: true @y", "--repo", str(repo)]
+    with _on_terminal(argv) as (proc, master):
+        screen = _read_until_closed(master)
+        assert proc.wait(WAIT) == 0
     text = screen.decode(errors="replace")
     for title in ("Running agents", "Active files", "Queue", "Resources"):
         assert title in text
@@ -190,3 +205,44 @@ def _status(repo: Path) -> dict[str, object]:
         [str(SCRIPT), "status", "--json", "--repo", str(repo)], capture_output=True, text=True, timeout=30, check=True
     )
     return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_status_watch_on_a_terminal_shows_the_live_panels_until_ctrl_c(repo: Path) -> None:
+    release = repo / "release.fifo"
+    os.mkfifo(release)
+    run = subprocess.Popen(
+        [
+            str(SCRIPT),
+            "delegate-multiple",
+            "shell: cat release.fifo @held.py",
+            "shell: true @held.py",
+            "--repo",
+            str(repo),
+            "--no-live",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wanted = ("Running agents (1)", "Active files (1)", "Queue (1)", "Resources", "cat release.fifo", "shell busy (t1)")
+    screen = b""
+    try:
+        with _on_terminal([str(SCRIPT), "status", "--watch", "--repo", str(repo)]) as (watch, master):
+            deadline = time.monotonic() + WAIT  # "Nothing runs" until the run's record is written, then the panels
+            while not all(text.encode() in screen for text in wanted) and time.monotonic() < deadline:
+                if select.select([master], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                    screen += os.read(master, 65536)
+            assert all(text.encode() in screen for text in wanted), screen.decode(errors="replace")
+            watch.send_signal(signal.SIGINT)
+            after = _read_until_closed(master)
+            assert watch.wait(WAIT) == 130
+    finally:
+        with contextlib.suppress(OSError):  # let the agent finish, whatever happened
+            os.close(os.open(release, os.O_WRONLY | os.O_NONBLOCK))
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            run.wait(WAIT)
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert b"Traceback" not in after
+    assert b"\x1b[?25h" in after  # the cursor Live hid is shown again
+    assert run.returncode == 0

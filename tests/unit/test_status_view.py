@@ -1,0 +1,123 @@
+"""``status``'s output from hand-made ``repo_status`` snapshots: the live panels and the plain text."""
+
+from __future__ import annotations
+
+import io
+import socket
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from cli.status import status_text, status_view
+
+REPO = Path("/work/repo")
+NOW = 1_000_000.0
+LOCAL, REMOTE = "20250101-120000-41-aaaaaa", "20250101-120500-77-bbbbbb"
+
+
+def _run(
+    run: str, host: str, running: list[dict[str, Any]], waiting: list[dict[str, Any]], queued: int
+) -> dict[str, Any]:
+    return {
+        "run": run,
+        "pid": 41 if run == LOCAL else 77,
+        "host": host,
+        "started_at": NOW - 120,
+        "updated_at": NOW - 30,
+        "running": running,
+        "waiting": waiting,
+        "queued": queued,
+        "counts": {},
+    }
+
+
+def _status() -> dict[str, Any]:
+    """Two runs: one here with a running task and 150 queued (two listed), one on another host."""
+    parser = {
+        "id": "parser",
+        "agent": "code_developer",
+        "description": "write the [bold]parser[/bold]",  # user text: never Rich markup
+        "files": ["src/parser.py", "tests/test_parser.py"],
+        "reads": [],
+        "attempt": 1,
+        "elapsed_s": 5.0,  # as the record was last written: aged by now
+        "started_at": NOW - 42,
+        "timed_out": False,
+    }
+    docs = {**parser, "id": "docs", "agent": "doc_writer", "description": "document it", "files": ["README.md"]}
+    del docs["started_at"]  # a record from a version without it: its elapsed_s is all there is
+    waiting = [
+        {"id": "lexer", "agent": "code_developer", "description": "", "reason": "code_developer busy (parser)"},
+        {"id": "tests", "agent": "tester", "description": "", "reason": "src/parser.py held by parser"},
+    ]
+    runs = [_run(LOCAL, socket.gethostname(), [parser], waiting, 150), _run(REMOTE, "elsewhere.example", [docs], [], 0)]
+    return {
+        "running_agents": ["code_developer", "doc_writer"],
+        "running_files": ["README.md", "src/parser.py", "tests/test_parser.py"],
+        "queued_tasks": 150,
+        "runs": runs,
+    }
+
+
+def _screen(status: dict[str, Any]) -> str:
+    console = Console(record=True, width=120, file=io.StringIO())
+    console.print(status_view(status, REPO, now=NOW, machine="machine: CPU 7%", usage={LOCAL: (12.0, 300 * 2**20)}))
+    return console.export_text()
+
+
+def _line(screen: str, *words: str) -> str:
+    """The one screen line holding every word."""
+    (line,) = [line for line in screen.splitlines() if all(word in line for word in words)]
+    return line
+
+
+def test_the_running_panel_lists_each_task_with_its_run_agent_and_elapsed_time() -> None:
+    screen = _screen(_status())
+    assert "Running agents (2)" in screen
+    line = _line(screen, "parser", "code_developer", "42s")  # elapsed from started_at, not the aged record
+    assert LOCAL in line
+    assert "write the [bold]" in line  # cut to fit, but shown as typed
+    assert "src/parser.py, tests/test_parser.py" in line
+    assert REMOTE in _line(screen, "docs", "doc_writer", "5s")
+
+
+def test_the_files_panel_names_each_files_holder() -> None:
+    screen = _screen(_status())
+    assert "Active files (3)" in screen
+    assert LOCAL in _line(screen, "src/parser.py", "parser (code_developer)")
+    assert LOCAL in _line(screen, "tests/test_parser.py", "parser (code_developer)")
+    assert REMOTE in _line(screen, "README.md", "docs (doc_writer)")
+
+
+def test_the_queue_says_why_each_task_waits_and_counts_the_unlisted_ones() -> None:
+    screen = _screen(_status())
+    assert "Queue (150)" in screen
+    assert LOCAL in _line(screen, "lexer", "code_developer busy (parser)")
+    assert "tester" in _line(screen, "tests", "src/parser.py held by parser")
+    assert "and 148 more" in screen
+
+
+def test_resources_measure_local_runs_and_not_runs_on_another_host() -> None:
+    screen = _screen(_status())
+    assert "machine: CPU 7%" in screen
+    assert "CPU 12%, memory 300 MiB" in _line(screen, f"run {LOCAL}")
+    assert "on another host, not measured here" in _line(screen, f"run {REMOTE}", "elsewhere.example")
+
+
+def test_a_queue_listed_in_full_says_no_more() -> None:
+    status = _status()
+    status["runs"][0]["queued"] = status["queued_tasks"] = 2
+    assert "more" not in _screen(status)
+
+
+def test_nothing_running_is_said_plainly() -> None:
+    empty = {"running_agents": [], "running_files": [], "queued_tasks": 0, "runs": []}
+    assert _screen(empty).strip() == f"Nothing runs in {REPO}."
+
+
+def test_status_text_counts_the_waiting_tasks_a_record_does_not_list() -> None:
+    text = status_text(_status(), REPO, now=NOW)
+    assert "  waiting  lexer [code_developer]: code_developer busy (parser)" in text
+    assert "  and 148 more waiting" in text
+    assert text.count("more waiting") == 1  # the remote run lists every task it has waiting
