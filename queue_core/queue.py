@@ -467,9 +467,10 @@ class _Engine:
         Lock held, and no step running. Under the registry's file lock: read the holds of
         every process, dropping dead owners' (the queue's lock is released for the I/O);
         mirror the other processes' holds into the scheduler, record the releases, decide,
-        record what started. Then keep the registry locked for the steps that follow, until
-        LEASE_S has passed since it was read, and write it when that lease ends. Nobody can
-        read the registry before it is written, so what started may run at once.
+        record what started. If something started, keep the registry locked for the steps
+        that follow, until LEASE_S has passed since it was read, and write it when that lease
+        ends. Nobody can read the registry before it is written, so what started may run at
+        once.
         Returns what started.
         """
         assert self.registry is not None
@@ -499,7 +500,9 @@ class _Engine:
                 self.lease = session
                 self._ensure_timer()
                 raise
-            if self.registry_error is None and self._lease_left() > 0:
+            # A busy queue keeps the lease: what started will end soon and ask for steps. A step
+            # that started nothing writes and unlocks now, for other processes waiting on it.
+            if started and self.registry_error is None and self._lease_left() > 0:
                 self.lease = session
                 self._ensure_timer()  # it ends the lease
                 self._record_changed()

@@ -224,3 +224,22 @@ def test_a_status_record_describes_the_best_ranked_waiting_tasks_and_counts_them
         assert [t["id"] for t in run["waiting"]] == [f"w{i}" for i in range(queue_module.RECORD_WAITING_MAX)]
         gate.open()
         assert queue.join(WAIT)
+
+
+def test_a_step_that_starts_nothing_unlocks_the_registry_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a busy queue keeps a lease: one whose task waits for another run lets it in at once."""
+    monkeypatch.setattr(queue_module, "LEASE_S", 10 * WAIT)
+    other = Registry(tmp_path, "other-run", lock_timeout=0.05)
+    with other.session() as session:
+        session.add("theirs", "b", ("f",), ())
+    with TaskQueue(max_parallel=2, repo=tmp_path) as queue:
+        try:
+            future = queue.submit_task(AgentTask("a", "needs f", ["f"], lambda: "ran", id="mine"))
+            assert queue.get_status()["waiting"][0]["reason_kind"] == "claim"
+            with other.session() as session:  # not locked: the lock_timeout would raise
+                session.remove("theirs")
+            assert future.result(timeout=WAIT) == "ran"
+        finally:
+            queue.shutdown(wait=False, cancel_pending=True)  # a failure must not wait for "mine"
