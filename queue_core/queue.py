@@ -4,7 +4,13 @@ Dispatch is event-driven. Whoever changes the state (a submit, a task returning,
 asks the scheduler, under the engine's one lock, which tasks start now; a worker whose task
 just returned runs the first task that release unblocked itself, without waking another
 thread. Nothing polls: workers sleep on a condition until there is work, and the timer thread
-(started only once a task has a timeout or retries) sleeps until the next deadline.
+(started only once it has something to time) sleeps until the next deadline: a timeout, a
+retry, the end of a registry lease, or the next look at another process's claims.
+
+With ``repo``, each decision is also a step in the repository's on-disk registry, shared
+with other processes; see :meth:`_Engine._dispatch` for how a busy queue shares one step
+among several decisions, and :meth:`_Engine._decide` for the lease that lets the steps in
+a short window skip the file I/O.
 
 A Python callable cannot be killed. When one outlives its ``timeout`` its future fails with
 TaskTimeoutError at the deadline (if no retry is left), but its claims stay held until the call
@@ -58,9 +64,9 @@ log = logging.getLogger("queue_core")
 FOREIGN_CHECK_S = 0.02
 #: Shortest interval between two writes of a run's status record (status shows it).
 RECORD_INTERVAL_S = 0.05
-#: How long a queue keeps the registry locked after reading it, so that the steps that follow
-#: (a busy queue takes one per task start and end) cost no file I/O; the lease is written and
-#: unlocked when it ends. Other processes wait at most this long for the registry.
+#: How long a busy queue keeps the registry locked after reading it, so that the steps that
+#: follow (one per task start and end) cost no file I/O; the lease is written and unlocked when
+#: it ends, and the next one waits as long again, so that other processes get their turn.
 LEASE_S = 0.01
 #: How many waiting tasks a status record describes (best-ranked first); all are counted.
 RECORD_WAITING_MAX = 100
@@ -263,14 +269,14 @@ class _Engine:
         self.external_owners: dict[str, Owner] = {}  # external holder id -> its process
         self.next_foreign_check = 0.0  # clock time of the next look at other processes
         self.run_finished = False
-        self.unrecorded_releases: set[str] = set()  # task ids whose release is not on disk yet
         self.record_written_at = float("-inf")  # clock time the run's status record was last written
         self.record_pending = False  # the status changed since then
         self.registry_error: OSError | None = None  # the last registry failure, until one works
         self.committing = False  # a thread is in a registry step (see _dispatch)
         self.dispatch_wanted = False  # a dispatch was asked for that no step has decided yet
         self.lease: RegistrySession | None = None  # the registry, still locked after a step
-        self.lease_ends = 0.0  # clock time the lease is written and unlocked
+        self.lease_ends = 0.0  # time.monotonic() when the lease is written and unlocked
+        self.lease_gap_ends = 0.0  # time.monotonic() before which no new lease is kept
         self.clock = clock
         self.on_event = on_event
         # lock guards sched and every mutable attribute below.
@@ -313,31 +319,41 @@ class _Engine:
             self.step_done.wait_for(lambda: not self.committing)
             if self.closed:
                 raise QueueShutdownError()
-            refused: QueueError | None = None
+            refused: BaseException | None = None
             decided = False
+            resolved: list[_Resolution] = []
 
             def decide(now: float) -> list[TaskEntry]:
+                # Dispatch whatever happens: the step may carry other threads' requests, and
+                # syncing with the registry may have freed what other tasks wait for.
                 nonlocal refused, decided
                 decided = True
+                if self.closed:  # shut down while the step waited for the registry
+                    refused = QueueShutdownError()
+                    return self.sched.dispatch(now)
                 try:
-                    first = [self.sched.try_start(task, now)]
+                    first = self.sched.try_start(task, now)
                 except QueueError as exc:
                     refused = exc
-                    return []
-                # Dispatch too: syncing with the registry may have freed what other tasks wait for.
-                return [*first, *self.sched.dispatch(now)]
+                    return self.sched.dispatch(now)
+                return [first, *self.sched.dispatch(now)]
 
             self._hand_out(decide(self.clock()) if self.registry is None else self._decide(decide))
-            if refused is not None:
-                raise refused
             if not decided:  # the registry could not be read
-                assert self.registry_error is not None
-                raise self.registry_error
-            future: Future[Any] = _TaskFuture(self, task.id)
-            self.futures[task.id] = future
-            if task.timeout is not None or task.retries:
-                self._ensure_timer()
-        return future
+                refused = self.registry_error
+            elif refused is None and self.sched.entry(task.id).state is not TaskState.RUNNING:
+                # Its start could not be written, so it went back to the queue: take it out.
+                refused = self.registry_error
+                resolved = self._collect(self.sched.cancel(task.id, self.clock()))
+            if refused is None:
+                future: Future[Any] = _TaskFuture(self, task.id)
+                self.futures[task.id] = future
+                if task.timeout is not None or task.retries:
+                    self._ensure_timer()
+                return future
+        self._deliver(resolved, events=False)
+        assert refused is not None
+        raise refused
 
     def cancel(self, task_id: str) -> bool:
         with self.lock:
@@ -441,11 +457,10 @@ class _Engine:
 
     # --- the registry shared with other processes -------------------------------------------
 
-    def _dispatch(self, now: float, released: Sequence[str] = (), *, keep_one: bool = False) -> TaskEntry | None:
+    def _dispatch(self, now: float, *, keep_one: bool = False) -> TaskEntry | None:
         """Start what may start now and hand it to workers (lock held).
 
-        ``released`` ids gave their claims back. With ``keep_one``, one started entry is
-        returned to the calling worker instead of being handed out.
+        With ``keep_one``, one started entry is returned to the calling worker instead.
 
         With a registry this is a group commit. A registry step does its file I/O without the
         queue's lock, so while one runs, other threads finish tasks and ask for a dispatch;
@@ -454,7 +469,6 @@ class _Engine:
         """
         if self.registry is None:
             return self._hand_out(self.sched.dispatch(now), keep_one=keep_one)
-        self.unrecorded_releases.update(released)
         self.dispatch_wanted = True
         self.step_done.wait_for(lambda: not self.committing)
         if not self.dispatch_wanted:  # a step that began after the request has decided for it
@@ -466,12 +480,11 @@ class _Engine:
 
         Lock held, and no step running. Under the registry's file lock: read the holds of
         every process, dropping dead owners' (the queue's lock is released for the I/O);
-        mirror the other processes' holds into the scheduler, record the releases, decide,
-        record what started. If something started, keep the registry locked for the steps
-        that follow, until LEASE_S has passed since it was read, and write it when that lease
-        ends. Nobody can read the registry before it is written, so what started may run at
-        once.
-        Returns what started.
+        mirror the other processes' holds into the scheduler; decide; make this run's holds
+        match what runs here (so a release is recorded by whichever step next writes). If
+        something started, keep the registry locked for the steps that follow, until LEASE_S
+        has passed since it was read, and write it when that lease ends. Nobody can read the
+        registry before it is written, so what started may run at once. Returns what started.
         """
         assert self.registry is not None
         assert not self.committing
@@ -479,6 +492,7 @@ class _Engine:
         try:
             session = self.lease
             self.lease = None
+            leased = session is not None  # kept from an earlier step
             if session is None:
                 try:
                     with _released(self.lock):
@@ -489,61 +503,97 @@ class _Engine:
                 self.lease_ends = time.monotonic() + LEASE_S
             try:
                 self.dispatch_wanted = False
-                for task_id in self.unrecorded_releases:
-                    session.remove(task_id)
-                self.unrecorded_releases.clear()
                 self._sync(session)
                 started = decide(self.clock())
-                for entry in started:
-                    session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads))
-            except BaseException:  # a bug: still, never drop a locked registry; the timer writes it
+                self._record_mine(session)
+            except BaseException:  # a bug: still, never drop a locked registry; the timer ends it
                 self.lease = session
                 self._ensure_timer()
                 raise
-            # A busy queue keeps the lease: what started will end soon and ask for steps. A step
-            # that started nothing writes and unlocks now, for other processes waiting on it.
-            if started and self.registry_error is None and self._lease_left() > 0:
+            if started and self._may_keep_lease():
                 self.lease = session
-                self._ensure_timer()  # it ends the lease
                 self._record_changed()
                 return started
-            return self._end_lease(session, started)
+            return self._end_lease(session, started, leased=leased)
         finally:
             self.committing = False
             self.step_done.notify_all()
 
-    def _end_lease(self, session: RegistrySession, started: list[TaskEntry]) -> list[TaskEntry]:
+    def _record_mine(self, session: RegistrySession) -> None:
+        """Make this run's holds in ``session`` exactly the tasks running here (lock held)."""
+        running = {e.id: e for e in self.sched.running}
+        for hold in session.mine():
+            if running.pop(hold.task, None) is None:
+                session.remove(hold.task)  # released
+        for entry in running.values():  # started
+            session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads))
+
+    def _may_keep_lease(self) -> bool:
+        """Whether a step that started tasks keeps the registry locked (lock held).
+
+        A busy queue does: what started will end soon and ask for steps. Not within
+        LEASE_S of the last lease's end, though: a busy queue would lock the registry again
+        at once, and another process, which retries every few milliseconds, might never get
+        in. Nor without a timer thread to end the lease.
+        """
+        now = time.monotonic()
+        return (
+            self.registry_error is None
+            and now < self.lease_ends
+            and now >= self.lease_gap_ends
+            and self._ensure_timer()
+        )
+
+    def _end_lease(self, session: RegistrySession, started: list[TaskEntry], *, leased: bool) -> list[TaskEntry]:
         """Write the registry and unlock it (lock held, and released for the I/O).
 
-        ``started`` are this step's starts, not handed out yet. If the write fails, they go
+        ``started`` are this step's starts, not handed out yet; ``leased``, whether the
+        registry was kept locked from an earlier step (then the next lease waits LEASE_S, see
+        _may_keep_lease). If the write fails, they go
         back to the queue (but those stopped or timed out meanwhile, which end without
-        running), and the registry stays locked: tasks started earlier in the lease may run,
-        and nobody may read a registry without them. Every step tries the write again (the
-        timer steps while ``registry_error`` is set), and none starts anything until it works.
+        running). If tasks still run on the strength of the unwritten lease, the registry
+        stays locked, since nobody may read it without them, and the write is tried again
+        every FOREIGN_CHECK_S; nothing starts until it works. If none runs, the registry is
+        unlocked unwritten: what it still says can only hold others back, never let them in.
+        An interruption (not an OSError) keeps the lease for the timer to write at once.
         """
         assert self.registry is not None
         try:
             with _released(self.lock):
                 self.registry.commit(session)
-        except OSError as exc:  # StateError: disk full, ...
+        except BaseException as exc:  # OSError: disk full, ...; or an interruption
             kept = [e for e in started if e.stop_requested or e.timed_out]
             for entry in started:
                 if entry not in kept:
                     self.sched.unstart(entry.id)
-                    session.remove(entry.id)
-            self.lease = session
+            self._record_mine(session)
+            if not isinstance(exc, OSError):  # interrupted: the timer steps again at once
+                self.lease = session
+                self.lease_ends = time.monotonic()
+                self._ensure_timer()
+                raise
+            if self.sched.running:
+                self.lease = session
+                self.lease_ends = time.monotonic() + FOREIGN_CHECK_S  # the next try
+            else:
+                self.registry.abort(session)
             self._registry_failed(exc)
             return kept
         self.registry_error = None
+        if leased:
+            self.lease_gap_ends = time.monotonic() + LEASE_S
         self._record_changed()
         return started
 
     def _lease_left(self) -> float:
-        """Seconds until the lease must end (lock held): at once when the queue is done.
+        """Seconds until the lease must end, or its write be tried again (lock held).
 
-        Real time, not the queue's clock: other processes wait in real time.
+        Real time, not the queue's clock: other processes wait in real time. A lease of a
+        queue that is done ends at once.
         """
-        return 0.0 if self.closed and self._drained() else self.lease_ends - time.monotonic()
+        if self.registry_error is None and self.closed and self._drained():
+            return 0.0
+        return self.lease_ends - time.monotonic()
 
     def _registry_failed(self, error: OSError) -> None:
         """A registry step failed (lock held): say so once, and let the timer try again."""
@@ -641,8 +691,12 @@ class _Engine:
         if self.registry is None or self.run_finished:
             return
         with self.lock:
+            self.step_done.wait_for(lambda: not self.committing)
             if self.lease is not None:  # no timer could end it (at interpreter shutdown)
-                self._end_lease(self.lease, [])
+                # Nothing runs any more: unlocked unwritten, the lease can only hold others back,
+                # and finish_run below drops every hold of this run anyway.
+                session, self.lease = self.lease, None
+                self.registry.abort(session)
             self.run_finished = True
             tasks = self._finished_tasks()
         history = {"run": self.registry.run, "started_at": self.started_at, "ended_at": time.time(), "tasks": tasks}
@@ -681,6 +735,7 @@ class _Engine:
                 if entry is None:
                     while not self.runnable:
                         if self.closed and self._drained():
+                            self.workers.remove(threading.current_thread())  # _hand_out counts the live ones
                             return
                         self.idle_workers += 1
                         self.work.wait()
@@ -722,22 +777,25 @@ class _Engine:
                 outcome = TaskState.SUCCEEDED
             now = self.clock()
             changed = self.sched.finish(task.id, outcome, now, None if error is None else _describe(error))
-            mine = self._dispatch(now, released=(task.id,), keep_one=True)
             if entry.state is TaskState.RETRY_WAIT:
                 self.timer_wake.notify()
+            # Collected before the dispatch, which may start the retry: its event says "retrying".
             resolved = self._collect(changed, result=result, error=error, of=task.id)
+            mine = self._dispatch(now, keep_one=True)
         self._deliver(resolved, count_down=False)
         return mine, bool(resolved)
 
     # --- time -------------------------------------------------------------------------------
 
-    def _ensure_timer(self) -> None:
+    def _ensure_timer(self) -> bool:
+        """Start the timer thread, or wake it to look at its deadlines again; False if it cannot run."""
         if self.timer is None:
             thread = threading.Thread(target=self._timer_loop, name="TaskQueue-timer", daemon=True)
             if _start(thread):
                 self.timer = thread
         else:
             self.timer_wake.notify()
+        return self.timer is not None
 
     def _timer_loop(self) -> None:
         self.own_thread.set = True
@@ -763,6 +821,16 @@ class _Engine:
                     self.timer_wake.wait(timeout)
                 due = self.sched.next_wakeup()
                 expired = self.sched.expire(now)
+                # Taken now: the dispatch below may let go of the lock, and a retry start meanwhile.
+                stops = [e.task.execute_fn.stop for e in expired if isinstance(e.task.execute_fn, Stoppable)]
+                # A last attempt's future fails now, though the call may go on and hold its claims.
+                resolved = [
+                    _Resolution.of(entry, self.futures.pop(entry.id, None), TaskState.TIMED_OUT)
+                    for entry in expired
+                    if entry.attempts > entry.task.retries
+                ]
+                if resolved:
+                    self.delivering += 1
                 others_changed = False
                 if self._waiting_on_others() and now >= self.next_foreign_check:
                     self.next_foreign_check = now + FOREIGN_CHECK_S
@@ -773,15 +841,6 @@ class _Engine:
                 if self.record_pending and now >= self.record_written_at + RECORD_INTERVAL_S:
                     self._write_record()
                     self.record_pending = False
-                stops = [e.task.execute_fn.stop for e in expired if isinstance(e.task.execute_fn, Stoppable)]
-                # A last attempt's future fails now, though the call may go on and hold its claims.
-                resolved = [
-                    _Resolution.of(entry, self.futures.pop(entry.id, None), TaskState.TIMED_OUT)
-                    for entry in expired
-                    if entry.attempts > entry.task.retries
-                ]
-                if resolved:
-                    self.delivering += 1
             for stop in stops:
                 _call_quietly(stop)
             if resolved:

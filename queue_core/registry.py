@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from .errors import StateError
 
@@ -88,6 +89,8 @@ class Owner:
 
 
 def _start_time(pid: int) -> float | None:
+    if pid <= 0:
+        return None  # not a process: a hand-edited or damaged record
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
@@ -181,11 +184,15 @@ class Registry:
         #: stamp() right after this process last wrote claims.json.
         self.last_stamp: tuple[int, int, int] | None = None
         _make_state_dir(self.dir, self.runs_dir, self.history_dir)
+        self._step = threading.Lock()  # held from begin() to commit() or abort(), by any thread
         self._lock = FileLock(
             self.dir / "registry.lock",
             timeout=lock_timeout,
             mode=0o600,
-            thread_local=False,  # the queue's own lock already serialises its threads
+            # Not per thread: a queue may end a step in another thread than the one that began it.
+            # So the lock is reentrant across this process's threads, and _step is what keeps
+            # two steps through this Registry apart.
+            thread_local=False,
             poll_interval=0.005,  # a contended flock is retried this often (a syscall, no spinning)
             preserve_lock_file=True,
             fallback_to_soft=False,  # a soft lock is not released when its owner is killed
@@ -201,20 +208,26 @@ class Registry:
         The queue splits a step this way so that it can decide with its own lock held while
         the file I/O on either side runs without it.
         """
-        self._lock.acquire()
+        if not self._step.acquire(timeout=self._lock.timeout):
+            raise Timeout(str(self._lock.lock_file))
+        try:
+            self._lock.acquire()
+        except BaseException:
+            self._step.release()
+            raise
         try:
             holds = self._read()
+            alive: dict[Owner, bool] = {self.owner: True}  # this process runs: no need to ask
+            live: dict[str, Hold] = {}
+            dropped: list[Hold] = []
+            for hold in holds:
+                if alive.setdefault(hold.owner, hold.owner.alive()):
+                    live[hold.key] = hold
+                else:
+                    dropped.append(hold)
         except BaseException:
-            self._lock.release()
+            self._unlock()
             raise
-        alive: dict[Owner, bool] = {self.owner: True}  # this process runs: no need to ask
-        live: dict[str, Hold] = {}
-        dropped: list[Hold] = []
-        for hold in holds:
-            if alive.setdefault(hold.owner, hold.owner.alive()):
-                live[hold.key] = hold
-            else:
-                dropped.append(hold)
         return RegistrySession(self.owner, live, dropped=dropped)
 
     def commit(self, session: RegistrySession) -> None:
@@ -229,11 +242,15 @@ class Registry:
         if session.changed:  # our own copy, exact at every step, for a rebuild
             self._write(self._holds_path, {"holds": [h.to_json() for h in session.mine()]})
         self.last_stamp = self.stamp()  # still locked: nobody else's write can hide behind ours
-        self._lock.release()
+        self._unlock()
 
     def abort(self, session: RegistrySession) -> None:
         """Unlock without writing anything ``session`` changed."""
+        self._unlock()
+
+    def _unlock(self) -> None:
         self._lock.release()
+        self._step.release()
 
     @contextlib.contextmanager
     def session(self) -> Iterator[RegistrySession]:

@@ -574,7 +574,13 @@ class Scheduler:
 
     def _deadline_live(self, item: tuple[float, tuple[int, int], int, str]) -> bool:
         entry = self._entries[item[3]]
-        return entry.state is TaskState.RUNNING and entry.attempts == item[2] and not entry.timed_out
+        # The deadline too: a start taken back (unstart) and made again keeps its attempt number.
+        return (
+            entry.state is TaskState.RUNNING
+            and entry.attempts == item[2]
+            and entry.deadline == item[0]
+            and not entry.timed_out
+        )
 
     def finish(self, task_id: str, outcome: TaskState, now: float, error: str | None = None) -> list[TaskEntry]:
         """A running task returned: release its claims and record ``outcome``.
