@@ -101,7 +101,8 @@ class SubprocessAgent:
             out.write(f"$ {subprocess.list2cmdline(self.argv)}\n".encode())
             out.flush()
             with self._lock:
-                if self._stopping:  # stopped before it started: do not start
+                if self._stopping:  # stopped before it started: do not start (a retry may)
+                    self._stopping = False
                     raise AgentExitError(-signal.SIGTERM, self.log)
                 self._proc = subprocess.Popen(  # noqa: S603 - argv from the user's own agent config, no shell
                     self.argv,
@@ -114,6 +115,8 @@ class SubprocessAgent:
                     start_new_session=True,  # its own process group, so stop() reaches its children
                 )
             code = self._proc.wait()
+            with self._lock:
+                self._stopping = False  # a stop was for this attempt: a retry starts afresh
         if code != 0:
             raise AgentExitError(code, self.log)
         return code

@@ -146,3 +146,26 @@ def test_stop_before_start_never_starts_the_command(tmp_path: Path) -> None:
     with pytest.raises(AgentExitError, match="killed by signal"):
         agent()
     assert not (tmp_path / "started").exists()
+
+
+def test_a_retry_after_a_timeout_runs_the_command_again(tmp_path: Path, fifo: Path) -> None:
+    """The stop that ended a timed-out attempt is that attempt's: the retry runs in full."""
+    script = f"import os, sys\nif os.path.exists('once'): sys.exit(0)\nopen('once', 'w').close()\n{FAMILY}"
+    agent = SubprocessAgent([PY, "-c", script, str(fifo), "obey"], tmp_path, tmp_path / "r.log", grace_s=0.2)
+    with TaskQueue(max_parallel=1) as queue:
+        future = queue.submit_task(
+            AgentTask("a", "hangs once", ["f"], agent, id="r", timeout=0.3, retries=1, retry_delay=0.0)
+        )
+        read_pids(fifo)  # attempt 1 runs; it will time out and be stopped
+        assert future.result(timeout=WAIT) == 0  # attempt 2 ran the command, which exited 0
+    assert agent.exit_code == 0
+    assert (tmp_path / "r.log").read_text().count("$ ") == 2
+
+
+def test_a_stop_before_the_start_of_one_attempt_does_not_stop_the_next(tmp_path: Path) -> None:
+    agent = SubprocessAgent([PY, "-c", "open('started', 'w')"], tmp_path, tmp_path / "s.log")
+    agent.stop()
+    with pytest.raises(AgentExitError, match="killed by signal"):
+        agent()
+    assert agent() == 0
+    assert (tmp_path / "started").exists()
