@@ -821,7 +821,6 @@ class _Engine:
                     self.timer_wake.wait(timeout)
                 due = self.sched.next_wakeup()
                 expired = self.sched.expire(now)
-                # Taken now: the dispatch below may let go of the lock, and a retry start meanwhile.
                 stops = [e.task.execute_fn.stop for e in expired if isinstance(e.task.execute_fn, Stoppable)]
                 # A last attempt's future fails now, though the call may go on and hold its claims.
                 resolved = [
@@ -831,16 +830,20 @@ class _Engine:
                 ]
                 if resolved:
                     self.delivering += 1
-                others_changed = False
-                if self._waiting_on_others() and now >= self.next_foreign_check:
-                    self.next_foreign_check = now + FOREIGN_CHECK_S
-                    others_changed = self._others_changed()
-                lease_over = self.lease is not None and self._lease_left() <= 0
-                if others_changed or lease_over or (due is not None and due <= now):
-                    self._dispatch(now)  # a step past the lease's end writes and unlocks it
-                if self.record_pending and now >= self.record_written_at + RECORD_INTERVAL_S:
-                    self._write_record()
-                    self.record_pending = False
+                # With attempts expired, stop them first and dispatch on the next pass: a dispatch
+                # may let go of the lock, an expired attempt return meanwhile and its retry start,
+                # and a stop meant for the attempt must not reach the retry.
+                if not expired:
+                    others_changed = False
+                    if self._waiting_on_others() and now >= self.next_foreign_check:
+                        self.next_foreign_check = now + FOREIGN_CHECK_S
+                        others_changed = self._others_changed()
+                    lease_over = self.lease is not None and self._lease_left() <= 0
+                    if others_changed or lease_over or (due is not None and due <= now):
+                        self._dispatch(now)  # a step past the lease's end writes and unlocks it
+                    if self.record_pending and now >= self.record_written_at + RECORD_INTERVAL_S:
+                        self._write_record()
+                        self.record_pending = False
             for stop in stops:
                 _call_quietly(stop)
             if resolved:

@@ -1,0 +1,425 @@
+"""TaskQueue with ``repo=``: races between a registry step and the queue's other threads.
+
+A registry step releases the queue's lock for its file I/O; each test here widens that window
+(by holding ``Registry.begin`` on an event, or by failing a write) and checks that whatever
+happens in it is neither lost nor acted on twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from queue_core import AgentAlreadyRunningError, AgentTask, QueueShutdownError, StateError, TaskEvent, TaskQueue
+from queue_core import queue as queue_module
+from queue_core.registry import Hold, Owner, Registry
+
+from ..conftest import WAIT, Gate, wait_for
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+class _Shutdown:
+    """``shutdown(wait=True)`` on its own thread, so that a test can tell whether it returns."""
+
+    def __init__(self, queue: TaskQueue) -> None:
+        self.queue = queue
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="test-shutdown", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.queue.shutdown(wait=True)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test by returned()
+            self.error = exc
+
+    def returned(self) -> bool:
+        """Whether it returned within WAIT; raises what it raised. A queue that hangs is
+        forgotten, so that the interpreter's exit does not wait for it too."""
+        self.thread.join(WAIT)
+        if self.thread.is_alive():
+            queue_module._live_engines.discard(self.queue._engine)
+            return False
+        if self.error is not None:
+            raise self.error
+        return True
+
+
+@pytest.fixture
+def make_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., TaskQueue]]:
+    """Queues on ``tmp_path``; at the end the test's patches are undone, then each is shut down."""
+    queues: list[TaskQueue] = []
+
+    def make(**kwargs: Any) -> TaskQueue:
+        queues.append(TaskQueue(repo=tmp_path, **kwargs))
+        return queues[-1]
+
+    yield make
+    monkeypatch.undo()  # a failing test may leave the registry failing: let the queues recover
+    for queue in queues:
+        _Shutdown(queue).returned()
+
+
+def _hold_begin(monkeypatch: pytest.MonkeyPatch, when: Callable[[], bool], inside: Callable[[], None]) -> None:
+    """The next ``Registry.begin`` for which ``when()`` holds first runs ``inside()``, with the
+    queue's lock released, as if another process held the registry meanwhile."""
+    begin = Registry.begin
+    armed = [True]
+
+    def held_begin(self: Registry) -> Any:
+        if armed[0] and when():
+            armed[0] = False
+            inside()
+        return begin(self)
+
+    monkeypatch.setattr(Registry, "begin", held_begin)
+
+
+def _tell_when_finished(monkeypatch: pytest.MonkeyPatch, queue: TaskQueue, task_id: str) -> threading.Event:
+    """An event set when ``task_id``'s return is recorded: under the queue's lock, which the
+    worker keeps until it has asked for a dispatch."""
+    finished = threading.Event()
+    sched = queue._engine.sched
+    finish = sched.finish
+
+    def finish_and_tell(tid: str, *args: Any) -> Any:
+        try:
+            return finish(tid, *args)
+        finally:
+            if tid == task_id:
+                finished.set()
+
+    monkeypatch.setattr(sched, "finish", finish_and_tell)
+    return finished
+
+
+class _Unwritable:
+    """Makes claims.json unwritable while ``failing`` is set; counts the attempts, and the
+    writes made without the registry's lock."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, failing: bool = True) -> None:
+        self.failing = threading.Event()
+        if failing:
+            self.failing.set()
+        self.failed = threading.Event()  # at least one write failed
+        self.attempts = 0
+        self.unlocked_writes = 0
+        write_holds = Registry._write_holds
+
+        def flaky(registry: Registry, holds: Any) -> None:
+            if not registry._lock.is_locked:
+                self.unlocked_writes += 1
+            if self.failing.is_set():
+                self.attempts += 1
+                self.failed.set()
+                raise StateError(registry.path, "cannot write: No space left on device")
+            write_holds(registry, holds)
+
+        monkeypatch.setattr(Registry, "_write_holds", flaky)
+
+    def attempts_in(self, seconds: float) -> int:
+        before = self.attempts
+        threading.Event().wait(seconds)  # never set: a measure of time, not a synchronisation
+        return self.attempts - before
+
+
+def _registry_lockable(repo: Path) -> bool:
+    """Whether another run can take the registry's lock (raises filelock's Timeout if not)."""
+    with Registry(repo, "other", lock_timeout=WAIT).session():
+        return True
+
+
+# --- a step that refuses, or is overtaken ---------------------------------------------------
+
+
+def test_a_refused_try_submit_still_starts_what_a_release_during_its_step_freed(
+    monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+) -> None:
+    """A release that rides on a try_submit's step is dispatched even if that try_submit is
+    refused: Q, waiting for a slot, starts when X ends, not when A does."""
+    monkeypatch.setattr(queue_module, "LEASE_S", 0.0)  # every step reads the registry
+    queue = make_queue(max_parallel=2)
+    a, x = Gate(), Gate()
+    a_left = threading.Event()
+
+    def a_body() -> Any:
+        try:
+            return a()
+        finally:
+            a_left.set()
+
+    queue.submit_task(AgentTask("a", "runs throughout", ["a.txt"], a_body, id="A"))
+    queue.submit_task(AgentTask("x", "ends during the step", ["x.txt"], x, id="X"))
+    wait_for(a.started, "A")
+    wait_for(x.started, "X")
+    q = queue.submit_task(AgentTask("q", "waits for a slot", ["q.txt"], a_left.is_set, id="Q"))
+    x_finished = _tell_when_finished(monkeypatch, queue, "X")
+
+    def x_ends() -> None:
+        x.open()
+        wait_for(x_finished, "X's return to be recorded")
+
+    me = threading.current_thread()
+    _hold_begin(monkeypatch, lambda: threading.current_thread() is me, x_ends)
+    with pytest.raises(AgentAlreadyRunningError):
+        queue.try_submit(AgentTask("a", "refused: a runs", ["t.txt"], lambda: None, id="T"))
+    assert q.result(timeout=WAIT) is False, "Q started only once A had ended"
+    a.open()
+    assert queue.join(WAIT)
+
+
+def test_try_submit_raises_queue_shutdown_if_the_queue_closes_during_its_step(
+    monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+) -> None:
+    """A queue closed while try_submit waits for the registry starts nothing more: the task
+    never runs, and shutdown(wait=True) returns."""
+    monkeypatch.setattr(queue_module, "LEASE_S", 0.0)
+    queue = make_queue(max_parallel=1)
+    assert queue.submit_task(AgentTask("a", "leaves a worker", ["a.txt"], lambda: 1)).result(timeout=WAIT) == 1
+    engine = queue._engine
+    closed = threading.Event()
+    wake_all = engine._wake_all
+
+    def wake_all_and_tell() -> None:  # shutdown calls it under the lock, once closed
+        wake_all()
+        closed.set()
+
+    monkeypatch.setattr(engine, "_wake_all", wake_all_and_tell)
+    shutdowns: list[_Shutdown] = []
+
+    def shut_down() -> None:
+        shutdowns.append(_Shutdown(queue))
+        wait_for(closed, "the queue to close")
+
+    me = threading.current_thread()
+    _hold_begin(monkeypatch, lambda: threading.current_thread() is me, shut_down)
+    ran = threading.Event()
+    with pytest.raises(QueueShutdownError):
+        queue.try_submit(AgentTask("b", "too late", ["b.txt"], ran.set, id="T"))
+    assert shutdowns[0].returned()
+    assert not ran.is_set()
+
+
+def test_the_timer_stops_an_expired_attempt_before_it_dispatches_so_the_stop_never_reaches_the_retry(
+    monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+) -> None:
+    """A dispatch may let go of the queue's lock, and an expired attempt's retry start
+    meanwhile; so the timer calls stop() before any dispatch of the same pass. Here stop()
+    ends attempt 1 the way SubprocessAgent's does, and the retry must run untouched."""
+    monkeypatch.setattr(queue_module, "LEASE_S", 0.0)
+    now = [0.0]
+    queue = make_queue(max_parallel=1, clock=lambda: now[0])
+
+    class Body:
+        """Attempt 1 runs until stopped; attempt 2 succeeds. Stoppable."""
+
+        def __init__(self) -> None:
+            self.attempt = 0
+            self.first = Gate()
+            self.stopped: list[int] = []  # the attempt the scheduler had started, at each stop()
+
+        def __call__(self) -> Any:
+            self.attempt += 1
+            if self.attempt == 1:
+                self.first()
+                raise RuntimeError("attempt 1 was stopped")
+            return "attempt 2"
+
+        def stop(self) -> None:
+            self.stopped.append(queue._engine.sched.entry("T").attempts)
+            self.first.open()
+
+    body = Body()
+    future = queue.submit_task(
+        AgentTask("a", "times out once", ["a.txt"], body, id="T", timeout=1.0, retries=1, retry_delay=0.0)
+    )
+    wait_for(body.first.started, "attempt 1")
+    engine = queue._engine
+    with engine.lock:
+        now[0] = 2.0  # past attempt 1's deadline
+        engine.timer_wake.notify()
+    assert future.result(timeout=WAIT) == "attempt 2"
+    assert body.stopped == [1]
+
+
+def test_the_event_of_a_failed_attempt_that_will_be_retried_is_retrying_even_if_it_restarts_at_once(
+    make_queue: Callable[..., TaskQueue],
+) -> None:
+    events: list[tuple[str, int]] = []
+    attempts: list[int] = []
+
+    def fails_once() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("attempt 1 failed")
+        return "ok"
+
+    queue = make_queue(max_parallel=1, on_event=lambda e: events.append((e.kind, e.attempt)))
+    future = queue.submit_task(AgentTask("a", "t", ["a.txt"], fails_once, id="T", retries=1, retry_delay=0.0))
+    assert future.result(timeout=WAIT) == "ok"
+    assert queue.join(WAIT)
+    assert ("retrying", 1) in events
+
+
+def test_the_event_of_a_retried_attempt_is_retrying_without_a_repo_too() -> None:
+    events: list[TaskEvent] = []
+    attempts: list[int] = []
+
+    def fails_once() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("attempt 1 failed")
+        return "ok"
+
+    with TaskQueue(max_parallel=1, on_event=events.append) as queue:
+        future = queue.submit_task(AgentTask("a", "t", ["a.txt"], fails_once, id="T", retries=1, retry_delay=0.0))
+        assert future.result(timeout=WAIT) == "ok"
+        assert queue.join(WAIT)
+    assert ("retrying", 1) in [(e.kind, e.attempt) for e in events]
+
+
+# --- a registry that cannot be written ------------------------------------------------------
+
+
+def test_a_registry_that_cannot_be_written_is_retried_without_spinning(
+    monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+) -> None:
+    """While a task runs on a lease that cannot be written, and after it ended: a spinning
+    retry made about 60,000 attempts in 0.3 s; a paced one makes a few dozen."""
+    monkeypatch.setattr(queue_module, "LEASE_S", 1.0)  # T surely starts within it; its end fails
+    unwritable = _Unwritable(monkeypatch)
+    queue = make_queue(max_parallel=2)
+    gate = Gate(result=1)
+    future = queue.submit_task(AgentTask("a", "started in a lease", ["a.txt"], gate, id="T"))
+    wait_for(gate.started, "T")
+    wait_for(unwritable.failed, "the lease's write to fail")
+    assert unwritable.attempts_in(0.3) < 500
+    gate.open()
+    assert future.result(timeout=WAIT) == 1
+    assert unwritable.attempts_in(0.3) < 500
+
+
+def test_shutdown_returns_once_no_task_runs_and_unlocks_a_registry_that_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+) -> None:
+    """Nothing of this run is left to record: shutdown does not wait for the disk, and leaves
+    the registry to the other runs."""
+    monkeypatch.setattr(queue_module, "LEASE_S", 10 * WAIT)  # T surely starts within the lease
+    unwritable = _Unwritable(monkeypatch)
+    queue = make_queue(max_parallel=2)
+    future = queue.submit_task(AgentTask("a", "runs before any write", ["a.txt"], lambda: 1, id="T"))
+    assert future.result(timeout=WAIT) == 1
+    wait_for(unwritable.failed, "the write after T's release to fail")  # a step that started nothing
+    assert _Shutdown(queue).returned()
+    assert _registry_lockable(tmp_path)
+
+
+def test_try_submit_raises_the_registry_error_while_the_registry_cannot_be_written(
+    monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+) -> None:
+    """try_submit starts the task now or raises: never queues it for later."""
+    unwritable = _Unwritable(monkeypatch)
+    queue = make_queue(max_parallel=2)
+    blocker = Gate()
+    queue.submit_task(AgentTask("p", "started in a lease that cannot be written", ["p.txt"], blocker, id="P"))
+    wait_for(unwritable.failed, "the lease write to fail")
+    ran = threading.Event()
+    with pytest.raises(StateError, match="No space left"):
+        queue.try_submit(AgentTask("a", "now or never", ["a.txt"], ran.set, id="T"))
+    unwritable.failing.clear()
+    blocker.open()
+    assert queue.join(WAIT)
+    assert not ran.is_set()
+
+
+def test_a_lease_left_over_at_the_end_of_a_run_is_never_written_without_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+) -> None:
+    """A lease that no timer ended (at interpreter exit no thread starts) is ended once by
+    _finish_run; a later step reads the registry afresh, under its lock, and keeps the hold
+    another run took meanwhile."""
+    start = queue_module._start
+    monkeypatch.setattr(queue_module, "_start", lambda t: t.name != "TaskQueue-timer" and start(t))
+    unwritable = _Unwritable(monkeypatch, failing=False)
+    queue = make_queue(max_parallel=2)
+    assert queue.submit_task(AgentTask("a", "t", ["a.txt"], lambda: 1, id="T")).result(timeout=WAIT) == 1
+    assert queue.join(WAIT)
+    engine = queue._engine
+    with engine.lock:
+        assert engine.lease is None
+        engine.lease = engine.registry.begin()  # as a step that recorded T's release leaves it
+        engine.lease.changed = True
+    assert _Shutdown(queue).returned()  # _finish_run ends the lease
+
+    with Registry(tmp_path, "other-run").session() as session:
+        session.add("X", "b", ("b.txt",), ())
+    queue.shutdown(wait=False, cancel_pending=True)  # steps again
+    assert unwritable.unlocked_writes == 0
+    holds = json.loads((tmp_path / ".project-manager" / "claims.json").read_text())["holds"]
+    assert [h["task"] for h in holds] == ["X"]
+
+
+# --- exceptions inside a registry step ------------------------------------------------------
+
+
+class _UnknowableError(Exception):
+    """A hold's owner whose liveness cannot be checked."""
+
+
+def test_begin_unlocks_the_registry_if_checking_an_owner_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = Registry(tmp_path, "mine")
+    owner = Owner(socket.gethostname(), os.getpid(), 1.0, "odd")  # wrong start time: dead
+    hold = Hold(owner, "z", "z", ("z",), (), 0.0)
+    registry.path.write_text(json.dumps({"format": "project-manager/claims", "version": 1, "holds": [hold.to_json()]}))
+    alive = Owner.alive
+
+    def alive_or_raise(self: Owner) -> bool:
+        if self.run == "odd":
+            raise _UnknowableError(self)
+        return alive(self)
+
+    monkeypatch.setattr(Owner, "alive", alive_or_raise)
+    with pytest.raises(_UnknowableError):
+        registry.begin()
+    monkeypatch.undo()
+    assert _registry_lockable(tmp_path)
+
+
+class _Interrupt(BaseException):
+    """Like KeyboardInterrupt: not an error the queue handles."""
+
+
+def test_an_interrupt_inside_a_registry_commit_neither_leaks_the_lock_nor_orphans_the_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+) -> None:
+    """The interrupt reaches the caller; the task the step started still runs, and the
+    registry is written and unlocked for the other runs."""
+    monkeypatch.setattr(queue_module, "LEASE_S", 0.0)  # the submit's own step writes the registry
+    me = threading.current_thread()
+    write_holds = Registry._write_holds
+    armed = [True]
+
+    def interrupted(registry: Registry, holds: Any) -> None:
+        if armed[0] and threading.current_thread() is me:
+            armed[0] = False
+            raise _Interrupt
+        write_holds(registry, holds)
+
+    monkeypatch.setattr(Registry, "_write_holds", interrupted)
+    queue = make_queue(max_parallel=2)
+    ran = threading.Event()
+    with pytest.raises(_Interrupt):
+        queue.submit_task(AgentTask("a", "t", ["a.txt"], ran.set, id="T"))
+    wait_for(ran, "T to run")
+    assert queue.join(WAIT)
+    assert _registry_lockable(tmp_path)
