@@ -208,18 +208,19 @@ def test_try_submit_raises_queue_shutdown_if_the_queue_closes_during_its_step(
     assert not ran.is_set()
 
 
-def test_the_timer_stops_an_expired_attempt_before_it_dispatches_so_the_stop_never_reaches_the_retry(
+def test_a_retry_started_during_a_timer_pass_is_neither_failed_nor_stopped_by_that_pass(
     monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
 ) -> None:
-    """A dispatch may let go of the queue's lock, and an expired attempt's retry start
-    meanwhile; so the timer calls stop() before any dispatch of the same pass. Here stop()
-    ends attempt 1 the way SubprocessAgent's does, and the retry must run untouched."""
-    monkeypatch.setattr(queue_module, "LEASE_S", 0.0)
+    """The timer expires attempt 1. Whichever comes first ends it: the timer's stop(), or a
+    registry step of the timer's, held open until attempt 1's return is recorded (a step lets
+    go of the queue's lock, so the retry may start in it). Either way the retry runs untouched:
+    its result is the future's, and no stop() of that pass reaches it."""
+    monkeypatch.setattr(queue_module, "LEASE_S", 0.0)  # every step reads the registry
     now = [0.0]
     queue = make_queue(max_parallel=1, clock=lambda: now[0])
 
     class Body:
-        """Attempt 1 runs until stopped; attempt 2 succeeds. Stoppable."""
+        """Attempt 1 runs until ended; attempt 2 succeeds. Stoppable, as SubprocessAgent is."""
 
         def __init__(self) -> None:
             self.attempt = 0
@@ -230,7 +231,7 @@ def test_the_timer_stops_an_expired_attempt_before_it_dispatches_so_the_stop_nev
             self.attempt += 1
             if self.attempt == 1:
                 self.first()
-                raise RuntimeError("attempt 1 was stopped")
+                raise RuntimeError("attempt 1 ended")
             return "attempt 2"
 
         def stop(self) -> None:
@@ -242,12 +243,19 @@ def test_the_timer_stops_an_expired_attempt_before_it_dispatches_so_the_stop_nev
         AgentTask("a", "times out once", ["a.txt"], body, id="T", timeout=1.0, retries=1, retry_delay=0.0)
     )
     wait_for(body.first.started, "attempt 1")
+    first_finished = _tell_when_finished(monkeypatch, queue, "T")
+
+    def attempt_1_ends() -> None:
+        body.first.open()
+        wait_for(first_finished, "attempt 1's return to be recorded")
+
+    _hold_begin(monkeypatch, lambda: threading.current_thread().name == "TaskQueue-timer", attempt_1_ends)
     engine = queue._engine
     with engine.lock:
         now[0] = 2.0  # past attempt 1's deadline
         engine.timer_wake.notify()
     assert future.result(timeout=WAIT) == "attempt 2"
-    assert body.stopped == [1]
+    assert 2 not in body.stopped, "the timer's stop for attempt 1 reached attempt 2"
 
 
 def test_the_event_of_a_failed_attempt_that_will_be_retried_is_retrying_even_if_it_restarts_at_once(
