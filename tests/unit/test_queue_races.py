@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from queue_core import AgentAlreadyRunningError, AgentTask, QueueShutdownError, StateError, TaskEvent, TaskQueue
+from queue_core import AgentAlreadyRunningError, AgentTask, QueueShutdownError, StateError, TaskQueue
 from queue_core import queue as queue_module
 from queue_core.registry import Hold, Owner, Registry
 
@@ -258,8 +258,9 @@ def test_a_retry_started_during_a_timer_pass_is_neither_failed_nor_stopped_by_th
     assert 2 not in body.stopped, "the timer's stop for attempt 1 reached attempt 2"
 
 
+@pytest.mark.parametrize("with_repo", [True, False])
 def test_the_event_of_a_failed_attempt_that_will_be_retried_is_retrying_even_if_it_restarts_at_once(
-    make_queue: Callable[..., TaskQueue],
+    tmp_path: Path, with_repo: bool
 ) -> None:
     events: list[tuple[str, int]] = []
     attempts: list[int] = []
@@ -270,28 +271,12 @@ def test_the_event_of_a_failed_attempt_that_will_be_retried_is_retrying_even_if_
             raise RuntimeError("attempt 1 failed")
         return "ok"
 
-    queue = make_queue(max_parallel=1, on_event=lambda e: events.append((e.kind, e.attempt)))
-    future = queue.submit_task(AgentTask("a", "t", ["a.txt"], fails_once, id="T", retries=1, retry_delay=0.0))
-    assert future.result(timeout=WAIT) == "ok"
-    assert queue.join(WAIT)
-    assert ("retrying", 1) in events
-
-
-def test_the_event_of_a_retried_attempt_is_retrying_without_a_repo_too() -> None:
-    events: list[TaskEvent] = []
-    attempts: list[int] = []
-
-    def fails_once() -> str:
-        attempts.append(1)
-        if len(attempts) == 1:
-            raise RuntimeError("attempt 1 failed")
-        return "ok"
-
-    with TaskQueue(max_parallel=1, on_event=events.append) as queue:
+    repo = tmp_path if with_repo else None
+    with TaskQueue(max_parallel=1, repo=repo, on_event=lambda e: events.append((e.kind, e.attempt))) as queue:
         future = queue.submit_task(AgentTask("a", "t", ["a.txt"], fails_once, id="T", retries=1, retry_delay=0.0))
         assert future.result(timeout=WAIT) == "ok"
         assert queue.join(WAIT)
-    assert ("retrying", 1) in [(e.kind, e.attempt) for e in events]
+    assert ("retrying", 1) in events
 
 
 # --- a registry that cannot be written ------------------------------------------------------
