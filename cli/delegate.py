@@ -172,19 +172,23 @@ def _execute(
                 queue.cancel(task.id)  # running agents: SIGTERM to their process group
         queue.shutdown(wait=True)
     wall = time.monotonic() - started
-    outcomes = [
-        render.TaskOutcome(
-            o["id"],
-            o["agent"],
-            next(t.task_description for t in tasks if t.id == o["id"]),
-            o["status"],
-            runners[o["id"]].exit_code,
-            o["duration_s"],
-            str(runners[o["id"]].log) if runners[o["id"]].exit_code is not None else None,
-            o["reason"] if o["status"] not in ("succeeded",) else None,
+    descriptions = {t.id: t.task_description for t in tasks}
+    outcomes = []
+    for o in queue.outcomes():
+        runner = runners[o["id"]]
+        ran = runner.exit_code is not None
+        outcomes.append(
+            render.TaskOutcome(
+                o["id"],
+                o["agent"],
+                descriptions[o["id"]],
+                o["status"],
+                runner.exit_code,
+                o["duration_s"],
+                str(runner.log) if ran else None,
+                o["reason"] if o["status"] != "succeeded" else None,
+            )
         )
-        for o in queue.outcomes()
-    ]
     task_time = sum(o.duration_s or 0.0 for o in outcomes)
     if json_out:
         print(render.run_json(run_id, outcomes, wall, task_time))
