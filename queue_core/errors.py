@@ -19,6 +19,7 @@ __all__ = [
     "QueueError",
     "QueueShutdownError",
     "StateError",
+    "SupervisorError",
     "TaskSkippedError",
     "TaskTimeoutError",
     "UnknownDependencyError",
@@ -143,3 +144,7 @@ class StateError(QueueError, OSError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class SupervisorError(QueueError, RuntimeError):
+    """The supervisor process that runs this process's agents cannot be started, or died."""

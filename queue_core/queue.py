@@ -52,8 +52,9 @@ from .errors import (
     TaskTimeoutError,
 )
 from .ownership import FileOwnership
-from .registry import Owner, Registry, RegistrySession
+from .registry import STOPPED_HINT, Owner, Registry, RegistrySession, process_state
 from .scheduler import DEFAULT_MAX_BYPASS, Scheduler, TaskEntry
+from .supervisor import shared_supervisor
 from .task import AgentTask, Stoppable, TaskState
 
 __all__ = ["TaskEvent", "TaskQueue"]
@@ -70,6 +71,8 @@ RECORD_INTERVAL_S = 0.05
 LEASE_S = 0.01
 #: How many waiting tasks a status record describes (best-ranked first); all are counted.
 RECORD_WAITING_MAX = 100
+#: Seconds between looks at whether the processes holding what tasks here wait for are stopped or dead.
+HOLDER_CHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,13 @@ class TaskQueue:
     With ``repo``, every claim is also taken in the repository's on-disk registry (see
     :mod:`queue_core.registry`), so queues in other processes working on the same repository
     respect each other's agents and paths; the run is recorded under ``repo/.project-manager/``.
-    Raises StateError if that directory cannot be created or written.
+    The process's supervisor (:mod:`queue_core.supervisor`) is started at once, so that every
+    hold names it. Raises StateError if that directory cannot be created or written, and
+    SupervisorError if the supervisor cannot be started.
+
+    ``on_notice`` is called with a sentence when a wait is no longer ordinary: the registry lock
+    has been held elsewhere for a second (by whom, and whether that process is stopped), a
+    process holding what tasks here wait for is stopped, or died while its agents live on.
 
     A queue dropped without ``shutdown`` still finishes the tasks it was given, then frees its
     threads; at interpreter exit, queued work is finished first, as with concurrent.futures.
@@ -113,11 +122,12 @@ class TaskQueue:
         on_event: Callable[[TaskEvent], None] | None = None,
         repo: str | os.PathLike[str] | None = None,
         run_id: str | None = None,
+        on_notice: Callable[[str], None] | None = None,
     ):
-        registry = None if repo is None else Registry(repo, run_id)
+        registry = None if repo is None else Registry(repo, run_id, guard=shared_supervisor().guardian_pid)
         resolve = None if registry is None else functools.partial(_as_found_on_disk, registry.repo)
         scheduler = Scheduler(max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass, resolve=resolve)
-        self._engine = _Engine(scheduler, clock, on_event, registry)
+        self._engine = _Engine(scheduler, clock, on_event, registry, on_notice)
         # The threads hold the engine, never this object, so dropping the queue is noticed.
         weakref.finalize(self, self._engine.shutdown, False, False)
 
@@ -180,6 +190,16 @@ class TaskQueue:
         not wait. Calling it again is harmless.
         """
         self._engine.shutdown(wait, cancel_pending)
+
+    def abort(self) -> None:
+        """Stop now, as for Ctrl-C: take no new tasks, cancel the queued ones, stop the running ones.
+
+        Returns at once; ``shutdown()`` then waits for the stopped tasks. Running plain
+        callables cannot be stopped and are waited for. With ``repo``, a wait for the registry
+        lock ends at once, and so does every later one: holds this run could not remove stay,
+        as this live process's, until it exits.
+        """
+        self._engine.abort()
 
     def get_status(self) -> dict[str, Any]:
         """A snapshot: the design note's three keys, then details.
@@ -262,9 +282,16 @@ class _Engine:
         clock: Callable[[], float],
         on_event: Callable[[TaskEvent], None] | None,
         registry: Registry | None,
+        on_notice: Callable[[str], None] | None = None,
     ):
         self.sched = sched
         self.registry = registry
+        self.on_notice = on_notice
+        self.registry_wait: str | None = None  # who holds the registry lock, once a wait is long
+        self.next_holder_check = 0.0  # clock time of the next look at the holders' processes
+        self.holder_notes: dict[Owner, str] = {}  # external owners that are stopped or dead, and why
+        if registry is not None:
+            registry.on_lock_wait = self._on_lock_wait
         self.started_at = time.time()
         self.external_owners: dict[str, Owner] = {}  # external holder id -> its process
         self.next_foreign_check = 0.0  # clock time of the next look at other processes
@@ -407,6 +434,15 @@ class _Engine:
             self._finish_run()
             _live_engines.discard(self)
 
+    def abort(self) -> None:
+        if self.registry is not None:
+            self.registry.interrupt()  # first: a step waiting for the lock lets go of it at once
+        self.shutdown(False, True)
+        with self.lock:
+            running = [e.id for e in self.sched.running]
+        for task_id in running:
+            self.cancel(task_id)
+
     def status(self) -> dict[str, Any]:
         with self.lock:
             return self._status()
@@ -433,6 +469,7 @@ class _Engine:
                     "attempt": e.attempts,
                     "elapsed_s": now - (e.started_at or now),
                     "timed_out": e.timed_out,
+                    "pid": getattr(e.task.execute_fn, "pid", None),
                 }
                 for e in running
             ],
@@ -442,7 +479,7 @@ class _Engine:
                     "agent": e.agent,
                     "description": e.task.task_description,
                     "state": e.state.value,
-                    "reason": reason.describe(now),
+                    "reason": self._annotated(reason.describe(now), reason.holder),
                     "reason_kind": reason.kind,
                     "blocked_by": reason.holder,
                     "reserved": e is reserved,
@@ -451,9 +488,16 @@ class _Engine:
             ],
             "counts": counts,
             "registry_error": None if self.registry_error is None else str(self.registry_error),
+            "registry_wait": self.registry_wait,
             "finished_tasks": sum(counts.values()),
             "failed_tasks": counts["failed"] + counts["timed_out"],
         }
+
+    def _annotated(self, reason: str, holder: str | None) -> str:
+        """``reason``, and why its holder will not let go soon, if it is another run's and stuck."""
+        owner = None if holder is None else self.external_owners.get(holder)
+        note = None if owner is None else self.holder_notes.get(owner)
+        return reason if note is None else f"{reason}; {note}"
 
     # --- the registry shared with other processes -------------------------------------------
 
@@ -597,7 +641,8 @@ class _Engine:
 
     def _registry_failed(self, error: OSError) -> None:
         """A registry step failed (lock held): say so once, and let the timer try again."""
-        if self.registry_error is None:
+        assert self.registry is not None
+        if self.registry_error is None and not self.registry.interrupted:
             log.error("the claim registry cannot be updated; no task starts until it can", exc_info=error)
         self.registry_error = error
         self._ensure_timer()
@@ -635,6 +680,48 @@ class _Engine:
         if self.registry_error is not None or self.registry.stamp() != self.registry.last_stamp:
             return True
         return not all(owner.alive() for owner in set(self.external_owners.values()))
+
+    def _on_lock_wait(self, holder: str | None) -> None:
+        """The registry lock: held elsewhere this long and by whom; or None, taken at last.
+
+        Called by the thread that waits for the lock, without the queue's lock.
+        """
+        with self.lock:
+            self.registry_wait = holder
+            if not self.run_finished:
+                self._record_changed()
+        if holder is not None:
+            self._notice(f"waiting for the registry: {holder}")
+        else:
+            self._notice("the registry lock is free again")
+
+    def _check_holders(self) -> list[str]:
+        """Look whether other runs' processes that tasks here wait for are stopped or dead (lock held).
+
+        Returns the notices of what changed. A stopped run cannot release its claims; a run that
+        died keeps them while its supervisor stops its agents, which the status says too.
+        """
+        notes: dict[Owner, str] = {}
+        for owner in set(self.external_owners.values()):
+            if not owner.is_local:
+                continue
+            state = process_state(owner.pid) if owner.coordinator_alive() else None
+            if state == "stopped":
+                notes[owner] = f"run {owner.run} (pid {owner.pid}) is stopped: {STOPPED_HINT}"
+            elif state is None and owner.guard_alive():
+                notes[owner] = (
+                    f"run {owner.run} (pid {owner.pid}) died; its supervisor (pid {owner.guard}) is stopping its "
+                    "agents, and their claims are held until they are gone"
+                )
+        changed = [note for owner, note in notes.items() if self.holder_notes.get(owner) != note]
+        self.holder_notes = notes
+        if changed:
+            self._record_changed()
+        return changed
+
+    def _notice(self, text: str) -> None:
+        if self.on_notice is not None:
+            _call_quietly(functools.partial(self.on_notice, text))
 
     def _record_changed(self) -> None:
         """The run's status changed: write its record now, or soon (lock held).
@@ -700,7 +787,10 @@ class _Engine:
             self.run_finished = True
             tasks = self._finished_tasks()
         history = {"run": self.registry.run, "started_at": self.started_at, "ended_at": time.time(), "tasks": tasks}
-        self.registry.finish_run(history)
+        try:
+            self.registry.finish_run(history)
+        except StateError:  # the history record could not be written: a record, not a claim
+            log.warning("could not write this run's history record", exc_info=True)
 
     # --- workers ----------------------------------------------------------------------------
 
@@ -821,6 +911,7 @@ class _Engine:
                     self.timer_wake.wait(timeout)
                 due = self.sched.next_wakeup()
                 expired = self.sched.expire(now)
+                notices: list[str] = []
                 stops = [e.task.execute_fn.stop for e in expired if isinstance(e.task.execute_fn, Stoppable)]
                 # A last attempt's future fails now, though the call may go on and hold its claims.
                 resolved = [
@@ -838,6 +929,9 @@ class _Engine:
                     if self._waiting_on_others() and now >= self.next_foreign_check:
                         self.next_foreign_check = now + FOREIGN_CHECK_S
                         others_changed = self._others_changed()
+                        if now >= self.next_holder_check:
+                            self.next_holder_check = now + HOLDER_CHECK_S
+                            notices = self._check_holders()
                     lease_over = self.lease is not None and self._lease_left() <= 0
                     if others_changed or lease_over or (due is not None and due <= now):
                         self._dispatch(now)  # a step past the lease's end writes and unlocks it
@@ -846,6 +940,8 @@ class _Engine:
                         self.record_pending = False
             for stop in stops:
                 _call_quietly(stop)
+            for notice in notices:
+                self._notice(notice)
             if resolved:
                 self._deliver(resolved, events=False)
 

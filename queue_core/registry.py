@@ -11,10 +11,16 @@ Layout, under ``<repo>/.project-manager/`` (created owner-only, and ignoring its
 * ``history/<run>.json`` — a small record of each finished run.
 
 Taking claims is one atomic step under the lock (:meth:`Registry.session`): read, drop holds
-whose owner process is gone, let the caller decide and record, write (temp file, fsync,
+whose owner is gone, let the caller decide and record, write (temp file, fsync,
 ``os.replace``), unlock. An owner is its host, pid *and process start time*, so a pid reused
-by an unrelated process is not mistaken for the owner, and a run killed with SIGKILL blocks
-nobody: the next process to touch the registry drops its holds.
+by an unrelated process is not mistaken for the owner; and the same for its *supervisor*,
+the process that runs its agents (:mod:`queue_core.supervisor`). A hold lives while either
+does: a run killed with SIGKILL keeps its claims until its supervisor has stopped every
+process of its agents and exited, and then blocks nobody.
+
+Waiting for the lock is never silent and never stuck: after ``LOCK_REPORT_S`` the waiter is
+told who holds it (``on_lock_wait``), stopped or not, and :meth:`Registry.interrupt` ends the
+wait at once.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,7 @@ import psutil
 from filelock import FileLock, Timeout
 
 from .errors import StateError
+from .supervisor import PROCESS_NAMES
 
 __all__ = [
     "STATE_DIR",
@@ -44,7 +51,9 @@ __all__ = [
     "Registry",
     "RegistrySession",
     "live_run_records",
+    "lock_holder",
     "new_run_id",
+    "process_state",
     "repo_status",
 ]
 
@@ -54,6 +63,12 @@ STATE_DIR = ".project-manager"
 FORMAT = "project-manager/claims"
 VERSION = 1
 _HOST = socket.gethostname()
+#: After waiting this long for the registry lock, a waiter is told who holds it.
+LOCK_REPORT_S = 1.0
+#: How often a wait for the lock looks whether it was interrupted, or its holder changed.
+LOCK_POLL_S = 0.1
+#: What a person can do about a stopped process.
+STOPPED_HINT = "resume it with fg or kill -CONT, or end it"
 
 
 def new_run_id() -> str:
@@ -63,29 +78,98 @@ def new_run_id() -> str:
 
 @dataclass(frozen=True)
 class Owner:
-    """The process (and run within it) holding claims: never trust a bare pid."""
+    """The run holding claims, and the processes that vouch for it: never trust a bare pid.
+
+    ``guard`` and ``guard_started`` are the run's supervisor (0 when it has none): the
+    process whose descendants are the run's agents, which outlives every one of them.
+    """
 
     host: str
     pid: int
     started: float  # the process's start time (psutil), to tell a reused pid apart
     run: str
+    guard: int = 0
+    guard_started: float = 0.0
 
     @classmethod
-    def current(cls, run: str) -> Owner:
-        return cls(_HOST, os.getpid(), _start_time(os.getpid()) or 0.0, run)
+    def current(cls, run: str, guard: int = 0) -> Owner:
+        guard_started = (_start_time(guard) or 0.0) if guard else 0.0
+        return cls(_HOST, os.getpid(), _start_time(os.getpid()) or 0.0, run, guard, guard_started)
 
     def alive(self) -> bool:
-        """Whether the owning process still runs; an owner on another host is assumed alive."""
-        if self.host != _HOST:
-            return True  # cannot see another machine's processes: never drop its claims
+        """Whether the run's process, or its supervisor (so maybe its agents), still runs.
+
+        An owner on another host is assumed alive: its processes cannot be seen from here.
+        """
+        return not self.is_local or self.coordinator_alive() or self.guard_alive()
+
+    @property
+    def is_local(self) -> bool:
+        """Whether it runs on this host, where its processes can be seen."""
+        return self.host == _HOST
+
+    def coordinator_alive(self) -> bool:
         return _start_time(self.pid) == self.started
 
+    def guard_alive(self) -> bool:
+        return self.guard > 0 and _start_time(self.guard) == self.guard_started
+
     def to_json(self) -> dict[str, Any]:
-        return {"host": self.host, "pid": self.pid, "started": self.started, "run": self.run}
+        data: dict[str, Any] = {"host": self.host, "pid": self.pid, "started": self.started, "run": self.run}
+        if self.guard:
+            data["guard"] = {"pid": self.guard, "started": self.guard_started}
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> Owner:
-        return cls(str(data["host"]), int(data["pid"]), float(data["started"]), str(data["run"]))
+        guard = data.get("guard") or {"pid": 0, "started": 0.0}
+        return cls(
+            str(data["host"]),
+            int(data["pid"]),
+            float(data["started"]),
+            str(data["run"]),
+            int(guard["pid"]),
+            float(guard["started"]),
+        )
+
+
+def process_state(pid: int) -> str | None:
+    """``"stopped"`` (SIGSTOP, Ctrl-Z, a debugger), ``"running"``, or None if ``pid`` is gone."""
+    try:
+        status = psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.AccessDenied:
+        return "running"
+    if status == psutil.STATUS_ZOMBIE:
+        return None
+    return "stopped" if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP) else "running"
+
+
+def lock_holder(path: str | os.PathLike[str]) -> int | None:
+    """The pid holding the flock on ``path``, from ``/proc/locks`` (Linux); None if unknown or free."""
+    try:
+        st = os.stat(path)
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 12345 fe:00:2146574 0 EOF"; a blocked waiter's line has "->".
+        if len(fields) >= 6 and fields[1] == "FLOCK" and "->" not in fields and fields[5] == wanted:
+            return int(fields[4])
+    return None
+
+
+def describe_lock_holder(path: Path) -> str:
+    """ "registry.lock held by pid 123 (stopped: resume it ...)", as far as it can be known."""
+    pid = lock_holder(path)
+    if pid is None:
+        return f"{path.name} held by another process"
+    state = process_state(pid)
+    return f"{path.name} held by pid {pid}" + (f" (stopped: {STOPPED_HINT})" if state == "stopped" else "")
 
 
 def _start_time(pid: int) -> float | None:
@@ -172,10 +256,22 @@ class Registry:
     Raises StateError, naming the path, if the state directory cannot be created or written.
     """
 
-    def __init__(self, repo: str | os.PathLike[str], run: str | None = None, *, lock_timeout: float = 60.0):
+    def __init__(
+        self,
+        repo: str | os.PathLike[str],
+        run: str | None = None,
+        *,
+        lock_timeout: float = 60.0,
+        guard: int = 0,
+        on_lock_wait: Callable[[str | None], None] | None = None,
+    ):
         self.repo = Path(repo).resolve()
         self.dir = self.repo / STATE_DIR
-        self.owner = Owner.current(run or new_run_id())
+        self.owner = Owner.current(run or new_run_id(), guard)
+        #: Called, from the waiting thread, with who holds the lock once a wait has taken
+        #: LOCK_REPORT_S (and again if that changes), then with None once the lock is taken.
+        self.on_lock_wait = on_lock_wait
+        self._interrupted = threading.Event()
         self.path = self.dir / "claims.json"
         self.runs_dir = self.dir / "runs"
         self.history_dir = self.dir / "history"
@@ -208,13 +304,7 @@ class Registry:
         The queue splits a step this way so that it can decide with its own lock held while
         the file I/O on either side runs without it.
         """
-        if not self._step.acquire(timeout=self._lock.timeout):
-            raise Timeout(str(self._lock.lock_file))
-        try:
-            self._lock.acquire()
-        except BaseException:
-            self._step.release()
-            raise
+        self._acquire()
         try:
             holds = self._read()
             alive: dict[Owner, bool] = {self.owner: True}  # this process runs: no need to ask
@@ -247,6 +337,51 @@ class Registry:
     def abort(self, session: RegistrySession) -> None:
         """Unlock without writing anything ``session`` changed."""
         self._unlock()
+
+    def interrupt(self) -> None:
+        """Make every wait for the lock, now and from now on, fail at once with StateError.
+
+        For a process about to exit (Ctrl-C while another process holds the lock): its holds
+        stay in the registry, as its own, until it has exited.
+        """
+        self._interrupted.set()
+
+    def _acquire(self) -> None:
+        """Take this Registry's step lock, then the file lock; report a long wait, end on interrupt."""
+        started = time.monotonic()
+        reported: str | None = None
+        try:
+            while not self._step.acquire(timeout=self._poll(started)):
+                self._waited(started)  # another step of this run waits for the file lock, and says so
+            try:
+                while True:
+                    try:
+                        self._lock.acquire(timeout=self._poll(started))
+                        break
+                    except Timeout:
+                        if self._waited(started) and self.on_lock_wait is not None:
+                            message = describe_lock_holder(Path(self._lock.lock_file))
+                            if message != reported:
+                                self.on_lock_wait(message)
+                                reported = message
+            except BaseException:
+                self._step.release()
+                raise
+        finally:
+            if reported is not None and self.on_lock_wait is not None:
+                self.on_lock_wait(None)
+
+    def _poll(self, started: float) -> float:
+        return max(0.0, min(LOCK_POLL_S, started + self._lock.timeout - time.monotonic()))
+
+    def _waited(self, started: float) -> bool:
+        """After one poll of a lock wait: raise if interrupted or timed out; whether to report it."""
+        if self._interrupted.is_set():
+            raise StateError(self._lock.lock_file, "the wait for the registry lock was interrupted")
+        waited = time.monotonic() - started
+        if waited >= self._lock.timeout:
+            raise Timeout(str(self._lock.lock_file))
+        return waited >= LOCK_REPORT_S
 
     def _unlock(self) -> None:
         self._lock.release()
@@ -281,14 +416,29 @@ class Registry:
         self._write(self.runs_dir / f"{self.run}.json", record)
 
     def finish_run(self, history: dict[str, Any]) -> None:
-        """Move this run's record to a small history record, and drop any hold it still has."""
-        with self.session() as session:
-            for hold in session.mine():
-                session.remove(hold.task)
+        """Drop any hold this run still has, and replace its record by a small history record.
+
+        If the lock cannot be had (interrupted, or a timeout), the holds stay, as this live
+        process's, until it exits; the history is written all the same.
+        """
+        try:
+            with self.session() as session:
+                for hold in session.mine():
+                    session.remove(hold.task)
+            done = [self.runs_dir / f"{self.run}.json", self._holds_path]
+        except OSError as exc:
+            level = logging.DEBUG if self.interrupted else logging.WARNING
+            log.log(level, "this run's holds stay in the registry until this process exits: %s", exc)
+            done = [self.runs_dir / f"{self.run}.json"]  # the .holds file rebuilds them if need be
         self._write(self.history_dir / f"{self.run}.json", {**history, "version": VERSION})
-        for path in (self.runs_dir / f"{self.run}.json", self._holds_path):
+        for path in done:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether :meth:`interrupt` was called."""
+        return self._interrupted.is_set()
 
     @property
     def _holds_path(self) -> Path:
@@ -383,20 +533,28 @@ def repo_status(repo: str | os.PathLike[str]) -> dict[str, Any]:
     """What runs in ``repo`` right now, across every live run of every process.
 
     ``running_agents``, ``running_files`` and ``queued_tasks`` as in ``TaskQueue.get_status``,
-    summed over the runs, and ``runs``: one entry per live run with its owner, its running
-    tasks, ``queued`` (how many of its tasks wait) and ``waiting``: the best-ranked of them
-    (at most ``queue.RECORD_WAITING_MAX``) with their reasons. Runs whose process died are
-    ignored.
+    summed over the runs, and ``runs``: one entry per live run with its owner, its ``state``
+    (``running``; ``stopped``: its process is stopped, and holds its claims until resumed or
+    ended; ``orphaned``: its process died and its supervisor, ``supervisor_pid``, is stopping
+    its agents, listed in ``processes`` with pid and name, whose claims stay held until they
+    are gone), its running tasks, ``queued`` (how many of its tasks wait) and ``waiting``: the
+    best-ranked of them (at most ``queue.RECORD_WAITING_MAX``) with their reasons. Runs whose
+    processes are all gone are left out. ``stopped_lock_holder`` is the pid of a stopped
+    process that holds the registry lock, which every run waits for; else None.
     """
     runs = []
     for record in live_run_records(repo):
         status = record.get("status", {})
-        owner = record["owner"]
+        owner = Owner.from_json(record["owner"])
+        state = _run_state(owner)
         runs.append(
             {
-                "run": owner["run"],
-                "pid": owner["pid"],
-                "host": owner["host"],
+                "run": owner.run,
+                "pid": owner.pid,
+                "host": owner.host,
+                "state": state,
+                "supervisor_pid": owner.guard or None,
+                "processes": _agent_processes(owner.guard) if state == "orphaned" else [],
                 "started_at": record.get("started_at"),
                 "updated_at": record.get("updated"),
                 "running": status.get("running", []),
@@ -405,12 +563,36 @@ def repo_status(repo: str | os.PathLike[str]) -> dict[str, Any]:
                 "counts": status.get("counts", {}),
             }
         )
+    holder = lock_holder(Path(repo) / STATE_DIR / "registry.lock")
     return {
         "running_agents": [task["agent"] for run in runs for task in run["running"]],
         "running_files": sorted({path for run in runs for task in run["running"] for path in task["files"]}),
         "queued_tasks": sum(run["queued"] for run in runs),
         "runs": runs,
+        "stopped_lock_holder": holder if holder is not None and process_state(holder) == "stopped" else None,
     }
+
+
+def _run_state(owner: Owner) -> str:
+    if not owner.is_local:
+        return "running"  # another host's processes cannot be seen from here
+    if owner.coordinator_alive():
+        return process_state(owner.pid) or "running"
+    return "orphaned"
+
+
+def _agent_processes(guard: int) -> list[dict[str, Any]]:
+    """The processes below a supervisor but its own: the agents and their children."""
+    try:
+        found = psutil.Process(guard).children(recursive=True)
+    except psutil.Error:
+        return []
+    processes = []
+    for proc in found:
+        with contextlib.suppress(psutil.Error):  # ended meanwhile
+            if (name := proc.name()) not in PROCESS_NAMES:
+                processes.append({"pid": proc.pid, "name": name})
+    return processes
 
 
 def _make_state_dir(state: Path, *subdirs: Path) -> None:

@@ -7,14 +7,15 @@ y`` reaches the agent as plain text. An element that is exactly ``{files}`` beco
 argument per file. The same values are in the environment: ``PM_TASK_ID``, ``PM_AGENT``,
 ``PM_DESCRIPTION``, ``PM_FILES`` (one per line) and ``PM_RUN_ID``.
 
-Output goes straight to the log file (the child writes to it; nothing is buffered here), so a
-task that floods its output loses none of it and cannot block. Stopping (cancel, timeout)
-sends SIGTERM to the whole process group, then SIGKILL after a grace period.
+Commands run under this process's supervisor (:mod:`queue_core.supervisor`), each in a
+session of its own. Output goes straight to the log file (the command writes to it; nothing
+is buffered here), so a task that floods its output loses none of it and cannot block.
+Stopping (cancel, timeout) sends SIGTERM to every process of the command's tree, then SIGKILL
+after a grace period; a task ends only once its last process is gone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import QueueError
+from .supervisor import AgentProcess, shared_supervisor
 
 __all__ = ["AgentExitError", "SubprocessAgent", "render_argv"]
 
@@ -55,10 +57,13 @@ def render_argv(template: Sequence[str], *, description: str, task_id: str, file
 
 @dataclass
 class SubprocessAgent:
-    """An ``execute_fn`` that runs one agent command; Stoppable (see queue_core.task).
+    """An ``execute_fn`` that runs one agent command under the supervisor; Stoppable (see queue_core.task).
 
-    Returns the exit code (0) on success; raises AgentExitError otherwise. ``grace_s`` is how
-    long a stopped command has between SIGTERM and SIGKILL.
+    Returns the exit code (0) on success; raises AgentExitError otherwise, the OSError that kept
+    the command from starting (FileNotFoundError: no such program), or SupervisorError. It
+    returns only once the command *and every process it started* are gone (see
+    :mod:`queue_core.supervisor`), so a claim is never released while one of them lives.
+    ``grace_s`` is how long a stopped command has between SIGTERM and SIGKILL.
     """
 
     argv: list[str]
@@ -66,10 +71,11 @@ class SubprocessAgent:
     log: Path
     env: Mapping[str, str] = field(default_factory=dict)
     grace_s: float = 5.0
-    # _lock guards _proc and _stopping.
+    # _lock guards _process and _stopping.
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _process: AgentProcess | None = field(default=None, init=False, repr=False)
     _stopping: bool = field(default=False, init=False, repr=False)
+    _exit_code: int | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def for_task(
@@ -96,56 +102,44 @@ class SubprocessAgent:
         return cls(argv, cwd, log, env, grace_s)
 
     def __call__(self) -> int:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as out:
-            out.write(f"$ {subprocess.list2cmdline(self.argv)}\n".encode())
-            out.flush()
-            with self._lock:
-                if self._stopping:  # stopped before it started: do not start (a retry may)
-                    self._stopping = False
-                    raise AgentExitError(-signal.SIGTERM, self.log)
-                self._proc = subprocess.Popen(  # noqa: S603 - argv from the user's own agent config, no shell
-                    self.argv,
-                    cwd=self.cwd,
-                    # Bytes: Popen encodes every str of the environment again for every task.
-                    env={**os.environb, **{os.fsencode(k): os.fsencode(v) for k, v in self.env.items()}},
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group, so stop() reaches its children
-                )
-            code = self._proc.wait()
+        header = f"$ {subprocess.list2cmdline(self.argv)}\n".encode()
+        # Bytes: the environment is encoded once here, not again by whoever starts the command.
+        env = {**os.environb, **{os.fsencode(k): os.fsencode(v) for k, v in self.env.items()}}
+        with self._lock:
+            if self._stopping:  # stopped before it started: do not start (a retry may)
+                self._stopping = False
+                raise AgentExitError(-signal.SIGTERM, self.log)
+            process = self._process = shared_supervisor().spawn(
+                self.argv, cwd=self.cwd, env=env, log=self.log, header=header, grace_s=self.grace_s
+            )
+        try:
+            code = process.wait()
+        finally:
             with self._lock:
                 self._stopping = False  # a stop was for this attempt: a retry starts afresh
+        self._exit_code = code
         if code != 0:
             raise AgentExitError(code, self.log)
         return code
 
     def stop(self) -> None:
-        """SIGTERM the command's process group now, SIGKILL it after ``grace_s``; returns at once."""
+        """Stop the command and every process it started: SIGTERM now, SIGKILL after ``grace_s``.
+
+        Returns at once; the call running the command returns once they are all gone.
+        """
         with self._lock:
             self._stopping = True
-            proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        _signal_group(proc, signal.SIGTERM)
-        timer = threading.Timer(self.grace_s, _signal_group, (proc, signal.SIGKILL))
-        timer.daemon = True
-        timer.start()
+            process = self._process
+        if process is not None:
+            process.stop()
 
     @property
     def pid(self) -> int | None:
+        """The command's pid (and process group id) once started."""
         with self._lock:
-            return None if self._proc is None else self._proc.pid
+            return None if self._process is None else self._process.pid
 
     @property
     def exit_code(self) -> int | None:
         """The command's exit code (negative: the signal that ended it); None until it ends."""
-        with self._lock:
-            return None if self._proc is None else self._proc.returncode
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    # The whole group, even when its leader has exited: the agent's children may live on.
-    with contextlib.suppress(ProcessLookupError):  # the group is gone already
-        os.killpg(proc.pid, sig)
+        return self._exit_code

@@ -401,7 +401,13 @@ def test_repo_status_from_another_process(repo: Path, spawn: Any) -> None:
     child.send("go")
     child.finish()
     status = repo_status(repo)
-    assert status == {"running_agents": [], "running_files": [], "queued_tasks": 0, "runs": []}
+    assert status == {
+        "running_agents": [],
+        "running_files": [],
+        "queued_tasks": 0,
+        "runs": [],
+        "stopped_lock_holder": None,
+    }
     history = json.loads((repo / STATE / "history" / f"{run}.json").read_text())
     assert history["run"] == run
     assert sorted((t["id"], t["status"]) for t in history["tasks"]) == [
@@ -413,5 +419,11 @@ def test_repo_status_from_another_process(repo: Path, spawn: Any) -> None:
 
 
 def test_repo_status_of_a_repository_without_state(repo: Path) -> None:
-    assert repo_status(repo) == {"running_agents": [], "running_files": [], "queued_tasks": 0, "runs": []}
+    assert repo_status(repo) == {
+        "running_agents": [],
+        "running_files": [],
+        "queued_tasks": 0,
+        "runs": [],
+        "stopped_lock_holder": None,
+    }
     assert not (repo / STATE).exists()  # status only reads

@@ -136,4 +136,10 @@ def test_status_says_plainly_when_nothing_runs(repo: Path) -> None:
     assert code == 0
     assert "Nothing runs in" in out
     code, out, _ = invoke("status", "--repo", str(repo), "--json")
-    assert json.loads(out) == {"running_agents": [], "running_files": [], "queued_tasks": 0, "runs": []}
+    assert json.loads(out) == {
+        "running_agents": [],
+        "running_files": [],
+        "queued_tasks": 0,
+        "runs": [],
+        "stopped_lock_holder": None,
+    }
