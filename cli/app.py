@@ -56,8 +56,10 @@ def delegate_multiple(
 ) -> None:
     """Run tasks in parallel wherever their agents and files allow.
 
-    Exit codes: 0 all succeeded; 1 a task failed, timed out or was skipped; 2 bad input (nothing
-    ran); 130 interrupted (agents stopped, claims released).
+    Every agent runs under a supervisor process that stops its whole process tree when the
+    task ends, times out or is cancelled, and when this command dies. Exit codes: 0 all
+    succeeded; 1 a task failed, timed out or was skipped; 2 bad input (nothing ran); 128 + N
+    ended by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP): agents stopped, claims released.
     """
     import sys
 
@@ -72,7 +74,7 @@ def delegate_multiple(
 
 @app.command()
 def status(
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every second until Ctrl-C.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every second until Ctrl-C (exit 130).")] = False,
     json_out: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:

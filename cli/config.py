@@ -61,7 +61,9 @@ REPO_CONFIG = "project-manager.yaml"
 _PLACEHOLDERS = ("description", "task_id", "files")
 _BATCH_KEYS = ("max_parallel", "agents", "tasks")
 _REPO_KEYS = ("agents",)
-_AGENT_KEYS = ("command", "preset", "owns")
+_AGENT_KEYS = ("command", "preset", "owns", "stop_grace")
+#: Seconds a stopped agent has between SIGTERM and SIGKILL, unless its ``stop_grace`` says otherwise.
+DEFAULT_STOP_GRACE_S = 5.0
 _TASK_KEYS = ("id", "agent", "description", "files", "reads", "depends_on", "priority", "timeout", "retries")
 _TASK_REQUIRED = ("id", "agent", "description")
 
@@ -111,6 +113,8 @@ class AgentSpec:
     name: str
     command: tuple[str, ...]
     owns: tuple[str, ...] = ()
+    #: Seconds between SIGTERM and SIGKILL when the agent is stopped or leaves processes behind.
+    stop_grace_s: float = DEFAULT_STOP_GRACE_S
     #: Where ``command[0]`` was written (for the "not found on PATH" error); not part of equality.
     command_origin: Origin | None = field(default=None, compare=False, repr=False)
 
@@ -396,6 +400,8 @@ class _Reader:
             )
             raise self.error(node, here, f"{message} (command: [program, args...] or preset: {' | '.join(PRESETS)})")
         owns = self.claims(entries["owns"][1], f"{here}.owns") if "owns" in entries else ()
+        grace = self.duration(entries["stop_grace"][1], f"{here}.stop_grace") if "stop_grace" in entries else None
+        grace = DEFAULT_STOP_GRACE_S if grace is None else grace
         if "preset" in entries:
             preset_node = entries["preset"][1]
             preset = self.string(preset_node, f"{here}.preset")
@@ -405,7 +411,9 @@ class _Reader:
                     f"{here}.preset",
                     f"unknown preset {preset!r}{_suggest(preset, PRESETS)}; presets: {', '.join(PRESETS)}",
                 )
-            return AgentSpec(name, PRESETS[preset], owns, Origin(self.source, _line(preset_node), f"{here}.preset"))
+            return AgentSpec(
+                name, PRESETS[preset], owns, grace, Origin(self.source, _line(preset_node), f"{here}.preset")
+            )
         command_node = entries["command"][1]
         command = self.strings(command_node, f"{here}.command")
         if not command:
@@ -422,7 +430,7 @@ class _Reader:
                         f"placeholders: {', '.join('{' + p + '}' for p in _PLACEHOLDERS)}",
                     )
         origin = Origin(self.source, _line(command_node.value[0]), f"{here}.command[0]")
-        return AgentSpec(name, command, owns, origin)
+        return AgentSpec(name, command, owns, grace, origin)
 
     def tasks(self, node: yaml.Node) -> tuple[TaskSpec, ...]:
         if _is_null(node):

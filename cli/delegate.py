@@ -1,13 +1,17 @@
 """``project-manager delegate-multiple``: validate a batch, run it, summarise it.
 
 Everything is checked before anything runs (exit 2 on bad input). Tasks run through a
-``TaskQueue`` bound to the repository, so two runs on one repository respect each other.
-Ctrl-C or SIGTERM stops every agent's process group, releases every claim, prints the summary
-and exits 130.
+``TaskQueue`` bound to the repository, so two runs on one repository respect each other, and
+every agent runs under this process's supervisor (``queue_core.supervisor``), which stops
+every agent if this process dies. Ctrl-C, SIGTERM or SIGHUP (the terminal closed) stops every
+agent's whole process tree, releases every claim, prints the summary and exits 128 + the
+signal's number: 130, 143, 129.
 """
 
 from __future__ import annotations
 
+import functools
+import signal
 import subprocess
 import sys
 import time
@@ -17,9 +21,11 @@ from queue_core import (
     AgentTask,
     FileOwnership,
     InvalidTaskError,
+    QueueShutdownError,
     Scheduler,
     StateError,
     SubprocessAgent,
+    SupervisorError,
     TaskQueue,
 )
 from queue_core.registry import STATE_DIR, new_run_id
@@ -39,7 +45,19 @@ from .config import (
 )
 from .signals import Signals
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_SIGNAL_NAMES: dict[int, str] = {
+    signal.SIGINT: "SIGINT (Ctrl-C)",
+    signal.SIGTERM: "SIGTERM",
+    signal.SIGHUP: "SIGHUP (hang-up)",
+}
+
+
+def exit_code_for(signum: int) -> int:
+    """The shell's convention for a command ended by a signal: 128 + its number (130 for Ctrl-C)."""
+    return 128 + signum
+
+
 DEFAULT_MAX_PARALLEL = 4
 
 
@@ -106,9 +124,9 @@ def _load(task_texts: list[str], batch_file: Path | None, repo_root: Path) -> Ba
 def _runner(
     task: TaskSpec, agents: dict[str, AgentSpec], repo_root: Path, log_dir: Path, run_id: str
 ) -> SubprocessAgent:
-    command = agents[task.agent].command if task.agent in agents else PRESETS[task.agent]
+    spec = agents.get(task.agent) or AgentSpec(task.agent, PRESETS[task.agent])
     return SubprocessAgent.for_task(
-        command,
+        spec.command,
         task_id=task.id,
         agent=task.agent,
         description=task.description,
@@ -116,6 +134,7 @@ def _runner(
         cwd=repo_root,
         log=log_dir / f"{task.id}.log",
         run_id=run_id,
+        grace_s=spec.stop_grace_s,
     )
 
 
@@ -153,35 +172,43 @@ def _execute(
 ) -> int:
     output: render.PlainEvents | render.LiveView
     try:
-        # The output needs the queue and the queue its listener: the lambda looks the output up late.
-        queue = TaskQueue(limit, ownership=ownership, repo=repo_root, run_id=run_id, on_event=lambda e: output.event(e))
-    except StateError as exc:
+        # The output needs the queue and the queue its listeners: the lambdas look the output up late.
+        queue = TaskQueue(
+            limit,
+            ownership=ownership,
+            repo=repo_root,
+            run_id=run_id,
+            on_event=lambda e: output.event(e),
+            on_notice=lambda text: output.notice(text),
+        )
+    except (StateError, SupervisorError) as exc:
         render.error(str(exc))
         return EXIT_USAGE
     output = render.LiveView(queue.get_status) if live else render.PlainEvents(sys.stderr if json_out else sys.stdout)
     for notice in queue.registry.notices if queue.registry else []:
         render.warning(notice)
     started = time.monotonic()
-    with Signals() as signals, output:  # from here on, Ctrl-C and SIGTERM only write to a pipe
-        queue.submit_tasks(tasks)
-        interrupted = signals.wait_for(queue.join)
-        if interrupted:
-            output.note("interrupted: stopping every agent and releasing every claim")
-            queue.shutdown(wait=False, cancel_pending=True)
-            for task in tasks:
-                queue.cancel(task.id)  # running agents: SIGTERM to their process group
+    # From here on, Ctrl-C, SIGTERM and SIGHUP only write to a pipe. The batch is submitted by the
+    # waiting thread: submitting may wait for the registry lock, and a signal must still get through.
+    with Signals() as signals, output:
+        signum = signals.wait_for(functools.partial(_submit_and_join, queue, tasks))
+        if signum is not None:
+            output.note(f"interrupted by {_SIGNAL_NAMES[signum]}: stopping every agent and releasing every claim")
+            queue.abort()
         queue.shutdown(wait=True)
     wall = time.monotonic() - started
-    descriptions = {t.id: t.task_description for t in tasks}
+    finished = {o["id"]: o for o in queue.outcomes()}
     outcomes = []
-    for o in queue.outcomes():
-        runner = runners[o["id"]]
+    for task in tasks:
+        runner = runners[task.id]
         ran = runner.exit_code is not None
+        # A task that is not among the outcomes was never queued: a signal came first.
+        o = finished.get(task.id, {"status": "cancelled", "duration_s": None, "reason": "not started"})
         outcomes.append(
             render.TaskOutcome(
-                o["id"],
-                o["agent"],
-                descriptions[o["id"]],
+                task.id,
+                task.agent_type,
+                task.task_description,
                 o["status"],
                 runner.exit_code,
                 o["duration_s"],
@@ -191,9 +218,17 @@ def _execute(
         )
     task_time = sum(o.duration_s or 0.0 for o in outcomes)
     if json_out:
-        print(render.run_json(run_id, outcomes, wall, task_time))
+        render.out(render.run_json(run_id, outcomes, wall, task_time))
     else:
-        print(render.summary_text(outcomes, wall, task_time))
-    if interrupted:
-        return EXIT_INTERRUPTED
+        render.out(render.summary_text(outcomes, wall, task_time))
+    if signum is not None:
+        return exit_code_for(signum)
     return EXIT_OK if all(o.status == "succeeded" for o in outcomes) else EXIT_FAILED
+
+
+def _submit_and_join(queue: TaskQueue, tasks: list[AgentTask]) -> None:
+    try:
+        queue.submit_tasks(tasks)
+    except QueueShutdownError:  # a signal came first: nothing was queued
+        return
+    queue.join()

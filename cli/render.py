@@ -6,6 +6,7 @@ used only on a terminal, and never when NO_COLOR is set (Rich honours it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -54,6 +55,24 @@ class TaskOutcome:
         }
 
 
+def out(text: str) -> None:
+    """Print ``text`` on stdout; if stdout is gone (a closed terminal or pipe), drop it quietly.
+
+    Stdout then points at /dev/null, so that flushing it at exit does not fail again.
+    """
+    try:
+        print(text, flush=True)
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def notice_line(text: str) -> str:
+    """``12:00:01 notice    registry.lock held by pid 123 (stopped: ...)``."""
+    return f"{time.strftime('%H:%M:%S')} {'notice':<9} {text}"
+
+
 def event_line(event: TaskEvent) -> str:
     """``12:00:01 started   parser [code_developer]``, and the attempt or the error where it helps."""
     word = _WORDS.get(event.kind, event.kind)
@@ -88,6 +107,9 @@ class PlainEvents:
 
     def note(self, text: str) -> None:
         self._lines.put(text)
+
+    def notice(self, text: str) -> None:
+        self._lines.put(notice_line(text))
 
     def _write_lines(self) -> None:
         writing = True
@@ -205,30 +227,39 @@ class LiveView:
         self._done.set()
         if self._thread is not None:
             self._thread.join()
-        self._live.update(self._render())
-        self._live.__exit__(None, None, None)
+        try:
+            self._live.update(self._render())
+            self._live.__exit__(None, None, None)
+        except OSError:  # the terminal is gone (SIGHUP): nothing to draw on
+            pass
 
     def event(self, event: TaskEvent) -> None:
         self.note(event_line(event))
 
+    def notice(self, text: str) -> None:
+        self.note(notice_line(text))
+
     def note(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False)  # user text, not Rich markup
+        with contextlib.suppress(OSError):  # the terminal is gone
+            self.console.print(text, markup=False, highlight=False)  # user text, not Rich markup
 
     def _agents_usage(self) -> tuple[float, int]:
-        """CPU percent and resident memory of every process below this one (the agents' trees).
+        """CPU percent and resident memory of the agents' process trees (below this process).
 
-        The same psutil.Process objects are kept between refreshes: cpu_percent() measures
-        the time since the previous call on the same object.
+        The supervisor and its keepers are ours, not the agents': they are left out. The same
+        psutil.Process objects are kept between refreshes: cpu_percent() measures the time
+        since the previous call on the same object.
         """
         import psutil
 
-        children = {p.pid: p for p in psutil.Process().children(recursive=True)}
+        children = {p.pid: p for p in agent_processes(psutil.Process())}
         self._procs = {pid: self._procs.get(pid, proc) for pid, proc in children.items()}
         return processes_usage(self._procs.values())
 
     def _refresh(self) -> None:
-        while not self._done.wait(self._refresh_s):
-            self._live.update(self._render())
+        with contextlib.suppress(OSError):  # the terminal is gone: stop drawing
+            while not self._done.wait(self._refresh_s):
+                self._live.update(self._render())
 
     def _render(self) -> Any:
         from rich.console import Group
@@ -243,7 +274,9 @@ class LiveView:
             f"done {status['finished_tasks']} (failed {status['failed_tasks']}, skipped {counts['skipped']})"
         )
         waiting = status["waiting"]
+        blocked = [Text(f"waiting for the registry: {status['registry_wait']}")] if status["registry_wait"] else []
         return Group(
+            *blocked,
             running_panel(f"Running agents ({len(status['running'])}/{status['max_parallel']})", status["running"]),
             files_panel(f"Active files ({len(status['running_files'])})", status["running"]),
             queue_panel(f"Queue ({status['queued_tasks']})", waiting[:QUEUE_ROWS], len(waiting) - QUEUE_ROWS),
@@ -319,6 +352,21 @@ def machine_usage() -> str:
         f"machine: CPU {psutil.cpu_percent(interval=None):.0f}%, memory {memory.used / 2**30:.1f} of "
         f"{memory.total / 2**30:.1f} GiB"
     )
+
+
+def agent_processes(root: Any) -> list[Any]:
+    """The psutil processes below ``root``, but for the supervisor's own (agents, their children)."""
+    import psutil
+
+    from queue_core.supervisor import PROCESS_NAMES
+
+    def ours(proc: Any) -> bool:
+        try:
+            return proc.name() in PROCESS_NAMES
+        except psutil.Error:  # it ended meanwhile
+            return True
+
+    return [proc for proc in root.children(recursive=True) if not ours(proc)]
 
 
 def processes_usage(processes: Iterable[Any]) -> tuple[float, int]:

@@ -10,22 +10,25 @@ from pathlib import Path
 from typing import Any
 
 from queue_core import repo_status
+from queue_core.registry import STOPPED_HINT
 
 from . import render
-from .delegate import EXIT_INTERRUPTED, EXIT_OK, find_repo
+from .delegate import EXIT_OK, exit_code_for, find_repo
 from .signals import Signals
 
 
 def status_text(status: dict[str, Any], repo: Path, *, now: float) -> str:
     """The plain status; ``now`` is the wall clock, from which running tasks' times are counted."""
+    lock = _lock_line(status)
     if not status["runs"]:
-        return f"Nothing runs in {repo}."
+        return "\n".join([*lock, f"Nothing runs in {repo}."])
     lines = [
+        *lock,
         f"{len(status['running_agents'])} agent(s) running, {status['queued_tasks']} task(s) queued, "
-        f"{len(status['runs'])} run(s) in {repo}"
+        f"{len(status['runs'])} run(s) in {repo}",
     ]
     for run in status["runs"]:
-        lines.append(f"run {run['run']} (pid {run['pid']} on {run['host']})")
+        lines.append(_run_line(run))
         lines.extend(
             f"  running  {task['id']} [{task['agent']}] {_elapsed(task, now):.0f}s  {', '.join(task['files']) or '-'}"
             for task in run["running"]
@@ -51,8 +54,9 @@ def status_view(
     from rich.panel import Panel
     from rich.text import Text
 
+    lock = [Text(line) for line in _lock_line(status)]
     if not status["runs"]:
-        return Text(f"Nothing runs in {repo}.")
+        return Group(*lock, Text(f"Nothing runs in {repo}."))
     running = [
         {**task, "run": run["run"], "elapsed_s": _elapsed(task, now)}
         for run in status["runs"]
@@ -60,8 +64,11 @@ def status_view(
     ]
     waiting = [{**task, "run": run["run"]} for run in status["runs"] for task in run["waiting"]][: render.QUEUE_ROWS]
     resources = [machine, *(_run_usage(run, usage.get(run["run"])) for run in status["runs"])]
+    problems = [Text(_run_line(run)) for run in status["runs"] if run.get("state", "running") != "running"]
     return Group(
+        *lock,
         Text(f"{len(status['runs'])} run(s) in {repo}"),
+        *problems,
         render.running_panel(f"Running agents ({len(running)})", running, by_run=True),
         render.files_panel(f"Active files ({len(status['running_files'])})", running, by_run=True),
         render.queue_panel(
@@ -71,13 +78,35 @@ def status_view(
     )
 
 
+def _run_line(run: dict[str, Any]) -> str:
+    """``run R (pid 1 on host)``, and what is wrong with it, if anything."""
+    line = f"run {run['run']} (pid {run['pid']} on {run['host']})"
+    state = run.get("state", "running")
+    if state == "stopped":
+        return f"{line}: STOPPED, it holds its claims until resumed: {STOPPED_HINT}"
+    if state == "orphaned":
+        processes = ", ".join(f"{p['pid']} ({p['name']})" for p in run["processes"]) or "none left"
+        return (
+            f"{line}: ORPHANED, its process died; its supervisor (pid {run['supervisor_pid']}) is stopping its "
+            f"agents, whose claims stay held until they are gone: {processes}"
+        )
+    return line
+
+
+def _lock_line(status: dict[str, Any]) -> list[str]:
+    pid = status.get("stopped_lock_holder")
+    if pid is None:
+        return []
+    return [f"registry.lock is held by pid {pid}, which is stopped; every run here waits for it: {STOPPED_HINT}"]
+
+
 def _elapsed(task: dict[str, Any], now: float) -> float:
     """Seconds the task has run: a record is rewritten only on a change, so its ``elapsed_s`` ages."""
     return max(0.0, now - task["started_at"]) if "started_at" in task else float(task["elapsed_s"])
 
 
 def _run_usage(run: dict[str, Any], usage: tuple[float, int] | None) -> str:
-    where = f"run {run['run']} (pid {run['pid']} on {run['host']})"
+    where = f"run {run['run']} (pid {run['pid']} on {run['host']}, {run.get('state', 'running')})"
     if usage is None:
         return f"{where}: on another host, not measured here"
     return f"{where}: CPU {usage[0]:.0f}%, memory {usage[1] / 2**20:.0f} MiB"
@@ -85,6 +114,9 @@ def _run_usage(run: dict[str, Any], usage: tuple[float, int] | None) -> str:
 
 class _RunUsage:
     """CPU and memory of each local run's process tree: the run's process and its agents.
+
+    An orphaned run's process is gone: its agents are found below its supervisor. The
+    supervisor's own processes are left out.
 
     The same psutil.Process objects are kept between refreshes: cpu_percent() measures the
     time since the previous call on the same object.
@@ -102,9 +134,10 @@ class _RunUsage:
         for run in runs:
             if run["host"] != host:
                 continue
+            pid = run["supervisor_pid"] if run.get("state") == "orphaned" else run["pid"]
             try:
-                root = self._procs.get(run["pid"]) or psutil.Process(run["pid"])
-                found = [root, *root.children(recursive=True)]
+                root = self._procs.get(pid) or psutil.Process(pid)
+                found = [root, *render.agent_processes(root)]
             except psutil.Error:  # the run ended since its record was read
                 found = []
             tree = [self._procs.get(proc.pid, proc) for proc in found]
@@ -119,20 +152,25 @@ def run(repo: Path | None, *, json_out: bool, watch: bool, interval: float = 1.0
     if not watch:
         _print_status(root, json_out=json_out)
         return EXIT_OK
-    with Signals() as signals:  # until Ctrl-C or SIGTERM, which leave through the with blocks
+    with Signals() as signals:  # until Ctrl-C, SIGTERM or SIGHUP, which leave through the with blocks
         if not json_out and sys.stdout.isatty():
-            _watch_live(root, interval, signals)
+            signum = _watch_live(root, interval, signals)
         else:
-            while True:  # plain blocks for pipes and CI: no escape codes
-                _print_status(root, json_out=json_out)
-                if signals.wait(interval):
-                    break
-                print()
-    return EXIT_INTERRUPTED
+            signum = _watch_plain(root, interval, signals, json_out=json_out)
+    return exit_code_for(signum)
 
 
-def _watch_live(root: Path, interval: float, signals: Signals) -> None:
-    """Rich Live panels, redrawn every ``interval`` seconds until a signal (terminals only)."""
+def _watch_plain(root: Path, interval: float, signals: Signals, *, json_out: bool) -> int:
+    """Plain blocks (or JSON objects) for pipes and CI, no escape codes, until a signal: its number."""
+    while True:
+        _print_status(root, json_out=json_out)
+        if (signum := signals.wait(interval)) is not None:
+            return signum
+        render.out("")
+
+
+def _watch_live(root: Path, interval: float, signals: Signals) -> int:
+    """Rich Live panels, redrawn every ``interval`` seconds until a signal, whose number it returns."""
     import psutil
     from rich.live import Live
 
@@ -148,10 +186,10 @@ def _watch_live(root: Path, interval: float, signals: Signals) -> None:
     with Live(auto_refresh=False) as live:
         while True:
             live.update(view(), refresh=True)
-            if signals.wait(interval):
-                return
+            if (signum := signals.wait(interval)) is not None:
+                return signum
 
 
 def _print_status(root: Path, *, json_out: bool) -> None:
     status = repo_status(root)
-    print(json.dumps(status, indent=2) if json_out else status_text(status, root, now=time.time()), flush=True)
+    render.out(json.dumps(status, indent=2) if json_out else status_text(status, root, now=time.time()))

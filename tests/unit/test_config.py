@@ -303,7 +303,7 @@ BATCH_ERRORS = [
         "unknown agent key",
         "agents:\n  dev:\n    preset: claude\n    own: [src/**]\n",
         "batch.yaml:4: agents.dev.own: unknown key 'own' (did you mean 'owns'?); "
-        "expected one of: command, preset, owns",
+        "expected one of: command, preset, owns, stop_grace",
     ),
     (
         "duplicate top-level key",

@@ -20,14 +20,14 @@ def test_a_signal_delivered_to_another_thread_still_wakes_the_main_thread() -> N
 
     with Signals() as signals:
         try:
-            assert signals.wait_for(run_until_released) is True
+            assert signals.wait_for(run_until_released) == signal.SIGINT
         finally:
             release.set()
 
 
 def test_the_run_ending_first_is_not_an_interruption() -> None:
     with Signals() as signals:
-        assert signals.wait_for(lambda: None) is False
+        assert signals.wait_for(lambda: None) is None
 
 
 def test_other_signals_with_handlers_are_not_an_interruption() -> None:
@@ -39,6 +39,6 @@ def test_other_signals_with_handlers_are_not_an_interruption() -> None:
 
     try:
         with Signals() as signals:
-            assert signals.wait_for(signal_then_finish) is False
+            assert signals.wait_for(signal_then_finish) is None
     finally:
         signal.signal(signal.SIGUSR1, previous)

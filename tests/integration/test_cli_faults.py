@@ -1,0 +1,250 @@
+"""The installed command under faults: killed, hung up, stopped; with another run waiting on its files.
+
+Real processes and real signals. A run's agent (``fake_agents/family.py``) leaves a child that
+ignores SIGTERM, and both write a timestamp every 0.1 s while they live; a second run waits
+for the same file, and its task records when it started and whether the first run's
+processes were still alive then. Processes report through FIFOs and pipes; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from queue_core.registry import STOPPED_HINT, lock_holder
+
+from ..conftest import WAIT
+
+SCRIPT = Path(sys.executable).with_name("project-manager")
+FAMILY = Path(__file__).parent.parent / "fake_agents" / "family.py"
+
+# Task B's agent: notes when it started and whether the pids it is given are alive.
+CHECK = """
+import sys, time
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+started = time.time_ns()
+with open(sys.argv[1], "w") as out:
+    out.write(" ".join([str(started), *(str(alive(int(p))) for p in sys.argv[2:])]))
+"""
+
+
+def _run(repo: Path, *args: str) -> subprocess.Popen[str]:
+    argv = [str(SCRIPT), "delegate-multiple", *args, "--repo", str(repo), "--no-live"]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextlib.contextmanager
+def _running(repo: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """A run, killed (and resumed, if stopped) on the way out if it still runs."""
+    run = _run(repo, *args)
+    try:
+        yield run
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.communicate(timeout=WAIT)
+
+
+def _status(repo: Path, *, json_out: bool = True) -> Any:
+    argv = [str(SCRIPT), "status", "--repo", str(repo), *(["--json"] if json_out else [])]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    return json.loads(done.stdout) if json_out else done.stdout
+
+
+def _read_until(proc: subprocess.Popen[str], text: str) -> str:
+    """Lines of ``proc``'s stdout until one contains ``text``; fails after WAIT."""
+    assert proc.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + WAIT
+    while text not in seen:
+        left = max(0.0, deadline - time.monotonic())
+        assert select.select([proc.stdout], [], [], left)[0], f"never saw {text!r} in:\n{seen}"
+        line = proc.stdout.readline()
+        assert line, f"the run ended before {text!r}:\n{seen}"
+        seen += line
+    return seen
+
+
+def _wait_until_unlocked(repo: Path, pid: int) -> None:
+    """Until ``pid`` no longer holds the registry lock: a run keeps it 10 ms after a start."""
+    deadline = time.monotonic() + WAIT
+    while lock_holder(repo / ".project-manager" / "registry.lock") == pid:
+        assert time.monotonic() < deadline, f"pid {pid} kept the registry lock"
+        select.select([], [], [], 0.005)
+
+
+def _pids_from(fifo: int) -> tuple[int, int]:
+    data = b""
+    while not data.endswith(b"\n"):
+        assert select.select([fifo], [], [], WAIT)[0], "the agent never reported"
+        data += os.read(fifo, 100)
+    agent, child = (int(p) for p in data.split())
+    return agent, child
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@contextlib.contextmanager
+def _family_run(repo: Path, tmp_path: Path, *, grace: str) -> Iterator[tuple[subprocess.Popen[str], int, int]]:
+    """Run A: one task on shared.py whose agent leaves a child that ignores SIGTERM.
+
+    Yields the run and the pids of its agent and child, once both run. Whatever is left of
+    them is killed on the way out.
+    """
+    report = tmp_path / "report.fifo"
+    os.mkfifo(report)
+    fifo = os.open(report, os.O_RDONLY | os.O_NONBLOCK)
+    batch = tmp_path / "a.yaml"
+    command = [sys.executable, str(FAMILY), str(report), "ignore-term", "wait", str(tmp_path / "stamps")]
+    batch.write_text(
+        f"agents:\n  fam:\n    command: {json.dumps(command)}\n    stop_grace: {grace}\n"
+        "tasks:\n  - {id: A, agent: fam, description: leaves a child, files: [shared.py]}\n"
+    )
+    run = _run(repo, "--file", str(batch))
+    pids: tuple[int, ...] = ()
+    try:
+        pids = _pids_from(fifo)
+        yield run, pids[0], pids[1]
+    finally:
+        os.close(fifo)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if run.poll() is None:
+            run.kill()
+        run.communicate(timeout=WAIT)
+
+
+def _checker_batch(tmp_path: Path, pids: tuple[int, int]) -> Path:
+    (tmp_path / "check.py").write_text(CHECK)
+    command = [sys.executable, str(tmp_path / "check.py"), str(tmp_path / "b.out"), *map(str, pids)]
+    batch = tmp_path / "b.yaml"
+    batch.write_text(
+        f"agents:\n  checker:\n    command: {json.dumps(command)}\n"
+        "tasks:\n  - {id: B, agent: checker, description: check, files: [shared.py]}\n"
+    )
+    return batch
+
+
+@pytest.mark.parametrize(
+    ("sig", "code"),
+    [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGHUP, 129), (signal.SIGTERM, 143), (signal.SIGINT, 130)],
+)
+def test_a_run_ended_by_a_signal_keeps_its_claims_until_its_agents_are_gone(
+    tmp_path: Path, sig: int, code: int
+) -> None:
+    """Before: SIGKILL (and SIGHUP, unhandled) left the agents running and freed their claims;
+    SIGINT and SIGTERM left a child that ignores SIGTERM running, its SIGKILL never sent."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with _family_run(repo, tmp_path, grace="0.5s") as (first, agent, child):
+        second = _run(repo, "--file", str(_checker_batch(tmp_path, (agent, child))))
+        first.send_signal(sig)
+        out, err = first.communicate(timeout=WAIT)
+        assert first.returncode == code, err
+        second_out, second_err = second.communicate(timeout=WAIT)
+        assert second.returncode == 0, second_out + second_err
+    started, *alive = (tmp_path / "b.out").read_text().split()
+    assert alive == ["False", "False"], "B started while a process of A lived"
+    stamps = [int(line.split()[1]) for line in (tmp_path / "stamps").read_text().splitlines()]
+    assert max(stamps) < int(started), "a process of A wrote after B started"
+    if sig != signal.SIGKILL:
+        assert "interrupted by SIG" in out
+        assert "cancelled" in out  # the summary
+        assert "Traceback" not in err
+
+
+def test_a_stopped_holder_of_the_registry_lock_is_named_and_a_waiting_run_still_ends_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    """Before: the waiting run said nothing, and after SIGTERM exited 241 s later with a traceback."""
+    state = tmp_path / ".project-manager"
+    state.mkdir(mode=0o700)
+    take_and_stop = (
+        "import fcntl, os, signal, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); os.kill(os.getpid(), signal.SIGSTOP)"
+    )
+    with subprocess.Popen([sys.executable, "-c", take_and_stop, str(state / "registry.lock")]) as holder:
+        try:
+            assert os.WIFSTOPPED(os.waitpid(holder.pid, os.WUNTRACED)[1])  # it holds the lock, stopped
+            with _running(tmp_path, "shell: true @x") as run:
+                _read_until(run, f"registry.lock held by pid {holder.pid} (stopped: {STOPPED_HINT})")
+                status = _status(tmp_path)
+                assert status["stopped_lock_holder"] == holder.pid
+                assert f"registry.lock is held by pid {holder.pid}, which is stopped" in _status(
+                    tmp_path, json_out=False
+                )
+                run.send_signal(signal.SIGTERM)
+                out, err = run.communicate(timeout=WAIT)
+            assert run.returncode == 143
+            assert "interrupted by SIGTERM" in out
+            assert "t1" in out  # the summary, with the task that never started
+            assert "cancelled" in out
+            assert "Traceback" not in err
+        finally:
+            holder.kill()
+
+
+def test_a_stopped_run_is_named_in_status_and_to_the_runs_waiting_for_it(tmp_path: Path) -> None:
+    """Before: a stopped run showed in status as plainly running, and its waiters said nothing."""
+    release = tmp_path / "release.fifo"
+    os.mkfifo(release)
+    with _running(tmp_path, "shell: cat release.fifo @x") as first:
+        try:
+            _read_until(first, "started   t1")
+            _wait_until_unlocked(tmp_path, first.pid)  # else it is stopped holding the lock: the other test
+            first.send_signal(signal.SIGSTOP)
+            [run] = _status(tmp_path)["runs"]
+            assert run["state"] == "stopped"
+            assert f"STOPPED, it holds its claims until resumed: {STOPPED_HINT}" in _status(tmp_path, json_out=False)
+            with _running(tmp_path, "shell: true @x") as second:
+                _read_until(second, f"(pid {first.pid}) is stopped: {STOPPED_HINT}")
+                first.send_signal(signal.SIGCONT)
+                with open(release, "w") as fifo:
+                    fifo.write("go\n")
+                assert first.wait(WAIT) == 0
+                assert second.wait(WAIT) == 0
+        finally:
+            first.send_signal(signal.SIGCONT)
+            with contextlib.suppress(OSError):  # let the agent finish, whatever happened
+                os.close(os.open(release, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_an_orphaned_run_shows_in_status_with_its_live_agents_and_holds_its_claims(tmp_path: Path) -> None:
+    """Before: a killed run's holds were dropped at once; status showed nothing of its live agents."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with _family_run(repo, tmp_path, grace="60s") as (first, _, child):
+        first.kill()
+        first.communicate(timeout=WAIT)
+        [run] = _status(repo)["runs"]
+        assert run["state"] == "orphaned"
+        assert child in [p["pid"] for p in run["processes"]]  # it ignores SIGTERM: 60 s to go
+        assert "ORPHANED, its process died" in _status(repo, json_out=False)
+        with _running(repo, "shell: true @shared.py") as second:
+            _read_until(second, "died; its supervisor")  # it waits, and says why
+            os.kill(child, signal.SIGKILL)  # the last process of the orphaned run
+            assert second.wait(WAIT) == 0
+    assert _status(repo)["runs"] == []
