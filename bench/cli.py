@@ -3,7 +3,7 @@
 1. 1,000 tasks, each ``true`` with its own file, four agent types in turn, through
    ``project-manager delegate-multiple --file`` with 4 at a time and no terminal (to a pipe),
    against ``xargs -P4`` running the same 1,000 ``sh -c true`` (and GNU ``parallel -j4`` where
-   installed). Target: <= 1.7x xargs.
+   installed). Target (DESIGN.md): <= 2x xargs, with every agent under the supervisor.
    Ours does per task what xargs does not: claims in the shared registry (one lock, read and
    fsync'd write per 10 ms lease, not per task; see queue_core.queue.LEASE_S), a log file, an
    event line, a run record for ``status``. To tell those costs apart, the same 1,000 commands
@@ -114,7 +114,7 @@ def run() -> Section:
     )
     ratio = med(ours) / med(xargs)
     checks = [
-        Check("1,000 shell tasks via the CLI vs xargs -P4", f"{ratio:.2f}x", "<= 1.7x", ratio <= 1.7),
+        Check("1,000 shell tasks via the CLI vs xargs -P4", f"{ratio:.2f}x", "<= 2x", ratio <= 2.0),
         Check("project-manager --help cold start", f"{med(help_s) * 1e3:.0f} ms", "<= 200 ms", med(help_s) <= 0.2),
     ]
     return Section("The command line", body, checks)

@@ -1,7 +1,7 @@
 """Run every benchmark and print one markdown report: ``python -m bench.run_all``.
 
 Sections: release->start latency, in-process overhead, makespan (simulated), scale, claims
-across processes (the on-disk registry), and the command line. The report
+across processes (the on-disk registry), the supervisor, and the command line. The report
 ends with every figure against its target from DESIGN.md ("Performance").
 """
 
@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import cli, latency, makespan, overhead, registry, scale
+from . import cli, latency, makespan, overhead, registry, scale, supervisor
 from ._common import Section, checks_table, machine
 
 
@@ -31,6 +31,7 @@ def main() -> None:
         ("makespan", makespan.run),
         ("scale", scale.run),
         ("registry", registry.run),
+        ("supervisor", supervisor.run),
         ("cli", cli.run),
     ]
     sections: list[Section] = []

@@ -62,6 +62,8 @@ _PLACEHOLDERS = ("description", "task_id", "files")
 _BATCH_KEYS = ("max_parallel", "agents", "tasks")
 _REPO_KEYS = ("agents",)
 _AGENT_KEYS = ("command", "preset", "owns", "stop_grace")
+#: The longest duration a batch may give (a timeout, a grace period): a week.
+MAX_DURATION_S = 7 * 24 * 3600.0
 #: Seconds a stopped agent has between SIGTERM and SIGKILL, unless its ``stop_grace`` says otherwise.
 DEFAULT_STOP_GRACE_S = 5.0
 _TASK_KEYS = ("id", "agent", "description", "files", "reads", "depends_on", "priority", "timeout", "retries")
@@ -151,7 +153,8 @@ class Batch:
 def parse_duration(text: str | int | float) -> float:
     """Seconds in ``90s``, ``30m``, ``1h30m``, ``2h``, ``1.5m`` or a bare number of seconds.
 
-    Raises ValueError unless the text is one of those forms and the duration is greater than zero.
+    Raises ValueError unless the text is one of those forms and the duration is greater than
+    zero and at most a week.
     """
     if isinstance(text, bool):  # bool is an int, but `timeout: true` is a mistake, not 1 second
         raise ValueError(f"expected a duration like 90s, 30m or 1h30m, got {text!r}")
@@ -169,6 +172,8 @@ def parse_duration(text: str | int | float) -> float:
             raise ValueError(f"expected a duration like 90s, 30m or 1h30m, got {text!r}")
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"a duration must be greater than zero, got {text!r}")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"a duration must be at most 168h (a week), got {text!r}")
     return seconds
 
 

@@ -53,6 +53,11 @@ _SIGNAL_NAMES: dict[int, str] = {
 }
 
 
+#: Once interrupted, how long output may wait for a reader: a CI log pipe that nobody reads any
+#: more must not keep the command from ending.
+INTERRUPTED_WRITE_S = 2.0
+
+
 def exit_code_for(signum: int) -> int:
     """The shell's convention for a command ended by a signal: 128 + its number (130 for Ctrl-C)."""
     return 128 + signum
@@ -188,21 +193,47 @@ def _execute(
     for notice in queue.registry.notices if queue.registry else []:
         render.warning(notice)
     started = time.monotonic()
-    # From here on, Ctrl-C, SIGTERM and SIGHUP only write to a pipe. The batch is submitted by the
-    # waiting thread: submitting may wait for the registry lock, and a signal must still get through.
-    with Signals() as signals, output:
-        signum = signals.wait_for(functools.partial(_submit_and_join, queue, tasks))
+    # From here on, Ctrl-C, SIGTERM and SIGHUP only write to a pipe. The whole run is waited for
+    # in a thread of its own: submitting, and ending it, may wait for the registry lock, and a
+    # signal must still get through then.
+    with Signals() as signals, render.queue_log_to(output), output:
+        signum = signals.wait_for(functools.partial(_run_batch, queue, tasks))
         if signum is not None:
             output.note(f"interrupted by {_SIGNAL_NAMES[signum]}: stopping every agent and releasing every claim")
             queue.abort()
-        queue.shutdown(wait=True)
-    wall = time.monotonic() - started
+            queue.shutdown(wait=True)
+        else:  # every line written, however slow the reader; unless a signal comes
+            signals.wait_for(output.close)
+        output.abandon_after(INTERRUPTED_WRITE_S)  # interrupted: a reader that went away cannot hold us
+        output.close()
+        wall = time.monotonic() - started
+        outcomes = _outcomes(queue, tasks, runners)
+        task_time = sum(o.duration_s or 0.0 for o in outcomes)
+        summary = (
+            render.run_json(run_id, outcomes, wall, task_time)
+            if json_out
+            else render.summary_text(outcomes, wall, task_time)
+        )
+        fd = render.fileno(sys.stdout)
+        if fd is None:
+            render.out(summary)
+        else:
+            signals.write(fd, f"{summary}\n".encode(), patience=INTERRUPTED_WRITE_S)
+        signum = signals.caught
+    if signum is not None:
+        return exit_code_for(signum)
+    return EXIT_OK if all(o.status == "succeeded" for o in outcomes) else EXIT_FAILED
+
+
+def _outcomes(
+    queue: TaskQueue, tasks: list[AgentTask], runners: dict[str, SubprocessAgent]
+) -> list[render.TaskOutcome]:
+    """Every task of the batch, as it ended; one that never got to the queue was cancelled."""
     finished = {o["id"]: o for o in queue.outcomes()}
     outcomes = []
     for task in tasks:
         runner = runners[task.id]
         ran = runner.exit_code is not None
-        # A task that is not among the outcomes was never queued: a signal came first.
         o = finished.get(task.id, {"status": "cancelled", "duration_s": None, "reason": "not started"})
         outcomes.append(
             render.TaskOutcome(
@@ -216,19 +247,14 @@ def _execute(
                 o["reason"] if o["status"] != "succeeded" else None,
             )
         )
-    task_time = sum(o.duration_s or 0.0 for o in outcomes)
-    if json_out:
-        render.out(render.run_json(run_id, outcomes, wall, task_time))
-    else:
-        render.out(render.summary_text(outcomes, wall, task_time))
-    if signum is not None:
-        return exit_code_for(signum)
-    return EXIT_OK if all(o.status == "succeeded" for o in outcomes) else EXIT_FAILED
+    return outcomes
 
 
-def _submit_and_join(queue: TaskQueue, tasks: list[AgentTask]) -> None:
+def _run_batch(queue: TaskQueue, tasks: list[AgentTask]) -> None:
+    """Submit the batch, wait for it, and end the run."""
     try:
         queue.submit_tasks(tasks)
     except QueueShutdownError:  # a signal came first: nothing was queued
         return
     queue.join()
+    queue.shutdown(wait=True)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -55,8 +56,8 @@ class TaskOutcome:
         }
 
 
-def out(text: str) -> None:
-    """Print ``text`` on stdout; if stdout is gone (a closed terminal or pipe), drop it quietly.
+def out(text: str) -> bool:
+    """Print ``text`` on stdout; False if stdout is gone (a closed terminal or pipe).
 
     Stdout then points at /dev/null, so that flushing it at exit does not fail again.
     """
@@ -66,6 +67,34 @@ def out(text: str) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def queue_log_to(output: PlainEvents | LiveView) -> Iterator[None]:
+    """While entered, what queue_core logs (a warning, an error) is one notice line, without a traceback."""
+    handler = _NoticeHandler(output)
+    logger = logging.getLogger("queue_core")
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+class _NoticeHandler(logging.Handler):
+    def __init__(self, output: PlainEvents | LiveView):
+        super().__init__(logging.WARNING)
+        self.output = output
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f": {record.exc_info[1]}"
+        self.output.notice(text)
 
 
 def notice_line(text: str) -> str:
@@ -93,14 +122,24 @@ class PlainEvents:
         self._out = out or sys.stdout
         self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_lines, name="project-manager-output", daemon=True)
+        self._patience: float | None = None  # how long leaving waits for the lines to be written
 
     def __enter__(self) -> PlainEvents:
         self._writer.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Write every line still queued, then stop; again, or after :meth:`abandon_after`, it waits
+        at most that long."""
         self._lines.put(None)
-        self._writer.join()
+        self._writer.join(self._patience)
+
+    def abandon_after(self, seconds: float) -> None:
+        """From now on, :meth:`close` waits at most ``seconds`` for a reader (once interrupted)."""
+        self._patience = seconds
 
     def event(self, event: TaskEvent) -> None:
         self._lines.put(event_line(event))
@@ -112,6 +151,7 @@ class PlainEvents:
         self._lines.put(notice_line(text))
 
     def _write_lines(self) -> None:
+        fd = fileno(self._out)
         writing = True
         while True:
             lines = [self._lines.get()]
@@ -120,13 +160,39 @@ class PlainEvents:
             done = lines[-1] is None  # None comes last: __exit__ queues it after every line
             text = "".join(f"{line}\n" for line in lines if line is not None)
             if writing and text:
-                try:
-                    self._out.write(text)
-                    self._out.flush()
-                except OSError:  # the reader went away (e.g. a closed pipe): keep draining, quietly
-                    writing = False
+                writing = _write(self._out, fd, text)  # False: the reader went away; keep draining, quietly
             if done:
                 return
+
+
+def fileno(stream: TextIO) -> int | None:
+    """The file descriptor under ``stream``, flushed; None if it has none (a test's captured output)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return None
+    with contextlib.suppress(OSError):  # gone (a hung-up terminal): what was buffered is lost anyway
+        stream.flush()
+    return fd
+
+
+def _write(stream: TextIO, fd: int | None, text: str) -> bool:
+    """Write all of ``text``; False if the reader went away.
+
+    Through the file descriptor where there is one: a writer blocked on a reader that went away
+    then holds none of the file object's locks, which anything else (the exit) would need.
+    """
+    try:
+        if fd is None:
+            stream.write(text)
+            stream.flush()
+            return True
+        data = text.encode(stream.encoding or "utf-8", "replace")
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError:
+        return False
+    return True
 
 
 def summary_text(outcomes: list[TaskOutcome], wall_s: float, sum_s: float) -> str:
@@ -224,6 +290,12 @@ class LiveView:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Draw the last frame and stop drawing; again, it does nothing."""
+        if self._done.is_set():
+            return
         self._done.set()
         if self._thread is not None:
             self._thread.join()
@@ -238,6 +310,9 @@ class LiveView:
 
     def notice(self, text: str) -> None:
         self.note(notice_line(text))
+
+    def abandon_after(self, seconds: float) -> None:
+        """A terminal takes what is drawn: nothing to give up on."""
 
     def note(self, text: str) -> None:
         with contextlib.suppress(OSError):  # the terminal is gone

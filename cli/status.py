@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import sys
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from queue_core import repo_status
-from queue_core.registry import STOPPED_HINT
+from queue_core.processes import STOPPED_HINT
 
 from . import render
 from .delegate import EXIT_OK, exit_code_for, find_repo
@@ -29,6 +30,8 @@ def status_text(status: dict[str, Any], repo: Path, *, now: float) -> str:
     ]
     for run in status["runs"]:
         lines.append(_run_line(run))
+        if run.get("registry_wait"):
+            lines.append(f"  waiting for the registry: {run['registry_wait']}")
         lines.extend(
             f"  running  {task['id']} [{task['agent']}] {_elapsed(task, now):.0f}s  {', '.join(task['files']) or '-'}"
             for task in run["running"]
@@ -161,12 +164,16 @@ def run(repo: Path | None, *, json_out: bool, watch: bool, interval: float = 1.0
 
 
 def _watch_plain(root: Path, interval: float, signals: Signals, *, json_out: bool) -> int:
-    """Plain blocks (or JSON objects) for pipes and CI, no escape codes, until a signal: its number."""
-    while True:
-        _print_status(root, json_out=json_out)
+    """Plain blocks (or JSON objects) for pipes and CI, no escape codes, until a signal: its number.
+
+    Also until the reader goes away (``status --watch | head``): then SIGPIPE's number.
+    """
+    while _print_status(root, json_out=json_out):
         if (signum := signals.wait(interval)) is not None:
             return signum
-        render.out("")
+        if not render.out(""):
+            break
+    return signal.SIGPIPE
 
 
 def _watch_live(root: Path, interval: float, signals: Signals) -> int:
@@ -190,6 +197,7 @@ def _watch_live(root: Path, interval: float, signals: Signals) -> int:
                 return signum
 
 
-def _print_status(root: Path, *, json_out: bool) -> None:
+def _print_status(root: Path, *, json_out: bool) -> bool:
+    """Print what runs in ``root``; False if stdout is gone."""
     status = repo_status(root)
-    render.out(json.dumps(status, indent=2) if json_out else status_text(status, root, now=time.time()))
+    return render.out(json.dumps(status, indent=2) if json_out else status_text(status, root, now=time.time()))

@@ -31,9 +31,10 @@ from .errors import (
 )
 from .ownership import FileOwnership
 from .queue import TaskEvent, TaskQueue
-from .registry import Registry, repo_status
+from .registry import Registry
 from .runner import AgentExitError, SubprocessAgent, render_argv
 from .scheduler import Scheduler, TaskEntry
+from .status import repo_status
 from .task import AgentTask, Stoppable, TaskState
 from .waits import WaitGroup, WaitReason
 

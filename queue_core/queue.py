@@ -52,10 +52,11 @@ from .errors import (
     TaskTimeoutError,
 )
 from .ownership import FileOwnership
-from .registry import STOPPED_HINT, Owner, Registry, RegistrySession, process_state
+from .processes import STOPPED_HINT, ProcessId, process_state
+from .registry import Hold, Owner, Registry, RegistrySession, live_holds
 from .scheduler import DEFAULT_MAX_BYPASS, Scheduler, TaskEntry
 from .supervisor import shared_supervisor
-from .task import AgentTask, Stoppable, TaskState
+from .task import AgentTask, Stoppable, Supervised, TaskState
 
 __all__ = ["TaskEvent", "TaskQueue"]
 
@@ -73,6 +74,8 @@ LEASE_S = 0.01
 RECORD_WAITING_MAX = 100
 #: Seconds between looks at whether the processes holding what tasks here wait for are stopped or dead.
 HOLDER_CHECK_S = 1.0
+#: The longest the timer sleeps at once.
+MAX_WAIT_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ class TaskQueue:
         run_id: str | None = None,
         on_notice: Callable[[str], None] | None = None,
     ):
-        registry = None if repo is None else Registry(repo, run_id, guard=shared_supervisor().guardian_pid)
+        registry = None if repo is None else Registry(repo, run_id, supervisor=shared_supervisor().process)
         resolve = None if registry is None else functools.partial(_as_found_on_disk, registry.repo)
         scheduler = Scheduler(max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass, resolve=resolve)
         self._engine = _Engine(scheduler, clock, on_event, registry, on_notice)
@@ -293,7 +296,8 @@ class _Engine:
         if registry is not None:
             registry.on_lock_wait = self._on_lock_wait
         self.started_at = time.time()
-        self.external_owners: dict[str, Owner] = {}  # external holder id -> its process
+        self.external_holds: dict[str, Hold] = {}  # external holder id -> its hold
+        self.groups_to_record = False  # an agent started here whose process group the registry lacks
         self.next_foreign_check = 0.0  # clock time of the next look at other processes
         self.run_finished = False
         self.record_written_at = float("-inf")  # clock time the run's status record was last written
@@ -495,8 +499,8 @@ class _Engine:
 
     def _annotated(self, reason: str, holder: str | None) -> str:
         """``reason``, and why its holder will not let go soon, if it is another run's and stuck."""
-        owner = None if holder is None else self.external_owners.get(holder)
-        note = None if owner is None else self.holder_notes.get(owner)
+        hold = None if holder is None else self.external_holds.get(holder)
+        note = None if hold is None else self.holder_notes.get(hold.owner)
         return reason if note is None else f"{reason}; {note}"
 
     # --- the registry shared with other processes -------------------------------------------
@@ -526,9 +530,11 @@ class _Engine:
         every process, dropping dead owners' (the queue's lock is released for the I/O);
         mirror the other processes' holds into the scheduler; decide; make this run's holds
         match what runs here (so a release is recorded by whichever step next writes). If
-        something started, keep the registry locked for the steps that follow, until LEASE_S
-        has passed since it was read, and write it when that lease ends. Nobody can read the
-        registry before it is written, so what started may run at once. Returns what started.
+        something started, write the registry, so that what starts is on disk before it runs
+        (were this process killed now, the lock would go with it, and anything unwritten would
+        be lost), and keep it locked for the steps that follow, until LEASE_S has passed since
+        it was read: those steps read nothing, and the lease is written again when it ends if a
+        release has changed it. Returns what started.
         """
         assert self.registry is not None
         assert not self.committing
@@ -547,6 +553,7 @@ class _Engine:
                 self.lease_ends = time.monotonic() + LEASE_S
             try:
                 self.dispatch_wanted = False
+                self.groups_to_record = False  # _record_mine records every group known by now
                 self._sync(session)
                 started = decide(self.clock())
                 self._record_mine(session)
@@ -554,8 +561,9 @@ class _Engine:
                 self.lease = session
                 self._ensure_timer()
                 raise
-            if started and self._may_keep_lease():
+            if started and self._may_keep_lease() and self._write_lease(session):
                 self.lease = session
+                self.timer_wake.notify()  # it may have looked while the lease was written: time it now
                 self._record_changed()
                 return started
             return self._end_lease(session, started, leased=leased)
@@ -563,14 +571,28 @@ class _Engine:
             self.committing = False
             self.step_done.notify_all()
 
+    def _write_lease(self, session: RegistrySession) -> bool:
+        """Write the registry and keep it locked (lock held, and released for the I/O); False if it failed."""
+        assert self.registry is not None
+        try:
+            with _released(self.lock):
+                self.registry.write(session)
+        except OSError:  # _end_lease tries again, and deals with a failure
+            return False
+        return True
+
     def _record_mine(self, session: RegistrySession) -> None:
-        """Make this run's holds in ``session`` exactly the tasks running here (lock held)."""
+        """Make this run's holds in ``session`` exactly the tasks running here, with their agents'
+        process groups as far as known (lock held)."""
         running = {e.id: e for e in self.sched.running}
         for hold in session.mine():
-            if running.pop(hold.task, None) is None:
+            entry = running.pop(hold.task, None)
+            if entry is None:
                 session.remove(hold.task)  # released
+            elif hold.group is None and (group := _group(entry)) is not None:
+                session.add(entry.id, entry.agent, hold.writes, hold.reads, group)  # its agent runs now
         for entry in running.values():  # started
-            session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads))
+            session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads), _group(entry))
 
     def _may_keep_lease(self) -> bool:
         """Whether a step that started tasks keeps the registry locked (lock held).
@@ -653,13 +675,13 @@ class _Engine:
         for holder in self.sched.external_holders:
             if holder not in foreign:
                 self.sched.release_external(holder)
-                del self.external_owners[holder]
+                del self.external_holds[holder]
         for holder, hold in foreign.items():
-            if holder not in self.external_owners:
+            if holder not in self.external_holds:
                 writes, reads = _parse(hold.writes), _parse(hold.reads)
                 claims = (*((c, Access.WRITE) for c in writes), *((c, Access.READ) for c in reads))
                 self.sched.hold_external(holder, hold.agent, claims)
-                self.external_owners[holder] = hold.owner
+            self.external_holds[holder] = hold  # its latest: it may name its agent's group now
         if foreign:
             self._ensure_timer()
 
@@ -667,19 +689,19 @@ class _Engine:
         """Whether some task here may be waiting for another process or the registry (lock held)."""
         if self.registry_error is not None:
             return True
-        return bool(self.external_owners) and self.sched.unfinished > len(self.sched.running)
+        return bool(self.external_holds) and self.sched.unfinished > len(self.sched.running)
 
     def _others_changed(self) -> bool:
         """Whether another process wrote the registry or died since we last looked (lock held).
 
         This is how a release in another process is noticed: while a task here waits on one,
         the timer thread looks every FOREIGN_CHECK_S seconds — one stat() of claims.json, and
-        the start time of each holder's process — and sleeps in between, so no CPU spins.
+        whether each holder's processes live — and sleeps in between, so no CPU spins.
         """
         assert self.registry is not None
         if self.registry_error is not None or self.registry.stamp() != self.registry.last_stamp:
             return True
-        return not all(owner.alive() for owner in set(self.external_owners.values()))
+        return bool(live_holds(self.external_holds.values())[1])
 
     def _on_lock_wait(self, holder: str | None) -> None:
         """The registry lock: held elsewhere this long and by whom; or None, taken at last.
@@ -702,22 +724,32 @@ class _Engine:
         died keeps them while its supervisor stops its agents, which the status says too.
         """
         notes: dict[Owner, str] = {}
-        for owner in set(self.external_owners.values()):
-            if not owner.is_local:
-                continue
-            state = process_state(owner.pid) if owner.coordinator_alive() else None
+        for owner in {hold.owner for hold in self.external_holds.values() if hold.owner.is_local}:
+            state = process_state(owner.pid) if owner.process.alive() else None
             if state == "stopped":
                 notes[owner] = f"run {owner.run} (pid {owner.pid}) is stopped: {STOPPED_HINT}"
-            elif state is None and owner.guard_alive():
+            elif state is None and owner.supervisor is not None and owner.supervisor_alive():
                 notes[owner] = (
-                    f"run {owner.run} (pid {owner.pid}) died; its supervisor (pid {owner.guard}) is stopping its "
-                    "agents, and their claims are held until they are gone"
+                    f"run {owner.run} (pid {owner.pid}) died; its supervisor (pid {owner.supervisor.pid}) is stopping "
+                    "its agents, and their claims are held until they are gone"
+                )
+            elif state is None:
+                notes[owner] = (
+                    f"run {owner.run} (pid {owner.pid}) died, and so did its supervisor; its agents' processes still "
+                    "run and hold their claims until they are gone: end them (see status)"
                 )
         changed = [note for owner, note in notes.items() if self.holder_notes.get(owner) != note]
         self.holder_notes = notes
         if changed:
             self._record_changed()
         return changed
+
+    def _agent_started(self) -> None:
+        """An agent's process group exists now: have a step record it (from the supervisor's thread)."""
+        with self.lock:
+            if not self.closed or not self._drained():
+                self.groups_to_record = True
+                self._ensure_timer()
 
     def _notice(self, text: str) -> None:
         if self.on_notice is not None:
@@ -775,9 +807,11 @@ class _Engine:
 
     def _finish_run(self) -> None:
         """Leave a history record and drop this run's registry entries, once."""
-        if self.registry is None or self.run_finished:
+        if self.registry is None:
             return
         with self.lock:
+            if self.run_finished:  # two threads may shut down at once
+                return
             self.step_done.wait_for(lambda: not self.committing)
             if self.lease is not None:  # no timer could end it (at interpreter shutdown)
                 # Nothing runs any more: unlocked unwritten, the lease can only hold others back,
@@ -853,6 +887,8 @@ class _Engine:
         if enter:
             if self.on_event is not None:
                 self._emit(TaskEvent("started", task.id, task.agent_type, self.clock(), entry.attempts))
+            if self.registry is not None and isinstance(task.execute_fn, Supervised):
+                task.execute_fn.on_started = self._agent_started
             try:
                 result = task.execute_fn()
             except BaseException as exc:  # noqa: BLE001 - any failure is the task's, never the queue's
@@ -906,9 +942,10 @@ class _Engine:
                     if self.lease is not None:
                         lease_left = self._lease_left()
                         timeout = lease_left if timeout is None else min(timeout, lease_left)
-                    if timeout is not None and timeout <= 0:
+                    if self.groups_to_record or (timeout is not None and timeout <= 0):
                         break
-                    self.timer_wake.wait(timeout)
+                    # Bounded: a wait of years (a huge timeout) would overflow; looking again costs nothing.
+                    self.timer_wake.wait(MAX_WAIT_S if timeout is None else min(timeout, MAX_WAIT_S))
                 due = self.sched.next_wakeup()
                 expired = self.sched.expire(now)
                 notices: list[str] = []
@@ -933,7 +970,7 @@ class _Engine:
                             self.next_holder_check = now + HOLDER_CHECK_S
                             notices = self._check_holders()
                     lease_over = self.lease is not None and self._lease_left() <= 0
-                    if others_changed or lease_over or (due is not None and due <= now):
+                    if others_changed or lease_over or self.groups_to_record or (due is not None and due <= now):
                         self._dispatch(now)  # a step past the lease's end writes and unlocks it
                     if self.record_pending and now >= self.record_written_at + RECORD_INTERVAL_S:
                         self._write_record()
@@ -1044,6 +1081,11 @@ def _as_found_on_disk(repo: Path, claim: Claim) -> Claim:
     if claim.is_literal and not claim.subtree and (repo / claim.text).is_dir():
         return claim.as_directory()
     return claim
+
+
+def _group(entry: TaskEntry) -> ProcessId | None:
+    fn = entry.task.execute_fn
+    return fn.process_group if isinstance(fn, Supervised) else None
 
 
 def _texts(claims: tuple[Claim, ...]) -> tuple[str, ...]:

@@ -38,24 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 from filelock import FileLock, Timeout
 
 from .errors import StateError
-from .supervisor import PROCESS_NAMES
+from .processes import ProcessId, describe_lock_holder
 
-__all__ = [
-    "STATE_DIR",
-    "Hold",
-    "Owner",
-    "Registry",
-    "RegistrySession",
-    "live_run_records",
-    "lock_holder",
-    "new_run_id",
-    "process_state",
-    "repo_status",
-]
+__all__ = ["STATE_DIR", "Hold", "Owner", "Registry", "RegistrySession", "live_holds", "new_run_id", "read_holds"]
 
 log = logging.getLogger("queue_core")
 
@@ -67,8 +55,6 @@ _HOST = socket.gethostname()
 LOCK_REPORT_S = 1.0
 #: How often a wait for the lock looks whether it was interrupted, or its holder changed.
 LOCK_POLL_S = 0.1
-#: What a person can do about a stopped process.
-STOPPED_HINT = "resume it with fg or kill -CONT, or end it"
 
 
 def new_run_id() -> str:
@@ -80,115 +66,76 @@ def new_run_id() -> str:
 class Owner:
     """The run holding claims, and the processes that vouch for it: never trust a bare pid.
 
-    ``guard`` and ``guard_started`` are the run's supervisor (0 when it has none): the
-    process whose descendants are the run's agents, which outlives every one of them.
+    ``started`` and ``ticks`` tell the run's process apart from a later one with its pid (see
+    :class:`~queue_core.processes.ProcessId`). ``supervisor`` is the process that runs the
+    run's agents (:mod:`queue_core.supervisor`); it leads a process group that its keepers
+    share, and it and they outlive every process of the run's agents.
     """
 
     host: str
     pid: int
-    started: float  # the process's start time (psutil), to tell a reused pid apart
+    started: float
     run: str
-    guard: int = 0
-    guard_started: float = 0.0
+    ticks: int = 0
+    supervisor: ProcessId | None = None
 
     @classmethod
-    def current(cls, run: str, guard: int = 0) -> Owner:
-        guard_started = (_start_time(guard) or 0.0) if guard else 0.0
-        return cls(_HOST, os.getpid(), _start_time(os.getpid()) or 0.0, run, guard, guard_started)
+    def current(cls, run: str, supervisor: ProcessId | None = None) -> Owner:
+        me = ProcessId.of(os.getpid())
+        return cls(_HOST, me.pid, me.started, run, me.ticks, supervisor)
 
-    def alive(self) -> bool:
-        """Whether the run's process, or its supervisor (so maybe its agents), still runs.
-
-        An owner on another host is assumed alive: its processes cannot be seen from here.
-        """
-        return not self.is_local or self.coordinator_alive() or self.guard_alive()
+    @property
+    def process(self) -> ProcessId:
+        return ProcessId(self.pid, self.started, self.ticks)
 
     @property
     def is_local(self) -> bool:
         """Whether it runs on this host, where its processes can be seen."""
         return self.host == _HOST
 
-    def coordinator_alive(self) -> bool:
-        return _start_time(self.pid) == self.started
+    def alive(self) -> bool:
+        """Whether the run's process, its supervisor or a keeper of it still runs.
 
-    def guard_alive(self) -> bool:
-        return self.guard > 0 and _start_time(self.guard) == self.guard_started
+        An owner on another host is assumed alive: its processes cannot be seen from here.
+        """
+        return not self.is_local or self.process.alive() or self.supervisor_alive()
+
+    def supervisor_alive(self) -> bool:
+        """Whether the supervisor, or a keeper in its process group, still runs: agents may."""
+        return self.supervisor is not None and self.supervisor.group_alive()
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"host": self.host, "pid": self.pid, "started": self.started, "run": self.run}
-        if self.guard:
-            data["guard"] = {"pid": self.guard, "started": self.guard_started}
+        data: dict[str, Any] = {
+            "host": self.host,
+            "pid": self.pid,
+            "started": self.started,
+            "run": self.run,
+            "ticks": self.ticks,
+        }
+        if self.supervisor is not None:
+            data["supervisor"] = self.supervisor.to_json()
         return data
 
     @classmethod
     def from_json(cls, data: Any) -> Owner:
-        guard = data.get("guard") or {"pid": 0, "started": 0.0}
+        supervisor = data.get("supervisor")
         return cls(
             str(data["host"]),
             int(data["pid"]),
             float(data["started"]),
             str(data["run"]),
-            int(guard["pid"]),
-            float(guard["started"]),
+            int(data.get("ticks", 0)),
+            None if supervisor is None else ProcessId.from_json(supervisor),
         )
-
-
-def process_state(pid: int) -> str | None:
-    """``"stopped"`` (SIGSTOP, Ctrl-Z, a debugger), ``"running"``, or None if ``pid`` is gone."""
-    try:
-        status = psutil.Process(pid).status()
-    except psutil.NoSuchProcess:
-        return None
-    except psutil.AccessDenied:
-        return "running"
-    if status == psutil.STATUS_ZOMBIE:
-        return None
-    return "stopped" if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP) else "running"
-
-
-def lock_holder(path: str | os.PathLike[str]) -> int | None:
-    """The pid holding the flock on ``path``, from ``/proc/locks`` (Linux); None if unknown or free."""
-    try:
-        st = os.stat(path)
-        with open("/proc/locks") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    for line in lines:
-        fields = line.split()
-        # "1: FLOCK  ADVISORY  WRITE 12345 fe:00:2146574 0 EOF"; a blocked waiter's line has "->".
-        if len(fields) >= 6 and fields[1] == "FLOCK" and "->" not in fields and fields[5] == wanted:
-            return int(fields[4])
-    return None
-
-
-def describe_lock_holder(path: Path) -> str:
-    """ "registry.lock held by pid 123 (stopped: resume it ...)", as far as it can be known."""
-    pid = lock_holder(path)
-    if pid is None:
-        return f"{path.name} held by another process"
-    state = process_state(pid)
-    return f"{path.name} held by pid {pid}" + (f" (stopped: {STOPPED_HINT})" if state == "stopped" else "")
-
-
-def _start_time(pid: int) -> float | None:
-    if pid <= 0:
-        return None  # not a process: a hand-edited or damaged record
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return None  # killed, not yet reaped: it runs nothing
-        return round(process.create_time(), 2)
-    except psutil.NoSuchProcess:
-        return None
-    except psutil.AccessDenied:  # it exists, but we may not look: keep its claims
-        return -1.0
 
 
 @dataclass(frozen=True)
 class Hold:
-    """One running task's claims, as recorded in the registry."""
+    """One running task's claims, as recorded in the registry.
+
+    ``group`` is the leader of the process group the task's agent runs in, once it started:
+    while that group has a live member, the hold lives even if its run and supervisor died.
+    """
 
     owner: Owner
     task: str
@@ -196,14 +143,18 @@ class Hold:
     writes: tuple[str, ...]
     reads: tuple[str, ...]
     since: float  # wall-clock time it was taken
+    group: ProcessId | None = None
 
     @property
     def key(self) -> str:
         """Unique across processes: the run and the task id."""
         return f"{self.owner.run}/{self.task}"
 
+    def group_alive(self) -> bool:
+        return self.group is not None and self.owner.is_local and self.group.group_alive()
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "owner": self.owner.to_json(),
             "task": self.task,
             "agent": self.agent,
@@ -211,9 +162,13 @@ class Hold:
             "reads": list(self.reads),
             "since": self.since,
         }
+        if self.group is not None:
+            data["group"] = self.group.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> Hold:
+        group = data.get("group")
         return cls(
             Owner.from_json(data["owner"]),
             str(data["task"]),
@@ -221,7 +176,20 @@ class Hold:
             tuple(str(w) for w in data["writes"]),
             tuple(str(r) for r in data["reads"]),
             float(data["since"]),
+            None if group is None else ProcessId.from_json(group),
         )
+
+
+def live_holds(holds: Iterable[Hold], me: Owner | None = None) -> tuple[list[Hold], list[Hold]]:
+    """``holds`` split into those that live and those to drop: each owner is looked at once."""
+    owners: dict[Owner, bool] = {} if me is None else {me: True}
+    live: list[Hold] = []
+    dead: list[Hold] = []
+    for hold in holds:
+        if hold.owner not in owners:
+            owners[hold.owner] = hold.owner.alive()
+        (live if owners[hold.owner] or hold.group_alive() else dead).append(hold)
+    return live, dead
 
 
 @dataclass
@@ -240,8 +208,11 @@ class RegistrySession:
     def mine(self) -> list[Hold]:
         return [h for h in self.holds.values() if h.owner.run == self.owner.run]
 
-    def add(self, task: str, agent: str, writes: tuple[str, ...], reads: tuple[str, ...]) -> None:
-        hold = Hold(self.owner, task, agent, writes, reads, time.time())
+    def add(
+        self, task: str, agent: str, writes: tuple[str, ...], reads: tuple[str, ...], group: ProcessId | None = None
+    ) -> None:
+        """Record (or update) a running task's hold; ``group`` is its agent's process group, once known."""
+        hold = Hold(self.owner, task, agent, writes, reads, time.time(), group)
         self.holds[hold.key] = hold
         self.changed = True
 
@@ -262,14 +233,16 @@ class Registry:
         run: str | None = None,
         *,
         lock_timeout: float = 60.0,
-        guard: int = 0,
+        supervisor: ProcessId | None = None,
         on_lock_wait: Callable[[str | None], None] | None = None,
     ):
         self.repo = Path(repo).resolve()
         self.dir = self.repo / STATE_DIR
-        self.owner = Owner.current(run or new_run_id(), guard)
-        #: Called, from the waiting thread, with who holds the lock once a wait has taken
-        #: LOCK_REPORT_S (and again if that changes), then with None once the lock is taken.
+        self.owner = Owner.current(run or new_run_id(), supervisor)
+        #: Called with who holds the lock once a wait for it has taken LOCK_REPORT_S (and again
+        #: if that changes), from the waiting thread; then with None once the lock is taken. Not
+        #: when the wait failed (interrupt, timeout). It must not take a lock that a caller of
+        #: begin() may hold.
         self.on_lock_wait = on_lock_wait
         self._interrupted = threading.Event()
         self.path = self.dir / "claims.json"
@@ -306,19 +279,11 @@ class Registry:
         """
         self._acquire()
         try:
-            holds = self._read()
-            alive: dict[Owner, bool] = {self.owner: True}  # this process runs: no need to ask
-            live: dict[str, Hold] = {}
-            dropped: list[Hold] = []
-            for hold in holds:
-                if alive.setdefault(hold.owner, hold.owner.alive()):
-                    live[hold.key] = hold
-                else:
-                    dropped.append(hold)
+            live, dropped = live_holds(self._read(), self.owner)  # this process runs: no need to ask
         except BaseException:
             self._unlock()
             raise
-        return RegistrySession(self.owner, live, dropped=dropped)
+        return RegistrySession(self.owner, {hold.key: hold for hold in live}, dropped=dropped)
 
     def commit(self, session: RegistrySession) -> None:
         """Write what ``session`` changed, then unlock.
@@ -327,19 +292,28 @@ class Registry:
         or abort. A caller whose tasks already run on the strength of ``session`` must not
         let anyone read the registry without them.
         """
+        self.write(session)
+        self._unlock()
+
+    def write(self, session: RegistrySession) -> None:
+        """Write what ``session`` changed and keep the lock: what runs from now on is on disk.
+
+        Raises StateError if it cannot be written; the registry stays locked.
+        """
         if session.changed or session.dropped:
             self._write_holds(session.holds.values())
         if session.changed:  # our own copy, exact at every step, for a rebuild
             self._write(self._holds_path, {"holds": [h.to_json() for h in session.mine()]})
+        session.changed = False
+        session.dropped = []
         self.last_stamp = self.stamp()  # still locked: nobody else's write can hide behind ours
-        self._unlock()
 
     def abort(self, session: RegistrySession) -> None:
         """Unlock without writing anything ``session`` changed."""
         self._unlock()
 
     def interrupt(self) -> None:
-        """Make every wait for the lock, now and from now on, fail at once with StateError.
+        """Make every wait for the lock, now (within LOCK_POLL_S) and from now on, fail with StateError.
 
         For a process about to exit (Ctrl-C while another process holds the lock): its holds
         stay in the registry, as its own, until it has exited.
@@ -350,26 +324,24 @@ class Registry:
         """Take this Registry's step lock, then the file lock; report a long wait, end on interrupt."""
         started = time.monotonic()
         reported: str | None = None
+        while not self._step.acquire(timeout=self._poll(started)):
+            self._waited(started)  # another step of this run waits for the file lock, and says so
         try:
-            while not self._step.acquire(timeout=self._poll(started)):
-                self._waited(started)  # another step of this run waits for the file lock, and says so
-            try:
-                while True:
-                    try:
-                        self._lock.acquire(timeout=self._poll(started))
-                        break
-                    except Timeout:
-                        if self._waited(started) and self.on_lock_wait is not None:
-                            message = describe_lock_holder(Path(self._lock.lock_file))
-                            if message != reported:
-                                self.on_lock_wait(message)
-                                reported = message
-            except BaseException:
-                self._step.release()
-                raise
-        finally:
-            if reported is not None and self.on_lock_wait is not None:
-                self.on_lock_wait(None)
+            while True:
+                try:
+                    self._lock.acquire(timeout=self._poll(started))
+                    break
+                except Timeout:
+                    if self._waited(started) and self.on_lock_wait is not None:
+                        message = describe_lock_holder(Path(self._lock.lock_file))
+                        if message != reported:
+                            self.on_lock_wait(message)
+                            reported = message
+        except BaseException:
+            self._step.release()
+            raise
+        if reported is not None and self.on_lock_wait is not None:
+            self.on_lock_wait(None)
 
     def _poll(self, started: float) -> float:
         return max(0.0, min(LOCK_POLL_S, started + self._lock.timeout - time.monotonic()))
@@ -454,13 +426,7 @@ class Registry:
         except OSError as exc:
             raise StateError(self.path, f"cannot read the claim registry: {exc.strerror or exc}") from exc
         try:
-            text = raw.decode("utf-8")
-            data = json.loads(text)
-            if not isinstance(data, dict) or data.get("format") != FORMAT:
-                raise ValueError("not a project-manager claim registry")
-            if data.get("version") != VERSION:
-                raise ValueError(f"format version {data.get('version')!r}; this version reads {VERSION}")
-            return [Hold.from_json(item) for item in data["holds"]]
+            return _parse_holds(raw)
         except (ValueError, KeyError, TypeError) as exc:
             problem = "it is empty" if not raw.strip() else str(exc) or type(exc).__name__
             return self._rebuild(problem)
@@ -477,8 +443,7 @@ class Registry:
                 run_holds = [Hold.from_json(item) for item in items]
             except (OSError, ValueError, KeyError, TypeError):
                 continue
-            if run_holds and run_holds[0].owner.alive():
-                holds.extend(run_holds)
+            holds.extend(live_holds(run_holds)[0])
         # Written now, under the lock: whatever the session does next, no claim is lost.
         self._write_holds(holds)
         notice = (
@@ -511,88 +476,25 @@ class Registry:
             raise StateError(path, f"cannot write: {exc.strerror or exc}") from exc
 
 
-def live_run_records(repo: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of every run in ``repo`` whose process still lives, oldest first.
+def read_holds(repo: str | os.PathLike[str]) -> list[Hold]:
+    """What ``repo``'s claims.json says now, read without the lock: for a view, never for a decision.
 
-    Reads only: a repository without state, or an unreadable record, gives fewer records,
-    never an error.
+    Empty if there is no registry, or it cannot be read or parsed.
     """
-    records = []
-    for path in sorted((Path(repo) / STATE_DIR / "runs").glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-            owner = Owner.from_json(record["owner"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # being replaced, or damaged: it is only a view
-        if owner.alive():
-            records.append(record)
-    return records
-
-
-def repo_status(repo: str | os.PathLike[str]) -> dict[str, Any]:
-    """What runs in ``repo`` right now, across every live run of every process.
-
-    ``running_agents``, ``running_files`` and ``queued_tasks`` as in ``TaskQueue.get_status``,
-    summed over the runs, and ``runs``: one entry per live run with its owner, its ``state``
-    (``running``; ``stopped``: its process is stopped, and holds its claims until resumed or
-    ended; ``orphaned``: its process died and its supervisor, ``supervisor_pid``, is stopping
-    its agents, listed in ``processes`` with pid and name, whose claims stay held until they
-    are gone), its running tasks, ``queued`` (how many of its tasks wait) and ``waiting``: the
-    best-ranked of them (at most ``queue.RECORD_WAITING_MAX``) with their reasons. Runs whose
-    processes are all gone are left out. ``stopped_lock_holder`` is the pid of a stopped
-    process that holds the registry lock, which every run waits for; else None.
-    """
-    runs = []
-    for record in live_run_records(repo):
-        status = record.get("status", {})
-        owner = Owner.from_json(record["owner"])
-        state = _run_state(owner)
-        runs.append(
-            {
-                "run": owner.run,
-                "pid": owner.pid,
-                "host": owner.host,
-                "state": state,
-                "supervisor_pid": owner.guard or None,
-                "processes": _agent_processes(owner.guard) if state == "orphaned" else [],
-                "started_at": record.get("started_at"),
-                "updated_at": record.get("updated"),
-                "running": status.get("running", []),
-                "waiting": status.get("waiting", []),  # the best-ranked ones (see RECORD_WAITING_MAX)
-                "queued": status.get("queued_tasks", 0),
-                "counts": status.get("counts", {}),
-            }
-        )
-    holder = lock_holder(Path(repo) / STATE_DIR / "registry.lock")
-    return {
-        "running_agents": [task["agent"] for run in runs for task in run["running"]],
-        "running_files": sorted({path for run in runs for task in run["running"] for path in task["files"]}),
-        "queued_tasks": sum(run["queued"] for run in runs),
-        "runs": runs,
-        "stopped_lock_holder": holder if holder is not None and process_state(holder) == "stopped" else None,
-    }
-
-
-def _run_state(owner: Owner) -> str:
-    if not owner.is_local:
-        return "running"  # another host's processes cannot be seen from here
-    if owner.coordinator_alive():
-        return process_state(owner.pid) or "running"
-    return "orphaned"
-
-
-def _agent_processes(guard: int) -> list[dict[str, Any]]:
-    """The processes below a supervisor but its own: the agents and their children."""
     try:
-        found = psutil.Process(guard).children(recursive=True)
-    except psutil.Error:
+        return _parse_holds((Path(repo) / STATE_DIR / "claims.json").read_bytes())
+    except (OSError, ValueError, KeyError, TypeError):
         return []
-    processes = []
-    for proc in found:
-        with contextlib.suppress(psutil.Error):  # ended meanwhile
-            if (name := proc.name()) not in PROCESS_NAMES:
-                processes.append({"pid": proc.pid, "name": name})
-    return processes
+
+
+def _parse_holds(raw: bytes) -> list[Hold]:
+    """The holds in a claims.json; raises ValueError (KeyError, TypeError) if it is not one."""
+    data = json.loads(raw.decode("utf-8"))
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError("not a project-manager claim registry")
+    if data.get("version") != VERSION:
+        raise ValueError(f"format version {data.get('version')!r}; this version reads {VERSION}")
+    return [Hold.from_json(item) for item in data["holds"]]
 
 
 def _make_state_dir(state: Path, *subdirs: Path) -> None:

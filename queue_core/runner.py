@@ -21,11 +21,12 @@ import re
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import QueueError
+from .processes import ProcessId
 from .supervisor import AgentProcess, shared_supervisor
 
 __all__ = ["AgentExitError", "SubprocessAgent", "render_argv"]
@@ -71,7 +72,9 @@ class SubprocessAgent:
     log: Path
     env: Mapping[str, str] = field(default_factory=dict)
     grace_s: float = 5.0
-    # _lock guards _process and _stopping.
+    #: Called once the command runs (see queue_core.task.Supervised); set by the queue.
+    on_started: Callable[[], None] | None = field(default=None, init=False, repr=False)
+    # _lock guards _stopping, and the writes of _process.
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _process: AgentProcess | None = field(default=None, init=False, repr=False)
     _stopping: bool = field(default=False, init=False, repr=False)
@@ -102,16 +105,26 @@ class SubprocessAgent:
         return cls(argv, cwd, log, env, grace_s)
 
     def __call__(self) -> int:
-        header = f"$ {subprocess.list2cmdline(self.argv)}\n".encode()
+        header = os.fsencode(f"$ {subprocess.list2cmdline(self.argv)}\n")
         # Bytes: the environment is encoded once here, not again by whoever starts the command.
         env = {**os.environb, **{os.fsencode(k): os.fsencode(v) for k, v in self.env.items()}}
         with self._lock:
             if self._stopping:  # stopped before it started: do not start (a retry may)
                 self._stopping = False
                 raise AgentExitError(-signal.SIGTERM, self.log)
-            process = self._process = shared_supervisor().spawn(
-                self.argv, cwd=self.cwd, env=env, log=self.log, header=header, grace_s=self.grace_s
-            )
+            self._process, self._exit_code = None, None
+        # Not under the lock: starting the supervisor takes a while, and pid is read under a queue's lock.
+        process = shared_supervisor().spawn(
+            self.argv,
+            cwd=self.cwd,
+            env=env,
+            log=self.log,
+            header=header,
+            grace_s=self.grace_s,
+            on_started=self.on_started,
+        )
+        if self._adopt(process):
+            process.stop()
         try:
             code = process.wait()
         finally:
@@ -121,6 +134,12 @@ class SubprocessAgent:
         if code != 0:
             raise AgentExitError(code, self.log)
         return code
+
+    def _adopt(self, process: AgentProcess) -> bool:
+        """Make ``process`` this attempt's; whether a stop came while it was being started."""
+        with self._lock:
+            self._process = process
+            return self._stopping
 
     def stop(self) -> None:
         """Stop the command and every process it started: SIGTERM now, SIGKILL after ``grace_s``.
@@ -136,8 +155,14 @@ class SubprocessAgent:
     @property
     def pid(self) -> int | None:
         """The command's pid (and process group id) once started."""
-        with self._lock:
-            return None if self._process is None else self._process.pid
+        process = self._process
+        return None if process is None else process.pid
+
+    @property
+    def process_group(self) -> ProcessId | None:
+        """The command's process group (see queue_core.task.Supervised), once started."""
+        process = self._process
+        return None if process is None else process.group
 
     @property
     def exit_code(self) -> int | None:

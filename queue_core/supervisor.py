@@ -2,64 +2,73 @@
 
 Every agent command (:class:`~queue_core.runner.SubprocessAgent`) runs under a supervisor
 process, one per coordinator process, started on first use (``TaskQueue(repo=...)`` starts it
-at once, so that the registry can name it in every hold). What it guarantees, and how, is in
-:mod:`queue_core._guardian`:
+at once, so that the registry can name it in every hold). Its own code is the package
+:mod:`queue_core._supervisor`, which says how it works. What it guarantees:
 
 * a task ends, and its claims can be released, only once every process it started is gone,
   including children that double-forked or called ``setsid``;
 * stopping a task (cancel, timeout) stops its whole tree: SIGTERM, the grace period, SIGKILL;
 * if this process dies, by any signal, SIGKILL included, the supervisor stops every agent
-  tree and then exits. The registry keeps this process's claims held while the supervisor
-  lives (see :class:`queue_core.registry.Owner`), so nothing else touches those files until
-  the last agent process is gone.
+  tree and then exits. The registry keeps this process's claims held while the supervisor or
+  its keepers live, and each task's claims while its agent's process group does (see
+  :class:`queue_core.registry.Owner`), so nothing else touches those files until the last
+  agent process is gone.
 
 A supervisor that dies is not replaced in the same process: the holds this process wrote
-name it, so an agent started under a new one could outlive its claims. Starting another task
-then raises :class:`~queue_core.errors.SupervisorError`.
+name it, so an agent started under a new one could outlive its claims. Its tasks end once
+its keepers (which stop their trees on their own) are gone, failing with
+:class:`~queue_core.errors.SupervisorError`, and so does starting another.
+
+It contains agents that misbehave by accident (background children, ``setsid``, double forks,
+SIGTERM ignored); not an agent that sets out to kill or stop it and its keepers, which needs
+a PID namespace or a cgroup.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import os
-import select
 import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _guardian
+from ._supervisor.proctree import KEEPER_NAME, SUPERVISOR_NAME
+from ._supervisor.wire import Frames, frame
 from .errors import SupervisorError
+from .processes import ProcessId
 
-__all__ = ["PROCESS_NAMES", "AgentProcess", "Supervisor", "running_supervisor", "shared_supervisor"]
-
-#: The names of the supervisor's own processes, as ``ps`` and psutil show them: not agents.
-PROCESS_NAMES = frozenset({_guardian.SUPERVISOR_NAME, _guardian.KEEPER_NAME})
+__all__ = ["PROCESS_NAMES", "AgentProcess", "Supervisor", "shared_supervisor"]
 
 log = logging.getLogger("queue_core")
 
+#: The names of the supervisor's own processes, as ``ps`` and psutil show them: not agents.
+PROCESS_NAMES = frozenset({SUPERVISOR_NAME, KEEPER_NAME})
 #: How long the supervisor may take to start and say hello.
 START_TIMEOUT_S = 30.0
-#: How often a task whose supervisor died looks whether its keeper process is gone yet.
+#: How often a task whose supervisor died looks whether its processes are gone yet.
 ORPHAN_POLL_S = 0.05
+# The supervisor's own code runs as the top-level package ``_supervisor``, never importing queue_core.
+_LAUNCH = "import sys; sys.path.insert(0, sys.argv[1]); from _supervisor.main import main; main(int(sys.argv[2]))"
 
 
 class AgentProcess:
-    """One agent command under the supervisor: its pid, its end, and a way to stop it."""
+    """One agent command under the supervisor: its process group once started, its end, a way to stop it."""
 
-    def __init__(self, supervisor: Supervisor, token: int):
+    def __init__(self, supervisor: Supervisor, token: int, on_started: Callable[[], None] | None):
         self._supervisor = supervisor
         self.token = token
-        #: The agent's pid (and process group id) once it started; None before, or if it never did.
+        #: The agent's pid, which is also its process group's id, once it started; else None.
         self.pid: int | None = None
-        self._keeper: tuple[int, int] | None = None  # (pid, start ticks) of the process that keeps it
-        self._started = threading.Event()
+        #: The agent as the leader of its process group, once it started.
+        self.group: ProcessId | None = None
+        self._on_started_callback = on_started
         self._ended = threading.Event()
         self._status: int | None = None
         self._error: BaseException | None = None
@@ -68,33 +77,28 @@ class AgentProcess:
         """Block until the agent and every process it left are gone; its exit status (-N: signal N).
 
         Raises the OSError that kept it from starting (FileNotFoundError: no such program), or
-        SupervisorError if the supervisor died: then only once the task's keeper process, which
-        stops the tree on its own, is gone.
+        SupervisorError if its keeper was killed or the supervisor died: then only once no
+        process of the task can be left.
         """
         self._ended.wait()
         if self._error is not None:
-            if isinstance(self._error, SupervisorError) and self._keeper is not None:
-                _wait_gone(*self._keeper)
             raise self._error
         if self._status is None:
-            raise SupervisorError(
-                f"the process that kept this agent (pid {self._keeper[0] if self._keeper else '?'}) was killed; "
-                "the supervisor stopped what it left"
-            )
+            raise SupervisorError("the process that kept this agent was killed; the supervisor stopped what it left")
         return self._status
 
     def stop(self) -> None:
         """Ask for the whole tree to be stopped: SIGTERM now, SIGKILL after the grace period."""
         self._supervisor._send(("stop", self.token))
 
-    def _on_started(self, pid: int, keeper: int, keeper_start: int) -> None:
+    def _started(self, pid: int, start_ticks: int) -> None:
+        self.group = ProcessId(pid, 0.0, start_ticks) if start_ticks else ProcessId.of(pid)
         self.pid = pid
-        self._keeper = (keeper, keeper_start)
-        self._started.set()
+        if self._on_started_callback is not None:
+            self._on_started_callback()
 
-    def _on_end(self, status: int | None = None, error: BaseException | None = None) -> None:
+    def _end(self, status: int | None = None, error: BaseException | None = None) -> None:
         self._status, self._error = status, error
-        self._started.set()
         self._ended.set()
 
 
@@ -105,16 +109,17 @@ class Supervisor:
     """
 
     def __init__(self) -> None:
-        self.pid = os.getpid()  # of the coordinator that owns it: a fork gets its own
+        self.owner_pid = os.getpid()  # the coordinator it belongs to: a fork starts its own
         ours, theirs = socket.socketpair()
         try:
-            self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
-                [sys.executable, "-I", "-S", _guardian.__file__, str(theirs.fileno())],
+            package_parent = str(Path(__file__).resolve().parent)
+            self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and code, fixed arguments
+                [sys.executable, "-I", "-S", "-c", _LAUNCH, package_parent, str(theirs.fileno())],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # it must not keep our pipes open after we die (a CI log)
                 stderr=subprocess.DEVNULL,  # a crash is sent on the socket instead
-                start_new_session=True,  # no terminal signal (Ctrl-C, Ctrl-Z, hang-up) reaches it
+                start_new_session=True,  # no terminal signal reaches it; its keepers share its group
             )
         except OSError as exc:
             ours.close()
@@ -127,10 +132,11 @@ class Supervisor:
         self._procs: dict[int, AgentProcess] = {}  # by token, until they end
         self._tokens = itertools.count(1)
         self._lost: SupervisorError | None = None
-        self._frames = _guardian.Frames()
-        hello = self._hello()
-        #: The supervisor's pid; the registry names it in every hold of this process.
-        self.guardian_pid: int = hello[1]
+        self._frames = Frames()
+        #: The supervisor's pid, also the id of the process group it shares with its keepers.
+        self.pid: int = self._hello()[1]
+        #: The supervisor as the leader of that group: the registry names it in every hold.
+        self.process = ProcessId.of(self.pid)
         threading.Thread(target=self._read, name="queue_core-supervisor", daemon=True).start()
 
     def spawn(
@@ -142,27 +148,26 @@ class Supervisor:
         log: str | os.PathLike[str],
         header: bytes = b"",
         grace_s: float = 5.0,
+        on_started: Callable[[], None] | None = None,
     ) -> AgentProcess:
         """Start ``argv`` in ``cwd`` with exactly ``env``, its output appended to ``log`` after ``header``.
 
-        Returns at once; the process's :meth:`AgentProcess.wait` says how it went. Raises
+        Returns at once; ``on_started`` is called (from another thread) once the process runs,
+        and :meth:`AgentProcess.wait` says how it ended. Raises ValueError for an empty command
+        or a NUL byte, OSError (E2BIG) for a command and environment too large to run, and
         SupervisorError if the supervisor is gone.
         """
+        spec = _encode(argv, cwd, env, log, header, grace_s)
         with self._lock:
             if self._lost is not None:
                 raise self._lost
             token = next(self._tokens)
-            process = self._procs[token] = AgentProcess(self, token)
-        spec = ([os.fsencode(a) for a in argv], os.fsencode(cwd), dict(env), os.fsencode(log), header, float(grace_s))
+            process = self._procs[token] = AgentProcess(self, token, on_started)
         self._send(("spawn", token, *spec))
         return process
 
-    def alive(self) -> bool:
-        with self._lock:
-            return self._lost is None
-
     def _send(self, message: tuple[object, ...]) -> None:
-        data = _guardian.frame(*message)
+        data = frame(*message)
         # If it died, the reader thread settles every process.
         with self._send_lock, contextlib.suppress(OSError):
             self._sock.sendall(data)
@@ -183,43 +188,82 @@ class Supervisor:
             self._sock.settimeout(None)
 
     def _read(self) -> None:
-        while True:
-            try:
-                data = self._sock.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                self._on_lost()
-                return
-            for message in self._frames.feed(data):
-                self._on_message(message)
+        try:
+            while data := self._sock.recv(65536):
+                for message in self._frames.feed(data):
+                    self._on_message(message)
+        except (OSError, ValueError):  # gone; or a corrupt stream: the same for us
+            pass
+        finally:
+            self._on_lost()
 
     def _on_message(self, message: tuple[Any, ...]) -> None:
-        kind, token = message[0], message[1]
+        kind = message[0]
         if kind == "crashed":
-            log.error("the supervisor process (pid %s) crashed:\n%s", self.guardian_pid, token)
+            log.error("the supervisor process (pid %s) reported a crash:\n%s", self.pid, message[1])
             return
+        token = message[1]
         with self._lock:
             process = self._procs.get(token) if kind == "started" else self._procs.pop(token, None)
         if process is None:
             return
         if kind == "started":
-            process._on_started(*message[2:])
+            process._started(*message[2:])
         elif kind == "ended":
-            process._on_end(status=message[2])
+            process._end(status=message[2])
         else:  # "failed": it never started
             number, reason, filename = message[2:]
-            process._on_end(error=OSError(number, reason, filename) if number else SupervisorError(str(reason)))
+            if isinstance(filename, bytes):
+                filename = os.fsdecode(filename)
+            process._end(error=OSError(number, reason, filename) if number else SupervisorError(str(reason)))
 
     def _on_lost(self) -> None:
+        """The supervisor is gone: its tasks end once none of their processes can be left."""
         with self._lock:
             self._lost = SupervisorError(
-                f"the supervisor process (pid {self.guardian_pid}) died; agents cannot be started in this process "
-                "any more (the holds it wrote name that supervisor)"
+                f"the supervisor process (pid {self.pid}) died; agents cannot be started in this process any more "
+                "(the holds it wrote name that supervisor)"
             )
             pending, self._procs = list(self._procs.values()), {}
+        # Its keepers, in its process group, stop their trees on their own when they see it gone.
+        while pending and self.process.group_alive():
+            threading.Event().wait(ORPHAN_POLL_S)
         for process in pending:
-            process._on_end(error=self._lost)
+            # An agent whose keeper was killed too: wait for its own group.
+            while process.group is not None and process.group.group_alive():
+                threading.Event().wait(ORPHAN_POLL_S)
+            process._end(error=self._lost)
+
+
+def _encode(
+    argv: Sequence[str],
+    cwd: str | os.PathLike[str],
+    env: Mapping[bytes, bytes],
+    log: str | os.PathLike[str],
+    header: bytes,
+    grace_s: float,
+) -> tuple[Any, ...]:
+    """The spawn request's fields, checked: what exec would refuse is refused here, for this task alone."""
+    if not argv:
+        raise ValueError("an empty command")
+    args = [os.fsencode(a) for a in argv]
+    paths = [os.fsencode(os.path.abspath(p)) for p in (cwd, log)]  # not the keeper's cwd: it is reused
+    environ = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+    if any(b"\0" in x for x in (*args, *paths, *environ, *environ.values())):
+        raise ValueError("a NUL byte in the command, its directory, its log or its environment")
+    size = sum(len(x) + 1 for x in (*args, *environ, *environ.values()))
+    if size > _arg_max():
+        raise OSError(
+            errno.E2BIG, f"the command and its environment take {size:,} bytes", args[0].decode(errors="replace")
+        )
+    return (args, paths[0], environ, paths[1], header, float(grace_s))
+
+
+def _arg_max() -> int:
+    try:
+        return os.sysconf("SC_ARG_MAX")
+    except (ValueError, OSError):
+        return 2 << 20
 
 
 _shared: Supervisor | None = None
@@ -230,15 +274,9 @@ def shared_supervisor() -> Supervisor:
     """This process's supervisor, started on first use; raises SupervisorError if it cannot be."""
     global _shared
     with _shared_lock:
-        if _shared is None or _shared.pid != os.getpid():
+        if _shared is None or _shared.owner_pid != os.getpid():
             _shared = Supervisor()
         return _shared
-
-
-def running_supervisor() -> Supervisor | None:
-    """This process's supervisor if it has been started, without starting it."""
-    supervisor = _shared
-    return supervisor if supervisor is not None and supervisor.pid == os.getpid() else None
 
 
 def _forget_after_fork() -> None:
@@ -254,34 +292,3 @@ def _forget_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
-
-
-def _wait_gone(pid: int, start: int) -> None:
-    """Wait until process ``pid`` (started at ``start`` clock ticks) is gone; it is not our child."""
-    try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):  # gone already; or no pidfds (macOS, old kernels): poll
-        _poll_gone(pid, start)
-        return
-    try:
-        proc = _guardian.read_proc(pid)
-        if proc is not None and proc.start == start:  # the pidfd is the keeper's, not a reused pid's
-            select.select([fd], [], [])  # readable once the process has exited
-    finally:
-        os.close(fd)
-
-
-def _poll_gone(pid: int, start: int) -> None:
-    while True:
-        if Path("/proc").is_dir():
-            proc = _guardian.read_proc(pid)
-            if proc is None or proc.state == "Z" or proc.start != start:
-                return
-        else:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            except PermissionError:
-                pass
-        time.sleep(ORPHAN_POLL_S)

@@ -11,8 +11,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from .claims import Claim
 from .errors import InvalidClaimError, InvalidTaskError
+from .processes import ProcessId
 
-__all__ = ["AgentTask", "Stoppable", "TaskState"]
+__all__ = ["AgentTask", "Stoppable", "Supervised", "TaskState"]
 
 
 class TaskState(enum.Enum):
@@ -49,6 +50,23 @@ class Stoppable(Protocol):
     def __call__(self) -> Any: ...
 
     def stop(self) -> None: ...
+
+
+@runtime_checkable
+class Supervised(Protocol):
+    """An ``execute_fn`` whose work runs in a process group of its own (``SubprocessAgent``).
+
+    A queue with a registry sets ``on_started`` before each attempt; the call invokes it, from
+    any thread, once its process group exists, and ``process_group`` then names the group's
+    leader, which the registry records with the task's claims.
+    """
+
+    on_started: Callable[[], None] | None
+
+    def __call__(self) -> Any: ...
+
+    @property
+    def process_group(self) -> ProcessId | None: ...
 
 
 # Process id in the prefix keeps generated ids unique across the processes sharing a repo.

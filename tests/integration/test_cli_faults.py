@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from typing import Any
 import psutil
 import pytest
 
-from queue_core.registry import STOPPED_HINT, lock_holder
+from queue_core.processes import STOPPED_HINT, lock_holder
 
 from ..conftest import WAIT
 
@@ -203,6 +204,7 @@ def test_a_stopped_holder_of_the_registry_lock_is_named_and_a_waiting_run_still_
             assert "t1" in out  # the summary, with the task that never started
             assert "cancelled" in out
             assert "Traceback" not in err
+            assert "free again" not in out  # it never got the lock
         finally:
             holder.kill()
 
@@ -248,3 +250,248 @@ def test_an_orphaned_run_shows_in_status_with_its_live_agents_and_holds_its_clai
             os.kill(child, signal.SIGKILL)  # the last process of the orphaned run
             assert second.wait(WAIT) == 0
     assert _status(repo)["runs"] == []
+
+
+@pytest.mark.skipif(shutil.which("setsid") is None, reason="needs util-linux's setsid to give the run a terminal")
+def test_a_terminal_that_closes_under_the_live_view_ends_the_run_cleanly(tmp_path: Path) -> None:
+    """Before: nothing handled SIGHUP; the run died without stopping its agents."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    report = tmp_path / "report.fifo"
+    os.mkfifo(report)
+    fifo = os.open(report, os.O_RDONLY | os.O_NONBLOCK)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    argv = [
+        str(SCRIPT),
+        "delegate-multiple",
+        "shell: echo $$ 0 > report.fifo; exec sleep 60 @x",
+        "--repo",
+        str(tmp_path),
+    ]
+    # setsid -c: a session of its own whose controlling terminal is the pty, as in a terminal window.
+    run = subprocess.Popen(["setsid", "-c", *argv], stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        agent, _ = _pids_from(fifo)
+        screen = b""
+        while b"Running agents (1" not in screen:  # the live view is drawn
+            assert select.select([master], [], [], WAIT)[0], screen.decode(errors="replace")
+            screen += os.read(master, 65536)
+        os.close(master)  # the window closes: the kernel hangs up the run's terminal
+        master = -1
+        assert run.wait(WAIT) == 129
+        assert not _alive(agent)
+    finally:
+        os.close(fifo)
+        if master >= 0:
+            os.close(master)
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+
+
+# The command with a hook: sys.argv[1:3] are two FIFOs; finish_run says "finishing" on the first,
+# then waits for a line on the second before it goes on. The rest is the command's arguments.
+FINISH_HOOK = """
+import sys
+from queue_core import registry
+finish_run = registry.Registry.finish_run
+finishing, go = sys.argv[1:3]
+def hooked(self, history):
+    with open(finishing, "w") as fifo:
+        fifo.write("finishing\\n")
+    with open(go) as fifo:
+        fifo.readline()
+    finish_run(self, history)
+registry.Registry.finish_run = hooked
+sys.argv = ["project-manager", *sys.argv[3:]]
+from cli.launch import main
+main()
+"""
+
+
+@contextlib.contextmanager
+def _stopped_lock_holder(state: Path) -> Iterator[int]:
+    """A process that holds ``state``/registry.lock and is stopped; its pid. Killed on the way out."""
+    state.mkdir(mode=0o700, exist_ok=True)
+    take_and_stop = (
+        "import fcntl, os, signal, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); os.kill(os.getpid(), signal.SIGSTOP)"
+    )
+    with subprocess.Popen([sys.executable, "-c", take_and_stop, str(state / "registry.lock")]) as holder:
+        try:
+            assert os.WIFSTOPPED(os.waitpid(holder.pid, os.WUNTRACED)[1])
+            yield holder.pid
+        finally:
+            holder.kill()
+
+
+def test_a_signal_while_a_finished_run_waits_for_the_registry_still_ends_it(tmp_path: Path) -> None:
+    """Before: once every task had finished, ending the run waited for the lock outside the signal
+    handling: SIGTERM was ignored for up to a minute, and the run then exited 0."""
+    finishing, go = tmp_path / "finishing.fifo", tmp_path / "go.fifo"
+    os.mkfifo(finishing)
+    os.mkfifo(go)
+    reader = os.open(finishing, os.O_RDONLY | os.O_NONBLOCK)
+    argv = [sys.executable, "-c", FINISH_HOOK, str(finishing), str(go), "delegate-multiple", "shell: true @x"]
+    with subprocess.Popen(
+        [*argv, "--repo", str(tmp_path), "--no-live"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as run:
+        try:
+            assert select.select([reader], [], [], WAIT)[0], "the run never finished its tasks"
+            with _stopped_lock_holder(tmp_path / ".project-manager") as holder:
+                with open(go, "w") as fifo:
+                    fifo.write("go\n")
+                _read_until(run, f"registry.lock held by pid {holder} (stopped")
+                run.send_signal(signal.SIGTERM)
+                out, err = run.communicate(timeout=WAIT)
+        finally:
+            os.close(reader)
+            if run.poll() is None:
+                run.kill()
+    assert run.returncode == 143
+    assert "Traceback" not in err
+    assert "free again" not in out  # it never got the lock
+
+
+# The command whose first two writes of claims.json fail (a full disk), then work.
+FULL_DISK_ONCE = """
+import sys
+from queue_core import registry
+from queue_core.errors import StateError
+write_holds = registry.Registry._write_holds
+failed = []
+def flaky(self, holds):
+    if len(failed) < 2:
+        failed.append(1)
+        raise StateError(self.path, "cannot write: No space left on device")
+    write_holds(self, holds)
+registry.Registry._write_holds = flaky
+sys.argv = ["project-manager", *sys.argv[1:]]
+from cli.launch import main
+main()
+"""
+
+
+def test_a_registry_failure_is_one_notice_line_and_no_traceback(tmp_path: Path) -> None:
+    """Before: queue_core's log.error went to Python's last-resort handler: a full traceback."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FULL_DISK_ONCE,
+            "delegate-multiple",
+            "shell: true @x",
+            "--repo",
+            str(tmp_path),
+            "--no-live",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "notice    the claim registry cannot be updated; no task starts until it can:" in done.stdout
+    assert "No space left on device" in done.stdout
+
+
+def test_a_run_whose_output_nobody_reads_still_ends_on_sigterm(tmp_path: Path) -> None:
+    """Before: with its stdout a pipe nobody read, the run waited for the reader, deaf to every signal."""
+    long = "x" * 120
+    lines = ["tasks:"] + [
+        f"  - {{id: t{i}-{long}, agent: s{i % 4}, description: 'true', files: [f{i}]}}" for i in range(300)
+    ]
+    batch = tmp_path / "batch.yaml"
+    batch.write_text("agents:\n" + "".join(f"  s{a}: {{preset: shell}}\n" for a in range(4)) + "\n".join(lines) + "\n")
+    reader, writer = os.pipe()  # never read: more than a pipe holds is written to it
+    try:
+        with subprocess.Popen(
+            [str(SCRIPT), "delegate-multiple", "--file", str(batch), "--repo", str(tmp_path), "--no-live"],
+            stdout=writer,
+            stderr=writer,
+        ) as run:
+            try:
+                deadline = time.monotonic() + 60  # every task done: the run's record is gone
+                while _status(tmp_path)["runs"] or not (tmp_path / ".project-manager" / "history").glob("*.json"):
+                    assert time.monotonic() < deadline, "the run never finished its tasks"
+                    select.select([], [], [], 0.05)
+                run.send_signal(signal.SIGTERM)
+                assert run.wait(WAIT) == 143
+            finally:
+                if run.poll() is None:
+                    run.kill()
+    finally:
+        os.close(reader)
+        os.close(writer)
+
+
+def test_a_signal_noted_during_start_up_stops_the_run_before_anything_starts(tmp_path: Path) -> None:
+    """Before: a SIGTERM before the command waited killed it outright, with no summary."""
+    early = (
+        "import os, signal, sys; from cli import signals; signals.note_early(); "
+        "os.kill(os.getpid(), signal.SIGTERM); sys.argv = ['project-manager', *sys.argv[1:]]; "
+        "from cli.launch import main; main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", early, "delegate-multiple", "shell: touch ran @x", "--repo", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 143, done.stderr
+    assert "cancelled (not started)" in done.stdout
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_run_started_with_stdout_closed_runs(tmp_path: Path) -> None:
+    """Before: `>&-` made it fail with AttributeError: 'NoneType' object has no attribute 'isatty'."""
+    script = 'exec "$0" delegate-multiple "shell: touch ran @x" --repo "$1" >&-'
+    done = subprocess.run(["sh", "-c", script, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ran").exists()
+
+
+def test_status_watch_ends_when_its_reader_goes_away(tmp_path: Path) -> None:
+    """Before: `status --watch | head -1` never ended."""
+    with subprocess.Popen(
+        [str(SCRIPT), "status", "--watch", "--repo", str(tmp_path)], stdout=subprocess.PIPE, text=True
+    ) as watch:
+        try:
+            assert watch.stdout is not None
+            assert "Nothing runs" in watch.stdout.readline()
+            watch.stdout.close()
+            assert watch.wait(WAIT) == 128 + signal.SIGPIPE
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+
+
+def test_status_shows_a_long_wait_for_the_registry_lock_behind_a_running_holder(tmp_path: Path) -> None:
+    """Before: only a stopped holder was shown; a run waiting behind a busy one said nothing."""
+    state = tmp_path / ".project-manager"
+    state.mkdir(mode=0o700)
+    take_and_wait = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.readline()"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", take_and_wait, str(state / "registry.lock")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdin is not None
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "locked\n"
+        with _running(tmp_path, "shell: true @x") as run:
+            _read_until(run, f"registry.lock held by pid {holder.pid}")
+            assert f"waiting for the registry: registry.lock held by pid {holder.pid}" in _status(
+                tmp_path, json_out=False
+            )
+            holder.stdin.close()  # it lets go
+            assert run.wait(WAIT) == 0

@@ -10,8 +10,10 @@ and every wait is bounded.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,9 +27,11 @@ import psutil
 import pytest
 
 from queue_core import AgentTask, SubprocessAgent, SupervisorError, TaskQueue, TaskTimeoutError
-from queue_core._guardian import Frames, Proc, frame, read_proc, signal_exactly
+from queue_core._supervisor.proctree import Proc, _process_table_from_ps, read_proc, signal_exactly
+from queue_core._supervisor.wire import Frames, frame
+from queue_core.processes import ProcessId
 from queue_core.runner import AgentExitError
-from queue_core.supervisor import PROCESS_NAMES
+from queue_core.supervisor import PROCESS_NAMES, shared_supervisor
 
 from ..conftest import WAIT
 
@@ -185,10 +189,10 @@ def test_a_failing_agent_reports_its_code_and_signal(tmp_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _coordinator(repo: Path, report: Report, mode: str, stamps: Path) -> Iterator[subprocess.Popen[str]]:
+def _coordinator(repo: Path, report: Report, mode: str, stamps: Path, *options: str) -> Iterator[subprocess.Popen[str]]:
     """``coordinator.py`` running task A; killed on the way out if it still runs."""
     with subprocess.Popen(
-        [sys.executable, str(COORDINATOR), str(repo), str(report.path), mode, str(stamps)],
+        [sys.executable, str(COORDINATOR), str(repo), str(report.path), mode, str(stamps), *options],
         stdout=subprocess.PIPE,
         text=True,
     ) as coordinator:
@@ -235,7 +239,7 @@ def test_a_killed_supervisor_stops_the_agents_and_fails_the_task_once_they_are_g
         supervisor.kill()
         out, _ = coordinator.communicate(timeout=WAIT)
         assert coordinator.returncode == 0
-    assert out.startswith("outcome: SupervisorError: the supervisor process")
+    assert out.split(" ", 2)[2].startswith("SupervisorError: the supervisor process")
     assert not alive(agent)
     assert not alive(child)
 
@@ -264,3 +268,167 @@ def test_frames_split_a_stream_cut_anywhere() -> None:
             ("ended", 1, -15),
             ("x", b"\x00" * 70_000),
         ]
+
+
+def _supervisor_of(coordinator: int) -> psutil.Process:
+    return next(p for p in psutil.Process(coordinator).children() if p.name() == "pm-supervisor")
+
+
+def test_a_supervisor_killed_before_the_start_was_reported_still_waits_for_the_agent(
+    tmp_path: Path, report: Report
+) -> None:
+    """Before: the task failed at once, its claim released while the agent ran on."""
+    stamps = tmp_path / "stamps"
+    with _coordinator(tmp_path, report, "ignore-term", stamps, "--unaware") as coordinator:
+        agent, child = report.pids()
+        _supervisor_of(coordinator.pid).kill()
+        out, _ = coordinator.communicate(timeout=WAIT)
+    ended = int(out.split()[1])
+    assert "SupervisorError" in out
+    assert not alive(agent)
+    assert not alive(child)
+    assert max(_stamps(stamps)) < ended, "the task ended while its agent still wrote"
+
+
+def test_a_run_whose_supervisor_died_with_it_keeps_its_claims_while_its_keepers_stop_the_agents(
+    tmp_path: Path, report: Report
+) -> None:
+    """Before: with the run and its supervisor both killed, the holds were dropped at once."""
+    stamps = tmp_path / "stamps"
+    with _coordinator(tmp_path, report, "ignore-term", stamps) as coordinator:
+        agent, child = report.pids()
+        seen: dict[str, object] = {}
+
+        def after() -> None:
+            seen["alive"] = [alive(agent), alive(child)]
+            seen["at"] = time.time_ns()
+
+        with TaskQueue(1, repo=tmp_path) as queue:
+            future = queue.submit_task(AgentTask("b", "after", ["f.py"], after, id="B"))
+            supervisor = _supervisor_of(coordinator.pid)
+            coordinator.kill()
+            supervisor.kill()
+            future.result(timeout=WAIT)
+    assert seen["alive"] == [False, False]
+    assert max(_stamps(stamps)) < seen["at"]
+
+
+def test_an_agent_whose_run_supervisor_and_keeper_were_all_killed_keeps_its_claim(
+    tmp_path: Path, report: Report
+) -> None:
+    """The hold names the agent's process group: while a process of it lives, the claim holds."""
+    with _coordinator(tmp_path, report, "ignore-term", tmp_path / "stamps") as coordinator:
+        agent, child = report.pids()  # the child ignores SIGTERM and stays in the agent's group
+        keeper = psutil.Process(agent).ppid()
+        ran = threading.Event()
+        with TaskQueue(1, repo=tmp_path) as queue:
+            future = queue.submit_task(AgentTask("b", "after", ["f.py"], ran.set, id="B"))
+            for victim in (coordinator.pid, _supervisor_of(coordinator.pid).pid, keeper):
+                os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + WAIT  # B says why it waits once it has looked (every second)
+            while "so did its supervisor" not in (reason := _reason(queue, "B")):
+                assert time.monotonic() < deadline, reason
+                select.select([], [], [], 0.05)
+            assert not ran.is_set()
+            for pid in (agent, child):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            future.result(timeout=WAIT)
+
+
+def _reason(queue: TaskQueue, task_id: str) -> str:
+    return next((t["reason"] for t in queue.get_status()["waiting"] if t["id"] == task_id), "")
+
+
+def test_a_relative_directory_and_log_are_the_callers_not_a_reused_keepers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the second task ran in sub/sub, since its keeper had gone into sub for the first."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    for _ in range(2):
+        assert SubprocessAgent(["sh", "-c", "pwd > where"], Path("sub"), Path("sub/log"))() == 0
+        assert (tmp_path / "sub" / "where").read_text().strip() == str(tmp_path / "sub")
+    assert (tmp_path / "sub" / "log").read_text().count("$ ") == 2
+
+
+def test_a_keeper_ended_with_sigterm_stops_its_task_and_takes_no_other(tmp_path: Path, report: Report) -> None:
+    """Before: it was handed the next task as it exited, and 170 of 300 later tasks failed."""
+    with TaskQueue(2) as queue:
+        first = queue.submit_task(AgentTask("a", "family", ["f.py"], family(tmp_path, report, "background", "wait")))
+        # Queued now, so that each end hands the next task out at once, to whichever keeper is free.
+        later = [
+            queue.submit_task(AgentTask("b", "t", [f"t{i}"], SubprocessAgent(["true"], tmp_path, tmp_path / "t.log")))
+            for i in range(40)
+        ]
+        agent, _ = report.pids()
+        os.kill(psutil.Process(agent).ppid(), signal.SIGTERM)
+        with pytest.raises(AgentExitError, match="killed by signal 15"):
+            first.result(timeout=WAIT)
+        assert [f.result(timeout=WAIT) for f in later] == [0] * 40
+
+
+def test_an_idle_keeper_ended_with_sigterm_hands_its_next_task_to_another(tmp_path: Path) -> None:
+    agents = [SubprocessAgent(["true"], tmp_path, tmp_path / f"{i}.log") for i in range(60)]
+    assert agents[0]() == 0
+    supervisor = psutil.Process(shared_supervisor().pid)
+    for keeper in supervisor.children():
+        keeper.terminate()  # idle now; the next tasks may be handed to it as it exits
+    with TaskQueue(4) as queue:
+        futures = [queue.submit_task(AgentTask(f"x{i % 4}", "t", [f"t{i}"], a)) for i, a in enumerate(agents[1:])]
+        assert [f.result(timeout=WAIT) for f in futures] == [0] * 59
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink"])
+def test_a_log_path_that_is_no_regular_file_fails_the_task_at_once(tmp_path: Path, kind: str) -> None:
+    """Before: a FIFO planted at the log path blocked the keeper in open(), beyond any timeout;
+    a symlink sent the log (the command line, the agent's output) into the file it named."""
+    log = tmp_path / "task.log"
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("precious\n")
+    if kind == "fifo":
+        os.mkfifo(log)
+    else:
+        log.symlink_to(target)
+    with pytest.raises(OSError, match=r"not a regular file|No such device|Too many levels of symbolic links"):
+        SubprocessAgent(["true"], tmp_path, log)()
+    assert target.read_text() == "precious\n"
+    assert SubprocessAgent(["true"], tmp_path, tmp_path / "ok.log")() == 0
+
+
+def test_commands_exec_would_refuse_fail_alone_and_the_supervisor_goes_on(tmp_path: Path) -> None:
+    """Before: an empty command crashed a keeper; a command over 64 MiB crashed the supervisor."""
+    with pytest.raises(ValueError, match="empty command"):
+        SubprocessAgent([], tmp_path, tmp_path / "e.log")()
+    with pytest.raises(ValueError, match="NUL"):
+        SubprocessAgent(["echo", "a\0b"], tmp_path, tmp_path / "n.log")()
+    with pytest.raises(OSError, match=r"the command and its environment take [\d,]+ bytes") as error:
+        SubprocessAgent(["echo", "x" * (70 << 20)], tmp_path, tmp_path / "big.log")()
+    assert error.value.errno == errno.E2BIG
+    assert SubprocessAgent(["true"], tmp_path, tmp_path / "ok.log")() == 0
+
+
+def test_the_process_table_from_ps_leaves_out_the_ps_it_ran() -> None:
+    """Before: where there is no /proc, ps counted itself as a process the supervisor had to stop."""
+    if shutil.which("ps") is None:
+        pytest.skip("needs ps")
+    table = _process_table_from_ps()
+    assert table[os.getpid()].ppid == os.getppid()
+    children = {p.pid for p in table.values() if p.ppid == os.getpid()}
+    assert children == {child.pid for child in psutil.Process().children()}  # not the ps it ran
+
+
+def test_a_process_is_known_by_its_start_ticks_whatever_the_wall_clock_did() -> None:
+    """Before: identity was psutil's create_time, which moves when the clock is stepped (psutil
+    re-reads the boot time): after a step, every live run looked dead and lost its claims."""
+    me = ProcessId.of(os.getpid())
+    assert me.ticks > 0
+    stepped = ProcessId(me.pid, me.started + 3.0, me.ticks)  # as psutil would say after a 3 s step
+    assert stepped.alive()
+    assert not ProcessId(me.pid, me.started, me.ticks + 1).alive()  # another process with this pid
+
+
+def test_a_grace_period_of_centuries_neither_overflows_nor_fails_the_task(tmp_path: Path) -> None:
+    """Before: the keeper's select() got the grace as its timeout and died of OverflowError."""
+    agent = SubprocessAgent(["sh", "-c", "sleep 60 & exit 0"], tmp_path, tmp_path / "g.log", grace_s=1e10)
+    assert agent() == 0  # the sleep obeys SIGTERM: no grace is waited out

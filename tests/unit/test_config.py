@@ -723,3 +723,11 @@ def test_file_and_argument_tasks_together(tmp_path: Path, write: Write) -> None:
     validate_batch(Batch(file_batch.max_parallel, agents, tasks), agents, found)
     assert [t.id for t in tasks] == ["a", "t1"]
     assert set(agents) == {"code_developer", "tester"}
+
+
+def test_a_duration_longer_than_a_week_is_refused() -> None:
+    """Before: 10000000000 was accepted, and then crashed the timer (OverflowError) or a keeper."""
+    assert parse_duration("168h") == 7 * 24 * 3600
+    for text in ("169h", "10000000000", 1e10):
+        with pytest.raises(ValueError, match="at most 168h"):
+            parse_duration(text)

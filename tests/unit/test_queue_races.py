@@ -285,19 +285,44 @@ def test_the_event_of_a_failed_attempt_that_will_be_retried_is_retrying_even_if_
 def test_a_registry_that_cannot_be_written_is_retried_without_spinning(
     monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
 ) -> None:
-    """While a task runs on a lease that cannot be written, and after it ended: a spinning
-    retry made about 60,000 attempts in 0.3 s; a paced one makes a few dozen."""
-    monkeypatch.setattr(queue_module, "LEASE_S", 1.0)  # T surely starts within it; its end fails
-    unwritable = _Unwritable(monkeypatch)
+    """While a task runs and a start cannot be written, and after it ended: a spinning retry
+    made about 60,000 attempts in 0.3 s; a paced one makes a few dozen."""
+    unwritable = _Unwritable(monkeypatch, failing=False)
     queue = make_queue(max_parallel=2)
     gate = Gate(result=1)
-    future = queue.submit_task(AgentTask("a", "started in a lease", ["a.txt"], gate, id="T"))
+    future = queue.submit_task(AgentTask("a", "runs", ["a.txt"], gate, id="T"))
     wait_for(gate.started, "T")
-    wait_for(unwritable.failed, "the lease's write to fail")
+    unwritable.failing.set()
+    later = queue.submit_task(AgentTask("b", "cannot start while its hold cannot be written", ["b.txt"], lambda: 2))
+    wait_for(unwritable.failed, "the write of U's start to fail")
     assert unwritable.attempts_in(0.3) < 500
     gate.open()
     assert future.result(timeout=WAIT) == 1
     assert unwritable.attempts_in(0.3) < 500
+    unwritable.failing.clear()
+    assert later.result(timeout=WAIT) == 2  # the disk has room again: it runs
+
+
+def test_a_task_runs_only_once_its_hold_is_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+) -> None:
+    """Before: a task started inside a lease ran before the lease was written; had the run been
+    killed then, its lock would have gone with it and the hold been lost while the agent ran."""
+    monkeypatch.setattr(queue_module, "LEASE_S", 10 * WAIT)  # every start is within the lease
+    seen: dict[str, bool] = {}
+
+    def body(task_id: str) -> Callable[[], None]:
+        def run() -> None:
+            holds = json.loads((tmp_path / ".project-manager" / "claims.json").read_text())["holds"]
+            seen[task_id] = task_id in [hold["task"] for hold in holds]
+
+        return run
+
+    queue = make_queue(max_parallel=4)
+    futures = [queue.submit_task(AgentTask(f"a{i}", "t", [f"f{i}"], body(f"t{i}"), id=f"t{i}")) for i in range(8)]
+    for future in futures:
+        future.result(timeout=WAIT)
+    assert seen == {f"t{i}": True for i in range(8)}
 
 
 def test_shutdown_returns_once_no_task_runs_and_unlocks_a_registry_that_cannot_be_written(
@@ -305,12 +330,15 @@ def test_shutdown_returns_once_no_task_runs_and_unlocks_a_registry_that_cannot_b
 ) -> None:
     """Nothing of this run is left to record: shutdown does not wait for the disk, and leaves
     the registry to the other runs."""
-    monkeypatch.setattr(queue_module, "LEASE_S", 10 * WAIT)  # T surely starts within the lease
-    unwritable = _Unwritable(monkeypatch)
+    unwritable = _Unwritable(monkeypatch, failing=False)
     queue = make_queue(max_parallel=2)
-    future = queue.submit_task(AgentTask("a", "runs before any write", ["a.txt"], lambda: 1, id="T"))
+    gate = Gate(result=1)
+    future = queue.submit_task(AgentTask("a", "runs", ["a.txt"], gate, id="T"))
+    wait_for(gate.started, "T")
+    unwritable.failing.set()
+    gate.open()
     assert future.result(timeout=WAIT) == 1
-    wait_for(unwritable.failed, "the write after T's release to fail")  # a step that started nothing
+    wait_for(unwritable.failed, "the write after T's release to fail")
     assert _Shutdown(queue).returned()
     assert _registry_lockable(tmp_path)
 

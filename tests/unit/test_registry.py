@@ -25,7 +25,8 @@ import psutil
 import pytest
 
 from queue_core import AgentTask, ClaimConflictError, StateError, TaskQueue
-from queue_core.registry import FORMAT, VERSION, Hold, Owner, Registry, live_run_records
+from queue_core.registry import FORMAT, VERSION, Hold, Owner, Registry
+from queue_core.status import live_run_records
 
 from ..conftest import WAIT, Gate, wait_for
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+from collections.abc import Iterator
 
-from cli.signals import Signals
+import pytest
+
+from cli import signals as signals_module
+from cli.signals import STOPS, Signals, note_early
 
 from ..conftest import WAIT
 
@@ -42,3 +47,54 @@ def test_other_signals_with_handlers_are_not_an_interruption() -> None:
             assert signals.wait_for(signal_then_finish) is None
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+@pytest.fixture
+def stop_handlers() -> Iterator[None]:
+    """The test may leave the stop signals ignored (that is what it checks): put them back."""
+    previous = {sig: signal.getsignal(sig) for sig in STOPS}
+    early = list(signals_module._early)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signals_module._early[:] = early
+
+
+@pytest.mark.usefixtures("stop_handlers")
+def test_once_a_stop_signal_came_the_others_are_ignored_until_the_process_ends() -> None:
+    """Before: the handlers were put back on leaving, so a second Ctrl-C during the summary or the
+    exit killed the command: a traceback, a wrong exit code, or no summary."""
+    with Signals() as signals:
+        signal.raise_signal(signal.SIGINT)
+        assert signals.wait(WAIT) == signal.SIGINT
+    for sig in STOPS:
+        assert signal.getsignal(sig) is signal.SIG_IGN
+    signal.raise_signal(signal.SIGTERM)  # ignored: this test goes on
+
+
+@pytest.mark.usefixtures("stop_handlers")
+def test_a_stop_signal_noted_before_a_command_waits_is_seen_as_it_starts() -> None:
+    """Before: a SIGTERM during start-up (importing, reading the batch) killed the command outright."""
+    signals_module._early.clear()
+    note_early()
+    signal.raise_signal(signal.SIGTERM)  # noted, not fatal
+    ran = threading.Event()
+    with Signals() as signals:
+        assert signals.caught == signal.SIGTERM
+        assert signals.wait_for(ran.set) == signal.SIGTERM
+    assert not ran.is_set()  # nothing is started once told to stop
+
+
+@pytest.mark.usefixtures("stop_handlers")
+def test_a_write_to_a_reader_that_went_away_gives_up_once_a_signal_came() -> None:
+    reader, writer = os.pipe()  # never read
+    try:
+        with Signals() as signals:
+            signal.raise_signal(signal.SIGINT)  # in the pipe: the write sees it once it waits for the reader
+            assert signals.write(writer, b"x" * (1 << 20), patience=0.1) is False
+            assert signals.caught == signal.SIGINT
+    finally:
+        os.close(reader)
+        os.close(writer)

@@ -22,6 +22,7 @@ from queue_core import (
     QueueShutdownError,
     TaskQueue,
     TaskSkippedError,
+    TaskTimeoutError,
     UnknownDependencyError,
 )
 
@@ -534,3 +535,14 @@ def test_a_dropped_queue_finishes_its_work_and_frees_its_threads() -> None:
     for thread in threads:
         thread.join(WAIT)
         assert not thread.is_alive()
+
+
+def test_a_timeout_of_centuries_neither_overflows_nor_stops_the_timer() -> None:
+    """Before: the timer thread died of OverflowError, and with it every later timeout and retry."""
+    with TaskQueue(max_parallel=1) as queue:
+        assert queue.submit_task(AgentTask("a", "t", ["x"], lambda: 1, timeout=1e10)).result(timeout=WAIT) == 1
+        gate = Gate()
+        late = queue.submit_task(AgentTask("a", "t", ["x"], gate, timeout=0.2))
+        with pytest.raises(TaskTimeoutError):
+            late.result(timeout=WAIT)  # the timer still runs
+        gate.open()
