@@ -19,10 +19,37 @@ import psutil
 
 from ._supervisor.proctree import KEEPER_NAME, SUPERVISOR_NAME, group_alive, process_table, read_proc
 
-__all__ = ["STOPPED_HINT", "ProcessId", "agent_processes", "describe_lock_holder", "lock_holder", "process_state"]
+__all__ = [
+    "PID_SPACE",
+    "STOPPED_HINT",
+    "ProcessId",
+    "agent_processes",
+    "describe_lock_holder",
+    "lock_holder",
+    "process_state",
+]
 
 #: What a person can do about a stopped process.
 STOPPED_HINT = "resume it with fg or kill -CONT, or end it"
+
+
+def _pid_space() -> str:
+    """This boot of this machine, and the PID namespace: where a pid means what it says.
+
+    Two processes with the same hostname may still not see each other's pids: in a container
+    that shares the host's name, under bubblewrap or ``unshare -p``, or after a reboot. Empty
+    where it cannot be known (no /proc).
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
+
+
+#: Where this process's pids mean what they say; see :func:`_pid_space`.
+PID_SPACE = _pid_space()
 _SUPERVISOR_NAMES = frozenset({SUPERVISOR_NAME, KEEPER_NAME})
 
 

@@ -297,7 +297,8 @@ class _Engine:
             registry.on_lock_wait = self._on_lock_wait
         self.started_at = time.time()
         self.external_holds: dict[str, Hold] = {}  # external holder id -> its hold
-        self.groups_to_record = False  # an agent started here whose process group the registry lacks
+        self.agent_groups: dict[str, ProcessId] = {}  # task id -> its running attempt's process group
+        self.groups_on_disk: dict[str, ProcessId] = {}  # task id -> the process group the registry has
         self.next_foreign_check = 0.0  # clock time of the next look at other processes
         self.run_finished = False
         self.record_written_at = float("-inf")  # clock time the run's status record was last written
@@ -553,15 +554,14 @@ class _Engine:
                 self.lease_ends = time.monotonic() + LEASE_S
             try:
                 self.dispatch_wanted = False
-                self.groups_to_record = False  # _record_mine records every group known by now
                 self._sync(session)
                 started = decide(self.clock())
-                self._record_mine(session)
+                groups_changed = self._record_mine(session)
             except BaseException:  # a bug: still, never drop a locked registry; the timer ends it
                 self.lease = session
                 self._ensure_timer()
                 raise
-            if started and self._may_keep_lease() and self._write_lease(session):
+            if (started or groups_changed) and self._may_keep_lease() and self._write_lease(session):
                 self.lease = session
                 self.timer_wake.notify()  # it may have looked while the lease was written: time it now
                 self._record_changed()
@@ -579,20 +579,28 @@ class _Engine:
                 self.registry.write(session)
         except OSError:  # _end_lease tries again, and deals with a failure
             return False
+        self._on_disk(session)
         return True
 
-    def _record_mine(self, session: RegistrySession) -> None:
+    def _on_disk(self, session: RegistrySession) -> None:
+        """``session`` was written: the process groups it names are on record (lock held)."""
+        self.groups_on_disk = {h.task: h.group for h in session.mine() if h.group is not None}
+
+    def _record_mine(self, session: RegistrySession) -> bool:
         """Make this run's holds in ``session`` exactly the tasks running here, with their agents'
-        process groups as far as known (lock held)."""
+        process groups as far as known (lock held); whether a group is new to the registry."""
         running = {e.id: e for e in self.sched.running}
+        groups_changed = False
         for hold in session.mine():
             entry = running.pop(hold.task, None)
             if entry is None:
                 session.remove(hold.task)  # released
-            elif hold.group is None and (group := _group(entry)) is not None:
-                session.add(entry.id, entry.agent, hold.writes, hold.reads, group)  # its agent runs now
+            elif hold.group != (group := self.agent_groups.get(entry.id)):  # its agent waits to run; or a retry
+                session.add(entry.id, entry.agent, hold.writes, hold.reads, group)
+                groups_changed = groups_changed or group is not None
         for entry in running.values():  # started
-            session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads), _group(entry))
+            session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads))
+        return groups_changed
 
     def _may_keep_lease(self) -> bool:
         """Whether a step that started tasks keeps the registry locked (lock held).
@@ -646,6 +654,7 @@ class _Engine:
             self._registry_failed(exc)
             return kept
         self.registry_error = None
+        self._on_disk(session)
         if leased:
             self.lease_gap_ends = time.monotonic() + LEASE_S
         self._record_changed()
@@ -744,12 +753,24 @@ class _Engine:
             self._record_changed()
         return changed
 
-    def _agent_started(self) -> None:
-        """An agent's process group exists now: have a step record it (from the supervisor's thread)."""
+    def _agent_started(self, task_id: str, group: ProcessId) -> bool:
+        """The agent of ``task_id`` made its process group and waits to run: record it (Supervised).
+
+        Called from the task's worker; returns True once the registry has the group on disk,
+        False if the task is being stopped (then the agent must not run). A write that fails is
+        tried again, every FOREIGN_CHECK_S, until it works or the task is stopped.
+        """
+        assert self.registry is not None
         with self.lock:
-            if not self.closed or not self._drained():
-                self.groups_to_record = True
-                self._ensure_timer()
+            entry = self.sched.entry(task_id)
+            self.agent_groups[task_id] = group
+            while self.groups_on_disk.get(task_id) != group:
+                if entry.stop_requested or entry.timed_out or self.registry.interrupted:
+                    return False
+                self._dispatch(self.clock())  # a step that records a new group writes it (see _decide)
+                if self.groups_on_disk.get(task_id) != group:
+                    self.step_done.wait(FOREIGN_CHECK_S)
+            return True
 
     def _notice(self, text: str) -> None:
         if self.on_notice is not None:
@@ -888,13 +909,15 @@ class _Engine:
             if self.on_event is not None:
                 self._emit(TaskEvent("started", task.id, task.agent_type, self.clock(), entry.attempts))
             if self.registry is not None and isinstance(task.execute_fn, Supervised):
-                task.execute_fn.on_started = self._agent_started
+                task.execute_fn.on_started = functools.partial(self._agent_started, task.id)
             try:
                 result = task.execute_fn()
             except BaseException as exc:  # noqa: BLE001 - any failure is the task's, never the queue's
                 error = exc
         with self.lock:
             self.in_body.discard(task.id)
+            self.agent_groups.pop(task.id, None)  # that attempt's: a retry has a group of its own
+            self.groups_on_disk.pop(task.id, None)
             if entry.stop_requested or (not enter and not entry.timed_out):
                 outcome = TaskState.CANCELLED
             elif error is not None or entry.timed_out:
@@ -942,7 +965,7 @@ class _Engine:
                     if self.lease is not None:
                         lease_left = self._lease_left()
                         timeout = lease_left if timeout is None else min(timeout, lease_left)
-                    if self.groups_to_record or (timeout is not None and timeout <= 0):
+                    if timeout is not None and timeout <= 0:
                         break
                     # Bounded: a wait of years (a huge timeout) would overflow; looking again costs nothing.
                     self.timer_wake.wait(MAX_WAIT_S if timeout is None else min(timeout, MAX_WAIT_S))
@@ -970,7 +993,7 @@ class _Engine:
                             self.next_holder_check = now + HOLDER_CHECK_S
                             notices = self._check_holders()
                     lease_over = self.lease is not None and self._lease_left() <= 0
-                    if others_changed or lease_over or self.groups_to_record or (due is not None and due <= now):
+                    if others_changed or lease_over or (due is not None and due <= now):
                         self._dispatch(now)  # a step past the lease's end writes and unlocks it
                     if self.record_pending and now >= self.record_written_at + RECORD_INTERVAL_S:
                         self._write_record()
@@ -1081,11 +1104,6 @@ def _as_found_on_disk(repo: Path, claim: Claim) -> Claim:
     if claim.is_literal and not claim.subtree and (repo / claim.text).is_dir():
         return claim.as_directory()
     return claim
-
-
-def _group(entry: TaskEntry) -> ProcessId | None:
-    fn = entry.task.execute_fn
-    return fn.process_group if isinstance(fn, Supervised) else None
 
 
 def _texts(claims: tuple[Claim, ...]) -> tuple[str, ...]:

@@ -41,7 +41,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from .errors import StateError
-from .processes import ProcessId, describe_lock_holder
+from .processes import PID_SPACE, ProcessId, describe_lock_holder
 
 __all__ = ["STATE_DIR", "Hold", "Owner", "Registry", "RegistrySession", "live_holds", "new_run_id", "read_holds"]
 
@@ -78,11 +78,12 @@ class Owner:
     run: str
     ticks: int = 0
     supervisor: ProcessId | None = None
+    pid_space: str = ""  # the boot and PID namespace its pids belong to ("": not recorded)
 
     @classmethod
     def current(cls, run: str, supervisor: ProcessId | None = None) -> Owner:
         me = ProcessId.of(os.getpid())
-        return cls(_HOST, me.pid, me.started, run, me.ticks, supervisor)
+        return cls(_HOST, me.pid, me.started, run, me.ticks, supervisor, PID_SPACE)
 
     @property
     def process(self) -> ProcessId:
@@ -90,13 +91,14 @@ class Owner:
 
     @property
     def is_local(self) -> bool:
-        """Whether it runs on this host, where its processes can be seen."""
-        return self.host == _HOST
+        """Whether its pids are this process's: the same host, boot and PID namespace."""
+        return self.host == _HOST and (not self.pid_space or not PID_SPACE or self.pid_space == PID_SPACE)
 
     def alive(self) -> bool:
         """Whether the run's process, its supervisor or a keeper of it still runs.
 
-        An owner on another host is assumed alive: its processes cannot be seen from here.
+        An owner whose pids are not ours (another host, boot or PID namespace) is assumed
+        alive: its processes cannot be seen from here.
         """
         return not self.is_local or self.process.alive() or self.supervisor_alive()
 
@@ -114,6 +116,8 @@ class Owner:
         }
         if self.supervisor is not None:
             data["supervisor"] = self.supervisor.to_json()
+        if self.pid_space:
+            data["pid_space"] = self.pid_space
         return data
 
     @classmethod
@@ -126,6 +130,7 @@ class Owner:
             str(data["run"]),
             int(data.get("ticks", 0)),
             None if supervisor is None else ProcessId.from_json(supervisor),
+            str(data.get("pid_space", "")),
         )
 
 

@@ -72,8 +72,9 @@ class SubprocessAgent:
     log: Path
     env: Mapping[str, str] = field(default_factory=dict)
     grace_s: float = 5.0
-    #: Called once the command runs (see queue_core.task.Supervised); set by the queue.
-    on_started: Callable[[], None] | None = field(default=None, init=False, repr=False)
+    #: Called with the command's process group before it runs; it runs only if that returns True
+    #: (see queue_core.task.Supervised). Set by a queue with a registry.
+    on_started: Callable[[ProcessId], bool] | None = field(default=None, init=False, repr=False)
     # _lock guards _stopping, and the writes of _process.
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _process: AgentProcess | None = field(default=None, init=False, repr=False)
@@ -115,17 +116,18 @@ class SubprocessAgent:
             self._process, self._exit_code = None, None
         # Not under the lock: starting the supervisor takes a while, and pid is read under a queue's lock.
         process = shared_supervisor().spawn(
-            self.argv,
-            cwd=self.cwd,
-            env=env,
-            log=self.log,
-            header=header,
-            grace_s=self.grace_s,
-            on_started=self.on_started,
+            self.argv, cwd=self.cwd, env=env, log=self.log, header=header, grace_s=self.grace_s
         )
         if self._adopt(process):
             process.stop()
         try:
+            group = process.wait_started()
+            if group is not None:  # it waits, short of running anything, for its group to be on record
+                on_started = self.on_started
+                if on_started is None or on_started(group):
+                    process.go()
+                else:
+                    process.stop()
             code = process.wait()
         finally:
             with self._lock:
@@ -157,12 +159,6 @@ class SubprocessAgent:
         """The command's pid (and process group id) once started."""
         process = self._process
         return None if process is None else process.pid
-
-    @property
-    def process_group(self) -> ProcessId | None:
-        """The command's process group (see queue_core.task.Supervised), once started."""
-        process = self._process
-        return None if process is None else process.group
 
     @property
     def exit_code(self) -> int | None:

@@ -35,7 +35,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,19 +59,36 @@ _LAUNCH = "import sys; sys.path.insert(0, sys.argv[1]); from _supervisor.main im
 
 
 class AgentProcess:
-    """One agent command under the supervisor: its process group once started, its end, a way to stop it."""
+    """One agent command under the supervisor.
 
-    def __init__(self, supervisor: Supervisor, token: int, on_started: Callable[[], None] | None):
+    It starts in two steps: its process group is made, and it waits, short of running anything,
+    until :meth:`go` (once the caller has recorded the group) or :meth:`stop`.
+    """
+
+    def __init__(self, supervisor: Supervisor, token: int):
         self._supervisor = supervisor
         self.token = token
-        #: The agent's pid, which is also its process group's id, once it started; else None.
-        self.pid: int | None = None
-        #: The agent as the leader of its process group, once it started.
+        #: The agent as the leader of its process group, once that exists; else None.
         self.group: ProcessId | None = None
-        self._on_started_callback = on_started
+        self._started = threading.Event()  # the group exists, or the agent ended without one
         self._ended = threading.Event()
         self._status: int | None = None
         self._error: BaseException | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The agent's pid, which is also its process group's id, once that exists."""
+        group = self.group
+        return None if group is None else group.pid
+
+    def wait_started(self) -> ProcessId | None:
+        """Block until the agent's process group exists (it waits for :meth:`go`); None if it ended first."""
+        self._started.wait()
+        return self.group
+
+    def go(self) -> None:
+        """Let the agent run: exec its command."""
+        self._supervisor._send(("go", self.token))
 
     def wait(self) -> int:
         """Block until the agent and every process it left are gone; its exit status (-N: signal N).
@@ -91,14 +108,13 @@ class AgentProcess:
         """Ask for the whole tree to be stopped: SIGTERM now, SIGKILL after the grace period."""
         self._supervisor._send(("stop", self.token))
 
-    def _started(self, pid: int, start_ticks: int) -> None:
+    def _on_started(self, pid: int, start_ticks: int) -> None:
         self.group = ProcessId(pid, 0.0, start_ticks) if start_ticks else ProcessId.of(pid)
-        self.pid = pid
-        if self._on_started_callback is not None:
-            self._on_started_callback()
+        self._started.set()
 
     def _end(self, status: int | None = None, error: BaseException | None = None) -> None:
         self._status, self._error = status, error
+        self._started.set()
         self._ended.set()
 
 
@@ -148,21 +164,20 @@ class Supervisor:
         log: str | os.PathLike[str],
         header: bytes = b"",
         grace_s: float = 5.0,
-        on_started: Callable[[], None] | None = None,
     ) -> AgentProcess:
         """Start ``argv`` in ``cwd`` with exactly ``env``, its output appended to ``log`` after ``header``.
 
-        Returns at once; ``on_started`` is called (from another thread) once the process runs,
-        and :meth:`AgentProcess.wait` says how it ended. Raises ValueError for an empty command
-        or a NUL byte, OSError (E2BIG) for a command and environment too large to run, and
-        SupervisorError if the supervisor is gone.
+        Returns at once. The process then waits for :meth:`AgentProcess.go` once its process
+        group exists (:meth:`AgentProcess.wait_started`); :meth:`AgentProcess.wait` says how
+        it ended. Raises ValueError for an empty command or a NUL byte, OSError (E2BIG) for a
+        command and environment too large to run, and SupervisorError if the supervisor is gone.
         """
         spec = _encode(argv, cwd, env, log, header, grace_s)
         with self._lock:
             if self._lost is not None:
                 raise self._lost
             token = next(self._tokens)
-            process = self._procs[token] = AgentProcess(self, token, on_started)
+            process = self._procs[token] = AgentProcess(self, token)
         self._send(("spawn", token, *spec))
         return process
 
@@ -208,7 +223,7 @@ class Supervisor:
         if process is None:
             return
         if kind == "started":
-            process._started(*message[2:])
+            process._on_started(*message[2:])
         elif kind == "ended":
             process._end(status=message[2])
         else:  # "failed": it never started

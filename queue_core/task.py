@@ -56,17 +56,15 @@ class Stoppable(Protocol):
 class Supervised(Protocol):
     """An ``execute_fn`` whose work runs in a process group of its own (``SubprocessAgent``).
 
-    A queue with a registry sets ``on_started`` before each attempt; the call invokes it, from
-    any thread, once its process group exists, and ``process_group`` then names the group's
-    leader, which the registry records with the task's claims.
+    A queue with a registry sets ``on_started`` before each attempt. The call invokes it, from
+    its own thread, with the group's leader once the group exists and before the work runs;
+    the queue records the group with the task's claims and returns True once that is on disk
+    (False: the task is being stopped, and the work must not run).
     """
 
-    on_started: Callable[[], None] | None
+    on_started: Callable[[ProcessId], bool] | None
 
     def __call__(self) -> Any: ...
-
-    @property
-    def process_group(self) -> ProcessId | None: ...
 
 
 # Process id in the prefix keeps generated ids unique across the processes sharing a repo.

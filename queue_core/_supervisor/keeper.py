@@ -1,7 +1,10 @@
 """A keeper: the process that runs one task's agent at a time, and outlives none of its processes.
 
 A keeper is forked from the supervisor and makes itself a child subreaper (Linux
-``prctl(PR_SET_CHILD_SUBREAPER)``), then spawns each task's agent in a session of its own.
+``prctl(PR_SET_CHILD_SUBREAPER)``), then forks each task's agent into a session of its own,
+and holds it there, short of exec, until the coordinator has recorded its process group in
+the registry and says "go": no agent runs a single instruction of its own before its claims
+name its process group.
 Every process the agent creates stays below the keeper: a child that double-forks or calls
 ``setsid`` is re-parented to the keeper when its parent exits, never to init. So the keeper
 knows exactly when the task's last process is gone: when it has no child left (``waitpid``
@@ -148,39 +151,41 @@ class Keeper:
 
     def _task(self, token: int, spec: tuple[Any, ...]) -> None:
         argv, cwd, env, log, header, grace = spec
-        log_fd = -1
+        log_fd = go = exec_error = -1
         try:
             os.chdir(cwd)
             log_fd = _open_log(log)
             os.write(log_fd, header)
-            agent = os.posix_spawn(
-                _which(argv[0], env),
-                argv,
-                env,
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                    (os.POSIX_SPAWN_DUP2, log_fd, 2),
-                ],
-                setsid=True,  # a session of its own: no terminal signal reaches it, and killpg reaches its group
-                setsigmask=(),
-                setsigdef=DEFAULT_FOR_AGENTS,
-            )
+            agent, go, exec_error = _fork_agent(_which(argv[0], env), argv, env, log_fd)
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte
-            if log_fd >= 0:
-                os.close(log_fd)
-            number = getattr(exc, "errno", None) or 0
-            reason = short(getattr(exc, "strerror", None) or str(exc))
-            self._report("failed", token, number, reason, short(getattr(exc, "filename", None)), self.exiting)
+            for fd in (log_fd, go, exec_error):
+                if fd >= 0:
+                    os.close(fd)
+            self._failed(token, exc)
             return
         proc = read_proc(agent)
+        # Its process group exists: the coordinator records it, then says "go" (or stops the task).
         self._report("started", token, agent, 0 if proc is None else proc.start)
-        status = self._watch(token, agent, log_fd, grace)
+        status = self._watch(token, agent, log_fd, grace, go)
         os.close(log_fd)
-        self._report("ended", token, status, self.exiting)
+        try:
+            error = os.read(exec_error, 64)  # the agent wrote errno here if its exec failed
+        except BlockingIOError:
+            error = b""
+        os.close(exec_error)
+        if error:
+            number = int(error)
+            self._failed(token, OSError(number, os.strerror(number), os.fsdecode(argv[0])))
+        else:
+            self._report("ended", token, status, self.exiting)
 
-    def _watch(self, token: int, agent: int, log_fd: int, grace: float) -> int:
-        """Wait for the agent and every process it leaves; returns the agent's exit status."""
+    def _failed(self, token: int, exc: BaseException) -> None:
+        number = getattr(exc, "errno", None) or 0
+        reason = short(getattr(exc, "strerror", None) or str(exc))
+        self._report("failed", token, number, reason, short(getattr(exc, "filename", None)), self.exiting)
+
+    def _watch(self, token: int, agent: int, log_fd: int, grace: float, go: int) -> int:
+        """Let the agent go when told, and wait for it and every process it leaves; its exit status."""
         status: int | None = None
         stop = False
         term_at: float | None = None  # when SIGTERM went to the tree
@@ -196,6 +201,9 @@ class Keeper:
             now = time.monotonic()
             timeout: float | None = None
             if term_at is None and (stop or self.exiting or status is not None):
+                if go >= 0:  # not let go yet: end of file, and it exits without running anything
+                    os.close(go)
+                    go = -1
                 left = _signal_tree(agent, self.pid, signal.SIGTERM)
                 if status is not None and left:
                     _note(log_fd, f"the agent exited; stopping what it left running: {pids(left)}")
@@ -212,8 +220,47 @@ class Keeper:
             message = self._next(timeout)
             if message is not None and message[:2] == ("stop", token):
                 stop = True
+            elif message is not None and message[:2] == ("go", token) and go >= 0 and term_at is None:
+                write_all(go, b"g")
+                os.close(go)
+                go = -1
             elif message is not None and message[0] == "spawn":  # the supervisor sends one only while idle
                 self.later.append(message)
+
+
+def _fork_agent(path: bytes, argv: list[bytes], env: dict[bytes, bytes], log_fd: int) -> tuple[int, int, int]:
+    """Fork the agent into a session of its own, held short of exec until a "g" comes on its pipe.
+
+    Returns its pid (its process group's id), the write end of that pipe, and a pipe on which
+    it writes errno if exec fails (end of file once exec succeeded: the write end is
+    close-on-exec). End of file on the first pipe (a stop, or this keeper dead) and it exits
+    without running anything.
+    """
+    go_r, go_w = os.pipe()
+    error_r, error_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the agent, until exec: only what a forked child of a one-thread process may do
+        code = 0
+        try:
+            signal.set_wakeup_fd(-1)
+            for sig in DEFAULT_FOR_AGENTS:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, ())
+            os.setsid()  # a session of its own: no terminal signal reaches it, and killpg reaches its group
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            if os.read(go_r, 1) == b"g":
+                os.execve(path, argv, env)  # noqa: S606 - argv from the user's own agent config, no shell
+        except OSError as exc:
+            os.write(error_w, str(exc.errno or errno.EIO).encode())
+            code = 127
+        finally:
+            os._exit(code)
+    os.close(go_r)
+    os.close(error_w)
+    os.set_blocking(error_r, False)
+    return pid, go_w, error_r
 
 
 def _signal_tree(agent: int, keeper: int, sig: int) -> list[Proc]:

@@ -25,8 +25,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from .keeper import KILL_POLL_S, PR_SET_CHILD_SUBREAPER, PR_SET_NAME, Keeper, drain, prctl, wakeup_pipe, write_all
-from .proctree import SUPERVISOR_NAME, descendants, process_table, signal_exactly
+from .keeper import KILL_POLL_S, PR_SET_CHILD_SUBREAPER, PR_SET_NAME, Keeper, drain, prctl, wakeup_pipe
+from .proctree import SUPERVISOR_NAME, descendants, process_table, read_proc, signal_exactly
 from .wire import Frames, frame
 
 if TYPE_CHECKING:
@@ -59,10 +59,12 @@ class Supervisor:
         self.parent = os.getppid()
         self.keepers: set[int] = set()  # every live keeper
         self.commands: dict[int, int] = {}  # keeper pid -> the write end of its command pipe, until closing
+        self.to_keeper: dict[int, bytearray] = {}  # keeper pid -> what it has not read yet (it may be stopped)
         self.idle: list[int] = []  # keepers waiting for a task
         self.tasks: dict[int, tuple[int, float]] = {}  # keeper pid -> (token, grace) of its task
         self.by_token: dict[int, int] = {}  # token -> keeper pid
         self.unstarted: dict[int, bytes] = {}  # token -> its spawn frame, until the keeper starts it or fails
+        self.stopped: set[int] = set()  # tokens a stop came for, until they end
         self.lost: dict[int, float] = {}  # token -> grace, of keepers killed mid-task: we stop what they left
         self.strays_term_at: float | None = None
         self.childless = True
@@ -81,6 +83,7 @@ class Supervisor:
                 return
             reading = [self.wake, self.report_r] + ([self.sock] if self.sock >= 0 else [])
             writing = [self.sock] if self.outbox and self.sock >= 0 else []
+            writing += [self.commands[k] for k, pending in self.to_keeper.items() if pending and k in self.commands]
             ready, writable, _ = select.select(reading, writing, [], KILL_POLL_S if self.lost else POLL_S)
             if self.wake in ready and signal.SIGTERM in drain(self.wake):
                 self._close()
@@ -90,6 +93,8 @@ class Supervisor:
                 self._read_requests()
             if self.sock in writable:
                 self._flush()
+            for keeper in [k for k, fd in self.commands.items() if fd in writable]:
+                self._flush_keeper(keeper)
             if os.getppid() != self.parent:  # the coordinator died, and a fork of it keeps the socket
                 self._coordinator_gone()
 
@@ -119,10 +124,11 @@ class Supervisor:
         for message, raw in self.requests.raw(data):
             if message[0] == "spawn":
                 self._spawn(message[1], message[-1], raw)
-            elif message[0] == "stop" and (keeper := self.by_token.get(message[1])) is not None:
-                if keeper in self.commands:
-                    write_all(self.commands[keeper], raw)
-                self._resume(keeper)
+            elif (keeper := self.by_token.get(message[1])) is not None:  # "go" or "stop": for its keeper
+                if message[0] == "stop":
+                    self.stopped.add(message[1])
+                    self._resume(keeper)
+                self._to_keeper(keeper, raw)
 
     def _coordinator_gone(self) -> None:
         if self.sock >= 0:
@@ -137,6 +143,7 @@ class Supervisor:
             for fd in self.commands.values():
                 os.close(fd)
             self.commands.clear()
+            self.to_keeper.clear()
             self.idle.clear()
             for keeper in self.keepers:
                 self._resume(keeper)
@@ -150,22 +157,41 @@ class Supervisor:
             pass
 
     def _spawn(self, token: int, grace: float, raw: bytes) -> None:
-        """Give the task to an idle keeper, or to a new one."""
-        for _ in range(3):  # a keeper that died since it went idle: take another
-            if self.closing:
-                break
-            try:
-                keeper = self.idle.pop() if self.idle else self._fork_keeper()
-            except OSError as exc:  # EAGAIN: the limit on processes
-                self._send("failed", token, exc.errno or 0, exc.strerror or str(exc), None)
-                return
-            if write_all(self.commands[keeper], raw):
-                self.tasks[keeper] = (token, grace)
-                self.by_token[token] = keeper
-                self.unstarted[token] = raw
-                return
-            os.close(self.commands.pop(keeper))  # reaped soon
-        self._send("failed", token, 0, "the supervisor is stopping" if self.closing else "no keeper would start", None)
+        """Give the task to an idle keeper that is not stopped, or to a new one."""
+        if self.closing:
+            self._send("failed", token, 0, "the supervisor is stopping", None)
+            return
+        if token in self.stopped:  # stopped before any keeper started it
+            self.stopped.discard(token)
+            self._send("ended", token, -signal.SIGTERM)
+            return
+        ready = [k for k in self.idle if (proc := read_proc(k)) is not None and proc.state not in ("T", "t")]
+        try:
+            keeper = ready[-1] if ready else self._fork_keeper()
+        except OSError as exc:  # EAGAIN: the limit on processes
+            self._send("failed", token, exc.errno or 0, exc.strerror or str(exc), None)
+            return
+        if keeper in self.idle:
+            self.idle.remove(keeper)
+        self.tasks[keeper] = (token, grace)
+        self.by_token[token] = keeper
+        self.unstarted[token] = raw
+        self._to_keeper(keeper, raw)
+
+    def _to_keeper(self, keeper: int, raw: bytes) -> None:
+        """Send a frame to a keeper without ever blocking: one that is stopped must hold up no other."""
+        if keeper in self.commands:
+            self.to_keeper.setdefault(keeper, bytearray()).extend(raw)
+            self._flush_keeper(keeper)
+
+    def _flush_keeper(self, keeper: int) -> None:
+        pending = self.to_keeper[keeper]
+        try:
+            del pending[: os.write(self.commands[keeper], pending)]
+        except BlockingIOError:
+            pass  # its pipe is full: select says when it has room
+        except OSError:  # it died: _reap deals with its task
+            pending.clear()
 
     def _fork_keeper(self) -> int:
         commands_r, commands_w = os.pipe()
@@ -189,6 +215,7 @@ class Supervisor:
                 os._exit(70)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         os.close(commands_r)
+        os.set_blocking(commands_w, False)
         self.keepers.add(pid)
         self.commands[pid] = commands_w
         self.childless = False
@@ -211,6 +238,7 @@ class Supervisor:
             leaving = message[-1]
             self._send(*message[:-1])
             del self.by_token[token], self.tasks[keeper]
+            self.stopped.discard(token)
             if keeper in self.commands and not leaving:
                 self.idle.append(keeper)
 
@@ -224,6 +252,7 @@ class Supervisor:
             if pid == 0:
                 return
             self.keepers.discard(pid)
+            self.to_keeper.pop(pid, None)
             if pid in self.idle:
                 self.idle.remove(pid)
             if (fd := self.commands.pop(pid, None)) is not None:
@@ -238,8 +267,9 @@ class Supervisor:
             raw = self.unstarted.pop(token, None)
             if raw is not None and os.waitstatus_to_exitcode(status) == 0:
                 self._spawn(token, grace, raw)  # it left cleanly without starting it: give it to another
-            else:
-                self.lost[token] = grace  # killed mid-task: its processes were re-parented to us
+                continue
+            self.stopped.discard(token)
+            self.lost[token] = grace  # killed mid-task: its processes were re-parented to us
 
     def _stop_strays(self) -> None:
         """Stop what killed keepers left us; once none is left, report their tasks ended (status None)."""

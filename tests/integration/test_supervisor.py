@@ -274,20 +274,32 @@ def _supervisor_of(coordinator: int) -> psutil.Process:
     return next(p for p in psutil.Process(coordinator).children() if p.name() == "pm-supervisor")
 
 
-def test_a_supervisor_killed_before_the_start_was_reported_still_waits_for_the_agent(
-    tmp_path: Path, report: Report
-) -> None:
-    """Before: the task failed at once, its claim released while the agent ran on."""
-    stamps = tmp_path / "stamps"
-    with _coordinator(tmp_path, report, "ignore-term", stamps, "--unaware") as coordinator:
-        agent, child = report.pids()
-        _supervisor_of(coordinator.pid).kill()
-        out, _ = coordinator.communicate(timeout=WAIT)
-    ended = int(out.split()[1])
-    assert "SupervisorError" in out
-    assert not alive(agent)
-    assert not alive(child)
-    assert max(_stamps(stamps)) < ended, "the task ended while its agent still wrote"
+# An agent that, as its first act (sh starts in a millisecond), looks for its own process group
+# among the holds on disk: claims.json is compact JSON, and a hold's group is {"pid":N,...}.
+FIRST_LOOK = 'grep -q "\\"group\\":{\\"pid\\":$$," .project-manager/claims.json'
+
+
+def _looker(tmp_path: Path, task_id: str, script: str = FIRST_LOOK) -> SubprocessAgent:
+    return SubprocessAgent(["sh", "-c", script], tmp_path, tmp_path / f"{task_id}.log")
+
+
+def test_an_agent_runs_only_once_its_hold_names_its_process_group(tmp_path: Path) -> None:
+    """Before: the group was recorded some milliseconds after the agent started; had the run, its
+    supervisor and its keepers all been killed then, the agent would have run on with no claim."""
+    with TaskQueue(4, repo=tmp_path) as queue:
+        futures = [
+            queue.submit_task(AgentTask(f"a{i % 4}", "look", [f"f{i}"], _looker(tmp_path, f"t{i}"), id=f"t{i}"))
+            for i in range(40)
+        ]
+        assert [f.result(timeout=WAIT) for f in futures] == [0] * 40
+
+
+def test_a_retry_records_its_own_process_group_not_the_failed_attempts(tmp_path: Path) -> None:
+    """Before: the hold kept the first attempt's (dead) group while the second attempt ran."""
+    agent = _looker(tmp_path, "r", f"if [ ! -e once ]; then touch once; exit 1; fi; {FIRST_LOOK}")
+    with TaskQueue(1, repo=tmp_path) as queue:
+        future = queue.submit_task(AgentTask("a", "fails once", ["f"], agent, id="r", retries=1, retry_delay=0.0))
+        assert future.result(timeout=WAIT) == 0
 
 
 def test_a_run_whose_supervisor_died_with_it_keeps_its_claims_while_its_keepers_stop_the_agents(
@@ -432,3 +444,54 @@ def test_a_grace_period_of_centuries_neither_overflows_nor_fails_the_task(tmp_pa
     """Before: the keeper's select() got the grace as its timeout and died of OverflowError."""
     agent = SubprocessAgent(["sh", "-c", "sleep 60 & exit 0"], tmp_path, tmp_path / "g.log", grace_s=1e10)
     assert agent() == 0  # the sleep obeys SIGTERM: no grace is waited out
+
+
+def _can_unshare_pids() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare_pids(), reason="needs unshare and the right to make a PID namespace (root)")
+def test_a_run_in_another_pid_namespace_keeps_its_claims(tmp_path: Path, report: Report) -> None:
+    """Before: its pids (1, 2...) meant other processes here, or none, and its claims were dropped:
+    a run outside started on its file while its agent wrote."""
+    argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", sys.executable, str(COORDINATOR)]
+    with subprocess.Popen([*argv, str(tmp_path), str(report.path), "background", str(tmp_path / "stamps")]) as inner:
+        try:
+            report.pids()  # A runs, in its own PID namespace
+            ran = threading.Event()
+            with TaskQueue(1, repo=tmp_path) as queue:
+                future = queue.submit_task(AgentTask("b", "after", ["f.py"], ran.set, id="B"))
+                deadline = time.monotonic() + WAIT  # B has read the registry, and waits for A's hold
+                while "held by a (A in run" not in (reason := _reason(queue, "B")):
+                    assert time.monotonic() < deadline, reason
+                    select.select([], [], [], 0.01)
+                assert not ran.is_set()
+                inner.kill()  # unshare kills the namespace's first process, and the kernel all the rest
+                inner.wait(WAIT)
+                # Its processes cannot be seen from here: the hold is assumed alive (another host's is too).
+                future.cancel()
+        finally:
+            if inner.poll() is None:
+                inner.kill()
+
+
+def test_a_stopped_idle_keeper_holds_up_no_task(tmp_path: Path) -> None:
+    """Before: a spawn given to an idle keeper that was stopped blocked the supervisor in write():
+    every task of the run stalled, and then the registry lock stayed held."""
+    assert SubprocessAgent(["true"], tmp_path, tmp_path / "warm.log")() == 0  # a keeper idles now
+    idle = [p for p in psutil.Process(shared_supervisor().pid).children() if p.name() == "pm-keeper"]
+    for keeper in idle:
+        keeper.suspend()
+    try:
+        env = {"PM_TEST_BIG1": "x" * 100_000, "PM_TEST_BIG2": "y" * 100_000}  # more than a pipe holds
+        with TaskQueue(2) as queue:
+            future = queue.submit_task(
+                AgentTask("a", "big", ["f"], SubprocessAgent(["true"], tmp_path, tmp_path / "b.log", env))
+            )
+            assert future.result(timeout=WAIT) == 0
+    finally:
+        for keeper in idle:
+            keeper.resume()
