@@ -20,7 +20,8 @@ import psutil
 from ._supervisor.proctree import KEEPER_NAME, SUPERVISOR_NAME, group_alive, process_table, read_proc
 
 __all__ = [
-    "PID_SPACE",
+    "BOOT_ID",
+    "PID_NAMESPACE",
     "STOPPED_HINT",
     "ProcessId",
     "agent_processes",
@@ -33,23 +34,26 @@ __all__ = [
 STOPPED_HINT = "resume it with fg or kill -CONT, or end it"
 
 
-def _pid_space() -> str:
-    """This boot of this machine, and the PID namespace: where a pid means what it says.
-
-    Two processes with the same hostname may still not see each other's pids: in a container
-    that shares the host's name, under bubblewrap or ``unshare -p``, or after a reboot. Empty
-    where it cannot be known (no /proc).
-    """
+def _read(path: str) -> str:
     try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            boot = f.read().strip()
-        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+        with open(path) as f:
+            return f.read().strip()
     except OSError:
         return ""
 
 
-#: Where this process's pids mean what they say; see :func:`_pid_space`.
-PID_SPACE = _pid_space()
+def _pid_namespace() -> int:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+#: This boot of this machine ("" where unknown): a process of another boot no longer runs.
+BOOT_ID = _read("/proc/sys/kernel/random/boot_id")
+#: This process's PID namespace (0 where unknown): a pid of another namespace (a container that
+#: shares the host's name, bwrap, unshare -p) means another process here, or none.
+PID_NAMESPACE = _pid_namespace()
 _SUPERVISOR_NAMES = frozenset({SUPERVISOR_NAME, KEEPER_NAME})
 
 

@@ -52,7 +52,7 @@ from .errors import (
     TaskTimeoutError,
 )
 from .ownership import FileOwnership
-from .processes import STOPPED_HINT, ProcessId, process_state
+from .processes import STOPPED_HINT, process_state
 from .registry import Hold, Owner, Registry, RegistrySession, live_holds
 from .scheduler import DEFAULT_MAX_BYPASS, Scheduler, TaskEntry
 from .supervisor import shared_supervisor
@@ -297,8 +297,6 @@ class _Engine:
             registry.on_lock_wait = self._on_lock_wait
         self.started_at = time.time()
         self.external_holds: dict[str, Hold] = {}  # external holder id -> its hold
-        self.agent_groups: dict[str, ProcessId] = {}  # task id -> its running attempt's process group
-        self.groups_on_disk: dict[str, ProcessId] = {}  # task id -> the process group the registry has
         self.next_foreign_check = 0.0  # clock time of the next look at other processes
         self.run_finished = False
         self.record_written_at = float("-inf")  # clock time the run's status record was last written
@@ -556,12 +554,12 @@ class _Engine:
                 self.dispatch_wanted = False
                 self._sync(session)
                 started = decide(self.clock())
-                groups_changed = self._record_mine(session)
+                self._record_mine(session)
             except BaseException:  # a bug: still, never drop a locked registry; the timer ends it
                 self.lease = session
                 self._ensure_timer()
                 raise
-            if (started or groups_changed) and self._may_keep_lease() and self._write_lease(session):
+            if started and self._may_keep_lease() and self._write_lease(session):
                 self.lease = session
                 self.timer_wake.notify()  # it may have looked while the lease was written: time it now
                 self._record_changed()
@@ -579,28 +577,16 @@ class _Engine:
                 self.registry.write(session)
         except OSError:  # _end_lease tries again, and deals with a failure
             return False
-        self._on_disk(session)
         return True
 
-    def _on_disk(self, session: RegistrySession) -> None:
-        """``session`` was written: the process groups it names are on record (lock held)."""
-        self.groups_on_disk = {h.task: h.group for h in session.mine() if h.group is not None}
-
-    def _record_mine(self, session: RegistrySession) -> bool:
-        """Make this run's holds in ``session`` exactly the tasks running here, with their agents'
-        process groups as far as known (lock held); whether a group is new to the registry."""
+    def _record_mine(self, session: RegistrySession) -> None:
+        """Make this run's holds in ``session`` exactly the tasks running here (lock held)."""
         running = {e.id: e for e in self.sched.running}
-        groups_changed = False
         for hold in session.mine():
-            entry = running.pop(hold.task, None)
-            if entry is None:
+            if running.pop(hold.task, None) is None:
                 session.remove(hold.task)  # released
-            elif hold.group != (group := self.agent_groups.get(entry.id)):  # its agent waits to run; or a retry
-                session.add(entry.id, entry.agent, hold.writes, hold.reads, group)
-                groups_changed = groups_changed or group is not None
         for entry in running.values():  # started
             session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads))
-        return groups_changed
 
     def _may_keep_lease(self) -> bool:
         """Whether a step that started tasks keeps the registry locked (lock held).
@@ -654,7 +640,6 @@ class _Engine:
             self._registry_failed(exc)
             return kept
         self.registry_error = None
-        self._on_disk(session)
         if leased:
             self.lease_gap_ends = time.monotonic() + LEASE_S
         self._record_changed()
@@ -710,7 +695,7 @@ class _Engine:
         assert self.registry is not None
         if self.registry_error is not None or self.registry.stamp() != self.registry.last_stamp:
             return True
-        return bool(live_holds(self.external_holds.values())[1])
+        return bool(live_holds(self.external_holds.values(), self.registry.runs_dir)[1])
 
     def _on_lock_wait(self, holder: str | None) -> None:
         """The registry lock: held elsewhere this long and by whom; or None, taken at last.
@@ -752,25 +737,6 @@ class _Engine:
         if changed:
             self._record_changed()
         return changed
-
-    def _agent_started(self, task_id: str, group: ProcessId) -> bool:
-        """The agent of ``task_id`` made its process group and waits to run: record it (Supervised).
-
-        Called from the task's worker; returns True once the registry has the group on disk,
-        False if the task is being stopped (then the agent must not run). A write that fails is
-        tried again, every FOREIGN_CHECK_S, until it works or the task is stopped.
-        """
-        assert self.registry is not None
-        with self.lock:
-            entry = self.sched.entry(task_id)
-            self.agent_groups[task_id] = group
-            while self.groups_on_disk.get(task_id) != group:
-                if entry.stop_requested or entry.timed_out or self.registry.interrupted:
-                    return False
-                self._dispatch(self.clock())  # a step that records a new group writes it (see _decide)
-                if self.groups_on_disk.get(task_id) != group:
-                    self.step_done.wait(FOREIGN_CHECK_S)
-            return True
 
     def _notice(self, text: str) -> None:
         if self.on_notice is not None:
@@ -908,16 +874,15 @@ class _Engine:
         if enter:
             if self.on_event is not None:
                 self._emit(TaskEvent("started", task.id, task.agent_type, self.clock(), entry.attempts))
-            if self.registry is not None and isinstance(task.execute_fn, Supervised):
-                task.execute_fn.on_started = functools.partial(self._agent_started, task.id)
+            if isinstance(task.execute_fn, Supervised):  # its agent's process group, recorded before it runs
+                record = None if self.registry is None else (self.registry.groups_path, task.id)
+                task.execute_fn.record_group_in = record
             try:
                 result = task.execute_fn()
             except BaseException as exc:  # noqa: BLE001 - any failure is the task's, never the queue's
                 error = exc
         with self.lock:
             self.in_body.discard(task.id)
-            self.agent_groups.pop(task.id, None)  # that attempt's: a retry has a group of its own
-            self.groups_on_disk.pop(task.id, None)
             if entry.stop_requested or (not enter and not entry.timed_out):
                 outcome = TaskState.CANCELLED
             elif error is not None or entry.timed_out:

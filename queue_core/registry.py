@@ -41,9 +41,19 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from .errors import StateError
-from .processes import PID_SPACE, ProcessId, describe_lock_holder
+from .processes import BOOT_ID, PID_NAMESPACE, ProcessId, describe_lock_holder
 
-__all__ = ["STATE_DIR", "Hold", "Owner", "Registry", "RegistrySession", "live_holds", "new_run_id", "read_holds"]
+__all__ = [
+    "STATE_DIR",
+    "Hold",
+    "Owner",
+    "Registry",
+    "RegistrySession",
+    "live_holds",
+    "new_run_id",
+    "read_groups",
+    "read_holds",
+]
 
 log = logging.getLogger("queue_core")
 
@@ -78,12 +88,13 @@ class Owner:
     run: str
     ticks: int = 0
     supervisor: ProcessId | None = None
-    pid_space: str = ""  # the boot and PID namespace its pids belong to ("": not recorded)
+    boot: str = ""  # the boot of the machine its pids belong to ("": not recorded)
+    pid_ns: int = 0  # the PID namespace its pids belong to (0: not recorded)
 
     @classmethod
     def current(cls, run: str, supervisor: ProcessId | None = None) -> Owner:
         me = ProcessId.of(os.getpid())
-        return cls(_HOST, me.pid, me.started, run, me.ticks, supervisor, PID_SPACE)
+        return cls(_HOST, me.pid, me.started, run, me.ticks, supervisor, BOOT_ID, PID_NAMESPACE)
 
     @property
     def process(self) -> ProcessId:
@@ -92,15 +103,23 @@ class Owner:
     @property
     def is_local(self) -> bool:
         """Whether its pids are this process's: the same host, boot and PID namespace."""
-        return self.host == _HOST and (not self.pid_space or not PID_SPACE or self.pid_space == PID_SPACE)
+        return self.host == _HOST and not self._other_boot() and not self._other_namespace()
 
     def alive(self) -> bool:
         """Whether the run's process, its supervisor or a keeper of it still runs.
 
-        An owner whose pids are not ours (another host, boot or PID namespace) is assumed
-        alive: its processes cannot be seen from here.
+        One of an earlier boot of this host does not. One on another host or in another PID
+        namespace is assumed alive: its processes cannot be seen from here.
         """
+        if self.host == _HOST and self._other_boot():
+            return False
         return not self.is_local or self.process.alive() or self.supervisor_alive()
+
+    def _other_boot(self) -> bool:
+        return bool(self.boot and BOOT_ID and self.boot != BOOT_ID)
+
+    def _other_namespace(self) -> bool:
+        return bool(self.pid_ns and PID_NAMESPACE and self.pid_ns != PID_NAMESPACE)
 
     def supervisor_alive(self) -> bool:
         """Whether the supervisor, or a keeper in its process group, still runs: agents may."""
@@ -116,8 +135,10 @@ class Owner:
         }
         if self.supervisor is not None:
             data["supervisor"] = self.supervisor.to_json()
-        if self.pid_space:
-            data["pid_space"] = self.pid_space
+        if self.boot:
+            data["boot"] = self.boot
+        if self.pid_ns:
+            data["pid_ns"] = self.pid_ns
         return data
 
     @classmethod
@@ -130,7 +151,8 @@ class Owner:
             str(data["run"]),
             int(data.get("ticks", 0)),
             None if supervisor is None else ProcessId.from_json(supervisor),
-            str(data.get("pid_space", "")),
+            str(data.get("boot", "")),
+            int(data.get("pid_ns", 0)),
         )
 
 
@@ -138,8 +160,9 @@ class Owner:
 class Hold:
     """One running task's claims, as recorded in the registry.
 
-    ``group`` is the leader of the process group the task's agent runs in, once it started:
-    while that group has a live member, the hold lives even if its run and supervisor died.
+    The process groups of its agent (one per attempt) are in its run's groups file, appended
+    there before the agent ran: while one has a live member, the hold lives even if its run
+    and supervisor died (see :func:`live_holds`).
     """
 
     owner: Owner
@@ -148,15 +171,11 @@ class Hold:
     writes: tuple[str, ...]
     reads: tuple[str, ...]
     since: float  # wall-clock time it was taken
-    group: ProcessId | None = None
 
     @property
     def key(self) -> str:
         """Unique across processes: the run and the task id."""
         return f"{self.owner.run}/{self.task}"
-
-    def group_alive(self) -> bool:
-        return self.group is not None and self.owner.is_local and self.group.group_alive()
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -167,13 +186,10 @@ class Hold:
             "reads": list(self.reads),
             "since": self.since,
         }
-        if self.group is not None:
-            data["group"] = self.group.to_json()
         return data
 
     @classmethod
     def from_json(cls, data: Any) -> Hold:
-        group = data.get("group")
         return cls(
             Owner.from_json(data["owner"]),
             str(data["task"]),
@@ -181,20 +197,52 @@ class Hold:
             tuple(str(w) for w in data["writes"]),
             tuple(str(r) for r in data["reads"]),
             float(data["since"]),
-            None if group is None else ProcessId.from_json(group),
         )
 
 
-def live_holds(holds: Iterable[Hold], me: Owner | None = None) -> tuple[list[Hold], list[Hold]]:
-    """``holds`` split into those that live and those to drop: each owner is looked at once."""
+def live_holds(holds: Iterable[Hold], runs_dir: Path, me: Owner | None = None) -> tuple[list[Hold], list[Hold]]:
+    """``holds`` split into those that live and those to drop; ``runs_dir`` has the runs' groups files.
+
+    A hold lives while its owner does (:meth:`Owner.alive`); that failing, while a process
+    group that its run's groups file lists for its task has a live member. Each owner, and
+    each groups file, is looked at once.
+    """
     owners: dict[Owner, bool] = {} if me is None else {me: True}
+    groups: dict[str, dict[str, list[ProcessId]]] = {}
     live: list[Hold] = []
     dead: list[Hold] = []
     for hold in holds:
         if hold.owner not in owners:
             owners[hold.owner] = hold.owner.alive()
-        (live if owners[hold.owner] or hold.group_alive() else dead).append(hold)
+        alive = owners[hold.owner]
+        if not alive and hold.owner.is_local:
+            run = hold.owner.run
+            if run not in groups:
+                groups[run] = read_groups(runs_dir / f"{run}.groups")
+            alive = any(group.group_alive() for group in groups[run].get(hold.task, ()))
+        (live if alive else dead).append(hold)
     return live, dead
+
+
+def read_groups(path: Path) -> dict[str, list[ProcessId]]:
+    """A run's groups file: the process group of each of its agents, by task id, as its keepers
+    appended them (one JSON object a line; a line cut short by a crash is skipped)."""
+    groups: dict[str, list[ProcessId]] = {}
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError:
+        return groups
+    for task, group in filter(None, map(_group_line, lines)):
+        groups.setdefault(task, []).append(group)
+    return groups
+
+
+def _group_line(line: bytes) -> tuple[str, ProcessId] | None:
+    try:
+        entry = json.loads(line)
+        return str(entry["task"]), ProcessId(int(entry["pgid"]), 0.0, int(entry["ticks"]))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass
@@ -213,11 +261,8 @@ class RegistrySession:
     def mine(self) -> list[Hold]:
         return [h for h in self.holds.values() if h.owner.run == self.owner.run]
 
-    def add(
-        self, task: str, agent: str, writes: tuple[str, ...], reads: tuple[str, ...], group: ProcessId | None = None
-    ) -> None:
-        """Record (or update) a running task's hold; ``group`` is its agent's process group, once known."""
-        hold = Hold(self.owner, task, agent, writes, reads, time.time(), group)
+    def add(self, task: str, agent: str, writes: tuple[str, ...], reads: tuple[str, ...]) -> None:
+        hold = Hold(self.owner, task, agent, writes, reads, time.time())
         self.holds[hold.key] = hold
         self.changed = True
 
@@ -284,7 +329,7 @@ class Registry:
         """
         self._acquire()
         try:
-            live, dropped = live_holds(self._read(), self.owner)  # this process runs: no need to ask
+            live, dropped = live_holds(self._read(), self.runs_dir, self.owner)  # this process runs: no need to ask
         except BaseException:
             self._unlock()
             raise
@@ -402,7 +447,7 @@ class Registry:
             with self.session() as session:
                 for hold in session.mine():
                     session.remove(hold.task)
-            done = [self.runs_dir / f"{self.run}.json", self._holds_path]
+            done = [self.runs_dir / f"{self.run}.json", self._holds_path, self.groups_path]
         except OSError as exc:
             level = logging.DEBUG if self.interrupted else logging.WARNING
             log.log(level, "this run's holds stay in the registry until this process exits: %s", exc)
@@ -416,6 +461,11 @@ class Registry:
     def interrupted(self) -> bool:
         """Whether :meth:`interrupt` was called."""
         return self._interrupted.is_set()
+
+    @property
+    def groups_path(self) -> Path:
+        """This run's groups file: its agents' process groups, appended by their keepers (see live_holds)."""
+        return self.runs_dir / f"{self.run}.groups"
 
     @property
     def _holds_path(self) -> Path:
@@ -448,7 +498,7 @@ class Registry:
                 run_holds = [Hold.from_json(item) for item in items]
             except (OSError, ValueError, KeyError, TypeError):
                 continue
-            holds.extend(live_holds(run_holds)[0])
+            holds.extend(live_holds(run_holds, self.runs_dir)[0])
         # Written now, under the lock: whatever the session does next, no claim is lost.
         self._write_holds(holds)
         notice = (

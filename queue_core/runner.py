@@ -21,12 +21,11 @@ import re
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import QueueError
-from .processes import ProcessId
 from .supervisor import AgentProcess, shared_supervisor
 
 __all__ = ["AgentExitError", "SubprocessAgent", "render_argv"]
@@ -72,9 +71,9 @@ class SubprocessAgent:
     log: Path
     env: Mapping[str, str] = field(default_factory=dict)
     grace_s: float = 5.0
-    #: Called with the command's process group before it runs; it runs only if that returns True
+    #: Where the command's process group is recorded before it runs: a file and the task's id
     #: (see queue_core.task.Supervised). Set by a queue with a registry.
-    on_started: Callable[[ProcessId], bool] | None = field(default=None, init=False, repr=False)
+    record_group_in: tuple[Path, str] | None = field(default=None, init=False, repr=False)
     # _lock guards _stopping, and the writes of _process.
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _process: AgentProcess | None = field(default=None, init=False, repr=False)
@@ -116,18 +115,17 @@ class SubprocessAgent:
             self._process, self._exit_code = None, None
         # Not under the lock: starting the supervisor takes a while, and pid is read under a queue's lock.
         process = shared_supervisor().spawn(
-            self.argv, cwd=self.cwd, env=env, log=self.log, header=header, grace_s=self.grace_s
+            self.argv,
+            cwd=self.cwd,
+            env=env,
+            log=self.log,
+            header=header,
+            grace_s=self.grace_s,
+            record=self.record_group_in,
         )
         if self._adopt(process):
             process.stop()
         try:
-            group = process.wait_started()
-            if group is not None:  # it waits, short of running anything, for its group to be on record
-                on_started = self.on_started
-                if on_started is None or on_started(group):
-                    process.go()
-                else:
-                    process.stop()
             code = process.wait()
         finally:
             with self._lock:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .processes import agent_processes, lock_holder, process_state
-from .registry import STATE_DIR, Owner, live_holds, read_holds
+from .registry import STATE_DIR, Owner, live_holds, read_groups, read_holds
 
 __all__ = ["live_run_records", "repo_status"]
 
@@ -25,7 +25,7 @@ def live_run_records(repo: str | os.PathLike[str]) -> list[dict[str, Any]]:
     group, lives. A repository without state, or an unreadable record, gives fewer records,
     never an error.
     """
-    held = {hold.owner.run for hold in live_holds(read_holds(repo))[0]}
+    held = {hold.owner.run for hold in live_holds(read_holds(repo), Path(repo) / STATE_DIR / "runs")[0]}
     records = []
     for path in sorted((Path(repo) / STATE_DIR / "runs").glob("*.json")):
         try:
@@ -52,14 +52,14 @@ def repo_status(repo: str | os.PathLike[str]) -> dict[str, Any]:
     ``queue.RECORD_WAITING_MAX``) with their reasons. ``stopped_lock_holder`` is the pid of a
     stopped process that holds the registry lock, which every run waits for; else None.
     """
-    holds = live_holds(read_holds(repo))[0]
+    runs_dir = Path(repo) / STATE_DIR / "runs"
     runs = []
     for record in live_run_records(repo):
         status = record.get("status", {})
         owner = Owner.from_json(record["owner"])
         state = _state(owner)
         supervisor = None if owner.supervisor is None else owner.supervisor.pid
-        groups = [h.group.pid for h in holds if h.owner.run == owner.run and h.group is not None]
+        groups = [g.pid for gs in read_groups(runs_dir / f"{owner.run}.groups").values() for g in gs]
         runs.append(
             {
                 "run": owner.run,

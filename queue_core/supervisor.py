@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
+import json
 import logging
 import os
 import socket
@@ -59,18 +60,13 @@ _LAUNCH = "import sys; sys.path.insert(0, sys.argv[1]); from _supervisor.main im
 
 
 class AgentProcess:
-    """One agent command under the supervisor.
-
-    It starts in two steps: its process group is made, and it waits, short of running anything,
-    until :meth:`go` (once the caller has recorded the group) or :meth:`stop`.
-    """
+    """One agent command under the supervisor: its process group once it runs, its end, a way to stop it."""
 
     def __init__(self, supervisor: Supervisor, token: int):
         self._supervisor = supervisor
         self.token = token
         #: The agent as the leader of its process group, once that exists; else None.
         self.group: ProcessId | None = None
-        self._started = threading.Event()  # the group exists, or the agent ended without one
         self._ended = threading.Event()
         self._status: int | None = None
         self._error: BaseException | None = None
@@ -80,15 +76,6 @@ class AgentProcess:
         """The agent's pid, which is also its process group's id, once that exists."""
         group = self.group
         return None if group is None else group.pid
-
-    def wait_started(self) -> ProcessId | None:
-        """Block until the agent's process group exists (it waits for :meth:`go`); None if it ended first."""
-        self._started.wait()
-        return self.group
-
-    def go(self) -> None:
-        """Let the agent run: exec its command."""
-        self._supervisor._send(("go", self.token))
 
     def wait(self) -> int:
         """Block until the agent and every process it left are gone; its exit status (-N: signal N).
@@ -110,11 +97,9 @@ class AgentProcess:
 
     def _on_started(self, pid: int, start_ticks: int) -> None:
         self.group = ProcessId(pid, 0.0, start_ticks) if start_ticks else ProcessId.of(pid)
-        self._started.set()
 
     def _end(self, status: int | None = None, error: BaseException | None = None) -> None:
         self._status, self._error = status, error
-        self._started.set()
         self._ended.set()
 
 
@@ -164,15 +149,17 @@ class Supervisor:
         log: str | os.PathLike[str],
         header: bytes = b"",
         grace_s: float = 5.0,
+        record: tuple[str | os.PathLike[str], str] | None = None,
     ) -> AgentProcess:
         """Start ``argv`` in ``cwd`` with exactly ``env``, its output appended to ``log`` after ``header``.
 
-        Returns at once. The process then waits for :meth:`AgentProcess.go` once its process
-        group exists (:meth:`AgentProcess.wait_started`); :meth:`AgentProcess.wait` says how
-        it ended. Raises ValueError for an empty command or a NUL byte, OSError (E2BIG) for a
-        command and environment too large to run, and SupervisorError if the supervisor is gone.
+        With ``record`` (a file, a task id), the agent's process group is appended to that file
+        before the command runs (and if it cannot be, the command does not run). Returns at
+        once; :meth:`AgentProcess.wait` says how it ended. Raises ValueError for an empty command
+        or a NUL byte, OSError (E2BIG) for a command and environment too large to run, and
+        SupervisorError if the supervisor is gone.
         """
-        spec = _encode(argv, cwd, env, log, header, grace_s)
+        spec = _encode(argv, cwd, env, log, header, grace_s, record)
         with self._lock:
             if self._lost is not None:
                 raise self._lost
@@ -257,6 +244,7 @@ def _encode(
     log: str | os.PathLike[str],
     header: bytes,
     grace_s: float,
+    record: tuple[str | os.PathLike[str], str] | None,
 ) -> tuple[Any, ...]:
     """The spawn request's fields, checked: what exec would refuse is refused here, for this task alone."""
     if not argv:
@@ -271,7 +259,8 @@ def _encode(
         raise OSError(
             errno.E2BIG, f"the command and its environment take {size:,} bytes", args[0].decode(errors="replace")
         )
-    return (args, paths[0], environ, paths[1], header, float(grace_s))
+    to_record = None if record is None else (os.fsencode(os.path.abspath(record[0])), json.dumps(record[1]).encode())
+    return (args, paths[0], environ, paths[1], header, float(grace_s), to_record)
 
 
 def _arg_max() -> int:

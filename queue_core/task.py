@@ -7,11 +7,11 @@ import itertools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from .claims import Claim
 from .errors import InvalidClaimError, InvalidTaskError
-from .processes import ProcessId
 
 __all__ = ["AgentTask", "Stoppable", "Supervised", "TaskState"]
 
@@ -56,13 +56,11 @@ class Stoppable(Protocol):
 class Supervised(Protocol):
     """An ``execute_fn`` whose work runs in a process group of its own (``SubprocessAgent``).
 
-    A queue with a registry sets ``on_started`` before each attempt. The call invokes it, from
-    its own thread, with the group's leader once the group exists and before the work runs;
-    the queue records the group with the task's claims and returns True once that is on disk
-    (False: the task is being stopped, and the work must not run).
+    A queue with a registry sets ``record_group_in`` before each attempt to a file and the
+    task's id: the group is appended there before the work runs (see queue_core.registry).
     """
 
-    on_started: Callable[[ProcessId], bool] | None
+    record_group_in: tuple[Path, str] | None
 
     def __call__(self) -> Any: ...
 

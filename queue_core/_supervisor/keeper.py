@@ -1,10 +1,10 @@
 """A keeper: the process that runs one task's agent at a time, and outlives none of its processes.
 
 A keeper is forked from the supervisor and makes itself a child subreaper (Linux
-``prctl(PR_SET_CHILD_SUBREAPER)``), then forks each task's agent into a session of its own,
-and holds it there, short of exec, until the coordinator has recorded its process group in
-the registry and says "go": no agent runs a single instruction of its own before its claims
-name its process group.
+``prctl(PR_SET_CHILD_SUBREAPER)``), then starts each task's agent in a session of its own,
+held short of its command until the keeper has appended the agent's process group to the
+run's record of them: no agent runs a single instruction of its own before the registry can
+tell that its processes live.
 Every process the agent creates stays below the keeper: a child that double-forks or calls
 ``setsid`` is re-parented to the keeper when its parent exits, never to init. So the keeper
 knows exactly when the task's last process is gone: when it has no child left (``waitpid``
@@ -150,42 +150,42 @@ class Keeper:
         write_all(self.report, data)
 
     def _task(self, token: int, spec: tuple[Any, ...]) -> None:
-        argv, cwd, env, log, header, grace = spec
-        log_fd = go = exec_error = -1
+        argv, cwd, env, log, header, grace, record = spec
+        log_fd = go = -1
         try:
             os.chdir(cwd)
             log_fd = _open_log(log)
             os.write(log_fd, header)
-            agent, go, exec_error = _fork_agent(_which(argv[0], env), argv, env, log_fd)
+            _which(argv[0], env)  # a missing command fails here, with its errno, not in the shell
+            agent, go = _spawn_held(argv, env, log_fd)
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte
-            for fd in (log_fd, go, exec_error):
+            for fd in (log_fd, go):
                 if fd >= 0:
                     os.close(fd)
             self._failed(token, exc)
             return
         proc = read_proc(agent)
-        # Its process group exists: the coordinator records it, then says "go" (or stops the task).
-        self._report("started", token, agent, 0 if proc is None else proc.start)
-        status = self._watch(token, agent, log_fd, grace, go)
-        os.close(log_fd)
+        ticks = 0 if proc is None else proc.start
         try:
-            error = os.read(exec_error, 64)  # the agent wrote errno here if its exec failed
-        except BlockingIOError:
-            error = b""
-        os.close(exec_error)
-        if error:
-            number = int(error)
-            self._failed(token, OSError(number, os.strerror(number), os.fsdecode(argv[0])))
-        else:
-            self._report("ended", token, status, self.exiting)
+            if record is not None:  # the run's record of its agents' process groups, first
+                path, entry = record
+                _record_group(path, entry, agent, ticks)
+            write_all(go, b"g\n")  # now its command runs
+        except OSError as exc:  # it does not run: holds must name the group of whatever runs
+            _note(log_fd, f"cannot record the agent's process group, so it does not run: {exc}")
+        os.close(go)  # end of file, if it was not let go: it exits having run nothing
+        self._report("started", token, agent, ticks)
+        status = self._watch(token, agent, log_fd, grace)
+        os.close(log_fd)
+        self._report("ended", token, status, self.exiting)
 
     def _failed(self, token: int, exc: BaseException) -> None:
         number = getattr(exc, "errno", None) or 0
         reason = short(getattr(exc, "strerror", None) or str(exc))
         self._report("failed", token, number, reason, short(getattr(exc, "filename", None)), self.exiting)
 
-    def _watch(self, token: int, agent: int, log_fd: int, grace: float, go: int) -> int:
-        """Let the agent go when told, and wait for it and every process it leaves; its exit status."""
+    def _watch(self, token: int, agent: int, log_fd: int, grace: float) -> int:
+        """Wait for the agent and every process it leaves; returns the agent's exit status."""
         status: int | None = None
         stop = False
         term_at: float | None = None  # when SIGTERM went to the tree
@@ -201,9 +201,6 @@ class Keeper:
             now = time.monotonic()
             timeout: float | None = None
             if term_at is None and (stop or self.exiting or status is not None):
-                if go >= 0:  # not let go yet: end of file, and it exits without running anything
-                    os.close(go)
-                    go = -1
                 left = _signal_tree(agent, self.pid, signal.SIGTERM)
                 if status is not None and left:
                     _note(log_fd, f"the agent exited; stopping what it left running: {pids(left)}")
@@ -220,47 +217,51 @@ class Keeper:
             message = self._next(timeout)
             if message is not None and message[:2] == ("stop", token):
                 stop = True
-            elif message is not None and message[:2] == ("go", token) and go >= 0 and term_at is None:
-                write_all(go, b"g")
-                os.close(go)
-                go = -1
             elif message is not None and message[0] == "spawn":  # the supervisor sends one only while idle
                 self.later.append(message)
 
 
-def _fork_agent(path: bytes, argv: list[bytes], env: dict[bytes, bytes], log_fd: int) -> tuple[int, int, int]:
-    """Fork the agent into a session of its own, held short of exec until a "g" comes on its pipe.
+# Holds the agent, as its own process group and session, until a line comes on fd 3 (end of
+# file: it exits, having run nothing); then execs the command, argv[0] and all, the agent's PATH
+# finding it as execvp would. A shell, since only exec may follow fork at no cost (vfork).
+_HELD = 'read -r go <&3 && exec "$@" 3<&-'
 
-    Returns its pid (its process group's id), the write end of that pipe, and a pipe on which
-    it writes errno if exec fails (end of file once exec succeeded: the write end is
-    close-on-exec). End of file on the first pipe (a stop, or this keeper dead) and it exits
-    without running anything.
-    """
+
+def _spawn_held(argv: list[bytes], env: dict[bytes, bytes], log_fd: int) -> tuple[int, int]:
+    """Start the agent in a session of its own, held short of its command; its pid and the go pipe."""
     go_r, go_w = os.pipe()
-    error_r, error_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the agent, until exec: only what a forked child of a one-thread process may do
-        code = 0
-        try:
-            signal.set_wakeup_fd(-1)
-            for sig in DEFAULT_FOR_AGENTS:
-                signal.signal(sig, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, ())
-            os.setsid()  # a session of its own: no terminal signal reaches it, and killpg reaches its group
-            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-            os.dup2(log_fd, 1)
-            os.dup2(log_fd, 2)
-            if os.read(go_r, 1) == b"g":
-                os.execve(path, argv, env)  # noqa: S606 - argv from the user's own agent config, no shell
-        except OSError as exc:
-            os.write(error_w, str(exc.errno or errno.EIO).encode())
-            code = 127
-        finally:
-            os._exit(code)
-    os.close(go_r)
-    os.close(error_w)
-    os.set_blocking(error_r, False)
-    return pid, go_w, error_r
+    try:
+        pid = os.posix_spawn(
+            "/bin/sh",
+            [b"sh", b"-c", _HELD.encode(), b"sh", *argv],
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                (os.POSIX_SPAWN_DUP2, go_r, 3),
+            ],
+            setsid=True,  # a session of its own: no terminal signal reaches it, and killpg reaches its group
+            setsigmask=(),
+            setsigdef=DEFAULT_FOR_AGENTS,
+        )
+    except BaseException:
+        os.close(go_w)
+        raise
+    finally:
+        os.close(go_r)
+    return pid, go_w
+
+
+def _record_group(path: bytes, entry: bytes, pid: int, ticks: int) -> None:
+    """Append the agent's process group to the run's record of them (see queue_core.registry)."""
+    line = b'{"task":%s,"pgid":%d,"ticks":%d}\n' % (entry, pid, ticks)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        if os.write(fd, line) != len(line):
+            raise OSError(errno.ENOSPC, "a short write")
+    finally:
+        os.close(fd)
 
 
 def _signal_tree(agent: int, keeper: int, sig: int) -> list[Proc]:

@@ -123,7 +123,7 @@ class Supervisor:
             return
         for message, raw in self.requests.raw(data):
             if message[0] == "spawn":
-                self._spawn(message[1], message[-1], raw)
+                self._spawn(message[1], message[7], raw)
             elif (keeper := self.by_token.get(message[1])) is not None:  # "go" or "stop": for its keeper
                 if message[0] == "stop":
                     self.stopped.add(message[1])

@@ -4,13 +4,13 @@ Every way: a 4-byte big-endian length, then a ``marshal``-ed tuple (our own proc
 ends of a private socket or pipe: nothing else writes there).
 
 Coordinator to supervisor, forwarded unchanged to the task's keeper:
-  ``("spawn", token, argv, cwd, env, log, header, grace)``: bytes; ``env`` is the whole
-  environment; ``cwd`` and ``log`` are absolute;
-  ``("go", token)``: the agent's process group is on record, let it run;
+  ``("spawn", token, argv, cwd, env, log, header, grace, record)``: bytes; ``env`` is the
+  whole environment; ``cwd`` and ``log`` are absolute; ``record`` is None, or the file to
+  which the keeper appends the agent's process group before the agent runs, and the task's
+  id as a JSON string;
   ``("stop", token)``.
 Keeper to supervisor (one atomic pipe write each, so at most ``PIPE_BUF`` bytes):
-  ``("started", token, agent pid, agent start ticks)``: its process group exists, and it waits
-  for "go" short of exec;
+  ``("started", token, agent pid, agent start ticks)``;
   ``("ended", token, status, leaving)``: no process of the task is left; status -N: killed by
   signal N; ``leaving``: the keeper exits next and takes no more tasks;
   ``("failed", token, errno, reason, filename, leaving)``: the agent never started;

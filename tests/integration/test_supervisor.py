@@ -275,15 +275,15 @@ def _supervisor_of(coordinator: int) -> psutil.Process:
 
 
 # An agent that, as its first act (sh starts in a millisecond), looks for its own process group
-# among the holds on disk: claims.json is compact JSON, and a hold's group is {"pid":N,...}.
-FIRST_LOOK = 'grep -q "\\"group\\":{\\"pid\\":$$," .project-manager/claims.json'
+# in its run's groups file, where a line reads {"task":"...","pgid":N,"ticks":T}.
+FIRST_LOOK = 'grep -q "\\"pgid\\":$$," .project-manager/runs/*.groups'
 
 
 def _looker(tmp_path: Path, task_id: str, script: str = FIRST_LOOK) -> SubprocessAgent:
     return SubprocessAgent(["sh", "-c", script], tmp_path, tmp_path / f"{task_id}.log")
 
 
-def test_an_agent_runs_only_once_its_hold_names_its_process_group(tmp_path: Path) -> None:
+def test_an_agent_runs_only_once_its_process_group_is_on_record(tmp_path: Path) -> None:
     """Before: the group was recorded some milliseconds after the agent started; had the run, its
     supervisor and its keepers all been killed then, the agent would have run on with no claim."""
     with TaskQueue(4, repo=tmp_path) as queue:

@@ -8,6 +8,7 @@ are real and synchronised through their pipes; nothing here sleeps.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -511,3 +512,16 @@ def test_a_waiting_task_starts_when_the_other_run_releases(tmp_path: Path) -> No
         wait_for(started, "the waiter to start after the other run ended")
         future.result(timeout=WAIT)
         assert json.loads(claims_path(tmp_path).read_text())["holds"] == []
+
+
+def test_an_owner_of_an_earlier_boot_is_dead_and_one_of_another_pid_namespace_is_assumed_alive() -> None:
+    """Before: a run in another PID namespace with the same hostname had its pids read as ours."""
+    me = Owner.current("r")
+    assert me.boot
+    assert me.pid_ns
+    assert me.alive()
+    assert not dataclasses.replace(me, boot="another-boot").alive()  # nothing survives a reboot
+    elsewhere = dataclasses.replace(me, pid=1, started=1.0, ticks=1, pid_ns=me.pid_ns + 1)
+    assert not elsewhere.is_local
+    assert elsewhere.alive()  # its processes cannot be seen from here
+    assert Owner.from_json(json.loads(json.dumps(elsewhere.to_json()))) == elsewhere
