@@ -25,6 +25,7 @@ import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -159,22 +160,31 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, bool):  # bool is an int, but `timeout: true` is a mistake, not 1 second
         raise ValueError(f"expected a duration like 90s, 30m or 1h30m, got {text!r}")
     if isinstance(text, (int, float)):
-        seconds = float(text)
+        try:
+            seconds = float(text)
+        except OverflowError:  # an int of hundreds of digits
+            seconds = math.inf
     else:
         compact = re.sub(r"\s+", "", text).lower()
         match = _DURATION.fullmatch(compact)
         if re.fullmatch(_NUMBER, compact):
-            seconds = float(compact)
+            seconds = float(compact)  # 1e400 reads as inf, refused below
         elif compact and match:
             hours, minutes, secs = (float(match.group(unit) or 0) for unit in "hms")
             seconds = hours * 3600 + minutes * 60 + secs
         else:
             raise ValueError(f"expected a duration like 90s, 30m or 1h30m, got {text!r}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"a duration must be greater than zero, got {text!r}")
+    if math.isnan(seconds) or seconds <= 0:
+        raise ValueError(f"a duration must be greater than zero, got {_shown(text)}")
     if seconds > MAX_DURATION_S:
-        raise ValueError(f"a duration must be at most 168h (a week), got {text!r}")
+        raise ValueError(f"a duration must be at most 168h (a week), got {_shown(text)}")
     return seconds
+
+
+def _shown(value: object) -> str:
+    """``value`` for an error message: its repr, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:39]}…"
 
 
 def parse_task_string(text: str, index: int) -> TaskSpec:
@@ -366,10 +376,17 @@ class _Reader:
     def integer(self, node: yaml.Node, field: str, *, minimum: int | None = None) -> int:
         if not isinstance(node, yaml.ScalarNode) or node.tag != _INT_TAG:
             raise self.error(node, field, f"expected an integer, got {_describe(node)}")
-        value = _SCALARS.construct_yaml_int(node)
+        value: int = self.scalar(node, field, _SCALARS.construct_yaml_int)
         if minimum is not None and value < minimum:
             raise self.error(node, field, f"must be at least {minimum}, got {value}")
         return value
+
+    def scalar(self, node: yaml.ScalarNode, field: str, construct: Callable[[yaml.ScalarNode], Any]) -> Any:
+        """The value of an explicitly tagged scalar (``!!int 1e3``); a clear error if it is none."""
+        try:
+            return construct(node)
+        except (ValueError, OverflowError, IndexError) as exc:  # !!int abc, !!int "", 4,301 digits
+            raise self.error(node, field, f"not a valid {node.tag.rsplit(':', 1)[-1]}: {_shown(node.value)}") from exc
 
     def duration(self, node: yaml.Node, field: str) -> float | None:
         if _is_null(node):
@@ -378,9 +395,9 @@ class _Reader:
             raise self.error(node, field, f"expected a duration like 90s, 30m or 1h30m, got {_describe(node)}")
         raw: str | float = str(node.value)
         if node.tag == _INT_TAG:
-            raw = _SCALARS.construct_yaml_int(node)
+            raw = self.scalar(node, field, _SCALARS.construct_yaml_int)
         elif node.tag == _FLOAT_TAG:
-            raw = _SCALARS.construct_yaml_float(node)
+            raw = self.scalar(node, field, _SCALARS.construct_yaml_float)
         try:
             return parse_duration(raw)
         except ValueError as exc:

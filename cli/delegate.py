@@ -43,7 +43,7 @@ from .config import (
     parse_task_string,
     validate_batch,
 )
-from .signals import Signals
+from .signals import Signals, noted
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _SIGNAL_NAMES: dict[int, str] = {
@@ -76,10 +76,20 @@ def find_repo(explicit: Path | None) -> Path:
             capture_output=True,
             text=True,
             check=True,
+            start_new_session=True,  # a Ctrl-C is this command's to handle, not git's to die of
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return Path.cwd().resolve()
     return Path(top).resolve()
+
+
+def stopped_early() -> int | None:
+    """The exit code for a stop signal that came before anything ran (see cli.signals), if one did."""
+    signum = noted()
+    if signum is None:
+        return None
+    render.error(f"interrupted by {_SIGNAL_NAMES[signum]} before anything ran")
+    return exit_code_for(signum)
 
 
 def run(
@@ -93,6 +103,8 @@ def run(
     live: bool = False,
 ) -> int:
     repo_root = find_repo(repo)
+    if (code := stopped_early()) is not None:
+        return code
     try:
         batch = _load(task_texts, batch_file, repo_root)
         agents = batch.agents
@@ -107,9 +119,11 @@ def run(
         plan.add_batch(tasks, 0.0)
     except (ConfigError, InvalidTaskError) as exc:
         render.error(str(exc))
-        return EXIT_USAGE
+        return stopped_early() or EXIT_USAGE  # a signal while loading: 128 + N, even for a bad batch
+    if (code := stopped_early()) is not None:
+        return code
     if dry_run:
-        print(_plan(plan))
+        render.out(_plan(plan))
         return EXIT_OK
     return _execute(tasks, runners, limit, ownership, repo_root, run_id, json_out, live and not json_out)
 
@@ -196,16 +210,15 @@ def _execute(
     # From here on, Ctrl-C, SIGTERM and SIGHUP only write to a pipe. The whole run is waited for
     # in a thread of its own: submitting, and ending it, may wait for the registry lock, and a
     # signal must still get through then.
-    with Signals() as signals, render.queue_log_to(output), output:
+    with Signals(patience=INTERRUPTED_WRITE_S) as signals, render.queue_log_to(output):
+        output.__enter__()
         signum = signals.wait_for(functools.partial(_run_batch, queue, tasks))
         if signum is not None:
+            queue.abort()  # first: the output may be stuck (a terminal held with Ctrl-S)
             output.note(f"interrupted by {_SIGNAL_NAMES[signum]}: stopping every agent and releasing every claim")
-            queue.abort()
             queue.shutdown(wait=True)
-        else:  # every line written, however slow the reader; unless a signal comes
-            signals.wait_for(output.close)
-        output.abandon_after(INTERRUPTED_WRITE_S)  # interrupted: a reader that went away cannot hold us
-        output.close()
+        # Every line, however slow the reader; once a signal came, for INTERRUPTED_WRITE_S in all.
+        delivered = signals.finish(output.close)
         wall = time.monotonic() - started
         outcomes = _outcomes(queue, tasks, runners)
         task_time = sum(o.duration_s or 0.0 for o in outcomes)
@@ -214,15 +227,14 @@ def _execute(
             if json_out
             else render.summary_text(outcomes, wall, task_time)
         )
-        fd = render.fileno(sys.stdout)
-        if fd is None:
-            render.out(summary)
-        else:
-            signals.write(fd, f"{summary}\n".encode(), patience=INTERRUPTED_WRITE_S)
+        delivered = signals.finish(functools.partial(render.write_out, summary)) and delivered
         signum = signals.caught
-    if signum is not None:
-        return exit_code_for(signum)
-    return EXIT_OK if all(o.status == "succeeded" for o in outcomes) else EXIT_FAILED
+    code = exit_code_for(signum) if signum is not None else EXIT_OK
+    if signum is None and not all(o.status == "succeeded" for o in outcomes):
+        code = EXIT_FAILED
+    if not delivered:  # a writer is stuck on a reader that went away, maybe holding stdout's lock
+        render.exit_now(code)
+    return code
 
 
 def _outcomes(

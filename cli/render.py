@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from queue_core import TaskEvent
 
@@ -54,6 +54,23 @@ class TaskOutcome:
             "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
             "log": self.log,
         }
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process at once with ``code``: output that could not be delivered is dropped.
+
+    For a command whose output thread is stuck on a reader that went away: the interpreter's
+    own exit would wait for that thread's lock on stdout for good. Everything else is done.
+    """
+    logging.shutdown()
+    os._exit(code)
+
+
+def write_out(text: str) -> bool:
+    """Write ``text`` and a newline on stdout, through its file descriptor where it has one (see
+    :func:`_write`: a write abandoned while blocked then holds no lock the exit needs); False if
+    stdout is gone."""
+    return _write(sys.stdout, fileno(sys.stdout), f"{text}\n")
 
 
 def out(text: str) -> bool:
@@ -122,7 +139,6 @@ class PlainEvents:
         self._out = out or sys.stdout
         self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_lines, name="project-manager-output", daemon=True)
-        self._patience: float | None = None  # how long leaving waits for the lines to be written
 
     def __enter__(self) -> PlainEvents:
         self._writer.start()
@@ -132,14 +148,10 @@ class PlainEvents:
         self.close()
 
     def close(self) -> None:
-        """Write every line still queued, then stop; again, or after :meth:`abandon_after`, it waits
-        at most that long."""
-        self._lines.put(None)
-        self._writer.join(self._patience)
-
-    def abandon_after(self, seconds: float) -> None:
-        """From now on, :meth:`close` waits at most ``seconds`` for a reader (once interrupted)."""
-        self._patience = seconds
+        """Write every line still queued, then stop (however long the reader takes)."""
+        if self._writer.is_alive():
+            self._lines.put(None)
+            self._writer.join()
 
     def event(self, event: TaskEvent) -> None:
         self._lines.put(event_line(event))
@@ -252,11 +264,13 @@ def plan_text(starts: list[tuple[str, str, str]], waits: list[tuple[str, str, st
 
 
 def error(message: str) -> None:
-    print(f"project-manager: error: {message}", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError):  # stderr is gone (/dev/full, closed): the exit code says it
+        print(f"project-manager: error: {message}", file=sys.stderr, flush=True)
 
 
 def warning(message: str) -> None:
-    print(f"project-manager: warning: {message}", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError):
+        print(f"project-manager: warning: {message}", file=sys.stderr, flush=True)
 
 
 class LiveView:
@@ -264,7 +278,8 @@ class LiveView:
 
     Running agents (task, elapsed, files), the files held and by whom, the queue with the reason
     each task waits, and CPU and memory of the machine and of the agents' process trees. Event
-    lines are printed above the panels.
+    lines are printed above the panels. One thread of its own draws: whoever hands it a line
+    never waits for the terminal (one held with Ctrl-S, say).
     """
 
     def __init__(self, get_status: Callable[[], dict[str, Any]], refresh_s: float = 0.25):
@@ -273,7 +288,7 @@ class LiveView:
         self._get_status = get_status
         self._refresh_s = refresh_s
         self.console = Console(stderr=False)
-        self._done = threading.Event()
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._live: Any = None
         self._procs: dict[int, Any] = {}  # the agents' processes, kept between refreshes
@@ -283,9 +298,9 @@ class LiveView:
         from rich.live import Live
 
         psutil.cpu_percent(interval=None)  # the first reading only starts the measurement
-        self._live = Live(self._render(), console=self.console, refresh_per_second=1 / self._refresh_s)
+        self._live = Live(self._render(), console=self.console, auto_refresh=False)
         self._live.__enter__()
-        self._thread = threading.Thread(target=self._refresh, name="project-manager-live", daemon=True)
+        self._thread = threading.Thread(target=self._draw, name="project-manager-live", daemon=True)
         self._thread.start()
         return self
 
@@ -293,17 +308,14 @@ class LiveView:
         self.close()
 
     def close(self) -> None:
-        """Draw the last frame and stop drawing; again, it does nothing."""
-        if self._done.is_set():
+        """Draw the lines still queued and the last frame, then stop; again, it does nothing."""
+        if self._thread is None:
             return
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join()
-        try:
-            self._live.update(self._render())
+        self._lines.put(None)
+        self._thread.join()
+        self._thread = None
+        with contextlib.suppress(OSError):  # the terminal is gone (SIGHUP): nothing to draw on
             self._live.__exit__(None, None, None)
-        except OSError:  # the terminal is gone (SIGHUP): nothing to draw on
-            pass
 
     def event(self, event: TaskEvent) -> None:
         self.note(event_line(event))
@@ -311,12 +323,29 @@ class LiveView:
     def notice(self, text: str) -> None:
         self.note(notice_line(text))
 
-    def abandon_after(self, seconds: float) -> None:
-        """A terminal takes what is drawn: nothing to give up on."""
-
     def note(self, text: str) -> None:
-        with contextlib.suppress(OSError):  # the terminal is gone
-            self.console.print(text, markup=False, highlight=False)  # user text, not Rich markup
+        self._lines.put(text)
+
+    def _draw(self) -> None:
+        """Print queued lines as they come, and the panels every ``refresh_s``, until None comes."""
+        next_frame = time.monotonic()
+        try:
+            while True:
+                try:
+                    line = self._lines.get(timeout=max(0.0, next_frame - time.monotonic()))
+                except queue.Empty:
+                    line = ""
+                if line is None:
+                    self._live.update(self._render(), refresh=True)
+                    return
+                if line:
+                    self.console.print(line, markup=False, highlight=False)  # user text, not Rich markup
+                if time.monotonic() >= next_frame:
+                    self._live.update(self._render(), refresh=True)
+                    next_frame = time.monotonic() + self._refresh_s
+        except OSError:  # the terminal is gone: stop drawing, keep taking lines
+            while self._lines.get() is not None:
+                pass
 
     def _agents_usage(self) -> tuple[float, int]:
         """CPU percent and resident memory of the agents' process trees (below this process).
@@ -330,11 +359,6 @@ class LiveView:
         children = {p.pid: p for p in agent_processes(psutil.Process())}
         self._procs = {pid: self._procs.get(pid, proc) for pid, proc in children.items()}
         return processes_usage(self._procs.values())
-
-    def _refresh(self) -> None:
-        with contextlib.suppress(OSError):  # the terminal is gone: stop drawing
-            while not self._done.wait(self._refresh_s):
-                self._live.update(self._render())
 
     def _render(self) -> Any:
         from rich.console import Group

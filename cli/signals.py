@@ -26,27 +26,31 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-__all__ = ["STOPS", "Signals", "note_early"]
+from ._early import STOPS, note_early
+from ._early import noted as _early
 
-#: Ctrl-C; ``kill`` (and CI runners cancelling a job); a closed terminal or a dropped ssh session.
-STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-_early: list[int] = []  # stop signals noted before a command waited
+__all__ = ["STOPS", "Signals", "note_early", "noted"]
 
 
-def note_early() -> None:
-    """From now on, a stop signal is noted for the next :class:`Signals`, never fatal (main thread only)."""
-    for sig in STOPS:
-        signal.signal(sig, _note)
+def noted() -> int | None:
+    """The stop signal noted since the command started (see :func:`note_early`), if any."""
+    return _early[0] if _early else None
 
 
 class Signals:
-    """While entered, SIGINT, SIGTERM and SIGHUP are only noted; :meth:`wait` and :meth:`wait_for` see them.
+    """While entered, SIGINT, SIGTERM and SIGHUP are only noted; :meth:`wait`, :meth:`wait_for`
+    and :meth:`finish` see them.
 
     ``caught`` is the first that came (also before it was entered, see :func:`note_early`).
+    Once one came, whatever :meth:`finish` waits for gets ``patience`` seconds in all, counted
+    from that signal: a reader that went away (a CI log pipe nobody empties, a terminal held
+    with Ctrl-S) cannot keep the command from ending when it is told to.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, patience: float = 2.0) -> None:
         self.caught: int | None = None
+        self.patience = patience
+        self._caught_at = 0.0
 
     def __enter__(self) -> Signals:
         self._signal_r, self._signal_w = os.pipe()
@@ -55,7 +59,7 @@ class Signals:
         self._previous_wakeup_fd = signal.set_wakeup_fd(self._signal_w, warn_on_full_buffer=False)
         self._previous = {s: signal.signal(s, _ignore) for s in STOPS}
         if _early:
-            self.caught = _early[0]
+            self._catch(_early[0])
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -80,62 +84,47 @@ class Signals:
         if self.caught is not None:
             return self.caught
         done_r, done_w = os.pipe()
-
-        def run() -> None:  # owns done_w: it may still write after wait_for has returned
-            try:
-                finish()
-            finally:
-                with contextlib.suppress(BrokenPipeError):
-                    os.write(done_w, b".")
-                os.close(done_w)
-
-        threading.Thread(target=run, name="project-manager-wait", daemon=True).start()
+        threading.Thread(target=_then_write, args=(finish, done_w), name="project-manager-wait", daemon=True).start()
         try:
             self._select([done_r], None)
             return self.caught
         finally:
             os.close(done_r)
 
-    def write(self, fd: int, data: bytes, *, patience: float) -> bool:
-        """Write ``data`` to ``fd`` however long its reader takes, but once a stop signal came
-        (or comes meanwhile), for at most ``patience`` more seconds; False if it was cut short.
+    def finish(self, work: Callable[[], object]) -> bool:
+        """Run ``work`` in a thread until it returns; but once a stop signal came (or comes
+        meanwhile), only until ``patience`` seconds after it. True if it returned.
 
-        So a reader that went away (a CI log pipe nobody empties) cannot keep the command from
-        ending when it is told to.
+        Work left unfinished goes on in its (daemon) thread: it must hold no lock that the
+        rest of the command, or its exit, needs.
         """
-        deadline: float | None = None
-        blocking = True
+        done_r, done_w = os.pipe()
+        threading.Thread(target=_then_write, args=(work, done_w), name="project-manager-finish", daemon=True).start()
         try:
-            blocking = os.get_blocking(fd)
-            os.set_blocking(fd, False)
-            while data:
-                if self.caught is not None and deadline is None:
-                    deadline = time.monotonic() + patience
-                left = None if deadline is None else deadline - time.monotonic()
+            while True:
+                left = None if self.caught is None else self._caught_at + self.patience - time.monotonic()
                 if left is not None and left <= 0:
                     return False
-                ready = self._select([], left, writable=[fd])
-                if fd in ready:
-                    with contextlib.suppress(BlockingIOError):
-                        data = data[os.write(fd, data) :]
-            return True
-        except OSError:  # the reader is gone (a closed pipe, a hung-up terminal)
-            return False
+                if done_r in self._select([done_r], left):
+                    return True
         finally:
-            with contextlib.suppress(OSError):
-                os.set_blocking(fd, blocking)
+            os.close(done_r)
 
-    def _select(self, fds: list[int], timeout: float | None, *, writable: list[int] | None = None) -> list[int]:
-        """The ready ``fds`` and ``writable`` (empty on timeout); returns early, noting it, when a
-        signal of STOPS comes."""
+    def _catch(self, signum: int) -> None:
+        if self.caught is None:
+            self.caught = signum
+            self._caught_at = time.monotonic()
+
+    def _select(self, fds: list[int], timeout: float | None) -> list[int]:
+        """The ready ``fds`` (empty on timeout); returns early, noting it, when a signal of STOPS comes."""
         while True:
-            ready, ready_to_write, _ = select.select([self._signal_r, *fds], writable or [], [], timeout)
+            ready, _, _ = select.select([self._signal_r, *fds], [], [], timeout)
             if self._signal_r not in ready:
-                return ready + ready_to_write
+                return ready
             # The wakeup fd gets every signal that has a Python handler: only ours count.
             for signum in os.read(self._signal_r, 512):
-                if signum in STOPS and self.caught is None:
-                    self.caught = signum
+                if signum in STOPS:
+                    self._catch(signum)
             if self.caught is not None:
                 return []
 
@@ -144,6 +133,11 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
     """Nothing to do here: the wakeup fd has the signal already (see the module)."""
 
 
-def _note(signum: int, frame: FrameType | None) -> None:
-    if not _early:
-        _early.append(signum)
+def _then_write(work: Callable[[], object], done: int) -> None:
+    """Run ``work``, then say so on ``done`` (which it closes); it may outlive its waiter."""
+    try:
+        work()
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            os.write(done, b".")
+        os.close(done)

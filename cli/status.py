@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,51 +155,75 @@ class _RunUsage:
 def run(repo: Path | None, *, json_out: bool, watch: bool, interval: float = 1.0) -> int:
     root = find_repo(repo)
     if not watch:
-        _print_status(root, json_out=json_out)
+        render.out(_status_text(root, json_out=json_out))
         return EXIT_OK
     with Signals() as signals:  # until Ctrl-C, SIGTERM or SIGHUP, which leave through the with blocks
         if not json_out and sys.stdout.isatty():
-            signum = _watch_live(root, interval, signals)
-        else:
-            signum = _watch_plain(root, interval, signals, json_out=json_out)
-    return exit_code_for(signum)
+            return _watch_live(root, interval, signals)
+        return _watch_plain(root, interval, signals, json_out=json_out)
 
 
 def _watch_plain(root: Path, interval: float, signals: Signals, *, json_out: bool) -> int:
-    """Plain blocks (or JSON objects) for pipes and CI, no escape codes, until a signal: its number.
+    """Plain blocks (or JSON objects) for pipes and CI, no escape codes, until a signal: 128 + its
+    number. Also until the reader goes away (``status --watch | head``): 141, as for SIGPIPE."""
+    written: list[bool] = [True]
+    separator = ""
+    while written[-1]:
+        text = separator + _status_text(root, json_out=json_out)
+        _finish_or_exit(signals, functools.partial(_append, written, render.write_out, text))
+        if written[-1] and (signum := signals.wait(interval)) is not None:
+            return exit_code_for(signum)
+        separator = "\n"
+    return exit_code_for(signal.SIGPIPE)
 
-    Also until the reader goes away (``status --watch | head``): then SIGPIPE's number.
-    """
-    while _print_status(root, json_out=json_out):
-        if (signum := signals.wait(interval)) is not None:
-            return signum
-        if not render.out(""):
-            break
-    return signal.SIGPIPE
+
+def _append(results: list[bool], write: Callable[[str], bool], text: str) -> None:
+    results.append(write(text))
 
 
 def _watch_live(root: Path, interval: float, signals: Signals) -> int:
-    """Rich Live panels, redrawn every ``interval`` seconds until a signal, whose number it returns."""
+    """Rich Live panels, redrawn every ``interval`` seconds until a signal: 128 + its number; or
+    the terminal goes away: 129, as for SIGHUP (which comes then)."""
     import psutil
     from rich.live import Live
 
     runs = _RunUsage()
     psutil.cpu_percent(interval=None)  # the first reading only starts the measurement
+    live = Live(auto_refresh=False)
+    drawn: list[bool] = []
 
-    def view() -> Any:
+    def draw(step: Callable[[], object]) -> None:
+        try:
+            step()
+            drawn.append(True)
+        except OSError:  # the terminal is gone
+            drawn.append(False)
+
+    def frame() -> None:
         status = repo_status(root)
-        return status_view(
-            status, root, now=time.time(), machine=render.machine_usage(), usage=runs.measure(status["runs"])
+        usage = runs.measure(status["runs"])
+        live.update(
+            status_view(status, root, now=time.time(), machine=render.machine_usage(), usage=usage), refresh=True
         )
 
-    with Live(auto_refresh=False) as live:
-        while True:
-            live.update(view(), refresh=True)
-            if (signum := signals.wait(interval)) is not None:
-                return signum
+    _finish_or_exit(signals, lambda: draw(live.start))
+    try:
+        while drawn[-1]:
+            _finish_or_exit(signals, lambda: draw(frame))
+            if drawn[-1] and (signum := signals.wait(interval)) is not None:
+                return exit_code_for(signum)
+        return exit_code_for(signals.caught or signal.SIGHUP)
+    finally:
+        _finish_or_exit(signals, lambda: draw(live.stop))
 
 
-def _print_status(root: Path, *, json_out: bool) -> bool:
-    """Print what runs in ``root``; False if stdout is gone."""
+def _finish_or_exit(signals: Signals, work: Callable[[], object]) -> None:
+    """Do ``work`` (a write); if a signal came and it cannot be done in time, end the command now."""
+    if not signals.finish(work):
+        render.exit_now(exit_code_for(signals.caught or signal.SIGPIPE))
+
+
+def _status_text(root: Path, *, json_out: bool) -> str:
+    """What runs in ``root``, as JSON or plain text."""
     status = repo_status(root)
-    return render.out(json.dumps(status, indent=2) if json_out else status_text(status, root, now=time.time()))
+    return json.dumps(status, indent=2) if json_out else status_text(status, root, now=time.time())

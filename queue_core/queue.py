@@ -299,6 +299,7 @@ class _Engine:
         self.external_holds: dict[str, Hold] = {}  # external holder id -> its hold
         self.next_foreign_check = 0.0  # clock time of the next look at other processes
         self.run_finished = False
+        self.aborted = False  # abort(): nothing starts or is retried any more, the registry is let be
         self.record_written_at = float("-inf")  # clock time the run's status record was last written
         self.record_pending = False  # the status changed since then
         self.registry_error: OSError | None = None  # the last registry failure, until one works
@@ -440,9 +441,14 @@ class _Engine:
     def abort(self) -> None:
         if self.registry is not None:
             self.registry.interrupt()  # first: a step waiting for the lock lets go of it at once
-        self.shutdown(False, True)
-        with self.lock:
+        with self.lock:  # one section: an attempt that fails meanwhile must not slip into a retry
+            self.aborted = self.closed = True
+            now = self.clock()
+            changed = [c for entry, _ in self.sched.waiting() for c in self.sched.cancel(entry.id, now)]
+            resolved = self._collect(changed)
             running = [e.id for e in self.sched.running]
+            self._wake_all()
+        self._deliver(resolved)
         for task_id in running:
             self.cancel(task_id)
 
@@ -514,6 +520,12 @@ class _Engine:
         they wait for that step to end, and the first of them then leads one step that
         decides for all of them: one lock, read and write for several releases and starts.
         """
+        if self.aborted:  # nothing starts any more, and the registry is let be (see abort)
+            if self.lease is not None:  # unlocked unwritten: what is on disk holds until we exit
+                session, self.lease = self.lease, None
+                assert self.registry is not None
+                self.registry.abort(session)
+            return None
         if self.registry is None:
             return self._hand_out(self.sched.dispatch(now), keep_one=keep_one)
         self.dispatch_wanted = True
@@ -681,6 +693,8 @@ class _Engine:
 
     def _waiting_on_others(self) -> bool:
         """Whether some task here may be waiting for another process or the registry (lock held)."""
+        if self.aborted:
+            return False
         if self.registry_error is not None:
             return True
         return bool(self.external_holds) and self.sched.unfinished > len(self.sched.running)
@@ -883,8 +897,8 @@ class _Engine:
                 error = exc
         with self.lock:
             self.in_body.discard(task.id)
-            if entry.stop_requested or (not enter and not entry.timed_out):
-                outcome = TaskState.CANCELLED
+            if entry.stop_requested or (not enter and not entry.timed_out) or (self.aborted and error is not None):
+                outcome = TaskState.CANCELLED  # an attempt that failed as the queue was aborted is not retried
             elif error is not None or entry.timed_out:
                 outcome = TaskState.FAILED  # recorded as TIMED_OUT by the scheduler if it timed out
             else:

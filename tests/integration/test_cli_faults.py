@@ -444,7 +444,8 @@ def test_a_signal_noted_during_start_up_stops_the_run_before_anything_starts(tmp
         timeout=60,
     )
     assert done.returncode == 143, done.stderr
-    assert "cancelled (not started)" in done.stdout
+    assert "interrupted by SIGTERM before anything ran" in done.stderr
+    assert "Traceback" not in done.stderr
     assert not (tmp_path / "ran").exists()
 
 
@@ -495,3 +496,118 @@ def test_status_shows_a_long_wait_for_the_registry_lock_behind_a_running_holder(
             )
             holder.stdin.close()  # it lets go
             assert run.wait(WAIT) == 0
+
+
+def test_ctrl_c_ends_a_run_whose_registry_lock_a_stopped_process_took_while_a_task_ran(tmp_path: Path) -> None:
+    """Before: the stopped task's release retried the interrupted registry without end, and the
+    run hung until the other process was resumed."""
+    release = tmp_path / "release.fifo"
+    os.mkfifo(release)
+    with _running(tmp_path, "shell: cat release.fifo @x") as run:
+        _read_until(run, "started   t1")
+        _wait_until_unlocked(tmp_path, run.pid)
+        with _stopped_lock_holder(tmp_path / ".project-manager"):
+            run.send_signal(signal.SIGINT)
+            out, err = run.communicate(timeout=WAIT)
+    assert run.returncode == 130, err
+    assert "cancelled" in out
+    assert "Traceback" not in err
+
+
+@contextlib.contextmanager
+def _on_held_terminal(argv: list[str]) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``argv`` on a pseudo-terminal (its controlling one, via setsid -c) whose master end is
+    not read; yields the process and the master."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(["setsid", "-c", *argv], stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        yield proc, master
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.skipif(shutil.which("setsid") is None, reason="needs util-linux's setsid to give the run a terminal")
+def test_sigterm_stops_the_agents_of_a_run_whose_terminal_is_held_with_ctrl_s(tmp_path: Path) -> None:
+    """Before: printing the 'interrupted' line blocked on the held terminal before the agents were
+    stopped: they ran on, holding their claims, until someone pressed Ctrl-Q."""
+    report = tmp_path / "report.fifo"
+    os.mkfifo(report)
+    fifo = os.open(report, os.O_RDONLY | os.O_NONBLOCK)
+    argv = [
+        str(SCRIPT),
+        "delegate-multiple",
+        "shell: echo $$ 0 > report.fifo; exec sleep 60 @x",
+        "--repo",
+        str(tmp_path),
+    ]
+    try:
+        with _on_held_terminal(argv) as (run, master):
+            agent, _ = _pids_from(fifo)
+            os.write(master, b"\x13")  # Ctrl-S: the terminal takes no more output
+            run.send_signal(signal.SIGTERM)
+            assert run.wait(WAIT) == 143
+            assert not _alive(agent)
+    finally:
+        os.close(fifo)
+
+
+@pytest.mark.skipif(shutil.which("setsid") is None, reason="needs util-linux's setsid to give the run a terminal")
+def test_status_watch_ends_on_sigterm_with_its_terminal_held(tmp_path: Path) -> None:
+    """Before: with its terminal held (Ctrl-S), it ignored every signal."""
+    with _on_held_terminal([str(SCRIPT), "status", "--watch", "--repo", str(tmp_path)]) as (watch, master):
+        assert select.select([master], [], [], WAIT)[0]  # the panels are being drawn
+        os.write(master, b"\x13")
+        watch.send_signal(signal.SIGTERM)
+        assert watch.wait(WAIT) == 143
+
+
+@pytest.mark.skipif(shutil.which("setsid") is None, reason="needs util-linux's setsid to give the run a terminal")
+def test_status_watch_ends_129_without_a_traceback_when_its_terminal_closes(tmp_path: Path) -> None:
+    """Before: the live panels died of an OSError traceback (exit 1) in 14 of 20 hang-ups."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    argv = ["setsid", "-c", str(SCRIPT), "status", "--watch", "--repo", str(tmp_path)]
+    watch = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        screen = b""
+        while b"Nothing runs" not in screen:
+            assert select.select([master], [], [], WAIT)[0], screen
+            screen += os.read(master, 65536)
+        os.close(master)  # the window closes
+        master = -1
+        assert watch.wait(WAIT) == 129
+    finally:
+        if master >= 0:
+            os.close(master)
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+
+
+def test_a_dry_run_whose_output_fails_has_no_traceback(tmp_path: Path) -> None:
+    with open(os.devnull, "w") as null, open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [str(SCRIPT), "delegate-multiple", "shell: true @x", "--repo", str(tmp_path), "--dry-run"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            stdin=null,
+            text=True,
+            timeout=60,
+        )
+    assert "Traceback" not in done.stderr

@@ -90,7 +90,7 @@ BAD_DURATIONS = [
     ("0h0m", "a duration must be greater than zero, got '0h0m'"),
     (0, "a duration must be greater than zero, got 0"),
     (-5, "a duration must be greater than zero, got -5"),
-    (float("inf"), "a duration must be greater than zero, got inf"),
+    (float("inf"), "a duration must be at most 168h (a week), got inf"),
 ]
 
 
@@ -298,6 +298,31 @@ BATCH_ERRORS = [
         "tasks:\n  - id: a\n    agent: x\n    description: d\n    fils: [src/a.py]\n",
         "batch.yaml:5: tasks[0].fils: unknown key 'fils' (did you mean 'files'?); expected one of: "
         "id, agent, description, files, reads, depends_on, priority, timeout, retries",
+    ),
+    (
+        "tagged int that is none",
+        "tasks:\n  - {id: a, agent: shell, description: x, timeout: !!int 1e3}\n",
+        "batch.yaml:2: tasks[0].timeout: not a valid int: '1e3'",
+    ),
+    (
+        "tagged float that is none",
+        "tasks:\n  - {id: a, agent: shell, description: x, timeout: !!float abc}\n",
+        "batch.yaml:2: tasks[0].timeout: not a valid float: 'abc'",
+    ),
+    (
+        "empty tagged int",
+        'tasks:\n  - {id: a, agent: shell, description: x, retries: !!int ""}\n',
+        "batch.yaml:2: tasks[0].retries: not a valid int: ''",
+    ),
+    (
+        "a timeout of 401 digits",
+        f"tasks:\n  - {{id: a, agent: shell, description: x, timeout: {'9' * 401}}}\n",
+        f"batch.yaml:2: tasks[0].timeout: a duration must be at most 168h (a week), got {'9' * 39}…",
+    ),
+    (
+        "retries of 4,400 digits",
+        f"tasks:\n  - {{id: a, agent: shell, description: x, retries: {'9' * 4400}}}\n",
+        f"batch.yaml:2: tasks[0].retries: not a valid int: '{'9' * 38}…",
     ),
     (
         "unknown agent key",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import signal
 import threading
@@ -88,13 +90,36 @@ def test_a_stop_signal_noted_before_a_command_waits_is_seen_as_it_starts() -> No
 
 
 @pytest.mark.usefixtures("stop_handlers")
-def test_a_write_to_a_reader_that_went_away_gives_up_once_a_signal_came() -> None:
+def test_work_stuck_on_a_reader_that_went_away_is_given_up_once_a_signal_came() -> None:
+    """Before: a summary written to a pipe nobody read blocked the command, deaf to every signal.
+    The write is a blocking one, in a thread: no O_NONBLOCK is set on a descriptor others share."""
     reader, writer = os.pipe()  # never read
     try:
-        with Signals() as signals:
-            signal.raise_signal(signal.SIGINT)  # in the pipe: the write sees it once it waits for the reader
-            assert signals.write(writer, b"x" * (1 << 20), patience=0.1) is False
+        with Signals(patience=0.1) as signals:
+            signal.raise_signal(signal.SIGINT)  # in the pipe: seen as soon as the work is waited for
+            assert signals.finish(functools.partial(_write_quietly, writer)) is False
             assert signals.caught == signal.SIGINT
+            assert os.get_blocking(writer)
     finally:
         os.close(reader)
         os.close(writer)
+
+
+@pytest.mark.usefixtures("stop_handlers")
+def test_the_patience_after_a_signal_is_counted_once_for_everything_that_waits() -> None:
+    """Before: each bounded wait had its own 2 s, so a run that went on writing took 6 s to end.
+    With the patience spent, every further wait gives up at once (pytest-timeout would catch a hang)."""
+    reader, writer = os.pipe()
+    try:
+        with Signals(patience=0.0) as signals:
+            signal.raise_signal(signal.SIGINT)
+            assert [signals.finish(functools.partial(_write_quietly, writer)) for _ in range(5)] == [False] * 5
+    finally:
+        os.close(reader)
+        os.close(writer)
+
+
+def _write_quietly(fd: int) -> None:
+    """More than a pipe holds; a reader that goes away ends it (as the command's writers handle it)."""
+    with contextlib.suppress(OSError):
+        os.write(fd, b"x" * (1 << 20))

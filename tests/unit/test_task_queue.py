@@ -546,3 +546,24 @@ def test_a_timeout_of_centuries_neither_overflows_nor_stops_the_timer() -> None:
         with pytest.raises(TaskTimeoutError):
             late.result(timeout=WAIT)  # the timer still runs
         gate.open()
+
+
+def test_an_attempt_that_fails_as_the_queue_is_aborted_is_not_retried() -> None:
+    """Before: a task failing between abort()'s steps went to its retry, and ran again, for
+    minutes after Ctrl-C."""
+    gate = Gate()
+    attempts: list[int] = []
+
+    def fails() -> None:
+        attempts.append(1)
+        gate()
+        raise RuntimeError("failed")
+
+    queue = TaskQueue(max_parallel=1)
+    future = queue.submit_task(AgentTask("a", "fails", ["x"], fails, retries=3, retry_delay=0.0))
+    wait_for(gate.started, "the first attempt")
+    queue.abort()  # a plain callable cannot be stopped: it fails once it is let go
+    gate.open()
+    queue.shutdown(wait=True)
+    assert attempts == [1]
+    assert future.cancelled() or isinstance(future.exception(timeout=WAIT), CancelledError)
