@@ -56,7 +56,7 @@ from .processes import STOPPED_HINT, process_state
 from .registry import Hold, Owner, Registry, RegistrySession, live_holds
 from .scheduler import DEFAULT_MAX_BYPASS, Scheduler, TaskEntry
 from .supervisor import shared_supervisor
-from .task import AgentTask, Stoppable, Supervised, TaskState
+from .task import AgentTask, Stoppable, TaskState, is_supervised
 
 __all__ = ["TaskEvent", "TaskQueue"]
 
@@ -541,11 +541,12 @@ class _Engine:
         every process, dropping dead owners' (the queue's lock is released for the I/O);
         mirror the other processes' holds into the scheduler; decide; make this run's holds
         match what runs here (so a release is recorded by whichever step next writes). If
-        something started, write the registry, so that what starts is on disk before it runs
-        (were this process killed now, the lock would go with it, and anything unwritten would
-        be lost), and keep it locked for the steps that follow, until LEASE_S has passed since
-        it was read: those steps read nothing, and the lease is written again when it ends if a
-        release has changed it. Returns what started.
+        something started, keep the registry locked for the steps that follow, until LEASE_S
+        has passed since it was read: those steps read nothing, and the lease is written when
+        it ends. But if an agent process started, write the registry first: were this process
+        killed, its lock would go with it and anything unwritten be lost, while the agent,
+        stopped by the supervisor only within milliseconds, would run without a hold.
+        Returns what started.
         """
         assert self.registry is not None
         assert not self.committing
@@ -571,7 +572,10 @@ class _Engine:
                 self.lease = session
                 self._ensure_timer()
                 raise
-            if started and self._may_keep_lease() and self._write_lease(session):
+            # An agent process would outlive us: it starts only once its hold is on disk. A plain
+            # callable dies with this process, and may start on the lease, written at its end.
+            on_disk_first = any(is_supervised(e.task.execute_fn) for e in started)
+            if started and self._may_keep_lease() and (not on_disk_first or self._write_lease(session)):
                 self.lease = session
                 self.timer_wake.notify()  # it may have looked while the lease was written: time it now
                 self._record_changed()
@@ -888,7 +892,7 @@ class _Engine:
         if enter:
             if self.on_event is not None:
                 self._emit(TaskEvent("started", task.id, task.agent_type, self.clock(), entry.attempts))
-            if isinstance(task.execute_fn, Supervised):  # its agent's process group, recorded before it runs
+            if is_supervised(task.execute_fn):  # its agent's process group, recorded before it runs
                 record = None if self.registry is None else (self.registry.groups_path, task.id)
                 task.execute_fn.record_group_in = record
             try:

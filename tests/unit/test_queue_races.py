@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from queue_core import AgentAlreadyRunningError, AgentTask, QueueShutdownError, StateError, TaskQueue
+from queue_core import AgentAlreadyRunningError, AgentTask, QueueShutdownError, StateError, SubprocessAgent, TaskQueue
 from queue_core import queue as queue_module
 from queue_core.registry import Hold, Owner, Registry
 
@@ -303,26 +303,36 @@ def test_a_registry_that_cannot_be_written_is_retried_without_spinning(
     assert later.result(timeout=WAIT) == 2  # the disk has room again: it runs
 
 
-def test_a_task_runs_only_once_its_hold_is_on_disk(
+def test_an_agent_runs_only_once_its_hold_is_on_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
 ) -> None:
     """Before: a task started inside a lease ran before the lease was written; had the run been
-    killed then, its lock would have gone with it and the hold been lost while the agent ran."""
+    killed then, its lock would have gone with it and the hold been lost while the agent ran.
+    (A plain callable dies with the run: it may still start on the lease.)"""
     monkeypatch.setattr(queue_module, "LEASE_S", 10 * WAIT)  # every start is within the lease
-    seen: dict[str, bool] = {}
-
-    def body(task_id: str) -> Callable[[], None]:
-        def run() -> None:
-            holds = json.loads((tmp_path / ".project-manager" / "claims.json").read_text())["holds"]
-            seen[task_id] = task_id in [hold["task"] for hold in holds]
-
-        return run
-
+    look = 'grep -q "\\"task\\":\\"$PM_TASK_ID\\"" .project-manager/claims.json'
     queue = make_queue(max_parallel=4)
-    futures = [queue.submit_task(AgentTask(f"a{i}", "t", [f"f{i}"], body(f"t{i}"), id=f"t{i}")) for i in range(8)]
-    for future in futures:
-        future.result(timeout=WAIT)
-    assert seen == {f"t{i}": True for i in range(8)}
+    futures = [
+        queue.submit_task(
+            AgentTask(
+                f"a{i}",
+                "look",
+                [f"f{i}"],
+                SubprocessAgent.for_task(
+                    ["sh", "-c", look],
+                    task_id=f"t{i}",
+                    agent=f"a{i}",
+                    description="look",
+                    files=[f"f{i}"],
+                    cwd=tmp_path,
+                    log=tmp_path / f"t{i}.log",
+                ),
+                id=f"t{i}",
+            )
+        )
+        for i in range(8)
+    ]
+    assert [future.result(timeout=WAIT) for future in futures] == [0] * 8
 
 
 def test_shutdown_returns_once_no_task_runs_and_unlocks_a_registry_that_cannot_be_written(
