@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,8 +26,10 @@ import pytest
 from queue_core.processes import STOPPED_HINT, lock_holder
 
 from ..conftest import WAIT
+from ._terminal import SETSID, on_terminal
 
 SCRIPT = Path(sys.executable).with_name("project-manager")
+needs_setsid = pytest.mark.skipif(SETSID is None, reason="needs util-linux's setsid to give the run a terminal")
 FAMILY = Path(__file__).parent.parent / "fake_agents" / "family.py"
 
 # Task B's agent: notes when it started and whether the pids it is given are alive.
@@ -252,46 +253,34 @@ def test_an_orphaned_run_shows_in_status_with_its_live_agents_and_holds_its_clai
     assert _status(repo)["runs"] == []
 
 
-@pytest.mark.skipif(shutil.which("setsid") is None, reason="needs util-linux's setsid to give the run a terminal")
+@needs_setsid
 def test_a_terminal_that_closes_under_the_live_view_ends_the_run_cleanly(tmp_path: Path) -> None:
     """Before: nothing handled SIGHUP; the run died without stopping its agents."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    report = tmp_path / "report.fifo"
-    os.mkfifo(report)
-    fifo = os.open(report, os.O_RDONLY | os.O_NONBLOCK)
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    argv = [
-        str(SCRIPT),
-        "delegate-multiple",
-        "shell: echo $$ 0 > report.fifo; exec sleep 60 @x",
-        "--repo",
-        str(tmp_path),
-    ]
-    # setsid -c: a session of its own whose controlling terminal is the pty, as in a terminal window.
-    run = subprocess.Popen(["setsid", "-c", *argv], stdin=slave, stdout=slave, stderr=slave)
-    os.close(slave)
-    try:
+    with _agent_report(tmp_path) as fifo, on_terminal(_reporting_run(tmp_path), controlling=True) as terminal:
         agent, _ = _pids_from(fifo)
         screen = b""
         while b"Running agents (1" not in screen:  # the live view is drawn
-            assert select.select([master], [], [], WAIT)[0], screen.decode(errors="replace")
-            screen += os.read(master, 65536)
-        os.close(master)  # the window closes: the kernel hangs up the run's terminal
-        master = -1
-        assert run.wait(WAIT) == 129
+            assert select.select([terminal.master], [], [], WAIT)[0], screen.decode(errors="replace")
+            screen += os.read(terminal.master, 65536)
+        terminal.hang_up()  # the window closes: the kernel hangs up the run's terminal
+        assert terminal.proc.wait(WAIT) == 129
         assert not _alive(agent)
+
+
+@contextlib.contextmanager
+def _agent_report(tmp_path: Path) -> Iterator[int]:
+    """The read end of report.fifo in ``tmp_path``, to which _reporting_run's agent writes its pid."""
+    os.mkfifo(tmp_path / "report.fifo")
+    fifo = os.open(tmp_path / "report.fifo", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        yield fifo
     finally:
         os.close(fifo)
-        if master >= 0:
-            os.close(master)
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+
+
+def _reporting_run(repo: Path) -> list[str]:
+    """A run whose one agent reports its pid to report.fifo, then sleeps a minute."""
+    return [str(SCRIPT), "delegate-multiple", "shell: echo $$ 0 > report.fifo; exec sleep 60 @x", "--repo", str(repo)]
 
 
 # The command with a hook: sys.argv[1:3] are two FIFOs; finish_run says "finishing" on the first,
@@ -514,90 +503,38 @@ def test_ctrl_c_ends_a_run_whose_registry_lock_a_stopped_process_took_while_a_ta
     assert "Traceback" not in err
 
 
-@contextlib.contextmanager
-def _on_held_terminal(argv: list[str]) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """``argv`` on a pseudo-terminal (its controlling one, via setsid -c) whose master end is
-    not read; yields the process and the master."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen(["setsid", "-c", *argv], stdin=slave, stdout=slave, stderr=slave)
-    os.close(slave)
-    try:
-        yield proc, master
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.mark.skipif(shutil.which("setsid") is None, reason="needs util-linux's setsid to give the run a terminal")
+@needs_setsid
 def test_sigterm_stops_the_agents_of_a_run_whose_terminal_is_held_with_ctrl_s(tmp_path: Path) -> None:
     """Before: printing the 'interrupted' line blocked on the held terminal before the agents were
     stopped: they ran on, holding their claims, until someone pressed Ctrl-Q."""
-    report = tmp_path / "report.fifo"
-    os.mkfifo(report)
-    fifo = os.open(report, os.O_RDONLY | os.O_NONBLOCK)
-    argv = [
-        str(SCRIPT),
-        "delegate-multiple",
-        "shell: echo $$ 0 > report.fifo; exec sleep 60 @x",
-        "--repo",
-        str(tmp_path),
-    ]
-    try:
-        with _on_held_terminal(argv) as (run, master):
-            agent, _ = _pids_from(fifo)
-            os.write(master, b"\x13")  # Ctrl-S: the terminal takes no more output
-            run.send_signal(signal.SIGTERM)
-            assert run.wait(WAIT) == 143
-            assert not _alive(agent)
-    finally:
-        os.close(fifo)
+    with _agent_report(tmp_path) as fifo, on_terminal(_reporting_run(tmp_path), controlling=True) as terminal:
+        agent, _ = _pids_from(fifo)
+        os.write(terminal.master, b"\x13")  # Ctrl-S: the terminal takes no more output
+        terminal.proc.send_signal(signal.SIGTERM)
+        assert terminal.proc.wait(WAIT) == 143
+        assert not _alive(agent)
 
 
-@pytest.mark.skipif(shutil.which("setsid") is None, reason="needs util-linux's setsid to give the run a terminal")
+@needs_setsid
 def test_status_watch_ends_on_sigterm_with_its_terminal_held(tmp_path: Path) -> None:
     """Before: with its terminal held (Ctrl-S), it ignored every signal."""
-    with _on_held_terminal([str(SCRIPT), "status", "--watch", "--repo", str(tmp_path)]) as (watch, master):
-        assert select.select([master], [], [], WAIT)[0]  # the panels are being drawn
-        os.write(master, b"\x13")
-        watch.send_signal(signal.SIGTERM)
-        assert watch.wait(WAIT) == 143
+    with on_terminal([str(SCRIPT), "status", "--watch", "--repo", str(tmp_path)], controlling=True) as terminal:
+        assert select.select([terminal.master], [], [], WAIT)[0]  # the panels are being drawn
+        os.write(terminal.master, b"\x13")
+        terminal.proc.send_signal(signal.SIGTERM)
+        assert terminal.proc.wait(WAIT) == 143
 
 
-@pytest.mark.skipif(shutil.which("setsid") is None, reason="needs util-linux's setsid to give the run a terminal")
+@needs_setsid
 def test_status_watch_ends_129_without_a_traceback_when_its_terminal_closes(tmp_path: Path) -> None:
     """Before: the live panels died of an OSError traceback (exit 1) in 14 of 20 hang-ups."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    argv = ["setsid", "-c", str(SCRIPT), "status", "--watch", "--repo", str(tmp_path)]
-    watch = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave)
-    os.close(slave)
-    try:
+    with on_terminal([str(SCRIPT), "status", "--watch", "--repo", str(tmp_path)], controlling=True) as terminal:
         screen = b""
         while b"Nothing runs" not in screen:
-            assert select.select([master], [], [], WAIT)[0], screen
-            screen += os.read(master, 65536)
-        os.close(master)  # the window closes
-        master = -1
-        assert watch.wait(WAIT) == 129
-    finally:
-        if master >= 0:
-            os.close(master)
-        if watch.poll() is None:
-            watch.kill()
-            watch.wait()
+            assert select.select([terminal.master], [], [], WAIT)[0], screen
+            screen += os.read(terminal.master, 65536)
+        terminal.hang_up()  # the window closes
+        assert terminal.proc.wait(WAIT) == 129
 
 
 def test_a_dry_run_whose_output_fails_has_no_traceback(tmp_path: Path) -> None:

@@ -11,13 +11,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
 from ..conftest import WAIT
+from ._terminal import on_terminal
 
 SCRIPT = Path(sys.executable).with_name("project-manager")
 
@@ -79,31 +79,6 @@ def test_ctrl_c_stops_the_agents_releases_the_claims_and_exits_130(repo: Path) -
     assert holds == []
 
 
-@contextlib.contextmanager
-def _on_terminal(argv: list[str]) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """Run ``argv`` on a new 120x40 pseudo-terminal: yields it and the terminal's master end.
-
-    Leaving closes the terminal, and kills the program if it still runs.
-    """
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {**os.environ, "TERM": "xterm-256color"}
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
-    os.close(slave)
-    try:
-        yield proc, master
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 def _read_until_closed(master: int) -> bytes:
     """Everything shown on the terminal until the program on it exits."""
     screen = b""
@@ -121,8 +96,8 @@ def _read_until_closed(master: int) -> bytes:
 
 def test_a_live_run_on_a_terminal_shows_the_panels(repo: Path) -> None:
     argv = [str(SCRIPT), "delegate-multiple", "shell: sleep 1 @x", "shell: true @y", "--repo", str(repo)]
-    with _on_terminal(argv) as (proc, master):
-        screen = _read_until_closed(master)
+    with on_terminal(argv) as terminal:
+        proc, screen = terminal.proc, _read_until_closed(terminal.master)
         assert proc.wait(WAIT) == 0
     text = screen.decode(errors="replace")
     for title in ("Running agents", "Active files", "Queue", "Resources"):
@@ -226,7 +201,8 @@ def test_status_watch_on_a_terminal_shows_the_live_panels_until_ctrl_c(repo: Pat
     wanted = ("Running agents (1)", "Active files (1)", "Queue (1)", "Resources", "cat release.fifo", "shell busy (t1)")
     screen = b""
     try:
-        with _on_terminal([str(SCRIPT), "status", "--watch", "--repo", str(repo)]) as (watch, master):
+        with on_terminal([str(SCRIPT), "status", "--watch", "--repo", str(repo)]) as terminal:
+            watch, master = terminal.proc, terminal.master
             deadline = time.monotonic() + WAIT  # "Nothing runs" until the run's record is written, then the panels
             while not all(text.encode() in screen for text in wanted) and time.monotonic() < deadline:
                 if select.select([master], [], [], max(0.0, deadline - time.monotonic()))[0]:

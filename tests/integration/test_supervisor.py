@@ -207,11 +207,15 @@ def _stamps(path: Path) -> list[int]:
     return [int(line.split()[1]) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("mode", ["ignore-term", "double-fork"])
-def test_a_killed_coordinators_claims_are_held_until_its_agents_are_gone(
-    tmp_path: Path, report: Report, mode: str
+@pytest.mark.parametrize(
+    ("mode", "victims"),
+    [("ignore-term", "run"), ("double-fork", "run"), ("ignore-term", "run and supervisor")],
+)
+def test_a_killed_runs_claims_are_held_until_its_agents_are_gone(
+    tmp_path: Path, report: Report, mode: str, victims: str
 ) -> None:
-    """Before: kill -9 of a run freed its claims at once while its agents went on writing."""
+    """Before: kill -9 of a run freed its claims at once while its agents went on writing; and
+    with its supervisor killed too, they were dropped while the keepers still stopped them."""
     stamps = tmp_path / "stamps"
     with _coordinator(tmp_path, report, mode, stamps) as coordinator:
         agent, child = report.pids()  # A runs and holds f.py
@@ -223,8 +227,10 @@ def test_a_killed_coordinators_claims_are_held_until_its_agents_are_gone(
 
         with TaskQueue(1, repo=tmp_path) as queue:
             future = queue.submit_task(AgentTask("b", "after", ["f.py"], after, id="B"))
+            supervisor = _supervisor_of(coordinator.pid)
             coordinator.kill()
-            coordinator.wait(WAIT)
+            if victims == "run and supervisor":
+                supervisor.kill()
             future.result(timeout=WAIT)
     assert seen["alive"] == [False, False]
     assert max(_stamps(stamps)) < seen["at"]  # nothing of A wrote after B started
@@ -300,29 +306,6 @@ def test_a_retry_records_its_own_process_group_not_the_failed_attempts(tmp_path:
     with TaskQueue(1, repo=tmp_path) as queue:
         future = queue.submit_task(AgentTask("a", "fails once", ["f"], agent, id="r", retries=1, retry_delay=0.0))
         assert future.result(timeout=WAIT) == 0
-
-
-def test_a_run_whose_supervisor_died_with_it_keeps_its_claims_while_its_keepers_stop_the_agents(
-    tmp_path: Path, report: Report
-) -> None:
-    """Before: with the run and its supervisor both killed, the holds were dropped at once."""
-    stamps = tmp_path / "stamps"
-    with _coordinator(tmp_path, report, "ignore-term", stamps) as coordinator:
-        agent, child = report.pids()
-        seen: dict[str, object] = {}
-
-        def after() -> None:
-            seen["alive"] = [alive(agent), alive(child)]
-            seen["at"] = time.time_ns()
-
-        with TaskQueue(1, repo=tmp_path) as queue:
-            future = queue.submit_task(AgentTask("b", "after", ["f.py"], after, id="B"))
-            supervisor = _supervisor_of(coordinator.pid)
-            coordinator.kill()
-            supervisor.kill()
-            future.result(timeout=WAIT)
-    assert seen["alive"] == [False, False]
-    assert max(_stamps(stamps)) < seen["at"]
 
 
 def test_an_agent_whose_run_supervisor_and_keeper_were_all_killed_keeps_its_claim(
