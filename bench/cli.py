@@ -5,7 +5,7 @@
    against ``xargs -P4`` running the same 1,000 ``sh -c true`` (and GNU ``parallel -j4`` where
    installed). Target (DESIGN.md): <= 2x xargs, with every agent under the supervisor.
    Ours does per task what xargs does not: claims in the shared registry (one lock, read and
-   fsync'd write per 10 ms lease, not per task; see queue_core.queue.LEASE_S), a log file, an
+   write per 10 ms lease, and one before each agent starts; see queue_core.queue), a log file, an
    event line, a run record for ``status``. To tell those costs apart, the same 1,000 commands
    also run through the library alone (TaskQueue + SubprocessAgent, no CLI), with and without
    ``repo=``.

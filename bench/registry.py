@@ -2,7 +2,7 @@
 
 1. Acquire + release through the registry: a ``Registry.session()`` that adds a hold, then one
    that removes it. Each is the real step: file lock, read, drop dead owners, change, write
-   (temp file, fsync, ``os.replace``), unlock. Uncontended: one process. Contended: 8 processes
+   (temp file, ``os.replace``), unlock. Uncontended: one process. Contended: 8 processes
    doing the same at once on one repository, each on its own claims.
 2. Release in one process -> start in another: process A's task holds ``shared.py``; process
    B's task on ``shared.py`` waits. A's task takes ``time.monotonic_ns()`` (one clock for the
@@ -162,7 +162,7 @@ def run() -> Section:
 
     body = (
         "Acquire + release = one registry session adding a hold and one removing it, each with "
-        "lock, read, prune, write (fsync) and `os.replace`.\n\n"
+        "lock, read, prune, write and `os.replace`.\n\n"
         + table(
             ["what", "samples", "p50", "p99", "max", "unit"],
             [

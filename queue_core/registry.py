@@ -11,7 +11,7 @@ Layout, under ``<repo>/.project-manager/`` (created owner-only, and ignoring its
 * ``history/<run>.json`` — a small record of each finished run.
 
 Taking claims is one atomic step under the lock (:meth:`Registry.session`): read, drop holds
-whose owner is gone, let the caller decide and record, write (temp file, fsync,
+whose owner is gone, let the caller decide and record, write (temp file,
 ``os.replace``), unlock. An owner is its host, pid *and process start time*, so a pid reused
 by an unrelated process is not mistaken for the owner; and the same for its *supervisor*,
 the process that runs its agents (:mod:`queue_core.supervisor`). A hold lives while either
