@@ -17,7 +17,7 @@ from typing import Any
 
 import psutil
 
-from ._supervisor.proctree import KEEPER_NAME, SUPERVISOR_NAME, group_alive, process_table, read_proc
+from ._supervisor.proctree import KEEPER_NAME, SUPERVISOR_NAME, group_alive, process_table, read_proc, threads_run_on
 
 __all__ = [
     "BOOT_ID",
@@ -100,7 +100,7 @@ def _create_time(pid: int) -> float | None:
         return None
     try:
         process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
+        if process.status() == psutil.STATUS_ZOMBIE and not threads_run_on(pid):
             return None
         return round(process.create_time(), 2)
     except psutil.NoSuchProcess:
@@ -118,7 +118,7 @@ def process_state(pid: int) -> str | None:
     except psutil.AccessDenied:
         return "running"
     if status == psutil.STATUS_ZOMBIE:
-        return None
+        return "running" if threads_run_on(pid) else None
     return "stopped" if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP) else "running"
 
 
@@ -139,13 +139,13 @@ def lock_holder(path: str | os.PathLike[str]) -> int | None:
     return None
 
 
-def describe_lock_holder(path: Path) -> str:
-    """``registry.lock held by pid 123 (stopped: resume it ...)``, as far as it can be known."""
+def describe_lock_holder(path: Path, name: str) -> str:
+    """``registry.lock held by pid 123 (stopped: resume it ...)`` for the lock ``name`` on ``path``, as far as known."""
     pid = lock_holder(path)
     if pid is None:
-        return f"{path.name} held by another process"
+        return f"{name} held by another process"
     stopped = process_state(pid) == "stopped"
-    return f"{path.name} held by pid {pid}" + (f" (stopped: {STOPPED_HINT})" if stopped else "")
+    return f"{name} held by pid {pid}" + (f" (stopped: {STOPPED_HINT})" if stopped else "")
 
 
 def agent_processes(supervisor: int, groups: list[int]) -> list[dict[str, Any]]:

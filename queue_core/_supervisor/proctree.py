@@ -37,7 +37,18 @@ def read_proc(pid: int) -> Proc | None:
         return None
     # The command name, in parentheses, may itself hold spaces and parentheses.
     rest = data[data.rindex(b")") + 2 :].split()
-    return Proc(pid, int(rest[1]), int(rest[2]), int(rest[19]), rest[0].decode())
+    state = rest[0].decode()
+    if state == "Z" and threads_run_on(pid):
+        state = "R"  # its main thread exited, and only that: the process runs, and takes signals
+    return Proc(pid, int(rest[1]), int(rest[2]), int(rest[19]), state)
+
+
+def threads_run_on(pid: int) -> bool:
+    """Whether a process that ``/proc`` shows as a zombie has threads left besides its main one."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
 
 
 def process_table() -> dict[int, Proc]:
@@ -119,7 +130,8 @@ def group_alive(pgid: int, start: int) -> bool:
     A group's id is its leader's pid, and Linux does not reuse a pid while a group of that id
     has a member. So if a process now has pid ``pgid`` but another start time, the old group is
     empty. A zombie is no member: it runs nothing, and where init does not reap orphans (some
-    containers) it may stay a zombie for good.
+    containers) it may stay a zombie for good. (A process whose main thread alone exited is
+    no zombie: see read_proc.)
     """
     leader = read_proc(pgid)
     if leader is not None and start and leader.start != start:

@@ -38,7 +38,7 @@ from ..conftest import WAIT
 FAKE_AGENTS = Path(__file__).parent.parent / "fake_agents"
 FAMILY = FAKE_AGENTS / "family.py"
 COORDINATOR = FAKE_AGENTS / "coordinator.py"
-MODES = ["background", "ignore-term", "setsid", "double-fork"]
+MODES = ["background", "ignore-term", "setsid", "double-fork", "thread-leader"]
 
 
 class Report:
@@ -76,8 +76,10 @@ def report(tmp_path: Path) -> Iterator[Report]:
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie does not, unless it is a main thread whose others run on."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE or process.num_threads() > 1
     except psutil.NoSuchProcess:
         return False
 
