@@ -84,5 +84,40 @@ def status(
     raise typer.Exit(status_command.run(repo, json_out=json_out, watch=watch))
 
 
+@app.command()
+def release(
+    run_id: Annotated[
+        str, typer.Argument(help="The run whose claims to drop, as `status` names it.", show_default=False)
+    ],
+    repo: RepoOption = None,
+) -> None:
+    """Drop the claims of a run you know is dead (its host crashed, its container is gone).
+
+    Refused, with the reason, while the run's process, its supervisor or one of its agents
+    lives, or while a run of another host or container has a fresh heartbeat. Exit codes: 0
+    released (or it held nothing); 1 refused; 2 the registry cannot be used.
+    """
+    from queue_core import Registry, RunAliveError, StateError
+
+    from . import delegate, render
+
+    try:
+        registry = Registry(delegate.find_repo(repo))
+    except StateError as exc:
+        render.error(str(exc))
+        raise typer.Exit(2) from None
+    try:
+        count = registry.release_run(run_id)
+    except RunAliveError as exc:
+        render.error(f"not released: {exc.reason}")
+        raise typer.Exit(1) from None
+    except StateError as exc:
+        render.error(str(exc))
+        raise typer.Exit(2) from None
+    finally:
+        registry.finish_run(None)
+    render.out(f"released {count} claim(s) of run {run_id}")
+
+
 def main() -> None:
     app()

@@ -60,7 +60,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
 REPO_CONFIG = "project-manager.yaml"
 
 _PLACEHOLDERS = ("description", "task_id", "files")
-_BATCH_KEYS = ("max_parallel", "agents", "tasks")
+_BATCH_KEYS = ("max_parallel", "stale_after", "agents", "tasks")
 _REPO_KEYS = ("agents",)
 _AGENT_KEYS = ("command", "preset", "owns", "stop_grace")
 #: The longest duration a batch may give (a timeout, a grace period): a week.
@@ -141,11 +141,13 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class Batch:
-    """A batch file's content; ``max_parallel`` None means the caller's default."""
+    """A batch file's content; ``max_parallel`` and ``stale_after`` None mean the defaults."""
 
     max_parallel: int | None
     agents: dict[str, AgentSpec]
     tasks: tuple[TaskSpec, ...]
+    #: Seconds after which a run of another host or container that stopped beating is dead.
+    stale_after: float | None = None
 
 
 # --- public functions ---------------------------------------------------------------------------
@@ -223,7 +225,7 @@ def parse_task_string(text: str, index: int) -> TaskSpec:
 
 
 def load_batch(path: Path) -> Batch:
-    """The batch in the YAML file ``path`` (keys ``max_parallel``, ``agents``, ``tasks``).
+    """The batch in the YAML file ``path`` (keys ``max_parallel``, ``stale_after``, ``agents``, ``tasks``).
 
     Raises ConfigError, naming the file, line and field, for unreadable or malformed YAML,
     unknown or duplicate keys, wrong types, invalid paths, duplicate task ids, unknown
@@ -237,9 +239,10 @@ def load_batch(path: Path) -> Batch:
     max_parallel = None
     if "max_parallel" in top and not _is_null(node := top["max_parallel"][1]):
         max_parallel = reader.integer(node, "max_parallel", minimum=1)
+    stale_after = reader.duration(top["stale_after"][1], "stale_after") if "stale_after" in top else None
     agents = reader.agents(top["agents"][1]) if "agents" in top else {}
     tasks = reader.tasks(top["tasks"][1]) if "tasks" in top else ()
-    return Batch(max_parallel, agents, tasks)
+    return Batch(max_parallel, agents, tasks, stale_after)
 
 
 def load_repo_agents(repo: Path) -> dict[str, AgentSpec]:

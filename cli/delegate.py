@@ -28,7 +28,9 @@ from queue_core import (
     SupervisorError,
     TaskQueue,
 )
-from queue_core.registry import STATE_DIR, new_run_id
+from queue_core.holds import STALE_AFTER_S
+from queue_core.registry import new_run_id, state_dir
+from queue_core.statedir import ensure_private_dir
 
 from . import render
 from .config import (
@@ -111,7 +113,7 @@ def run(
         limit = max_parallel or batch.max_parallel or DEFAULT_MAX_PARALLEL
         ownership = FileOwnership({name: spec.owns for name, spec in agents.items() if spec.owns})
         run_id = new_run_id()
-        log_dir = repo_root / STATE_DIR / "logs" / run_id
+        log_dir = state_dir(repo_root) / "logs" / run_id
         runners = {t.id: _runner(t, agents, repo_root, log_dir, run_id) for t in batch.tasks}
         tasks = [_agent_task(t, runners[t.id]) for t in batch.tasks]
         # Dependencies, duplicates and cycles are checked here, before anything runs.
@@ -125,7 +127,8 @@ def run(
     if dry_run:
         render.out(_plan(plan))
         return EXIT_OK
-    return _execute(tasks, runners, limit, ownership, repo_root, run_id, json_out, live and not json_out)
+    stale_after = batch.stale_after if batch.stale_after is not None else STALE_AFTER_S
+    return _execute(tasks, runners, limit, ownership, repo_root, run_id, json_out, live and not json_out, stale_after)
 
 
 def _load(task_texts: list[str], batch_file: Path | None, repo_root: Path) -> Batch:
@@ -135,7 +138,7 @@ def _load(task_texts: list[str], batch_file: Path | None, repo_root: Path) -> Ba
     if not tasks:
         raise ConfigError("arguments", None, None, 'no tasks: give "AGENT: DESCRIPTION @file" arguments or --file')
     agents = merge_agents(load_repo_agents(repo_root), file_batch.agents)
-    batch = Batch(file_batch.max_parallel, agents, tasks)
+    batch = Batch(file_batch.max_parallel, agents, tasks, file_batch.stale_after)
     validate_batch(batch, agents)
     return batch
 
@@ -188,6 +191,7 @@ def _execute(
     run_id: str,
     json_out: bool,
     live: bool,
+    stale_after: float,
 ) -> int:
     output: render.PlainEvents | render.LiveView
     try:
@@ -199,7 +203,10 @@ def _execute(
             run_id=run_id,
             on_event=lambda e: output.event(e),
             on_notice=lambda text: output.notice(text),
+            stale_after=stale_after,
         )
+        for directory in (queue.registry.dir / "logs", queue.registry.dir / "logs" / run_id) if queue.registry else ():
+            ensure_private_dir(directory)  # agents' output is as private as the state
     except (StateError, SupervisorError) as exc:
         render.error(str(exc))
         return EXIT_USAGE

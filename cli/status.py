@@ -99,10 +99,14 @@ def _run_line(run: dict[str, Any]) -> str:
 
 
 def _lock_line(status: dict[str, Any]) -> list[str]:
+    """What stands in every run's way, or is wrong with the state: the lock's stopped holder, junk files."""
     pid = status.get("stopped_lock_holder")
-    if pid is None:
-        return []
-    return [f"registry.lock is held by pid {pid}, which is stopped; every run here waits for it: {STOPPED_HINT}"]
+    lines = list(status.get("skipped", []))
+    if pid is not None:
+        lines.append(
+            f"registry.lock is held by pid {pid}, which is stopped; every run here waits for it: {STOPPED_HINT}"
+        )
+    return lines
 
 
 def _elapsed(task: dict[str, Any], now: float) -> float:

@@ -18,6 +18,7 @@ __all__ = [
     "InvalidTaskError",
     "QueueError",
     "QueueShutdownError",
+    "RunAliveError",
     "StateError",
     "SupervisorError",
     "TaskSkippedError",
@@ -144,6 +145,10 @@ class StateError(QueueError, OSError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class RunAliveError(StateError):
+    """A run cannot be released: its process, or one of its agents, provably lives; ``reason`` says which."""
 
 
 class SupervisorError(QueueError, RuntimeError):

@@ -51,9 +51,10 @@ from .errors import (
     TaskSkippedError,
     TaskTimeoutError,
 )
+from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, live_holds
 from .ownership import FileOwnership
 from .processes import STOPPED_HINT, process_state
-from .registry import Hold, Owner, Registry, RegistrySession, live_holds
+from .registry import Registry, RegistrySession
 from .scheduler import DEFAULT_MAX_BYPASS, Scheduler, TaskEntry
 from .supervisor import shared_supervisor
 from .task import AgentTask, Stoppable, TaskState, is_supervised
@@ -126,8 +127,13 @@ class TaskQueue:
         repo: str | os.PathLike[str] | None = None,
         run_id: str | None = None,
         on_notice: Callable[[str], None] | None = None,
+        stale_after: float = STALE_AFTER_S,
     ):
-        registry = None if repo is None else Registry(repo, run_id, supervisor=shared_supervisor().process)
+        registry = (
+            None
+            if repo is None
+            else Registry(repo, run_id, supervisor=shared_supervisor().process, stale_after=stale_after)
+        )
         resolve = None if registry is None else functools.partial(_as_found_on_disk, registry.repo)
         scheduler = Scheduler(max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass, resolve=resolve)
         self._engine = _Engine(scheduler, clock, on_event, registry, on_notice)
@@ -165,7 +171,7 @@ class TaskQueue:
 
         Raises AgentAlreadyRunningError, ClaimConflictError (naming the holder),
         CapacityError, or ConflictError if a dependency has not succeeded yet. With ``repo``,
-        raises StateError (or filelock's Timeout) if the registry cannot be read.
+        raises StateError if the registry cannot be read (or its lock had for lock_timeout).
         """
         return self._engine.try_submit(task)
 
@@ -298,6 +304,7 @@ class _Engine:
         self.started_at = time.time()
         self.external_holds: dict[str, Hold] = {}  # external holder id -> its hold
         self.next_foreign_check = 0.0  # clock time of the next look at other processes
+        self.next_heartbeat = 0.0  # time.monotonic() of the next heartbeat (see _heartbeat)
         self.run_finished = False
         self.aborted = False  # abort(): nothing starts or is retried any more, the registry is let be
         self.record_written_at = float("-inf")  # clock time the run's status record was last written
@@ -559,15 +566,19 @@ class _Engine:
                 try:
                     with _released(self.lock):
                         session = self.registry.begin()
-                except OSError as exc:  # StateError (unreadable, ...), or the lock's Timeout
+                except OSError as exc:  # StateError: unreadable, the lock not had, ...
                     self._registry_failed(exc)
                     return []
                 self.lease_ends = time.monotonic() + LEASE_S
             try:
                 self.dispatch_wanted = False
                 self._sync(session)
-                started = decide(self.clock())
+                # While a lost registry is recovered, nothing starts; what runs is written back.
+                started = [] if session.recovering else decide(self.clock())
                 self._record_mine(session)
+                if started:
+                    self.next_heartbeat = min(self.next_heartbeat, time.monotonic() + HEARTBEAT_S)
+                    self._ensure_timer()  # it beats while tasks run
             except BaseException:  # a bug: still, never drop a locked registry; the timer ends it
                 self.lease = session
                 self._ensure_timer()
@@ -580,7 +591,11 @@ class _Engine:
                 self.timer_wake.notify()  # it may have looked while the lease was written: time it now
                 self._record_changed()
                 return started
-            return self._end_lease(session, started, leased=leased)
+            started = self._end_lease(session, started, leased=leased)
+            if session.recovering and self.registry_error is None:
+                wait = session.recovering - time.time()
+                self._registry_failed(StateError(self.registry.path, f"it was lost; no task starts for {wait:.1f} s"))
+            return started
         finally:
             self.committing = False
             self.step_done.notify_all()
@@ -675,7 +690,7 @@ class _Engine:
         """A registry step failed (lock held): say so once, and let the timer try again."""
         assert self.registry is not None
         if self.registry_error is None and not self.registry.interrupted:
-            log.error("the claim registry cannot be updated; no task starts until it can", exc_info=error)
+            log.error("no task starts until the claim registry can be used", exc_info=error)
         self.registry_error = error
         self._ensure_timer()
 
@@ -713,7 +728,8 @@ class _Engine:
         assert self.registry is not None
         if self.registry_error is not None or self.registry.stamp() != self.registry.last_stamp:
             return True
-        return bool(live_holds(self.external_holds.values(), self.registry.runs_dir)[1])
+        stale_after = self.registry.stale_after
+        return bool(live_holds(self.external_holds.values(), self.registry.runs_dir, stale_after=stale_after)[1])
 
     def _on_lock_wait(self, holder: str | None) -> None:
         """The registry lock: held elsewhere this long and by whom; or None, taken at last.
@@ -780,7 +796,7 @@ class _Engine:
         self.record_written_at = self.clock()
         try:
             self.registry.write_run_record(self._record())
-        except StateError:  # only a view: the claims themselves are on disk
+        except OSError:  # only a view: the claims themselves are on disk
             log.warning("could not write this run's status record", exc_info=True)
 
     def _record(self) -> dict[str, Any]:
@@ -828,7 +844,7 @@ class _Engine:
         history = {"run": self.registry.run, "started_at": self.started_at, "ended_at": time.time(), "tasks": tasks}
         try:
             self.registry.finish_run(history)
-        except StateError:  # the history record could not be written: a record, not a claim
+        except OSError:  # the history record could not be written: a record, not a claim
             log.warning("could not write this run's history record", exc_info=True)
 
     # --- workers ----------------------------------------------------------------------------
@@ -945,6 +961,9 @@ class _Engine:
                         wake = flush if wake is None else min(wake, flush)
                     now = self.clock()
                     timeout = None if wake is None else wake - now
+                    if self._beating():  # in real time, like the lease: other processes read it
+                        beat_in = self.next_heartbeat - time.monotonic()
+                        timeout = beat_in if timeout is None else min(timeout, beat_in)
                     if self.lease is not None:
                         lease_left = self._lease_left()
                         timeout = lease_left if timeout is None else min(timeout, lease_left)
@@ -981,12 +1000,34 @@ class _Engine:
                     if self.record_pending and now >= self.record_written_at + RECORD_INTERVAL_S:
                         self._write_record()
                         self.record_pending = False
+                beat = self._beating() and time.monotonic() >= self.next_heartbeat
+                running: list[str] = []
+                if beat:
+                    self.next_heartbeat = time.monotonic() + HEARTBEAT_S
+                    running = [e.id for e in self.sched.running]
+            if beat:
+                self._heartbeat(running)
             for stop in stops:
                 _call_quietly(stop)
             for notice in notices:
                 self._notice(notice)
             if resolved:
                 self._deliver(resolved, events=False)
+
+    def _beating(self) -> bool:
+        """Whether this run must show it lives: it holds claims (lock held)."""
+        return self.registry is not None and bool(self.sched.running) and not self.aborted
+
+    def _heartbeat(self, running: list[str]) -> None:
+        """Touch this run's record, and write back its holds if the registry lost them (lock not held)."""
+        assert self.registry is not None
+        try:
+            self.registry.heartbeat()
+        except OSError:
+            log.warning("could not touch this run's record: other hosts may take it for dead", exc_info=True)
+        if self.registry.lost_holds(running):
+            with self.lock:
+                self._dispatch(self.clock())  # a step writes back what runs here
 
     # --- results ----------------------------------------------------------------------------
 

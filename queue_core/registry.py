@@ -1,22 +1,29 @@
 """The on-disk claim registry that every process working on one repository shares.
 
-Layout, under ``<repo>/.project-manager/`` (created owner-only, and ignoring itself for git):
+Layout, in the repository's state directory (see :mod:`queue_core.statedir`: under the git
+common directory, or ``<repo>/.project-manager/``):
 
-* ``registry.lock`` — a ``filelock.FileLock`` (flock), never deleted: deleting a lock file
-  lets two processes lock two different inodes at once.
-* ``claims.json`` — every claim held by a running task of any process, with its owner.
-* ``runs/<run>.json`` — each live run's status record, which ``status`` reads; and
-  ``runs/<run>.holds``, its holds, written under the lock with every change to them, from
-  which ``claims.json`` is rebuilt if it is ever damaged.
-* ``history/<run>.json`` — a small record of each finished run.
+* the directory itself is the lock: an exclusive ``flock`` on it guards every step. Unlike a
+  lock file, it cannot be deleted while held, so two processes never lock two inodes at once.
+* ``claims.json`` — every claim held by a running task of any process, with its owner; and,
+  after it was lost, until when nobody may take new claims (``recovering_until``).
+* ``runs/<run>.json`` — each live run's status record, which ``status`` reads, and whose
+  modification time is the run's heartbeat; ``runs/<run>.holds``, its holds, written under
+  the lock with every change to them, from which ``claims.json`` is rebuilt if it is lost or
+  damaged; ``runs/<run>.groups``, its agents' process groups (see :func:`live_holds`).
+* ``history/<run>.json`` — a small record of each finished run; ``logs/<run>/`` its agents' logs.
 
 Taking claims is one atomic step under the lock (:meth:`Registry.session`): read, drop holds
-whose owner is gone, let the caller decide and record, write (temp file,
-``os.replace``), unlock. An owner is its host, pid *and process start time*, so a pid reused
-by an unrelated process is not mistaken for the owner; and the same for its *supervisor*,
-the process that runs its agents (:mod:`queue_core.supervisor`). A hold lives while either
-does: a run killed with SIGKILL keeps its claims until its supervisor has stopped every
-process of its agents and exited, and then blocks nobody.
+whose owner is gone, let the caller decide and record, write (temp file, ``os.replace``),
+unlock. An owner is the process of a run (see :mod:`queue_core.holds`): a pid reused by an
+unrelated process is not mistaken for it, a run killed with SIGKILL keeps its claims until its
+supervisor has stopped every process of its agents, and a run id given twice names two runs.
+
+A registry that vanished never reads as "nothing is held". Every live registry holds a shared
+``flock`` on the state directory's parent, which no cleaning removes; a step that finds
+``claims.json`` missing while another holds it rebuilds it from the runs' ``.holds`` files and
+lets nobody take a new claim for ``RECOVERY_S``, while live runs, which look at their holds
+every ``HEARTBEAT_S``, write back any that were lost.
 
 Waiting for the lock is never silent and never stuck: after ``LOCK_REPORT_S`` the waiter is
 told who holds it (``on_lock_wait``), stopped or not, and :meth:`Registry.interrupt` ends the
@@ -26,25 +33,27 @@ wait at once.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
-import socket
+import re
+import shutil
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
-from .errors import StateError
-from .processes import BOOT_ID, PID_NAMESPACE, ProcessId, describe_lock_holder
+from .errors import RunAliveError, StateError
+from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, heartbeat_age, live_holds, read_groups
+from .processes import ProcessId, describe_lock_holder
+from .statedir import LEGACY_DIR, NotRegularFileError, ensure_private_dir, locate, read_regular, write_private
 
 __all__ = [
-    "STATE_DIR",
     "Hold",
     "Owner",
     "Registry",
@@ -53,18 +62,26 @@ __all__ = [
     "new_run_id",
     "read_groups",
     "read_holds",
+    "state_dir",
 ]
 
 log = logging.getLogger("queue_core")
 
-STATE_DIR = ".project-manager"
 FORMAT = "project-manager/claims"
 VERSION = 1
-_HOST = socket.gethostname()
 #: After waiting this long for the registry lock, a waiter is told who holds it.
 LOCK_REPORT_S = 1.0
 #: How often a wait for the lock looks whether it was interrupted, or its holder changed.
 LOCK_POLL_S = 0.1
+#: How often a contended lock is tried again.
+_LOCK_RETRY_S = 0.005
+#: After claims.json was found lost while other runs live, nobody takes a new claim this long:
+#: time for each of them to write back its holds (they look every HEARTBEAT_S).
+RECOVERY_S = 3 * HEARTBEAT_S
+#: Run ids (and task ids, see AgentTask): safe as a file name anywhere.
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+#: How many damaged copies of claims.json are kept for a post-mortem.
+DAMAGED_KEPT = 3
 
 
 def new_run_id() -> str:
@@ -72,177 +89,9 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-@dataclass(frozen=True)
-class Owner:
-    """The run holding claims, and the processes that vouch for it: never trust a bare pid.
-
-    ``started`` and ``ticks`` tell the run's process apart from a later one with its pid (see
-    :class:`~queue_core.processes.ProcessId`). ``supervisor`` is the process that runs the
-    run's agents (:mod:`queue_core.supervisor`); it leads a process group that its keepers
-    share, and it and they outlive every process of the run's agents.
-    """
-
-    host: str
-    pid: int
-    started: float
-    run: str
-    ticks: int = 0
-    supervisor: ProcessId | None = None
-    boot: str = ""  # the boot of the machine its pids belong to ("": not recorded)
-    pid_ns: int = 0  # the PID namespace its pids belong to (0: not recorded)
-
-    @classmethod
-    def current(cls, run: str, supervisor: ProcessId | None = None) -> Owner:
-        me = ProcessId.of(os.getpid())
-        return cls(_HOST, me.pid, me.started, run, me.ticks, supervisor, BOOT_ID, PID_NAMESPACE)
-
-    @property
-    def process(self) -> ProcessId:
-        return ProcessId(self.pid, self.started, self.ticks)
-
-    @property
-    def is_local(self) -> bool:
-        """Whether its pids are this process's: the same host, boot and PID namespace."""
-        return self.host == _HOST and not self._other_boot() and not self._other_namespace()
-
-    def alive(self) -> bool:
-        """Whether the run's process, its supervisor or a keeper of it still runs.
-
-        One of an earlier boot of this host does not. One on another host or in another PID
-        namespace is assumed alive: its processes cannot be seen from here.
-        """
-        if self.host == _HOST and self._other_boot():
-            return False
-        return not self.is_local or self.process.alive() or self.supervisor_alive()
-
-    def _other_boot(self) -> bool:
-        return bool(self.boot and BOOT_ID and self.boot != BOOT_ID)
-
-    def _other_namespace(self) -> bool:
-        return bool(self.pid_ns and PID_NAMESPACE and self.pid_ns != PID_NAMESPACE)
-
-    def supervisor_alive(self) -> bool:
-        """Whether the supervisor, or a keeper in its process group, still runs: agents may."""
-        return self.supervisor is not None and self.supervisor.group_alive()
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "host": self.host,
-            "pid": self.pid,
-            "started": self.started,
-            "run": self.run,
-            "ticks": self.ticks,
-        }
-        if self.supervisor is not None:
-            data["supervisor"] = self.supervisor.to_json()
-        if self.boot:
-            data["boot"] = self.boot
-        if self.pid_ns:
-            data["pid_ns"] = self.pid_ns
-        return data
-
-    @classmethod
-    def from_json(cls, data: Any) -> Owner:
-        supervisor = data.get("supervisor")
-        return cls(
-            str(data["host"]),
-            int(data["pid"]),
-            float(data["started"]),
-            str(data["run"]),
-            int(data.get("ticks", 0)),
-            None if supervisor is None else ProcessId.from_json(supervisor),
-            str(data.get("boot", "")),
-            int(data.get("pid_ns", 0)),
-        )
-
-
-@dataclass(frozen=True)
-class Hold:
-    """One running task's claims, as recorded in the registry.
-
-    The process groups of its agent (one per attempt) are in its run's groups file, appended
-    there before the agent ran: while one has a live member, the hold lives even if its run
-    and supervisor died (see :func:`live_holds`).
-    """
-
-    owner: Owner
-    task: str
-    agent: str
-    writes: tuple[str, ...]
-    reads: tuple[str, ...]
-    since: float  # wall-clock time it was taken
-
-    @property
-    def key(self) -> str:
-        """Unique across processes: the run and the task id."""
-        return f"{self.owner.run}/{self.task}"
-
-    def to_json(self) -> dict[str, Any]:
-        data = {
-            "owner": self.owner.to_json(),
-            "task": self.task,
-            "agent": self.agent,
-            "writes": list(self.writes),
-            "reads": list(self.reads),
-            "since": self.since,
-        }
-        return data
-
-    @classmethod
-    def from_json(cls, data: Any) -> Hold:
-        return cls(
-            Owner.from_json(data["owner"]),
-            str(data["task"]),
-            str(data["agent"]),
-            tuple(str(w) for w in data["writes"]),
-            tuple(str(r) for r in data["reads"]),
-            float(data["since"]),
-        )
-
-
-def live_holds(holds: Iterable[Hold], runs_dir: Path, me: Owner | None = None) -> tuple[list[Hold], list[Hold]]:
-    """``holds`` split into those that live and those to drop; ``runs_dir`` has the runs' groups files.
-
-    A hold lives while its owner does (:meth:`Owner.alive`); that failing, while a process
-    group that its run's groups file lists for its task has a live member. Each owner, and
-    each groups file, is looked at once.
-    """
-    owners: dict[Owner, bool] = {} if me is None else {me: True}
-    groups: dict[str, dict[str, list[ProcessId]]] = {}
-    live: list[Hold] = []
-    dead: list[Hold] = []
-    for hold in holds:
-        if hold.owner not in owners:
-            owners[hold.owner] = hold.owner.alive()
-        alive = owners[hold.owner]
-        if not alive and hold.owner.is_local:
-            run = hold.owner.run
-            if run not in groups:
-                groups[run] = read_groups(runs_dir / f"{run}.groups")
-            alive = any(group.group_alive() for group in groups[run].get(hold.task, ()))
-        (live if alive else dead).append(hold)
-    return live, dead
-
-
-def read_groups(path: Path) -> dict[str, list[ProcessId]]:
-    """A run's groups file: the process group of each of its agents, by task id, as its keepers
-    appended them (one JSON object a line; a line cut short by a crash is skipped)."""
-    groups: dict[str, list[ProcessId]] = {}
-    try:
-        lines = path.read_bytes().splitlines()
-    except OSError:
-        return groups
-    for task, group in filter(None, map(_group_line, lines)):
-        groups.setdefault(task, []).append(group)
-    return groups
-
-
-def _group_line(line: bytes) -> tuple[str, ProcessId] | None:
-    try:
-        entry = json.loads(line)
-        return str(entry["task"]), ProcessId(int(entry["pgid"]), 0.0, int(entry["ticks"]))
-    except (ValueError, KeyError, TypeError):
-        return None
+def state_dir(repo: str | os.PathLike[str]) -> Path:
+    """The state directory of the repository at ``repo`` (see :mod:`queue_core.statedir`)."""
+    return locate(Path(repo).resolve())
 
 
 @dataclass
@@ -253,6 +102,7 @@ class RegistrySession:
     holds: dict[str, Hold]
     changed: bool = False
     dropped: list[Hold] = field(default_factory=list)  # holds of dead owners, pruned on read
+    recovering: float = 0.0  # wall time until which nobody may take a new claim (0: none)
 
     def foreign(self) -> list[Hold]:
         """Holds of every other run (other processes, or other queues of this one)."""
@@ -274,7 +124,13 @@ class RegistrySession:
 class Registry:
     """The claim registry of the repository at ``repo``, seen from one run of this process.
 
-    Raises StateError, naming the path, if the state directory cannot be created or written.
+    ``run`` (default: a fresh id) names the run: letters, digits, ``._-``, at most 100
+    characters. If a live run of another process already has it, this one is ``run-2`` (or
+    ``-3``...): an id names one process. ``stale_after`` is how old the heartbeat of a run
+    that cannot be checked directly (another host or container) may be before it is dead.
+
+    Raises StateError, naming the path, if the state directory cannot be created or written
+    (or an older version's runs hold claims in its old place), ValueError for a bad ``run``.
     """
 
     def __init__(
@@ -285,10 +141,14 @@ class Registry:
         lock_timeout: float = 60.0,
         supervisor: ProcessId | None = None,
         on_lock_wait: Callable[[str | None], None] | None = None,
+        stale_after: float = STALE_AFTER_S,
     ):
+        if run is not None and not RUN_ID_PATTERN.fullmatch(run):
+            raise ValueError(f"run id {run!r}: expected letters, digits, '.', '_' or '-', not starting with '.'")
         self.repo = Path(repo).resolve()
-        self.dir = self.repo / STATE_DIR
-        self.owner = Owner.current(run or new_run_id(), supervisor)
+        self.dir = locate(self.repo)
+        self.lock_timeout = lock_timeout
+        self.stale_after = stale_after
         #: Called with who holds the lock once a wait for it has taken LOCK_REPORT_S (and again
         #: if that changes), from the waiting thread; then with None once the lock is taken. Not
         #: when the wait failed (interrupt, timeout). It must not take a lock that a caller of
@@ -302,38 +162,52 @@ class Registry:
         self.notices: list[str] = []
         #: stamp() right after this process last wrote claims.json.
         self.last_stamp: tuple[int, int, int] | None = None
-        _make_state_dir(self.dir, self.runs_dir, self.history_dir)
         self._step = threading.Lock()  # held from begin() to commit() or abort(), by any thread
-        self._lock = FileLock(
-            self.dir / "registry.lock",
-            timeout=lock_timeout,
-            mode=0o600,
-            # Not per thread: a queue may end a step in another thread than the one that began it.
-            # So the lock is reentrant across this process's threads, and _step is what keeps
-            # two steps through this Registry apart.
-            thread_local=False,
-            poll_interval=0.005,  # a contended flock is retried this often (a syscall, no spinning)
-            preserve_lock_file=True,
-            fallback_to_soft=False,  # a soft lock is not released when its owner is killed
-        )
+        self._lock_fd: int | None = None  # the state directory, flocked, while a step runs
+        self._recovering_until = 0.0  # wall time: claims.json was lost; no new claim before it
+        self._record: dict[str, Any] = {}  # the run record last written, to write again if lost
+        self._make_state_dir()
+        self._migrate_legacy_state()
+        # Seen by any step that finds claims.json lost: a live registry is here. Taken after the
+        # look, which must not count this one.
+        self._beacon = os.open(self.dir.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._closer = weakref.finalize(self, os.close, self._beacon)  # a registry dropped unfinished
+        try:
+            if not os.path.lexists(self.path) and not self._others_live():
+                self._create_empty_registry()
+            self._hold_beacon()
+            self.owner = self._unique_owner(run or new_run_id(), supervisor)
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def run(self) -> str:
         return self.owner.run
 
+    def close(self) -> None:
+        """Let go of the beacon: this registry is no longer live (done by finish_run)."""
+        self._closer()
+        self._beacon = -1
+
     def begin(self) -> RegistrySession:
         """Lock the registry and read its live holds; end with :meth:`commit` or :meth:`abort`.
 
         The queue splits a step this way so that it can decide with its own lock held while
-        the file I/O on either side runs without it.
+        the file I/O on either side runs without it. ``recovering`` is set on a session while
+        nobody may take a new claim (see the module's docstring).
         """
         self._acquire()
         try:
-            live, dropped = live_holds(self._read(), self.runs_dir, self.owner)  # this process runs: no need to ask
+            holds = self._read()
+            live, dropped = live_holds(holds, self.runs_dir, self.owner, self.stale_after)
         except BaseException:
             self._unlock()
             raise
-        return RegistrySession(self.owner, {hold.key: hold for hold in live}, dropped=dropped)
+        session = RegistrySession(self.owner, {hold.key: hold for hold in live}, dropped=dropped)
+        if self._recovering_until > time.time():
+            session.recovering = self._recovering_until
+        return session
 
     def commit(self, session: RegistrySession) -> None:
         """Write what ``session`` changed, then unlock.
@@ -370,6 +244,21 @@ class Registry:
         """
         self._interrupted.set()
 
+    def lost_holds(self, running: Iterable[str]) -> bool:
+        """Whether claims.json lacks a hold of a task id in ``running``, or is being recovered.
+
+        Read without the lock, for a heartbeat: a step (which writes this run's holds back)
+        is due if so.
+        """
+        try:
+            raw = read_regular(self.path)
+            data = None if raw is None else json.loads(raw)
+            keys = {f"{h['owner']['run']}/{h['task']}" for h in data["holds"]} if isinstance(data, dict) else set()
+            recovering = isinstance(data, dict) and float(data.get("recovering_until", 0)) > time.time()
+        except (OSError, ValueError, KeyError, TypeError):
+            return True
+        return recovering or any(f"{self.run}/{task}" not in keys for task in running)
+
     def _acquire(self) -> None:
         """Take this Registry's step lock, then the file lock; report a long wait, end on interrupt."""
         started = time.monotonic()
@@ -377,36 +266,67 @@ class Registry:
         while not self._step.acquire(timeout=self._poll(started)):
             self._waited(started)  # another step of this run waits for the file lock, and says so
         try:
-            while True:
-                try:
-                    self._lock.acquire(timeout=self._poll(started))
-                    break
-                except Timeout:
+            next_look = started + LOCK_POLL_S
+            while not self._try_lock():
+                now = time.monotonic()
+                if now >= next_look:
+                    next_look = now + LOCK_POLL_S
                     if self._waited(started) and self.on_lock_wait is not None:
-                        message = describe_lock_holder(Path(self._lock.lock_file))
+                        message = describe_lock_holder(self.dir, "registry.lock")
                         if message != reported:
                             self.on_lock_wait(message)
                             reported = message
+                if self._interrupted.wait(_LOCK_RETRY_S):
+                    self._waited(started)
         except BaseException:
             self._step.release()
             raise
         if reported is not None and self.on_lock_wait is not None:
             self.on_lock_wait(None)
 
+    def _try_lock(self) -> bool:
+        """Take the flock on the state directory if it is free; raises StateError if it cannot be opened."""
+        try:
+            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:  # removed whole: made again (a live run's beacon tells the next step)
+            self._make_state_dir()
+            return False
+        except OSError as exc:
+            raise StateError(self.dir, f"cannot open the state directory: {exc.strerror or exc}") from exc
+        try:
+            taken = _try_flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not taken:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        # Removed and made again since it was opened: not the directory others lock now.
+        if not os.path.samestat(os.fstat(fd), os.lstat(self.dir)):
+            self._release_lock()
+            return False
+        return True
+
+    def _release_lock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # closing the last descriptor of the open file lets go of the flock
+
     def _poll(self, started: float) -> float:
-        return max(0.0, min(LOCK_POLL_S, started + self._lock.timeout - time.monotonic()))
+        return max(0.0, min(LOCK_POLL_S, started + self.lock_timeout - time.monotonic()))
 
     def _waited(self, started: float) -> bool:
         """After one poll of a lock wait: raise if interrupted or timed out; whether to report it."""
         if self._interrupted.is_set():
-            raise StateError(self._lock.lock_file, "the wait for the registry lock was interrupted")
+            raise StateError(self.dir, "the wait for the registry lock was interrupted")
         waited = time.monotonic() - started
-        if waited >= self._lock.timeout:
-            raise Timeout(str(self._lock.lock_file))
+        if waited >= self.lock_timeout:
+            raise StateError(self.dir, f"the registry lock was not free for {waited:.1f} s")
         return waited >= LOCK_REPORT_S
 
     def _unlock(self) -> None:
-        self._lock.release()
+        self._release_lock()
         self._step.release()
 
     @contextlib.contextmanager
@@ -430,32 +350,84 @@ class Registry:
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
-    # --- run records ----------------------------------------------------------------------
+    # --- runs -----------------------------------------------------------------------------
 
     def write_run_record(self, record: dict[str, Any]) -> None:
         """Replace this run's record (atomically; not fsynced: claims.json is the authority)."""
-        record = {**record, "owner": self.owner.to_json(), "updated": time.time(), "version": VERSION}
-        self._write(self.runs_dir / f"{self.run}.json", record)
+        self._record = {**record, "owner": self.owner.to_json(), "updated": time.time(), "version": VERSION}
+        self._write(self._record_path, self._record)
 
-    def finish_run(self, history: dict[str, Any]) -> None:
-        """Drop any hold this run still has, and replace its record by a small history record.
+    def heartbeat(self) -> None:
+        """Tell other hosts and containers this run lives: touch its record, or write it again if lost."""
+        try:
+            os.utime(self._record_path, follow_symlinks=False)
+        except FileNotFoundError:
+            self._make_state_dir()
+            self.write_run_record(self._record)
+
+    def release_run(self, run: str) -> int:
+        """Drop every hold of ``run``, a run a person knows is dead; returns how many there were.
+
+        Raises RunAliveError, saying why, while the run's process, its supervisor or one of its
+        agents lives, or a run of another host or container has a heartbeat younger than
+        ``stale_after``; StateError if the registry cannot be written.
+        """
+        with self.session() as session:
+            if run == self.run:
+                raise RunAliveError(self.path, f"run {run} is this one")
+            live = [h for h in session.holds.values() if h.owner.run == run]
+            if live:  # the step has dropped the holds of dead owners already
+                raise RunAliveError(self.path, self._why_alive(live[0]))
+            released = [h for h in session.dropped if h.owner.run == run]
+        for suffix in (".json", ".holds", ".groups"):
+            with contextlib.suppress(OSError):
+                os.unlink(self.runs_dir / f"{run}{suffix}")
+        return len(released)
+
+    def _why_alive(self, hold: Hold) -> str:
+        owner = hold.owner
+        if not owner.is_local:
+            age = heartbeat_age(self.runs_dir, owner.run)
+            return (
+                f"run {owner.run} on {owner.host} (pid {owner.pid} there) beat {age:.0f} s ago; "
+                f"it is dead after {self.stale_after:.0f} s"
+            )
+        if owner.process.alive():
+            return f"run {owner.run} is alive: pid {owner.pid}"
+        if owner.supervisor_alive():
+            assert owner.supervisor is not None
+            return f"run {owner.run} died, but its supervisor (pid {owner.supervisor.pid}) is still stopping its agents"
+        return f"run {owner.run} died, but an agent of its task {hold.task} still runs"
+
+    def finish_run(self, history: dict[str, Any] | None) -> None:
+        """Drop any hold this run still has, and replace its record by a small history record (if any).
 
         If the lock cannot be had (interrupted, or a timeout), the holds stay, as this live
-        process's, until it exits; the history is written all the same.
+        process's, until it exits; the history is written all the same. Raises StateError if
+        the history cannot be written (the holds are gone even so).
         """
         try:
             with self.session() as session:
                 for hold in session.mine():
                     session.remove(hold.task)
-            done = [self.runs_dir / f"{self.run}.json", self._holds_path, self.groups_path]
+            done = [self._record_path, self._holds_path, self.groups_path]
         except OSError as exc:
             level = logging.DEBUG if self.interrupted else logging.WARNING
             log.log(level, "this run's holds stay in the registry until this process exits: %s", exc)
-            done = [self.runs_dir / f"{self.run}.json"]  # the .holds file rebuilds them if need be
-        self._write(self.history_dir / f"{self.run}.json", {**history, "version": VERSION})
-        for path in done:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            done = [self._record_path]  # the .holds file rebuilds them if need be
+        try:
+            if history is not None:
+                self._write(self.history_dir / f"{self.run}.json", {**history, "version": VERSION})
+        finally:
+            for path in done:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            self.close()
+
+    @property
+    def locked(self) -> bool:
+        """Whether this Registry holds the lock: a step of it is under way."""
+        return self._lock_fd is not None
 
     @property
     def interrupted(self) -> bool:
@@ -471,65 +443,182 @@ class Registry:
     def _holds_path(self) -> Path:
         return self.runs_dir / f"{self.run}.holds"
 
+    @property
+    def _record_path(self) -> Path:
+        return self.runs_dir / f"{self.run}.json"
+
+    # --- joining ----------------------------------------------------------------------------
+
+    def _unique_owner(self, run: str, supervisor: ProcessId | None) -> Owner:
+        """This process as the owner of ``run``, suffixed if a live run of another process has it.
+
+        The id is taken by creating its record exclusively; a dead run's record is moved
+        aside first, and whoever then creates it first has it.
+        """
+        for n in range(1, 1000):
+            candidate = run if n == 1 else f"{run}-{n}"
+            owner = Owner.current(candidate, supervisor)
+            path = self.runs_dir / f"{candidate}.json"
+            for _ in range(3):
+                record = {"run": candidate, "owner": owner.to_json(), "updated": time.time(), "version": VERSION}
+                if self._create(path, record):
+                    self._record = record
+                    return owner
+                holder = _record_owner(path)
+                if holder is not None and holder.alive(self.runs_dir, self.stale_after):
+                    break  # taken: try the next suffix
+                aside = path.with_name(f".{path.name}.dead-{uuid.uuid4().hex[:6]}")
+                with contextlib.suppress(OSError):  # a dead run's, or damaged: free
+                    os.replace(path, aside)
+                    os.unlink(aside)
+        raise StateError(self.runs_dir, f"no free run id like {run!r}")
+
+    def _create(self, path: Path, data: dict[str, Any]) -> bool:
+        """Create ``path`` with ``data`` whole, if it does not exist; whether it was created."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.new")
+        try:
+            write_private(tmp, json.dumps(data, separators=(",", ":")).encode())
+            try:
+                os.link(tmp, path)  # atomic, and fails if it exists: readers never see it half-written
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+        except OSError as exc:
+            raise StateError(path, f"cannot write: {exc.strerror or exc}") from exc
+        return True
+
+    def _create_empty_registry(self) -> None:
+        """A first claims.json: from now on, a missing one means a lost one."""
+        self._create(self.path, {"format": FORMAT, "version": VERSION, "holds": []})
+
+    def _others_live(self) -> bool:
+        """Whether another live registry of this repository (of any process) holds the beacon."""
+        alone = _try_flock(self._beacon, fcntl.LOCK_EX)
+        self._hold_beacon()  # a failed conversion may have let go of our own shared lock
+        return not alone
+
+    def _hold_beacon(self) -> None:
+        """Hold the beacon shared; another's look at it holds it exclusively for microseconds."""
+        if self._beacon < 0:
+            return
+        deadline = time.monotonic() + LOCK_REPORT_S
+        while not _try_flock(self._beacon, fcntl.LOCK_SH):
+            if time.monotonic() > deadline:  # a looker was stopped mid-look: go on unseen
+                log.warning("could not hold %s shared: other runs may not see this one", self.dir.parent)
+                return
+            time.sleep(_LOCK_RETRY_S)
+
+    def _make_state_dir(self) -> None:
+        for directory in (self.dir, self.runs_dir, self.history_dir):
+            ensure_private_dir(directory)
+        try:
+            if self.dir.name == LEGACY_DIR and not (self.dir / ".gitignore").exists():
+                write_private(self.dir / ".gitignore", b"# project-manager's state: never commit it\n*\n")
+            probe = self.dir / f".write-probe-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise StateError(self.dir, f"cannot write the state directory: {exc.strerror or exc}") from exc
+
+    def _migrate_legacy_state(self) -> None:
+        """Move the history and logs that versions before the git location left in ``<repo>/.project-manager``.
+
+        Refused while a run of such a version holds claims there: it would not see ours.
+        """
+        legacy = self.repo / LEGACY_DIR
+        if legacy == self.dir or not legacy.is_dir() or legacy.is_symlink():
+            return
+        try:
+            raw = read_regular(legacy / "claims.json")
+            holds = [] if raw is None else _parse_holds(raw)[0]
+        except (OSError, ValueError, KeyError, TypeError):
+            holds = []
+        live = live_holds(holds, legacy / "runs", stale_after=self.stale_after)[0]
+        if live:
+            raise StateError(
+                legacy,
+                f"run {live[0].owner.run} (pid {live[0].owner.pid}) of an older version holds claims here; "
+                "let it finish first",
+            )
+        for name in ("history", "logs"):
+            for entry in _entries(legacy / name):
+                ensure_private_dir(self.dir / name)
+                with contextlib.suppress(OSError):
+                    os.rename(entry, self.dir / name / entry.name)
+        shutil.rmtree(legacy, ignore_errors=True)
+        self.notices.append(f"moved this repository's project-manager state from {legacy} to {self.dir}")
+
     # --- files ----------------------------------------------------------------------------
 
     def _read(self) -> list[Hold]:
+        """The holds in claims.json; rebuilt if it is damaged, or lost while other runs live."""
         try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
+            raw = read_regular(self.path)
+        except NotRegularFileError as exc:
+            return self._rebuild(f"it is {exc.strerror}")
         except OSError as exc:
             raise StateError(self.path, f"cannot read the claim registry: {exc.strerror or exc}") from exc
+        if raw is None:
+            if not self._others_live():
+                self._recovering_until = 0.0
+                return []
+            return self._rebuild("it is missing")
         try:
-            return _parse_holds(raw)
+            holds, self._recovering_until = _parse_holds(raw)
         except (ValueError, KeyError, TypeError) as exc:
             problem = "it is empty" if not raw.strip() else str(exc) or type(exc).__name__
             return self._rebuild(problem)
+        return holds
 
     def _rebuild(self, problem: str) -> list[Hold]:
-        """Keep a damaged registry aside and rebuild it from the live runs' own records."""
-        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        aside = self.path.with_name(f"claims.json.damaged-{stamp}")
-        os.replace(self.path, aside)
+        """Keep a damaged registry aside and rebuild it from the live runs' own records.
+
+        While another run lives, nobody takes a new claim for RECOVERY_S: a run whose own
+        records went too writes its holds back meanwhile.
+        """
+        if os.path.lexists(self.path):
+            stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+            aside = self.path.with_name(f"claims.json.damaged-{stamp}")
+            os.replace(self.path, aside)
+            for old in sorted(self.dir.glob("claims.json.damaged-*"))[:-DAMAGED_KEPT]:
+                with contextlib.suppress(OSError):
+                    (shutil.rmtree if old.is_dir() and not old.is_symlink() else os.unlink)(old)
+            kept = f"kept it as {aside.name} and rebuilt"
+        else:
+            kept = "rebuilt"
         holds: list[Hold] = []
         for path in sorted(self.runs_dir.glob("*.holds")):
             try:
-                items = json.loads(path.read_text())["holds"]
+                items = json.loads(read_regular(path) or b"")["holds"]
                 run_holds = [Hold.from_json(item) for item in items]
             except (OSError, ValueError, KeyError, TypeError):
-                continue
-            holds.extend(live_holds(run_holds, self.runs_dir)[0])
+                continue  # not a regular file, damaged, or gone meanwhile: its run writes back
+            holds.extend(live_holds(run_holds, self.runs_dir, stale_after=self.stale_after)[0])
+        self._recovering_until = time.time() + RECOVERY_S if self._others_live() else 0.0
         # Written now, under the lock: whatever the session does next, no claim is lost.
         self._write_holds(holds)
         notice = (
-            f"{self.path} was damaged ({problem}); kept it as {aside.name} and rebuilt it from the "
-            f"records of {len({h.owner.run for h in holds})} live run(s) ({len(holds)} claim(s))"
+            f"{self.path} was damaged or lost ({problem}); {kept} it from the records of "
+            f"{len({h.owner.run for h in holds})} live run(s) ({len(holds)} claim(s))"
         )
+        if self._recovering_until:
+            notice += f"; no new task starts for {RECOVERY_S:.0f} s while live runs write back their holds"
         self.notices.append(notice)
         log.warning("%s", notice)
         return holds
 
     def _write_holds(self, holds: Iterable[Hold]) -> None:
-        data = {"format": FORMAT, "version": VERSION, "holds": [h.to_json() for h in holds]}
+        data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "holds": [h.to_json() for h in holds]}
+        if self._recovering_until > time.time():
+            data["recovering_until"] = self._recovering_until
         self._write(self.path, data)
 
     def _write(self, path: Path, data: dict[str, Any]) -> None:
-        """Replace ``path`` atomically: readers see the old content or the new, never a mix.
-
-        Not fsynced: a hold needs to outlive its process, which the page cache does, not a
-        crash of the machine, after which none of its processes runs (an empty or torn file
-        after a power cut is rebuilt, see _rebuild). An fsync per start cost a millisecond.
-        """
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        """Replace ``path`` atomically (see write_private); raises StateError."""
         try:
-            text = json.dumps(data, separators=(",", ":"))  # dumps, not dump: only dumps uses the C encoder
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
+            write_private(path, json.dumps(data, separators=(",", ":")).encode())  # the C encoder
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise StateError(path, f"cannot write: {exc.strerror or exc}") from exc
 
 
@@ -539,31 +628,40 @@ def read_holds(repo: str | os.PathLike[str]) -> list[Hold]:
     Empty if there is no registry, or it cannot be read or parsed.
     """
     try:
-        return _parse_holds((Path(repo) / STATE_DIR / "claims.json").read_bytes())
+        return _parse_holds(read_regular(state_dir(repo) / "claims.json") or b"")[0]
     except (OSError, ValueError, KeyError, TypeError):
         return []
 
 
-def _parse_holds(raw: bytes) -> list[Hold]:
-    """The holds in a claims.json; raises ValueError (KeyError, TypeError) if it is not one."""
+def _parse_holds(raw: bytes) -> tuple[list[Hold], float]:
+    """The holds in a claims.json, and until when it is recovered; raises ValueError (KeyError, TypeError)."""
     data = json.loads(raw.decode("utf-8"))
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError("not a project-manager claim registry")
     if data.get("version") != VERSION:
         raise ValueError(f"format version {data.get('version')!r}; this version reads {VERSION}")
-    return [Hold.from_json(item) for item in data["holds"]]
+    return [Hold.from_json(item) for item in data["holds"]], float(data.get("recovering_until", 0.0))
 
 
-def _make_state_dir(state: Path, *subdirs: Path) -> None:
+def _record_owner(path: Path) -> Owner | None:
+    """The owner a run record names; None if it is gone, not a regular file, or damaged."""
     try:
-        state.mkdir(mode=0o700, exist_ok=True)
-        for sub in subdirs:
-            sub.mkdir(mode=0o700, exist_ok=True)
-        ignore = state / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# project-manager's state: never commit it\n*\n")
-        probe = state / f".write-probe-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise StateError(state, f"cannot create or write the state directory: {exc.strerror or exc}") from exc
+        return Owner.from_json(json.loads(read_regular(path) or b"")["owner"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _try_flock(fd: int, operation: int) -> bool:
+    """Take ``operation`` (LOCK_SH, LOCK_EX) on ``fd`` if nobody stands in the way; whether it was taken."""
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _entries(directory: Path) -> list[Path]:
+    try:
+        return list(directory.iterdir())
+    except OSError:
+        return []

@@ -9,31 +9,40 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
+from .holds import Owner, live_holds, read_groups
 from .processes import agent_processes, lock_holder, process_state
-from .registry import STATE_DIR, Owner, live_holds, read_groups, read_holds
+from .registry import read_holds, state_dir
+from .statedir import NotRegularFileError, read_regular
 
 __all__ = ["live_run_records", "repo_status"]
 
 
-def live_run_records(repo: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def live_run_records(repo: str | os.PathLike[str], skipped: list[str] | None = None) -> list[dict[str, Any]]:
     """The records of every run in ``repo`` that still lives or holds claims, oldest first.
 
     A run holds claims after its process died while its supervisor, or an agent's process
     group, lives. A repository without state, or an unreadable record, gives fewer records,
-    never an error.
+    never an error; what is not a regular file is named in ``skipped``, if given, and never
+    read (a FIFO would make the reader wait).
     """
-    held = {hold.owner.run for hold in live_holds(read_holds(repo), Path(repo) / STATE_DIR / "runs")[0]}
+    runs_dir = state_dir(repo) / "runs"
+    held = {hold.owner.run for hold in live_holds(read_holds(repo), runs_dir)[0]}
     records = []
-    for path in sorted((Path(repo) / STATE_DIR / "runs").glob("*.json")):
+    for path in sorted(runs_dir.glob("*.json")):
         try:
-            record = json.loads(path.read_text())
+            record = json.loads(read_regular(path) or b"")
             owner = Owner.from_json(record["owner"])
+        except NotRegularFileError:
+            if skipped is not None:
+                skipped.append(f"{path}: not a regular file; skipped")
+            continue
         except (OSError, ValueError, KeyError, TypeError):
             continue  # being replaced, or damaged: it is only a view
-        if owner.run in held or owner.alive():
+        if "status" not in record:
+            continue  # a registry that runs no queue (yet): nothing to show
+        if owner.run in held or owner.alive(runs_dir):
             records.append(record)
     return records
 
@@ -51,10 +60,13 @@ def repo_status(repo: str | os.PathLike[str]) -> dict[str, Any]:
     (how many of its tasks wait) and ``waiting``: the best-ranked of them (at most
     ``queue.RECORD_WAITING_MAX``) with their reasons. ``stopped_lock_holder`` is the pid of a
     stopped process that holds the registry lock, which every run waits for; else None.
+    ``skipped`` names what in the state directory is not a regular file, and was not read.
     """
-    runs_dir = Path(repo) / STATE_DIR / "runs"
+    directory = state_dir(repo)
+    runs_dir = directory / "runs"
     runs = []
-    for record in live_run_records(repo):
+    skipped: list[str] = []
+    for record in live_run_records(repo, skipped):
         status = record.get("status", {})
         owner = Owner.from_json(record["owner"])
         state = _state(owner)
@@ -77,13 +89,14 @@ def repo_status(repo: str | os.PathLike[str]) -> dict[str, Any]:
                 "counts": status.get("counts", {}),
             }
         )
-    holder = lock_holder(Path(repo) / STATE_DIR / "registry.lock")
+    holder = lock_holder(directory)
     return {
         "running_agents": [task["agent"] for run in runs for task in run["running"]],
         "running_files": sorted({path for run in runs for task in run["running"] for path in task["files"]}),
         "queued_tasks": sum(run["queued"] for run in runs),
         "runs": runs,
         "stopped_lock_holder": holder if holder is not None and process_state(holder) == "stopped" else None,
+        "skipped": skipped,
     }
 
 

@@ -287,11 +287,11 @@ def _signal_tree(agent: int, keeper: int, sig: int) -> list[Proc]:
 def _open_log(path: bytes) -> int:
     """The task's log, for appending: a regular file, never through a symlink, never a FIFO's wait."""
     try:
-        os.makedirs(os.path.dirname(path) or b".", exist_ok=True)
+        os.makedirs(os.path.dirname(path) or b".", mode=0o700, exist_ok=True)
     except OSError:
         pass  # opening the log says why, if it matters
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-    fd = os.open(path, flags, 0o666)
+    fd = os.open(path, flags, 0o600)  # agents' output: as private as the state it sits in
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise OSError(errno.EINVAL, "the log is not a regular file", os.fsdecode(path))

@@ -87,7 +87,7 @@ def _read_until(proc: subprocess.Popen[str], text: str) -> str:
 def _wait_until_unlocked(repo: Path, pid: int) -> None:
     """Until ``pid`` no longer holds the registry lock: a run keeps it 10 ms after a start."""
     deadline = time.monotonic() + WAIT
-    while lock_holder(repo / ".project-manager" / "registry.lock") == pid:
+    while lock_holder(repo / ".project-manager") == pid:
         assert time.monotonic() < deadline, f"pid {pid} kept the registry lock"
         select.select([], [], [], 0.005)
 
@@ -185,10 +185,10 @@ def test_a_stopped_holder_of_the_registry_lock_is_named_and_a_waiting_run_still_
     state = tmp_path / ".project-manager"
     state.mkdir(mode=0o700)
     take_and_stop = (
-        "import fcntl, os, signal, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600); "
+        "import fcntl, os, signal, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
         "fcntl.flock(fd, fcntl.LOCK_EX); os.kill(os.getpid(), signal.SIGSTOP)"
     )
-    with subprocess.Popen([sys.executable, "-c", take_and_stop, str(state / "registry.lock")]) as holder:
+    with subprocess.Popen([sys.executable, "-c", take_and_stop, str(state)]) as holder:
         try:
             assert os.WIFSTOPPED(os.waitpid(holder.pid, os.WUNTRACED)[1])  # it holds the lock, stopped
             with _running(tmp_path, "shell: true @x") as run:
@@ -305,13 +305,13 @@ main()
 
 @contextlib.contextmanager
 def _stopped_lock_holder(state: Path) -> Iterator[int]:
-    """A process that holds ``state``/registry.lock and is stopped; its pid. Killed on the way out."""
+    """A process that holds the registry lock (a flock on ``state``) and is stopped; its pid. Killed on the way out."""
     state.mkdir(mode=0o700, exist_ok=True)
     take_and_stop = (
-        "import fcntl, os, signal, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600); "
+        "import fcntl, os, signal, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
         "fcntl.flock(fd, fcntl.LOCK_EX); os.kill(os.getpid(), signal.SIGSTOP)"
     )
-    with subprocess.Popen([sys.executable, "-c", take_and_stop, str(state / "registry.lock")]) as holder:
+    with subprocess.Popen([sys.executable, "-c", take_and_stop, str(state)]) as holder:
         try:
             assert os.WIFSTOPPED(os.waitpid(holder.pid, os.WUNTRACED)[1])
             yield holder.pid
@@ -385,7 +385,7 @@ def test_a_registry_failure_is_one_notice_line_and_no_traceback(tmp_path: Path) 
     )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stdout + done.stderr
-    assert "notice    the claim registry cannot be updated; no task starts until it can:" in done.stdout
+    assert "notice    no task starts until the claim registry can be used:" in done.stdout
     assert "No space left on device" in done.stdout
 
 
@@ -466,11 +466,11 @@ def test_status_shows_a_long_wait_for_the_registry_lock_behind_a_running_holder(
     state = tmp_path / ".project-manager"
     state.mkdir(mode=0o700)
     take_and_wait = (
-        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600); "
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
         "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.readline()"
     )
     with subprocess.Popen(
-        [sys.executable, "-c", take_and_wait, str(state / "registry.lock")],
+        [sys.executable, "-c", take_and_wait, str(state)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

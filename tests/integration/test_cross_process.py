@@ -407,6 +407,7 @@ def test_repo_status_from_another_process(repo: Path, spawn: Any) -> None:
         "queued_tasks": 0,
         "runs": [],
         "stopped_lock_holder": None,
+        "skipped": [],
     }
     history = json.loads((repo / STATE / "history" / f"{run}.json").read_text())
     assert history["run"] == run
@@ -425,5 +426,6 @@ def test_repo_status_of_a_repository_without_state(repo: Path) -> None:
         "queued_tasks": 0,
         "runs": [],
         "stopped_lock_holder": None,
+        "skipped": [],
     }
     assert not (repo / STATE).exists()  # status only reads

@@ -142,4 +142,5 @@ def test_status_says_plainly_when_nothing_runs(repo: Path) -> None:
         "queued_tasks": 0,
         "runs": [],
         "stopped_lock_holder": None,
+        "skipped": [],
     }

@@ -286,12 +286,12 @@ BATCH_ERRORS = [
         "unknown top-level key, suggestion",
         "max_paralel: 4\n",
         "batch.yaml:1: max_paralel: unknown key 'max_paralel' (did you mean 'max_parallel'?); "
-        "expected one of: max_parallel, agents, tasks",
+        "expected one of: max_parallel, stale_after, agents, tasks",
     ),
     (
         "unknown top-level key, no suggestion",
         "tasks: []\ncolour: red\n",
-        "batch.yaml:2: colour: unknown key 'colour'; expected one of: max_parallel, agents, tasks",
+        "batch.yaml:2: colour: unknown key 'colour'; expected one of: max_parallel, stale_after, agents, tasks",
     ),
     (
         "unknown task key: a typo must not drop a claim",

@@ -115,7 +115,7 @@ class _Unwritable:
         write_holds = Registry._write_holds
 
         def flaky(registry: Registry, holds: Any) -> None:
-            if not registry._lock.is_locked:
+            if not registry.locked:
                 self.unlocked_writes += 1
             if self.failing.is_set():
                 self.attempts += 1
@@ -132,7 +132,7 @@ class _Unwritable:
 
 
 def _registry_lockable(repo: Path) -> bool:
-    """Whether another run can take the registry's lock (raises filelock's Timeout if not)."""
+    """Whether another run can take the registry's lock (raises StateError if not)."""
     with Registry(repo, "other", lock_timeout=WAIT).session():
         return True
 
@@ -414,10 +414,10 @@ def test_begin_unlocks_the_registry_if_checking_an_owner_raises(
     registry.path.write_text(json.dumps({"format": "project-manager/claims", "version": 1, "holds": [hold.to_json()]}))
     alive = Owner.alive
 
-    def alive_or_raise(self: Owner) -> bool:
+    def alive_or_raise(self: Owner, *args: Any) -> bool:
         if self.run == "odd":
             raise _UnknowableError(self)
-        return alive(self)
+        return alive(self, *args)
 
     monkeypatch.setattr(Owner, "alive", alive_or_raise)
     with pytest.raises(_UnknowableError):

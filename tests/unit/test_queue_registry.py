@@ -18,23 +18,21 @@ from queue_core.registry import Registry
 from ..conftest import WAIT, Gate, wait_for
 
 
-def test_an_unreadable_registry_starts_nothing_then_recovers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_registry_replaced_by_a_directory_is_put_aside_and_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: a claims.json that was no regular file failed every step until a person removed it."""
     with TaskQueue(max_parallel=2, repo=tmp_path) as queue:
         assert queue.submit_task(AgentTask("a", "first", ["f"], lambda: 1)).result(timeout=WAIT) == 1
         claims = tmp_path / ".project-manager" / "claims.json"
         with Registry(tmp_path, "tamperer").session():  # the queue's lease has ended: it is on disk
             claims.unlink()
-            claims.mkdir()  # neither readable as a file nor replaceable: every registry step fails
-        with caplog.at_level(logging.ERROR, logger="queue_core"):
-            future = queue.submit_task(AgentTask("b", "second", ["g"], lambda: 2))
-        status = queue.get_status()
-        assert status["running"] == []
-        assert "claims.json" in status["registry_error"]
-        assert not future.done()
-        assert "cannot be updated" in caplog.text
-        claims.rmdir()  # writable again: the queue retries on its own
-        assert future.result(timeout=WAIT) == 2
-        assert queue.get_status()["registry_error"] is None
+            claims.mkdir()
+        with caplog.at_level(logging.WARNING, logger="queue_core"):
+            assert queue.submit_task(AgentTask("b", "second", ["g"], lambda: 2)).result(timeout=WAIT) == 2
+        assert "damaged or lost (it is not a regular file)" in caplog.text
+        assert claims.is_file()
+        assert [p.is_dir() for p in claims.parent.glob("claims.json.damaged-*")] == [True]
 
 
 class _Signal(logging.Handler):

@@ -117,19 +117,23 @@ def test_a_second_registry_keeps_an_existing_state_dir(tmp_path: Path) -> None:
     assert "*" in (tmp_path / STATE / ".gitignore").read_text().splitlines()
 
 
-def test_claims_and_lock_are_owner_only_and_the_lock_file_stays(tmp_path: Path) -> None:
+def test_the_state_is_owner_only_and_its_lock_is_the_directory_no_file_to_delete(tmp_path: Path) -> None:
+    """Before: the lock was a file, and deleting it let two processes lock two inodes at once."""
     registry = Registry(tmp_path, "run-1")
     with registry.session() as session:
         session.add("t1", "code_developer", ("src/a.py",), ("docs/",))
     registry.write_run_record({"holds": []})
     state = tmp_path / STATE
+    assert mode(state) == 0o700
     assert mode(state / "claims.json") == 0o600
-    assert mode(state / "registry.lock") == 0o600
     assert mode(state / "runs" / "run-1.json") == 0o600
-    assert (state / "registry.lock").exists()  # deleting it would let two processes lock two inodes
-    with registry.session() as session:
-        session.remove("t1")
-    assert (state / "registry.lock").exists()
+    assert not (state / "registry.lock").exists()
+    held = registry.begin()
+    try:
+        with pytest.raises(StateError, match="not free"):
+            Registry(tmp_path, "run-2", lock_timeout=0.05).begin()
+    finally:
+        registry.abort(held)
 
 
 def test_registry_files_have_the_documented_format(tmp_path: Path) -> None:
@@ -170,6 +174,7 @@ def test_writes_are_atomic_and_leave_no_temp_files(tmp_path: Path) -> None:
 def test_a_failed_write_names_the_file_and_leaves_no_temp_file(tmp_path: Path) -> None:
     registry = Registry(tmp_path, "run-1")
     record = tmp_path / STATE / "runs" / "run-1.json"
+    record.unlink()
     record.mkdir()  # os.replace cannot put a file over a directory
     with pytest.raises(StateError) as caught:
         registry.write_run_record({"holds": []})
@@ -289,7 +294,7 @@ def live_run(tmp_path: Path, dead_owner: Owner) -> Hold:
     with live.session() as session:  # writes claims.json and the run's own runs/live-run.holds
         session.add("t-live", "code_developer", ("src/app.py",), ("docs/",))
         hold = session.holds["live-run/t-live"]
-    live.write_run_record({"run": "live-run"})
+    live.write_run_record({"run": "live-run", "status": {}})
     dead = Hold(dead_owner, "t-dead", "tester", ("tests/",), (), time.time())
     record = {"run": "dead-run", "owner": dead_owner.to_json(), "version": VERSION}
     (tmp_path / STATE / "runs" / "dead-run.json").write_text(json.dumps(record))

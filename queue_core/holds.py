@@ -1,0 +1,221 @@
+"""Who holds claims in the registry, and whether they still live.
+
+An owner is a run: its process, and its supervisor, which runs its agents. Whether it lives is
+asked of its processes where they can be seen (the same host, boot and PID namespace), never of
+a bare pid elsewhere: a pid of another host or container names another process here, or none.
+Such an owner proves it lives by its heartbeat, the modification time of its run record
+(``runs/<run>.json``), which a live run touches every ``HEARTBEAT_S``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .processes import BOOT_ID, PID_NAMESPACE, ProcessId
+from .statedir import read_regular
+
+__all__ = ["HEARTBEAT_S", "STALE_AFTER_S", "Hold", "Owner", "heartbeat_age", "live_holds", "read_groups"]
+
+_HOST = socket.gethostname()
+#: How often a live run touches its run record.
+HEARTBEAT_S = 1.0
+#: A run that cannot be checked directly is dead once its heartbeat is this old (the default).
+STALE_AFTER_S = 15.0
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The run holding claims, and the processes that vouch for it: never trust a bare pid.
+
+    ``started`` and ``ticks`` tell the run's process apart from a later one with its pid (see
+    :class:`~queue_core.processes.ProcessId`). ``supervisor`` is the process that runs the
+    run's agents (:mod:`queue_core.supervisor`); it leads a process group that its keepers
+    share, and it and they outlive every process of the run's agents.
+    """
+
+    host: str
+    pid: int
+    started: float
+    run: str
+    ticks: int = 0
+    supervisor: ProcessId | None = None
+    boot: str = ""  # the boot of the machine its pids belong to ("": not recorded)
+    pid_ns: int = 0  # the PID namespace its pids belong to (0: not recorded)
+
+    @classmethod
+    def current(cls, run: str, supervisor: ProcessId | None = None) -> Owner:
+        me = ProcessId.of(os.getpid())
+        return cls(_HOST, me.pid, me.started, run, me.ticks, supervisor, BOOT_ID, PID_NAMESPACE)
+
+    @property
+    def process(self) -> ProcessId:
+        return ProcessId(self.pid, self.started, self.ticks)
+
+    @property
+    def is_local(self) -> bool:
+        """Whether its pids are this process's: the same host, boot and PID namespace."""
+        return self.host == _HOST and not self._other_boot() and not self._other_namespace()
+
+    def alive(self, runs_dir: Path | None = None, stale_after: float = STALE_AFTER_S) -> bool:
+        """Whether the run's process, its supervisor or a keeper of it still runs.
+
+        One of an earlier boot of this host does not. One on another host or in another PID
+        namespace cannot be seen from here: it lives while its heartbeat in ``runs_dir`` is at
+        most ``stale_after`` seconds old (without ``runs_dir``, it is assumed to).
+        """
+        if self.host == _HOST and self._other_boot():
+            return False
+        if not self.is_local:
+            return runs_dir is None or heartbeat_age(runs_dir, self.run) <= stale_after
+        return self.process.alive() or self.supervisor_alive()
+
+    def _other_boot(self) -> bool:
+        return bool(self.boot and BOOT_ID and self.boot != BOOT_ID)
+
+    def _other_namespace(self) -> bool:
+        return bool(self.pid_ns and PID_NAMESPACE and self.pid_ns != PID_NAMESPACE)
+
+    def supervisor_alive(self) -> bool:
+        """Whether the supervisor, or a keeper in its process group, still runs: agents may."""
+        return self.supervisor is not None and self.supervisor.group_alive()
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "host": self.host,
+            "pid": self.pid,
+            "started": self.started,
+            "run": self.run,
+            "ticks": self.ticks,
+        }
+        if self.supervisor is not None:
+            data["supervisor"] = self.supervisor.to_json()
+        if self.boot:
+            data["boot"] = self.boot
+        if self.pid_ns:
+            data["pid_ns"] = self.pid_ns
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> Owner:
+        supervisor = data.get("supervisor")
+        return cls(
+            str(data["host"]),
+            int(data["pid"]),
+            float(data["started"]),
+            str(data["run"]),
+            int(data.get("ticks", 0)),
+            None if supervisor is None else ProcessId.from_json(supervisor),
+            str(data.get("boot", "")),
+            int(data.get("pid_ns", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One running task's claims, as recorded in the registry.
+
+    The process groups of its agent (one per attempt) are in its run's groups file, appended
+    there before the agent ran: while one has a live member, the hold lives even if its run
+    and supervisor died (see :func:`live_holds`).
+    """
+
+    owner: Owner
+    task: str
+    agent: str
+    writes: tuple[str, ...]
+    reads: tuple[str, ...]
+    since: float  # wall-clock time it was taken
+
+    @property
+    def key(self) -> str:
+        """Unique across processes: the run and the task id."""
+        return f"{self.owner.run}/{self.task}"
+
+    def to_json(self) -> dict[str, Any]:
+        data = {
+            "owner": self.owner.to_json(),
+            "task": self.task,
+            "agent": self.agent,
+            "writes": list(self.writes),
+            "reads": list(self.reads),
+            "since": self.since,
+        }
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> Hold:
+        return cls(
+            Owner.from_json(data["owner"]),
+            str(data["task"]),
+            str(data["agent"]),
+            tuple(str(w) for w in data["writes"]),
+            tuple(str(r) for r in data["reads"]),
+            float(data["since"]),
+        )
+
+
+def live_holds(
+    holds: Iterable[Hold], runs_dir: Path, me: Owner | None = None, stale_after: float = STALE_AFTER_S
+) -> tuple[list[Hold], list[Hold]]:
+    """``holds`` split into those that live and those to drop; ``runs_dir`` has the runs' own files.
+
+    A hold lives while its owner does (:meth:`Owner.alive`); that failing, while a process
+    group that its run's groups file lists for its task has a live member. A hold of an owner
+    that cannot be seen from here whose run record is gone lives ``stale_after`` seconds from
+    when it was taken: its heartbeat may be on the way. Each owner, and each groups file, is
+    looked at once.
+    """
+    owners: dict[Owner, bool] = {} if me is None else {me: True}
+    groups: dict[str, dict[str, list[ProcessId]]] = {}
+    live: list[Hold] = []
+    dead: list[Hold] = []
+    for hold in holds:
+        if hold.owner not in owners:
+            owners[hold.owner] = hold.owner.alive(runs_dir, stale_after)
+        alive = owners[hold.owner]
+        if not alive and hold.owner.is_local:
+            run = hold.owner.run
+            if run not in groups:
+                groups[run] = read_groups(runs_dir / f"{run}.groups")
+            alive = any(group.group_alive() for group in groups[run].get(hold.task, ()))
+        elif not alive and heartbeat_age(runs_dir, hold.owner.run) == float("inf"):
+            alive = time.time() - hold.since <= stale_after
+        (live if alive else dead).append(hold)
+    return live, dead
+
+
+def heartbeat_age(runs_dir: Path, run: str) -> float:
+    """Seconds since ``run`` last touched its record in ``runs_dir``; infinite if it has none."""
+    try:
+        return max(0.0, time.time() - os.lstat(runs_dir / f"{run}.json").st_mtime)
+    except OSError:
+        return float("inf")
+
+
+def read_groups(path: Path) -> dict[str, list[ProcessId]]:
+    """A run's groups file: the process group of each of its agents, by task id, as its keepers
+    appended them (one JSON object a line; a line cut short by a crash is skipped)."""
+    groups: dict[str, list[ProcessId]] = {}
+    try:
+        raw = read_regular(path)
+    except OSError:  # unreadable, or not a regular file: nothing it says can be known
+        return groups
+    lines = [] if raw is None else raw.splitlines()
+    for task, group in filter(None, map(_group_line, lines)):
+        groups.setdefault(task, []).append(group)
+    return groups
+
+
+def _group_line(line: bytes) -> tuple[str, ProcessId] | None:
+    try:
+        entry = json.loads(line)
+        return str(entry["task"]), ProcessId(int(entry["pgid"]), 0.0, int(entry["ticks"]))
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,121 @@
+"""Where a repository's state lives, and how its files are made and read.
+
+A git repository keeps it in ``<git common dir>/project-manager/``: every worktree of the
+repository shares that one directory, and ``git clean -fdX`` cannot reach it. Any other
+directory keeps it in ``<repo>/.project-manager/``.
+
+The state is private and never followed elsewhere: its directories are 0700 and its files
+0600 whoever made them, a symlink in the place of one is refused, and only regular files are
+read (a FIFO put there cannot make a reader wait).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from pathlib import Path
+
+from .errors import StateError
+
+__all__ = ["LEGACY_DIR", "NotRegularFileError", "ensure_private_dir", "locate", "read_regular", "write_private"]
+
+#: The state directory of a repository that is not a git repository, and where versions before
+#: 0.9 kept it in every repository.
+LEGACY_DIR = ".project-manager"
+_NAME = "project-manager"
+
+
+class NotRegularFileError(OSError):
+    """A path in the state directory that is not a regular file (a FIFO, a directory, a symlink)."""
+
+
+def locate(repo: Path) -> Path:
+    """The state directory of the repository at ``repo`` (an absolute, resolved path)."""
+    common = _git_common_dir(repo)
+    return repo / LEGACY_DIR if common is None else common / _NAME
+
+
+def _git_common_dir(repo: Path) -> Path | None:
+    """The git directory that every worktree of ``repo``'s repository shares, as git finds it; or None."""
+    for directory in (repo, *repo.parents):
+        dot_git = directory / ".git"
+        if dot_git.is_dir():
+            return dot_git.resolve()
+        if dot_git.is_file():  # a linked worktree or a submodule: "gitdir: <its own git dir>"
+            try:
+                text = dot_git.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError):
+                return None
+            if not text.startswith("gitdir:"):
+                return None
+            git_dir = (directory / text.removeprefix("gitdir:").strip()).resolve()
+            try:
+                common = (git_dir / "commondir").read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError):
+                return git_dir  # a submodule, or the main worktree's own: its git dir is the common one
+            return (git_dir / common).resolve()
+    return None
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Make ``path`` a directory only its owner can enter; raises StateError if it cannot be.
+
+    A symlink in its place is refused, never followed: state sent elsewhere (a committed
+    symlink) would put claims and agents' output where others read or change them.
+    """
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            raise StateError(path, f"is a symlink to {os.readlink(path)}; refusing to keep state through it")
+        if not stat.S_ISDIR(st.st_mode):
+            raise StateError(path, "is not a directory")
+        if st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.chmod(path, 0o700)  # made by an older version, or with a lax umask
+    except StateError:
+        raise
+    except OSError as exc:
+        raise StateError(path, f"cannot create or write the state directory: {exc.strerror or exc}") from exc
+
+
+def read_regular(path: Path) -> bytes | None:
+    """The content of the regular file ``path``; None if there is none.
+
+    Never waits on a FIFO and never follows a symlink: raises NotRegularFileError for anything
+    but a regular file, and OSError if it cannot be read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
+            raise NotRegularFileError(errno.ELOOP, "a symlink, not a regular file", str(path)) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before any read: a directory refuses one
+        os.close(fd)
+        raise NotRegularFileError(errno.EINVAL, "not a regular file", str(path))
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` by a 0600 file holding ``data``, atomically: a reader sees the old or the new.
+
+    Not fsynced: state needs to outlive its process, which the page cache does, not a crash of
+    the machine, after which none of its processes runs. Raises OSError.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # left by a process that had this pid, or planted: never written through
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
