@@ -16,6 +16,7 @@ __all__ = [
     "DuplicateTaskError",
     "InvalidClaimError",
     "InvalidTaskError",
+    "QueueBrokenError",
     "QueueError",
     "QueueShutdownError",
     "StateError",
@@ -135,6 +136,14 @@ class QueueShutdownError(QueueError, RuntimeError):
 
     def __init__(self) -> None:
         super().__init__("cannot schedule new tasks after shutdown")
+
+
+class QueueBrokenError(QueueError, RuntimeError):
+    """A thread of the queue raised unexpectedly, so the queue stopped; ``thread`` names it."""
+
+    def __init__(self, thread: str):
+        self.thread = thread
+        super().__init__(f"the queue stopped: its thread {thread} failed unexpectedly")
 
 
 class StateError(QueueError, OSError):

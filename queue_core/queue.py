@@ -45,6 +45,7 @@ from typing import Any
 from .claims import Access, Claim
 from .errors import (
     InvalidClaimError,
+    QueueBrokenError,
     QueueError,
     QueueShutdownError,
     StateError,
@@ -147,7 +148,8 @@ class TaskQueue:
         """Queue ``task``; it starts as soon as its agent, claims, dependencies and a slot allow.
 
         The future's result is ``execute_fn``'s return value, its exception the task's
-        (TaskTimeoutError, TaskSkippedError, or CancelledError for a cancelled task). Raises
+        (TaskTimeoutError, TaskSkippedError, CancelledError for a cancelled task, or
+        QueueBrokenError if a bug stopped the queue's threads). Raises
         DuplicateTaskError, UnknownDependencyError, or QueueShutdownError after shutdown.
         """
         return self._engine.submit([task])[0]
@@ -324,6 +326,7 @@ class _Engine:
         self.idle_workers = 0
         self.timer: threading.Thread | None = None
         self.closed = False
+        self.broken = False  # a thread of the engine raised: the scheduler may be half-updated
         self.own_thread = threading.local()  # .set on the engine's threads
         _live_engines.add(self)
 
@@ -846,15 +849,45 @@ class _Engine:
             missing = min(len(self.runnable) - self.idle_workers, self.sched.max_parallel - len(self.workers))
             for _ in range(missing):
                 thread = threading.Thread(
-                    target=self._worker, name=f"TaskQueue-worker-{len(self.workers)}", daemon=True
+                    target=self._thread_main,
+                    args=(self._worker,),
+                    name=f"TaskQueue-worker-{len(self.workers)}",
+                    daemon=True,
                 )
                 if not _start(thread):
                     break  # the workers there are will drain the work
                 self.workers.append(thread)
         return mine
 
-    def _worker(self) -> None:
+    def _thread_main(self, loop: Callable[[], None]) -> None:
+        """Run one of the engine's threads: an unexpected error stops the queue rather than hang it."""
         self.own_thread.set = True
+        try:
+            loop()
+        except BaseException as exc:  # noqa: BLE001 - a bug here must not leave a future unresolved
+            self._break(exc)
+
+    def _break(self, error: BaseException) -> None:
+        """A thread of the engine raised: fail every unresolved future, and start nothing more.
+
+        The scheduler may be half-updated, so it decides nothing any more; join() returns, and
+        shutdown() waits only for the calls still running.
+        """
+        thread = threading.current_thread().name
+        log.critical("%s failed unexpectedly; the queue stops", thread, exc_info=error)
+        with self.lock:
+            futures = list(self.futures.values())
+            self.futures.clear()
+            self.broken = self.aborted = self.closed = True
+            self.all_done.notify_all()
+            self._wake_all()
+        for future in futures:
+            broken = QueueBrokenError(thread)
+            broken.__cause__ = error
+            with contextlib.suppress(InvalidStateError):  # the caller cancelled it meanwhile
+                future.set_exception(broken)
+
+    def _worker(self) -> None:
         entry: TaskEntry | None = None
         delivered = False  # results this worker delivered and has not counted down yet
         while True:
@@ -922,7 +955,9 @@ class _Engine:
     def _ensure_timer(self) -> bool:
         """Start the timer thread, or wake it to look at its deadlines again; False if it cannot run."""
         if self.timer is None:
-            thread = threading.Thread(target=self._timer_loop, name="TaskQueue-timer", daemon=True)
+            thread = threading.Thread(
+                target=self._thread_main, args=(self._timer_loop,), name="TaskQueue-timer", daemon=True
+            )
             if _start(thread):
                 self.timer = thread
         else:
@@ -930,7 +965,6 @@ class _Engine:
         return self.timer is not None
 
     def _timer_loop(self) -> None:
-        self.own_thread.set = True
         while True:
             with self.lock:
                 while True:
@@ -1036,7 +1070,8 @@ class _Engine:
                 self._wake_all()
 
     def _drained(self) -> bool:
-        return self.sched.unfinished == 0 and self.delivering == 0
+        """Whether nothing is left to finish or deliver: all is done, or the queue broke (lock held)."""
+        return self.broken or (self.sched.unfinished == 0 and self.delivering == 0)
 
     def _emit(self, event: TaskEvent) -> None:
         if self.on_event is not None:

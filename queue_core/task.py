@@ -139,7 +139,12 @@ class AgentTask:
 
     def retry_delay_for(self, attempt: int, unit_random: float) -> float:
         """Seconds to wait before retry ``attempt`` (1-based); ``unit_random`` is in [0, 1)."""
-        base = min(self.retry_max_delay, self.retry_delay * self.retry_backoff ** (attempt - 1))
+        base = min(self.retry_delay, self.retry_max_delay)
+        if 0 < base < self.retry_max_delay:  # grows; a zero delay stays zero (0 * inf is nan)
+            try:
+                base = min(self.retry_max_delay, base * self.retry_backoff ** (attempt - 1))
+            except OverflowError:  # near attempt 1025 for a back-off of 2: long past the cap
+                base = self.retry_max_delay
         return min(self.retry_max_delay, base * (1.0 + self.retry_jitter * (2.0 * unit_random - 1.0)))
 
     def _strings(self, name: str) -> tuple[str, ...]:
