@@ -21,6 +21,7 @@ from .errors import (
     DuplicateTaskError,
     InvalidClaimError,
     InvalidTaskError,
+    InvalidTaskIdError,
     QueueBrokenError,
     QueueError,
     QueueShutdownError,
@@ -36,7 +37,7 @@ from .registry import Registry
 from .runner import AgentExitError, SubprocessAgent, render_argv
 from .scheduler import Scheduler, TaskEntry
 from .status import repo_status
-from .task import AgentTask, Stoppable, TaskState
+from .task import AgentTask, Stoppable, TaskState, check_task_id
 from .waits import WaitGroup, WaitReason
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "FileOwnership",
     "InvalidClaimError",
     "InvalidTaskError",
+    "InvalidTaskIdError",
     "QueueBrokenError",
     "QueueError",
     "QueueShutdownError",
@@ -72,6 +74,7 @@ __all__ = [
     "UnknownDependencyError",
     "WaitGroup",
     "WaitReason",
+    "check_task_id",
     "normalise_path",
     "overlap_witness",
     "overlaps",

@@ -16,6 +16,7 @@ __all__ = [
     "DuplicateTaskError",
     "InvalidClaimError",
     "InvalidTaskError",
+    "InvalidTaskIdError",
     "QueueBrokenError",
     "QueueError",
     "QueueShutdownError",
@@ -41,6 +42,15 @@ class InvalidTaskError(QueueError, ValueError):
             part for part in (f"task {task_id!r}" if task_id else "", f"field {field!r}" if field else "") if part
         )
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class InvalidTaskIdError(InvalidTaskError):
+    """A task id is not a plain name; it names files (the task's log), so it must not be a path."""
+
+    def __init__(self, task_id: str):
+        self.reason = f"expected 1 to 100 letters, digits, '.', '_' or '-', not starting with '.', got {task_id!r}"
+        super().__init__(self.reason, field="id")
+        self.task_id = task_id  # after: the message names it once
 
 
 class InvalidClaimError(InvalidTaskError):
