@@ -17,6 +17,7 @@ __all__ = [
     "InvalidClaimError",
     "InvalidTaskError",
     "InvalidTaskIdError",
+    "NotATaskError",
     "QueueBrokenError",
     "QueueError",
     "QueueShutdownError",
@@ -83,6 +84,17 @@ class DependencyCycleError(InvalidTaskError):
     def __init__(self, cycle: list[str]):
         self.cycle = cycle
         super().__init__("dependency cycle: " + " -> ".join(cycle), task_id=cycle[0], field="depends_on")
+
+
+class NotATaskError(QueueError, TypeError):
+    """A queue method was given something other than AgentTasks; ``method``, ``got`` and ``index`` say what."""
+
+    def __init__(self, method: str, expected: str, value: object, index: int | None = None):
+        self.method = method
+        self.got = type(value).__name__
+        self.index = index
+        at = "" if index is None else f" at index {index}"
+        super().__init__(f"{method}() expects {expected}, got {self.got}{at}")
 
 
 class ConflictError(QueueError):

@@ -45,6 +45,7 @@ from typing import Any
 from .claims import Access, Claim
 from .errors import (
     InvalidClaimError,
+    NotATaskError,
     QueueBrokenError,
     QueueError,
     QueueShutdownError,
@@ -149,27 +150,28 @@ class TaskQueue:
 
         The future's result is ``execute_fn``'s return value, its exception the task's
         (TaskTimeoutError, TaskSkippedError, CancelledError for a cancelled task, or
-        QueueBrokenError if a bug stopped the queue's threads). Raises
-        DuplicateTaskError, UnknownDependencyError, or QueueShutdownError after shutdown.
+        QueueBrokenError if a bug stopped the queue's threads). Raises NotATaskError (a
+        TypeError), DuplicateTaskError, UnknownDependencyError, or QueueShutdownError after shutdown.
         """
-        return self._engine.submit([task])[0]
+        return self._engine.submit([_checked(task, "submit_task")])[0]
 
     def submit_tasks(self, tasks: Sequence[AgentTask]) -> list[Future[Any]]:
         """Queue a batch whose dependencies may point forward within it; all or nothing.
 
-        Raises DuplicateTaskError, UnknownDependencyError or DependencyCycleError before
-        anything is queued.
+        Raises NotATaskError (a TypeError), DuplicateTaskError, UnknownDependencyError or
+        DependencyCycleError before anything is queued.
         """
-        return self._engine.submit(tasks)
+        return self._engine.submit(_checked_batch(tasks))
 
     def try_submit(self, task: AgentTask) -> Future[Any]:
         """Start ``task`` right now or raise, without queueing it.
 
         Raises AgentAlreadyRunningError, ClaimConflictError (naming the holder),
         CapacityError, or ConflictError if a dependency has not succeeded yet. With ``repo``,
-        raises StateError (or filelock's Timeout) if the registry cannot be read.
+        raises StateError (or filelock's Timeout) if the registry cannot be read. Raises
+        NotATaskError (a TypeError) if ``task`` is not an AgentTask.
         """
-        return self._engine.try_submit(task)
+        return self._engine.try_submit(_checked(task, "try_submit"))
 
     def cancel(self, task_id: str) -> bool:
         """Cancel a task that has not started, or stop a running one that is Stoppable.
@@ -1115,6 +1117,24 @@ def _resolve(item: _Resolution) -> None:
             future.set_exception(item.error or RuntimeError(item.reason or "failed"))
         else:  # TIMED_OUT, at the deadline or when the call returned
             future.set_exception(TaskTimeoutError(item.task_id, item.timeout or 0.0))
+
+
+def _checked(task: object, method: str) -> AgentTask:
+    """``task``, if it is an AgentTask: callers without type checks pass anything."""
+    if not isinstance(task, AgentTask):
+        raise NotATaskError(method, "an AgentTask", task)
+    return task
+
+
+def _checked_batch(tasks: object) -> Sequence[AgentTask]:
+    """``tasks``, if it is a sequence (not a str) of AgentTasks."""
+    expected = "a sequence of AgentTasks"
+    if isinstance(tasks, str) or not isinstance(tasks, Sequence):
+        raise NotATaskError("submit_tasks", expected, tasks)
+    for index, task in enumerate(tasks):
+        if not isinstance(task, AgentTask):
+            raise NotATaskError("submit_tasks", expected, task, index)
+    return tasks
 
 
 def _as_found_on_disk(repo: Path, claim: Claim) -> Claim:

@@ -19,6 +19,7 @@ from queue_core import (
     ClaimConflictError,
     DependencyCycleError,
     DuplicateTaskError,
+    NotATaskError,
     QueueBrokenError,
     QueueShutdownError,
     TaskQueue,
@@ -619,3 +620,32 @@ def test_an_unexpected_error_in_a_queue_thread_fails_the_futures_and_lets_join_r
         queue.submit_task(AgentTask("b", "late", ["y"], lambda: 3))
     gate.open()
     queue.shutdown(wait=True)
+
+
+@pytest.mark.parametrize(
+    ("submit", "argument", "message"),
+    [
+        ("submit_task", "str", "submit_task() expects an AgentTask, got str"),
+        ("submit_task", None, "submit_task() expects an AgentTask, got NoneType"),
+        ("try_submit", "str", "try_submit() expects an AgentTask, got str"),
+        ("submit_tasks", "ab", "submit_tasks() expects a sequence of AgentTasks, got str"),
+        ("submit_tasks", {"a": 1}, "submit_tasks() expects a sequence of AgentTasks, got dict"),
+        ("submit_tasks", "a task", "submit_tasks() expects a sequence of AgentTasks, got AgentTask"),
+        ("submit_tasks", ["a task", "x"], "submit_tasks() expects a sequence of AgentTasks, got str at index 1"),
+    ],
+)
+def test_the_submit_methods_say_what_they_expect(queue: TaskQueue, submit: str, argument: object, message: str) -> None:
+    """Before: submit_task("str") raised AttributeError from deep inside the scheduler."""
+    ran = threading.Event()
+    task = AgentTask("a", "t", ["x"], ran.set, id="t")
+    if argument == "a task":
+        argument = task
+    elif isinstance(argument, list):
+        argument = [task, *argument[1:]]
+    with pytest.raises(NotATaskError) as info:
+        getattr(queue, submit)(argument)
+    assert isinstance(info.value, TypeError)
+    assert str(info.value) == message
+    assert queue.get_status()["queued_tasks"] == 0
+    assert not ran.is_set()
+    queue.submit_task(task).result(timeout=WAIT)  # nothing of a refused call was queued
