@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from queue_core import Claim, InvalidClaimError
+from queue_core import Claim, InvalidClaimError, InvalidTaskIdError, check_task_id
 
 __all__ = [
     "PRESETS",
@@ -364,6 +364,14 @@ class _Reader:
             raise self.error(node, field, "must not be empty")
         return text
 
+    def task_id(self, node: yaml.Node, field: str) -> str:
+        text = self.string(node, field)
+        try:
+            check_task_id(text)
+        except InvalidTaskIdError as exc:
+            raise self.error(node, field, exc.reason) from exc
+        return text
+
     def strings(self, node: yaml.Node, field: str, what: str = "strings") -> tuple[str, ...]:
         if not isinstance(node, yaml.SequenceNode):
             hint = f" (write [{node.value}])" if isinstance(node, yaml.ScalarNode) and not _is_null(node) else ""
@@ -508,7 +516,7 @@ class _Reader:
 
         agent_node = value("agent")
         task = TaskSpec(
-            id=self.string(value("id"), f"{here}.id"),
+            id=self.task_id(value("id"), f"{here}.id"),
             agent=self.string(agent_node, f"{here}.agent"),
             description=self.string(value("description"), f"{here}.description"),
             files=self.claims(value("files"), f"{here}.files") if "files" in entries else (),

@@ -21,6 +21,9 @@ from .errors import (
     DuplicateTaskError,
     InvalidClaimError,
     InvalidTaskError,
+    InvalidTaskIdError,
+    NotATaskError,
+    QueueBrokenError,
     QueueError,
     QueueShutdownError,
     RunAliveError,
@@ -36,7 +39,7 @@ from .registry import Registry
 from .runner import AgentExitError, SubprocessAgent, render_argv
 from .scheduler import Scheduler, TaskEntry
 from .status import repo_status
-from .task import AgentTask, Stoppable, TaskState
+from .task import AgentTask, Stoppable, TaskState, check_task_id
 from .waits import WaitGroup, WaitReason
 
 __all__ = [
@@ -54,6 +57,9 @@ __all__ = [
     "FileOwnership",
     "InvalidClaimError",
     "InvalidTaskError",
+    "InvalidTaskIdError",
+    "NotATaskError",
+    "QueueBrokenError",
     "QueueError",
     "QueueShutdownError",
     "Registry",
@@ -72,6 +78,7 @@ __all__ = [
     "UnknownDependencyError",
     "WaitGroup",
     "WaitReason",
+    "check_task_id",
     "normalise_path",
     "overlap_witness",
     "overlaps",

@@ -16,6 +16,9 @@ __all__ = [
     "DuplicateTaskError",
     "InvalidClaimError",
     "InvalidTaskError",
+    "InvalidTaskIdError",
+    "NotATaskError",
+    "QueueBrokenError",
     "QueueError",
     "QueueShutdownError",
     "RunAliveError",
@@ -41,6 +44,15 @@ class InvalidTaskError(QueueError, ValueError):
             part for part in (f"task {task_id!r}" if task_id else "", f"field {field!r}" if field else "") if part
         )
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class InvalidTaskIdError(InvalidTaskError):
+    """A task id is not a plain name; it names files (the task's log), so it must not be a path."""
+
+    def __init__(self, task_id: str):
+        self.reason = f"expected 1 to 100 letters, digits, '.', '_' or '-', not starting with '.', got {task_id!r}"
+        super().__init__(self.reason, field="id")
+        self.task_id = task_id  # after: the message names it once
 
 
 class InvalidClaimError(InvalidTaskError):
@@ -73,6 +85,17 @@ class DependencyCycleError(InvalidTaskError):
     def __init__(self, cycle: list[str]):
         self.cycle = cycle
         super().__init__("dependency cycle: " + " -> ".join(cycle), task_id=cycle[0], field="depends_on")
+
+
+class NotATaskError(QueueError, TypeError):
+    """A queue method was given something other than AgentTasks; ``method``, ``got`` and ``index`` say what."""
+
+    def __init__(self, method: str, expected: str, value: object, index: int | None = None):
+        self.method = method
+        self.got = type(value).__name__
+        self.index = index
+        at = "" if index is None else f" at index {index}"
+        super().__init__(f"{method}() expects {expected}, got {self.got}{at}")
 
 
 class ConflictError(QueueError):
@@ -136,6 +159,14 @@ class QueueShutdownError(QueueError, RuntimeError):
 
     def __init__(self) -> None:
         super().__init__("cannot schedule new tasks after shutdown")
+
+
+class QueueBrokenError(QueueError, RuntimeError):
+    """A thread of the queue raised unexpectedly, so the queue stopped; ``thread`` names it."""
+
+    def __init__(self, thread: str):
+        self.thread = thread
+        super().__init__(f"the queue stopped: its thread {thread} failed unexpectedly")
 
 
 class StateError(QueueError, OSError):

@@ -45,6 +45,8 @@ from typing import Any
 from .claims import Access, Claim
 from .errors import (
     InvalidClaimError,
+    NotATaskError,
+    QueueBrokenError,
     QueueError,
     QueueShutdownError,
     StateError,
@@ -153,27 +155,29 @@ class TaskQueue:
         """Queue ``task``; it starts as soon as its agent, claims, dependencies and a slot allow.
 
         The future's result is ``execute_fn``'s return value, its exception the task's
-        (TaskTimeoutError, TaskSkippedError, or CancelledError for a cancelled task). Raises
-        DuplicateTaskError, UnknownDependencyError, or QueueShutdownError after shutdown.
+        (TaskTimeoutError, TaskSkippedError, CancelledError for a cancelled task, or
+        QueueBrokenError if a bug stopped the queue's threads). Raises NotATaskError (a
+        TypeError), DuplicateTaskError, UnknownDependencyError, or QueueShutdownError after shutdown.
         """
-        return self._engine.submit([task])[0]
+        return self._engine.submit([_checked(task, "submit_task")])[0]
 
     def submit_tasks(self, tasks: Sequence[AgentTask]) -> list[Future[Any]]:
         """Queue a batch whose dependencies may point forward within it; all or nothing.
 
-        Raises DuplicateTaskError, UnknownDependencyError or DependencyCycleError before
-        anything is queued.
+        Raises NotATaskError (a TypeError), DuplicateTaskError, UnknownDependencyError or
+        DependencyCycleError before anything is queued.
         """
-        return self._engine.submit(tasks)
+        return self._engine.submit(_checked_batch(tasks))
 
     def try_submit(self, task: AgentTask) -> Future[Any]:
         """Start ``task`` right now or raise, without queueing it.
 
         Raises AgentAlreadyRunningError, ClaimConflictError (naming the holder),
         CapacityError, or ConflictError if a dependency has not succeeded yet. With ``repo``,
-        raises StateError if the registry cannot be read (or its lock had for lock_timeout).
+        raises StateError if the registry cannot be read (or its lock had within lock_timeout).
+        Raises NotATaskError (a TypeError) if ``task`` is not an AgentTask.
         """
-        return self._engine.try_submit(task)
+        return self._engine.try_submit(_checked(task, "try_submit"))
 
     def cancel(self, task_id: str) -> bool:
         """Cancel a task that has not started, or stop a running one that is Stoppable.
@@ -331,6 +335,7 @@ class _Engine:
         self.idle_workers = 0
         self.timer: threading.Thread | None = None
         self.closed = False
+        self.broken = False  # a thread of the engine raised: the scheduler may be half-updated
         self.own_thread = threading.local()  # .set on the engine's threads
         _live_engines.add(self)
 
@@ -862,15 +867,45 @@ class _Engine:
             missing = min(len(self.runnable) - self.idle_workers, self.sched.max_parallel - len(self.workers))
             for _ in range(missing):
                 thread = threading.Thread(
-                    target=self._worker, name=f"TaskQueue-worker-{len(self.workers)}", daemon=True
+                    target=self._thread_main,
+                    args=(self._worker,),
+                    name=f"TaskQueue-worker-{len(self.workers)}",
+                    daemon=True,
                 )
                 if not _start(thread):
                     break  # the workers there are will drain the work
                 self.workers.append(thread)
         return mine
 
-    def _worker(self) -> None:
+    def _thread_main(self, loop: Callable[[], None]) -> None:
+        """Run one of the engine's threads: an unexpected error stops the queue rather than hang it."""
         self.own_thread.set = True
+        try:
+            loop()
+        except BaseException as exc:  # noqa: BLE001 - a bug here must not leave a future unresolved
+            self._break(exc)
+
+    def _break(self, error: BaseException) -> None:
+        """A thread of the engine raised: fail every unresolved future, and start nothing more.
+
+        The scheduler may be half-updated, so it decides nothing any more; join() returns, and
+        shutdown() waits only for the calls still running.
+        """
+        thread = threading.current_thread().name
+        log.critical("%s failed unexpectedly; the queue stops", thread, exc_info=error)
+        with self.lock:
+            futures = list(self.futures.values())
+            self.futures.clear()
+            self.broken = self.aborted = self.closed = True
+            self.all_done.notify_all()
+            self._wake_all()
+        for future in futures:
+            broken = QueueBrokenError(thread)
+            broken.__cause__ = error
+            with contextlib.suppress(InvalidStateError):  # the caller cancelled it meanwhile
+                future.set_exception(broken)
+
+    def _worker(self) -> None:
         entry: TaskEntry | None = None
         delivered = False  # results this worker delivered and has not counted down yet
         while True:
@@ -938,7 +973,9 @@ class _Engine:
     def _ensure_timer(self) -> bool:
         """Start the timer thread, or wake it to look at its deadlines again; False if it cannot run."""
         if self.timer is None:
-            thread = threading.Thread(target=self._timer_loop, name="TaskQueue-timer", daemon=True)
+            thread = threading.Thread(
+                target=self._thread_main, args=(self._timer_loop,), name="TaskQueue-timer", daemon=True
+            )
             if _start(thread):
                 self.timer = thread
         else:
@@ -946,7 +983,6 @@ class _Engine:
         return self.timer is not None
 
     def _timer_loop(self) -> None:
-        self.own_thread.set = True
         while True:
             with self.lock:
                 while True:
@@ -1077,7 +1113,8 @@ class _Engine:
                 self._wake_all()
 
     def _drained(self) -> bool:
-        return self.sched.unfinished == 0 and self.delivering == 0
+        """Whether nothing is left to finish or deliver: all is done, or the queue broke (lock held)."""
+        return self.broken or (self.sched.unfinished == 0 and self.delivering == 0)
 
     def _emit(self, event: TaskEvent) -> None:
         if self.on_event is not None:
@@ -1121,6 +1158,24 @@ def _resolve(item: _Resolution) -> None:
             future.set_exception(item.error or RuntimeError(item.reason or "failed"))
         else:  # TIMED_OUT, at the deadline or when the call returned
             future.set_exception(TaskTimeoutError(item.task_id, item.timeout or 0.0))
+
+
+def _checked(task: object, method: str) -> AgentTask:
+    """``task``, if it is an AgentTask: callers without type checks pass anything."""
+    if not isinstance(task, AgentTask):
+        raise NotATaskError(method, "an AgentTask", task)
+    return task
+
+
+def _checked_batch(tasks: object) -> Sequence[AgentTask]:
+    """``tasks``, if it is a sequence (not a str) of AgentTasks."""
+    expected = "a sequence of AgentTasks"
+    if isinstance(tasks, str) or not isinstance(tasks, Sequence):
+        raise NotATaskError("submit_tasks", expected, tasks)
+    for index, task in enumerate(tasks):
+        if not isinstance(task, AgentTask):
+            raise NotATaskError("submit_tasks", expected, task, index)
+    return tasks
 
 
 def _as_found_on_disk(repo: Path, claim: Claim) -> Claim:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import enum
 import itertools
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from .claims import Claim
-from .errors import InvalidClaimError, InvalidTaskError
+from .errors import InvalidClaimError, InvalidTaskError, InvalidTaskIdError
 
-__all__ = ["AgentTask", "Stoppable", "Supervised", "TaskState", "is_supervised"]
+__all__ = ["AgentTask", "Stoppable", "Supervised", "TaskState", "check_task_id", "is_supervised"]
 
 
 class TaskState(enum.Enum):
@@ -70,6 +71,16 @@ def is_supervised(fn: object) -> TypeGuard[Supervised]:
     return hasattr(fn, "record_group_in")
 
 
+# A task id names files (its agent's log), so it is a plain name, never a path.
+_TASK_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
+def check_task_id(task_id: str) -> None:
+    """Raise InvalidTaskIdError unless ``task_id`` is 1 to 100 ASCII letters, digits, ``._-``, not led by a dot."""
+    if not _TASK_ID.fullmatch(task_id):
+        raise InvalidTaskIdError(task_id)
+
+
 # Process id in the prefix keeps generated ids unique across the processes sharing a repo.
 _ids = itertools.count(1)
 
@@ -111,8 +122,9 @@ class AgentTask:
     read_claims: tuple[Claim, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.id, str) or not self.id.strip():
-            raise InvalidTaskError("the id must be a non-empty string", field="id")
+        if not isinstance(self.id, str):
+            raise InvalidTaskError(f"the id must be a string, got {type(self.id).__name__}", field="id")
+        check_task_id(self.id)
         if not isinstance(self.agent_type, str) or not self.agent_type.strip():
             raise InvalidTaskError("the agent type must be a non-empty string", task_id=self.id, field="agent_type")
         if not isinstance(self.task_description, str):
@@ -139,7 +151,12 @@ class AgentTask:
 
     def retry_delay_for(self, attempt: int, unit_random: float) -> float:
         """Seconds to wait before retry ``attempt`` (1-based); ``unit_random`` is in [0, 1)."""
-        base = min(self.retry_max_delay, self.retry_delay * self.retry_backoff ** (attempt - 1))
+        base = min(self.retry_delay, self.retry_max_delay)
+        if 0 < base < self.retry_max_delay:  # grows; a zero delay stays zero (0 * inf is nan)
+            try:
+                base = min(self.retry_max_delay, base * self.retry_backoff ** (attempt - 1))
+            except OverflowError:  # near attempt 1025 for a back-off of 2: long past the cap
+                base = self.retry_max_delay
         return min(self.retry_max_delay, base * (1.0 + self.retry_jitter * (2.0 * unit_random - 1.0)))
 
     def _strings(self, name: str) -> tuple[str, ...]:

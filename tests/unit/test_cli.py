@@ -74,6 +74,19 @@ def test_bad_yaml_exits_2_naming_file_line_and_field_and_runs_nothing(repo: Path
     assert not (repo / "ran.txt").exists()
 
 
+@pytest.mark.parametrize("task_id", ["../../../../escaped", "{outside}/escaped"])
+def test_a_task_id_that_is_a_path_exits_2_and_runs_nothing(repo: Path, task_id: str) -> None:
+    """Before: the log, named after the id, was written outside the repository."""
+    task_id = task_id.format(outside=repo.parent)  # absolute
+    batch = repo / "batch.yaml"
+    batch.write_text(f"tasks:\n  - id: {task_id}\n    agent: shell\n    description: touch ran.txt\n")
+    code, _, err = invoke("delegate-multiple", "--file", str(batch), "--repo", str(repo))
+    assert code == 2
+    assert "batch.yaml:2: tasks[0].id: expected 1 to 100 letters" in err
+    assert not (repo / "ran.txt").exists()
+    assert not list(repo.parent.rglob("escaped.log"))
+
+
 @pytest.mark.parametrize(
     ("task", "phrase"),
     [

@@ -26,6 +26,7 @@ from cli.config import (
     parse_task_string,
     validate_batch,
 )
+from queue_core import AgentTask
 
 #: Writes a file into the test's working directory: ``write(yaml_text, name="batch.yaml")``.
 Write = Callable[..., Path]
@@ -156,6 +157,12 @@ BAD_TASK_STRINGS = [
         "argument 2: files[1]: invalid path '../outside.py': the path leaves the repository root",
     ),
 ]
+
+
+@pytest.mark.parametrize("index", [1, 10**90])
+def test_the_id_of_a_task_argument_is_always_valid(index: int) -> None:
+    task_id = parse_task_string("claude: fix it", index).id
+    assert AgentTask("claude", "fix it", [], lambda: None, id=task_id).id == task_id
 
 
 @pytest.mark.parametrize(("text", "field", "message"), BAD_TASK_STRINGS)
@@ -431,6 +438,24 @@ BATCH_ERRORS = [
         "null id",
         "tasks:\n  - id:\n    agent: x\n    description: d\n",
         "batch.yaml:2: tasks[0].id: expected a string, got nothing (null)",
+    ),
+    (
+        "id that is a path out of the repository",
+        "tasks:\n  - id: ../../../../escaped\n    agent: x\n    description: d\n",
+        "batch.yaml:2: tasks[0].id: expected 1 to 100 letters, digits, '.', '_' or '-', not starting with '.', "
+        "got '../../../../escaped'",
+    ),
+    (
+        "absolute id",
+        "tasks:\n" + TASK + "  - {id: /abs/escaped, agent: x, description: d}\n",
+        "batch.yaml:3: tasks[1].id: expected 1 to 100 letters, digits, '.', '_' or '-', not starting with '.', "
+        "got '/abs/escaped'",
+    ),
+    (
+        "hidden id",
+        "tasks:\n  - {id: .x, agent: x, description: d}\n",
+        "batch.yaml:2: tasks[0].id: expected 1 to 100 letters, digits, '.', '_' or '-', not starting with '.', "
+        "got '.x'",
     ),
     (
         "empty description",

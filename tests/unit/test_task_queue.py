@@ -19,6 +19,8 @@ from queue_core import (
     ClaimConflictError,
     DependencyCycleError,
     DuplicateTaskError,
+    NotATaskError,
+    QueueBrokenError,
     QueueShutdownError,
     TaskQueue,
     TaskSkippedError,
@@ -567,3 +569,83 @@ def test_an_attempt_that_fails_as_the_queue_is_aborted_is_not_retried() -> None:
     queue.shutdown(wait=True)
     assert attempts == [1]
     assert future.cancelled() or isinstance(future.exception(timeout=WAIT), CancelledError)
+
+
+def test_a_task_retried_past_the_back_off_s_float_range_still_finishes() -> None:
+    """Before: retry 1025's back-off raised OverflowError in the worker, whose death left the
+    future unresolved and join() waiting for ever."""
+    attempts: list[int] = []
+
+    def fails() -> None:
+        attempts.append(1)
+        raise RuntimeError("still failing")
+
+    with TaskQueue(max_parallel=1) as queue:
+        future = queue.submit_task(AgentTask("a", "fails", ["x"], fails, retries=1100, retry_delay=0.0))
+        assert isinstance(future.exception(timeout=WAIT), RuntimeError)
+        assert queue.join(WAIT)
+    assert len(attempts) == 1101
+
+
+@pytest.mark.parametrize("step", ["finish", "expire"])
+def test_an_unexpected_error_in_a_queue_thread_fails_the_futures_and_lets_join_return(
+    step: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in the worker (finish) or the timer (expire) must not leave futures unresolved.
+
+    The scheduler's state may be half-updated, so the queue stops: every unresolved future
+    fails, nothing more starts, join() and shutdown() return.
+    """
+    queue = TaskQueue(max_parallel=1)
+    sched = queue._engine.sched
+    real = getattr(sched, step)
+
+    def raise_once(*args: object) -> object:
+        monkeypatch.setattr(sched, step, real)
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(sched, step, raise_once)  # expire runs only once a deadline is due
+    gate = Gate()
+    first = queue.submit_task(AgentTask("a", "first", ["x"], gate, timeout=0.05 if step == "expire" else None))
+    second = queue.submit_task(AgentTask("a", "second", ["x"], lambda: 2))  # waits for the first
+    if step == "finish":
+        gate.open()
+    assert queue.join(WAIT)
+    for future in (first, second):
+        error = future.exception(timeout=WAIT)
+        assert isinstance(error, QueueBrokenError)
+        assert isinstance(error.__cause__, RuntimeError)
+    assert "injected" in caplog.text
+    with pytest.raises(QueueShutdownError):
+        queue.submit_task(AgentTask("b", "late", ["y"], lambda: 3))
+    gate.open()
+    queue.shutdown(wait=True)
+
+
+@pytest.mark.parametrize(
+    ("submit", "argument", "message"),
+    [
+        ("submit_task", "str", "submit_task() expects an AgentTask, got str"),
+        ("submit_task", None, "submit_task() expects an AgentTask, got NoneType"),
+        ("try_submit", "str", "try_submit() expects an AgentTask, got str"),
+        ("submit_tasks", "ab", "submit_tasks() expects a sequence of AgentTasks, got str"),
+        ("submit_tasks", {"a": 1}, "submit_tasks() expects a sequence of AgentTasks, got dict"),
+        ("submit_tasks", "a task", "submit_tasks() expects a sequence of AgentTasks, got AgentTask"),
+        ("submit_tasks", ["a task", "x"], "submit_tasks() expects a sequence of AgentTasks, got str at index 1"),
+    ],
+)
+def test_the_submit_methods_say_what_they_expect(queue: TaskQueue, submit: str, argument: object, message: str) -> None:
+    """Before: submit_task("str") raised AttributeError from deep inside the scheduler."""
+    ran = threading.Event()
+    task = AgentTask("a", "t", ["x"], ran.set, id="t")
+    if argument == "a task":
+        argument = task
+    elif isinstance(argument, list):
+        argument = [task, *argument[1:]]
+    with pytest.raises(NotATaskError) as info:
+        getattr(queue, submit)(argument)
+    assert isinstance(info.value, TypeError)
+    assert str(info.value) == message
+    assert queue.get_status()["queued_tasks"] == 0
+    assert not ran.is_set()
+    queue.submit_task(task).result(timeout=WAIT)  # nothing of a refused call was queued
