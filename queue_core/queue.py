@@ -53,6 +53,7 @@ from .errors import (
 )
 from .ownership import FileOwnership
 from .processes import STOPPED_HINT, process_state
+from .realpaths import ClaimResolver
 from .registry import Hold, Owner, Registry, RegistrySession, live_holds
 from .scheduler import DEFAULT_MAX_BYPASS, Scheduler, TaskEntry
 from .supervisor import shared_supervisor
@@ -128,7 +129,7 @@ class TaskQueue:
         on_notice: Callable[[str], None] | None = None,
     ):
         registry = None if repo is None else Registry(repo, run_id, supervisor=shared_supervisor().process)
-        resolve = None if registry is None else functools.partial(_as_found_on_disk, registry.repo)
+        resolve = None if registry is None else functools.partial(_as_found_on_disk, ClaimResolver(registry.repo))
         scheduler = Scheduler(max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass, resolve=resolve)
         self._engine = _Engine(scheduler, clock, on_event, registry, on_notice)
         # The threads hold the engine, never this object, so dropping the queue is noticed.
@@ -148,15 +149,16 @@ class TaskQueue:
 
         The future's result is ``execute_fn``'s return value, its exception the task's
         (TaskTimeoutError, TaskSkippedError, or CancelledError for a cancelled task). Raises
-        DuplicateTaskError, UnknownDependencyError, or QueueShutdownError after shutdown.
+        DuplicateTaskError, UnknownDependencyError, InvalidClaimError if with ``repo`` a claim
+        resolves outside the repository, or QueueShutdownError after shutdown.
         """
         return self._engine.submit([task])[0]
 
     def submit_tasks(self, tasks: Sequence[AgentTask]) -> list[Future[Any]]:
         """Queue a batch whose dependencies may point forward within it; all or nothing.
 
-        Raises DuplicateTaskError, UnknownDependencyError or DependencyCycleError before
-        anything is queued.
+        Raises DuplicateTaskError, UnknownDependencyError, DependencyCycleError or
+        InvalidClaimError before anything is queued.
         """
         return self._engine.submit(tasks)
 
@@ -165,7 +167,8 @@ class TaskQueue:
 
         Raises AgentAlreadyRunningError, ClaimConflictError (naming the holder),
         CapacityError, or ConflictError if a dependency has not succeeded yet. With ``repo``,
-        raises StateError (or filelock's Timeout) if the registry cannot be read.
+        raises InvalidClaimError if a claim resolves outside the repository, and StateError (or
+        filelock's Timeout) if the registry cannot be read.
         """
         return self._engine.try_submit(task)
 
@@ -1082,11 +1085,12 @@ def _resolve(item: _Resolution) -> None:
             future.set_exception(TaskTimeoutError(item.task_id, item.timeout or 0.0))
 
 
-def _as_found_on_disk(repo: Path, claim: Claim) -> Claim:
-    """``claim``, made a directory claim if it is a plain path naming a directory in ``repo``."""
-    if claim.is_literal and not claim.subtree and (repo / claim.text).is_dir():
-        return claim.as_directory()
-    return claim
+def _as_found_on_disk(resolver: ClaimResolver, claim: Claim) -> tuple[Claim, ...]:
+    """``claim`` on real paths (see :mod:`queue_core.realpaths`), a directory claim if it is a
+    plain path naming a directory; raises InvalidClaimError if it resolves outside the repository."""
+    if claim.is_literal and not claim.subtree and (Path(resolver.repo) / claim.text).is_dir():
+        claim = claim.as_directory()
+    return resolver.resolve(claim)
 
 
 def _texts(claims: tuple[Claim, ...]) -> tuple[str, ...]:
