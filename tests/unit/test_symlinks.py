@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from queue_core import AgentTask, ClaimConflictError, TaskQueue
+from queue_core import AgentTask, Claim, ClaimConflictError, InvalidClaimError, TaskQueue
 from queue_core.registry import Registry
 
 from ..conftest import WAIT, Gate, wait_for
@@ -70,3 +70,25 @@ def test_claims_without_links_keep_their_text_and_disjoint_ones_run(repo: Path) 
         queue.try_submit(AgentTask("other", "elsewhere", ["other/z.py"], lambda: None)).result(WAIT)
         assert queue.get_status()["running_files"] == ["src/x.py"]
         gate.open()
+
+
+@pytest.mark.parametrize("claim", ["linked/evil.py", "linked/", "linked/**/*.py", "src/../linked/x"])
+def test_a_claim_that_resolves_outside_the_repository_is_refused(repo: Path, tmp_path: Path, claim: str) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (repo / "linked").symlink_to(elsewhere)
+    ran: list[str] = []
+    with TaskQueue(max_parallel=2, repo=repo) as queue:
+        batch = [
+            AgentTask("a", "harmless", ["src/x.py"], lambda: ran.append("a")),
+            AgentTask("b", "escapes", [claim], lambda: ran.append("b"), id="escapes"),
+        ]
+        with pytest.raises(InvalidClaimError) as caught:
+            queue.submit_tasks(batch)
+        assert caught.value.task_id == "escapes"
+        assert caught.value.claim == Claim.parse(claim).text
+        assert str(elsewhere.resolve()) in str(caught.value)
+        with pytest.raises(InvalidClaimError):
+            queue.try_submit(batch[1])
+        assert queue.join(WAIT)
+    assert ran == []
