@@ -38,7 +38,6 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -129,7 +128,7 @@ class TaskQueue:
         on_notice: Callable[[str], None] | None = None,
     ):
         registry = None if repo is None else Registry(repo, run_id, supervisor=shared_supervisor().process)
-        resolve = None if registry is None else functools.partial(_as_found_on_disk, ClaimResolver(registry.repo))
+        resolve = None if registry is None else ClaimResolver(registry.repo).resolve
         scheduler = Scheduler(max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass, resolve=resolve)
         self._engine = _Engine(scheduler, clock, on_event, registry, on_notice)
         # The threads hold the engine, never this object, so dropping the queue is noticed.
@@ -1083,14 +1082,6 @@ def _resolve(item: _Resolution) -> None:
             future.set_exception(item.error or RuntimeError(item.reason or "failed"))
         else:  # TIMED_OUT, at the deadline or when the call returned
             future.set_exception(TaskTimeoutError(item.task_id, item.timeout or 0.0))
-
-
-def _as_found_on_disk(resolver: ClaimResolver, claim: Claim) -> tuple[Claim, ...]:
-    """``claim`` on real paths (see :mod:`queue_core.realpaths`), a directory claim if it is a
-    plain path naming a directory; raises InvalidClaimError if it resolves outside the repository."""
-    if claim.is_literal and not claim.subtree and (Path(resolver.repo) / claim.text).is_dir():
-        claim = claim.as_directory()
-    return resolver.resolve(claim)
 
 
 def _texts(claims: tuple[Claim, ...]) -> tuple[str, ...]:

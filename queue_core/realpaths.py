@@ -110,4 +110,4 @@ def _escape(name: str) -> str:
 
 def _directory(parts: tuple[str, ...]) -> Claim:
     """The path ``parts`` and everything below it (the whole repository for ``()``)."""
-    return Claim.parse("/".join(map(_escape, parts)) + "/" if parts else "**")
+    return Claim.parse("/".join(map(_escape, parts)) or "**")

@@ -72,7 +72,7 @@ def test_claims_without_links_keep_their_text_and_disjoint_ones_run(repo: Path) 
         gate.open()
 
 
-@pytest.mark.parametrize("claim", ["linked/evil.py", "linked/", "linked/**/*.py", "src/../linked/x"])
+@pytest.mark.parametrize("claim", ["linked/evil.py", "linked/", "linked", "linked/**/*.py", "src/../linked/x"])
 def test_a_claim_that_resolves_outside_the_repository_is_refused(repo: Path, tmp_path: Path, claim: str) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
