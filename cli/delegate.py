@@ -19,6 +19,7 @@ from pathlib import Path
 
 from queue_core import (
     AgentTask,
+    ClaimResolver,
     FileOwnership,
     InvalidTaskError,
     QueueShutdownError,
@@ -116,8 +117,9 @@ def run(
         log_dir = state_dir(repo_root) / "logs" / run_id
         runners = {t.id: _runner(t, agents, repo_root, log_dir, run_id) for t in batch.tasks}
         tasks = [_agent_task(t, runners[t.id]) for t in batch.tasks]
-        # Dependencies, duplicates and cycles are checked here, before anything runs.
-        plan = Scheduler(limit, ownership=ownership)
+        # Dependencies, duplicates, cycles and claims that resolve (through a symlink) outside
+        # the repository are checked here, before anything runs.
+        plan = Scheduler(limit, ownership=ownership, resolve=ClaimResolver(repo_root).resolve)
         plan.add_batch(tasks, 0.0)
     except (ConfigError, InvalidTaskError) as exc:
         render.error(str(exc))

@@ -35,6 +35,7 @@ from .errors import (
 )
 from .ownership import FileOwnership
 from .queue import TaskEvent, TaskQueue
+from .realpaths import ClaimResolver
 from .registry import Registry
 from .runner import AgentExitError, SubprocessAgent, render_argv
 from .scheduler import Scheduler, TaskEntry
@@ -51,6 +52,7 @@ __all__ = [
     "Claim",
     "ClaimConflictError",
     "ClaimIndex",
+    "ClaimResolver",
     "ConflictError",
     "DependencyCycleError",
     "DuplicateTaskError",

@@ -5,11 +5,12 @@ A claim is a repo-relative POSIX path pattern: a file (``docs/ROADMAP.md``), a d
 .gitignore, except that every pattern is anchored at the repository root (write ``**/x`` for
 "x at any depth").
 
-What a claim covers: a claim ending in ``/`` (``docs/roadmap/``) or in ``**`` covers the
-matching directories and everything below them; any other claim covers exactly the paths it
+What a claim covers: a plain path (no wildcard: ``docs/ROADMAP.md``, ``newpkg``), a claim
+ending in ``/`` (``docs/roadmap/``) and one ending in ``**`` cover the paths they match and
+everything below them, so a forgotten slash is never unsafe, even on a directory that does not
+exist yet; a plain path keeps its text as written. Any other glob covers exactly the paths it
 matches (``src/**/*.py`` covers Python files, not the contents of a directory that happens to
-be named ``x.py``). A queue that knows the repository promotes a plain path naming an existing
-directory to a directory claim, so forgetting the slash is not unsafe.
+be named ``x.py``).
 
 Two claims overlap exactly when some path is covered by both. :func:`overlap_witness` decides
 that exactly, globs included, by walking the product of the two patterns' automata (first over
@@ -290,7 +291,8 @@ class Claim:
 
     text: str
     segments: tuple[Segment, ...]
-    #: Whether the claim also covers everything below each path it matches.
+    #: Whether the claim also covers everything below each path it matches: true of a plain
+    #: path, and of a claim ending in ``/`` or ``**``.
     subtree: bool
     #: The leading segments that have no wildcard: every covered path starts with them.
     literal_prefix: tuple[str, ...] = field(init=False, repr=False)
@@ -316,10 +318,6 @@ class Claim:
         if not isinstance(raw, str):
             raise InvalidClaimError(repr(raw), "a path must be a string")
         return _parse_claim(raw)
-
-    def as_directory(self) -> Claim:
-        """This claim with everything below its matches covered too (``x`` becomes ``x/``)."""
-        return self if self.subtree else _parse_claim(self.text + "/")
 
     def covers(self, path: str) -> bool:
         """Whether the repo-relative path ``path`` lies in this claim (itself or below a match)."""
@@ -378,13 +376,15 @@ def _normalised_parts(raw: str) -> list[str]:
 @functools.lru_cache(maxsize=1 << 17)
 def _parse_claim(raw: str) -> Claim:
     parts = _normalised_parts(raw)
-    subtree = raw.rstrip().endswith("/") or parts[-1] == "**"
+    slash = raw.rstrip().endswith("/")
     segments = tuple(GLOBSTAR if part == "**" else _parse_segment(part, raw) for part in parts)
     for segment in segments:
         if isinstance(segment, SegmentPattern) and segment.example() is None:
             raise InvalidClaimError(raw, f"segment {segment.text!r} can match no file name")
-    normalised = "/".join(parts) + ("/" if subtree and parts[-1] != "**" else "")
-    return Claim(normalised, segments, subtree)
+    # A plain path may name a directory, here or yet to be made: it covers what is below it.
+    plain = all(isinstance(segment, str) for segment in segments)
+    normalised = "/".join(parts) + ("/" if slash and parts[-1] != "**" else "")
+    return Claim(normalised, segments, slash or plain or parts[-1] == "**")
 
 
 def _claim_regex(segments: tuple[Segment, ...], subtree: bool) -> str:
@@ -419,13 +419,9 @@ def overlap_witness(a: Claim, b: Claim) -> str | None:
     Exact for every pattern: it searches the product of the two claims' segment automata (a
     subtree claim ends in an implicit ``**``), so a path in both is always found.
     """
-    if a.is_literal and b.is_literal:
-        if len(a.segments) > len(b.segments):
-            a, b = b, a
-        shorter, longer = a.segments, b.segments
-        if longer[: len(shorter)] != shorter or (len(shorter) < len(longer) and not a.subtree):
-            return None
-        return "/".join(longer)  # type: ignore[arg-type]
+    if a.is_literal and b.is_literal:  # both cover a subtree: one must start the other
+        shorter, longer = sorted((a.segments, b.segments), key=len)
+        return "/".join(longer) if longer[: len(shorter)] == shorter else None  # type: ignore[arg-type]
     sa = (*a.segments, GLOBSTAR) if a.subtree else a.segments
     sb = (*b.segments, GLOBSTAR) if b.subtree else b.segments
 

@@ -38,7 +38,6 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -56,6 +55,7 @@ from .errors import (
 from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, live_holds
 from .ownership import FileOwnership
 from .processes import STOPPED_HINT, process_state
+from .realpaths import ClaimResolver
 from .registry import Registry, RegistrySession
 from .scheduler import DEFAULT_MAX_BYPASS, Scheduler, TaskEntry
 from .supervisor import shared_supervisor
@@ -136,7 +136,7 @@ class TaskQueue:
             if repo is None
             else Registry(repo, run_id, supervisor=shared_supervisor().process, stale_after=stale_after)
         )
-        resolve = None if registry is None else functools.partial(_as_found_on_disk, registry.repo)
+        resolve = None if registry is None else ClaimResolver(registry.repo).resolve
         scheduler = Scheduler(max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass, resolve=resolve)
         self._engine = _Engine(scheduler, clock, on_event, registry, on_notice)
         # The threads hold the engine, never this object, so dropping the queue is noticed.
@@ -157,15 +157,16 @@ class TaskQueue:
         The future's result is ``execute_fn``'s return value, its exception the task's
         (TaskTimeoutError, TaskSkippedError, CancelledError for a cancelled task, or
         QueueBrokenError if a bug stopped the queue's threads). Raises NotATaskError (a
-        TypeError), DuplicateTaskError, UnknownDependencyError, or QueueShutdownError after shutdown.
+        TypeError), DuplicateTaskError, UnknownDependencyError, InvalidClaimError if with
+        ``repo`` a claim resolves outside the repository, or QueueShutdownError after shutdown.
         """
         return self._engine.submit([_checked(task, "submit_task")])[0]
 
     def submit_tasks(self, tasks: Sequence[AgentTask]) -> list[Future[Any]]:
         """Queue a batch whose dependencies may point forward within it; all or nothing.
 
-        Raises NotATaskError (a TypeError), DuplicateTaskError, UnknownDependencyError or
-        DependencyCycleError before anything is queued.
+        Raises NotATaskError (a TypeError), DuplicateTaskError, UnknownDependencyError,
+        DependencyCycleError or InvalidClaimError before anything is queued.
         """
         return self._engine.submit(_checked_batch(tasks))
 
@@ -174,8 +175,9 @@ class TaskQueue:
 
         Raises AgentAlreadyRunningError, ClaimConflictError (naming the holder),
         CapacityError, or ConflictError if a dependency has not succeeded yet. With ``repo``,
-        raises StateError if the registry cannot be read (or its lock had within lock_timeout).
-        Raises NotATaskError (a TypeError) if ``task`` is not an AgentTask.
+        raises InvalidClaimError if a claim resolves outside the repository, and StateError if
+        the registry cannot be read (or its lock had within lock_timeout). Raises NotATaskError
+        (a TypeError) if ``task`` is not an AgentTask.
         """
         return self._engine.try_submit(_checked(task, "try_submit"))
 
@@ -1176,13 +1178,6 @@ def _checked_batch(tasks: object) -> Sequence[AgentTask]:
         if not isinstance(task, AgentTask):
             raise NotATaskError("submit_tasks", expected, task, index)
     return tasks
-
-
-def _as_found_on_disk(repo: Path, claim: Claim) -> Claim:
-    """``claim``, made a directory claim if it is a plain path naming a directory in ``repo``."""
-    if claim.is_literal and not claim.subtree and (repo / claim.text).is_dir():
-        return claim.as_directory()
-    return claim
 
 
 def _texts(claims: tuple[Claim, ...]) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ from .errors import (
     CapacityError,
     DependencyCycleError,
     DuplicateTaskError,
+    InvalidClaimError,
     UnknownDependencyError,
 )
 from .ownership import FileOwnership
@@ -42,6 +43,9 @@ from .task import AgentTask, TaskState
 from .waits import WaitGroup, WaitReason
 
 __all__ = ["Scheduler", "TaskEntry", "WaitReason"]
+
+#: A task's claims on real paths: (writes, reads).
+_Claims = tuple[tuple[Claim, ...], tuple[Claim, ...]]
 
 _OUTCOMES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.TIMED_OUT, TaskState.CANCELLED})
 
@@ -97,7 +101,7 @@ class Scheduler:
         ownership: FileOwnership | None = None,
         rng: random.Random | None = None,
         max_bypass: int = DEFAULT_MAX_BYPASS,
-        resolve: Callable[[Claim], Claim] | None = None,
+        resolve: Callable[[Claim], Sequence[Claim]] | None = None,
     ):
         if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
             raise ValueError(f"max_parallel must be a positive integer, got {max_parallel!r}")
@@ -106,7 +110,7 @@ class Scheduler:
         self.max_parallel = max_parallel
         self.max_bypass = max_bypass
         # Applied to every claim of every task added: lets the owner, who may look at the disk,
-        # make a plain path that names a directory cover its contents.
+        # turn a claim into the claims on real paths it stands for (see queue_core.realpaths).
         self._resolve = resolve
         self.ownership = ownership or FileOwnership()
         self._rng = rng or random.Random()
@@ -209,38 +213,41 @@ class Scheduler:
     def add(self, task: AgentTask, now: float) -> list[TaskEntry]:
         """Queue ``task``; returns the entries that finished because of it (itself if skipped).
 
-        Raises DuplicateTaskError or UnknownDependencyError; then nothing is added.
+        Raises DuplicateTaskError, UnknownDependencyError, or InvalidClaimError if a claim
+        cannot be resolved; then nothing is added.
         """
         self._check_new(task)
-        return self._add(task, now)
+        return self._add(task, now, self._claims_of(task))
 
     def add_batch(self, tasks: Sequence[AgentTask], now: float) -> list[TaskEntry]:
         """Queue several tasks whose dependencies may point forward within the batch.
 
-        Everything is checked before anything is added: duplicate ids, unknown dependencies
-        and cycles raise, and then no task of the batch is queued.
+        Everything is checked before anything is added: duplicate ids, unknown dependencies,
+        cycles and claims that cannot be resolved raise, and then no task of the batch is queued.
         """
         batch: dict[str, AgentTask] = {}
         for task in tasks:
             if task.id in batch or task.id in self._entries:
                 raise DuplicateTaskError(task.id)
             batch[task.id] = task
+        claims = {}
         for task in tasks:
             self._check_new(task, batch)
+            claims[task.id] = self._claims_of(task)
         # Rank by position in the list, though dependencies must be added before their dependents.
         first = self._seq + 1
         rank = {task.id: first + index for index, task in enumerate(tasks)}
         self._seq += len(tasks)
         finished: list[TaskEntry] = []
         for task in _topological(batch):
-            finished.extend(self._add(task, now, seq=rank[task.id]))
+            finished.extend(self._add(task, now, claims[task.id], seq=rank[task.id]))
         return finished
 
     def try_start(self, task: AgentTask, now: float) -> TaskEntry:
         """Add ``task`` and start it at once, or raise the ConflictError that says why not.
 
-        Raises AgentAlreadyRunningError, ClaimConflictError (naming the holder) or
-        CapacityError, and then nothing is added.
+        Raises AgentAlreadyRunningError, ClaimConflictError (naming the holder),
+        CapacityError or InvalidClaimError, and then nothing is added.
         """
         self._check_new(task)
         writes, reads = self._claims_of(task)
@@ -256,7 +263,7 @@ class Scheduler:
         blocker = self._blocker(probe)
         if blocker is not None:
             raise _reason(blocker, self._agent_of).to_error()
-        entry = self._register(task, now)
+        entry = self._register(task, now, (writes, reads))
         self._start(entry, now)
         return entry
 
@@ -268,26 +275,34 @@ class Scheduler:
             if dep not in self._entries and (batch is None or dep not in batch):
                 raise UnknownDependencyError(task.id, dep)
 
-    def _claims_of(self, task: AgentTask) -> tuple[tuple[Claim, ...], tuple[Claim, ...]]:
+    def _claims_of(self, task: AgentTask) -> _Claims:
+        """The task's (writes, reads), resolved; raises InvalidClaimError naming the task."""
         writes, reads = task.write_claims, task.read_claims
         if not writes and not reads:  # names nothing: assume it writes what its agent owns
             writes = self.ownership.owned_claims(task.agent_type)
-        if self._resolve is not None:
-            writes, reads = tuple(map(self._resolve, writes)), tuple(map(self._resolve, reads))
-        return writes, reads
+        if self._resolve is None:
+            return writes, reads
+        return self._resolved(writes, task.id, "files_to_modify"), self._resolved(reads, task.id, "reads")
 
-    def _register(self, task: AgentTask, now: float, seq: int | None = None) -> TaskEntry:
+    def _resolved(self, claims: tuple[Claim, ...], task_id: str, field: str) -> tuple[Claim, ...]:
+        assert self._resolve is not None
+        try:
+            return tuple(dict.fromkeys(c for claim in claims for c in self._resolve(claim)))
+        except InvalidClaimError as exc:
+            raise InvalidClaimError(exc.claim, exc.reason, task_id=task_id, field=field) from None
+
+    def _register(self, task: AgentTask, now: float, claims: _Claims, seq: int | None = None) -> TaskEntry:
         if seq is None:
             self._seq += 1
             seq = self._seq
-        writes, reads = self._claims_of(task)
+        writes, reads = claims
         entry = TaskEntry(task, (-task.priority, seq), writes, reads, submitted_at=now)
         self._entries[task.id] = entry
         self._unfinished += 1
         return entry
 
-    def _add(self, task: AgentTask, now: float, seq: int | None = None) -> list[TaskEntry]:
-        entry = self._register(task, now, seq)
+    def _add(self, task: AgentTask, now: float, claims: _Claims, seq: int | None = None) -> list[TaskEntry]:
+        entry = self._register(task, now, claims, seq)
         for dep_id in task.depends_on:
             dep = self._entries[dep_id]
             if dep.state is TaskState.SUCCEEDED:

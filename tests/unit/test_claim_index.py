@@ -141,9 +141,10 @@ def test_no_conflict_without_overlap() -> None:
     index.add(c("docs/ROADMAP.md"), W, "file")
     assert held_by(index, "src/**/*.md") == []
     assert held_by(index, "docs/roadmap/") == []
-    assert held_by(index, "docs") == []
+    assert held_by(index, "docs/x.md") == []
     assert held_by(index, "src/a/b.py") == [("src/**/*.py", "py")]
     assert held_by(index, "docs/") == [("docs/ROADMAP.md", "file")]
+    assert held_by(index, "docs") == [("docs/ROADMAP.md", "file")]  # a plain path covers what is below it
 
 
 def test_conflict_fields() -> None:

@@ -103,6 +103,23 @@ def test_bad_string_tasks_exit_2_and_run_nothing(repo: Path, task: str, phrase: 
     assert not (repo / "ran.txt").exists()
 
 
+@pytest.mark.parametrize("dry_run", [(), ("--dry-run",)])
+def test_a_claim_through_a_symlink_out_of_the_repository_exits_2_and_runs_nothing(
+    repo: Path, tmp_path: Path, dry_run: tuple[str, ...]
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (repo / "linked").symlink_to(elsewhere)
+    tasks = ("shell: touch ran.txt @ran.txt", "shell: touch linked/evil.py @linked/evil.py")
+    code, _, err = invoke("delegate-multiple", *tasks, "--repo", str(repo), *dry_run)
+    assert code == 2
+    assert "'linked/evil.py'" in err
+    assert str(elsewhere.resolve()) in err
+    assert "outside the repository" in err
+    assert not (repo / "ran.txt").exists()
+    assert not (elsewhere / "evil.py").exists()
+
+
 def test_no_tasks_is_bad_input(repo: Path) -> None:
     code, _, err = invoke("delegate-multiple", "--repo", str(repo))
     assert code == 2

@@ -61,7 +61,7 @@ def test_agent_registered_with_empty_list_owns_nothing(ownership: FileOwnership)
         ("docs/design/x.md", "architect"),  # not docs/*.md (one segment), but docs/
         ("docs", "architect"),
         ("README.md", None),
-        ("pyproject.toml/x", None),
+        ("pyproject.toml/x", "code_developer"),  # a plain path covers what is below it
         ("coffee_makerx/a.py", None),
         ("testsuite/a.py", None),
     ],

@@ -94,14 +94,17 @@ def test_a_lease_that_cannot_be_written_keeps_the_registry_locked_until_it_is(
         logging.getLogger("queue_core").removeHandler(signal)
 
 
-def test_a_plain_path_naming_a_directory_covers_its_contents(tmp_path: Path) -> None:
-    (tmp_path / "src" / "parser").mkdir(parents=True)
+@pytest.mark.parametrize("exists", [True, False])
+def test_a_plain_path_covers_what_is_below_it_whether_or_not_it_exists(tmp_path: Path, exists: bool) -> None:
+    """A forgotten slash is never unsafe, even on a directory the first task is to create."""
+    if exists:
+        (tmp_path / "src" / "parser").mkdir(parents=True)
     with TaskQueue(max_parallel=2, repo=tmp_path) as queue:
         gate = Gate()
         queue.submit_task(AgentTask("a", "the parser package", ["src/parser"], gate, id="pkg"))
         wait_for(gate.started, "pkg")
-        assert queue.get_status()["running_files"] == ["src/parser/"]
-        with pytest.raises(ClaimConflictError, match="'src/parser/'"):
+        assert queue.get_status()["running_files"] == ["src/parser"]  # as written
+        with pytest.raises(ClaimConflictError, match="'src/parser'"):
             queue.try_submit(AgentTask("b", "one module", ["src/parser/lexer.py"], lambda: None))
         queue.try_submit(AgentTask("c", "a file, not a directory", ["src/parser.py"], lambda: None)).result(WAIT)
         gate.open()

@@ -131,6 +131,9 @@ def test_same_file_waits_for_its_holder() -> None:
         ("src/**/*.py", "src/x/y/a.py"),
         ("src/**", "src/a.txt"),
         ("src/*.py", "src/[ab].py"),
+        ("newpkg", "newpkg/mod.py"),  # a forgotten slash: a plain path covers what is below it
+        ("newpkg/mod.py", "newpkg"),
+        ("src/**/*.py", "src/pkg"),
     ],
 )
 def test_directory_and_glob_claims_conflict_with_the_files_they_cover(held: str, wanted: str) -> None:
@@ -153,7 +156,7 @@ def test_directory_and_glob_claims_conflict_with_the_files_they_cover(held: str,
         ("src/a.py", "src/ab.py"),
         ("src/", "srcx/a.py"),
         ("docs/x.md", "docs/x.mdx"),
-        ("d/**/*.txt", "d/a.py"),
+        ("d/**/*.txt", "d/*.py"),
     ],
 )
 def test_disjoint_claims_run_together(held: str, wanted: str) -> None:
@@ -234,7 +237,7 @@ def test_task_without_files_claims_its_agents_owned_globs() -> None:
     sched.add(task("d1", "docs_writer"), 0.0)
     sched.add(task("c1", "coder"), 0.0)
     sched.add(task("x1", "other", ["docs/readme.md"]), 0.0)
-    sched.add(task("x2", "third", ["src/a/b.txt"]), 0.0)
+    sched.add(task("x2", "third", ["src/a/*.txt"]), 0.0)  # a plain src/a/b.txt covers src/a/b.txt/x.py
     assert ids(sched.dispatch(0.0)) == ["d1", "c1", "x2"]
     reason = reason_of(sched, "x1")
     assert (reason.kind, reason.holder, reason.held) == ("claim", "d1", "docs/")
