@@ -310,7 +310,7 @@ class _Engine:
         self.started_at = time.time()
         self.external_holds: dict[str, Hold] = {}  # external holder id -> its hold
         self.next_foreign_check = 0.0  # clock time of the next look at other processes
-        self.next_heartbeat = 0.0  # time.monotonic() of the next heartbeat (see _heartbeat)
+        self.next_heartbeat = float("inf")  # time.monotonic() of the next heartbeat (see _heartbeat)
         self.run_finished = False
         self.aborted = False  # abort(): nothing starts or is retried any more, the registry is let be
         self.record_written_at = float("-inf")  # clock time the run's status record was last written
@@ -1053,8 +1053,12 @@ class _Engine:
                 self._deliver(resolved, events=False)
 
     def _beating(self) -> bool:
-        """Whether this run must show it lives: it holds claims (lock held)."""
-        return self.registry is not None and bool(self.sched.running) and not self.aborted
+        """Whether this run must show it lives: it holds claims (lock held).
+
+        Not while it holds a lease: the registry is locked, and what the lease started is not
+        on disk yet by design.
+        """
+        return self.registry is not None and bool(self.sched.running) and not self.aborted and self.lease is None
 
     def _heartbeat(self, running: list[str]) -> None:
         """Touch this run's record, and write back its holds if the registry lost them (lock not held)."""

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from filelock import Timeout
 
 from queue_core import AgentTask, ClaimConflictError, StateError, TaskQueue, repo_status
 from queue_core import queue as queue_module
@@ -76,7 +75,7 @@ def test_a_lease_that_cannot_be_written_keeps_the_registry_locked_until_it_is(
             wait_for(signal.seen, "the failed write to be reported")
 
             outsider = Registry(tmp_path, "outsider", lock_timeout=0.05)
-            with pytest.raises(Timeout):  # still locked: what runs is not on disk
+            with pytest.raises(StateError, match="not free"):  # still locked: what runs is not on disk
                 outsider.begin()
             third = queue.submit_task(AgentTask("c", "must wait for the write", ["c.txt"], lambda: 3, id="third"))
             status = queue.get_status()
@@ -188,7 +187,7 @@ def test_steps_within_a_lease_read_nothing_and_other_processes_wait_for_its_end(
         queue.submit_task(AgentTask("b", "second", ["b.txt"], second, id="second"))
         wait_for(second.started, "second")
         assert len(begins) == 1  # the second start was decided in memory, within the lease
-        with pytest.raises(Timeout):
+        with pytest.raises(StateError, match="not free"):
             outsider.begin()  # locked: nobody reads the registry before the lease is written
         first.open()
         second.open()
@@ -199,13 +198,18 @@ def test_steps_within_a_lease_read_nothing_and_other_processes_wait_for_its_end(
     assert len(list((tmp_path / ".project-manager" / "history").glob("*.json"))) == 1
 
 
-def test_try_submit_raises_when_the_registry_cannot_be_read(tmp_path: Path) -> None:
+def test_try_submit_raises_when_the_registry_cannot_be_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with TaskQueue(max_parallel=2, repo=tmp_path) as queue:
         claims = tmp_path / ".project-manager" / "claims.json"
-        claims.mkdir()  # not written yet by anyone: no lease to wait for
+        read = Registry._read
+
+        def unreadable(self: Registry) -> Any:
+            raise StateError(claims, "cannot read the claim registry: Input/output error")
+
+        monkeypatch.setattr(Registry, "_read", unreadable)
         with pytest.raises(StateError, match=r"claims\.json"):
             queue.try_submit(AgentTask("a", "now or never", ["f"], lambda: 1, id="a"))
-        claims.rmdir()
+        monkeypatch.setattr(Registry, "_read", read)
         assert queue.try_submit(AgentTask("a", "now or never", ["f"], lambda: 1, id="a")).result(WAIT) == 1
 
 
