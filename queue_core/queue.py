@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from .claims import Access, Claim
+from .claims import Access, Claim, overlaps
 from .errors import (
     InvalidClaimError,
     NotATaskError,
@@ -309,6 +309,7 @@ class _Engine:
             registry.on_lock_wait = self._on_lock_wait
         self.started_at = time.time()
         self.external_holds: dict[str, Hold] = {}  # external holder id -> its hold
+        self.ahead: set[str] = set()  # those of them that are places in line of other runs, ahead of ours
         self.next_foreign_check = 0.0  # clock time of the next look at other processes
         self.next_heartbeat = float("inf")  # time.monotonic() of the next heartbeat (see _heartbeat)
         self.run_finished = False
@@ -618,13 +619,16 @@ class _Engine:
         return True
 
     def _record_mine(self, session: RegistrySession) -> None:
-        """Make this run's holds in ``session`` exactly the tasks running here (lock held)."""
+        """Make this run's holds in ``session`` exactly the tasks running here, and its places in
+        line the tasks waiting for another run (lock held)."""
         running = {e.id: e for e in self.sched.running}
         for hold in session.mine():
             if running.pop(hold.task, None) is None:
                 session.remove(hold.task)  # released
         for entry in running.values():  # started
             session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads))
+        waiting = self.sched.waiting_on_external()
+        session.set_waiting((e.id, e.agent, _texts(e.writes), _texts(e.reads)) for e in waiting)
 
     def _may_keep_lease(self) -> bool:
         """Whether a step that started tasks keeps the registry locked (lock held).
@@ -702,8 +706,19 @@ class _Engine:
         self._ensure_timer()
 
     def _sync(self, session: RegistrySession) -> None:
-        """Make the scheduler's external holders match the other processes' holds."""
+        """Make the scheduler's external holders match the other runs' holds and places in line ahead.
+
+        A task of another run waiting in line ahead of every conflicting task of ours is held
+        here as if it ran: nothing of ours takes what it waits for, its agent type included,
+        until it has had its turn. Our tasks it holds back join the line behind it, so a
+        release goes to each run in turn. Since a place ahead of ours is never held here while
+        one of ours ahead of it conflicts with it, the first in line waits only for running
+        tasks, and no two runs wait for each other for ever.
+        """
         foreign = {f"{h.task} in run {h.owner.run}": h for h in session.foreign()}
+        ahead = {f"{h.task} in run {h.owner.run}, waiting first": h for h in _ahead(session)}
+        self.ahead = set(ahead)
+        foreign.update(ahead)
         for holder in self.sched.external_holders:
             if holder not in foreign:
                 self.sched.release_external(holder)
@@ -759,7 +774,8 @@ class _Engine:
         died keeps them while its supervisor stops its agents, which the status says too.
         """
         notes: dict[Owner, str] = {}
-        for owner in {hold.owner for hold in self.external_holds.values() if hold.owner.is_local}:
+        holds = (hold for holder, hold in self.external_holds.items() if holder not in self.ahead)
+        for owner in {hold.owner for hold in holds if hold.owner.is_local}:
             state = process_state(owner.pid) if owner.process.alive() else None
             if state == "stopped":
                 notes[owner] = f"run {owner.run} (pid {owner.pid}) is stopped: {STOPPED_HINT}"
@@ -1032,6 +1048,10 @@ class _Engine:
                         if now >= self.next_holder_check:
                             self.next_holder_check = now + HOLDER_CHECK_S
                             notices = self._check_holders()
+                            # A run ahead in line that was stopped loses its turn at the next step.
+                            others_changed = others_changed or any(
+                                _stopped(self.external_holds[holder].owner) for holder in self.ahead
+                            )
                     lease_over = self.lease is not None and self._lease_left() <= 0
                     if others_changed or lease_over or (due is not None and due <= now):
                         self._dispatch(now)  # a step past the lease's end writes and unlocks it
@@ -1188,6 +1208,40 @@ def _texts(claims: tuple[Claim, ...]) -> tuple[str, ...]:
     return tuple(c.text for c in claims)
 
 
+def _ahead(session: RegistrySession) -> list[Hold]:
+    """The other runs' places in line before every conflicting place of this run's, of runs not stopped.
+
+    A stopped run cannot take its turn: its places are skipped until it goes on.
+    """
+    mine: list[Hold] = []
+    ahead: list[Hold] = []
+    stopped: dict[Owner, bool] = {}
+    for hold in session.waiting:
+        if hold.owner.run == session.owner.run:
+            mine.append(hold)
+        elif not any(_conflict(hold, other) for other in mine):
+            if hold.owner not in stopped:
+                stopped[hold.owner] = _stopped(hold.owner)
+            if not stopped[hold.owner]:
+                ahead.append(hold)
+    return ahead
+
+
+def _conflict(a: Hold, b: Hold) -> bool:
+    """Whether the tasks of ``a`` and ``b`` may not run at once: one agent type, or overlapping claims."""
+    if a.agent == b.agent:
+        return True
+    a_writes, b_writes = _parse(a.writes), _parse(b.writes)
+    return any(overlaps(x, y) for x in a_writes for y in (*b_writes, *_parse(b.reads))) or any(
+        overlaps(x, y) for x in _parse(a.reads) for y in b_writes
+    )
+
+
+def _stopped(owner: Owner) -> bool:
+    return owner.is_local and process_state(owner.pid) == "stopped"
+
+
+@functools.lru_cache(maxsize=4096)
 def _parse(texts: tuple[str, ...]) -> tuple[Claim, ...]:
     try:
         return tuple(Claim.parse(text) for text in texts)

@@ -5,8 +5,10 @@ common directory, or ``<repo>/.project-manager/``):
 
 * the directory itself is the lock: an exclusive ``flock`` on it guards every step. Unlike a
   lock file, it cannot be deleted while held, so two processes never lock two inodes at once.
-* ``claims.json`` — every claim held by a running task of any process, with its owner; and,
-  after it was lost, until when nobody may take new claims (``recovering_until``).
+* ``claims.json`` — every claim held by a running task of any process, with its owner; the
+  line (``waiting``): tasks that wait for another run, oldest first, which runs let go first
+  (see :meth:`RegistrySession.set_waiting`); and, after it was lost, until when nobody may
+  take new claims (``recovering_until``).
 * ``runs/<run>.json`` — each live run's status record, which ``status`` reads, and whose
   modification time is the run's heartbeat; ``runs/<run>.holds``, its holds, written under
   the lock with every change to them, from which ``claims.json`` is rebuilt if it is lost or
@@ -44,7 +46,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,14 +96,24 @@ def state_dir(repo: str | os.PathLike[str]) -> Path:
     return locate(Path(repo).resolve())
 
 
+#: A task waiting in line: (task id, agent type, writes, reads).
+Wanted = tuple[str, str, tuple[str, ...], tuple[str, ...]]
+
+
 @dataclass
 class RegistrySession:
-    """The registry's live holds while its lock is held; changes are written when it ends."""
+    """The registry's live holds, and its line, while its lock is held; changes are written when it ends.
+
+    ``waiting`` is the line: the tasks of every live run that wait for what another run holds
+    or for a task ahead of them in line, oldest first (see :meth:`set_waiting`).
+    """
 
     owner: Owner
     holds: dict[str, Hold]
-    changed: bool = False
+    waiting: list[Hold] = field(default_factory=list)
+    changed: bool = False  # this run's holds changed
     dropped: list[Hold] = field(default_factory=list)  # holds of dead owners, pruned on read
+    line_changed: bool = False  # the line changed: written with the holds
     recovering: float = 0.0  # wall time until which nobody may take a new claim (0: none)
 
     def foreign(self) -> list[Hold]:
@@ -119,6 +131,26 @@ class RegistrySession:
     def remove(self, task: str) -> None:
         if self.holds.pop(f"{self.owner.run}/{task}", None) is not None:
             self.changed = True
+
+    def set_waiting(self, wanted: Iterable[Wanted]) -> None:
+        """Make this run's places in line exactly ``wanted``, best first.
+
+        A task already in line keeps its place (its claims as now given); one that joins goes
+        to the end; the others of this run leave it. Places are fairness, not safety: a run
+        ahead in line takes its turn first (see TaskQueue), and a lost line is rebuilt empty.
+        """
+        now = time.time()
+        mine = {w[0]: Hold(self.owner, *w, now) for w in wanted}
+        line: list[Hold] = []
+        for hold in self.waiting:
+            if hold.owner.run != self.owner.run:
+                line.append(hold)
+            elif (kept := mine.pop(hold.task, None)) is not None:
+                line.append(replace(kept, since=hold.since))
+        line.extend(mine.values())
+        if line != self.waiting:
+            self.waiting = line
+            self.line_changed = True
 
 
 class Registry:
@@ -172,6 +204,8 @@ class Registry:
         # look, which must not count this one.
         self._beacon = os.open(self.dir.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._closer = weakref.finalize(self, os.close, self._beacon)  # a registry dropped unfinished
+        # Not at exit: a step may still run then, and must not flock a closed, or reused, number.
+        self._closer.atexit = False
         try:
             if not os.path.lexists(self.path) and not self._others_live():
                 self._create_empty_registry()
@@ -199,12 +233,14 @@ class Registry:
         """
         self._acquire()
         try:
-            holds = self._read()
+            holds, line = self._read()
             live, dropped = live_holds(holds, self.runs_dir, self.owner, self.stale_after)
+            waiting, gone = live_holds(line, self.runs_dir, self.owner, self.stale_after)
         except BaseException:
             self._unlock()
             raise
-        session = RegistrySession(self.owner, {hold.key: hold for hold in live}, dropped=dropped)
+        session = RegistrySession(self.owner, {h.key: h for h in live}, waiting, dropped=dropped)
+        session.line_changed = bool(gone)  # written at the next write
         if self._recovering_until > time.time():
             session.recovering = self._recovering_until
         return session
@@ -224,11 +260,11 @@ class Registry:
 
         Raises StateError if it cannot be written; the registry stays locked.
         """
-        if session.changed or session.dropped:
-            self._write_holds(session.holds.values())
+        if session.changed or session.dropped or session.line_changed:
+            self._write_holds(session.holds.values(), session.waiting)
         if session.changed:  # our own copy, exact at every step, for a rebuild
             self._write(self._holds_path, {"holds": [h.to_json() for h in session.mine()]})
-        session.changed = False
+        session.changed = session.line_changed = False
         session.dropped = []
         self.last_stamp = self.stamp()  # still locked: nobody else's write can hide behind ours
 
@@ -410,6 +446,7 @@ class Registry:
             with self.session() as session:
                 for hold in session.mine():
                     session.remove(hold.task)
+                session.set_waiting(())
             done = [self._record_path, self._holds_path, self.groups_path]
         except OSError as exc:
             level = logging.DEBUG if self.interrupted else logging.WARNING
@@ -494,6 +531,12 @@ class Registry:
 
     def _others_live(self) -> bool:
         """Whether another live registry of this repository (of any process) holds the beacon."""
+        if self._beacon < 0:  # closed (finished, or at exit): look with a descriptor of its own
+            fd = os.open(self.dir.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                return not _try_flock(fd, fcntl.LOCK_EX)
+            finally:
+                os.close(fd)  # and with it the lock, if it was had
         alone = _try_flock(self._beacon, fcntl.LOCK_EX)
         self._hold_beacon()  # a failed conversion may have let go of our own shared lock
         return not alone
@@ -531,7 +574,7 @@ class Registry:
             return
         try:
             raw = read_regular(legacy / "claims.json")
-            holds = [] if raw is None else _parse_holds(raw)[0]
+            holds = [] if raw is None else _parse(raw)[0]
         except (OSError, ValueError, KeyError, TypeError):
             holds = []
         live = live_holds(holds, legacy / "runs", stale_after=self.stale_after)[0]
@@ -551,25 +594,25 @@ class Registry:
 
     # --- files ----------------------------------------------------------------------------
 
-    def _read(self) -> list[Hold]:
-        """The holds in claims.json; rebuilt if it is damaged, or lost while other runs live."""
+    def _read(self) -> tuple[list[Hold], list[Hold]]:
+        """The holds and the line in claims.json; rebuilt if it is damaged, or lost while other runs live."""
         try:
             raw = read_regular(self.path)
         except NotRegularFileError as exc:
-            return self._rebuild(f"it is {exc.strerror}")
+            return self._rebuild(f"it is {exc.strerror}"), []
         except OSError as exc:
             raise StateError(self.path, f"cannot read the claim registry: {exc.strerror or exc}") from exc
         if raw is None:
             if not self._others_live():
                 self._recovering_until = 0.0
-                return []
-            return self._rebuild("it is missing")
+                return [], []
+            return self._rebuild("it is missing"), []
         try:
-            holds, self._recovering_until = _parse_holds(raw)
+            holds, line, self._recovering_until = _parse(raw)
         except (ValueError, KeyError, TypeError) as exc:
             problem = "it is empty" if not raw.strip() else str(exc) or type(exc).__name__
-            return self._rebuild(problem)
-        return holds
+            return self._rebuild(problem), []
+        return holds, line
 
     def _rebuild(self, problem: str) -> list[Hold]:
         """Keep a damaged registry aside and rebuild it from the live runs' own records.
@@ -608,8 +651,10 @@ class Registry:
         log.warning("%s", notice)
         return holds
 
-    def _write_holds(self, holds: Iterable[Hold]) -> None:
+    def _write_holds(self, holds: Iterable[Hold], line: Iterable[Hold] = ()) -> None:
         data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "holds": [h.to_json() for h in holds]}
+        if waiting := [h.to_json() for h in line]:
+            data["waiting"] = waiting
         if self._recovering_until > time.time():
             data["recovering_until"] = self._recovering_until
         self._write(self.path, data)
@@ -628,19 +673,20 @@ def read_holds(repo: str | os.PathLike[str]) -> list[Hold]:
     Empty if there is no registry, or it cannot be read or parsed.
     """
     try:
-        return _parse_holds(read_regular(state_dir(repo) / "claims.json") or b"")[0]
+        return _parse(read_regular(state_dir(repo) / "claims.json") or b"")[0]
     except (OSError, ValueError, KeyError, TypeError):
         return []
 
 
-def _parse_holds(raw: bytes) -> tuple[list[Hold], float]:
-    """The holds in a claims.json, and until when it is recovered; raises ValueError (KeyError, TypeError)."""
+def _parse(raw: bytes) -> tuple[list[Hold], list[Hold], float]:
+    """A claims.json's holds, line, and until when it is recovered; raises ValueError (KeyError, TypeError)."""
     data = json.loads(raw.decode("utf-8"))
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError("not a project-manager claim registry")
     if data.get("version") != VERSION:
         raise ValueError(f"format version {data.get('version')!r}; this version reads {VERSION}")
-    return [Hold.from_json(item) for item in data["holds"]], float(data.get("recovering_until", 0.0))
+    holds = [Hold.from_json(item) for item in data["holds"]]
+    return holds, [Hold.from_json(item) for item in data.get("waiting", [])], float(data.get("recovering_until", 0.0))
 
 
 def _record_owner(path: Path) -> Owner | None:

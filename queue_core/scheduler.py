@@ -445,6 +445,27 @@ class Scheduler:
         self._release(holder)
         self._push_head(agent)
 
+    def waiting_on_external(self) -> list[TaskEntry]:
+        """The best-ranked task waiting for each claim and each agent type held elsewhere, best first.
+
+        Costs O(log n) per group waiting on an external holder, whatever the number of tasks.
+        """
+        found: dict[str, TaskEntry] = {}
+        for holder in self._external:
+            for group in self._waiting_on.get(holder, {}).values():
+                members = group.members
+                while members and not self._is_member(members[0][1], group):
+                    heapq.heappop(members)  # cancelled, or moved on
+                if members:
+                    found[members[0][1]] = self._entries[members[0][1]]
+        for agent in self._agent_external:
+            queue = self._queues.get(agent)
+            while queue and self._entries[queue[0][1]].state is not TaskState.QUEUED:
+                heapq.heappop(queue)  # cancelled while queued
+            if queue and agent not in self._agent_running:
+                found[queue[0][1]] = self._entries[queue[0][1]]
+        return sorted(found.values(), key=_rank)
+
     def _agent_held_back(self, entry: TaskEntry) -> bool:
         """Whether the reservation of a better-ranked task of the same agent holds ``entry`` back."""
         reserved = self.reserved

@@ -8,8 +8,9 @@ synchronises with the test only through its stdin and stdout, never through slee
   ``{"proc", "task", "start", "end"}`` (``time.monotonic_ns``) to LOG with a single O_APPEND
   write. A task marked ``rendezvous`` prints ``rendezvous ID`` and waits for a line on stdin
   before its work. Prints ``done`` once all succeeded.
-* ``hold REPO AGENT PATH TASK`` — run one task writing PATH whose body prints ``running TASK``
-  and then blocks on stdin until a line arrives. Prints ``done`` when it returned.
+* ``hold REPO AGENT PATH TASK [COUNT]`` — run one task writing PATH (or COUNT of them, ids
+  ``TASK``, ``TASK-2``...) whose body prints ``running TASK <monotonic_ns>`` and then blocks on
+  stdin until a line arrives. Prints ``done`` when all returned.
 * ``wait REPO AGENT PATH TASK`` — submit one task writing PATH; print ``queued <reason>`` if it
   has to wait (the line comes after the queue's registry step, so the wait is real), and from
   the body ``started <monotonic_ns>``. Prints ``done`` when it returned.
@@ -87,13 +88,19 @@ def stress(repo: str, spec_path: str, log_path: str) -> None:
     say("done")
 
 
-def hold(repo: str, agent: str, path: str, task_id: str) -> None:
-    def run() -> None:
-        say(f"running {task_id}")
-        sys.stdin.readline()  # blocks until the test writes a line (or is killed meanwhile)
+def hold(repo: str, agent: str, path: str, task_id: str, count: str = "1") -> None:
+    def body(name: str) -> Any:
+        def run() -> None:
+            say(f"running {name} {time.monotonic_ns()}")
+            sys.stdin.readline()  # blocks until the test writes a line (or is killed meanwhile)
 
+        return run
+
+    names = [task_id, *(f"{task_id}-{n}" for n in range(2, int(count) + 1))]
     with TaskQueue(max_parallel=2, repo=repo) as queue:
-        queue.submit_task(AgentTask(agent, "holds its claim", [path], run, id=task_id)).result(timeout=WAIT)
+        futures = queue.submit_tasks([AgentTask(agent, "holds its claim", [path], body(n), id=n) for n in names])
+        for future in futures:
+            future.result(timeout=WAIT)
     say("done")
 
 

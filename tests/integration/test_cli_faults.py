@@ -354,11 +354,11 @@ from queue_core import registry
 from queue_core.errors import StateError
 write_holds = registry.Registry._write_holds
 failed = []
-def flaky(self, holds):
+def flaky(self, holds, line=()):
     if len(failed) < 2:
         failed.append(1)
         raise StateError(self.path, "cannot write: No space left on device")
-    write_holds(self, holds)
+    write_holds(self, holds, line)
 registry.Registry._write_holds = flaky
 sys.argv = ["project-manager", *sys.argv[1:]]
 from cli.launch import main

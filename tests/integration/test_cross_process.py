@@ -429,3 +429,23 @@ def test_repo_status_of_a_repository_without_state(repo: Path) -> None:
         "skipped": [],
     }
     assert not (repo / STATE).exists()  # status only reads
+
+
+# --- fairness between processes ---------------------------------------------------------------
+
+
+def test_a_task_waiting_in_another_process_goes_before_the_releasing_runs_next_one(repo: Path, spawn: Any) -> None:
+    """Before: run A re-took hot.txt the moment it freed it, and B's task ran after all of A's."""
+    run_a = spawn("run-a", "hold", repo, "code_developer", "hot.txt", "a", "3")
+    run_a.expect("running a ")
+    run_b = spawn("run-b", "wait", repo, "tester", "hot.txt", "b")
+    assert "hot.txt" in run_b.expect("queued")  # after B's registry step: it is in line
+    run_a.send()  # a returns
+    second_a = int(run_a.expect("running a-2 "))
+    started_b = int(run_b.expect("started"))
+    assert started_b < second_a, "A's next task went before B's, which waited through A's release"
+    run_b.finish()
+    run_a.send()
+    run_a.expect("running a-3 ")
+    run_a.send()
+    run_a.finish()

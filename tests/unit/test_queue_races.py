@@ -114,14 +114,14 @@ class _Unwritable:
         self.unlocked_writes = 0
         write_holds = Registry._write_holds
 
-        def flaky(registry: Registry, holds: Any) -> None:
+        def flaky(registry: Registry, holds: Any, line: Any = ()) -> None:
             if not registry.locked:
                 self.unlocked_writes += 1
             if self.failing.is_set():
                 self.attempts += 1
                 self.failed.set()
                 raise StateError(registry.path, "cannot write: No space left on device")
-            write_holds(registry, holds)
+            write_holds(registry, holds, line)
 
         monkeypatch.setattr(Registry, "_write_holds", flaky)
 
@@ -440,11 +440,11 @@ def test_an_interrupt_inside_a_registry_commit_neither_leaks_the_lock_nor_orphan
     write_holds = Registry._write_holds
     armed = [True]
 
-    def interrupted(registry: Registry, holds: Any) -> None:
+    def interrupted(registry: Registry, holds: Any, line: Any = ()) -> None:
         if armed[0] and threading.current_thread() is me:
             armed[0] = False
             raise _Interrupt
-        write_holds(registry, holds)
+        write_holds(registry, holds, line)
 
     monkeypatch.setattr(Registry, "_write_holds", interrupted)
     queue = make_queue(max_parallel=2)

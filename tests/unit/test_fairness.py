@@ -1,0 +1,230 @@
+"""Fairness between runs: a task waiting in another run is not passed over by the run it waits for.
+
+Runs here are TaskQueues of this process on one repository (each its own run, so its own
+owner in the registry), or a child process where the test needs one it can stop or kill.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from queue_core import AgentTask, TaskQueue
+from queue_core.registry import Registry
+
+from ..conftest import WAIT, Gate, Recorder, wait_for
+
+
+def tickets(repo: Path) -> list[str]:
+    """The waiting tasks the registry lists, oldest first, as ``run/task``."""
+    try:
+        data = json.loads((repo / ".project-manager" / "claims.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [f"{t['owner']['run']}/{t['task']}" for t in data.get("waiting", [])]
+
+
+def until(predicate: Callable[[], bool], what: str) -> None:
+    """Wait, bounded, for a condition another run brings about on disk."""
+    deadline = time.monotonic() + WAIT
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+class Order:
+    """Task bodies that note the order in which they start, then run until their gate opens."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.gates: dict[str, Gate] = {}
+        self._lock = threading.Lock()
+
+    def body(self, name: str) -> Callable[[], Any]:
+        gate = self.gates[name] = Gate()
+
+        def run() -> Any:
+            with self._lock:
+                self.started.append(name)
+            return gate()
+
+        return run
+
+
+def test_a_task_waiting_in_another_run_gets_a_released_path_before_the_releasing_runs_next_task(
+    tmp_path: Path,
+) -> None:
+    """Before: run A re-took hot.txt in the step that freed it; B's task, waiting all along, ran after all of A's."""
+    order = Order()
+    with TaskQueue(max_parallel=2, repo=tmp_path) as a, TaskQueue(max_parallel=2, repo=tmp_path) as b:
+        a.submit_task(AgentTask("x", "first", ["hot.txt"], order.body("a1"), id="a1"))
+        wait_for(order.gates["a1"].started, "a1")
+        b.submit_task(AgentTask("y", "waits for A", ["hot.txt"], order.body("b1"), id="b1"))
+        until(lambda: tickets(tmp_path) == [f"{b.registry.run}/b1"], "b1 to wait in line")  # type: ignore[union-attr]
+        a.submit_task(AgentTask("z", "A's next", ["hot.txt"], order.body("a2"), id="a2"))
+        order.gates["a1"].open()
+        wait_for(order.gates["b1"].started, "b1")
+        until(lambda: tickets(tmp_path) == [f"{a.registry.run}/a2"], "a2 to wait in line")  # type: ignore[union-attr]
+        assert order.started == ["a1", "b1"]
+        order.gates["b1"].open()
+        wait_for(order.gates["a2"].started, "a2")
+        order.gates["a2"].open()
+        assert a.join(WAIT)
+        assert b.join(WAIT)
+    assert order.started == ["a1", "b1", "a2"]
+    assert tickets(tmp_path) == []
+
+
+def test_turns_alternate_between_two_runs_that_both_want_one_path(tmp_path: Path) -> None:
+    """Each run's next task waits through one task of the other: A, B, A, B, ... not A, A, A, B, B, B."""
+    order = Order()
+    with TaskQueue(max_parallel=1, repo=tmp_path) as a, TaskQueue(max_parallel=1, repo=tmp_path) as b:
+        a.submit_task(AgentTask("x", "a0", ["hot.txt"], order.body("a0"), id="a0"))
+        wait_for(order.gates["a0"].started, "a0")
+        a.submit_tasks([AgentTask("x", f"a{i}", ["hot.txt"], order.body(f"a{i}"), id=f"a{i}") for i in (1, 2)])
+        b.submit_tasks([AgentTask("y", f"b{i}", ["hot.txt"], order.body(f"b{i}"), id=f"b{i}") for i in (0, 1, 2)])
+        until(lambda: len(tickets(tmp_path)) == 1, "b0 to wait in line")
+        for expected in ("b0", "a1", "b1", "a2", "b2"):
+            order.gates[order.started[-1]].open()
+            wait_for(order.gates[expected].started, expected)
+        order.gates["b2"].open()
+        assert a.join(WAIT)
+        assert b.join(WAIT)
+    assert order.started == ["a0", "b0", "a1", "b1", "a2", "b2"]
+
+
+def test_an_agent_type_another_run_waits_for_goes_to_it_first(tmp_path: Path) -> None:
+    """One agent type at a time across runs: B's task of that type goes before A's next one."""
+    order = Order()
+    with TaskQueue(max_parallel=2, repo=tmp_path) as a, TaskQueue(max_parallel=2, repo=tmp_path) as b:
+        a.submit_task(AgentTask("claude", "a1", ["a1.txt"], order.body("a1"), id="a1"))
+        wait_for(order.gates["a1"].started, "a1")
+        b.submit_task(AgentTask("claude", "b1", ["b1.txt"], order.body("b1"), id="b1"))
+        until(lambda: len(tickets(tmp_path)) == 1, "b1 to wait in line")
+        a.submit_task(AgentTask("claude", "a2", ["a2.txt"], order.body("a2"), id="a2"))
+        order.gates["a1"].open()
+        wait_for(order.gates["b1"].started, "b1")
+        order.gates["b1"].open()
+        wait_for(order.gates["a2"].started, "a2")
+        order.gates["a2"].open()
+        assert a.join(WAIT)
+        assert b.join(WAIT)
+    assert order.started == ["a1", "b1", "a2"]
+
+
+_CHILD = """
+import sys, time
+from queue_core.registry import Registry
+registry = Registry(sys.argv[1], "child")
+with registry.session() as session:
+    session.set_waiting([("stuck", "y", ("hot.txt",), ())])
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_run_that_is_stopped_or_dead_holds_nobody_back_by_waiting(tmp_path: Path) -> None:
+    """Its place in line is only fairness: while it cannot take its turn, others go on."""
+    with subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    ) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "ready\n"
+            assert tickets(tmp_path) == ["child/stuck"]
+            with TaskQueue(max_parallel=1, repo=tmp_path) as a:
+                gate = Gate()
+                a.submit_task(AgentTask("x", "after the child", ["hot.txt"], gate, id="a1"))
+                until(lambda: "hot.txt" in str(a.get_status()["waiting"]), "a1 to wait for the child's turn")
+                assert not gate.started.is_set()
+                os.kill(child.pid, signal.SIGSTOP)
+                wait_for(gate.started, "a1, the child being stopped")
+                gate.open()
+                assert a.join(WAIT)
+                os.kill(child.pid, signal.SIGKILL)
+                child.wait(WAIT)
+                second = Gate().open()
+                a.submit_task(AgentTask("x", "after the child died", ["hot.txt"], second, id="a2"))
+                assert a.join(WAIT)
+                assert second.started.is_set()
+        finally:
+            child.kill()
+
+
+def test_a_run_leaves_the_line_when_it_ends(tmp_path: Path) -> None:
+    with TaskQueue(max_parallel=1, repo=tmp_path) as a:
+        gate = Gate()
+        a.submit_task(AgentTask("x", "holds", ["hot.txt"], gate, id="a1"))
+        wait_for(gate.started, "a1")
+        b = TaskQueue(max_parallel=1, repo=tmp_path)
+        b.submit_task(AgentTask("y", "waits", ["hot.txt"], lambda: None, id="b1"))
+        until(lambda: len(tickets(tmp_path)) == 1, "b1 to wait in line")
+        b.shutdown(wait=True, cancel_pending=True)
+        assert tickets(tmp_path) == []
+        gate.open()
+
+
+def test_the_line_keeps_its_order_and_each_run_its_places(tmp_path: Path) -> None:
+    first, second = Registry(tmp_path, "first"), Registry(tmp_path, "second")
+    with first.session() as session:
+        session.set_waiting([("t1", "x", ("a",), ()), ("t2", "x", ("b",), ())])
+    with second.session() as session:
+        session.set_waiting([("u1", "y", ("a",), ())])
+    with first.session() as session:  # t1 still waits, t2 no longer, t3 joins: at the end
+        session.set_waiting([("t3", "x", ("c",), ()), ("t1", "x", ("a",), ())])
+    assert tickets(tmp_path) == ["first/t1", "second/u1", "first/t3"]
+    first.finish_run(None)
+    assert tickets(tmp_path) == ["second/u1"]
+
+
+FILES = ["f0", "f1", "f2", "d/"]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(st.sampled_from("xyz"), st.lists(st.sampled_from(FILES), min_size=1, max_size=2)),
+            min_size=1,
+            max_size=6,
+        ),
+        min_size=2,
+        max_size=3,
+    )
+)
+def test_runs_waiting_on_one_another_all_finish_and_never_overlap(
+    tmp_path_factory: Any, batches: list[list[tuple[str, list[str]]]]
+) -> None:
+    """Places in line never make two runs wait for each other for ever, and never let a conflict in."""
+    repo = tmp_path_factory.mktemp("repo")
+    recorder = Recorder()
+    queues = [TaskQueue(max_parallel=2, repo=repo) for _ in batches]
+    try:
+        for n, (queue, batch) in enumerate(zip(queues, batches, strict=True)):
+            work = functools.partial(time.sleep, 0.002)  # simulated work, so that runs contend
+            ids = [f"q{n}t{i}" for i in range(len(batch))]
+            tasks = [recorder.task(a, i, files, work, id=i) for i, (a, files) in zip(ids, batch, strict=True)]
+            queue.submit_tasks(tasks)
+        for queue in queues:
+            assert queue.join(WAIT), f"a run never finished: {queue.get_status()['waiting']}"
+    finally:
+        for queue in queues:
+            queue.shutdown(wait=True, cancel_pending=True)
+    recorder.assert_safe()
+    assert tickets(repo) == []
