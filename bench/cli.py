@@ -10,7 +10,7 @@
    also run through the library alone (TaskQueue + SubprocessAgent, no CLI), with and without
    ``repo=``.
 2. ``project-manager --help`` from a cold process, against a process that only imports the
-   dependencies (typer, rich, yaml, psutil, filelock). Target: <= 200 ms.
+   dependencies (typer, rich, yaml, psutil). Target: <= 200 ms.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def run() -> Section:
         if gnu_parallel:
             parallel.append(_timed([gnu_parallel, "-j4", "true", ":::", *map(str, range(N))]))
     help_s = [_timed([str(BIN / "project-manager"), "--help"]) for _ in range(5)]
-    imports = "import typer, rich, yaml, psutil, filelock"
+    imports = "import typer, rich, yaml, psutil"
     deps_s = [_timed([sys.executable, "-c", imports]) for _ in range(5)]
 
     med = statistics.median
