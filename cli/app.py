@@ -119,5 +119,31 @@ def release(
     render.out(f"released {count} claim(s) of run {run_id}")
 
 
+@app.command()
+def clean(
+    keep_runs: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-runs",
+            min=1,
+            help="Finished runs whose history and logs stay (default: keep_runs in project-manager.yaml, else 100).",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")] = False,
+    repo: RepoOption = None,
+) -> None:
+    """Prune the state directory: old runs' history and logs, dead runs' records, stray files.
+
+    Keeps the newest finished runs and never touches a live one (its process, supervisor or
+    an agent still runs, or another host's run beats); says what it removed, and what it kept
+    and why. Each run does this when it ends. Exit codes: 0 done; 1 the registry cannot be
+    used, or something could not be removed; 2 bad input.
+    """
+    from . import clean as clean_command
+
+    raise typer.Exit(clean_command.run(repo, keep_runs=keep_runs, dry_run=dry_run))
+
+
 def main() -> None:
     app()

@@ -38,9 +38,11 @@ __all__ = [
     "Batch",
     "ConfigError",
     "Origin",
+    "RepoConfig",
     "TaskSpec",
     "load_batch",
     "load_repo_agents",
+    "load_repo_config",
     "merge_agents",
     "parse_duration",
     "parse_task_string",
@@ -60,8 +62,8 @@ PRESETS: dict[str, tuple[str, ...]] = {
 REPO_CONFIG = "project-manager.yaml"
 
 _PLACEHOLDERS = ("description", "task_id", "files")
-_BATCH_KEYS = ("max_parallel", "stale_after", "agents", "tasks")
-_REPO_KEYS = ("agents",)
+_BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", "agents", "tasks")
+_REPO_KEYS = ("agents", "keep_runs")
 _AGENT_KEYS = ("command", "preset", "owns", "stop_grace")
 #: The longest duration a batch may give (a timeout, a grace period): a week.
 MAX_DURATION_S = 7 * 24 * 3600.0
@@ -141,13 +143,23 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class Batch:
-    """A batch file's content; ``max_parallel`` and ``stale_after`` None mean the defaults."""
+    """A batch file's content; ``max_parallel``, ``stale_after`` and ``keep_runs`` None mean the defaults."""
 
     max_parallel: int | None
     agents: dict[str, AgentSpec]
     tasks: tuple[TaskSpec, ...]
     #: Seconds after which a run of another host or container that stopped beating is dead.
     stale_after: float | None = None
+    #: How many finished runs keep their history and logs in the state directory (at least 1).
+    keep_runs: int | None = None
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """``project-manager.yaml`` at a repository's root; ``keep_runs`` None means the default."""
+
+    agents: dict[str, AgentSpec]
+    keep_runs: int | None = None
 
 
 # --- public functions ---------------------------------------------------------------------------
@@ -225,7 +237,7 @@ def parse_task_string(text: str, index: int) -> TaskSpec:
 
 
 def load_batch(path: Path) -> Batch:
-    """The batch in the YAML file ``path`` (keys ``max_parallel``, ``stale_after``, ``agents``, ``tasks``).
+    """The batch in the YAML file ``path``: ``max_parallel``, ``stale_after``, ``keep_runs``, ``agents``, ``tasks``.
 
     Raises ConfigError, naming the file, line and field, for unreadable or malformed YAML,
     unknown or duplicate keys, wrong types, invalid paths, duplicate task ids, unknown
@@ -242,23 +254,30 @@ def load_batch(path: Path) -> Batch:
     stale_after = reader.duration(top["stale_after"][1], "stale_after") if "stale_after" in top else None
     agents = reader.agents(top["agents"][1]) if "agents" in top else {}
     tasks = reader.tasks(top["tasks"][1]) if "tasks" in top else ()
-    return Batch(max_parallel, agents, tasks, stale_after)
+    return Batch(max_parallel, agents, tasks, stale_after, reader.keep_runs(top))
 
 
-def load_repo_agents(repo: Path) -> dict[str, AgentSpec]:
-    """The ``agents:`` of ``project-manager.yaml`` at the root of ``repo``; {} if there is no such file.
+def load_repo_config(repo: Path) -> RepoConfig:
+    """``project-manager.yaml`` at the root of ``repo``: its ``agents:`` and ``keep_runs:``.
 
-    Raises ConfigError as load_batch does; any other top-level key is an error.
+    Empty if there is no such file. Raises ConfigError as load_batch does; any other
+    top-level key is an error.
     """
     path = repo / REPO_CONFIG
     if not path.is_file():
-        return {}
+        return RepoConfig({})
     reader = _Reader(str(path))
     root = reader.load(path)
     if root is None or _is_null(root):
-        return {}
+        return RepoConfig({})
     top = reader.mapping(root, None, _REPO_KEYS)
-    return reader.agents(top["agents"][1]) if "agents" in top else {}
+    agents = reader.agents(top["agents"][1]) if "agents" in top else {}
+    return RepoConfig(agents, reader.keep_runs(top))
+
+
+def load_repo_agents(repo: Path) -> dict[str, AgentSpec]:
+    """The ``agents:`` of ``project-manager.yaml`` at the root of ``repo`` (see load_repo_config)."""
+    return load_repo_config(repo).agents
 
 
 def merge_agents(repo_agents: dict[str, AgentSpec], batch_agents: dict[str, AgentSpec]) -> dict[str, AgentSpec]:
@@ -391,6 +410,12 @@ class _Reader:
         if minimum is not None and value < minimum:
             raise self.error(node, field, f"must be at least {minimum}, got {value}")
         return value
+
+    def keep_runs(self, top: _Entries) -> int | None:
+        """A top-level ``keep_runs:`` (null: the default); 0 is refused: a run keeps its own logs."""
+        if "keep_runs" not in top or _is_null(node := top["keep_runs"][1]):
+            return None
+        return self.integer(node, "keep_runs", minimum=1)
 
     def scalar(self, node: yaml.ScalarNode, field: str, construct: Callable[[yaml.ScalarNode], Any]) -> Any:
         """The value of an explicitly tagged scalar (``!!int 1e3``); a clear error if it is none."""

@@ -31,6 +31,7 @@ from queue_core import (
 )
 from queue_core.holds import STALE_AFTER_S
 from queue_core.registry import new_run_id, state_dir
+from queue_core.retention import DEFAULT_KEEP_RUNS
 from queue_core.statedir import ensure_private_dir
 
 from . import render
@@ -41,7 +42,7 @@ from .config import (
     ConfigError,
     TaskSpec,
     load_batch,
-    load_repo_agents,
+    load_repo_config,
     merge_agents,
     parse_task_string,
     validate_batch,
@@ -130,7 +131,10 @@ def run(
         render.out(_plan(plan))
         return EXIT_OK
     stale_after = batch.stale_after if batch.stale_after is not None else STALE_AFTER_S
-    return _execute(tasks, runners, limit, ownership, repo_root, run_id, json_out, live and not json_out, stale_after)
+    keep_runs = batch.keep_runs or DEFAULT_KEEP_RUNS
+    return _execute(
+        tasks, runners, limit, ownership, repo_root, run_id, json_out, live and not json_out, stale_after, keep_runs
+    )
 
 
 def _load(task_texts: list[str], batch_file: Path | None, repo_root: Path) -> Batch:
@@ -139,8 +143,10 @@ def _load(task_texts: list[str], batch_file: Path | None, repo_root: Path) -> Ba
     tasks = (*file_batch.tasks, *string_tasks)
     if not tasks:
         raise ConfigError("arguments", None, None, 'no tasks: give "AGENT: DESCRIPTION @file" arguments or --file')
-    agents = merge_agents(load_repo_agents(repo_root), file_batch.agents)
-    batch = Batch(file_batch.max_parallel, agents, tasks, file_batch.stale_after)
+    repo_config = load_repo_config(repo_root)
+    agents = merge_agents(repo_config.agents, file_batch.agents)
+    keep_runs = file_batch.keep_runs or repo_config.keep_runs  # the batch's, else the repository's
+    batch = Batch(file_batch.max_parallel, agents, tasks, file_batch.stale_after, keep_runs)
     validate_batch(batch, agents)
     return batch
 
@@ -194,6 +200,7 @@ def _execute(
     json_out: bool,
     live: bool,
     stale_after: float,
+    keep_runs: int,
 ) -> int:
     output: render.PlainEvents | render.LiveView
     try:
@@ -206,6 +213,7 @@ def _execute(
             on_event=lambda e: output.event(e),
             on_notice=lambda text: output.notice(text),
             stale_after=stale_after,
+            keep_runs=keep_runs,
         )
         for directory in (queue.registry.dir / "logs", queue.registry.dir / "logs" / run_id) if queue.registry else ():
             ensure_private_dir(directory)  # agents' output is as private as the state

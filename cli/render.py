@@ -16,9 +16,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from queue_core import TaskEvent
+from queue_core.retention import RetentionReport
 
 _WORDS = {
     "started": "started",
@@ -261,6 +263,44 @@ def plan_text(starts: list[tuple[str, str, str]], waits: list[tuple[str, str, st
         lines.append("Would wait:")
         lines += [f"  {tid} [{agent}]: {reason}" for tid, agent, reason in waits]
     return "\n".join(lines)
+
+
+def clean_text(report: RetentionReport) -> str:
+    """``clean``: each run or file removed (or that would be, in a dry run) and why; each live run kept and why."""
+    verb = "removed" if report.done else "would remove"
+    lines = []
+    for removal in report.removed:
+        shown = [_in_state(report, path) for path in removal.paths]
+        what = f"run {removal.run}" if removal.run is not None else shown[0]
+        count = f": {removal.files} file(s), {_bytes(removal.size)}" if removal.files > 1 else ""
+        where = f" ({', '.join(shown)}{count})" if removal.run is not None else ""
+        lines.append(f"{verb} {what}: {removal.reason}{where}")
+    lines += [f"kept run {kept.run}: {kept.reason}" for kept in report.live]
+    if report.finished > report.finished_kept:
+        lines.append(f"kept the newest {report.finished_kept} finished run(s) of {report.finished}")
+    else:
+        lines.append(f"kept {report.finished} finished run(s); at most {report.keep_runs} are kept")
+    if report.removed:
+        entries = len(report.removed)
+        lines.append(f"{verb} {entries} item(s), {report.files} file(s), {_bytes(report.size)} in {report.directory}")
+    else:
+        lines.append(f"nothing to remove in {report.directory}")
+    return "\n".join(lines)
+
+
+def _in_state(report: RetentionReport, path: Path) -> str:
+    """``path`` relative to the state directory."""
+    return os.path.relpath(path, report.directory)
+
+
+def _bytes(size: int) -> str:
+    """``512 B``, ``12.3 kB``, ``4.0 MB``..."""
+    units = ("B", "kB", "MB", "GB", "TB")
+    value, index = float(size), 0
+    while value >= 1000 and index < len(units) - 1:
+        value /= 1000
+        index += 1
+    return f"{size} B" if index == 0 else f"{value:.1f} {units[index]}"
 
 
 def error(message: str) -> None:

@@ -9,6 +9,7 @@ Such an owner proves it lives by its heartbeat, the modification time of its run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -19,9 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from .processes import BOOT_ID, PID_NAMESPACE, ProcessId
-from .statedir import read_regular
+from .statedir import NotRegularFileError, read_regular
 
-__all__ = ["HEARTBEAT_S", "STALE_AFTER_S", "Hold", "Owner", "heartbeat_age", "live_holds", "read_groups"]
+__all__ = [
+    "HEARTBEAT_S",
+    "STALE_AFTER_S",
+    "Hold",
+    "Owner",
+    "heartbeat_age",
+    "judge_run",
+    "live_holds",
+    "read_groups",
+]
 
 _HOST = socket.gethostname()
 #: How often a live run touches its run record.
@@ -219,3 +229,81 @@ def _group_line(line: bytes) -> tuple[str, ProcessId] | None:
         return str(entry["task"]), ProcessId(int(entry["pgid"]), 0.0, int(entry["ticks"]))
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def judge_run(
+    runs_dir: Path, run: str, *, stale_after: float = STALE_AFTER_S, doubt_s: float = 0.0
+) -> tuple[bool, str]:
+    """Whether ``run`` lives, by its files in ``runs_dir``, and why; or why it is dead.
+
+    It lives while the owner its record names does (:meth:`Owner.alive`), while a process
+    group in its groups file has a live member (on this host), or while a hold in its holds
+    file lives (:func:`live_holds`), as the registry judges its holds. A record that cannot be
+    read, or is damaged but younger than ``doubt_s``, counts as alive: when in doubt, keep.
+    """
+    owner = None
+    record = runs_dir / f"{run}.json"
+    try:
+        raw = read_regular(record)
+        owner = None if raw is None else Owner.from_json(json.loads(raw)["owner"])
+    except NotRegularFileError:
+        pass  # not something a run writes: it vouches for nothing
+    except OSError as exc:
+        return True, f"its record cannot be read ({exc.strerror or exc})"
+    except (ValueError, KeyError, TypeError):
+        with contextlib.suppress(OSError):
+            age = time.time() - os.lstat(record).st_mtime
+            if age < doubt_s:
+                return True, f"its record is damaged, but only {age:.0f} s old"
+    if owner is not None and owner.alive(runs_dir, stale_after):
+        return True, _why_alive(owner, runs_dir, stale_after)
+    if owner is None or owner.is_local:
+        for task, groups in read_groups(runs_dir / f"{run}.groups").items():
+            for group in groups:
+                if group.group_alive():
+                    return True, f"an agent of its task {task} (process group {group.pid}) still runs"
+    holds = _read_holds(runs_dir / f"{run}.holds")
+    live = live_holds(holds, runs_dir, stale_after=stale_after)[0]
+    if live:
+        if live[0].owner.alive(runs_dir, stale_after):
+            return True, _why_alive(live[0].owner, runs_dir, stale_after)
+        return True, f"it holds claims for its task {live[0].task}"
+    return False, _why_dead(owner or (holds[0].owner if holds else None), runs_dir, stale_after)
+
+
+def _why_alive(owner: Owner, runs_dir: Path, stale_after: float) -> str:
+    if not owner.is_local:
+        where = owner.host if owner.host != _HOST else "another PID namespace"
+        age = heartbeat_age(runs_dir, owner.run)
+        return (
+            f"it runs on {where} (pid {owner.pid} there), and its heartbeat is {age:.0f} s old; "
+            f"it is dead after {stale_after:.0f} s without one"
+        )
+    supervisor = owner.supervisor
+    if supervisor is None or owner.process.alive():
+        return f"its process (pid {owner.pid}) still runs"
+    if supervisor.alive():
+        return f"its supervisor (pid {supervisor.pid}) still runs"
+    return f"a keeper of its supervisor (process group {supervisor.pid}) still runs"
+
+
+def _why_dead(owner: Owner | None, runs_dir: Path, stale_after: float) -> str:
+    if owner is None:
+        return "no live process is recorded for it"
+    if owner.host == _HOST and owner._other_boot():
+        return f"its process (pid {owner.pid}) ran before this machine last booted"
+    if not owner.is_local:
+        age = heartbeat_age(runs_dir, owner.run)
+        beat = "none" if age == float("inf") else f"{age:.0f} s old"
+        return f"it ran on {owner.host}, and its heartbeat is {beat} (dead after {stale_after:.0f} s)"
+    if owner.supervisor is None:
+        return f"its process (pid {owner.pid}) is gone"
+    return f"its process (pid {owner.pid}) and its supervisor (pid {owner.supervisor.pid}) are gone"
+
+
+def _read_holds(path: Path) -> list[Hold]:
+    """The holds in a run's holds file; none if it is absent, damaged or not a regular file."""
+    try:
+        return [Hold.from_json(item) for item in json.loads(read_regular(path) or b"")["holds"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []

@@ -57,6 +57,7 @@ from .ownership import FileOwnership
 from .processes import STOPPED_HINT, process_state
 from .realpaths import ClaimResolver
 from .registry import Registry, RegistrySession
+from .retention import DEFAULT_KEEP_RUNS
 from .scheduler import DEFAULT_MAX_BYPASS, Scheduler, TaskEntry
 from .supervisor import shared_supervisor
 from .task import AgentTask, Stoppable, TaskState, is_supervised
@@ -106,8 +107,10 @@ class TaskQueue:
     :mod:`queue_core.registry`), so queues in other processes working on the same repository
     respect each other's agents and paths; the run is recorded under ``repo/.project-manager/``.
     The process's supervisor (:mod:`queue_core.supervisor`) is started at once, so that every
-    hold names it. Raises StateError if that directory cannot be created or written, and
-    SupervisorError if the supervisor cannot be started.
+    hold names it. When the run ends, the newest ``keep_runs`` finished runs keep their history
+    and logs, and dead runs' records go (:mod:`queue_core.retention`). Raises StateError if that
+    directory cannot be created or written, SupervisorError if the supervisor cannot be
+    started, and ValueError if ``keep_runs`` is not a positive integer.
 
     ``on_notice`` is called with a sentence when a wait is no longer ordinary: the registry lock
     has been held elsewhere for a second (by whom, and whether that process is stopped), a
@@ -130,11 +133,14 @@ class TaskQueue:
         run_id: str | None = None,
         on_notice: Callable[[str], None] | None = None,
         stale_after: float = STALE_AFTER_S,
+        keep_runs: int = DEFAULT_KEEP_RUNS,
     ):
         registry = (
             None
             if repo is None
-            else Registry(repo, run_id, supervisor=shared_supervisor().process, stale_after=stale_after)
+            else Registry(
+                repo, run_id, supervisor=shared_supervisor().process, stale_after=stale_after, keep_runs=keep_runs
+            )
         )
         resolve = None if registry is None else ClaimResolver(registry.repo).resolve
         scheduler = Scheduler(max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass, resolve=resolve)

@@ -50,9 +50,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from . import retention
 from .errors import RunAliveError, StateError
 from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, heartbeat_age, live_holds, read_groups
 from .processes import ProcessId, describe_lock_holder
+from .retention import DAMAGED_KEPT, DEFAULT_KEEP_RUNS, check_keep_runs
 from .statedir import LEGACY_DIR, NotRegularFileError, ensure_private_dir, locate, read_regular, write_private
 
 __all__ = [
@@ -82,8 +84,6 @@ _LOCK_RETRY_S = 0.005
 RECOVERY_S = 3 * HEARTBEAT_S
 #: Run ids (and task ids, see AgentTask): safe as a file name anywhere.
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
-#: How many damaged copies of claims.json are kept for a post-mortem.
-DAMAGED_KEPT = 3
 
 
 def new_run_id() -> str:
@@ -160,9 +160,12 @@ class Registry:
     characters. If a live run of another process already has it, this one is ``run-2`` (or
     ``-3``...): an id names one process. ``stale_after`` is how old the heartbeat of a run
     that cannot be checked directly (another host or container) may be before it is dead.
+    ``keep_runs`` is how many finished runs keep their history and logs: the end of the run
+    prunes the state directory (see :mod:`queue_core.retention`).
 
     Raises StateError, naming the path, if the state directory cannot be created or written
-    (or an older version's runs hold claims in its old place), ValueError for a bad ``run``.
+    (or an older version's runs hold claims in its old place), ValueError for a bad ``run``
+    or ``keep_runs``.
     """
 
     def __init__(
@@ -174,7 +177,9 @@ class Registry:
         supervisor: ProcessId | None = None,
         on_lock_wait: Callable[[str | None], None] | None = None,
         stale_after: float = STALE_AFTER_S,
+        keep_runs: int = DEFAULT_KEEP_RUNS,
     ):
+        self.keep_runs = check_keep_runs(keep_runs)
         if run is not None and not RUN_ID_PATTERN.fullmatch(run):
             raise ValueError(f"run id {run!r}: expected letters, digits, '.', '_' or '-', not starting with '.'")
         self.repo = Path(repo).resolve()
@@ -440,7 +445,8 @@ class Registry:
 
         If the lock cannot be had (interrupted, or a timeout), the holds stay, as this live
         process's, until it exits; the history is written all the same. Raises StateError if
-        the history cannot be written (the holds are gone even so).
+        the history cannot be written (the holds are gone even so). With a history, the state
+        directory is then pruned to the newest ``keep_runs`` runs; that never fails the run.
         """
         try:
             with self.session() as session:
@@ -459,7 +465,19 @@ class Registry:
             for path in done:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
+            if history is not None and self._holds_path in done and not self.interrupted:
+                self._prune()
             self.close()
+
+    def _prune(self) -> None:
+        """Keep the state directory bounded (see queue_core.retention); log, never raise, what fails."""
+        try:
+            report = retention.prune(self)
+        except Exception as exc:  # noqa: BLE001 - pruning old records must never fail the run that ends
+            log.warning("could not prune the state directory %s: %s", self.dir, exc)
+            return
+        if report.failed:
+            log.warning("could not remove %d entries of the state directory: %s", len(report.failed), report.failed[0])
 
     @property
     def locked(self) -> bool:

@@ -6,7 +6,8 @@ directory keeps it in ``<repo>/.project-manager/``.
 
 The state is private and never followed elsewhere: its directories are 0700 and its files
 0600 whoever made them, a symlink in the place of one is refused, and only regular files are
-read (a FIFO put there cannot make a reader wait).
+read (a FIFO put there cannot make a reader wait). What is removed is removed as an entry: a
+symlink goes, its target stays (see :func:`remove_entry`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,25 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import StateError
 
-__all__ = ["LEGACY_DIR", "NotRegularFileError", "ensure_private_dir", "locate", "read_regular", "write_private"]
+__all__ = [
+    "LEGACY_DIR",
+    "NotRegularFileError",
+    "describe_entry",
+    "ensure_private_dir",
+    "list_dir",
+    "locate",
+    "measure",
+    "read_regular",
+    "remove_entry",
+    "write_private",
+]
 
 #: The state directory of a repository that is not a git repository, and where versions before
 #: 0.9 kept it in every repository.
@@ -119,3 +133,79 @@ def write_private(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def list_dir(directory: Path) -> Iterator[tuple[Path, os.DirEntry[str]]]:
+    """The entries of ``directory``, with their paths; none if it does not exist.
+
+    Never through a symlink: removing what is listed would remove what it points to. Raises
+    OSError if ``directory`` is not a real directory (ELOOP, ENOTDIR) or cannot be read.
+    """
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                yield directory / entry.name, entry
+    finally:
+        os.close(fd)
+
+
+def remove_entry(path: Path) -> None:
+    """Remove ``path`` without following it: a real directory with all below it, else the entry itself.
+
+    A symlink goes as a link, its target stays; a FIFO is never opened. Gone already is fine.
+    Raises OSError if it cannot be removed.
+    """
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            # fd-based on Linux (shutil.rmtree.avoids_symlink_attacks): a symlink below goes as
+            # a link, and one swapped in for ``path`` since the lstat is refused.
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def measure(paths: list[Path]) -> tuple[int, int]:
+    """How many entries that are not directories are at or below ``paths`` (never followed), and
+    the bytes of the regular ones among them."""
+    files = size = 0
+    for path in paths:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            files += 1
+            size += st.st_size if stat.S_ISREG(st.st_mode) else 0
+            continue
+        for _, _, names, dir_fd in os.fwalk(path, follow_symlinks=False):
+            for name in names:
+                try:
+                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                files += 1
+                size += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return files, size
+
+
+def describe_entry(path: Path) -> str:
+    """What ``path`` is, in words (``a symlink to /etc``, ``a FIFO``), without following it."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "gone"
+    if stat.S_ISLNK(mode):
+        with contextlib.suppress(OSError):
+            return f"a symlink to {os.readlink(path)}"
+        return "a symlink"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "a regular file" if stat.S_ISREG(mode) else "a special file"

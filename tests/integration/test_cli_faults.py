@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 import pytest
 
-from queue_core.processes import STOPPED_HINT, lock_holder
+from queue_core.processes import STOPPED_HINT, ProcessId, lock_holder
 
 from ..conftest import WAIT
 from ._terminal import SETSID, on_terminal
@@ -548,3 +548,36 @@ def test_a_dry_run_whose_output_fails_has_no_traceback(tmp_path: Path) -> None:
             timeout=60,
         )
     assert "Traceback" not in done.stderr
+
+
+def test_clean_keeps_a_running_run_and_removes_its_records_once_it_was_killed_and_its_agents_are_gone(
+    tmp_path: Path,
+) -> None:
+    """Before: a run killed with SIGKILL left runs/<run>.json, .holds and .groups for good."""
+    state = tmp_path / ".project-manager"
+    with _running(tmp_path, "shell: echo up; exec sleep 60 @x") as run:
+        _read_until(run, "started")
+        (record,) = (state / "runs").glob("*.json")
+        run_id = record.stem
+        supervisor = json.loads(record.read_text())["owner"]["supervisor"]
+        done = subprocess.run(
+            [str(SCRIPT), "clean", "--repo", str(tmp_path), "--keep-runs", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"kept run {run_id}: its process (pid {run.pid}) still runs" in done.stdout
+        assert record.exists()
+        run.kill()
+    gone = ProcessId(supervisor["pid"], supervisor["started"], supervisor["ticks"])
+    deadline = time.monotonic() + WAIT
+    while gone.group_alive():  # the supervisor stops the agent, then exits: no event tells us when
+        assert time.monotonic() < deadline, "the killed run's supervisor did not exit"
+        select.select([], [], [], 0.05)
+    assert {p.suffix for p in (state / "runs").iterdir()} >= {".json", ".groups"}  # a killed run's records
+    done = subprocess.run([str(SCRIPT), "clean", "--repo", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"removed run {run_id}" in done.stdout
+    assert list((state / "runs").iterdir()) == []
+    assert "\nup\n" in (state / "logs" / run_id / "t1.log").read_text()  # its output: within keep_runs

@@ -18,9 +18,11 @@ from cli.config import (
     AgentSpec,
     Batch,
     ConfigError,
+    RepoConfig,
     TaskSpec,
     load_batch,
     load_repo_agents,
+    load_repo_config,
     merge_agents,
     parse_duration,
     parse_task_string,
@@ -255,6 +257,14 @@ def test_load_batch_defaults_presets_and_scalar_text(write: Write) -> None:
     )
 
 
+def test_load_batch_keep_runs(write: Write) -> None:
+    """How many finished runs the state directory keeps (see queue_core.retention); null: the default."""
+    assert load_batch(write("keep_runs: 5\n")).keep_runs == 5
+    assert load_batch(write("keep_runs: 0x10\ntasks: []\n")).keep_runs == 16
+    assert load_batch(write("keep_runs:\n")).keep_runs is None
+    assert load_batch(write("tasks: []\n")).keep_runs is None
+
+
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "~\n", "agents:\ntasks:\nmax_parallel:\n"])
 def test_load_batch_empty(write: Write, text: str) -> None:
     assert load_batch(write(text)) == Batch(None, {}, ())
@@ -293,12 +303,13 @@ BATCH_ERRORS = [
         "unknown top-level key, suggestion",
         "max_paralel: 4\n",
         "batch.yaml:1: max_paralel: unknown key 'max_paralel' (did you mean 'max_parallel'?); "
-        "expected one of: max_parallel, stale_after, agents, tasks",
+        "expected one of: max_parallel, stale_after, keep_runs, agents, tasks",
     ),
     (
         "unknown top-level key, no suggestion",
         "tasks: []\ncolour: red\n",
-        "batch.yaml:2: colour: unknown key 'colour'; expected one of: max_parallel, stale_after, agents, tasks",
+        "batch.yaml:2: colour: unknown key 'colour'; "
+        "expected one of: max_parallel, stale_after, keep_runs, agents, tasks",
     ),
     (
         "unknown task key: a typo must not drop a claim",
@@ -428,6 +439,21 @@ BATCH_ERRORS = [
         "max_parallel is a word",
         "max_parallel: four\n",
         "batch.yaml:1: max_parallel: expected an integer, got a string 'four'",
+    ),
+    (
+        "keep_runs is zero: the run that ends always keeps its own history and logs",
+        "keep_runs: 0\n",
+        "batch.yaml:1: keep_runs: must be at least 1, got 0",
+    ),
+    (
+        "keep_runs is negative",
+        "tasks: []\nkeep_runs: -5\n",
+        "batch.yaml:2: keep_runs: must be at least 1, got -5",
+    ),
+    (
+        "keep_runs is a word",
+        "keep_runs: all\n",
+        "batch.yaml:1: keep_runs: expected an integer, got a string 'all'",
     ),
     (
         "missing description",
@@ -624,12 +650,25 @@ def test_repo_agents_and_merge(tmp_path: Path, write: Write) -> None:
     assert merge_agents({}, batch.agents) == batch.agents
 
 
+def test_repo_config_keep_runs(tmp_path: Path, write: Write) -> None:
+    assert load_repo_config(tmp_path) == RepoConfig({}, None)
+    write("keep_runs: 20\n", "project-manager.yaml")
+    assert load_repo_config(tmp_path) == RepoConfig({}, 20)
+    assert load_repo_agents(tmp_path) == {}
+    write("agents: {}\nkeep_runs: no\n", "project-manager.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_repo_config(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path / 'project-manager.yaml'}:2: keep_runs: expected an integer, got a boolean 'no'"
+    )
+
+
 def test_repo_agents_rejects_other_keys(tmp_path: Path, write: Write) -> None:
     write("agents: {}\ntasks: []\n", "project-manager.yaml")
     with pytest.raises(ConfigError) as info:
         load_repo_agents(tmp_path)
-    assert (
-        str(info.value) == f"{tmp_path / 'project-manager.yaml'}:2: tasks: unknown key 'tasks'; expected one of: agents"
+    assert str(info.value) == (
+        f"{tmp_path / 'project-manager.yaml'}:2: tasks: unknown key 'tasks'; expected one of: agents, keep_runs"
     )
 
 

@@ -1,0 +1,490 @@
+"""Keeping a repository's state directory bounded: what of past runs goes, when, and what never does.
+
+Every run leaves files in the state directory (see :mod:`queue_core.registry`): a history record
+and its agents' logs when it finishes; its record, holds and groups in ``runs/`` when it was
+killed; a temporary file when a writer was killed mid-write. Left alone, they grow without bound.
+
+* **Finished runs**: the newest ``keep_runs`` keep their ``history/<run>.json`` and ``logs/<run>/``;
+  older ones go, ordered by the end (else the start) written in their history record, else by
+  the modification time of their files (a killed run has no history).
+* **Dead runs' records** (``runs/<run>.json``, ``.holds``, ``.groups``) go at once.
+* **Temporary files** (``.<name>.<pid>.tmp``, ``.<name>.<pid>.<hex>.new``, ``.<name>.dead-<hex>``,
+  ``.write-probe-<pid>``) go once ``STRAY_AGE_S`` old and no process has the pid in their name.
+* **Damaged copies** of ``claims.json`` beyond the newest ``DAMAGED_KEPT`` go.
+
+Never touched: a live run, judged as the registry judges an owner: its process, its supervisor
+(or a keeper of it) or one of its agents' process groups runs; or it runs on another host or in
+another PID namespace and beat within ``stale_after``; or the registry holds claims of it. A
+record that cannot be read is kept while it is young: when in doubt, keep. Nor is anything the
+state directory does not name (a file of yours). Removal never follows a symlink and never
+opens what it removes: a symlink or a FIFO goes as an entry, its target stays; a directory goes
+with :func:`shutil.rmtree`, which on Linux removes links below it as links.
+
+:func:`plan` looks and changes nothing; :func:`apply` removes what a plan names. :func:`prune`
+does both under the registry lock, as the end of every run and ``project-manager clean`` do;
+:func:`preview` looks without it, for ``clean --dry-run``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import stat
+import time
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psutil
+
+from .errors import StateError
+from .holds import STALE_AFTER_S, judge_run, live_holds
+from .statedir import describe_entry, list_dir, locate, measure, read_regular, remove_entry
+
+if TYPE_CHECKING:
+    from .registry import Registry
+
+__all__ = [
+    "DAMAGED_KEPT",
+    "DEFAULT_KEEP_RUNS",
+    "STRAY_AGE_S",
+    "KeptRun",
+    "Removal",
+    "RetentionReport",
+    "apply",
+    "check_keep_runs",
+    "plan",
+    "preview",
+    "prune",
+]
+
+#: How many finished runs keep their history and logs, unless told otherwise.
+DEFAULT_KEEP_RUNS = 100
+#: How many damaged copies of claims.json are kept for a post-mortem.
+DAMAGED_KEPT = 3
+#: A temporary file, or a record that cannot be read, younger than this may be being written.
+STRAY_AGE_S = 3600.0
+
+# What names a run's files: a run id (see registry.RUN_ID_PATTERN), suffixed "-2"... when reused.
+_RUN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_RECORDS = ("json", "holds", "groups")
+# The temporary files of statedir.write_private, Registry._create, _unique_owner and _make_state_dir.
+_STRAY = re.compile(r"\.(?:.+\.(?P<pid>\d+)\.(?:tmp|[0-9a-f]{6}\.new)|.+\.dead-[0-9a-f]{6}|write-probe-(?P<probe>\d+))")
+_DAMAGED = "claims.json.damaged-"
+# Where a history record written by Registry.finish_run says when its run started and ended:
+# before its tasks, so the first few kilobytes tell it, however many tasks the run had.
+_TIMES = re.compile(rb'"(started_at|ended_at)":(-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)')
+_HEAD_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What goes (or, in a plan, would go): a run's files, or one stray file; and why.
+
+    ``files`` and ``size`` count the entries that are not directories, and the bytes of the
+    regular ones. ``record`` tells the run's ``runs/<run>.json`` as it was judged dead (its
+    inode and content): one that differs when it is removed belongs to a new run of that id.
+    """
+
+    reason: str
+    paths: tuple[Path, ...]
+    run: str | None = None  # None: a temporary file or a damaged copy of claims.json
+    files: int = 0
+    size: int = 0
+    record: tuple[int, int, int, str] | None = None
+
+
+@dataclass(frozen=True)
+class KeptRun:
+    """A run that lives, and what says so."""
+
+    run: str
+    reason: str
+
+
+@dataclass
+class RetentionReport:
+    """What a plan would remove, or what was removed (``done``), and what was kept."""
+
+    directory: Path
+    keep_runs: int
+    removed: list[Removal] = field(default_factory=list)
+    live: list[KeptRun] = field(default_factory=list)  # never touched, with the reason
+    finished: int = 0  # finished runs found
+    finished_kept: int = 0  # of them, the newest keep_runs
+    failed: list[str] = field(default_factory=list)  # "path: why" for what could not be removed
+    skipped: list[str] = field(default_factory=list)  # "path: why" for a folder not looked into
+    done: bool = False
+
+    @property
+    def files(self) -> int:
+        return sum(r.files for r in self.removed)
+
+    @property
+    def size(self) -> int:
+        return sum(r.size for r in self.removed)
+
+
+def check_keep_runs(keep_runs: object) -> int:
+    """``keep_runs`` if it is an integer of at least 1; raises ValueError otherwise.
+
+    Not 0: the run that ends keeps its own history and logs, which its summary names.
+    """
+    if not isinstance(keep_runs, int) or isinstance(keep_runs, bool) or keep_runs < 1:
+        raise ValueError(f"keep_runs must be a positive integer, got {keep_runs!r}")
+    return keep_runs
+
+
+def plan(
+    directory: Path,
+    keep_runs: int,
+    *,
+    held: Collection[str] = (),
+    protect: Collection[str] = (),
+    stale_after: float = STALE_AFTER_S,
+    now: float | None = None,
+) -> RetentionReport:
+    """What pruning the state directory ``directory`` would remove now; changes nothing.
+
+    ``held`` names the runs that hold live claims in the registry, ``protect`` runs whose
+    files stay whatever they look like (the caller's own) and that count first among the
+    newest ``keep_runs``. Costs a listing of the state directory's folders, and a look at each
+    run in ``runs/`` and, only when there are more finished runs than ``keep_runs``, at the
+    head of each history record. Raises ValueError for a bad ``keep_runs``.
+    """
+    keep_runs = check_keep_runs(keep_runs)
+    now = time.time() if now is None else now
+    runs_dir = directory / "runs"
+    report = RetentionReport(directory, keep_runs)
+    runs, damaged = _collect(directory, report, now)
+    dead: dict[str, str] = {}  # run -> why it is dead, for those with records
+    finished: list[_Run] = []
+    for run in runs.values():
+        if run.id not in protect:
+            alive, why = False, ""  # a run without a record, holds or groups: nothing could prove it lives
+            if run.records:
+                alive, why = judge_run(runs_dir, run.id, stale_after=stale_after, doubt_s=STRAY_AGE_S)
+            if run.id in held and not alive:
+                alive, why = True, "it holds claims in the registry"
+            if alive:
+                report.live.append(KeptRun(run.id, why))
+                continue
+            if run.records:
+                dead[run.id] = why
+        if run.history is not None or run.logs is not None:
+            finished.append(run)
+    report.finished = len(finished)
+    beyond: list[_Run] = []
+    if len(finished) > keep_runs:
+        finished.sort(key=lambda r: (r.id in protect, _finished_at(r), r.id), reverse=True)
+        beyond = finished[keep_runs:]
+    report.finished_kept = len(finished) - len(beyond)
+
+    old = {run.id for run in beyond}
+    live = {kept.run for kept in report.live}
+    strange = {run.id for run in runs.values() if run.strange and run.id not in protect and run.id not in live}
+    for run_id in sorted(dead.keys() | old | strange):
+        run = runs[run_id]
+        paths, reasons = list(run.strange), []
+        if run_id in old:
+            paths += [p for p in (run.history, run.logs) if p is not None]
+            reasons.append(f"beyond the newest {keep_runs} finished runs")
+        if run_id in dead:
+            paths[:0] = run.records.values()
+            reasons.append(f"dead: {dead[run_id]}")
+        reasons += [f"{p.parent.name}/{p.name} is {describe_entry(p)}, not what a run writes" for p in run.strange]
+        files, size = measure(paths)
+        report.removed.append(Removal("; ".join(reasons), tuple(paths), run_id, files, size, run.identity()))
+    for path in sorted(damaged)[:-DAMAGED_KEPT]:
+        files, size = measure([path])
+        reason = f"a damaged copy of claims.json; the newest {DAMAGED_KEPT} are kept"
+        report.removed.append(Removal(reason, (path,), None, files, size))
+    return report
+
+
+def _collect(directory: Path, report: RetentionReport, now: float) -> tuple[dict[str, _Run], list[Path]]:
+    """The runs with files in ``directory``, and its damaged copies of claims.json; strays go in ``report``.
+
+    A run's history that is not a regular file, or its logs that are not a real directory, is
+    ``strange``: it is removed as an entry, not counted as a finished run.
+    """
+    runs: dict[str, _Run] = {}
+    damaged: list[Path] = []
+    for path, entry in _scan(directory, report):
+        if entry.name.startswith(_DAMAGED):
+            damaged.append(path)
+        else:
+            _add_stray(report, path, entry, now)
+    for path, entry in _scan(directory / "runs", report):
+        run, _, kind = entry.name.rpartition(".")
+        if kind in _RECORDS and _RUN.fullmatch(run):
+            runs.setdefault(run, _Run(run)).records[kind] = path
+        else:
+            _add_stray(report, path, entry, now)
+    for path, entry in _scan(directory / "history", report):
+        run, _, kind = entry.name.rpartition(".")
+        if kind == "json" and _RUN.fullmatch(run):
+            found = runs.setdefault(run, _Run(run))
+            if entry.is_file(follow_symlinks=False):
+                found.history = path
+            else:
+                found.strange.append(path)
+        else:
+            _add_stray(report, path, entry, now)
+    for path, entry in _scan(directory / "logs", report):
+        if _RUN.fullmatch(entry.name):
+            found = runs.setdefault(entry.name, _Run(entry.name))
+            if entry.is_dir(follow_symlinks=False):
+                found.logs = path
+            else:
+                found.strange.append(path)
+    return runs, damaged
+
+
+def preview(repo: str | os.PathLike[str], keep_runs: int, *, stale_after: float = STALE_AFTER_S) -> RetentionReport:
+    """What :func:`prune` would remove in ``repo``'s state directory now, changing nothing.
+
+    Read without the registry lock, like ``status``: a view, never a decision. Raises
+    StateError if the state directory is not a directory (a symlink is never followed),
+    ValueError for a bad ``keep_runs``.
+    """
+    from .registry import read_holds  # the registry imports this module
+
+    directory = locate(Path(repo).resolve())
+    try:
+        st = os.lstat(directory)
+    except FileNotFoundError:
+        return RetentionReport(directory, check_keep_runs(keep_runs))
+    except OSError as exc:
+        raise StateError(directory, f"cannot read the state directory: {exc.strerror or exc}") from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise StateError(directory, "is not a directory (a symlink is never followed)")
+    live = live_holds(read_holds(repo), directory / "runs", stale_after=stale_after)[0]
+    return plan(directory, keep_runs, held={hold.owner.run for hold in live}, stale_after=stale_after)
+
+
+def apply(report: RetentionReport) -> RetentionReport:
+    """Remove what ``report`` (a plan) names; what was removed, and what could not be.
+
+    Use it under the registry lock (see :func:`prune`): a dead run's ``.holds`` is what a
+    rebuild of claims.json reads. A run whose id a new run took since the plan is kept.
+    """
+    return _remove_files(_remove_records(report))
+
+
+def prune(registry: Registry, keep_runs: int | None = None, *, dry_run: bool = False) -> RetentionReport:
+    """Prune ``registry``'s state directory, keeping the newest ``keep_runs`` (default: the registry's).
+
+    The look and the removal of dead runs' records are one step under the registry lock: no
+    rebuild reads a ``.holds`` file meanwhile, and a new run that takes a dead run's id cannot
+    record its holds or start an agent (which appends to ``.groups``) before the step ends.
+    History and logs go after the lock is let go, so that a big log does not hold up other
+    runs. ``dry_run`` removes nothing. Raises StateError if the lock cannot be had, ValueError
+    for a bad ``keep_runs``.
+    """
+    session = registry.begin()
+    committed = False
+    try:
+        report = plan(
+            registry.dir,
+            registry.keep_runs if keep_runs is None else keep_runs,
+            held={hold.owner.run for hold in session.holds.values()},
+            protect={registry.run},
+            stale_after=registry.stale_after,
+        )
+        if not dry_run:
+            report = _remove_records(report)
+            registry.commit(session)  # the holds of dead owners leave claims.json with their records
+            committed = True
+    finally:
+        if not committed:
+            registry.abort(session)
+    return report if dry_run else _remove_files(report)
+
+
+# --- judging runs ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """The files of one run in the state directory."""
+
+    id: str
+    records: dict[str, Path] = field(default_factory=dict)  # "json", "holds", "groups" in runs/
+    history: Path | None = None
+    logs: Path | None = None
+    strange: list[Path] = field(default_factory=list)  # its history or logs, but not a file or directory
+
+    def identity(self) -> tuple[int, int, int, str] | None:
+        path = self.records.get("json")
+        return None if path is None else _fingerprint(path)
+
+
+def _finished_at(run: _Run) -> float:
+    """When ``run`` ended, as its history record says (else when it started), else its files' newest time."""
+    if run.history is not None:
+        try:
+            fd = os.open(run.history, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                head = os.read(fd, _HEAD_BYTES) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+            except OSError:
+                head = b""
+            finally:
+                os.close(fd)
+            times: dict[bytes, float] = {}
+            for name, value in _TIMES.findall(head):
+                times.setdefault(name, float(value))
+            if times:
+                return times.get(b"ended_at", times.get(b"started_at", 0.0))
+    return max(_mtime(path) for path in (*run.records.values(), run.history, run.logs) if path is not None)
+
+
+# --- stray files ------------------------------------------------------------------------------------
+
+
+def _add_stray(report: RetentionReport, path: Path, entry: os.DirEntry[str], now: float) -> None:
+    """Add ``entry`` to what goes if it is a temporary file whose writer is surely gone."""
+    match = _STRAY.fullmatch(entry.name)
+    if match is None:
+        return
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except OSError:
+        return
+    age = now - st.st_mtime
+    pid = match.group("pid") or match.group("probe")
+    if age < STRAY_AGE_S or (pid is not None and psutil.pid_exists(int(pid))):
+        return  # may be being written (by a process stopped mid-write): its rename would fail
+    by = "" if pid is None else f" by pid {pid}, which is gone"
+    size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+    report.removed.append(Removal(f"a temporary file left {_duration(age)} ago{by}", (path,), None, 1, size))
+
+
+# --- removing -----------------------------------------------------------------------------------------
+
+
+def _remove_records(report: RetentionReport) -> RetentionReport:
+    """Remove the dead runs' files in ``runs/``: the first half of :func:`apply`, under the lock."""
+    runs_dir = report.directory / "runs"
+    kept: list[Removal] = []
+    live = list(report.live)
+    failed = list(report.failed)
+    for removal in report.removed:
+        records, _ = _split(removal, runs_dir)
+        if removal.run is None or not records:
+            kept.append(removal)
+            continue
+        record = runs_dir / f"{removal.run}.json"
+        try:
+            if record in records and not _remove_record(record, removal.record):
+                live.append(KeptRun(removal.run, "a new run took its id meanwhile"))
+                continue
+            for path in records:
+                if path != record:
+                    remove_entry(path)
+        except OSError as exc:
+            failed.append(f"{exc.filename or removal.paths[0]}: {exc.strerror or exc}")
+            continue
+        kept.append(removal)
+    return replace(report, removed=kept, live=live, failed=failed)
+
+
+def _remove_record(record: Path, identity: tuple[int, int, int, str] | None) -> bool:
+    """Remove a dead run's record if it is still the one judged (``identity``); whether it was.
+
+    It is moved aside first, atomically, then checked: a new run that took the id (see
+    Registry._unique_owner) has replaced it by its own, which is put back.
+    """
+    aside = record.with_name(f".{record.name}.dead-{os.urandom(3).hex()}")
+    try:
+        os.rename(record, aside)
+    except FileNotFoundError:
+        return True  # gone already (another clean-up, or a new run moved it aside to take its id)
+    if identity is not None and _fingerprint(aside) == identity:
+        remove_entry(aside)
+        return True
+    try:
+        os.link(aside, record, follow_symlinks=False)  # back, unless yet another run has made one
+    except FileExistsError:
+        return False  # left aside: a stray file, removed once old
+    os.unlink(aside)
+    return False
+
+
+def _remove_files(report: RetentionReport) -> RetentionReport:
+    """Remove what is not in ``runs/``: the second half of :func:`apply`, needing no lock."""
+    runs_dir = report.directory / "runs"
+    done: list[Removal] = []
+    live = list(report.live)
+    failed = list(report.failed)
+    for removal in report.removed:
+        _, rest = _split(removal, runs_dir)
+        # Its record was removed, or there was none: one there now is of a new run of that id.
+        if removal.run is not None and rest and os.path.lexists(runs_dir / f"{removal.run}.json"):
+            live.append(KeptRun(removal.run, "a new run took its id meanwhile"))
+            continue
+        try:
+            for path in rest:
+                remove_entry(path)
+        except OSError as exc:
+            failed.append(f"{exc.filename or rest[0]}: {exc.strerror or exc}")
+            continue
+        done.append(removal)
+    return replace(report, removed=done, live=live, failed=failed, done=True)
+
+
+def _fingerprint(path: Path) -> tuple[int, int, int, str] | None:
+    """What tells a record from a later one at its place: its inode (which a new file may
+    reuse at once), its type, and a digest of its content (a regular file's; a new run's
+    record names another process)."""
+    try:
+        st = os.lstat(path)
+        content = read_regular(path) if stat.S_ISREG(st.st_mode) else b""
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, stat.S_IFMT(st.st_mode), hashlib.blake2b(content or b"", digest_size=16).hexdigest()
+
+
+def _split(removal: Removal, runs_dir: Path) -> tuple[list[Path], list[Path]]:
+    """A run's records in ``runs/`` (removed under the lock), and the rest of what goes."""
+    if removal.run is None:
+        return [], list(removal.paths)
+    records = [p for p in removal.paths if p.parent == runs_dir]
+    return records, [p for p in removal.paths if p.parent != runs_dir]
+
+
+def _scan(directory: Path, report: RetentionReport) -> Iterator[tuple[Path, os.DirEntry[str]]]:
+    """:func:`~queue_core.statedir.list_dir`; what cannot be listed is named in ``report.skipped``."""
+    try:
+        yield from list_dir(directory)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            report.skipped.append(f"{directory}: {describe_entry(directory)}, not a directory; not looked into")
+        else:
+            report.skipped.append(f"{directory}: cannot be read ({exc.strerror or exc}); not looked into")
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return os.lstat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``3 h``, ``4 days``."""
+    if seconds == float("inf"):
+        return "forever"
+    if seconds < 120:
+        return f"{max(0.0, seconds):.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
