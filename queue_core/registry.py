@@ -215,7 +215,11 @@ class Registry:
             if not os.path.lexists(self.path) and not self._others_live():
                 self._create_empty_registry()
             self._hold_beacon()
-            self.owner = self._unique_owner(run or new_run_id(), supervisor)
+            self._acquire()  # an id is taken under the lock: no prune or other run moves it meanwhile
+            try:
+                self.owner = self._unique_owner(run or new_run_id(), supervisor)
+            finally:
+                self._unlock()
         except BaseException:
             self.close()
             raise
@@ -420,9 +424,9 @@ class Registry:
             if live:  # the step has dropped the holds of dead owners already
                 raise RunAliveError(self.path, self._why_alive(live[0]))
             released = [h for h in session.dropped if h.owner.run == run]
-        for suffix in (".json", ".holds", ".groups"):
-            with contextlib.suppress(OSError):
-                os.unlink(self.runs_dir / f"{run}{suffix}")
+            for suffix in (".json", ".holds", ".groups"):  # in the step: a new run may take the id after it
+                with contextlib.suppress(OSError):
+                    os.unlink(self.runs_dir / f"{run}{suffix}")
         return len(released)
 
     def _why_alive(self, hold: Hold) -> str:
@@ -507,25 +511,22 @@ class Registry:
     def _unique_owner(self, run: str, supervisor: ProcessId | None) -> Owner:
         """This process as the owner of ``run``, suffixed if a live run of another process has it.
 
-        The id is taken by creating its record exclusively; a dead run's record is moved
-        aside first, and whoever then creates it first has it.
+        Locked: the id is taken by creating its record, a dead run's record removed first, and
+        nobody else takes or prunes an id meanwhile.
         """
         for n in range(1, 1000):
             candidate = run if n == 1 else f"{run}-{n}"
             owner = Owner.current(candidate, supervisor)
             path = self.runs_dir / f"{candidate}.json"
-            for _ in range(3):
-                record = {"run": candidate, "owner": owner.to_json(), "updated": time.time(), "version": VERSION}
-                if self._create(path, record):
-                    self._record = record
-                    return owner
-                holder = _record_owner(path)
-                if holder is not None and holder.alive(self.runs_dir, self.stale_after):
-                    break  # taken: try the next suffix
-                aside = path.with_name(f".{path.name}.dead-{uuid.uuid4().hex[:6]}")
-                with contextlib.suppress(OSError):  # a dead run's, or damaged: free
-                    os.replace(path, aside)
-                    os.unlink(aside)
+            holder = _record_owner(path)
+            if holder is not None and holder.alive(self.runs_dir, self.stale_after):
+                continue  # taken: try the next suffix
+            with contextlib.suppress(FileNotFoundError):  # a dead run's, or damaged: free
+                os.unlink(path)
+            record = {"run": candidate, "owner": owner.to_json(), "updated": time.time(), "version": VERSION}
+            if self._create(path, record):
+                self._record = record
+                return owner
         raise StateError(self.runs_dir, f"no free run id like {run!r}")
 
     def _create(self, path: Path, data: dict[str, Any]) -> bool:

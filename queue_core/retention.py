@@ -21,14 +21,13 @@ opens what it removes: a symlink or a FIFO goes as an entry, its target stays; a
 with :func:`shutil.rmtree`, which on Linux removes links below it as links.
 
 :func:`plan` looks and changes nothing; :func:`apply` removes what a plan names. :func:`prune`
-does both under the registry lock, as the end of every run and ``project-manager clean`` do;
-:func:`preview` looks without it, for ``clean --dry-run``.
+does both in one step under the registry lock, as the end of every run and ``project-manager
+clean`` do; :func:`preview` looks without it, for ``clean --dry-run``.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 import stat
@@ -42,7 +41,7 @@ import psutil
 
 from .errors import StateError
 from .holds import STALE_AFTER_S, judge_run, live_holds
-from .statedir import describe_entry, list_dir, locate, measure, read_regular, remove_entry
+from .statedir import describe_entry, list_dir, locate, measure, remove_entry
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -71,7 +70,8 @@ STRAY_AGE_S = 3600.0
 # What names a run's files: a run id (see registry.RUN_ID_PATTERN), suffixed "-2"... when reused.
 _RUN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _RECORDS = ("json", "holds", "groups")
-# The temporary files of statedir.write_private, Registry._create, _unique_owner and _make_state_dir.
+# The temporary files of statedir.write_private, Registry._create and _make_state_dir (and of
+# Registry._unique_owner in versions that moved a dead record aside: ".dead-").
 _STRAY = re.compile(r"\.(?:.+\.(?P<pid>\d+)\.(?:tmp|[0-9a-f]{6}\.new)|.+\.dead-[0-9a-f]{6}|write-probe-(?P<probe>\d+))")
 _DAMAGED = "claims.json.damaged-"
 # Where a history record written by Registry.finish_run says when its run started and ended:
@@ -85,8 +85,7 @@ class Removal:
     """What goes (or, in a plan, would go): a run's files, or one stray file; and why.
 
     ``files`` and ``size`` count the entries that are not directories, and the bytes of the
-    regular ones. ``record`` tells the run's ``runs/<run>.json`` as it was judged dead (its
-    inode and content): one that differs when it is removed belongs to a new run of that id.
+    regular ones.
     """
 
     reason: str
@@ -94,7 +93,6 @@ class Removal:
     run: str | None = None  # None: a temporary file or a damaged copy of claims.json
     files: int = 0
     size: int = 0
-    record: tuple[int, int, int, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -197,7 +195,7 @@ def plan(
             reasons.append(f"dead: {dead[run_id]}")
         reasons += [f"{p.parent.name}/{p.name} is {describe_entry(p)}, not what a run writes" for p in run.strange]
         files, size = measure(paths)
-        report.removed.append(Removal("; ".join(reasons), tuple(paths), run_id, files, size, run.identity()))
+        report.removed.append(Removal("; ".join(reasons), tuple(paths), run_id, files, size))
     for path in sorted(damaged)[:-DAMAGED_KEPT]:
         files, size = measure([path])
         reason = f"a damaged copy of claims.json; the newest {DAMAGED_KEPT} are kept"
@@ -269,25 +267,31 @@ def preview(repo: str | os.PathLike[str], keep_runs: int, *, stale_after: float 
 def apply(report: RetentionReport) -> RetentionReport:
     """Remove what ``report`` (a plan) names; what was removed, and what could not be.
 
-    Use it under the registry lock (see :func:`prune`): a dead run's ``.holds`` is what a
-    rebuild of claims.json reads. A run whose id a new run took since the plan is kept.
+    Use it under the registry lock, in the step that made the plan (see :func:`prune`): no
+    rebuild of claims.json reads a dead run's ``.holds`` meanwhile, and no new run takes the
+    id of one judged dead (see Registry._unique_owner) and starts writing its files.
     """
-    return _remove_files(_remove_records(report))
+    done: list[Removal] = []
+    failed = list(report.failed)
+    for removal in report.removed:
+        try:
+            for path in removal.paths:
+                remove_entry(path)
+        except OSError as exc:
+            failed.append(f"{exc.filename or removal.paths[0]}: {exc.strerror or exc}")
+            continue
+        done.append(removal)
+    return replace(report, removed=done, failed=failed, done=True)
 
 
 def prune(registry: Registry, keep_runs: int | None = None, *, dry_run: bool = False) -> RetentionReport:
     """Prune ``registry``'s state directory, keeping the newest ``keep_runs`` (default: the registry's).
 
-    The look and the removal of dead runs' records are one step under the registry lock: no
-    rebuild reads a ``.holds`` file meanwhile, and a new run that takes a dead run's id cannot
-    record its holds or start an agent (which appends to ``.groups``) before the step ends.
-    History and logs go after the lock is let go, so that a big log does not hold up other
-    runs. ``dry_run`` removes nothing. Raises StateError if the lock cannot be had, ValueError
-    for a bad ``keep_runs``.
+    One step under the registry lock, the look and the removal (see :func:`apply`); the holds
+    of dead owners leave claims.json with their records. ``dry_run`` removes nothing. Raises
+    StateError if the lock cannot be had, ValueError for a bad ``keep_runs``.
     """
-    session = registry.begin()
-    committed = False
-    try:
+    with registry.session() as session:
         report = plan(
             registry.dir,
             registry.keep_runs if keep_runs is None else keep_runs,
@@ -295,14 +299,7 @@ def prune(registry: Registry, keep_runs: int | None = None, *, dry_run: bool = F
             protect={registry.run},
             stale_after=registry.stale_after,
         )
-        if not dry_run:
-            report = _remove_records(report)
-            registry.commit(session)  # the holds of dead owners leave claims.json with their records
-            committed = True
-    finally:
-        if not committed:
-            registry.abort(session)
-    return report if dry_run else _remove_files(report)
+        return report if dry_run else apply(report)
 
 
 # --- judging runs ---------------------------------------------------------------------------------
@@ -317,10 +314,6 @@ class _Run:
     history: Path | None = None
     logs: Path | None = None
     strange: list[Path] = field(default_factory=list)  # its history or logs, but not a file or directory
-
-    def identity(self) -> tuple[int, int, int, str] | None:
-        path = self.records.get("json")
-        return None if path is None else _fingerprint(path)
 
 
 def _finished_at(run: _Run) -> float:
@@ -364,99 +357,6 @@ def _add_stray(report: RetentionReport, path: Path, entry: os.DirEntry[str], now
     by = "" if pid is None else f" by pid {pid}, which is gone"
     size = st.st_size if stat.S_ISREG(st.st_mode) else 0
     report.removed.append(Removal(f"a temporary file left {_duration(age)} ago{by}", (path,), None, 1, size))
-
-
-# --- removing -----------------------------------------------------------------------------------------
-
-
-def _remove_records(report: RetentionReport) -> RetentionReport:
-    """Remove the dead runs' files in ``runs/``: the first half of :func:`apply`, under the lock."""
-    runs_dir = report.directory / "runs"
-    kept: list[Removal] = []
-    live = list(report.live)
-    failed = list(report.failed)
-    for removal in report.removed:
-        records, _ = _split(removal, runs_dir)
-        if removal.run is None or not records:
-            kept.append(removal)
-            continue
-        record = runs_dir / f"{removal.run}.json"
-        try:
-            if record in records and not _remove_record(record, removal.record):
-                live.append(KeptRun(removal.run, "a new run took its id meanwhile"))
-                continue
-            for path in records:
-                if path != record:
-                    remove_entry(path)
-        except OSError as exc:
-            failed.append(f"{exc.filename or removal.paths[0]}: {exc.strerror or exc}")
-            continue
-        kept.append(removal)
-    return replace(report, removed=kept, live=live, failed=failed)
-
-
-def _remove_record(record: Path, identity: tuple[int, int, int, str] | None) -> bool:
-    """Remove a dead run's record if it is still the one judged (``identity``); whether it was.
-
-    It is moved aside first, atomically, then checked: a new run that took the id (see
-    Registry._unique_owner) has replaced it by its own, which is put back.
-    """
-    aside = record.with_name(f".{record.name}.dead-{os.urandom(3).hex()}")
-    try:
-        os.rename(record, aside)
-    except FileNotFoundError:
-        return True  # gone already (another clean-up, or a new run moved it aside to take its id)
-    if identity is not None and _fingerprint(aside) == identity:
-        remove_entry(aside)
-        return True
-    try:
-        os.link(aside, record, follow_symlinks=False)  # back, unless yet another run has made one
-    except FileExistsError:
-        return False  # left aside: a stray file, removed once old
-    os.unlink(aside)
-    return False
-
-
-def _remove_files(report: RetentionReport) -> RetentionReport:
-    """Remove what is not in ``runs/``: the second half of :func:`apply`, needing no lock."""
-    runs_dir = report.directory / "runs"
-    done: list[Removal] = []
-    live = list(report.live)
-    failed = list(report.failed)
-    for removal in report.removed:
-        _, rest = _split(removal, runs_dir)
-        # Its record was removed, or there was none: one there now is of a new run of that id.
-        if removal.run is not None and rest and os.path.lexists(runs_dir / f"{removal.run}.json"):
-            live.append(KeptRun(removal.run, "a new run took its id meanwhile"))
-            continue
-        try:
-            for path in rest:
-                remove_entry(path)
-        except OSError as exc:
-            failed.append(f"{exc.filename or rest[0]}: {exc.strerror or exc}")
-            continue
-        done.append(removal)
-    return replace(report, removed=done, live=live, failed=failed, done=True)
-
-
-def _fingerprint(path: Path) -> tuple[int, int, int, str] | None:
-    """What tells a record from a later one at its place: its inode (which a new file may
-    reuse at once), its type, and a digest of its content (a regular file's; a new run's
-    record names another process)."""
-    try:
-        st = os.lstat(path)
-        content = read_regular(path) if stat.S_ISREG(st.st_mode) else b""
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino, stat.S_IFMT(st.st_mode), hashlib.blake2b(content or b"", digest_size=16).hexdigest()
-
-
-def _split(removal: Removal, runs_dir: Path) -> tuple[list[Path], list[Path]]:
-    """A run's records in ``runs/`` (removed under the lock), and the rest of what goes."""
-    if removal.run is None:
-        return [], list(removal.paths)
-    records = [p for p in removal.paths if p.parent == runs_dir]
-    return records, [p for p in removal.paths if p.parent != runs_dir]
 
 
 def _scan(directory: Path, report: RetentionReport) -> Iterator[tuple[Path, os.DirEntry[str]]]:

@@ -68,13 +68,13 @@ def test_a_lease_that_cannot_be_written_keeps_the_registry_locked_until_it_is(
             wait_for(first.started, "first")
             with Registry(tmp_path, "reader").session() as session:  # waits for the lease to be written
                 assert [h.task for h in session.holds.values()] == ["first"]
+            outsider = Registry(tmp_path, "outsider", lock_timeout=0.05)
             failing.set()
             queue.submit_task(
                 AgentTask("b", "starts in a lease, or once it is written", ["b.txt"], second, id="second")
             )
             wait_for(signal.seen, "the failed write to be reported")
 
-            outsider = Registry(tmp_path, "outsider", lock_timeout=0.05)
             with pytest.raises(StateError, match="not free"):  # still locked: what runs is not on disk
                 outsider.begin()
             third = queue.submit_task(AgentTask("c", "must wait for the write", ["c.txt"], lambda: 3, id="third"))

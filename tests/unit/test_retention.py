@@ -7,7 +7,6 @@ Live owners are real child processes blocked on their stdin; nothing here sleeps
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -174,22 +173,6 @@ def test_a_damaged_record_is_kept_while_young(state: Path, seconds_ago: float, k
     report = prune(state, 100)
     assert path.exists() == kept
     assert [k.reason for k in report.live] == (["its record is damaged, but only 60 s old"] if kept else [])
-
-
-def test_a_record_replaced_by_a_new_run_of_that_id_after_the_plan_is_not_removed(
-    state: Path, dead: ProcessId, child: Child
-) -> None:
-    """A run id reused (run_id="ci-42") between the look and the removal: the new run's record stays."""
-    record(state, owner("ci-42", dead))
-    plan = retention.plan(state, 100)
-    assert removed_runs(plan) == {"ci-42"}
-    path = state / "runs" / "ci-42.json"
-    path.unlink()  # as _unique_owner moves a dead record aside and creates its own
-    record(state, owner("ci-42", child.id))
-    report = retention.apply(plan)
-    assert path.exists()
-    assert json.loads(path.read_text())["owner"]["pid"] == child.pid
-    assert removed_runs(report) == set()
 
 
 # --- stray files --------------------------------------------------------------------------------
