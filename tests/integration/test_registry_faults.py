@@ -348,6 +348,35 @@ def test_a_claims_file_lost_during_a_step_is_written_whole_by_that_step(
     assert first.notices == second.notices == []
 
 
+@pytest.mark.parametrize("which", ["claims.json", "its own .holds"])
+def test_a_directory_made_in_place_of_a_registry_file_during_a_step_does_not_wedge_the_registry(
+    repo: Path, which: str, registries: Callable[..., Registry]
+) -> None:
+    """Before: a step (a queue's lease) that found a directory where it writes failed to write, kept
+    the lock and tried again every 20 ms, forever: every run of the repository waited for the lock.
+
+    Only a read moved such a directory aside, and a step holding the lock reads nothing more.
+    Found by test_stress_faults.py's "directory" case when the fault landed during a lease.
+    """
+    first = registries(repo, "a")
+    second = registries(repo, "b", lock_timeout=WAIT)
+    session = first.begin()
+    session.add("t", "code_developer", ("src/x.py",), ())
+    path = first.path if which == "claims.json" else first.runs_dir / "a.holds"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    os.mkdir(path)
+    first.commit(session)  # the holds are exact: the lock was held since they were read
+    assert not first.locked
+    other = second.begin()
+    try:
+        assert [(h.owner.run, h.task) for h in other.foreign()] == [("a", "t")]
+    finally:
+        second.abort(other)
+    assert path.is_file()
+    assert any("directory" in notice for notice in first.notices), first.notices
+
+
 # --- 4. the whole state directory removed -----------------------------------------------------
 
 
