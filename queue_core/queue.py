@@ -323,6 +323,7 @@ class _Engine:
         self.record_written_at = float("-inf")  # clock time the run's status record was last written
         self.record_pending = False  # the status changed since then
         self.registry_error: OSError | None = None  # the last registry failure, until one works
+        self.recovery_reported = 0.0  # the end (wall time) of the last recovery window logged
         self.committing = False  # a thread is in a registry step (see _dispatch)
         self.dispatch_wanted = False  # a dispatch was asked for that no step has decided yet
         self.lease: RegistrySession | None = None  # the registry, still locked after a step
@@ -608,7 +609,13 @@ class _Engine:
             started = self._end_lease(session, started, leased=leased)
             if session.recovering and self.registry_error is None:
                 wait = session.recovering - time.time()
-                self._registry_failed(StateError(self.registry.path, f"it was lost; no task starts for {wait:.1f} s"))
+                error = StateError(self.registry.path, f"it was lost; no task starts for {wait:.1f} s")
+                if session.recovering == self.recovery_reported:  # said at its first step: not at each
+                    self.registry_error = error
+                    self._ensure_timer()
+                else:
+                    self.recovery_reported = session.recovering
+                    self._registry_failed(error)
             return started
         finally:
             self.committing = False

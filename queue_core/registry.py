@@ -41,6 +41,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -272,7 +273,7 @@ class Registry:
         if session.changed or session.dropped or session.line_changed:
             self._write_holds(session.holds.values(), session.waiting)
         if session.changed:  # our own copy, exact at every step, for a rebuild
-            self._write(self._holds_path, {"holds": [h.to_json() for h in session.mine()]})
+            self._write(self._holds_path, {"holds": [h.to_json() for h in session.mine()]}, locked=True)
         session.changed = session.line_changed = False
         session.dropped = []
         self.last_stamp = self.stamp()  # still locked: nobody else's write can hide behind ours
@@ -676,12 +677,28 @@ class Registry:
             data["waiting"] = waiting
         if self._recovering_until > time.time():
             data["recovering_until"] = self._recovering_until
-        self._write(self.path, data)
+        self._write(self.path, data, locked=True)
 
-    def _write(self, path: Path, data: dict[str, Any]) -> None:
-        """Replace ``path`` atomically (see write_private); raises StateError."""
+    def _write(self, path: Path, data: dict[str, Any], *, locked: bool = False) -> None:
+        """Replace ``path`` atomically (see write_private); raises StateError.
+
+        ``locked``: written with the lock held (claims.json, this run's .holds), from holds that
+        are exact. Then a directory in its place is moved aside first, as a read does with a
+        damaged claims.json: a step that could never write would never let go of the lock.
+        """
+        raw = json.dumps(data, separators=(",", ":")).encode()  # the C encoder
         try:
-            write_private(path, json.dumps(data, separators=(",", ":")).encode())  # the C encoder
+            try:
+                write_private(path, raw)
+            except IsADirectoryError:
+                if not locked or not stat.S_ISDIR(os.lstat(path).st_mode):
+                    raise
+                aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}")
+                os.replace(path, aside)
+                notice = f"{path} was a directory; kept it as {aside.name} and wrote the file"
+                self.notices.append(notice)
+                log.warning("%s", notice)
+                write_private(path, raw)
         except OSError as exc:
             raise StateError(path, f"cannot write: {exc.strerror or exc}") from exc
 

@@ -7,13 +7,14 @@ synchronises with the test only through its stdin and stdout, never through slee
   submit every task of the JSON file SPEC; each task body appends one line
   ``{"proc", "task", "start", "end"}`` (``time.monotonic_ns``) to LOG with a single O_APPEND
   write. A task marked ``rendezvous`` prints ``rendezvous ID`` and waits for a line on stdin
-  before its work. Prints ``done`` once all succeeded.
+  before its work. Prints ``done`` once all succeeded. The spec's ``stale_after`` (if any) is
+  the queue's.
 * ``hold REPO AGENT PATH TASK [COUNT]`` — run one task writing PATH (or COUNT of them, ids
   ``TASK``, ``TASK-2``...) whose body prints ``running TASK <monotonic_ns>`` and then blocks on
   stdin until a line arrives. Prints ``done`` when all returned.
-* ``wait REPO AGENT PATH TASK`` — submit one task writing PATH; print ``queued <reason>`` if it
-  has to wait (the line comes after the queue's registry step, so the wait is real), and from
-  the body ``started <monotonic_ns>``. Prints ``done`` when it returned.
+* ``wait REPO AGENT PATH TASK [STALE_AFTER]`` — submit one task writing PATH; print
+  ``queued <reason>`` if it has to wait (the line comes after the queue's registry step, so the
+  wait is real), and from the body ``started <monotonic_ns>``. Prints ``done`` when it returned.
 * ``try REPO AGENT PATH TASK`` — ``try_submit`` one task writing PATH: print
   ``conflict <message>`` if it may not start, else ``ran`` once it returned.
 * ``status REPO`` — a run with one task blocked on stdin and a second waiting for its file;
@@ -63,7 +64,8 @@ def stress(repo: str, spec_path: str, log_path: str) -> None:
 
         return run
 
-    queue = TaskQueue(max_parallel=spec["max_parallel"], repo=repo)
+    kw = {"stale_after": float(spec["stale_after"])} if "stale_after" in spec else {}
+    queue = TaskQueue(max_parallel=spec["max_parallel"], repo=repo, **kw)
     say("ready")
     if not sys.stdin.readline():
         raise SystemExit("the test went away before the start signal")
@@ -104,11 +106,11 @@ def hold(repo: str, agent: str, path: str, task_id: str, count: str = "1") -> No
     say("done")
 
 
-def wait(repo: str, agent: str, path: str, task_id: str) -> None:
+def wait(repo: str, agent: str, path: str, task_id: str, stale_after: str = "15") -> None:
     def run() -> None:
         say(f"started {time.monotonic_ns()}")
 
-    with TaskQueue(max_parallel=2, repo=repo) as queue:
+    with TaskQueue(max_parallel=2, repo=repo, stale_after=float(stale_after)) as queue:
         future = queue.submit_task(AgentTask(agent, "waits for the claim", [path], run, id=task_id))
         waiting = queue.get_status()["waiting"]
         if waiting:

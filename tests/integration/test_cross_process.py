@@ -8,125 +8,28 @@ the test lets it go, and a killed process is reaped before it is looked for.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
 import os
-import queue
-import random
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psutil
 import pytest
 
-from queue_core import overlaps, repo_status
-from queue_core.claims import Claim
+from queue_core import repo_status
 from queue_core.registry import FORMAT, VERSION, Hold, Owner, Registry
 
 from ..conftest import WAIT
+from ._stress import Load, stress_spec
 
-WORKER = Path(__file__).with_name("_worker.py")
 STATE = ".project-manager"
-
-
-class Child:
-    """A ``_worker.py`` process; its stdout lines are read by a thread into a queue."""
-
-    def __init__(self, tmp: Path, name: str, *args: str | Path):
-        self.name = name
-        self.stderr_path = tmp / f"{name}.stderr"
-        self._stderr: IO[str] = open(self.stderr_path, "w")  # noqa: SIM115 - closed in close()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-W", "error", str(WORKER), *map(str, args)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self._stderr,
-                text=True,
-            )
-        except BaseException:
-            self._stderr.close()
-            raise
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, name=f"read-{name}", daemon=True)
-        self._reader.start()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)  # end of output
-
-    def _trouble(self, what: str) -> str:
-        return f"{self.name} (pid {self.pid}, exit {self.proc.poll()}): {what}; stderr:\n{self.stderr()}"
-
-    def stderr(self) -> str:
-        self._stderr.flush()
-        return self.stderr_path.read_text()
-
-    def expect(self, prefix: str, timeout: float = WAIT) -> str:
-        """The next line, which must start with ``prefix``; returns the rest of it."""
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(self._trouble(f"no {prefix!r} line within {timeout}s")) from None
-        if line is None:
-            self.lines.put(None)
-            raise AssertionError(self._trouble(f"exited before printing {prefix!r}"))
-        assert line.startswith(prefix), self._trouble(f"printed {line!r} while {prefix!r} was expected")
-        return line[len(prefix) :].strip()
-
-    def send(self, line: str = "go") -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def finish(self) -> None:
-        """Expect ``done``, then a clean exit."""
-        self.expect("done")
-        assert self.proc.wait(WAIT) == 0, self._trouble("failed")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(WAIT)
-        self._reader.join(WAIT)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):  # stdin of a dead child: broken pipe
-                    stream.close()
-        self._stderr.close()
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Any]:
-    """``spawn(name, mode, *args)`` starts a worker; every child is killed and reaped at the end."""
-    children: list[Child] = []
-
-    def start(name: str, *args: str | Path) -> Child:
-        child = Child(tmp_path, name, *args)
-        children.append(child)
-        return child
-
-    try:
-        yield start
-    finally:
-        for child in children:
-            child.close()
 
 
 @pytest.fixture
@@ -148,127 +51,14 @@ def registry_holds(repo: Path) -> list[dict[str, Any]]:
 # --- 1. stress: many processes, random overlapping claims -------------------------------------
 
 PROCESSES = 4
-TASKS_PER_PROCESS = 60
-PATHS = [
-    "src/a.py",
-    "src/b.py",
-    "src/c.py",
-    "src/",
-    "src/*.py",
-    "d/",
-    "d/e.txt",
-    "d/f/g.txt",
-    "docs/readme.md",
-    "docs/api.md",
-    "tests/t.py",
-    "tests/u.py",
-]
-AGENTS = ["code_developer", "tester", "reviewer", "docs_writer", "architect", "security", "release"]
-
-
-def stress_spec(proc: int) -> dict[str, Any]:
-    rng = random.Random(1000 + proc)  # seeded per process: a failure replays
-    tasks = []
-    for i in range(TASKS_PER_PROCESS):
-        writes = rng.sample(PATHS, rng.choice([0, 1, 1, 1, 2]))
-        reads = rng.sample([p for p in PATHS if p not in writes], rng.choice([0, 0, 1, 2]))
-        tasks.append(
-            {
-                "id": f"p{proc}-t{i}",
-                "agent": rng.choice(AGENTS),
-                "writes": writes,
-                "reads": reads,
-                "work_s": rng.uniform(0.001, 0.005),
-            }
-        )
-    # One task per process that conflicts with nothing: its own agent and path. All of them
-    # must run at once (the test holds each until it saw all), which proves the processes
-    # really ran side by side, deterministically.
-    tasks.append(
-        {
-            "id": f"p{proc}-rendezvous",
-            "agent": f"agent-of-p{proc}",
-            "writes": [f"private/p{proc}.txt"],
-            "reads": ["shared/config.toml"],  # read by every rendezvous task: readers share
-            "work_s": 0.001,
-            "priority": 10,
-            "rendezvous": True,
-        }
-    )
-    return {"proc": proc, "max_parallel": 3, "tasks": tasks}
-
-
-@dataclass(frozen=True)
-class Ran:
-    proc: int
-    task: str
-    agent: str
-    writes: tuple[Claim, ...]
-    reads: tuple[Claim, ...]
-    start: int
-    end: int
-
-
-def conflict(a: Ran, b: Ran) -> str | None:
-    """Why ``a`` and ``b`` may not run at once, or None."""
-    if a.agent == b.agent:
-        return f"both run agent {a.agent}"
-    for x, x_writes in [*((c, True) for c in a.writes), *((c, False) for c in a.reads)]:
-        for y, y_writes in [*((c, True) for c in b.writes), *((c, False) for c in b.reads)]:
-            if (x_writes or y_writes) and overlaps(x, y):
-                return f"{x} ({'write' if x_writes else 'read'}) overlaps {y} ({'write' if y_writes else 'read'})"
-    return None
 
 
 @pytest.mark.slow
 def test_stress_processes_never_run_conflicting_tasks_together(tmp_path: Path, repo: Path, spawn: Any) -> None:
-    log = tmp_path / "ran.log"
-    specs = [stress_spec(p) for p in range(PROCESSES)]
-    children = []
-    for spec in specs:
-        spec_path = tmp_path / f"spec-{spec['proc']}.json"
-        spec_path.write_text(json.dumps(spec))
-        children.append(spawn(f"stress-{spec['proc']}", "stress", repo, spec_path, log))
-    for child in children:
-        child.expect("ready")
-    began = time.monotonic()
-    for child in children:  # the barrier: every queue exists before any submits
-        child.send("go")
-    for child in children:
-        assert child.expect("rendezvous") == f"{child.name.replace('stress-', 'p')}-rendezvous"
-    for child in children:  # every process's rendezvous task was running: let them go
-        child.send("go")
-    for child in children:
-        child.finish()
-    elapsed = time.monotonic() - began
-
-    by_id = {t["id"]: (spec["proc"], t) for spec in specs for t in spec["tasks"]}
-    ran: list[Ran] = []
-    for line in log.read_text().splitlines():
-        entry = json.loads(line)
-        proc, task = by_id[entry["task"]]
-        assert entry["proc"] == proc
-        writes = tuple(Claim.parse(p) for p in task["writes"])
-        reads = tuple(Claim.parse(p) for p in task["reads"])
-        ran.append(Ran(proc, task["id"], task["agent"], writes, reads, entry["start"], entry["end"]))
-
-    counts = Counter(r.task for r in ran)
-    assert sorted(counts) == sorted(by_id), "some task never ran"
-    assert [t for t, n in counts.items() if n != 1] == [], "some task ran more than once"
-
-    violations = []
-    cross_process_overlaps = 0
-    for a, b in itertools.combinations(sorted(ran, key=lambda r: r.start), 2):
-        if b.start >= a.end:
-            continue  # sorted by start: b began after a ended
-        if a.proc != b.proc:
-            cross_process_overlaps += 1
-        why = conflict(a, b)
-        if why is not None:
-            violations.append(f"{a.task} [{a.start}, {a.end}] and {b.task} [{b.start}, {b.end}]: {why}")
-    assert violations == []
-    rendezvous = [r for r in ran if r.task.endswith("-rendezvous")]
-    assert max(r.start for r in rendezvous) < min(r.end for r in rendezvous)
+    load = Load.start(spawn, tmp_path, repo, [stress_spec(p) for p in range(PROCESSES)])
+    load.rendezvous()
+    elapsed = load.finish()
+    ran, cross_process_overlaps = load.check()
     assert registry_holds(repo) == []
     assert repo_status(repo)["runs"] == []
     assert len(list((repo / STATE / "history").glob("*.json"))) == PROCESSES

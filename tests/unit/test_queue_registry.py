@@ -53,10 +53,10 @@ def test_a_lease_that_cannot_be_written_keeps_the_registry_locked_until_it_is(
     failing = threading.Event()
     write = Registry._write
 
-    def flaky_write(self: Registry, path: Path, data: dict[str, Any]) -> None:
+    def flaky_write(self: Registry, path: Path, data: dict[str, Any], **kw: Any) -> None:
         if failing.is_set():
             raise StateError(path, "cannot write: No space left on device")
-        write(self, path, data)
+        write(self, path, data, **kw)
 
     monkeypatch.setattr(Registry, "_write", flaky_write)
     signal = _Signal()
