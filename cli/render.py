@@ -117,7 +117,7 @@ class _NoticeHandler(logging.Handler):
 
 
 def notice_line(text: str) -> str:
-    """``12:00:01 notice    registry.lock held by pid 123 (stopped: ...)``."""
+    """``12:00:01 notice    the registry lock held by pid 123 (stopped: ...)``."""
     return f"{time.strftime('%H:%M:%S')} {'notice':<9} {text}"
 
 

@@ -104,7 +104,7 @@ def _lock_line(status: dict[str, Any]) -> list[str]:
     lines = list(status.get("skipped", []))
     if pid is not None:
         lines.append(
-            f"registry.lock is held by pid {pid}, which is stopped; every run here waits for it: {STOPPED_HINT}"
+            f"The registry lock is held by pid {pid}, which is stopped; every run here waits for it: {STOPPED_HINT}"
         )
     return lines
 

@@ -140,7 +140,7 @@ def lock_holder(path: str | os.PathLike[str]) -> int | None:
 
 
 def describe_lock_holder(path: Path, name: str) -> str:
-    """``registry.lock held by pid 123 (stopped: resume it ...)`` for the lock ``name`` on ``path``, as far as known."""
+    """``the registry lock held by pid 123 (stopped: resume it ...)`` for the lock ``name`` on ``path``."""
     pid = lock_holder(path)
     if pid is None:
         return f"{name} held by another process"

@@ -139,7 +139,12 @@ class TaskQueue:
             None
             if repo is None
             else Registry(
-                repo, run_id, supervisor=shared_supervisor().process, stale_after=stale_after, keep_runs=keep_runs
+                repo,
+                run_id,
+                supervisor=shared_supervisor().process,
+                stale_after=stale_after,
+                keep_runs=keep_runs,
+                on_lock_wait=None if on_notice is None else functools.partial(_lock_wait_notice, on_notice),
             )
         )
         resolve = None if registry is None else ClaimResolver(registry.repo).resolve
@@ -775,10 +780,8 @@ class _Engine:
             self.registry_wait = holder
             if not self.run_finished:
                 self._record_changed()
-        if holder is not None:
-            self._notice(f"waiting for the registry: {holder}")
-        else:
-            self._notice("the registry lock is free again")
+        if self.on_notice is not None:
+            _lock_wait_notice(self.on_notice, holder)
 
     def _check_holders(self) -> list[str]:
         """Look whether other runs' processes that tasks here wait for are stopped or dead (lock held).
@@ -1219,6 +1222,12 @@ def _checked_batch(tasks: object) -> Sequence[AgentTask]:
 
 def _texts(claims: tuple[Claim, ...]) -> tuple[str, ...]:
     return tuple(c.text for c in claims)
+
+
+def _lock_wait_notice(on_notice: Callable[[str], None], holder: str | None) -> None:
+    """Tell ``on_notice`` who holds the registry lock a step waits for, or that it is free again."""
+    text = "the registry lock is free again" if holder is None else f"waiting for the registry: {holder}"
+    _call_quietly(functools.partial(on_notice, text))
 
 
 def _ahead(session: RegistrySession) -> list[Hold]:

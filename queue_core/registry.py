@@ -53,7 +53,7 @@ from typing import Any
 
 from . import retention
 from .errors import RunAliveError, StateError
-from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, heartbeat_age, live_holds, read_groups
+from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, heartbeat_age, judge_run, live_holds, read_groups
 from .processes import ProcessId, describe_lock_holder
 from .retention import DAMAGED_KEPT, DEFAULT_KEEP_RUNS, check_keep_runs
 from .statedir import LEGACY_DIR, NotRegularFileError, ensure_private_dir, locate, read_regular, write_private
@@ -216,11 +216,7 @@ class Registry:
             if not os.path.lexists(self.path) and not self._others_live():
                 self._create_empty_registry()
             self._hold_beacon()
-            self._acquire()  # an id is taken under the lock: no prune or other run moves it meanwhile
-            try:
-                self.owner = self._unique_owner(run or new_run_id(), supervisor)
-            finally:
-                self._unlock()
+            self.owner = self._unique_owner(run or new_run_id(), supervisor)
         except BaseException:
             self.close()
             raise
@@ -318,7 +314,7 @@ class Registry:
                 if now >= next_look:
                     next_look = now + LOCK_POLL_S
                     if self._waited(started) and self.on_lock_wait is not None:
-                        message = describe_lock_holder(self.dir, "registry.lock")
+                        message = describe_lock_holder(self.dir, "the registry lock")
                         if message != reported:
                             self.on_lock_wait(message)
                             reported = message
@@ -510,24 +506,31 @@ class Registry:
     # --- joining ----------------------------------------------------------------------------
 
     def _unique_owner(self, run: str, supervisor: ProcessId | None) -> Owner:
-        """This process as the owner of ``run``, suffixed if a live run of another process has it.
+        """This process as the owner of ``run``, suffixed while a run of that id lives.
 
-        Locked: the id is taken by creating its record, a dead run's record removed first, and
-        nobody else takes or prunes an id meanwhile.
+        An id is taken by creating its record exclusively. One whose record exists is looked
+        at under the lock, so that no other run taking it, nor a prune, moves a record meanwhile:
+        the id is free if that run is dead, its agents included (see judge_run).
         """
         for n in range(1, 1000):
             candidate = run if n == 1 else f"{run}-{n}"
             owner = Owner.current(candidate, supervisor)
             path = self.runs_dir / f"{candidate}.json"
-            holder = _record_owner(path)
-            if holder is not None and holder.alive(self.runs_dir, self.stale_after):
-                continue  # taken: try the next suffix
-            with contextlib.suppress(FileNotFoundError):  # a dead run's, or damaged: free
-                os.unlink(path)
             record = {"run": candidate, "owner": owner.to_json(), "updated": time.time(), "version": VERSION}
             if self._create(path, record):
                 self._record = record
                 return owner
+            self._acquire()
+            try:
+                if judge_run(self.runs_dir, candidate, stale_after=self.stale_after)[0]:
+                    continue  # taken: try the next suffix
+                with contextlib.suppress(FileNotFoundError):  # a dead run's, or damaged: free
+                    os.unlink(path)
+                if self._create(path, record):
+                    self._record = record
+                    return owner
+            finally:
+                self._unlock()
         raise StateError(self.runs_dir, f"no free run id like {run!r}")
 
     def _create(self, path: Path, data: dict[str, Any]) -> bool:
@@ -723,14 +726,6 @@ def _parse(raw: bytes) -> tuple[list[Hold], list[Hold], float]:
         raise ValueError(f"format version {data.get('version')!r}; this version reads {VERSION}")
     holds = [Hold.from_json(item) for item in data["holds"]]
     return holds, [Hold.from_json(item) for item in data.get("waiting", [])], float(data.get("recovering_until", 0.0))
-
-
-def _record_owner(path: Path) -> Owner | None:
-    """The owner a run record names; None if it is gone, not a regular file, or damaged."""
-    try:
-        return Owner.from_json(json.loads(read_regular(path) or b"")["owner"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def _try_flock(fd: int, operation: int) -> bool:

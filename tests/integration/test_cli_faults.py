@@ -192,10 +192,10 @@ def test_a_stopped_holder_of_the_registry_lock_is_named_and_a_waiting_run_still_
         try:
             assert os.WIFSTOPPED(os.waitpid(holder.pid, os.WUNTRACED)[1])  # it holds the lock, stopped
             with _running(tmp_path, "shell: true @x") as run:
-                _read_until(run, f"registry.lock held by pid {holder.pid} (stopped: {STOPPED_HINT})")
+                _read_until(run, f"the registry lock held by pid {holder.pid} (stopped: {STOPPED_HINT})")
                 status = _status(tmp_path)
                 assert status["stopped_lock_holder"] == holder.pid
-                assert f"registry.lock is held by pid {holder.pid}, which is stopped" in _status(
+                assert f"registry lock is held by pid {holder.pid}, which is stopped" in _status(
                     tmp_path, json_out=False
                 )
                 run.send_signal(signal.SIGTERM)
@@ -335,7 +335,7 @@ def test_a_signal_while_a_finished_run_waits_for_the_registry_still_ends_it(tmp_
             with _stopped_lock_holder(tmp_path / ".project-manager") as holder:
                 with open(go, "w") as fifo:
                     fifo.write("go\n")
-                _read_until(run, f"registry.lock held by pid {holder} (stopped")
+                _read_until(run, f"the registry lock held by pid {holder} (stopped")
                 run.send_signal(signal.SIGTERM)
                 out, err = run.communicate(timeout=WAIT)
         finally:
@@ -479,8 +479,8 @@ def test_status_shows_a_long_wait_for_the_registry_lock_behind_a_running_holder(
         assert holder.stdout is not None
         assert holder.stdout.readline() == "locked\n"
         with _running(tmp_path, "shell: true @x") as run:
-            _read_until(run, f"registry.lock held by pid {holder.pid}")
-            assert f"waiting for the registry: registry.lock held by pid {holder.pid}" in _status(
+            _read_until(run, f"the registry lock held by pid {holder.pid}")
+            assert f"waiting for the registry: the registry lock held by pid {holder.pid}" in _status(
                 tmp_path, json_out=False
             )
             holder.stdin.close()  # it lets go

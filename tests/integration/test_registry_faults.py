@@ -428,9 +428,9 @@ TAKE_LOCK = (
 def test_a_flock_on_the_state_directory_is_the_registry_lock(repo: Path, registries: Callable[..., Registry]) -> None:
     """Before: the lock was registry.lock, a file deletable while held: two processes locked two inodes."""
     state = registries(repo).dir
+    waiter = registries(repo, "x", lock_timeout=0.3)
     with child([sys.executable, "-c", TAKE_LOCK, str(state)]) as holder:
         holder.expect("locked")
-        waiter = registries(repo, "x", lock_timeout=0.3)
         with pytest.raises(StateError, match="not free"):
             waiter.begin()
         holder.finish()

@@ -532,12 +532,14 @@ def test_an_owner_of_an_earlier_boot_is_dead_and_one_of_another_pid_namespace_is
     assert Owner.from_json(json.loads(json.dumps(elsewhere.to_json()))) == elsewhere
 
 
-def test_a_run_id_is_taken_under_the_lock(tmp_path: Path) -> None:
-    """Before: ids were taken without it; two runs taking one dead run's id could each move the
+def test_the_id_of_a_dead_run_is_taken_under_the_lock(tmp_path: Path) -> None:
+    """Before: a dead run's id was taken without it; two runs taking it could each move the
     other's fresh record aside and both be that id, and a prune could remove the new record."""
     holder = Registry(tmp_path, "holder")
+    runs = tmp_path / ".project-manager" / "runs"
+    (runs / "reused.json").write_text("{}")  # a damaged record: its run vouches for nothing
     with holder.session():
         with pytest.raises(StateError, match="not free"):
-            Registry(tmp_path, "newcomer", lock_timeout=0.05)
-        assert not (tmp_path / ".project-manager" / "runs" / "newcomer.json").exists()
-    assert Registry(tmp_path, "newcomer").run == "newcomer"
+            Registry(tmp_path, "reused", lock_timeout=0.05)
+        assert Registry(tmp_path, "fresh", lock_timeout=0.05).run == "fresh"  # a new id needs no lock
+    assert Registry(tmp_path, "reused").run == "reused"
