@@ -543,3 +543,33 @@ def test_the_id_of_a_dead_run_is_taken_under_the_lock(tmp_path: Path) -> None:
             Registry(tmp_path, "reused", lock_timeout=0.05)
         assert Registry(tmp_path, "fresh", lock_timeout=0.05).run == "fresh"  # a new id needs no lock
     assert Registry(tmp_path, "reused").run == "reused"
+
+
+_DIES_LEAVING_AN_AGENT = """
+import json, os, sys
+from queue_core.registry import Registry
+registry = Registry(sys.argv[1], "ci-42")
+with registry.session() as session:
+    session.add("t1", "x", ("hot.txt",), ())
+with open(registry.groups_path, "a") as f:
+    f.write(json.dumps({"task": "t1", "pgid": int(sys.argv[2]), "ticks": int(sys.argv[3])}) + "\\n")
+os._exit(0)  # as if killed: its agent's process group lives on
+"""
+
+
+def test_a_run_id_given_again_is_not_the_dead_run_whose_agent_still_runs(tmp_path: Path) -> None:
+    """Before: the new ci-42 took the dead ci-42's hold for its own, ignored it, and dropped it."""
+    from queue_core._supervisor.proctree import read_proc
+
+    with subprocess.Popen(["sleep", "60"], start_new_session=True) as agent:
+        try:
+            ticks = read_proc(agent.pid).start
+            argv = [sys.executable, "-c", _DIES_LEAVING_AN_AGENT, str(tmp_path), str(agent.pid), str(ticks)]
+            subprocess.run(argv, check=True, timeout=WAIT)
+            with TaskQueue(repo=tmp_path, run_id="ci-42") as queue:
+                assert queue.registry is not None
+                assert queue.registry.run == "ci-42-2"
+                with pytest.raises(ClaimConflictError):
+                    queue.try_submit(AgentTask("y", "writes hot.txt", ["hot.txt"], lambda: None, id="t2"))
+        finally:
+            agent.kill()
