@@ -95,7 +95,7 @@ def release(
 
     Refused, with the reason, while the run's process, its supervisor or one of its agents
     lives, or while a run of another host or container has a fresh heartbeat. Exit codes: 0
-    released (or it held nothing); 1 refused; 2 the registry cannot be used.
+    released (or it held nothing); 1 refused; 2 no run id, or the registry cannot be used.
     """
     from queue_core import Registry, RunAliveError, StateError
 
@@ -108,6 +108,9 @@ def release(
         raise typer.Exit(2) from None
     try:
         count = registry.release_run(run_id)
+    except ValueError as exc:
+        render.error(str(exc))
+        raise typer.Exit(2) from None
     except RunAliveError as exc:
         render.error(f"not released: {exc.reason}")
         raise typer.Exit(1) from None

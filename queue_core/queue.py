@@ -547,11 +547,11 @@ class _Engine:
         they wait for that step to end, and the first of them then leads one step that
         decides for all of them: one lock, read and write for several releases and starts.
         """
-        if self.aborted:  # nothing starts any more, and the registry is let be (see abort)
-            if self.lease is not None:  # unlocked unwritten: what is on disk holds until we exit
+        if self.aborted:  # nothing starts any more (see abort)
+            if self.lease is not None:  # what started on it runs on, and other runs must see it
                 session, self.lease = self.lease, None
-                assert self.registry is not None
-                self.registry.abort(session)
+                self._record_mine(session)
+                self._end_lease(session, [], leased=True)
             return None
         if self.registry is None:
             return self._hand_out(self.sched.dispatch(now), keep_one=keep_one)
@@ -596,9 +596,9 @@ class _Engine:
                 # While a lost registry is recovered, nothing starts; what runs is written back.
                 started = [] if session.recovering else decide(self.clock())
                 self._record_mine(session)
-                if started:
+                if self.sched.unfinished:
                     self.next_heartbeat = min(self.next_heartbeat, time.monotonic() + HEARTBEAT_S)
-                    self._ensure_timer()  # it beats while tasks run
+                    self._ensure_timer()  # it beats while tasks run or wait
             except BaseException:  # a bug: still, never drop a locked registry; the timer ends it
                 self.lease = session
                 self._ensure_timer()
@@ -645,7 +645,7 @@ class _Engine:
                 session.remove(hold.task)  # released
         for entry in running.values():  # started
             session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads))
-        waiting = self.sched.waiting_on_external()
+        waiting = [] if self.aborted else self.sched.waiting_on_external()
         session.set_waiting((e.id, e.agent, _texts(e.writes), _texts(e.reads)) for e in waiting)
 
     def _may_keep_lease(self) -> bool:
@@ -709,9 +709,9 @@ class _Engine:
         """Seconds until the lease must end, or its write be tried again (lock held).
 
         Real time, not the queue's clock: other processes wait in real time. A lease of a
-        queue that is done ends at once.
+        queue that is done, or aborted, ends at once.
         """
-        if self.registry_error is None and self.closed and self._drained():
+        if self.registry_error is None and (self.aborted or (self.closed and self._drained())):
             return 0.0
         return self.lease_ends - time.monotonic()
 
@@ -1078,7 +1078,8 @@ class _Engine:
                 running: list[str] = []
                 if beat:
                     self.next_heartbeat = time.monotonic() + HEARTBEAT_S
-                    running = [e.id for e in self.sched.running]
+                    if self.lease is None and not self.aborted:
+                        running = [e.id for e in self.sched.running]
             if beat:
                 self._heartbeat(running)
             for stop in stops:
@@ -1089,21 +1090,25 @@ class _Engine:
                 self._deliver(resolved, events=False)
 
     def _beating(self) -> bool:
-        """Whether this run must show it lives: it holds claims (lock held).
+        """Whether this run must show it lives: it holds claims, or waits in line (lock held).
 
-        Not while it holds a lease: the registry is locked, and what the lease started is not
-        on disk yet by design.
+        Aborted too, while what it started runs on: a callable cannot be stopped.
         """
-        return self.registry is not None and bool(self.sched.running) and not self.aborted and self.lease is None
+        return self.registry is not None and self.sched.unfinished > 0
 
     def _heartbeat(self, running: list[str]) -> None:
-        """Touch this run's record, and write back its holds if the registry lost them (lock not held)."""
+        """Touch this run's record, and write back its holds if the registry lost them (lock not held).
+
+        ``running``: the tasks whose holds must be in the registry; none while a lease keeps
+        the registry locked (what it started is not on disk yet, by design) or after an abort
+        (whose step could not take the lock).
+        """
         assert self.registry is not None
         try:
             self.registry.heartbeat()
         except OSError:
             log.warning("could not touch this run's record: other hosts may take it for dead", exc_info=True)
-        if self.registry.lost_holds(running):
+        if running and self.registry.lost_holds(running):
             with self.lock:
                 self._dispatch(self.clock())  # a step writes back what runs here
 

@@ -21,11 +21,11 @@ unlock. An owner is the process of a run (see :mod:`queue_core.holds`): a pid re
 unrelated process is not mistaken for it, a run killed with SIGKILL keeps its claims until its
 supervisor has stopped every process of its agents, and a run id given twice names two runs.
 
-A registry that vanished never reads as "nothing is held". Every live registry holds a shared
-``flock`` on the state directory's parent, which no cleaning removes; a step that finds
-``claims.json`` missing while another holds it rebuilds it from the runs' ``.holds`` files and
-lets nobody take a new claim for ``RECOVERY_S``, while live runs, which look at their holds
-every ``HEARTBEAT_S``, write back any that were lost.
+A registry that vanished never reads as "nothing is held". A step that finds ``claims.json``
+missing rebuilds it from the runs' ``.holds`` files (a dead run's agents may still run). Every
+live registry holds a shared ``flock`` on the state directory's parent, which no cleaning
+removes; while another holds it, nobody takes a new claim for ``RECOVERY_S`` after a rebuild,
+while live runs, which look at their holds every ``HEARTBEAT_S``, write back any that were lost.
 
 Waiting for the lock is never silent and never stuck: after ``LOCK_REPORT_S`` the waiter is
 told who holds it (``on_lock_wait``), stopped or not, and :meth:`Registry.interrupt` ends the
@@ -214,7 +214,12 @@ class Registry:
         self._closer.atexit = False
         try:
             if not os.path.lexists(self.path) and not self._others_live():
-                self._create_empty_registry()
+                # A first claims.json (or one lost while no run lived): from now on a missing one
+                # is a lost one. What dead runs' agents still hold is in it.
+                self._create(
+                    self.path,
+                    {"format": FORMAT, "version": VERSION, "holds": [h.to_json() for h in self._recorded_holds()]},
+                )
             self._hold_beacon()
             self.owner = self._unique_owner(run or new_run_id(), supervisor)
         except BaseException:
@@ -345,10 +350,13 @@ class Registry:
             return False
         self._lock_fd = fd
         # Removed and made again since it was opened: not the directory others lock now.
-        if not os.path.samestat(os.fstat(fd), os.lstat(self.dir)):
+        try:
+            same = os.path.samestat(os.fstat(fd), os.lstat(self.dir))
+        except OSError:  # removed meanwhile: the next try makes it again
+            same = False
+        if not same:
             self._release_lock()
-            return False
-        return True
+        return same
 
     def _release_lock(self) -> None:
         fd, self._lock_fd = self._lock_fd, None
@@ -412,8 +420,11 @@ class Registry:
 
         Raises RunAliveError, saying why, while the run's process, its supervisor or one of its
         agents lives, or a run of another host or container has a heartbeat younger than
-        ``stale_after``; StateError if the registry cannot be written.
+        ``stale_after``; StateError if the registry cannot be written; ValueError for a ``run``
+        that is no run id.
         """
+        if not RUN_ID_PATTERN.fullmatch(run):  # a name in runs/, never a path
+            raise ValueError(f"run id {run!r}: expected letters, digits, '.', '_' or '-', not starting with '.'")
         with self.session() as session:
             if run == self.run:
                 raise RunAliveError(self.path, f"run {run} is this one")
@@ -548,10 +559,6 @@ class Registry:
             raise StateError(path, f"cannot write: {exc.strerror or exc}") from exc
         return True
 
-    def _create_empty_registry(self) -> None:
-        """A first claims.json: from now on, a missing one means a lost one."""
-        self._create(self.path, {"format": FORMAT, "version": VERSION, "holds": []})
-
     def _others_live(self) -> bool:
         """Whether another live registry of this repository (of any process) holds the beacon."""
         if self._beacon < 0:  # closed (finished, or at exit): look with a descriptor of its own
@@ -625,10 +632,7 @@ class Registry:
             return self._rebuild(f"it is {exc.strerror}"), []
         except OSError as exc:
             raise StateError(self.path, f"cannot read the claim registry: {exc.strerror or exc}") from exc
-        if raw is None:
-            if not self._others_live():
-                self._recovering_until = 0.0
-                return [], []
+        if raw is None:  # lost, or none yet: what the runs' own records say is held, is
             return self._rebuild("it is missing"), []
         try:
             holds, line, self._recovering_until = _parse(raw)
@@ -653,17 +657,12 @@ class Registry:
             kept = f"kept it as {aside.name} and rebuilt"
         else:
             kept = "rebuilt"
-        holds: list[Hold] = []
-        for path in sorted(self.runs_dir.glob("*.holds")):
-            try:
-                items = json.loads(read_regular(path) or b"")["holds"]
-                run_holds = [Hold.from_json(item) for item in items]
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # not a regular file, damaged, or gone meanwhile: its run writes back
-            holds.extend(live_holds(run_holds, self.runs_dir, stale_after=self.stale_after)[0])
+        holds = self._recorded_holds()
         self._recovering_until = time.time() + RECOVERY_S if self._others_live() else 0.0
         # Written now, under the lock: whatever the session does next, no claim is lost.
         self._write_holds(holds)
+        if kept == "rebuilt" and not holds and not self._recovering_until:
+            return holds  # none yet (a new repository), or nothing was lost
         notice = (
             f"{self.path} was damaged or lost ({problem}); {kept} it from the records of "
             f"{len({h.owner.run for h in holds})} live run(s) ({len(holds)} claim(s))"
@@ -672,6 +671,18 @@ class Registry:
             notice += f"; no new task starts for {RECOVERY_S:.0f} s while live runs write back their holds"
         self.notices.append(notice)
         log.warning("%s", notice)
+        return holds
+
+    def _recorded_holds(self) -> list[Hold]:
+        """The live holds that the runs' own ``.holds`` files name."""
+        holds: list[Hold] = []
+        for path in sorted(self.runs_dir.glob("*.holds")):
+            try:
+                items = json.loads(read_regular(path) or b"")["holds"]
+                run_holds = [Hold.from_json(item) for item in items]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not a regular file, damaged, or gone meanwhile: its run writes back
+            holds.extend(live_holds(run_holds, self.runs_dir, stale_after=self.stale_after)[0])
         return holds
 
     def _write_holds(self, holds: Iterable[Hold], line: Iterable[Hold] = ()) -> None:

@@ -590,6 +590,16 @@ def test_release_refuses_a_run_whose_process_lives(repo: Path, registries: Calla
     assert [h.owner.run for h in read_holds(repo)] == ["alive-run"]
 
 
+def test_release_takes_a_run_id_never_a_path(repo: Path, tmp_path: Path) -> None:
+    """Before: `release ../../../x` unlinked x.json, x.holds and x.groups outside the state directory."""
+    outside = tmp_path / "x.json"
+    outside.write_text("{}")
+    code, _, err = _release(repo, f"{os.path.relpath(tmp_path, Registry(repo, 'r').runs_dir)}/x")
+    assert code == 2
+    assert "expected letters, digits" in err
+    assert outside.exists()
+
+
 def _dead_remote_hold(repo: Path, registries: Callable[..., Registry]) -> Path:
     state = registries(repo).dir
     owner = Owner("elsewhere", 4242, 1.0, "gone-run")

@@ -436,6 +436,7 @@ def test_an_interrupt_inside_a_registry_commit_neither_leaks_the_lock_nor_orphan
     """The interrupt reaches the caller; the task the step started still runs, and the
     registry is written and unlocked for the other runs."""
     monkeypatch.setattr(queue_module, "LEASE_S", 0.0)  # the submit's own step writes the registry
+    Registry(tmp_path, "first").finish_run(None)  # claims.json is made: the next write is the commit's
     me = threading.current_thread()
     write_holds = Registry._write_holds
     armed = [True]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,64 @@ def test_a_step_that_starts_nothing_unlocks_the_registry_at_once(
             assert future.result(timeout=WAIT) == "ran"
         finally:
             queue.shutdown(wait=False, cancel_pending=True)  # a failure must not wait for "mine"
+
+
+def test_an_abort_during_a_lease_writes_it_since_what_started_on_it_runs_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: abort() unlocked a lease unwritten while the callable started on it ran on, and
+    another run took its file at once."""
+    monkeypatch.setattr(queue_module, "LEASE_S", 10 * WAIT)  # only the abort ends this lease
+    gate = Gate()
+    queue = TaskQueue(max_parallel=2, repo=tmp_path)
+    try:
+        queue.submit_task(AgentTask("a", "cannot be stopped", ["hot.txt"], gate, id="a1"))
+        wait_for(gate.started, "a1")
+        queue.abort()  # Ctrl-C
+        with Registry(tmp_path, "other").session() as session:  # once the lease has ended
+            assert [h.task for h in session.holds.values()] == ["a1"]
+    finally:
+        gate.open()
+        queue.shutdown(wait=True)
+
+
+def _touched(path: Path) -> None:
+    """Wait, bounded, until ``path``'s modification time moves: a heartbeat."""
+    before = path.stat().st_mtime_ns
+    deadline = time.monotonic() + WAIT
+    while path.stat().st_mtime_ns == before:
+        assert time.monotonic() < deadline, f"{path.name} was not touched"
+        time.sleep(0.01)
+
+
+def test_a_run_beats_while_what_it_started_runs_after_an_abort(tmp_path: Path) -> None:
+    """Before: an aborted run stopped beating while its callable ran on: runs in other
+    containers took it for dead after stale_after and took its file."""
+    gate = Gate()
+    queue = TaskQueue(max_parallel=2, repo=tmp_path)
+    try:
+        queue.submit_task(AgentTask("a", "cannot be stopped", ["hot.txt"], gate, id="a1"))
+        wait_for(gate.started, "a1")
+        queue.abort()
+        assert queue.registry is not None
+        _touched(queue.registry.dir / "runs" / f"{queue.registry.run}.json")
+    finally:
+        gate.open()
+        queue.shutdown(wait=True)
+
+
+def test_a_run_that_only_waits_beats_too(tmp_path: Path) -> None:
+    """Before: only a run with tasks running beat, so one waiting in another container lost
+    its place in line once the holder's task outlasted stale_after."""
+    gate = Gate()
+    with TaskQueue(max_parallel=1, repo=tmp_path) as holder, TaskQueue(max_parallel=1, repo=tmp_path) as waiter:
+        holder.submit_task(AgentTask("a", "holds", ["hot.txt"], gate, id="a1"))
+        wait_for(gate.started, "a1")
+        registry = waiter.registry
+        assert registry is not None
+        beat = threading.Event()
+        heartbeat = registry.heartbeat
+        registry.heartbeat = lambda: (heartbeat(), beat.set())  # type: ignore[method-assign]
+        waiter.submit_task(AgentTask("b", "waits", ["hot.txt"], lambda: None, id="b1"))
+        wait_for(beat, "the waiting run to beat")
+        gate.open()

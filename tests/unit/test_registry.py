@@ -557,8 +557,9 @@ os._exit(0)  # as if killed: its agent's process group lives on
 """
 
 
-def test_a_run_id_given_again_is_not_the_dead_run_whose_agent_still_runs(tmp_path: Path) -> None:
-    """Before: the new ci-42 took the dead ci-42's hold for its own, ignored it, and dropped it."""
+@pytest.fixture
+def orphaned_agent(tmp_path: Path) -> Iterator[None]:
+    """Run ci-42 took hot.txt for an agent, then died as if killed; its agent's process group lives on."""
     from queue_core._supervisor.proctree import read_proc
 
     with subprocess.Popen(["sleep", "60"], start_new_session=True) as agent:
@@ -566,10 +567,25 @@ def test_a_run_id_given_again_is_not_the_dead_run_whose_agent_still_runs(tmp_pat
             ticks = read_proc(agent.pid).start
             argv = [sys.executable, "-c", _DIES_LEAVING_AN_AGENT, str(tmp_path), str(agent.pid), str(ticks)]
             subprocess.run(argv, check=True, timeout=WAIT)
-            with TaskQueue(repo=tmp_path, run_id="ci-42") as queue:
-                assert queue.registry is not None
-                assert queue.registry.run == "ci-42-2"
-                with pytest.raises(ClaimConflictError):
-                    queue.try_submit(AgentTask("y", "writes hot.txt", ["hot.txt"], lambda: None, id="t2"))
+            yield
         finally:
             agent.kill()
+
+
+@pytest.mark.usefixtures("orphaned_agent")
+def test_a_run_id_given_again_is_not_the_dead_run_whose_agent_still_runs(tmp_path: Path) -> None:
+    """Before: the new ci-42 took the dead ci-42's hold for its own, ignored it, and dropped it."""
+    with TaskQueue(repo=tmp_path, run_id="ci-42") as queue:
+        assert queue.registry is not None
+        assert queue.registry.run == "ci-42-2"
+        with pytest.raises(ClaimConflictError):
+            queue.try_submit(AgentTask("y", "writes hot.txt", ["hot.txt"], lambda: None, id="t2"))
+
+
+@pytest.mark.usefixtures("orphaned_agent")
+def test_a_lost_registry_keeps_the_hold_of_an_orphaned_agent(tmp_path: Path) -> None:
+    """Before: with no live registry to hold the beacon, a missing claims.json read as "nothing is
+    held", though the dead run's .holds and .groups said its agent still ran."""
+    (tmp_path / ".project-manager" / "claims.json").unlink()
+    with TaskQueue(repo=tmp_path) as queue, pytest.raises(ClaimConflictError):
+        queue.try_submit(AgentTask("y", "writes hot.txt", ["hot.txt"], lambda: None, id="t2"))
