@@ -216,10 +216,7 @@ class Registry:
             if not os.path.lexists(self.path) and not self._others_live():
                 # A first claims.json (or one lost while no run lived): from now on a missing one
                 # is a lost one. What dead runs' agents still hold is in it.
-                self._create(
-                    self.path,
-                    {"format": FORMAT, "version": VERSION, "holds": [h.to_json() for h in self._recorded_holds()]},
-                )
+                self._create(self.path, self._registry_data(self._recorded_holds()))
             self._hold_beacon()
             self.owner = self._unique_owner(run or new_run_id(), supervisor)
         except BaseException:
@@ -635,11 +632,19 @@ class Registry:
         if raw is None:  # lost, or none yet: what the runs' own records say is held, is
             return self._rebuild("it is missing"), []
         try:
-            holds, line, self._recovering_until = _parse(raw)
+            holds, line, self._recovering_until, written_in = _parse(raw)
         except (ValueError, KeyError, TypeError) as exc:
             problem = "it is empty" if not raw.strip() else str(exc) or type(exc).__name__
             return self._rebuild(problem), []
+        if written_in not in (None, self._dir_inode()):
+            # The state directory was swapped for a copy (moved, restored): a step of another run
+            # may hold the lock on the old one, its holds not written yet.
+            return self._rebuild("it was written in another state directory"), []
         return holds, line
+
+    def _dir_inode(self) -> int:
+        """The inode of the state directory this step has locked (or is at its path, unlocked)."""
+        return os.fstat(self._lock_fd).st_ino if self._lock_fd is not None else os.lstat(self.dir).st_ino
 
     def _rebuild(self, problem: str) -> list[Hold]:
         """Keep a damaged registry aside and rebuild it from the live runs' own records.
@@ -686,12 +691,17 @@ class Registry:
         return holds
 
     def _write_holds(self, holds: Iterable[Hold], line: Iterable[Hold] = ()) -> None:
+        self._write(self.path, self._registry_data(holds, line), locked=True)
+
+    def _registry_data(self, holds: Iterable[Hold], line: Iterable[Hold] = ()) -> dict[str, Any]:
+        """claims.json's content: the holds, the line, a recovery under way, and which directory it is for."""
         data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "holds": [h.to_json() for h in holds]}
         if waiting := [h.to_json() for h in line]:
             data["waiting"] = waiting
         if self._recovering_until > time.time():
             data["recovering_until"] = self._recovering_until
-        self._write(self.path, data, locked=True)
+        data["dir"] = self._dir_inode()
+        return data
 
     def _write(self, path: Path, data: dict[str, Any], *, locked: bool = False) -> None:
         """Replace ``path`` atomically (see write_private); raises StateError.
@@ -728,15 +738,18 @@ def read_holds(repo: str | os.PathLike[str]) -> list[Hold]:
         return []
 
 
-def _parse(raw: bytes) -> tuple[list[Hold], list[Hold], float]:
-    """A claims.json's holds, line, and until when it is recovered; raises ValueError (KeyError, TypeError)."""
+def _parse(raw: bytes) -> tuple[list[Hold], list[Hold], float, int | None]:
+    """A claims.json's holds, line, until when it is recovered, and the inode of the state directory
+    it was written in (None: not said); raises ValueError (KeyError, TypeError)."""
     data = json.loads(raw.decode("utf-8"))
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError("not a project-manager claim registry")
     if data.get("version") != VERSION:
         raise ValueError(f"format version {data.get('version')!r}; this version reads {VERSION}")
     holds = [Hold.from_json(item) for item in data["holds"]]
-    return holds, [Hold.from_json(item) for item in data.get("waiting", [])], float(data.get("recovering_until", 0.0))
+    line = [Hold.from_json(item) for item in data.get("waiting", [])]
+    written_in = data.get("dir")
+    return holds, line, float(data.get("recovering_until", 0.0)), None if written_in is None else int(written_in)
 
 
 def _try_flock(fd: int, operation: int) -> bool:

@@ -456,11 +456,6 @@ def test_deleting_a_lock_file_changes_nothing(repo: Path, registries: Callable[.
     assert not lock_file.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: the flock is on the directory's inode; a copy put in its place is another inode, "
-    "and its claims.json looks whole, so nothing tells the next step that a step of another run is under way",
-)
 def test_a_state_directory_swapped_for_a_copy_during_a_step_lets_nobody_in_without_that_steps_holds(
     repo: Path, registries: Callable[..., Registry]
 ) -> None:
@@ -468,7 +463,8 @@ def test_a_state_directory_swapped_for_a_copy_during_a_step_lets_nobody_in_witho
     disk yet). The state directory is renamed away and a new one, with the same files moved into it,
     takes its place (a restore, a sync, `mv` and `cp -a` back). Run B then locks the new directory at
     once and reads a whole claims.json without t1 and without a recovery window: B could start a task
-    on src/x.py while t1 runs. The old registry.lock fault, in the directory's clothes.
+    on src/x.py while t1 runs. The old registry.lock fault, in the directory's clothes. Now
+    claims.json names the directory it was written in: B rebuilds and waits out a recovery.
     """
     first = registries(repo, "a")
     second = registries(repo, "b", lock_timeout=0.3)
