@@ -41,9 +41,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from .claims import Access, Claim, overlaps
+from .claims import Access, Claim
 from .errors import (
-    InvalidClaimError,
     NotATaskError,
     QueueBrokenError,
     QueueError,
@@ -53,6 +52,7 @@ from .errors import (
     TaskTimeoutError,
 )
 from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, live_holds
+from .line import Place, Wanted, ahead, alive_by, live_places, parse_claims
 from .ownership import FileOwnership
 from .processes import STOPPED_HINT, process_state
 from .realpaths import ClaimResolver
@@ -320,7 +320,7 @@ class _Engine:
             registry.on_lock_wait = self._on_lock_wait
         self.started_at = time.time()
         self.external_holds: dict[str, Hold] = {}  # external holder id -> its hold
-        self.ahead: set[str] = set()  # those of them that are places in line of other runs, ahead of ours
+        self.places_ahead: dict[str, Place] = {}  # other runs' places in line this run honours, by holder id
         self.next_foreign_check = 0.0  # clock time of the next look at other processes
         self.next_heartbeat = float("inf")  # time.monotonic() of the next heartbeat (see _heartbeat)
         self.run_finished = False
@@ -645,8 +645,15 @@ class _Engine:
                 session.remove(hold.task)  # released
         for entry in running.values():  # started
             session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads))
-        waiting = [] if self.aborted else self.sched.waiting_on_external()
-        session.set_waiting((e.id, e.agent, _texts(e.writes), _texts(e.reads)) for e in waiting)
+        waiting = [] if self.aborted else self.sched.waiting_on_external(self.sched.max_parallel)
+        session.set_waiting(
+            [Wanted(e.id, e.agent, _texts(e.writes), _texts(e.reads), self._runs_of(holders)) for e, holders in waiting]
+        )
+
+    def _runs_of(self, holders: frozenset[str]) -> frozenset[str]:
+        """The runs of external holders (lock held)."""
+        known: dict[str, Hold | Place] = {**self.external_holds, **self.places_ahead}
+        return frozenset(known[h].owner.run for h in holders if h in known)
 
     def _may_keep_lease(self) -> bool:
         """Whether a step that started tasks keeps the registry locked (lock held).
@@ -724,30 +731,27 @@ class _Engine:
         self._ensure_timer()
 
     def _sync(self, session: RegistrySession) -> None:
-        """Make the scheduler's external holders match the other runs' holds and places in line ahead.
-
-        A task of another run waiting in line ahead of every conflicting task of ours is held
-        here as if it ran: nothing of ours takes what it waits for, its agent type included,
-        until it has had its turn. Our tasks it holds back join the line behind it, so a
-        release goes to each run in turn. Since a place ahead of ours is never held here while
-        one of ours ahead of it conflicts with it, the first in line waits only for running
-        tasks, and no two runs wait for each other for ever.
-        """
-        foreign = {f"{h.task} in run {h.owner.run}": h for h in session.foreign()}
-        ahead = {f"{h.task} in run {h.owner.run}, waiting first": h for h in _ahead(session)}
-        self.ahead = set(ahead)
-        foreign.update(ahead)
+        """Make the scheduler's external holders the other runs' holds, and their places in line
+        that this run honours (see queue_core.line): tasks here wait for those as for a hold."""
+        holds = {f"{h.task} in run {h.owner.run}": h for h in session.foreign()}
+        places = {
+            f"{p.task} in run {p.owner.run}, ahead in line": p
+            for p in ahead(session.waiting, session.owner.run, _stopped)
+        }
+        known: dict[str, Hold | Place] = {**self.external_holds, **self.places_ahead}
+        now: dict[str, Hold | Place] = {**holds, **places}
         for holder in self.sched.external_holders:
-            if holder not in foreign:
-                self.sched.release_external(holder)
-                del self.external_holds[holder]
-        for holder, hold in foreign.items():
-            if holder not in self.external_holds:
-                writes, reads = _parse(hold.writes), _parse(hold.reads)
+            if holder not in now or _claimed(now[holder]) != _claimed(known[holder]):
+                self.sched.release_external(holder)  # gone, or another task of that id
+                known.pop(holder)
+        for holder, item in now.items():
+            if holder not in known:
+                writes, reads = parse_claims(item.writes), parse_claims(item.reads)
                 claims = (*((c, Access.WRITE) for c in writes), *((c, Access.READ) for c in reads))
-                self.sched.hold_external(holder, hold.agent, claims)
-            self.external_holds[holder] = hold  # its latest: it may name its agent's group now
-        if foreign:
+                self.sched.hold_external(holder, item.agent, claims, in_line=holder in places)
+        self.external_holds = holds  # their latest: a hold may name its agent's group now
+        self.places_ahead = places
+        if now:
             self._ensure_timer()
 
     def _waiting_on_others(self) -> bool:
@@ -756,7 +760,7 @@ class _Engine:
             return False
         if self.registry_error is not None:
             return True
-        return bool(self.external_holds) and self.sched.unfinished > len(self.sched.running)
+        return bool(self.external_holds or self.places_ahead) and self.sched.unfinished > len(self.sched.running)
 
     def _others_changed(self) -> bool:
         """Whether another process wrote the registry or died since we last looked (lock held).
@@ -768,8 +772,11 @@ class _Engine:
         assert self.registry is not None
         if self.registry_error is not None or self.registry.stamp() != self.registry.last_stamp:
             return True
-        stale_after = self.registry.stale_after
-        return bool(live_holds(self.external_holds.values(), self.registry.runs_dir, stale_after=stale_after)[1])
+        runs_dir, stale_after = self.registry.runs_dir, self.registry.stale_after
+        if live_holds(self.external_holds.values(), runs_dir, stale_after=stale_after)[1]:
+            return True
+        places = self.places_ahead.values()
+        return len(live_places(places, alive_by(runs_dir, stale_after))) < len(places)
 
     def _on_lock_wait(self, holder: str | None) -> None:
         """The registry lock: held elsewhere this long and by whom; or None, taken at last.
@@ -790,8 +797,7 @@ class _Engine:
         died keeps them while its supervisor stops its agents, which the status says too.
         """
         notes: dict[Owner, str] = {}
-        holds = (hold for holder, hold in self.external_holds.items() if holder not in self.ahead)
-        for owner in {hold.owner for hold in holds if hold.owner.is_local}:
+        for owner in {hold.owner for hold in self.external_holds.values() if hold.owner.is_local}:
             state = process_state(owner.pid) if owner.process.alive() else None
             if state == "stopped":
                 notes[owner] = f"run {owner.run} (pid {owner.pid}) is stopped: {STOPPED_HINT}"
@@ -1066,7 +1072,7 @@ class _Engine:
                             notices = self._check_holders()
                             # A run ahead in line that was stopped loses its turn at the next step.
                             others_changed = others_changed or any(
-                                _stopped(self.external_holds[holder].owner) for holder in self.ahead
+                                _stopped(place.owner) for place in self.places_ahead.values()
                             )
                     lease_over = self.lease is not None and self._lease_left() <= 0
                     if others_changed or lease_over or (due is not None and due <= now):
@@ -1235,45 +1241,13 @@ def _lock_wait_notice(on_notice: Callable[[str], None], holder: str | None) -> N
     _call_quietly(functools.partial(on_notice, text))
 
 
-def _ahead(session: RegistrySession) -> list[Hold]:
-    """The other runs' places in line before every conflicting place of this run's, of runs not stopped.
-
-    A stopped run cannot take its turn: its places are skipped until it goes on.
-    """
-    mine: list[Hold] = []
-    ahead: list[Hold] = []
-    stopped: dict[Owner, bool] = {}
-    for hold in session.waiting:
-        if hold.owner.run == session.owner.run:
-            mine.append(hold)
-        elif not any(_conflict(hold, other) for other in mine):
-            if hold.owner not in stopped:
-                stopped[hold.owner] = _stopped(hold.owner)
-            if not stopped[hold.owner]:
-                ahead.append(hold)
-    return ahead
-
-
-def _conflict(a: Hold, b: Hold) -> bool:
-    """Whether the tasks of ``a`` and ``b`` may not run at once: one agent type, or overlapping claims."""
-    if a.agent == b.agent:
-        return True
-    a_writes, b_writes = _parse(a.writes), _parse(b.writes)
-    return any(overlaps(x, y) for x in a_writes for y in (*b_writes, *_parse(b.reads))) or any(
-        overlaps(x, y) for x in _parse(a.reads) for y in b_writes
-    )
+def _claimed(item: Hold | Place) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    return item.agent, item.writes, item.reads
 
 
 def _stopped(owner: Owner) -> bool:
+    """Whether a run here is stopped (SIGSTOP, Ctrl-Z): it cannot take its turn in line."""
     return owner.is_local and process_state(owner.pid) == "stopped"
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse(texts: tuple[str, ...]) -> tuple[Claim, ...]:
-    try:
-        return tuple(Claim.parse(text) for text in texts)
-    except InvalidClaimError:  # written by another version: assume it claims everything
-        return (Claim.parse("**"),)
 
 
 def _duration(entry: TaskEntry) -> float | None:

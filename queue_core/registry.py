@@ -46,14 +46,15 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import retention
 from .errors import RunAliveError, StateError
 from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, heartbeat_age, judge_run, live_holds, read_groups
+from .line import Place, Wanted, alive_by, live_places, parse_line, set_places
 from .processes import ProcessId, describe_lock_holder
 from .retention import DAMAGED_KEPT, DEFAULT_KEEP_RUNS, check_keep_runs
 from .statedir import LEGACY_DIR, NotRegularFileError, ensure_private_dir, locate, read_regular, write_private
@@ -97,21 +98,16 @@ def state_dir(repo: str | os.PathLike[str]) -> Path:
     return locate(Path(repo).resolve())
 
 
-#: A task waiting in line: (task id, agent type, writes, reads).
-Wanted = tuple[str, str, tuple[str, ...], tuple[str, ...]]
-
-
 @dataclass
 class RegistrySession:
     """The registry's live holds, and its line, while its lock is held; changes are written when it ends.
 
-    ``waiting`` is the line: the tasks of every live run that wait for what another run holds
-    or for a task ahead of them in line, oldest first (see :meth:`set_waiting`).
+    ``waiting`` is the line (see :mod:`queue_core.line`): places of live runs, oldest first.
     """
 
     owner: Owner
     holds: dict[str, Hold]
-    waiting: list[Hold] = field(default_factory=list)
+    waiting: list[Place] = field(default_factory=list)
     changed: bool = False  # this run's holds changed
     dropped: list[Hold] = field(default_factory=list)  # holds of dead owners, pruned on read
     line_changed: bool = False  # the line changed: written with the holds
@@ -133,22 +129,9 @@ class RegistrySession:
         if self.holds.pop(f"{self.owner.run}/{task}", None) is not None:
             self.changed = True
 
-    def set_waiting(self, wanted: Iterable[Wanted]) -> None:
-        """Make this run's places in line exactly ``wanted``, best first.
-
-        A task already in line keeps its place (its claims as now given); one that joins goes
-        to the end; the others of this run leave it. Places are fairness, not safety: a run
-        ahead in line takes its turn first (see TaskQueue), and a lost line is rebuilt empty.
-        """
-        now = time.time()
-        mine = {w[0]: Hold(self.owner, *w, now) for w in wanted}
-        line: list[Hold] = []
-        for hold in self.waiting:
-            if hold.owner.run != self.owner.run:
-                line.append(hold)
-            elif (kept := mine.pop(hold.task, None)) is not None:
-                line.append(replace(kept, since=hold.since))
-        line.extend(mine.values())
+    def set_waiting(self, wanted: Sequence[Wanted]) -> None:
+        """Make this run's places in line held by ``wanted``, best-ranked first (see line.set_places)."""
+        line = set_places(self.waiting, self.owner, wanted, time.time())
         if line != self.waiting:
             self.waiting = line
             self.line_changed = True
@@ -243,12 +226,12 @@ class Registry:
         try:
             holds, line = self._read()
             live, dropped = live_holds(holds, self.runs_dir, self.owner, self.stale_after)
-            waiting, gone = live_holds(line, self.runs_dir, self.owner, self.stale_after)
+            waiting = live_places(line, alive_by(self.runs_dir, self.stale_after))
         except BaseException:
             self._unlock()
             raise
         session = RegistrySession(self.owner, {h.key: h for h in live}, waiting, dropped=dropped)
-        session.line_changed = bool(gone)  # written at the next write
+        session.line_changed = len(waiting) != len(line)  # dead runs' places leave at the next write
         if self._recovering_until > time.time():
             session.recovering = self._recovering_until
         return session
@@ -621,7 +604,7 @@ class Registry:
 
     # --- files ----------------------------------------------------------------------------
 
-    def _read(self) -> tuple[list[Hold], list[Hold]]:
+    def _read(self) -> tuple[list[Hold], list[Place]]:
         """The holds and the line in claims.json; rebuilt if it is damaged, or lost while other runs live."""
         try:
             raw = read_regular(self.path)
@@ -690,10 +673,10 @@ class Registry:
             holds.extend(live_holds(run_holds, self.runs_dir, stale_after=self.stale_after)[0])
         return holds
 
-    def _write_holds(self, holds: Iterable[Hold], line: Iterable[Hold] = ()) -> None:
+    def _write_holds(self, holds: Iterable[Hold], line: Iterable[Place] = ()) -> None:
         self._write(self.path, self._registry_data(holds, line), locked=True)
 
-    def _registry_data(self, holds: Iterable[Hold], line: Iterable[Hold] = ()) -> dict[str, Any]:
+    def _registry_data(self, holds: Iterable[Hold], line: Iterable[Place] = ()) -> dict[str, Any]:
         """claims.json's content: the holds, the line, a recovery under way, and which directory it is for."""
         data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "holds": [h.to_json() for h in holds]}
         if waiting := [h.to_json() for h in line]:
@@ -738,7 +721,7 @@ def read_holds(repo: str | os.PathLike[str]) -> list[Hold]:
         return []
 
 
-def _parse(raw: bytes) -> tuple[list[Hold], list[Hold], float, int | None]:
+def _parse(raw: bytes) -> tuple[list[Hold], list[Place], float, int | None]:
     """A claims.json's holds, line, until when it is recovered, and the inode of the state directory
     it was written in (None: not said); raises ValueError (KeyError, TypeError)."""
     data = json.loads(raw.decode("utf-8"))
@@ -747,7 +730,7 @@ def _parse(raw: bytes) -> tuple[list[Hold], list[Hold], float, int | None]:
     if data.get("version") != VERSION:
         raise ValueError(f"format version {data.get('version')!r}; this version reads {VERSION}")
     holds = [Hold.from_json(item) for item in data["holds"]]
-    line = [Hold.from_json(item) for item in data.get("waiting", [])]
+    line = parse_line(data.get("waiting", []))
     written_in = data.get("dir")
     return holds, line, float(data.get("recovering_until", 0.0)), None if written_in is None else int(written_in)
 

@@ -23,6 +23,7 @@ How a dispatch stays O(log n) per task with many tasks waiting:
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import random
@@ -130,6 +131,7 @@ class Scheduler:
         # Claims held outside this scheduler (other processes' running tasks), by holder id.
         self._external: dict[str, tuple[str, tuple[tuple[Claim, Access], ...]]] = {}
         self._agent_external: dict[str, set[str]] = {}  # agent -> external holder ids
+        self._in_line: set[str] = set()  # external holders that wait in line ahead of tasks here
         self._held = ClaimIndex()
         self._starving: TaskEntry | None = None  # best-ranked task blocked by a claim
         self._bypassed = 0  # lower-ranked tasks that took what _starving needs since it blocked
@@ -188,10 +190,12 @@ class Scheduler:
         if isinstance(entry.blocker, WaitReason):
             return entry.blocker
         if isinstance(entry.blocker, WaitGroup) and entry.blocker.holder is not None:
-            return entry.blocker.reason()
+            reason = entry.blocker.reason()
+            return dataclasses.replace(reason, kind="reserved") if reason.holder in self._in_line else reason
         holder = self._agent_holder(entry.agent)
         if holder is not None:
-            return WaitReason("agent", holder=holder, holder_agent=entry.agent)
+            kind = "reserved" if holder in self._in_line else "agent"
+            return WaitReason(kind, holder=holder, holder_agent=entry.agent)
         if self._agent_held_back(entry):
             assert self._starving is not None
             return WaitReason("reserved", holder=self._starving.id, holder_agent=entry.agent)
@@ -420,14 +424,20 @@ class Scheduler:
     def external_holders(self) -> list[str]:
         return list(self._external)
 
-    def hold_external(self, holder: str, agent: str, claims: tuple[tuple[Claim, Access], ...]) -> None:
+    def hold_external(
+        self, holder: str, agent: str, claims: tuple[tuple[Claim, Access], ...], *, in_line: bool = False
+    ) -> None:
         """Record that ``holder`` (a task of another process) runs ``agent`` holding ``claims``.
 
         Tasks here then wait for it exactly as for a running task of their own, but it does not
-        count toward ``max_parallel``. Raises ValueError if ``holder`` is already recorded.
+        count toward ``max_parallel``. ``in_line``: it does not run yet, but waits in line ahead
+        of them (see queue_core.line); they are told so. Raises ValueError if ``holder`` is
+        already recorded.
         """
         if holder in self._external or holder in self._entries:
             raise ValueError(f"holder {holder!r} is already known")
+        if in_line:
+            self._in_line.add(holder)
         self._external[holder] = (agent, claims)
         self._agent_external.setdefault(agent, set()).add(holder)
         for claim, access in claims:
@@ -436,6 +446,7 @@ class Scheduler:
     def release_external(self, holder: str) -> None:
         """``holder`` let go of everything: tasks waiting for it may start at the next dispatch."""
         agent, claims = self._external.pop(holder)
+        self._in_line.discard(holder)
         holders = self._agent_external[agent]
         holders.discard(holder)
         if not holders:
@@ -445,26 +456,28 @@ class Scheduler:
         self._release(holder)
         self._push_head(agent)
 
-    def waiting_on_external(self) -> list[TaskEntry]:
-        """The best-ranked task waiting for each claim and each agent type held elsewhere, best first.
+    def waiting_on_external(self, limit: int) -> list[tuple[TaskEntry, frozenset[str]]]:
+        """The ``limit`` best-ranked tasks among those first in wait for a claim or an agent type
+        held elsewhere, best first, each with the external holders it waits for.
 
-        Costs O(log n) per group waiting on an external holder, whatever the number of tasks.
+        Costs O(log n) per group of tasks waiting on an external holder.
         """
-        found: dict[str, TaskEntry] = {}
+        found: dict[str, tuple[TaskEntry, set[str]]] = {}
         for holder in self._external:
             for group in self._waiting_on.get(holder, {}).values():
                 members = group.members
                 while members and not self._is_member(members[0][1], group):
                     heapq.heappop(members)  # cancelled, or moved on
                 if members:
-                    found[members[0][1]] = self._entries[members[0][1]]
-        for agent in self._agent_external:
+                    found.setdefault(members[0][1], (self._entries[members[0][1]], set()))[1].add(holder)
+        for agent, holders in self._agent_external.items():
             queue = self._queues.get(agent)
             while queue and self._entries[queue[0][1]].state is not TaskState.QUEUED:
                 heapq.heappop(queue)  # cancelled while queued
             if queue and agent not in self._agent_running:
-                found[queue[0][1]] = self._entries[queue[0][1]]
-        return sorted(found.values(), key=_rank)
+                found.setdefault(queue[0][1], (self._entries[queue[0][1]], set()))[1].update(holders)
+        best = heapq.nsmallest(limit, found.values(), key=lambda item: _rank(item[0]))
+        return [(entry, frozenset(holders)) for entry, holders in best]
 
     def _agent_held_back(self, entry: TaskEntry) -> bool:
         """Whether the reservation of a better-ranked task of the same agent holds ``entry`` back."""

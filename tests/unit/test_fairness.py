@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from queue_core import AgentTask, TaskQueue
+from queue_core.line import Wanted
 from queue_core.registry import Registry
 
 from ..conftest import WAIT, Gate, Recorder, wait_for
@@ -125,11 +126,12 @@ def test_an_agent_type_another_run_waits_for_goes_to_it_first(tmp_path: Path) ->
 
 
 _CHILD = """
-import sys, time
+import sys
+from queue_core.line import Wanted
 from queue_core.registry import Registry
 registry = Registry(sys.argv[1], "child")
 with registry.session() as session:
-    session.set_waiting([("stuck", "y", ("hot.txt",), ())])
+    session.set_waiting([Wanted("stuck", "y", ("hot.txt",), (), frozenset({sys.argv[2]}))])
 print("ready", flush=True)
 sys.stdin.read()
 """
@@ -138,7 +140,7 @@ sys.stdin.read()
 def test_a_run_that_is_stopped_or_dead_holds_nobody_back_by_waiting(tmp_path: Path) -> None:
     """Its place in line is only fairness: while it cannot take its turn, others go on."""
     with subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(tmp_path)],
+        [sys.executable, "-c", _CHILD, str(tmp_path), "a"],  # its place waited for run a
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -148,7 +150,7 @@ def test_a_run_that_is_stopped_or_dead_holds_nobody_back_by_waiting(tmp_path: Pa
             assert child.stdout is not None
             assert child.stdout.readline() == "ready\n"
             assert tickets(tmp_path) == ["child/stuck"]
-            with TaskQueue(max_parallel=1, repo=tmp_path) as a:
+            with TaskQueue(max_parallel=1, repo=tmp_path, run_id="a") as a:
                 gate = Gate()
                 a.submit_task(AgentTask("x", "after the child", ["hot.txt"], gate, id="a1"))
                 until(lambda: "hot.txt" in str(a.get_status()["waiting"]), "a1 to wait for the child's turn")
@@ -180,15 +182,73 @@ def test_a_run_leaves_the_line_when_it_ends(tmp_path: Path) -> None:
         gate.open()
 
 
+def test_a_place_holds_back_only_the_runs_it_waits_for(tmp_path: Path) -> None:
+    """Before: B's task, waiting for agent type x that C held, kept f.txt from A, which B never waited for."""
+    c1, a1 = Gate(), Gate().open()
+    with (
+        TaskQueue(repo=tmp_path, run_id="c") as c,
+        TaskQueue(repo=tmp_path, run_id="b") as b,
+        TaskQueue(repo=tmp_path, run_id="a") as a,
+    ):
+        c.submit_task(AgentTask("x", "holds agent x", ["other.txt"], c1, id="c1"))
+        wait_for(c1.started, "c1")
+        b.submit_task(AgentTask("x", "waits for agent x", ["f.txt"], lambda: None, id="b1"))
+        until(lambda: tickets(tmp_path) == ["b/b1"], "b1 to wait in line")
+        a.submit_task(AgentTask("y", "f.txt is free", ["f.txt"], a1, id="a1"))
+        wait_for(a1.started, "a1, which b1 does not wait for")
+        assert a.join(WAIT)
+        c1.open()
+        assert b.join(WAIT)
+
+
+def test_a_run_keeps_its_place_when_a_better_task_of_it_comes_to_wait(tmp_path: Path) -> None:
+    """Before: B's new, higher-priority task took a new place at the end, behind C, who came later."""
+    gate = Gate()
+    with (
+        TaskQueue(repo=tmp_path, run_id="a") as a,
+        TaskQueue(repo=tmp_path, run_id="b") as b,
+        TaskQueue(repo=tmp_path, run_id="c") as c,
+    ):
+        a.submit_task(AgentTask("x", "holds", ["hot.txt"], gate, id="a1"))
+        wait_for(gate.started, "a1")
+        b.submit_task(AgentTask("y", "waits", ["hot.txt"], lambda: None, id="b1"))
+        until(lambda: tickets(tmp_path) == ["b/b1"], "b1 to wait in line")
+        c.submit_task(AgentTask("z", "waits", ["hot.txt"], lambda: None, id="c1"))
+        until(lambda: tickets(tmp_path) == ["b/b1", "c/c1"], "c1 to wait in line")
+        b.submit_task(AgentTask("y", "waits, more urgent", ["hot.txt"], lambda: None, 10, id="b2"))
+        until(lambda: tickets(tmp_path)[0] == "b/b2", "b2 to take b's place")
+        assert tickets(tmp_path) == ["b/b2", "c/c1"]
+        gate.open()
+
+
+def test_a_damaged_place_in_line_is_left_out_not_a_damaged_registry(tmp_path: Path) -> None:
+    registry = Registry(tmp_path, "r")
+    claims = tmp_path / ".project-manager" / "claims.json"
+    data = json.loads(claims.read_text())
+    claims.write_text(json.dumps({**data, "waiting": [{"task": "no owner"}]}))
+    with registry.session() as session:
+        assert session.waiting == []
+        assert session.recovering == 0.0
+    assert list(claims.parent.glob("claims.json.damaged-*")) == []
+
+
+def _wanted(task: str, agent: str, path: str, behind: str = "other") -> Wanted:
+    return Wanted(task, agent, (path,), (), frozenset({behind}))
+
+
 def test_the_line_keeps_its_order_and_each_run_its_places(tmp_path: Path) -> None:
+    """A place belongs to its run: a better-ranked task that comes to wait takes the run's oldest."""
     first, second = Registry(tmp_path, "first"), Registry(tmp_path, "second")
     with first.session() as session:
-        session.set_waiting([("t1", "x", ("a",), ()), ("t2", "x", ("b",), ())])
+        session.set_waiting([_wanted("t1", "x", "a"), _wanted("t2", "x", "b")])
     with second.session() as session:
-        session.set_waiting([("u1", "y", ("a",), ())])
-    with first.session() as session:  # t1 still waits, t2 no longer, t3 joins: at the end
-        session.set_waiting([("t3", "x", ("c",), ()), ("t1", "x", ("a",), ())])
-    assert tickets(tmp_path) == ["first/t1", "second/u1", "first/t3"]
+        session.set_waiting([_wanted("u1", "y", "a")])
+    with first.session() as session:  # t3 comes to wait before t1; t2 no longer waits
+        session.set_waiting([_wanted("t3", "x", "c"), _wanted("t1", "x", "a")])
+    assert tickets(tmp_path) == ["first/t3", "first/t1", "second/u1"]
+    with first.session() as session:  # three now: the third joins at the end
+        session.set_waiting([_wanted("t3", "x", "c"), _wanted("t1", "x", "a"), _wanted("t4", "x", "d")])
+    assert tickets(tmp_path) == ["first/t3", "first/t1", "second/u1", "first/t4"]
     first.finish_run(None)
     assert tickets(tmp_path) == ["second/u1"]
 
