@@ -10,6 +10,10 @@
    p50 < 100 ms, with no CPU spinning while B waits. The seed design has no anchor here: a
    second process cannot see its claims at all.
 
+3. Turns (issue 9): run A has TURN_TASKS tasks of TURN_WORK_S each on ``hot.txt``; run B's one
+   task on ``hot.txt`` comes while A's first runs. Counted: how many of A's tasks start before
+   B's. Before the line (issue 9) A took the file back at each release: all of them.
+
 Child processes are this module run with a role: ``python -m bench.registry ROLE REPO [N]``.
 """
 
@@ -32,6 +36,8 @@ CYCLES = 300
 CONTENDERS = 8
 CONTENDED_CYCLES = 60
 TRIALS = 40
+TURN_TASKS = 10
+TURN_WORK_S = 0.05
 
 
 def cycles(repo: str, n: int) -> list[float]:
@@ -142,13 +148,36 @@ def run_release_to_start(repo: str) -> list[float]:
     return latencies
 
 
+def run_turns(repo: str) -> tuple[int, float]:
+    """How many of A's tasks started before B's, and how long B's waited (seconds)."""
+    starts: list[tuple[str, float]] = []
+    first = threading.Event()
+
+    def body(name: str) -> None:
+        starts.append((name, time.monotonic()))
+        first.set()
+        time.sleep(TURN_WORK_S)  # simulated work
+
+    with TaskQueue(1, repo=repo, run_id="turns-a") as a, TaskQueue(1, repo=repo, run_id="turns-b") as b:
+        a.submit_tasks(
+            [AgentTask("x", "a", ["hot.txt"], lambda i=i: body(f"a{i}"), id=f"a{i}") for i in range(TURN_TASKS)]
+        )
+        first.wait(60)
+        submitted = time.monotonic()
+        b.submit_task(AgentTask("y", "b", ["hot.txt"], lambda: body("b"), id="b")).result(timeout=120)
+        a.join(120)
+    order = [name for name, _ in starts]
+    return order.index("b"), dict(starts)["b"] - submitted
+
+
 def run() -> Section:
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("u", "c", "r"):
+        for name in ("u", "c", "r", "t"):
             (Path(tmp) / name).mkdir()
         uncontended = cycles(str(Path(tmp) / "u"), CYCLES)
         contended = run_contended(str(Path(tmp) / "c"))
         cross = run_release_to_start(str(Path(tmp) / "r"))
+        before_b, b_waited = run_turns(str(Path(tmp) / "t"))
 
     def row(name: str, values: list[float], scale: float, unit: str) -> tuple[str, ...]:
         return (
@@ -173,10 +202,16 @@ def run() -> Section:
         )
         + "\nWhile a task waits for another process, its queue looks at the registry every 20 ms "
         "(one stat() and the holders' process start times); it does not spin. A contended registry "
-        "lock is retried every 5 ms.\n"
+        "lock is retried every 5 ms.\n\n"
+        + f"Turns: of run A's {TURN_TASKS} tasks of {TURN_WORK_S * 1e3:.0f} ms on `hot.txt`, {before_b} started "
+        f"before run B's, which came while A's first ran and waited {b_waited * 1e3:.0f} ms "
+        f"(at c5290de, before issue 9: all {TURN_TASKS}; see RESULTS.md).\n"
     )
     p50 = percentile(cross, 50)
-    checks = [Check("cross-process release→start p50", f"{p50 * 1e3:.1f} ms", "< 100 ms", p50 < 0.1)]
+    checks = [
+        Check("cross-process release→start p50", f"{p50 * 1e3:.1f} ms", "< 100 ms", p50 < 0.1),
+        Check("another run's tasks that start before a waiting task (turns)", str(before_b), "1", before_b == 1),
+    ]
     return Section("Claims across processes (on-disk registry)", body, checks)
 
 
