@@ -105,7 +105,8 @@ class TaskQueue:
 
     With ``repo``, every claim is also taken in the repository's on-disk registry (see
     :mod:`queue_core.registry`), so queues in other processes working on the same repository
-    respect each other's agents and paths; the run is recorded under ``repo/.project-manager/``.
+    respect each other's agents and paths; the run is recorded in the repository's state
+    directory (``queue_core.registry.state_dir(repo)``).
     The process's supervisor (:mod:`queue_core.supervisor`) is started at once, so that every
     hold names it. When the run ends, the newest ``keep_runs`` finished runs keep their history
     and logs, and dead runs' records go (:mod:`queue_core.retention`). Raises StateError if that

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,34 @@ WAIT = 10.0
 
 def wait_for(event: threading.Event, what: str) -> None:
     assert event.wait(WAIT), f"timed out waiting for {what}"
+
+
+def eventually(what: str, check: Callable[[], bool]) -> None:
+    """Poll ``check`` every 10 ms until it holds; fail after WAIT. Only for what gives no event:
+    a file another process writes, a heartbeat."""
+    deadline = time.monotonic() + WAIT
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        threading.Event().wait(0.01)
+
+
+def in_thread(fn: Callable[[], Any]) -> Any:
+    """``fn()`` in a thread joined with a bound: a call stuck on a FIFO fails instead of hanging."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(WAIT)
+    assert not thread.is_alive(), "the call did not return: it waited on something in the state directory"
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 @dataclass

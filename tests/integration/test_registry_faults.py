@@ -18,7 +18,6 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ from queue_core.holds import Hold, Owner
 from queue_core.processes import PID_NAMESPACE
 from queue_core.registry import FORMAT, VERSION, Registry, read_holds
 
-from ..conftest import WAIT, Gate, wait_for
+from ..conftest import WAIT, Gate, eventually, in_thread, wait_for
 
 WORKER = Path(__file__).with_name("_worker.py")
 SCRIPT = Path(sys.executable).with_name("project-manager")
@@ -94,33 +93,6 @@ def write_record(state: Path, owner: Owner, mtime: float) -> None:
     path = state / "runs" / f"{owner.run}.json"
     path.write_text(json.dumps({"run": owner.run, "owner": owner.to_json(), "updated": mtime, "version": VERSION}))
     os.utime(path, (mtime, mtime))
-
-
-def eventually(what: str, check: Callable[[], bool]) -> None:
-    """Poll ``check`` every 50 ms until it holds; fail after WAIT. Only for an observable with no event."""
-    deadline = time.monotonic() + WAIT
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        threading.Event().wait(0.05)
-
-
-def in_thread(fn: Callable[[], Any]) -> Any:
-    """``fn()`` in a thread joined with a bound: a call stuck on a FIFO fails instead of hanging."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["result"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(WAIT)
-    assert not thread.is_alive(), "the call did not return: it waited on something in the state directory"
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
 
 
 class Line:

@@ -10,11 +10,9 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -144,22 +142,3 @@ def tree(directory: Path) -> dict[str, tuple[int, int]]:
             st = os.lstat(path)
             found[str(path.relative_to(directory))] = (st.st_ino, st.st_mtime_ns)
     return found
-
-
-def in_thread(fn: Callable[[], Any]) -> Any:
-    """``fn()`` in a thread joined with a bound: a call stuck on a FIFO fails instead of hanging."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["result"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(WAIT)
-    assert not thread.is_alive(), "the call did not return: it waited on something in the state directory"
-    if "error" in box:
-        raise box["error"]
-    return box["result"]

@@ -25,7 +25,7 @@ from queue_core import AgentTask, TaskQueue
 from queue_core.line import Wanted
 from queue_core.registry import Registry
 
-from ..conftest import WAIT, Gate, Recorder, wait_for
+from ..conftest import WAIT, Gate, Recorder, eventually, wait_for
 
 
 def tickets(repo: Path) -> list[str]:
@@ -35,14 +35,6 @@ def tickets(repo: Path) -> list[str]:
     except (OSError, ValueError):
         return []
     return [f"{t['owner']['run']}/{t['task']}" for t in data.get("waiting", [])]
-
-
-def until(predicate: Callable[[], bool], what: str) -> None:
-    """Wait, bounded, for a condition another run brings about on disk."""
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 class Order:
@@ -73,11 +65,11 @@ def test_a_task_waiting_in_another_run_gets_a_released_path_before_the_releasing
         a.submit_task(AgentTask("x", "first", ["hot.txt"], order.body("a1"), id="a1"))
         wait_for(order.gates["a1"].started, "a1")
         b.submit_task(AgentTask("y", "waits for A", ["hot.txt"], order.body("b1"), id="b1"))
-        until(lambda: tickets(tmp_path) == [f"{b.registry.run}/b1"], "b1 to wait in line")  # type: ignore[union-attr]
+        eventually("b1 to wait in line", lambda: tickets(tmp_path) == [f"{b.registry.run}/b1"])  # type: ignore[union-attr]
         a.submit_task(AgentTask("z", "A's next", ["hot.txt"], order.body("a2"), id="a2"))
         order.gates["a1"].open()
         wait_for(order.gates["b1"].started, "b1")
-        until(lambda: tickets(tmp_path) == [f"{a.registry.run}/a2"], "a2 to wait in line")  # type: ignore[union-attr]
+        eventually("a2 to wait in line", lambda: tickets(tmp_path) == [f"{a.registry.run}/a2"])  # type: ignore[union-attr]
         assert order.started == ["a1", "b1"]
         order.gates["b1"].open()
         wait_for(order.gates["a2"].started, "a2")
@@ -96,7 +88,7 @@ def test_turns_alternate_between_two_runs_that_both_want_one_path(tmp_path: Path
         wait_for(order.gates["a0"].started, "a0")
         a.submit_tasks([AgentTask("x", f"a{i}", ["hot.txt"], order.body(f"a{i}"), id=f"a{i}") for i in (1, 2)])
         b.submit_tasks([AgentTask("y", f"b{i}", ["hot.txt"], order.body(f"b{i}"), id=f"b{i}") for i in (0, 1, 2)])
-        until(lambda: len(tickets(tmp_path)) == 1, "b0 to wait in line")
+        eventually("b0 to wait in line", lambda: len(tickets(tmp_path)) == 1)
         for expected in ("b0", "a1", "b1", "a2", "b2"):
             order.gates[order.started[-1]].open()
             wait_for(order.gates[expected].started, expected)
@@ -113,7 +105,7 @@ def test_an_agent_type_another_run_waits_for_goes_to_it_first(tmp_path: Path) ->
         a.submit_task(AgentTask("claude", "a1", ["a1.txt"], order.body("a1"), id="a1"))
         wait_for(order.gates["a1"].started, "a1")
         b.submit_task(AgentTask("claude", "b1", ["b1.txt"], order.body("b1"), id="b1"))
-        until(lambda: len(tickets(tmp_path)) == 1, "b1 to wait in line")
+        eventually("b1 to wait in line", lambda: len(tickets(tmp_path)) == 1)
         a.submit_task(AgentTask("claude", "a2", ["a2.txt"], order.body("a2"), id="a2"))
         order.gates["a1"].open()
         wait_for(order.gates["b1"].started, "b1")
@@ -153,7 +145,7 @@ def test_a_run_that_is_stopped_or_dead_holds_nobody_back_by_waiting(tmp_path: Pa
             with TaskQueue(max_parallel=1, repo=tmp_path, run_id="a") as a:
                 gate = Gate()
                 a.submit_task(AgentTask("x", "after the child", ["hot.txt"], gate, id="a1"))
-                until(lambda: "hot.txt" in str(a.get_status()["waiting"]), "a1 to wait for the child's turn")
+                eventually("a1 to wait for the child's turn", lambda: "hot.txt" in str(a.get_status()["waiting"]))
                 assert not gate.started.is_set()
                 os.kill(child.pid, signal.SIGSTOP)
                 wait_for(gate.started, "a1, the child being stopped")
@@ -176,7 +168,7 @@ def test_a_run_leaves_the_line_when_it_ends(tmp_path: Path) -> None:
         wait_for(gate.started, "a1")
         b = TaskQueue(max_parallel=1, repo=tmp_path)
         b.submit_task(AgentTask("y", "waits", ["hot.txt"], lambda: None, id="b1"))
-        until(lambda: len(tickets(tmp_path)) == 1, "b1 to wait in line")
+        eventually("b1 to wait in line", lambda: len(tickets(tmp_path)) == 1)
         b.shutdown(wait=True, cancel_pending=True)
         assert tickets(tmp_path) == []
         gate.open()
@@ -193,7 +185,7 @@ def test_a_place_holds_back_only_the_runs_it_waits_for(tmp_path: Path) -> None:
         c.submit_task(AgentTask("x", "holds agent x", ["other.txt"], c1, id="c1"))
         wait_for(c1.started, "c1")
         b.submit_task(AgentTask("x", "waits for agent x", ["f.txt"], lambda: None, id="b1"))
-        until(lambda: tickets(tmp_path) == ["b/b1"], "b1 to wait in line")
+        eventually("b1 to wait in line", lambda: tickets(tmp_path) == ["b/b1"])
         a.submit_task(AgentTask("y", "f.txt is free", ["f.txt"], a1, id="a1"))
         wait_for(a1.started, "a1, which b1 does not wait for")
         assert a.join(WAIT)
@@ -212,11 +204,11 @@ def test_a_run_keeps_its_place_when_a_better_task_of_it_comes_to_wait(tmp_path: 
         a.submit_task(AgentTask("x", "holds", ["hot.txt"], gate, id="a1"))
         wait_for(gate.started, "a1")
         b.submit_task(AgentTask("y", "waits", ["hot.txt"], lambda: None, id="b1"))
-        until(lambda: tickets(tmp_path) == ["b/b1"], "b1 to wait in line")
+        eventually("b1 to wait in line", lambda: tickets(tmp_path) == ["b/b1"])
         c.submit_task(AgentTask("z", "waits", ["hot.txt"], lambda: None, id="c1"))
-        until(lambda: tickets(tmp_path) == ["b/b1", "c/c1"], "c1 to wait in line")
+        eventually("c1 to wait in line", lambda: tickets(tmp_path) == ["b/b1", "c/c1"])
         b.submit_task(AgentTask("y", "waits, more urgent", ["hot.txt"], lambda: None, 10, id="b2"))
-        until(lambda: tickets(tmp_path)[0] == "b/b2", "b2 to take b's place")
+        eventually("b2 to take b's place", lambda: tickets(tmp_path)[0] == "b/b2")
         assert tickets(tmp_path) == ["b/b2", "c/c1"]
         gate.open()
 

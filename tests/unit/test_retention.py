@@ -20,7 +20,7 @@ from queue_core.holds import Hold, Owner
 from queue_core.processes import ProcessId
 from queue_core.registry import state_dir
 
-from ..conftest import WAIT
+from ..conftest import WAIT, in_thread
 from ._state import (
     HOUR,
     Child,
@@ -30,7 +30,6 @@ from ._state import (
     finished,
     groups_file,
     holds_file,
-    in_thread,
     names,
     owner,
     record,
