@@ -17,6 +17,15 @@ from queue_core.claims import Claim
 #: Upper bound of every wait in the tests: generous, so a slow CI box never flakes, yet a hang
 #: fails in seconds rather than at pytest-timeout.
 WAIT = 10.0
+#: What repo_status says of a repository where nothing runs.
+EMPTY_STATUS = {
+    "running_agents": [],
+    "running_files": [],
+    "queued_tasks": 0,
+    "runs": [],
+    "stopped_lock_holder": None,
+    "skipped": [],
+}
 
 
 def wait_for(event: threading.Event, what: str) -> None:

@@ -26,7 +26,7 @@ import pytest
 from queue_core import repo_status
 from queue_core.registry import FORMAT, VERSION, Hold, Owner, Registry
 
-from ..conftest import WAIT
+from ..conftest import EMPTY_STATUS, WAIT
 from ._stress import Load, stress_spec
 
 STATE = ".project-manager"
@@ -191,14 +191,7 @@ def test_repo_status_from_another_process(repo: Path, spawn: Any) -> None:
     child.send("go")
     child.finish()
     status = repo_status(repo)
-    assert status == {
-        "running_agents": [],
-        "running_files": [],
-        "queued_tasks": 0,
-        "runs": [],
-        "stopped_lock_holder": None,
-        "skipped": [],
-    }
+    assert status == EMPTY_STATUS
     history = json.loads((repo / STATE / "history" / f"{run}.json").read_text())
     assert history["run"] == run
     assert sorted((t["id"], t["status"]) for t in history["tasks"]) == [
@@ -210,14 +203,7 @@ def test_repo_status_from_another_process(repo: Path, spawn: Any) -> None:
 
 
 def test_repo_status_of_a_repository_without_state(repo: Path) -> None:
-    assert repo_status(repo) == {
-        "running_agents": [],
-        "running_files": [],
-        "queued_tasks": 0,
-        "runs": [],
-        "stopped_lock_holder": None,
-        "skipped": [],
-    }
+    assert repo_status(repo) == EMPTY_STATUS
     assert not (repo / STATE).exists()  # status only reads
 
 

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 
 from cli.app import app
 
+from ..conftest import EMPTY_STATUS
+
 runner = CliRunner()
 PY = sys.executable
 
@@ -166,11 +168,4 @@ def test_status_says_plainly_when_nothing_runs(repo: Path) -> None:
     assert code == 0
     assert "Nothing runs in" in out
     code, out, _ = invoke("status", "--repo", str(repo), "--json")
-    assert json.loads(out) == {
-        "running_agents": [],
-        "running_files": [],
-        "queued_tasks": 0,
-        "runs": [],
-        "stopped_lock_holder": None,
-        "skipped": [],
-    }
+    assert json.loads(out) == EMPTY_STATUS
