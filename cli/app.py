@@ -15,6 +15,7 @@ app = typer.Typer(
     help="Run many AI-agent tasks on one repository in parallel, as many at once as is safe.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode="markdown",  # a docstring's lines wrap as one paragraph, not where the source breaks them
 )
 
 RepoOption = Annotated[
