@@ -239,22 +239,22 @@ def judge_run(
     It lives while the owner its record names does (:meth:`Owner.alive`), while a process
     group in its groups file has a live member (on this host), or while a hold in its holds
     file lives (:func:`live_holds`), as the registry judges its holds. A record that cannot be
-    read, or is damaged but younger than ``doubt_s``, counts as alive: when in doubt, keep.
+    read, or is damaged or no regular file but younger than ``doubt_s``, counts as alive: when
+    in doubt, keep.
     """
     owner = None
     record = runs_dir / f"{run}.json"
     try:
         raw = read_regular(record)
         owner = None if raw is None else Owner.from_json(json.loads(raw)["owner"])
-    except NotRegularFileError:
-        pass  # not something a run writes: it vouches for nothing
-    except OSError as exc:
-        return True, f"its record cannot be read ({exc.strerror or exc})"
-    except (ValueError, KeyError, TypeError):
+    except (NotRegularFileError, ValueError, KeyError, TypeError) as exc:  # not what its run wrote
+        what = exc.strerror if isinstance(exc, NotRegularFileError) else "damaged"
         with contextlib.suppress(OSError):
             age = time.time() - os.lstat(record).st_mtime
             if age < doubt_s:
-                return True, f"its record is damaged, but only {age:.0f} s old"
+                return True, f"its record is {what}, but only {age:.0f} s old"
+    except OSError as exc:
+        return True, f"its record cannot be read ({exc.strerror or exc})"
     if owner is not None and owner.alive(runs_dir, stale_after):
         return True, _why_alive(owner, runs_dir, stale_after)
     if owner is None or owner.is_local:

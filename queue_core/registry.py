@@ -3,8 +3,10 @@
 Layout, in the repository's state directory (see :mod:`queue_core.statedir`: under the git
 common directory, or ``<repo>/.project-manager/``):
 
-* the directory itself is the lock: an exclusive ``flock`` on it guards every step. Unlike a
-  lock file, it cannot be deleted while held, so two processes never lock two inodes at once.
+* the directory itself is the lock: an exclusive ``flock`` on it guards every step. A lock file
+  can be deleted while held, and a second process then locks a new one; a step that locked a
+  directory no longer at the path lets go and tries again, and a claims.json written in another
+  directory is not trusted (see _read).
 * ``claims.json`` — every claim held by a running task of any process, with its owner; the
   line (``waiting``): tasks that wait for another run, oldest first, which runs let go first
   (see :meth:`RegistrySession.set_waiting`); and, after it was lost, until when nobody may
@@ -711,14 +713,18 @@ class Registry:
 
 
 def read_holds(repo: str | os.PathLike[str]) -> list[Hold]:
-    """What ``repo``'s claims.json says now, read without the lock: for a view, never for a decision.
+    """What ``repo``'s claims.json says is held now, read without the lock: for a view, never for a
+    decision. Empty if there is no registry, or it cannot be read or parsed."""
+    return read_registry(repo)[0]
 
-    Empty if there is no registry, or it cannot be read or parsed.
-    """
+
+def read_registry(repo: str | os.PathLike[str]) -> tuple[list[Hold], list[Place]]:
+    """The holds and the line in ``repo``'s claims.json now, read without the lock, like read_holds."""
     try:
-        return _parse(read_regular(state_dir(repo) / "claims.json") or b"")[0]
+        holds, line, _, _ = _parse(read_regular(state_dir(repo) / "claims.json") or b"")
     except (OSError, ValueError, KeyError, TypeError):
-        return []
+        return [], []
+    return holds, line
 
 
 def _parse(raw: bytes) -> tuple[list[Hold], list[Place], float, int | None]:

@@ -41,6 +41,7 @@ import psutil
 
 from .errors import StateError
 from .holds import STALE_AFTER_S, judge_run, live_holds
+from .line import alive_by, live_places
 from .statedir import describe_entry, list_dir, locate, measure, remove_entry
 
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ def plan(
 ) -> RetentionReport:
     """What pruning the state directory ``directory`` would remove now; changes nothing.
 
-    ``held`` names the runs that hold live claims in the registry, ``protect`` runs whose
+    ``held`` names the runs that hold live claims, or places in line, in the registry, ``protect`` runs whose
     files stay whatever they look like (the caller's own) and that count first among the
     newest ``keep_runs``. Costs a listing of the state directory's folders, and a look at each
     run in ``runs/`` and, only when there are more finished runs than ``keep_runs``, at the
@@ -166,7 +167,7 @@ def plan(
             if run.records:
                 alive, why = judge_run(runs_dir, run.id, stale_after=stale_after, doubt_s=STRAY_AGE_S)
             if run.id in held and not alive:
-                alive, why = True, "it holds claims in the registry"
+                alive, why = True, "it holds claims, or waits in line, in the registry"
             if alive:
                 report.live.append(KeptRun(run.id, why))
                 continue
@@ -249,7 +250,7 @@ def preview(repo: str | os.PathLike[str], keep_runs: int, *, stale_after: float 
     StateError if the state directory is not a directory (a symlink is never followed),
     ValueError for a bad ``keep_runs``.
     """
-    from .registry import read_holds  # the registry imports this module
+    from .registry import read_registry  # the registry imports this module
 
     directory = locate(Path(repo).resolve())
     try:
@@ -260,8 +261,11 @@ def preview(repo: str | os.PathLike[str], keep_runs: int, *, stale_after: float 
         raise StateError(directory, f"cannot read the state directory: {exc.strerror or exc}") from exc
     if not stat.S_ISDIR(st.st_mode):
         raise StateError(directory, "is not a directory (a symlink is never followed)")
-    live = live_holds(read_holds(repo), directory / "runs", stale_after=stale_after)[0]
-    return plan(directory, keep_runs, held={hold.owner.run for hold in live}, stale_after=stale_after)
+    holds, line = read_registry(repo)
+    live = live_holds(holds, directory / "runs", stale_after=stale_after)[0]
+    waiting = live_places(line, alive_by(directory / "runs", stale_after))
+    held = {hold.owner.run for hold in live} | {place.owner.run for place in waiting}
+    return plan(directory, keep_runs, held=held, stale_after=stale_after)
 
 
 def apply(report: RetentionReport) -> RetentionReport:
@@ -295,7 +299,7 @@ def prune(registry: Registry, keep_runs: int | None = None, *, dry_run: bool = F
         report = plan(
             registry.dir,
             registry.keep_runs if keep_runs is None else keep_runs,
-            held={hold.owner.run for hold in session.holds.values()},
+            held={hold.owner.run for hold in session.holds.values()} | {place.owner.run for place in session.waiting},
             protect={registry.run},
             stale_after=registry.stale_after,
         )

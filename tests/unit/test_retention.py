@@ -20,7 +20,7 @@ from queue_core.holds import Hold, Owner
 from queue_core.processes import ProcessId
 from queue_core.registry import state_dir
 
-from ..conftest import WAIT, in_thread
+from ..conftest import WAIT, Gate, eventually, in_thread, wait_for
 from ._state import (
     HOUR,
     Child,
@@ -174,6 +174,33 @@ def test_a_damaged_record_is_kept_while_young(state: Path, seconds_ago: float, k
     assert [k.reason for k in report.live] == (["its record is damaged, but only 60 s old"] if kept else [])
 
 
+def test_a_record_that_is_no_regular_file_is_kept_while_young(state: Path) -> None:
+    """Before: a FIFO in place of a live run's record vouched for nothing: clean removed its logs."""
+    os.mkfifo(state / "runs" / "odd.json")
+    (state / "logs" / "odd").mkdir(parents=True)
+    report = in_thread(lambda: prune(state, 100))
+    assert (state / "logs" / "odd").exists()
+    assert [k.reason.split(",")[0] for k in report.live] == ["its record is not a regular file"]
+
+
+def test_a_run_that_only_waits_in_line_is_live(tmp_path: Path) -> None:
+    """Before: only holds kept a run whose record was lost; one waiting in line lost its logs."""
+    gate = Gate()
+    with TaskQueue(repo=tmp_path, run_id="holder") as holder, TaskQueue(repo=tmp_path, run_id="waiter") as waiter:
+        holder.submit_task(AgentTask("x", "holds", ["f"], gate, id="h"))
+        wait_for(gate.started, "h")
+        waiter.submit_task(AgentTask("y", "waits", ["f"], lambda: None, id="w"))
+        runs = state_dir(tmp_path) / "runs"
+        eventually("the waiter to take a place", lambda: "waiting" in (runs.parent / "claims.json").read_text())
+        (runs / "waiter.json").unlink()  # lost: the heartbeat writes it again within a second
+        (runs.parent / "logs" / "waiter").mkdir(parents=True)
+        assert holder.registry is not None
+        report = retention.prune(holder.registry, 1)
+        assert "waiter" in {k.run for k in report.live}
+        assert (runs.parent / "logs" / "waiter").exists()
+        gate.open()
+
+
 # --- stray files --------------------------------------------------------------------------------
 
 
@@ -256,7 +283,7 @@ def test_a_fifo_in_the_state_directory_never_blocks_and_goes_as_an_entry(state: 
     now = time.time()
     for fifo in (state / "history" / "f1.json", state / "logs" / "f2", state / "runs" / "f3.json"):
         os.mkfifo(fifo)
-        age(fifo, 100)
+        age(fifo, 2 * HOUR)  # a young record that is no regular file is kept, in doubt
     record(state, owner("f4", dead))
     os.mkfifo(state / "runs" / "f4.groups")  # a dead run's groups file that is a FIFO
     finished(state, "new", now)
@@ -356,7 +383,7 @@ def test_prune_keeps_a_run_that_the_registry_holds_claims_of(tmp_path: Path) -> 
         finished(state, "newer", now)
         report = retention.prune(registry, 1)
         assert names(state / "logs") == {"remote", "newer"}
-        assert [(k.run, k.reason) for k in report.live] == [("remote", "it holds claims in the registry")]
+        assert [(k.run, k.reason) for k in report.live] == [("remote", "it holds claims, or waits in line, in the registry")]
         assert report.done
     finally:
         registry.finish_run(None)
