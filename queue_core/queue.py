@@ -597,6 +597,14 @@ class _Engine:
                 # While a lost registry is recovered, nothing starts; what runs is written back.
                 started = [] if session.recovering else decide(self.clock())
                 self._record_mine(session)
+                # Our places just changed: one may now come before a place of another run that we
+                # honoured, and conflict with it. Let that one go at once: no other step may come.
+                while not session.recovering and self._sync(session):
+                    more = self.sched.dispatch(self.clock())
+                    self._record_mine(session)
+                    started += more
+                    if not more:
+                        break
                 if self.sched.unfinished:
                     self.next_heartbeat = min(self.next_heartbeat, time.monotonic() + HEARTBEAT_S)
                     self._ensure_timer()  # it beats while tasks run or wait
@@ -731,9 +739,12 @@ class _Engine:
         self.registry_error = error
         self._ensure_timer()
 
-    def _sync(self, session: RegistrySession) -> None:
+    def _sync(self, session: RegistrySession) -> bool:
         """Make the scheduler's external holders the other runs' holds, and their places in line
-        that this run honours (see queue_core.line): tasks here wait for those as for a hold."""
+        that this run honours (see queue_core.line): tasks here wait for those as for a hold.
+
+        Returns whether a place honoured until now no longer is.
+        """
         holds = {f"{h.task} in run {h.owner.run}": h for h in session.foreign()}
         places = {
             f"{p.task} in run {p.owner.run}, ahead in line": p
@@ -741,10 +752,12 @@ class _Engine:
         }
         known: dict[str, Hold | Place] = {**self.external_holds, **self.places_ahead}
         now: dict[str, Hold | Place] = {**holds, **places}
+        let_go = False
         for holder in self.sched.external_holders:
             if holder not in now or _claimed(now[holder]) != _claimed(known[holder]):
                 self.sched.release_external(holder)  # gone, or another task of that id
                 known.pop(holder)
+                let_go = let_go or holder in self.places_ahead
         for holder, item in now.items():
             if holder not in known:
                 writes, reads = parse_claims(item.writes), parse_claims(item.reads)
@@ -754,6 +767,7 @@ class _Engine:
         self.places_ahead = places
         if now:
             self._ensure_timer()
+        return let_go
 
     def _waiting_on_others(self) -> bool:
         """Whether some task here may be waiting for another process or the registry (lock held)."""

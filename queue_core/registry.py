@@ -387,7 +387,13 @@ class Registry:
     def write_run_record(self, record: dict[str, Any]) -> None:
         """Replace this run's record (atomically; not fsynced: claims.json is the authority)."""
         self._record = {**record, "owner": self.owner.to_json(), "updated": time.time(), "version": VERSION}
-        self._write(self._record_path, self._record)
+        try:
+            self._write(self._record_path, self._record)
+        except StateError as exc:
+            if not isinstance(exc.__cause__, FileNotFoundError):
+                raise
+            self._make_state_dir()  # removed whole: made again, as the next step would
+            self._write(self._record_path, self._record)
 
     def heartbeat(self) -> None:
         """Tell other hosts and containers this run lives: touch its record, or write it again if lost."""

@@ -213,6 +213,29 @@ def test_a_run_keeps_its_place_when_a_better_task_of_it_comes_to_wait(tmp_path: 
         gate.open()
 
 
+def test_a_place_that_comes_to_be_first_lets_go_of_the_one_it_honoured_in_the_same_step(tmp_path: Path) -> None:
+    """Before: run r honoured s's place on Y; then r's more urgent t0, wanting Y, took r's older
+    place. s honoured that one in turn, and both waited for each other until some other write."""
+    s1, r1, t0 = Gate(), Gate(), Gate().open()
+    with (
+        TaskQueue(max_parallel=3, repo=tmp_path, run_id="r") as r,
+        TaskQueue(max_parallel=3, repo=tmp_path, run_id="s") as s,
+    ):
+        s.submit_task(AgentTask("s-a", "holds X", ["X"], s1, id="s1"))
+        wait_for(s1.started, "s1")
+        r.submit_task(AgentTask("r-a", "holds Z", ["Z"], r1, id="r1"))
+        wait_for(r1.started, "r1")
+        r.submit_task(AgentTask("r-b", "waits for X", ["X"], lambda: None, id="t1"))
+        eventually("t1 to wait in line", lambda: tickets(tmp_path) == ["r/t1"])
+        s.submit_task(AgentTask("s-b", "waits for Z", ["Y", "Z"], lambda: None, id="s2"))
+        eventually("s2 to wait in line", lambda: tickets(tmp_path) == ["r/t1", "s/s2"])
+        r.submit_task(AgentTask("r-c", "wants Y, urgent", ["Y"], t0, 10, id="t0"))
+        wait_for(t0.started, "t0, whose run's place comes first")
+        assert [t["id"] for t in s.get_status()["running"]] == ["s1"]  # not by s1's end, another write
+        s1.open()
+        r1.open()
+
+
 def test_a_damaged_place_in_line_is_left_out_not_a_damaged_registry(tmp_path: Path) -> None:
     registry = Registry(tmp_path, "r")
     claims = tmp_path / ".project-manager" / "claims.json"

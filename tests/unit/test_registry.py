@@ -589,3 +589,13 @@ def test_a_lost_registry_keeps_the_hold_of_an_orphaned_agent(tmp_path: Path) -> 
     (tmp_path / ".project-manager" / "claims.json").unlink()
     with TaskQueue(repo=tmp_path) as queue, pytest.raises(ClaimConflictError):
         queue.try_submit(AgentTask("y", "writes hot.txt", ["hot.txt"], lambda: None, id="t2"))
+
+
+def test_a_run_record_is_written_again_into_a_state_directory_removed_whole(tmp_path: Path) -> None:
+    """Before: every status write after `rm -rf` of the state directory logged a traceback until a step."""
+    import shutil
+
+    registry = Registry(tmp_path, "r")
+    shutil.rmtree(registry.dir)
+    registry.write_run_record({"run": "r"})
+    assert json.loads((registry.runs_dir / "r.json").read_text())["run"] == "r"

@@ -383,7 +383,8 @@ def test_prune_keeps_a_run_that_the_registry_holds_claims_of(tmp_path: Path) -> 
         finished(state, "newer", now)
         report = retention.prune(registry, 1)
         assert names(state / "logs") == {"remote", "newer"}
-        assert [(k.run, k.reason) for k in report.live] == [("remote", "it holds claims, or waits in line, in the registry")]
+        reason = "it holds claims, or waits in line, in the registry"
+        assert [(k.run, k.reason) for k in report.live] == [("remote", reason)]
         assert report.done
     finally:
         registry.finish_run(None)
