@@ -5,6 +5,7 @@ Heavy imports live inside the commands, so ``project-manager --help`` starts fas
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,6 @@ app = typer.Typer(
     help="Run many AI-agent tasks on one repository in parallel, as many at once as is safe.",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="markdown",  # a docstring's lines wrap as one paragraph, not where the source breaks them
 )
 
 RepoOption = Annotated[
@@ -147,6 +147,17 @@ def clean(
     from . import clean as clean_command
 
     raise typer.Exit(clean_command.run(repo, keep_runs=keep_runs, dry_run=dry_run))
+
+
+def _paragraphs(doc: str) -> str:
+    """A docstring as paragraphs of one line each: --help wraps them to the terminal, not where
+    the source broke its lines (Typer's rich mode keeps those; its markdown mode costs 66 ms)."""
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in inspect.cleandoc(doc).split("\n\n"))
+
+
+for _command in app.registered_commands:
+    if _command.callback is not None and _command.callback.__doc__:
+        _command.callback.__doc__ = _paragraphs(_command.callback.__doc__)
 
 
 def main() -> None:
