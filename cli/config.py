@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from queue_core import Claim, InvalidClaimError, InvalidTaskIdError, check_task_id
+from queue_core.runner import DEFAULT_PROMPT
 
 __all__ = [
     "PRESETS",
@@ -49,22 +50,53 @@ __all__ = [
     "validate_batch",
 ]
 
-#: Argv templates of the agents that need no definition. For ``shell`` the description is the script.
+#: Argv templates of the agents that need no definition: each edits unattended, says what it did
+#: in machine-readable form where the tool can, and gets the prompt where it cannot be read as an
+#: option (after ``--``, or as ``--opt=value``). For ``shell`` the description is the script.
 PRESETS: dict[str, tuple[str, ...]] = {
-    "claude": ("claude", "-p", "{description}"),
-    "codex": ("codex", "exec", "{description}"),
-    "aider": ("aider", "--yes-always", "--message", "{description}", "{files}"),
-    "gemini": ("gemini", "-p", "{description}"),
+    # Claude Code, headless mode (docs.claude.com/en/docs/claude-code/headless): without a
+    # permission mode, -p denies every edit and exits 0. stream-json needs --verbose with -p;
+    # its last line is the {"type": "result", ...} object.
+    "claude": (
+        "claude",
+        "-p",
+        "--permission-mode",
+        "acceptEdits",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--",
+        "{prompt}",
+    ),
+    # Codex, non-interactive mode (developers.openai.com/codex/noninteractive): the default
+    # sandbox is read-only; --full-auto is deprecated for --sandbox workspace-write. --json: JSONL events.
+    "codex": ("codex", "exec", "--sandbox", "workspace-write", "--json", "--", "{prompt}"),
+    # Aider (aider.chat/docs/config/options.html): it commits on its own and edits .gitignore
+    # unless told not to; the files it may edit follow --.
+    "aider": (
+        "aider",
+        "--yes-always",
+        "--no-auto-commits",
+        "--no-dirty-commits",
+        "--no-gitignore",
+        "--message={prompt}",
+        "--",
+        "{files}",
+    ),
+    # Gemini CLI, headless mode (geminicli.com/docs/cli/headless): -p/--prompt forces it; the
+    # default approval mode asks before each edit. JSON: {"response", "stats", "error"}.
+    "gemini": ("gemini", "--approval-mode=auto_edit", "--output-format=json", "--prompt={prompt}"),
     "shell": ("sh", "-c", "{description}"),
 }
 
 #: The repository's own agent definitions, at its root.
 REPO_CONFIG = "project-manager.yaml"
 
-_PLACEHOLDERS = ("description", "task_id", "files")
+_PLACEHOLDERS = ("description", "task_id", "files", "reads", "prompt")
+_PROMPT_PLACEHOLDERS = ("description", "files", "reads")
 _BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", "agents", "tasks")
 _REPO_KEYS = ("agents", "keep_runs")
-_AGENT_KEYS = ("command", "preset", "owns", "stop_grace")
+_AGENT_KEYS = ("command", "preset", "args", "prompt", "owns", "stop_grace")
 #: The longest duration a batch may give (a timeout, a grace period): a week.
 MAX_DURATION_S = 7 * 24 * 3600.0
 #: Seconds a stopped agent has between SIGTERM and SIGKILL, unless its ``stop_grace`` says otherwise.
@@ -113,7 +145,8 @@ class Origin:
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """An agent type: its argv template (``{description}``, ``{task_id}``, ``{files}``) and owned globs."""
+    """An agent type: its argv template (``{prompt}``, ``{description}``, ``{task_id}``, ``{files}``,
+    ``{reads}``), its prompt template, and owned globs."""
 
     name: str
     command: tuple[str, ...]
@@ -122,6 +155,8 @@ class AgentSpec:
     stop_grace_s: float = DEFAULT_STOP_GRACE_S
     #: Where ``command[0]`` was written (for the "not found on PATH" error); not part of equality.
     command_origin: Origin | None = field(default=None, compare=False, repr=False)
+    #: The template of ``{prompt}``: ``{description}``, ``{files}``, ``{reads}``.
+    prompt: str = DEFAULT_PROMPT
 
 
 @dataclass(frozen=True)
@@ -460,6 +495,17 @@ class _Reader:
         owns = self.claims(entries["owns"][1], f"{here}.owns") if "owns" in entries else ()
         grace = self.duration(entries["stop_grace"][1], f"{here}.stop_grace") if "stop_grace" in entries else None
         grace = DEFAULT_STOP_GRACE_S if grace is None else grace
+        prompt = DEFAULT_PROMPT
+        if "prompt" in entries:
+            prompt_node = entries["prompt"][1]
+            prompt = self.string(prompt_node, f"{here}.prompt")
+            self.placeholders(prompt_node, f"{here}.prompt", prompt, _PROMPT_PLACEHOLDERS)
+        args: tuple[str, ...] = ()
+        if "args" in entries:
+            args_node = entries["args"][1]
+            args = self.strings(args_node, f"{here}.args")
+            for i, element in enumerate(args):
+                self.placeholders(args_node.value[i], f"{here}.args[{i}]", element, _PLACEHOLDERS)
         if "preset" in entries:
             preset_node = entries["preset"][1]
             preset = self.string(preset_node, f"{here}.preset")
@@ -469,26 +515,28 @@ class _Reader:
                     f"{here}.preset",
                     f"unknown preset {preset!r}{_suggest(preset, PRESETS)}; presets: {', '.join(PRESETS)}",
                 )
-            return AgentSpec(
-                name, PRESETS[preset], owns, grace, Origin(self.source, _line(preset_node), f"{here}.preset")
-            )
+            origin = Origin(self.source, _line(preset_node), f"{here}.preset")
+            return AgentSpec(name, _with_args(PRESETS[preset], args), owns, grace, origin, prompt)
         command_node = entries["command"][1]
         command = self.strings(command_node, f"{here}.command")
         if not command:
             raise self.error(command_node, f"{here}.command", "must not be empty: give [program, args...]")
         for i, element in enumerate(command):
-            for placeholder in _BRACED_NAME.findall(element):
-                # `{descripton}` would reach the agent literally and the task would run without its prompt.
-                close = difflib.get_close_matches(placeholder, _PLACEHOLDERS, n=1)
-                if placeholder not in _PLACEHOLDERS and close:
-                    raise self.error(
-                        command_node.value[i],
-                        f"{here}.command[{i}]",
-                        f"unknown placeholder {{{placeholder}}} (did you mean {{{close[0]}}}?); "
-                        f"placeholders: {', '.join('{' + p + '}' for p in _PLACEHOLDERS)}",
-                    )
+            self.placeholders(command_node.value[i], f"{here}.command[{i}]", element, _PLACEHOLDERS)
         origin = Origin(self.source, _line(command_node.value[0]), f"{here}.command[0]")
-        return AgentSpec(name, command, owns, grace, origin)
+        return AgentSpec(name, _with_args(command, args), owns, grace, origin, prompt)
+
+    def placeholders(self, node: yaml.Node, field: str, text: str, known: Sequence[str]) -> None:
+        """Refuse a misspelt placeholder: ``{descripton}`` would reach the agent literally."""
+        for placeholder in _BRACED_NAME.findall(text):
+            close = difflib.get_close_matches(placeholder, known, n=1)
+            if placeholder not in known and close:
+                raise self.error(
+                    node,
+                    field,
+                    f"unknown placeholder {{{placeholder}}} (did you mean {{{close[0]}}}?); "
+                    f"placeholders: {', '.join('{' + p + '}' for p in known)}",
+                )
 
     def tasks(self, node: yaml.Node) -> tuple[TaskSpec, ...]:
         if _is_null(node):
@@ -560,7 +608,17 @@ class _Reader:
 # --- helpers ------------------------------------------------------------------------------------
 
 
+def _with_args(command: tuple[str, ...], args: tuple[str, ...]) -> tuple[str, ...]:
+    """``command`` with ``args`` before its ``--`` (after it, they would be the prompt's), else at its end."""
+    if "--" in command:
+        end = command.index("--")
+        return (*command[:end], *args, *command[end:])
+    return (*command, *args)
+
+
 def _check_claim(path: str, origin: Origin) -> None:
+    if path.startswith("-"):  # {files} puts claims in an agent's argv: one must never read as an option
+        raise origin.error(f"invalid path {path!r}: a path may not start with '-' (write ./{path})")
     try:
         Claim.parse(path)
     except InvalidClaimError as exc:

@@ -165,6 +165,8 @@ def _runner(
         log=log_dir / f"{task.id}.log",
         run_id=run_id,
         grace_s=spec.stop_grace_s,
+        reads=task.reads,
+        prompt=spec.prompt,
     )
 
 

@@ -1,11 +1,13 @@
 """Subprocess agents: one command per task, in its own process group, its output in a log file.
 
-An agent type maps to an argv template (``["claude", "-p", "{description}"]``). The
-placeholders ``{description}``, ``{task_id}`` and ``{files}`` are replaced in one pass over
-the template's elements, never through a shell, so a description such as ``$(touch x); rm -rf
-y`` reaches the agent as plain text. An element that is exactly ``{files}`` becomes one
-argument per file. The same values are in the environment: ``PM_TASK_ID``, ``PM_AGENT``,
-``PM_DESCRIPTION``, ``PM_FILES`` (one per line) and ``PM_RUN_ID``.
+An agent type maps to an argv template (``["aider", "--message={prompt}", "--", "{files}"]``).
+The placeholders ``{description}``, ``{task_id}``, ``{files}``, ``{reads}`` and ``{prompt}``
+(the description followed by the paths the task may modify and read, see
+:data:`DEFAULT_PROMPT`) are replaced in one pass over the template's elements, never through
+a shell, so a description such as ``$(touch x); rm -rf y`` reaches the agent as plain text.
+An element that is exactly ``{files}`` (or ``{reads}``) becomes one argument per path. The
+same values are in the environment: ``PM_TASK_ID``, ``PM_AGENT``, ``PM_DESCRIPTION``,
+``PM_FILES`` (one per line) and ``PM_RUN_ID``.
 
 Commands run under this process's supervisor (:mod:`queue_core.supervisor`), each in a
 session of its own. Output goes straight to the log file (the command writes to it; nothing
@@ -28,9 +30,18 @@ from pathlib import Path
 from .errors import QueueError
 from .supervisor import AgentProcess, shared_supervisor
 
-__all__ = ["AgentExitError", "SubprocessAgent", "render_argv"]
+__all__ = ["DEFAULT_PROMPT", "AgentExitError", "SubprocessAgent", "render_argv", "render_prompt"]
 
-_PLACEHOLDER = re.compile(r"\{(description|task_id|files)\}")
+_PLACEHOLDER = re.compile(r"\{(description|task_id|files|reads|prompt)\}")
+_PROMPT_PLACEHOLDER = re.compile(r"\{(description|files|reads)\}")
+
+#: What ``{prompt}`` says by default: the task, then the paths it may modify and read (claims as
+#: written, globs included). It steers the agent; it does not sandbox it.
+DEFAULT_PROMPT = (
+    "{description}\n\n"
+    "Files and directories you may modify: {files}. Files you may only read: {reads}. "
+    "Do not create, modify or delete anything else."
+)
 
 
 class AgentExitError(QueueError):
@@ -43,13 +54,37 @@ class AgentExitError(QueueError):
         super().__init__(f"the agent {how} (log: {log})")
 
 
-def render_argv(template: Sequence[str], *, description: str, task_id: str, files: Sequence[str]) -> list[str]:
-    """The argv for one task: placeholders replaced in a single pass, no shell involved."""
-    values = {"description": description, "task_id": task_id, "files": " ".join(files)}
+def render_prompt(template: str, *, description: str, files: Sequence[str], reads: Sequence[str] = ()) -> str:
+    """The prompt for one task: ``{description}``, ``{files}`` and ``{reads}`` replaced in one pass."""
+    values = {"description": description, "files": ", ".join(files) or "none", "reads": ", ".join(reads) or "none"}
+    return _PROMPT_PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def render_argv(
+    template: Sequence[str],
+    *,
+    description: str,
+    task_id: str,
+    files: Sequence[str],
+    reads: Sequence[str] = (),
+    prompt: str | None = None,
+) -> list[str]:
+    """The argv for one task: placeholders replaced in a single pass, no shell involved.
+
+    ``{prompt}`` is ``prompt`` (default: the description). An element that is exactly
+    ``{files}`` or ``{reads}`` becomes one argument per path.
+    """
+    values = {
+        "description": description,
+        "task_id": task_id,
+        "files": " ".join(files),
+        "reads": " ".join(reads),
+        "prompt": description if prompt is None else prompt,
+    }
     argv: list[str] = []
     for element in template:
-        if element == "{files}":
-            argv.extend(files)
+        if element in ("{files}", "{reads}"):
+            argv.extend(files if element == "{files}" else reads)
         else:
             argv.append(_PLACEHOLDER.sub(lambda m: values[m.group(1)], element))
     return argv
@@ -93,7 +128,10 @@ class SubprocessAgent:
         log: Path,
         run_id: str = "",
         grace_s: float = 5.0,
+        reads: Sequence[str] = (),
+        prompt: str = DEFAULT_PROMPT,
     ) -> SubprocessAgent:
+        """The agent for one task; ``prompt`` is the template of ``{prompt}`` (see render_prompt)."""
         env = {
             "PM_TASK_ID": task_id,
             "PM_AGENT": agent,
@@ -101,7 +139,8 @@ class SubprocessAgent:
             "PM_FILES": "\n".join(files),
             "PM_RUN_ID": run_id,
         }
-        argv = render_argv(template, description=description, task_id=task_id, files=files)
+        text = render_prompt(prompt, description=description, files=files, reads=reads)
+        argv = render_argv(template, description=description, task_id=task_id, files=files, reads=reads, prompt=text)
         return cls(argv, cwd, log, env, grace_s)
 
     def __call__(self) -> int:

@@ -346,7 +346,7 @@ BATCH_ERRORS = [
         "unknown agent key",
         "agents:\n  dev:\n    preset: claude\n    own: [src/**]\n",
         "batch.yaml:4: agents.dev.own: unknown key 'own' (did you mean 'owns'?); "
-        "expected one of: command, preset, owns, stop_grace",
+        "expected one of: command, preset, args, prompt, owns, stop_grace",
     ),
     (
         "duplicate top-level key",
@@ -571,7 +571,7 @@ BATCH_ERRORS = [
         "placeholder typo in command",
         "agents:\n  dev:\n    command:\n      - claude\n      - -p\n      - 'do: {descripton}'\n",
         "batch.yaml:6: agents.dev.command[2]: unknown placeholder {descripton} (did you mean {description}?); "
-        "placeholders: {description}, {task_id}, {files}",
+        "placeholders: {description}, {task_id}, {files}, {reads}, {prompt}",
     ),
     (
         "malformed YAML: unclosed flow mapping",

@@ -1,0 +1,73 @@
+"""A fake ``claude``, ``codex``, ``gemini`` or ``aider``: the one ``$FAKE_TOOL`` names.
+
+It parses its argv as the real tool documents it (argparse, which like the tools' own parsers
+reads a value that starts with ``-`` as an option unless it follows ``--`` or is written
+``--opt=value``), then writes what it understood to ``$FAKE_AGENT_OUT/<task id>.json``: the
+prompt, the files it was given, and whether it may edit unattended. Like the real tools run
+headless, it edits (writes ``edited``) only with the mode that allows edits, and exits 0 either
+way. An argv it cannot parse exits 2, as argparse does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def parse(tool: str, argv: list[str]) -> dict[str, object]:
+    parser = argparse.ArgumentParser(prog=tool)
+    if tool == "claude":  # docs.claude.com/en/docs/claude-code/headless
+        parser.add_argument("-p", "--print", action="store_true")
+        parser.add_argument("--permission-mode", default="default")
+        parser.add_argument("--output-format", default="text")
+        parser.add_argument("--verbose", action="store_true")
+        parser.add_argument("prompt")
+        args = parser.parse_args(argv)
+        unattended = args.print and args.permission_mode in ("acceptEdits", "bypassPermissions")
+        return {"prompt": args.prompt, "unattended": unattended, "output": args.output_format, "files": []}
+    if tool == "codex":  # developers.openai.com/codex/noninteractive
+        parser.add_argument("command", choices=["exec"])
+        parser.add_argument("--sandbox", default="read-only")
+        parser.add_argument("--json", action="store_true")
+        parser.add_argument("prompt")
+        args = parser.parse_args(argv)
+        return {
+            "prompt": args.prompt,
+            "unattended": args.sandbox == "workspace-write",
+            "output": args.json,
+            "files": [],
+        }
+    if tool == "gemini":  # geminicli.com/docs/cli/headless
+        parser.add_argument("-p", "--prompt", required=True)
+        parser.add_argument("--approval-mode", default="default")
+        parser.add_argument("--output-format", default="text")
+        args = parser.parse_args(argv)
+        unattended = args.approval_mode in ("auto_edit", "yolo")
+        return {"prompt": args.prompt, "unattended": unattended, "output": args.output_format, "files": []}
+    if tool == "aider":  # aider.chat/docs/config/options.html
+        parser.add_argument("--yes-always", action="store_true")
+        parser.add_argument("--message")
+        parser.add_argument("--no-auto-commits", dest="auto_commits", action="store_false")
+        parser.add_argument("--no-dirty-commits", dest="dirty_commits", action="store_false")
+        parser.add_argument("--no-gitignore", dest="gitignore", action="store_false")
+        parser.add_argument("files", nargs="*")
+        args = parser.parse_args(argv)
+        quiet = not (args.auto_commits or args.dirty_commits or args.gitignore)  # commits and .gitignore: off
+        return {"prompt": args.message, "unattended": args.yes_always and quiet, "output": None, "files": args.files}
+    raise SystemExit(f"no fake for {tool!r}")
+
+
+def main() -> None:
+    tool = os.environ["FAKE_TOOL"]
+    seen = {"tool": tool, "argv": sys.argv[1:], **parse(tool, sys.argv[1:])}
+    Path(os.environ["FAKE_AGENT_OUT"], f"{os.environ['PM_TASK_ID']}.json").write_text(json.dumps(seen))
+    if seen["unattended"]:
+        Path("edited").mkdir(exist_ok=True)
+        Path("edited", os.environ["PM_TASK_ID"]).write_text(tool)
+
+
+if __name__ == "__main__":
+    main()

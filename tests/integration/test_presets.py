@@ -1,0 +1,94 @@
+"""The presets, run for real through the CLI against fakes that parse argv as the tools do."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ..conftest import WAIT
+
+SCRIPT = Path(sys.executable).with_name("project-manager")
+CLIS = Path(__file__).parents[1] / "fake_agents" / "clis.py"
+TOOLS = ("claude", "codex", "gemini", "aider")
+
+
+@pytest.fixture
+def fakes(tmp_path: Path) -> dict[str, str]:
+    """An environment whose PATH finds the fake tools first; what they saw goes to ``out``."""
+    bin_dir, out = tmp_path / "bin", tmp_path / "out"
+    bin_dir.mkdir()
+    out.mkdir()
+    for tool in TOOLS:
+        path = bin_dir / tool
+        path.write_text(f'#!/bin/sh\nFAKE_TOOL={tool} exec "{sys.executable}" "{CLIS}" "$@"\n')
+        path.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_AGENT_OUT": str(out)}
+
+
+def _run(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [str(SCRIPT), "delegate-multiple", *args, "--repo", str(repo), "--no-live"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=WAIT * 6, env=env, cwd=repo)
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_a_preset_edits_unattended_and_an_option_like_description_stays_text(
+    tmp_path: Path, fakes: dict[str, str], tool: str
+) -> None:
+    """Before: `claude -p` and the others ran without a mode that allows edits (denied, exit 0:
+    succeeded with nothing done), and a description starting with '-' was read as an option."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    done = _run(repo, fakes, f"{tool}: --help me fix it @src/a.py", "-j", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    seen = json.loads((Path(fakes["FAKE_AGENT_OUT"]) / "t1.json").read_text())
+    assert seen["unattended"], seen["argv"]
+    assert str(seen["prompt"]).startswith("--help me fix it\n\n")
+    assert (repo / "edited" / "t1").read_text() == tool
+
+
+def test_the_agent_is_told_what_it_may_modify_and_read(tmp_path: Path, fakes: dict[str, str]) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    batch = repo / "batch.yaml"
+    batch.write_text(
+        "tasks:\n  - {id: t, agent: aider, description: tidy, files: [src/a.py, 'docs/*.md'], reads: [README.md]}\n"
+    )
+    done = _run(repo, fakes, "--file", str(batch))
+    assert done.returncode == 0, done.stdout + done.stderr
+    seen = json.loads((Path(fakes["FAKE_AGENT_OUT"]) / "t.json").read_text())
+    assert seen["prompt"] == (
+        "tidy\n\nFiles and directories you may modify: src/a.py, docs/*.md. Files you may only read: README.md. "
+        "Do not create, modify or delete anything else."
+    )
+    assert seen["files"] == ["src/a.py", "docs/*.md"]
+
+
+def test_prompt_and_args_per_agent(tmp_path: Path, fakes: dict[str, str]) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    batch = repo / "batch.yaml"
+    batch.write_text(
+        "agents:\n"
+        "  quick: {preset: claude, prompt: '{description}', args: ['--output-format', 'json']}\n"
+        "tasks:\n"
+        "  - {id: t, agent: quick, description: just this, files: [a]}\n"
+    )
+    done = _run(repo, fakes, "--file", str(batch))
+    assert done.returncode == 0, done.stdout + done.stderr
+    seen = json.loads((Path(fakes["FAKE_AGENT_OUT"]) / "t.json").read_text())
+    assert seen["prompt"] == "just this"
+    assert seen["output"] == "json"  # the later --output-format wins; args go before the prompt's --
+
+
+def test_a_claim_that_starts_with_a_dash_is_refused(tmp_path: Path, fakes: dict[str, str]) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    done = _run(repo, fakes, "aider: fix @-rf")
+    assert done.returncode == 2
+    assert "may not start with '-'" in done.stderr + done.stdout
+    assert list(Path(fakes["FAKE_AGENT_OUT"]).iterdir()) == []
