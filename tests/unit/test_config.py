@@ -574,6 +574,12 @@ BATCH_ERRORS = [
         "placeholders: {description}, {task_id}, {files}, {reads}, {prompt}",
     ),
     (
+        "placeholder typo in prompt",
+        "agents:\n  dev:\n    preset: claude\n    prompt: 'do {descripton} on {files}'\n",
+        "batch.yaml:4: agents.dev.prompt: unknown placeholder {descripton} (did you mean {description}?); "
+        "placeholders: {description}, {files}, {reads}",
+    ),
+    (
         "malformed YAML: unclosed flow mapping",
         "tasks:\n  - {id: a, agent: x\n  - {id: b}\n",
         "batch.yaml:3: invalid YAML: expected ',' or '}', but got '{' (while parsing a flow mapping)",
