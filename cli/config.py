@@ -324,13 +324,17 @@ def validate_batch(
     batch: Batch,
     agents: dict[str, AgentSpec],
     which: Callable[[str], str | None] = shutil.which,
-) -> None:
+    *,
+    missing_ok: bool = False,
+) -> list[tuple[str, str]]:
     """Check that every task's agent is defined and its executable exists; raise ConfigError if not.
 
     A task agent that ``agents`` does not define but that is a preset name uses the preset.
     Executables (``command[0]``) are looked up with ``which``, once per agent that some task
-    uses; agents no task uses are not checked.
+    uses; agents no task uses are not checked. With ``missing_ok`` (a dry run), an executable
+    not found is returned, as (executable, whose), instead.
     """
+    missing: list[tuple[str, str]] = []
     checked: set[str] = set()
     for task in batch.tasks:
         origin = task.agent_origin or Origin(f"task {task.id!r}", None, "agent")
@@ -352,7 +356,10 @@ def validate_batch(
         if not command or not command[0]:
             raise where.error(f"{whose} has an empty command")
         if which(command[0]) is None:
-            raise where.error(f"executable {command[0]!r} of {whose} was not found on PATH")
+            if not missing_ok:
+                raise where.error(f"executable {command[0]!r} of {whose} was not found on PATH")
+            missing.append((command[0], whose.split(" (task ")[0]))
+    return missing
 
 
 # --- reading the YAML node tree -----------------------------------------------------------------

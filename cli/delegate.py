@@ -11,6 +11,8 @@ signal's number: 130, 143, 129.
 from __future__ import annotations
 
 import functools
+import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -37,6 +39,7 @@ from queue_core.statedir import ensure_private_dir
 from . import render
 from .config import (
     PRESETS,
+    REPO_CONFIG,
     AgentSpec,
     Batch,
     ConfigError,
@@ -110,7 +113,7 @@ def run(
     if (code := stopped_early()) is not None:
         return code
     try:
-        batch = _load(task_texts, batch_file, repo_root)
+        batch, missing = _load(task_texts, batch_file, repo_root, dry_run=dry_run)
         agents = batch.agents
         limit = max_parallel or batch.max_parallel or DEFAULT_MAX_PARALLEL
         ownership = FileOwnership({name: spec.owns for name, spec in agents.items() if spec.owns})
@@ -128,7 +131,9 @@ def run(
     if (code := stopped_early()) is not None:
         return code
     if dry_run:
-        render.out(_plan(plan))
+        render.out(_plan(plan, batch, runners, missing, json_out=json_out))
+        if missing:
+            render.warning("not found on PATH: " + ", ".join(f"{exe} ({whose})" for exe, whose in missing))
         return EXIT_OK
     stale_after = batch.stale_after if batch.stale_after is not None else STALE_AFTER_S
     keep_runs = batch.keep_runs or DEFAULT_KEEP_RUNS
@@ -137,18 +142,23 @@ def run(
     )
 
 
-def _load(task_texts: list[str], batch_file: Path | None, repo_root: Path) -> Batch:
+def _load(
+    task_texts: list[str], batch_file: Path | None, repo_root: Path, *, dry_run: bool
+) -> tuple[Batch, list[tuple[str, str]]]:
+    """The batch, and (for a dry run, which plans without them) the executables not installed."""
     file_batch = load_batch(batch_file) if batch_file is not None else Batch(None, {}, ())
     string_tasks = tuple(parse_task_string(text, i) for i, text in enumerate(task_texts, start=1))
     tasks = (*file_batch.tasks, *string_tasks)
     if not tasks:
         raise ConfigError("arguments", None, None, 'no tasks: give "AGENT: DESCRIPTION @file" arguments or --file')
     repo_config = load_repo_config(repo_root)
+    for name, spec in repo_config.agents.items():
+        if name in PRESETS:  # a repository's file must not pass its command off as the preset
+            render.warning(f"{REPO_CONFIG} redefines the preset {name!r}: it runs {shlex.join(spec.command)}")
     agents = merge_agents(repo_config.agents, file_batch.agents)
     keep_runs = file_batch.keep_runs or repo_config.keep_runs  # the batch's, else the repository's
     batch = Batch(file_batch.max_parallel, agents, tasks, file_batch.stale_after, keep_runs)
-    validate_batch(batch, agents)
-    return batch
+    return batch, validate_batch(batch, agents, missing_ok=dry_run)
 
 
 def _runner(
@@ -185,11 +195,39 @@ def _agent_task(task: TaskSpec, runner: SubprocessAgent) -> AgentTask:
     )
 
 
-def _plan(sched: Scheduler) -> str:
-    """What the batch already added to ``sched`` would start now, and why the rest would wait."""
+def _plan(
+    sched: Scheduler,
+    batch: Batch,
+    runners: dict[str, SubprocessAgent],
+    missing: list[tuple[str, str]],
+    *,
+    json_out: bool,
+) -> str:
+    """What the batch already added to ``sched`` would start now, and why the rest would wait;
+    each task with the exact argv it would run."""
     starts = [(e.id, e.agent, e.task.task_description) for e in sched.dispatch(0.0)]
     waits = [(e.id, e.agent, reason.describe()) for e, reason in sched.waiting()]
-    return render.plan_text(starts, waits)
+    argvs = {task_id: runner.argv for task_id, runner in runners.items()}
+    if not json_out:
+        return render.plan_text(starts, waits, argvs)
+    tasks = [
+        {
+            "id": t.id,
+            "agent": t.agent,
+            "argv": argvs[t.id],
+            "files": list(t.files),
+            "reads": list(t.reads),
+            "depends_on": list(t.depends_on),
+        }
+        for t in batch.tasks
+    ]
+    plan = {
+        "tasks": tasks,
+        "starts": [task_id for task_id, _, _ in starts],
+        "waits": [{"id": task_id, "reason": reason} for task_id, _, reason in waits],
+        "missing": sorted({exe for exe, _ in missing}),
+    }
+    return json.dumps(plan, indent=2)
 
 
 def _execute(

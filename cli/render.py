@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import queue
+import shlex
 import sys
 import threading
 import time
@@ -255,13 +256,20 @@ def run_json(run_id: str, outcomes: list[TaskOutcome], wall_s: float, sum_s: flo
     )
 
 
-def plan_text(starts: list[tuple[str, str, str]], waits: list[tuple[str, str, str]]) -> str:
-    """--dry-run: what would start together now, and why each other task would wait."""
+def plan_text(
+    starts: list[tuple[str, str, str]], waits: list[tuple[str, str, str]], argvs: dict[str, list[str]]
+) -> str:
+    """--dry-run: what would start together now, and why each other task would wait; under each,
+    the command it would run, quoted for a POSIX shell."""
     lines = ["Would start now, together:"]
-    lines += [f"  {tid} [{agent}] {desc}" for tid, agent, desc in starts] or ["  (nothing)"]
+    for tid, agent, desc in starts:
+        lines += [f"  {tid} [{agent}] {desc}", f"    $ {shlex.join(argvs[tid])}"]
+    if not starts:
+        lines.append("  (nothing)")
     if waits:
         lines.append("Would wait:")
-        lines += [f"  {tid} [{agent}]: {reason}" for tid, agent, reason in waits]
+        for tid, agent, reason in waits:
+            lines += [f"  {tid} [{agent}]: {reason}", f"    $ {shlex.join(argvs[tid])}"]
     return "\n".join(lines)
 
 

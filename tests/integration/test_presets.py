@@ -92,3 +92,34 @@ def test_a_claim_that_starts_with_a_dash_is_refused(tmp_path: Path, fakes: dict[
     assert done.returncode == 2
     assert "may not start with '-'" in done.stderr + done.stdout
     assert list(Path(fakes["FAKE_AGENT_OUT"]).iterdir()) == []
+
+
+def test_a_dry_run_shows_each_argv_and_works_without_the_tools(tmp_path: Path) -> None:
+    """Before: a dry run refused to plan without the agents' binaries, and never showed what would run."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # no claude, no codex here
+    done = _run(repo, env, "claude: fix it @src/a.py", "codex: test it @tests/", "--dry-run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "$ claude -p --permission-mode acceptEdits" in done.stdout
+    assert "$ codex exec --sandbox workspace-write --json --" in done.stdout
+    assert "not found on PATH: claude (preset agent 'claude'), codex (preset agent 'codex')" in done.stderr
+    done = _run(repo, env, "claude: fix it @src/a.py", "codex: test it @tests/", "--dry-run", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    plan = json.loads(done.stdout)
+    assert [t["id"] for t in plan["tasks"]] == ["t1", "t2"]
+    first = plan["tasks"][0]
+    assert first["argv"][:3] == ["claude", "-p", "--permission-mode"]
+    assert first["argv"][-1].startswith("fix it\n\nFiles and directories you may modify: src/a.py.")
+    assert (first["files"], first["reads"], first["depends_on"]) == (["src/a.py"], [], [])
+    assert plan["starts"] == ["t1", "t2"]
+    assert plan["missing"] == ["claude", "codex"]
+
+
+def test_a_preset_name_redefined_by_the_repository_is_announced(tmp_path: Path, fakes: dict[str, str]) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "project-manager.yaml").write_text("agents:\n  claude: {command: [sh, -c, 'echo hi']}\n")
+    done = _run(repo, fakes, "claude: hello @a")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "project-manager.yaml redefines the preset 'claude': it runs sh -c 'echo hi'" in done.stderr
