@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from queue_core import Claim, InvalidClaimError, InvalidTaskIdError, check_task_id
+from queue_core.reports import FORMATS
 from queue_core.runner import DEFAULT_PROMPT
 
 __all__ = [
@@ -88,6 +89,8 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "gemini": ("gemini", "--approval-mode=auto_edit", "--output-format=json", "--prompt={prompt}"),
     "shell": ("sh", "-c", "{description}"),
 }
+#: The format in which each preset reports errors, cost and tokens (see queue_core.reports).
+PRESET_REPORTS: dict[str, str] = {"claude": "claude", "codex": "codex", "gemini": "gemini"}
 
 #: The repository's own agent definitions, at its root.
 REPO_CONFIG = "project-manager.yaml"
@@ -96,7 +99,7 @@ _PLACEHOLDERS = ("description", "task_id", "files", "reads", "prompt")
 _PROMPT_PLACEHOLDERS = ("description", "files", "reads")
 _BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", "agents", "tasks")
 _REPO_KEYS = ("agents", "keep_runs")
-_AGENT_KEYS = ("command", "preset", "args", "prompt", "owns", "stop_grace")
+_AGENT_KEYS = ("command", "preset", "args", "prompt", "report", "owns", "stop_grace")
 #: The longest duration a batch may give (a timeout, a grace period): a week.
 MAX_DURATION_S = 7 * 24 * 3600.0
 #: Seconds a stopped agent has between SIGTERM and SIGKILL, unless its ``stop_grace`` says otherwise.
@@ -157,6 +160,13 @@ class AgentSpec:
     command_origin: Origin | None = field(default=None, compare=False, repr=False)
     #: The template of ``{prompt}``: ``{description}``, ``{files}``, ``{reads}``.
     prompt: str = DEFAULT_PROMPT
+    #: The format the agent reports its errors, cost and tokens in (queue_core.reports.FORMATS), if any.
+    report: str | None = None
+
+    @classmethod
+    def preset(cls, name: str) -> AgentSpec:
+        """The agent a task gets by naming a preset that nothing defines."""
+        return cls(name, PRESETS[name], report=PRESET_REPORTS.get(name))
 
 
 @dataclass(frozen=True)
@@ -507,6 +517,12 @@ class _Reader:
             prompt_node = entries["prompt"][1]
             prompt = self.string(prompt_node, f"{here}.prompt")
             self.placeholders(prompt_node, f"{here}.prompt", prompt, _PROMPT_PLACEHOLDERS)
+        report: str | None = None
+        if "report" in entries:
+            report_node = entries["report"][1]
+            report = self.string(report_node, f"{here}.report")
+            if report not in FORMATS:
+                raise self.error(report_node, f"{here}.report", f"expected one of {', '.join(FORMATS)}, got {report!r}")
         args: tuple[str, ...] = ()
         if "args" in entries:
             args_node = entries["args"][1]
@@ -523,7 +539,8 @@ class _Reader:
                     f"unknown preset {preset!r}{_suggest(preset, PRESETS)}; presets: {', '.join(PRESETS)}",
                 )
             origin = Origin(self.source, _line(preset_node), f"{here}.preset")
-            return AgentSpec(name, _with_args(PRESETS[preset], args), owns, grace, origin, prompt)
+            report = report if "report" in entries else PRESET_REPORTS.get(preset)
+            return AgentSpec(name, _with_args(PRESETS[preset], args), owns, grace, origin, prompt, report)
         command_node = entries["command"][1]
         command = self.strings(command_node, f"{here}.command")
         if not command:
@@ -531,7 +548,7 @@ class _Reader:
         for i, element in enumerate(command):
             self.placeholders(command_node.value[i], f"{here}.command[{i}]", element, _PLACEHOLDERS)
         origin = Origin(self.source, _line(command_node.value[0]), f"{here}.command[0]")
-        return AgentSpec(name, _with_args(command, args), owns, grace, origin, prompt)
+        return AgentSpec(name, _with_args(command, args), owns, grace, origin, prompt, report)
 
     def placeholders(self, node: yaml.Node, field: str, text: str, known: Sequence[str]) -> None:
         """Refuse a misspelt placeholder: ``{descripton}`` would reach the agent literally."""

@@ -33,6 +33,7 @@ from queue_core import (
 )
 from queue_core.holds import STALE_AFTER_S
 from queue_core.registry import new_run_id, state_dir
+from queue_core.reports import AgentReport
 from queue_core.retention import DEFAULT_KEEP_RUNS
 from queue_core.statedir import ensure_private_dir
 
@@ -164,7 +165,7 @@ def _load(
 def _runner(
     task: TaskSpec, agents: dict[str, AgentSpec], repo_root: Path, log_dir: Path, run_id: str
 ) -> SubprocessAgent:
-    spec = agents.get(task.agent) or AgentSpec(task.agent, PRESETS[task.agent])
+    spec = agents.get(task.agent) or AgentSpec.preset(task.agent)
     return SubprocessAgent.for_task(
         spec.command,
         task_id=task.id,
@@ -177,6 +178,7 @@ def _runner(
         grace_s=spec.stop_grace_s,
         reads=task.reads,
         prompt=spec.prompt,
+        report_format=spec.report,
     )
 
 
@@ -314,6 +316,7 @@ def _outcomes(
                 o["duration_s"],
                 str(runner.log) if ran else None,
                 o["reason"] if o["status"] != "succeeded" else None,
+                runner.report or AgentReport(),
             )
         )
     return outcomes

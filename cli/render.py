@@ -16,11 +16,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from queue_core import TaskEvent
+from queue_core.reports import AgentReport
 from queue_core.retention import RetentionReport
 
 _WORDS = {
@@ -46,6 +47,8 @@ class TaskOutcome:
     duration_s: float | None
     log: str | None
     reason: str | None = None
+    #: What the agent reported of its run (see queue_core.reports): an error, cost, tokens.
+    report: AgentReport = field(default_factory=AgentReport)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,7 +59,16 @@ class TaskOutcome:
             "exit_code": self.exit_code,
             "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
             "log": self.log,
+            "error": self.report.error,
+            "cost_usd": self.report.cost_usd,
+            "tokens": self.report.tokens,
         }
+
+
+def total_cost(outcomes: list[TaskOutcome]) -> float | None:
+    """The run's cost in USD, as far as its agents reported one; None if none did."""
+    costs = [o.report.cost_usd for o in outcomes if o.report.cost_usd is not None]
+    return round(sum(costs), 6) if costs else None
 
 
 def exit_now(code: int) -> NoReturn:
@@ -212,7 +224,8 @@ def _write(stream: TextIO, fd: int | None, text: str) -> bool:
 
 def summary_text(outcomes: list[TaskOutcome], wall_s: float, sum_s: float) -> str:
     """The end-of-run summary as plain text: a table, then wall time, task time and speedup."""
-    header = ("id", "agent", "outcome", "exit", "duration", "log")
+    cost = total_cost(outcomes)
+    header = ("id", "agent", "outcome", "exit", "duration", *(("cost",) if cost is not None else ()), "log")
     rows = [
         (
             o.id,
@@ -220,6 +233,7 @@ def summary_text(outcomes: list[TaskOutcome], wall_s: float, sum_s: float) -> st
             o.status if o.reason is None else f"{o.status} ({o.reason})",
             "" if o.exit_code is None else str(o.exit_code),
             "" if o.duration_s is None else f"{o.duration_s:.1f}s",
+            *(() if cost is None else ("" if o.report.cost_usd is None else f"${o.report.cost_usd:.4f}",)),
             _short_path(o.log),
         )
         for o in outcomes
@@ -229,8 +243,10 @@ def summary_text(outcomes: list[TaskOutcome], wall_s: float, sum_s: float) -> st
     speedup = sum_s / wall_s if wall_s > 0 else 1.0
     succeeded = sum(o.status == "succeeded" for o in outcomes)
     lines.append("")
+    spent = "" if cost is None else f", cost ${cost:.4f}"
     lines.append(
-        f"{succeeded}/{len(outcomes)} succeeded; wall {wall_s:.1f}s, task time {sum_s:.1f}s, speedup {speedup:.2f}x"
+        f"{succeeded}/{len(outcomes)} succeeded; wall {wall_s:.1f}s, task time {sum_s:.1f}s, "
+        f"speedup {speedup:.2f}x{spent}"
     )
     return "\n".join(lines)
 
@@ -250,6 +266,7 @@ def run_json(run_id: str, outcomes: list[TaskOutcome], wall_s: float, sum_s: flo
             "wall_s": round(wall_s, 3),
             "sum_s": round(sum_s, 3),
             "speedup": round(sum_s / wall_s, 3) if wall_s > 0 else 1.0,
+            "cost_usd": total_cost(outcomes),
             "tasks": [o.to_json() for o in outcomes],
         },
         indent=2,

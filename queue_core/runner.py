@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import QueueError
+from .reports import AgentReport, read_report
 from .supervisor import AgentProcess, shared_supervisor
 
-__all__ = ["DEFAULT_PROMPT", "AgentExitError", "SubprocessAgent", "render_argv", "render_prompt"]
+__all__ = ["DEFAULT_PROMPT", "AgentExitError", "AgentReportedError", "SubprocessAgent", "render_argv", "render_prompt"]
 
 _PLACEHOLDER = re.compile(r"\{(description|task_id|files|reads|prompt)\}")
 _PROMPT_PLACEHOLDER = re.compile(r"\{(description|files|reads)\}")
@@ -52,6 +53,15 @@ class AgentExitError(QueueError):
         self.log = log
         how = f"was killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"
         super().__init__(f"the agent {how} (log: {log})")
+
+
+class AgentReportedError(QueueError):
+    """An agent exited 0 but reported that it failed (a rate limit, a failed turn); see queue_core.reports."""
+
+    def __init__(self, error: str, log: Path):
+        self.error = error
+        self.log = log
+        super().__init__(f"the agent reported an error: {error} (log: {log})")
 
 
 def render_prompt(template: str, *, description: str, files: Sequence[str], reads: Sequence[str] = ()) -> str:
@@ -106,6 +116,10 @@ class SubprocessAgent:
     log: Path
     env: Mapping[str, str] = field(default_factory=dict)
     grace_s: float = 5.0
+    #: The format of what the agent reports in its log (a key of queue_core.reports.FORMATS), if any.
+    report_format: str | None = None
+    #: What the agent reported of its last attempt, read from its log once it ended.
+    report: AgentReport | None = field(default=None, init=False)
     #: Where the command's process group is recorded before it runs: a file and the task's id
     #: (see queue_core.task.Supervised). Set by a queue with a registry.
     record_group_in: tuple[Path, str] | None = field(default=None, init=False, repr=False)
@@ -130,6 +144,7 @@ class SubprocessAgent:
         grace_s: float = 5.0,
         reads: Sequence[str] = (),
         prompt: str = DEFAULT_PROMPT,
+        report_format: str | None = None,
     ) -> SubprocessAgent:
         """The agent for one task; ``prompt`` is the template of ``{prompt}`` (see render_prompt)."""
         env = {
@@ -141,7 +156,7 @@ class SubprocessAgent:
         }
         text = render_prompt(prompt, description=description, files=files, reads=reads)
         argv = render_argv(template, description=description, task_id=task_id, files=files, reads=reads, prompt=text)
-        return cls(argv, cwd, log, env, grace_s)
+        return cls(argv, cwd, log, env, grace_s, report_format)
 
     def __call__(self) -> int:
         header = os.fsencode(f"$ {subprocess.list2cmdline(self.argv)}\n")
@@ -151,7 +166,7 @@ class SubprocessAgent:
             if self._stopping:  # stopped before it started: do not start (a retry may)
                 self._stopping = False
                 raise AgentExitError(-signal.SIGTERM, self.log)
-            self._process, self._exit_code = None, None
+            self._process, self._exit_code, self.report = None, None, None
         # Not under the lock: starting the supervisor takes a while, and pid is read under a queue's lock.
         process = shared_supervisor().spawn(
             self.argv,
@@ -170,8 +185,12 @@ class SubprocessAgent:
             with self._lock:
                 self._stopping = False  # a stop was for this attempt: a retry starts afresh
         self._exit_code = code
+        if self.report_format is not None:
+            self.report = read_report(self.log, self.report_format)
         if code != 0:
             raise AgentExitError(code, self.log)
+        if self.report is not None and self.report.error is not None:
+            raise AgentReportedError(self.report.error, self.log)
         return code
 
     def _adopt(self, process: AgentProcess) -> bool:

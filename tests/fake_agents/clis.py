@@ -60,6 +60,33 @@ def parse(tool: str, argv: list[str]) -> dict[str, object]:
     raise SystemExit(f"no fake for {tool!r}")
 
 
+#: What each tool prints at the end when ``$FAKE_REPORT`` is "ok" or "error", as it documents.
+REPORTS: dict[str, dict[str, list[dict[str, object]]]] = {
+    "claude": {
+        "ok": [
+            {"type": "system", "subtype": "init"},
+            {
+                "type": "result",
+                "subtype": "success",
+                "is_error": False,
+                "result": "done",
+                "total_cost_usd": 0.0125,
+                "usage": {"input_tokens": 1000, "output_tokens": 200},
+            },
+        ],
+        "error": [{"type": "result", "subtype": "success", "is_error": True, "result": "API Error: 429 rate limit"}],
+    },
+    "codex": {
+        "ok": [{"type": "turn.completed", "usage": {"input_tokens": 300, "output_tokens": 40}}],
+        "error": [{"type": "turn.failed", "error": {"message": "stream error"}}],
+    },
+    "gemini": {
+        "ok": [{"response": "done", "stats": {"models": {"m": {"tokens": {"prompt": 50, "candidates": 5}}}}}],
+        "error": [{"error": {"message": "Quota exceeded", "code": 429}}],
+    },
+}
+
+
 def main() -> None:
     tool = os.environ["FAKE_TOOL"]
     seen = {"tool": tool, "argv": sys.argv[1:], **parse(tool, sys.argv[1:])}
@@ -67,6 +94,8 @@ def main() -> None:
     if seen["unattended"]:
         Path("edited").mkdir(exist_ok=True)
         Path("edited", os.environ["PM_TASK_ID"]).write_text(tool)
+    for line in REPORTS.get(tool, {}).get(os.environ.get("FAKE_REPORT", ""), []):
+        print(json.dumps(line), flush=True)  # exit 0 whatever they say, as the tools do
 
 
 if __name__ == "__main__":

@@ -123,3 +123,34 @@ def test_a_preset_name_redefined_by_the_repository_is_announced(tmp_path: Path, 
     done = _run(repo, fakes, "claude: hello @a")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "project-manager.yaml redefines the preset 'claude': it runs sh -c 'echo hi'" in done.stderr
+
+
+@pytest.mark.parametrize("tool", ["claude", "codex", "gemini"])
+def test_an_error_the_agent_reports_behind_exit_0_fails_the_task(
+    tmp_path: Path, fakes: dict[str, str], tool: str
+) -> None:
+    """Before: a rate limit or failed turn behind exit 0 was reported as succeeded."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    done = _run(repo, {**fakes, "FAKE_REPORT": "error"}, f"{tool}: fix @a", "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    [task] = json.loads(done.stdout)["tasks"]
+    assert task["status"] == "failed"
+    assert task["exit_code"] == 0
+    assert task["error"] in ("API Error: 429 rate limit", "stream error", "Quota exceeded")
+
+
+def test_cost_and_tokens_the_agents_report_are_in_the_summary_and_json(tmp_path: Path, fakes: dict[str, str]) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {**fakes, "FAKE_REPORT": "ok"}
+    done = _run(repo, env, "claude: a @a", "codex: b @b", "aider: c @c", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    tasks = {t["agent"]: t for t in report["tasks"]}
+    assert (tasks["claude"]["cost_usd"], tasks["claude"]["tokens"]) == (0.0125, {"input": 1000, "output": 200})
+    assert (tasks["codex"]["cost_usd"], tasks["codex"]["tokens"]) == (None, {"input": 300, "output": 40})
+    assert (tasks["aider"]["cost_usd"], tasks["aider"]["tokens"], tasks["aider"]["error"]) == (None, None, None)
+    assert report["cost_usd"] == 0.0125
+    done = _run(repo, env, "claude: a @a")
+    assert "cost $0.0125" in done.stdout

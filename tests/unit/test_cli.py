@@ -50,7 +50,7 @@ def test_string_tasks_run_in_parallel_and_report_json(repo: Path) -> None:
     assert {t["id"] for t in report["tasks"]} == {"t1", "t2"}
     assert all(Path(t["log"]).exists() for t in report["tasks"])
     assert (repo / "one.txt").read_text() == "one\n"
-    assert set(report) == {"run_id", "wall_s", "sum_s", "speedup", "tasks"}
+    assert set(report) == {"run_id", "wall_s", "sum_s", "speedup", "cost_usd", "tasks"}
 
 
 def test_a_failing_task_exits_1_and_says_so(repo: Path) -> None:

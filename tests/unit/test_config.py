@@ -346,7 +346,7 @@ BATCH_ERRORS = [
         "unknown agent key",
         "agents:\n  dev:\n    preset: claude\n    own: [src/**]\n",
         "batch.yaml:4: agents.dev.own: unknown key 'own' (did you mean 'owns'?); "
-        "expected one of: command, preset, args, prompt, owns, stop_grace",
+        "expected one of: command, preset, args, prompt, report, owns, stop_grace",
     ),
     (
         "duplicate top-level key",
@@ -644,13 +644,13 @@ def test_repo_agents_and_merge(tmp_path: Path, write: Write) -> None:
     repo = load_repo_agents(tmp_path)
     assert repo == {
         "code_developer": AgentSpec("code_developer", ("claude", "-p", "{description}"), ("src/**",)),
-        "reviewer": AgentSpec("reviewer", PRESETS["codex"], ()),
+        "reviewer": AgentSpec("reviewer", PRESETS["codex"], (), report="codex"),
     }
     batch = load_batch(write("agents:\n  code_developer: {preset: aider, owns: [lib/**]}\n"))
     merged = merge_agents(repo, batch.agents)
     assert merged == {
         "code_developer": AgentSpec("code_developer", PRESETS["aider"], ("lib/**",)),
-        "reviewer": AgentSpec("reviewer", PRESETS["codex"], ()),
+        "reviewer": AgentSpec("reviewer", PRESETS["codex"], (), report="codex"),
     }
     assert merge_agents(repo, {}) == repo
     assert merge_agents({}, batch.agents) == batch.agents
