@@ -57,7 +57,9 @@ from .ownership import FileOwnership
 from .processes import STOPPED_HINT, process_state
 from .realpaths import ClaimResolver
 from .registry import Registry, RegistrySession
+from .reports import AgentReport
 from .retention import DEFAULT_KEEP_RUNS
+from .runner import SubprocessAgent
 from .scheduler import DEFAULT_MAX_BYPASS, Scheduler, TaskEntry
 from .supervisor import shared_supervisor
 from .task import AgentTask, Stoppable, TaskState, is_supervised
@@ -873,8 +875,12 @@ class _Engine:
         }
 
     def _finished_tasks(self) -> list[dict[str, Any]]:
-        return [
-            {
+        """The history's tasks; with what an agent reported of its last attempt (SubprocessAgent.report)."""
+        tasks = []
+        for e in self.sched.entries():
+            if not e.state.is_terminal:
+                continue
+            task: dict[str, Any] = {
                 "id": e.id,
                 "agent": e.agent,
                 "status": e.state.value,
@@ -882,9 +888,11 @@ class _Engine:
                 "duration_s": _duration(e),
                 "reason": e.outcome_reason,
             }
-            for e in self.sched.entries()
-            if e.state.is_terminal
-        ]
+            if isinstance(e.task.execute_fn, SubprocessAgent):
+                report = e.task.execute_fn.report or AgentReport()
+                task.update(error=report.error, cost_usd=report.cost_usd, tokens=report.tokens)
+            tasks.append(task)
+        return tasks
 
     def _finish_run(self) -> None:
         """Leave a history record and drop this run's registry entries, once."""

@@ -152,5 +152,7 @@ def test_cost_and_tokens_the_agents_report_are_in_the_summary_and_json(tmp_path:
     assert (tasks["codex"]["cost_usd"], tasks["codex"]["tokens"]) == (None, {"input": 300, "output": 40})
     assert (tasks["aider"]["cost_usd"], tasks["aider"]["tokens"], tasks["aider"]["error"]) == (None, None, None)
     assert report["cost_usd"] == 0.0125
+    history = json.loads((repo / ".project-manager" / "history" / f"{report['run_id']}.json").read_text())
+    assert {t["agent"]: t["cost_usd"] for t in history["tasks"]} == {"claude": 0.0125, "codex": None, "aider": None}
     done = _run(repo, env, "claude: a @a")
     assert "cost $0.0125" in done.stdout
