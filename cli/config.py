@@ -351,10 +351,11 @@ def validate_batch(
         if task.agent in agents:
             spec = agents[task.agent]
             command, where = spec.command, spec.command_origin or origin
-            whose = f"agent {task.agent!r}"
+            agent = whose = f"agent {task.agent!r}"
         elif task.agent in PRESETS:
             command, where = PRESETS[task.agent], origin
-            whose = f"preset agent {task.agent!r} (task {task.id!r})"
+            agent = f"preset agent {task.agent!r}"
+            whose = f"{agent} (task {task.id!r})"
         else:
             raise origin.error(
                 f"task {task.id!r} uses unknown agent {task.agent!r}{_suggest(task.agent, [*agents, *PRESETS])}; "
@@ -368,7 +369,7 @@ def validate_batch(
         if which(command[0]) is None:
             if not missing_ok:
                 raise where.error(f"executable {command[0]!r} of {whose} was not found on PATH")
-            missing.append((command[0], whose.split(" (task ")[0]))
+            missing.append((command[0], agent))
     return missing
 
 

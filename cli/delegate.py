@@ -11,7 +11,6 @@ signal's number: 130, 143, 129.
 from __future__ import annotations
 
 import functools
-import json
 import shlex
 import signal
 import subprocess
@@ -212,24 +211,8 @@ def _plan(
     argvs = {task_id: runner.argv for task_id, runner in runners.items()}
     if not json_out:
         return render.plan_text(starts, waits, argvs)
-    tasks = [
-        {
-            "id": t.id,
-            "agent": t.agent,
-            "argv": argvs[t.id],
-            "files": list(t.files),
-            "reads": list(t.reads),
-            "depends_on": list(t.depends_on),
-        }
-        for t in batch.tasks
-    ]
-    plan = {
-        "tasks": tasks,
-        "starts": [task_id for task_id, _, _ in starts],
-        "waits": [{"id": task_id, "reason": reason} for task_id, _, reason in waits],
-        "missing": sorted({exe for exe, _ in missing}),
-    }
-    return json.dumps(plan, indent=2)
+    tasks = [(t.id, t.agent, argvs[t.id], t.files, t.reads, t.depends_on) for t in batch.tasks]
+    return render.plan_json(tasks, starts, waits, sorted({exe for exe, _ in missing}))
 
 
 def _execute(

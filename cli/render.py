@@ -273,6 +273,27 @@ def run_json(run_id: str, outcomes: list[TaskOutcome], wall_s: float, sum_s: flo
     )
 
 
+def plan_json(
+    tasks: list[tuple[str, str, list[str], tuple[str, ...], tuple[str, ...], tuple[str, ...]]],
+    starts: list[tuple[str, str, str]],
+    waits: list[tuple[str, str, str]],
+    missing: list[str],
+) -> str:
+    """--dry-run --json: each task (id, agent, argv, files, reads, depends_on), what would start
+    now, why the rest would wait, and the executables not on PATH."""
+    keys = ("id", "agent", "argv", "files", "reads", "depends_on")
+    plan = {
+        "tasks": [
+            dict(zip(keys, (tid, agent, argv, list(files), list(reads), list(deps)), strict=True))
+            for tid, agent, argv, files, reads, deps in tasks
+        ],
+        "starts": [tid for tid, _, _ in starts],
+        "waits": [{"id": tid, "reason": reason} for tid, _, reason in waits],
+        "missing": missing,
+    }
+    return json.dumps(plan, indent=2)
+
+
 def plan_text(
     starts: list[tuple[str, str, str]], waits: list[tuple[str, str, str]], argvs: dict[str, list[str]]
 ) -> str:
