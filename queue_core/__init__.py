@@ -37,7 +37,7 @@ from .ownership import FileOwnership
 from .queue import TaskEvent, TaskQueue
 from .realpaths import ClaimResolver
 from .registry import Registry
-from .runner import AgentExitError, SubprocessAgent, render_argv
+from .runner import AgentExitError, AgentReportedError, SubprocessAgent, render_argv
 from .scheduler import Scheduler, TaskEntry
 from .status import repo_status
 from .task import AgentTask, Stoppable, TaskState, check_task_id
@@ -47,6 +47,7 @@ __all__ = [
     "Access",
     "AgentAlreadyRunningError",
     "AgentExitError",
+    "AgentReportedError",
     "AgentTask",
     "CapacityError",
     "Claim",

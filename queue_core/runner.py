@@ -104,7 +104,8 @@ def render_argv(
 class SubprocessAgent:
     """An ``execute_fn`` that runs one agent command under the supervisor; Stoppable (see queue_core.task).
 
-    Returns the exit code (0) on success; raises AgentExitError otherwise, the OSError that kept
+    Returns the exit code (0) on success; raises AgentExitError otherwise, AgentReportedError
+    if it exited 0 but its output (in ``report_format``) reports an error, the OSError that kept
     the command from starting (FileNotFoundError: no such program), or SupervisorError. It
     returns only once the command *and every process it started* are gone (see
     :mod:`queue_core.supervisor`), so a claim is never released while one of them lives.
