@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -45,6 +46,11 @@ class Child:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         self.proc.wait(WAIT)
+
+    def kill_unreaped(self) -> None:
+        """SIGKILL it and wait until it has died, without reaping it: it stays a zombie."""
+        os.kill(self.proc.pid, signal.SIGKILL)
+        os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT)  # blocks until dead; keeps it
 
 
 @pytest.fixture

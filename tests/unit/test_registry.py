@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import os
-import signal
 import socket
 import stat
 import subprocess
@@ -30,6 +29,7 @@ from queue_core.registry import FORMAT, VERSION, Hold, Owner, Registry
 from queue_core.status import live_run_records
 
 from ..conftest import WAIT, Gate, wait_for
+from ._state import Child
 
 STATE = ".project-manager"
 
@@ -52,45 +52,11 @@ def stray_temp_files(repo: Path) -> list[Path]:
     return [p for p in (repo / STATE).rglob("*") if p.name.endswith(".tmp")]
 
 
-class Sleeper:
-    """A live child process, blocked on its stdin (no sleep), with its real start time."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
-        self.started = round(psutil.Process(self.proc.pid).create_time(), 2)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def end(self) -> None:
-        """Let it exit, and reap it."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(WAIT)
-
-    def kill_unreaped(self) -> None:
-        """SIGKILL it and wait until it has died, without reaping it: it stays a zombie."""
-        os.kill(self.proc.pid, signal.SIGKILL)
-        os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT)  # blocks until dead; keeps it
-
-
-@pytest.fixture
-def sleeper() -> Iterator[Sleeper]:
-    child = Sleeper()
-    try:
-        yield child
-    finally:
-        if child.proc.poll() is None:
-            child.proc.kill()
-        child.end()
-
-
 @pytest.fixture
 def dead_owner() -> Owner:
     """The owner of a process that ran, exited and was reaped."""
-    child = Sleeper()
-    owner = Owner(socket.gethostname(), child.pid, child.started, "dead-run")
+    child = Child()
+    owner = Owner(socket.gethostname(), child.pid, child.id.started, "dead-run")
     assert owner.alive()
     child.end()
     return owner
@@ -224,8 +190,8 @@ def test_owner_dead_after_its_process_exited(dead_owner: Owner) -> None:
     assert not dead_owner.alive()
 
 
-def test_owner_with_a_reused_pid_is_dead(sleeper: Sleeper) -> None:
-    real = Owner(socket.gethostname(), sleeper.pid, sleeper.started, "r")
+def test_owner_with_a_reused_pid_is_dead(child: Child) -> None:
+    real = Owner(socket.gethostname(), child.pid, child.id.started, "r")
     assert real.alive()
     for delta in (-3600.0, -1.0, 0.01, 3600.0):
         assert not Owner(real.host, real.pid, round(real.started + delta, 2), "r").alive()
@@ -237,11 +203,11 @@ def test_owner_on_another_host_is_assumed_alive(dead_owner: Owner) -> None:
     assert Owner("some-other-host.invalid", dead_owner.pid, dead_owner.started, "r").alive()
 
 
-def test_owner_killed_but_not_yet_reaped_is_dead(sleeper: Sleeper) -> None:
+def test_owner_killed_but_not_yet_reaped_is_dead(child: Child) -> None:
     """A zombie runs nothing (registry._start_time says so): its claims must not block."""
-    owner = Owner(socket.gethostname(), sleeper.pid, sleeper.started, "r")
-    sleeper.kill_unreaped()
-    assert psutil.Process(sleeper.pid).status() == psutil.STATUS_ZOMBIE
+    owner = Owner(socket.gethostname(), child.pid, child.id.started, "r")
+    child.kill_unreaped()
+    assert psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE
     assert not owner.alive()
 
 
