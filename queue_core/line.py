@@ -31,7 +31,7 @@ from typing import Any
 
 from .claims import Claim, overlaps
 from .errors import InvalidClaimError
-from .holds import STALE_AFTER_S, Owner
+from .holds import STALE_AFTER_S, Hold, Owner
 
 __all__ = ["Place", "Wanted", "ahead", "alive_by", "conflict", "live_places", "parse_line", "set_places"]
 
@@ -60,27 +60,15 @@ class Place:
     since: float
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "owner": self.owner.to_json(),
-            "task": self.task,
-            "agent": self.agent,
-            "writes": list(self.writes),
-            "reads": list(self.reads),
-            "behind": list(self.behind),
-            "since": self.since,
-        }
+        """As a hold of its task would be written, with the runs it waited for."""
+        hold = Hold(self.owner, self.task, self.agent, self.writes, self.reads, self.since)
+        return {**hold.to_json(), "behind": list(self.behind)}
 
     @classmethod
     def from_json(cls, data: Any) -> Place:
-        return cls(
-            Owner.from_json(data["owner"]),
-            str(data["task"]),
-            str(data["agent"]),
-            tuple(str(w) for w in data["writes"]),
-            tuple(str(r) for r in data["reads"]),
-            tuple(sorted(str(r) for r in data.get("behind", ()))),
-            float(data["since"]),
-        )
+        hold = Hold.from_json(data)
+        behind = tuple(sorted(str(r) for r in data.get("behind", ())))
+        return cls(hold.owner, hold.task, hold.agent, hold.writes, hold.reads, behind, hold.since)
 
 
 def parse_line(items: Any) -> list[Place]:

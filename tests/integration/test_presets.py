@@ -18,6 +18,13 @@ TOOLS = ("claude", "codex", "gemini", "aider")
 
 
 @pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
 def fakes(tmp_path: Path) -> dict[str, str]:
     """An environment whose PATH finds the fake tools first; what they saw goes to ``out``."""
     bin_dir, out = tmp_path / "bin", tmp_path / "out"
@@ -37,12 +44,10 @@ def _run(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPro
 
 @pytest.mark.parametrize("tool", TOOLS)
 def test_a_preset_edits_unattended_and_an_option_like_description_stays_text(
-    tmp_path: Path, fakes: dict[str, str], tool: str
+    repo: Path, fakes: dict[str, str], tool: str
 ) -> None:
     """Before: `claude -p` and the others ran without a mode that allows edits (denied, exit 0:
     succeeded with nothing done), and a description starting with '-' was read as an option."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
     done = _run(repo, fakes, f"{tool}: --help me fix it @src/a.py", "-j", "1")
     assert done.returncode == 0, done.stdout + done.stderr
     seen = json.loads((Path(fakes["FAKE_AGENT_OUT"]) / "t1.json").read_text())
@@ -51,9 +56,7 @@ def test_a_preset_edits_unattended_and_an_option_like_description_stays_text(
     assert (repo / "edited" / "t1").read_text() == tool
 
 
-def test_the_agent_is_told_what_it_may_modify_and_read(tmp_path: Path, fakes: dict[str, str]) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
+def test_the_agent_is_told_what_it_may_modify_and_read(repo: Path, fakes: dict[str, str]) -> None:
     batch = repo / "batch.yaml"
     batch.write_text(
         "tasks:\n  - {id: t, agent: aider, description: tidy, files: [src/a.py, 'docs/*.md'], reads: [README.md]}\n"
@@ -68,9 +71,7 @@ def test_the_agent_is_told_what_it_may_modify_and_read(tmp_path: Path, fakes: di
     assert seen["files"] == ["src/a.py", "docs/*.md"]
 
 
-def test_prompt_and_args_per_agent(tmp_path: Path, fakes: dict[str, str]) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
+def test_prompt_and_args_per_agent(repo: Path, fakes: dict[str, str]) -> None:
     batch = repo / "batch.yaml"
     batch.write_text(
         "agents:\n"
@@ -85,19 +86,15 @@ def test_prompt_and_args_per_agent(tmp_path: Path, fakes: dict[str, str]) -> Non
     assert seen["output"] == "json"  # the later --output-format wins; args go before the prompt's --
 
 
-def test_a_claim_that_starts_with_a_dash_is_refused(tmp_path: Path, fakes: dict[str, str]) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
+def test_a_claim_that_starts_with_a_dash_is_refused(repo: Path, fakes: dict[str, str]) -> None:
     done = _run(repo, fakes, "aider: fix @-rf")
     assert done.returncode == 2
     assert "may not start with '-'" in done.stderr + done.stdout
     assert list(Path(fakes["FAKE_AGENT_OUT"]).iterdir()) == []
 
 
-def test_a_dry_run_shows_each_argv_and_works_without_the_tools(tmp_path: Path) -> None:
+def test_a_dry_run_shows_each_argv_and_works_without_the_tools(repo: Path) -> None:
     """Before: a dry run refused to plan without the agents' binaries, and never showed what would run."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
     env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # no claude, no codex here
     done = _run(repo, env, "claude: fix it @src/a.py", "codex: test it @tests/", "--dry-run")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -116,9 +113,7 @@ def test_a_dry_run_shows_each_argv_and_works_without_the_tools(tmp_path: Path) -
     assert plan["missing"] == ["claude", "codex"]
 
 
-def test_a_preset_name_redefined_by_the_repository_is_announced(tmp_path: Path, fakes: dict[str, str]) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
+def test_a_preset_name_redefined_by_the_repository_is_announced(repo: Path, fakes: dict[str, str]) -> None:
     (repo / "project-manager.yaml").write_text("agents:\n  claude: {command: [sh, -c, 'echo hi']}\n")
     done = _run(repo, fakes, "claude: hello @a")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -126,12 +121,8 @@ def test_a_preset_name_redefined_by_the_repository_is_announced(tmp_path: Path, 
 
 
 @pytest.mark.parametrize("tool", ["claude", "codex", "gemini"])
-def test_an_error_the_agent_reports_behind_exit_0_fails_the_task(
-    tmp_path: Path, fakes: dict[str, str], tool: str
-) -> None:
+def test_an_error_the_agent_reports_behind_exit_0_fails_the_task(repo: Path, fakes: dict[str, str], tool: str) -> None:
     """Before: a rate limit or failed turn behind exit 0 was reported as succeeded."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
     done = _run(repo, {**fakes, "FAKE_REPORT": "error"}, f"{tool}: fix @a", "--json")
     assert done.returncode == 1, done.stdout + done.stderr
     [task] = json.loads(done.stdout)["tasks"]
@@ -140,9 +131,7 @@ def test_an_error_the_agent_reports_behind_exit_0_fails_the_task(
     assert task["error"] in ("API Error: 429 rate limit", "stream error", "Quota exceeded")
 
 
-def test_cost_and_tokens_the_agents_report_are_in_the_summary_and_json(tmp_path: Path, fakes: dict[str, str]) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
+def test_cost_and_tokens_the_agents_report_are_in_the_summary_and_json(repo: Path, fakes: dict[str, str]) -> None:
     env = {**fakes, "FAKE_REPORT": "ok"}
     done = _run(repo, env, "claude: a @a", "codex: b @b", "aider: c @c", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
