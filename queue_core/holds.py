@@ -31,6 +31,7 @@ __all__ = [
     "judge_run",
     "live_holds",
     "read_groups",
+    "why_alive",
 ]
 
 _HOST = socket.gethostname()
@@ -256,7 +257,7 @@ def judge_run(
     except OSError as exc:
         return True, f"its record cannot be read ({exc.strerror or exc})"
     if owner is not None and owner.alive(runs_dir, stale_after):
-        return True, _why_alive(owner, runs_dir, stale_after)
+        return True, why_alive(owner, runs_dir, stale_after)
     if owner is None or owner.is_local:
         for task, groups in read_groups(runs_dir / f"{run}.groups").items():
             for group in groups:
@@ -266,12 +267,13 @@ def judge_run(
     live = live_holds(holds, runs_dir, stale_after=stale_after)[0]
     if live:
         if live[0].owner.alive(runs_dir, stale_after):
-            return True, _why_alive(live[0].owner, runs_dir, stale_after)
+            return True, why_alive(live[0].owner, runs_dir, stale_after)
         return True, f"it holds claims for its task {live[0].task}"
     return False, _why_dead(owner or (holds[0].owner if holds else None), runs_dir, stale_after)
 
 
-def _why_alive(owner: Owner, runs_dir: Path, stale_after: float) -> str:
+def why_alive(owner: Owner, runs_dir: Path, stale_after: float) -> str:
+    """Why ``owner``, which lives (Owner.alive), does: a sentence for a person."""
     if not owner.is_local:
         where = owner.host if owner.host != _HOST else "another PID namespace"
         age = heartbeat_age(runs_dir, owner.run)

@@ -55,7 +55,7 @@ from typing import Any
 
 from . import retention
 from .errors import RunAliveError, StateError
-from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, heartbeat_age, judge_run, live_holds, read_groups
+from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, judge_run, live_holds, read_groups, why_alive
 from .line import Place, Wanted, alive_by, live_places, parse_line, set_places
 from .processes import ProcessId, describe_lock_holder
 from .retention import DAMAGED_KEPT, DEFAULT_KEEP_RUNS, check_keep_runs
@@ -418,27 +418,17 @@ class Registry:
                 raise RunAliveError(self.path, f"run {run} is this one")
             live = [h for h in session.holds.values() if h.owner.run == run]
             if live:  # the step has dropped the holds of dead owners already
-                raise RunAliveError(self.path, self._why_alive(live[0]))
+                owner = live[0].owner
+                if owner.alive(self.runs_dir, self.stale_after):
+                    why = why_alive(owner, self.runs_dir, self.stale_after)
+                else:
+                    why = f"it died, but an agent of its task {live[0].task} still runs"
+                raise RunAliveError(self.path, f"run {run}: {why}")
             released = [h for h in session.dropped if h.owner.run == run]
             for suffix in (".json", ".holds", ".groups"):  # in the step: a new run may take the id after it
                 with contextlib.suppress(OSError):
                     os.unlink(self.runs_dir / f"{run}{suffix}")
         return len(released)
-
-    def _why_alive(self, hold: Hold) -> str:
-        owner = hold.owner
-        if not owner.is_local:
-            age = heartbeat_age(self.runs_dir, owner.run)
-            return (
-                f"run {owner.run} on {owner.host} (pid {owner.pid} there) beat {age:.0f} s ago; "
-                f"it is dead after {self.stale_after:.0f} s"
-            )
-        if owner.process.alive():
-            return f"run {owner.run} is alive: pid {owner.pid}"
-        if owner.supervisor_alive():
-            assert owner.supervisor is not None
-            return f"run {owner.run} died, but its supervisor (pid {owner.supervisor.pid}) is still stopping its agents"
-        return f"run {owner.run} died, but an agent of its task {hold.task} still runs"
 
     def finish_run(self, history: dict[str, Any] | None) -> None:
         """Drop any hold this run still has, and replace its record by a small history record (if any).
