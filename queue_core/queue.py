@@ -657,14 +657,13 @@ class _Engine:
         for entry in running.values():  # started
             session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads))
         waiting = [] if self.aborted else self.sched.waiting_on_external(self.sched.max_parallel)
+        known: dict[str, Hold | Place] = {**self.external_holds, **self.places_ahead}  # holder id -> whose
         session.set_waiting(
-            [Wanted(e.id, e.agent, _texts(e.writes), _texts(e.reads), self._runs_of(holders)) for e, holders in waiting]
+            [
+                Wanted(e.id, e.agent, _texts(e.writes), _texts(e.reads), frozenset(known[h].owner.run for h in holders))
+                for e, holders in waiting
+            ]
         )
-
-    def _runs_of(self, holders: frozenset[str]) -> frozenset[str]:
-        """The runs of external holders (lock held)."""
-        known: dict[str, Hold | Place] = {**self.external_holds, **self.places_ahead}
-        return frozenset(known[h].owner.run for h in holders if h in known)
 
     def _may_keep_lease(self) -> bool:
         """Whether a step that started tasks keeps the registry locked (lock held).
