@@ -1,4 +1,4 @@
-"""What an agent says of its own run, read from its log: an error behind exit 0, cost, tokens.
+"""What an agent says of its own run, read from its log: an error behind exit 0, a rate limit, cost, tokens.
 
 Agents run headless report in machine-readable form (see the presets in ``cli.config``); each
 format has a small reader here, fed the log line by line after the agent ended, never holding
@@ -8,27 +8,63 @@ be read, and an agent's exit code still counts on its own.
 
 * ``claude``: Claude Code's ``--output-format stream-json`` (or ``json``): the last
   ``{"type": "result", "is_error", "result", "total_cost_usd", "usage": {"input_tokens",
-  "output_tokens"}}`` line. ``is_error`` true (a rate limit exits 0 that way) is an error.
+  "output_tokens"}}`` line. ``is_error`` true (a rate limit exits 0 that way) is an error. A
+  ``{"type": "rate_limit_event", "rate_limit_info": {"status": "rejected", "resetsAt": EPOCH}}``
+  line says when the limit resets; ``allowed`` and ``allowed_warning`` ones are only news.
 * ``codex``: ``codex exec --json`` events: ``turn.completed`` carries ``usage``, summed over
   turns; ``turn.failed`` and ``error`` events are errors (a failed turn can exit 0).
 * ``gemini``: ``gemini --output-format json``: one object, ``{"response", "stats": {"models":
-  {m: {"tokens": {"prompt", "candidates"}}}}, "error"}``.
+  {m: {"tokens": {"prompt", "candidates"}}}}, "error": {"message", "code"}}``.
+* ``aider``: plain text. Aider retries an API error itself (``Retrying in 2.0 seconds...``),
+  then gives up with the error's line (``litellm.RateLimitError: ...``) and exits 0; each answer
+  it got ends with ``Tokens: ... Cost: $X message, $Y session.``. An error line that no retry
+  and no answer follows is the error; the last session cost is the cost.
+
+**Rate limits.** An error is a rate limit when it says so (HTTP 429, ``rate_limit_error``,
+"rate limit", "you've hit your limit", "usage limit", quota exceeded or exhausted). When the
+attempt failed (a non-zero exit) and the format's own error says nothing, the log's last lines
+that are not JSON (an agent's stderr) are searched for such a message too. A reset the agent
+named (an epoch, ``resets_in_seconds``, "try again in 3 hours 51 minutes", ``Retry-After: 120``)
+becomes ``retry_after``, in seconds from ``now``.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["FORMATS", "MAX_LINE", "AgentReport", "read_report"]
+__all__ = ["FORMATS", "MAX_LINE", "AgentReport", "read_report", "retry_after_in"]
 
 #: The longest line read; the rest of such a line is skipped, not kept.
 MAX_LINE = 1 << 20
 #: How much of an error is kept: one line, this long at most.
 _ERROR_CHARS = 300
+#: How much of a failed attempt's log is searched for a rate-limit message outside the format.
+_TAIL_BYTES = 64 << 10
+
+_RATE_LIMIT = re.compile(
+    r"rate[ _-]?limit|\b429\b|too many requests|hit your (?:\w+ )?limit|usage limit"
+    r"|quota (?:exceeded|exhausted)|exceeded your (?:current )?quota|resource[_ ]exhausted",
+    re.IGNORECASE,
+)
+_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+_DURATION = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(d(?:ays?)?|h(?:ours?|rs?)?|m(?:in(?:ute)?s?)?|s(?:ec(?:ond)?s?)?)\b", re.IGNORECASE
+)
+_RETRY_IN = re.compile(
+    r"(?:try again|retry|resets?) (?:in|after)\s+((?:\d+(?:\.\d+)?\s*[a-z]+[\s,]*(?:and\s+)?)+)", re.IGNORECASE
+)
+_RETRY_SECONDS = re.compile(
+    r"retry-after\"?\s*[:=]?\s*\"?(\d+(?:\.\d+)?)|resets_in_seconds\"?\s*[:=]\s*(\d+(?:\.\d+)?)"
+    r"|retryDelay\"?\s*[:=]\s*\"(\d+(?:\.\d+)?)s",
+    re.IGNORECASE,
+)
+_RESET_EPOCH = re.compile(r"usage limit reached\|(\d{9,11})", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -39,6 +75,10 @@ class AgentReport:
     cost_usd: float | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    #: The error is a rate limit: the attempt is to be tried again once it lifts.
+    rate_limited: bool = False
+    #: Seconds until the rate limit lifts, if the agent said.
+    retry_after: float | None = None
 
     @property
     def tokens(self) -> dict[str, int] | None:
@@ -46,23 +86,85 @@ class AgentReport:
             return None
         return {"input": self.input_tokens or 0, "output": self.output_tokens or 0}
 
+    def after(self, earlier: AgentReport | None) -> AgentReport:
+        """This attempt's report, with the cost and tokens of ``earlier`` attempts added: a task
+        retried, or paused by a rate limit, costs what all its attempts did."""
+        if earlier is None:
+            return self
+        return replace(
+            self,
+            cost_usd=_sum(self.cost_usd, earlier.cost_usd),
+            input_tokens=_sum(self.input_tokens, earlier.input_tokens),
+            output_tokens=_sum(self.output_tokens, earlier.output_tokens),
+        )
 
-def read_report(log: Path, fmt: str) -> AgentReport:
-    """The report in ``log``, written in the format ``fmt`` (a key of FORMATS); empty if unreadable."""
+
+def read_report(log: Path, fmt: str, *, start: int = 0, now: float | None = None, failed: bool = False) -> AgentReport:
+    """The report in ``log`` from byte ``start`` on, written in the format ``fmt`` (a key of FORMATS).
+
+    ``now`` is the wall-clock time resets are counted from (default: the current time);
+    ``failed``: the attempt exited non-zero, so its stderr is searched for a rate limit too.
+    Empty if the log cannot be read.
+    """
+    now = time.time() if now is None else now
     try:
         with open(log, "rb") as f:
-            return FORMATS[fmt](f)
+            f.seek(start)
+            report = FORMATS[fmt](f, now)
+            if report.error is None and not failed:  # it succeeded: whatever limit it met, it got past
+                return replace(report, rate_limited=False, retry_after=None)
+            if not report.rate_limited and report.error is not None and _RATE_LIMIT.search(report.error):
+                report = replace(report, rate_limited=True)
+            if not report.rate_limited and failed:
+                report = _stderr_rate_limit(f, start, report)
     except OSError:
         return AgentReport()
+    if not report.rate_limited:
+        return replace(report, retry_after=None)
+    if report.retry_after is None and report.error is not None:
+        return replace(report, retry_after=retry_after_in(report.error, now))
+    return report
 
 
-def _json_lines(f: BinaryIO) -> Iterator[dict[str, Any]]:
-    """The JSON objects among a file's lines; lines too long, or not an object, are skipped."""
+def retry_after_in(text: str, now: float) -> float | None:
+    """Seconds from ``now`` until the reset ``text`` names, if it names one (never negative)."""
+    if match := _RESET_EPOCH.search(text):
+        return max(0.0, float(match.group(1)) - now)
+    if match := _RETRY_SECONDS.search(text):
+        return float(next(group for group in match.groups() if group is not None))
+    if (match := _RETRY_IN.search(text)) and (parts := _DURATION.findall(match.group(1))):
+        return sum(float(n) * _UNITS[unit[0].lower()] for n, unit in parts)
+    return None
+
+
+def _stderr_rate_limit(f: BinaryIO, start: int, report: AgentReport) -> AgentReport:
+    """``report`` marked rate-limited if a line of the log's tail that is not JSON says so."""
+    end = f.seek(0, 2)
+    f.seek(max(start, end - _TAIL_BYTES))
+    found: str | None = None
+    for raw in f.read().splitlines():
+        line = raw.decode("utf-8", "replace").strip()
+        if line.startswith(("{", "[")) or not _RATE_LIMIT.search(line):
+            continue  # an agent's JSON may quote anything; its stderr is plain text
+        found = line
+    if found is None:
+        return report
+    return replace(report, error=_one_line(found), rate_limited=True)
+
+
+def _lines(f: BinaryIO) -> Iterator[bytes]:
+    """The file's lines from where it stands; a line over MAX_LINE is skipped."""
     while line := f.readline(MAX_LINE + 1):
         if len(line) > MAX_LINE:
             while line and not line.endswith(b"\n"):
                 line = f.readline(MAX_LINE)
             continue
+        yield line
+
+
+def _json_lines(f: BinaryIO) -> Iterator[dict[str, Any]]:
+    """The JSON objects among a file's lines; lines too long, or not an object, are skipped."""
+    for line in _lines(f):
         try:
             value = json.loads(line)
         except ValueError:
@@ -71,19 +173,30 @@ def _json_lines(f: BinaryIO) -> Iterator[dict[str, Any]]:
             yield value
 
 
-def _claude(f: BinaryIO) -> AgentReport:
+def _claude(f: BinaryIO, now: float) -> AgentReport:
     report = AgentReport()
+    limited, reset = False, None
     for event in _json_lines(f):
-        if event.get("type") == "result":
+        kind = event.get("type")
+        if kind == "rate_limit_event":
+            info = _dict(event.get("rate_limit_info"))
+            if info.get("status") == "rejected":
+                limited = True
+                resets_at = _number(info.get("resetsAt"))
+                reset = None if resets_at is None else max(0.0, resets_at - now)
+        elif kind == "assistant" and event.get("error") == "rate_limit":
+            limited = True
+        elif kind == "result":
             usage = _dict(event.get("usage"))
             error = _one_line(event.get("result") or event.get("subtype")) if event.get("is_error") else None
             cost = _number(event.get("total_cost_usd"))
             report = AgentReport(error, cost, _int(usage.get("input_tokens")), _int(usage.get("output_tokens")))
-    return report
+    return replace(report, rate_limited=limited, retry_after=reset) if limited else report
 
 
-def _codex(f: BinaryIO) -> AgentReport:
+def _codex(f: BinaryIO, now: float) -> AgentReport:
     error: str | None = None
+    reset: float | None = None
     tokens: list[int | None] = [None, None]
     for event in _json_lines(f):
         kind = event.get("type")
@@ -93,11 +206,13 @@ def _codex(f: BinaryIO) -> AgentReport:
                 if (count := _int(usage.get(key))) is not None:
                     tokens[i] = (tokens[i] or 0) + count
         elif kind in ("turn.failed", "error"):
-            error = _one_line(_dict(event.get("error")).get("message") or event.get("message") or kind)
-    return AgentReport(error, None, tokens[0], tokens[1])
+            message = str(_dict(event.get("error")).get("message") or event.get("message") or kind)
+            error = _one_line(message)
+            reset = retry_after_in(message, now) or reset  # before cutting: a long error may say it last
+    return AgentReport(error, None, tokens[0], tokens[1], retry_after=reset)
 
 
-def _gemini(f: BinaryIO) -> AgentReport:
+def _gemini(f: BinaryIO, now: float) -> AgentReport:
     """One object, perhaps over several lines, after the log's header: read whole, within MAX_LINE."""
     raw = b"\n" + f.read(MAX_LINE + 1)
     start = raw.find(b"\n{")  # the first line that opens an object
@@ -113,6 +228,7 @@ def _gemini(f: BinaryIO) -> AgentReport:
 def _gemini_object(data: dict[str, Any]) -> AgentReport:
     error = data.get("error")
     message = _one_line(error.get("message") or "error") if isinstance(error, dict) else None
+    limited = isinstance(error, dict) and error.get("code") == 429
     models = (data.get("stats") or {}).get("models") if isinstance(data.get("stats"), dict) else None
     tokens: list[int | None] = [None, None]
     for model in (models or {}).values() if isinstance(models, dict) else ():
@@ -120,7 +236,30 @@ def _gemini_object(data: dict[str, Any]) -> AgentReport:
         for i, key in enumerate(("prompt", "candidates")):
             if isinstance(counts, dict) and (count := _int(counts.get(key))) is not None:
                 tokens[i] = (tokens[i] or 0) + count
-    return AgentReport(message, None, tokens[0], tokens[1])
+    return AgentReport(message, None, tokens[0], tokens[1], rate_limited=limited)
+
+
+_AIDER_ERROR = re.compile(r"litellm\.(\w+):")
+_AIDER_COST = re.compile(r"^Tokens: .*Cost: \$[\d.]+ message, \$([\d.]+) session")
+
+
+def _aider(f: BinaryIO, now: float) -> AgentReport:
+    error: str | None = None
+    limited = False
+    cost: float | None = None
+    for raw in _lines(f):
+        line = raw.decode("utf-8", "replace").strip()
+        if match := _AIDER_ERROR.match(line):
+            error, limited = _one_line(line), match.group(1) == "RateLimitError"
+        elif line.startswith("Retrying in "):
+            error, limited = None, False  # it tries again itself
+        elif match := _AIDER_COST.match(line):
+            error, limited, cost = None, False, float(match.group(1))  # an answer came after it
+    return AgentReport(error, cost, rate_limited=limited)
+
+
+def _sum(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else a + b
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -140,9 +279,10 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-#: The readers, by format name.
-FORMATS: dict[str, Callable[[BinaryIO], AgentReport]] = {
+#: The readers, by format name; each takes the log (where its attempt begins) and the time.
+FORMATS: dict[str, Callable[[BinaryIO, float], AgentReport]] = {
     "claude": _claude,
     "codex": _codex,
     "gemini": _gemini,
+    "aider": _aider,
 }

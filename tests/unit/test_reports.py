@@ -90,6 +90,167 @@ def test_gemini_one_object_over_several_lines(tmp_path: Path) -> None:
     assert read_report(path, "gemini") == AgentReport()
 
 
-@pytest.mark.parametrize("fmt", ["claude", "codex", "gemini"])
+@pytest.mark.parametrize("fmt", ["claude", "codex", "gemini", "aider"])
 def test_a_missing_log_reports_nothing(tmp_path: Path, fmt: str) -> None:
     assert read_report(tmp_path / "absent.log", fmt) == AgentReport()
+
+
+# --- rate limits: the attempt ends rate-limited, not failed, and says when to try again ----------
+
+NOW = 1_800_000_000.0  # the wall clock the reader is given: resets are read as seconds from it
+
+
+def test_claude_rate_limit_behind_exit_0_is_rate_limited(tmp_path: Path) -> None:
+    report = read_report(_log(tmp_path, [CLAUDE_OK[0], CLAUDE_RATE_LIMITED]), "claude", now=NOW)
+    assert report.rate_limited
+    assert report.retry_after is None
+    assert not read_report(_log(tmp_path, CLAUDE_OK), "claude", now=NOW).rate_limited
+
+
+def test_claude_rejected_rate_limit_event_gives_the_reset(tmp_path: Path) -> None:
+    rejected = {
+        "type": "rate_limit_event",
+        "rate_limit_info": {"status": "rejected", "resetsAt": int(NOW) + 3600, "rateLimitType": "five_hour"},
+    }
+    hit = {**CLAUDE_RATE_LIMITED, "result": "You've hit your limit · resets 2pm (Europe/Paris)"}
+    report = read_report(_log(tmp_path, [rejected, hit]), "claude", now=NOW)
+    assert report.rate_limited
+    assert report.retry_after == 3600
+    assert report.error == "You've hit your limit · resets 2pm (Europe/Paris)"
+
+
+def test_claude_informational_rate_limit_events_change_nothing(tmp_path: Path) -> None:
+    events: list[object] = [
+        {"type": "rate_limit_event", "rate_limit_info": {"status": status, "resetsAt": int(NOW) + 60}}
+        for status in ("allowed", "allowed_warning")
+    ]
+    report = read_report(_log(tmp_path, [*events, *CLAUDE_OK]), "claude", now=NOW)
+    assert report == AgentReport(None, 0.0421, 1200, 340)
+
+
+def test_claude_legacy_usage_limit_names_its_reset_as_epoch(tmp_path: Path) -> None:
+    hit = {**CLAUDE_RATE_LIMITED, "result": f"Claude AI usage limit reached|{int(NOW) + 90}"}
+    report = read_report(_log(tmp_path, [hit]), "claude", now=NOW)
+    assert report.rate_limited
+    assert report.retry_after == 90
+
+
+def test_a_reset_in_the_past_means_now(tmp_path: Path) -> None:
+    hit = {**CLAUDE_RATE_LIMITED, "result": f"Claude AI usage limit reached|{int(NOW) - 90}"}
+    assert read_report(_log(tmp_path, [hit]), "claude", now=NOW).retry_after == 0
+
+
+def test_codex_usage_limit_with_its_reset(tmp_path: Path) -> None:
+    body = {"type": "usage_limit_reached", "message": "The usage limit has been reached", "resets_in_seconds": 13872}
+    error = {"type": "error", "message": json.dumps({"type": "error", "error": body, "status_code": 429})}
+    hit = "You've hit your usage limit. Try again in 3 hours 51 minutes."
+    failed = {"type": "turn.failed", "error": {"message": hit}}
+    events = [error, failed]
+    report = read_report(_log(tmp_path, events), "codex", now=NOW)
+    assert report.rate_limited
+    assert report.retry_after == 3 * 3600 + 51 * 60
+    only_error = read_report(_log(tmp_path, [error]), "codex", now=NOW)
+    assert only_error.rate_limited
+    assert only_error.retry_after == 13872
+
+
+def test_codex_other_failures_are_not_rate_limits(tmp_path: Path) -> None:
+    failed = [{"type": "turn.failed", "error": {"message": "sandbox denied the write"}}]
+    report = read_report(_log(tmp_path, failed), "codex", now=NOW)
+    assert report.error == "sandbox denied the write"
+    assert not report.rate_limited
+
+
+def test_gemini_quota_error_is_a_rate_limit(tmp_path: Path) -> None:
+    path = tmp_path / "g.log"
+    path.write_text(json.dumps({"error": {"type": "ApiError", "message": "Please retry in 41s.", "code": 429}}))
+    report = read_report(path, "gemini", now=NOW)
+    assert report.rate_limited
+    assert report.retry_after == 41
+    path.write_text(json.dumps({"error": {"type": "FatalInputError", "message": "bad flag", "code": 42}}))
+    assert not read_report(path, "gemini", now=NOW).rate_limited
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("Rate limit reached. Please try again in 40.5s.", 40.5),
+        ("429 Too Many Requests; Retry-After: 120", 120),
+        ("quota exhausted, retry after 2 minutes", 120),
+        ("RESOURCE_EXHAUSTED: You exceeded your current quota", None),
+        ("you've hit your weekly limit", None),
+    ],
+)
+def test_rate_limit_texts_on_stderr_of_a_failed_attempt(tmp_path: Path, text: str, seconds: float | None) -> None:
+    """A message the agent wrote outside its JSON (stderr goes to the same log) counts when it failed."""
+    log = _log(tmp_path, [CLAUDE_OK[0], text])
+    report = read_report(log, "claude", now=NOW, failed=True)
+    assert report.rate_limited
+    assert report.retry_after == seconds
+    assert not read_report(log, "claude", now=NOW).rate_limited  # exit 0 and no error: it succeeded
+
+
+def test_a_rate_limit_quoted_in_the_agent_json_is_not_one(tmp_path: Path) -> None:
+    quoted = {"type": "assistant", "message": {"content": [{"type": "text", "text": "handle 429 rate limit errors"}]}}
+    report = read_report(_log(tmp_path, [quoted]), "claude", now=NOW, failed=True)
+    assert not report.rate_limited
+
+
+# --- aider: plain text, and it exits 0 after giving up on an API error ----------------------------
+
+AIDER_RATE_LIMIT = (
+    'litellm.RateLimitError: AnthropicException - {"type":"error","error":{"type":"rate_limit_error",'
+    '"message":"Number of request tokens has exceeded your per-minute rate limit"}}'
+)
+
+
+def test_aider_success_reports_its_session_cost(tmp_path: Path) -> None:
+    lines = [
+        "Aider v0.86.1",
+        "Tokens: 2.3k sent, 310 received. Cost: $0.01 message, $0.01 session.",
+        "Applied edit to src/app.py",
+        "Tokens: 12k sent, 1.2k received. Cost: $0.0042 message, $0.0142 session.",
+    ]
+    report = read_report(_log(tmp_path, lines), "aider", now=NOW)
+    assert report == AgentReport(None, 0.0142, None, None)
+
+
+def test_aider_retried_then_succeeded_is_no_error(tmp_path: Path) -> None:
+    answer = "Tokens: 2k sent, 30 received. Cost: $0.01 message, $0.01 session."
+    lines = [AIDER_RATE_LIMIT, "Retrying in 0.2 seconds...", answer]
+    assert read_report(_log(tmp_path, lines), "aider", now=NOW) == AgentReport(None, 0.01, None, None)
+
+
+def test_aider_gave_up_on_a_rate_limit_behind_exit_0(tmp_path: Path) -> None:
+    gave_up = "The API provider has rate limited you."
+    lines = [AIDER_RATE_LIMIT, "Retrying in 32.0 seconds...", AIDER_RATE_LIMIT, gave_up]
+    report = read_report(_log(tmp_path, lines), "aider", now=NOW)
+    assert report.rate_limited
+    assert report.error is not None
+    assert report.error.startswith("litellm.RateLimitError")
+
+
+def test_aider_gave_up_on_another_api_error(tmp_path: Path) -> None:
+    lines = ["litellm.InternalServerError: OpenAIException - Connection error."]
+    report = read_report(_log(tmp_path, lines), "aider", now=NOW)
+    assert report.error == "litellm.InternalServerError: OpenAIException - Connection error."
+    assert not report.rate_limited
+
+
+def test_a_run_that_got_past_a_rejected_limit_succeeded(tmp_path: Path) -> None:
+    rejected = {"type": "rate_limit_event", "rate_limit_info": {"status": "rejected", "resetsAt": int(NOW) + 60}}
+    report = read_report(_log(tmp_path, [rejected, *CLAUDE_OK]), "claude", now=NOW)
+    assert report == AgentReport(None, 0.0421, 1200, 340)
+    killed = read_report(_log(tmp_path, [rejected]), "claude", now=NOW, failed=True)
+    assert killed.rate_limited
+    assert killed.retry_after == 60
+
+
+def test_the_report_starts_where_its_attempt_does(tmp_path: Path) -> None:
+    """A retry appends to the log: an earlier attempt's failed turn is not this one's."""
+    log = _log(tmp_path, [{"type": "turn.failed", "error": {"message": "429 Too Many Requests"}}])
+    start = log.stat().st_size
+    with open(log, "a") as f:
+        f.write('$ codex exec -- "rate limit the API"\n' + json.dumps({"type": "turn.completed", "usage": {}}) + "\n")
+    header = len('$ codex exec -- "rate limit the API"\n')
+    assert read_report(log, "codex", start=start + header, now=NOW, failed=True) == AgentReport()
