@@ -58,9 +58,11 @@ def delegate_multiple(
     """Run tasks in parallel wherever their agents and files allow.
 
     Every agent runs under a supervisor process that stops its whole process tree when the
-    task ends, times out or is cancelled, and when this command dies. Exit codes: 0 all
-    succeeded; 1 a task failed, timed out or was skipped; 2 bad input (nothing ran); 128 + N
-    ended by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP): agents stopped, claims released.
+    task ends, times out or is cancelled, and when this command dies. An agent that hits a rate
+    limit pauses (its rate_limit_backoff, or the reset it names) and its task runs again, no
+    retry spent, until its rate_limit_max_wait. Exit codes: 0 all succeeded; 1 a task failed,
+    timed out, stayed rate-limited or was skipped; 2 bad input (nothing ran); 128 + N ended by
+    signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP): agents stopped, claims released.
     """
     import sys
 

@@ -90,7 +90,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "shell": ("sh", "-c", "{description}"),
 }
 #: The format in which each preset reports errors, cost and tokens (see queue_core.reports).
-PRESET_REPORTS: dict[str, str] = {"claude": "claude", "codex": "codex", "gemini": "gemini"}
+PRESET_REPORTS: dict[str, str] = {"claude": "claude", "codex": "codex", "gemini": "gemini", "aider": "aider"}
 
 #: The repository's own agent definitions, at its root.
 REPO_CONFIG = "project-manager.yaml"
@@ -99,7 +99,17 @@ _PLACEHOLDERS = ("description", "task_id", "files", "reads", "prompt")
 _PROMPT_PLACEHOLDERS = ("description", "files", "reads")
 _BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", "agents", "tasks")
 _REPO_KEYS = ("agents", "keep_runs")
-_AGENT_KEYS = ("command", "preset", "args", "prompt", "report", "owns", "stop_grace")
+_AGENT_KEYS = (
+    "command",
+    "preset",
+    "args",
+    "prompt",
+    "report",
+    "owns",
+    "stop_grace",
+    "rate_limit_backoff",
+    "rate_limit_max_wait",
+)
 #: The longest duration a batch may give (a timeout, a grace period): a week.
 MAX_DURATION_S = 7 * 24 * 3600.0
 #: Seconds a stopped agent has between SIGTERM and SIGKILL, unless its ``stop_grace`` says otherwise.
@@ -162,6 +172,10 @@ class AgentSpec:
     prompt: str = DEFAULT_PROMPT
     #: The format the agent reports its errors, cost and tokens in (queue_core.reports.FORMATS), if any.
     report: str | None = None
+    #: After a rate limit the agent did not name a reset for, its tasks pause this long, doubling
+    #: with each limit in a row (see AgentTask.rate_limit_backoff); they give up after the max wait.
+    rate_limit_backoff_s: float = 30.0
+    rate_limit_max_wait_s: float = 7200.0
 
     @classmethod
     def preset(cls, name: str) -> AgentSpec:
@@ -518,6 +532,11 @@ class _Reader:
             prompt_node = entries["prompt"][1]
             prompt = self.string(prompt_node, f"{here}.prompt")
             self.placeholders(prompt_node, f"{here}.prompt", prompt, _PROMPT_PLACEHOLDERS)
+        limits = {
+            f"{key}_s": seconds
+            for key in ("rate_limit_backoff", "rate_limit_max_wait")
+            if key in entries and (seconds := self.duration(entries[key][1], f"{here}.{key}")) is not None
+        }
         report: str | None = None
         if "report" in entries:
             report_node = entries["report"][1]
@@ -541,7 +560,7 @@ class _Reader:
                 )
             origin = Origin(self.source, _line(preset_node), f"{here}.preset")
             report = report if "report" in entries else PRESET_REPORTS.get(preset)
-            return AgentSpec(name, _with_args(PRESETS[preset], args), owns, grace, origin, prompt, report)
+            return AgentSpec(name, _with_args(PRESETS[preset], args), owns, grace, origin, prompt, report, **limits)
         command_node = entries["command"][1]
         command = self.strings(command_node, f"{here}.command")
         if not command:
@@ -549,7 +568,7 @@ class _Reader:
         for i, element in enumerate(command):
             self.placeholders(command_node.value[i], f"{here}.command[{i}]", element, _PLACEHOLDERS)
         origin = Origin(self.source, _line(command_node.value[0]), f"{here}.command[0]")
-        return AgentSpec(name, _with_args(command, args), owns, grace, origin, prompt, report)
+        return AgentSpec(name, _with_args(command, args), owns, grace, origin, prompt, report, **limits)
 
     def placeholders(self, node: yaml.Node, field: str, text: str, known: Sequence[str]) -> None:
         """Refuse a misspelt placeholder: ``{descripton}`` would reach the agent literally."""

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from operator import attrgetter
 from pathlib import Path
 
 from queue_core import (
@@ -119,8 +120,9 @@ def run(
         ownership = FileOwnership({name: spec.owns for name, spec in agents.items() if spec.owns})
         run_id = new_run_id()
         log_dir = state_dir(repo_root) / "logs" / run_id
-        runners = {t.id: _runner(t, agents, repo_root, log_dir, run_id) for t in batch.tasks}
-        tasks = [_agent_task(t, runners[t.id]) for t in batch.tasks]
+        specs = {t.id: agents.get(t.agent) or AgentSpec.preset(t.agent) for t in batch.tasks}
+        runners = {t.id: _runner(t, specs[t.id], repo_root, log_dir, run_id) for t in batch.tasks}
+        tasks = [_agent_task(t, runners[t.id], specs[t.id]) for t in batch.tasks]
         # Dependencies, duplicates, cycles and claims that resolve (through a symlink) outside
         # the repository are checked here, before anything runs.
         plan = Scheduler(limit, ownership=ownership, resolve=ClaimResolver(repo_root).resolve)
@@ -161,10 +163,7 @@ def _load(
     return batch, validate_batch(batch, agents, missing_ok=dry_run)
 
 
-def _runner(
-    task: TaskSpec, agents: dict[str, AgentSpec], repo_root: Path, log_dir: Path, run_id: str
-) -> SubprocessAgent:
-    spec = agents.get(task.agent) or AgentSpec.preset(task.agent)
+def _runner(task: TaskSpec, spec: AgentSpec, repo_root: Path, log_dir: Path, run_id: str) -> SubprocessAgent:
     return SubprocessAgent.for_task(
         spec.command,
         task_id=task.id,
@@ -181,7 +180,7 @@ def _runner(
     )
 
 
-def _agent_task(task: TaskSpec, runner: SubprocessAgent) -> AgentTask:
+def _agent_task(task: TaskSpec, runner: SubprocessAgent, spec: AgentSpec) -> AgentTask:
     return AgentTask(
         task.agent,
         task.description,
@@ -193,6 +192,8 @@ def _agent_task(task: TaskSpec, runner: SubprocessAgent) -> AgentTask:
         depends_on=list(task.depends_on),
         timeout=task.timeout_s,
         retries=task.retries,
+        rate_limit_backoff=spec.rate_limit_backoff_s,
+        rate_limit_max_wait=spec.rate_limit_max_wait_s,
     )
 
 
@@ -245,7 +246,11 @@ def _execute(
     except (StateError, SupervisorError) as exc:
         render.error(str(exc))
         return EXIT_USAGE
-    output = render.LiveView(queue.get_status) if live else render.PlainEvents(sys.stderr if json_out else sys.stdout)
+    if live:  # with the cost the agents reported so far: each attempt's is known once it ends
+        agents = runners.values()
+        output = render.LiveView(queue.get_status, cost=lambda: render.reported_cost(map(attrgetter("report"), agents)))
+    else:
+        output = render.PlainEvents(sys.stderr if json_out else sys.stdout)
     for notice in queue.registry.notices if queue.registry else []:
         render.warning(notice)
     started = time.monotonic()

@@ -31,7 +31,9 @@ _WORDS = {
     "timed_out": "TIMED OUT",
     "cancelled": "cancelled",
     "skipped": "skipped",
+    "rate_limited": "RATE LIMITED",
     "retrying": "retrying",
+    "paused": "paused",
 }
 
 
@@ -67,7 +69,12 @@ class TaskOutcome:
 
 def total_cost(outcomes: list[TaskOutcome]) -> float | None:
     """The run's cost in USD, as far as its agents reported one; None if none did."""
-    costs = [o.report.cost_usd for o in outcomes if o.report.cost_usd is not None]
+    return reported_cost(o.report for o in outcomes)
+
+
+def reported_cost(reports: Iterable[AgentReport | None]) -> float | None:
+    """The sum of the costs ``reports`` give; None if none gives one."""
+    costs = [r.cost_usd for r in reports if r is not None and r.cost_usd is not None]
     return round(sum(costs), 6) if costs else None
 
 
@@ -368,10 +375,16 @@ class LiveView:
     never waits for the terminal (one held with Ctrl-S, say).
     """
 
-    def __init__(self, get_status: Callable[[], dict[str, Any]], refresh_s: float = 0.25):
+    def __init__(
+        self,
+        get_status: Callable[[], dict[str, Any]],
+        refresh_s: float = 0.25,
+        cost: Callable[[], float | None] = lambda: None,
+    ):
         from rich.console import Console
 
         self._get_status = get_status
+        self._cost = cost
         self._refresh_s = refresh_s
         self.console = Console(stderr=False)
         self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
@@ -454,9 +467,11 @@ class LiveView:
         status = self._get_status()
         agents_cpu, agents_mem = self._agents_usage()
         counts = status["counts"]
+        cost = self._cost()
         resources = (
             f"{machine_usage()}   agents: CPU {agents_cpu:.0f}%, memory {agents_mem / 2**20:.0f} MiB   "
             f"done {status['finished_tasks']} (failed {status['failed_tasks']}, skipped {counts['skipped']})"
+            + ("" if cost is None else f"   cost so far ${cost:.4f}")
         )
         waiting = status["waiting"]
         blocked = [Text(f"waiting for the registry: {status['registry_wait']}")] if status["registry_wait"] else []

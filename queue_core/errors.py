@@ -21,6 +21,7 @@ __all__ = [
     "QueueBrokenError",
     "QueueError",
     "QueueShutdownError",
+    "RateLimitedError",
     "RunAliveError",
     "StateError",
     "SupervisorError",
@@ -143,6 +144,20 @@ class TaskTimeoutError(QueueError, TimeoutError):
         self.task_id = task_id
         self.timeout = timeout
         super().__init__(f"task {task_id!r} timed out after {timeout:g}s")
+
+
+class RateLimitedError(QueueError):
+    """Raised by a task's ``execute_fn`` when its attempt hit a rate limit.
+
+    The attempt does not count against the task's ``retries``: its agent type pauses (see
+    ``AgentTask.rate_limit_backoff``) and the task runs again. ``retry_after``: seconds until the
+    limit lifts, if the agent said. A task still limited after ``rate_limit_max_wait`` ends in
+    the state RATE_LIMITED, its future failing with this error.
+    """
+
+    def __init__(self, message: str = "rate limited", retry_after: float | None = None):
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class TaskSkippedError(QueueError):

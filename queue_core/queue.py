@@ -47,6 +47,7 @@ from .errors import (
     QueueBrokenError,
     QueueError,
     QueueShutdownError,
+    RateLimitedError,
     StateError,
     TaskSkippedError,
     TaskTimeoutError,
@@ -86,7 +87,9 @@ MAX_WAIT_S = 3600.0
 
 @dataclass(frozen=True)
 class TaskEvent:
-    """A task changed state. ``kind`` is "started", "retrying" or a terminal state's value."""
+    """A task changed state. ``kind`` is "started"; "retrying" (it failed, a retry is due);
+    "paused" (it hit a rate limit: it runs again once its agent's pause ends, see
+    AgentTask.rate_limit_backoff); or a terminal state's value."""
 
     kind: str
     task_id: str
@@ -94,6 +97,10 @@ class TaskEvent:
     time: float
     attempt: int
     error: str | None = None
+
+
+#: Event kinds of the states a task leaves RUNNING for that are not terminal.
+_EVENT_KINDS = {TaskState.RETRY_WAIT: "retrying", TaskState.QUEUED: "paused"}
 
 
 class TaskQueue:
@@ -520,6 +527,7 @@ class _Engine:
                     "state": e.state.value,
                     "reason": self._annotated(reason.describe(now), reason.holder),
                     "reason_kind": reason.kind,
+                    "resumes_in_s": None if reason.until is None else max(0.0, reason.until - now),
                     "blocked_by": reason.holder,
                     "reserved": e is reserved,
                 }
@@ -529,7 +537,7 @@ class _Engine:
             "registry_error": None if self.registry_error is None else str(self.registry_error),
             "registry_wait": self.registry_wait,
             "finished_tasks": sum(counts.values()),
-            "failed_tasks": counts["failed"] + counts["timed_out"],
+            "failed_tasks": counts["failed"] + counts["timed_out"] + counts["rate_limited"],
         }
 
     def _annotated(self, reason: str, holder: str | None) -> str:
@@ -866,6 +874,9 @@ class _Engine:
         wall = time.time()
         for task in status["running"]:
             task["started_at"] = wall - task["elapsed_s"]
+        for task in status["waiting"]:  # a pause is read later, by another process: when it ends
+            resumes_in = task.pop("resumes_in_s")
+            task["resumes_at"] = None if resumes_in is None else wall + resumes_in
         return {
             "run": self.registry.run,
             "repo": str(self.registry.repo),
@@ -1016,14 +1027,17 @@ class _Engine:
             self.in_body.discard(task.id)
             if entry.stop_requested or (not enter and not entry.timed_out) or (self.aborted and error is not None):
                 outcome = TaskState.CANCELLED  # an attempt that failed as the queue was aborted is not retried
+            elif isinstance(error, RateLimitedError):
+                outcome = TaskState.RATE_LIMITED  # its agent pauses; the task runs again, or gives up
             elif error is not None or entry.timed_out:
                 outcome = TaskState.FAILED  # recorded as TIMED_OUT by the scheduler if it timed out
             else:
                 outcome = TaskState.SUCCEEDED
             now = self.clock()
-            changed = self.sched.finish(task.id, outcome, now, None if error is None else _describe(error))
-            if entry.state is TaskState.RETRY_WAIT:
-                self.timer_wake.notify()
+            retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
+            changed = self.sched.finish(task.id, outcome, now, None if error is None else _describe(error), retry_after)
+            if entry.state in (TaskState.RETRY_WAIT, TaskState.QUEUED):  # to run again: the timer says when
+                self._ensure_timer()
             # Collected before the dispatch, which may start the retry: its event says "retrying".
             resolved = self._collect(changed, result=result, error=error, of=task.id)
             mine = self._dispatch(now, keep_one=True)
@@ -1077,7 +1091,7 @@ class _Engine:
                 resolved = [
                     _Resolution.of(entry, self.futures.pop(entry.id, None), TaskState.TIMED_OUT)
                     for entry in expired
-                    if entry.attempts > entry.task.retries
+                    if entry.attempts - entry.rate_limits > entry.task.retries
                 ]
                 if resolved:
                     self.delivering += 1
@@ -1173,7 +1187,7 @@ class _Engine:
                 if item.future is not None:
                     _resolve(item)
                 if events and self.on_event is not None:
-                    kind = "retrying" if item.state is TaskState.RETRY_WAIT else item.state.value
+                    kind = _EVENT_KINDS.get(item.state, item.state.value)
                     self._emit(TaskEvent(kind, item.task_id, item.agent, self.clock(), item.attempt, item.reason))
         finally:
             if count_down:
@@ -1229,8 +1243,8 @@ def _resolve(item: _Resolution) -> None:
             future.set_exception(CancelledError(f"task {item.task_id!r} was stopped"))
         elif state is TaskState.SKIPPED:
             future.set_exception(TaskSkippedError(item.task_id, item.reason or "skipped"))
-        elif state is TaskState.FAILED:
-            future.set_exception(item.error or RuntimeError(item.reason or "failed"))
+        elif state in (TaskState.FAILED, TaskState.RATE_LIMITED):
+            future.set_exception(item.error or RuntimeError(item.reason or state.value))
         else:  # TIMED_OUT, at the deadline or when the call returned
             future.set_exception(TaskTimeoutError(item.task_id, item.timeout or 0.0))
 

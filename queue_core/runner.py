@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import QueueError
+from .errors import QueueError, RateLimitedError
 from .reports import AgentReport, read_report
 from .supervisor import AgentProcess, shared_supervisor
 
@@ -56,7 +56,7 @@ class AgentExitError(QueueError):
 
 
 class AgentReportedError(QueueError):
-    """An agent exited 0 but reported that it failed (a rate limit, a failed turn); see queue_core.reports."""
+    """An agent exited 0 but reported that it failed (a failed turn, a turn limit); see queue_core.reports."""
 
     def __init__(self, error: str, log: Path):
         self.error = error
@@ -105,7 +105,8 @@ class SubprocessAgent:
     """An ``execute_fn`` that runs one agent command under the supervisor; Stoppable (see queue_core.task).
 
     Returns the exit code (0) on success; raises AgentExitError otherwise, AgentReportedError
-    if it exited 0 but its output (in ``report_format``) reports an error, the OSError that kept
+    if it exited 0 but its output (in ``report_format``) reports an error, RateLimitedError if
+    that output (or its stderr, when it failed) says it hit a rate limit, the OSError that kept
     the command from starting (FileNotFoundError: no such program), or SupervisorError. It
     returns only once the command *and every process it started* are gone (see
     :mod:`queue_core.supervisor`), so a claim is never released while one of them lives.
@@ -119,7 +120,8 @@ class SubprocessAgent:
     grace_s: float = 5.0
     #: The format of what the agent reports in its log (a key of queue_core.reports.FORMATS), if any.
     report_format: str | None = None
-    #: What the agent reported of its last attempt, read from its log once it ended.
+    #: What the agent reported of its last attempt, read from its log once it ended; its cost and
+    #: tokens are those of every attempt so far.
     report: AgentReport | None = field(default=None, init=False)
     #: Where the command's process group is recorded before it runs: a file and the task's id
     #: (see queue_core.task.Supervised). Set by a queue with a registry.
@@ -167,7 +169,8 @@ class SubprocessAgent:
             if self._stopping:  # stopped before it started: do not start (a retry may)
                 self._stopping = False
                 raise AgentExitError(-signal.SIGTERM, self.log)
-            self._process, self._exit_code, self.report = None, None, None
+            self._process, self._exit_code = None, None
+        start = _size(self.log) + len(header)  # the log is appended to: this attempt's report starts here
         # Not under the lock: starting the supervisor takes a while, and pid is read under a queue's lock.
         process = shared_supervisor().spawn(
             self.argv,
@@ -187,7 +190,10 @@ class SubprocessAgent:
                 self._stopping = False  # a stop was for this attempt: a retry starts afresh
         self._exit_code = code
         if self.report_format is not None:
-            self.report = read_report(self.log, self.report_format)
+            self.report = read_report(self.log, self.report_format, start=start, failed=code != 0).after(self.report)
+            if self.report.rate_limited:  # a stopped attempt ends cancelled or timed out whatever it says
+                what = f"the agent was rate-limited: {self.report.error or 'no message'} (log: {self.log})"
+                raise RateLimitedError(what, self.report.retry_after)
         if code != 0:
             raise AgentExitError(code, self.log)
         if self.report is not None and self.report.error is not None:
@@ -221,3 +227,10 @@ class SubprocessAgent:
     def exit_code(self) -> int | None:
         """The command's exit code (negative: the signal that ended it); None until it ends."""
         return self._exit_code
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -41,14 +41,16 @@ from .errors import (
 )
 from .ownership import FileOwnership
 from .task import AgentTask, TaskState
-from .waits import WaitGroup, WaitReason
+from .waits import WaitGroup, WaitReason, seconds_text
 
 __all__ = ["Scheduler", "TaskEntry", "WaitReason"]
 
 #: A task's claims on real paths: (writes, reads).
 _Claims = tuple[tuple[Claim, ...], tuple[Claim, ...]]
 
-_OUTCOMES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.TIMED_OUT, TaskState.CANCELLED})
+_OUTCOMES = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.TIMED_OUT, TaskState.CANCELLED, TaskState.RATE_LIMITED}
+)
 
 #: How often lower-ranked tasks may take what the best-ranked blocked task needs before it gets
 #: a reservation. Chosen with bench/makespan.py (see bench/RESULTS.md).
@@ -68,6 +70,7 @@ class TaskEntry:
     claims: tuple[tuple[Claim, Access], ...] = field(init=False, repr=False)  # writes, then reads
     state: TaskState = TaskState.PENDING
     attempts: int = 0
+    rate_limits: int = 0  # attempts that hit a rate limit: they spend no retry
     unmet: int = 0  # dependencies that have not succeeded yet
     dependents: list[str] = field(default_factory=list)
     blocker: WaitReason | WaitGroup | None = None  # held back by the reservation, or parked in a group
@@ -91,8 +94,9 @@ class Scheduler:
     """Decides which tasks start, in priority then submission order, never breaking a rule.
 
     Rules: at most ``max_parallel`` running; at most one running task per agent type; no two
-    running tasks with overlapping claims unless both only read. Not thread-safe: the owner
-    serialises calls.
+    running tasks with overlapping claims unless both only read. An agent type whose attempt
+    hit a rate limit starts nothing until its pause ends. Not thread-safe: the owner serialises
+    calls.
     """
 
     def __init__(
@@ -132,6 +136,9 @@ class Scheduler:
         self._external: dict[str, tuple[str, tuple[tuple[Claim, Access], ...]]] = {}
         self._agent_external: dict[str, set[str]] = {}  # agent -> external holder ids
         self._in_line: set[str] = set()  # external holders that wait in line ahead of tasks here
+        self._paused: dict[str, float] = {}  # agent -> when its rate-limit pause ends
+        self._pause_ends: list[tuple[float, str]] = []  # (end, agent), lazily pruned
+        self._limited: dict[str, tuple[float, int]] = {}  # agent -> (since, limits): its rate limits in a row
         self._held = ClaimIndex()
         self._starving: TaskEntry | None = None  # best-ranked task blocked by a claim
         self._bypassed = 0  # lower-ranked tasks that took what _starving needs since it blocked
@@ -169,12 +176,14 @@ class Scheduler:
         return self._entries.values()
 
     def next_wakeup(self) -> float | None:
-        """The earliest time a retry falls due or a running task's deadline passes."""
+        """The earliest time a retry falls due, a rate-limit pause ends or a running task's deadline passes."""
         while self._retries and self._entries[self._retries[0][2]].state is not TaskState.RETRY_WAIT:
             heapq.heappop(self._retries)
         while self._deadlines and not self._deadline_live(self._deadlines[0]):
             heapq.heappop(self._deadlines)
-        times = [heap[0][0] for heap in (self._retries, self._deadlines) if heap]
+        while self._pause_ends and self._paused.get(self._pause_ends[0][1]) != self._pause_ends[0][0]:
+            heapq.heappop(self._pause_ends)
+        times = [heap[0][0] for heap in (self._retries, self._deadlines, self._pause_ends) if heap]
         return min(times) if times else None
 
     def wait_reason(self, entry: TaskEntry) -> WaitReason | None:
@@ -187,6 +196,8 @@ class Scheduler:
             return WaitReason("retry", until=entry.retry_at)
         if state is not TaskState.QUEUED:
             return None
+        if entry.agent in self._paused:
+            return WaitReason("rate_limit", holder_agent=entry.agent, until=self._paused[entry.agent])
         if isinstance(entry.blocker, WaitReason):
             return entry.blocker
         if isinstance(entry.blocker, WaitGroup) and entry.blocker.holder is not None:
@@ -261,6 +272,8 @@ class Scheduler:
             raise WaitReason("dependency", needs=needs).to_error()
         if len(self._running) >= self.max_parallel:
             raise CapacityError(self.max_parallel)
+        if task.agent_type in self._paused:
+            raise WaitReason("rate_limit", holder_agent=task.agent_type, until=self._paused[task.agent_type]).to_error()
         holder = self._agent_holder(task.agent_type)
         if holder is not None:
             raise AgentAlreadyRunningError(task.agent_type, holder)
@@ -323,6 +336,11 @@ class Scheduler:
 
     def dispatch(self, now: float) -> list[TaskEntry]:
         """Start every task that may start now, best-ranked first; returns them, now RUNNING."""
+        while self._pause_ends and self._pause_ends[0][0] <= now:
+            end, agent = heapq.heappop(self._pause_ends)
+            if self._paused.get(agent) == end:
+                del self._paused[agent]
+                self._push_head(agent)
         while self._retries and self._retries[0][0] <= now:
             _, _, task_id = heapq.heappop(self._retries)
             entry = self._entries[task_id]
@@ -344,8 +362,8 @@ class Scheduler:
         queue = self._queues.get(agent)
         while queue and self._entries[queue[0][1]].state is not TaskState.QUEUED:
             heapq.heappop(queue)  # cancelled while queued
-        if self._agent_holder(agent) is not None or not queue:
-            heapq.heappop(heads)  # pushed again when the agent is released
+        if self._agent_holder(agent) is not None or agent in self._paused or not queue:
+            heapq.heappop(heads)  # pushed again when the agent is released, or its pause ends
             return
         if queue[0][0] != key:
             heapq.heapreplace(heads, (queue[0][0], agent))  # stale head: re-rank
@@ -381,7 +399,7 @@ class Scheduler:
             del self._pools[pool]
             return
         entry = self._entries[heapq.heappop(members)[1]]
-        if self._agent_holder(entry.agent) is not None or self._agent_held_back(entry):
+        if self._agent_holder(entry.agent) is not None or entry.agent in self._paused or self._agent_held_back(entry):
             self._enqueue(entry)  # looked at again when its agent is free
         else:
             blocker = self._blocker(entry)
@@ -468,13 +486,13 @@ class Scheduler:
                 members = group.members
                 while members and not self._is_member(members[0][1], group):
                     heapq.heappop(members)  # cancelled, or moved on
-                if members:
+                if members and self._entries[members[0][1]].agent not in self._paused:
                     found.setdefault(members[0][1], (self._entries[members[0][1]], set()))[1].add(holder)
         for agent, holders in self._agent_external.items():
             queue = self._queues.get(agent)
             while queue and self._entries[queue[0][1]].state is not TaskState.QUEUED:
                 heapq.heappop(queue)  # cancelled while queued
-            if queue and agent not in self._agent_running:
+            if queue and agent not in self._agent_running and agent not in self._paused:
                 found.setdefault(queue[0][1], (self._entries[queue[0][1]], set()))[1].update(holders)
         best = heapq.nsmallest(limit, found.values(), key=lambda item: _rank(item[0]))
         return [(entry, frozenset(holders)) for entry, holders in best]
@@ -531,6 +549,8 @@ class Scheduler:
             groups[group.key] = large
 
     def _consider_starving(self, entry: TaskEntry) -> None:
+        if entry.agent in self._paused:
+            return  # it cannot start before the pause ends, whatever it is reserved
         if self._starving is None or entry.key < self._starving.key:
             self._watch(entry)
 
@@ -631,11 +651,19 @@ class Scheduler:
             and not entry.timed_out
         )
 
-    def finish(self, task_id: str, outcome: TaskState, now: float, error: str | None = None) -> list[TaskEntry]:
+    def finish(
+        self, task_id: str, outcome: TaskState, now: float, error: str | None = None, retry_after: float | None = None
+    ) -> list[TaskEntry]:
         """A running task returned: release its claims and record ``outcome``.
 
-        ``outcome`` is SUCCEEDED, FAILED, TIMED_OUT or CANCELLED (a timed-out task is recorded
-        TIMED_OUT whatever is passed). A failure with retries left goes to RETRY_WAIT.
+        ``outcome`` is SUCCEEDED, FAILED, TIMED_OUT, CANCELLED or RATE_LIMITED (a timed-out task
+        is recorded TIMED_OUT whatever is passed). A failure with retries left goes to RETRY_WAIT.
+        A rate-limited attempt pauses its agent type, for ``retry_after`` seconds if the agent
+        named a reset (but no less than the back-off if it was limited just before: a reset
+        of "now", again and again, must not spin), else for its back-off (see
+        AgentTask.rate_limit_backoff), and the task is
+        queued again, no retry spent; or it ends RATE_LIMITED if the pause would take the agent's
+        run of limits past the task's ``rate_limit_max_wait``.
         Returns every entry whose state changed: the task, and dependents skipped because of it.
         """
         if outcome not in _OUTCOMES:
@@ -649,12 +677,43 @@ class Scheduler:
         if entry.timed_out and outcome is not TaskState.CANCELLED:
             outcome = TaskState.TIMED_OUT
         entry.outcome_reason = error
-        if outcome in (TaskState.FAILED, TaskState.TIMED_OUT) and entry.attempts <= entry.task.retries:
+        if outcome is TaskState.RATE_LIMITED:
+            return self._rate_limited(entry, now, error, retry_after)
+        if outcome is not TaskState.CANCELLED:  # it got an answer from its agent: the limit is over
+            self._limited.pop(entry.agent, None)
+        failures = entry.attempts - entry.rate_limits
+        if outcome in (TaskState.FAILED, TaskState.TIMED_OUT) and failures <= entry.task.retries:
             entry.state = TaskState.RETRY_WAIT
-            entry.retry_at = now + entry.task.retry_delay_for(entry.attempts, self._rng.random())
+            entry.retry_at = now + entry.task.retry_delay_for(failures, self._rng.random())
             heapq.heappush(self._retries, (entry.retry_at, entry.key, entry.id))
             return [entry]
         return self._finish_as(entry, outcome, now, error)
+
+    def _rate_limited(
+        self, entry: TaskEntry, now: float, error: str | None, retry_after: float | None
+    ) -> list[TaskEntry]:
+        agent, task = entry.agent, entry.task
+        since, limits = self._limited.get(agent, (now, 0))
+        limits += 1
+        self._limited[agent] = (since, limits)
+        entry.rate_limits += 1
+        delay = task.rate_limit_delay_for(limits)
+        if retry_after is not None:  # the reset the agent named; if it proved wrong, no less than the back-off
+            delay = max(retry_after, delay if limits > 1 else 0.0)
+        end = max(now + delay, self._paused.get(agent, now))
+        if end - since > task.rate_limit_max_wait:
+            reason = (
+                f"rate-limited for {seconds_text(now - since)}; waiting longer would pass "
+                f"rate_limit_max_wait ({seconds_text(task.rate_limit_max_wait)}): {error or 'rate limited'}"
+            )
+            return self._finish_as(entry, TaskState.RATE_LIMITED, now, reason)
+        if self._paused.get(agent) != end:
+            self._paused[agent] = end
+            heapq.heappush(self._pause_ends, (end, agent))
+        if self._starving is not None and self._starving.agent == agent:
+            self._watch(None)  # a reservation for a task that cannot start would only idle slots
+        self._enqueue(entry)
+        return [entry]
 
     def cancel(self, task_id: str, now: float) -> list[TaskEntry]:
         """Cancel a task that is not running; returns it and the dependents skipped with it.

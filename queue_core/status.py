@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 from .holds import Owner, live_holds, read_groups
 from .processes import agent_processes, lock_holder, process_state
 from .registry import read_holds, state_dir
 from .statedir import NotRegularFileError, read_regular
+from .waits import WaitReason
 
 __all__ = ["live_run_records", "repo_status"]
 
@@ -84,7 +86,7 @@ def repo_status(repo: str | os.PathLike[str]) -> dict[str, Any]:
                 "started_at": record.get("started_at"),
                 "updated_at": record.get("updated"),
                 "running": status.get("running", []),
-                "waiting": status.get("waiting", []),  # the best-ranked ones (see RECORD_WAITING_MAX)
+                "waiting": _now_told(status.get("waiting", [])),  # the best-ranked ones (see RECORD_WAITING_MAX)
                 "queued": status.get("queued_tasks", 0),
                 "counts": status.get("counts", {}),
             }
@@ -98,6 +100,17 @@ def repo_status(repo: str | os.PathLike[str]) -> dict[str, Any]:
         "stopped_lock_holder": holder if holder is not None and process_state(holder) == "stopped" else None,
         "skipped": skipped,
     }
+
+
+def _now_told(waiting: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``waiting``, each wait that ends at a set time (a retry, a rate limit) told from now, not
+    from when its run wrote it: a run writes its record when something changes, not as time passes."""
+    now = time.time()
+    for task in waiting:
+        until = task.get("resumes_at")
+        if isinstance(until, (int, float)):
+            task["reason"] = WaitReason(task["reason_kind"], holder_agent=task["agent"], until=until).describe(now)
+    return waiting
 
 
 def _state(owner: Owner) -> str:

@@ -18,7 +18,7 @@ __all__ = ["AgentTask", "Stoppable", "Supervised", "TaskState", "check_task_id",
 
 
 class TaskState(enum.Enum):
-    """Where a task is; the last five are terminal."""
+    """Where a task is; the last six are terminal."""
 
     PENDING = "pending"  # waiting for its dependencies to succeed
     QUEUED = "queued"  # ready, waiting for its claims or a free slot
@@ -29,6 +29,7 @@ class TaskState(enum.Enum):
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+    RATE_LIMITED = "rate_limited"  # its agent stayed rate-limited beyond rate_limit_max_wait
 
     @property
     def is_terminal(self) -> bool:
@@ -81,6 +82,9 @@ def check_task_id(task_id: str) -> None:
         raise InvalidTaskIdError(task_id)
 
 
+#: The longest pause after a rate limit the agent did not name a reset for, unless the back-off is longer.
+RATE_LIMIT_MAX_BACKOFF_S = 900.0
+
 # Process id in the prefix keeps generated ids unique across the processes sharing a repo.
 _ids = itertools.count(1)
 
@@ -118,6 +122,13 @@ class AgentTask:
     retry_backoff: float = 2.0
     retry_max_delay: float = 60.0
     retry_jitter: float = 0.1
+    #: An attempt that hits a rate limit (raises RateLimitedError) pauses every task of its agent
+    #: type, for the time the agent named or else for rate_limit_backoff * 2**(n-1) after the
+    #: n-th limit in a row, at most RATE_LIMIT_MAX_BACKOFF_S (or rate_limit_backoff if larger);
+    #: then the task runs again, its retries unspent. Once the agent has been limited for longer
+    #: than rate_limit_max_wait in a row, a task limited again ends RATE_LIMITED.
+    rate_limit_backoff: float = 30.0
+    rate_limit_max_wait: float = 7200.0
     write_claims: tuple[Claim, ...] = field(init=False, repr=False)
     read_claims: tuple[Claim, ...] = field(init=False, repr=False)
 
@@ -137,6 +148,10 @@ class AgentTask:
             self._check_number(name, minimum=0.0)
         self._check_number("retry_backoff", minimum=1.0)
         self._check_number("retry_jitter", minimum=0.0, maximum=1.0)
+        self._check_number("rate_limit_max_wait", minimum=0.0)
+        self._check_number("rate_limit_backoff", minimum=0.0)
+        if self.rate_limit_backoff <= 0:
+            raise InvalidTaskError("must be a positive number of seconds", task_id=self.id, field="rate_limit_backoff")
         if self.timeout is not None:
             self._check_number("timeout", minimum=0.0)
             if self.timeout <= 0:
@@ -158,6 +173,11 @@ class AgentTask:
             except OverflowError:  # near attempt 1025 for a back-off of 2: long past the cap
                 base = self.retry_max_delay
         return min(self.retry_max_delay, base * (1.0 + self.retry_jitter * (2.0 * unit_random - 1.0)))
+
+    def rate_limit_delay_for(self, limits: int) -> float:
+        """Seconds the agent pauses after the ``limits``-th rate limit in a row (1-based)."""
+        cap = max(RATE_LIMIT_MAX_BACKOFF_S, self.rate_limit_backoff)
+        return min(cap, self.rate_limit_backoff * 2.0 ** min(limits - 1, 64))
 
     def _strings(self, name: str) -> tuple[str, ...]:
         value = getattr(self, name)

@@ -7,21 +7,31 @@ from dataclasses import dataclass, field
 from .claims import Access, Claim
 from .errors import AgentAlreadyRunningError, CapacityError, ClaimConflictError, ConflictError
 
-__all__ = ["WaitGroup", "WaitReason"]
+__all__ = ["WaitGroup", "WaitReason", "seconds_text"]
+
+
+def seconds_text(seconds: float) -> str:
+    """A duration as a person reads it: 25s, 14m 05s, 2h 00m."""
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
 
 
 @dataclass(frozen=True)
 class WaitReason:
     """Why a task is not running; ``str()`` gives the sentence a person reads."""
 
-    kind: str  # "dependency", "retry", "agent", "claim", "reserved", "capacity" or "ready"
+    kind: str  # "dependency", "retry", "rate_limit", "agent", "claim", "reserved", "capacity" or "ready"
     holder: str | None = None  # id of the task that holds or reserves what this one needs
     holder_agent: str | None = None
     claim: str | None = None  # this task's claim ...
     held: str | None = None  # ... and the holder's claim it overlaps
     example: str | None = None  # a path both cover
     needs: tuple[str, ...] = ()  # unfinished dependencies
-    until: float | None = None  # when a retry is due
+    until: float | None = None  # when a retry is due, or a rate-limit pause ends
     limit: int | None = None  # max_parallel, for "capacity"
 
     @classmethod
@@ -37,6 +47,9 @@ class WaitReason:
         if self.kind == "retry":
             left = "" if now is None or self.until is None else f" in {max(0.0, self.until - now):.1f}s"
             return f"retry{left}"
+        if self.kind == "rate_limit":
+            left = "" if now is None or self.until is None else f", resumes in {seconds_text(self.until - now)}"
+            return f"{self.holder_agent} rate-limited{left}"
         if self.kind == "agent":
             return f"{self.holder_agent} busy ({self.holder})"
         if self.kind == "claim":

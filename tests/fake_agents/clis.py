@@ -3,9 +3,10 @@
 It parses its argv as the real tool documents it (argparse, which like the tools' own parsers
 reads a value that starts with ``-`` as an option unless it follows ``--`` or is written
 ``--opt=value``), then writes what it understood to ``$FAKE_AGENT_OUT/<task id>.json``: the
-prompt, the files it was given, and whether it may edit unattended. Like the real tools run
-headless, it edits (writes ``edited``) only with the mode that allows edits, and exits 0 either
-way. An argv it cannot parse exits 2, as argparse does.
+prompt, the files it was given, and whether it may edit unattended; each run appends a line to
+``<task id>.runs``. Like the real tools run headless, it edits (writes ``edited``) only with the
+mode that allows edits, and exits 0 either way; ``$FAKE_REPORT`` picks what it reports (see
+REPORTS). An argv it cannot parse exits 2, as argparse does.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 
@@ -60,8 +62,10 @@ def parse(tool: str, argv: list[str]) -> dict[str, object]:
     raise SystemExit(f"no fake for {tool!r}")
 
 
-#: What each tool prints at the end when ``$FAKE_REPORT`` is "ok" or "error", as it documents.
-REPORTS: dict[str, dict[str, list[dict[str, object]]]] = {
+#: What each tool prints at the end when ``$FAKE_REPORT`` is "ok" or "error" (a failure behind
+#: exit 0 that is not a rate limit), or "limit" (a rate limit, with a reset "now" where the tool
+#: can name one), as it documents. "limit-once" is "limit" the first time a task runs, then "ok".
+REPORTS: dict[str, dict[str, list[object]]] = {
     "claude": {
         "ok": [
             {"type": "system", "subtype": "init"},
@@ -74,28 +78,51 @@ REPORTS: dict[str, dict[str, list[dict[str, object]]]] = {
                 "usage": {"input_tokens": 1000, "output_tokens": 200},
             },
         ],
-        "error": [{"type": "result", "subtype": "success", "is_error": True, "result": "API Error: 429 rate limit"}],
+        "error": [{"type": "result", "subtype": "error_max_turns", "is_error": True, "num_turns": 5}],
+        "limit": [
+            {"type": "rate_limit_event", "rate_limit_info": {"status": "rejected", "resetsAt": "NOW"}},
+            {"type": "result", "subtype": "success", "is_error": True, "result": "You've hit your limit · resets 3pm"},
+        ],
     },
     "codex": {
         "ok": [{"type": "turn.completed", "usage": {"input_tokens": 300, "output_tokens": 40}}],
         "error": [{"type": "turn.failed", "error": {"message": "stream error"}}],
+        "limit": [{"type": "turn.failed", "error": {"message": "You've hit your usage limit. Try again in 0s."}}],
     },
     "gemini": {
         "ok": [{"response": "done", "stats": {"models": {"m": {"tokens": {"prompt": 50, "candidates": 5}}}}}],
-        "error": [{"error": {"message": "Quota exceeded", "code": 429}}],
+        "error": [{"error": {"message": "model not found", "code": 1}}],
+        "limit": [{"error": {"message": "Quota exceeded. Please retry in 0s.", "code": 429}}],
+    },
+    "aider": {
+        "ok": ["Tokens: 1.2k sent, 200 received. Cost: $0.01 message, $0.01 session."],
+        "error": ["litellm.APIConnectionError: Connection error."],
+        "limit": ['litellm.RateLimitError: AnthropicException - {"type":"rate_limit_error"}'],
     },
 }
+#: Claude Code says "you've hit your limit" with exit 1; the others exit 0 whatever they say.
+LIMIT_EXIT = {"claude": 1}
 
 
 def main() -> None:
     tool = os.environ["FAKE_TOOL"]
+    task = os.environ["PM_TASK_ID"]
+    out = Path(os.environ["FAKE_AGENT_OUT"])
     seen = {"tool": tool, "argv": sys.argv[1:], **parse(tool, sys.argv[1:])}
-    Path(os.environ["FAKE_AGENT_OUT"], f"{os.environ['PM_TASK_ID']}.json").write_text(json.dumps(seen))
-    if seen["unattended"]:
+    (out / f"{task}.json").write_text(json.dumps(seen))
+    with open(out / f"{task}.runs", "a") as runs:
+        runs.write("run\n")
+    report = os.environ.get("FAKE_REPORT", "")
+    if report == "limit-once":
+        report = "limit" if (out / f"{task}.runs").read_text().count("run") == 1 else "ok"
+    if seen["unattended"] and report != "limit":
         Path("edited").mkdir(exist_ok=True)
-        Path("edited", os.environ["PM_TASK_ID"]).write_text(tool)
-    for line in REPORTS.get(tool, {}).get(os.environ.get("FAKE_REPORT", ""), []):
-        print(json.dumps(line), flush=True)  # exit 0 whatever they say, as the tools do
+        Path("edited", task).write_text(tool)
+    for line in REPORTS.get(tool, {}).get(report, []):
+        text = line if isinstance(line, str) else json.dumps(line).replace('"NOW"', str(int(time.time())))
+        print(text, flush=True)
+    if report == "limit":
+        sys.exit(LIMIT_EXIT.get(tool, 0))
 
 
 if __name__ == "__main__":

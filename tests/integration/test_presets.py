@@ -120,15 +120,49 @@ def test_a_preset_name_redefined_by_the_repository_is_announced(repo: Path, fake
     assert "project-manager.yaml redefines the preset 'claude': it runs sh -c 'echo hi'" in done.stderr
 
 
-@pytest.mark.parametrize("tool", ["claude", "codex", "gemini"])
+@pytest.mark.parametrize("tool", TOOLS)
 def test_an_error_the_agent_reports_behind_exit_0_fails_the_task(repo: Path, fakes: dict[str, str], tool: str) -> None:
-    """Before: a rate limit or failed turn behind exit 0 was reported as succeeded."""
+    """Before: a failed turn behind exit 0 was reported as succeeded (and aider's errors were not read)."""
     done = _run(repo, {**fakes, "FAKE_REPORT": "error"}, f"{tool}: fix @a", "--json")
     assert done.returncode == 1, done.stdout + done.stderr
     [task] = json.loads(done.stdout)["tasks"]
     assert task["status"] == "failed"
     assert task["exit_code"] == 0
-    assert task["error"] in ("API Error: 429 rate limit", "stream error", "Quota exceeded")
+    errors = ("error_max_turns", "stream error", "model not found", "litellm.APIConnectionError: Connection error.")
+    assert task["error"] in errors
+
+
+def _quick_back_off(repo: Path, **keys: str) -> None:
+    """A project-manager.yaml that gives aider (which names no reset) a back-off of a tenth of a second."""
+    settings = "".join(f"\n    {key}: {value}" for key, value in {"rate_limit_backoff": "0.1", **keys}.items())
+    (repo / "project-manager.yaml").write_text(f"agents:\n  aider:\n    preset: aider{settings}\n")
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_a_rate_limit_pauses_the_agent_then_the_task_runs_again_without_a_retry(
+    repo: Path, fakes: dict[str, str], tool: str
+) -> None:
+    """Before: a rate limit behind exit 0 (or claude's exit 1) failed the task, or passed for success."""
+    _quick_back_off(repo)
+    done = _run(repo, {**fakes, "FAKE_REPORT": "limit-once"}, f"{tool}: fix @a", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    [task] = json.loads(done.stdout)["tasks"]
+    assert (task["status"], task["error"]) == ("succeeded", None)
+    assert (Path(fakes["FAKE_AGENT_OUT"]) / "t1.runs").read_text() == "run\nrun\n"
+    assert f"paused    t1 [{tool}]: RateLimitedError: the agent was rate-limited" in done.stderr
+    assert (repo / "edited" / "t1").read_text() == tool
+
+
+def test_an_agent_limited_beyond_its_max_wait_fails_as_rate_limited(repo: Path, fakes: dict[str, str]) -> None:
+    _quick_back_off(repo, rate_limit_backoff="10s", rate_limit_max_wait="1s")
+    done = _run(repo, {**fakes, "FAKE_REPORT": "limit"}, "aider: fix @a", "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    [task] = json.loads(done.stdout)["tasks"]
+    assert task["status"] == "rate_limited"
+    assert task["error"] == 'litellm.RateLimitError: AnthropicException - {"type":"rate_limit_error"}'
+    summary = _run(repo, {**fakes, "FAKE_REPORT": "limit"}, "aider: fix @a")
+    assert "rate_limited (rate-limited for 0s; waiting longer would pass rate_limit_max_wait (1s)" in summary.stdout
+    assert "RATE LIMITED t1 [aider]" in summary.stdout
 
 
 def test_cost_and_tokens_the_agents_report_are_in_the_summary_and_json(repo: Path, fakes: dict[str, str]) -> None:
@@ -139,9 +173,9 @@ def test_cost_and_tokens_the_agents_report_are_in_the_summary_and_json(repo: Pat
     tasks = {t["agent"]: t for t in report["tasks"]}
     assert (tasks["claude"]["cost_usd"], tasks["claude"]["tokens"]) == (0.0125, {"input": 1000, "output": 200})
     assert (tasks["codex"]["cost_usd"], tasks["codex"]["tokens"]) == (None, {"input": 300, "output": 40})
-    assert (tasks["aider"]["cost_usd"], tasks["aider"]["tokens"], tasks["aider"]["error"]) == (None, None, None)
-    assert report["cost_usd"] == 0.0125
+    assert (tasks["aider"]["cost_usd"], tasks["aider"]["tokens"], tasks["aider"]["error"]) == (0.01, None, None)
+    assert report["cost_usd"] == 0.0225
     history = json.loads((repo / ".project-manager" / "history" / f"{report['run_id']}.json").read_text())
-    assert {t["agent"]: t["cost_usd"] for t in history["tasks"]} == {"claude": 0.0125, "codex": None, "aider": None}
+    assert {t["agent"]: t["cost_usd"] for t in history["tasks"]} == {"claude": 0.0125, "codex": None, "aider": 0.01}
     done = _run(repo, env, "claude: a @a")
     assert "cost $0.0125" in done.stdout

@@ -245,7 +245,7 @@ def test_load_batch_defaults_presets_and_scalar_text(write: Write) -> None:
     assert batch.max_parallel is None
     assert batch.agents == {
         "tester": AgentSpec("tester", PRESETS["shell"], ()),
-        "writer": AgentSpec("writer", PRESETS["aider"], ("docs/",)),
+        "writer": AgentSpec("writer", PRESETS["aider"], ("docs/",), report="aider"),
     }
     assert batch.tasks == (
         # String fields keep the text as written: `1` is "1", `yes` is "yes", not True.
@@ -346,7 +346,8 @@ BATCH_ERRORS = [
         "unknown agent key",
         "agents:\n  dev:\n    preset: claude\n    own: [src/**]\n",
         "batch.yaml:4: agents.dev.own: unknown key 'own' (did you mean 'owns'?); "
-        "expected one of: command, preset, args, prompt, report, owns, stop_grace",
+        "expected one of: command, preset, args, prompt, report, owns, stop_grace, rate_limit_backoff, "
+        "rate_limit_max_wait",
     ),
     (
         "duplicate top-level key",
@@ -649,7 +650,7 @@ def test_repo_agents_and_merge(tmp_path: Path, write: Write) -> None:
     batch = load_batch(write("agents:\n  code_developer: {preset: aider, owns: [lib/**]}\n"))
     merged = merge_agents(repo, batch.agents)
     assert merged == {
-        "code_developer": AgentSpec("code_developer", PRESETS["aider"], ("lib/**",)),
+        "code_developer": AgentSpec("code_developer", PRESETS["aider"], ("lib/**",), report="aider"),
         "reviewer": AgentSpec("reviewer", PRESETS["codex"], (), report="codex"),
     }
     assert merge_agents(repo, {}) == repo
