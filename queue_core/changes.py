@@ -26,16 +26,18 @@ import logging
 import os
 import subprocess
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .claims import Claim
 from .queue import TaskEvent
-from .registry import read_holds, state_dir
+from .registry import holds_in, state_dir
+from .statedir import read_regular
 
 __all__ = [
     "GitError",
+    "SharedSnapshots",
     "Snapshot",
     "Stray",
     "StrayWrites",
@@ -197,10 +199,60 @@ def uncovered(paths: Iterable[str], claims: Iterable[Claim]) -> list[str]:
     return sorted(path for path in paths if not any(claim.covers(path) for claim in held))
 
 
+class SharedSnapshots:
+    """Snapshots for many threads, one ``take()`` at a time: each request is served by the first
+    snapshot that begins after it, so requests that come while one is taken share the next.
+
+    What a snapshot says is only ever needed "at some moment after I asked, before I go on";
+    taking one per request would run a ``git status`` per task start and end, several at once,
+    where one serves them all. ``take`` raising GitError fails every request it serves.
+    """
+
+    def __init__(self, take: Callable[[], Snapshot]):
+        self._take = take
+        self._changed = threading.Condition()  # guards everything below; notified when a snapshot is done
+        self._begun = 0  # snapshots begun
+        self._taking = False
+        self._last: tuple[int, Snapshot | GitError] | None = None  # the newest done: its number, what it gave
+        self.waiting = 0  # requests waiting for a snapshot that another thread takes
+
+    def get(self) -> Snapshot:
+        """A snapshot begun after this call; raises GitError if it failed."""
+        with self._changed:
+            wanted = self._begun + 1  # one that began already may have missed what came before us
+            self.waiting += 1
+            while (self._last is None or self._last[0] < wanted) and (self._taking or self._begun >= wanted):
+                self._changed.wait()  # bounded: take() is (a git call with a timeout)
+            self.waiting -= 1
+            if self._last is not None and self._last[0] >= wanted:
+                return _result(self._last[1])
+            self._begun += 1
+            self._taking = True
+        result: Snapshot | GitError = GitError("the snapshot was not taken")
+        try:
+            result = self._take()
+        except GitError as exc:
+            result = exc
+        except Exception as exc:  # noqa: BLE001 - a surprise here must not fail the run: the answer is unknown
+            result = GitError(f"the snapshot failed: {exc!r}")
+        finally:  # whatever happened, the next request may take one
+            with self._changed:
+                self._taking = False
+                self._last = (wanted, result)
+                self._changed.notify_all()
+        return _result(result)
+
+
+def _result(result: Snapshot | GitError) -> Snapshot:
+    if isinstance(result, GitError):
+        raise result
+    return result
+
+
 @dataclass(frozen=True)
 class Stray:
     """What a task changed outside the claims: ``paths``, and the other tasks that ran while it
-    did (``beside``), any of which may have made those changes."""
+    did (``beside``), any of which may have made those changes (none when there are no paths)."""
 
     paths: tuple[str, ...] = ()
     beside: tuple[str, ...] = ()
@@ -212,7 +264,7 @@ class _Window:
 
     before: Snapshot | None = None  # None until taken (or if it could not be)
     beside: set[str] = field(default_factory=set)  # this run's tasks that ran during it
-    others: dict[str, tuple[Claim, ...]] = field(default_factory=dict)  # other runs' tasks: their writes
+    registry: list[bytes] = field(default_factory=list)  # claims.json at its start and end: other runs' holds
 
 
 class StrayWrites:
@@ -221,9 +273,10 @@ class StrayWrites:
 
     ``writes`` maps each task of the run to the write claims it holds. A snapshot is taken as a
     task starts (its "started" event comes before its agent is spawned) and as it ends (its
-    "retrying" or terminal event): one ``git status`` each. Tasks of other runs that hold claims
-    in the repository's registry at either moment count as running beside it, named
-    ``<run>/<task>``.
+    "retrying" or terminal event), shared with other tasks' starts and ends that come while one
+    is taken (:class:`SharedSnapshots`). With ``run``, this run's id, tasks of other runs that
+    hold claims in the repository's registry at either moment count as running beside it too,
+    named ``<run>/<task>``.
 
     If git fails (not a repository, git missing), nothing is reported from then on, and it is
     logged once (logger ``queue_core``, a warning); the run goes on.
@@ -234,11 +287,13 @@ class StrayWrites:
         self._writes = {task: tuple(claims) for task, claims in writes.items()}
         self._run = run
         state = state_dir(self.repo)
+        self._registry = None if run is None else state / "claims.json"
         # The state directory, where it lies in the working tree (not in a git repository, whose
         # state is in the git directory): what the run itself writes there is never reported.
         self._state = os.path.relpath(state, self.repo) if state.is_relative_to(self.repo) else None
+        self._snapshots = SharedSnapshots(self._take)
+        self._prefix: str | None = None  # where the repository lies in git's; None until asked (by _take only)
         self._lock = threading.Lock()  # guards everything below
-        self._prefix: str | None = None  # where the repository lies in git's; None until asked
         self.failure: str | None = None  # why nothing is reported any more (git failed)
         self._open: dict[str, _Window] = {}  # task id -> its attempt that runs
         self._found: dict[str, Stray | None] = {}  # what each task's ended attempts found; None: unknown
@@ -267,8 +322,8 @@ class StrayWrites:
             for other in self._open.values():
                 other.beside.add(task)
             self._open[task] = window
-        window.others.update(self._other_runs())
         before = self._snapshot()
+        window.registry.append(self._registry_now())
         with self._lock:
             window.before = before
 
@@ -283,23 +338,25 @@ class StrayWrites:
                 if window is not None:  # it ran, but what it changed is unknown
                     self._found[task] = None
                 return None
-            prefix = self._prefix
         after = self._snapshot()  # taken before the window closes: whatever starts meanwhile is beside it
-        window.others.update(self._other_runs())
+        window.registry.append(self._registry_now())
         with self._lock:
             del self._open[task]
             beside = set(window.beside)
         if after is None:
             return self._record(task, None)
         try:
-            changed = changes_between(self.repo, before, after, prefix or "")
+            changed = changes_between(self.repo, before, after, self._prefix or "")
         except GitError as exc:
             self._fail(str(exc))
             return self._record(task, None)
         claims = [c for name in (task, *beside) for c in self._writes.get(name, ())]
-        claims += [c for others in window.others.values() for c in others]
-        paths = tuple(p for p in uncovered(changed, claims) if not self._is_state(p))
-        return self._record(task, Stray(paths, tuple(sorted(beside | window.others.keys()))))
+        paths = [p for p in uncovered(changed, claims) if not self._is_state(p)]
+        if paths:  # only now are other runs' holds worth reading
+            others = self._other_runs(window.registry)
+            paths = uncovered(paths, [c for held in others.values() for c in held])
+            beside.update(others)
+        return self._record(task, Stray(tuple(paths), tuple(sorted(beside))) if paths else Stray())
 
     def of(self, task: str) -> Stray | None:
         """Everything ``task`` changed outside the claims, over its attempts; None if unknown."""
@@ -320,18 +377,18 @@ class StrayWrites:
         return found
 
     def _snapshot(self) -> Snapshot | None:
-        """A snapshot now; None if git failed (then or before)."""
+        """A snapshot taken after this call; None if git failed (then or before)."""
         try:
-            with self._lock:
-                prefix = self._prefix
-            if prefix is None:
-                prefix = repo_prefix(self.repo)
-                with self._lock:
-                    self._prefix = prefix
-            return take_snapshot(self.repo, prefix)
+            return self._snapshots.get()
         except GitError as exc:
             self._fail(str(exc))
             return None
+
+    def _take(self) -> Snapshot:
+        """One snapshot (called by one thread at a time: see SharedSnapshots)."""
+        if self._prefix is None:
+            self._prefix = repo_prefix(self.repo)
+        return take_snapshot(self.repo, self._prefix)
 
     def _fail(self, reason: str) -> None:
         with self._lock:
@@ -339,16 +396,23 @@ class StrayWrites:
         if first:
             log.warning("changes outside the claims are not reported in this run: %s", reason)
 
-    def _other_runs(self) -> dict[str, tuple[Claim, ...]]:
-        """The write claims held now by tasks of other runs on this repository, by ``<run>/<task>``."""
-        if self._run is None:
-            return {}
+    def _registry_now(self) -> bytes:
+        """The registry's claims.json now, unparsed (parsed only if needed); b"" without one."""
+        if self._registry is None:
+            return b""
+        try:
+            return read_regular(self._registry) or b""
+        except OSError:  # not a regular file, unreadable: other runs are not seen
+            return b""
+
+    def _other_runs(self, registry: Iterable[bytes]) -> dict[str, tuple[Claim, ...]]:
+        """The write claims of other runs' tasks in these copies of claims.json, by ``<run>/<task>``."""
         others: dict[str, tuple[Claim, ...]] = {}
-        for hold in read_holds(self.repo):
+        for hold in (hold for raw in registry if raw for hold in holds_in(raw)):
             if hold.owner.run != self._run:
                 try:
                     others[hold.key] = tuple(Claim.parse(text) for text in hold.writes)
-                except ValueError:  # a damaged record: its task counts with no claims
+                except ValueError:  # a damaged record: its task counts, with no claims
                     others[hold.key] = ()
         return others
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from queue_core import AgentTask, Claim, TaskEvent, TaskQueue
 from queue_core.changes import (
     GitError,
+    SharedSnapshots,
     Snapshot,
     Stray,
     StrayWrites,
@@ -232,7 +234,7 @@ def test_with_tasks_beside_it_their_claims_count_and_they_are_named(repo: Path) 
     watch.event(ev("started", "d"))  # after them all: what they wrote was there before it started
     assert watch.event(ev("succeeded", "d")) is None
     assert watch.of("b") == Stray(("c.txt", "stray.txt"), ("a",))  # c had ended: c.txt is nobody's in b's time
-    assert watch.of("c") == Stray((), ("a",))  # it ended before anything was written
+    assert watch.of("c") == Stray()  # it ended before anything was written: a beside it is no matter
     assert watch.of("d") == Stray((), ())
 
 
@@ -317,3 +319,52 @@ def test_the_run_s_own_state_in_the_working_tree_is_never_reported(
     (work / ".project-manager" / "logs" / "a.log").write_text("the agent's output\n")
     (work / "stray").write_text("x")
     assert watch.event(ev("succeeded", "a")) == Stray(("stray",), ())
+
+
+# --- SharedSnapshots: one git status at a time, shared by whoever waits -----------------------------
+
+
+def test_requests_during_a_snapshot_share_the_next_one_and_never_an_earlier_one() -> None:
+    gates: list[Gate] = []
+    taken: list[Snapshot] = []
+
+    def take() -> Snapshot:
+        gate = Gate(result=Snapshot(None, {f"#{len(gates)}": ("?", None)}))
+        gates.append(gate)
+        snapshot: Snapshot = gate()
+        taken.append(snapshot)
+        return snapshot
+
+    shared = SharedSnapshots(take)
+    got: dict[str, Snapshot] = {}
+    threads = {name: threading.Thread(target=lambda n=name: got.__setitem__(n, shared.get())) for name in "abc"}
+    threads["a"].start()
+    eventually("a's snapshot begun", lambda: len(gates) == 1)
+    threads["b"].start()
+    threads["c"].start()
+    eventually("b and c waiting", lambda: shared.waiting == 2)  # a's began before them: not theirs
+    gates[0].open()
+    eventually("the next snapshot begun", lambda: len(gates) == 2)
+    gates[1].open()
+    for thread in threads.values():
+        thread.join(WAIT)
+        assert not thread.is_alive()
+    assert taken == [got["a"], got["b"]]
+    assert got["b"] is got["c"]
+
+
+def test_a_failed_snapshot_fails_every_request_it_serves_and_the_next_may_succeed() -> None:
+    results: list[Snapshot | Exception] = [GitError("boom"), ValueError("a bug"), Snapshot(None, {})]
+
+    def take() -> Snapshot:
+        result = results.pop(0)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    shared = SharedSnapshots(take)
+    with pytest.raises(GitError, match="boom"):
+        shared.get()
+    with pytest.raises(GitError, match="the snapshot failed: ValueError"):
+        shared.get()
+    assert shared.get() == Snapshot(None, {})
