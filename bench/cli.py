@@ -8,7 +8,9 @@
    write per 10 ms lease, and one before each agent starts; see queue_core.queue), a log file, an
    event line, a run record for ``status``. To tell those costs apart, the same 1,000 commands
    also run through the library alone (TaskQueue + SubprocessAgent, no CLI), with and without
-   ``repo=``.
+   ``repo=``. The same batch runs once more in a git repository, where the command also
+   checks what each task wrote against its claims (one ``git status`` as each task starts and
+   one as it ends; see queue_core.changes): the difference is that check's cost.
 2. ``project-manager --help`` from a cold process, against a process that only imports the
    dependencies (typer, rich, yaml, psutil). Target: <= 200 ms.
 """
@@ -27,6 +29,8 @@ from ._common import Check, Section, print_section, table
 
 N = 1_000
 REPEATS = 3
+#: Files committed in the git repository variant: git status reads them all each time.
+GIT_FILES = 2_000
 BIN = Path(sys.executable).parent
 
 
@@ -34,6 +38,18 @@ def _timed(argv: list[str], *, stdin: str | None = None, cwd: str | None = None)
     t0 = time.perf_counter()
     subprocess.run(argv, input=stdin, text=True, cwd=cwd, check=True, capture_output=True)
     return time.perf_counter() - t0
+
+
+def _git_repo(root: Path, batch: str) -> None:
+    """A git repository at ``root`` holding ``batch.yaml`` and GIT_FILES small files, committed."""
+    (root / "batch.yaml").write_text(batch)
+    for i in range(GIT_FILES):
+        directory = root / "src" / f"d{i % 20}"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"m{i}.py").write_text(f"x = {i}\n")
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "bench"]):
+        subprocess.run([*git, *args], cwd=root, check=True, capture_output=True)
 
 
 def _library(repo: str, *, registry: bool) -> float:
@@ -66,6 +82,7 @@ def run() -> Section:
     batch = "agents:\n" + "".join(f"  sh{a}: {{preset: shell}}\n" for a in range(4)) + "tasks:\n"
     batch += "".join(f"  - {{id: t{i}, agent: sh{i % 4}, description: 'true', files: [f{i}.txt]}}\n" for i in range(N))
     ours: list[float] = []
+    ours_git: list[float] = []
     xargs: list[float] = []
     parallel: list[float] = []
     library: dict[bool, list[float]] = {True: [], False: []}
@@ -78,6 +95,10 @@ def run() -> Section:
             (Path(repo) / "batch.yaml").write_text(batch)
             argv = [str(BIN / "project-manager"), "delegate-multiple", "--file", f"{repo}/batch.yaml", "-j", "4"]
             ours.append(_timed([*argv, "--repo", repo]))
+        with tempfile.TemporaryDirectory() as repo:
+            _git_repo(Path(repo), batch)
+            argv = [str(BIN / "project-manager"), "delegate-multiple", "--file", f"{repo}/batch.yaml", "-j", "4"]
+            ours_git.append(_timed([*argv, "--repo", repo]))
         xargs.append(_timed(["xargs", "-P4", "-n1", "sh", "-c", "true"], stdin="\n".join("x" for _ in range(N))))
         if gnu_parallel:
             parallel.append(_timed([gnu_parallel, "-j4", "true", ":::", *map(str, range(N))]))
@@ -88,6 +109,11 @@ def run() -> Section:
     med = statistics.median
     rows = [
         (f"project-manager, {N:,} tasks, -j 4, not a TTY", f"{med(ours):.2f} s", f"{med(ours) / med(xargs):.2f}x"),
+        (
+            f"project-manager, the same in a git repository ({GIT_FILES:,} files committed)",
+            f"{med(ours_git):.2f} s",
+            f"{med(ours_git) / med(xargs):.2f}x",
+        ),
         (f"xargs -P4, {N:,} x sh -c true", f"{med(xargs):.2f} s", "1.00x"),
         (
             f"library only (TaskQueue + SubprocessAgent), repo=, {N:,} tasks, 4 at a time",

@@ -63,6 +63,10 @@ def delegate_multiple(
     retry spent, until its rate_limit_max_wait. Exit codes: 0 all succeeded; 1 a task failed,
     timed out, stayed rate-limited or was skipped; 2 bad input (nothing ran); 128 + N ended by
     signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP): agents stopped, claims released.
+
+    Claims steer the scheduler and the agents' prompts but are no sandbox: in a git repository,
+    what changed outside them while a task ran is reported when it ends (a warning line, a "!"
+    in the summary, "unclaimed_writes" in --json), naming the tasks that ran beside it.
     """
     import sys
 

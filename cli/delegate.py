@@ -21,6 +21,7 @@ from pathlib import Path
 
 from queue_core import (
     AgentTask,
+    Claim,
     ClaimResolver,
     FileOwnership,
     InvalidTaskError,
@@ -29,8 +30,10 @@ from queue_core import (
     StateError,
     SubprocessAgent,
     SupervisorError,
+    TaskEvent,
     TaskQueue,
 )
+from queue_core.changes import StrayWrites
 from queue_core.holds import STALE_AFTER_S
 from queue_core.registry import new_run_id, state_dir
 from queue_core.reports import AgentReport
@@ -139,8 +142,19 @@ def run(
         return EXIT_OK
     stale_after = batch.stale_after if batch.stale_after is not None else STALE_AFTER_S
     keep_runs = batch.keep_runs or DEFAULT_KEEP_RUNS
+    writes = {t.id: plan.entry(t.id).writes for t in tasks}  # as held: owned paths for none, symlinks resolved
     return _execute(
-        tasks, runners, limit, ownership, repo_root, run_id, json_out, live and not json_out, stale_after, keep_runs
+        tasks,
+        runners,
+        limit,
+        ownership,
+        repo_root,
+        run_id,
+        json_out,
+        live and not json_out,
+        stale_after,
+        keep_runs,
+        writes,
     )
 
 
@@ -227,8 +241,10 @@ def _execute(
     live: bool,
     stale_after: float,
     keep_runs: int,
+    writes: dict[str, tuple[Claim, ...]],
 ) -> int:
     output: render.PlainEvents | render.LiveView
+    strays = StrayWrites(repo_root, writes, run_id)
     try:
         # The output needs the queue and the queue its listeners: the lambdas look the output up late.
         queue = TaskQueue(
@@ -236,7 +252,7 @@ def _execute(
             ownership=ownership,
             repo=repo_root,
             run_id=run_id,
-            on_event=lambda e: output.event(e),
+            on_event=lambda e: _event(output, strays, e),
             on_notice=lambda text: output.notice(text),
             stale_after=stale_after,
             keep_runs=keep_runs,
@@ -267,7 +283,7 @@ def _execute(
         # Every line, however slow the reader; once a signal came, for INTERRUPTED_WRITE_S in all.
         delivered = signals.finish(output.close)
         wall = time.monotonic() - started
-        outcomes = _outcomes(queue, tasks, runners)
+        outcomes = _outcomes(queue, tasks, runners, strays)
         task_time = sum(o.duration_s or 0.0 for o in outcomes)
         summary = (
             render.run_json(run_id, outcomes, wall, task_time)
@@ -284,8 +300,17 @@ def _execute(
     return code
 
 
+def _event(output: render.PlainEvents | render.LiveView, strays: StrayWrites, event: TaskEvent) -> None:
+    """Show ``event``; then, as a task starts (its agent is not spawned yet), note the working
+    tree, and as it ends, say what changed outside the claims meanwhile (see queue_core.changes)."""
+    output.event(event)
+    found = strays.event(event)
+    if found is not None:
+        output.note(render.unclaimed_line(event, found))
+
+
 def _outcomes(
-    queue: TaskQueue, tasks: list[AgentTask], runners: dict[str, SubprocessAgent]
+    queue: TaskQueue, tasks: list[AgentTask], runners: dict[str, SubprocessAgent], strays: StrayWrites
 ) -> list[render.TaskOutcome]:
     """Every task of the batch, as it ended; one that never got to the queue was cancelled."""
     finished = {o["id"]: o for o in queue.outcomes()}
@@ -305,6 +330,7 @@ def _outcomes(
                 str(runner.log) if ran else None,
                 o["reason"] if o["status"] != "succeeded" else None,
                 runner.report or AgentReport(),
+                strays.of(task.id),
             )
         )
     return outcomes

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from queue_core import TaskEvent
+from queue_core.changes import Stray
 from queue_core.reports import AgentReport
 from queue_core.retention import RetentionReport
 
@@ -51,6 +52,8 @@ class TaskOutcome:
     reason: str | None = None
     #: What the agent reported of its run (see queue_core.reports): an error, cost, tokens.
     report: AgentReport = field(default_factory=AgentReport)
+    #: What changed outside the claims while it ran (see queue_core.changes); None: unknown.
+    unclaimed: Stray | None = field(default_factory=Stray)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +67,8 @@ class TaskOutcome:
             "error": self.report.error,
             "cost_usd": self.report.cost_usd,
             "tokens": self.report.tokens,
+            "unclaimed_writes": None if self.unclaimed is None else list(self.unclaimed.paths),
+            "unclaimed_writes_also_running": None if self.unclaimed is None else list(self.unclaimed.beside),
         }
 
 
@@ -139,6 +144,25 @@ class _NoticeHandler(logging.Handler):
 def notice_line(text: str) -> str:
     """``12:00:01 notice    the registry lock held by pid 123 (stopped: ...)``."""
     return f"{time.strftime('%H:%M:%S')} {'notice':<9} {text}"
+
+
+def unclaimed_line(event: TaskEvent, found: Stray) -> str:
+    """``12:00:01 warning   t1 [dev] changed outside its claims: x.txt``, and the tasks beside it."""
+    return f"{time.strftime('%H:%M:%S')} {'warning':<9} {event.task_id} [{event.agent_type}] {unclaimed_text(found)}"
+
+
+#: Paths named in a line of text; --json has them all.
+UNCLAIMED_SHOWN = 5
+
+
+def unclaimed_text(found: Stray) -> str:
+    """``changed outside its claims: a, b and 3 more (also running: t2; any of them may have)``."""
+    shown = [path if path.isprintable() else repr(path) for path in found.paths[:UNCLAIMED_SHOWN]]
+    more = len(found.paths) - len(shown)
+    paths = ", ".join(shown) + (f" and {more} more" if more else "")
+    if not found.beside:
+        return f"changed outside its claims: {paths}"
+    return f"changed outside the claims: {paths} (also running: {', '.join(found.beside)}; any of them may have)"
 
 
 def event_line(event: TaskEvent) -> str:
@@ -237,7 +261,7 @@ def summary_text(outcomes: list[TaskOutcome], wall_s: float, sum_s: float) -> st
         (
             o.id,
             o.agent,
-            o.status if o.reason is None else f"{o.status} ({o.reason})",
+            (o.status if o.reason is None else f"{o.status} ({o.reason})") + (" !" if _strayed(o) else ""),
             "" if o.exit_code is None else str(o.exit_code),
             "" if o.duration_s is None else f"{o.duration_s:.1f}s",
             *(() if cost is None else ("" if o.report.cost_usd is None else f"${o.report.cost_usd:.4f}",)),
@@ -247,6 +271,7 @@ def summary_text(outcomes: list[TaskOutcome], wall_s: float, sum_s: float) -> st
     ]
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in (header, *rows)]
+    lines += [f"! {o.id} {unclaimed_text(o.unclaimed)}" for o in outcomes if o.unclaimed is not None and _strayed(o)]
     speedup = sum_s / wall_s if wall_s > 0 else 1.0
     succeeded = sum(o.status == "succeeded" for o in outcomes)
     lines.append("")
@@ -256,6 +281,10 @@ def summary_text(outcomes: list[TaskOutcome], wall_s: float, sum_s: float) -> st
         f"speedup {speedup:.2f}x{spent}"
     )
     return "\n".join(lines)
+
+
+def _strayed(outcome: TaskOutcome) -> bool:
+    return outcome.unclaimed is not None and bool(outcome.unclaimed.paths)
 
 
 def _short_path(path: str | None) -> str:

@@ -723,6 +723,15 @@ def read_registry(repo: str | os.PathLike[str]) -> tuple[list[Hold], list[Place]
     return holds, line
 
 
+def holds_in(raw: bytes) -> list[Hold]:
+    """The holds in ``raw``, the bytes of a claims.json read without the lock (for a view, never
+    for a decision); empty if they cannot be parsed."""
+    try:
+        return _parse(raw)[0]
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
 def _parse(raw: bytes) -> tuple[list[Hold], list[Place], float, int | None]:
     """A claims.json's holds, line, until when it is recovered, and the inode of the state directory
     it was written in (None: not said); raises ValueError (KeyError, TypeError)."""

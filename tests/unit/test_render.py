@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 
-from cli.render import PlainEvents, event_line
+from cli.render import PlainEvents, TaskOutcome, event_line, summary_text, unclaimed_line, unclaimed_text
 from queue_core import TaskEvent
+from queue_core.changes import Stray
 
 
 def test_event_lines_are_written_in_order_and_all_of_them_before_exit() -> None:
@@ -37,3 +38,35 @@ def test_a_reader_that_went_away_stops_the_lines_not_the_run() -> None:
         events.event(TaskEvent("started", "t", "shell", 0.0, 1))
         events.event(TaskEvent("succeeded", "t", "shell", 0.0, 1))
     # Leaving the block drained the queue and joined the writer: nothing raised, nothing hangs.
+
+
+def test_changes_outside_the_claims_are_told_in_one_line_with_the_tasks_beside() -> None:
+    assert (
+        unclaimed_text(Stray(("a.txt", "new\nline.txt"), ())) == "changed outside its claims: a.txt, 'new\\nline.txt'"
+    )
+    many = Stray(tuple(f"f{i}" for i in range(7)), ("b", "run-2/c"))
+    assert unclaimed_text(many) == (
+        "changed outside the claims: f0, f1, f2, f3, f4 and 2 more (also running: b, run-2/c; any of them may have)"
+    )
+    line = unclaimed_line(TaskEvent("succeeded", "t1", "dev", 0.0, 1), Stray(("x",), ()))
+    assert line.endswith(" warning   t1 [dev] changed outside its claims: x")
+
+
+def test_the_summary_marks_a_task_that_changed_outside_its_claims() -> None:
+    outcomes = [
+        TaskOutcome("t1", "dev", "fix", "succeeded", 0, 1.0, None, unclaimed=Stray(("x",), ("t2",))),
+        TaskOutcome("t2", "doc", "write", "succeeded", 0, 1.0, None),
+        TaskOutcome("t3", "dev", "skip", "skipped", None, None, None, "needs t9", unclaimed=None),
+    ]
+    assert summary_text(outcomes, 2.0, 2.0).splitlines()[:5] == [
+        "id  agent  outcome             exit  duration  log",
+        "t1  dev    succeeded !         0     1.0s",
+        "t2  doc    succeeded           0     1.0s",
+        "t3  dev    skipped (needs t9)",
+        "! t1 changed outside the claims: x (also running: t2; any of them may have)",
+    ]
+    assert [(o.to_json()["unclaimed_writes"], o.to_json()["unclaimed_writes_also_running"]) for o in outcomes] == [
+        (["x"], ["t2"]),
+        ([], []),
+        (None, None),
+    ]

@@ -1,0 +1,110 @@
+"""Changes outside the claims, reported after the fact: the CLI run for real against fake agents."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ..conftest import WAIT
+
+SCRIPT = Path(sys.executable).with_name("project-manager")
+FAKES = Path(__file__).parents[1] / "fake_agents"
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=repo, check=True)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository with one commit (``notes.md``), and ``*.log`` ignored."""
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q")
+    (path / "notes.md").write_text("notes\n")
+    (path / ".gitignore").write_text("*.log\n")
+    git(path, "add", ".")
+    git(path, "commit", "-q", "-m", "first")
+    return path
+
+
+@pytest.fixture
+def aider(tmp_path: Path) -> dict[str, str]:
+    """An environment whose ``aider`` is the fake of fake_agents/clis.py: it writes ``edited/<task id>``."""
+    bin_dir, out = tmp_path / "bin", tmp_path / "out"
+    bin_dir.mkdir()
+    out.mkdir()
+    (bin_dir / "aider").write_text(f'#!/bin/sh\nFAKE_TOOL=aider exec "{sys.executable}" "{FAKES / "clis.py"}" "$@"\n')
+    (bin_dir / "aider").chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_AGENT_OUT": str(out)}
+
+
+def run(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    argv = [str(SCRIPT), "delegate-multiple", *args, "--repo", str(repo), "--no-live"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=WAIT * 6, env=env, cwd=repo)
+
+
+def writers(repo: Path, tasks: str) -> Path:
+    """A batch whose agents ``wa`` and ``wb`` are fake_agents/writer.py, its description their script."""
+    batch = repo.parent / "batch.yaml"
+    command = json.dumps([sys.executable, str(FAKES / "writer.py"), "{description}"])
+    batch.write_text(f"agents:\n  wa: {{command: {command}}}\n  wb: {{command: {command}}}\ntasks:\n{tasks}")
+    return batch
+
+
+def test_an_agent_that_writes_outside_its_claims_is_reported_in_the_json(repo: Path, aider: dict[str, str]) -> None:
+    (repo / "notes.md").write_text("the user's own edit, before the run\n")
+    done = run(repo, "aider: fix it @src/a.py", "--json", env=aider)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [task] = json.loads(done.stdout)["tasks"]
+    assert task["unclaimed_writes"] == ["edited/t1"]  # not notes.md: it changed before the task started
+    assert task["unclaimed_writes_also_running"] == []
+    assert " warning   t1 [aider] changed outside its claims: edited/t1" in done.stderr  # the event lines
+
+
+def test_two_tasks_running_together_are_both_named(repo: Path) -> None:
+    """a and b run at once (each waits for the other's mark); then a writes its file and one
+    nobody claims. The tree is shared: both reports carry it, each naming the other task."""
+    marks = repo.parent
+    batch = writers(
+        repo,
+        f"  - {{id: a, agent: wa, files: [a.txt], description: '--mark {marks}/a --wait {marks}/b"
+        ' --write a.txt --write "stray dir/x.txt"\'}\n'
+        f"  - {{id: b, agent: wb, files: [b.txt], description: '--mark {marks}/b --wait {marks}/a --write b.txt'}}\n",
+    )
+    done = run(repo, "--file", str(batch), "--json", "-j", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    tasks = {t["id"]: t for t in json.loads(done.stdout)["tasks"]}
+    assert (tasks["a"]["unclaimed_writes"], tasks["a"]["unclaimed_writes_also_running"]) == (["stray dir/x.txt"], ["b"])
+    assert (tasks["b"]["unclaimed_writes"], tasks["b"]["unclaimed_writes_also_running"]) == (["stray dir/x.txt"], ["a"])
+    assert "changed outside the claims: stray dir/x.txt (also running: b; any of them may have)" in done.stderr
+
+
+def test_the_summary_marks_the_task_and_says_what_it_changed(repo: Path) -> None:
+    (repo / "notes.md").write_text("dirty before the run\n")
+    batch = writers(
+        repo,
+        "  - {id: tidy, agent: wa, files: [src/], description: '--write src/a.py --write notes.md --write x.log'}\n"
+        "  - {id: clean, agent: wb, files: [docs/], depends_on: [tidy], description: '--write docs/b.md'}\n",
+    )
+    done = run(repo, "--file", str(batch))
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    [row] = [line for line in lines if line.startswith("tidy ")]
+    assert "succeeded !" in row
+    assert "! tidy changed outside its claims: notes.md" in lines  # written again; x.log is ignored
+    assert not any(line.startswith("! clean") for line in lines)
+    assert sum(" warning   " in line for line in lines) == 1
+
+
+def test_outside_a_git_repository_the_report_is_unknown_and_said_once(tmp_path: Path) -> None:
+    done = run(tmp_path, "shell: touch a b @a", "shell: touch c @c", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [t["unclaimed_writes"] for t in json.loads(done.stdout)["tasks"]] == [None, None]
+    assert done.stderr.count("changes outside the claims are not reported in this run:") == 1
+    assert "not a git repository" in done.stderr
