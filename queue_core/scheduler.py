@@ -698,7 +698,9 @@ class Scheduler:
         self._limited[agent] = (since, limits)
         entry.rate_limits += 1
         delay = task.rate_limit_delay_for(limits)
-        if retry_after is not None:  # the reset the agent named; if it proved wrong, no less than the back-off
+        # The reset the agent named (not NaN, not negative); if it proved wrong just before, no
+        # less than the back-off.
+        if retry_after is not None and retry_after >= 0:
             delay = max(retry_after, delay if limits > 1 else 0.0)
         end = max(now + delay, self._paused.get(agent, now))
         if end - since > task.rate_limit_max_wait:

@@ -86,6 +86,15 @@ def test_a_reset_that_proves_wrong_again_and_again_backs_off_anyway() -> None:
     assert pauses == [0, 60, 120]
 
 
+@pytest.mark.parametrize("nonsense", [float("nan"), -5.0])
+def test_a_reset_that_is_no_time_is_not_honoured(nonsense: float) -> None:
+    sched = make()
+    sched.add(task("a", "claude", rate_limit_backoff=30.0), 0.0)
+    sched.dispatch(0.0)
+    sched.finish("a", LIMITED, 0.0, "429", retry_after=nonsense)
+    assert sched.next_wakeup() == 30.0
+
+
 def test_past_the_max_wait_the_task_fails_as_rate_limited_and_its_dependents_are_skipped() -> None:
     sched = make()
     a = task("a", "claude", rate_limit_backoff=30.0, rate_limit_max_wait=100.0)
