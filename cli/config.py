@@ -87,10 +87,36 @@ PRESETS: dict[str, tuple[str, ...]] = {
     # Gemini CLI, headless mode (geminicli.com/docs/cli/headless): -p/--prompt forces it; the
     # default approval mode asks before each edit. JSON: {"response", "stats", "error"}.
     "gemini": ("gemini", "--approval-mode=auto_edit", "--output-format=json", "--prompt={prompt}"),
+    # Cursor CLI (cursor.com/docs/cli/reference/parameters, .../output-format): --force "allows
+    # commands unless explicitly denied". In a folder it has not trusted, -p prints a refusal and
+    # exits 0 unless given --trust or --force (escoffier-labs/brigade#205); multica-ai/multica#7791
+    # saw --force not suffice, so both. Its parser (commander) ends options at -- (kube-dojo/
+    # kube-dojo.github.io#1487). stream-json ends with Claude Code's result event; a failure
+    # exits non-zero, its message on stderr.
+    "cursor": ("cursor-agent", "-p", "--force", "--trust", "--output-format", "stream-json", "--", "{prompt}"),
+    # opencode (opencode.ai/docs/cli, opencode.ai/docs/permissions): "edit" defaults to "allow";
+    # what still asks (a path outside the project, a loop) is refused by run, which has no one to
+    # ask. No permission flag: --dangerously-skip-permissions became --auto (KE7/helix#60). What
+    # follows -- is the message (anomalyco/opencode#4904); run quotes an argument with a space.
+    # It can exit 0 after an error event (anomalyco/opencode#2489, #26509).
+    "opencode": ("opencode", "run", "--format", "json", "--", "{prompt}"),
+    # goose (block.github.io/goose/docs/guides/goose-cli-commands): run --text runs one prompt and
+    # exits; --no-session keeps it out of the session list; stream-json shows the errors it exits
+    # 0 after (aaif-goose/goose#4612, #11909). It edits headless in GOOSE_MODE=auto, the default;
+    # approve modes stop a headless run (aaif-goose/goose#7915, #9125). clap takes --text=VALUE whole.
+    "goose": ("goose", "run", "--no-session", "--output-format", "stream-json", "--text={prompt}"),
     "shell": ("sh", "-c", "{description}"),
 }
 #: The format in which each preset reports errors, cost and tokens (see queue_core.reports).
-PRESET_REPORTS: dict[str, str] = {"claude": "claude", "codex": "codex", "gemini": "gemini", "aider": "aider"}
+PRESET_REPORTS: dict[str, str] = {
+    "claude": "claude",
+    "codex": "codex",
+    "gemini": "gemini",
+    "aider": "aider",
+    "cursor": "claude",  # the same result event
+    "opencode": "opencode",
+    "goose": "goose",
+}
 
 #: The repository's own agent definitions, at its root.
 REPO_CONFIG = "project-manager.yaml"

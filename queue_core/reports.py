@@ -19,6 +19,18 @@ be read, and an agent's exit code still counts on its own.
   then gives up with the error's line (``litellm.RateLimitError: ...``) and exits 0; each answer
   it got ends with ``Tokens: ... Cost: $X message, $Y session.``. An error line that no retry
   and no answer follows is the error; the last session cost is the cost.
+* ``opencode``: ``opencode run --format json`` events. ``step_finish`` parts carry ``cost`` and
+  ``tokens: {"input", "output"}``, summed over steps; an ``error`` event, ``{"error": {"name",
+  "data": {"message", "statusCode", "responseHeaders"}}}`` (or ``{"type", "message"}``), is an
+  error, unless a later step finished (a step it retried). Status 429 is a rate limit, reset by
+  its ``retry-after-ms`` or ``retry-after`` header.
+* ``goose``: ``goose run --output-format stream-json`` events. ``{"type": "error", "error": TEXT}``
+  is an error, and so is a last assistant ``message`` that is goose giving up on its provider
+  ("Ran into this error: ...", "... Please resend your message to try again."); ``complete``
+  has ``input_tokens`` and ``output_tokens``. Goose may exit 0 after either.
+
+Cursor's ``cursor-agent -p --output-format stream-json`` ends with Claude Code's ``result`` event
+and reports a failure on stderr with a non-zero exit: the ``claude`` reader reads it.
 
 **Rate limits.** An error is a rate limit when it says so (HTTP 429, ``rate_limit_error``,
 "rate limit", "you've hit your limit", "usage limit", quota exceeded or exhausted). When the
@@ -31,6 +43,7 @@ becomes ``retry_after``, in seconds from ``now``.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -258,6 +271,69 @@ def _aider(f: BinaryIO, now: float) -> AgentReport:
     return AgentReport(error, cost, rate_limited=limited)
 
 
+def _opencode(f: BinaryIO, now: float) -> AgentReport:
+    error: str | None = None
+    limited = False
+    reset: float | None = None
+    cost: float | None = None
+    tokens: list[int | None] = [None, None]
+    for event in _json_lines(f):
+        kind = event.get("type")
+        if kind == "step_finish":
+            part = _dict(event.get("part"))
+            cost = _sum(cost, _number(part.get("cost")))
+            counts = _dict(part.get("tokens"))
+            for i, key in enumerate(("input", "output")):
+                tokens[i] = _sum(tokens[i], _int(counts.get(key)))
+            error, limited, reset = None, False, None  # it went on: an error before was retried
+        elif kind == "error":
+            failure = _dict(event.get("error"))
+            data = _dict(failure.get("data"))
+            error = _one_line(data.get("message") or failure.get("message") or failure.get("name") or "error")
+            limited = 429 in (data.get("statusCode"), failure.get("statusCode"))
+            reset = _retry_header(_dict(data.get("responseHeaders")))
+    return AgentReport(error, cost, tokens[0], tokens[1], rate_limited=limited, retry_after=reset)
+
+
+def _retry_header(headers: dict[str, Any]) -> float | None:
+    """Seconds from a response's ``retry-after-ms`` or ``retry-after`` header (an HTTP date is not read)."""
+    for key, unit in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            seconds = float(headers[key]) * unit
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+    return None
+
+
+#: Goose's own words when it gives up on its provider (crates/goose/src/agents/agent.rs).
+_GOOSE_GAVE_UP = re.compile(r"^Ran into this error: |\n\nPlease resend your message to try again\.\s*$")
+
+
+def _goose(f: BinaryIO, now: float) -> AgentReport:
+    error: str | None = None
+    tokens: list[int | None] = [None, None]
+    for event in _json_lines(f):
+        kind = event.get("type")
+        if kind == "error":
+            error = _one_line(event.get("error") or "error")
+        elif kind == "message" and (text := _assistant_text(_dict(event.get("message")))):
+            # what it said last decides: an answer after a failure ends it
+            error = _one_line(text.split("\n\n")[0]) if _GOOSE_GAVE_UP.search(text) else None
+        elif kind == "complete":
+            tokens = [_int(event.get("input_tokens")), _int(event.get("output_tokens"))]
+    return AgentReport(error, None, tokens[0], tokens[1])
+
+
+def _assistant_text(message: dict[str, Any]) -> str:
+    """The text of goose's ``{"role": "assistant", "content": [{"type": "text", "text"}, ...]}``; "" for others."""
+    parts = message.get("content")
+    if message.get("role") != "assistant" or not isinstance(parts, list):
+        return ""
+    return "".join(part["text"] for part in parts if isinstance(part, dict) and isinstance(part.get("text"), str))
+
+
 def _sum(a: Any, b: Any) -> Any:
     return b if a is None else a if b is None else a + b
 
@@ -285,4 +361,6 @@ FORMATS: dict[str, Callable[[BinaryIO, float], AgentReport]] = {
     "codex": _codex,
     "gemini": _gemini,
     "aider": _aider,
+    "opencode": _opencode,
+    "goose": _goose,
 }

@@ -1,12 +1,13 @@
-"""A fake ``claude``, ``codex``, ``gemini`` or ``aider``: the one ``$FAKE_TOOL`` names.
+"""A fake ``claude``, ``codex``, ``gemini``, ``aider``, ``cursor``, ``opencode`` or ``goose``: the one
+``$FAKE_TOOL`` names (the preset's name; Cursor's executable is ``cursor-agent``).
 
 It parses its argv as the real tool documents it (argparse, which like the tools' own parsers
 reads a value that starts with ``-`` as an option unless it follows ``--`` or is written
 ``--opt=value``), then writes what it understood to ``$FAKE_AGENT_OUT/<task id>.json``: the
 prompt, the files it was given, and whether it may edit unattended; each run appends a line to
 ``<task id>.runs``. Like the real tools run headless, it edits (writes ``edited``) only with the
-mode that allows edits, and exits 0 either way; ``$FAKE_REPORT`` picks what it reports (see
-REPORTS). An argv it cannot parse exits 2, as argparse does.
+mode that allows edits, and exits 0 either way; ``$FAKE_REPORT`` picks what it reports and how
+it exits (see REPORTS). An argv it cannot parse exits 2, as argparse does.
 """
 
 from __future__ import annotations
@@ -59,6 +60,31 @@ def parse(tool: str, argv: list[str]) -> dict[str, object]:
         args = parser.parse_args(argv)
         quiet = not (args.auto_commits or args.dirty_commits or args.gitignore)  # commits and .gitignore: off
         return {"prompt": args.message, "unattended": args.yes_always and quiet, "output": None, "files": args.files}
+    if tool == "cursor":  # cursor.com/docs/cli/reference/parameters; its parser (commander) honours --
+        parser.add_argument("-p", "--print", action="store_true")
+        parser.add_argument("-f", "--force", "--yolo", action="store_true")
+        parser.add_argument("--trust", action="store_true")
+        parser.add_argument("--output-format", default="text")
+        parser.add_argument("prompt")
+        args = parser.parse_args(argv)
+        unattended = args.print and args.force
+        return {"prompt": args.prompt, "unattended": unattended, "output": args.output_format, "files": []}
+    if tool == "opencode":  # opencode.ai/docs/cli (run), opencode.ai/docs/permissions: edit is "allow" by default
+        parser.add_argument("command", choices=["run"])
+        parser.add_argument("--format", choices=["default", "json"], default="default")
+        parser.add_argument("--agent", default="build")
+        parser.add_argument("message", nargs="+")
+        args = parser.parse_args(argv)
+        prompt = " ".join(args.message)
+        return {"prompt": prompt, "unattended": args.agent != "plan", "output": args.format, "files": []}
+    if tool == "goose":  # block.github.io/goose/docs/guides/goose-cli-commands (run); GOOSE_MODE defaults to auto
+        parser.add_argument("command", choices=["run"])
+        parser.add_argument("-t", "--text", required=True)
+        parser.add_argument("--no-session", action="store_true")
+        parser.add_argument("--output-format", choices=["text", "json", "stream-json"], default="text")
+        args = parser.parse_args(argv)
+        unattended = os.environ.get("GOOSE_MODE", "auto") == "auto"
+        return {"prompt": args.text, "unattended": unattended, "output": args.output_format, "files": []}
     raise SystemExit(f"no fake for {tool!r}")
 
 
@@ -99,9 +125,69 @@ REPORTS: dict[str, dict[str, list[object]]] = {
         "error": ["litellm.APIConnectionError: Connection error."],
         "limit": ['litellm.RateLimitError: AnthropicException - {"type":"rate_limit_error"}'],
     },
+    # Cursor's last stream-json line is the Claude-shaped result; a failure is a message on stderr
+    # and a non-zero exit (cursor.com/docs/cli/reference/output-format), its limit as in cursor/cursor#3703.
+    "cursor": {
+        "ok": [
+            {"type": "system", "subtype": "init", "session_id": "s", "model": "Auto"},
+            {"type": "result", "subtype": "success", "is_error": False, "duration_ms": 1234, "result": "done"},
+        ],
+        "error": ["Error: Connection to the model failed"],
+        "limit": ["Error: You've hit your usage limit"],
+    },
+    # opencode run --format json: step_finish parts carry cost and tokens, an error is an "error"
+    # event, and the run exits 0 anyway (anomalyco/opencode#2489, #26509).
+    "opencode": {
+        "ok": [
+            {"type": "step_start", "sessionID": "ses_1", "part": {"type": "step-start"}},
+            {"type": "text", "sessionID": "ses_1", "part": {"type": "text", "text": "done"}},
+            {
+                "type": "step_finish",
+                "sessionID": "ses_1",
+                "part": {"type": "step-finish", "reason": "stop", "cost": 0.02, "tokens": {"input": 800, "output": 90}},
+            },
+        ],
+        "error": [{"type": "error", "error": {"name": "UnknownError", "data": {"message": "boom"}}}],
+        "limit": [
+            {
+                "type": "error",
+                "error": {
+                    "name": "APIError",
+                    "data": {"message": "Too many", "statusCode": 429, "responseHeaders": {"retry-after": "0"}},
+                },
+            }
+        ],
+    },
+    # goose run --output-format stream-json: an agent error is an "error" event, a provider's an
+    # assistant message "Ran into this error: ..."; "complete" has the tokens; exit 0 either way.
+    "goose": {
+        "ok": [
+            {"type": "message", "message": {"role": "assistant", "content": [{"type": "text", "text": "done"}]}},
+            {"type": "complete", "total_tokens": 700, "input_tokens": 600, "output_tokens": 100},
+        ],
+        "error": [{"type": "error", "error": "Request failed: 400 Bad Request"}, {"type": "complete"}],
+        "limit": [
+            {
+                "type": "message",
+                "message": {
+                    "role": "assistant",
+                    "content": [
+                        {
+                            "type": "text",
+                            "text": "Ran into this error: Rate limit exceeded: try again in 0s.\n\n"
+                            "Please retry if you think this is a transient or recoverable error.",
+                        }
+                    ],
+                },
+            },
+            {"type": "complete", "total_tokens": 0},
+        ],
+    },
 }
-#: Claude Code says "you've hit your limit" with exit 1; the others exit 0 whatever they say.
-LIMIT_EXIT = {"claude": 1}
+#: Claude Code says "you've hit your limit" with exit 1; Cursor fails with exit 1 (its message on
+#: stderr); the others exit 0 whatever they say.
+LIMIT_EXIT = {"claude": 1, "cursor": 1}
+ERROR_EXIT = {"cursor": 1}
 
 
 def main() -> None:
@@ -118,11 +204,11 @@ def main() -> None:
     if seen["unattended"] and report != "limit":
         Path("edited").mkdir(exist_ok=True)
         Path("edited", task).write_text(tool)
+    exit_code = {"limit": LIMIT_EXIT, "error": ERROR_EXIT}.get(report, {}).get(tool, 0)
     for line in REPORTS.get(tool, {}).get(report, []):
         text = line if isinstance(line, str) else json.dumps(line).replace('"NOW"', str(int(time.time())))
-        print(text, flush=True)
-    if report == "limit":
-        sys.exit(LIMIT_EXIT.get(tool, 0))
+        print(text, flush=True, file=sys.stderr if exit_code and isinstance(line, str) else sys.stdout)
+    sys.exit(exit_code)
 
 
 if __name__ == "__main__":

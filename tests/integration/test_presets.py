@@ -14,7 +14,9 @@ from ..conftest import WAIT
 
 SCRIPT = Path(sys.executable).with_name("project-manager")
 CLIS = Path(__file__).parents[1] / "fake_agents" / "clis.py"
-TOOLS = ("claude", "codex", "gemini", "aider")
+TOOLS = ("claude", "codex", "gemini", "aider", "cursor", "opencode", "goose")
+#: The executable each preset runs, where it is not the preset's name.
+EXECUTABLES = {"cursor": "cursor-agent"}
 
 
 @pytest.fixture
@@ -31,7 +33,7 @@ def fakes(tmp_path: Path) -> dict[str, str]:
     bin_dir.mkdir()
     out.mkdir()
     for tool in TOOLS:
-        path = bin_dir / tool
+        path = bin_dir / EXECUTABLES.get(tool, tool)
         path.write_text(f'#!/bin/sh\nFAKE_TOOL={tool} exec "{sys.executable}" "{CLIS}" "$@"\n')
         path.chmod(0o755)
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_AGENT_OUT": str(out)}
@@ -120,6 +122,18 @@ def test_a_preset_name_redefined_by_the_repository_is_announced(repo: Path, fake
     assert "project-manager.yaml redefines the preset 'claude': it runs sh -c 'echo hi'" in done.stderr
 
 
+#: What each fake reports as its error: behind exit 0, except Cursor, which documents a failure as a
+#: message on stderr and a non-zero exit (cursor.com/docs/cli/reference/output-format).
+ERRORS = {
+    "claude": "error_max_turns",
+    "codex": "stream error",
+    "gemini": "model not found",
+    "aider": "litellm.APIConnectionError: Connection error.",
+    "opencode": "boom",
+    "goose": "Request failed: 400 Bad Request",
+}
+
+
 @pytest.mark.parametrize("tool", TOOLS)
 def test_an_error_the_agent_reports_behind_exit_0_fails_the_task(repo: Path, fakes: dict[str, str], tool: str) -> None:
     """Before: a failed turn behind exit 0 was reported as succeeded (and aider's errors were not read)."""
@@ -127,15 +141,17 @@ def test_an_error_the_agent_reports_behind_exit_0_fails_the_task(repo: Path, fak
     assert done.returncode == 1, done.stdout + done.stderr
     [task] = json.loads(done.stdout)["tasks"]
     assert task["status"] == "failed"
+    if tool == "cursor":
+        assert task["exit_code"] == 1
+        return
     assert task["exit_code"] == 0
-    errors = ("error_max_turns", "stream error", "model not found", "litellm.APIConnectionError: Connection error.")
-    assert task["error"] in errors
+    assert task["error"] == ERRORS[tool]
 
 
-def _quick_back_off(repo: Path, **keys: str) -> None:
-    """A project-manager.yaml that gives aider (which names no reset) a back-off of a tenth of a second."""
+def _quick_back_off(repo: Path, tool: str = "aider", **keys: str) -> None:
+    """A project-manager.yaml that gives ``tool`` a back-off of a tenth of a second, for a limit with no reset."""
     settings = "".join(f"\n    {key}: {value}" for key, value in {"rate_limit_backoff": "0.1", **keys}.items())
-    (repo / "project-manager.yaml").write_text(f"agents:\n  aider:\n    preset: aider{settings}\n")
+    (repo / "project-manager.yaml").write_text(f"agents:\n  {tool}:\n    preset: {tool}{settings}\n")
 
 
 @pytest.mark.parametrize("tool", TOOLS)
@@ -143,7 +159,7 @@ def test_a_rate_limit_pauses_the_agent_then_the_task_runs_again_without_a_retry(
     repo: Path, fakes: dict[str, str], tool: str
 ) -> None:
     """Before: a rate limit behind exit 0 (or claude's exit 1) failed the task, or passed for success."""
-    _quick_back_off(repo)
+    _quick_back_off(repo, tool)
     done = _run(repo, {**fakes, "FAKE_REPORT": "limit-once"}, f"{tool}: fix @a", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     [task] = json.loads(done.stdout)["tasks"]
@@ -167,15 +183,20 @@ def test_an_agent_limited_beyond_its_max_wait_fails_as_rate_limited(repo: Path, 
 
 def test_cost_and_tokens_the_agents_report_are_in_the_summary_and_json(repo: Path, fakes: dict[str, str]) -> None:
     env = {**fakes, "FAKE_REPORT": "ok"}
-    done = _run(repo, env, "claude: a @a", "codex: b @b", "aider: c @c", "--json")
+    tasks_args = ("claude: a @a", "codex: b @b", "aider: c @c", "cursor: d @d", "opencode: e @e", "goose: f @f")
+    done = _run(repo, env, *tasks_args, "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     tasks = {t["agent"]: t for t in report["tasks"]}
     assert (tasks["claude"]["cost_usd"], tasks["claude"]["tokens"]) == (0.0125, {"input": 1000, "output": 200})
     assert (tasks["codex"]["cost_usd"], tasks["codex"]["tokens"]) == (None, {"input": 300, "output": 40})
     assert (tasks["aider"]["cost_usd"], tasks["aider"]["tokens"], tasks["aider"]["error"]) == (0.01, None, None)
-    assert report["cost_usd"] == 0.0225
+    assert (tasks["cursor"]["cost_usd"], tasks["cursor"]["tokens"], tasks["cursor"]["error"]) == (None, None, None)
+    assert (tasks["opencode"]["cost_usd"], tasks["opencode"]["tokens"]) == (0.02, {"input": 800, "output": 90})
+    assert (tasks["goose"]["cost_usd"], tasks["goose"]["tokens"]) == (None, {"input": 600, "output": 100})
+    assert report["cost_usd"] == pytest.approx(0.0425)
     history = json.loads((repo / ".project-manager" / "history" / f"{report['run_id']}.json").read_text())
-    assert {t["agent"]: t["cost_usd"] for t in history["tasks"]} == {"claude": 0.0125, "codex": None, "aider": 0.01}
+    costs = {t["agent"]: t["cost_usd"] for t in history["tasks"]}
+    assert costs == {"claude": 0.0125, "codex": None, "aider": 0.01, "cursor": None, "opencode": 0.02, "goose": None}
     done = _run(repo, env, "claude: a @a")
     assert "cost $0.0125" in done.stdout

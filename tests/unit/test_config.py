@@ -534,13 +534,13 @@ BATCH_ERRORS = [
         "agent with command and preset",
         "agents:\n  dev:\n    preset: claude\n    command: [claude]\n",
         "batch.yaml:3: agents.dev: give either command or preset, not both "
-        "(command: [program, args...] or preset: claude | codex | aider | gemini | shell)",
+        "(command: [program, args...] or preset: claude | codex | aider | gemini | cursor | opencode | goose | shell)",
     ),
     (
         "agent with neither command nor preset",
         "agents:\n  dev:\n    owns: [src/**]\n",
         "batch.yaml:3: agents.dev: needs a command or a preset "
-        "(command: [program, args...] or preset: claude | codex | aider | gemini | shell)",
+        "(command: [program, args...] or preset: claude | codex | aider | gemini | cursor | opencode | goose | shell)",
     ),
     (
         "agent is null",
@@ -566,7 +566,7 @@ BATCH_ERRORS = [
         "unknown preset, suggestion",
         "agents:\n  dev:\n    preset: claud\n",
         "batch.yaml:3: agents.dev.preset: unknown preset 'claud' (did you mean 'claude'?); "
-        "presets: claude, codex, aider, gemini, shell",
+        "presets: claude, codex, aider, gemini, cursor, opencode, goose, shell",
     ),
     (
         "placeholder typo in command",
@@ -754,7 +754,7 @@ def test_validate_unknown_agent_in_file(write: Write) -> None:
     assert str(info.value) == (
         "batch.yaml:6: tasks[0].agent: task 'parser' uses unknown agent 'code_develper' "
         "(did you mean 'code_developer'?); defined agents: code_developer, reviewer; "
-        "presets: claude, codex, aider, gemini, shell"
+        "presets: claude, codex, aider, gemini, cursor, opencode, goose, shell"
     )
 
 
@@ -764,7 +764,7 @@ def test_validate_unknown_agent_in_argument() -> None:
         validate_batch(batch, {}, found)
     assert str(info.value) == (
         "argument 2: agent: task 't2' uses unknown agent 'architect'; defined agents: (none); "
-        "presets: claude, codex, aider, gemini, shell"
+        "presets: claude, codex, aider, gemini, cursor, opencode, goose, shell"
     )
 
 

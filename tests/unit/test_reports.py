@@ -90,7 +90,7 @@ def test_gemini_one_object_over_several_lines(tmp_path: Path) -> None:
     assert read_report(path, "gemini") == AgentReport()
 
 
-@pytest.mark.parametrize("fmt", ["claude", "codex", "gemini", "aider"])
+@pytest.mark.parametrize("fmt", ["claude", "codex", "gemini", "aider", "opencode", "goose"])
 def test_a_missing_log_reports_nothing(tmp_path: Path, fmt: str) -> None:
     assert read_report(tmp_path / "absent.log", fmt) == AgentReport()
 
@@ -254,3 +254,155 @@ def test_the_report_starts_where_its_attempt_does(tmp_path: Path) -> None:
         f.write('$ codex exec -- "rate limit the API"\n' + json.dumps({"type": "turn.completed", "usage": {}}) + "\n")
     header = len('$ codex exec -- "rate limit the API"\n')
     assert read_report(log, "codex", start=start + header, now=NOW, failed=True) == AgentReport()
+
+
+# --- cursor: Claude's result event, a failure on stderr with a non-zero exit ------------------------
+# cursor.com/docs/cli/reference/output-format: the stream ends with {"type": "result", ...} on
+# success; on failure the process exits non-zero, perhaps without it, the message on stderr.
+
+CURSOR_OK = [
+    {"type": "system", "subtype": "init", "apiKeySource": "login", "session_id": "s", "model": "Auto"},
+    {"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": "done"}]}},
+    {
+        "type": "result",
+        "subtype": "success",
+        "is_error": False,
+        "duration_ms": 4986,
+        "duration_api_ms": 4986,
+        "result": "done",
+        "session_id": "s",
+        "request_id": "r",
+    },
+]
+
+
+def test_cursor_success_reads_as_claude_and_names_no_cost(tmp_path: Path) -> None:
+    assert read_report(_log(tmp_path, CURSOR_OK), "claude", now=NOW) == AgentReport()
+
+
+def test_cursor_usage_limit_on_stderr_of_a_failed_run(tmp_path: Path) -> None:
+    """The banner cursor-agent prints when the plan's usage is spent (cursor/cursor#3703)."""
+    banner = [
+        "Error: You've hit your usage limit",
+        "  Get Cursor Pro for more Agent usage, unlimited Tab, and more.",
+        "  spendLimitHit: false",
+    ]
+    report = read_report(_log(tmp_path, [CURSOR_OK[0], *banner]), "claude", now=NOW, failed=True)
+    assert report.rate_limited
+    assert report.error == "Error: You've hit your usage limit"
+    other = read_report(_log(tmp_path, [CURSOR_OK[0], "Error: Connection lost"]), "claude", now=NOW, failed=True)
+    assert other == AgentReport()  # the exit code says it failed; nothing here says how
+
+
+# --- opencode: opencode run --format json ---------------------------------------------------------
+# Events {"type", "timestamp", "sessionID", ...}: step_finish carries the step's cost and tokens;
+# an error is {"type": "error", "error": {"name", "data": {"message", "statusCode", ...}}} (v1) or
+# {"error": {"type", "message"}} (v2), and the run can exit 0 anyway (anomalyco/opencode#2489).
+
+
+def _step(cost: float, tokens_in: int, tokens_out: int) -> dict[str, object]:
+    tokens = {"input": tokens_in, "output": tokens_out, "reasoning": 0, "cache": {"read": 0, "write": 0}}
+    part = {"type": "step-finish", "reason": "stop", "cost": cost, "tokens": tokens}
+    return {"type": "step_finish", "timestamp": 1, "sessionID": "ses_1", "part": part}
+
+
+def _opencode_error(error: dict[str, object]) -> dict[str, object]:
+    return {"type": "error", "timestamp": 1, "sessionID": "ses_1", "error": error}
+
+
+def test_opencode_sums_the_steps_cost_and_tokens(tmp_path: Path) -> None:
+    events = [
+        {"type": "step_start", "timestamp": 1, "sessionID": "ses_1", "part": {"type": "step-start"}},
+        {"type": "tool_use", "timestamp": 1, "sessionID": "ses_1", "part": {"type": "tool", "tool": "edit"}},
+        _step(0.012, 1000, 40),
+        {"type": "text", "timestamp": 2, "sessionID": "ses_1", "part": {"type": "text", "text": "done"}},
+        _step(0.003, 200, 10),
+    ]
+    report = read_report(_log(tmp_path, events), "opencode", now=NOW)
+    assert report == AgentReport(None, pytest.approx(0.015), 1200, 50)
+
+
+def test_opencode_error_behind_exit_0_in_both_shapes(tmp_path: Path) -> None:
+    v1 = _opencode_error({"name": "ProviderAuthError", "data": {"providerID": "x", "message": "No auth\ncredentials"}})
+    report = read_report(_log(tmp_path, [_step(0.001, 10, 1), v1]), "opencode", now=NOW)
+    assert report.error == "No auth credentials"
+    assert not report.rate_limited
+    assert report.cost_usd == 0.001
+    v2 = _opencode_error({"type": "unknown", "message": "Unexpected server error."})
+    assert read_report(_log(tmp_path, [v2]), "opencode", now=NOW).error == "Unexpected server error."
+    named = _opencode_error({"name": "MessageOutputLengthError", "data": {}})
+    assert read_report(_log(tmp_path, [named]), "opencode", now=NOW).error == "MessageOutputLengthError"
+
+
+def test_opencode_429_is_a_rate_limit_with_the_reset_its_headers_give(tmp_path: Path) -> None:
+    data = {"message": "Overloaded", "statusCode": 429, "isRetryable": True, "responseHeaders": {"retry-after": "42"}}
+    report = read_report(_log(tmp_path, [_opencode_error({"name": "APIError", "data": data})]), "opencode", now=NOW)
+    assert (report.error, report.rate_limited, report.retry_after) == ("Overloaded", True, 42)
+    data["responseHeaders"] = {"retry-after-ms": "1500", "retry-after": "2"}
+    report = read_report(_log(tmp_path, [_opencode_error({"name": "APIError", "data": data})]), "opencode", now=NOW)
+    assert report.retry_after == 1.5
+    data["responseHeaders"] = {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}  # a date is not read
+    report = read_report(_log(tmp_path, [_opencode_error({"name": "APIError", "data": data})]), "opencode", now=NOW)
+    assert (report.rate_limited, report.retry_after) == (True, None)
+
+
+def test_opencode_a_step_retried_after_an_error_ends_it(tmp_path: Path) -> None:
+    """opencode 2 reports a failed step it then retries (anomalyco/opencode#50062)."""
+    failed = _opencode_error({"type": "provider.transport", "message": "ECONNRESET"})
+    assert read_report(_log(tmp_path, [failed, _step(0.002, 5, 5)]), "opencode", now=NOW).error is None
+
+
+def test_opencode_garbage_and_truncated_lines_are_skipped(tmp_path: Path) -> None:
+    lines: list[object] = ["! permission requested: external_directory; auto-rejecting", _step(0.5, 1, 1)]
+    report = read_report(_log(tmp_path, lines, tail=b'{"type": "step_finish", "part": {"cost": 9'), "opencode")
+    assert report == AgentReport(None, 0.5, 1, 1)
+
+
+# --- goose: goose run --output-format stream-json -------------------------------------------------
+# Events {"type": "message" | "notification" | "error" | "complete", ...}: an agent error is
+# {"type": "error", "error": "..."}; a provider's failure ends the stream with an assistant message
+# "Ran into this error: ..." (or "...\n\nPlease resend your message to try again."); "complete" has
+# total_tokens (and input_tokens, output_tokens); the run exits 0 either way.
+
+
+def _goose_says(text: str) -> dict[str, object]:
+    message = {"id": "m", "role": "assistant", "created": 1, "content": [{"type": "text", "text": text}]}
+    return {"type": "message", "message": message}
+
+
+GOOSE_COMPLETE = {"type": "complete", "total_tokens": 1500, "input_tokens": 1200, "output_tokens": 300}
+
+
+def test_goose_success_with_tokens(tmp_path: Path) -> None:
+    events = [
+        {"type": "notification", "extension_id": "developer", "log": {"message": "editing"}},
+        _goose_says("I fixed it."),
+        GOOSE_COMPLETE,
+    ]
+    assert read_report(_log(tmp_path, events), "goose", now=NOW) == AgentReport(None, None, 1200, 300)
+    total_only = read_report(_log(tmp_path, [{"type": "complete", "total_tokens": 1500}]), "goose", now=NOW)
+    assert total_only == AgentReport()
+
+
+def test_goose_error_event_behind_exit_0(tmp_path: Path) -> None:
+    events = [{"type": "error", "error": "Request failed: 400 Bad Request"}, GOOSE_COMPLETE]
+    report = read_report(_log(tmp_path, events), "goose", now=NOW)
+    assert report == AgentReport("Request failed: 400 Bad Request", None, 1200, 300)
+
+
+def test_goose_provider_failure_message_is_the_error(tmp_path: Path) -> None:
+    limited = _goose_says(
+        "Ran into this error: Rate limit exceeded: Please try again in 20s.\n\n"
+        "Please retry if you think this is a transient or recoverable error."
+    )
+    report = read_report(_log(tmp_path, [_goose_says("Looking."), limited, GOOSE_COMPLETE]), "goose", now=NOW)
+    assert report.error == "Ran into this error: Rate limit exceeded: Please try again in 20s."
+    assert (report.rate_limited, report.retry_after) == (True, 20)
+    network = _goose_says("Network error: connection reset\n\nPlease resend your message to try again.")
+    report = read_report(_log(tmp_path, [network]), "goose", now=NOW)
+    assert (report.error, report.rate_limited) == ("Network error: connection reset", False)
+
+
+def test_goose_text_that_only_mentions_an_error_is_not_one(tmp_path: Path) -> None:
+    quoted = _goose_says("The test printed: Ran into this error: x. I fixed the cause.")
+    assert read_report(_log(tmp_path, [quoted, GOOSE_COMPLETE]), "goose", now=NOW).error is None
