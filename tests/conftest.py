@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +28,24 @@ EMPTY_STATUS = {
     "stopped_lock_holder": None,
     "skipped": [],
 }
+
+
+def git(cwd: Path, *args: str) -> str:
+    """``git ARGS`` in ``cwd`` as a test user (no global configuration needed); its output. Raises on failure."""
+    argv = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args]
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=True, timeout=WAIT).stdout
+
+
+def git_repo(path: Path, files: Mapping[str, str]) -> Path:
+    """``path`` made a git repository whose first commit holds ``files`` (relative path -> text)."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q")
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    git(path, "add", ".")
+    git(path, "commit", "-q", "--allow-empty", "-m", "first")
+    return path
 
 
 def wait_for(event: threading.Event, what: str) -> None:

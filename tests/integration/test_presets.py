@@ -11,12 +11,9 @@ from pathlib import Path
 import pytest
 
 from ..conftest import WAIT
+from .conftest import TOOLS
 
 SCRIPT = Path(sys.executable).with_name("project-manager")
-CLIS = Path(__file__).parents[1] / "fake_agents" / "clis.py"
-TOOLS = ("claude", "codex", "gemini", "aider", "cursor", "opencode", "goose")
-#: The executable each preset runs, where it is not the preset's name.
-EXECUTABLES = {"cursor": "cursor-agent"}
 
 
 @pytest.fixture
@@ -24,19 +21,6 @@ def repo(tmp_path: Path) -> Path:
     path = tmp_path / "repo"
     path.mkdir()
     return path
-
-
-@pytest.fixture
-def fakes(tmp_path: Path) -> dict[str, str]:
-    """An environment whose PATH finds the fake tools first; what they saw goes to ``out``."""
-    bin_dir, out = tmp_path / "bin", tmp_path / "out"
-    bin_dir.mkdir()
-    out.mkdir()
-    for tool in TOOLS:
-        path = bin_dir / EXECUTABLES.get(tool, tool)
-        path.write_text(f'#!/bin/sh\nFAKE_TOOL={tool} exec "{sys.executable}" "{CLIS}" "$@"\n')
-        path.chmod(0o755)
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_AGENT_OUT": str(out)}
 
 
 def _run(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -3,45 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ..conftest import WAIT
+from ..conftest import WAIT, git_repo
 
 SCRIPT = Path(sys.executable).with_name("project-manager")
 FAKES = Path(__file__).parents[1] / "fake_agents"
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=repo, check=True)
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A git repository with one commit (``notes.md``), and ``*.log`` ignored."""
-    path = tmp_path / "repo"
-    path.mkdir()
-    git(path, "init", "-q")
-    (path / "notes.md").write_text("notes\n")
-    (path / ".gitignore").write_text("*.log\n")
-    git(path, "add", ".")
-    git(path, "commit", "-q", "-m", "first")
-    return path
-
-
-@pytest.fixture
-def aider(tmp_path: Path) -> dict[str, str]:
-    """An environment whose ``aider`` is the fake of fake_agents/clis.py: it writes ``edited/<task id>``."""
-    bin_dir, out = tmp_path / "bin", tmp_path / "out"
-    bin_dir.mkdir()
-    out.mkdir()
-    (bin_dir / "aider").write_text(f'#!/bin/sh\nFAKE_TOOL=aider exec "{sys.executable}" "{FAKES / "clis.py"}" "$@"\n')
-    (bin_dir / "aider").chmod(0o755)
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_AGENT_OUT": str(out)}
+    return git_repo(tmp_path / "repo", {"notes.md": "notes\n", ".gitignore": "*.log\n"})
 
 
 def run(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -57,9 +34,9 @@ def writers(repo: Path, tasks: str) -> Path:
     return batch
 
 
-def test_an_agent_that_writes_outside_its_claims_is_reported_in_the_json(repo: Path, aider: dict[str, str]) -> None:
+def test_an_agent_that_writes_outside_its_claims_is_reported_in_the_json(repo: Path, fakes: dict[str, str]) -> None:
     (repo / "notes.md").write_text("the user's own edit, before the run\n")
-    done = run(repo, "aider: fix it @src/a.py", "--json", env=aider)
+    done = run(repo, "aider: fix it @src/a.py", "--json", env=fakes)
     assert done.returncode == 0, done.stdout + done.stderr
     [task] = json.loads(done.stdout)["tasks"]
     assert task["unclaimed_writes"] == ["edited/t1"]  # not notes.md: it changed before the task started

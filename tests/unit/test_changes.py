@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import threading
 from pathlib import Path
 
@@ -25,35 +24,15 @@ from queue_core.changes import (
 )
 from queue_core.registry import read_holds
 
-from ..conftest import WAIT, Gate, eventually, wait_for
+from ..conftest import WAIT, Gate, eventually, git, git_repo, wait_for
 
 AWKWARD = ("with space.txt", "new\nline.txt", "ünï cødé.md", " lead and trail ")
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A git repository with one commit: ``tracked.txt``, ``dir/a.py``, and ``.gitignore`` ignoring ``*.log``."""
-    path = tmp_path / "repo"
-    path.mkdir()
-    git(path, "init", "-q")
-    (path / "tracked.txt").write_text("one\n")
-    (path / "dir").mkdir()
-    (path / "dir" / "a.py").write_text("a = 1\n")
-    (path / ".gitignore").write_text("*.log\n")
-    git(path, "add", ".")
-    git(path, "commit", "-q", "-m", "first")
-    return path
+    return git_repo(tmp_path / "repo", {"tracked.txt": "one\n", "dir/a.py": "a = 1\n", ".gitignore": "*.log\n"})
 
 
 def changed(repo: Path, before: Snapshot) -> set[str]:
