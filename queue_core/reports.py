@@ -31,6 +31,7 @@ becomes ``retry_after``, in seconds from ``now``.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -167,7 +168,7 @@ def _json_lines(f: BinaryIO) -> Iterator[dict[str, Any]]:
     for line in _lines(f):
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser goes
             continue
         if isinstance(value, dict):
             yield value
@@ -220,7 +221,7 @@ def _gemini(f: BinaryIO, now: float) -> AgentReport:
         return AgentReport()
     try:
         data = json.loads(raw[start:])
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     return _gemini_object(data) if isinstance(data, dict) else AgentReport()
 
@@ -240,7 +241,7 @@ def _gemini_object(data: dict[str, Any]) -> AgentReport:
 
 
 _AIDER_ERROR = re.compile(r"litellm\.(\w+):")
-_AIDER_COST = re.compile(r"^Tokens: .*Cost: \$[\d.]+ message, \$([\d.]+) session")
+_AIDER_COST = re.compile(r"^Tokens: .*Cost: \$[\d.]+ message, \$(\d+(?:\.\d+)?) session")
 
 
 def _aider(f: BinaryIO, now: float) -> AgentReport:
@@ -254,7 +255,7 @@ def _aider(f: BinaryIO, now: float) -> AgentReport:
         elif line.startswith("Retrying in "):
             error, limited = None, False  # it tries again itself
         elif match := _AIDER_COST.match(line):
-            error, limited, cost = None, False, float(match.group(1))  # an answer came after it
+            error, limited, cost = None, False, _number(float(match.group(1)))  # an answer came after it
     return AgentReport(error, cost, rate_limited=limited)
 
 
@@ -272,7 +273,15 @@ def _one_line(value: Any) -> str:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """``value`` as a finite float; None if it is none (a string, NaN, a 400-digit integer): JSON
+    allows NaN and numbers no float holds, and a cost of NaN would make --json's output invalid."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _int(value: Any) -> int | None:

@@ -254,3 +254,45 @@ def test_the_report_starts_where_its_attempt_does(tmp_path: Path) -> None:
         f.write('$ codex exec -- "rate limit the API"\n' + json.dumps({"type": "turn.completed", "usage": {}}) + "\n")
     header = len('$ codex exec -- "rate limit the API"\n')
     assert read_report(log, "codex", start=start + header, now=NOW, failed=True) == AgentReport()
+
+
+# --- hostile reports: what no agent should write must not fail a task that succeeded -------------
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "[" * 100_000,  # deeper than the JSON parser goes: RecursionError, not ValueError
+        '{"a":' * 100_000,
+        '{"type": "result", "is_error": false, "result": "done", "total_cost_usd": ' + "9" * 400 + "}",
+    ],
+)
+def test_a_line_the_parser_cannot_take_is_skipped(tmp_path: Path, garbage: str) -> None:
+    """Before: RecursionError and OverflowError (float of a 400-digit integer) escaped the reader,
+    and the task whose agent succeeded failed with them."""
+    report = read_report(_log(tmp_path, [garbage, *CLAUDE_OK]), "claude", now=NOW)
+    assert report == AgentReport(None, 0.0421, 1200, 340)
+    path = tmp_path / "gemini.log"
+    path.write_text("$ gemini\n" + "[" * 100_000 + "\n")
+    assert read_report(path, "gemini", now=NOW) == AgentReport()
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", "9" * 400])
+def test_a_cost_or_reset_that_is_no_finite_number_is_none(tmp_path: Path, number: str) -> None:
+    """Before: a cost of NaN or 1e400 went into --json as NaN or Infinity (not JSON); a reset of
+    NaN became "now" (max(0.0, nan) is 0.0) and a 400-digit one raised OverflowError."""
+    result = '{"type": "result", "is_error": false, "result": "done", "total_cost_usd": ' + number + "}"
+    assert read_report(_log(tmp_path, [result]), "claude", now=NOW).cost_usd is None
+    event = '{"type": "rate_limit_event", "rate_limit_info": {"status": "rejected", "resetsAt": ' + number + "}}"
+    report = read_report(_log(tmp_path, [event]), "claude", now=NOW, failed=True)
+    assert report.rate_limited
+    assert report.retry_after is None  # no reset named: the back-off applies
+
+
+def test_aider_cost_that_is_no_number_is_skipped(tmp_path: Path) -> None:
+    """Before: ``$1.2.3 session`` matched ``[\\d.]+`` and float() raised ValueError: the task failed."""
+    lines = [
+        "Tokens: 1 sent, 1 received. Cost: $1 message, $1.2.3 session.",
+        "Tokens: 1k sent. Cost: $0.5 message, $. session.",
+    ]
+    assert read_report(_log(tmp_path, lines), "aider", now=NOW) == AgentReport()
