@@ -23,7 +23,9 @@ be read, and an agent's exit code still counts on its own.
 **Rate limits.** An error is a rate limit when it says so (HTTP 429, ``rate_limit_error``,
 "rate limit", "you've hit your limit", "usage limit", quota exceeded or exhausted). When the
 attempt failed (a non-zero exit) and the format's own error says nothing, the log's last lines
-that are not JSON (an agent's stderr) are searched for such a message too. A reset the agent
+that are not JSON (an agent's stderr) are searched for such a message too: not for aider, whose
+plain text is the model's answer (read whole by its reader), nor the lines of a JSON document
+printed over several lines (gemini's), which may quote anything. A reset the agent
 named (an epoch, ``resets_in_seconds``, "try again in 3 hours 51 minutes", ``Retry-After: 120``)
 becomes ``retry_after``, in seconds from ``now``.
 """
@@ -65,6 +67,10 @@ _RETRY_SECONDS = re.compile(
     r"|retryDelay\"?\s*[:=]\s*\"(\d+(?:\.\d+)?)s",
     re.IGNORECASE,
 )
+#: The formats whose report is JSON: what else a failed attempt wrote is its stderr.
+_JSON_FORMATS = frozenset({"claude", "codex", "gemini"})
+#: How a line of JSON starts, a line of an object printed over several lines included (``"key": ...``).
+_JSON_STARTS = ("{", "[", "}", "]", '"')
 _RESET_EPOCH = re.compile(r"usage limit reached\|(\d{9,11})", re.IGNORECASE)
 
 
@@ -116,7 +122,7 @@ def read_report(log: Path, fmt: str, *, start: int = 0, now: float | None = None
                 return replace(report, rate_limited=False, retry_after=None)
             if not report.rate_limited and report.error is not None and _RATE_LIMIT.search(report.error):
                 report = replace(report, rate_limited=True)
-            if not report.rate_limited and failed:
+            if not report.rate_limited and failed and report.error is None and fmt in _JSON_FORMATS:
                 report = _stderr_rate_limit(f, start, report)
     except OSError:
         return AgentReport()
@@ -145,8 +151,8 @@ def _stderr_rate_limit(f: BinaryIO, start: int, report: AgentReport) -> AgentRep
     found: str | None = None
     for raw in f.read().splitlines():
         line = raw.decode("utf-8", "replace").strip()
-        if line.startswith(("{", "[")) or not _RATE_LIMIT.search(line):
-            continue  # an agent's JSON may quote anything; its stderr is plain text
+        if line.startswith(_JSON_STARTS) or not _RATE_LIMIT.search(line):
+            continue  # an agent's JSON (one line, or a line of a pretty-printed one) may quote anything
         found = line
     if found is None:
         return report

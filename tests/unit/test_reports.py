@@ -296,3 +296,25 @@ def test_aider_cost_that_is_no_number_is_skipped(tmp_path: Path) -> None:
         "Tokens: 1k sent. Cost: $0.5 message, $. session.",
     ]
     assert read_report(_log(tmp_path, lines), "aider", now=NOW) == AgentReport()
+
+
+def test_a_rate_limit_quoted_in_a_pretty_printed_answer_is_not_one(tmp_path: Path) -> None:
+    """Before: gemini prints its one object over several lines; a line of it (``"response": "I added
+    a rate limit..."``) was taken for stderr, and a failed attempt paused as rate-limited, run again
+    and again for rate_limit_max_wait (2 h) without spending a retry."""
+    answer = {"response": "I added a rate limit (HTTP 429) to the login endpoint.", "stats": {}}
+    path = tmp_path / "gemini.log"
+    path.write_text("$ gemini -p x\n" + json.dumps(answer, indent=2) + "\n")
+    assert not read_report(path, "gemini", now=NOW, failed=True).rate_limited
+    path.write_text(
+        "$ gemini -p x\n" + json.dumps({**answer, "error": {"message": "tool failed", "code": 1}}, indent=2)
+    )
+    report = read_report(path, "gemini", now=NOW, failed=True)
+    assert (report.error, report.rate_limited) == ("tool failed", False)
+
+
+def test_aider_text_of_a_failed_attempt_is_its_answer_not_stderr(tmp_path: Path) -> None:
+    """Before: aider prints the model's answer as plain text; when it exited non-zero, an answer
+    that spoke of rate limits made the attempt rate-limited (its own error lines are read apart)."""
+    lines = ["Aider v0.86.1", "+ @rate_limit(per_minute=60)  # too many requests get a 429", "Applied edit to api.py"]
+    assert not read_report(_log(tmp_path, lines), "aider", now=NOW, failed=True).rate_limited
