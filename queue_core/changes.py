@@ -208,10 +208,11 @@ def take_snapshot(repo: Path, prefix: str = "", git: GitCalls = _git) -> Snapsho
     ``prefix`` is :func:`repo_prefix` of ``repo``: paths outside it are left out.
     """
     head, statuses = parse_status(git(repo, *STATUS_ARGV, "--", "."), prefix)
-    return Snapshot(head, {path: (status, _signature(repo / path)) for path, status in statuses.items()})
+    base = os.path.join(repo, "")  # joined as strings: a Path per entry costs more than the lstat
+    return Snapshot(head, {path: (status, _signature(base + path)) for path, status in statuses.items()})
 
 
-def _signature(path: Path) -> tuple[int, ...] | None:
+def _signature(path: str) -> tuple[int, ...] | None:
     """What changes when a file is written, replaced or deleted; None if it is missing."""
     try:
         st = os.lstat(path)
