@@ -12,7 +12,8 @@ be read, and an agent's exit code still counts on its own.
   ``{"type": "rate_limit_event", "rate_limit_info": {"status": "rejected", "resetsAt": EPOCH}}``
   line says when the limit resets; ``allowed`` and ``allowed_warning`` ones are only news.
 * ``codex``: ``codex exec --json`` events: ``turn.completed`` carries ``usage``, summed over
-  turns; ``turn.failed`` and ``error`` events are errors (a failed turn can exit 0).
+  turns; ``turn.failed`` and ``error`` events are errors (a failed turn can exit 0), unless a
+  ``turn.completed`` follows (codex reports a stream it retries as an ``error`` event too).
 * ``gemini``: ``gemini --output-format json``: one object, ``{"response", "stats": {"models":
   {m: {"tokens": {"prompt", "candidates"}}}}, "error": {"message", "code"}}``.
 * ``aider``: plain text. Aider retries an API error itself (``Retrying in 2.0 seconds...``),
@@ -207,8 +208,11 @@ def _codex(f: BinaryIO, now: float) -> AgentReport:
     tokens: list[int | None] = [None, None]
     for event in _json_lines(f):
         kind = event.get("type")
-        if kind == "turn.completed" and isinstance(event.get("usage"), dict):
-            usage = event["usage"]
+        if kind == "turn.completed":
+            # It got past whatever came before: an "error" event is also how codex says it is
+            # retrying a dropped stream ("Reconnecting... 1/5 (... 429 ...)"), and goes on.
+            error, reset = None, None
+            usage = _dict(event.get("usage"))
             for i, key in enumerate(("input_tokens", "output_tokens")):
                 if (count := _int(usage.get(key))) is not None:
                     tokens[i] = (tokens[i] or 0) + count

@@ -318,3 +318,20 @@ def test_aider_text_of_a_failed_attempt_is_its_answer_not_stderr(tmp_path: Path)
     that spoke of rate limits made the attempt rate-limited (its own error lines are read apart)."""
     lines = ["Aider v0.86.1", "+ @rate_limit(per_minute=60)  # too many requests get a 429", "Applied edit to api.py"]
     assert not read_report(_log(tmp_path, lines), "aider", now=NOW, failed=True).rate_limited
+
+
+def test_codex_error_events_it_got_past_are_not_its_outcome(tmp_path: Path) -> None:
+    """Before: codex reports a dropped stream it retries as an ``error`` event ("Reconnecting...
+    1/5"), then completes the turn; such a run, exit 0, failed as reported an error, and one
+    whose retry notice named a 429 paused as rate-limited and ran its whole task again."""
+    events = [
+        {"type": "thread.started", "thread_id": "t"},
+        {"type": "turn.started"},
+        {"type": "error", "message": "Reconnecting... 1/5 (stream disconnected: 429 Too Many Requests)"},
+        {"type": "item.completed", "item": {"id": "i", "type": "agent_message", "text": "done"}},
+        {"type": "turn.completed", "usage": {"input_tokens": 20, "output_tokens": 3}},
+    ]
+    assert read_report(_log(tmp_path, events), "codex", now=NOW) == AgentReport(None, None, 20, 3)
+    gave_up = [*events[:3], {"type": "turn.failed", "error": {"message": "exceeded retry limit, last status: 429"}}]
+    report = read_report(_log(tmp_path, gave_up), "codex", now=NOW)
+    assert report.rate_limited
