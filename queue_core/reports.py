@@ -63,8 +63,10 @@ _DURATION = re.compile(
 _RETRY_IN = re.compile(
     r"(?:try again|retry|resets?) (?:in|after)\s+((?:\d+(?:\.\d+)?\s*[a-z]+[\s,]*(?:and\s+)?)+)", re.IGNORECASE
 )
+# Linear on what the agent wrote (up to MAX_LINE): no two runs of a repeat that can take the same
+# characters next to each other ("\s*[:=]?\s*" took minutes on "Retry-After" and 100k spaces).
 _RETRY_SECONDS = re.compile(
-    r"retry-after\"?\s*[:=]?\s*\"?(\d+(?:\.\d+)?)|resets_in_seconds\"?\s*[:=]\s*(\d+(?:\.\d+)?)"
+    r"retry-after\"?\s*(?:[:=]\s*)?\"?(\d+(?:\.\d+)?)|resets_in_seconds\"?\s*[:=]\s*(\d+(?:\.\d+)?)"
     r"|retryDelay\"?\s*[:=]\s*\"(\d+(?:\.\d+)?)s",
     re.IGNORECASE,
 )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from queue_core.reports import MAX_LINE, AgentReport, read_report
+from tests.conftest import WAIT
 
 CLAUDE_OK = [
     {"type": "system", "subtype": "init", "session_id": "s"},
@@ -335,3 +338,21 @@ def test_codex_error_events_it_got_past_are_not_its_outcome(tmp_path: Path) -> N
     gave_up = [*events[:3], {"type": "turn.failed", "error": {"message": "exceeded retry limit, last status: 429"}}]
     report = read_report(_log(tmp_path, gave_up), "codex", now=NOW)
     assert report.rate_limited
+
+
+def test_a_hostile_error_message_is_read_in_linear_time(tmp_path: Path) -> None:
+    """Before: the Retry-After pattern (``\\s*[:=]?\\s*``) backtracked quadratically; a codex error
+    of "Retry-After" and 100k spaces took minutes in the reader, holding the GIL: the run froze,
+    deaf to Ctrl-C, its claims held. Read in a child process, killed after WAIT: a regex holding
+    the GIL would keep a thread's bounded join from returning."""
+    failed = {"type": "turn.failed", "error": {"message": "429 rate limit. Retry-After" + " " * 100_000 + "x"}}
+    log = _log(tmp_path, [failed])
+    script = (
+        "import sys; from queue_core.reports import read_report; "
+        "r = read_report(sys.argv[1], 'codex', now=0.0, failed=True); print(r.rate_limited, r.retry_after)"
+    )
+    root = Path(__file__).parents[2]  # this checkout's queue_core
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(log)], capture_output=True, text=True, timeout=WAIT, cwd=root
+    )
+    assert done.stdout.split() == ["True", "None"], done.stderr
