@@ -280,7 +280,11 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def _one_line(value: Any) -> str:
+    """``value`` as one line a terminal shows as it is: the agent's text (its stderr too) may hold
+    escape sequences (retitle the window, clear the screen), shown escaped (``\\x1b``)."""
     text = " ".join(str(value).split())
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
     return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 1] + "…"
 
 

@@ -356,3 +356,14 @@ def test_a_hostile_error_message_is_read_in_linear_time(tmp_path: Path) -> None:
         [sys.executable, "-c", script, str(log)], capture_output=True, text=True, timeout=WAIT, cwd=root
     )
     assert done.stdout.split() == ["True", "None"], done.stderr
+
+
+def test_control_characters_in_an_error_are_shown_escaped(tmp_path: Path) -> None:
+    """Before: the error, printed in the event line and the summary, kept the agent's escape
+    sequences: a rate-limit line on stderr could retitle the terminal or clear the screen."""
+    hostile = "429 rate limit \x1b]0;PWNED\x07\x1b[2J\x9b31m done"
+    report = read_report(_log(tmp_path, [CLAUDE_OK[0], hostile]), "claude", now=NOW, failed=True)
+    assert report.rate_limited
+    assert report.error == "429 rate limit \\x1b]0;PWNED\\x07\\x1b[2J\\x9b31m done"
+    result = {"type": "result", "is_error": True, "result": "failed \x1b[31m\u202eevil"}
+    assert read_report(_log(tmp_path, [result]), "claude", now=NOW).error == "failed \\x1b[31m\\u202eevil"
