@@ -278,6 +278,7 @@ def _execute(
         signum = signals.wait_for(functools.partial(_run_batch, queue, tasks))
         if signum is not None:
             queue.abort()  # first: the output may be stuck (a terminal held with Ctrl-S)
+            strays.interrupt(INTERRUPTED_WRITE_S)  # a hung git status must not hold a task's start or end
             output.note(f"interrupted by {_SIGNAL_NAMES[signum]}: stopping every agent and releasing every claim")
             queue.shutdown(wait=True)
         # Every line, however slow the reader; once a signal came, for INTERRUPTED_WRITE_S in all.

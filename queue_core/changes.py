@@ -22,10 +22,13 @@ before it, is not seen.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +39,7 @@ from .registry import holds_in, state_dir
 from .statedir import read_regular
 
 __all__ = [
+    "GitCalls",
     "GitError",
     "SharedSnapshots",
     "Snapshot",
@@ -116,41 +120,99 @@ def parse_status(data: bytes, prefix: str = "") -> tuple[str | None, dict[str, s
 _FIELDS = {b"1 ": 8, b"2 ": 9, b"u ": 10, b"? ": 1}
 
 
-def _git(repo: Path, *args: str) -> bytes:
-    """The output of ``git ARGS`` run in ``repo``; raises GitError if it cannot run or fails."""
-    try:
-        done = subprocess.run(  # noqa: S603 - an argv of our own, no shell
-            args,
-            cwd=repo,
-            capture_output=True,
-            timeout=GIT_TIMEOUT_S,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C is the command's to handle, not git's to die of
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise GitError(f"{args[0]} could not run: {exc}") from exc
-    if done.returncode != 0:
-        said = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise GitError(f"{' '.join(args[:3])} failed: {said[-1] if said else f'exit {done.returncode}'}")
-    return done.stdout
+class GitCalls:
+    """Runs git commands, each for GIT_TIMEOUT_S at most; :meth:`interrupt` cuts that short for
+    every call, running or to come, so that a hung git cannot keep a stopped run from ending."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # guards everything below
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._deadline: float | None = None  # monotonic time after which no call runs: interrupted
+
+    def __call__(self, repo: Path, *args: str) -> bytes:
+        """The output of ``git ARGS`` run in ``repo``; raises GitError if it cannot run or fails."""
+        with self._lock:
+            limit = GIT_TIMEOUT_S if self._deadline is None else self._deadline - time.monotonic()
+            if limit <= 0:
+                raise GitError("git was not run: the run was interrupted")
+            try:
+                process = subprocess.Popen(  # noqa: S603 - an argv of our own, no shell
+                    args,
+                    cwd=repo,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,  # a Ctrl-C is the command's to handle, not git's to die of
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise GitError(f"{args[0]} could not run: {exc}") from exc
+            self._running.add(process)
+        try:
+            try:
+                out, err = process.communicate(timeout=limit)
+            except subprocess.TimeoutExpired:
+                _kill(process)
+                process.wait()
+                for pipe in (process.stdout, process.stderr):  # unread: what left its session may hold them
+                    if pipe is not None:
+                        pipe.close()
+                raise GitError(f"{' '.join(args[:3])} did not end within {limit:.0f} s") from None
+        finally:
+            with self._lock:
+                self._running.discard(process)
+                interrupted = self._deadline is not None
+        if process.returncode != 0:
+            if interrupted and process.returncode < 0:
+                raise GitError(f"{' '.join(args[:3])} was stopped: the run was interrupted")
+            said = err.decode("utf-8", "replace").strip().splitlines()
+            raise GitError(f"{' '.join(args[:3])} failed: {said[-1] if said else f'exit {process.returncode}'}")
+        return out
+
+    def interrupt(self, grace: float) -> None:
+        """From now on, calls end within ``grace`` seconds: those running then are killed."""
+        with self._lock:
+            if self._deadline is not None:
+                return
+            self._deadline = time.monotonic() + grace
+        timer = threading.Timer(grace, self._kill_running)
+        timer.daemon = True
+        timer.start()
+
+    def _kill_running(self) -> None:
+        """Kill the calls running: each caller, reading their output, sees it end and reaps them."""
+        with self._lock:
+            running = list(self._running)
+        for process in running:
+            if process.returncode is None:  # not reaped yet: its pid is still its own
+                _kill(process)
 
 
-def repo_prefix(repo: Path) -> str:
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill ``process`` and what it started in its session (a wrapper's children too)."""
+    with contextlib.suppress(OSError):
+        os.killpg(process.pid, signal.SIGKILL)  # its own session, so its own process group
+
+
+#: The calls of the module's functions, unless they are given others.
+_git = GitCalls()
+
+
+def repo_prefix(repo: Path, git: GitCalls = _git) -> str:
     """Where ``repo`` lies in its git repository: "" at the top level, else ``sub/dir/``; raises GitError."""
-    return os.fsdecode(_git(repo, "git", "rev-parse", "--show-prefix").rstrip(b"\n"))
+    return os.fsdecode(git(repo, "git", "rev-parse", "--show-prefix").rstrip(b"\n"))
 
 
-def take_snapshot(repo: Path, prefix: str = "") -> Snapshot:
+def take_snapshot(repo: Path, prefix: str = "", git: GitCalls = _git) -> Snapshot:
     """The changed paths of the working tree at ``repo`` now (one ``git status``); raises GitError.
 
     ``prefix`` is :func:`repo_prefix` of ``repo``: paths outside it are left out.
     """
-    head, statuses = parse_status(_git(repo, *STATUS_ARGV, "--", "."), prefix)
-    return Snapshot(head, {path: (status, _signature(repo / path)) for path, status in statuses.items()})
+    head, statuses = parse_status(git(repo, *STATUS_ARGV, "--", "."), prefix)
+    base = os.path.join(repo, "")  # joined as strings: a Path per entry costs more than the lstat
+    return Snapshot(head, {path: (status, _signature(base + path)) for path, status in statuses.items()})
 
 
-def _signature(path: Path) -> tuple[int, ...] | None:
+def _signature(path: str) -> tuple[int, ...] | None:
     """What changes when a file is written, replaced or deleted; None if it is missing."""
     try:
         st = os.lstat(path)
@@ -173,7 +235,7 @@ def changed_paths(before: Snapshot, after: Snapshot) -> set[str]:
     }
 
 
-def changes_between(repo: Path, before: Snapshot, after: Snapshot, prefix: str = "") -> set[str]:
+def changes_between(repo: Path, before: Snapshot, after: Snapshot, prefix: str = "", git: GitCalls = _git) -> set[str]:
     """:func:`changed_paths`, plus, when HEAD moved (a commit, a checkout), the paths that differ
     between the two commits (one more git call); raises GitError."""
     paths = changed_paths(before, after)
@@ -181,11 +243,11 @@ def changes_between(repo: Path, before: Snapshot, after: Snapshot, prefix: str =
         return paths
     if before.head is not None and after.head is not None:
         # Plumbing: no user configuration (diff.relative, renames) changes what it prints.
-        raw = _git(repo, "git", "diff-tree", "-r", "--name-only", "-z", "--no-renames", before.head, after.head)
+        raw = git(repo, "git", "diff-tree", "-r", "--name-only", "-z", "--no-renames", before.head, after.head)
     else:  # from or to an unborn branch: everything in the one commit there is
         commit = before.head or after.head
         assert commit is not None
-        raw = _git(repo, "git", "ls-tree", "-r", "--full-tree", "--name-only", "-z", commit)
+        raw = git(repo, "git", "ls-tree", "-r", "--full-tree", "--name-only", "-z", commit)
     for name in raw.split(b"\0"):
         path = os.fsdecode(name)
         if path and path.startswith(prefix):
@@ -291,6 +353,7 @@ class StrayWrites:
         # The state directory, where it lies in the working tree (not in a git repository, whose
         # state is in the git directory): what the run itself writes there is never reported.
         self._state = os.path.relpath(state, self.repo) if state.is_relative_to(self.repo) else None
+        self._git = GitCalls()
         self._snapshots = SharedSnapshots(self._take)
         self._prefix: str | None = None  # where the repository lies in git's; None until asked (by _take only)
         self._lock = threading.Lock()  # guards everything below
@@ -346,7 +409,7 @@ class StrayWrites:
         if after is None:
             return self._record(task, None)
         try:
-            changed = changes_between(self.repo, before, after, self._prefix or "")
+            changed = changes_between(self.repo, before, after, self._prefix or "", self._git)
         except GitError as exc:
             self._fail(str(exc))
             return self._record(task, None)
@@ -357,6 +420,12 @@ class StrayWrites:
             paths = uncovered(paths, [c for held in others.values() for c in held])
             beside.update(others)
         return self._record(task, Stray(tuple(paths), tuple(sorted(beside))) if paths else Stray())
+
+    def interrupt(self, grace: float = 2.0) -> None:
+        """The run is being stopped: a git call still running ``grace`` seconds from now is killed,
+        and none starts after then (what they would have found is unknown), so that a hung git
+        (a network file system, a huge tree) cannot keep the run from ending."""
+        self._git.interrupt(grace)
 
     def of(self, task: str) -> Stray | None:
         """Everything ``task`` changed outside the claims, over its attempts; None if unknown."""
@@ -387,8 +456,8 @@ class StrayWrites:
     def _take(self) -> Snapshot:
         """One snapshot (called by one thread at a time: see SharedSnapshots)."""
         if self._prefix is None:
-            self._prefix = repo_prefix(self.repo)
-        return take_snapshot(self.repo, self._prefix)
+            self._prefix = repo_prefix(self.repo, self._git)
+        return take_snapshot(self.repo, self._prefix, self._git)
 
     def _fail(self, reason: str) -> None:
         with self._lock:

@@ -12,7 +12,8 @@ be read, and an agent's exit code still counts on its own.
   ``{"type": "rate_limit_event", "rate_limit_info": {"status": "rejected", "resetsAt": EPOCH}}``
   line says when the limit resets; ``allowed`` and ``allowed_warning`` ones are only news.
 * ``codex``: ``codex exec --json`` events: ``turn.completed`` carries ``usage``, summed over
-  turns; ``turn.failed`` and ``error`` events are errors (a failed turn can exit 0).
+  turns; ``turn.failed`` and ``error`` events are errors (a failed turn can exit 0), unless a
+  ``turn.completed`` follows (codex reports a stream it retries as an ``error`` event too).
 * ``gemini``: ``gemini --output-format json``: one object, ``{"response", "stats": {"models":
   {m: {"tokens": {"prompt", "candidates"}}}}, "error": {"message", "code"}}``.
 * ``aider``: plain text. Aider retries an API error itself (``Retrying in 2.0 seconds...``),
@@ -35,7 +36,9 @@ and reports a failure on stderr with a non-zero exit: the ``claude`` reader read
 **Rate limits.** An error is a rate limit when it says so (HTTP 429, ``rate_limit_error``,
 "rate limit", "you've hit your limit", "usage limit", quota exceeded or exhausted). When the
 attempt failed (a non-zero exit) and the format's own error says nothing, the log's last lines
-that are not JSON (an agent's stderr) are searched for such a message too. A reset the agent
+that are not JSON (an agent's stderr) are searched for such a message too: not for aider, whose
+plain text is the model's answer (read whole by its reader), nor the lines of a JSON document
+printed over several lines (gemini's), which may quote anything. A reset the agent
 named (an epoch, ``resets_in_seconds``, "try again in 3 hours 51 minutes", ``Retry-After: 120``)
 becomes ``retry_after``, in seconds from ``now``.
 """
@@ -72,11 +75,17 @@ _DURATION = re.compile(
 _RETRY_IN = re.compile(
     r"(?:try again|retry|resets?) (?:in|after)\s+((?:\d+(?:\.\d+)?\s*[a-z]+[\s,]*(?:and\s+)?)+)", re.IGNORECASE
 )
+# Linear on what the agent wrote (up to MAX_LINE): no two runs of a repeat that can take the same
+# characters next to each other ("\s*[:=]?\s*" took minutes on "Retry-After" and 100k spaces).
 _RETRY_SECONDS = re.compile(
-    r"retry-after\"?\s*[:=]?\s*\"?(\d+(?:\.\d+)?)|resets_in_seconds\"?\s*[:=]\s*(\d+(?:\.\d+)?)"
+    r"retry-after\"?\s*(?:[:=]\s*)?\"?(\d+(?:\.\d+)?)|resets_in_seconds\"?\s*[:=]\s*(\d+(?:\.\d+)?)"
     r"|retryDelay\"?\s*[:=]\s*\"(\d+(?:\.\d+)?)s",
     re.IGNORECASE,
 )
+#: The formats whose report is JSON: what else a failed attempt wrote is its stderr.
+_JSON_FORMATS = frozenset({"claude", "codex", "gemini"})
+#: How a line of JSON starts, a line of an object printed over several lines included (``"key": ...``).
+_JSON_STARTS = ("{", "[", "}", "]", '"')
 _RESET_EPOCH = re.compile(r"usage limit reached\|(\d{9,11})", re.IGNORECASE)
 
 
@@ -128,7 +137,7 @@ def read_report(log: Path, fmt: str, *, start: int = 0, now: float | None = None
                 return replace(report, rate_limited=False, retry_after=None)
             if not report.rate_limited and report.error is not None and _RATE_LIMIT.search(report.error):
                 report = replace(report, rate_limited=True)
-            if not report.rate_limited and failed:
+            if not report.rate_limited and failed and report.error is None and fmt in _JSON_FORMATS:
                 report = _stderr_rate_limit(f, start, report)
     except OSError:
         return AgentReport()
@@ -157,8 +166,8 @@ def _stderr_rate_limit(f: BinaryIO, start: int, report: AgentReport) -> AgentRep
     found: str | None = None
     for raw in f.read().splitlines():
         line = raw.decode("utf-8", "replace").strip()
-        if line.startswith(("{", "[")) or not _RATE_LIMIT.search(line):
-            continue  # an agent's JSON may quote anything; its stderr is plain text
+        if line.startswith(_JSON_STARTS) or not _RATE_LIMIT.search(line):
+            continue  # an agent's JSON (one line, or a line of a pretty-printed one) may quote anything
         found = line
     if found is None:
         return report
@@ -180,7 +189,7 @@ def _json_lines(f: BinaryIO) -> Iterator[dict[str, Any]]:
     for line in _lines(f):
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser goes
             continue
         if isinstance(value, dict):
             yield value
@@ -213,8 +222,11 @@ def _codex(f: BinaryIO, now: float) -> AgentReport:
     tokens: list[int | None] = [None, None]
     for event in _json_lines(f):
         kind = event.get("type")
-        if kind == "turn.completed" and isinstance(event.get("usage"), dict):
-            usage = event["usage"]
+        if kind == "turn.completed":
+            # It got past whatever came before: an "error" event is also how codex says it is
+            # retrying a dropped stream ("Reconnecting... 1/5 (... 429 ...)"), and goes on.
+            error, reset = None, None
+            usage = _dict(event.get("usage"))
             for i, key in enumerate(("input_tokens", "output_tokens")):
                 if (count := _int(usage.get(key))) is not None:
                     tokens[i] = (tokens[i] or 0) + count
@@ -233,7 +245,7 @@ def _gemini(f: BinaryIO, now: float) -> AgentReport:
         return AgentReport()
     try:
         data = json.loads(raw[start:])
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     return _gemini_object(data) if isinstance(data, dict) else AgentReport()
 
@@ -253,7 +265,7 @@ def _gemini_object(data: dict[str, Any]) -> AgentReport:
 
 
 _AIDER_ERROR = re.compile(r"litellm\.(\w+):")
-_AIDER_COST = re.compile(r"^Tokens: .*Cost: \$[\d.]+ message, \$([\d.]+) session")
+_AIDER_COST = re.compile(r"^Tokens: .*Cost: \$[\d.]+ message, \$(\d+(?:\.\d+)?) session")
 
 
 def _aider(f: BinaryIO, now: float) -> AgentReport:
@@ -267,7 +279,7 @@ def _aider(f: BinaryIO, now: float) -> AgentReport:
         elif line.startswith("Retrying in "):
             error, limited = None, False  # it tries again itself
         elif match := _AIDER_COST.match(line):
-            error, limited, cost = None, False, float(match.group(1))  # an answer came after it
+            error, limited, cost = None, False, _number(float(match.group(1)))  # an answer came after it
     return AgentReport(error, cost, rate_limited=limited)
 
 
@@ -343,12 +355,24 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def _one_line(value: Any) -> str:
+    """``value`` as one line a terminal shows as it is: the agent's text (its stderr too) may hold
+    escape sequences (retitle the window, clear the screen), shown escaped (``\\x1b``)."""
     text = " ".join(str(value).split())
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
     return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 1] + "…"
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """``value`` as a finite float; None if it is none (a string, NaN, a 400-digit integer): JSON
+    allows NaN and numbers no float holds, and a cost of NaN would make --json's output invalid."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _int(value: Any) -> int | None:

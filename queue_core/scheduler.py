@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -698,9 +699,10 @@ class Scheduler:
         self._limited[agent] = (since, limits)
         entry.rate_limits += 1
         delay = task.rate_limit_delay_for(limits)
-        # The reset the agent named (not NaN, not negative); if it proved wrong just before, no
-        # less than the back-off.
-        if retry_after is not None and retry_after >= 0:
+        # The reset the agent named (not NaN, not negative, not infinite: a 400-digit Retry-After
+        # reads as inf); if it proved wrong just before, no less than the back-off. So a pause
+        # always ends at a time that can be told (with rate_limit_max_wait=inf, "never" could not).
+        if retry_after is not None and 0 <= retry_after < math.inf:
             delay = max(retry_after, delay if limits > 1 else 0.0)
         end = max(now + delay, self._paused.get(agent, now))
         if end - since > task.rate_limit_max_wait:

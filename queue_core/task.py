@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -150,7 +151,7 @@ class AgentTask:
         self._check_number("retry_jitter", minimum=0.0, maximum=1.0)
         self._check_number("rate_limit_max_wait", minimum=0.0)
         self._check_number("rate_limit_backoff", minimum=0.0)
-        if self.rate_limit_backoff <= 0:
+        if not 0 < self.rate_limit_backoff < math.inf:  # an endless pause would never end, nor say when
             raise InvalidTaskError("must be a positive number of seconds", task_id=self.id, field="rate_limit_backoff")
         if self.timeout is not None:
             self._check_number("timeout", minimum=0.0)

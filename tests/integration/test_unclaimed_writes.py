@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import select
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from ..conftest import WAIT, git_repo
@@ -85,3 +90,37 @@ def test_outside_a_git_repository_the_report_is_unknown_and_said_once(tmp_path: 
     assert [t["unclaimed_writes"] for t in json.loads(done.stdout)["tasks"]] == [None, None]
     assert done.stderr.count("changes outside the claims are not reported in this run:") == 1
     assert "not a git repository" in done.stderr
+
+
+def test_ctrl_c_is_not_held_up_by_a_git_status_that_hangs(repo: Path, tmp_path: Path) -> None:
+    """Before: the snapshot as a task starts runs in the worker, before its agent; a git status
+    that hung (a network file system, a huge tree) kept a Ctrl-C from ending the run for its
+    whole GIT_TIMEOUT_S (60 s), and the wrapper's child outlived it. Now it ends within the
+    output's patience (2 s) of the signal, the git call's whole session killed."""
+    bin_dir, fifo = tmp_path / "bin", tmp_path / "status.fifo"
+    bin_dir.mkdir()
+    os.mkfifo(fifo)
+    real_git = shutil.which("git")
+    (bin_dir / "git").write_text(
+        f'#!/bin/sh\nfor a in "$@"; do [ "$a" = status ] && echo $$ > "{fifo}" && exec sleep 60; done\n'
+        f'exec "{real_git}" "$@"\n'
+    )
+    (bin_dir / "git").chmod(0o755)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    argv = [str(SCRIPT), "delegate-multiple", "shell: true @a.txt", "--repo", str(repo), "--no-live"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=repo)
+    try:
+        ready, _, _ = select.select([reader], [], [], WAIT)
+        assert ready, "git status never ran"
+        hung = int(os.read(reader, 64).split()[0])
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=WAIT)  # well under GIT_TIMEOUT_S
+    finally:
+        os.close(reader)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130
+    assert "cancelled" in out
+    assert not psutil.pid_exists(hung) or psutil.Process(hung).status() == psutil.STATUS_ZOMBIE

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from queue_core import RateLimitedError, TaskEvent, TaskQueue
+from queue_core import InvalidTaskError, RateLimitedError, TaskEvent, TaskQueue
 from queue_core.task import AgentTask, TaskState
 from tests.conftest import WAIT
 
@@ -86,7 +86,7 @@ def test_a_reset_that_proves_wrong_again_and_again_backs_off_anyway() -> None:
     assert pauses == [0, 60, 120]
 
 
-@pytest.mark.parametrize("nonsense", [float("nan"), -5.0])
+@pytest.mark.parametrize("nonsense", [float("nan"), -5.0, float("inf")])
 def test_a_reset_that_is_no_time_is_not_honoured(nonsense: float) -> None:
     sched = make()
     sched.add(task("a", "claude", rate_limit_backoff=30.0), 0.0)
@@ -217,3 +217,18 @@ def test_a_task_that_gives_up_fails_its_future_with_the_rate_limit() -> None:
             future.result(WAIT)
         queue.join(WAIT)
         assert queue.outcomes()[0]["status"] == "rate_limited"
+
+
+def test_a_pause_always_ends_at_a_time_status_can_tell() -> None:
+    """Before: with rate_limit_max_wait=inf (wait as long as it takes), a reset of inf (a 400-digit
+    Retry-After reads so) or a back-off of inf paused the agent until inf; telling when it
+    resumes raised OverflowError (round(inf)), which with a registry killed the queue's timer
+    thread, writing the run's record: the queue stopped."""
+    with pytest.raises(InvalidTaskError, match="rate_limit_backoff"):
+        AgentTask("claude", "d", ["x"], lambda: None, rate_limit_backoff=float("inf"))
+    sched = make()
+    sched.add(task("a", "claude", rate_limit_backoff=30.0, rate_limit_max_wait=float("inf")), 0.0)
+    sched.dispatch(0.0)
+    sched.finish("a", LIMITED, 0.0, "429", retry_after=float("inf"))
+    assert sched.next_wakeup() == 30.0
+    assert reason_of(sched, "a").describe(0.0) == "claude rate-limited, resumes in 30s"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from queue_core.reports import MAX_LINE, AgentReport, read_report
+from tests.conftest import WAIT
 
 CLAUDE_OK = [
     {"type": "system", "subtype": "init", "session_id": "s"},
@@ -406,3 +409,113 @@ def test_goose_provider_failure_message_is_the_error(tmp_path: Path) -> None:
 def test_goose_text_that_only_mentions_an_error_is_not_one(tmp_path: Path) -> None:
     quoted = _goose_says("The test printed: Ran into this error: x. I fixed the cause.")
     assert read_report(_log(tmp_path, [quoted, GOOSE_COMPLETE]), "goose", now=NOW).error is None
+
+
+# --- hostile reports: what no agent should write must not fail a task that succeeded -------------
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "[" * 100_000,  # deeper than the JSON parser goes: RecursionError, not ValueError
+        '{"a":' * 100_000,
+        '{"type": "result", "is_error": false, "result": "done", "total_cost_usd": ' + "9" * 400 + "}",
+    ],
+)
+def test_a_line_the_parser_cannot_take_is_skipped(tmp_path: Path, garbage: str) -> None:
+    """Before: RecursionError and OverflowError (float of a 400-digit integer) escaped the reader,
+    and the task whose agent succeeded failed with them."""
+    report = read_report(_log(tmp_path, [garbage, *CLAUDE_OK]), "claude", now=NOW)
+    assert report == AgentReport(None, 0.0421, 1200, 340)
+    path = tmp_path / "gemini.log"
+    path.write_text("$ gemini\n" + "[" * 100_000 + "\n")
+    assert read_report(path, "gemini", now=NOW) == AgentReport()
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", "9" * 400])
+def test_a_cost_or_reset_that_is_no_finite_number_is_none(tmp_path: Path, number: str) -> None:
+    """Before: a cost of NaN or 1e400 went into --json as NaN or Infinity (not JSON); a reset of
+    NaN became "now" (max(0.0, nan) is 0.0) and a 400-digit one raised OverflowError."""
+    result = '{"type": "result", "is_error": false, "result": "done", "total_cost_usd": ' + number + "}"
+    assert read_report(_log(tmp_path, [result]), "claude", now=NOW).cost_usd is None
+    event = '{"type": "rate_limit_event", "rate_limit_info": {"status": "rejected", "resetsAt": ' + number + "}}"
+    report = read_report(_log(tmp_path, [event]), "claude", now=NOW, failed=True)
+    assert report.rate_limited
+    assert report.retry_after is None  # no reset named: the back-off applies
+
+
+def test_aider_cost_that_is_no_number_is_skipped(tmp_path: Path) -> None:
+    """Before: ``$1.2.3 session`` matched ``[\\d.]+`` and float() raised ValueError: the task failed."""
+    lines = [
+        "Tokens: 1 sent, 1 received. Cost: $1 message, $1.2.3 session.",
+        "Tokens: 1k sent. Cost: $0.5 message, $. session.",
+    ]
+    assert read_report(_log(tmp_path, lines), "aider", now=NOW) == AgentReport()
+
+
+def test_a_rate_limit_quoted_in_a_pretty_printed_answer_is_not_one(tmp_path: Path) -> None:
+    """Before: gemini prints its one object over several lines; a line of it (``"response": "I added
+    a rate limit..."``) was taken for stderr, and a failed attempt paused as rate-limited, run again
+    and again for rate_limit_max_wait (2 h) without spending a retry."""
+    answer = {"response": "I added a rate limit (HTTP 429) to the login endpoint.", "stats": {}}
+    path = tmp_path / "gemini.log"
+    path.write_text("$ gemini -p x\n" + json.dumps(answer, indent=2) + "\n")
+    assert not read_report(path, "gemini", now=NOW, failed=True).rate_limited
+    path.write_text(
+        "$ gemini -p x\n" + json.dumps({**answer, "error": {"message": "tool failed", "code": 1}}, indent=2)
+    )
+    report = read_report(path, "gemini", now=NOW, failed=True)
+    assert (report.error, report.rate_limited) == ("tool failed", False)
+
+
+def test_aider_text_of_a_failed_attempt_is_its_answer_not_stderr(tmp_path: Path) -> None:
+    """Before: aider prints the model's answer as plain text; when it exited non-zero, an answer
+    that spoke of rate limits made the attempt rate-limited (its own error lines are read apart)."""
+    lines = ["Aider v0.86.1", "+ @rate_limit(per_minute=60)  # too many requests get a 429", "Applied edit to api.py"]
+    assert not read_report(_log(tmp_path, lines), "aider", now=NOW, failed=True).rate_limited
+
+
+def test_codex_error_events_it_got_past_are_not_its_outcome(tmp_path: Path) -> None:
+    """Before: codex reports a dropped stream it retries as an ``error`` event ("Reconnecting...
+    1/5"), then completes the turn; such a run, exit 0, failed as reported an error, and one
+    whose retry notice named a 429 paused as rate-limited and ran its whole task again."""
+    events = [
+        {"type": "thread.started", "thread_id": "t"},
+        {"type": "turn.started"},
+        {"type": "error", "message": "Reconnecting... 1/5 (stream disconnected: 429 Too Many Requests)"},
+        {"type": "item.completed", "item": {"id": "i", "type": "agent_message", "text": "done"}},
+        {"type": "turn.completed", "usage": {"input_tokens": 20, "output_tokens": 3}},
+    ]
+    assert read_report(_log(tmp_path, events), "codex", now=NOW) == AgentReport(None, None, 20, 3)
+    gave_up = [*events[:3], {"type": "turn.failed", "error": {"message": "exceeded retry limit, last status: 429"}}]
+    report = read_report(_log(tmp_path, gave_up), "codex", now=NOW)
+    assert report.rate_limited
+
+
+def test_a_hostile_error_message_is_read_in_linear_time(tmp_path: Path) -> None:
+    """Before: the Retry-After pattern (``\\s*[:=]?\\s*``) backtracked quadratically; a codex error
+    of "Retry-After" and 100k spaces took minutes in the reader, holding the GIL: the run froze,
+    deaf to Ctrl-C, its claims held. Read in a child process, killed after WAIT: a regex holding
+    the GIL would keep a thread's bounded join from returning."""
+    failed = {"type": "turn.failed", "error": {"message": "429 rate limit. Retry-After" + " " * 100_000 + "x"}}
+    log = _log(tmp_path, [failed])
+    script = (
+        "import sys; from queue_core.reports import read_report; "
+        "r = read_report(sys.argv[1], 'codex', now=0.0, failed=True); print(r.rate_limited, r.retry_after)"
+    )
+    root = Path(__file__).parents[2]  # this checkout's queue_core
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(log)], capture_output=True, text=True, timeout=WAIT, cwd=root
+    )
+    assert done.stdout.split() == ["True", "None"], done.stderr
+
+
+def test_control_characters_in_an_error_are_shown_escaped(tmp_path: Path) -> None:
+    """Before: the error, printed in the event line and the summary, kept the agent's escape
+    sequences: a rate-limit line on stderr could retitle the terminal or clear the screen."""
+    hostile = "429 rate limit \x1b]0;PWNED\x07\x1b[2J\x9b31m done"
+    report = read_report(_log(tmp_path, [CLAUDE_OK[0], hostile]), "claude", now=NOW, failed=True)
+    assert report.rate_limited
+    assert report.error == "429 rate limit \\x1b]0;PWNED\\x07\\x1b[2J\\x9b31m done"
+    result = {"type": "result", "is_error": True, "result": "failed \x1b[31m\u202eevil"}
+    assert read_report(_log(tmp_path, [result]), "claude", now=NOW).error == "failed \\x1b[31m\\u202eevil"
