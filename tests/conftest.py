@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+import select
+import signal
 import subprocess
 import threading
 import time
@@ -46,6 +49,25 @@ def git_repo(path: Path, files: Mapping[str, str]) -> Path:
     git(path, "add", ".")
     git(path, "commit", "-q", "--allow-empty", "-m", "first")
     return path
+
+
+def interrupt_when_ready(proc: subprocess.Popen[str], reader: int, what: str) -> tuple[str, int]:
+    """Once a pid comes on the pipe ``reader`` (bounded wait), Ctrl-C ``proc``; its stdout, and that pid.
+
+    ``proc`` is killed if it does not end within WAIT, and ``reader`` closed either way.
+    """
+    try:
+        ready, _, _ = select.select([reader], [], [], WAIT)
+        assert ready, f"{what} never started"
+        pid = int(os.read(reader, 64).split()[0])
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=WAIT)
+    finally:
+        os.close(reader)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return out, pid
 
 
 def wait_for(event: threading.Event, what: str) -> None:

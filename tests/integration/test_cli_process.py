@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ..conftest import WAIT
+from ..conftest import WAIT, interrupt_when_ready
 from ._terminal import on_terminal
 
 SCRIPT = Path(sys.executable).with_name("project-manager")
@@ -60,17 +60,7 @@ def test_ctrl_c_stops_the_agents_releases_the_claims_and_exits_130(repo: Path) -
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        ready, _, _ = select.select([reader], [], [], WAIT)
-        assert ready, "the agent never started"
-        agent_pid = int(os.read(reader, 64).split()[0])
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=WAIT)
-    finally:
-        os.close(reader)
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    out, agent_pid = interrupt_when_ready(proc, reader, "the agent")
     assert proc.returncode == 130
     assert "interrupted" in out
     assert "cancelled" in out  # the summary still comes

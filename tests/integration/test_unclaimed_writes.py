@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ..conftest import WAIT, git_repo
+from ..conftest import WAIT, git_repo, interrupt_when_ready
 
 SCRIPT = Path(sys.executable).with_name("project-manager")
 FAKES = Path(__file__).parents[1] / "fake_agents"
@@ -110,17 +108,7 @@ def test_ctrl_c_is_not_held_up_by_a_git_status_that_hangs(repo: Path, tmp_path: 
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     argv = [str(SCRIPT), "delegate-multiple", "shell: true @a.txt", "--repo", str(repo), "--no-live"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=repo)
-    try:
-        ready, _, _ = select.select([reader], [], [], WAIT)
-        assert ready, "git status never ran"
-        hung = int(os.read(reader, 64).split()[0])
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=WAIT)  # well under GIT_TIMEOUT_S
-    finally:
-        os.close(reader)
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    out, hung = interrupt_when_ready(proc, reader, "git status")  # it waits WAIT, well under GIT_TIMEOUT_S
     assert proc.returncode == 130
     assert "cancelled" in out
     assert not psutil.pid_exists(hung) or psutil.Process(hung).status() == psutil.STATUS_ZOMBIE
