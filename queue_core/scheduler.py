@@ -41,7 +41,7 @@ from .errors import (
     UnknownDependencyError,
 )
 from .ownership import FileOwnership
-from .task import AgentTask, TaskState
+from .task import RATE_LIMIT_MAX_BACKOFF_S, AgentTask, TaskState
 from .waits import WaitGroup, WaitReason, seconds_text
 
 __all__ = ["Scheduler", "TaskEntry", "WaitReason"]
@@ -139,7 +139,8 @@ class Scheduler:
         self._in_line: set[str] = set()  # external holders that wait in line ahead of tasks here
         self._paused: dict[str, float] = {}  # agent -> when its rate-limit pause ends
         self._pause_ends: list[tuple[float, str]] = []  # (end, agent), lazily pruned
-        self._limited: dict[str, tuple[float, int]] = {}  # agent -> (since, limits): its rate limits in a row
+        # agent -> (since, limits, until): its rate limits in a row, and when the last pause ended
+        self._limited: dict[str, tuple[float, int, float]] = {}
         self._held = ClaimIndex()
         self._starving: TaskEntry | None = None  # best-ranked task blocked by a claim
         self._bypassed = 0  # lower-ranked tasks that took what _starving needs since it blocked
@@ -694,9 +695,10 @@ class Scheduler:
         self, entry: TaskEntry, now: float, error: str | None, retry_after: float | None
     ) -> list[TaskEntry]:
         agent, task = entry.agent, entry.task
-        since, limits = self._limited.get(agent, (now, 0))
+        since, limits, until = self._limited.get(agent, (now, 0, now))
+        if (entry.started_at or now) > until + RATE_LIMIT_MAX_BACKOFF_S:
+            since, limits = now, 0  # nothing of the agent ran for a while (its tasks cancelled): a new run of limits
         limits += 1
-        self._limited[agent] = (since, limits)
         entry.rate_limits += 1
         delay = task.rate_limit_delay_for(limits)
         # The reset the agent named (not NaN, not negative, not infinite: a 400-digit Retry-After
@@ -710,7 +712,9 @@ class Scheduler:
                 f"rate-limited for {seconds_text(now - since)}; waiting longer would pass "
                 f"rate_limit_max_wait ({seconds_text(task.rate_limit_max_wait)}): {error or 'rate limited'}"
             )
+            self._limited[agent] = (since, limits, now)
             return self._finish_as(entry, TaskState.RATE_LIMITED, now, reason)
+        self._limited[agent] = (since, limits, end)
         if self._paused.get(agent) != end:
             self._paused[agent] = end
             heapq.heappush(self._pause_ends, (end, agent))

@@ -95,6 +95,20 @@ def test_a_reset_that_is_no_time_is_not_honoured(nonsense: float) -> None:
     assert sched.next_wakeup() == 30.0
 
 
+def test_an_agent_idle_since_its_last_pause_starts_a_new_run_of_limits() -> None:
+    """Before: a task cancelled while paused left its agent's run of limits behind; a task of the
+    agent submitted hours later gave up at its first limit, "rate-limited for 2h 46m"."""
+    sched = make()
+    sched.add(task("a", "claude", rate_limit_backoff=30.0, rate_limit_max_wait=100.0), 0.0)
+    sched.dispatch(0.0)
+    sched.finish("a", LIMITED, 0.0, "429")
+    sched.cancel("a", 1.0)
+    sched.add(task("b", "claude", rate_limit_backoff=30.0, rate_limit_max_wait=100.0), 10_000.0)
+    assert ids(sched.dispatch(10_000.0)) == ["b"]
+    assert sched.finish("b", LIMITED, 10_001.0, "429")[0].state is TaskState.QUEUED
+    assert sched.next_wakeup() == 10_031.0  # the first step of the back-off again
+
+
 def test_past_the_max_wait_the_task_fails_as_rate_limited_and_its_dependents_are_skipped() -> None:
     sched = make()
     a = task("a", "claude", rate_limit_backoff=30.0, rate_limit_max_wait=100.0)
