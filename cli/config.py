@@ -29,7 +29,8 @@ from typing import Any
 
 import yaml
 
-from queue_core import Claim, InvalidClaimError, InvalidTaskIdError, check_task_id
+from queue_core import Claim, DependencyCycleError, InvalidClaimError, InvalidTaskIdError, check_task_id
+from queue_core.graph import topological
 from queue_core.reports import FORMATS
 from queue_core.runner import DEFAULT_PROMPT
 
@@ -636,16 +637,17 @@ class _Reader:
                         f"tasks[{i}].depends_on[{j}]",
                         f"unknown task id {dependency!r}{_suggest(dependency, id_nodes)}",
                     )
-        cycle = _find_cycle({task.id: task.depends_on for task in tasks})
-        if cycle is not None:
-            # Point at the dependency that closes the cycle.
+        try:
+            topological({task.id: task.depends_on for task in tasks})
+        except DependencyCycleError as exc:  # point at the dependency that closes the cycle
+            cycle = exc.cycle
             index = next(i for i, task in enumerate(tasks) if task.id == cycle[-2])
             j = tasks[index].depends_on.index(cycle[-1])
             raise self.error(
                 dependency_nodes[index][j],
                 f"tasks[{index}].depends_on[{j}]",
                 f"dependency cycle: {' -> '.join(cycle)}",
-            )
+            ) from None
         return tuple(tasks)
 
     def task(self, node: yaml.Node, here: str) -> tuple[TaskSpec, _Entries]:
@@ -693,32 +695,6 @@ def _check_claim(path: str, origin: Origin) -> None:
         Claim.parse(path)
     except InvalidClaimError as exc:
         raise origin.error(f"invalid path {path!r}: {exc.reason}") from exc
-
-
-def _find_cycle(dependencies: dict[str, tuple[str, ...]]) -> list[str] | None:
-    """The first dependency cycle, as ``[a, b, ..., a]``, in a depth-first walk in task order."""
-    visiting, done = 1, 2
-    state: dict[str, int] = {}
-    for start in dependencies:
-        if start in state:
-            continue
-        # Iterative: a long chain of dependencies must not hit the recursion limit.
-        path = [start]
-        stack = [iter(dependencies[start])]
-        state[start] = visiting
-        while stack:
-            for child in stack[-1]:
-                if state.get(child) == visiting:
-                    return [*path[path.index(child) :], child]
-                if child not in state:
-                    state[child] = visiting
-                    path.append(child)
-                    stack.append(iter(dependencies[child]))
-                    break
-            else:
-                state[path.pop()] = done
-                stack.pop()
-    return None
 
 
 def _is_null(node: yaml.Node) -> bool:

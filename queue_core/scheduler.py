@@ -35,11 +35,11 @@ from .claims import Access, Claim, ClaimIndex, Conflict, overlap_witness
 from .errors import (
     AgentAlreadyRunningError,
     CapacityError,
-    DependencyCycleError,
     DuplicateTaskError,
     InvalidClaimError,
     UnknownDependencyError,
 )
+from .graph import topological
 from .ownership import FileOwnership
 from .task import RATE_LIMIT_MAX_BACKOFF_S, AgentTask, TaskState
 from .waits import WaitGroup, WaitReason, seconds_text
@@ -256,7 +256,8 @@ class Scheduler:
         rank = {task.id: first + index for index, task in enumerate(tasks)}
         self._seq += len(tasks)
         finished: list[TaskEntry] = []
-        for task in _topological(batch):
+        for task_id in topological({tid: task.depends_on for tid, task in batch.items()}):
+            task = batch[task_id]
             finished.extend(self._add(task, now, claims[task.id], seq=rank[task.id]))
         return finished
 
@@ -787,30 +788,3 @@ def _reason(blocker: Conflict | WaitReason, agent_of: Callable[[str], str]) -> W
         return blocker
     owner = blocker.owner
     return WaitReason.overlap("claim", blocker.claim, blocker.held, owner, agent_of(owner), blocker.example)
-
-
-def _topological(batch: dict[str, AgentTask]) -> list[AgentTask]:
-    """The batch's tasks, each after its dependencies in the batch; raises DependencyCycleError."""
-    order: list[AgentTask] = []
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    for root in batch:
-        if root in state:
-            continue
-        path = [root]
-        stack = [iter(batch[root].depends_on)]
-        state[root] = 1
-        while stack:
-            dep = next(stack[-1], None)
-            if dep is None:
-                done = path.pop()
-                stack.pop()
-                state[done] = 2
-                order.append(batch[done])
-            elif dep in batch and state.get(dep) == 1:
-                cycle = [*path[path.index(dep) :], dep]
-                raise DependencyCycleError(cycle)
-            elif dep in batch and dep not in state:
-                state[dep] = 1
-                path.append(dep)
-                stack.append(iter(batch[dep].depends_on))
-    return order
