@@ -34,8 +34,9 @@ import sys
 from collections import deque
 from dataclasses import dataclass
 
-from queue_core import AgentTask, Claim, Scheduler, TaskState
-from queue_core.claims import overlaps
+from queue_core import AgentTask, TaskState
+from queue_core.claims import Claim, overlaps
+from queue_core.scheduler import Scheduler
 
 from ._common import Check, Section, mean, percentile, print_section, table
 

@@ -28,7 +28,8 @@ import threading
 import time
 from pathlib import Path
 
-from queue_core import AgentTask, Registry, TaskQueue
+from queue_core import AgentTask, TaskQueue
+from queue_core.registry import Registry
 
 from ._common import Check, Section, percentile, print_section, table
 

@@ -29,7 +29,8 @@ import tracemalloc
 from collections.abc import Callable
 from concurrent.futures import wait
 
-from queue_core import AgentTask, Scheduler, TaskQueue, TaskState
+from queue_core import AgentTask, TaskQueue, TaskState
+from queue_core.scheduler import Scheduler
 
 from ._common import Check, Section, print_section, table
 

@@ -104,7 +104,8 @@ def release(
     lives, or while a run of another host or container has a fresh heartbeat. Exit codes: 0
     released (or it held nothing); 1 refused; 2 no run id, or the registry cannot be used.
     """
-    from queue_core import Registry, RunAliveError, StateError
+    from queue_core.errors import RunAliveError, StateError
+    from queue_core.registry import Registry
 
     from . import delegate, render
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from queue_core import Registry, StateError
+from queue_core.errors import StateError
+from queue_core.registry import Registry
 from queue_core.retention import DEFAULT_KEEP_RUNS, preview, prune
 
 from . import render

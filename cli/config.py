@@ -29,7 +29,9 @@ from typing import Any
 
 import yaml
 
-from queue_core import Claim, DependencyCycleError, InvalidClaimError, InvalidTaskIdError, check_task_id
+from queue_core import check_task_id
+from queue_core.claims import Claim
+from queue_core.errors import DependencyCycleError, InvalidClaimError, InvalidTaskIdError
 from queue_core.graph import topological
 from queue_core.reports import FORMATS
 from queue_core.runner import DEFAULT_PROMPT

@@ -19,25 +19,16 @@ import time
 from operator import attrgetter
 from pathlib import Path
 
-from queue_core import (
-    AgentTask,
-    Claim,
-    ClaimResolver,
-    FileOwnership,
-    InvalidTaskError,
-    QueueShutdownError,
-    Scheduler,
-    StateError,
-    SubprocessAgent,
-    SupervisorError,
-    TaskEvent,
-    TaskQueue,
-)
+from queue_core import AgentTask, FileOwnership, SubprocessAgent, TaskEvent, TaskQueue
 from queue_core.changes import StrayWrites
+from queue_core.claims import Claim
+from queue_core.errors import InvalidTaskError, QueueShutdownError, StateError, SupervisorError
 from queue_core.holds import STALE_AFTER_S
+from queue_core.realpaths import ClaimResolver
 from queue_core.registry import new_run_id, state_dir
 from queue_core.reports import AgentReport
 from queue_core.retention import DEFAULT_KEEP_RUNS
+from queue_core.scheduler import Scheduler
 from queue_core.statedir import ensure_private_dir
 
 from . import render

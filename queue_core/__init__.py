@@ -7,86 +7,99 @@
         print(future.result())
 
 The library never prints and never imports a user-interface package.
+
+``__all__`` names what a user calls. Every exception is in :mod:`queue_core.errors` (the
+common ones are here too); the parts the queue is built of (``scheduler``, ``claims``,
+``registry``, ``waits``...) are importable by their full path, for tests and tools, and may
+change between versions.
 """
 
 from __future__ import annotations
 
-from .claims import Access, Claim, ClaimIndex, normalise_path, overlap_witness, overlaps
+from . import errors
+
+# Every other exception stays importable here, as before; queue_core.errors is their home.
 from .errors import (
-    AgentAlreadyRunningError,
-    CapacityError,
-    ClaimConflictError,
-    ConflictError,
-    DependencyCycleError,
-    DuplicateTaskError,
-    InvalidClaimError,
-    InvalidTaskError,
-    InvalidTaskIdError,
-    NotATaskError,
-    QueueBrokenError,
-    QueueError,
-    QueueShutdownError,
-    RateLimitedError,
-    RunAliveError,
-    StateError,
-    SupervisorError,
-    TaskSkippedError,
-    TaskTimeoutError,
-    UnknownDependencyError,
+    AgentAlreadyRunningError as AgentAlreadyRunningError,
+)
+from .errors import AgentExitError, ConflictError, QueueError, RateLimitedError, TaskSkippedError, TaskTimeoutError
+from .errors import (
+    AgentReportedError as AgentReportedError,
+)
+from .errors import (
+    CapacityError as CapacityError,
+)
+from .errors import (
+    ClaimConflictError as ClaimConflictError,
+)
+from .errors import (
+    DependencyCycleError as DependencyCycleError,
+)
+from .errors import (
+    DuplicateTaskError as DuplicateTaskError,
+)
+from .errors import (
+    GitError as GitError,
+)
+from .errors import (
+    InvalidArgumentError as InvalidArgumentError,
+)
+from .errors import (
+    InvalidClaimError as InvalidClaimError,
+)
+from .errors import (
+    InvalidTaskError as InvalidTaskError,
+)
+from .errors import (
+    InvalidTaskIdError as InvalidTaskIdError,
+)
+from .errors import (
+    NotATaskError as NotATaskError,
+)
+from .errors import (
+    NotRegularFileError as NotRegularFileError,
+)
+from .errors import (
+    QueueBrokenError as QueueBrokenError,
+)
+from .errors import (
+    QueueShutdownError as QueueShutdownError,
+)
+from .errors import (
+    QueueUsageError as QueueUsageError,
+)
+from .errors import (
+    RunAliveError as RunAliveError,
+)
+from .errors import (
+    StateError as StateError,
+)
+from .errors import (
+    SupervisorError as SupervisorError,
+)
+from .errors import (
+    UnknownDependencyError as UnknownDependencyError,
 )
 from .ownership import FileOwnership
 from .queue import TaskEvent, TaskQueue
-from .realpaths import ClaimResolver
-from .registry import Registry
-from .runner import AgentExitError, AgentReportedError, SubprocessAgent, render_argv
-from .scheduler import Scheduler, TaskEntry
+from .runner import SubprocessAgent
 from .status import repo_status
-from .task import AgentTask, Stoppable, TaskState, check_task_id
-from .waits import WaitGroup, WaitReason
+from .task import AgentTask, TaskState, check_task_id
 
 __all__ = [
-    "Access",
-    "AgentAlreadyRunningError",
     "AgentExitError",
-    "AgentReportedError",
     "AgentTask",
-    "CapacityError",
-    "Claim",
-    "ClaimConflictError",
-    "ClaimIndex",
-    "ClaimResolver",
     "ConflictError",
-    "DependencyCycleError",
-    "DuplicateTaskError",
     "FileOwnership",
-    "InvalidClaimError",
-    "InvalidTaskError",
-    "InvalidTaskIdError",
-    "NotATaskError",
-    "QueueBrokenError",
     "QueueError",
-    "QueueShutdownError",
     "RateLimitedError",
-    "Registry",
-    "RunAliveError",
-    "Scheduler",
-    "StateError",
-    "Stoppable",
     "SubprocessAgent",
-    "SupervisorError",
-    "TaskEntry",
     "TaskEvent",
     "TaskQueue",
     "TaskSkippedError",
     "TaskState",
     "TaskTimeoutError",
-    "UnknownDependencyError",
-    "WaitGroup",
-    "WaitReason",
     "check_task_id",
-    "normalise_path",
-    "overlap_witness",
-    "overlaps",
-    "render_argv",
+    "errors",
     "repo_status",
 ]

@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .claims import Claim
+from .errors import GitError
 from .queue import TaskEvent
 from .registry import holds_in, state_dir
 from .statedir import read_regular
 
 __all__ = [
     "GitCalls",
-    "GitError",
     "SharedSnapshots",
     "Snapshot",
     "Stray",
@@ -68,10 +68,6 @@ STATUS_ARGV = (
     "--untracked-files=all",
     "--no-renames",
 )
-
-
-class GitError(Exception):
-    """A git call failed (git missing, not a repository, a timeout); the message says how."""
 
 
 @dataclass(frozen=True)

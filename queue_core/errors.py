@@ -7,20 +7,28 @@ too, so ``except ValueError`` keeps working for callers who do not know this mod
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = [
     "AgentAlreadyRunningError",
+    "AgentExitError",
+    "AgentReportedError",
     "CapacityError",
     "ClaimConflictError",
     "ConflictError",
     "DependencyCycleError",
     "DuplicateTaskError",
+    "GitError",
+    "InvalidArgumentError",
     "InvalidClaimError",
     "InvalidTaskError",
     "InvalidTaskIdError",
     "NotATaskError",
+    "NotRegularFileError",
     "QueueBrokenError",
     "QueueError",
     "QueueShutdownError",
+    "QueueUsageError",
     "RateLimitedError",
     "RunAliveError",
     "StateError",
@@ -33,6 +41,15 @@ __all__ = [
 
 class QueueError(Exception):
     """Base class of every error raised by queue_core."""
+
+
+class InvalidArgumentError(QueueError, ValueError, TypeError):
+    """A constructor or method was given a value it cannot take (``max_parallel=0``, a run id
+    with a slash, owned paths given as one string); the message says which and why."""
+
+
+class QueueUsageError(QueueError, RuntimeError):
+    """A queue was used in a way that cannot work (``join()`` from one of its own tasks)."""
 
 
 class InvalidTaskError(QueueError, ValueError):
@@ -193,9 +210,37 @@ class StateError(QueueError, OSError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class NotRegularFileError(QueueError, OSError):
+    """A path in the state directory that is not a regular file (a FIFO, a directory, a symlink):
+    it is never read or followed. Raised as an OSError, ``OSError(errno, strerror, filename)``."""
+
+
 class RunAliveError(StateError):
     """A run cannot be released: its process, or one of its agents, provably lives; ``reason`` says which."""
 
 
 class SupervisorError(QueueError, RuntimeError):
     """The supervisor process that runs this process's agents cannot be started, or died."""
+
+
+class AgentExitError(QueueError):
+    """An agent command exited with a non-zero code; its output is in ``log``."""
+
+    def __init__(self, exit_code: int, log: Path):
+        self.exit_code = exit_code
+        self.log = log
+        how = f"was killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"
+        super().__init__(f"the agent {how} (log: {log})")
+
+
+class AgentReportedError(QueueError):
+    """An agent exited 0 but reported that it failed (a failed turn, a turn limit); see queue_core.reports."""
+
+    def __init__(self, error: str, log: Path):
+        self.error = error
+        self.log = log
+        super().__init__(f"the agent reported an error: {error} (log: {log})")
+
+
+class GitError(QueueError):
+    """A git call failed (git missing, not a repository, a timeout); the message says how."""

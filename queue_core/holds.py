@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import NotRegularFileError
 from .processes import BOOT_ID, PID_NAMESPACE, ProcessId
-from .statedir import NotRegularFileError, read_regular
+from .statedir import read_regular
 
 __all__ = [
     "HEARTBEAT_S",

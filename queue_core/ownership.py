@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from .claims import Claim
+from .errors import InvalidArgumentError
 
 __all__ = ["EVERYTHING", "FileOwnership"]
 
@@ -29,7 +30,7 @@ class FileOwnership:
     def set_owned_paths(self, agent_type: str, globs: Iterable[str]) -> None:
         """Register ``agent_type``'s globs; raises InvalidClaimError for a bad one."""
         if isinstance(globs, str):
-            raise TypeError(f"owned paths of {agent_type!r} must be a list of globs, not one string")
+            raise InvalidArgumentError(f"owned paths of {agent_type!r} must be a list of globs, not one string")
         self._owned[agent_type] = tuple(Claim.parse(g) for g in globs)
 
     def get_owned_paths(self, agent_type: str) -> list[str]:

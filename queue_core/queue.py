@@ -47,6 +47,7 @@ from .errors import (
     QueueBrokenError,
     QueueError,
     QueueShutdownError,
+    QueueUsageError,
     RateLimitedError,
     StateError,
     TaskSkippedError,
@@ -446,7 +447,7 @@ class _Engine:
 
     def join(self, timeout: float | None) -> bool:
         if getattr(self.own_thread, "set", False):
-            raise RuntimeError("join() from a task, callback or listener of this queue would wait for itself")
+            raise QueueUsageError("join() from a task, callback or listener of this queue would wait for itself")
         with self.lock:
             return self.all_done.wait_for(self._drained, timeout)
 

@@ -54,12 +54,12 @@ from pathlib import Path
 from typing import Any
 
 from . import retention
-from .errors import RunAliveError, StateError
+from .errors import InvalidArgumentError, NotRegularFileError, RunAliveError, StateError
 from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, judge_run, live_holds, read_groups, why_alive
 from .line import Place, Wanted, alive_by, live_places, parse_line, set_places
 from .processes import ProcessId, describe_lock_holder
 from .retention import DAMAGED_KEPT, DEFAULT_KEEP_RUNS, check_keep_runs
-from .statedir import LEGACY_DIR, NotRegularFileError, ensure_private_dir, locate, read_regular, write_private
+from .statedir import LEGACY_DIR, ensure_private_dir, locate, read_regular, write_private
 
 __all__ = [
     "Hold",
@@ -166,8 +166,8 @@ class Registry:
         keep_runs: int = DEFAULT_KEEP_RUNS,
     ):
         self.keep_runs = check_keep_runs(keep_runs)
-        if run is not None and not RUN_ID_PATTERN.fullmatch(run):
-            raise ValueError(f"run id {run!r}: expected letters, digits, '.', '_' or '-', not starting with '.'")
+        if run is not None:
+            _check_run_id(run)
         self.repo = Path(repo).resolve()
         self.dir = locate(self.repo)
         self.lock_timeout = lock_timeout
@@ -411,8 +411,7 @@ class Registry:
         ``stale_after``; StateError if the registry cannot be written; ValueError for a ``run``
         that is no run id.
         """
-        if not RUN_ID_PATTERN.fullmatch(run):  # a name in runs/, never a path
-            raise ValueError(f"run id {run!r}: expected letters, digits, '.', '_' or '-', not starting with '.'")
+        _check_run_id(run)
         with self.session() as session:
             if run == self.run:
                 raise RunAliveError(self.path, f"run {run} is this one")
@@ -721,6 +720,12 @@ def read_registry(repo: str | os.PathLike[str]) -> tuple[list[Hold], list[Place]
     except (OSError, ValueError, KeyError, TypeError):
         return [], []
     return holds, line
+
+
+def _check_run_id(run: str) -> None:
+    """Raise InvalidArgumentError unless ``run`` can name a file in runs/: a name, never a path."""
+    if not RUN_ID_PATTERN.fullmatch(run):
+        raise InvalidArgumentError(f"run id {run!r}: expected letters, digits, '.', '_' or '-', not starting with '.'")
 
 
 def holds_in(raw: bytes) -> list[Hold]:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from .errors import StateError
+from .errors import InvalidArgumentError, StateError
 from .holds import STALE_AFTER_S, judge_run, live_holds
 from .line import alive_by, live_places
 from .statedir import describe_entry, list_dir, locate, measure, remove_entry
@@ -133,7 +133,7 @@ def check_keep_runs(keep_runs: object) -> int:
     Not 0: the run that ends keeps its own history and logs, which its summary names.
     """
     if not isinstance(keep_runs, int) or isinstance(keep_runs, bool) or keep_runs < 1:
-        raise ValueError(f"keep_runs must be a positive integer, got {keep_runs!r}")
+        raise InvalidArgumentError(f"keep_runs must be a positive integer, got {keep_runs!r}")
     return keep_runs
 
 

@@ -27,11 +27,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import QueueError, RateLimitedError
+from .errors import AgentExitError, AgentReportedError, RateLimitedError
 from .reports import AgentReport, read_report
 from .supervisor import AgentProcess, shared_supervisor
 
-__all__ = ["DEFAULT_PROMPT", "AgentExitError", "AgentReportedError", "SubprocessAgent", "render_argv", "render_prompt"]
+__all__ = ["DEFAULT_PROMPT", "SubprocessAgent", "render_argv", "render_prompt"]
 
 _PLACEHOLDER = re.compile(r"\{(description|task_id|files|reads|prompt)\}")
 _PROMPT_PLACEHOLDER = re.compile(r"\{(description|files|reads)\}")
@@ -43,25 +43,6 @@ DEFAULT_PROMPT = (
     "Files and directories you may modify: {files}. Files you may only read: {reads}. "
     "Do not create, modify or delete anything else."
 )
-
-
-class AgentExitError(QueueError):
-    """An agent command exited with a non-zero code; its output is in ``log``."""
-
-    def __init__(self, exit_code: int, log: Path):
-        self.exit_code = exit_code
-        self.log = log
-        how = f"was killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"
-        super().__init__(f"the agent {how} (log: {log})")
-
-
-class AgentReportedError(QueueError):
-    """An agent exited 0 but reported that it failed (a failed turn, a turn limit); see queue_core.reports."""
-
-    def __init__(self, error: str, log: Path):
-        self.error = error
-        self.log = log
-        super().__init__(f"the agent reported an error: {error} (log: {log})")
 
 
 def render_prompt(template: str, *, description: str, files: Sequence[str], reads: Sequence[str] = ()) -> str:

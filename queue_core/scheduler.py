@@ -36,6 +36,7 @@ from .errors import (
     AgentAlreadyRunningError,
     CapacityError,
     DuplicateTaskError,
+    InvalidArgumentError,
     InvalidClaimError,
     UnknownDependencyError,
 )
@@ -110,9 +111,9 @@ class Scheduler:
         resolve: Callable[[Claim], Sequence[Claim]] | None = None,
     ):
         if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
-            raise ValueError(f"max_parallel must be a positive integer, got {max_parallel!r}")
+            raise InvalidArgumentError(f"max_parallel must be a positive integer, got {max_parallel!r}")
         if not isinstance(max_bypass, int) or isinstance(max_bypass, bool) or max_bypass < 0:
-            raise ValueError(f"max_bypass must be a non-negative integer, got {max_bypass!r}")
+            raise InvalidArgumentError(f"max_bypass must be a non-negative integer, got {max_bypass!r}")
         self.max_parallel = max_parallel
         self.max_bypass = max_bypass
         # Applied to every claim of every task added: lets the owner, who may look at the disk,
@@ -456,7 +457,7 @@ class Scheduler:
         already recorded.
         """
         if holder in self._external or holder in self._entries:
-            raise ValueError(f"holder {holder!r} is already known")
+            raise InvalidArgumentError(f"holder {holder!r} is already known")
         if in_line:
             self._in_line.add(holder)
         self._external[holder] = (agent, claims)
@@ -670,7 +671,8 @@ class Scheduler:
         Returns every entry whose state changed: the task, and dependents skipped because of it.
         """
         if outcome not in _OUTCOMES:
-            raise ValueError(f"a finished attempt is one of {sorted(s.value for s in _OUTCOMES)}, not {outcome.value}")
+            known = sorted(s.value for s in _OUTCOMES)
+            raise InvalidArgumentError(f"a finished attempt is one of {known}, not {outcome.value}")
         entry = self._running.pop(task_id)
         del self._agent_running[entry.agent]
         for claim, access in entry.claims:

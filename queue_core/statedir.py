@@ -20,11 +20,10 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import StateError
+from .errors import NotRegularFileError, StateError
 
 __all__ = [
     "LEGACY_DIR",
-    "NotRegularFileError",
     "describe_entry",
     "ensure_private_dir",
     "list_dir",
@@ -39,10 +38,6 @@ __all__ = [
 #: 0.9 kept it in every repository.
 LEGACY_DIR = ".project-manager"
 _NAME = "project-manager"
-
-
-class NotRegularFileError(OSError):
-    """A path in the state directory that is not a regular file (a FIFO, a directory, a symlink)."""
 
 
 def locate(repo: Path) -> Path:

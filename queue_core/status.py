@@ -12,10 +12,11 @@ import os
 import time
 from typing import Any
 
+from .errors import NotRegularFileError
 from .holds import Owner, live_holds, read_groups
 from .processes import agent_processes, lock_holder, process_state
 from .registry import read_holds, state_dir
-from .statedir import NotRegularFileError, read_regular
+from .statedir import read_regular
 from .waits import WaitReason
 
 __all__ = ["live_run_records", "repo_status"]

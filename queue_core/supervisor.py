@@ -42,7 +42,7 @@ from typing import Any
 
 from ._supervisor.proctree import KEEPER_NAME, SUPERVISOR_NAME
 from ._supervisor.wire import Frames, frame
-from .errors import SupervisorError
+from .errors import InvalidArgumentError, SupervisorError
 from .processes import ProcessId
 
 __all__ = ["PROCESS_NAMES", "AgentProcess", "Supervisor", "shared_supervisor"]
@@ -248,12 +248,12 @@ def _encode(
 ) -> tuple[Any, ...]:
     """The spawn request's fields, checked: what exec would refuse is refused here, for this task alone."""
     if not argv:
-        raise ValueError("an empty command")
+        raise InvalidArgumentError("an empty command")
     args = [os.fsencode(a) for a in argv]
     paths = [os.fsencode(os.path.abspath(p)) for p in (cwd, log)]  # not the keeper's cwd: it is reused
     environ = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
     if any(b"\0" in x for x in (*args, *paths, *environ, *environ.values())):
-        raise ValueError("a NUL byte in the command, its directory, its log or its environment")
+        raise InvalidArgumentError("a NUL byte in the command, its directory, its log or its environment")
     size = sum(len(x) + 1 for x in (*args, *environ, *environ.values()))
     if size > _arg_max():
         raise OSError(

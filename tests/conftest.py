@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from queue_core import AgentTask, TaskQueue, overlaps
-from queue_core.claims import Claim
+from queue_core import AgentTask, TaskQueue
+from queue_core.claims import Claim, overlaps
 
 #: Upper bound of every wait in the tests: generous, so a slow CI box never flakes, yet a hang
 #: fails in seconds rather than at pytest-timeout.

@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from queue_core import overlaps
-from queue_core.claims import Claim
+from queue_core.claims import Claim, overlaps
 
 from ..conftest import WAIT
 

@@ -28,7 +28,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from queue_core import AgentTask, StateError, TaskQueue, repo_status
+from queue_core import AgentTask, TaskQueue, repo_status
+from queue_core.errors import StateError
 from queue_core.holds import Hold, Owner
 from queue_core.processes import PID_NAMESPACE
 from queue_core.registry import FORMAT, VERSION, Registry, read_holds

@@ -26,11 +26,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from queue_core import AgentTask, SubprocessAgent, SupervisorError, TaskQueue, TaskTimeoutError
+from queue_core import AgentTask, SubprocessAgent, TaskQueue, TaskTimeoutError
 from queue_core._supervisor.proctree import Proc, _process_table_from_ps, read_proc, signal_exactly
 from queue_core._supervisor.wire import Frames, frame
+from queue_core.errors import AgentExitError, SupervisorError
 from queue_core.processes import ProcessId
-from queue_core.runner import AgentExitError
 from queue_core.supervisor import PROCESS_NAMES, shared_supervisor
 
 from ..conftest import WAIT

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from queue_core import AgentTask, Claim, TaskEvent, TaskQueue
+from queue_core import AgentTask, TaskEvent, TaskQueue
 from queue_core.changes import (
-    GitError,
     SharedSnapshots,
     Snapshot,
     Stray,
@@ -22,6 +21,8 @@ from queue_core.changes import (
     take_snapshot,
     uncovered,
 )
+from queue_core.claims import Claim
+from queue_core.errors import GitError
 from queue_core.registry import read_holds
 
 from ..conftest import WAIT, Gate, eventually, git, git_repo, wait_for

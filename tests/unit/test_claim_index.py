@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from queue_core import Access, Claim, ClaimIndex, overlaps
+from queue_core.claims import Access, Claim, ClaimIndex, overlaps
 
 R, W = Access.READ, Access.WRITE
 

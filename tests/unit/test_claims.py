@@ -15,7 +15,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from queue_core import Claim, InvalidClaimError, InvalidTaskError, normalise_path, overlap_witness, overlaps
+from queue_core.claims import Claim, normalise_path, overlap_witness, overlaps
+from queue_core.errors import InvalidClaimError, InvalidTaskError
 
 # --- normalisation ----------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from queue_core import Claim, FileOwnership, InvalidClaimError
+from queue_core import FileOwnership
+from queue_core.claims import Claim
+from queue_core.errors import InvalidClaimError
 
 
 @pytest.fixture

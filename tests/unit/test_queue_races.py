@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from queue_core import AgentAlreadyRunningError, AgentTask, QueueShutdownError, StateError, SubprocessAgent, TaskQueue
+from queue_core import AgentTask, SubprocessAgent, TaskQueue
 from queue_core import queue as queue_module
+from queue_core.errors import AgentAlreadyRunningError, QueueShutdownError, StateError
 from queue_core.registry import Hold, Owner, Registry
 
 from ..conftest import WAIT, Gate, wait_for

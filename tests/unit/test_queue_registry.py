@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from queue_core import AgentTask, ClaimConflictError, StateError, TaskQueue, repo_status
+from queue_core import AgentTask, TaskQueue, repo_status
 from queue_core import queue as queue_module
+from queue_core.errors import ClaimConflictError, StateError
 from queue_core.registry import Registry
 
 from ..conftest import WAIT, Gate, eventually, wait_for

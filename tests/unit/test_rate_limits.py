@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from queue_core import InvalidTaskError, RateLimitedError, TaskEvent, TaskQueue
+from queue_core import RateLimitedError, TaskEvent, TaskQueue
+from queue_core.errors import InvalidTaskError
 from queue_core.task import AgentTask, TaskState
 from tests.conftest import WAIT
 

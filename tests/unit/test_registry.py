@@ -24,7 +24,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from queue_core import AgentTask, ClaimConflictError, StateError, TaskQueue
+from queue_core import AgentTask, TaskQueue
+from queue_core.errors import ClaimConflictError, StateError
 from queue_core.registry import FORMAT, VERSION, Hold, Owner, Registry
 from queue_core.status import live_run_records
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from queue_core import AgentTask, Registry, TaskQueue, retention
+from queue_core import AgentTask, TaskQueue, retention
 from queue_core.holds import Hold, Owner
 from queue_core.processes import ProcessId
-from queue_core.registry import state_dir
+from queue_core.registry import Registry, state_dir
 
 from ..conftest import WAIT, Gate, eventually, in_thread, wait_for
 from ._state import (

@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 from queue_core import AgentTask, TaskQueue, TaskTimeoutError
-from queue_core.runner import AgentExitError, SubprocessAgent, render_argv
+from queue_core.errors import AgentExitError
+from queue_core.runner import SubprocessAgent, render_argv
 
 from ..conftest import WAIT
 

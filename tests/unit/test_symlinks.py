@@ -10,8 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from queue_core import AgentTask, Claim, ClaimConflictError, ClaimResolver, InvalidClaimError, Scheduler, TaskQueue
+from queue_core import AgentTask, TaskQueue
+from queue_core.claims import Claim
+from queue_core.errors import ClaimConflictError, InvalidClaimError
+from queue_core.realpaths import ClaimResolver
 from queue_core.registry import Registry
+from queue_core.scheduler import Scheduler
 
 from ..conftest import WAIT, Gate, wait_for
 

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from queue_core import AgentTask, InvalidTaskError, InvalidTaskIdError
+from queue_core import AgentTask
+from queue_core.errors import InvalidTaskError, InvalidTaskIdError
 
 
 @pytest.mark.parametrize(

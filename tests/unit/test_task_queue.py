@@ -12,9 +12,9 @@ from concurrent.futures import CancelledError
 
 import pytest
 
-from queue_core import (
+from queue_core import AgentTask, TaskQueue, TaskSkippedError, TaskTimeoutError
+from queue_core.errors import (
     AgentAlreadyRunningError,
-    AgentTask,
     CapacityError,
     ClaimConflictError,
     DependencyCycleError,
@@ -22,9 +22,6 @@ from queue_core import (
     NotATaskError,
     QueueBrokenError,
     QueueShutdownError,
-    TaskQueue,
-    TaskSkippedError,
-    TaskTimeoutError,
     UnknownDependencyError,
 )
 
