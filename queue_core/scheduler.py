@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 
 from .claims import Access, Claim, ClaimIndex, Conflict, overlap_witness
 from .errors import (
-    AgentAlreadyRunningError,
     CapacityError,
     DuplicateTaskError,
     InvalidArgumentError,
@@ -199,20 +198,15 @@ class Scheduler:
             return WaitReason("retry", until=entry.retry_at)
         if state is not TaskState.QUEUED:
             return None
-        if entry.agent in self._paused:
-            return WaitReason("rate_limit", holder_agent=entry.agent, until=self._paused[entry.agent])
-        if isinstance(entry.blocker, WaitReason):
-            return entry.blocker
-        if isinstance(entry.blocker, WaitGroup) and entry.blocker.holder is not None:
-            reason = entry.blocker.reason()
-            return dataclasses.replace(reason, kind="reserved") if reason.holder in self._in_line else reason
-        holder = self._agent_holder(entry.agent)
-        if holder is not None:
-            kind = "reserved" if holder in self._in_line else "agent"
-            return WaitReason(kind, holder=holder, holder_agent=entry.agent)
-        if self._agent_held_back(entry):
-            assert self._starving is not None
-            return WaitReason("reserved", holder=self._starving.id, holder_agent=entry.agent)
+        if entry.agent not in self._paused:  # a pause says more than the claim it was parked on
+            if isinstance(entry.blocker, WaitReason):
+                return entry.blocker
+            if isinstance(entry.blocker, WaitGroup) and entry.blocker.holder is not None:
+                reason = entry.blocker.reason()
+                return dataclasses.replace(reason, kind="reserved") if reason.holder in self._in_line else reason
+        agent_reason = self._agent_blocked(entry)
+        if agent_reason is not None:
+            return agent_reason
         if len(self._running) >= self.max_parallel:
             return WaitReason("capacity", limit=self.max_parallel)
         return WaitReason("ready")
@@ -276,12 +270,7 @@ class Scheduler:
             raise WaitReason("dependency", needs=needs).to_error()
         if len(self._running) >= self.max_parallel:
             raise CapacityError(self.max_parallel)
-        if task.agent_type in self._paused:
-            raise WaitReason("rate_limit", holder_agent=task.agent_type, until=self._paused[task.agent_type]).to_error()
-        holder = self._agent_holder(task.agent_type)
-        if holder is not None:
-            raise AgentAlreadyRunningError(task.agent_type, holder)
-        blocker = self._blocker(probe)
+        blocker = self._agent_blocked(probe) or self._blocker(probe)
         if blocker is not None:
             raise _reason(blocker, self._agent_of).to_error()
         entry = self._register(task, now, (writes, reads))
@@ -366,15 +355,15 @@ class Scheduler:
         queue = self._queues.get(agent)
         while queue and self._entries[queue[0][1]].state is not TaskState.QUEUED:
             heapq.heappop(queue)  # cancelled while queued
-        if self._agent_holder(agent) is not None or agent in self._paused or not queue:
-            heapq.heappop(heads)  # pushed again when the agent is released, or its pause ends
+        if not queue:
+            heapq.heappop(heads)  # pushed again when a task of the agent is queued
             return
         if queue[0][0] != key:
             heapq.heapreplace(heads, (queue[0][0], agent))  # stale head: re-rank
             return
         entry = self._entries[queue[0][1]]
-        if self._agent_held_back(entry):
-            heapq.heappop(heads)  # the agent is reserved: its whole queue waits, pushed back on release
+        if self._agent_blocked(entry) is not None:
+            heapq.heappop(heads)  # its whole queue waits: pushed again when the agent is released, reserved or resumed
             return
         heapq.heappop(queue)
         blocker = self._blocker(entry)
@@ -403,7 +392,7 @@ class Scheduler:
             del self._pools[pool]
             return
         entry = self._entries[heapq.heappop(members)[1]]
-        if self._agent_holder(entry.agent) is not None or entry.agent in self._paused or self._agent_held_back(entry):
+        if self._agent_blocked(entry) is not None:
             self._enqueue(entry)  # looked at again when its agent is free
         else:
             blocker = self._blocker(entry)
@@ -500,6 +489,24 @@ class Scheduler:
                 found.setdefault(queue[0][1], (self._entries[queue[0][1]], set()))[1].update(holders)
         best = heapq.nsmallest(limit, found.values(), key=lambda item: _rank(item[0]))
         return [(entry, frozenset(holders)) for entry, holders in best]
+
+    def _agent_blocked(self, entry: TaskEntry) -> WaitReason | None:
+        """Why no task of ``entry``'s agent ranked like it may start now, or None.
+
+        The agent-wide rules, in one order for dispatch, ``try_start`` and ``wait_reason``: its
+        rate-limit pause, a task of it running (here or elsewhere, or in line ahead), and a
+        reservation for a better-ranked task of it. ``_blocker`` then gives the task's own.
+        """
+        agent = entry.agent
+        if agent in self._paused:
+            return WaitReason("rate_limit", holder_agent=agent, until=self._paused[agent])
+        holder = self._agent_holder(agent)
+        if holder is not None:
+            return WaitReason("reserved" if holder in self._in_line else "agent", holder=holder, holder_agent=agent)
+        if self._agent_held_back(entry):
+            assert self._starving is not None
+            return WaitReason("reserved", holder=self._starving.id, holder_agent=agent)
+        return None
 
     def _agent_held_back(self, entry: TaskEntry) -> bool:
         """Whether the reservation of a better-ranked task of the same agent holds ``entry`` back."""

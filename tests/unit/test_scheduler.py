@@ -1240,6 +1240,10 @@ def _check_running_set(sched: Scheduler, started: list[TaskEntry]) -> None:
     reserved = sched.reserved
     if reserved is not None:
         assert reserved.state is TaskState.QUEUED, (reserved.id, reserved.state)
+    # One admission rule: right after a dispatch, no queued task may be told it is ready to start.
+    for entry in sched.entries():
+        if entry.state is TaskState.QUEUED:
+            assert getattr(sched.wait_reason(entry), "kind", None) not in (None, "ready"), entry.id
     if not running:
         # Nothing runs: every ready task is free to start, so dispatch must not leave one queued,
         # unless its agent is paused by a rate limit.
