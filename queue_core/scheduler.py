@@ -126,9 +126,9 @@ class Scheduler:
         self._agent_heads: list[tuple[tuple[int, int], str]] = []  # (head key, agent), lazily pruned
         self._waiting_on: dict[str, dict[tuple[str, Access, str], WaitGroup]] = {}  # holder id -> groups
         self._held_back: list[str] = []  # ids held back by the reservation
-        self._pools: dict[int, WaitGroup] = {}  # released groups, looked at best member first
-        self._pool_heads: list[tuple[tuple[int, int], int]] = []  # (best member's key, pool id), lazily pruned
-        self._pool_ids = itertools.count()
+        self._released: dict[int, WaitGroup] = {}  # released groups, looked at best member first
+        self._released_heads: list[tuple[tuple[int, int], int]] = []  # (best member's key, group id), lazily pruned
+        self._released_ids = itertools.count()
         self._retries: list[tuple[float, tuple[int, int], str]] = []
         self._deadlines: list[tuple[float, tuple[int, int], int, str]] = []
         self._running: dict[str, TaskEntry] = {}
@@ -341,9 +341,9 @@ class Scheduler:
                 self._enqueue(entry)
         started: list[TaskEntry] = []
         # Two lazily pruned heaps rank the candidates: agents' queue heads and released groups.
-        while len(self._running) < self.max_parallel and (self._agent_heads or self._pool_heads):
-            if self._pool_heads and (not self._agent_heads or self._pool_heads[0][0] < self._agent_heads[0][0]):
-                self._step_pool(now, started)
+        while len(self._running) < self.max_parallel and (self._agent_heads or self._released_heads):
+            if self._released_heads and (not self._agent_heads or self._released_heads[0][0] < self._agent_heads[0][0]):
+                self._step_released(now, started)
             else:
                 self._step_agent(now, started)
         return started
@@ -378,18 +378,18 @@ class Scheduler:
         else:
             heapq.heappop(heads)
 
-    def _step_pool(self, now: float, started: list[TaskEntry]) -> None:
+    def _step_released(self, now: float, started: list[TaskEntry]) -> None:
         """Look at the best member of a released group; the rest may follow it in one step."""
-        key, pool = heapq.heappop(self._pool_heads)
-        group = self._pools[pool]
+        key, gid = heapq.heappop(self._released_heads)
+        group = self._released[gid]
         members = group.members
         while members and not self._is_member(members[0][1], group):
             heapq.heappop(members)  # cancelled, or moved on
         if members and members[0][0] != key:
-            heapq.heappush(self._pool_heads, (members[0][0], pool))  # stale: re-rank
+            heapq.heappush(self._released_heads, (members[0][0], gid))  # stale: re-rank
             return
         if not members:
-            del self._pools[pool]
+            del self._released[gid]
             return
         entry = self._entries[heapq.heappop(members)[1]]
         if self._agent_blocked(entry) is not None:
@@ -400,19 +400,19 @@ class Scheduler:
                 self._start(entry, now)
                 started.append(entry)
                 if group.access is Access.WRITE:  # the rest need what it now holds
-                    self._move(pool, entry.id, group.claim, group.claim.text)
+                    self._move(gid, entry.id, group.claim, group.claim.text)
                     return
             elif isinstance(blocker, Conflict) and (blocker.claim, blocker.access) == (group.claim, group.access):
                 heapq.heappush(members, (entry.key, entry.id))  # blocked as the rest are: all move together
-                self._move(pool, blocker.owner, blocker.held, blocker.example)
+                self._move(gid, blocker.owner, blocker.held, blocker.example)
                 self._consider_starving(entry)
                 return
             else:
                 self._park(entry, blocker)
         if members:
-            heapq.heappush(self._pool_heads, (members[0][0], pool))
+            heapq.heappush(self._released_heads, (members[0][0], gid))
         else:
-            del self._pools[pool]
+            del self._released[gid]
 
     def _is_member(self, task_id: str, group: WaitGroup) -> bool:
         entry = self._entries[task_id]
@@ -545,9 +545,9 @@ class Scheduler:
         entry.blocker = group
         self._consider_starving(entry)
 
-    def _move(self, pool: int, holder: str, held: Claim, example: str) -> None:
+    def _move(self, gid: int, holder: str, held: Claim, example: str) -> None:
         """Park a whole released group on ``holder``, whose ``held`` claim now blocks every member."""
-        group = self._pools.pop(pool)
+        group = self._released.pop(gid)
         group.holder, group.holder_agent, group.held, group.example = holder, self._agent_of(holder), held, example
         groups = self._waiting_on.setdefault(holder, {})
         other = groups.setdefault(group.key, group)
@@ -579,13 +579,13 @@ class Scheduler:
             self._push_head(old.agent)
 
     def _release(self, holder: str) -> None:
-        """``holder`` let go of its claims: the groups waiting on it become pools to look at."""
+        """``holder`` let go of its claims: the groups waiting on it are released, to be looked at."""
         for group in self._waiting_on.pop(holder, {}).values():
             group.holder = None
             if group.members:
-                pool = next(self._pool_ids)
-                self._pools[pool] = group
-                heapq.heappush(self._pool_heads, (group.members[0][0], pool))
+                gid = next(self._released_ids)
+                self._released[gid] = group
+                heapq.heappush(self._released_heads, (group.members[0][0], gid))
 
     def _enqueue(self, entry: TaskEntry) -> None:
         entry.state = TaskState.QUEUED
