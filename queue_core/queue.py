@@ -58,6 +58,7 @@ from .line import Place, Wanted, ahead, alive_by, live_places, parse_claims
 from .ownership import FileOwnership
 from .processes import STOPPED_HINT, process_state
 from .realpaths import ClaimResolver
+from .records import QueueStatus, RunningTask, RunRecord, WaitingTask
 from .registry import Registry, RegistrySession
 from .reports import AgentReport
 from .retention import DEFAULT_KEEP_RUNS
@@ -238,13 +239,14 @@ class TaskQueue:
         """
         self._engine.abort()
 
-    def get_status(self) -> dict[str, Any]:
-        """A snapshot: the design note's three keys, then details.
+    def get_status(self) -> QueueStatus:
+        """A snapshot: the design note's three fields, then details (see :class:`QueueStatus`).
 
         ``running_agents`` (agent types running), ``running_files`` (paths being written),
-        ``queued_tasks`` (how many wait), ``running`` and ``waiting`` (one dict per task,
-        each waiting one with the ``reason`` it waits), counts by outcome, ``finished_tasks``
-        and ``failed_tasks`` (failed or timed out).
+        ``queued_tasks`` (how many wait), ``running`` and ``waiting`` (each waiting task with
+        the ``reason`` it waits), ``counts`` by outcome, ``finished_tasks`` and ``failed_tasks``
+        (failed, timed out or rate-limited). ``status["running_agents"]`` reads it as the
+        design note's dict (see :class:`queue_core.records.ByKey`).
         """
         return self._engine.status()
 
@@ -490,56 +492,50 @@ class _Engine:
         for task_id in running:
             self.cancel(task_id)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> QueueStatus:
         with self.lock:
             return self._status()
 
-    def _status(self, waiting_limit: int | None = None) -> dict[str, Any]:
+    def _status(self, waiting_limit: int | None = None) -> QueueStatus:
         """The status snapshot (lock held); ``waiting_limit`` caps the waiting tasks described."""
         now = self.clock()
         running = self.sched.running
-        waiting = self.sched.waiting(waiting_limit)
-        counts = self.sched.outcomes
         reserved = self.sched.reserved
-        return {
-            "running_agents": [e.agent for e in running],
-            "running_files": sorted({c.text for e in running for c in e.writes}),
-            "queued_tasks": self.sched.unfinished - len(running),
-            "max_parallel": self.sched.max_parallel,
-            "running": [
-                {
-                    "id": e.id,
-                    "agent": e.agent,
-                    "description": e.task.task_description,
-                    "files": [c.text for c in e.writes],
-                    "reads": [c.text for c in e.reads],
-                    "attempt": e.attempts,
-                    "elapsed_s": now - (e.started_at or now),
-                    "timed_out": e.timed_out,
-                    "pid": getattr(e.task.execute_fn, "pid", None),
-                }
+        return QueueStatus(
+            queued_tasks=self.sched.unfinished - len(running),
+            max_parallel=self.sched.max_parallel,
+            running=tuple(
+                RunningTask(
+                    e.id,
+                    e.agent,
+                    e.task.task_description,
+                    files=_texts(e.writes),
+                    reads=_texts(e.reads),
+                    attempt=e.attempts,
+                    elapsed_s=now - (e.started_at or now),
+                    timed_out=e.timed_out,
+                    pid=getattr(e.task.execute_fn, "pid", None),
+                )
                 for e in running
-            ],
-            "waiting": [
-                {
-                    "id": e.id,
-                    "agent": e.agent,
-                    "description": e.task.task_description,
-                    "state": e.state.value,
-                    "reason": self._annotated(reason.describe(now), reason.holder),
-                    "reason_kind": reason.kind,
-                    "resumes_in_s": None if reason.until is None else max(0.0, reason.until - now),
-                    "blocked_by": reason.holder,
-                    "reserved": e is reserved,
-                }
-                for e, reason in waiting
-            ],
-            "counts": counts,
-            "registry_error": None if self.registry_error is None else str(self.registry_error),
-            "registry_wait": self.registry_wait,
-            "finished_tasks": sum(counts.values()),
-            "failed_tasks": counts["failed"] + counts["timed_out"] + counts["rate_limited"],
-        }
+            ),
+            waiting=tuple(
+                WaitingTask(
+                    e.id,
+                    e.agent,
+                    e.task.task_description,
+                    state=e.state.value,
+                    reason=self._annotated(reason.describe(now), reason.holder),
+                    reason_kind=reason.kind,
+                    blocked_by=reason.holder,
+                    reserved=e is reserved,
+                    resumes_in_s=None if reason.until is None else max(0.0, reason.until - now),
+                )
+                for e, reason in self.sched.waiting(waiting_limit)
+            ),
+            counts=self.sched.outcomes,
+            registry_error=None if self.registry_error is None else str(self.registry_error),
+            registry_wait=self.registry_wait,
+        )
 
     def _annotated(self, reason: str, holder: str | None) -> str:
         """``reason``, and why its holder will not let go soon, if it is another run's and stuck."""
@@ -869,21 +865,17 @@ class _Engine:
         except OSError:  # only a view: the claims themselves are on disk
             log.warning("could not write this run's status record", exc_info=True)
 
-    def _record(self) -> dict[str, Any]:
+    def _record(self) -> RunRecord:
         assert self.registry is not None
-        status = self._status(RECORD_WAITING_MAX)
-        wall = time.time()
-        for task in status["running"]:
-            task["started_at"] = wall - task["elapsed_s"]
-        for task in status["waiting"]:  # a pause is read later, by another process: when it ends
-            resumes_in = task.pop("resumes_in_s")
-            task["resumes_at"] = None if resumes_in is None else wall + resumes_in
-        return {
-            "run": self.registry.run,
-            "repo": str(self.registry.repo),
-            "started_at": self.started_at,
-            "status": status,
-        }
+        wall = time.time()  # a record is read later, by another process: its times are the wall clock's
+        return RunRecord(
+            self.registry.run,
+            self.registry.owner,
+            wall,
+            repo=str(self.registry.repo),
+            started_at=self.started_at,
+            status=self._status(RECORD_WAITING_MAX).recorded(wall),
+        )
 
     def _finished_tasks(self) -> list[dict[str, Any]]:
         """The history's tasks; with what an agent reported of its last attempt (SubprocessAgent.report)."""

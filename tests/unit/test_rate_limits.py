@@ -217,8 +217,8 @@ def test_status_says_which_agent_is_paused_and_until_when() -> None:
         work = _flaky([RateLimitedError("429", retry_after=3600.0)])
         future = queue.submit_task(AgentTask("claude", "d", ["x.py"], work, id="a"))
         assert paused.wait(WAIT)
-        [waiting] = queue.get_status()["waiting"]
-        assert re.fullmatch(r"claude rate-limited, resumes in (1h 00m|59m \d\ds)", waiting["reason"])
+        [waiting] = queue.get_status().waiting
+        assert re.fullmatch(r"claude rate-limited, resumes in (1h 00m|59m \d\ds)", waiting.reason)
         assert queue.cancel("a")
         with pytest.raises(CancelledError):
             future.result(WAIT)
