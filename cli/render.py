@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from queue_core import QueueStatus, TaskEvent, TaskState
+from queue_core import QueueStatus, TaskEvent, TaskOutcome, TaskState
 from queue_core.changes import Stray
 from queue_core.records import RunningTask, WaitingTask
 from queue_core.reports import AgentReport
@@ -40,31 +40,32 @@ _WORDS = {
 
 
 @dataclass(frozen=True)
-class TaskOutcome:
-    """One task's line in the summary and in --json."""
+class SummaryRow:
+    """One task's line in the summary and in --json: how it ended, and what it changed outside
+    its claims while it ran (see queue_core.changes; None: unknown), which only the CLI watches."""
 
-    id: str
-    agent: str
-    description: str
-    status: str
-    exit_code: int | None
-    duration_s: float | None
-    log: str | None
-    reason: str | None = None
-    #: What the agent reported of its run (see queue_core.reports): an error, cost, tokens.
-    report: AgentReport = field(default_factory=AgentReport)
-    #: What changed outside the claims while it ran (see queue_core.changes); None: unknown.
+    outcome: TaskOutcome
     unclaimed: Stray | None = field(default_factory=Stray)
 
+    @property
+    def reason(self) -> str | None:
+        """Why it did not succeed; a task that succeeded on a retry is not shown its earlier error."""
+        return None if self.outcome.status is TaskState.SUCCEEDED else self.outcome.reason
+
+    @property
+    def report(self) -> AgentReport:
+        return self.outcome.report or AgentReport()
+
     def to_json(self) -> dict[str, Any]:
+        o = self.outcome
         return {
-            "id": self.id,
-            "agent": self.agent,
-            "description": self.description,
-            "status": self.status,
-            "exit_code": self.exit_code,
-            "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
-            "log": self.log,
+            "id": o.id,
+            "agent": o.agent,
+            "description": o.description,
+            "status": o.status.value,
+            "exit_code": o.exit_code,
+            "duration_s": None if o.duration_s is None else round(o.duration_s, 3),
+            "log": o.log,
             "error": self.report.error,
             "cost_usd": self.report.cost_usd,
             "tokens": self.report.tokens,
@@ -73,9 +74,9 @@ class TaskOutcome:
         }
 
 
-def total_cost(outcomes: list[TaskOutcome]) -> float | None:
+def total_cost(rows: list[SummaryRow]) -> float | None:
     """The run's cost in USD, as far as its agents reported one; None if none did."""
-    return reported_cost(o.report for o in outcomes)
+    return reported_cost(row.outcome.report for row in rows)
 
 
 def reported_cost(reports: Iterable[AgentReport | None]) -> float | None:
@@ -254,38 +255,44 @@ def _write(stream: TextIO, fd: int | None, text: str) -> bool:
     return True
 
 
-def summary_text(outcomes: list[TaskOutcome], wall_s: float, sum_s: float) -> str:
+def summary_text(rows: list[SummaryRow], wall_s: float, sum_s: float) -> str:
     """The end-of-run summary as plain text: a table, then wall time, task time and speedup."""
-    cost = total_cost(outcomes)
+    cost = total_cost(rows)
     header = ("id", "agent", "outcome", "exit", "duration", *(("cost",) if cost is not None else ()), "log")
-    rows = [
+    cells = [
         (
-            o.id,
-            o.agent,
-            (o.status if o.reason is None else f"{o.status} ({o.reason})") + (" !" if _strayed(o) else ""),
-            "" if o.exit_code is None else str(o.exit_code),
-            "" if o.duration_s is None else f"{o.duration_s:.1f}s",
-            *(() if cost is None else ("" if o.report.cost_usd is None else f"${o.report.cost_usd:.4f}",)),
-            _short_path(o.log),
+            row.outcome.id,
+            row.outcome.agent,
+            _outcome_cell(row) + (" !" if _strayed(row) else ""),
+            "" if row.outcome.exit_code is None else str(row.outcome.exit_code),
+            "" if row.outcome.duration_s is None else f"{row.outcome.duration_s:.1f}s",
+            *(() if cost is None else ("" if row.report.cost_usd is None else f"${row.report.cost_usd:.4f}",)),
+            _short_path(row.outcome.log),
         )
-        for o in outcomes
+        for row in rows
     ]
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in (header, *rows)]
-    lines += [f"! {o.id} {unclaimed_text(o.unclaimed)}" for o in outcomes if o.unclaimed is not None and _strayed(o)]
+    widths = [max(len(str(r[i])) for r in (header, *cells)) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in (header, *cells)]
+    lines += [
+        f"! {r.outcome.id} {unclaimed_text(r.unclaimed)}" for r in rows if r.unclaimed is not None and _strayed(r)
+    ]
     speedup = sum_s / wall_s if wall_s > 0 else 1.0
-    succeeded = sum(o.status == "succeeded" for o in outcomes)
+    succeeded = sum(row.outcome.status is TaskState.SUCCEEDED for row in rows)
     lines.append("")
     spent = "" if cost is None else f", cost ${cost:.4f}"
     lines.append(
-        f"{succeeded}/{len(outcomes)} succeeded; wall {wall_s:.1f}s, task time {sum_s:.1f}s, "
-        f"speedup {speedup:.2f}x{spent}"
+        f"{succeeded}/{len(rows)} succeeded; wall {wall_s:.1f}s, task time {sum_s:.1f}s, speedup {speedup:.2f}x{spent}"
     )
     return "\n".join(lines)
 
 
-def _strayed(outcome: TaskOutcome) -> bool:
-    return outcome.unclaimed is not None and bool(outcome.unclaimed.paths)
+def _outcome_cell(row: SummaryRow) -> str:
+    status = row.outcome.status.value
+    return status if row.reason is None else f"{status} ({row.reason})"
+
+
+def _strayed(row: SummaryRow) -> bool:
+    return row.unclaimed is not None and bool(row.unclaimed.paths)
 
 
 def _short_path(path: str | None) -> str:
@@ -296,15 +303,15 @@ def _short_path(path: str | None) -> str:
     return path if relative.startswith("..") else relative
 
 
-def run_json(run_id: str, outcomes: list[TaskOutcome], wall_s: float, sum_s: float) -> str:
+def run_json(run_id: str, rows: list[SummaryRow], wall_s: float, sum_s: float) -> str:
     return json.dumps(
         {
             "run_id": run_id,
             "wall_s": round(wall_s, 3),
             "sum_s": round(sum_s, 3),
             "speedup": round(sum_s / wall_s, 3) if wall_s > 0 else 1.0,
-            "cost_usd": total_cost(outcomes),
-            "tasks": [o.to_json() for o in outcomes],
+            "cost_usd": total_cost(rows),
+            "tasks": [row.to_json() for row in rows],
         },
         indent=2,
     )

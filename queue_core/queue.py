@@ -58,7 +58,7 @@ from .line import Place, Wanted, ahead, alive_by, live_places, parse_claims
 from .ownership import FileOwnership
 from .processes import STOPPED_HINT, process_state
 from .realpaths import ClaimResolver
-from .records import QueueStatus, RunningTask, RunRecord, WaitingTask
+from .records import QueueStatus, RunHistory, RunningTask, RunRecord, TaskOutcome, WaitingTask
 from .registry import Registry, RegistrySession
 from .reports import AgentReport
 from .retention import DEFAULT_KEEP_RUNS
@@ -250,9 +250,10 @@ class TaskQueue:
         """
         return self._engine.status()
 
-    def outcomes(self) -> list[dict[str, Any]]:
-        """Every finished task: ``id``, ``agent``, ``status``, ``attempts``, ``duration_s`` (of its
-        last attempt, None if it never ran) and ``reason`` (the error, or why it was skipped)."""
+    def outcomes(self) -> list[TaskOutcome]:
+        """How every finished task ended, in submission order: its description, outcome,
+        attempts, last attempt's duration and error, and for an agent command its exit code,
+        log and report (see :class:`TaskOutcome`)."""
         with self._engine.lock:
             return self._engine._finished_tasks()
 
@@ -877,25 +878,9 @@ class _Engine:
             status=self._status(RECORD_WAITING_MAX).recorded(wall),
         )
 
-    def _finished_tasks(self) -> list[dict[str, Any]]:
-        """The history's tasks; with what an agent reported of its last attempt (SubprocessAgent.report)."""
-        tasks = []
-        for e in self.sched.entries():
-            if not e.state.is_terminal:
-                continue
-            task: dict[str, Any] = {
-                "id": e.id,
-                "agent": e.agent,
-                "status": e.state.value,
-                "attempts": e.attempts,
-                "duration_s": _duration(e),
-                "reason": e.outcome_reason,
-            }
-            if isinstance(e.task.execute_fn, SubprocessAgent):
-                report = e.task.execute_fn.report or AgentReport()
-                task.update(error=report.error, cost_usd=report.cost_usd, tokens=report.tokens)
-            tasks.append(task)
-        return tasks
+    def _finished_tasks(self) -> list[TaskOutcome]:
+        """How each finished task ended; with what an agent command reported (SubprocessAgent)."""
+        return [_outcome(e) for e in self.sched.entries() if e.state.is_terminal]
 
     def _finish_run(self) -> None:
         """Leave a history record and drop this run's registry entries, once."""
@@ -912,7 +897,7 @@ class _Engine:
                 self.registry.abort(session)
             self.run_finished = True
             tasks = self._finished_tasks()
-        history = {"run": self.registry.run, "started_at": self.started_at, "ended_at": time.time(), "tasks": tasks}
+        history = RunHistory(self.registry.run, self.started_at, time.time(), tasks)
         try:
             self.registry.finish_run(history)
         except OSError:  # the history record could not be written: a record, not a claim
@@ -1277,6 +1262,25 @@ def _claimed(item: Hold | Place) -> tuple[str, tuple[str, ...], tuple[str, ...]]
 def _stopped(owner: Owner) -> bool:
     """Whether a run here is stopped (SIGSTOP, Ctrl-Z): it cannot take its turn in line."""
     return owner.is_local and process_state(owner.pid) == "stopped"
+
+
+def _outcome(entry: TaskEntry) -> TaskOutcome:
+    """How ``entry``, which finished, ended."""
+    fn = entry.task.execute_fn
+    agent = fn if isinstance(fn, SubprocessAgent) else None
+    exit_code = None if agent is None else agent.exit_code
+    return TaskOutcome(
+        entry.id,
+        entry.agent,
+        entry.task.task_description,
+        entry.state,
+        attempts=entry.attempts,
+        duration_s=_duration(entry),
+        reason=entry.outcome_reason,
+        exit_code=exit_code,
+        log=None if agent is None or exit_code is None else str(agent.log),
+        report=None if agent is None else agent.report or AgentReport(),
+    )
 
 
 def _duration(entry: TaskEntry) -> float | None:

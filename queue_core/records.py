@@ -1,4 +1,4 @@
-"""What a queue says of itself, typed: its status, and its run's record on disk.
+"""What a queue says of itself, typed: its status, its run's record on disk, its tasks' outcomes.
 
 A run's status crosses a process boundary: the run writes it to ``runs/<run>.json`` (see
 :meth:`queue_core.registry.Registry.write_run_record`) and ``status`` reads it in another
@@ -24,7 +24,7 @@ a status still reads as that dict: ``status["running_agents"]`` (see :class:`ByK
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,14 +42,17 @@ from ._jsonread import (
     strs_at,
 )
 from .holds import Owner
+from .reports import AgentReport
 from .task import TaskState
 
 __all__ = [
     "SCHEMA",
     "ByKey",
     "QueueStatus",
+    "RunHistory",
     "RunRecord",
     "RunningTask",
+    "TaskOutcome",
     "WaitingTask",
     "schema_of",
 ]
@@ -352,3 +355,61 @@ class RunRecord:
             optional_float_at(record, "started_at"),
             None if status is None else QueueStatus.from_json(status),
         )
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """How a finished task ended (``TaskQueue.outcomes()``): what a summary of a run needs.
+
+    ``attempts`` counts its starts; ``duration_s`` is its last attempt's (None if it never
+    ran); ``reason`` is its last error, or why it was skipped or cancelled (a task that
+    succeeded on a retry keeps its earlier error). For an agent command (a SubprocessAgent):
+    ``exit_code`` (negative: the signal that ended it; None if it never ended), its ``log``
+    once it ran, and ``report``, what the agent reported (an error, cost and tokens of every
+    attempt; empty if it reported nothing); all None for a Python callable.
+    """
+
+    id: str
+    agent: str
+    description: str
+    status: TaskState
+    attempts: int = 0
+    duration_s: float | None = None
+    reason: str | None = None
+    exit_code: int | None = None
+    log: str | None = None
+    report: AgentReport | None = None
+
+    def history_json(self) -> dict[str, Any]:
+        """Its entry in the run's history record (``history/<run>.json``): the keys it always had."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "agent": self.agent,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "duration_s": self.duration_s,
+            "reason": self.reason,
+        }
+        if self.report is not None:
+            data.update(error=self.report.error, cost_usd=self.report.cost_usd, tokens=self.report.tokens)
+        return data
+
+
+@dataclass(frozen=True)
+class RunHistory:
+    """What a finished run leaves: ``history/<run>.json``, which the state directory keeps for the
+    newest runs (:mod:`queue_core.retention` reads ``started_at`` and ``ended_at`` at its head)."""
+
+    run: str
+    started_at: float
+    ended_at: float
+    tasks: Sequence[TaskOutcome] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "tasks": [task.history_json() for task in self.tasks],
+            "version": SCHEMA,
+        }

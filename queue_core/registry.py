@@ -58,7 +58,7 @@ from .errors import InvalidArgumentError, NotRegularFileError, RunAliveError, St
 from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, judge_run, live_holds, read_groups, why_alive
 from .line import Place, Wanted, alive_by, live_places, parse_line, set_places
 from .processes import ProcessId, describe_lock_holder
-from .records import RunRecord
+from .records import RunHistory, RunRecord
 from .retention import DAMAGED_KEPT, DEFAULT_KEEP_RUNS, check_keep_runs
 from .statedir import LEGACY_DIR, ensure_private_dir, locate, read_regular, write_private
 
@@ -77,7 +77,7 @@ __all__ = [
 log = logging.getLogger("queue_core")
 
 FORMAT = "project-manager/claims"
-#: The version of claims.json and of history records; run records follow queue_core.records.SCHEMA.
+#: The version of claims.json; run and history records follow queue_core.records.SCHEMA.
 VERSION = 1
 #: After waiting this long for the registry lock, a waiter is told who holds it.
 LOCK_REPORT_S = 1.0
@@ -433,7 +433,7 @@ class Registry:
                     os.unlink(self.runs_dir / f"{run}{suffix}")
         return len(released)
 
-    def finish_run(self, history: dict[str, Any] | None) -> None:
+    def finish_run(self, history: RunHistory | None) -> None:
         """Drop any hold this run still has, and replace its record by a small history record (if any).
 
         If the lock cannot be had (interrupted, or a timeout), the holds stay, as this live
@@ -453,7 +453,7 @@ class Registry:
             done = [self._record_path]  # the .holds file rebuilds them if need be
         try:
             if history is not None:
-                self._write(self.history_dir / f"{self.run}.json", {**history, "version": VERSION})
+                self._write(self.history_dir / f"{self.run}.json", history.to_json())
         finally:
             for path in done:
                 with contextlib.suppress(OSError):

@@ -231,7 +231,7 @@ def test_a_task_that_gives_up_fails_its_future_with_the_rate_limit() -> None:
         with pytest.raises(RateLimitedError, match="hit your limit"):
             future.result(WAIT)
         queue.join(WAIT)
-        assert queue.outcomes()[0]["status"] == "rate_limited"
+        assert queue.outcomes()[0].status is TaskState.RATE_LIMITED
 
 
 def test_a_pause_always_ends_at_a_time_status_can_tell() -> None:

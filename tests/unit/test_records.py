@@ -1,20 +1,22 @@
-"""Typed status and run records (queue_core.records): JSON both ways, across versions."""
+"""Typed status, run records and outcomes (queue_core.records): JSON both ways, across versions."""
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from queue_core import AgentTask, QueueStatus, RepoStatus, TaskQueue, repo_status
+from queue_core import AgentTask, QueueStatus, RepoStatus, TaskOutcome, TaskQueue, TaskState, repo_status
 from queue_core import queue as queue_module
 from queue_core.records import SCHEMA, RunningTask, RunRecord, WaitingTask, schema_of
 from queue_core.registry import state_dir
+from queue_core.runner import SubprocessAgent
 from queue_core.status import AgentProcess, RunView, live_run_records
 
-from ..conftest import Gate, wait_for
+from ..conftest import WAIT, Gate, wait_for
 
 #: runs/<run>.json as the version before these types wrote it (commit e5272e0), taken literally
 #: from a run with a task running, one waiting for its file and two paused by a rate limit.
@@ -183,6 +185,66 @@ def test_a_status_reads_as_the_design_notes_dict() -> None:
     with pytest.raises(KeyError):
         status["no_such_key"]
     assert RepoStatus()["running_agents"] == []
+
+
+def test_outcomes_carry_what_a_summary_needs(tmp_path: Path) -> None:
+    claude_result = {"type": "result", "is_error": False, "total_cost_usd": 0.5, "usage": {"input_tokens": 7}}
+    agent = SubprocessAgent(
+        [sys.executable, "-c", f"print({json.dumps(json.dumps(claude_result))})"],
+        tmp_path,
+        tmp_path / "agent.log",
+        report_format="claude",
+    )
+    failing = SubprocessAgent([sys.executable, "-c", "raise SystemExit(3)"], tmp_path, tmp_path / "bad.log")
+    gate = Gate()
+    with TaskQueue(max_parallel=1) as queue:
+        queue.submit_task(AgentTask("held", "holds the slot", ["x"], gate, id="first"))
+        wait_for(gate.started, "first")
+        queue.submit_tasks(
+            [
+                AgentTask("claude", "report", ["a"], agent, id="agent"),
+                AgentTask("shell", "fail", ["b"], failing, id="failing", depends_on=["agent"]),
+                AgentTask("shell", "skipped", ["c"], lambda: None, id="skipped", depends_on=["failing"]),
+            ]
+        )
+        gate.open()
+        assert queue.join(WAIT)
+        outcomes = {o.id: o for o in queue.outcomes()}
+    assert list(outcomes) == ["first", "agent", "failing", "skipped"]  # in submission order
+    first = outcomes["first"]
+    assert (first.description, first.status, first.attempts, first.exit_code, first.log, first.report) == (
+        "holds the slot",
+        TaskState.SUCCEEDED,
+        1,
+        None,
+        None,
+        None,
+    )
+    assert first.duration_s is not None
+    ok = outcomes["agent"]
+    assert (ok.status, ok.exit_code, ok.log) == (TaskState.SUCCEEDED, 0, str(tmp_path / "agent.log"))
+    assert ok.report is not None
+    assert (ok.report.cost_usd, ok.report.tokens, ok.report.error) == (0.5, {"input": 7, "output": 0}, None)
+    bad = outcomes["failing"]
+    assert (bad.status, bad.exit_code, bad.attempts) == (TaskState.FAILED, 3, 1)
+    assert bad.reason is not None
+    assert "3" in bad.reason
+    skipped = outcomes["skipped"]
+    assert skipped == TaskOutcome("skipped", "shell", "skipped", TaskState.SKIPPED, 0, None, skipped.reason)
+    assert "failing" in (skipped.reason or "")
+
+
+def test_the_history_record_keeps_its_keys(tmp_path: Path) -> None:
+    agent = SubprocessAgent([sys.executable, "-c", "pass"], tmp_path, tmp_path / "agent.log", report_format="claude")
+    with TaskQueue(repo=tmp_path, run_id="r") as queue:
+        queue.submit_tasks(
+            [AgentTask("shell", "agent", ["a"], agent, id="agent"), AgentTask("py", "fn", ["b"], lambda: 1, id="fn")]
+        )
+        assert queue.join(WAIT)
+    history = json.loads((state_dir(tmp_path) / "history" / "r.json").read_text())
+    assert list(history) == ["run", "started_at", "ended_at", "tasks", "version"]
+    base = ["id", "agent", "status", "attempts", "duration_s", "reason"]
+    assert [list(task) for task in history["tasks"]] == [[*base, "error", "cost_usd", "tokens"], base]
 
 
 def test_a_live_queue_writes_a_record_that_status_reads_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,7 +26,7 @@ import pytest
 
 from queue_core import AgentTask, TaskQueue
 from queue_core.errors import ClaimConflictError, StateError
-from queue_core.records import QueueStatus, RunRecord
+from queue_core.records import QueueStatus, RunHistory, RunRecord
 from queue_core.registry import FORMAT, VERSION, Hold, Owner, Registry
 from queue_core.status import live_run_records
 
@@ -137,7 +137,7 @@ def test_writes_are_atomic_and_leave_no_temp_files(tmp_path: Path) -> None:
     with registry.session() as session:
         session.remove("t0")
     assert claims_path(tmp_path).stat().st_ino != before  # replaced, never rewritten in place
-    registry.finish_run({"tasks": []})
+    registry.finish_run(RunHistory("run-1", 1.0, 2.0))
     assert stray_temp_files(tmp_path) == []
     assert json.loads(claims_path(tmp_path).read_text())["holds"] == []
     assert (tmp_path / STATE / "history" / "run-1.json").exists()
