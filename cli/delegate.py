@@ -19,14 +19,13 @@ import time
 from operator import attrgetter
 from pathlib import Path
 
-from queue_core import AgentTask, FileOwnership, SubprocessAgent, TaskEvent, TaskQueue
+from queue_core import AgentTask, FileOwnership, SubprocessAgent, TaskEvent, TaskOutcome, TaskQueue, TaskState
 from queue_core.changes import StrayWrites
 from queue_core.claims import Claim
 from queue_core.errors import InvalidTaskError, QueueShutdownError, StateError, SupervisorError
 from queue_core.holds import STALE_AFTER_S
 from queue_core.realpaths import ClaimResolver
 from queue_core.registry import new_run_id, state_dir
-from queue_core.reports import AgentReport
 from queue_core.retention import DEFAULT_KEEP_RUNS
 from queue_core.scheduler import Scheduler
 from queue_core.statedir import ensure_private_dir
@@ -275,8 +274,8 @@ def _execute(
         # Every line, however slow the reader; once a signal came, for INTERRUPTED_WRITE_S in all.
         delivered = signals.finish(output.close)
         wall = time.monotonic() - started
-        outcomes = _outcomes(queue, tasks, runners, strays)
-        task_time = sum(o.duration_s or 0.0 for o in outcomes)
+        outcomes = _outcomes(queue, tasks, strays)
+        task_time = sum(row.outcome.duration_s or 0.0 for row in outcomes)
         summary = (
             render.run_json(run_id, outcomes, wall, task_time)
             if json_out
@@ -285,7 +284,7 @@ def _execute(
         delivered = signals.finish(functools.partial(render.write_out, summary)) and delivered
         signum = signals.caught
     code = exit_code_for(signum) if signum is not None else EXIT_OK
-    if signum is None and not all(o.status == "succeeded" for o in outcomes):
+    if signum is None and not all(row.outcome.status is TaskState.SUCCEEDED for row in outcomes):
         code = EXIT_FAILED
     if not delivered:  # a writer is stuck on a reader that went away, maybe holding stdout's lock
         render.exit_now(code)
@@ -301,31 +300,15 @@ def _event(output: render.PlainEvents | render.LiveView, strays: StrayWrites, ev
         output.note(render.unclaimed_line(event, found))
 
 
-def _outcomes(
-    queue: TaskQueue, tasks: list[AgentTask], runners: dict[str, SubprocessAgent], strays: StrayWrites
-) -> list[render.TaskOutcome]:
+def _outcomes(queue: TaskQueue, tasks: list[AgentTask], strays: StrayWrites) -> list[render.SummaryRow]:
     """Every task of the batch, as it ended; one that never got to the queue was cancelled."""
-    finished = {o["id"]: o for o in queue.outcomes()}
-    outcomes = []
-    for task in tasks:
-        runner = runners[task.id]
-        ran = runner.exit_code is not None
-        o = finished.get(task.id, {"status": "cancelled", "duration_s": None, "reason": "not started"})
-        outcomes.append(
-            render.TaskOutcome(
-                task.id,
-                task.agent_type,
-                task.task_description,
-                o["status"],
-                runner.exit_code,
-                o["duration_s"],
-                str(runner.log) if ran else None,
-                o["reason"] if o["status"] != "succeeded" else None,
-                runner.report or AgentReport(),
-                strays.of(task.id),
-            )
-        )
-    return outcomes
+    finished = {o.id: o for o in queue.outcomes()}
+    return [render.SummaryRow(finished.get(task.id) or _not_started(task), strays.of(task.id)) for task in tasks]
+
+
+def _not_started(task: AgentTask) -> TaskOutcome:
+    """The outcome of a task that a signal kept from the queue."""
+    return TaskOutcome(task.id, task.agent_type, task.task_description, TaskState.CANCELLED, reason="not started")
 
 
 def _run_batch(queue: TaskQueue, tasks: list[AgentTask]) -> None:

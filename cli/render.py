@@ -15,13 +15,14 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from queue_core import TaskEvent
+from queue_core import QueueStatus, TaskEvent, TaskOutcome, TaskState
 from queue_core.changes import Stray
+from queue_core.records import RunningTask, WaitingTask
 from queue_core.reports import AgentReport
 from queue_core.retention import RetentionReport
 
@@ -39,31 +40,32 @@ _WORDS = {
 
 
 @dataclass(frozen=True)
-class TaskOutcome:
-    """One task's line in the summary and in --json."""
+class SummaryRow:
+    """One task's line in the summary and in --json: how it ended, and what it changed outside
+    its claims while it ran (see queue_core.changes; None: unknown), which only the CLI watches."""
 
-    id: str
-    agent: str
-    description: str
-    status: str
-    exit_code: int | None
-    duration_s: float | None
-    log: str | None
-    reason: str | None = None
-    #: What the agent reported of its run (see queue_core.reports): an error, cost, tokens.
-    report: AgentReport = field(default_factory=AgentReport)
-    #: What changed outside the claims while it ran (see queue_core.changes); None: unknown.
+    outcome: TaskOutcome
     unclaimed: Stray | None = field(default_factory=Stray)
 
+    @property
+    def reason(self) -> str | None:
+        """Why it did not succeed; a task that succeeded on a retry is not shown its earlier error."""
+        return None if self.outcome.status is TaskState.SUCCEEDED else self.outcome.reason
+
+    @property
+    def report(self) -> AgentReport:
+        return self.outcome.report or AgentReport()
+
     def to_json(self) -> dict[str, Any]:
+        o = self.outcome
         return {
-            "id": self.id,
-            "agent": self.agent,
-            "description": self.description,
-            "status": self.status,
-            "exit_code": self.exit_code,
-            "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
-            "log": self.log,
+            "id": o.id,
+            "agent": o.agent,
+            "description": o.description,
+            "status": o.status.value,
+            "exit_code": o.exit_code,
+            "duration_s": None if o.duration_s is None else round(o.duration_s, 3),
+            "log": o.log,
             "error": self.report.error,
             "cost_usd": self.report.cost_usd,
             "tokens": self.report.tokens,
@@ -72,9 +74,9 @@ class TaskOutcome:
         }
 
 
-def total_cost(outcomes: list[TaskOutcome]) -> float | None:
+def total_cost(rows: list[SummaryRow]) -> float | None:
     """The run's cost in USD, as far as its agents reported one; None if none did."""
-    return reported_cost(o.report for o in outcomes)
+    return reported_cost(row.outcome.report for row in rows)
 
 
 def reported_cost(reports: Iterable[AgentReport | None]) -> float | None:
@@ -253,38 +255,44 @@ def _write(stream: TextIO, fd: int | None, text: str) -> bool:
     return True
 
 
-def summary_text(outcomes: list[TaskOutcome], wall_s: float, sum_s: float) -> str:
+def summary_text(rows: list[SummaryRow], wall_s: float, sum_s: float) -> str:
     """The end-of-run summary as plain text: a table, then wall time, task time and speedup."""
-    cost = total_cost(outcomes)
+    cost = total_cost(rows)
     header = ("id", "agent", "outcome", "exit", "duration", *(("cost",) if cost is not None else ()), "log")
-    rows = [
+    cells = [
         (
-            o.id,
-            o.agent,
-            (o.status if o.reason is None else f"{o.status} ({o.reason})") + (" !" if _strayed(o) else ""),
-            "" if o.exit_code is None else str(o.exit_code),
-            "" if o.duration_s is None else f"{o.duration_s:.1f}s",
-            *(() if cost is None else ("" if o.report.cost_usd is None else f"${o.report.cost_usd:.4f}",)),
-            _short_path(o.log),
+            row.outcome.id,
+            row.outcome.agent,
+            _outcome_cell(row) + (" !" if _strayed(row) else ""),
+            "" if row.outcome.exit_code is None else str(row.outcome.exit_code),
+            "" if row.outcome.duration_s is None else f"{row.outcome.duration_s:.1f}s",
+            *(() if cost is None else ("" if row.report.cost_usd is None else f"${row.report.cost_usd:.4f}",)),
+            _short_path(row.outcome.log),
         )
-        for o in outcomes
+        for row in rows
     ]
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in (header, *rows)]
-    lines += [f"! {o.id} {unclaimed_text(o.unclaimed)}" for o in outcomes if o.unclaimed is not None and _strayed(o)]
+    widths = [max(len(str(r[i])) for r in (header, *cells)) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in (header, *cells)]
+    lines += [
+        f"! {r.outcome.id} {unclaimed_text(r.unclaimed)}" for r in rows if r.unclaimed is not None and _strayed(r)
+    ]
     speedup = sum_s / wall_s if wall_s > 0 else 1.0
-    succeeded = sum(o.status == "succeeded" for o in outcomes)
+    succeeded = sum(row.outcome.status is TaskState.SUCCEEDED for row in rows)
     lines.append("")
     spent = "" if cost is None else f", cost ${cost:.4f}"
     lines.append(
-        f"{succeeded}/{len(outcomes)} succeeded; wall {wall_s:.1f}s, task time {sum_s:.1f}s, "
-        f"speedup {speedup:.2f}x{spent}"
+        f"{succeeded}/{len(rows)} succeeded; wall {wall_s:.1f}s, task time {sum_s:.1f}s, speedup {speedup:.2f}x{spent}"
     )
     return "\n".join(lines)
 
 
-def _strayed(outcome: TaskOutcome) -> bool:
-    return outcome.unclaimed is not None and bool(outcome.unclaimed.paths)
+def _outcome_cell(row: SummaryRow) -> str:
+    status = row.outcome.status.value
+    return status if row.reason is None else f"{status} ({row.reason})"
+
+
+def _strayed(row: SummaryRow) -> bool:
+    return row.unclaimed is not None and bool(row.unclaimed.paths)
 
 
 def _short_path(path: str | None) -> str:
@@ -295,15 +303,15 @@ def _short_path(path: str | None) -> str:
     return path if relative.startswith("..") else relative
 
 
-def run_json(run_id: str, outcomes: list[TaskOutcome], wall_s: float, sum_s: float) -> str:
+def run_json(run_id: str, rows: list[SummaryRow], wall_s: float, sum_s: float) -> str:
     return json.dumps(
         {
             "run_id": run_id,
             "wall_s": round(wall_s, 3),
             "sum_s": round(sum_s, 3),
             "speedup": round(sum_s / wall_s, 3) if wall_s > 0 else 1.0,
-            "cost_usd": total_cost(outcomes),
-            "tasks": [o.to_json() for o in outcomes],
+            "cost_usd": total_cost(rows),
+            "tasks": [row.to_json() for row in rows],
         },
         indent=2,
     )
@@ -406,7 +414,7 @@ class LiveView:
 
     def __init__(
         self,
-        get_status: Callable[[], dict[str, Any]],
+        get_status: Callable[[], QueueStatus],
         refresh_s: float = 0.25,
         cost: Callable[[], float | None] = lambda: None,
     ):
@@ -495,32 +503,32 @@ class LiveView:
 
         status = self._get_status()
         agents_cpu, agents_mem = self._agents_usage()
-        counts = status["counts"]
+        skipped = status.counts.get(TaskState.SKIPPED.value, 0)
         cost = self._cost()
         resources = (
             f"{machine_usage()}   agents: CPU {agents_cpu:.0f}%, memory {agents_mem / 2**20:.0f} MiB   "
-            f"done {status['finished_tasks']} (failed {status['failed_tasks']}, skipped {counts['skipped']})"
+            f"done {status.finished_tasks} (failed {status.failed_tasks}, skipped {skipped})"
             + ("" if cost is None else f"   cost so far ${cost:.4f}")
         )
-        waiting = status["waiting"]
-        blocked = [Text(f"waiting for the registry: {status['registry_wait']}")] if status["registry_wait"] else []
+        waiting = status.waiting
+        blocked = [Text(f"waiting for the registry: {status.registry_wait}")] if status.registry_wait else []
         return Group(
             *blocked,
-            running_panel(f"Running agents ({len(status['running'])}/{status['max_parallel']})", status["running"]),
-            files_panel(f"Active files ({len(status['running_files'])})", status["running"]),
-            queue_panel(f"Queue ({status['queued_tasks']})", waiting[:QUEUE_ROWS], len(waiting) - QUEUE_ROWS),
+            running_panel(f"Running agents ({len(status.running)}/{status.max_parallel})", status.running),
+            files_panel(f"Active files ({len(status.running_files)})", status.running),
+            queue_panel(f"Queue ({status.queued_tasks})", waiting[:QUEUE_ROWS], len(waiting) - QUEUE_ROWS),
             Panel(Text(resources), title="Resources"),
         )
 
 
 # Panels shared by the live view of a run and by ``status --watch``. With ``by_run`` a table
 # starts with the run of each task: status shows every run in the repository, and each task
-# dict given then carries its run id under "run".
+# given then carries its run id (``task.run``).
 
 QUEUE_ROWS = 20  # waiting tasks listed; the rest are counted
 
 
-def running_panel(title: str, tasks: list[dict[str, Any]], *, by_run: bool = False) -> Any:
+def running_panel(title: str, tasks: Sequence[RunningTask], *, by_run: bool = False) -> Any:
     """The running agents, one row each: task, agent, description, elapsed time and files."""
     from rich.panel import Panel
     from rich.table import Table
@@ -530,13 +538,13 @@ def running_panel(title: str, tasks: list[dict[str, Any]], *, by_run: bool = Fal
     for column in ("run",) * by_run + ("task", "agent", "description", "elapsed", "files"):
         table.add_column(column, no_wrap=True, overflow="ellipsis", ratio=3 if column == "description" else None)
     for task in tasks:
-        elapsed = f"{task['elapsed_s']:.0f}s" + (" (timed out)" if task["timed_out"] else "")
-        cells = (task["id"], task["agent"], task["description"], elapsed, ", ".join(task["files"]))
+        elapsed = f"{task.elapsed_s:.0f}s" + (" (timed out)" if task.timed_out else "")
+        cells = (task.id, task.agent, task.description, elapsed, ", ".join(task.files))
         table.add_row(*(Text(cell) for cell in _with_run(task, cells, by_run)))  # Text: user strings are never markup
     return Panel(table, title=title)
 
 
-def files_panel(title: str, tasks: list[dict[str, Any]], *, by_run: bool = False) -> Any:
+def files_panel(title: str, tasks: Sequence[RunningTask], *, by_run: bool = False) -> Any:
     """Every file the running tasks write, and the task holding it."""
     from rich.panel import Panel
     from rich.table import Table
@@ -546,12 +554,12 @@ def files_panel(title: str, tasks: list[dict[str, Any]], *, by_run: bool = False
     for column in ("run",) * by_run + ("file", "held by"):
         table.add_column(column)
     for task in tasks:
-        for path in task["files"]:
-            table.add_row(*(Text(cell) for cell in _with_run(task, (path, f"{task['id']} ({task['agent']})"), by_run)))
+        for path in task.files:
+            table.add_row(*(Text(cell) for cell in _with_run(task, (path, f"{task.id} ({task.agent})"), by_run)))
     return Panel(table, title=title)
 
 
-def queue_panel(title: str, waiting: list[dict[str, Any]], more: int, *, by_run: bool = False) -> Any:
+def queue_panel(title: str, waiting: Sequence[WaitingTask], more: int, *, by_run: bool = False) -> Any:
     """The waiting tasks with the reason each waits, then how many ``more`` wait unlisted."""
     from rich.panel import Panel
     from rich.table import Table
@@ -562,14 +570,14 @@ def queue_panel(title: str, waiting: list[dict[str, Any]], more: int, *, by_run:
     for column in columns:
         table.add_column(column)
     for task in waiting:
-        table.add_row(*(Text(cell) for cell in _with_run(task, (task["id"], task["agent"], task["reason"]), by_run)))
+        table.add_row(*(Text(cell) for cell in _with_run(task, (task.id, task.agent, task.reason), by_run)))
     if more > 0:
         table.add_row("…", *[""] * (len(columns) - 2), f"and {more} more")
     return Panel(table, title=title)
 
 
-def _with_run(task: dict[str, Any], cells: tuple[str, ...], by_run: bool) -> tuple[str, ...]:
-    return (task["run"], *cells) if by_run else cells
+def _with_run(task: RunningTask | WaitingTask, cells: tuple[str, ...], by_run: bool) -> tuple[str, ...]:
+    return (task.run or "", *cells) if by_run else cells
 
 
 def machine_usage() -> str:

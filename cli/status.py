@@ -8,46 +8,49 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from queue_core import repo_status
+from queue_core import RepoStatus, repo_status
 from queue_core.processes import STOPPED_HINT
+from queue_core.records import RunningTask
+from queue_core.status import RunView
 
 from . import render
 from .delegate import EXIT_OK, exit_code_for, find_repo
 from .signals import Signals
 
 
-def status_text(status: dict[str, Any], repo: Path, *, now: float) -> str:
+def status_text(status: RepoStatus, repo: Path, *, now: float) -> str:
     """The plain status; ``now`` is the wall clock, from which running tasks' times are counted."""
     lock = _lock_line(status)
-    if not status["runs"]:
+    if not status.runs:
         return "\n".join([*lock, f"Nothing runs in {repo}."])
     lines = [
         *lock,
-        f"{len(status['running_agents'])} agent(s) running, {status['queued_tasks']} task(s) queued, "
-        f"{len(status['runs'])} run(s) in {repo}",
+        f"{len(status.running_agents)} agent(s) running, {status.queued_tasks} task(s) queued, "
+        f"{len(status.runs)} run(s) in {repo}",
     ]
-    for run in status["runs"]:
+    for run in status.runs:
         lines.append(_run_line(run))
-        if run.get("registry_wait"):
-            lines.append(f"  waiting for the registry: {run['registry_wait']}")
+        if run.registry_wait:
+            lines.append(f"  waiting for the registry: {run.registry_wait}")
         lines.extend(
-            f"  running  {task['id']} [{task['agent']}] {_elapsed(task, now):.0f}s  {', '.join(task['files']) or '-'}"
-            for task in run["running"]
+            f"  running  {task.id} [{task.agent}] {_elapsed(task, now):.0f}s  {', '.join(task.files) or '-'}"
+            for task in run.running
         )
-        lines.extend(f"  waiting  {task['id']} [{task['agent']}]: {task['reason']}" for task in run["waiting"])
-        if run["queued"] > len(run["waiting"]):  # a record lists only the best-ranked waiting tasks
-            lines.append(f"  and {run['queued'] - len(run['waiting'])} more waiting")
-    if status["running_files"]:
-        lines.append("active files: " + ", ".join(status["running_files"]))
+        lines.extend(f"  waiting  {task.id} [{task.agent}]: {task.reason}" for task in run.waiting)
+        if run.queued > len(run.waiting):  # a record lists only the best-ranked waiting tasks
+            lines.append(f"  and {run.queued - len(run.waiting)} more waiting")
+    if status.running_files:
+        lines.append("active files: " + ", ".join(status.running_files))
     return "\n".join(lines)
 
 
 def status_view(
-    status: dict[str, Any], repo: Path, *, now: float, machine: str, usage: dict[str, tuple[float, int]]
+    status: RepoStatus, repo: Path, *, now: float, machine: str, usage: dict[str, tuple[float, int]]
 ) -> Any:
     """The panels of ``status --watch``, from a ``repo_status`` snapshot and what psutil measured.
 
@@ -60,48 +63,41 @@ def status_view(
     from rich.text import Text
 
     lock = [Text(line) for line in _lock_line(status)]
-    if not status["runs"]:
+    if not status.runs:
         return Group(*lock, Text(f"Nothing runs in {repo}."))
-    running = [
-        {**task, "run": run["run"], "elapsed_s": _elapsed(task, now)}
-        for run in status["runs"]
-        for task in run["running"]
-    ]
-    waiting = [{**task, "run": run["run"]} for run in status["runs"] for task in run["waiting"]][: render.QUEUE_ROWS]
-    resources = [machine, *(_run_usage(run, usage.get(run["run"])) for run in status["runs"])]
-    problems = [Text(_run_line(run)) for run in status["runs"] if run.get("state", "running") != "running"]
+    running = [replace(task, run=run.run, elapsed_s=_elapsed(task, now)) for run in status.runs for task in run.running]
+    waiting = [replace(task, run=run.run) for run in status.runs for task in run.waiting][: render.QUEUE_ROWS]
+    resources = [machine, *(_run_usage(run, usage.get(run.run)) for run in status.runs)]
+    problems = [Text(_run_line(run)) for run in status.runs if run.state != "running"]
     return Group(
         *lock,
-        Text(f"{len(status['runs'])} run(s) in {repo}"),
+        Text(f"{len(status.runs)} run(s) in {repo}"),
         *problems,
         render.running_panel(f"Running agents ({len(running)})", running, by_run=True),
-        render.files_panel(f"Active files ({len(status['running_files'])})", running, by_run=True),
-        render.queue_panel(
-            f"Queue ({status['queued_tasks']})", waiting, status["queued_tasks"] - len(waiting), by_run=True
-        ),
+        render.files_panel(f"Active files ({len(status.running_files)})", running, by_run=True),
+        render.queue_panel(f"Queue ({status.queued_tasks})", waiting, status.queued_tasks - len(waiting), by_run=True),
         Panel(Text("\n".join(resources)), title="Resources"),
     )
 
 
-def _run_line(run: dict[str, Any]) -> str:
+def _run_line(run: RunView) -> str:
     """``run R (pid 1 on host)``, and what is wrong with it, if anything."""
-    line = f"run {run['run']} (pid {run['pid']} on {run['host']})"
-    state = run.get("state", "running")
-    if state == "stopped":
+    line = f"run {run.run} (pid {run.pid} on {run.host})"
+    if run.state == "stopped":
         return f"{line}: STOPPED, it holds its claims until resumed: {STOPPED_HINT}"
-    if state == "orphaned":
-        processes = ", ".join(f"{p['pid']} ({p['name']})" for p in run["processes"]) or "none left"
+    if run.state == "orphaned":
+        processes = ", ".join(f"{p.pid} ({p.name})" for p in run.processes) or "none left"
         return (
-            f"{line}: ORPHANED, its process died; its supervisor (pid {run['supervisor_pid']}) is stopping its "
+            f"{line}: ORPHANED, its process died; its supervisor (pid {run.supervisor_pid}) is stopping its "
             f"agents, whose claims stay held until they are gone: {processes}"
         )
     return line
 
 
-def _lock_line(status: dict[str, Any]) -> list[str]:
+def _lock_line(status: RepoStatus) -> list[str]:
     """What stands in every run's way, or is wrong with the state: the lock's stopped holder, junk files."""
-    pid = status.get("stopped_lock_holder")
-    lines = list(status.get("skipped", []))
+    pid = status.stopped_lock_holder
+    lines = list(status.skipped)
     if pid is not None:
         lines.append(
             f"The registry lock is held by pid {pid}, which is stopped; every run here waits for it: {STOPPED_HINT}"
@@ -109,13 +105,13 @@ def _lock_line(status: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _elapsed(task: dict[str, Any], now: float) -> float:
+def _elapsed(task: RunningTask, now: float) -> float:
     """Seconds the task has run: a record is rewritten only on a change, so its ``elapsed_s`` ages."""
-    return max(0.0, now - task["started_at"]) if "started_at" in task else float(task["elapsed_s"])
+    return task.elapsed_s if task.started_at is None else max(0.0, now - task.started_at)
 
 
-def _run_usage(run: dict[str, Any], usage: tuple[float, int] | None) -> str:
-    where = f"run {run['run']} (pid {run['pid']} on {run['host']}, {run.get('state', 'running')})"
+def _run_usage(run: RunView, usage: tuple[float, int] | None) -> str:
+    where = f"run {run.run} (pid {run.pid} on {run.host}, {run.state})"
     if usage is None:
         return f"{where}: on another host, not measured here"
     return f"{where}: CPU {usage[0]:.0f}%, memory {usage[1] / 2**20:.0f} MiB"
@@ -134,16 +130,16 @@ class _RunUsage:
     def __init__(self) -> None:
         self._procs: dict[int, Any] = {}
 
-    def measure(self, runs: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
+    def measure(self, runs: Sequence[RunView]) -> dict[str, tuple[float, int]]:
         import psutil
 
         host = socket.gethostname()
         procs: dict[int, Any] = {}
         usage = {}
         for run in runs:
-            if run["host"] != host:
+            if run.host != host:
                 continue
-            pid = run["supervisor_pid"] if run.get("state") == "orphaned" else run["pid"]
+            pid = run.supervisor_pid if run.state == "orphaned" and run.supervisor_pid is not None else run.pid
             try:
                 root = self._procs.get(pid) or psutil.Process(pid)
                 found = [root, *render.agent_processes(root)]
@@ -151,7 +147,7 @@ class _RunUsage:
                 found = []
             tree = [self._procs.get(proc.pid, proc) for proc in found]
             procs.update((proc.pid, proc) for proc in tree)
-            usage[run["run"]] = render.processes_usage(tree)
+            usage[run.run] = render.processes_usage(tree)
         self._procs = procs
         return usage
 
@@ -205,7 +201,7 @@ def _watch_live(root: Path, interval: float, signals: Signals) -> int:
 
     def frame() -> None:
         status = repo_status(root)
-        usage = runs.measure(status["runs"])
+        usage = runs.measure(status.runs)
         live.update(
             status_view(status, root, now=time.time(), machine=render.machine_usage(), usage=usage), refresh=True
         )
@@ -230,4 +226,4 @@ def _finish_or_exit(signals: Signals, work: Callable[[], object]) -> None:
 def _status_text(root: Path, *, json_out: bool) -> str:
     """What runs in ``root``, as JSON or plain text."""
     status = repo_status(root)
-    return json.dumps(status, indent=2) if json_out else status_text(status, root, now=time.time())
+    return json.dumps(status.to_json(), indent=2) if json_out else status_text(status, root, now=time.time())

@@ -28,9 +28,9 @@ def run_example(title: str, specs: list[tuple[str, str, str]]) -> None:
         futures = [queue.submit_task(AgentTask(agent, desc, [path], work)) for agent, desc, path in specs]
         first_started.wait(timeout=5)
         status = queue.get_status()
-        print(f"   running: {', '.join(status['running_agents'])}")
-        for waiting in status["waiting"]:
-            print(f"   waiting: {waiting['agent']} ({waiting['description']}) - {waiting['reason']}")
+        print(f"   running: {', '.join(status['running_agents'])}")  # the design note's dict keys still read
+        for waiting in status.waiting:  # the details: typed attributes
+            print(f"   waiting: {waiting.agent} ({waiting.description}) - {waiting.reason}")
         for future in futures:
             future.result(timeout=30)
         elapsed = time.monotonic() - start

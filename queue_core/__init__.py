@@ -82,7 +82,10 @@ from .errors import (
 )
 from .ownership import FileOwnership
 from .queue import TaskEvent, TaskQueue
+from .records import QueueStatus as QueueStatus  # what get_status() returns: for annotations, not called
+from .records import TaskOutcome as TaskOutcome  # what outcomes() gives
 from .runner import SubprocessAgent
+from .status import RepoStatus as RepoStatus  # what repo_status() returns
 from .status import repo_status
 from .task import AgentTask, TaskState, check_task_id
 

@@ -58,6 +58,7 @@ from .line import Place, Wanted, ahead, alive_by, live_places, parse_claims
 from .ownership import FileOwnership
 from .processes import STOPPED_HINT, process_state
 from .realpaths import ClaimResolver
+from .records import QueueStatus, RunHistory, RunningTask, RunRecord, TaskOutcome, WaitingTask
 from .registry import Registry, RegistrySession
 from .reports import AgentReport
 from .retention import DEFAULT_KEEP_RUNS
@@ -238,19 +239,21 @@ class TaskQueue:
         """
         self._engine.abort()
 
-    def get_status(self) -> dict[str, Any]:
-        """A snapshot: the design note's three keys, then details.
+    def get_status(self) -> QueueStatus:
+        """A snapshot: the design note's three fields, then details (see :class:`QueueStatus`).
 
         ``running_agents`` (agent types running), ``running_files`` (paths being written),
-        ``queued_tasks`` (how many wait), ``running`` and ``waiting`` (one dict per task,
-        each waiting one with the ``reason`` it waits), counts by outcome, ``finished_tasks``
-        and ``failed_tasks`` (failed or timed out).
+        ``queued_tasks`` (how many wait), ``running`` and ``waiting`` (each waiting task with
+        the ``reason`` it waits), ``counts`` by outcome, ``finished_tasks`` and ``failed_tasks``
+        (failed, timed out or rate-limited). ``status["running_agents"]`` reads it as the
+        design note's dict (see :class:`queue_core.records.ByKey`).
         """
         return self._engine.status()
 
-    def outcomes(self) -> list[dict[str, Any]]:
-        """Every finished task: ``id``, ``agent``, ``status``, ``attempts``, ``duration_s`` (of its
-        last attempt, None if it never ran) and ``reason`` (the error, or why it was skipped)."""
+    def outcomes(self) -> list[TaskOutcome]:
+        """How every finished task ended, in submission order: its description, outcome,
+        attempts, last attempt's duration and error, and for an agent command its exit code,
+        log and report (see :class:`TaskOutcome`)."""
         with self._engine.lock:
             return self._engine._finished_tasks()
 
@@ -490,56 +493,50 @@ class _Engine:
         for task_id in running:
             self.cancel(task_id)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> QueueStatus:
         with self.lock:
             return self._status()
 
-    def _status(self, waiting_limit: int | None = None) -> dict[str, Any]:
+    def _status(self, waiting_limit: int | None = None) -> QueueStatus:
         """The status snapshot (lock held); ``waiting_limit`` caps the waiting tasks described."""
         now = self.clock()
         running = self.sched.running
-        waiting = self.sched.waiting(waiting_limit)
-        counts = self.sched.outcomes
         reserved = self.sched.reserved
-        return {
-            "running_agents": [e.agent for e in running],
-            "running_files": sorted({c.text for e in running for c in e.writes}),
-            "queued_tasks": self.sched.unfinished - len(running),
-            "max_parallel": self.sched.max_parallel,
-            "running": [
-                {
-                    "id": e.id,
-                    "agent": e.agent,
-                    "description": e.task.task_description,
-                    "files": [c.text for c in e.writes],
-                    "reads": [c.text for c in e.reads],
-                    "attempt": e.attempts,
-                    "elapsed_s": now - (e.started_at or now),
-                    "timed_out": e.timed_out,
-                    "pid": getattr(e.task.execute_fn, "pid", None),
-                }
+        return QueueStatus(
+            queued_tasks=self.sched.unfinished - len(running),
+            max_parallel=self.sched.max_parallel,
+            running=tuple(
+                RunningTask(
+                    e.id,
+                    e.agent,
+                    e.task.task_description,
+                    files=_texts(e.writes),
+                    reads=_texts(e.reads),
+                    attempt=e.attempts,
+                    elapsed_s=now - (e.started_at or now),
+                    timed_out=e.timed_out,
+                    pid=getattr(e.task.execute_fn, "pid", None),
+                )
                 for e in running
-            ],
-            "waiting": [
-                {
-                    "id": e.id,
-                    "agent": e.agent,
-                    "description": e.task.task_description,
-                    "state": e.state.value,
-                    "reason": self._annotated(reason.describe(now), reason.holder),
-                    "reason_kind": reason.kind,
-                    "resumes_in_s": None if reason.until is None else max(0.0, reason.until - now),
-                    "blocked_by": reason.holder,
-                    "reserved": e is reserved,
-                }
-                for e, reason in waiting
-            ],
-            "counts": counts,
-            "registry_error": None if self.registry_error is None else str(self.registry_error),
-            "registry_wait": self.registry_wait,
-            "finished_tasks": sum(counts.values()),
-            "failed_tasks": counts["failed"] + counts["timed_out"] + counts["rate_limited"],
-        }
+            ),
+            waiting=tuple(
+                WaitingTask(
+                    e.id,
+                    e.agent,
+                    e.task.task_description,
+                    state=e.state.value,
+                    reason=self._annotated(reason.describe(now), reason.holder),
+                    reason_kind=reason.kind,
+                    blocked_by=reason.holder,
+                    reserved=e is reserved,
+                    resumes_in_s=None if reason.until is None else max(0.0, reason.until - now),
+                )
+                for e, reason in self.sched.waiting(waiting_limit)
+            ),
+            counts=self.sched.outcomes,
+            registry_error=None if self.registry_error is None else str(self.registry_error),
+            registry_wait=self.registry_wait,
+        )
 
     def _annotated(self, reason: str, holder: str | None) -> str:
         """``reason``, and why its holder will not let go soon, if it is another run's and stuck."""
@@ -869,41 +866,21 @@ class _Engine:
         except OSError:  # only a view: the claims themselves are on disk
             log.warning("could not write this run's status record", exc_info=True)
 
-    def _record(self) -> dict[str, Any]:
+    def _record(self) -> RunRecord:
         assert self.registry is not None
-        status = self._status(RECORD_WAITING_MAX)
-        wall = time.time()
-        for task in status["running"]:
-            task["started_at"] = wall - task["elapsed_s"]
-        for task in status["waiting"]:  # a pause is read later, by another process: when it ends
-            resumes_in = task.pop("resumes_in_s")
-            task["resumes_at"] = None if resumes_in is None else wall + resumes_in
-        return {
-            "run": self.registry.run,
-            "repo": str(self.registry.repo),
-            "started_at": self.started_at,
-            "status": status,
-        }
+        wall = time.time()  # a record is read later, by another process: its times are the wall clock's
+        return RunRecord(
+            self.registry.run,
+            self.registry.owner,
+            wall,
+            repo=str(self.registry.repo),
+            started_at=self.started_at,
+            status=self._status(RECORD_WAITING_MAX).recorded(wall),
+        )
 
-    def _finished_tasks(self) -> list[dict[str, Any]]:
-        """The history's tasks; with what an agent reported of its last attempt (SubprocessAgent.report)."""
-        tasks = []
-        for e in self.sched.entries():
-            if not e.state.is_terminal:
-                continue
-            task: dict[str, Any] = {
-                "id": e.id,
-                "agent": e.agent,
-                "status": e.state.value,
-                "attempts": e.attempts,
-                "duration_s": _duration(e),
-                "reason": e.outcome_reason,
-            }
-            if isinstance(e.task.execute_fn, SubprocessAgent):
-                report = e.task.execute_fn.report or AgentReport()
-                task.update(error=report.error, cost_usd=report.cost_usd, tokens=report.tokens)
-            tasks.append(task)
-        return tasks
+    def _finished_tasks(self) -> list[TaskOutcome]:
+        """How each finished task ended; with what an agent command reported (SubprocessAgent)."""
+        return [_outcome(e) for e in self.sched.entries() if e.state.is_terminal]
 
     def _finish_run(self) -> None:
         """Leave a history record and drop this run's registry entries, once."""
@@ -920,7 +897,7 @@ class _Engine:
                 self.registry.abort(session)
             self.run_finished = True
             tasks = self._finished_tasks()
-        history = {"run": self.registry.run, "started_at": self.started_at, "ended_at": time.time(), "tasks": tasks}
+        history = RunHistory(self.registry.run, self.started_at, time.time(), tasks)
         try:
             self.registry.finish_run(history)
         except OSError:  # the history record could not be written: a record, not a claim
@@ -1285,6 +1262,25 @@ def _claimed(item: Hold | Place) -> tuple[str, tuple[str, ...], tuple[str, ...]]
 def _stopped(owner: Owner) -> bool:
     """Whether a run here is stopped (SIGSTOP, Ctrl-Z): it cannot take its turn in line."""
     return owner.is_local and process_state(owner.pid) == "stopped"
+
+
+def _outcome(entry: TaskEntry) -> TaskOutcome:
+    """How ``entry``, which finished, ended."""
+    fn = entry.task.execute_fn
+    agent = fn if isinstance(fn, SubprocessAgent) else None
+    exit_code = None if agent is None else agent.exit_code
+    return TaskOutcome(
+        entry.id,
+        entry.agent,
+        entry.task.task_description,
+        entry.state,
+        attempts=entry.attempts,
+        duration_s=_duration(entry),
+        reason=entry.outcome_reason,
+        exit_code=exit_code,
+        log=None if agent is None or exit_code is None else str(agent.log),
+        report=None if agent is None else agent.report or AgentReport(),
+    )
 
 
 def _duration(entry: TaskEntry) -> float | None:

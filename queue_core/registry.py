@@ -49,7 +49,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ from .errors import InvalidArgumentError, NotRegularFileError, RunAliveError, St
 from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, judge_run, live_holds, read_groups, why_alive
 from .line import Place, Wanted, alive_by, live_places, parse_line, set_places
 from .processes import ProcessId, describe_lock_holder
+from .records import RunHistory, RunRecord
 from .retention import DAMAGED_KEPT, DEFAULT_KEEP_RUNS, check_keep_runs
 from .statedir import LEGACY_DIR, ensure_private_dir, locate, read_regular, write_private
 
@@ -76,6 +77,7 @@ __all__ = [
 log = logging.getLogger("queue_core")
 
 FORMAT = "project-manager/claims"
+#: The version of claims.json; run and history records follow queue_core.records.SCHEMA.
 VERSION = 1
 #: After waiting this long for the registry lock, a waiter is told who holds it.
 LOCK_REPORT_S = 1.0
@@ -188,7 +190,7 @@ class Registry:
         self._step = threading.Lock()  # held from begin() to commit() or abort(), by any thread
         self._lock_fd: int | None = None  # the state directory, flocked, while a step runs
         self._recovering_until = 0.0  # wall time: claims.json was lost; no new claim before it
-        self._record: dict[str, Any] = {}  # the run record last written, to write again if lost
+        self._record: RunRecord | None = None  # the run record last written, to write again if lost
         self._make_state_dir()
         self._migrate_legacy_state()
         # Seen by any step that finds claims.json lost: a live registry is here. Taken after the
@@ -384,16 +386,17 @@ class Registry:
 
     # --- runs -----------------------------------------------------------------------------
 
-    def write_run_record(self, record: dict[str, Any]) -> None:
+    def write_run_record(self, record: RunRecord) -> None:
         """Replace this run's record (atomically; not fsynced: claims.json is the authority)."""
-        self._record = {**record, "owner": self.owner.to_json(), "updated": time.time(), "version": VERSION}
+        self._record = record
+        data = record.to_json()
         try:
-            self._write(self._record_path, self._record)
+            self._write(self._record_path, data)
         except StateError as exc:
             if not isinstance(exc.__cause__, FileNotFoundError):
                 raise
             self._make_state_dir()  # removed whole: made again, as the next step would
-            self._write(self._record_path, self._record)
+            self._write(self._record_path, data)
 
     def heartbeat(self) -> None:
         """Tell other hosts and containers this run lives: touch its record, or write it again if lost."""
@@ -401,7 +404,8 @@ class Registry:
             os.utime(self._record_path, follow_symlinks=False)
         except FileNotFoundError:
             self._make_state_dir()
-            self.write_run_record(self._record)
+            if self._record is not None:  # always, once the run has its id
+                self.write_run_record(replace(self._record, updated=time.time()))
 
     def release_run(self, run: str) -> int:
         """Drop every hold of ``run``, a run a person knows is dead; returns how many there were.
@@ -429,7 +433,7 @@ class Registry:
                     os.unlink(self.runs_dir / f"{run}{suffix}")
         return len(released)
 
-    def finish_run(self, history: dict[str, Any] | None) -> None:
+    def finish_run(self, history: RunHistory | None) -> None:
         """Drop any hold this run still has, and replace its record by a small history record (if any).
 
         If the lock cannot be had (interrupted, or a timeout), the holds stay, as this live
@@ -449,7 +453,7 @@ class Registry:
             done = [self._record_path]  # the .holds file rebuilds them if need be
         try:
             if history is not None:
-                self._write(self.history_dir / f"{self.run}.json", {**history, "version": VERSION})
+                self._write(self.history_dir / f"{self.run}.json", history.to_json())
         finally:
             for path in done:
                 with contextlib.suppress(OSError):
@@ -504,8 +508,8 @@ class Registry:
             candidate = run if n == 1 else f"{run}-{n}"
             owner = Owner.current(candidate, supervisor)
             path = self.runs_dir / f"{candidate}.json"
-            record = {"run": candidate, "owner": owner.to_json(), "updated": time.time(), "version": VERSION}
-            if self._create(path, record):
+            record = RunRecord(candidate, owner, time.time())  # no status yet: status shows nothing of it
+            if self._create(path, record.to_json()):
                 self._record = record
                 return owner
             self._acquire()
@@ -514,7 +518,7 @@ class Registry:
                     continue  # taken: try the next suffix
                 with contextlib.suppress(FileNotFoundError):  # a dead run's, or damaged: free
                     os.unlink(path)
-                if self._create(path, record):
+                if self._create(path, record.to_json()):
                     self._record = record
                     return owner
             finally:

@@ -22,7 +22,7 @@ from queue_core.claims import Claim, overlaps
 #: Upper bound of every wait in the tests: generous, so a slow CI box never flakes, yet a hang
 #: fails in seconds rather than at pytest-timeout.
 WAIT = 10.0
-#: What repo_status says of a repository where nothing runs.
+#: What repo_status says of a repository where nothing runs, as JSON (`status --json`).
 EMPTY_STATUS = {
     "running_agents": [],
     "running_files": [],

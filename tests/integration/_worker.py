@@ -115,9 +115,9 @@ def wait(repo: str, agent: str, path: str, task_id: str, stale_after: str = "15"
 
     with TaskQueue(max_parallel=2, repo=repo, stale_after=float(stale_after)) as queue:
         future = queue.submit_task(AgentTask(agent, "waits for the claim", [path], run, id=task_id))
-        waiting = queue.get_status()["waiting"]
+        waiting = queue.get_status().waiting
         if waiting:
-            say(f"queued {waiting[0]['reason']}")
+            say(f"queued {waiting[0].reason}")
         future.result(timeout=WAIT)
     say("done")
 
@@ -145,7 +145,7 @@ def status(repo: str) -> None:
         first = queue.submit_task(AgentTask("code_developer", "edit the app", ["src/app.py"], blocked, id="edit-app"))
         assert entered.wait(WAIT), "the first task never started"
         second = queue.submit_task(AgentTask("tester", "test the app", ["src/app.py"], lambda: "second", id="test-app"))
-        assert queue.get_status()["queued_tasks"] == 1
+        assert queue.get_status().queued_tasks == 1
         assert queue.registry is not None
         say(f"running {queue.registry.run}")
         assert first.result(timeout=WAIT) == "first"

@@ -60,7 +60,7 @@ def test_stress_processes_never_run_conflicting_tasks_together(tmp_path: Path, r
     elapsed = load.finish()
     ran, cross_process_overlaps = load.check()
     assert registry_holds(repo) == []
-    assert repo_status(repo)["runs"] == []
+    assert repo_status(repo).runs == ()
     assert len(list((repo / STATE / "history").glob("*.json"))) == PROCESSES
     print(f"\nstress: {len(ran)} tasks, {PROCESSES} processes, {elapsed:.2f}s, {cross_process_overlaps} overlaps")
 
@@ -90,7 +90,7 @@ def test_sigkilled_holder_frees_its_claim_within_a_second(
     assert 0 < latency < 1.0
     waiter.finish()
     assert registry_holds(repo) == []
-    assert repo_status(repo)["runs"] == []  # the killed run's record is left, but not shown
+    assert repo_status(repo).runs == ()  # the killed run's record is left, but not shown
 
 
 def test_sigkilled_holder_frees_its_claim_before_it_is_reaped(repo: Path, spawn: Any) -> None:
@@ -172,26 +172,26 @@ def test_repo_status_from_another_process(repo: Path, spawn: Any) -> None:
     # A run coalesces record writes (at most every 50 ms; the last change is always written),
     # so wait, bounded, for the record that has both tasks.
     deadline = time.monotonic() + WAIT
-    while (status := repo_status(repo))["queued_tasks"] != 1 and time.monotonic() < deadline:
+    while (status := repo_status(repo)).queued_tasks != 1 and time.monotonic() < deadline:
         threading.Event().wait(0.01)
-    assert status["running_agents"] == ["code_developer"]
-    assert status["running_files"] == ["src/app.py"]
-    assert status["queued_tasks"] == 1
-    [entry] = status["runs"]
-    assert entry["run"] == run
-    assert entry["pid"] == child.pid
-    [running] = entry["running"]
-    assert running["id"] == "edit-app"
-    [waiting] = entry["waiting"]
-    assert waiting["id"] == "test-app"
-    assert waiting["reason_kind"] == "claim"
-    assert "src/app.py" in waiting["reason"]
-    assert "edit-app" in waiting["reason"]
+    assert status.running_agents == ["code_developer"]
+    assert status.running_files == ["src/app.py"]
+    assert status.queued_tasks == 1
+    [entry] = status.runs
+    assert entry.run == run
+    assert entry.pid == child.pid
+    [running] = entry.running
+    assert running.id == "edit-app"
+    [waiting] = entry.waiting
+    assert waiting.id == "test-app"
+    assert waiting.reason_kind == "claim"
+    assert "src/app.py" in waiting.reason
+    assert "edit-app" in waiting.reason
 
     child.send("go")
     child.finish()
     status = repo_status(repo)
-    assert status == EMPTY_STATUS
+    assert status.to_json() == EMPTY_STATUS
     history = json.loads((repo / STATE / "history" / f"{run}.json").read_text())
     assert history["run"] == run
     assert sorted((t["id"], t["status"]) for t in history["tasks"]) == [
@@ -203,7 +203,7 @@ def test_repo_status_from_another_process(repo: Path, spawn: Any) -> None:
 
 
 def test_repo_status_of_a_repository_without_state(repo: Path) -> None:
-    assert repo_status(repo) == EMPTY_STATUS
+    assert repo_status(repo).to_json() == EMPTY_STATUS
     assert not (repo / STATE).exists()  # status only reads
 
 

@@ -102,7 +102,7 @@ def test_three_agents_parallel(repo: Path, recorder: Recorder) -> None:
         futures = [queue.submit_task(task) for task, _ in pairs]
         for _, worker in pairs:
             wait_for(worker.started, worker.name)
-        assert sorted(queue.get_status()["running_agents"]) == sorted(a for a, _ in specs)
+        assert sorted(queue.get_status().running_agents) == sorted(a for a, _ in specs)
         for _, worker in pairs:
             worker.release.set()
         for future in futures:
@@ -117,7 +117,7 @@ def test_duplicate_agent_blocks(repo: Path, recorder: Recorder) -> None:
         second, second_agent = agent_task(recorder, repo, "code_developer", ["coffee_maker/b.py"], id="t2", name="two")
         f1, f2 = queue.submit_task(first), queue.submit_task(second)
         wait_for(first_agent.started, "the first code_developer")
-        assert queue.get_status()["waiting"][0]["reason"] == "code_developer busy (t1)"
+        assert queue.get_status().waiting[0].reason == "code_developer busy (t1)"
         assert not second_agent.started.is_set()
         first_agent.release.set()
         second_agent.release.set()
@@ -132,8 +132,8 @@ def test_overlapping_files_blocks(repo: Path, recorder: Recorder) -> None:
         arch, arch_agent = agent_task(recorder, repo, "architect", ["coffee_maker/"], id="t2")
         f1, f2 = queue.submit_task(dev), queue.submit_task(arch)
         wait_for(dev_agent.started, "code_developer")
-        [waiting] = queue.get_status()["waiting"]
-        assert (waiting["id"], waiting["reason_kind"], waiting["blocked_by"]) == ("t2", "claim", "t1")
+        [waiting] = queue.get_status().waiting
+        assert (waiting.id, waiting.reason_kind, waiting.blocked_by) == ("t2", "claim", "t1")
         dev_agent.release.set()
         arch_agent.release.set()
         f1.result(timeout=WAIT), f2.result(timeout=WAIT)
@@ -157,7 +157,7 @@ def test_end_to_end_workflow(repo: Path, recorder: Recorder) -> None:
         futures = queue.submit_tasks([task for task, _ in pairs.values()])
         for tid in ("t1", "t2", "t3"):
             wait_for(pairs[tid][1].started, tid)
-        waits = {w["id"]: w["reason"] for w in queue.get_status()["waiting"]}
+        waits = {w.id: w.reason for w in queue.get_status().waiting}
         assert waits == {
             "t4": "code_developer busy (t1)",
             "t5": "docs/architecture/specs/SPEC-047.md overlaps docs/architecture/ held by architect (t3)",

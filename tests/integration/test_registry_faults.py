@@ -363,8 +363,8 @@ def test_a_recovery_window_is_reported_once_not_at_every_step(
         assert queue.registry is not None
         eventually("the hold on disk", lambda: [h.task for h in read_holds(repo)] == ["held"])
         os.unlink(queue.registry.path)
-        eventually("the loss to be found", lambda: queue.get_status()["registry_error"] is not None)
-        eventually("the recovery to end", lambda: queue.get_status()["registry_error"] is None)
+        eventually("the loss to be found", lambda: queue.get_status().registry_error is not None)
+        eventually("the recovery to end", lambda: queue.get_status().registry_error is None)
     said = [r.getMessage() for r in caplog.records if "no task starts until" in r.getMessage()]
     assert len(said) == 1, said[:3]
 
@@ -604,7 +604,7 @@ def test_status_skips_a_fifo_in_place_of_a_run_record(repo: Path, registries: Ca
     state = registries(repo).dir
     os.mkfifo(state / "runs" / "x.json")
     status = in_thread(lambda: repo_status(repo))
-    assert any("x.json" in entry for entry in status["skipped"]), status["skipped"]
+    assert any("x.json" in entry for entry in status.skipped), status.skipped
 
 
 def test_a_rebuild_skips_a_fifo_in_place_of_a_holds_file(repo: Path, registries: Callable[..., Registry]) -> None:

@@ -73,7 +73,7 @@ def run_load_under(
         elapsed = load.finish(LOAD_WAIT)
     ran, cross_process_overlaps = load.check()
     assert holds_now(repo) == []
-    assert repo_status(repo)["runs"] == []
+    assert repo_status(repo).runs == ()
     notices = [line for child in load.children for line in child.stderr().splitlines() if "damaged or lost" in line]
     summary = (
         f"{len(ran)} tasks, {len(specs)} processes, {elapsed:.2f}s, {cross_process_overlaps} overlaps, "

@@ -334,7 +334,7 @@ def test_an_agent_whose_run_supervisor_and_keeper_were_all_killed_keeps_its_clai
 
 
 def _reason(queue: TaskQueue, task_id: str) -> str:
-    return next((t["reason"] for t in queue.get_status()["waiting"] if t["id"] == task_id), "")
+    return next((t.reason for t in queue.get_status().waiting if t.id == task_id), "")
 
 
 def test_a_relative_directory_and_log_are_the_callers_not_a_reused_keepers(

@@ -145,7 +145,7 @@ def test_a_run_that_is_stopped_or_dead_holds_nobody_back_by_waiting(tmp_path: Pa
             with TaskQueue(max_parallel=1, repo=tmp_path, run_id="a") as a:
                 gate = Gate()
                 a.submit_task(AgentTask("x", "after the child", ["hot.txt"], gate, id="a1"))
-                eventually("a1 to wait for the child's turn", lambda: "hot.txt" in str(a.get_status()["waiting"]))
+                eventually("a1 to wait for the child's turn", lambda: "hot.txt" in str(a.get_status().waiting))
                 assert not gate.started.is_set()
                 os.kill(child.pid, signal.SIGSTOP)
                 wait_for(gate.started, "a1, the child being stopped")
@@ -231,7 +231,7 @@ def test_a_place_that_comes_to_be_first_lets_go_of_the_one_it_honoured_in_the_sa
         eventually("s2 to wait in line", lambda: tickets(tmp_path) == ["r/t1", "s/s2"])
         r.submit_task(AgentTask("r-c", "wants Y, urgent", ["Y"], t0, 10, id="t0"))
         wait_for(t0.started, "t0, whose run's place comes first")
-        assert [t["id"] for t in s.get_status()["running"]] == ["s1"]  # not by s1's end, another write
+        assert [t.id for t in s.get_status().running] == ["s1"]  # not by s1's end, another write
         s1.open()
         r1.open()
 
@@ -297,7 +297,7 @@ def test_runs_waiting_on_one_another_all_finish_and_never_overlap(
             tasks = [recorder.task(a, i, files, work, id=i) for i, (a, files) in zip(ids, batch, strict=True)]
             queue.submit_tasks(tasks)
         for queue in queues:
-            assert queue.join(WAIT), f"a run never finished: {queue.get_status()['waiting']}"
+            assert queue.join(WAIT), f"a run never finished: {queue.get_status().waiting}"
     finally:
         for queue in queues:
             queue.shutdown(wait=True, cancel_pending=True)

@@ -121,7 +121,7 @@ def test_random_batches_keep_every_rule(batch: tuple[int, list[Spec]]) -> None:
         for dep in deps if spans else []:  # every attempt started after its dependencies had finished
             dep_end = max(s.end for s in recorder.spans if s.task_id == dep)  # type: ignore[type-var]
             assert all(s.start > dep_end for s in spans)  # type: ignore[operator]
-    counts = queue.get_status()["counts"]
+    counts = queue.get_status().counts
     assert counts["succeeded"] == sum(s is TaskState.SUCCEEDED for s in state.values())
     assert counts["skipped"] == sum(s is TaskState.SKIPPED for s in state.values())
     assert counts["failed"] == sum(s is TaskState.FAILED for s in state.values())

@@ -80,12 +80,12 @@ def test_a_lease_that_cannot_be_written_keeps_the_registry_locked_until_it_is(
                 outsider.begin()
             third = queue.submit_task(AgentTask("c", "must wait for the write", ["c.txt"], lambda: 3, id="third"))
             status = queue.get_status()
-            assert "No space left" in status["registry_error"]
-            assert "third" not in [t["id"] for t in status["running"]]
+            assert "No space left" in status.registry_error
+            assert "third" not in [t.id for t in status.running]
 
             failing.clear()  # the timer writes the lease, unlocks, and starts what waits
             assert third.result(timeout=WAIT) == 3
-            assert queue.get_status()["registry_error"] is None
+            assert queue.get_status().registry_error is None
             with Registry(tmp_path, "reader").session() as session:
                 assert "first" in [h.task for h in session.holds.values()]
             first.open()
@@ -103,7 +103,7 @@ def test_a_plain_path_covers_what_is_below_it_whether_or_not_it_exists(tmp_path:
         gate = Gate()
         queue.submit_task(AgentTask("a", "the parser package", ["src/parser"], gate, id="pkg"))
         wait_for(gate.started, "pkg")
-        assert queue.get_status()["running_files"] == ["src/parser"]  # as written
+        assert queue.get_status().running_files == ["src/parser"]  # as written
         with pytest.raises(ClaimConflictError, match="'src/parser'"):
             queue.try_submit(AgentTask("b", "one module", ["src/parser/lexer.py"], lambda: None))
         queue.try_submit(AgentTask("c", "a file, not a directory", ["src/parser.py"], lambda: None)).result(WAIT)
@@ -158,8 +158,8 @@ def test_a_step_waits_for_the_registry_without_the_queues_lock_and_decides_for_a
         asker.start()
         asker.join(WAIT)
         assert answered, "get_status waited for the registry step"
-        assert answered[0]["queued_tasks"] == 3
-        assert answered[0]["running"] == []
+        assert answered[0].queued_tasks == 3
+        assert answered[0].running == ()
 
         proceed.set()
         for thread in (first, more):
@@ -225,9 +225,9 @@ def test_a_status_record_describes_the_best_ranked_waiting_tasks_and_counts_them
         many = queue_module.RECORD_WAITING_MAX + 50
         queue.submit_tasks([AgentTask(f"w{i}", "needs f", ["f"], lambda: None, id=f"w{i}") for i in range(many)])
         status = repo_status(tmp_path)
-        [run] = status["runs"]
-        assert status["queued_tasks"] == run["queued"] == many
-        assert [t["id"] for t in run["waiting"]] == [f"w{i}" for i in range(queue_module.RECORD_WAITING_MAX)]
+        [run] = status.runs
+        assert status.queued_tasks == run.queued == many
+        assert [t.id for t in run.waiting] == [f"w{i}" for i in range(queue_module.RECORD_WAITING_MAX)]
         gate.open()
         assert queue.join(WAIT)
 
@@ -243,7 +243,7 @@ def test_a_step_that_starts_nothing_unlocks_the_registry_at_once(
     with TaskQueue(max_parallel=2, repo=tmp_path) as queue:
         try:
             future = queue.submit_task(AgentTask("a", "needs f", ["f"], lambda: "ran", id="mine"))
-            assert queue.get_status()["waiting"][0]["reason_kind"] == "claim"
+            assert queue.get_status().waiting[0].reason_kind == "claim"
             with other.session() as session:  # not locked: the lock_timeout would raise
                 session.remove("theirs")
             assert future.result(timeout=WAIT) == "ran"

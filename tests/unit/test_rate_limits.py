@@ -217,8 +217,8 @@ def test_status_says_which_agent_is_paused_and_until_when() -> None:
         work = _flaky([RateLimitedError("429", retry_after=3600.0)])
         future = queue.submit_task(AgentTask("claude", "d", ["x.py"], work, id="a"))
         assert paused.wait(WAIT)
-        [waiting] = queue.get_status()["waiting"]
-        assert re.fullmatch(r"claude rate-limited, resumes in (1h 00m|59m \d\ds)", waiting["reason"])
+        [waiting] = queue.get_status().waiting
+        assert re.fullmatch(r"claude rate-limited, resumes in (1h 00m|59m \d\ds)", waiting.reason)
         assert queue.cancel("a")
         with pytest.raises(CancelledError):
             future.result(WAIT)
@@ -231,7 +231,7 @@ def test_a_task_that_gives_up_fails_its_future_with_the_rate_limit() -> None:
         with pytest.raises(RateLimitedError, match="hit your limit"):
             future.result(WAIT)
         queue.join(WAIT)
-        assert queue.outcomes()[0]["status"] == "rate_limited"
+        assert queue.outcomes()[0].status is TaskState.RATE_LIMITED
 
 
 def test_a_pause_always_ends_at_a_time_status_can_tell() -> None:

@@ -26,6 +26,7 @@ import pytest
 
 from queue_core import AgentTask, TaskQueue
 from queue_core.errors import ClaimConflictError, StateError
+from queue_core.records import QueueStatus, RunHistory, RunRecord
 from queue_core.registry import FORMAT, VERSION, Hold, Owner, Registry
 from queue_core.status import live_run_records
 
@@ -47,6 +48,11 @@ def write_claims(repo: Path, holds: list[Hold]) -> None:
     """Write claims.json by hand, in the registry's own format."""
     data = {"format": FORMAT, "version": VERSION, "holds": [h.to_json() for h in holds]}
     claims_path(repo).write_text(json.dumps(data))
+
+
+def _record(registry: Registry) -> RunRecord:
+    """A record of ``registry``'s run with an idle queue's status."""
+    return RunRecord(registry.run, registry.owner, time.time(), str(registry.repo), time.time(), QueueStatus(0, 1))
 
 
 def stray_temp_files(repo: Path) -> list[Path]:
@@ -89,7 +95,7 @@ def test_the_state_is_owner_only_and_its_lock_is_the_directory_no_file_to_delete
     registry = Registry(tmp_path, "run-1")
     with registry.session() as session:
         session.add("t1", "code_developer", ("src/a.py",), ("docs/",))
-    registry.write_run_record({"holds": []})
+    registry.write_run_record(_record(registry))
     state = tmp_path / STATE
     assert mode(state) == 0o700
     assert mode(state / "claims.json") == 0o600
@@ -126,12 +132,12 @@ def test_writes_are_atomic_and_leave_no_temp_files(tmp_path: Path) -> None:
     for i in range(5):
         with registry.session() as session:
             session.add(f"t{i}", "a", (f"f{i}",), ())
-        registry.write_run_record({"holds": [h.to_json() for h in session.mine()]})
+        registry.write_run_record(_record(registry))
     before = claims_path(tmp_path).stat().st_ino
     with registry.session() as session:
         session.remove("t0")
     assert claims_path(tmp_path).stat().st_ino != before  # replaced, never rewritten in place
-    registry.finish_run({"tasks": []})
+    registry.finish_run(RunHistory("run-1", 1.0, 2.0))
     assert stray_temp_files(tmp_path) == []
     assert json.loads(claims_path(tmp_path).read_text())["holds"] == []
     assert (tmp_path / STATE / "history" / "run-1.json").exists()
@@ -144,7 +150,7 @@ def test_a_failed_write_names_the_file_and_leaves_no_temp_file(tmp_path: Path) -
     record.unlink()
     record.mkdir()  # os.replace cannot put a file over a directory
     with pytest.raises(StateError) as caught:
-        registry.write_run_record({"holds": []})
+        registry.write_run_record(_record(registry))
     assert caught.value.path == str(record)
     assert str(record) in str(caught.value)
     assert stray_temp_files(tmp_path) == []
@@ -261,12 +267,12 @@ def live_run(tmp_path: Path, dead_owner: Owner) -> Hold:
     with live.session() as session:  # writes claims.json and the run's own runs/live-run.holds
         session.add("t-live", "code_developer", ("src/app.py",), ("docs/",))
         hold = session.holds["live-run/t-live"]
-    live.write_run_record({"run": "live-run", "status": {}})
+    live.write_run_record(_record(live))
     dead = Hold(dead_owner, "t-dead", "tester", ("tests/",), (), time.time())
     record = {"run": "dead-run", "owner": dead_owner.to_json(), "version": VERSION}
     (tmp_path / STATE / "runs" / "dead-run.json").write_text(json.dumps(record))
     (tmp_path / STATE / "runs" / "dead-run.holds").write_text(json.dumps({"holds": [dead.to_json()]}))
-    assert [r["owner"]["run"] for r in live_run_records(tmp_path)] == ["live-run"]
+    assert [r.owner.run for r in live_run_records(tmp_path)] == ["live-run"]
     return hold
 
 
@@ -440,10 +446,10 @@ def test_a_foreign_hold_blocks_a_queue_in_the_same_process(
         return "second"
 
     f2 = second.submit_task(AgentTask(wanted[0], "waiter", wanted[1], body, id="waiter", reads=wanted[2]))
-    [waiting] = second.get_status()["waiting"]
-    assert waiting["id"] == "waiter"
-    assert waiting["reason_kind"] == kind
-    assert f"holder in run {run_of(first)}" in waiting["reason"]
+    [waiting] = second.get_status().waiting
+    assert waiting.id == "waiter"
+    assert waiting.reason_kind == kind
+    assert f"holder in run {run_of(first)}" in waiting.reason
     assert not second_started.is_set()
     gate.open()
     assert f1.result(timeout=WAIT) == "first"
@@ -478,7 +484,7 @@ def test_a_waiting_task_starts_when_the_other_run_releases(tmp_path: Path) -> No
         wait_for(gate.started, "the holder to start")
         started = threading.Event()
         future = second.submit_task(AgentTask("tester", "waiter", ["src/x.py"], started.set, id="waiter"))
-        assert second.get_status()["queued_tasks"] == 1
+        assert second.get_status().queued_tasks == 1
         gate.open()
         first.shutdown(wait=True)  # the run ends: its holds are gone from the registry
         wait_for(started, "the waiter to start after the other run ended")
@@ -564,5 +570,5 @@ def test_a_run_record_is_written_again_into_a_state_directory_removed_whole(tmp_
 
     registry = Registry(tmp_path, "r")
     shutil.rmtree(registry.dir)
-    registry.write_run_record({"run": "r"})
+    registry.write_run_record(_record(registry))
     assert json.loads((registry.runs_dir / "r.json").read_text())["run"] == "r"

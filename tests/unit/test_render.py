@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 
-from cli.render import PlainEvents, TaskOutcome, event_line, summary_text, unclaimed_line, unclaimed_text
-from queue_core import TaskEvent
+from cli.render import PlainEvents, SummaryRow, event_line, summary_text, unclaimed_line, unclaimed_text
+from queue_core import TaskEvent, TaskOutcome, TaskState
 from queue_core.changes import Stray
+from queue_core.reports import AgentReport
 
 
 def test_event_lines_are_written_in_order_and_all_of_them_before_exit() -> None:
@@ -53,10 +54,11 @@ def test_changes_outside_the_claims_are_told_in_one_line_with_the_tasks_beside()
 
 
 def test_the_summary_marks_a_task_that_changed_outside_its_claims() -> None:
+    succeeded, skipped = TaskState.SUCCEEDED, TaskState.SKIPPED
     outcomes = [
-        TaskOutcome("t1", "dev", "fix", "succeeded", 0, 1.0, None, unclaimed=Stray(("x",), ("t2",))),
-        TaskOutcome("t2", "doc", "write", "succeeded", 0, 1.0, None),
-        TaskOutcome("t3", "dev", "skip", "skipped", None, None, None, "needs t9", unclaimed=None),
+        SummaryRow(TaskOutcome("t1", "dev", "fix", succeeded, 1, 1.0, exit_code=0), Stray(("x",), ("t2",))),
+        SummaryRow(TaskOutcome("t2", "doc", "write", succeeded, 1, 1.0, exit_code=0)),
+        SummaryRow(TaskOutcome("t3", "dev", "skip", skipped, reason="needs t9"), unclaimed=None),
     ]
     assert summary_text(outcomes, 2.0, 2.0).splitlines()[:5] == [
         "id  agent  outcome             exit  duration  log",
@@ -70,3 +72,27 @@ def test_the_summary_marks_a_task_that_changed_outside_its_claims() -> None:
         ([], []),
         (None, None),
     ]
+
+
+def test_a_summary_row_is_the_queues_outcome_with_what_only_the_cli_watches() -> None:
+    report = AgentReport(cost_usd=0.25, input_tokens=3)
+    retried = TaskOutcome("t1", "dev", "fix", TaskState.SUCCEEDED, 2, 1.5, "AgentExitError: 1", 0, "/l/t1.log", report)
+    row = SummaryRow(retried, Stray(("x",), ()))
+    assert row.reason is None  # it succeeded in the end: its first attempt's error is not its outcome
+    assert row.to_json() == {
+        "id": "t1",
+        "agent": "dev",
+        "description": "fix",
+        "status": "succeeded",
+        "exit_code": 0,
+        "duration_s": 1.5,
+        "log": "/l/t1.log",
+        "error": None,
+        "cost_usd": 0.25,
+        "tokens": {"input": 3, "output": 0},
+        "unclaimed_writes": ["x"],
+        "unclaimed_writes_also_running": [],
+    }
+    callable_row = SummaryRow(TaskOutcome("t2", "py", "fn", TaskState.FAILED, 1, 0.1, "ValueError: no"))
+    assert callable_row.reason == "ValueError: no"
+    assert (callable_row.report, callable_row.to_json()["error"]) == (AgentReport(), None)

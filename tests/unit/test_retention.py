@@ -18,6 +18,7 @@ import pytest
 from queue_core import AgentTask, TaskQueue, retention
 from queue_core.holds import Hold, Owner
 from queue_core.processes import ProcessId
+from queue_core.records import RunHistory
 from queue_core.registry import Registry, state_dir
 
 from ..conftest import WAIT, Gate, eventually, in_thread, wait_for
@@ -341,7 +342,7 @@ def test_the_run_that_ends_keeps_its_own_history_and_logs_whatever_the_clocks_sa
     registry = Registry(repo, "mine", keep_runs=1)
     (state / "logs" / "mine").mkdir(parents=True)
     finished(state, "future", time.time() + HOUR)
-    registry.finish_run({"run": "mine", "started_at": time.time(), "ended_at": time.time(), "tasks": []})
+    registry.finish_run(RunHistory("mine", time.time(), time.time()))
     assert names(state / "history") == {"mine.json"}
     assert names(state / "logs") == {"mine"}
 
@@ -358,7 +359,7 @@ def test_a_pruning_error_never_fails_the_run(
     monkeypatch.setattr(retention, "plan", broken)
     registry = Registry(repo, "r", keep_runs=1)
     with caplog.at_level(logging.WARNING, logger="queue_core"):
-        registry.finish_run({"run": "r", "started_at": 1.0, "ended_at": 2.0, "tasks": []})
+        registry.finish_run(RunHistory("r", 1.0, 2.0))
     assert (state_dir(repo) / "history" / "r.json").exists()
     assert names(state_dir(repo) / "runs") == set()
     assert any("Permission denied" in r.getMessage() for r in caplog.records)

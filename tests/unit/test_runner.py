@@ -138,7 +138,7 @@ def test_a_timeout_kills_the_command_and_releases_its_claims(tmp_path: Path, fif
         with pytest.raises(TaskTimeoutError):
             slow.result(timeout=WAIT)
         assert after.result(timeout=WAIT) == "ran"  # claims released once the command died
-        assert queue.get_status()["counts"]["timed_out"] == 1
+        assert queue.get_status().counts["timed_out"] == 1
 
 
 def test_stop_before_start_never_starts_the_command(tmp_path: Path) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import socket
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
 from cli.status import status_text, status_view
+from queue_core import RepoStatus
+from queue_core.records import RunningTask, WaitingTask
+from queue_core.status import RunView
 
 REPO = Path("/work/repo")
 NOW = 1_000_000.0
@@ -17,50 +20,46 @@ LOCAL, REMOTE = "20250101-120000-41-aaaaaa", "20250101-120500-77-bbbbbb"
 
 
 def _run(
-    run: str, host: str, running: list[dict[str, Any]], waiting: list[dict[str, Any]], queued: int
-) -> dict[str, Any]:
-    return {
-        "run": run,
-        "pid": 41 if run == LOCAL else 77,
-        "host": host,
-        "started_at": NOW - 120,
-        "updated_at": NOW - 30,
-        "running": running,
-        "waiting": waiting,
-        "queued": queued,
-        "counts": {},
-    }
+    run: str, host: str, running: tuple[RunningTask, ...], waiting: tuple[WaitingTask, ...], queued: int
+) -> RunView:
+    pid = 41 if run == LOCAL else 77
+    return RunView(
+        run, pid, host, started_at=NOW - 120, updated_at=NOW - 30, running=running, waiting=waiting, queued=queued
+    )
 
 
-def _status() -> dict[str, Any]:
+def _status() -> RepoStatus:
     """Two runs: one here with a running task and 150 queued (two listed), one on another host."""
-    parser = {
-        "id": "parser",
-        "agent": "code_developer",
-        "description": "write the [bold]parser[/bold]",  # user text: never Rich markup
-        "files": ["src/parser.py", "tests/test_parser.py"],
-        "reads": [],
-        "attempt": 1,
-        "elapsed_s": 5.0,  # as the record was last written: aged by now
-        "started_at": NOW - 42,
-        "timed_out": False,
-    }
-    docs = {**parser, "id": "docs", "agent": "doc_writer", "description": "document it", "files": ["README.md"]}
-    del docs["started_at"]  # a record from a version without it: its elapsed_s is all there is
-    waiting = [
-        {"id": "lexer", "agent": "code_developer", "description": "", "reason": "code_developer busy (parser)"},
-        {"id": "tests", "agent": "tester", "description": "", "reason": "src/parser.py held by parser"},
-    ]
-    runs = [_run(LOCAL, socket.gethostname(), [parser], waiting, 150), _run(REMOTE, "elsewhere.example", [docs], [], 0)]
-    return {
-        "running_agents": ["code_developer", "doc_writer"],
-        "running_files": ["README.md", "src/parser.py", "tests/test_parser.py"],
-        "queued_tasks": 150,
-        "runs": runs,
-    }
+    parser = RunningTask(
+        "parser",
+        "code_developer",
+        "write the [bold]parser[/bold]",  # user text: never Rich markup
+        files=("src/parser.py", "tests/test_parser.py"),
+        elapsed_s=5.0,  # as the record was last written: aged by now
+        started_at=NOW - 42,
+    )
+    # A record from a version without started_at: its elapsed_s is all there is.
+    docs = replace(parser, id="docs", agent="doc_writer", description="document it", files=("README.md",))
+    docs = replace(docs, started_at=None)
+    waiting = (
+        WaitingTask("lexer", "code_developer", reason="code_developer busy (parser)"),
+        WaitingTask("tests", "tester", reason="src/parser.py held by parser"),
+    )
+    runs = (
+        _run(LOCAL, socket.gethostname(), (parser,), waiting, 150),
+        _run(REMOTE, "elsewhere.example", (docs,), (), 0),
+    )
+    return RepoStatus(runs)
 
 
-def _screen(status: dict[str, Any]) -> str:
+def test_the_snapshot_adds_up_its_runs() -> None:
+    status = _status()
+    assert status.running_agents == ["code_developer", "doc_writer"]
+    assert status.running_files == ["README.md", "src/parser.py", "tests/test_parser.py"]
+    assert status.queued_tasks == 150
+
+
+def _screen(status: RepoStatus) -> str:
     console = Console(record=True, width=120, file=io.StringIO())
     console.print(status_view(status, REPO, now=NOW, machine="machine: CPU 7%", usage={LOCAL: (12.0, 300 * 2**20)}))
     return console.export_text()
@@ -107,13 +106,12 @@ def test_resources_measure_local_runs_and_not_runs_on_another_host() -> None:
 
 def test_a_queue_listed_in_full_says_no_more() -> None:
     status = _status()
-    status["runs"][0]["queued"] = status["queued_tasks"] = 2
+    status = replace(status, runs=(replace(status.runs[0], queued=2), *status.runs[1:]))
     assert "more" not in _screen(status)
 
 
 def test_nothing_running_is_said_plainly() -> None:
-    empty = {"running_agents": [], "running_files": [], "queued_tasks": 0, "runs": []}
-    assert _screen(empty).strip() == f"Nothing runs in {REPO}."
+    assert _screen(RepoStatus()).strip() == f"Nothing runs in {REPO}."
 
 
 def test_status_text_counts_the_waiting_tasks_a_record_does_not_list() -> None:

@@ -75,7 +75,7 @@ def test_claims_without_links_keep_their_text_and_disjoint_ones_run(repo: Path) 
     with TaskQueue(max_parallel=2, repo=repo) as queue:
         gate = _held_while(queue, "src/x.py")
         queue.try_submit(AgentTask("other", "elsewhere", ["other/z.py"], lambda: None)).result(WAIT)
-        assert queue.get_status()["running_files"] == ["src/x.py"]
+        assert queue.get_status().running_files == ["src/x.py"]
         gate.open()
 
 

@@ -29,7 +29,7 @@ from ..conftest import WAIT, Gate, Recorder, wait_for
 
 
 def waiting_reasons(queue: TaskQueue) -> dict[str, str]:
-    return {w["id"]: w["reason_kind"] for w in queue.get_status()["waiting"]}
+    return {w.id: w.reason_kind for w in queue.get_status().waiting}
 
 
 # --- the design note's ten cases ------------------------------------------------------------
@@ -58,8 +58,8 @@ def test_singleton_conflict(queue: TaskQueue, recorder: Recorder) -> None:
     f1, f2 = queue.submit_task(first), queue.submit_task(second)
     wait_for(gate.started, "t1 to start")
     status = queue.get_status()
-    assert status["running_agents"] == ["code_developer"]
-    assert status["waiting"][0]["reason"] == "code_developer busy (t1)"
+    assert status.running_agents == ["code_developer"]
+    assert status.waiting[0].reason == "code_developer busy (t1)"
     gate.open()
     assert f2.result(timeout=WAIT) == "Task 2"
     assert f1.done()
@@ -72,10 +72,10 @@ def test_file_conflict(queue: TaskQueue, recorder: Recorder) -> None:
     f1 = queue.submit_task(recorder.task("code_developer", "Update X", ["coffee_maker/shared.py"], gate, id="t1"))
     f2 = queue.submit_task(recorder.task("architect", "Also X", ["./coffee_maker//shared.py"], id="t2"))
     wait_for(gate.started, "t1 to start")
-    [waiting] = queue.get_status()["waiting"]
-    assert waiting["reason_kind"] == "claim"
-    assert waiting["blocked_by"] == "t1"
-    assert waiting["reason"] == "coffee_maker/shared.py overlaps coffee_maker/shared.py held by code_developer (t1)"
+    [waiting] = queue.get_status().waiting
+    assert waiting.reason_kind == "claim"
+    assert waiting.blocked_by == "t1"
+    assert waiting.reason == "coffee_maker/shared.py overlaps coffee_maker/shared.py held by code_developer (t1)"
     gate.open()
     f2.result(timeout=WAIT)
     f1.result(timeout=WAIT)
@@ -107,8 +107,8 @@ def test_sequential_fallback(recorder: Recorder) -> None:
 def test_task_completion_releases(queue: TaskQueue) -> None:
     queue.submit_task(AgentTask("code_developer", "a", ["src/a.py"], lambda: None, id="t1")).result(timeout=WAIT)
     status = queue.get_status()
-    assert status["running_agents"] == []
-    assert status["running_files"] == []
+    assert status.running_agents == []
+    assert status.running_files == []
     # Free again: the same agent and file can start right now.
     queue.try_submit(AgentTask("code_developer", "again", ["src/a.py"], lambda: None)).result(timeout=WAIT)
 
@@ -121,22 +121,22 @@ def test_status_reporting(queue: TaskQueue) -> None:
     for gate in gates:
         wait_for(gate.started, "tasks to start")
     status = queue.get_status()
-    assert status["running_agents"] == ["code_developer", "project_manager"]
-    assert status["running_files"] == ["coffee_maker/daemon.py", "docs/roadmap/ROADMAP.md"]
-    assert status["queued_tasks"] == 1
-    assert [(r["id"], r["files"]) for r in status["running"]] == [
-        ("t1", ["coffee_maker/daemon.py"]),
-        ("t2", ["docs/roadmap/ROADMAP.md"]),
+    assert status.running_agents == ["code_developer", "project_manager"]
+    assert status.running_files == ["coffee_maker/daemon.py", "docs/roadmap/ROADMAP.md"]
+    assert status.queued_tasks == 1
+    assert [(r.id, r.files) for r in status.running] == [
+        ("t1", ("coffee_maker/daemon.py",)),
+        ("t2", ("docs/roadmap/ROADMAP.md",)),
     ]
-    assert status["waiting"][0]["id"] == "t3"
-    assert status["finished_tasks"] == 0
+    assert status.waiting[0].id == "t3"
+    assert status.finished_tasks == 0
     for gate in gates:
         gate.open()
     assert queue.join(WAIT)
     status = queue.get_status()
-    assert status["finished_tasks"] == 3
-    assert status["counts"]["succeeded"] == 3
-    assert status["queued_tasks"] == 0
+    assert status.finished_tasks == 3
+    assert status.counts["succeeded"] == 3
+    assert status.queued_tasks == 0
 
 
 def test_error_handling(queue: TaskQueue) -> None:
@@ -150,8 +150,8 @@ def test_error_handling(queue: TaskQueue) -> None:
     assert good.result(timeout=WAIT) == "ok"
     assert queue.join(WAIT)
     status = queue.get_status()
-    assert status["failed_tasks"] == 1
-    assert status["counts"]["succeeded"] == 1
+    assert status.failed_tasks == 1
+    assert status.counts["succeeded"] == 1
 
 
 def test_shutdown_graceful() -> None:
@@ -195,8 +195,8 @@ def test_max_parallel_limit(recorder: Recorder) -> None:
         gates = [Gate() for _ in range(5)]
         futures = [queue.submit_task(recorder.task(f"agent{i}", f"t{i}", [f"f{i}"], g)) for i, g in enumerate(gates)]
         status = queue.get_status()
-        assert len(status["running"]) == 2
-        assert [w["reason"] for w in status["waiting"]] == ["max_parallel (2) reached"] * 3
+        assert len(status.running) == 2
+        assert [w.reason for w in status.waiting] == ["max_parallel (2) reached"] * 3
         for gate in gates[:2]:
             wait_for(gate.started, "the first two tasks")
         for gate in gates:
@@ -225,7 +225,7 @@ def test_try_submit_names_the_holder(queue: TaskQueue) -> None:
         "src/",
     )
     assert "held by task 't1' (code_developer)" in str(claim_error.value)
-    assert queue.get_status()["queued_tasks"] == 0  # nothing was queued by the failed attempts
+    assert queue.get_status().queued_tasks == 0  # nothing was queued by the failed attempts
     gate.open()
 
 
@@ -312,7 +312,7 @@ def test_batch_is_validated_before_anything_runs(queue: TaskQueue) -> None:
         queue.submit_tasks([AgentTask("b", "x", ["b"], ran.set, depends_on=["nope"])])
     with pytest.raises(DuplicateTaskError):
         queue.submit_tasks([AgentTask("a", "1", ["a"], ran.set, id="d"), AgentTask("b", "2", ["b"], ran.set, id="d")])
-    assert queue.get_status()["queued_tasks"] == 0
+    assert queue.get_status().queued_tasks == 0
     assert not ran.is_set()
     queue.submit_task(ok).result(timeout=WAIT)  # the rejected batch left its ids free
 
@@ -354,13 +354,13 @@ def test_timed_out_callable_keeps_its_claims_until_it_returns(queue: TaskQueue, 
     with pytest.raises(TaskTimeoutError):
         slow.result(timeout=WAIT)
     status = queue.get_status()
-    assert status["running"][0]["timed_out"] is True
-    assert status["running_files"] == ["f.py"]
+    assert status.running[0].timed_out is True
+    assert status.running_files == ["f.py"]
     assert waiting_reasons(queue) == {"after": "claim"}
     gate.open()
     after.result(timeout=WAIT)
     assert queue.join(WAIT)
-    assert queue.get_status()["counts"]["timed_out"] == 1
+    assert queue.get_status().counts["timed_out"] == 1
     recorder.assert_safe()
 
 
@@ -375,7 +375,7 @@ def test_cancel_queued_task_and_future_cancel(queue: TaskQueue) -> None:
     with pytest.raises(TaskSkippedError, match="dependency wait cancelled"):
         dependent.result(timeout=WAIT)
     assert by_future.cancel()  # a caller cancelling the future directly
-    assert queue.get_status()["queued_tasks"] == 0
+    assert queue.get_status().queued_tasks == 0
     wait_for(gate.started, "hold to run")
     assert queue.cancel("hold") is False  # a plain callable, once running, cannot be stopped
     gate.open()
@@ -407,7 +407,7 @@ def test_cancel_running_stoppable_task(queue: TaskQueue) -> None:
     assert queue.cancel("long") is True
     with pytest.raises(CancelledError):
         future.result(timeout=WAIT)
-    assert queue.get_status()["counts"]["cancelled"] == 1
+    assert queue.get_status().counts["cancelled"] == 1
 
 
 def test_timeout_stops_a_stoppable_task(queue: TaskQueue) -> None:
@@ -446,7 +446,7 @@ def test_task_without_files_claims_its_owned_paths() -> None:
         gate = Gate()
         queue.submit_task(AgentTask("code_developer", "anything in src", [], gate, id="dev"))
         wait_for(gate.started, "dev")
-        assert queue.get_status()["running_files"] == ["src/**"]
+        assert queue.get_status().running_files == ["src/**"]
         with pytest.raises(ClaimConflictError):
             queue.try_submit(AgentTask("architect", "x", ["src/x.py"], lambda: None))
         queue.try_submit(AgentTask("assistant", "read-only helper", [], lambda: None)).result(timeout=WAIT)
@@ -643,6 +643,6 @@ def test_the_submit_methods_say_what_they_expect(queue: TaskQueue, submit: str, 
         getattr(queue, submit)(argument)
     assert isinstance(info.value, TypeError)
     assert str(info.value) == message
-    assert queue.get_status()["queued_tasks"] == 0
+    assert queue.get_status().queued_tasks == 0
     assert not ran.is_set()
     queue.submit_task(task).result(timeout=WAIT)  # nothing of a refused call was queued
