@@ -91,7 +91,9 @@ MAX_WAIT_S = 3600.0
 class TaskEvent:
     """A task changed state. ``kind`` is "started"; "retrying" (it failed, a retry is due);
     "paused" (it hit a rate limit: it runs again once its agent's pause ends, see
-    AgentTask.rate_limit_backoff); or a terminal state's value."""
+    AgentTask.rate_limit_backoff); or a terminal state's value. ``error``: the last error, or
+    why it was skipped; ``duration_s``: the last attempt's, in a terminal event of a task that
+    ran."""
 
     kind: str
     task_id: str
@@ -99,6 +101,8 @@ class TaskEvent:
     time: float
     attempt: int
     error: str | None = None
+    description: str = ""
+    duration_s: float | None = None
 
 
 #: Event kinds of the states a task leaves RUNNING for that are not terminal.
@@ -277,6 +281,8 @@ class _Resolution:
     attempt: int
     reason: str | None
     timeout: float | None
+    description: str
+    duration_s: float | None
     result: Any = None
     error: BaseException | None = None
 
@@ -298,6 +304,8 @@ class _Resolution:
             entry.attempts,
             entry.outcome_reason,
             entry.task.timeout,
+            entry.task.task_description,
+            _duration(entry),
             result,
             error,
         )
@@ -993,7 +1001,8 @@ class _Engine:
         error: BaseException | None = None
         if enter:
             if self.on_event is not None:
-                self._emit(TaskEvent("started", task.id, task.agent_type, self.clock(), entry.attempts))
+                what = task.task_description
+                self._emit(TaskEvent("started", task.id, task.agent_type, self.clock(), entry.attempts, None, what))
             if is_supervised(task.execute_fn):  # its agent's process group, recorded before it runs
                 record = None if self.registry is None else (self.registry.groups_path, task.id)
                 task.execute_fn.record_group_in = record
@@ -1166,7 +1175,9 @@ class _Engine:
                     _resolve(item)
                 if events and self.on_event is not None:
                     kind = _EVENT_KINDS.get(item.state, item.state.value)
-                    self._emit(TaskEvent(kind, item.task_id, item.agent, self.clock(), item.attempt, item.reason))
+                    at = self.clock()
+                    ended = (item.reason, item.description, item.duration_s)
+                    self._emit(TaskEvent(kind, item.task_id, item.agent, at, item.attempt, *ended))
         finally:
             if count_down:
                 with self.lock:

@@ -12,7 +12,7 @@ from concurrent.futures import CancelledError
 
 import pytest
 
-from queue_core import AgentTask, TaskQueue, TaskSkippedError, TaskTimeoutError
+from queue_core import AgentTask, TaskEvent, TaskQueue, TaskSkippedError, TaskTimeoutError
 from queue_core.errors import (
     AgentAlreadyRunningError,
     CapacityError,
@@ -646,3 +646,32 @@ def test_the_submit_methods_say_what_they_expect(queue: TaskQueue, submit: str, 
     assert queue.get_status().queued_tasks == 0
     assert not ran.is_set()
     queue.submit_task(task).result(timeout=WAIT)  # nothing of a refused call was queued
+
+
+def test_events_carry_what_a_summary_needs() -> None:
+    """Issue 11: a listener learns the description and, at the end, the last attempt's duration."""
+    events: list[TaskEvent] = []
+
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    with TaskQueue(2, on_event=events.append) as queue:
+        ok = queue.submit_task(AgentTask("a", "write the parser", ["p.py"], lambda: 1, id="ok"))
+        bad = queue.submit_task(AgentTask("b", "break", ["q.py"], boom, id="bad"))
+        skipped = queue.submit_task(AgentTask("c", "after bad", ["r.py"], lambda: 1, id="skip", depends_on=["bad"]))
+        assert ok.result(WAIT) == 1
+        with pytest.raises(RuntimeError):
+            bad.result(WAIT)
+        with pytest.raises(TaskSkippedError):
+            skipped.result(WAIT)
+        queue.join(WAIT)
+    by = {(e.task_id, e.kind): e for e in events}
+    assert by["ok", "started"].description == "write the parser"
+    assert by["ok", "started"].duration_s is None
+    assert by["ok", "succeeded"].description == "write the parser"
+    duration = by["ok", "succeeded"].duration_s
+    assert duration is not None
+    assert duration >= 0
+    assert by["bad", "failed"].error == "RuntimeError: boom"
+    assert by["bad", "failed"].duration_s is not None
+    assert (by["skip", "skipped"].description, by["skip", "skipped"].duration_s) == ("after bad", None)
