@@ -33,7 +33,7 @@ from queue_core.errors import AgentExitError, SupervisorError
 from queue_core.processes import ProcessId
 from queue_core.supervisor import PROCESS_NAMES, shared_supervisor
 
-from ..conftest import WAIT
+from ..conftest import WAIT, eventually
 
 FAKE_AGENTS = Path(__file__).parent.parent / "fake_agents"
 FAMILY = FAKE_AGENTS / "family.py"
@@ -470,6 +470,9 @@ def test_a_stopped_idle_keeper_holds_up_no_task(tmp_path: Path) -> None:
     idle = [p for p in psutil.Process(shared_supervisor().pid).children() if p.name() == "pm-keeper"]
     for keeper in idle:
         keeper.suspend()
+    # A SIGSTOP is delivered a moment later: until then the keeper still looks idle and ready, and
+    # the task handed to it would wait for it (the case this test is about is a keeper that IS stopped).
+    eventually("the keepers are stopped", lambda: all(k.status() == psutil.STATUS_STOPPED for k in idle))
     try:
         env = {"PM_TEST_BIG1": "x" * 100_000, "PM_TEST_BIG2": "y" * 100_000}  # more than a pipe holds
         with TaskQueue(2) as queue:
