@@ -671,7 +671,7 @@ class _Engine:
         for entry in running.values():  # started
             session.add(entry.id, entry.agent, _texts(entry.writes), _texts(entry.reads))
         waiting = [] if self.aborted else self.sched.waiting_on_external(self.sched.max_parallel)
-        known: dict[str, Hold | Place] = {**self.external_holds, **self.places_ahead}  # holder id -> whose
+        known = self._external()
         session.set_waiting(
             [
                 Wanted(e.id, e.agent, _texts(e.writes), _texts(e.reads), frozenset(known[h].owner.run for h in holders))
@@ -754,6 +754,11 @@ class _Engine:
         self.registry_error = error
         self._ensure_timer()
 
+    def _external(self) -> dict[str, Hold | Place]:
+        """What the scheduler's external holders stand for, by holder id: other runs' holds, and
+        their places in line this run honours (lock held)."""
+        return {**self.external_holds, **self.places_ahead}
+
     def _sync(self, session: RegistrySession) -> bool:
         """Make the scheduler's external holders the other runs' holds, and their places in line
         that this run honours (see queue_core.line): tasks here wait for those as for a hold.
@@ -765,7 +770,7 @@ class _Engine:
             f"{p.task} in run {p.owner.run}, ahead in line": p
             for p in ahead(session.waiting, session.owner.run, _stopped)
         }
-        known: dict[str, Hold | Place] = {**self.external_holds, **self.places_ahead}
+        known = self._external()
         now: dict[str, Hold | Place] = {**holds, **places}
         let_go = False
         for holder in self.sched.external_holders:
