@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 
 from queue_core import AgentTask, SubprocessAgent, TaskQueue
-from queue_core import queue as queue_module
+from queue_core import engine as engine_module
+from queue_core import sync as sync_module
+from queue_core import timer as timer_module
 from queue_core.errors import AgentAlreadyRunningError, QueueShutdownError, StateError
 from queue_core.registry import Hold, Owner, Registry
 
@@ -47,7 +49,7 @@ class _Shutdown:
         forgotten, so that the interpreter's exit does not wait for it too."""
         self.thread.join(WAIT)
         if self.thread.is_alive():
-            queue_module._live_engines.discard(self.queue._engine)
+            engine_module._live_engines.discard(self.queue._engine)
             return False
         if self.error is not None:
             raise self.error
@@ -146,7 +148,7 @@ def test_a_refused_try_submit_still_starts_what_a_release_during_its_step_freed(
 ) -> None:
     """A release that rides on a try_submit's step is dispatched even if that try_submit is
     refused: Q, waiting for a slot, starts when X ends, not when A does."""
-    monkeypatch.setattr(queue_module, "LEASE_S", 0.0)  # every step reads the registry
+    monkeypatch.setattr(sync_module, "LEASE_S", 0.0)  # every step reads the registry
     queue = make_queue(max_parallel=2)
     a, x = Gate(), Gate()
     a_left = threading.Event()
@@ -182,7 +184,7 @@ def test_try_submit_raises_queue_shutdown_if_the_queue_closes_during_its_step(
 ) -> None:
     """A queue closed while try_submit waits for the registry starts nothing more: the task
     never runs, and shutdown(wait=True) returns."""
-    monkeypatch.setattr(queue_module, "LEASE_S", 0.0)
+    monkeypatch.setattr(sync_module, "LEASE_S", 0.0)
     queue = make_queue(max_parallel=1)
     assert queue.submit_task(AgentTask("a", "leaves a worker", ["a.txt"], lambda: 1)).result(timeout=WAIT) == 1
     engine = queue._engine
@@ -216,7 +218,7 @@ def test_a_retry_started_during_a_timer_pass_is_neither_failed_nor_stopped_by_th
     registry step of the timer's, held open until attempt 1's return is recorded (a step lets
     go of the queue's lock, so the retry may start in it). Either way the retry runs untouched:
     its result is the future's, and no stop() of that pass reaches it."""
-    monkeypatch.setattr(queue_module, "LEASE_S", 0.0)  # every step reads the registry
+    monkeypatch.setattr(sync_module, "LEASE_S", 0.0)  # every step reads the registry
     now = [0.0]
     queue = make_queue(max_parallel=1, clock=lambda: now[0])
 
@@ -254,7 +256,7 @@ def test_a_retry_started_during_a_timer_pass_is_neither_failed_nor_stopped_by_th
     engine = queue._engine
     with engine.lock:
         now[0] = 2.0  # past attempt 1's deadline
-        engine.timer_wake.notify()
+        engine.timer.wake()
     assert future.result(timeout=WAIT) == "attempt 2"
     assert 2 not in body.stopped, "the timer's stop for attempt 1 reached attempt 2"
 
@@ -310,7 +312,7 @@ def test_an_agent_runs_only_once_its_hold_is_on_disk(
     """Before: a task started inside a lease ran before the lease was written; had the run been
     killed then, its lock would have gone with it and the hold been lost while the agent ran.
     (A plain callable dies with the run: it may still start on the lease.)"""
-    monkeypatch.setattr(queue_module, "LEASE_S", 10 * WAIT)  # every start is within the lease
+    monkeypatch.setattr(sync_module, "LEASE_S", 10 * WAIT)  # every start is within the lease
     look = 'grep -q "\\"task\\":\\"$PM_TASK_ID\\"" .project-manager/claims.json'
     queue = make_queue(max_parallel=4)
     futures = [
@@ -378,17 +380,18 @@ def test_a_lease_left_over_at_the_end_of_a_run_is_never_written_without_the_lock
     """A lease that no timer ended (at interpreter exit no thread starts) is ended once by
     _finish_run; a later step reads the registry afresh, under its lock, and keeps the hold
     another run took meanwhile."""
-    start = queue_module._start
-    monkeypatch.setattr(queue_module, "_start", lambda t: t.name != "TaskQueue-timer" and start(t))
+    monkeypatch.setattr(timer_module, "start_thread", lambda thread: False)
     unwritable = _Unwritable(monkeypatch, failing=False)
     queue = make_queue(max_parallel=2)
     assert queue.submit_task(AgentTask("a", "t", ["a.txt"], lambda: 1, id="T")).result(timeout=WAIT) == 1
     assert queue.join(WAIT)
     engine = queue._engine
+    sync = engine.sync
+    assert isinstance(sync, sync_module.RegistrySync)
     with engine.lock:
-        assert engine.lease is None
-        engine.lease = engine.registry.begin()  # as a step that recorded T's release leaves it
-        engine.lease.changed = True
+        assert sync.lease is None
+        sync.lease = sync.registry.begin()  # as a step that recorded T's release leaves it
+        sync.lease.changed = True
     assert _Shutdown(queue).returned()  # _finish_run ends the lease
 
     with Registry(tmp_path, "other-run").session() as session:
@@ -436,7 +439,7 @@ def test_an_interrupt_inside_a_registry_commit_neither_leaks_the_lock_nor_orphan
 ) -> None:
     """The interrupt reaches the caller; the task the step started still runs, and the
     registry is written and unlocked for the other runs."""
-    monkeypatch.setattr(queue_module, "LEASE_S", 0.0)  # the submit's own step writes the registry
+    monkeypatch.setattr(sync_module, "LEASE_S", 0.0)  # the submit's own step writes the registry
     Registry(tmp_path, "first").finish_run(None)  # claims.json is made: the next write is the commit's
     me = threading.current_thread()
     write_holds = Registry._write_holds

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from queue_core import AgentTask, TaskQueue, repo_status
-from queue_core import queue as queue_module
+from queue_core import sync as sync_module
 from queue_core.errors import ClaimConflictError, StateError
 from queue_core.registry import Registry
 
@@ -130,8 +130,13 @@ def test_a_step_waits_for_the_registry_without_the_queues_lock_and_decides_for_a
     with TaskQueue(max_parallel=3, repo=tmp_path) as queue:
         futures: list[Future[Any]] = []
 
+        all_started = threading.Barrier(3, timeout=WAIT)
+
         def body() -> int:
-            return len(begins)  # how many registry reads it took to get this task started
+            # How many registry reads it took to get all three started: read once they all
+            # run, before any ends (an end is a step of its own, which may read again).
+            all_started.wait()
+            return len(begins)
 
         first = threading.Thread(target=lambda: futures.append(queue.submit_task(AgentTask("a", "1", ["a"], body))))
         first.start()
@@ -171,7 +176,7 @@ def test_a_step_waits_for_the_registry_without_the_queues_lock_and_decides_for_a
 def test_steps_within_a_lease_read_nothing_and_other_processes_wait_for_its_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(queue_module, "LEASE_S", 10 * WAIT)  # only the queue's end ends this lease
+    monkeypatch.setattr(sync_module, "LEASE_S", 10 * WAIT)  # only the queue's end ends this lease
     begins: list[int] = []
     begin = Registry.begin
 
@@ -217,17 +222,17 @@ def test_try_submit_raises_when_the_registry_cannot_be_read(tmp_path: Path, monk
 def test_a_status_record_describes_the_best_ranked_waiting_tasks_and_counts_them_all(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(queue_module, "RECORD_INTERVAL_S", 0.0)  # every step writes the record
+    monkeypatch.setattr(sync_module, "RECORD_INTERVAL_S", 0.0)  # every step writes the record
     with TaskQueue(max_parallel=1, repo=tmp_path) as queue:
         gate = Gate()
         queue.submit_task(AgentTask("holder", "holds f", ["f"], gate, id="holder"))
         wait_for(gate.started, "holder")
-        many = queue_module.RECORD_WAITING_MAX + 50
+        many = sync_module.RECORD_WAITING_MAX + 50
         queue.submit_tasks([AgentTask(f"w{i}", "needs f", ["f"], lambda: None, id=f"w{i}") for i in range(many)])
         status = repo_status(tmp_path)
         [run] = status.runs
         assert status.queued_tasks == run.queued == many
-        assert [t.id for t in run.waiting] == [f"w{i}" for i in range(queue_module.RECORD_WAITING_MAX)]
+        assert [t.id for t in run.waiting] == [f"w{i}" for i in range(sync_module.RECORD_WAITING_MAX)]
         gate.open()
         assert queue.join(WAIT)
 
@@ -236,7 +241,7 @@ def test_a_step_that_starts_nothing_unlocks_the_registry_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Only a busy queue keeps a lease: one whose task waits for another run lets it in at once."""
-    monkeypatch.setattr(queue_module, "LEASE_S", 10 * WAIT)
+    monkeypatch.setattr(sync_module, "LEASE_S", 10 * WAIT)
     other = Registry(tmp_path, "other-run", lock_timeout=0.05)
     with other.session() as session:
         session.add("theirs", "b", ("f",), ())
@@ -256,7 +261,7 @@ def test_an_abort_during_a_lease_writes_it_since_what_started_on_it_runs_on(
 ) -> None:
     """Before: abort() unlocked a lease unwritten while the callable started on it ran on, and
     another run took its file at once."""
-    monkeypatch.setattr(queue_module, "LEASE_S", 10 * WAIT)  # only the abort ends this lease
+    monkeypatch.setattr(sync_module, "LEASE_S", 10 * WAIT)  # only the abort ends this lease
     gate = Gate()
     queue = TaskQueue(max_parallel=2, repo=tmp_path)
     try:

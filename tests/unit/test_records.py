@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from queue_core import AgentTask, QueueStatus, RepoStatus, TaskOutcome, TaskQueue, TaskState, repo_status
-from queue_core import queue as queue_module
+from queue_core import sync as sync_module
 from queue_core.records import SCHEMA, RunningTask, RunRecord, WaitingTask, schema_of
 from queue_core.registry import state_dir
 from queue_core.runner import SubprocessAgent
@@ -248,7 +248,7 @@ def test_the_history_record_keeps_its_keys(tmp_path: Path) -> None:
 
 
 def test_a_live_queue_writes_a_record_that_status_reads_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(queue_module, "RECORD_INTERVAL_S", 0.0)  # every step writes the record
+    monkeypatch.setattr(sync_module, "RECORD_INTERVAL_S", 0.0)  # every step writes the record
     gate = Gate()
     with TaskQueue(max_parallel=2, repo=tmp_path, run_id="live") as queue:
         queue.submit_task(AgentTask("dev", "holds a", ["a"], gate, id="holder"))

@@ -527,7 +527,7 @@ def test_a_dropped_queue_finishes_its_work_and_frees_its_threads() -> None:
 
     queue = TaskQueue(max_parallel=2)
     futures = [queue.submit_task(AgentTask(f"a{i}", "x", [f"f{i}"], lambda: "done")) for i in range(4)]
-    threads = list(queue._engine.workers)
+    threads = list(queue._engine.executor.workers)
     del queue
     gc.collect()
     assert [f.result(timeout=WAIT) for f in futures] == ["done"] * 4

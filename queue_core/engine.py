@@ -1,0 +1,640 @@
+"""The engine of a TaskQueue: its state under one lock, and what each change of it sets off.
+
+The engine holds the scheduler (which decides), the futures, and the counts that tell when
+everything is done. Three seams connect it to the world, each given at construction:
+
+- a :class:`~queue_core.sync.ClaimSync`, which makes every decision a step with the other
+  processes on the repository (or with nobody);
+- an :class:`~queue_core.executor.Executor`, which runs started attempts and hands each to
+  :meth:`Engine.work` on a thread of its own;
+- a :class:`~queue_core.timer.Timer`, which calls :meth:`Engine.tick` when something timed
+  falls due.
+
+Dispatch is event-driven. Whoever changes the state (a submit, an attempt returning, a cancel,
+a tick) asks the scheduler, under the lock, which tasks start now; an attempt that just returned
+runs the first task its release unblocked on the same thread, without waking another. Nothing
+polls. Tests drive the engine step by step with an executor that only records what it was
+given, a timer that only records that it was woken, and a fake clock: ``work`` (or ``begin``
+and ``end``) and ``tick`` are then called by the test itself.
+
+Futures are resolved, and events sent, outside the lock: callbacks may call the queue.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, Future, InvalidStateError
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+from .errors import (
+    QueueBrokenError,
+    QueueError,
+    QueueShutdownError,
+    QueueUsageError,
+    RateLimitedError,
+    TaskSkippedError,
+    TaskTimeoutError,
+)
+from .executor import Executor, ThreadExecutor
+from .records import QueueStatus, RunningTask, TaskOutcome, WaitingTask
+from .reports import AgentReport
+from .runner import SubprocessAgent
+from .scheduler import Scheduler, TaskEntry
+from .sync import ClaimSync, NoSync, call_quietly, claim_texts
+from .task import AgentTask, Stoppable, TaskState, is_supervised
+from .timer import Timer, TimerThread
+
+__all__ = ["Engine", "TaskEvent"]
+
+log = logging.getLogger("queue_core")
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """A task changed state. ``kind`` is "started"; "retrying" (it failed, a retry is due);
+    "paused" (it hit a rate limit: it runs again once its agent's pause ends, see
+    AgentTask.rate_limit_backoff); or a terminal state's value. ``error``: the last error, or
+    why it was skipped; ``duration_s``: the last attempt's, in a terminal event of a task that
+    ran."""
+
+    kind: str
+    task_id: str
+    agent_type: str
+    time: float
+    attempt: int
+    error: str | None = None
+    description: str = ""
+    duration_s: float | None = None
+
+
+#: Event kinds of the states a task leaves RUNNING for that are not terminal.
+_EVENT_KINDS = {TaskState.RETRY_WAIT: "retrying", TaskState.QUEUED: "paused"}
+
+
+@dataclass(frozen=True)
+class _Resolution:
+    """A state change taken under the lock, delivered outside it."""
+
+    future: Future[Any] | None  # None: not terminal yet, or resolved by someone else
+    entry: TaskEntry
+    state: TaskState
+    attempt: int
+    reason: str | None
+    duration_s: float | None
+    result: Any = None
+    error: BaseException | None = None
+
+    @classmethod
+    def of(
+        cls,
+        entry: TaskEntry,
+        future: Future[Any] | None,
+        state: TaskState | None = None,
+        result: Any = None,
+        error: BaseException | None = None,
+    ) -> _Resolution:
+        return cls(
+            future, entry, state or entry.state, entry.attempts, entry.outcome_reason, _duration(entry), result, error
+        )
+
+
+_live_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _drain_live_engines() -> None:
+    # Workers are daemon threads; like concurrent.futures, let queued work finish at exit.
+    for engine in list(_live_engines):
+        engine.shutdown(wait=True, cancel_pending=False)
+
+
+class Engine:
+    """The state of one TaskQueue, under ``lock``; see the module's docstring."""
+
+    def __init__(
+        self,
+        sched: Scheduler,
+        clock: Callable[[], float],
+        on_event: Callable[[TaskEvent], None] | None = None,
+        on_notice: Callable[[str], None] | None = None,
+        *,
+        sync: Callable[[Engine], ClaimSync] | None = None,
+        executor: Callable[[Engine], Executor] | None = None,
+        timer: Callable[[Engine], Timer] | None = None,
+    ):
+        self.sched = sched
+        self.clock = clock
+        self.on_event = on_event
+        self.on_notice = on_notice
+        # lock guards sched and every mutable attribute below.
+        self.lock = threading.Lock()
+        self.all_done = threading.Condition(self.lock)  # join: nothing unfinished or undelivered
+        self.futures: dict[str, Future[Any]] = {}  # unresolved futures, by task id
+        self.in_body: set[str] = set()  # ids whose execute_fn has been entered
+        self.delivering = 0  # batches of results collected under the lock, not yet delivered
+        self.closed = False
+        self.aborted = False  # abort(): nothing starts or is retried any more
+        self.broken = False  # a thread of the engine raised: the scheduler may be half-updated
+        self.own_thread = threading.local()  # .set on the engine's threads; .owes: see _deliver
+        self.sync: ClaimSync = NoSync(clock) if sync is None else sync(self)
+        work, tick = self._threaded(self.work), self._threaded(self.tick)
+        self.executor: Executor = ThreadExecutor(work, sched.max_parallel) if executor is None else executor(self)
+        self.timer: Timer = TimerThread(tick) if timer is None else timer(self)
+        _live_engines.add(self)
+
+    # --- entry points -----------------------------------------------------------------------
+
+    def submit(self, tasks: Sequence[AgentTask]) -> list[Future[Any]]:
+        with self.lock:
+            if self.closed:
+                raise QueueShutdownError()
+            now = self.clock()
+            # Either validates everything before adding anything.
+            finished = self.sched.add(tasks[0], now) if len(tasks) == 1 else self.sched.add_batch(tasks, now)
+            futures: list[Future[Any]] = [_TaskFuture(self, t.id) for t in tasks]
+            self.futures.update(zip((t.id for t in tasks), futures, strict=True))
+            self._dispatch(now)
+            resolved = self._collect(finished)
+        self._deliver(resolved)
+        return futures
+
+    def try_submit(self, task: AgentTask) -> Future[Any]:
+        with self.lock:
+            refused: BaseException | None = None
+            decided = False
+            resolved: list[_Resolution] = []
+
+            def decide(now: float) -> list[TaskEntry]:
+                # Dispatch whatever happens: the step may carry other threads' requests, and
+                # syncing with the registry may have freed what other tasks wait for.
+                nonlocal refused, decided
+                decided = True
+                if self.closed:  # shut down while the step waited for the registry
+                    refused = QueueShutdownError()
+                    return self.sched.dispatch(now)
+                try:
+                    first = self.sched.try_start(task, now)
+                except QueueError as exc:
+                    refused = exc
+                    return self.sched.dispatch(now)
+                return [first, *self.sched.dispatch(now)]
+
+            if self.closed:
+                raise QueueShutdownError()
+            self._hand_out(self.sync.step(decide, shared=False) or [])
+            if not decided:  # the registry could not be read
+                refused = self.sync.error
+            elif refused is None and self.sched.entry(task.id).state is not TaskState.RUNNING:
+                # Its start could not be written, so it went back to the queue: take it out.
+                refused = self.sync.error
+                resolved = self._collect(self.sched.cancel(task.id, self.clock()))
+            if refused is None:
+                future: Future[Any] = _TaskFuture(self, task.id)
+                self.futures[task.id] = future
+                return future
+        self._deliver(resolved, events=False)
+        assert refused is not None
+        raise refused
+
+    def cancel(self, task_id: str) -> bool:
+        with self.lock:
+            entry = self.sched.entry(task_id)
+            stop = None
+            if entry.state is TaskState.RUNNING and entry.id in self.in_body:
+                if entry.stop_requested or not isinstance(entry.task.execute_fn, Stoppable):
+                    return entry.stop_requested
+                stop = entry.task.execute_fn.stop
+            # Waiting, or started by the scheduler with its body not yet entered: its thread
+            # sees stop_requested and does not call it.
+            now = self.clock()
+            changed = self.sched.cancel(task_id, now)
+            if changed:  # a cancelled reservation may free others
+                self._dispatch(now)
+            resolved = self._collect(changed)
+            accepted = bool(changed) or entry.stop_requested
+        if stop is not None:
+            call_quietly(stop)
+        self._deliver(resolved)
+        return accepted
+
+    def join(self, timeout: float | None) -> bool:
+        if getattr(self.own_thread, "set", False):
+            raise QueueUsageError("join() from a task, callback or listener of this queue would wait for itself")
+        with self.lock:
+            return self.all_done.wait_for(self._drained, timeout)
+
+    def shutdown(self, wait: bool, cancel_pending: bool) -> None:
+        with self.lock:
+            self.closed = True
+            changed: list[TaskEntry] = []
+            if cancel_pending:
+                now = self.clock()
+                for entry, _ in self.sched.waiting():
+                    changed.extend(self.sched.cancel(entry.id, now))
+                self._dispatch(now)
+            resolved = self._collect(changed)
+            self._wake_all()
+        self._deliver(resolved)
+        if wait and not getattr(self.own_thread, "set", False):
+            with self.lock:  # once drained, and closed, nothing starts: the threads are ending
+                self.all_done.wait_for(self._drained)
+            self.executor.join()
+            self.timer.join()
+            self.sync.finish(self.outcomes)
+            _live_engines.discard(self)
+
+    def abort(self) -> None:
+        self.sync.interrupt()  # first: a step waiting for the registry lock lets go of it at once
+        with self.lock:  # one section: an attempt that fails meanwhile must not slip into a retry
+            self.aborted = self.closed = True
+            now = self.clock()
+            changed = [c for entry, _ in self.sched.waiting() for c in self.sched.cancel(entry.id, now)]
+            resolved = self._collect(changed)
+            running = [e.id for e in self.sched.running]
+            self._wake_all()
+        self._deliver(resolved)
+        for task_id in running:
+            self.cancel(task_id)
+
+    def status(self) -> QueueStatus:
+        with self.lock:
+            return self.snapshot(None)
+
+    def outcomes(self) -> list[TaskOutcome]:
+        """How each finished task ended; with what an agent command reported (lock held)."""
+        return [_outcome(e) for e in self.sched.entries() if e.state.is_terminal]
+
+    # --- what the sync reads (lock held) ------------------------------------------------------
+
+    def snapshot(self, waiting_limit: int | None) -> QueueStatus:
+        """The status; ``waiting_limit`` caps the waiting tasks described."""
+        now = self.clock()
+        running = self.sched.running
+        reserved = self.sched.reserved
+        return QueueStatus(
+            queued_tasks=self.sched.unfinished - len(running),
+            max_parallel=self.sched.max_parallel,
+            running=tuple(
+                RunningTask(
+                    e.id,
+                    e.agent,
+                    e.task.task_description,
+                    files=claim_texts(e.writes),
+                    reads=claim_texts(e.reads),
+                    attempt=e.attempts,
+                    elapsed_s=now - (e.started_at or now),
+                    timed_out=e.timed_out,
+                    pid=getattr(e.task.execute_fn, "pid", None),
+                )
+                for e in running
+            ),
+            waiting=tuple(
+                WaitingTask(
+                    e.id,
+                    e.agent,
+                    e.task.task_description,
+                    state=e.state.value,
+                    reason=self.sync.annotate(reason.describe(now), reason.holder),
+                    reason_kind=reason.kind,
+                    blocked_by=reason.holder,
+                    reserved=e is reserved,
+                    resumes_in_s=None if reason.until is None else max(0.0, reason.until - now),
+                )
+                for e, reason in self.sched.waiting(waiting_limit)
+            ),
+            counts=self.sched.outcomes,
+            registry_error=None if self.sync.error is None else str(self.sync.error),
+            registry_wait=self.sync.lock_wait,
+        )
+
+    def done(self) -> bool:
+        return self.closed and self._drained()
+
+    def wake_timer(self) -> bool:
+        return self.timer.wake()
+
+    # --- dispatch ---------------------------------------------------------------------------
+
+    def _dispatch(self, now: float, *, keep_one: bool = False) -> TaskEntry | None:
+        """Start what may start now and hand it out (lock held; a registry step releases it
+        for its I/O). With ``keep_one``, one started entry is returned to the caller instead."""
+        if self.aborted:  # nothing starts any more (see abort)
+            self.sync.stopped()
+            return None
+        started = self.sync.step(self.sched.dispatch, shared=True)
+        return None if started is None else self._hand_out(started, keep_one=keep_one)
+
+    def _hand_out(self, started: list[TaskEntry], *, keep_one: bool = False) -> TaskEntry | None:
+        """Give freshly started entries to the executor (lock held); optionally keep one for the caller."""
+        if not started:
+            return None
+        if any(e.deadline is not None for e in started):
+            self.timer.wake()
+        mine = started.pop(0) if keep_one else None
+        if started:
+            self.executor.start(started)
+        return mine
+
+    # --- attempts ---------------------------------------------------------------------------
+
+    def _threaded(self, fn: Callable[_P, _R]) -> Callable[_P, _R]:
+        """``fn`` as run by one of the engine's threads, which join() must refuse."""
+
+        def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            self.own_thread.set = True
+            return fn(*args, **kwargs)
+
+        return run
+
+    def work(self, entry: TaskEntry | None) -> None:
+        """Run ``entry``'s attempt, then each one its end hands back (on an executor's thread).
+
+        An unexpected error stops the queue rather than hang it (see _break).
+        """
+        try:
+            while entry is not None:
+                entered = self.begin(entry)
+                result, error = self._call(entry) if entered else (None, None)
+                entry = self.end(entry, entered, result, error)
+        except BaseException as exc:  # noqa: BLE001 - a bug here must not leave a future unresolved
+            self._break(exc)
+
+    def begin(self, entry: TaskEntry) -> bool:
+        """Whether to enter ``entry``'s body now: not if it was stopped, timed out or its
+        future cancelled before it ran."""
+        with self.lock:
+            if getattr(self.own_thread, "owes", False):  # counted here, in a lock this thread takes anyway
+                self.own_thread.owes = False
+                self._count_delivered()
+            # A future already resolved (timed out before it ran) is None here.
+            future = self.futures.get(entry.id)
+            enter = future is not None and not entry.stop_requested and not entry.timed_out
+            if enter:
+                self.in_body.add(entry.id)
+        if enter and entry.attempts == 1:
+            assert future is not None
+            enter = future.set_running_or_notify_cancel()  # False: its caller cancelled it
+        return enter
+
+    def _call(self, entry: TaskEntry) -> tuple[Any, BaseException | None]:
+        """Run the attempt's body; any failure is the task's, never the queue's."""
+        task = entry.task
+        if self.on_event is not None:
+            what = task.task_description
+            self._emit(TaskEvent("started", task.id, task.agent_type, self.clock(), entry.attempts, None, what))
+        if is_supervised(task.execute_fn):  # its agent's process group, recorded before it runs
+            task.execute_fn.record_group_in = self.sync.group_record(task.id)
+        try:
+            return task.execute_fn(), None
+        except BaseException as exc:  # noqa: BLE001
+            return None, exc
+
+    def end(
+        self, entry: TaskEntry, entered: bool, result: Any = None, error: BaseException | None = None
+    ) -> TaskEntry | None:
+        """An attempt of ``entry`` returned (or was not entered): record how it ended, start what
+        that frees, and deliver. Returns the entry this thread is to run next, if one was freed."""
+        with self.lock:
+            self.in_body.discard(entry.id)
+            if entry.stop_requested or (not entered and not entry.timed_out) or (self.aborted and error is not None):
+                outcome = TaskState.CANCELLED  # an attempt that failed as the queue was aborted is not retried
+            elif isinstance(error, RateLimitedError):
+                outcome = TaskState.RATE_LIMITED  # its agent pauses; the task runs again, or gives up
+            elif error is not None or entry.timed_out:
+                outcome = TaskState.FAILED  # recorded as TIMED_OUT by the scheduler if it timed out
+            else:
+                outcome = TaskState.SUCCEEDED
+            now = self.clock()
+            retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
+            changed = self.sched.finish(
+                entry.id, outcome, now, None if error is None else _describe(error), retry_after
+            )
+            if entry.state in (TaskState.RETRY_WAIT, TaskState.QUEUED):  # to run again: the timer says when
+                self.timer.wake()
+            # Collected before the dispatch, which may start the retry: its event says "retrying".
+            resolved = self._collect(changed, result=result, error=error, of=entry.id)
+            mine = self._dispatch(now, keep_one=True)
+        owes = bool(resolved) and mine is not None
+        self.own_thread.owes = owes
+        self._deliver(resolved, count_down=not owes)
+        return mine
+
+    # --- time -------------------------------------------------------------------------------
+
+    def tick(self) -> float | None:
+        """Do what has fallen due; the seconds until something is due again, None if nothing is timed."""
+        try:
+            return self._tick()
+        except BaseException as exc:  # noqa: BLE001 - a bug here must not leave a future unresolved
+            self._break(exc)
+            return None
+
+    def _tick(self) -> float | None:
+        notices: list[str] = []
+        with self.lock:
+            if self.done() and self.sync.idle():
+                return None
+            now = self.clock()
+            due = self.sched.next_wakeup()
+            due = None if due is None or due > now else due
+            expired = [] if due is None else self.sched.expire(now)
+            stops = [e.task.execute_fn.stop for e in expired if isinstance(e.task.execute_fn, Stoppable)]
+            # A last attempt's future fails now, though the call may go on and hold its claims.
+            resolved = [
+                _Resolution.of(entry, self.futures.pop(entry.id, None), TaskState.TIMED_OUT)
+                for entry in expired
+                if entry.attempts - entry.rate_limits > entry.task.retries
+            ]
+            if resolved:
+                self.delivering += 1
+            # With attempts expired, stop them first and dispatch at the next tick: a dispatch
+            # may let go of the lock, an expired attempt return meanwhile and its retry start,
+            # and a stop meant for the attempt must not reach the retry.
+            if not expired:
+                others_changed, notices = self.sync.poll(now)
+                if others_changed or due is not None:
+                    self._dispatch(now)
+                self.sync.flush()
+            beat = self.sync.beat()
+            delay = self._delay()
+        if beat is not None and self.sync.heartbeat(beat):
+            with self.lock:
+                self._dispatch(self.clock())  # a step writes back what runs here
+        for stop in stops:
+            call_quietly(stop)
+        for notice in notices:
+            self._notice(notice)
+        if resolved:
+            self._deliver(resolved, events=False)
+        return delay
+
+    def _delay(self) -> float | None:
+        """Seconds until the next thing timed falls due (lock held); None if nothing is timed."""
+        if self.done() and self.sync.idle():
+            return None
+        now = self.clock()
+        due = self.sched.next_wakeup()
+        delays = [d for d in (None if due is None else due - now, self.sync.delay(now)) if d is not None]
+        return min(delays, default=None)
+
+    # --- results ----------------------------------------------------------------------------
+
+    def _collect(
+        self, changed: list[TaskEntry], *, result: Any = None, error: BaseException | None = None, of: str | None = None
+    ) -> list[_Resolution]:
+        """Pair changed entries with their futures (lock held); whoever collects resolves."""
+        if not changed:
+            if self._drained():
+                self.all_done.notify_all()
+            return []
+        out: list[_Resolution] = []
+        for entry in changed:
+            future = self.futures.pop(entry.id, None) if entry.state.is_terminal else None
+            if entry.id == of:
+                out.append(_Resolution.of(entry, future, result=result, error=error))
+            else:
+                out.append(_Resolution.of(entry, future))
+        self.delivering += 1
+        return out
+
+    def _deliver(self, resolved: list[_Resolution], *, events: bool = True, count_down: bool = True) -> None:
+        """Resolve futures and send events, outside the lock (callbacks may re-enter the queue).
+
+        Each delivery collected under the lock is counted down when done, so join() waits for
+        it; a thread that runs another attempt next passes ``count_down=False`` and counts down
+        in that attempt's ``begin`` (``own_thread.owes``).
+        """
+        if not resolved:
+            return
+        try:
+            for item in resolved:
+                if item.future is not None:
+                    _resolve(item)
+                if events and self.on_event is not None:
+                    kind = _EVENT_KINDS.get(item.state, item.state.value)
+                    task = item.entry.task
+                    ended = (item.reason, task.task_description, item.duration_s)
+                    self._emit(TaskEvent(kind, task.id, task.agent_type, self.clock(), item.attempt, *ended))
+        finally:
+            if count_down:
+                with self.lock:
+                    self._count_delivered()
+
+    def _count_delivered(self) -> None:
+        self.delivering -= 1
+        if self._drained():
+            self.all_done.notify_all()
+            if self.closed:
+                self._wake_all()
+
+    def _drained(self) -> bool:
+        """Whether nothing is left to finish or deliver: all is done, or the queue broke (lock held)."""
+        return self.broken or (self.sched.unfinished == 0 and self.delivering == 0)
+
+    def _break(self, error: BaseException) -> None:
+        """A thread of the engine raised: fail every unresolved future, and start nothing more.
+
+        The scheduler may be half-updated, so it decides nothing any more; join() returns, and
+        shutdown() waits only for the calls still running.
+        """
+        thread = threading.current_thread().name
+        log.critical("%s failed unexpectedly; the queue stops", thread, exc_info=error)
+        with self.lock:
+            futures = list(self.futures.values())
+            self.futures.clear()
+            self.broken = self.aborted = self.closed = True
+            self.all_done.notify_all()
+            self._wake_all()
+        for future in futures:
+            broken = QueueBrokenError(thread)
+            broken.__cause__ = error
+            with contextlib.suppress(InvalidStateError):  # the caller cancelled it meanwhile
+                future.set_exception(broken)
+
+    def _wake_all(self) -> None:
+        """The queue closed, or its last work ended (lock held): threads with nothing left end."""
+        if self._drained():
+            self.executor.close()
+        self.timer.wake()
+
+    def _emit(self, event: TaskEvent) -> None:
+        if self.on_event is not None:
+            call_quietly(functools.partial(self.on_event, event))
+
+    def _notice(self, text: str) -> None:
+        if self.on_notice is not None:
+            call_quietly(functools.partial(self.on_notice, text))
+
+
+class _TaskFuture(Future[Any]):
+    """A Future whose cancel() also cancels its task in the queue."""
+
+    def __init__(self, engine: Engine, task_id: str):
+        super().__init__()
+        self._engine = engine
+        self._task_id = task_id
+
+    def cancel(self) -> bool:
+        if not super().cancel():
+            return False
+        with contextlib.suppress(KeyError):
+            self._engine.cancel(self._task_id)
+        return True
+
+
+def _resolve(item: _Resolution) -> None:
+    """Settle the future of a terminal state; a caller's concurrent cancel() wins quietly."""
+    future, state, task = item.future, item.state, item.entry.task
+    assert future is not None
+    with contextlib.suppress(InvalidStateError):
+        if state is TaskState.SUCCEEDED:
+            future.set_result(item.result)
+        elif state is TaskState.CANCELLED and not future.running():
+            Future.cancel(future)  # the plain method: the task is already cancelled here
+        elif state is TaskState.CANCELLED:
+            future.set_exception(CancelledError(f"task {task.id!r} was stopped"))
+        elif state is TaskState.SKIPPED:
+            future.set_exception(TaskSkippedError(task.id, item.reason or "skipped"))
+        elif state in (TaskState.FAILED, TaskState.RATE_LIMITED):
+            future.set_exception(item.error or RuntimeError(item.reason or state.value))
+        else:  # TIMED_OUT, at the deadline or when the call returned
+            future.set_exception(TaskTimeoutError(task.id, task.timeout or 0.0))
+
+
+def _outcome(entry: TaskEntry) -> TaskOutcome:
+    """How ``entry``, which finished, ended."""
+    fn = entry.task.execute_fn
+    agent = fn if isinstance(fn, SubprocessAgent) else None
+    exit_code = None if agent is None else agent.exit_code
+    return TaskOutcome(
+        entry.id,
+        entry.agent,
+        entry.task.task_description,
+        entry.state,
+        attempts=entry.attempts,
+        duration_s=_duration(entry),
+        reason=entry.outcome_reason,
+        exit_code=exit_code,
+        log=None if agent is None or exit_code is None else str(agent.log),
+        report=None if agent is None else agent.report or AgentReport(),
+    )
+
+
+def _duration(entry: TaskEntry) -> float | None:
+    if entry.started_at is None or entry.finished_at is None:
+        return None
+    return entry.finished_at - entry.started_at
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
