@@ -537,3 +537,8 @@ class ClaimIndex:
             for conflict in self.conflicts(claim, access, exclude=exclude):
                 return conflict
         return None
+
+
+def claim_texts(claims: tuple[Claim, ...]) -> tuple[str, ...]:
+    """The claims as written, as the registry and status records keep them."""
+    return tuple(c.text for c in claims)

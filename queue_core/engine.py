@@ -29,25 +29,22 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError, Future, InvalidStateError
-from dataclasses import dataclass
+from concurrent.futures import Future, InvalidStateError
 from typing import Any, ParamSpec, TypeVar
 
+from .claims import claim_texts
 from .errors import (
     QueueBrokenError,
     QueueError,
     QueueShutdownError,
     QueueUsageError,
     RateLimitedError,
-    TaskSkippedError,
-    TaskTimeoutError,
 )
 from .executor import Executor, ThreadExecutor
 from .records import QueueStatus, RunningTask, TaskOutcome, WaitingTask
-from .reports import AgentReport
-from .runner import SubprocessAgent
+from .results import EVENT_KINDS, Resolution, TaskEvent, call_quietly, describe, outcome, settle
 from .scheduler import Scheduler, TaskEntry
-from .sync import ClaimSync, NoSync, call_quietly, claim_texts
+from .sync import ClaimSync, NoSync
 from .task import AgentTask, Stoppable, TaskState, is_supervised
 from .timer import Timer, TimerThread
 
@@ -57,55 +54,6 @@ log = logging.getLogger("queue_core")
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-
-
-@dataclass(frozen=True)
-class TaskEvent:
-    """A task changed state. ``kind`` is "started"; "retrying" (it failed, a retry is due);
-    "paused" (it hit a rate limit: it runs again once its agent's pause ends, see
-    AgentTask.rate_limit_backoff); or a terminal state's value. ``error``: the last error, or
-    why it was skipped; ``duration_s``: the last attempt's, in a terminal event of a task that
-    ran."""
-
-    kind: str
-    task_id: str
-    agent_type: str
-    time: float
-    attempt: int
-    error: str | None = None
-    description: str = ""
-    duration_s: float | None = None
-
-
-#: Event kinds of the states a task leaves RUNNING for that are not terminal.
-_EVENT_KINDS = {TaskState.RETRY_WAIT: "retrying", TaskState.QUEUED: "paused"}
-
-
-@dataclass(frozen=True)
-class _Resolution:
-    """A state change taken under the lock, delivered outside it."""
-
-    future: Future[Any] | None  # None: not terminal yet, or resolved by someone else
-    entry: TaskEntry
-    state: TaskState
-    attempt: int
-    reason: str | None
-    duration_s: float | None
-    result: Any = None
-    error: BaseException | None = None
-
-    @classmethod
-    def of(
-        cls,
-        entry: TaskEntry,
-        future: Future[Any] | None,
-        state: TaskState | None = None,
-        result: Any = None,
-        error: BaseException | None = None,
-    ) -> _Resolution:
-        return cls(
-            future, entry, state or entry.state, entry.attempts, entry.outcome_reason, _duration(entry), result, error
-        )
 
 
 _live_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -172,7 +120,7 @@ class Engine:
         with self.lock:
             refused: BaseException | None = None
             decided = False
-            resolved: list[_Resolution] = []
+            resolved: list[Resolution] = []
 
             def decide(now: float) -> list[TaskEntry]:
                 # Dispatch whatever happens: the step may carry other threads' requests, and
@@ -272,7 +220,7 @@ class Engine:
 
     def outcomes(self) -> list[TaskOutcome]:
         """How each finished task ended; with what an agent command reported (lock held)."""
-        return [_outcome(e) for e in self.sched.entries() if e.state.is_terminal]
+        return [outcome(e) for e in self.sched.entries() if e.state.is_terminal]
 
     # --- what the sync reads (lock held) ------------------------------------------------------
 
@@ -416,9 +364,7 @@ class Engine:
                 outcome = TaskState.SUCCEEDED
             now = self.clock()
             retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
-            changed = self.sched.finish(
-                entry.id, outcome, now, None if error is None else _describe(error), retry_after
-            )
+            changed = self.sched.finish(entry.id, outcome, now, None if error is None else describe(error), retry_after)
             if entry.state in (TaskState.RETRY_WAIT, TaskState.QUEUED):  # to run again: the timer says when
                 self.timer.wake()
             # Collected before the dispatch, which may start the retry: its event says "retrying".
@@ -451,7 +397,7 @@ class Engine:
             stops = [e.task.execute_fn.stop for e in expired if isinstance(e.task.execute_fn, Stoppable)]
             # A last attempt's future fails now, though the call may go on and hold its claims.
             resolved = [
-                _Resolution.of(entry, self.futures.pop(entry.id, None), TaskState.TIMED_OUT)
+                Resolution.of(entry, self.futures.pop(entry.id, None), TaskState.TIMED_OUT)
                 for entry in expired
                 if entry.attempts - entry.rate_limits > entry.task.retries
             ]
@@ -491,23 +437,23 @@ class Engine:
 
     def _collect(
         self, changed: list[TaskEntry], *, result: Any = None, error: BaseException | None = None, of: str | None = None
-    ) -> list[_Resolution]:
+    ) -> list[Resolution]:
         """Pair changed entries with their futures (lock held); whoever collects resolves."""
         if not changed:
             if self._drained():
                 self.all_done.notify_all()
             return []
-        out: list[_Resolution] = []
+        out: list[Resolution] = []
         for entry in changed:
             future = self.futures.pop(entry.id, None) if entry.state.is_terminal else None
             if entry.id == of:
-                out.append(_Resolution.of(entry, future, result=result, error=error))
+                out.append(Resolution.of(entry, future, result=result, error=error))
             else:
-                out.append(_Resolution.of(entry, future))
+                out.append(Resolution.of(entry, future))
         self.delivering += 1
         return out
 
-    def _deliver(self, resolved: list[_Resolution], *, events: bool = True, count_down: bool = True) -> None:
+    def _deliver(self, resolved: list[Resolution], *, events: bool = True, count_down: bool = True) -> None:
         """Resolve futures and send events, outside the lock (callbacks may re-enter the queue).
 
         Each delivery collected under the lock is counted down when done, so join() waits for
@@ -519,9 +465,9 @@ class Engine:
         try:
             for item in resolved:
                 if item.future is not None:
-                    _resolve(item)
+                    settle(item)
                 if events and self.on_event is not None:
-                    kind = _EVENT_KINDS.get(item.state, item.state.value)
+                    kind = EVENT_KINDS.get(item.state, item.state.value)
                     task = item.entry.task
                     ended = (item.reason, task.task_description, item.duration_s)
                     self._emit(TaskEvent(kind, task.id, task.agent_type, self.clock(), item.attempt, *ended))
@@ -590,51 +536,3 @@ class _TaskFuture(Future[Any]):
         with contextlib.suppress(KeyError):
             self._engine.cancel(self._task_id)
         return True
-
-
-def _resolve(item: _Resolution) -> None:
-    """Settle the future of a terminal state; a caller's concurrent cancel() wins quietly."""
-    future, state, task = item.future, item.state, item.entry.task
-    assert future is not None
-    with contextlib.suppress(InvalidStateError):
-        if state is TaskState.SUCCEEDED:
-            future.set_result(item.result)
-        elif state is TaskState.CANCELLED and not future.running():
-            Future.cancel(future)  # the plain method: the task is already cancelled here
-        elif state is TaskState.CANCELLED:
-            future.set_exception(CancelledError(f"task {task.id!r} was stopped"))
-        elif state is TaskState.SKIPPED:
-            future.set_exception(TaskSkippedError(task.id, item.reason or "skipped"))
-        elif state in (TaskState.FAILED, TaskState.RATE_LIMITED):
-            future.set_exception(item.error or RuntimeError(item.reason or state.value))
-        else:  # TIMED_OUT, at the deadline or when the call returned
-            future.set_exception(TaskTimeoutError(task.id, task.timeout or 0.0))
-
-
-def _outcome(entry: TaskEntry) -> TaskOutcome:
-    """How ``entry``, which finished, ended."""
-    fn = entry.task.execute_fn
-    agent = fn if isinstance(fn, SubprocessAgent) else None
-    exit_code = None if agent is None else agent.exit_code
-    return TaskOutcome(
-        entry.id,
-        entry.agent,
-        entry.task.task_description,
-        entry.state,
-        attempts=entry.attempts,
-        duration_s=_duration(entry),
-        reason=entry.outcome_reason,
-        exit_code=exit_code,
-        log=None if agent is None or exit_code is None else str(agent.log),
-        report=None if agent is None else agent.report or AgentReport(),
-    )
-
-
-def _duration(entry: TaskEntry) -> float | None:
-    if entry.started_at is None or entry.finished_at is None:
-        return None
-    return entry.finished_at - entry.started_at
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -38,10 +38,10 @@ from .ownership import FileOwnership
 from .realpaths import ClaimResolver
 from .records import QueueStatus, TaskOutcome
 from .registry import Registry
+from .registry_sync import RegistrySync, lock_wait_notice
 from .retention import DEFAULT_KEEP_RUNS
 from .scheduler import DEFAULT_MAX_BYPASS, Scheduler
 from .supervisor import shared_supervisor
-from .sync import RegistrySync, lock_wait_notice
 from .task import AgentTask
 
 __all__ = ["TaskEvent", "TaskQueue"]

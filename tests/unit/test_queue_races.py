@@ -19,7 +19,7 @@ import pytest
 
 from queue_core import AgentTask, SubprocessAgent, TaskQueue
 from queue_core import engine as engine_module
-from queue_core import sync as sync_module
+from queue_core import registry_sync as sync_module
 from queue_core import timer as timer_module
 from queue_core.errors import AgentAlreadyRunningError, QueueShutdownError, StateError
 from queue_core.registry import Hold, Owner, Registry

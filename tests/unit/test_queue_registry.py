@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from queue_core import AgentTask, TaskQueue, repo_status
-from queue_core import sync as sync_module
+from queue_core import registry_sync as sync_module
 from queue_core.errors import ClaimConflictError, StateError
 from queue_core.registry import Registry
 

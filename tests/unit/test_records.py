@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from queue_core import AgentTask, QueueStatus, RepoStatus, TaskOutcome, TaskQueue, TaskState, repo_status
-from queue_core import sync as sync_module
+from queue_core import registry_sync as sync_module
 from queue_core.records import SCHEMA, RunningTask, RunRecord, WaitingTask, schema_of
 from queue_core.registry import state_dir
 from queue_core.runner import SubprocessAgent

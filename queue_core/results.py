@@ -1,0 +1,131 @@
+"""How a change of a task's state reaches its caller: the future, the event, the outcome.
+
+The engine collects each change under its lock as a :class:`Resolution`, and delivers it
+outside the lock (callbacks may call the queue): the task's future is settled, a
+:class:`TaskEvent` sent, and a finished task's :class:`TaskOutcome` can be built at any time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future, InvalidStateError
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import TaskSkippedError, TaskTimeoutError
+from .records import TaskOutcome
+from .reports import AgentReport
+from .runner import SubprocessAgent
+from .scheduler import TaskEntry
+from .task import TaskState
+
+__all__ = ["EVENT_KINDS", "Resolution", "TaskEvent", "call_quietly", "describe", "outcome", "settle"]
+
+log = logging.getLogger("queue_core")
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """A task changed state. ``kind`` is "started"; "retrying" (it failed, a retry is due);
+    "paused" (it hit a rate limit: it runs again once its agent's pause ends, see
+    AgentTask.rate_limit_backoff); or a terminal state's value. ``error``: the last error, or
+    why it was skipped; ``duration_s``: the last attempt's, in a terminal event of a task that
+    ran."""
+
+    kind: str
+    task_id: str
+    agent_type: str
+    time: float
+    attempt: int
+    error: str | None = None
+    description: str = ""
+    duration_s: float | None = None
+
+
+#: Event kinds of the states a task leaves RUNNING for that are not terminal.
+EVENT_KINDS = {TaskState.RETRY_WAIT: "retrying", TaskState.QUEUED: "paused"}
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A state change taken under the lock, delivered outside it."""
+
+    future: Future[Any] | None  # None: not terminal yet, or resolved by someone else
+    entry: TaskEntry
+    state: TaskState
+    attempt: int
+    reason: str | None
+    duration_s: float | None
+    result: Any = None
+    error: BaseException | None = None
+
+    @classmethod
+    def of(
+        cls,
+        entry: TaskEntry,
+        future: Future[Any] | None,
+        state: TaskState | None = None,
+        result: Any = None,
+        error: BaseException | None = None,
+    ) -> Resolution:
+        return cls(
+            future, entry, state or entry.state, entry.attempts, entry.outcome_reason, duration(entry), result, error
+        )
+
+
+def settle(item: Resolution) -> None:
+    """Settle the future of a terminal state; a caller's concurrent cancel() wins quietly."""
+    future, state, task = item.future, item.state, item.entry.task
+    assert future is not None
+    with contextlib.suppress(InvalidStateError):
+        if state is TaskState.SUCCEEDED:
+            future.set_result(item.result)
+        elif state is TaskState.CANCELLED and not future.running():
+            Future.cancel(future)  # the plain method: the task is already cancelled here
+        elif state is TaskState.CANCELLED:
+            future.set_exception(CancelledError(f"task {task.id!r} was stopped"))
+        elif state is TaskState.SKIPPED:
+            future.set_exception(TaskSkippedError(task.id, item.reason or "skipped"))
+        elif state in (TaskState.FAILED, TaskState.RATE_LIMITED):
+            future.set_exception(item.error or RuntimeError(item.reason or state.value))
+        else:  # TIMED_OUT, at the deadline or when the call returned
+            future.set_exception(TaskTimeoutError(task.id, task.timeout or 0.0))
+
+
+def outcome(entry: TaskEntry) -> TaskOutcome:
+    """How ``entry``, which finished, ended."""
+    fn = entry.task.execute_fn
+    agent = fn if isinstance(fn, SubprocessAgent) else None
+    exit_code = None if agent is None else agent.exit_code
+    return TaskOutcome(
+        entry.id,
+        entry.agent,
+        entry.task.task_description,
+        entry.state,
+        attempts=entry.attempts,
+        duration_s=duration(entry),
+        reason=entry.outcome_reason,
+        exit_code=exit_code,
+        log=None if agent is None or exit_code is None else str(agent.log),
+        report=None if agent is None else agent.report or AgentReport(),
+    )
+
+
+def duration(entry: TaskEntry) -> float | None:
+    if entry.started_at is None or entry.finished_at is None:
+        return None
+    return entry.finished_at - entry.started_at
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def call_quietly(fn: Callable[[], object]) -> None:
+    """Call a user's callback: what it raises is logged, never the queue's problem."""
+    try:
+        fn()
+    except Exception:
+        log.exception("callback %r raised", fn)
