@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from . import retention
+from .clocks import REAL, Clocks
 from .errors import InvalidArgumentError, NotRegularFileError, RunAliveError, StateError
 from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, judge_run, live_holds, read_groups, why_alive
 from .line import Place, Wanted, alive_by, live_places, parse_line, set_places
@@ -92,9 +93,9 @@ RECOVERY_S = 3 * HEARTBEAT_S
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 
 
-def new_run_id() -> str:
-    """A run id that sorts by start time and is unique across processes and hosts."""
-    return time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+def new_run_id(clocks: Clocks = REAL) -> str:
+    """A run id that sorts by start time (by ``clocks``) and is unique across processes and hosts."""
+    return f"{_time_stamp(clocks)}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def state_dir(repo: str | os.PathLike[str]) -> Path:
@@ -116,6 +117,7 @@ class RegistrySession:
     dropped: list[Hold] = field(default_factory=list)  # holds of dead owners, pruned on read
     line_changed: bool = False  # the line changed: written with the holds
     recovering: float = 0.0  # wall time until which nobody may take a new claim (0: none)
+    clocks: Clocks = REAL  # tells when a hold or a place was taken
 
     def foreign(self) -> list[Hold]:
         """Holds of every other run (other processes, or other queues of this one)."""
@@ -125,7 +127,7 @@ class RegistrySession:
         return [h for h in self.holds.values() if h.owner.run == self.owner.run]
 
     def add(self, task: str, agent: str, writes: tuple[str, ...], reads: tuple[str, ...]) -> None:
-        hold = Hold(self.owner, task, agent, writes, reads, time.time())
+        hold = Hold(self.owner, task, agent, writes, reads, self.clocks.wall())
         self.holds[hold.key] = hold
         self.changed = True
 
@@ -135,7 +137,7 @@ class RegistrySession:
 
     def set_waiting(self, wanted: Sequence[Wanted]) -> None:
         """Make this run's places in line held by ``wanted``, best-ranked first (see line.set_places)."""
-        line = set_places(self.waiting, self.owner, wanted, time.time())
+        line = set_places(self.waiting, self.owner, wanted, self.clocks.wall())
         if line != self.waiting:
             self.waiting = line
             self.line_changed = True
@@ -149,7 +151,8 @@ class Registry:
     ``-3``...): an id names one process. ``stale_after`` is how old the heartbeat of a run
     that cannot be checked directly (another host or container) may be before it is dead.
     ``keep_runs`` is how many finished runs keep their history and logs: the end of the run
-    prunes the state directory (see :mod:`queue_core.retention`).
+    prunes the state directory (see :mod:`queue_core.retention`). ``clocks`` tell every time
+    it reads: lock waits, heartbeats' ages, when a hold was taken, a recovery's end.
 
     Raises StateError, naming the path, if the state directory cannot be created or written
     (or an older version's runs hold claims in its old place), ValueError for a bad ``run``
@@ -166,6 +169,7 @@ class Registry:
         on_lock_wait: Callable[[str | None], None] | None = None,
         stale_after: float = STALE_AFTER_S,
         keep_runs: int = DEFAULT_KEEP_RUNS,
+        clocks: Clocks = REAL,
     ):
         self.keep_runs = check_keep_runs(keep_runs)
         if run is not None:
@@ -174,6 +178,7 @@ class Registry:
         self.dir = locate(self.repo)
         self.lock_timeout = lock_timeout
         self.stale_after = stale_after
+        self.clocks = clocks
         #: Called with who holds the lock once a wait for it has taken LOCK_REPORT_S (and again
         #: if that changes), from the waiting thread; then with None once the lock is taken. Not
         #: when the wait failed (interrupt, timeout). It must not take a lock that a caller of
@@ -229,14 +234,14 @@ class Registry:
         self._acquire()
         try:
             holds, line = self._read()
-            live, dropped = live_holds(holds, self.runs_dir, self.owner, self.stale_after)
-            waiting = live_places(line, alive_by(self.runs_dir, self.stale_after))
+            live, dropped = live_holds(holds, self.runs_dir, self.owner, self.stale_after, clocks=self.clocks)
+            waiting = live_places(line, alive_by(self.runs_dir, self.stale_after, clocks=self.clocks))
         except BaseException:
             self._unlock()
             raise
-        session = RegistrySession(self.owner, {h.key: h for h in live}, waiting, dropped=dropped)
+        session = RegistrySession(self.owner, {h.key: h for h in live}, waiting, dropped=dropped, clocks=self.clocks)
         session.line_changed = len(waiting) != len(line)  # dead runs' places leave at the next write
-        if self._recovering_until > time.time():
+        if self._recovering_until > self.clocks.wall():
             session.recovering = self._recovering_until
         return session
 
@@ -285,21 +290,21 @@ class Registry:
             raw = read_regular(self.path)
             data = None if raw is None else json.loads(raw)
             keys = {f"{h['owner']['run']}/{h['task']}" for h in data["holds"]} if isinstance(data, dict) else set()
-            recovering = isinstance(data, dict) and float(data.get("recovering_until", 0)) > time.time()
+            recovering = isinstance(data, dict) and float(data.get("recovering_until", 0)) > self.clocks.wall()
         except (OSError, ValueError, KeyError, TypeError):
             return True
         return recovering or any(f"{self.run}/{task}" not in keys for task in running)
 
     def _acquire(self) -> None:
         """Take this Registry's step lock, then the file lock; report a long wait, end on interrupt."""
-        started = time.monotonic()
+        started = self.clocks.monotonic()
         reported: str | None = None
         while not self._step.acquire(timeout=self._poll(started)):
             self._waited(started)  # another step of this run waits for the file lock, and says so
         try:
             next_look = started + LOCK_POLL_S
             while not self._try_lock():
-                now = time.monotonic()
+                now = self.clocks.monotonic()
                 if now >= next_look:
                     next_look = now + LOCK_POLL_S
                     if self._waited(started) and self.on_lock_wait is not None:
@@ -348,13 +353,13 @@ class Registry:
             os.close(fd)  # closing the last descriptor of the open file lets go of the flock
 
     def _poll(self, started: float) -> float:
-        return max(0.0, min(LOCK_POLL_S, started + self.lock_timeout - time.monotonic()))
+        return max(0.0, min(LOCK_POLL_S, started + self.lock_timeout - self.clocks.monotonic()))
 
     def _waited(self, started: float) -> bool:
         """After one poll of a lock wait: raise if interrupted or timed out; whether to report it."""
         if self._interrupted.is_set():
             raise StateError(self.dir, "the wait for the registry lock was interrupted")
-        waited = time.monotonic() - started
+        waited = self.clocks.monotonic() - started
         if waited >= self.lock_timeout:
             raise StateError(self.dir, f"the registry lock was not free for {waited:.1f} s")
         return waited >= LOCK_REPORT_S
@@ -405,7 +410,7 @@ class Registry:
         except FileNotFoundError:
             self._make_state_dir()
             if self._record is not None:  # always, once the run has its id
-                self.write_run_record(replace(self._record, updated=time.time()))
+                self.write_run_record(replace(self._record, updated=self.clocks.wall()))
 
     def release_run(self, run: str) -> int:
         """Drop every hold of ``run``, a run a person knows is dead; returns how many there were.
@@ -422,8 +427,8 @@ class Registry:
             live = [h for h in session.holds.values() if h.owner.run == run]
             if live:  # the step has dropped the holds of dead owners already
                 owner = live[0].owner
-                if owner.alive(self.runs_dir, self.stale_after):
-                    why = why_alive(owner, self.runs_dir, self.stale_after)
+                if owner.alive(self.runs_dir, self.stale_after, self.clocks):
+                    why = why_alive(owner, self.runs_dir, self.stale_after, self.clocks)
                 else:
                     why = f"it died, but an agent of its task {live[0].task} still runs"
                 raise RunAliveError(self.path, f"run {run}: {why}")
@@ -508,13 +513,13 @@ class Registry:
             candidate = run if n == 1 else f"{run}-{n}"
             owner = Owner.current(candidate, supervisor)
             path = self.runs_dir / f"{candidate}.json"
-            record = RunRecord(candidate, owner, time.time())  # no status yet: status shows nothing of it
+            record = RunRecord(candidate, owner, self.clocks.wall())  # no status yet: status shows nothing of it
             if self._create(path, record.to_json()):
                 self._record = record
                 return owner
             self._acquire()
             try:
-                if judge_run(self.runs_dir, candidate, stale_after=self.stale_after)[0]:
+                if judge_run(self.runs_dir, candidate, stale_after=self.stale_after, clocks=self.clocks)[0]:
                     continue  # taken: try the next suffix
                 with contextlib.suppress(FileNotFoundError):  # a dead run's, or damaged: free
                     os.unlink(path)
@@ -556,9 +561,9 @@ class Registry:
         """Hold the beacon shared; another's look at it holds it exclusively for microseconds."""
         if self._beacon < 0:
             return
-        deadline = time.monotonic() + LOCK_REPORT_S
+        deadline = self.clocks.monotonic() + LOCK_REPORT_S
         while not _try_flock(self._beacon, fcntl.LOCK_SH):
-            if time.monotonic() > deadline:  # a looker was stopped mid-look: go on unseen
+            if self.clocks.monotonic() > deadline:  # a looker was stopped mid-look: go on unseen
                 log.warning("could not hold %s shared: other runs may not see this one", self.dir.parent)
                 return
             time.sleep(_LOCK_RETRY_S)
@@ -588,7 +593,7 @@ class Registry:
             holds = [] if raw is None else _parse(raw)[0]
         except (OSError, ValueError, KeyError, TypeError):
             holds = []
-        live = live_holds(holds, legacy / "runs", stale_after=self.stale_after)[0]
+        live = live_holds(holds, legacy / "runs", stale_after=self.stale_after, clocks=self.clocks)[0]
         if live:
             raise StateError(
                 legacy,
@@ -637,8 +642,8 @@ class Registry:
         records went too writes its holds back meanwhile.
         """
         if os.path.lexists(self.path):
-            stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-            aside = self.path.with_name(f"claims.json.damaged-{stamp}")
+            # Named like a run id: sorted by time, unique across processes.
+            aside = self.path.with_name(f"claims.json.damaged-{new_run_id(self.clocks)}")
             os.replace(self.path, aside)
             for old in sorted(self.dir.glob("claims.json.damaged-*"))[:-DAMAGED_KEPT]:
                 with contextlib.suppress(OSError):
@@ -647,7 +652,7 @@ class Registry:
         else:
             kept = "rebuilt"
         holds = self._recorded_holds()
-        self._recovering_until = time.time() + RECOVERY_S if self._others_live() else 0.0
+        self._recovering_until = self.clocks.wall() + RECOVERY_S if self._others_live() else 0.0
         # Written now, under the lock: whatever the session does next, no claim is lost.
         self._write_holds(holds)
         if kept == "rebuilt" and not holds and not self._recovering_until:
@@ -671,7 +676,7 @@ class Registry:
                 run_holds = [Hold.from_json(item) for item in items]
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # not a regular file, damaged, or gone meanwhile: its run writes back
-            holds.extend(live_holds(run_holds, self.runs_dir, stale_after=self.stale_after)[0])
+            holds.extend(live_holds(run_holds, self.runs_dir, stale_after=self.stale_after, clocks=self.clocks)[0])
         return holds
 
     def _write_holds(self, holds: Iterable[Hold], line: Iterable[Place] = ()) -> None:
@@ -682,7 +687,7 @@ class Registry:
         data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "holds": [h.to_json() for h in holds]}
         if waiting := [h.to_json() for h in line]:
             data["waiting"] = waiting
-        if self._recovering_until > time.time():
+        if self._recovering_until > self.clocks.wall():
             data["recovering_until"] = self._recovering_until
         data["dir"] = self._dir_inode()
         return data
@@ -701,7 +706,7 @@ class Registry:
             except IsADirectoryError:
                 if not locked or not stat.S_ISDIR(os.lstat(path).st_mode):
                     raise
-                aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}")
+                aside = path.with_name(f"{path.name}.damaged-{_time_stamp(self.clocks)}-{uuid.uuid4().hex[:6]}")
                 os.replace(path, aside)
                 notice = f"{path} was a directory; kept it as {aside.name} and wrote the file"
                 self.notices.append(notice)
@@ -753,6 +758,11 @@ def _parse(raw: bytes) -> tuple[list[Hold], list[Place], float, int | None]:
     line = parse_line(data.get("waiting", []))
     written_in = data.get("dir")
     return holds, line, float(data.get("recovering_until", 0.0)), None if written_in is None else int(written_in)
+
+
+def _time_stamp(clocks: Clocks) -> str:
+    """The wall time by ``clocks``, local, as a prefix that sorts names by it: ``20261128-142501``."""
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(clocks.wall()))
 
 
 def _try_flock(fd: int, operation: int) -> bool:

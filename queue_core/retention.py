@@ -31,7 +31,6 @@ import errno
 import os
 import re
 import stat
-import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from .clocks import REAL, Clocks
 from .errors import InvalidArgumentError, StateError
 from .holds import STALE_AFTER_S, judge_run, live_holds
 from .line import alive_by, live_places
@@ -144,7 +144,7 @@ def plan(
     held: Collection[str] = (),
     protect: Collection[str] = (),
     stale_after: float = STALE_AFTER_S,
-    now: float | None = None,
+    clocks: Clocks = REAL,
 ) -> RetentionReport:
     """What pruning the state directory ``directory`` would remove now; changes nothing.
 
@@ -152,10 +152,11 @@ def plan(
     files stay whatever they look like (the caller's own) and that count first among the
     newest ``keep_runs``. Costs a listing of the state directory's folders, and a look at each
     run in ``runs/`` and, only when there are more finished runs than ``keep_runs``, at the
-    head of each history record. Raises ValueError for a bad ``keep_runs``.
+    head of each history record. ``clocks`` tell how old a heartbeat or a temporary file is.
+    Raises ValueError for a bad ``keep_runs``.
     """
     keep_runs = check_keep_runs(keep_runs)
-    now = time.time() if now is None else now
+    now = clocks.wall()  # one instant for every temporary file's age
     runs_dir = directory / "runs"
     report = RetentionReport(directory, keep_runs)
     runs, damaged = _collect(directory, report, now)
@@ -165,7 +166,7 @@ def plan(
         if run.id not in protect:
             alive, why = False, ""  # a run without a record, holds or groups: nothing could prove it lives
             if run.records:
-                alive, why = judge_run(runs_dir, run.id, stale_after=stale_after, doubt_s=STRAY_AGE_S)
+                alive, why = judge_run(runs_dir, run.id, stale_after=stale_after, doubt_s=STRAY_AGE_S, clocks=clocks)
             if run.id in held and not alive:
                 alive, why = True, "it holds claims, or waits in line, in the registry"
             if alive:
@@ -243,7 +244,9 @@ def _collect(directory: Path, report: RetentionReport, now: float) -> tuple[dict
     return runs, damaged
 
 
-def preview(repo: str | os.PathLike[str], keep_runs: int, *, stale_after: float = STALE_AFTER_S) -> RetentionReport:
+def preview(
+    repo: str | os.PathLike[str], keep_runs: int, *, stale_after: float = STALE_AFTER_S, clocks: Clocks = REAL
+) -> RetentionReport:
     """What :func:`prune` would remove in ``repo``'s state directory now, changing nothing.
 
     Read without the registry lock, like ``status``: a view, never a decision. Raises
@@ -262,10 +265,10 @@ def preview(repo: str | os.PathLike[str], keep_runs: int, *, stale_after: float 
     if not stat.S_ISDIR(st.st_mode):
         raise StateError(directory, "is not a directory (a symlink is never followed)")
     holds, line = read_registry(repo)
-    live = live_holds(holds, directory / "runs", stale_after=stale_after)[0]
-    waiting = live_places(line, alive_by(directory / "runs", stale_after))
+    live = live_holds(holds, directory / "runs", stale_after=stale_after, clocks=clocks)[0]
+    waiting = live_places(line, alive_by(directory / "runs", stale_after, clocks=clocks))
     held = {hold.owner.run for hold in live} | {place.owner.run for place in waiting}
-    return plan(directory, keep_runs, held=held, stale_after=stale_after)
+    return plan(directory, keep_runs, held=held, stale_after=stale_after, clocks=clocks)
 
 
 def apply(report: RetentionReport) -> RetentionReport:
@@ -302,6 +305,7 @@ def prune(registry: Registry, keep_runs: int | None = None, *, dry_run: bool = F
             held={hold.owner.run for hold in session.holds.values()} | {place.owner.run for place in session.waiting},
             protect={registry.run},
             stale_after=registry.stale_after,
+            clocks=registry.clocks,
         )
         return report if dry_run else apply(report)
 
