@@ -36,8 +36,8 @@ from .claims import Claim
 from .clocks import REAL, Clocks
 from .errors import GitError
 from .queue import TaskEvent
-from .registry import holds_in, state_dir
-from .statedir import read_regular
+from .registry import holds_in
+from .statedir import read_regular, state_dir
 
 __all__ = [
     "GitCalls",

@@ -61,7 +61,17 @@ from .line import Place, Wanted, alive_by, live_places, parse_line, set_places
 from .processes import ProcessId, describe_lock_holder
 from .records import RunHistory, RunRecord
 from .retention import DAMAGED_KEPT, DEFAULT_KEEP_RUNS, check_keep_runs
-from .statedir import LEGACY_DIR, ensure_private_dir, locate, read_regular, write_private
+from .statedir import (
+    LEGACY_DIR,
+    create_private,
+    encode_json,
+    ensure_private_dir,
+    locate,
+    make_state_dir,
+    read_regular,
+    state_dir,
+    write_private,
+)
 
 __all__ = [
     "Hold",
@@ -96,11 +106,6 @@ RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 def new_run_id(clocks: Clocks = REAL) -> str:
     """A run id that sorts by start time (by ``clocks``) and is unique across processes and hosts."""
     return f"{_time_stamp(clocks)}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-def state_dir(repo: str | os.PathLike[str]) -> Path:
-    """The state directory of the repository at ``repo`` (see :mod:`queue_core.statedir`)."""
-    return locate(Path(repo).resolve())
 
 
 @dataclass
@@ -196,7 +201,7 @@ class Registry:
         self._lock_fd: int | None = None  # the state directory, flocked, while a step runs
         self._recovering_until = 0.0  # wall time: claims.json was lost; no new claim before it
         self._record: RunRecord | None = None  # the run record last written, to write again if lost
-        self._make_state_dir()
+        make_state_dir(self.dir)
         self._migrate_legacy_state()
         # Seen by any step that finds claims.json lost: a live registry is here. Taken after the
         # look, which must not count this one.
@@ -208,7 +213,7 @@ class Registry:
             if not os.path.lexists(self.path) and not self._others_live():
                 # A first claims.json (or one lost while no run lived): from now on a missing one
                 # is a lost one. What dead runs' agents still hold is in it.
-                self._create(self.path, self._registry_data(self._recorded_holds()))
+                create_private(self.path, encode_json(self._registry_data(self._recorded_holds())))
             self._hold_beacon()
             self.owner = self._unique_owner(run or new_run_id(), supervisor)
         except BaseException:
@@ -325,7 +330,7 @@ class Registry:
         try:
             fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:  # removed whole: made again (a live run's beacon tells the next step)
-            self._make_state_dir()
+            make_state_dir(self.dir)
             return False
         except OSError as exc:
             raise StateError(self.dir, f"cannot open the state directory: {exc.strerror or exc}") from exc
@@ -400,7 +405,7 @@ class Registry:
         except StateError as exc:
             if not isinstance(exc.__cause__, FileNotFoundError):
                 raise
-            self._make_state_dir()  # removed whole: made again, as the next step would
+            make_state_dir(self.dir)  # removed whole: made again, as the next step would
             self._write(self._record_path, data)
 
     def heartbeat(self) -> None:
@@ -408,7 +413,7 @@ class Registry:
         try:
             os.utime(self._record_path, follow_symlinks=False)
         except FileNotFoundError:
-            self._make_state_dir()
+            make_state_dir(self.dir)
             if self._record is not None:  # always, once the run has its id
                 self.write_run_record(replace(self._record, updated=self.clocks.wall()))
 
@@ -514,7 +519,7 @@ class Registry:
             owner = Owner.current(candidate, supervisor)
             path = self.runs_dir / f"{candidate}.json"
             record = RunRecord(candidate, owner, self.clocks.wall())  # no status yet: status shows nothing of it
-            if self._create(path, record.to_json()):
+            if create_private(path, encode_json(record.to_json())):
                 self._record = record
                 return owner
             self._acquire()
@@ -523,27 +528,12 @@ class Registry:
                     continue  # taken: try the next suffix
                 with contextlib.suppress(FileNotFoundError):  # a dead run's, or damaged: free
                     os.unlink(path)
-                if self._create(path, record.to_json()):
+                if create_private(path, encode_json(record.to_json())):
                     self._record = record
                     return owner
             finally:
                 self._unlock()
         raise StateError(self.runs_dir, f"no free run id like {run!r}")
-
-    def _create(self, path: Path, data: dict[str, Any]) -> bool:
-        """Create ``path`` with ``data`` whole, if it does not exist; whether it was created."""
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.new")
-        try:
-            write_private(tmp, json.dumps(data, separators=(",", ":")).encode())
-            try:
-                os.link(tmp, path)  # atomic, and fails if it exists: readers never see it half-written
-            except FileExistsError:
-                return False
-            finally:
-                os.unlink(tmp)
-        except OSError as exc:
-            raise StateError(path, f"cannot write: {exc.strerror or exc}") from exc
-        return True
 
     def _others_live(self) -> bool:
         """Whether another live registry of this repository (of any process) holds the beacon."""
@@ -567,18 +557,6 @@ class Registry:
                 log.warning("could not hold %s shared: other runs may not see this one", self.dir.parent)
                 return
             time.sleep(_LOCK_RETRY_S)
-
-    def _make_state_dir(self) -> None:
-        for directory in (self.dir, self.runs_dir, self.history_dir):
-            ensure_private_dir(directory)
-        try:
-            if self.dir.name == LEGACY_DIR and not (self.dir / ".gitignore").exists():
-                write_private(self.dir / ".gitignore", b"# project-manager's state: never commit it\n*\n")
-            probe = self.dir / f".write-probe-{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as exc:
-            raise StateError(self.dir, f"cannot write the state directory: {exc.strerror or exc}") from exc
 
     def _migrate_legacy_state(self) -> None:
         """Move the history and logs that versions before the git location left in ``<repo>/.project-manager``.
@@ -699,7 +677,7 @@ class Registry:
         are exact. Then a directory in its place is moved aside first, as a read does with a
         damaged claims.json: a step that could never write would never let go of the lock.
         """
-        raw = json.dumps(data, separators=(",", ":")).encode()  # the C encoder
+        raw = encode_json(data)
         try:
             try:
                 write_private(path, raw)

@@ -42,7 +42,7 @@ from .clocks import REAL, Clocks
 from .errors import InvalidArgumentError, StateError
 from .holds import STALE_AFTER_S, judge_run, live_holds
 from .line import alive_by, live_places
-from .statedir import describe_entry, list_dir, locate, measure, remove_entry
+from .statedir import describe_entry, list_dir, measure, remove_entry, state_dir
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -71,7 +71,7 @@ STRAY_AGE_S = 3600.0
 # What names a run's files: a run id (see registry.RUN_ID_PATTERN), suffixed "-2"... when reused.
 _RUN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _RECORDS = ("json", "holds", "groups")
-# The temporary files of statedir.write_private, Registry._create and _make_state_dir (and of
+# The temporary files of statedir.write_private, create_private and make_state_dir (and of
 # Registry._unique_owner in versions that moved a dead record aside: ".dead-").
 _STRAY = re.compile(r"\.(?:.+\.(?P<pid>\d+)\.(?:tmp|[0-9a-f]{6}\.new)|.+\.dead-[0-9a-f]{6}|write-probe-(?P<probe>\d+))")
 _DAMAGED = "claims.json.damaged-"
@@ -255,7 +255,7 @@ def preview(
     """
     from .registry import read_registry  # the registry imports this module
 
-    directory = locate(Path(repo).resolve())
+    directory = state_dir(repo)
     try:
         st = os.lstat(directory)
     except FileNotFoundError:

@@ -29,8 +29,8 @@ from .errors import NotRegularFileError
 from .holds import Owner, live_holds, read_groups
 from .processes import agent_processes, lock_holder, process_state
 from .records import SCHEMA, ByKey, RunningTask, RunRecord, WaitingTask, schema_of
-from .registry import read_holds, state_dir
-from .statedir import read_regular
+from .registry import read_holds
+from .statedir import read_regular, state_dir
 from .waits import WaitReason
 
 __all__ = ["AgentProcess", "RepoStatus", "RunView", "live_run_records", "repo_status"]
