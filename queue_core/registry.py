@@ -3,10 +3,8 @@
 Layout, in the repository's state directory (see :mod:`queue_core.statedir`: under the git
 common directory, or ``<repo>/.project-manager/``):
 
-* the directory itself is the lock: an exclusive ``flock`` on it guards every step. A lock file
-  can be deleted while held, and a second process then locks a new one; a step that locked a
-  directory no longer at the path lets go and tries again, and a claims.json written in another
-  directory is not trusted (see _read).
+* the directory itself is the lock (see :mod:`queue_core.statelock`), and a claims.json written
+  in another directory is not trusted (see _read).
 * ``claims.json`` — every claim held by a running task of any process, with its owner; the
   line (``waiting``): tasks that wait for another run, oldest first, which runs let go first
   (see :meth:`RegistrySession.set_waiting`); and, after it was lost, until when nobody may
@@ -25,29 +23,26 @@ supervisor has stopped every process of its agents, and a run id given twice nam
 
 A registry that vanished never reads as "nothing is held". A step that finds ``claims.json``
 missing rebuilds it from the runs' ``.holds`` files (a dead run's agents may still run). Every
-live registry holds a shared ``flock`` on the state directory's parent, which no cleaning
-removes; while another holds it, nobody takes a new claim for ``RECOVERY_S`` after a rebuild,
-while live runs, which look at their holds every ``HEARTBEAT_S``, write back any that were lost.
+live registry holds the beacon (see :class:`~queue_core.statelock.Beacon`); while another holds
+it, nobody takes a new claim for ``RECOVERY_S`` after a rebuild, while live runs, which look at
+their holds every ``HEARTBEAT_S``, write back any that were lost.
 
-Waiting for the lock is never silent and never stuck: after ``LOCK_REPORT_S`` the waiter is
-told who holds it (``on_lock_wait``), stopped or not, and :meth:`Registry.interrupt` ends the
-wait at once.
+Waiting for the lock is never silent and never stuck: after ``statelock.LOCK_REPORT_S`` the
+waiter is told who holds it (``on_lock_wait``), stopped or not, and :meth:`Registry.interrupt`
+ends the wait at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import re
 import shutil
 import stat
-import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -58,7 +53,7 @@ from .clocks import REAL, Clocks
 from .errors import InvalidArgumentError, NotRegularFileError, RunAliveError, StateError
 from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, judge_run, live_holds, read_groups, why_alive
 from .line import Place, Wanted, alive_by, live_places, parse_line, set_places
-from .processes import ProcessId, describe_lock_holder
+from .processes import ProcessId
 from .records import RunHistory, RunRecord
 from .retention import DAMAGED_KEPT, DEFAULT_KEEP_RUNS, check_keep_runs
 from .statedir import (
@@ -72,6 +67,7 @@ from .statedir import (
     state_dir,
     write_private,
 )
+from .statelock import Beacon, RegistryLock
 
 __all__ = [
     "Hold",
@@ -90,12 +86,6 @@ log = logging.getLogger("queue_core")
 FORMAT = "project-manager/claims"
 #: The version of claims.json; run and history records follow queue_core.records.SCHEMA.
 VERSION = 1
-#: After waiting this long for the registry lock, a waiter is told who holds it.
-LOCK_REPORT_S = 1.0
-#: How often a wait for the lock looks whether it was interrupted, or its holder changed.
-LOCK_POLL_S = 0.1
-#: How often a contended lock is tried again.
-_LOCK_RETRY_S = 0.005
 #: After claims.json was found lost while other runs live, nobody takes a new claim this long:
 #: time for each of them to write back its holds (they look every HEARTBEAT_S).
 RECOVERY_S = 3 * HEARTBEAT_S
@@ -181,15 +171,13 @@ class Registry:
             _check_run_id(run)
         self.repo = Path(repo).resolve()
         self.dir = locate(self.repo)
-        self.lock_timeout = lock_timeout
         self.stale_after = stale_after
         self.clocks = clocks
-        #: Called with who holds the lock once a wait for it has taken LOCK_REPORT_S (and again
-        #: if that changes), from the waiting thread; then with None once the lock is taken. Not
-        #: when the wait failed (interrupt, timeout). It must not take a lock that a caller of
-        #: begin() may hold.
+        #: Called with who holds the lock once a wait for it has taken statelock.LOCK_REPORT_S
+        #: (and again if that changes), from the waiting thread; then with None once the lock is
+        #: taken. Not when the wait failed (interrupt, timeout). It must not take a lock that a
+        #: caller of begin() may hold.
         self.on_lock_wait = on_lock_wait
-        self._interrupted = threading.Event()
         self.path = self.dir / "claims.json"
         self.runs_dir = self.dir / "runs"
         self.history_dir = self.dir / "history"
@@ -197,24 +185,20 @@ class Registry:
         self.notices: list[str] = []
         #: stamp() right after this process last wrote claims.json.
         self.last_stamp: tuple[int, int, int] | None = None
-        self._step = threading.Lock()  # held from begin() to commit() or abort(), by any thread
-        self._lock_fd: int | None = None  # the state directory, flocked, while a step runs
+        self._lock = RegistryLock(self.dir, timeout=lock_timeout, clocks=clocks)  # from begin() to commit()
         self._recovering_until = 0.0  # wall time: claims.json was lost; no new claim before it
         self._record: RunRecord | None = None  # the run record last written, to write again if lost
         make_state_dir(self.dir)
         self._migrate_legacy_state()
-        # Seen by any step that finds claims.json lost: a live registry is here. Taken after the
+        # Seen by any step that finds claims.json lost: a live registry is here. Held after the
         # look, which must not count this one.
-        self._beacon = os.open(self.dir.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self._closer = weakref.finalize(self, os.close, self._beacon)  # a registry dropped unfinished
-        # Not at exit: a step may still run then, and must not flock a closed, or reused, number.
-        self._closer.atexit = False
+        self._beacon = Beacon(self.dir.parent, clocks=clocks)
         try:
-            if not os.path.lexists(self.path) and not self._others_live():
+            if not os.path.lexists(self.path) and not self._beacon.others_live():
                 # A first claims.json (or one lost while no run lived): from now on a missing one
                 # is a lost one. What dead runs' agents still hold is in it.
                 create_private(self.path, encode_json(self._registry_data(self._recorded_holds())))
-            self._hold_beacon()
+            self._beacon.hold()
             self.owner = self._unique_owner(run or new_run_id(), supervisor)
         except BaseException:
             self.close()
@@ -226,8 +210,7 @@ class Registry:
 
     def close(self) -> None:
         """Let go of the beacon: this registry is no longer live (done by finish_run)."""
-        self._closer()
-        self._beacon = -1
+        self._beacon.close()
 
     def begin(self) -> RegistrySession:
         """Lock the registry and read its live holds; end with :meth:`commit` or :meth:`abort`.
@@ -236,13 +219,13 @@ class Registry:
         the file I/O on either side runs without it. ``recovering`` is set on a session while
         nobody may take a new claim (see the module's docstring).
         """
-        self._acquire()
+        self._lock.acquire(self.on_lock_wait)
         try:
             holds, line = self._read()
             live, dropped = live_holds(holds, self.runs_dir, self.owner, self.stale_after, clocks=self.clocks)
             waiting = live_places(line, alive_by(self.runs_dir, self.stale_after, clocks=self.clocks))
         except BaseException:
-            self._unlock()
+            self._lock.release()
             raise
         session = RegistrySession(self.owner, {h.key: h for h in live}, waiting, dropped=dropped, clocks=self.clocks)
         session.line_changed = len(waiting) != len(line)  # dead runs' places leave at the next write
@@ -258,7 +241,7 @@ class Registry:
         let anyone read the registry without them.
         """
         self.write(session)
-        self._unlock()
+        self._lock.release()
 
     def write(self, session: RegistrySession) -> None:
         """Write what ``session`` changed and keep the lock: what runs from now on is on disk.
@@ -275,15 +258,16 @@ class Registry:
 
     def abort(self, session: RegistrySession) -> None:
         """Unlock without writing anything ``session`` changed."""
-        self._unlock()
+        self._lock.release()
 
     def interrupt(self) -> None:
-        """Make every wait for the lock, now (within LOCK_POLL_S) and from now on, fail with StateError.
+        """Make every wait for the lock, now (within statelock.LOCK_POLL_S) and from now on, fail
+        with StateError.
 
         For a process about to exit (Ctrl-C while another process holds the lock): its holds
         stay in the registry, as its own, until it has exited.
         """
-        self._interrupted.set()
+        self._lock.interrupt()
 
     def lost_holds(self, running: Iterable[str]) -> bool:
         """Whether claims.json lacks a hold of a task id in ``running``, or is being recovered.
@@ -299,79 +283,6 @@ class Registry:
         except (OSError, ValueError, KeyError, TypeError):
             return True
         return recovering or any(f"{self.run}/{task}" not in keys for task in running)
-
-    def _acquire(self) -> None:
-        """Take this Registry's step lock, then the file lock; report a long wait, end on interrupt."""
-        started = self.clocks.monotonic()
-        reported: str | None = None
-        while not self._step.acquire(timeout=self._poll(started)):
-            self._waited(started)  # another step of this run waits for the file lock, and says so
-        try:
-            next_look = started + LOCK_POLL_S
-            while not self._try_lock():
-                now = self.clocks.monotonic()
-                if now >= next_look:
-                    next_look = now + LOCK_POLL_S
-                    if self._waited(started) and self.on_lock_wait is not None:
-                        message = describe_lock_holder(self.dir, "the registry lock")
-                        if message != reported:
-                            self.on_lock_wait(message)
-                            reported = message
-                if self._interrupted.wait(_LOCK_RETRY_S):
-                    self._waited(started)
-        except BaseException:
-            self._step.release()
-            raise
-        if reported is not None and self.on_lock_wait is not None:
-            self.on_lock_wait(None)
-
-    def _try_lock(self) -> bool:
-        """Take the flock on the state directory if it is free; raises StateError if it cannot be opened."""
-        try:
-            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:  # removed whole: made again (a live run's beacon tells the next step)
-            make_state_dir(self.dir)
-            return False
-        except OSError as exc:
-            raise StateError(self.dir, f"cannot open the state directory: {exc.strerror or exc}") from exc
-        try:
-            taken = _try_flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        if not taken:
-            os.close(fd)
-            return False
-        self._lock_fd = fd
-        # Removed and made again since it was opened: not the directory others lock now.
-        try:
-            same = os.path.samestat(os.fstat(fd), os.lstat(self.dir))
-        except OSError:  # removed meanwhile: the next try makes it again
-            same = False
-        if not same:
-            self._release_lock()
-        return same
-
-    def _release_lock(self) -> None:
-        fd, self._lock_fd = self._lock_fd, None
-        if fd is not None:
-            os.close(fd)  # closing the last descriptor of the open file lets go of the flock
-
-    def _poll(self, started: float) -> float:
-        return max(0.0, min(LOCK_POLL_S, started + self.lock_timeout - self.clocks.monotonic()))
-
-    def _waited(self, started: float) -> bool:
-        """After one poll of a lock wait: raise if interrupted or timed out; whether to report it."""
-        if self._interrupted.is_set():
-            raise StateError(self.dir, "the wait for the registry lock was interrupted")
-        waited = self.clocks.monotonic() - started
-        if waited >= self.lock_timeout:
-            raise StateError(self.dir, f"the registry lock was not free for {waited:.1f} s")
-        return waited >= LOCK_REPORT_S
-
-    def _unlock(self) -> None:
-        self._release_lock()
-        self._step.release()
 
     @contextlib.contextmanager
     def session(self) -> Iterator[RegistrySession]:
@@ -485,12 +396,12 @@ class Registry:
     @property
     def locked(self) -> bool:
         """Whether this Registry holds the lock: a step of it is under way."""
-        return self._lock_fd is not None
+        return self._lock.locked
 
     @property
     def interrupted(self) -> bool:
         """Whether :meth:`interrupt` was called."""
-        return self._interrupted.is_set()
+        return self._lock.interrupted
 
     @property
     def groups_path(self) -> Path:
@@ -522,7 +433,7 @@ class Registry:
             if create_private(path, encode_json(record.to_json())):
                 self._record = record
                 return owner
-            self._acquire()
+            self._lock.acquire(self.on_lock_wait)
             try:
                 if judge_run(self.runs_dir, candidate, stale_after=self.stale_after, clocks=self.clocks)[0]:
                     continue  # taken: try the next suffix
@@ -532,31 +443,8 @@ class Registry:
                     self._record = record
                     return owner
             finally:
-                self._unlock()
+                self._lock.release()
         raise StateError(self.runs_dir, f"no free run id like {run!r}")
-
-    def _others_live(self) -> bool:
-        """Whether another live registry of this repository (of any process) holds the beacon."""
-        if self._beacon < 0:  # closed (finished, or at exit): look with a descriptor of its own
-            fd = os.open(self.dir.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                return not _try_flock(fd, fcntl.LOCK_EX)
-            finally:
-                os.close(fd)  # and with it the lock, if it was had
-        alone = _try_flock(self._beacon, fcntl.LOCK_EX)
-        self._hold_beacon()  # a failed conversion may have let go of our own shared lock
-        return not alone
-
-    def _hold_beacon(self) -> None:
-        """Hold the beacon shared; another's look at it holds it exclusively for microseconds."""
-        if self._beacon < 0:
-            return
-        deadline = self.clocks.monotonic() + LOCK_REPORT_S
-        while not _try_flock(self._beacon, fcntl.LOCK_SH):
-            if self.clocks.monotonic() > deadline:  # a looker was stopped mid-look: go on unseen
-                log.warning("could not hold %s shared: other runs may not see this one", self.dir.parent)
-                return
-            time.sleep(_LOCK_RETRY_S)
 
     def _migrate_legacy_state(self) -> None:
         """Move the history and logs that versions before the git location left in ``<repo>/.project-manager``.
@@ -603,15 +491,11 @@ class Registry:
         except (ValueError, KeyError, TypeError) as exc:
             problem = "it is empty" if not raw.strip() else str(exc) or type(exc).__name__
             return self._rebuild(problem), []
-        if written_in not in (None, self._dir_inode()):
+        if written_in not in (None, self._lock.inode()):
             # The state directory was swapped for a copy (moved, restored): a step of another run
             # may hold the lock on the old one, its holds not written yet.
             return self._rebuild("it was written in another state directory"), []
         return holds, line
-
-    def _dir_inode(self) -> int:
-        """The inode of the state directory this step has locked (or is at its path, unlocked)."""
-        return os.fstat(self._lock_fd).st_ino if self._lock_fd is not None else os.lstat(self.dir).st_ino
 
     def _rebuild(self, problem: str) -> list[Hold]:
         """Keep a damaged registry aside and rebuild it from the live runs' own records.
@@ -630,7 +514,7 @@ class Registry:
         else:
             kept = "rebuilt"
         holds = self._recorded_holds()
-        self._recovering_until = self.clocks.wall() + RECOVERY_S if self._others_live() else 0.0
+        self._recovering_until = self.clocks.wall() + RECOVERY_S if self._beacon.others_live() else 0.0
         # Written now, under the lock: whatever the session does next, no claim is lost.
         self._write_holds(holds)
         if kept == "rebuilt" and not holds and not self._recovering_until:
@@ -667,7 +551,7 @@ class Registry:
             data["waiting"] = waiting
         if self._recovering_until > self.clocks.wall():
             data["recovering_until"] = self._recovering_until
-        data["dir"] = self._dir_inode()
+        data["dir"] = self._lock.inode()
         return data
 
     def _write(self, path: Path, data: dict[str, Any], *, locked: bool = False) -> None:
@@ -741,15 +625,6 @@ def _parse(raw: bytes) -> tuple[list[Hold], list[Place], float, int | None]:
 def _time_stamp(clocks: Clocks) -> str:
     """The wall time by ``clocks``, local, as a prefix that sorts names by it: ``20261128-142501``."""
     return time.strftime("%Y%m%d-%H%M%S", time.localtime(clocks.wall()))
-
-
-def _try_flock(fd: int, operation: int) -> bool:
-    """Take ``operation`` (LOCK_SH, LOCK_EX) on ``fd`` if nobody stands in the way; whether it was taken."""
-    try:
-        fcntl.flock(fd, operation | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 def _entries(directory: Path) -> list[Path]:
