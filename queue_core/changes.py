@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .claims import Claim
+from .claimsfile import holds_in
 from .clocks import REAL, Clocks
 from .errors import GitError
 from .queue import TaskEvent
-from .registry import holds_in
 from .statedir import read_regular, state_dir
 
 __all__ = [

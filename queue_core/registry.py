@@ -5,10 +5,10 @@ common directory, or ``<repo>/.project-manager/``):
 
 * the directory itself is the lock (see :mod:`queue_core.statelock`), and a claims.json written
   in another directory is not trusted (see _read).
-* ``claims.json`` — every claim held by a running task of any process, with its owner; the
-  line (``waiting``): tasks that wait for another run, oldest first, which runs let go first
-  (see :meth:`RegistrySession.set_waiting`); and, after it was lost, until when nobody may
-  take new claims (``recovering_until``).
+* ``claims.json`` (see :mod:`queue_core.claimsfile`) — every claim held by a running task of
+  any process, with its owner; the line (``waiting``): tasks that wait for another run, oldest
+  first, which runs let go first (see :meth:`RegistrySession.set_waiting`); and, after it was
+  lost, until when nobody may take new claims (``recovering_until``).
 * ``runs/<run>.json`` — each live run's status record, which ``status`` reads, and whose
   modification time is the run's heartbeat; ``runs/<run>.holds``, its holds, written under
   the lock with every change to them, from which ``claims.json`` is rebuilt if it is lost or
@@ -49,10 +49,11 @@ from pathlib import Path
 from typing import Any
 
 from . import retention
+from .claimsfile import FORMAT, VERSION, contents, lacks_holds, parse, read_holds
 from .clocks import REAL, Clocks
 from .errors import InvalidArgumentError, NotRegularFileError, RunAliveError, StateError
 from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, judge_run, live_holds, read_groups, why_alive
-from .line import Place, Wanted, alive_by, live_places, parse_line, set_places
+from .line import Place, Wanted, alive_by, live_places, set_places
 from .processes import ProcessId
 from .records import RunHistory, RunRecord
 from .retention import DAMAGED_KEPT, DEFAULT_KEEP_RUNS, check_keep_runs
@@ -69,7 +70,10 @@ from .statedir import (
 )
 from .statelock import Beacon, RegistryLock
 
+# Names that other modules and tests import from here, where they were first defined, too.
 __all__ = [
+    "FORMAT",
+    "VERSION",
     "Hold",
     "Owner",
     "Registry",
@@ -83,9 +87,6 @@ __all__ = [
 
 log = logging.getLogger("queue_core")
 
-FORMAT = "project-manager/claims"
-#: The version of claims.json; run and history records follow queue_core.records.SCHEMA.
-VERSION = 1
 #: After claims.json was found lost while other runs live, nobody takes a new claim this long:
 #: time for each of them to write back its holds (they look every HEARTBEAT_S).
 RECOVERY_S = 3 * HEARTBEAT_S
@@ -197,7 +198,7 @@ class Registry:
             if not os.path.lexists(self.path) and not self._beacon.others_live():
                 # A first claims.json (or one lost while no run lived): from now on a missing one
                 # is a lost one. What dead runs' agents still hold is in it.
-                create_private(self.path, encode_json(self._registry_data(self._recorded_holds())))
+                create_private(self.path, encode_json(self._contents(self._recorded_holds())))
             self._beacon.hold()
             self.owner = self._unique_owner(run or new_run_id(), supervisor)
         except BaseException:
@@ -277,12 +278,9 @@ class Registry:
         """
         try:
             raw = read_regular(self.path)
-            data = None if raw is None else json.loads(raw)
-            keys = {f"{h['owner']['run']}/{h['task']}" for h in data["holds"]} if isinstance(data, dict) else set()
-            recovering = isinstance(data, dict) and float(data.get("recovering_until", 0)) > self.clocks.wall()
-        except (OSError, ValueError, KeyError, TypeError):
+        except OSError:
             return True
-        return recovering or any(f"{self.run}/{task}" not in keys for task in running)
+        return lacks_holds(raw, self.run, running, self.clocks.wall())
 
     @contextlib.contextmanager
     def session(self) -> Iterator[RegistrySession]:
@@ -456,7 +454,7 @@ class Registry:
             return
         try:
             raw = read_regular(legacy / "claims.json")
-            holds = [] if raw is None else _parse(raw)[0]
+            holds = [] if raw is None else parse(raw)[0]
         except (OSError, ValueError, KeyError, TypeError):
             holds = []
         live = live_holds(holds, legacy / "runs", stale_after=self.stale_after, clocks=self.clocks)[0]
@@ -487,7 +485,7 @@ class Registry:
         if raw is None:  # lost, or none yet: what the runs' own records say is held, is
             return self._rebuild("it is missing"), []
         try:
-            holds, line, self._recovering_until, written_in = _parse(raw)
+            holds, line, self._recovering_until, written_in = parse(raw)
         except (ValueError, KeyError, TypeError) as exc:
             problem = "it is empty" if not raw.strip() else str(exc) or type(exc).__name__
             return self._rebuild(problem), []
@@ -542,17 +540,11 @@ class Registry:
         return holds
 
     def _write_holds(self, holds: Iterable[Hold], line: Iterable[Place] = ()) -> None:
-        self._write(self.path, self._registry_data(holds, line), locked=True)
+        self._write(self.path, self._contents(holds, line), locked=True)
 
-    def _registry_data(self, holds: Iterable[Hold], line: Iterable[Place] = ()) -> dict[str, Any]:
-        """claims.json's content: the holds, the line, a recovery under way, and which directory it is for."""
-        data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "holds": [h.to_json() for h in holds]}
-        if waiting := [h.to_json() for h in line]:
-            data["waiting"] = waiting
-        if self._recovering_until > self.clocks.wall():
-            data["recovering_until"] = self._recovering_until
-        data["dir"] = self._lock.inode()
-        return data
+    def _contents(self, holds: Iterable[Hold], line: Iterable[Place] = ()) -> dict[str, Any]:
+        """claims.json's content now: ``holds``, ``line``, a recovery under way, and which directory it is for."""
+        return contents(holds, line, self._recovering_until, self._lock.inode(), self.clocks.wall())
 
     def _write(self, path: Path, data: dict[str, Any], *, locked: bool = False) -> None:
         """Replace ``path`` atomically (see write_private); raises StateError.
@@ -578,48 +570,10 @@ class Registry:
             raise StateError(path, f"cannot write: {exc.strerror or exc}") from exc
 
 
-def read_holds(repo: str | os.PathLike[str]) -> list[Hold]:
-    """What ``repo``'s claims.json says is held now, read without the lock: for a view, never for a
-    decision. Empty if there is no registry, or it cannot be read or parsed."""
-    return read_registry(repo)[0]
-
-
-def read_registry(repo: str | os.PathLike[str]) -> tuple[list[Hold], list[Place]]:
-    """The holds and the line in ``repo``'s claims.json now, read without the lock, like read_holds."""
-    try:
-        holds, line, _, _ = _parse(read_regular(state_dir(repo) / "claims.json") or b"")
-    except (OSError, ValueError, KeyError, TypeError):
-        return [], []
-    return holds, line
-
-
 def _check_run_id(run: str) -> None:
     """Raise InvalidArgumentError unless ``run`` can name a file in runs/: a name, never a path."""
     if not RUN_ID_PATTERN.fullmatch(run):
         raise InvalidArgumentError(f"run id {run!r}: expected letters, digits, '.', '_' or '-', not starting with '.'")
-
-
-def holds_in(raw: bytes) -> list[Hold]:
-    """The holds in ``raw``, the bytes of a claims.json read without the lock (for a view, never
-    for a decision); empty if they cannot be parsed."""
-    try:
-        return _parse(raw)[0]
-    except (ValueError, KeyError, TypeError):
-        return []
-
-
-def _parse(raw: bytes) -> tuple[list[Hold], list[Place], float, int | None]:
-    """A claims.json's holds, line, until when it is recovered, and the inode of the state directory
-    it was written in (None: not said); raises ValueError (KeyError, TypeError)."""
-    data = json.loads(raw.decode("utf-8"))
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError("not a project-manager claim registry")
-    if data.get("version") != VERSION:
-        raise ValueError(f"format version {data.get('version')!r}; this version reads {VERSION}")
-    holds = [Hold.from_json(item) for item in data["holds"]]
-    line = parse_line(data.get("waiting", []))
-    written_in = data.get("dir")
-    return holds, line, float(data.get("recovering_until", 0.0)), None if written_in is None else int(written_in)
 
 
 def _time_stamp(clocks: Clocks) -> str:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from .claimsfile import read_registry
 from .clocks import REAL, Clocks
 from .errors import InvalidArgumentError, StateError
 from .holds import STALE_AFTER_S, judge_run, live_holds
@@ -253,8 +254,6 @@ def preview(
     StateError if the state directory is not a directory (a symlink is never followed),
     ValueError for a bad ``keep_runs``.
     """
-    from .registry import read_registry  # the registry imports this module
-
     directory = state_dir(repo)
     try:
         st = os.lstat(directory)

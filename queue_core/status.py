@@ -24,12 +24,12 @@ from ._jsonread import (
     str_at,
     strs_at,
 )
+from .claimsfile import read_holds
 from .clocks import REAL, Clocks
 from .errors import NotRegularFileError
 from .holds import Owner, live_holds, read_groups
 from .processes import agent_processes, lock_holder, process_state
 from .records import SCHEMA, ByKey, RunningTask, RunRecord, WaitingTask, schema_of
-from .registry import read_holds
 from .statedir import read_regular, state_dir
 from .waits import WaitReason
 
