@@ -48,7 +48,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import retention
+from . import legacy, retention
 from .claimsfile import FORMAT, VERSION, contents, lacks_holds, parse, read_holds
 from .clocks import REAL, Clocks
 from .errors import InvalidArgumentError, NotRegularFileError, RunAliveError, StateError
@@ -58,10 +58,8 @@ from .processes import ProcessId
 from .records import RunHistory, RunRecord
 from .retention import DAMAGED_KEPT, DEFAULT_KEEP_RUNS, check_keep_runs
 from .statedir import (
-    LEGACY_DIR,
     create_private,
     encode_json,
-    ensure_private_dir,
     locate,
     make_state_dir,
     read_regular,
@@ -190,7 +188,8 @@ class Registry:
         self._recovering_until = 0.0  # wall time: claims.json was lost; no new claim before it
         self._record: RunRecord | None = None  # the run record last written, to write again if lost
         make_state_dir(self.dir)
-        self._migrate_legacy_state()
+        if notice := legacy.migrate(self.repo, self.dir, stale_after=stale_after, clocks=clocks):
+            self.notices.append(notice)
         # Seen by any step that finds claims.json lost: a live registry is here. Held after the
         # look, which must not count this one.
         self._beacon = Beacon(self.dir.parent, clocks=clocks)
@@ -444,34 +443,6 @@ class Registry:
                 self._lock.release()
         raise StateError(self.runs_dir, f"no free run id like {run!r}")
 
-    def _migrate_legacy_state(self) -> None:
-        """Move the history and logs that versions before the git location left in ``<repo>/.project-manager``.
-
-        Refused while a run of such a version holds claims there: it would not see ours.
-        """
-        legacy = self.repo / LEGACY_DIR
-        if legacy == self.dir or not legacy.is_dir() or legacy.is_symlink():
-            return
-        try:
-            raw = read_regular(legacy / "claims.json")
-            holds = [] if raw is None else parse(raw)[0]
-        except (OSError, ValueError, KeyError, TypeError):
-            holds = []
-        live = live_holds(holds, legacy / "runs", stale_after=self.stale_after, clocks=self.clocks)[0]
-        if live:
-            raise StateError(
-                legacy,
-                f"run {live[0].owner.run} (pid {live[0].owner.pid}) of an older version holds claims here; "
-                "let it finish first",
-            )
-        for name in ("history", "logs"):
-            for entry in _entries(legacy / name):
-                ensure_private_dir(self.dir / name)
-                with contextlib.suppress(OSError):
-                    os.rename(entry, self.dir / name / entry.name)
-        shutil.rmtree(legacy, ignore_errors=True)
-        self.notices.append(f"moved this repository's project-manager state from {legacy} to {self.dir}")
-
     # --- files ----------------------------------------------------------------------------
 
     def _read(self) -> tuple[list[Hold], list[Place]]:
@@ -579,10 +550,3 @@ def _check_run_id(run: str) -> None:
 def _time_stamp(clocks: Clocks) -> str:
     """The wall time by ``clocks``, local, as a prefix that sorts names by it: ``20261128-142501``."""
     return time.strftime("%Y%m%d-%H%M%S", time.localtime(clocks.wall()))
-
-
-def _entries(directory: Path) -> list[Path]:
-    try:
-        return list(directory.iterdir())
-    except OSError:
-        return []
