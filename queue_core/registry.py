@@ -38,10 +38,8 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import stat
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -51,21 +49,14 @@ from typing import Any
 from . import legacy, retention
 from .claimsfile import FORMAT, VERSION, contents, lacks_holds, parse, read_holds
 from .clocks import REAL, Clocks
-from .errors import InvalidArgumentError, NotRegularFileError, RunAliveError, StateError
-from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, judge_run, live_holds, read_groups, why_alive
+from .errors import NotRegularFileError, RunAliveError, StateError
+from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, live_holds, read_groups, why_alive
 from .line import Place, Wanted, alive_by, live_places, set_places
 from .processes import ProcessId
 from .records import RunHistory, RunRecord
 from .retention import DAMAGED_KEPT, DEFAULT_KEEP_RUNS, check_keep_runs
-from .statedir import (
-    create_private,
-    encode_json,
-    locate,
-    make_state_dir,
-    read_regular,
-    state_dir,
-    write_private,
-)
+from .runid import check_run_id, new_run_id, take_run_id, time_stamp
+from .statedir import create_private, encode_json, locate, make_state_dir, read_regular, state_dir, write_private
 from .statelock import Beacon, RegistryLock
 
 # Names that other modules and tests import from here, where they were first defined, too.
@@ -88,13 +79,6 @@ log = logging.getLogger("queue_core")
 #: After claims.json was found lost while other runs live, nobody takes a new claim this long:
 #: time for each of them to write back its holds (they look every HEARTBEAT_S).
 RECOVERY_S = 3 * HEARTBEAT_S
-#: Run ids (and task ids, see AgentTask): safe as a file name anywhere.
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
-
-
-def new_run_id(clocks: Clocks = REAL) -> str:
-    """A run id that sorts by start time (by ``clocks``) and is unique across processes and hosts."""
-    return f"{_time_stamp(clocks)}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 @dataclass
@@ -167,7 +151,7 @@ class Registry:
     ):
         self.keep_runs = check_keep_runs(keep_runs)
         if run is not None:
-            _check_run_id(run)
+            check_run_id(run)
         self.repo = Path(repo).resolve()
         self.dir = locate(self.repo)
         self.stale_after = stale_after
@@ -186,7 +170,6 @@ class Registry:
         self.last_stamp: tuple[int, int, int] | None = None
         self._lock = RegistryLock(self.dir, timeout=lock_timeout, clocks=clocks)  # from begin() to commit()
         self._recovering_until = 0.0  # wall time: claims.json was lost; no new claim before it
-        self._record: RunRecord | None = None  # the run record last written, to write again if lost
         make_state_dir(self.dir)
         if notice := legacy.migrate(self.repo, self.dir, stale_after=stale_after, clocks=clocks):
             self.notices.append(notice)
@@ -199,7 +182,16 @@ class Registry:
                 # is a lost one. What dead runs' agents still hold is in it.
                 create_private(self.path, encode_json(self._contents(self._recorded_holds())))
             self._beacon.hold()
-            self.owner = self._unique_owner(run or new_run_id(), supervisor)
+            self._record = take_run_id(  # the run record last written, to write again if lost
+                run or new_run_id(clocks),
+                supervisor,
+                self.runs_dir,
+                lock=self._lock,
+                on_lock_wait=on_lock_wait,
+                stale_after=stale_after,
+                clocks=clocks,
+            )
+            self.owner = self._record.owner
         except BaseException:
             self.close()
             raise
@@ -322,8 +314,7 @@ class Registry:
             os.utime(self._record_path, follow_symlinks=False)
         except FileNotFoundError:
             make_state_dir(self.dir)
-            if self._record is not None:  # always, once the run has its id
-                self.write_run_record(replace(self._record, updated=self.clocks.wall()))
+            self.write_run_record(replace(self._record, updated=self.clocks.wall()))
 
     def release_run(self, run: str) -> int:
         """Drop every hold of ``run``, a run a person knows is dead; returns how many there were.
@@ -333,7 +324,7 @@ class Registry:
         ``stale_after``; StateError if the registry cannot be written; ValueError for a ``run``
         that is no run id.
         """
-        _check_run_id(run)
+        check_run_id(run)
         with self.session() as session:
             if run == self.run:
                 raise RunAliveError(self.path, f"run {run} is this one")
@@ -412,36 +403,6 @@ class Registry:
     @property
     def _record_path(self) -> Path:
         return self.runs_dir / f"{self.run}.json"
-
-    # --- joining ----------------------------------------------------------------------------
-
-    def _unique_owner(self, run: str, supervisor: ProcessId | None) -> Owner:
-        """This process as the owner of ``run``, suffixed while a run of that id lives.
-
-        An id is taken by creating its record exclusively. One whose record exists is looked
-        at under the lock, so that no other run taking it, nor a prune, moves a record meanwhile:
-        the id is free if that run is dead, its agents included (see judge_run).
-        """
-        for n in range(1, 1000):
-            candidate = run if n == 1 else f"{run}-{n}"
-            owner = Owner.current(candidate, supervisor)
-            path = self.runs_dir / f"{candidate}.json"
-            record = RunRecord(candidate, owner, self.clocks.wall())  # no status yet: status shows nothing of it
-            if create_private(path, encode_json(record.to_json())):
-                self._record = record
-                return owner
-            self._lock.acquire(self.on_lock_wait)
-            try:
-                if judge_run(self.runs_dir, candidate, stale_after=self.stale_after, clocks=self.clocks)[0]:
-                    continue  # taken: try the next suffix
-                with contextlib.suppress(FileNotFoundError):  # a dead run's, or damaged: free
-                    os.unlink(path)
-                if create_private(path, encode_json(record.to_json())):
-                    self._record = record
-                    return owner
-            finally:
-                self._lock.release()
-        raise StateError(self.runs_dir, f"no free run id like {run!r}")
 
     # --- files ----------------------------------------------------------------------------
 
@@ -531,7 +492,7 @@ class Registry:
             except IsADirectoryError:
                 if not locked or not stat.S_ISDIR(os.lstat(path).st_mode):
                     raise
-                aside = path.with_name(f"{path.name}.damaged-{_time_stamp(self.clocks)}-{uuid.uuid4().hex[:6]}")
+                aside = path.with_name(f"{path.name}.damaged-{time_stamp(self.clocks)}-{uuid.uuid4().hex[:6]}")
                 os.replace(path, aside)
                 notice = f"{path} was a directory; kept it as {aside.name} and wrote the file"
                 self.notices.append(notice)
@@ -539,14 +500,3 @@ class Registry:
                 write_private(path, raw)
         except OSError as exc:
             raise StateError(path, f"cannot write: {exc.strerror or exc}") from exc
-
-
-def _check_run_id(run: str) -> None:
-    """Raise InvalidArgumentError unless ``run`` can name a file in runs/: a name, never a path."""
-    if not RUN_ID_PATTERN.fullmatch(run):
-        raise InvalidArgumentError(f"run id {run!r}: expected letters, digits, '.', '_' or '-', not starting with '.'")
-
-
-def _time_stamp(clocks: Clocks) -> str:
-    """The wall time by ``clocks``, local, as a prefix that sorts names by it: ``20261128-142501``."""
-    return time.strftime("%Y%m%d-%H%M%S", time.localtime(clocks.wall()))

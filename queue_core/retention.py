@@ -69,11 +69,11 @@ DAMAGED_KEPT = 3
 #: A temporary file, or a record that cannot be read, younger than this may be being written.
 STRAY_AGE_S = 3600.0
 
-# What names a run's files: a run id (see registry.RUN_ID_PATTERN), suffixed "-2"... when reused.
+# What names a run's files: a run id (see runid.RUN_ID_PATTERN), suffixed "-2"... when reused.
 _RUN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _RECORDS = ("json", "holds", "groups")
 # The temporary files of statedir.write_private, create_private and make_state_dir (and of
-# Registry._unique_owner in versions that moved a dead record aside: ".dead-").
+# taking a run id in versions that moved a dead record aside: ".dead-").
 _STRAY = re.compile(r"\.(?:.+\.(?P<pid>\d+)\.(?:tmp|[0-9a-f]{6}\.new)|.+\.dead-[0-9a-f]{6}|write-probe-(?P<probe>\d+))")
 _DAMAGED = "claims.json.damaged-"
 # Where a history record written by Registry.finish_run says when its run started and ended:
@@ -275,7 +275,7 @@ def apply(report: RetentionReport) -> RetentionReport:
 
     Use it under the registry lock, in the step that made the plan (see :func:`prune`): no
     rebuild of claims.json reads a dead run's ``.holds`` meanwhile, and no new run takes the
-    id of one judged dead (see Registry._unique_owner) and starts writing its files.
+    id of one judged dead (see runid.take_run_id) and starts writing its files.
     """
     done: list[Removal] = []
     failed = list(report.failed)
