@@ -32,6 +32,7 @@ __all__ = [
     "judge_run",
     "live_holds",
     "read_groups",
+    "read_run_holds",
     "why_alive",
 ]
 
@@ -269,7 +270,7 @@ def judge_run(
             for group in groups:
                 if group.group_alive():
                     return True, f"an agent of its task {task} (process group {group.pid}) still runs"
-    holds = _read_holds(runs_dir / f"{run}.holds")
+    holds = read_run_holds(runs_dir / f"{run}.holds")
     live = live_holds(holds, runs_dir, stale_after=stale_after, clocks=clocks)[0]
     if live:
         if live[0].owner.alive(runs_dir, stale_after, clocks):
@@ -309,7 +310,7 @@ def _why_dead(owner: Owner | None, runs_dir: Path, stale_after: float, clocks: C
     return f"its process (pid {owner.pid}) and its supervisor (pid {owner.supervisor.pid}) are gone"
 
 
-def _read_holds(path: Path) -> list[Hold]:
+def read_run_holds(path: Path) -> list[Hold]:
     """The holds in a run's holds file; none if it is absent, damaged or not a regular file."""
     try:
         return [Hold.from_json(item) for item in json.loads(read_regular(path) or b"")["holds"]]

@@ -35,7 +35,6 @@ ends the wait at once.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -50,7 +49,7 @@ from . import legacy, retention
 from .claimsfile import FORMAT, VERSION, contents, lacks_holds, parse, read_holds
 from .clocks import REAL, Clocks
 from .errors import NotRegularFileError, RunAliveError, StateError
-from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, live_holds, read_groups, why_alive
+from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, live_holds, read_groups, read_run_holds, why_alive
 from .line import Place, Wanted, alive_by, live_places, set_places
 from .processes import ProcessId
 from .records import RunHistory, RunRecord
@@ -463,11 +462,8 @@ class Registry:
         """The live holds that the runs' own ``.holds`` files name."""
         holds: list[Hold] = []
         for path in sorted(self.runs_dir.glob("*.holds")):
-            try:
-                items = json.loads(read_regular(path) or b"")["holds"]
-                run_holds = [Hold.from_json(item) for item in items]
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # not a regular file, damaged, or gone meanwhile: its run writes back
+            # One that is no regular file, damaged, or gone meanwhile names none: its run writes back.
+            run_holds = read_run_holds(path)
             holds.extend(live_holds(run_holds, self.runs_dir, stale_after=self.stale_after, clocks=self.clocks)[0])
         return holds
 
