@@ -28,16 +28,16 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .claims import Claim
+from .claimsfile import holds_in
+from .clocks import REAL, Clocks
 from .errors import GitError
 from .queue import TaskEvent
-from .registry import holds_in, state_dir
-from .statedir import read_regular
+from .statedir import read_regular, state_dir
 
 __all__ = [
     "GitCalls",
@@ -118,9 +118,11 @@ _FIELDS = {b"1 ": 8, b"2 ": 9, b"u ": 10, b"? ": 1}
 
 class GitCalls:
     """Runs git commands, each for GIT_TIMEOUT_S at most; :meth:`interrupt` cuts that short for
-    every call, running or to come, so that a hung git cannot keep a stopped run from ending."""
+    every call, running or to come, so that a hung git cannot keep a stopped run from ending.
+    ``clocks`` tell how much of the interrupt's grace is left."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clocks: Clocks = REAL) -> None:
+        self._clocks = clocks
         self._lock = threading.Lock()  # guards everything below
         self._running: set[subprocess.Popen[bytes]] = set()
         self._deadline: float | None = None  # monotonic time after which no call runs: interrupted
@@ -128,7 +130,7 @@ class GitCalls:
     def __call__(self, repo: Path, *args: str) -> bytes:
         """The output of ``git ARGS`` run in ``repo``; raises GitError if it cannot run or fails."""
         with self._lock:
-            limit = GIT_TIMEOUT_S if self._deadline is None else self._deadline - time.monotonic()
+            limit = GIT_TIMEOUT_S if self._deadline is None else self._deadline - self._clocks.monotonic()
             if limit <= 0:
                 raise GitError("git was not run: the run was interrupted")
             try:
@@ -169,7 +171,7 @@ class GitCalls:
         with self._lock:
             if self._deadline is not None:
                 return
-            self._deadline = time.monotonic() + grace
+            self._deadline = self._clocks.monotonic() + grace
         timer = threading.Timer(grace, self._kill_running)
         timer.daemon = True
         timer.start()
@@ -337,10 +339,18 @@ class StrayWrites:
     named ``<run>/<task>``.
 
     If git fails (not a repository, git missing), nothing is reported from then on, and it is
-    logged once (logger ``queue_core``, a warning); the run goes on.
+    logged once (logger ``queue_core``, a warning); the run goes on. ``clocks`` are its git
+    calls' (see :class:`GitCalls`).
     """
 
-    def __init__(self, repo: str | os.PathLike[str], writes: Mapping[str, Sequence[Claim]], run: str | None = None):
+    def __init__(
+        self,
+        repo: str | os.PathLike[str],
+        writes: Mapping[str, Sequence[Claim]],
+        run: str | None = None,
+        *,
+        clocks: Clocks = REAL,
+    ):
         self.repo = Path(repo).resolve()
         self._writes = {task: tuple(claims) for task, claims in writes.items()}
         self._run = run
@@ -349,7 +359,7 @@ class StrayWrites:
         # The state directory, where it lies in the working tree (not in a git repository, whose
         # state is in the git directory): what the run itself writes there is never reported.
         self._state = os.path.relpath(state, self.repo) if state.is_relative_to(self.repo) else None
-        self._git = GitCalls()
+        self._git = GitCalls(clocks=clocks)
         self._snapshots = SharedSnapshots(self._take)
         self._prefix: str | None = None  # where the repository lies in git's; None until asked (by _take only)
         self._lock = threading.Lock()  # guards everything below

@@ -13,12 +13,12 @@ import contextlib
 import json
 import os
 import socket
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .clocks import REAL, Clocks
 from .errors import NotRegularFileError
 from .processes import BOOT_ID, PID_NAMESPACE, ProcessId
 from .statedir import read_regular
@@ -32,6 +32,7 @@ __all__ = [
     "judge_run",
     "live_holds",
     "read_groups",
+    "read_run_holds",
     "why_alive",
 ]
 
@@ -75,17 +76,17 @@ class Owner:
         """Whether its pids are this process's: the same host, boot and PID namespace."""
         return self.host == _HOST and not self._other_boot() and not self._other_namespace()
 
-    def alive(self, runs_dir: Path | None = None, stale_after: float = STALE_AFTER_S) -> bool:
+    def alive(self, runs_dir: Path | None = None, stale_after: float = STALE_AFTER_S, clocks: Clocks = REAL) -> bool:
         """Whether the run's process, its supervisor or a keeper of it still runs.
 
         One of an earlier boot of this host does not. One on another host or in another PID
         namespace cannot be seen from here: it lives while its heartbeat in ``runs_dir`` is at
-        most ``stale_after`` seconds old (without ``runs_dir``, it is assumed to).
+        most ``stale_after`` seconds old by ``clocks`` (without ``runs_dir``, it is assumed to).
         """
         if self.host == _HOST and self._other_boot():
             return False
         if not self.is_local:
-            return runs_dir is None or heartbeat_age(runs_dir, self.run) <= stale_after
+            return runs_dir is None or heartbeat_age(runs_dir, self.run, clocks) <= stale_after
         return self.process.alive() or self.supervisor_alive()
 
     def _other_boot(self) -> bool:
@@ -174,15 +175,20 @@ class Hold:
 
 
 def live_holds(
-    holds: Iterable[Hold], runs_dir: Path, me: Owner | None = None, stale_after: float = STALE_AFTER_S
+    holds: Iterable[Hold],
+    runs_dir: Path,
+    me: Owner | None = None,
+    stale_after: float = STALE_AFTER_S,
+    *,
+    clocks: Clocks = REAL,
 ) -> tuple[list[Hold], list[Hold]]:
     """``holds`` split into those that live and those to drop; ``runs_dir`` has the runs' own files.
 
     A hold lives while its owner does (:meth:`Owner.alive`); that failing, while a process
     group that its run's groups file lists for its task has a live member. A hold of an owner
     that cannot be seen from here whose run record is gone lives ``stale_after`` seconds from
-    when it was taken: its heartbeat may be on the way. Each owner, and each groups file, is
-    looked at once.
+    when it was taken: its heartbeat may be on the way. Ages are told by ``clocks``' wall clock.
+    Each owner, and each groups file, is looked at once.
     """
     owners: dict[Owner, bool] = {} if me is None else {me: True}
     groups: dict[str, dict[str, list[ProcessId]]] = {}
@@ -190,23 +196,23 @@ def live_holds(
     dead: list[Hold] = []
     for hold in holds:
         if hold.owner not in owners:
-            owners[hold.owner] = hold.owner.alive(runs_dir, stale_after)
+            owners[hold.owner] = hold.owner.alive(runs_dir, stale_after, clocks)
         alive = owners[hold.owner]
         if not alive and hold.owner.is_local:
             run = hold.owner.run
             if run not in groups:
                 groups[run] = read_groups(runs_dir / f"{run}.groups")
             alive = any(group.group_alive() for group in groups[run].get(hold.task, ()))
-        elif not alive and heartbeat_age(runs_dir, hold.owner.run) == float("inf"):
-            alive = time.time() - hold.since <= stale_after
+        elif not alive and heartbeat_age(runs_dir, hold.owner.run, clocks) == float("inf"):
+            alive = clocks.wall() - hold.since <= stale_after
         (live if alive else dead).append(hold)
     return live, dead
 
 
-def heartbeat_age(runs_dir: Path, run: str) -> float:
-    """Seconds since ``run`` last touched its record in ``runs_dir``; infinite if it has none."""
+def heartbeat_age(runs_dir: Path, run: str, clocks: Clocks = REAL) -> float:
+    """Seconds since ``run`` last touched its record in ``runs_dir``, by ``clocks``; infinite if it has none."""
     try:
-        return max(0.0, time.time() - os.lstat(runs_dir / f"{run}.json").st_mtime)
+        return max(0.0, clocks.wall() - os.lstat(runs_dir / f"{run}.json").st_mtime)
     except OSError:
         return float("inf")
 
@@ -234,7 +240,7 @@ def _group_line(line: bytes) -> tuple[str, ProcessId] | None:
 
 
 def judge_run(
-    runs_dir: Path, run: str, *, stale_after: float = STALE_AFTER_S, doubt_s: float = 0.0
+    runs_dir: Path, run: str, *, stale_after: float = STALE_AFTER_S, doubt_s: float = 0.0, clocks: Clocks = REAL
 ) -> tuple[bool, str]:
     """Whether ``run`` lives, by its files in ``runs_dir``, and why; or why it is dead.
 
@@ -242,7 +248,7 @@ def judge_run(
     group in its groups file has a live member (on this host), or while a hold in its holds
     file lives (:func:`live_holds`), as the registry judges its holds. A record that cannot be
     read, or is damaged or no regular file but younger than ``doubt_s``, counts as alive: when
-    in doubt, keep.
+    in doubt, keep. Ages are told by ``clocks``' wall clock.
     """
     owner = None
     record = runs_dir / f"{run}.json"
@@ -252,32 +258,32 @@ def judge_run(
     except (NotRegularFileError, ValueError, KeyError, TypeError) as exc:  # not what its run wrote
         what = exc.strerror if isinstance(exc, NotRegularFileError) else "damaged"
         with contextlib.suppress(OSError):
-            age = time.time() - os.lstat(record).st_mtime
+            age = clocks.wall() - os.lstat(record).st_mtime
             if age < doubt_s:
                 return True, f"its record is {what}, but only {age:.0f} s old"
     except OSError as exc:
         return True, f"its record cannot be read ({exc.strerror or exc})"
-    if owner is not None and owner.alive(runs_dir, stale_after):
-        return True, why_alive(owner, runs_dir, stale_after)
+    if owner is not None and owner.alive(runs_dir, stale_after, clocks):
+        return True, why_alive(owner, runs_dir, stale_after, clocks)
     if owner is None or owner.is_local:
         for task, groups in read_groups(runs_dir / f"{run}.groups").items():
             for group in groups:
                 if group.group_alive():
                     return True, f"an agent of its task {task} (process group {group.pid}) still runs"
-    holds = _read_holds(runs_dir / f"{run}.holds")
-    live = live_holds(holds, runs_dir, stale_after=stale_after)[0]
+    holds = read_run_holds(runs_dir / f"{run}.holds")
+    live = live_holds(holds, runs_dir, stale_after=stale_after, clocks=clocks)[0]
     if live:
-        if live[0].owner.alive(runs_dir, stale_after):
-            return True, why_alive(live[0].owner, runs_dir, stale_after)
+        if live[0].owner.alive(runs_dir, stale_after, clocks):
+            return True, why_alive(live[0].owner, runs_dir, stale_after, clocks)
         return True, f"it holds claims for its task {live[0].task}"
-    return False, _why_dead(owner or (holds[0].owner if holds else None), runs_dir, stale_after)
+    return False, _why_dead(owner or (holds[0].owner if holds else None), runs_dir, stale_after, clocks)
 
 
-def why_alive(owner: Owner, runs_dir: Path, stale_after: float) -> str:
+def why_alive(owner: Owner, runs_dir: Path, stale_after: float, clocks: Clocks = REAL) -> str:
     """Why ``owner``, which lives (Owner.alive), does: a sentence for a person."""
     if not owner.is_local:
         where = owner.host if owner.host != _HOST else "another PID namespace"
-        age = heartbeat_age(runs_dir, owner.run)
+        age = heartbeat_age(runs_dir, owner.run, clocks)
         return (
             f"it runs on {where} (pid {owner.pid} there), and its heartbeat is {age:.0f} s old; "
             f"it is dead after {stale_after:.0f} s without one"
@@ -290,13 +296,13 @@ def why_alive(owner: Owner, runs_dir: Path, stale_after: float) -> str:
     return f"a keeper of its supervisor (process group {supervisor.pid}) still runs"
 
 
-def _why_dead(owner: Owner | None, runs_dir: Path, stale_after: float) -> str:
+def _why_dead(owner: Owner | None, runs_dir: Path, stale_after: float, clocks: Clocks) -> str:
     if owner is None:
         return "no live process is recorded for it"
     if owner.host == _HOST and owner._other_boot():
         return f"its process (pid {owner.pid}) ran before this machine last booted"
     if not owner.is_local:
-        age = heartbeat_age(runs_dir, owner.run)
+        age = heartbeat_age(runs_dir, owner.run, clocks)
         beat = "none" if age == float("inf") else f"{age:.0f} s old"
         return f"it ran on {owner.host}, and its heartbeat is {beat} (dead after {stale_after:.0f} s)"
     if owner.supervisor is None:
@@ -304,7 +310,7 @@ def _why_dead(owner: Owner | None, runs_dir: Path, stale_after: float) -> str:
     return f"its process (pid {owner.pid}) and its supervisor (pid {owner.supervisor.pid}) are gone"
 
 
-def _read_holds(path: Path) -> list[Hold]:
+def read_run_holds(path: Path) -> list[Hold]:
     """The holds in a run's holds file; none if it is absent, damaged or not a regular file."""
     try:
         return [Hold.from_json(item) for item in json.loads(read_regular(path) or b"")["holds"]]

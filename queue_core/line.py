@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .claims import Claim, overlaps
+from .clocks import REAL, Clocks
 from .errors import InvalidClaimError
 from .holds import STALE_AFTER_S, Hold, Owner
 
@@ -152,8 +153,8 @@ def parse_claims(texts: tuple[str, ...]) -> tuple[Claim, ...]:
         return (Claim.parse("**"),)
 
 
-def alive_by(runs_dir: Path, stale_after: float = STALE_AFTER_S) -> Callable[[Owner], bool]:
-    """Whether a place's run lives: its own process here, or its heartbeat elsewhere.
+def alive_by(runs_dir: Path, stale_after: float = STALE_AFTER_S, *, clocks: Clocks = REAL) -> Callable[[Owner], bool]:
+    """Whether a place's run lives: its own process here, or its heartbeat elsewhere (aged by ``clocks``).
 
     Not its supervisor or agents, which keep a dead run's holds but never take a place's turn.
     """
@@ -161,6 +162,6 @@ def alive_by(runs_dir: Path, stale_after: float = STALE_AFTER_S) -> Callable[[Ow
     def alive(owner: Owner) -> bool:
         if owner.is_local:
             return owner.process.alive()
-        return owner.alive(runs_dir, stale_after)
+        return owner.alive(runs_dir, stale_after, clocks)
 
     return alive

@@ -3,14 +3,12 @@
 Layout, in the repository's state directory (see :mod:`queue_core.statedir`: under the git
 common directory, or ``<repo>/.project-manager/``):
 
-* the directory itself is the lock: an exclusive ``flock`` on it guards every step. A lock file
-  can be deleted while held, and a second process then locks a new one; a step that locked a
-  directory no longer at the path lets go and tries again, and a claims.json written in another
-  directory is not trusted (see _read).
-* ``claims.json`` — every claim held by a running task of any process, with its owner; the
-  line (``waiting``): tasks that wait for another run, oldest first, which runs let go first
-  (see :meth:`RegistrySession.set_waiting`); and, after it was lost, until when nobody may
-  take new claims (``recovering_until``).
+* the directory itself is the lock (see :mod:`queue_core.statelock`), and a claims.json written
+  in another directory is not trusted (see _read).
+* ``claims.json`` (see :mod:`queue_core.claimsfile`) — every claim held by a running task of
+  any process, with its owner; the line (``waiting``): tasks that wait for another run, oldest
+  first, which runs let go first (see :meth:`RegistrySession.set_waiting`); and, after it was
+  lost, until when nobody may take new claims (``recovering_until``).
 * ``runs/<run>.json`` — each live run's status record, which ``status`` reads, and whose
   modification time is the run's heartbeat; ``runs/<run>.holds``, its holds, written under
   the lock with every change to them, from which ``claims.json`` is rebuilt if it is lost or
@@ -25,44 +23,45 @@ supervisor has stopped every process of its agents, and a run id given twice nam
 
 A registry that vanished never reads as "nothing is held". A step that finds ``claims.json``
 missing rebuilds it from the runs' ``.holds`` files (a dead run's agents may still run). Every
-live registry holds a shared ``flock`` on the state directory's parent, which no cleaning
-removes; while another holds it, nobody takes a new claim for ``RECOVERY_S`` after a rebuild,
-while live runs, which look at their holds every ``HEARTBEAT_S``, write back any that were lost.
+live registry holds the beacon (see :class:`~queue_core.statelock.Beacon`); while another holds
+it, nobody takes a new claim for ``RECOVERY_S`` after a rebuild, while live runs, which look at
+their holds every ``HEARTBEAT_S``, write back any that were lost.
 
-Waiting for the lock is never silent and never stuck: after ``LOCK_REPORT_S`` the waiter is
-told who holds it (``on_lock_wait``), stopped or not, and :meth:`Registry.interrupt` ends the
-wait at once.
+Waiting for the lock is never silent and never stuck: after ``statelock.LOCK_REPORT_S`` the
+waiter is told who holds it (``on_lock_wait``), stopped or not, and :meth:`Registry.interrupt`
+ends the wait at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import logging
 import os
-import re
 import shutil
 import stat
-import threading
-import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import retention
-from .errors import InvalidArgumentError, NotRegularFileError, RunAliveError, StateError
-from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, judge_run, live_holds, read_groups, why_alive
-from .line import Place, Wanted, alive_by, live_places, parse_line, set_places
-from .processes import ProcessId, describe_lock_holder
+from . import legacy, retention
+from .claimsfile import FORMAT, VERSION, contents, lacks_holds, parse, read_holds
+from .clocks import REAL, Clocks
+from .errors import NotRegularFileError, RunAliveError, StateError
+from .holds import HEARTBEAT_S, STALE_AFTER_S, Hold, Owner, live_holds, read_groups, read_run_holds, why_alive
+from .line import Place, Wanted, alive_by, live_places, set_places
+from .processes import ProcessId
 from .records import RunHistory, RunRecord
 from .retention import DAMAGED_KEPT, DEFAULT_KEEP_RUNS, check_keep_runs
-from .statedir import LEGACY_DIR, ensure_private_dir, locate, read_regular, write_private
+from .runid import check_run_id, new_run_id, take_run_id, time_stamp
+from .statedir import create_private, encode_json, locate, make_state_dir, read_regular, state_dir, write_private
+from .statelock import Beacon, RegistryLock
 
+# Names that other modules and tests import from here, where they were first defined, too.
 __all__ = [
+    "FORMAT",
+    "VERSION",
     "Hold",
     "Owner",
     "Registry",
@@ -76,30 +75,9 @@ __all__ = [
 
 log = logging.getLogger("queue_core")
 
-FORMAT = "project-manager/claims"
-#: The version of claims.json; run and history records follow queue_core.records.SCHEMA.
-VERSION = 1
-#: After waiting this long for the registry lock, a waiter is told who holds it.
-LOCK_REPORT_S = 1.0
-#: How often a wait for the lock looks whether it was interrupted, or its holder changed.
-LOCK_POLL_S = 0.1
-#: How often a contended lock is tried again.
-_LOCK_RETRY_S = 0.005
 #: After claims.json was found lost while other runs live, nobody takes a new claim this long:
 #: time for each of them to write back its holds (they look every HEARTBEAT_S).
 RECOVERY_S = 3 * HEARTBEAT_S
-#: Run ids (and task ids, see AgentTask): safe as a file name anywhere.
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
-
-
-def new_run_id() -> str:
-    """A run id that sorts by start time and is unique across processes and hosts."""
-    return time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-def state_dir(repo: str | os.PathLike[str]) -> Path:
-    """The state directory of the repository at ``repo`` (see :mod:`queue_core.statedir`)."""
-    return locate(Path(repo).resolve())
 
 
 @dataclass
@@ -116,6 +94,7 @@ class RegistrySession:
     dropped: list[Hold] = field(default_factory=list)  # holds of dead owners, pruned on read
     line_changed: bool = False  # the line changed: written with the holds
     recovering: float = 0.0  # wall time until which nobody may take a new claim (0: none)
+    clocks: Clocks = REAL  # tells when a hold or a place was taken
 
     def foreign(self) -> list[Hold]:
         """Holds of every other run (other processes, or other queues of this one)."""
@@ -125,7 +104,7 @@ class RegistrySession:
         return [h for h in self.holds.values() if h.owner.run == self.owner.run]
 
     def add(self, task: str, agent: str, writes: tuple[str, ...], reads: tuple[str, ...]) -> None:
-        hold = Hold(self.owner, task, agent, writes, reads, time.time())
+        hold = Hold(self.owner, task, agent, writes, reads, self.clocks.wall())
         self.holds[hold.key] = hold
         self.changed = True
 
@@ -135,7 +114,7 @@ class RegistrySession:
 
     def set_waiting(self, wanted: Sequence[Wanted]) -> None:
         """Make this run's places in line held by ``wanted``, best-ranked first (see line.set_places)."""
-        line = set_places(self.waiting, self.owner, wanted, time.time())
+        line = set_places(self.waiting, self.owner, wanted, self.clocks.wall())
         if line != self.waiting:
             self.waiting = line
             self.line_changed = True
@@ -149,7 +128,8 @@ class Registry:
     ``-3``...): an id names one process. ``stale_after`` is how old the heartbeat of a run
     that cannot be checked directly (another host or container) may be before it is dead.
     ``keep_runs`` is how many finished runs keep their history and logs: the end of the run
-    prunes the state directory (see :mod:`queue_core.retention`).
+    prunes the state directory (see :mod:`queue_core.retention`). ``clocks`` tell every time
+    it reads: lock waits, heartbeats' ages, when a hold was taken, a recovery's end.
 
     Raises StateError, naming the path, if the state directory cannot be created or written
     (or an older version's runs hold claims in its old place), ValueError for a bad ``run``
@@ -166,20 +146,20 @@ class Registry:
         on_lock_wait: Callable[[str | None], None] | None = None,
         stale_after: float = STALE_AFTER_S,
         keep_runs: int = DEFAULT_KEEP_RUNS,
+        clocks: Clocks = REAL,
     ):
         self.keep_runs = check_keep_runs(keep_runs)
         if run is not None:
-            _check_run_id(run)
+            check_run_id(run)
         self.repo = Path(repo).resolve()
         self.dir = locate(self.repo)
-        self.lock_timeout = lock_timeout
         self.stale_after = stale_after
-        #: Called with who holds the lock once a wait for it has taken LOCK_REPORT_S (and again
-        #: if that changes), from the waiting thread; then with None once the lock is taken. Not
-        #: when the wait failed (interrupt, timeout). It must not take a lock that a caller of
-        #: begin() may hold.
+        self.clocks = clocks
+        #: Called with who holds the lock once a wait for it has taken statelock.LOCK_REPORT_S
+        #: (and again if that changes), from the waiting thread; then with None once the lock is
+        #: taken. Not when the wait failed (interrupt, timeout). It must not take a lock that a
+        #: caller of begin() may hold.
         self.on_lock_wait = on_lock_wait
-        self._interrupted = threading.Event()
         self.path = self.dir / "claims.json"
         self.runs_dir = self.dir / "runs"
         self.history_dir = self.dir / "history"
@@ -187,25 +167,30 @@ class Registry:
         self.notices: list[str] = []
         #: stamp() right after this process last wrote claims.json.
         self.last_stamp: tuple[int, int, int] | None = None
-        self._step = threading.Lock()  # held from begin() to commit() or abort(), by any thread
-        self._lock_fd: int | None = None  # the state directory, flocked, while a step runs
+        self._lock = RegistryLock(self.dir, timeout=lock_timeout, clocks=clocks)  # from begin() to commit()
         self._recovering_until = 0.0  # wall time: claims.json was lost; no new claim before it
-        self._record: RunRecord | None = None  # the run record last written, to write again if lost
-        self._make_state_dir()
-        self._migrate_legacy_state()
-        # Seen by any step that finds claims.json lost: a live registry is here. Taken after the
+        make_state_dir(self.dir)
+        if notice := legacy.migrate(self.repo, self.dir, stale_after=stale_after, clocks=clocks):
+            self.notices.append(notice)
+        # Seen by any step that finds claims.json lost: a live registry is here. Held after the
         # look, which must not count this one.
-        self._beacon = os.open(self.dir.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self._closer = weakref.finalize(self, os.close, self._beacon)  # a registry dropped unfinished
-        # Not at exit: a step may still run then, and must not flock a closed, or reused, number.
-        self._closer.atexit = False
+        self._beacon = Beacon(self.dir.parent, clocks=clocks)
         try:
-            if not os.path.lexists(self.path) and not self._others_live():
+            if not os.path.lexists(self.path) and not self._beacon.others_live():
                 # A first claims.json (or one lost while no run lived): from now on a missing one
                 # is a lost one. What dead runs' agents still hold is in it.
-                self._create(self.path, self._registry_data(self._recorded_holds()))
-            self._hold_beacon()
-            self.owner = self._unique_owner(run or new_run_id(), supervisor)
+                create_private(self.path, encode_json(self._contents(self._recorded_holds())))
+            self._beacon.hold()
+            self._record = take_run_id(  # the run record last written, to write again if lost
+                run or new_run_id(clocks),
+                supervisor,
+                self.runs_dir,
+                lock=self._lock,
+                on_lock_wait=on_lock_wait,
+                stale_after=stale_after,
+                clocks=clocks,
+            )
+            self.owner = self._record.owner
         except BaseException:
             self.close()
             raise
@@ -216,8 +201,7 @@ class Registry:
 
     def close(self) -> None:
         """Let go of the beacon: this registry is no longer live (done by finish_run)."""
-        self._closer()
-        self._beacon = -1
+        self._beacon.close()
 
     def begin(self) -> RegistrySession:
         """Lock the registry and read its live holds; end with :meth:`commit` or :meth:`abort`.
@@ -226,17 +210,17 @@ class Registry:
         the file I/O on either side runs without it. ``recovering`` is set on a session while
         nobody may take a new claim (see the module's docstring).
         """
-        self._acquire()
+        self._lock.acquire(self.on_lock_wait)
         try:
             holds, line = self._read()
-            live, dropped = live_holds(holds, self.runs_dir, self.owner, self.stale_after)
-            waiting = live_places(line, alive_by(self.runs_dir, self.stale_after))
+            live, dropped = live_holds(holds, self.runs_dir, self.owner, self.stale_after, clocks=self.clocks)
+            waiting = live_places(line, alive_by(self.runs_dir, self.stale_after, clocks=self.clocks))
         except BaseException:
-            self._unlock()
+            self._lock.release()
             raise
-        session = RegistrySession(self.owner, {h.key: h for h in live}, waiting, dropped=dropped)
+        session = RegistrySession(self.owner, {h.key: h for h in live}, waiting, dropped=dropped, clocks=self.clocks)
         session.line_changed = len(waiting) != len(line)  # dead runs' places leave at the next write
-        if self._recovering_until > time.time():
+        if self._recovering_until > self.clocks.wall():
             session.recovering = self._recovering_until
         return session
 
@@ -248,7 +232,7 @@ class Registry:
         let anyone read the registry without them.
         """
         self.write(session)
-        self._unlock()
+        self._lock.release()
 
     def write(self, session: RegistrySession) -> None:
         """Write what ``session`` changed and keep the lock: what runs from now on is on disk.
@@ -265,15 +249,16 @@ class Registry:
 
     def abort(self, session: RegistrySession) -> None:
         """Unlock without writing anything ``session`` changed."""
-        self._unlock()
+        self._lock.release()
 
     def interrupt(self) -> None:
-        """Make every wait for the lock, now (within LOCK_POLL_S) and from now on, fail with StateError.
+        """Make every wait for the lock, now (within statelock.LOCK_POLL_S) and from now on, fail
+        with StateError.
 
         For a process about to exit (Ctrl-C while another process holds the lock): its holds
         stay in the registry, as its own, until it has exited.
         """
-        self._interrupted.set()
+        self._lock.interrupt()
 
     def lost_holds(self, running: Iterable[str]) -> bool:
         """Whether claims.json lacks a hold of a task id in ``running``, or is being recovered.
@@ -283,85 +268,9 @@ class Registry:
         """
         try:
             raw = read_regular(self.path)
-            data = None if raw is None else json.loads(raw)
-            keys = {f"{h['owner']['run']}/{h['task']}" for h in data["holds"]} if isinstance(data, dict) else set()
-            recovering = isinstance(data, dict) and float(data.get("recovering_until", 0)) > time.time()
-        except (OSError, ValueError, KeyError, TypeError):
+        except OSError:
             return True
-        return recovering or any(f"{self.run}/{task}" not in keys for task in running)
-
-    def _acquire(self) -> None:
-        """Take this Registry's step lock, then the file lock; report a long wait, end on interrupt."""
-        started = time.monotonic()
-        reported: str | None = None
-        while not self._step.acquire(timeout=self._poll(started)):
-            self._waited(started)  # another step of this run waits for the file lock, and says so
-        try:
-            next_look = started + LOCK_POLL_S
-            while not self._try_lock():
-                now = time.monotonic()
-                if now >= next_look:
-                    next_look = now + LOCK_POLL_S
-                    if self._waited(started) and self.on_lock_wait is not None:
-                        message = describe_lock_holder(self.dir, "the registry lock")
-                        if message != reported:
-                            self.on_lock_wait(message)
-                            reported = message
-                if self._interrupted.wait(_LOCK_RETRY_S):
-                    self._waited(started)
-        except BaseException:
-            self._step.release()
-            raise
-        if reported is not None and self.on_lock_wait is not None:
-            self.on_lock_wait(None)
-
-    def _try_lock(self) -> bool:
-        """Take the flock on the state directory if it is free; raises StateError if it cannot be opened."""
-        try:
-            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:  # removed whole: made again (a live run's beacon tells the next step)
-            self._make_state_dir()
-            return False
-        except OSError as exc:
-            raise StateError(self.dir, f"cannot open the state directory: {exc.strerror or exc}") from exc
-        try:
-            taken = _try_flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        if not taken:
-            os.close(fd)
-            return False
-        self._lock_fd = fd
-        # Removed and made again since it was opened: not the directory others lock now.
-        try:
-            same = os.path.samestat(os.fstat(fd), os.lstat(self.dir))
-        except OSError:  # removed meanwhile: the next try makes it again
-            same = False
-        if not same:
-            self._release_lock()
-        return same
-
-    def _release_lock(self) -> None:
-        fd, self._lock_fd = self._lock_fd, None
-        if fd is not None:
-            os.close(fd)  # closing the last descriptor of the open file lets go of the flock
-
-    def _poll(self, started: float) -> float:
-        return max(0.0, min(LOCK_POLL_S, started + self.lock_timeout - time.monotonic()))
-
-    def _waited(self, started: float) -> bool:
-        """After one poll of a lock wait: raise if interrupted or timed out; whether to report it."""
-        if self._interrupted.is_set():
-            raise StateError(self.dir, "the wait for the registry lock was interrupted")
-        waited = time.monotonic() - started
-        if waited >= self.lock_timeout:
-            raise StateError(self.dir, f"the registry lock was not free for {waited:.1f} s")
-        return waited >= LOCK_REPORT_S
-
-    def _unlock(self) -> None:
-        self._release_lock()
-        self._step.release()
+        return lacks_holds(raw, self.run, running, self.clocks.wall())
 
     @contextlib.contextmanager
     def session(self) -> Iterator[RegistrySession]:
@@ -395,7 +304,7 @@ class Registry:
         except StateError as exc:
             if not isinstance(exc.__cause__, FileNotFoundError):
                 raise
-            self._make_state_dir()  # removed whole: made again, as the next step would
+            make_state_dir(self.dir)  # removed whole: made again, as the next step would
             self._write(self._record_path, data)
 
     def heartbeat(self) -> None:
@@ -403,9 +312,8 @@ class Registry:
         try:
             os.utime(self._record_path, follow_symlinks=False)
         except FileNotFoundError:
-            self._make_state_dir()
-            if self._record is not None:  # always, once the run has its id
-                self.write_run_record(replace(self._record, updated=time.time()))
+            make_state_dir(self.dir)
+            self.write_run_record(replace(self._record, updated=self.clocks.wall()))
 
     def release_run(self, run: str) -> int:
         """Drop every hold of ``run``, a run a person knows is dead; returns how many there were.
@@ -415,15 +323,15 @@ class Registry:
         ``stale_after``; StateError if the registry cannot be written; ValueError for a ``run``
         that is no run id.
         """
-        _check_run_id(run)
+        check_run_id(run)
         with self.session() as session:
             if run == self.run:
                 raise RunAliveError(self.path, f"run {run} is this one")
             live = [h for h in session.holds.values() if h.owner.run == run]
             if live:  # the step has dropped the holds of dead owners already
                 owner = live[0].owner
-                if owner.alive(self.runs_dir, self.stale_after):
-                    why = why_alive(owner, self.runs_dir, self.stale_after)
+                if owner.alive(self.runs_dir, self.stale_after, self.clocks):
+                    why = why_alive(owner, self.runs_dir, self.stale_after, self.clocks)
                 else:
                     why = f"it died, but an agent of its task {live[0].task} still runs"
                 raise RunAliveError(self.path, f"run {run}: {why}")
@@ -475,12 +383,12 @@ class Registry:
     @property
     def locked(self) -> bool:
         """Whether this Registry holds the lock: a step of it is under way."""
-        return self._lock_fd is not None
+        return self._lock.locked
 
     @property
     def interrupted(self) -> bool:
         """Whether :meth:`interrupt` was called."""
-        return self._interrupted.is_set()
+        return self._lock.interrupted
 
     @property
     def groups_path(self) -> Path:
@@ -495,114 +403,6 @@ class Registry:
     def _record_path(self) -> Path:
         return self.runs_dir / f"{self.run}.json"
 
-    # --- joining ----------------------------------------------------------------------------
-
-    def _unique_owner(self, run: str, supervisor: ProcessId | None) -> Owner:
-        """This process as the owner of ``run``, suffixed while a run of that id lives.
-
-        An id is taken by creating its record exclusively. One whose record exists is looked
-        at under the lock, so that no other run taking it, nor a prune, moves a record meanwhile:
-        the id is free if that run is dead, its agents included (see judge_run).
-        """
-        for n in range(1, 1000):
-            candidate = run if n == 1 else f"{run}-{n}"
-            owner = Owner.current(candidate, supervisor)
-            path = self.runs_dir / f"{candidate}.json"
-            record = RunRecord(candidate, owner, time.time())  # no status yet: status shows nothing of it
-            if self._create(path, record.to_json()):
-                self._record = record
-                return owner
-            self._acquire()
-            try:
-                if judge_run(self.runs_dir, candidate, stale_after=self.stale_after)[0]:
-                    continue  # taken: try the next suffix
-                with contextlib.suppress(FileNotFoundError):  # a dead run's, or damaged: free
-                    os.unlink(path)
-                if self._create(path, record.to_json()):
-                    self._record = record
-                    return owner
-            finally:
-                self._unlock()
-        raise StateError(self.runs_dir, f"no free run id like {run!r}")
-
-    def _create(self, path: Path, data: dict[str, Any]) -> bool:
-        """Create ``path`` with ``data`` whole, if it does not exist; whether it was created."""
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.new")
-        try:
-            write_private(tmp, json.dumps(data, separators=(",", ":")).encode())
-            try:
-                os.link(tmp, path)  # atomic, and fails if it exists: readers never see it half-written
-            except FileExistsError:
-                return False
-            finally:
-                os.unlink(tmp)
-        except OSError as exc:
-            raise StateError(path, f"cannot write: {exc.strerror or exc}") from exc
-        return True
-
-    def _others_live(self) -> bool:
-        """Whether another live registry of this repository (of any process) holds the beacon."""
-        if self._beacon < 0:  # closed (finished, or at exit): look with a descriptor of its own
-            fd = os.open(self.dir.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                return not _try_flock(fd, fcntl.LOCK_EX)
-            finally:
-                os.close(fd)  # and with it the lock, if it was had
-        alone = _try_flock(self._beacon, fcntl.LOCK_EX)
-        self._hold_beacon()  # a failed conversion may have let go of our own shared lock
-        return not alone
-
-    def _hold_beacon(self) -> None:
-        """Hold the beacon shared; another's look at it holds it exclusively for microseconds."""
-        if self._beacon < 0:
-            return
-        deadline = time.monotonic() + LOCK_REPORT_S
-        while not _try_flock(self._beacon, fcntl.LOCK_SH):
-            if time.monotonic() > deadline:  # a looker was stopped mid-look: go on unseen
-                log.warning("could not hold %s shared: other runs may not see this one", self.dir.parent)
-                return
-            time.sleep(_LOCK_RETRY_S)
-
-    def _make_state_dir(self) -> None:
-        for directory in (self.dir, self.runs_dir, self.history_dir):
-            ensure_private_dir(directory)
-        try:
-            if self.dir.name == LEGACY_DIR and not (self.dir / ".gitignore").exists():
-                write_private(self.dir / ".gitignore", b"# project-manager's state: never commit it\n*\n")
-            probe = self.dir / f".write-probe-{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as exc:
-            raise StateError(self.dir, f"cannot write the state directory: {exc.strerror or exc}") from exc
-
-    def _migrate_legacy_state(self) -> None:
-        """Move the history and logs that versions before the git location left in ``<repo>/.project-manager``.
-
-        Refused while a run of such a version holds claims there: it would not see ours.
-        """
-        legacy = self.repo / LEGACY_DIR
-        if legacy == self.dir or not legacy.is_dir() or legacy.is_symlink():
-            return
-        try:
-            raw = read_regular(legacy / "claims.json")
-            holds = [] if raw is None else _parse(raw)[0]
-        except (OSError, ValueError, KeyError, TypeError):
-            holds = []
-        live = live_holds(holds, legacy / "runs", stale_after=self.stale_after)[0]
-        if live:
-            raise StateError(
-                legacy,
-                f"run {live[0].owner.run} (pid {live[0].owner.pid}) of an older version holds claims here; "
-                "let it finish first",
-            )
-        for name in ("history", "logs"):
-            for entry in _entries(legacy / name):
-                ensure_private_dir(self.dir / name)
-                with contextlib.suppress(OSError):
-                    os.rename(entry, self.dir / name / entry.name)
-        shutil.rmtree(legacy, ignore_errors=True)
-        self.notices.append(f"moved this repository's project-manager state from {legacy} to {self.dir}")
-
     # --- files ----------------------------------------------------------------------------
 
     def _read(self) -> tuple[list[Hold], list[Place]]:
@@ -616,19 +416,15 @@ class Registry:
         if raw is None:  # lost, or none yet: what the runs' own records say is held, is
             return self._rebuild("it is missing"), []
         try:
-            holds, line, self._recovering_until, written_in = _parse(raw)
+            holds, line, self._recovering_until, written_in = parse(raw)
         except (ValueError, KeyError, TypeError) as exc:
             problem = "it is empty" if not raw.strip() else str(exc) or type(exc).__name__
             return self._rebuild(problem), []
-        if written_in not in (None, self._dir_inode()):
+        if written_in not in (None, self._lock.inode()):
             # The state directory was swapped for a copy (moved, restored): a step of another run
             # may hold the lock on the old one, its holds not written yet.
             return self._rebuild("it was written in another state directory"), []
         return holds, line
-
-    def _dir_inode(self) -> int:
-        """The inode of the state directory this step has locked (or is at its path, unlocked)."""
-        return os.fstat(self._lock_fd).st_ino if self._lock_fd is not None else os.lstat(self.dir).st_ino
 
     def _rebuild(self, problem: str) -> list[Hold]:
         """Keep a damaged registry aside and rebuild it from the live runs' own records.
@@ -637,8 +433,8 @@ class Registry:
         records went too writes its holds back meanwhile.
         """
         if os.path.lexists(self.path):
-            stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-            aside = self.path.with_name(f"claims.json.damaged-{stamp}")
+            # Named like a run id: sorted by time, unique across processes.
+            aside = self.path.with_name(f"claims.json.damaged-{new_run_id(self.clocks)}")
             os.replace(self.path, aside)
             for old in sorted(self.dir.glob("claims.json.damaged-*"))[:-DAMAGED_KEPT]:
                 with contextlib.suppress(OSError):
@@ -647,7 +443,7 @@ class Registry:
         else:
             kept = "rebuilt"
         holds = self._recorded_holds()
-        self._recovering_until = time.time() + RECOVERY_S if self._others_live() else 0.0
+        self._recovering_until = self.clocks.wall() + RECOVERY_S if self._beacon.others_live() else 0.0
         # Written now, under the lock: whatever the session does next, no claim is lost.
         self._write_holds(holds)
         if kept == "rebuilt" and not holds and not self._recovering_until:
@@ -666,26 +462,17 @@ class Registry:
         """The live holds that the runs' own ``.holds`` files name."""
         holds: list[Hold] = []
         for path in sorted(self.runs_dir.glob("*.holds")):
-            try:
-                items = json.loads(read_regular(path) or b"")["holds"]
-                run_holds = [Hold.from_json(item) for item in items]
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # not a regular file, damaged, or gone meanwhile: its run writes back
-            holds.extend(live_holds(run_holds, self.runs_dir, stale_after=self.stale_after)[0])
+            # One that is no regular file, damaged, or gone meanwhile names none: its run writes back.
+            run_holds = read_run_holds(path)
+            holds.extend(live_holds(run_holds, self.runs_dir, stale_after=self.stale_after, clocks=self.clocks)[0])
         return holds
 
     def _write_holds(self, holds: Iterable[Hold], line: Iterable[Place] = ()) -> None:
-        self._write(self.path, self._registry_data(holds, line), locked=True)
+        self._write(self.path, self._contents(holds, line), locked=True)
 
-    def _registry_data(self, holds: Iterable[Hold], line: Iterable[Place] = ()) -> dict[str, Any]:
-        """claims.json's content: the holds, the line, a recovery under way, and which directory it is for."""
-        data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "holds": [h.to_json() for h in holds]}
-        if waiting := [h.to_json() for h in line]:
-            data["waiting"] = waiting
-        if self._recovering_until > time.time():
-            data["recovering_until"] = self._recovering_until
-        data["dir"] = self._dir_inode()
-        return data
+    def _contents(self, holds: Iterable[Hold], line: Iterable[Place] = ()) -> dict[str, Any]:
+        """claims.json's content now: ``holds``, ``line``, a recovery under way, and which directory it is for."""
+        return contents(holds, line, self._recovering_until, self._lock.inode(), self.clocks.wall())
 
     def _write(self, path: Path, data: dict[str, Any], *, locked: bool = False) -> None:
         """Replace ``path`` atomically (see write_private); raises StateError.
@@ -694,14 +481,14 @@ class Registry:
         are exact. Then a directory in its place is moved aside first, as a read does with a
         damaged claims.json: a step that could never write would never let go of the lock.
         """
-        raw = json.dumps(data, separators=(",", ":")).encode()  # the C encoder
+        raw = encode_json(data)
         try:
             try:
                 write_private(path, raw)
             except IsADirectoryError:
                 if not locked or not stat.S_ISDIR(os.lstat(path).st_mode):
                     raise
-                aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}")
+                aside = path.with_name(f"{path.name}.damaged-{time_stamp(self.clocks)}-{uuid.uuid4().hex[:6]}")
                 os.replace(path, aside)
                 notice = f"{path} was a directory; kept it as {aside.name} and wrote the file"
                 self.notices.append(notice)
@@ -709,63 +496,3 @@ class Registry:
                 write_private(path, raw)
         except OSError as exc:
             raise StateError(path, f"cannot write: {exc.strerror or exc}") from exc
-
-
-def read_holds(repo: str | os.PathLike[str]) -> list[Hold]:
-    """What ``repo``'s claims.json says is held now, read without the lock: for a view, never for a
-    decision. Empty if there is no registry, or it cannot be read or parsed."""
-    return read_registry(repo)[0]
-
-
-def read_registry(repo: str | os.PathLike[str]) -> tuple[list[Hold], list[Place]]:
-    """The holds and the line in ``repo``'s claims.json now, read without the lock, like read_holds."""
-    try:
-        holds, line, _, _ = _parse(read_regular(state_dir(repo) / "claims.json") or b"")
-    except (OSError, ValueError, KeyError, TypeError):
-        return [], []
-    return holds, line
-
-
-def _check_run_id(run: str) -> None:
-    """Raise InvalidArgumentError unless ``run`` can name a file in runs/: a name, never a path."""
-    if not RUN_ID_PATTERN.fullmatch(run):
-        raise InvalidArgumentError(f"run id {run!r}: expected letters, digits, '.', '_' or '-', not starting with '.'")
-
-
-def holds_in(raw: bytes) -> list[Hold]:
-    """The holds in ``raw``, the bytes of a claims.json read without the lock (for a view, never
-    for a decision); empty if they cannot be parsed."""
-    try:
-        return _parse(raw)[0]
-    except (ValueError, KeyError, TypeError):
-        return []
-
-
-def _parse(raw: bytes) -> tuple[list[Hold], list[Place], float, int | None]:
-    """A claims.json's holds, line, until when it is recovered, and the inode of the state directory
-    it was written in (None: not said); raises ValueError (KeyError, TypeError)."""
-    data = json.loads(raw.decode("utf-8"))
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError("not a project-manager claim registry")
-    if data.get("version") != VERSION:
-        raise ValueError(f"format version {data.get('version')!r}; this version reads {VERSION}")
-    holds = [Hold.from_json(item) for item in data["holds"]]
-    line = parse_line(data.get("waiting", []))
-    written_in = data.get("dir")
-    return holds, line, float(data.get("recovering_until", 0.0)), None if written_in is None else int(written_in)
-
-
-def _try_flock(fd: int, operation: int) -> bool:
-    """Take ``operation`` (LOCK_SH, LOCK_EX) on ``fd`` if nobody stands in the way; whether it was taken."""
-    try:
-        fcntl.flock(fd, operation | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _entries(directory: Path) -> list[Path]:
-    try:
-        return list(directory.iterdir())
-    except OSError:
-        return []

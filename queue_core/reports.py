@@ -48,11 +48,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from .clocks import REAL
 
 __all__ = ["FORMATS", "MAX_LINE", "AgentReport", "read_report", "retry_after_in"]
 
@@ -128,7 +129,7 @@ def read_report(log: Path, fmt: str, *, start: int = 0, now: float | None = None
     ``failed``: the attempt exited non-zero, so its stderr is searched for a rate limit too.
     Empty if the log cannot be read.
     """
-    now = time.time() if now is None else now
+    now = REAL.wall() if now is None else now
     try:
         with open(log, "rb") as f:
             f.seek(start)

@@ -31,7 +31,6 @@ import errno
 import os
 import re
 import stat
-import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,10 +38,12 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from .claimsfile import read_registry
+from .clocks import REAL, Clocks
 from .errors import InvalidArgumentError, StateError
 from .holds import STALE_AFTER_S, judge_run, live_holds
 from .line import alive_by, live_places
-from .statedir import describe_entry, list_dir, locate, measure, remove_entry
+from .statedir import describe_entry, list_dir, measure, remove_entry, state_dir
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -68,11 +69,11 @@ DAMAGED_KEPT = 3
 #: A temporary file, or a record that cannot be read, younger than this may be being written.
 STRAY_AGE_S = 3600.0
 
-# What names a run's files: a run id (see registry.RUN_ID_PATTERN), suffixed "-2"... when reused.
+# What names a run's files: a run id (see runid.RUN_ID_PATTERN), suffixed "-2"... when reused.
 _RUN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _RECORDS = ("json", "holds", "groups")
-# The temporary files of statedir.write_private, Registry._create and _make_state_dir (and of
-# Registry._unique_owner in versions that moved a dead record aside: ".dead-").
+# The temporary files of statedir.write_private, create_private and make_state_dir (and of
+# taking a run id in versions that moved a dead record aside: ".dead-").
 _STRAY = re.compile(r"\.(?:.+\.(?P<pid>\d+)\.(?:tmp|[0-9a-f]{6}\.new)|.+\.dead-[0-9a-f]{6}|write-probe-(?P<probe>\d+))")
 _DAMAGED = "claims.json.damaged-"
 # Where a history record written by Registry.finish_run says when its run started and ended:
@@ -144,7 +145,7 @@ def plan(
     held: Collection[str] = (),
     protect: Collection[str] = (),
     stale_after: float = STALE_AFTER_S,
-    now: float | None = None,
+    clocks: Clocks = REAL,
 ) -> RetentionReport:
     """What pruning the state directory ``directory`` would remove now; changes nothing.
 
@@ -152,10 +153,11 @@ def plan(
     files stay whatever they look like (the caller's own) and that count first among the
     newest ``keep_runs``. Costs a listing of the state directory's folders, and a look at each
     run in ``runs/`` and, only when there are more finished runs than ``keep_runs``, at the
-    head of each history record. Raises ValueError for a bad ``keep_runs``.
+    head of each history record. ``clocks`` tell how old a heartbeat or a temporary file is.
+    Raises ValueError for a bad ``keep_runs``.
     """
     keep_runs = check_keep_runs(keep_runs)
-    now = time.time() if now is None else now
+    now = clocks.wall()  # one instant for every temporary file's age
     runs_dir = directory / "runs"
     report = RetentionReport(directory, keep_runs)
     runs, damaged = _collect(directory, report, now)
@@ -165,7 +167,7 @@ def plan(
         if run.id not in protect:
             alive, why = False, ""  # a run without a record, holds or groups: nothing could prove it lives
             if run.records:
-                alive, why = judge_run(runs_dir, run.id, stale_after=stale_after, doubt_s=STRAY_AGE_S)
+                alive, why = judge_run(runs_dir, run.id, stale_after=stale_after, doubt_s=STRAY_AGE_S, clocks=clocks)
             if run.id in held and not alive:
                 alive, why = True, "it holds claims, or waits in line, in the registry"
             if alive:
@@ -243,16 +245,16 @@ def _collect(directory: Path, report: RetentionReport, now: float) -> tuple[dict
     return runs, damaged
 
 
-def preview(repo: str | os.PathLike[str], keep_runs: int, *, stale_after: float = STALE_AFTER_S) -> RetentionReport:
+def preview(
+    repo: str | os.PathLike[str], keep_runs: int, *, stale_after: float = STALE_AFTER_S, clocks: Clocks = REAL
+) -> RetentionReport:
     """What :func:`prune` would remove in ``repo``'s state directory now, changing nothing.
 
     Read without the registry lock, like ``status``: a view, never a decision. Raises
     StateError if the state directory is not a directory (a symlink is never followed),
     ValueError for a bad ``keep_runs``.
     """
-    from .registry import read_registry  # the registry imports this module
-
-    directory = locate(Path(repo).resolve())
+    directory = state_dir(repo)
     try:
         st = os.lstat(directory)
     except FileNotFoundError:
@@ -262,10 +264,10 @@ def preview(repo: str | os.PathLike[str], keep_runs: int, *, stale_after: float 
     if not stat.S_ISDIR(st.st_mode):
         raise StateError(directory, "is not a directory (a symlink is never followed)")
     holds, line = read_registry(repo)
-    live = live_holds(holds, directory / "runs", stale_after=stale_after)[0]
-    waiting = live_places(line, alive_by(directory / "runs", stale_after))
+    live = live_holds(holds, directory / "runs", stale_after=stale_after, clocks=clocks)[0]
+    waiting = live_places(line, alive_by(directory / "runs", stale_after, clocks=clocks))
     held = {hold.owner.run for hold in live} | {place.owner.run for place in waiting}
-    return plan(directory, keep_runs, held=held, stale_after=stale_after)
+    return plan(directory, keep_runs, held=held, stale_after=stale_after, clocks=clocks)
 
 
 def apply(report: RetentionReport) -> RetentionReport:
@@ -273,7 +275,7 @@ def apply(report: RetentionReport) -> RetentionReport:
 
     Use it under the registry lock, in the step that made the plan (see :func:`prune`): no
     rebuild of claims.json reads a dead run's ``.holds`` meanwhile, and no new run takes the
-    id of one judged dead (see Registry._unique_owner) and starts writing its files.
+    id of one judged dead (see runid.take_run_id) and starts writing its files.
     """
     done: list[Removal] = []
     failed = list(report.failed)
@@ -302,6 +304,7 @@ def prune(registry: Registry, keep_runs: int | None = None, *, dry_run: bool = F
             held={hold.owner.run for hold in session.holds.values()} | {place.owner.run for place in session.waiting},
             protect={registry.run},
             stale_after=registry.stale_after,
+            clocks=registry.clocks,
         )
         return report if dry_run else apply(report)
 

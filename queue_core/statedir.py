@@ -14,23 +14,30 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import stat
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import NotRegularFileError, StateError
 
 __all__ = [
     "LEGACY_DIR",
+    "create_private",
     "describe_entry",
+    "encode_json",
     "ensure_private_dir",
     "list_dir",
     "locate",
+    "make_state_dir",
     "measure",
     "read_regular",
     "remove_entry",
+    "state_dir",
     "write_private",
 ]
 
@@ -44,6 +51,11 @@ def locate(repo: Path) -> Path:
     """The state directory of the repository at ``repo`` (an absolute, resolved path)."""
     common = _git_common_dir(repo)
     return repo / LEGACY_DIR if common is None else common / _NAME
+
+
+def state_dir(repo: str | os.PathLike[str]) -> Path:
+    """The state directory of the repository at ``repo``, any path to it."""
+    return locate(Path(repo).resolve())
 
 
 def _git_common_dir(repo: Path) -> Path | None:
@@ -89,6 +101,24 @@ def ensure_private_dir(path: Path) -> None:
         raise StateError(path, f"cannot create or write the state directory: {exc.strerror or exc}") from exc
 
 
+def make_state_dir(directory: Path) -> None:
+    """Make the state directory ``directory`` and its ``runs/`` and ``history/``, or check them:
+    owner-only, and writable. Raises StateError, naming the path, if they cannot be.
+
+    One in the repository itself (``.project-manager``) gets a .gitignore: state is never committed.
+    """
+    for path in (directory, directory / "runs", directory / "history"):
+        ensure_private_dir(path)
+    try:
+        if directory.name == LEGACY_DIR and not (directory / ".gitignore").exists():
+            write_private(directory / ".gitignore", b"# project-manager's state: never commit it\n*\n")
+        probe = directory / f".write-probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise StateError(directory, f"cannot write the state directory: {exc.strerror or exc}") from exc
+
+
 def read_regular(path: Path) -> bytes | None:
     """The content of the regular file ``path``; None if there is none.
 
@@ -110,6 +140,11 @@ def read_regular(path: Path) -> bytes | None:
         return f.read()
 
 
+def encode_json(data: dict[str, Any]) -> bytes:
+    """``data`` as every JSON file of the state is written: compact, by the C encoder."""
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Replace ``path`` by a 0600 file holding ``data``, atomically: a reader sees the old or the new.
 
@@ -128,6 +163,26 @@ def write_private(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def create_private(path: Path, data: bytes) -> bool:
+    """Create ``path`` as a 0600 file holding ``data`` if it does not exist; whether it was created.
+
+    Atomic: a reader never sees it half-written, and of two creators one wins. Raises StateError,
+    naming the path, if it cannot be written.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.new")
+    try:
+        write_private(tmp, data)
+        try:
+            os.link(tmp, path)  # fails if it exists
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+    except OSError as exc:
+        raise StateError(path, f"cannot write: {exc.strerror or exc}") from exc
+    return True
 
 
 def list_dir(directory: Path) -> Iterator[tuple[Path, os.DirEntry[str]]]:

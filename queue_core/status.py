@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,12 +24,13 @@ from ._jsonread import (
     str_at,
     strs_at,
 )
+from .claimsfile import read_holds
+from .clocks import REAL, Clocks
 from .errors import NotRegularFileError
 from .holds import Owner, live_holds, read_groups
 from .processes import agent_processes, lock_holder, process_state
 from .records import SCHEMA, ByKey, RunningTask, RunRecord, WaitingTask, schema_of
-from .registry import read_holds, state_dir
-from .statedir import read_regular
+from .statedir import read_regular, state_dir
 from .waits import WaitReason
 
 __all__ = ["AgentProcess", "RepoStatus", "RunView", "live_run_records", "repo_status"]
@@ -165,16 +165,19 @@ class RepoStatus(ByKey):
         )
 
 
-def live_run_records(repo: str | os.PathLike[str], skipped: list[str] | None = None) -> list[RunRecord]:
+def live_run_records(
+    repo: str | os.PathLike[str], skipped: list[str] | None = None, *, clocks: Clocks = REAL
+) -> list[RunRecord]:
     """The records of every run in ``repo`` that still lives or holds claims, oldest first.
 
     A run holds claims after its process died while its supervisor, or an agent's process
-    group, lives. A repository without state, or an unreadable record, gives fewer records,
-    never an error; what is not a regular file, and a record of a newer schema, is named in
-    ``skipped``, if given, and not read (a FIFO would make the reader wait).
+    group, lives; ``clocks`` tell a heartbeat's age. A repository without state, or an
+    unreadable record, gives fewer records, never an error; what is not a regular file, and a
+    record of a newer schema, is named in ``skipped``, if given, and not read (a FIFO would
+    make the reader wait).
     """
     runs_dir = state_dir(repo) / "runs"
-    held = {hold.owner.run for hold in live_holds(read_holds(repo), runs_dir)[0]}
+    held = {hold.owner.run for hold in live_holds(read_holds(repo), runs_dir, clocks=clocks)[0]}
     records = []
     for path in sorted(runs_dir.glob("*.json")):
         try:
@@ -195,18 +198,18 @@ def live_run_records(repo: str | os.PathLike[str], skipped: list[str] | None = N
             continue  # being replaced, or damaged: it is only a view
         if record.status is None:
             continue  # a registry that runs no queue (yet): nothing to show
-        if record.owner.run in held or record.owner.alive(runs_dir):
+        if record.owner.run in held or record.owner.alive(runs_dir, clocks=clocks):
             records.append(record)
     return records
 
 
-def repo_status(repo: str | os.PathLike[str]) -> RepoStatus:
-    """What runs in ``repo`` right now, across every live run of every process (see RepoStatus)."""
+def repo_status(repo: str | os.PathLike[str], *, clocks: Clocks = REAL) -> RepoStatus:
+    """What runs in ``repo`` right now, by ``clocks``, across every live run of every process (see RepoStatus)."""
     directory = state_dir(repo)
     runs_dir = directory / "runs"
     runs = []
     skipped: list[str] = []
-    for record in live_run_records(repo, skipped):
+    for record in live_run_records(repo, skipped, clocks=clocks):
         assert record.status is not None  # live_run_records gives only records with a status
         owner = record.owner
         state = _state(owner)
@@ -225,7 +228,7 @@ def repo_status(repo: str | os.PathLike[str]) -> RepoStatus:
                 record.started_at,
                 record.updated,
                 record.status.running,
-                _now_told(record.status.waiting),  # the best-ranked ones (see RECORD_WAITING_MAX)
+                _now_told(record.status.waiting, clocks),  # the best-ranked ones (see RECORD_WAITING_MAX)
                 record.status.queued_tasks,
                 dict(record.status.counts),
             )
@@ -235,10 +238,10 @@ def repo_status(repo: str | os.PathLike[str]) -> RepoStatus:
     return RepoStatus(tuple(runs), stopped, tuple(skipped))
 
 
-def _now_told(waiting: tuple[WaitingTask, ...]) -> tuple[WaitingTask, ...]:
+def _now_told(waiting: tuple[WaitingTask, ...], clocks: Clocks) -> tuple[WaitingTask, ...]:
     """``waiting``, each wait that ends at a set time (a retry, a rate limit) told from now, not
     from when its run wrote it: a run writes its record when something changes, not as time passes."""
-    now = time.time()
+    now = clocks.wall()
     return tuple(
         task
         if task.resumes_at is None

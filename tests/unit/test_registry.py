@@ -25,9 +25,10 @@ import psutil
 import pytest
 
 from queue_core import AgentTask, TaskQueue
+from queue_core.clocks import Clocks
 from queue_core.errors import ClaimConflictError, StateError
 from queue_core.records import QueueStatus, RunHistory, RunRecord
-from queue_core.registry import FORMAT, VERSION, Hold, Owner, Registry
+from queue_core.registry import FORMAT, RECOVERY_S, VERSION, Hold, Owner, Registry
 from queue_core.status import live_run_records
 
 from ..conftest import WAIT, Gate, wait_for
@@ -572,3 +573,62 @@ def test_a_run_record_is_written_again_into_a_state_directory_removed_whole(tmp_
     shutil.rmtree(registry.dir)
     registry.write_run_record(_record(registry))
     assert json.loads((registry.runs_dir / "r.json").read_text())["run"] == "r"
+
+
+# --- time, told by the registry's clocks ------------------------------------------------------
+
+#: A wall time long past: a registry that read the real clock instead would judge every age wrong.
+T0 = 1_000_000_000.0
+
+
+class ManualClock:
+    """A clock that stands still until a test moves it."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_remote_runs_hold_goes_stale_when_the_wall_clock_passes_stale_after(tmp_path: Path) -> None:
+    """A hold of a run that cannot be checked directly lives by its heartbeat's age, by the
+    registry's wall clock: moved past ``stale_after``, the hold is dropped, without sleeping."""
+    wall = ManualClock(T0)
+    registry = Registry(tmp_path, "me", stale_after=15.0, clocks=Clocks(ManualClock(0.0), wall))
+    remote = Owner("elsewhere.invalid", 4242, 1.0, "remote")
+    write_claims(tmp_path, [Hold(remote, "t", "code_developer", ("src/x.py",), (), T0)])
+    beat = registry.runs_dir / "remote.json"
+    beat.write_text(json.dumps({"run": "remote", "owner": remote.to_json(), "updated": T0, "version": VERSION}))
+    os.utime(beat, (T0, T0))
+
+    wall.now = T0 + 14.0
+    with registry.session() as session:
+        assert [h.key for h in session.foreign()] == ["remote/t"]
+    wall.now = T0 + 16.0
+    with registry.session() as session:
+        assert session.foreign() == []
+        assert [h.key for h in session.dropped] == ["remote/t"]
+
+
+def test_the_recovery_of_a_lost_registry_ends_when_the_wall_clock_passes_it(tmp_path: Path) -> None:
+    """While another registry lives, a lost claims.json stops new claims for RECOVERY_S by the
+    registry's wall clock, and no longer once it has passed: the window is stepped, not slept."""
+    wall = ManualClock(T0)
+    clocks = Clocks(ManualClock(0.0), wall)
+    bystander = Registry(tmp_path, "bystander", clocks=clocks)  # live: a lost claims.json is recovered, not ignored
+    registry = Registry(tmp_path, "me", clocks=clocks)
+    registry.path.unlink()
+
+    session = registry.begin()
+    registry.abort(session)
+    assert session.recovering == T0 + RECOVERY_S
+    wall.now = T0 + RECOVERY_S - 0.5
+    assert registry.lost_holds(()), "a heartbeat must step while the registry is recovered"
+    with registry.session() as session:
+        assert session.recovering == T0 + RECOVERY_S
+    wall.now = T0 + RECOVERY_S + 0.5
+    assert not registry.lost_holds(())
+    with registry.session() as session:
+        assert session.recovering == 0.0
+    bystander.close()
