@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .claims import Access, claim_texts
-from .clocks import REAL, Clocks
 from .errors import StateError
 from .holds import HEARTBEAT_S, Hold, Owner, live_holds
 from .line import Place, Wanted, ahead, alive_by, live_places, parse_claims
@@ -53,8 +52,9 @@ class RegistrySync:
 
     A busy queue shares one step among several decisions (group commit, see ``step``) and
     keeps the registry locked for a short lease (see ``_decide``), so that most steps cost no
-    file I/O. The lease and heartbeat run on the real monotonic clock, whatever the
-    scheduler's clock: other processes wait in real time. Records carry the wall clock's time:
+    file I/O. The lease and heartbeat run on the registry's clocks (real ones, unless a test
+    gives others), whatever the scheduler's clock: other processes wait in real time, and
+    would wait for ever on a test's frozen clock. Records carry the wall clock's time:
     another process reads them.
     """
 
@@ -63,12 +63,11 @@ class RegistrySync:
         registry: Registry,
         host: SyncHost,
         on_notice: Callable[[str], None] | None = None,
-        clocks: Clocks = REAL,
     ) -> None:
         self.registry = registry
         self.host = host
         self.on_notice = on_notice
-        self.clocks = clocks
+        self.clocks = clocks = registry.clocks
         registry.on_lock_wait = self._on_lock_wait
         self.started_at = clocks.wall()
         self.error: OSError | None = None  # the last registry failure, until one works
@@ -349,10 +348,10 @@ class RegistrySync:
         if self.error is not None or self.registry.stamp() != self.registry.last_stamp:
             return True
         runs_dir, stale_after = self.registry.runs_dir, self.registry.stale_after
-        if live_holds(self.external_holds.values(), runs_dir, stale_after=stale_after)[1]:
+        if live_holds(self.external_holds.values(), runs_dir, stale_after=stale_after, clocks=self.clocks)[1]:
             return True
         places = self.places_ahead.values()
-        return len(live_places(places, alive_by(runs_dir, stale_after))) < len(places)
+        return len(live_places(places, alive_by(runs_dir, stale_after, clocks=self.clocks))) < len(places)
 
     def _on_lock_wait(self, holder: str | None) -> None:
         """The registry lock: held elsewhere this long and by whom; or None, taken at last.
