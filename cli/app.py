@@ -107,24 +107,26 @@ def release(
     from queue_core.errors import RunAliveError, StateError
     from queue_core.registry import Registry
 
-    from . import delegate, render
+    from . import render
+    from .exits import EXIT_FAILED, EXIT_USAGE
+    from .repo import find_repo
 
     try:
-        registry = Registry(delegate.find_repo(repo))
+        registry = Registry(find_repo(repo))
     except StateError as exc:
         render.error(str(exc))
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
     try:
         count = registry.release_run(run_id)
     except ValueError as exc:
         render.error(str(exc))
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
     except RunAliveError as exc:
         render.error(f"not released: {exc.reason}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_FAILED) from None
     except StateError as exc:
         render.error(str(exc))
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
     finally:
         registry.finish_run(None)
     render.out(f"released {count} claim(s) of run {run_id}")

@@ -16,9 +16,8 @@ from queue_core.retention import DEFAULT_KEEP_RUNS, preview, prune
 
 from . import render
 from .config import ConfigError, load_repo_config
-from .delegate import find_repo
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .repo import find_repo
 
 
 def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool) -> int:

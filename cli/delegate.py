@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import shlex
 import signal
-import subprocess
 import sys
 import time
 from operator import attrgetter
@@ -44,9 +43,10 @@ from .config import (
     parse_task_string,
     validate_batch,
 )
+from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
+from .repo import find_repo
 from .signals import Signals, noted
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _SIGNAL_NAMES: dict[int, str] = {
     signal.SIGINT: "SIGINT (Ctrl-C)",
     signal.SIGTERM: "SIGTERM",
@@ -59,29 +59,7 @@ _SIGNAL_NAMES: dict[int, str] = {
 INTERRUPTED_WRITE_S = 2.0
 
 
-def exit_code_for(signum: int) -> int:
-    """The shell's convention for a command ended by a signal: 128 + its number (130 for Ctrl-C)."""
-    return 128 + signum
-
-
 DEFAULT_MAX_PARALLEL = 4
-
-
-def find_repo(explicit: Path | None) -> Path:
-    """``--repo``, else the git top level of the current directory, else the current directory."""
-    if explicit is not None:
-        return explicit.resolve()
-    try:
-        top = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],  # noqa: S607 - git from PATH, fixed arguments
-            capture_output=True,
-            text=True,
-            check=True,
-            start_new_session=True,  # a Ctrl-C is this command's to handle, not git's to die of
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return Path.cwd().resolve()
-    return Path(top).resolve()
 
 
 def stopped_early() -> int | None:

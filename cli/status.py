@@ -19,7 +19,8 @@ from queue_core.records import RunningTask
 from queue_core.status import RunView
 
 from . import render
-from .delegate import EXIT_OK, exit_code_for, find_repo
+from .exits import EXIT_OK, exit_code_for
+from .repo import find_repo
 from .signals import Signals
 
 
