@@ -18,13 +18,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from queue_core import QueueStatus, TaskEvent, TaskOutcome, TaskState
 from queue_core.changes import Stray
 from queue_core.records import RunningTask, WaitingTask
 from queue_core.reports import AgentReport
 from queue_core.retention import RetentionReport
+
+if TYPE_CHECKING:
+    from .usage import UsageSampler
 
 _WORDS = {
     "started": "started",
@@ -427,13 +430,14 @@ class LiveView:
         self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._live: Any = None
-        self._procs: dict[int, Any] = {}  # the agents' processes, kept between refreshes
+        self._usage: UsageSampler | None = None
 
     def __enter__(self) -> LiveView:
-        import psutil
         from rich.live import Live
 
-        psutil.cpu_percent(interval=None)  # the first reading only starts the measurement
+        from .usage import UsageSampler
+
+        self._usage = UsageSampler()
         self._live = Live(self._render(), console=self.console, auto_refresh=False)
         self._live.__enter__()
         self._thread = threading.Thread(target=self._draw, name="project-manager-live", daemon=True)
@@ -483,30 +487,19 @@ class LiveView:
             while self._lines.get() is not None:
                 pass
 
-    def _agents_usage(self) -> tuple[float, int]:
-        """CPU percent and resident memory of the agents' process trees (below this process).
-
-        The supervisor and its keepers are ours, not the agents': they are left out. The same
-        psutil.Process objects are kept between refreshes: cpu_percent() measures the time
-        since the previous call on the same object.
-        """
-        import psutil
-
-        children = {p.pid: p for p in agent_processes(psutil.Process())}
-        self._procs = {pid: self._procs.get(pid, proc) for pid, proc in children.items()}
-        return processes_usage(self._procs.values())
-
     def _render(self) -> Any:
         from rich.console import Group
         from rich.panel import Panel
         from rich.text import Text
 
+        assert self._usage is not None  # made as the view is entered, before its first frame
         status = self._get_status()
-        agents_cpu, agents_mem = self._agents_usage()
+        # The agents' process trees: below this process, which is left out.
+        agents_cpu, agents_mem = self._usage.trees({"agents": os.getpid()}, with_roots=False)["agents"]
         skipped = status.counts.get(TaskState.SKIPPED.value, 0)
         cost = self._cost()
         resources = (
-            f"{machine_usage()}   agents: CPU {agents_cpu:.0f}%, memory {agents_mem / 2**20:.0f} MiB   "
+            f"{self._usage.machine()}   agents: CPU {agents_cpu:.0f}%, memory {agents_mem / 2**20:.0f} MiB   "
             f"done {status.finished_tasks} (failed {status.failed_tasks}, skipped {skipped})"
             + ("" if cost is None else f"   cost so far ${cost:.4f}")
         )
@@ -578,44 +571,3 @@ def queue_panel(title: str, waiting: Sequence[WaitingTask], more: int, *, by_run
 
 def _with_run(task: RunningTask | WaitingTask, cells: tuple[str, ...], by_run: bool) -> tuple[str, ...]:
     return (task.run or "", *cells) if by_run else cells
-
-
-def machine_usage() -> str:
-    """``machine: CPU 12%, memory 3.1 of 15.5 GiB``; CPU since the previous call (prime it once)."""
-    import psutil
-
-    memory = psutil.virtual_memory()
-    return (
-        f"machine: CPU {psutil.cpu_percent(interval=None):.0f}%, memory {memory.used / 2**30:.1f} of "
-        f"{memory.total / 2**30:.1f} GiB"
-    )
-
-
-def agent_processes(root: Any) -> list[Any]:
-    """The psutil processes below ``root``, but for the supervisor's own (agents, their children)."""
-    import psutil
-
-    from queue_core.supervisor import PROCESS_NAMES
-
-    def ours(proc: Any) -> bool:
-        try:
-            return proc.name() in PROCESS_NAMES
-        except psutil.Error:  # it ended meanwhile
-            return True
-
-    return [proc for proc in root.children(recursive=True) if not ours(proc)]
-
-
-def processes_usage(processes: Iterable[Any]) -> tuple[float, int]:
-    """Summed CPU percent and resident memory of psutil ``processes``; one that ended counts nothing."""
-    usage = [_usage(process) for process in processes]
-    return sum(u[0] for u in usage), sum(u[1] for u in usage)
-
-
-def _usage(process: Any) -> tuple[float, int]:
-    import psutil
-
-    try:
-        return process.cpu_percent(interval=None), process.memory_info().rss
-    except psutil.Error:  # it ended meanwhile
-        return 0.0, 0

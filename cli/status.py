@@ -8,7 +8,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -118,39 +118,10 @@ def _run_usage(run: RunView, usage: tuple[float, int] | None) -> str:
     return f"{where}: CPU {usage[0]:.0f}%, memory {usage[1] / 2**20:.0f} MiB"
 
 
-class _RunUsage:
-    """CPU and memory of each local run's process tree: the run's process and its agents.
-
-    An orphaned run's process is gone: its agents are found below its supervisor. The
-    supervisor's own processes are left out.
-
-    The same psutil.Process objects are kept between refreshes: cpu_percent() measures the
-    time since the previous call on the same object.
-    """
-
-    def __init__(self) -> None:
-        self._procs: dict[int, Any] = {}
-
-    def measure(self, runs: Sequence[RunView]) -> dict[str, tuple[float, int]]:
-        import psutil
-
-        host = socket.gethostname()
-        procs: dict[int, Any] = {}
-        usage = {}
-        for run in runs:
-            if run.host != host:
-                continue
-            pid = run.supervisor_pid if run.state == "orphaned" and run.supervisor_pid is not None else run.pid
-            try:
-                root = self._procs.get(pid) or psutil.Process(pid)
-                found = [root, *render.agent_processes(root)]
-            except psutil.Error:  # the run ended since its record was read
-                found = []
-            tree = [self._procs.get(proc.pid, proc) for proc in found]
-            procs.update((proc.pid, proc) for proc in tree)
-            usage[run.run] = render.processes_usage(tree)
-        self._procs = procs
-        return usage
+def _root_pid(run: RunView) -> int:
+    """The process whose tree is the run's: its own; once it died (orphaned), its supervisor's,
+    below which its agents still are."""
+    return run.supervisor_pid if run.state == "orphaned" and run.supervisor_pid is not None else run.pid
 
 
 def run(repo: Path | None, *, json_out: bool, watch: bool, interval: float = 1.0) -> int:
@@ -185,11 +156,12 @@ def _append(results: list[bool], write: Callable[[str], bool], text: str) -> Non
 def _watch_live(root: Path, interval: float, signals: Signals) -> int:
     """Rich Live panels, redrawn every ``interval`` seconds until a signal: 128 + its number; or
     the terminal goes away: 129, as for SIGHUP (which comes then)."""
-    import psutil
     from rich.live import Live
 
-    runs = _RunUsage()
-    psutil.cpu_percent(interval=None)  # the first reading only starts the measurement
+    from .usage import UsageSampler
+
+    sampler = UsageSampler()
+    host = socket.gethostname()
     live = Live(auto_refresh=False)
     drawn: list[bool] = []
 
@@ -202,10 +174,8 @@ def _watch_live(root: Path, interval: float, signals: Signals) -> int:
 
     def frame() -> None:
         status = repo_status(root)
-        usage = runs.measure(status.runs)
-        live.update(
-            status_view(status, root, now=time.time(), machine=render.machine_usage(), usage=usage), refresh=True
-        )
+        usage = sampler.trees({run.run: _root_pid(run) for run in status.runs if run.host == host})
+        live.update(status_view(status, root, now=time.time(), machine=sampler.machine(), usage=usage), refresh=True)
 
     _finish_or_exit(signals, lambda: draw(live.start))
     try:
