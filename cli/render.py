@@ -15,14 +15,13 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from queue_core import QueueStatus, TaskEvent, TaskOutcome, TaskState
 from queue_core.changes import Stray
-from queue_core.records import RunningTask, WaitingTask
 from queue_core.reports import AgentReport
 from queue_core.retention import RetentionReport
 
@@ -488,86 +487,10 @@ class LiveView:
                 pass
 
     def _render(self) -> Any:
-        from rich.console import Group
-        from rich.panel import Panel
-        from rich.text import Text
+        from .panels import run_view
 
         assert self._usage is not None  # made as the view is entered, before its first frame
         status = self._get_status()
         # The agents' process trees: below this process, which is left out.
-        agents_cpu, agents_mem = self._usage.trees({"agents": os.getpid()}, with_roots=False)["agents"]
-        skipped = status.counts.get(TaskState.SKIPPED.value, 0)
-        cost = self._cost()
-        resources = (
-            f"{self._usage.machine()}   agents: CPU {agents_cpu:.0f}%, memory {agents_mem / 2**20:.0f} MiB   "
-            f"done {status.finished_tasks} (failed {status.failed_tasks}, skipped {skipped})"
-            + ("" if cost is None else f"   cost so far ${cost:.4f}")
-        )
-        waiting = status.waiting
-        blocked = [Text(f"waiting for the registry: {status.registry_wait}")] if status.registry_wait else []
-        return Group(
-            *blocked,
-            running_panel(f"Running agents ({len(status.running)}/{status.max_parallel})", status.running),
-            files_panel(f"Active files ({len(status.running_files)})", status.running),
-            queue_panel(f"Queue ({status.queued_tasks})", waiting[:QUEUE_ROWS], len(waiting) - QUEUE_ROWS),
-            Panel(Text(resources), title="Resources"),
-        )
-
-
-# Panels shared by the live view of a run and by ``status --watch``. With ``by_run`` a table
-# starts with the run of each task: status shows every run in the repository, and each task
-# given then carries its run id (``task.run``).
-
-QUEUE_ROWS = 20  # waiting tasks listed; the rest are counted
-
-
-def running_panel(title: str, tasks: Sequence[RunningTask], *, by_run: bool = False) -> Any:
-    """The running agents, one row each: task, agent, description, elapsed time and files."""
-    from rich.panel import Panel
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(expand=True, box=None)
-    for column in ("run",) * by_run + ("task", "agent", "description", "elapsed", "files"):
-        table.add_column(column, no_wrap=True, overflow="ellipsis", ratio=3 if column == "description" else None)
-    for task in tasks:
-        elapsed = f"{task.elapsed_s:.0f}s" + (" (timed out)" if task.timed_out else "")
-        cells = (task.id, task.agent, task.description, elapsed, ", ".join(task.files))
-        table.add_row(*(Text(cell) for cell in _with_run(task, cells, by_run)))  # Text: user strings are never markup
-    return Panel(table, title=title)
-
-
-def files_panel(title: str, tasks: Sequence[RunningTask], *, by_run: bool = False) -> Any:
-    """Every file the running tasks write, and the task holding it."""
-    from rich.panel import Panel
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(expand=True, box=None)
-    for column in ("run",) * by_run + ("file", "held by"):
-        table.add_column(column)
-    for task in tasks:
-        for path in task.files:
-            table.add_row(*(Text(cell) for cell in _with_run(task, (path, f"{task.id} ({task.agent})"), by_run)))
-    return Panel(table, title=title)
-
-
-def queue_panel(title: str, waiting: Sequence[WaitingTask], more: int, *, by_run: bool = False) -> Any:
-    """The waiting tasks with the reason each waits, then how many ``more`` wait unlisted."""
-    from rich.panel import Panel
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(expand=True, box=None)
-    columns = ("run",) * by_run + ("task", "agent", "waits because")
-    for column in columns:
-        table.add_column(column)
-    for task in waiting:
-        table.add_row(*(Text(cell) for cell in _with_run(task, (task.id, task.agent, task.reason), by_run)))
-    if more > 0:
-        table.add_row("…", *[""] * (len(columns) - 2), f"and {more} more")
-    return Panel(table, title=title)
-
-
-def _with_run(task: RunningTask | WaitingTask, cells: tuple[str, ...], by_run: bool) -> tuple[str, ...]:
-    return (task.run or "", *cells) if by_run else cells
+        agents = self._usage.trees({"agents": os.getpid()}, with_roots=False)["agents"]
+        return run_view(status, agents=agents, cost=self._cost(), machine=self._usage.machine())

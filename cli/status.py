@@ -60,24 +60,25 @@ def status_view(
     runs on another host, whose processes cannot be seen from here.
     """
     from rich.console import Group
-    from rich.panel import Panel
     from rich.text import Text
+
+    from . import panels
 
     lock = [Text(line) for line in _lock_line(status)]
     if not status.runs:
         return Group(*lock, Text(f"Nothing runs in {repo}."))
     running = [replace(task, run=run.run, elapsed_s=_elapsed(task, now)) for run in status.runs for task in run.running]
-    waiting = [replace(task, run=run.run) for run in status.runs for task in run.waiting][: render.QUEUE_ROWS]
+    waiting = [replace(task, run=run.run) for run in status.runs for task in run.waiting][: panels.QUEUE_ROWS]
     resources = [machine, *(_run_usage(run, usage.get(run.run)) for run in status.runs)]
     problems = [Text(_run_line(run)) for run in status.runs if run.state != "running"]
     return Group(
         *lock,
         Text(f"{len(status.runs)} run(s) in {repo}"),
         *problems,
-        render.running_panel(f"Running agents ({len(running)})", running, by_run=True),
-        render.files_panel(f"Active files ({len(status.running_files)})", running, by_run=True),
-        render.queue_panel(f"Queue ({status.queued_tasks})", waiting, status.queued_tasks - len(waiting), by_run=True),
-        Panel(Text("\n".join(resources)), title="Resources"),
+        panels.running_panel(f"Running agents ({len(running)})", running, by_run=True),
+        panels.files_panel(f"Active files ({len(status.running_files)})", running, by_run=True),
+        panels.queue_panel(f"Queue ({status.queued_tasks})", waiting, status.queued_tasks - len(waiting), by_run=True),
+        panels.resources_panel("\n".join(resources)),
     )
 
 
