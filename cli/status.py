@@ -18,7 +18,7 @@ from queue_core.processes import STOPPED_HINT
 from queue_core.records import RunningTask
 from queue_core.status import RunView
 
-from . import render
+from . import terminal
 from .exits import EXIT_OK, exit_code_for
 from .repo import find_repo
 from .signals import Signals
@@ -128,7 +128,7 @@ def _root_pid(run: RunView) -> int:
 def run(repo: Path | None, *, json_out: bool, watch: bool, interval: float = 1.0) -> int:
     root = find_repo(repo)
     if not watch:
-        render.out(_status_text(root, json_out=json_out))
+        terminal.out(_status_text(root, json_out=json_out))
         return EXIT_OK
     with Signals() as signals:  # until Ctrl-C, SIGTERM or SIGHUP, which leave through the with blocks
         if not json_out and sys.stdout.isatty():
@@ -143,7 +143,7 @@ def _watch_plain(root: Path, interval: float, signals: Signals, *, json_out: boo
     separator = ""
     while written[-1]:
         text = separator + _status_text(root, json_out=json_out)
-        _finish_or_exit(signals, functools.partial(_append, written, render.write_out, text))
+        _finish_or_exit(signals, functools.partial(_append, written, terminal.write_out, text))
         if written[-1] and (signum := signals.wait(interval)) is not None:
             return exit_code_for(signum)
         separator = "\n"
@@ -157,13 +157,11 @@ def _append(results: list[bool], write: Callable[[str], bool], text: str) -> Non
 def _watch_live(root: Path, interval: float, signals: Signals) -> int:
     """Rich Live panels, redrawn every ``interval`` seconds until a signal: 128 + its number; or
     the terminal goes away: 129, as for SIGHUP (which comes then)."""
-    from rich.live import Live
-
     from .usage import UsageSampler
 
     sampler = UsageSampler()
     host = socket.gethostname()
-    live = Live(auto_refresh=False)
+    screen = terminal.Screen()
     drawn: list[bool] = []
 
     def draw(step: Callable[[], object]) -> None:
@@ -176,9 +174,9 @@ def _watch_live(root: Path, interval: float, signals: Signals) -> int:
     def frame() -> None:
         status = repo_status(root)
         usage = sampler.trees({run.run: _root_pid(run) for run in status.runs if run.host == host})
-        live.update(status_view(status, root, now=time.time(), machine=sampler.machine(), usage=usage), refresh=True)
+        screen.show(status_view(status, root, now=time.time(), machine=sampler.machine(), usage=usage))
 
-    _finish_or_exit(signals, lambda: draw(live.start))
+    _finish_or_exit(signals, lambda: draw(screen.start))
     try:
         while drawn[-1]:
             _finish_or_exit(signals, lambda: draw(frame))
@@ -186,13 +184,13 @@ def _watch_live(root: Path, interval: float, signals: Signals) -> int:
                 return exit_code_for(signum)
         return exit_code_for(signals.caught or signal.SIGHUP)
     finally:
-        _finish_or_exit(signals, lambda: draw(live.stop))
+        _finish_or_exit(signals, lambda: draw(screen.stop))
 
 
 def _finish_or_exit(signals: Signals, work: Callable[[], object]) -> None:
     """Do ``work`` (a write); if a signal came and it cannot be done in time, end the command now."""
     if not signals.finish(work):
-        render.exit_now(exit_code_for(signals.caught or signal.SIGPIPE))
+        terminal.exit_now(exit_code_for(signals.caught or signal.SIGPIPE))
 
 
 def _status_text(root: Path, *, json_out: bool) -> str:
