@@ -32,7 +32,6 @@ from queue_core.statedir import ensure_private_dir
 
 from . import render, terminal
 from .config import (
-    PRESETS,
     REPO_CONFIG,
     AgentSpec,
     Batch,
@@ -45,6 +44,7 @@ from .config import (
     validate_batch,
 )
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
+from .presets import PRESETS
 from .repo import find_repo
 from .signals import Signals, noted
 

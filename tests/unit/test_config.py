@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from cli.config import (
-    PRESETS,
     AgentSpec,
     Batch,
     ConfigError,
@@ -28,6 +27,7 @@ from cli.config import (
     parse_task_string,
     validate_batch,
 )
+from cli.presets import PRESETS
 from queue_core import AgentTask
 
 #: Writes a file into the test's working directory: ``write(yaml_text, name="batch.yaml")``.
