@@ -15,7 +15,8 @@ from queue_core.registry import Registry
 from queue_core.retention import DEFAULT_KEEP_RUNS, preview, prune
 
 from . import render, terminal
-from .config import ConfigError, load_repo_config
+from .config import ConfigError
+from .config_files import load_repo_config
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from .repo import find_repo
 

@@ -31,18 +31,8 @@ from queue_core.scheduler import Scheduler
 from queue_core.statedir import ensure_private_dir
 
 from . import render, terminal
-from .config import (
-    REPO_CONFIG,
-    AgentSpec,
-    Batch,
-    ConfigError,
-    TaskSpec,
-    load_batch,
-    load_repo_config,
-    merge_agents,
-    parse_task_string,
-    validate_batch,
-)
+from .config import AgentSpec, Batch, ConfigError, TaskSpec, merge_agents, parse_task_string, validate_batch
+from .config_files import REPO_CONFIG, load_batch, load_repo_config
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
 from .presets import PRESETS
 from .repo import find_repo
