@@ -257,8 +257,8 @@ def _execute(
 
 
 def _live_view(queue: TaskQueue, runners: dict[str, SubprocessAgent]) -> terminal.LiveView:
-    """Panels of the run's status, the CPU and memory of its agents (the processes below this
-    one, which is left out) and the cost they reported so far: each attempt's is known once it ends."""
+    """The live view of the run: its status, the CPU and memory of its agents (the processes below
+    this one, which is left out) and the cost they reported so far (an attempt's, once it ends)."""
     from .panels import run_view
     from .usage import UsageSampler
 

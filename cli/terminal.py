@@ -237,7 +237,7 @@ class Screen:
         self._console.print(text, markup=False, highlight=False)  # user text, not Rich markup
 
     def stop(self) -> None:
-        """Draw the last frame for good, below it the cursor, shown again."""
+        """Leave the last frame on the terminal, the cursor below it and shown again."""
         self._live.stop()
 
 
