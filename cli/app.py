@@ -29,7 +29,9 @@ def _show_version(value: bool) -> None:
     if value:
         from importlib.metadata import version  # 40 ms of imports: only when asked
 
-        typer.echo(f"project-manager {version('project-manager')}")
+        from .terminal import out
+
+        out(f"project-manager {version('project-manager')}")
         raise typer.Exit()
 
 
@@ -107,27 +109,29 @@ def release(
     from queue_core.errors import RunAliveError, StateError
     from queue_core.registry import Registry
 
-    from . import delegate, render
+    from . import terminal
+    from .exits import EXIT_FAILED, EXIT_USAGE
+    from .repo import find_repo
 
     try:
-        registry = Registry(delegate.find_repo(repo))
+        registry = Registry(find_repo(repo))
     except StateError as exc:
-        render.error(str(exc))
-        raise typer.Exit(2) from None
+        terminal.error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
     try:
         count = registry.release_run(run_id)
     except ValueError as exc:
-        render.error(str(exc))
-        raise typer.Exit(2) from None
+        terminal.error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
     except RunAliveError as exc:
-        render.error(f"not released: {exc.reason}")
-        raise typer.Exit(1) from None
+        terminal.error(f"not released: {exc.reason}")
+        raise typer.Exit(EXIT_FAILED) from None
     except StateError as exc:
-        render.error(str(exc))
-        raise typer.Exit(2) from None
+        terminal.error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
     finally:
         registry.finish_run(None)
-    render.out(f"released {count} claim(s) of run {run_id}")
+    terminal.out(f"released {count} claim(s) of run {run_id}")
 
 
 @app.command()

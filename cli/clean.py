@@ -14,11 +14,11 @@ from queue_core.errors import StateError
 from queue_core.registry import Registry
 from queue_core.retention import DEFAULT_KEEP_RUNS, preview, prune
 
-from . import render
-from .config import ConfigError, load_repo_config
-from .delegate import find_repo
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from . import render, terminal
+from .config import ConfigError
+from .config_files import load_repo_config
+from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .repo import find_repo
 
 
 def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool) -> int:
@@ -26,7 +26,7 @@ def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool) -> int:
     try:
         keep = keep_runs or load_repo_config(repo_root).keep_runs or DEFAULT_KEEP_RUNS
     except ConfigError as exc:
-        render.error(str(exc))
+        terminal.error(str(exc))
         return EXIT_USAGE
     try:
         if dry_run:  # a view, like status: no lock taken, nothing written, not even a run record
@@ -38,11 +38,11 @@ def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool) -> int:
             finally:
                 registry.finish_run(None)
     except StateError as exc:
-        render.error(str(exc))
+        terminal.error(str(exc))
         return EXIT_FAILED
-    render.out(render.clean_text(report))
+    terminal.out(render.clean_text(report))
     for note in report.skipped:
-        render.warning(note)
+        terminal.warning(note)
     for failure in report.failed:
-        render.error(f"could not remove {failure}")
+        terminal.error(f"could not remove {failure}")
     return EXIT_FAILED if report.failed else EXIT_OK

@@ -1,19 +1,9 @@
-"""Task and agent definitions: ``AGENT: DESCRIPTION @file`` arguments, batch files, repo config.
+"""Task and agent definitions, and the checks they pass before anything runs: ``AGENT:
+DESCRIPTION @file`` arguments, durations, claims, and whether every task's agent exists.
 
-Everything is validated before anything runs. A batch file is YAML; it is read as a node tree
-(``yaml.compose``) rather than as plain Python values so that every error names the file, the
-line of the offending node and the field path, e.g.::
-
-    batch.yaml:12: tasks[1].timeout: expected a duration like 90s, 30m or 1h30m, got 'soon'
-
-Unknown keys are errors at every level (a typo such as ``fils:`` must not silently drop a
-claim), and so are duplicate keys. Indexes in field paths count from 0.
-
-String fields (ids, agent names, descriptions, paths, command elements) take the scalar's text
-as written, so ``description: yes`` is ``"yes"`` rather than ``True``; only ``null`` is refused.
-
-Agents: an agent is ``command: [argv template]`` or ``preset: NAME`` (see ``PRESETS``). A task
-whose agent is defined nowhere but is named like a preset (``claude: fix it``) uses that preset.
+Batch files and the repository's ``project-manager.yaml`` are read into these definitions by
+cli/config_files.py; the agents that need no definition are cli/presets.py's. A task whose
+agent is defined nowhere but is named like a preset (``claude: fix it``) uses that preset.
 """
 
 from __future__ import annotations
@@ -22,143 +12,36 @@ import difflib
 import math
 import re
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import yaml
-
-from queue_core import check_task_id
 from queue_core.claims import Claim
-from queue_core.errors import DependencyCycleError, InvalidClaimError, InvalidTaskIdError
-from queue_core.graph import topological
-from queue_core.reports import FORMATS
+from queue_core.errors import InvalidClaimError
 from queue_core.runner import DEFAULT_PROMPT
 
+from .presets import PRESET_REPORTS, PRESETS
+
 __all__ = [
-    "PRESETS",
-    "REPO_CONFIG",
     "AgentSpec",
     "Batch",
     "ConfigError",
     "Origin",
     "RepoConfig",
     "TaskSpec",
-    "load_batch",
-    "load_repo_agents",
-    "load_repo_config",
     "merge_agents",
     "parse_duration",
     "parse_task_string",
     "validate_batch",
 ]
 
-#: Argv templates of the agents that need no definition: each edits unattended, says what it did
-#: in machine-readable form where the tool can, and gets the prompt where it cannot be read as an
-#: option (after ``--``, or as ``--opt=value``). For ``shell`` the description is the script.
-PRESETS: dict[str, tuple[str, ...]] = {
-    # Claude Code, headless mode (docs.claude.com/en/docs/claude-code/headless): without a
-    # permission mode, -p denies every edit and exits 0. stream-json needs --verbose with -p;
-    # its last line is the {"type": "result", ...} object.
-    "claude": (
-        "claude",
-        "-p",
-        "--permission-mode",
-        "acceptEdits",
-        "--output-format",
-        "stream-json",
-        "--verbose",
-        "--",
-        "{prompt}",
-    ),
-    # Codex, non-interactive mode (developers.openai.com/codex/noninteractive): the default
-    # sandbox is read-only; --full-auto is deprecated for --sandbox workspace-write. --json: JSONL events.
-    "codex": ("codex", "exec", "--sandbox", "workspace-write", "--json", "--", "{prompt}"),
-    # Aider (aider.chat/docs/config/options.html): it commits on its own and edits .gitignore
-    # unless told not to; the files it may edit follow --.
-    "aider": (
-        "aider",
-        "--yes-always",
-        "--no-auto-commits",
-        "--no-dirty-commits",
-        "--no-gitignore",
-        "--message={prompt}",
-        "--",
-        "{files}",
-    ),
-    # Gemini CLI, headless mode (geminicli.com/docs/cli/headless): -p/--prompt forces it; the
-    # default approval mode asks before each edit. JSON: {"response", "stats", "error"}.
-    "gemini": ("gemini", "--approval-mode=auto_edit", "--output-format=json", "--prompt={prompt}"),
-    # Cursor CLI (cursor.com/docs/cli/reference/parameters, .../output-format): --force "allows
-    # commands unless explicitly denied". In a folder it has not trusted, -p prints a refusal and
-    # exits 0 unless given --trust or --force (escoffier-labs/brigade#205); multica-ai/multica#7791
-    # saw --force not suffice, so both. Its parser (commander) ends options at -- (kube-dojo/
-    # kube-dojo.github.io#1487). stream-json ends with Claude Code's result event; a failure
-    # exits non-zero, its message on stderr.
-    "cursor": ("cursor-agent", "-p", "--force", "--trust", "--output-format", "stream-json", "--", "{prompt}"),
-    # opencode (opencode.ai/docs/cli, opencode.ai/docs/permissions): "edit" defaults to "allow";
-    # what still asks (a path outside the project, a loop) is refused by run, which has no one to
-    # ask. No permission flag: --dangerously-skip-permissions became --auto (KE7/helix#60). What
-    # follows -- is the message (anomalyco/opencode#4904); run quotes an argument with a space.
-    # It can exit 0 after an error event (anomalyco/opencode#2489, #26509).
-    "opencode": ("opencode", "run", "--format", "json", "--", "{prompt}"),
-    # goose (block.github.io/goose/docs/guides/goose-cli-commands): run --text runs one prompt and
-    # exits; --no-session keeps it out of the session list; stream-json shows the errors it exits
-    # 0 after (aaif-goose/goose#4612, #11909). It edits headless in GOOSE_MODE=auto, the default;
-    # approve modes stop a headless run (aaif-goose/goose#7915, #9125). clap takes --text=VALUE whole.
-    "goose": ("goose", "run", "--no-session", "--output-format", "stream-json", "--text={prompt}"),
-    "shell": ("sh", "-c", "{description}"),
-}
-#: The format in which each preset reports errors, cost and tokens (see queue_core.reports).
-PRESET_REPORTS: dict[str, str] = {
-    "claude": "claude",
-    "codex": "codex",
-    "gemini": "gemini",
-    "aider": "aider",
-    "cursor": "claude",  # the same result event
-    "opencode": "opencode",
-    "goose": "goose",
-}
-
-#: The repository's own agent definitions, at its root.
-REPO_CONFIG = "project-manager.yaml"
-
-_PLACEHOLDERS = ("description", "task_id", "files", "reads", "prompt")
-_PROMPT_PLACEHOLDERS = ("description", "files", "reads")
-_BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", "agents", "tasks")
-_REPO_KEYS = ("agents", "keep_runs")
-_AGENT_KEYS = (
-    "command",
-    "preset",
-    "args",
-    "prompt",
-    "report",
-    "owns",
-    "stop_grace",
-    "rate_limit_backoff",
-    "rate_limit_max_wait",
-)
 #: The longest duration a batch may give (a timeout, a grace period): a week.
 MAX_DURATION_S = 7 * 24 * 3600.0
 #: Seconds a stopped agent has between SIGTERM and SIGKILL, unless its ``stop_grace`` says otherwise.
 DEFAULT_STOP_GRACE_S = 5.0
-_TASK_KEYS = ("id", "agent", "description", "files", "reads", "depends_on", "priority", "timeout", "retries")
-_TASK_REQUIRED = ("id", "agent", "description")
-
-_NULL_TAG = "tag:yaml.org,2002:null"
-_BOOL_TAG = "tag:yaml.org,2002:bool"
-_INT_TAG = "tag:yaml.org,2002:int"
-_FLOAT_TAG = "tag:yaml.org,2002:float"
-# Stateless for scalars: one instance turns int/float nodes into values (0x1F, 1_000, 1e3...).
-_SCALARS = yaml.constructor.SafeConstructor()
-# libyaml's parser where PyYAML has it: the same nodes and marks, and ~10x faster on a big batch.
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _DURATION = re.compile(rf"(?:(?P<h>{_NUMBER})h)?(?:(?P<m>{_NUMBER})m)?(?:(?P<s>{_NUMBER})s)?")
 _TRAILING_PATH = re.compile(r"(?:^|\s)@(\S+)$")
-_BRACED_NAME = re.compile(r"\{(\w+)\}")
 
 
 class ConfigError(ValueError):
@@ -250,9 +133,6 @@ class RepoConfig:
     keep_runs: int | None = None
 
 
-# --- public functions ---------------------------------------------------------------------------
-
-
 def parse_duration(text: str | int | float) -> float:
     """Seconds in ``90s``, ``30m``, ``1h30m``, ``2h``, ``1.5m`` or a bare number of seconds.
 
@@ -277,13 +157,13 @@ def parse_duration(text: str | int | float) -> float:
         else:
             raise ValueError(f"expected a duration like 90s, 30m or 1h30m, got {text!r}")
     if math.isnan(seconds) or seconds <= 0:
-        raise ValueError(f"a duration must be greater than zero, got {_shown(text)}")
+        raise ValueError(f"a duration must be greater than zero, got {shown(text)}")
     if seconds > MAX_DURATION_S:
-        raise ValueError(f"a duration must be at most 168h (a week), got {_shown(text)}")
+        raise ValueError(f"a duration must be at most 168h (a week), got {shown(text)}")
     return seconds
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
     """``value`` for an error message: its repr, cut to 40 characters."""
     text = repr(value)
     return text if len(text) <= 40 else f"{text[:39]}…"
@@ -314,7 +194,7 @@ def parse_task_string(text: str, index: int) -> TaskSpec:
     if not rest:
         raise ConfigError(source, None, "description", f"the description is empty in {text!r}")
     for i, path in enumerate(files):
-        _check_claim(path, Origin(source, None, f"files[{i}]"))
+        check_claim(path, Origin(source, None, f"files[{i}]"))
     return TaskSpec(
         id=f"t{index}",
         agent=agent,
@@ -322,50 +202,6 @@ def parse_task_string(text: str, index: int) -> TaskSpec:
         files=tuple(files),
         agent_origin=Origin(source, None, "agent"),
     )
-
-
-def load_batch(path: Path) -> Batch:
-    """The batch in the YAML file ``path``: ``max_parallel``, ``stale_after``, ``keep_runs``, ``agents``, ``tasks``.
-
-    Raises ConfigError, naming the file, line and field, for unreadable or malformed YAML,
-    unknown or duplicate keys, wrong types, invalid paths, duplicate task ids, unknown
-    dependencies and dependency cycles.
-    """
-    reader = _Reader(str(path))
-    root = reader.load(path)
-    if root is None or _is_null(root):
-        return Batch(None, {}, ())
-    top = reader.mapping(root, None, _BATCH_KEYS)
-    max_parallel = None
-    if "max_parallel" in top and not _is_null(node := top["max_parallel"][1]):
-        max_parallel = reader.integer(node, "max_parallel", minimum=1)
-    stale_after = reader.duration(top["stale_after"][1], "stale_after") if "stale_after" in top else None
-    agents = reader.agents(top["agents"][1]) if "agents" in top else {}
-    tasks = reader.tasks(top["tasks"][1]) if "tasks" in top else ()
-    return Batch(max_parallel, agents, tasks, stale_after, reader.keep_runs(top))
-
-
-def load_repo_config(repo: Path) -> RepoConfig:
-    """``project-manager.yaml`` at the root of ``repo``: its ``agents:`` and ``keep_runs:``.
-
-    Empty if there is no such file. Raises ConfigError as load_batch does; any other
-    top-level key is an error.
-    """
-    path = repo / REPO_CONFIG
-    if not path.is_file():
-        return RepoConfig({})
-    reader = _Reader(str(path))
-    root = reader.load(path)
-    if root is None or _is_null(root):
-        return RepoConfig({})
-    top = reader.mapping(root, None, _REPO_KEYS)
-    agents = reader.agents(top["agents"][1]) if "agents" in top else {}
-    return RepoConfig(agents, reader.keep_runs(top))
-
-
-def load_repo_agents(repo: Path) -> dict[str, AgentSpec]:
-    """The ``agents:`` of ``project-manager.yaml`` at the root of ``repo`` (see load_repo_config)."""
-    return load_repo_config(repo).agents
 
 
 def merge_agents(repo_agents: dict[str, AgentSpec], batch_agents: dict[str, AgentSpec]) -> dict[str, AgentSpec]:
@@ -401,7 +237,7 @@ def validate_batch(
             whose = f"{agent} (task {task.id!r})"
         else:
             raise origin.error(
-                f"task {task.id!r} uses unknown agent {task.agent!r}{_suggest(task.agent, [*agents, *PRESETS])}; "
+                f"task {task.id!r} uses unknown agent {task.agent!r}{suggest(task.agent, [*agents, *PRESETS])}; "
                 f"defined agents: {', '.join(sorted(agents)) or '(none)'}; presets: {', '.join(PRESETS)}"
             )
         if task.agent in checked:
@@ -416,281 +252,8 @@ def validate_batch(
     return missing
 
 
-# --- reading the YAML node tree -----------------------------------------------------------------
-
-_Entries = dict[str, tuple[yaml.Node, yaml.Node]]
-
-
-class _Reader:
-    """Turns the nodes of one file into specs, raising ConfigError with that file's name."""
-
-    def __init__(self, source: str):
-        self.source = source
-
-    def error(self, node: yaml.Node, field: str | None, message: str) -> ConfigError:
-        return ConfigError(self.source, _line(node), field, message)
-
-    def load(self, path: Path) -> yaml.Node | None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(self.source, None, None, f"cannot read the file: {exc}") from exc
-        try:
-            try:
-                return yaml.compose(text, Loader=_FAST_LOADER)
-            except yaml.YAMLError:  # say it as the pure-Python parser does, with or without libyaml
-                return yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark is not None else None
-            problem = exc.problem or str(exc)
-            context = f" ({exc.context})" if exc.context else ""
-            raise ConfigError(self.source, line, None, f"invalid YAML: {problem}{context}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(self.source, None, None, f"invalid YAML: {exc}") from exc
-
-    def mapping(self, node: yaml.Node, field: str | None, allowed: Sequence[str] | None) -> _Entries:
-        """Key → (key node, value node); ``allowed`` None accepts any key (agent names)."""
-        if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, field, f"expected a mapping, got {_describe(node)}")
-        entries: _Entries = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise self.error(key_node, field, f"a key must be a plain name, got {_describe(key_node)}")
-            key = str(key_node.value)
-            here = _join(field, key)
-            if key in entries:
-                first = _line(entries[key][0])
-                raise self.error(key_node, here, f"duplicate key {key!r} (first at line {first})")
-            if allowed is not None and key not in allowed:
-                raise self.error(
-                    key_node,
-                    here,
-                    f"unknown key {key!r}{_suggest(key, allowed)}; expected one of: {', '.join(allowed)}",
-                )
-            entries[key] = (key_node, value_node)
-        return entries
-
-    def string(self, node: yaml.Node, field: str) -> str:
-        if not isinstance(node, yaml.ScalarNode) or _is_null(node):
-            raise self.error(node, field, f"expected a string, got {_describe(node)}")
-        text = str(node.value)
-        if not text.strip():
-            raise self.error(node, field, "must not be empty")
-        return text
-
-    def task_id(self, node: yaml.Node, field: str) -> str:
-        text = self.string(node, field)
-        try:
-            check_task_id(text)
-        except InvalidTaskIdError as exc:
-            raise self.error(node, field, exc.reason) from exc
-        return text
-
-    def strings(self, node: yaml.Node, field: str, what: str = "strings") -> tuple[str, ...]:
-        if not isinstance(node, yaml.SequenceNode):
-            hint = f" (write [{node.value}])" if isinstance(node, yaml.ScalarNode) and not _is_null(node) else ""
-            raise self.error(node, field, f"expected a list of {what}, got {_describe(node)}{hint}")
-        return tuple(self.string(item, f"{field}[{i}]") for i, item in enumerate(node.value))
-
-    def claims(self, node: yaml.Node, field: str) -> tuple[str, ...]:
-        paths = self.strings(node, field, "paths")
-        for i, (item, path) in enumerate(zip(node.value, paths, strict=True)):
-            _check_claim(path, Origin(self.source, _line(item), f"{field}[{i}]"))
-        return paths
-
-    def integer(self, node: yaml.Node, field: str, *, minimum: int | None = None) -> int:
-        if not isinstance(node, yaml.ScalarNode) or node.tag != _INT_TAG:
-            raise self.error(node, field, f"expected an integer, got {_describe(node)}")
-        value: int = self.scalar(node, field, _SCALARS.construct_yaml_int)
-        if minimum is not None and value < minimum:
-            raise self.error(node, field, f"must be at least {minimum}, got {value}")
-        return value
-
-    def keep_runs(self, top: _Entries) -> int | None:
-        """A top-level ``keep_runs:`` (null: the default); 0 is refused: a run keeps its own logs."""
-        if "keep_runs" not in top or _is_null(node := top["keep_runs"][1]):
-            return None
-        return self.integer(node, "keep_runs", minimum=1)
-
-    def scalar(self, node: yaml.ScalarNode, field: str, construct: Callable[[yaml.ScalarNode], Any]) -> Any:
-        """The value of an explicitly tagged scalar (``!!int 1e3``); a clear error if it is none."""
-        try:
-            return construct(node)
-        except (ValueError, OverflowError, IndexError) as exc:  # !!int abc, !!int "", 4,301 digits
-            raise self.error(node, field, f"not a valid {node.tag.rsplit(':', 1)[-1]}: {_shown(node.value)}") from exc
-
-    def duration(self, node: yaml.Node, field: str) -> float | None:
-        if _is_null(node):
-            return None
-        if not isinstance(node, yaml.ScalarNode) or node.tag == _BOOL_TAG:
-            raise self.error(node, field, f"expected a duration like 90s, 30m or 1h30m, got {_describe(node)}")
-        raw: str | float = str(node.value)
-        if node.tag == _INT_TAG:
-            raw = self.scalar(node, field, _SCALARS.construct_yaml_int)
-        elif node.tag == _FLOAT_TAG:
-            raw = self.scalar(node, field, _SCALARS.construct_yaml_float)
-        try:
-            return parse_duration(raw)
-        except ValueError as exc:
-            raise self.error(node, field, str(exc)) from exc
-
-    def agents(self, node: yaml.Node) -> dict[str, AgentSpec]:
-        if _is_null(node):  # `agents:` with every entry commented out
-            return {}
-        agents: dict[str, AgentSpec] = {}
-        for name, (key_node, value_node) in self.mapping(node, "agents", None).items():
-            here = f"agents.{name}"
-            if not name.strip() or re.search(r"\s", name):
-                raise self.error(key_node, here, f"an agent name is non-empty and has no spaces, got {name!r}")
-            agents[name] = self.agent(name, value_node, here)
-        return agents
-
-    def agent(self, name: str, node: yaml.Node, here: str) -> AgentSpec:
-        entries = self.mapping(node, here, _AGENT_KEYS)
-        if ("command" in entries) == ("preset" in entries):
-            message = (
-                "give either command or preset, not both" if "command" in entries else "needs a command or a preset"
-            )
-            raise self.error(node, here, f"{message} (command: [program, args...] or preset: {' | '.join(PRESETS)})")
-        owns = self.claims(entries["owns"][1], f"{here}.owns") if "owns" in entries else ()
-        grace = self.duration(entries["stop_grace"][1], f"{here}.stop_grace") if "stop_grace" in entries else None
-        grace = DEFAULT_STOP_GRACE_S if grace is None else grace
-        prompt = DEFAULT_PROMPT
-        if "prompt" in entries:
-            prompt_node = entries["prompt"][1]
-            prompt = self.string(prompt_node, f"{here}.prompt")
-            self.placeholders(prompt_node, f"{here}.prompt", prompt, _PROMPT_PLACEHOLDERS)
-        limits = {
-            f"{key}_s": seconds
-            for key in ("rate_limit_backoff", "rate_limit_max_wait")
-            if key in entries and (seconds := self.duration(entries[key][1], f"{here}.{key}")) is not None
-        }
-        report: str | None = None
-        if "report" in entries:
-            report_node = entries["report"][1]
-            report = self.string(report_node, f"{here}.report")
-            if report not in FORMATS:
-                raise self.error(report_node, f"{here}.report", f"expected one of {', '.join(FORMATS)}, got {report!r}")
-        args: tuple[str, ...] = ()
-        if "args" in entries:
-            args_node = entries["args"][1]
-            args = self.strings(args_node, f"{here}.args")
-            for i, element in enumerate(args):
-                self.placeholders(args_node.value[i], f"{here}.args[{i}]", element, _PLACEHOLDERS)
-        if "preset" in entries:
-            preset_node = entries["preset"][1]
-            preset = self.string(preset_node, f"{here}.preset")
-            if preset not in PRESETS:
-                raise self.error(
-                    preset_node,
-                    f"{here}.preset",
-                    f"unknown preset {preset!r}{_suggest(preset, PRESETS)}; presets: {', '.join(PRESETS)}",
-                )
-            origin = Origin(self.source, _line(preset_node), f"{here}.preset")
-            report = report if "report" in entries else PRESET_REPORTS.get(preset)
-            return AgentSpec(name, _with_args(PRESETS[preset], args), owns, grace, origin, prompt, report, **limits)
-        command_node = entries["command"][1]
-        command = self.strings(command_node, f"{here}.command")
-        if not command:
-            raise self.error(command_node, f"{here}.command", "must not be empty: give [program, args...]")
-        for i, element in enumerate(command):
-            self.placeholders(command_node.value[i], f"{here}.command[{i}]", element, _PLACEHOLDERS)
-        origin = Origin(self.source, _line(command_node.value[0]), f"{here}.command[0]")
-        return AgentSpec(name, _with_args(command, args), owns, grace, origin, prompt, report, **limits)
-
-    def placeholders(self, node: yaml.Node, field: str, text: str, known: Sequence[str]) -> None:
-        """Refuse a misspelt placeholder: ``{descripton}`` would reach the agent literally."""
-        for placeholder in _BRACED_NAME.findall(text):
-            close = difflib.get_close_matches(placeholder, known, n=1)
-            if placeholder not in known and close:
-                raise self.error(
-                    node,
-                    field,
-                    f"unknown placeholder {{{placeholder}}} (did you mean {{{close[0]}}}?); "
-                    f"placeholders: {', '.join('{' + p + '}' for p in known)}",
-                )
-
-    def tasks(self, node: yaml.Node) -> tuple[TaskSpec, ...]:
-        if _is_null(node):
-            return ()
-        if not isinstance(node, yaml.SequenceNode):
-            raise self.error(node, "tasks", f"expected a list of tasks, got {_describe(node)}")
-        tasks: list[TaskSpec] = []
-        id_nodes: dict[str, yaml.Node] = {}
-        dependency_nodes: list[tuple[yaml.Node, ...]] = []
-        for i, task_node in enumerate(node.value):
-            task, entries = self.task(task_node, f"tasks[{i}]")
-            id_node = entries["id"][1]
-            if task.id in id_nodes:
-                raise self.error(
-                    id_node,
-                    f"tasks[{i}].id",
-                    f"duplicate task id {task.id!r} (first at line {_line(id_nodes[task.id])})",
-                )
-            id_nodes[task.id] = id_node
-            dependency_nodes.append(tuple(entries["depends_on"][1].value) if "depends_on" in entries else ())
-            tasks.append(task)
-        for i, task in enumerate(tasks):
-            for j, dependency in enumerate(task.depends_on):
-                if dependency not in id_nodes:
-                    raise self.error(
-                        dependency_nodes[i][j],
-                        f"tasks[{i}].depends_on[{j}]",
-                        f"unknown task id {dependency!r}{_suggest(dependency, id_nodes)}",
-                    )
-        try:
-            topological({task.id: task.depends_on for task in tasks})
-        except DependencyCycleError as exc:  # point at the dependency that closes the cycle
-            cycle = exc.cycle
-            index = next(i for i, task in enumerate(tasks) if task.id == cycle[-2])
-            j = tasks[index].depends_on.index(cycle[-1])
-            raise self.error(
-                dependency_nodes[index][j],
-                f"tasks[{index}].depends_on[{j}]",
-                f"dependency cycle: {' -> '.join(cycle)}",
-            ) from None
-        return tuple(tasks)
-
-    def task(self, node: yaml.Node, here: str) -> tuple[TaskSpec, _Entries]:
-        entries = self.mapping(node, here, _TASK_KEYS)
-        for key in _TASK_REQUIRED:
-            if key not in entries:
-                raise self.error(node, f"{here}.{key}", f"missing (every task needs {', '.join(_TASK_REQUIRED)})")
-
-        def value(key: str) -> yaml.Node:
-            return entries[key][1]
-
-        agent_node = value("agent")
-        task = TaskSpec(
-            id=self.task_id(value("id"), f"{here}.id"),
-            agent=self.string(agent_node, f"{here}.agent"),
-            description=self.string(value("description"), f"{here}.description"),
-            files=self.claims(value("files"), f"{here}.files") if "files" in entries else (),
-            reads=self.claims(value("reads"), f"{here}.reads") if "reads" in entries else (),
-            depends_on=self.strings(value("depends_on"), f"{here}.depends_on", "task ids")
-            if "depends_on" in entries
-            else (),
-            priority=self.integer(value("priority"), f"{here}.priority") if "priority" in entries else 0,
-            timeout_s=self.duration(value("timeout"), f"{here}.timeout") if "timeout" in entries else None,
-            retries=self.integer(value("retries"), f"{here}.retries", minimum=0) if "retries" in entries else 0,
-            agent_origin=Origin(self.source, _line(agent_node), f"{here}.agent"),
-        )
-        return task, entries
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def _with_args(command: tuple[str, ...], args: tuple[str, ...]) -> tuple[str, ...]:
-    """``command`` with ``args`` before its ``--`` (after it, they would be the prompt's), else at its end."""
-    if "--" in command:
-        end = command.index("--")
-        return (*command[:end], *args, *command[end:])
-    return (*command, *args)
-
-
-def _check_claim(path: str, origin: Origin) -> None:
+def check_claim(path: str, origin: Origin) -> None:
+    """Raise ConfigError, pointing at ``origin``, unless ``path`` is a claim an agent may be given."""
     if path.startswith("-"):  # {files} puts claims in an agent's argv: one must never read as an option
         raise origin.error(f"invalid path {path!r}: a path may not start with '-' (write ./{path})")
     try:
@@ -699,28 +262,7 @@ def _check_claim(path: str, origin: Origin) -> None:
         raise origin.error(f"invalid path {path!r}: {exc.reason}") from exc
 
 
-def _is_null(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG
-
-
-def _line(node: yaml.Node) -> int | None:
-    return node.start_mark.line + 1 if node.start_mark is not None else None
-
-
-def _join(field: str | None, key: str) -> str:
-    return f"{field}.{key}" if field else key
-
-
-def _describe(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    kinds = {_NULL_TAG: "nothing (null)", _BOOL_TAG: "a boolean", _INT_TAG: "an integer", _FLOAT_TAG: "a number"}
-    kind = kinds.get(node.tag, "a string")
-    return kind if node.tag == _NULL_TAG else f"{kind} {node.value!r}"
-
-
-def _suggest(word: str, choices: Iterable[str]) -> str:
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` with the choice closest to a misspelt ``word``, if one is close."""
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -11,9 +11,9 @@ signal's number: 130, 143, 129.
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 import signal
-import subprocess
 import sys
 import time
 from operator import attrgetter
@@ -30,23 +30,14 @@ from queue_core.retention import DEFAULT_KEEP_RUNS
 from queue_core.scheduler import Scheduler
 from queue_core.statedir import ensure_private_dir
 
-from . import render
-from .config import (
-    PRESETS,
-    REPO_CONFIG,
-    AgentSpec,
-    Batch,
-    ConfigError,
-    TaskSpec,
-    load_batch,
-    load_repo_config,
-    merge_agents,
-    parse_task_string,
-    validate_batch,
-)
+from . import render, terminal
+from .config import AgentSpec, Batch, ConfigError, TaskSpec, merge_agents, parse_task_string, validate_batch
+from .config_files import REPO_CONFIG, load_batch, load_repo_config
+from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
+from .presets import PRESETS
+from .repo import find_repo
 from .signals import Signals, noted
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _SIGNAL_NAMES: dict[int, str] = {
     signal.SIGINT: "SIGINT (Ctrl-C)",
     signal.SIGTERM: "SIGTERM",
@@ -59,29 +50,7 @@ _SIGNAL_NAMES: dict[int, str] = {
 INTERRUPTED_WRITE_S = 2.0
 
 
-def exit_code_for(signum: int) -> int:
-    """The shell's convention for a command ended by a signal: 128 + its number (130 for Ctrl-C)."""
-    return 128 + signum
-
-
 DEFAULT_MAX_PARALLEL = 4
-
-
-def find_repo(explicit: Path | None) -> Path:
-    """``--repo``, else the git top level of the current directory, else the current directory."""
-    if explicit is not None:
-        return explicit.resolve()
-    try:
-        top = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],  # noqa: S607 - git from PATH, fixed arguments
-            capture_output=True,
-            text=True,
-            check=True,
-            start_new_session=True,  # a Ctrl-C is this command's to handle, not git's to die of
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return Path.cwd().resolve()
-    return Path(top).resolve()
 
 
 def stopped_early() -> int | None:
@@ -89,7 +58,7 @@ def stopped_early() -> int | None:
     signum = noted()
     if signum is None:
         return None
-    render.error(f"interrupted by {_SIGNAL_NAMES[signum]} before anything ran")
+    terminal.error(f"interrupted by {_SIGNAL_NAMES[signum]} before anything ran")
     return exit_code_for(signum)
 
 
@@ -121,14 +90,14 @@ def run(
         plan = Scheduler(limit, ownership=ownership, resolve=ClaimResolver(repo_root).resolve)
         plan.add_batch(tasks, 0.0)
     except (ConfigError, InvalidTaskError) as exc:
-        render.error(str(exc))
+        terminal.error(str(exc))
         return stopped_early() or EXIT_USAGE  # a signal while loading: 128 + N, even for a bad batch
     if (code := stopped_early()) is not None:
         return code
     if dry_run:
-        render.out(_plan(plan, batch, runners, missing, json_out=json_out))
+        terminal.out(_plan(plan, batch, runners, missing, json_out=json_out))
         if missing:
-            render.warning("not found on PATH: " + ", ".join(f"{exe} ({whose})" for exe, whose in missing))
+            terminal.warning("not found on PATH: " + ", ".join(f"{exe} ({whose})" for exe, whose in missing))
         return EXIT_OK
     stale_after = batch.stale_after if batch.stale_after is not None else STALE_AFTER_S
     keep_runs = batch.keep_runs or DEFAULT_KEEP_RUNS
@@ -160,7 +129,7 @@ def _load(
     repo_config = load_repo_config(repo_root)
     for name, spec in repo_config.agents.items():
         if name in PRESETS:  # a repository's file must not pass its command off as the preset
-            render.warning(f"{REPO_CONFIG} redefines the preset {name!r}: it runs {shlex.join(spec.command)}")
+            terminal.warning(f"{REPO_CONFIG} redefines the preset {name!r}: it runs {shlex.join(spec.command)}")
     agents = merge_agents(repo_config.agents, file_batch.agents)
     keep_runs = file_batch.keep_runs or repo_config.keep_runs  # the batch's, else the repository's
     batch = Batch(file_batch.max_parallel, agents, tasks, file_batch.stale_after, keep_runs)
@@ -233,7 +202,7 @@ def _execute(
     keep_runs: int,
     writes: dict[str, tuple[Claim, ...]],
 ) -> int:
-    output: render.PlainEvents | render.LiveView
+    output: terminal.PlainEvents | terminal.LiveView
     strays = StrayWrites(repo_root, writes, run_id)
     try:
         # The output needs the queue and the queue its listeners: the lambdas look the output up late.
@@ -250,20 +219,16 @@ def _execute(
         for directory in (queue.registry.dir / "logs", queue.registry.dir / "logs" / run_id) if queue.registry else ():
             ensure_private_dir(directory)  # agents' output is as private as the state
     except (StateError, SupervisorError) as exc:
-        render.error(str(exc))
+        terminal.error(str(exc))
         return EXIT_USAGE
-    if live:  # with the cost the agents reported so far: each attempt's is known once it ends
-        agents = runners.values()
-        output = render.LiveView(queue.get_status, cost=lambda: render.reported_cost(map(attrgetter("report"), agents)))
-    else:
-        output = render.PlainEvents(sys.stderr if json_out else sys.stdout)
+    output = _live_view(queue, runners) if live else terminal.PlainEvents(sys.stderr if json_out else sys.stdout)
     for notice in queue.registry.notices if queue.registry else []:
-        render.warning(notice)
+        terminal.warning(notice)
     started = time.monotonic()
     # From here on, Ctrl-C, SIGTERM and SIGHUP only write to a pipe. The whole run is waited for
     # in a thread of its own: submitting, and ending it, may wait for the registry lock, and a
     # signal must still get through then.
-    with Signals(patience=INTERRUPTED_WRITE_S) as signals, render.queue_log_to(output):
+    with Signals(patience=INTERRUPTED_WRITE_S) as signals, terminal.queue_log_to(output):
         output.__enter__()
         signum = signals.wait_for(functools.partial(_run_batch, queue, tasks))
         if signum is not None:
@@ -281,17 +246,35 @@ def _execute(
             if json_out
             else render.summary_text(outcomes, wall, task_time)
         )
-        delivered = signals.finish(functools.partial(render.write_out, summary)) and delivered
+        delivered = signals.finish(functools.partial(terminal.write_out, summary)) and delivered
         signum = signals.caught
     code = exit_code_for(signum) if signum is not None else EXIT_OK
     if signum is None and not all(row.outcome.status is TaskState.SUCCEEDED for row in outcomes):
         code = EXIT_FAILED
     if not delivered:  # a writer is stuck on a reader that went away, maybe holding stdout's lock
-        render.exit_now(code)
+        terminal.exit_now(code)
     return code
 
 
-def _event(output: render.PlainEvents | render.LiveView, strays: StrayWrites, event: TaskEvent) -> None:
+def _live_view(queue: TaskQueue, runners: dict[str, SubprocessAgent]) -> terminal.LiveView:
+    """The live view of the run: its status, the CPU and memory of its agents (the processes below
+    this one, which is left out) and the cost they reported so far (an attempt's, once it ends)."""
+    from .panels import run_view
+    from .usage import UsageSampler
+
+    usage = UsageSampler()
+    agents = runners.values()
+    return terminal.LiveView(
+        lambda: run_view(
+            queue.get_status(),
+            agents=usage.trees({"agents": os.getpid()}, with_roots=False)["agents"],
+            cost=render.reported_cost(map(attrgetter("report"), agents)),
+            machine=usage.machine(),
+        )
+    )
+
+
+def _event(output: terminal.PlainEvents | terminal.LiveView, strays: StrayWrites, event: TaskEvent) -> None:
     """Show ``event``; then, as a task starts (its agent is not spawned yet), note the working
     tree, and as it ends, say what changed outside the claims meanwhile (see queue_core.changes)."""
     output.event(event)

@@ -8,7 +8,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,9 @@ from queue_core.processes import STOPPED_HINT
 from queue_core.records import RunningTask
 from queue_core.status import RunView
 
-from . import render
-from .delegate import EXIT_OK, exit_code_for, find_repo
+from . import terminal
+from .exits import EXIT_OK, exit_code_for
+from .repo import find_repo
 from .signals import Signals
 
 
@@ -59,24 +60,25 @@ def status_view(
     runs on another host, whose processes cannot be seen from here.
     """
     from rich.console import Group
-    from rich.panel import Panel
     from rich.text import Text
+
+    from . import panels
 
     lock = [Text(line) for line in _lock_line(status)]
     if not status.runs:
         return Group(*lock, Text(f"Nothing runs in {repo}."))
     running = [replace(task, run=run.run, elapsed_s=_elapsed(task, now)) for run in status.runs for task in run.running]
-    waiting = [replace(task, run=run.run) for run in status.runs for task in run.waiting][: render.QUEUE_ROWS]
+    waiting = [replace(task, run=run.run) for run in status.runs for task in run.waiting][: panels.QUEUE_ROWS]
     resources = [machine, *(_run_usage(run, usage.get(run.run)) for run in status.runs)]
     problems = [Text(_run_line(run)) for run in status.runs if run.state != "running"]
     return Group(
         *lock,
         Text(f"{len(status.runs)} run(s) in {repo}"),
         *problems,
-        render.running_panel(f"Running agents ({len(running)})", running, by_run=True),
-        render.files_panel(f"Active files ({len(status.running_files)})", running, by_run=True),
-        render.queue_panel(f"Queue ({status.queued_tasks})", waiting, status.queued_tasks - len(waiting), by_run=True),
-        Panel(Text("\n".join(resources)), title="Resources"),
+        panels.running_panel(f"Running agents ({len(running)})", running, by_run=True),
+        panels.files_panel(f"Active files ({len(status.running_files)})", running, by_run=True),
+        panels.queue_panel(f"Queue ({status.queued_tasks})", waiting, status.queued_tasks - len(waiting), by_run=True),
+        panels.resources_panel("\n".join(resources)),
     )
 
 
@@ -117,45 +119,16 @@ def _run_usage(run: RunView, usage: tuple[float, int] | None) -> str:
     return f"{where}: CPU {usage[0]:.0f}%, memory {usage[1] / 2**20:.0f} MiB"
 
 
-class _RunUsage:
-    """CPU and memory of each local run's process tree: the run's process and its agents.
-
-    An orphaned run's process is gone: its agents are found below its supervisor. The
-    supervisor's own processes are left out.
-
-    The same psutil.Process objects are kept between refreshes: cpu_percent() measures the
-    time since the previous call on the same object.
-    """
-
-    def __init__(self) -> None:
-        self._procs: dict[int, Any] = {}
-
-    def measure(self, runs: Sequence[RunView]) -> dict[str, tuple[float, int]]:
-        import psutil
-
-        host = socket.gethostname()
-        procs: dict[int, Any] = {}
-        usage = {}
-        for run in runs:
-            if run.host != host:
-                continue
-            pid = run.supervisor_pid if run.state == "orphaned" and run.supervisor_pid is not None else run.pid
-            try:
-                root = self._procs.get(pid) or psutil.Process(pid)
-                found = [root, *render.agent_processes(root)]
-            except psutil.Error:  # the run ended since its record was read
-                found = []
-            tree = [self._procs.get(proc.pid, proc) for proc in found]
-            procs.update((proc.pid, proc) for proc in tree)
-            usage[run.run] = render.processes_usage(tree)
-        self._procs = procs
-        return usage
+def _root_pid(run: RunView) -> int:
+    """The process whose tree is the run's: its own; once it died (orphaned), its supervisor's,
+    below which its agents still are."""
+    return run.supervisor_pid if run.state == "orphaned" and run.supervisor_pid is not None else run.pid
 
 
 def run(repo: Path | None, *, json_out: bool, watch: bool, interval: float = 1.0) -> int:
     root = find_repo(repo)
     if not watch:
-        render.out(_status_text(root, json_out=json_out))
+        terminal.out(_status_text(root, json_out=json_out))
         return EXIT_OK
     with Signals() as signals:  # until Ctrl-C, SIGTERM or SIGHUP, which leave through the with blocks
         if not json_out and sys.stdout.isatty():
@@ -170,7 +143,7 @@ def _watch_plain(root: Path, interval: float, signals: Signals, *, json_out: boo
     separator = ""
     while written[-1]:
         text = separator + _status_text(root, json_out=json_out)
-        _finish_or_exit(signals, functools.partial(_append, written, render.write_out, text))
+        _finish_or_exit(signals, functools.partial(_append, written, terminal.write_out, text))
         if written[-1] and (signum := signals.wait(interval)) is not None:
             return exit_code_for(signum)
         separator = "\n"
@@ -184,12 +157,11 @@ def _append(results: list[bool], write: Callable[[str], bool], text: str) -> Non
 def _watch_live(root: Path, interval: float, signals: Signals) -> int:
     """Rich Live panels, redrawn every ``interval`` seconds until a signal: 128 + its number; or
     the terminal goes away: 129, as for SIGHUP (which comes then)."""
-    import psutil
-    from rich.live import Live
+    from .usage import UsageSampler
 
-    runs = _RunUsage()
-    psutil.cpu_percent(interval=None)  # the first reading only starts the measurement
-    live = Live(auto_refresh=False)
+    sampler = UsageSampler()
+    host = socket.gethostname()
+    screen = terminal.Screen()
     drawn: list[bool] = []
 
     def draw(step: Callable[[], object]) -> None:
@@ -201,12 +173,10 @@ def _watch_live(root: Path, interval: float, signals: Signals) -> int:
 
     def frame() -> None:
         status = repo_status(root)
-        usage = runs.measure(status.runs)
-        live.update(
-            status_view(status, root, now=time.time(), machine=render.machine_usage(), usage=usage), refresh=True
-        )
+        usage = sampler.trees({run.run: _root_pid(run) for run in status.runs if run.host == host})
+        screen.show(status_view(status, root, now=time.time(), machine=sampler.machine(), usage=usage))
 
-    _finish_or_exit(signals, lambda: draw(live.start))
+    _finish_or_exit(signals, lambda: draw(screen.start))
     try:
         while drawn[-1]:
             _finish_or_exit(signals, lambda: draw(frame))
@@ -214,13 +184,13 @@ def _watch_live(root: Path, interval: float, signals: Signals) -> int:
                 return exit_code_for(signum)
         return exit_code_for(signals.caught or signal.SIGHUP)
     finally:
-        _finish_or_exit(signals, lambda: draw(live.stop))
+        _finish_or_exit(signals, lambda: draw(screen.stop))
 
 
 def _finish_or_exit(signals: Signals, work: Callable[[], object]) -> None:
     """Do ``work`` (a write); if a signal came and it cannot be done in time, end the command now."""
     if not signals.finish(work):
-        render.exit_now(exit_code_for(signals.caught or signal.SIGPIPE))
+        terminal.exit_now(exit_code_for(signals.caught or signal.SIGPIPE))
 
 
 def _status_text(root: Path, *, json_out: bool) -> str:

@@ -1,4 +1,4 @@
-"""cli.config: durations, task arguments, batch files and repo config, agent validation.
+"""cli.config and cli.config_files: durations, task arguments, batch files and repo config, agent validation.
 
 Every error case checks the whole message, ``file:line: field: reason``, so a wrong line number
 or field path fails the test. Files are written to tmp_path and read by a relative name.
@@ -14,20 +14,18 @@ from pathlib import Path
 import pytest
 
 from cli.config import (
-    PRESETS,
     AgentSpec,
     Batch,
     ConfigError,
     RepoConfig,
     TaskSpec,
-    load_batch,
-    load_repo_agents,
-    load_repo_config,
     merge_agents,
     parse_duration,
     parse_task_string,
     validate_batch,
 )
+from cli.config_files import load_batch, load_repo_agents, load_repo_config
+from cli.presets import PRESETS
 from queue_core import AgentTask
 
 #: Writes a file into the test's working directory: ``write(yaml_text, name="batch.yaml")``.

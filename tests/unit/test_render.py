@@ -1,10 +1,12 @@
-"""cli.render's plain event lines: written in order, by a thread of their own, never blocking a run."""
+"""Plain event lines (cli.render makes them, cli.terminal writes them): in order, by a thread of their own,
+never blocking a run."""
 
 from __future__ import annotations
 
 import io
 
-from cli.render import PlainEvents, SummaryRow, event_line, summary_text, unclaimed_line, unclaimed_text
+from cli.render import SummaryRow, event_line, summary_text, unclaimed_line, unclaimed_text
+from cli.terminal import PlainEvents
 from queue_core import TaskEvent, TaskOutcome, TaskState
 from queue_core.changes import Stray
 from queue_core.reports import AgentReport

@@ -1,0 +1,271 @@
+"""Every write of the CLI to the terminal: lines and JSON on stdout, errors and warnings on
+stderr, the event lines of a run, and the Rich live screen. The text itself is made in
+cli/render.py, the panels in cli/panels.py; nothing else in the CLI writes.
+
+Plain lines carry no escape codes, so CI logs and scripts read them as they are; colour is
+used only on a terminal, and never when NO_COLOR is set (Rich honours it). A reader that went
+away (a closed pipe or terminal) never fails a command: what it misses is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, NoReturn, TextIO
+
+from queue_core import TaskEvent
+
+from .render import event_line, notice_line
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+
+def out(text: str) -> bool:
+    """Print ``text`` on stdout; False if stdout is gone (a closed terminal or pipe).
+
+    Stdout then points at /dev/null, so that flushing it at exit does not fail again.
+    """
+    try:
+        print(text, flush=True)
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return False
+    return True
+
+
+def write_out(text: str) -> bool:
+    """Write ``text`` and a newline on stdout, through its file descriptor where it has one (see
+    :func:`_write`: a write abandoned while blocked then holds no lock the exit needs); False if
+    stdout is gone."""
+    return _write(sys.stdout, fileno(sys.stdout), f"{text}\n")
+
+
+def error(message: str) -> None:
+    with contextlib.suppress(OSError):  # stderr is gone (/dev/full, closed): the exit code says it
+        print(f"project-manager: error: {message}", file=sys.stderr, flush=True)
+
+
+def warning(message: str) -> None:
+    with contextlib.suppress(OSError):
+        print(f"project-manager: warning: {message}", file=sys.stderr, flush=True)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process at once with ``code``: output that could not be delivered is dropped.
+
+    For a command whose output thread is stuck on a reader that went away: the interpreter's
+    own exit would wait for that thread's lock on stdout for good. Everything else is done.
+    """
+    logging.shutdown()
+    os._exit(code)
+
+
+@contextlib.contextmanager
+def queue_log_to(output: PlainEvents | LiveView) -> Iterator[None]:
+    """While entered, what queue_core logs (a warning, an error) is one notice line, without a traceback."""
+    handler = _NoticeHandler(output)
+    logger = logging.getLogger("queue_core")
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+class _NoticeHandler(logging.Handler):
+    def __init__(self, output: PlainEvents | LiveView):
+        super().__init__(logging.WARNING)
+        self.output = output
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f": {record.exc_info[1]}"
+        self.output.notice(text)
+
+
+class PlainEvents:
+    """One timestamped line per task event, for CI and --no-live; thread-safe.
+
+    The queue's workers only stamp and enqueue a line; a thread of its own writes the lines
+    (in order, flushed), so a slow reader of the output, such as a CI log pipe, never holds
+    up a task. Use it as a context manager: leaving it writes every line still queued.
+    """
+
+    def __init__(self, out: TextIO | None = None):
+        self._out = out or sys.stdout
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_lines, name="project-manager-output", daemon=True)
+
+    def __enter__(self) -> PlainEvents:
+        self._writer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Write every line still queued, then stop (however long the reader takes)."""
+        if self._writer.is_alive():
+            self._lines.put(None)
+            self._writer.join()
+
+    def event(self, event: TaskEvent) -> None:
+        self._lines.put(event_line(event))
+
+    def note(self, text: str) -> None:
+        self._lines.put(text)
+
+    def notice(self, text: str) -> None:
+        self._lines.put(notice_line(text))
+
+    def _write_lines(self) -> None:
+        fd = fileno(self._out)
+        writing = True
+        while True:
+            lines = [self._lines.get()]
+            while not self._lines.empty():  # whatever queued meanwhile goes out in the same write
+                lines.append(self._lines.get())
+            done = lines[-1] is None  # None comes last: __exit__ queues it after every line
+            text = "".join(f"{line}\n" for line in lines if line is not None)
+            if writing and text:
+                writing = _write(self._out, fd, text)  # False: the reader went away; keep draining, quietly
+            if done:
+                return
+
+
+class LiveView:
+    """Rich Live panels while a run goes on, refreshed four times a second (terminals only).
+
+    ``frame`` gives the panels afresh each time (see cli.panels.run_view). Event lines are
+    printed above them. One thread of its own draws: whoever hands it a line never waits for
+    the terminal (one held with Ctrl-S, say).
+    """
+
+    def __init__(self, frame: Callable[[], RenderableType], refresh_s: float = 0.25):
+        self._frame = frame
+        self._refresh_s = refresh_s
+        self._screen = Screen()
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> LiveView:
+        self._screen.start(self._frame())
+        self._thread = threading.Thread(target=self._draw, name="project-manager-live", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Draw the lines still queued and the last frame, then stop; again, it does nothing."""
+        if self._thread is None:
+            return
+        self._lines.put(None)
+        self._thread.join()
+        self._thread = None
+        with contextlib.suppress(OSError):  # the terminal is gone (SIGHUP): nothing to draw on
+            self._screen.stop()
+
+    def event(self, event: TaskEvent) -> None:
+        self.note(event_line(event))
+
+    def notice(self, text: str) -> None:
+        self.note(notice_line(text))
+
+    def note(self, text: str) -> None:
+        self._lines.put(text)
+
+    def _draw(self) -> None:
+        """Print queued lines as they come, and the panels every ``refresh_s``, until None comes."""
+        next_frame = time.monotonic()
+        try:
+            while True:
+                try:
+                    line = self._lines.get(timeout=max(0.0, next_frame - time.monotonic()))
+                except queue.Empty:
+                    line = ""
+                if line is None:
+                    self._screen.show(self._frame())
+                    return
+                if line:
+                    self._screen.line(line)
+                if time.monotonic() >= next_frame:
+                    self._screen.show(self._frame())
+                    next_frame = time.monotonic() + self._refresh_s
+        except OSError:  # the terminal is gone: stop drawing, keep taking lines
+            while self._lines.get() is not None:
+                pass
+
+
+class Screen:
+    """Rich Live on stdout: a frame, redrawn when shown a new one, and lines printed above it.
+
+    Nothing is redrawn unasked (no refresh thread of Rich's): the view that shows a frame
+    decides when, and a terminal that blocks (held with Ctrl-S) blocks only that view.
+    """
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self._console = Console()
+        self._live = Live(console=self._console, auto_refresh=False)
+
+    def start(self, frame: RenderableType | None = None) -> None:
+        """Take the terminal (the cursor hidden until :meth:`stop`), drawing ``frame`` at once if given."""
+        if frame is not None:
+            self._live.update(frame)
+        self._live.start(refresh=frame is not None)
+
+    def show(self, frame: RenderableType) -> None:
+        self._live.update(frame, refresh=True)
+
+    def line(self, text: str) -> None:
+        self._console.print(text, markup=False, highlight=False)  # user text, not Rich markup
+
+    def stop(self) -> None:
+        """Leave the last frame on the terminal, the cursor below it and shown again."""
+        self._live.stop()
+
+
+def fileno(stream: TextIO) -> int | None:
+    """The file descriptor under ``stream``, flushed; None if it has none (a test's captured output)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return None
+    with contextlib.suppress(OSError):  # gone (a hung-up terminal): what was buffered is lost anyway
+        stream.flush()
+    return fd
+
+
+def _write(stream: TextIO, fd: int | None, text: str) -> bool:
+    """Write all of ``text``; False if the reader went away.
+
+    Through the file descriptor where there is one: a writer blocked on a reader that went away
+    then holds none of the file object's locks, which anything else (the exit) would need.
+    """
+    try:
+        if fd is None:
+            stream.write(text)
+            stream.flush()
+            return True
+        data = text.encode(stream.encoding or "utf-8", "replace")
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError:
+        return False
+    return True
