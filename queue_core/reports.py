@@ -1,6 +1,6 @@
 """What an agent says of its own run, read from its log: an error behind exit 0, a rate limit, cost, tokens.
 
-Agents run headless report in machine-readable form (see the presets in ``cli.config``); each
+Agents run headless report in machine-readable form (see the presets in ``cli.presets``); each
 format has a small reader here, fed the log line by line after the agent ended, never holding
 the whole output (a line longer than ``MAX_LINE`` is skipped). A line that is not what the
 format expects (a truncated write, a warning, garbage) is skipped too: the report is what could
