@@ -634,6 +634,7 @@ class Scheduler:
         entry.attempts -= 1
         entry.started_at = entry.deadline = None
         self._release(entry.id)
+        self._push_head(entry.agent)  # a better task of its agent may have come meanwhile
         self._enqueue(entry)
 
     # --- time and outcomes ----------------------------------------------------------------
