@@ -8,7 +8,7 @@ How a dispatch stays O(log n) per task with many tasks waiting:
 
 * Each agent type has a heap of its queued tasks keyed ``(-priority, seq)``; a heap of agent
   heads picks the best task among agents that are free. A busy agent's whole queue is skipped
-  in one step, since at most one task per agent type runs.
+  in one step: while its slot is full, none of its tasks may start.
 * A task whose claims clash with a running task is *parked on that holder*, in a
   :class:`~queue_core.waits.WaitGroup` with every task blocked the same way, and costs nothing
   while it waits. When the holder finishes, the group is looked at best-ranked member first;
@@ -41,6 +41,7 @@ from .errors import (
 )
 from .graph import topological
 from .ownership import FileOwnership
+from .slots import Slot
 from .task import RATE_LIMIT_MAX_BACKOFF_S, AgentTask, TaskState
 from .waits import WaitGroup, WaitReason, seconds_text
 
@@ -98,6 +99,9 @@ class Scheduler:
     running tasks with overlapping claims unless both only read. An agent type whose attempt
     hit a rate limit starts nothing until its pause ends. Not thread-safe: the owner serialises
     calls.
+
+    The counted limits are slots (see queue_core.slots) a task takes a unit of when it starts:
+    ``max_parallel``, and ``agent:<type>``, which tasks of other processes hold too.
     """
 
     def __init__(
@@ -113,7 +117,8 @@ class Scheduler:
             raise InvalidArgumentError(f"max_parallel must be a positive integer, got {max_parallel!r}")
         if not isinstance(max_bypass, int) or isinstance(max_bypass, bool) or max_bypass < 0:
             raise InvalidArgumentError(f"max_bypass must be a non-negative integer, got {max_bypass!r}")
-        self.max_parallel = max_parallel
+        self._parallel = Slot("max_parallel", max_parallel)  # its holders are the tasks running here
+        self._agent_slots: dict[str, Slot] = {}  # made on first use, see _agent_slot
         self.max_bypass = max_bypass
         # Applied to every claim of every task added: lets the owner, who may look at the disk,
         # turn a claim into the claims on real paths it stands for (see queue_core.realpaths).
@@ -131,11 +136,8 @@ class Scheduler:
         self._released_ids = itertools.count()
         self._retries: list[tuple[float, tuple[int, int], str]] = []
         self._deadlines: list[tuple[float, tuple[int, int], int, str]] = []
-        self._running: dict[str, TaskEntry] = {}
-        self._agent_running: dict[str, str] = {}  # agent -> id of its running task here
         # Claims held outside this scheduler (other processes' running tasks), by holder id.
         self._external: dict[str, tuple[str, tuple[tuple[Claim, Access], ...]]] = {}
-        self._agent_external: dict[str, set[str]] = {}  # agent -> external holder ids
         self._in_line: set[str] = set()  # external holders that wait in line ahead of tasks here
         self._paused: dict[str, float] = {}  # agent -> when its rate-limit pause ends
         self._pause_ends: list[tuple[float, str]] = []  # (end, agent), lazily pruned
@@ -160,8 +162,13 @@ class Scheduler:
         return dict(self._outcomes)
 
     @property
+    def max_parallel(self) -> int:
+        return self._parallel.capacity
+
+    @property
     def running(self) -> list[TaskEntry]:
-        return list(self._running.values())
+        """The tasks running here, in the order they started."""
+        return [self._entries[task_id] for task_id in self._parallel.holders]
 
     @property
     def reserved(self) -> TaskEntry | None:
@@ -207,7 +214,7 @@ class Scheduler:
         agent_reason = self._agent_blocked(entry)
         if agent_reason is not None:
             return agent_reason
-        if len(self._running) >= self.max_parallel:
+        if self._parallel.full:
             return WaitReason("capacity", limit=self.max_parallel)
         return WaitReason("ready")
 
@@ -268,7 +275,7 @@ class Scheduler:
         needs = tuple(d for d in task.depends_on if self._entries[d].state is not TaskState.SUCCEEDED)
         if needs:
             raise WaitReason("dependency", needs=needs).to_error()
-        if len(self._running) >= self.max_parallel:
+        if self._parallel.full:
             raise CapacityError(self.max_parallel)
         blocker = self._agent_blocked(probe) or self._blocker(probe)
         if blocker is not None:
@@ -341,7 +348,7 @@ class Scheduler:
                 self._enqueue(entry)
         started: list[TaskEntry] = []
         # Two lazily pruned heaps rank the candidates: agents' queue heads and released groups.
-        while len(self._running) < self.max_parallel and (self._agent_heads or self._released_heads):
+        while not self._parallel.full and (self._agent_heads or self._released_heads):
             if self._released_heads and (not self._agent_heads or self._released_heads[0][0] < self._agent_heads[0][0]):
                 self._step_released(now, started)
             else:
@@ -366,17 +373,15 @@ class Scheduler:
             heapq.heappop(heads)  # its whole queue waits: pushed again when the agent is released, reserved or resumed
             return
         heapq.heappop(queue)
+        heapq.heappop(heads)  # before the start or park, which may push heads of their own
         blocker = self._blocker(entry)
         if blocker is None:
-            heapq.heappop(heads)
             self._start(entry, now)
             started.append(entry)
-            return
-        self._park(entry, blocker)
-        if queue:
-            heapq.heapreplace(heads, (queue[0][0], agent))
         else:
-            heapq.heappop(heads)
+            self._park(entry, blocker)
+        if not self._agent_slot(agent).full:
+            self._push_head(agent)  # its next task may start too; if not, when one lets go
 
     def _step_released(self, now: float, started: list[TaskEntry]) -> None:
         """Look at the best member of a released group; the rest may follow it in one step."""
@@ -418,12 +423,12 @@ class Scheduler:
         entry = self._entries[task_id]
         return entry.state is TaskState.QUEUED and entry.blocker is group
 
-    def _agent_holder(self, agent: str) -> str | None:
-        """The id of the task running ``agent`` here or elsewhere, or None if it is free."""
-        holder = self._agent_running.get(agent)
-        if holder is None and agent in self._agent_external:
-            holder = min(self._agent_external[agent])
-        return holder
+    def _agent_slot(self, agent: str) -> Slot:
+        """``agent:<type>``: a unit for each task of ``agent`` running here or elsewhere."""
+        slot = self._agent_slots.get(agent)
+        if slot is None:
+            slot = self._agent_slots[agent] = Slot(f"agent:{agent}", 1)
+        return slot
 
     def _agent_of(self, holder: str) -> str:
         entry = self._entries.get(holder)
@@ -450,7 +455,7 @@ class Scheduler:
         if in_line:
             self._in_line.add(holder)
         self._external[holder] = (agent, claims)
-        self._agent_external.setdefault(agent, set()).add(holder)
+        self._agent_slot(agent).take(holder)
         for claim, access in claims:
             self._held.add(claim, access, holder)
 
@@ -458,10 +463,7 @@ class Scheduler:
         """``holder`` let go of everything: tasks waiting for it may start at the next dispatch."""
         agent, claims = self._external.pop(holder)
         self._in_line.discard(holder)
-        holders = self._agent_external[agent]
-        holders.discard(holder)
-        if not holders:
-            del self._agent_external[agent]
+        self._agent_slot(agent).release(holder)
         for claim, access in claims:
             self._held.remove(claim, access, holder)
         self._release(holder)
@@ -481,11 +483,15 @@ class Scheduler:
                     heapq.heappop(members)  # cancelled, or moved on
                 if members and self._entries[members[0][1]].agent not in self._paused:
                     found.setdefault(members[0][1], (self._entries[members[0][1]], set()))[1].add(holder)
-        for agent, holders in self._agent_external.items():
+        for agent in {agent for agent, _ in self._external.values()}:
+            slot = self._agent_slot(agent)
+            holders = [holder for holder in slot.holders if holder in self._external]
+            if not slot.full or len(slot) - len(holders) >= slot.capacity:
+                continue  # its tasks wait for tasks here, or for nothing
             queue = self._queues.get(agent)
             while queue and self._entries[queue[0][1]].state is not TaskState.QUEUED:
                 heapq.heappop(queue)  # cancelled while queued
-            if queue and agent not in self._agent_running and agent not in self._paused:
+            if queue and agent not in self._paused:
                 found.setdefault(queue[0][1], (self._entries[queue[0][1]], set()))[1].update(holders)
         best = heapq.nsmallest(limit, found.values(), key=lambda item: _rank(item[0]))
         return [(entry, frozenset(holders)) for entry, holders in best]
@@ -500,8 +506,9 @@ class Scheduler:
         agent = entry.agent
         if agent in self._paused:
             return WaitReason("rate_limit", holder_agent=agent, until=self._paused[agent])
-        holder = self._agent_holder(agent)
-        if holder is not None:
+        slot = self._agent_slot(agent)
+        if slot.full:
+            holder = slot.first
             return WaitReason("reserved" if holder in self._in_line else "agent", holder=holder, holder_agent=agent)
         if self._agent_held_back(entry):
             assert self._starving is not None
@@ -608,8 +615,8 @@ class Scheduler:
         entry.started_at = now
         entry.timed_out = False
         entry.stop_requested = False
-        self._running[entry.id] = entry
-        self._agent_running[entry.agent] = entry.id
+        self._parallel.take(entry.id)
+        self._agent_slot(entry.agent).take(entry.id)
         for claim, access in entry.claims:
             self._held.add(claim, access, entry.id)
         timeout = entry.task.timeout
@@ -627,15 +634,21 @@ class Scheduler:
 
         It is queued again as it was, claims released. Raises KeyError if it is not running.
         """
-        entry = self._running.pop(task_id)
-        del self._agent_running[entry.agent]
-        for claim, access in entry.claims:
-            self._held.remove(claim, access, entry.id)
+        entry = self._let_go(task_id)
         entry.attempts -= 1
         entry.started_at = entry.deadline = None
-        self._release(entry.id)
-        self._push_head(entry.agent)  # a better task of its agent may have come meanwhile
         self._enqueue(entry)
+
+    def _let_go(self, task_id: str) -> TaskEntry:
+        """Take the running ``task_id`` off its units and claims; raises KeyError if it is not running."""
+        self._parallel.release(task_id)
+        entry = self._entries[task_id]
+        self._agent_slot(entry.agent).release(task_id)
+        for claim, access in entry.claims:
+            self._held.remove(claim, access, task_id)
+        self._release(task_id)
+        self._push_head(entry.agent)
+        return entry
 
     # --- time and outcomes ----------------------------------------------------------------
 
@@ -681,12 +694,7 @@ class Scheduler:
         if outcome not in _OUTCOMES:
             known = sorted(s.value for s in _OUTCOMES)
             raise InvalidArgumentError(f"a finished attempt is one of {known}, not {outcome.value}")
-        entry = self._running.pop(task_id)
-        del self._agent_running[entry.agent]
-        for claim, access in entry.claims:
-            self._held.remove(claim, access, entry.id)
-        self._release(entry.id)
-        self._push_head(entry.agent)
+        entry = self._let_go(task_id)
         if entry.timed_out and outcome is not TaskState.CANCELLED:
             outcome = TaskState.TIMED_OUT
         entry.outcome_reason = error
