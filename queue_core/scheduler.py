@@ -95,13 +95,16 @@ class TaskEntry:
 class Scheduler:
     """Decides which tasks start, in priority then submission order, never breaking a rule.
 
-    Rules: at most ``max_parallel`` running; at most one running task per agent type; no two
-    running tasks with overlapping claims unless both only read. An agent type whose attempt
-    hit a rate limit starts nothing until its pause ends. Not thread-safe: the owner serialises
-    calls.
+    Rules: at most ``max_parallel`` running; at most one running task per agent type, or
+    ``instances[agent]``; no two running tasks with overlapping claims unless both only read.
+    An agent type whose attempt hit a rate limit starts nothing until its pause ends. Not
+    thread-safe: the owner serialises calls.
 
     The counted limits are slots (see queue_core.slots) a task takes a unit of when it starts:
-    ``max_parallel``, and ``agent:<type>``, which tasks of other processes hold too.
+    ``max_parallel``, and ``agent:<type>``, which tasks of other processes hold too. Several
+    instances of an agent type are safe only if each task runs isolated (its own worktree):
+    the owner decides that, the scheduler only counts. Raises InvalidArgumentError for a
+    count that is not a positive integer (``max_bypass``: not negative).
     """
 
     def __init__(
@@ -112,14 +115,16 @@ class Scheduler:
         rng: random.Random | None = None,
         max_bypass: int = DEFAULT_MAX_BYPASS,
         resolve: Callable[[Claim], Sequence[Claim]] | None = None,
+        instances: Mapping[str, int] | None = None,
     ):
-        if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
-            raise InvalidArgumentError(f"max_parallel must be a positive integer, got {max_parallel!r}")
-        if not isinstance(max_bypass, int) or isinstance(max_bypass, bool) or max_bypass < 0:
-            raise InvalidArgumentError(f"max_bypass must be a non-negative integer, got {max_bypass!r}")
-        self._parallel = Slot("max_parallel", max_parallel)  # its holders are the tasks running here
-        self._agent_slots: dict[str, Slot] = {}  # made on first use, see _agent_slot
-        self.max_bypass = max_bypass
+        # Its holders are the tasks running here.
+        self._parallel = Slot("max_parallel", _count("max_parallel", max_parallel, least=1))
+        # The agent types in ``instances``; every other one's is made on first use, see _agent_slot.
+        self._agent_slots = {
+            agent: Slot(f"agent:{agent}", _count(f"instances of {agent!r}", n, least=1))
+            for agent, n in (instances or {}).items()
+        }
+        self.max_bypass = _count("max_bypass", max_bypass, least=0)
         # Applied to every claim of every task added: lets the owner, who may look at the disk,
         # turn a claim into the claims on real paths it stands for (see queue_core.realpaths).
         self._resolve = resolve
@@ -426,7 +431,7 @@ class Scheduler:
     def _agent_slot(self, agent: str) -> Slot:
         """``agent:<type>``: a unit for each task of ``agent`` running here or elsewhere."""
         slot = self._agent_slots.get(agent)
-        if slot is None:
+        if slot is None:  # not in ``instances``: the seed's rule, one at a time
             slot = self._agent_slots[agent] = Slot(f"agent:{agent}", 1)
         return slot
 
@@ -516,7 +521,11 @@ class Scheduler:
         return None
 
     def _agent_held_back(self, entry: TaskEntry) -> bool:
-        """Whether the reservation of a better-ranked task of the same agent holds ``entry`` back."""
+        """Whether the reservation of a better-ranked task of the same agent holds ``entry`` back.
+
+        Even when the agent has a unit to spare (several instances): the reserved task is blocked
+        by a claim, and must find a unit when that is free; the reservation ends once it starts.
+        """
         reserved = self.reserved
         return (
             reserved is not None
@@ -782,6 +791,14 @@ class Scheduler:
                 else:
                     todo.append((dependent, TaskState.SKIPPED, f"dependency {current.id} {current_state.value}"))
         return changed
+
+
+def _count(name: str, value: int, *, least: int) -> int:
+    """``value``, checked to be an int (a bool is not a count) of at least ``least`` (0 or 1)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        what = "a positive" if least == 1 else "a non-negative"
+        raise InvalidArgumentError(f"{name} must be {what} integer, got {value!r}")
+    return value
 
 
 def _rank(entry: TaskEntry) -> tuple[int, int]:
