@@ -29,9 +29,9 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 from .claims import Access, Claim, ClaimIndex, Conflict, overlap_witness
+from .entry import TaskEntry
 from .errors import (
     CapacityError,
     DuplicateTaskError,
@@ -57,39 +57,6 @@ _OUTCOMES = frozenset(
 #: How often lower-ranked tasks may take what the best-ranked blocked task needs before it gets
 #: a reservation. Chosen with bench/makespan.py (see bench/RESULTS.md).
 DEFAULT_MAX_BYPASS = 4
-
-
-@dataclass(eq=False, slots=True)
-class TaskEntry:
-    """The scheduler's record of one task. Read it; only the scheduler changes it."""
-
-    task: AgentTask
-    key: tuple[int, int]  # (-priority, submission order): smaller runs first
-    writes: tuple[Claim, ...]
-    reads: tuple[Claim, ...]
-    id: str = field(init=False)
-    agent: str = field(init=False)
-    claims: tuple[tuple[Claim, Access], ...] = field(init=False, repr=False)  # writes, then reads
-    state: TaskState = TaskState.PENDING
-    attempts: int = 0
-    rate_limits: int = 0  # attempts that hit a rate limit: they spend no retry
-    unmet: int = 0  # dependencies that have not succeeded yet
-    dependents: list[str] = field(default_factory=list)
-    blocker: WaitReason | WaitGroup | None = None  # held back by the reservation, or parked in a group
-    retry_at: float | None = None
-    deadline: float | None = None
-    timed_out: bool = False  # ran past its deadline; claims held until it returns
-    stop_requested: bool = False
-    submitted_at: float = 0.0
-    started_at: float | None = None
-    finished_at: float | None = None
-    outcome_reason: str | None = None  # why skipped, or the last error
-
-    def __post_init__(self) -> None:
-        # Plain attributes, not properties: the dispatch loop reads them for every task.
-        self.id = self.task.id
-        self.agent = self.task.agent_type
-        self.claims = (*((c, Access.WRITE) for c in self.writes), *((c, Access.READ) for c in self.reads))
 
 
 class Scheduler:
