@@ -9,7 +9,8 @@ from .claims import Access, Claim
 from .task import AgentTask, TaskState
 
 if TYPE_CHECKING:  # both refer to entries
-    from .waits import WaitGroup, WaitReason
+    from .waitgroups import WaitGroup
+    from .waits import WaitReason
 
 __all__ = ["TaskEntry"]
 

@@ -9,11 +9,9 @@ How a dispatch stays O(log n) per task with many tasks waiting:
 * Each agent type has a heap of its queued tasks keyed ``(-priority, seq)``; a heap of agent
   heads picks the best task among agents that are free. A busy agent's whole queue is skipped
   in one step: while its slot is full, none of its tasks may start.
-* A task whose claims clash with a running task is *parked on that holder*, in a
-  :class:`~queue_core.waits.WaitGroup` with every task blocked the same way, and costs nothing
-  while it waits. When the holder finishes, the group is looked at best-ranked member first;
-  once one member starts (or is blocked the same way again) the rest follow it in one step,
-  so a hot path that many tasks want costs O(log n) per release, not O(tasks waiting).
+* A task whose claims clash with a running task is *parked on that holder* with every task
+  blocked the same way, and costs nothing while it waits; when the holder lets go, the group
+  moves as a whole (see queue_core.waitgroups).
 * Against starvation, the best-ranked task blocked by a claim is watched: each task ranked
   below it that starts and takes its agent or a path overlapping its claims bypasses it. After
   ``max_bypass`` bypasses it gets a reservation: tasks ranked below it may no longer take those,
@@ -25,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import itertools
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -43,7 +40,8 @@ from .graph import topological
 from .ownership import FileOwnership
 from .slots import Slot
 from .task import RATE_LIMIT_MAX_BACKOFF_S, AgentTask, TaskState
-from .waits import WaitGroup, WaitReason, seconds_text
+from .waitgroups import WaitGroup, WaitGroups
+from .waits import WaitReason, seconds_text
 
 __all__ = ["Scheduler", "TaskEntry", "WaitReason"]
 
@@ -101,11 +99,8 @@ class Scheduler:
         self._entries: dict[str, TaskEntry] = {}
         self._queues: dict[str, list[tuple[tuple[int, int], str]]] = {}  # agent -> heap of queued
         self._agent_heads: list[tuple[tuple[int, int], str]] = []  # (head key, agent), lazily pruned
-        self._waiting_on: dict[str, dict[tuple[str, Access, str], WaitGroup]] = {}  # holder id -> groups
+        self._groups = WaitGroups(self._entries, self._agent_of)  # tasks parked on a holder's claim
         self._held_back: list[str] = []  # ids held back by the reservation
-        self._released: dict[int, WaitGroup] = {}  # released groups, looked at best member first
-        self._released_heads: list[tuple[tuple[int, int], int]] = []  # (best member's key, group id), lazily pruned
-        self._released_ids = itertools.count()
         self._retries: list[tuple[float, tuple[int, int], str]] = []
         self._deadlines: list[tuple[float, tuple[int, int], int, str]] = []
         # Claims held outside this scheduler (other processes' running tasks), by holder id.
@@ -320,11 +315,14 @@ class Scheduler:
                 self._enqueue(entry)
         started: list[TaskEntry] = []
         # Two lazily pruned heaps rank the candidates: agents' queue heads and released groups.
-        while not self._parallel.full and (self._agent_heads or self._released_heads):
-            if self._released_heads and (not self._agent_heads or self._released_heads[0][0] < self._agent_heads[0][0]):
+        while not self._parallel.full:
+            released, heads = self._groups.best_key(), self._agent_heads
+            if released is not None and (not heads or released < heads[0][0]):
                 self._step_released(now, started)
-            else:
+            elif heads:
                 self._step_agent(now, started)
+            else:
+                break
         return started
 
     def _step_agent(self, now: float, started: list[TaskEntry]) -> None:
@@ -357,18 +355,10 @@ class Scheduler:
 
     def _step_released(self, now: float, started: list[TaskEntry]) -> None:
         """Look at the best member of a released group; the rest may follow it in one step."""
-        key, gid = heapq.heappop(self._released_heads)
-        group = self._released[gid]
-        members = group.members
-        while members and not self._is_member(members[0][1], group):
-            heapq.heappop(members)  # cancelled, or moved on
-        if members and members[0][0] != key:
-            heapq.heappush(self._released_heads, (members[0][0], gid))  # stale: re-rank
-            return
-        if not members:
-            del self._released[gid]
-            return
-        entry = self._entries[heapq.heappop(members)[1]]
+        taken = self._groups.take()
+        if taken is None:
+            return  # its rank was stale, or it was empty
+        group, entry = taken
         if self._agent_blocked(entry) is not None:
             self._enqueue(entry)  # looked at again when its agent is free
         else:
@@ -377,23 +367,16 @@ class Scheduler:
                 self._start(entry, now)
                 started.append(entry)
                 if group.access is Access.WRITE:  # the rest need what it now holds
-                    self._move(gid, entry.id, group.claim, group.claim.text)
+                    self._groups.move(group, entry.id, group.claim, group.claim.text)
                     return
             elif isinstance(blocker, Conflict) and (blocker.claim, blocker.access) == (group.claim, group.access):
-                heapq.heappush(members, (entry.key, entry.id))  # blocked as the rest are: all move together
-                self._move(gid, blocker.owner, blocker.held, blocker.example)
+                group.add(entry)  # blocked as the rest are: all move together
+                self._groups.move(group, blocker.owner, blocker.held, blocker.example)
                 self._consider_starving(entry)
                 return
             else:
                 self._park(entry, blocker)
-        if members:
-            heapq.heappush(self._released_heads, (members[0][0], gid))
-        else:
-            del self._released[gid]
-
-    def _is_member(self, task_id: str, group: WaitGroup) -> bool:
-        entry = self._entries[task_id]
-        return entry.state is TaskState.QUEUED and entry.blocker is group
+        self._groups.put_back(group)
 
     def _agent_slot(self, agent: str) -> Slot:
         """``agent:<type>``: a unit for each task of ``agent`` running here or elsewhere."""
@@ -438,7 +421,7 @@ class Scheduler:
         self._agent_slot(agent).release(holder)
         for claim, access in claims:
             self._held.remove(claim, access, holder)
-        self._release(holder)
+        self._groups.release(holder)
         self._push_head(agent)
 
     def waiting_on_external(self, limit: int) -> list[tuple[TaskEntry, frozenset[str]]]:
@@ -449,12 +432,9 @@ class Scheduler:
         """
         found: dict[str, tuple[TaskEntry, set[str]]] = {}
         for holder in self._external:
-            for group in self._waiting_on.get(holder, {}).values():
-                members = group.members
-                while members and not self._is_member(members[0][1], group):
-                    heapq.heappop(members)  # cancelled, or moved on
-                if members and self._entries[members[0][1]].agent not in self._paused:
-                    found.setdefault(members[0][1], (self._entries[members[0][1]], set()))[1].add(holder)
+            for first in self._groups.first_on(holder):
+                if first.agent not in self._paused:
+                    found.setdefault(first.id, (first, set()))[1].add(holder)
         for agent in {agent for agent, _ in self._external.values()}:
             slot = self._agent_slot(agent)
             holders = [holder for holder in slot.holders if holder in self._external]
@@ -516,31 +496,8 @@ class Scheduler:
             entry.blocker = blocker
             self._held_back.append(entry.id)
             return
-        groups = self._waiting_on.setdefault(blocker.owner, {})
-        group = groups.get((blocker.claim.text, blocker.access, blocker.held.text))
-        if group is None:
-            holder = blocker.owner
-            group = WaitGroup(
-                blocker.claim, blocker.access, blocker.held, blocker.example, holder, self._agent_of(holder)
-            )
-            groups[group.key] = group
-        heapq.heappush(group.members, (entry.key, entry.id))
-        entry.blocker = group
+        self._groups.park(entry, blocker)
         self._consider_starving(entry)
-
-    def _move(self, gid: int, holder: str, held: Claim, example: str) -> None:
-        """Park a whole released group on ``holder``, whose ``held`` claim now blocks every member."""
-        group = self._released.pop(gid)
-        group.holder, group.holder_agent, group.held, group.example = holder, self._agent_of(holder), held, example
-        groups = self._waiting_on.setdefault(holder, {})
-        other = groups.setdefault(group.key, group)
-        if other is not group:  # merge the smaller into the larger: O(n log n) over all merges
-            small, large = sorted((group, other), key=lambda g: len(g.members))
-            for item in small.members:
-                if self._is_member(item[1], small):
-                    heapq.heappush(large.members, item)
-                    self._entries[item[1]].blocker = large
-            groups[group.key] = large
 
     def _consider_starving(self, entry: TaskEntry) -> None:
         if entry.agent in self._paused:
@@ -560,15 +517,6 @@ class Scheduler:
                 if waiting.state is TaskState.QUEUED and isinstance(waiting.blocker, WaitReason):
                     self._enqueue(waiting)
             self._push_head(old.agent)
-
-    def _release(self, holder: str) -> None:
-        """``holder`` let go of its claims: the groups waiting on it are released, to be looked at."""
-        for group in self._waiting_on.pop(holder, {}).values():
-            group.holder = None
-            if group.members:
-                gid = next(self._released_ids)
-                self._released[gid] = group
-                heapq.heappush(self._released_heads, (group.members[0][0], gid))
 
     def _enqueue(self, entry: TaskEntry) -> None:
         entry.state = TaskState.QUEUED
@@ -622,7 +570,7 @@ class Scheduler:
         self._agent_slot(entry.agent).release(task_id)
         for claim, access in entry.claims:
             self._held.remove(claim, access, task_id)
-        self._release(task_id)
+        self._groups.release(task_id)
         self._push_head(entry.agent)
         return entry
 
