@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -38,10 +37,11 @@ from .errors import (
 )
 from .graph import topological
 from .ownership import FileOwnership
+from .pauses import Pauses
 from .slots import Slot
-from .task import RATE_LIMIT_MAX_BACKOFF_S, AgentTask, TaskState
+from .task import AgentTask, TaskState
 from .waitgroups import WaitGroup, WaitGroups
-from .waits import WaitReason, seconds_text
+from .waits import WaitReason
 
 __all__ = ["Scheduler", "TaskEntry", "WaitReason"]
 
@@ -106,10 +106,7 @@ class Scheduler:
         # Claims held outside this scheduler (other processes' running tasks), by holder id.
         self._external: dict[str, tuple[str, tuple[tuple[Claim, Access], ...]]] = {}
         self._in_line: set[str] = set()  # external holders that wait in line ahead of tasks here
-        self._paused: dict[str, float] = {}  # agent -> when its rate-limit pause ends
-        self._pause_ends: list[tuple[float, str]] = []  # (end, agent), lazily pruned
-        # agent -> (since, limits, until): its rate limits in a row, and when the last pause ended
-        self._limited: dict[str, tuple[float, int, float]] = {}
+        self._paused = Pauses()  # agent types that hit a rate limit
         self._held = ClaimIndex()
         self._starving: TaskEntry | None = None  # best-ranked task blocked by a claim
         self._bypassed = 0  # lower-ranked tasks that took what _starving needs since it blocked
@@ -157,9 +154,10 @@ class Scheduler:
             heapq.heappop(self._retries)
         while self._deadlines and not self._deadline_live(self._deadlines[0]):
             heapq.heappop(self._deadlines)
-        while self._pause_ends and self._paused.get(self._pause_ends[0][1]) != self._pause_ends[0][0]:
-            heapq.heappop(self._pause_ends)
-        times = [heap[0][0] for heap in (self._retries, self._deadlines, self._pause_ends) if heap]
+        times = [heap[0][0] for heap in (self._retries, self._deadlines) if heap]
+        pause_end = self._paused.next_end()
+        if pause_end is not None:
+            times.append(pause_end)
         return min(times) if times else None
 
     def wait_reason(self, entry: TaskEntry) -> WaitReason | None:
@@ -303,11 +301,8 @@ class Scheduler:
 
     def dispatch(self, now: float) -> list[TaskEntry]:
         """Start every task that may start now, best-ranked first; returns them, now RUNNING."""
-        while self._pause_ends and self._pause_ends[0][0] <= now:
-            end, agent = heapq.heappop(self._pause_ends)
-            if self._paused.get(agent) == end:
-                del self._paused[agent]
-                self._push_head(agent)
+        for agent in self._paused.resume(now):
+            self._push_head(agent)
         while self._retries and self._retries[0][0] <= now:
             _, _, task_id = heapq.heappop(self._retries)
             entry = self._entries[task_id]
@@ -457,7 +452,7 @@ class Scheduler:
         """
         agent = entry.agent
         if agent in self._paused:
-            return WaitReason("rate_limit", holder_agent=agent, until=self._paused[agent])
+            return WaitReason("rate_limit", holder_agent=agent, until=self._paused.until(agent))
         slot = self._agent_slot(agent)
         if slot.full:
             holder = slot.first
@@ -608,11 +603,9 @@ class Scheduler:
         ``outcome`` is SUCCEEDED, FAILED, TIMED_OUT, CANCELLED or RATE_LIMITED (a timed-out task
         is recorded TIMED_OUT whatever is passed). A failure with retries left goes to RETRY_WAIT.
         A rate-limited attempt pauses its agent type, for ``retry_after`` seconds if the agent
-        named a reset (but no less than the back-off if it was limited just before: a reset
-        of "now", again and again, must not spin), else for its back-off (see
-        AgentTask.rate_limit_backoff), and the task is
-        queued again, no retry spent; or it ends RATE_LIMITED if the pause would take the agent's
-        run of limits past the task's ``rate_limit_max_wait``.
+        named a reset (see queue_core.pauses), and the task is queued again, no retry spent; or
+        it ends RATE_LIMITED if the pause would take the agent's run of limits past the task's
+        ``rate_limit_max_wait``.
         Returns every entry whose state changed: the task, and dependents skipped because of it.
         """
         if outcome not in _OUTCOMES:
@@ -625,7 +618,7 @@ class Scheduler:
         if outcome is TaskState.RATE_LIMITED:
             return self._rate_limited(entry, now, error, retry_after)
         if outcome is not TaskState.CANCELLED:  # it got an answer from its agent: the limit is over
-            self._limited.pop(entry.agent, None)
+            self._paused.answered(entry.agent)
         failures = entry.attempts - entry.rate_limits
         if outcome in (TaskState.FAILED, TaskState.TIMED_OUT) and failures <= entry.task.retries:
             entry.state = TaskState.RETRY_WAIT
@@ -637,31 +630,11 @@ class Scheduler:
     def _rate_limited(
         self, entry: TaskEntry, now: float, error: str | None, retry_after: float | None
     ) -> list[TaskEntry]:
-        agent, task = entry.agent, entry.task
-        since, limits, until = self._limited.get(agent, (now, 0, now))
-        if (entry.started_at or now) > until + RATE_LIMIT_MAX_BACKOFF_S:
-            since, limits = now, 0  # nothing of the agent ran for a while (its tasks cancelled): a new run of limits
-        limits += 1
         entry.rate_limits += 1
-        delay = task.rate_limit_delay_for(limits)
-        # The reset the agent named (not NaN, not negative, not infinite: a 400-digit Retry-After
-        # reads as inf); if it proved wrong just before, no less than the back-off. So a pause
-        # always ends at a time that can be told (with rate_limit_max_wait=inf, "never" could not).
-        if retry_after is not None and 0 <= retry_after < math.inf:
-            delay = max(retry_after, delay if limits > 1 else 0.0)
-        end = max(now + delay, self._paused.get(agent, now))
-        if end - since > task.rate_limit_max_wait:
-            reason = (
-                f"rate-limited for {seconds_text(now - since)}; waiting longer would pass "
-                f"rate_limit_max_wait ({seconds_text(task.rate_limit_max_wait)}): {error or 'rate limited'}"
-            )
-            self._limited[agent] = (since, limits, now)
-            return self._finish_as(entry, TaskState.RATE_LIMITED, now, reason)
-        self._limited[agent] = (since, limits, end)
-        if self._paused.get(agent) != end:
-            self._paused[agent] = end
-            heapq.heappush(self._pause_ends, (end, agent))
-        if self._starving is not None and self._starving.agent == agent:
+        gave_up = self._paused.limited(entry.task, entry.started_at or now, now, error, retry_after)
+        if gave_up is not None:
+            return self._finish_as(entry, TaskState.RATE_LIMITED, now, gave_up)
+        if self._starving is not None and self._starving.agent == entry.agent:
             self._watch(None)  # a reservation for a task that cannot start would only idle slots
         self._enqueue(entry)
         return [entry]
