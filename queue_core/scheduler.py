@@ -12,11 +12,9 @@ How a dispatch stays O(log n) per task with many tasks waiting:
 * A task whose claims clash with a running task is *parked on that holder* with every task
   blocked the same way, and costs nothing while it waits; when the holder lets go, the group
   moves as a whole (see queue_core.waitgroups).
-* Against starvation, the best-ranked task blocked by a claim is watched: each task ranked
-  below it that starts and takes its agent or a path overlapping its claims bypasses it. After
-  ``max_bypass`` bypasses it gets a reservation: tasks ranked below it may no longer take those,
-  so a stream of later tasks cannot keep it waiting forever. Tasks ranked above it are never
-  held back. Reserving at once (``max_bypass=0``) leaves slots idle that backfilling would use.
+
+Backfilling (a blocked task does not hold back later ones) must not starve it: see
+queue_core.reservation.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ import heapq
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from .claims import Access, Claim, ClaimIndex, Conflict, overlap_witness
+from .claims import Access, Claim, ClaimIndex, Conflict
 from .entry import TaskEntry
 from .errors import (
     CapacityError,
@@ -38,6 +36,7 @@ from .errors import (
 from .graph import topological
 from .ownership import FileOwnership
 from .pauses import Pauses
+from .reservation import Reservation
 from .slots import Slot
 from .task import AgentTask, TaskState
 from .waitgroups import WaitGroup, WaitGroups
@@ -89,7 +88,7 @@ class Scheduler:
             agent: Slot(f"agent:{agent}", _count(f"instances of {agent!r}", n, least=1))
             for agent, n in (instances or {}).items()
         }
-        self.max_bypass = _count("max_bypass", max_bypass, least=0)
+        self._reservation = Reservation(_count("max_bypass", max_bypass, least=0))
         # Applied to every claim of every task added: lets the owner, who may look at the disk,
         # turn a claim into the claims on real paths it stands for (see queue_core.realpaths).
         self._resolve = resolve
@@ -100,7 +99,6 @@ class Scheduler:
         self._queues: dict[str, list[tuple[tuple[int, int], str]]] = {}  # agent -> heap of queued
         self._agent_heads: list[tuple[tuple[int, int], str]] = []  # (head key, agent), lazily pruned
         self._groups = WaitGroups(self._entries, self._agent_of)  # tasks parked on a holder's claim
-        self._held_back: list[str] = []  # ids held back by the reservation
         self._retries: list[tuple[float, tuple[int, int], str]] = []
         self._deadlines: list[tuple[float, tuple[int, int], int, str]] = []
         # Claims held outside this scheduler (other processes' running tasks), by holder id.
@@ -108,8 +106,6 @@ class Scheduler:
         self._in_line: set[str] = set()  # external holders that wait in line ahead of tasks here
         self._paused = Pauses()  # agent types that hit a rate limit
         self._held = ClaimIndex()
-        self._starving: TaskEntry | None = None  # best-ranked task blocked by a claim
-        self._bypassed = 0  # lower-ranked tasks that took what _starving needs since it blocked
         self._unfinished = 0
         self._outcomes = {state.value: 0 for state in TaskState if state.is_terminal}
 
@@ -137,9 +133,7 @@ class Scheduler:
     @property
     def reserved(self) -> TaskEntry | None:
         """The task whose agent and claims are reserved against lower-ranked tasks, if any."""
-        if self._starving is not None and self._bypassed >= self.max_bypass:
-            return self._starving
-        return None
+        return self._reservation.reserved
 
     def entry(self, task_id: str) -> TaskEntry:
         """The record of ``task_id``; raises KeyError if no such task was added."""
@@ -457,61 +451,32 @@ class Scheduler:
         if slot.full:
             holder = slot.first
             return WaitReason("reserved" if holder in self._in_line else "agent", holder=holder, holder_agent=agent)
-        if self._agent_held_back(entry):
-            assert self._starving is not None
-            return WaitReason("reserved", holder=self._starving.id, holder_agent=agent)
-        return None
-
-    def _agent_held_back(self, entry: TaskEntry) -> bool:
-        """Whether the reservation of a better-ranked task of the same agent holds ``entry`` back.
-
-        Even when the agent has a unit to spare (several instances): the reserved task is blocked
-        by a claim, and must find a unit when that is free; the reservation ends once it starts.
-        """
-        reserved = self.reserved
-        return (
-            reserved is not None
-            and reserved is not entry
-            and reserved.agent == entry.agent
-            and reserved.key < entry.key
-        )
+        return self._reservation.holds_back_agent(entry)
 
     def _blocker(self, entry: TaskEntry) -> Conflict | WaitReason | None:
         """What stops ``entry`` from starting, its agent and the cap aside; None if nothing."""
-        conflict = self._held.first_conflict(entry.claims)
-        if conflict is not None:
-            return conflict
-        reserved = self.reserved
-        if reserved is None or reserved is entry or entry.key < reserved.key:
-            return None  # only tasks ranked below the reservation are held back by it
-        return _clash(entry, reserved)
+        return self._held.first_conflict(entry.claims) or self._reservation.holds_back(entry)
 
     def _park(self, entry: TaskEntry, blocker: Conflict | WaitReason) -> None:
         if isinstance(blocker, WaitReason):
-            entry.blocker = blocker
-            self._held_back.append(entry.id)
+            self._reservation.hold_back(entry, blocker)
             return
         self._groups.park(entry, blocker)
         self._consider_starving(entry)
 
     def _consider_starving(self, entry: TaskEntry) -> None:
-        if entry.agent in self._paused:
-            return  # it cannot start before the pause ends, whatever it is reserved
-        if self._starving is None or entry.key < self._starving.key:
+        # Not while its agent is paused: it cannot start before the pause ends, whatever it is reserved.
+        if entry.agent not in self._paused and self._reservation.ranks_above_watched(entry):
             self._watch(entry)
 
     def _watch(self, entry: TaskEntry | None) -> None:
-        """Make ``entry`` the starving task (None: none); free what its predecessor held back."""
-        old = self.reserved
-        self._starving = entry
-        self._bypassed = 0
-        if old is not None:
-            held_back, self._held_back = self._held_back, []
-            for task_id in held_back:
-                waiting = self._entries[task_id]
-                if waiting.state is TaskState.QUEUED and isinstance(waiting.blocker, WaitReason):
-                    self._enqueue(waiting)
-            self._push_head(old.agent)
+        """Watch ``entry`` for starvation (None: none); queue again what an ended reservation held back."""
+        ended = self._reservation.watch(entry)
+        if ended is not None:
+            reserved, held_back = ended
+            for waiting in held_back:
+                self._enqueue(waiting)
+            self._push_head(reserved.agent)
 
     def _enqueue(self, entry: TaskEntry) -> None:
         entry.state = TaskState.QUEUED
@@ -542,11 +507,10 @@ class Scheduler:
         entry.deadline = None if timeout is None else now + timeout
         if entry.deadline is not None:
             heapq.heappush(self._deadlines, (entry.deadline, entry.key, entry.attempts, entry.id))
-        starving = self._starving
-        if starving is entry:
+        if self._reservation.watched is entry:
             self._watch(None)
-        elif starving is not None and starving.key < entry.key and _clash(entry, starving) is not None:
-            self._bypassed += 1
+        else:
+            self._reservation.bypassed_by(entry)
 
     def unstart(self, task_id: str) -> None:
         """Take back the start of a task that never ran (its owner could not record its claims).
@@ -634,7 +598,8 @@ class Scheduler:
         gave_up = self._paused.limited(entry.task, entry.started_at or now, now, error, retry_after)
         if gave_up is not None:
             return self._finish_as(entry, TaskState.RATE_LIMITED, now, gave_up)
-        if self._starving is not None and self._starving.agent == entry.agent:
+        watched = self._reservation.watched
+        if watched is not None and watched.agent == entry.agent:
             self._watch(None)  # a reservation for a task that cannot start would only idle slots
         self._enqueue(entry)
         return [entry]
@@ -652,7 +617,7 @@ class Scheduler:
         if entry.state is TaskState.RUNNING:
             entry.stop_requested = True
             return []
-        if self._starving is entry:
+        if self._reservation.watched is entry:
             self._watch(None)
         return self._finish_as(entry, TaskState.CANCELLED, now, "cancelled")
 
@@ -691,19 +656,6 @@ def _count(name: str, value: int, *, least: int) -> int:
 
 def _rank(entry: TaskEntry) -> tuple[int, int]:
     return entry.key
-
-
-def _clash(entry: TaskEntry, reserved: TaskEntry) -> WaitReason | None:
-    """Why ``entry`` may not run beside ``reserved`` (same agent, overlapping claims), or None."""
-    if reserved.agent == entry.agent:
-        return WaitReason("reserved", holder=reserved.id, holder_agent=reserved.agent)
-    for claim, access in entry.claims:
-        for theirs, their_access in reserved.claims:
-            if access.conflicts_with(their_access):
-                example = overlap_witness(claim, theirs)
-                if example is not None:
-                    return WaitReason.overlap("reserved", claim, theirs, reserved.id, reserved.agent, example)
-    return None
 
 
 def _reason(blocker: Conflict | WaitReason, agent_of: Callable[[str], str]) -> WaitReason:
