@@ -6,9 +6,8 @@ changed, so tests step it one event at a time and the benchmark drives it in sim
 
 How a dispatch stays O(log n) per task with many tasks waiting:
 
-* Each agent type has a heap of its queued tasks keyed ``(-priority, seq)``; a heap of agent
-  heads picks the best task among agents that are free. A busy agent's whole queue is skipped
-  in one step: while its slot is full, none of its tasks may start.
+* Queued tasks wait in their agent type's heap; a busy agent's whole queue is skipped in one
+  step: while its slot is full, none of its tasks may start (see queue_core.agentqueues).
 * A task whose claims clash with a running task is *parked on that holder* with every task
   blocked the same way, and costs nothing while it waits; when the holder lets go, the group
   moves as a whole (see queue_core.waitgroups).
@@ -24,6 +23,7 @@ import heapq
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from .agentqueues import AgentQueues
 from .claims import Access, Claim, ClaimIndex, Conflict
 from .entry import TaskEntry
 from .errors import (
@@ -96,8 +96,7 @@ class Scheduler:
         self._rng = rng or random.Random()
         self._seq = 0
         self._entries: dict[str, TaskEntry] = {}
-        self._queues: dict[str, list[tuple[tuple[int, int], str]]] = {}  # agent -> heap of queued
-        self._agent_heads: list[tuple[tuple[int, int], str]] = []  # (head key, agent), lazily pruned
+        self._queues = AgentQueues(self._entries)  # tasks queued, not parked or held back
         self._groups = WaitGroups(self._entries, self._agent_of)  # tasks parked on a holder's claim
         self._retries: list[tuple[float, tuple[int, int], str]] = []
         self._deadlines: list[tuple[float, tuple[int, int], int, str]] = []
@@ -296,7 +295,7 @@ class Scheduler:
     def dispatch(self, now: float) -> list[TaskEntry]:
         """Start every task that may start now, best-ranked first; returns them, now RUNNING."""
         for agent in self._paused.resume(now):
-            self._push_head(agent)
+            self._queues.wake(agent)
         while self._retries and self._retries[0][0] <= now:
             _, _, task_id = heapq.heappop(self._retries)
             entry = self._entries[task_id]
@@ -305,42 +304,31 @@ class Scheduler:
         started: list[TaskEntry] = []
         # Two lazily pruned heaps rank the candidates: agents' queue heads and released groups.
         while not self._parallel.full:
-            released, heads = self._groups.best_key(), self._agent_heads
-            if released is not None and (not heads or released < heads[0][0]):
+            released, queued = self._groups.best_key(), self._queues.best_key()
+            if released is not None and (queued is None or released < queued):
                 self._step_released(now, started)
-            elif heads:
+            elif queued is not None:
                 self._step_agent(now, started)
             else:
                 break
         return started
 
     def _step_agent(self, now: float, started: list[TaskEntry]) -> None:
-        """Look at the best agent head: start it, park it, or prune a stale head."""
-        heads = self._agent_heads
-        key, agent = heads[0]
-        queue = self._queues.get(agent)
-        while queue and self._entries[queue[0][1]].state is not TaskState.QUEUED:
-            heapq.heappop(queue)  # cancelled while queued
-        if not queue:
-            heapq.heappop(heads)  # pushed again when a task of the agent is queued
-            return
-        if queue[0][0] != key:
-            heapq.heapreplace(heads, (queue[0][0], agent))  # stale head: re-rank
-            return
-        entry = self._entries[queue[0][1]]
+        """Look at the best awake agent's best task: start it, park it, or let the agent sleep."""
+        entry = self._queues.take()
+        if entry is None:
+            return  # a stale head, ranked again, or an agent with nothing queued
         if self._agent_blocked(entry) is not None:
-            heapq.heappop(heads)  # its whole queue waits: pushed again when the agent is released, reserved or resumed
-            return
-        heapq.heappop(queue)
-        heapq.heappop(heads)  # before the start or park, which may push heads of their own
+            return  # its whole queue waits: woken when the agent is released, reserved or resumed
+        self._queues.remove(entry)
         blocker = self._blocker(entry)
         if blocker is None:
             self._start(entry, now)
             started.append(entry)
         else:
             self._park(entry, blocker)
-        if not self._agent_slot(agent).full:
-            self._push_head(agent)  # its next task may start too; if not, when one lets go
+        if not self._agent_slot(entry.agent).full:
+            self._queues.wake(entry.agent)  # its next task may start too; if not, when one lets go
 
     def _step_released(self, now: float, started: list[TaskEntry]) -> None:
         """Look at the best member of a released group; the rest may follow it in one step."""
@@ -411,7 +399,7 @@ class Scheduler:
         for claim, access in claims:
             self._held.remove(claim, access, holder)
         self._groups.release(holder)
-        self._push_head(agent)
+        self._queues.wake(agent)
 
     def waiting_on_external(self, limit: int) -> list[tuple[TaskEntry, frozenset[str]]]:
         """The ``limit`` best-ranked tasks among those first in wait for a claim or an agent type
@@ -429,11 +417,9 @@ class Scheduler:
             holders = [holder for holder in slot.holders if holder in self._external]
             if not slot.full or len(slot) - len(holders) >= slot.capacity:
                 continue  # its tasks wait for tasks here, or for nothing
-            queue = self._queues.get(agent)
-            while queue and self._entries[queue[0][1]].state is not TaskState.QUEUED:
-                heapq.heappop(queue)  # cancelled while queued
-            if queue and agent not in self._paused:
-                found.setdefault(queue[0][1], (self._entries[queue[0][1]], set()))[1].update(holders)
+            best_queued = self._queues.first(agent)
+            if best_queued is not None and agent not in self._paused:
+                found.setdefault(best_queued.id, (best_queued, set()))[1].update(holders)
         best = heapq.nsmallest(limit, found.values(), key=lambda item: _rank(item[0]))
         return [(entry, frozenset(holders)) for entry, holders in best]
 
@@ -476,21 +462,13 @@ class Scheduler:
             reserved, held_back = ended
             for waiting in held_back:
                 self._enqueue(waiting)
-            self._push_head(reserved.agent)
+            self._queues.wake(reserved.agent)
 
     def _enqueue(self, entry: TaskEntry) -> None:
         entry.state = TaskState.QUEUED
         entry.blocker = None
         entry.retry_at = None
-        queue = self._queues.setdefault(entry.agent, [])
-        heapq.heappush(queue, (entry.key, entry.id))
-        if queue[0][1] == entry.id:
-            heapq.heappush(self._agent_heads, (entry.key, entry.agent))
-
-    def _push_head(self, agent: str) -> None:
-        queue = self._queues.get(agent)
-        if queue:
-            heapq.heappush(self._agent_heads, (queue[0][0], agent))
+        self._queues.push(entry)
 
     def _start(self, entry: TaskEntry, now: float) -> None:
         entry.state = TaskState.RUNNING
@@ -530,7 +508,7 @@ class Scheduler:
         for claim, access in entry.claims:
             self._held.remove(claim, access, task_id)
         self._groups.release(task_id)
-        self._push_head(entry.agent)
+        self._queues.wake(entry.agent)
         return entry
 
     # --- time and outcomes ----------------------------------------------------------------
