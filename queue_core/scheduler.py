@@ -18,16 +18,15 @@ queue_core.reservation.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from .admission import Admission
 from .agentqueues import AgentQueues
-from .claims import Access, Claim, ClaimIndex, Conflict
+from .claims import Access, Claim, Conflict
 from .entry import TaskEntry
 from .errors import (
-    CapacityError,
     DuplicateTaskError,
     InvalidArgumentError,
     InvalidClaimError,
@@ -37,9 +36,8 @@ from .graph import topological
 from .ownership import FileOwnership
 from .pauses import Pauses
 from .reservation import Reservation
-from .slots import Slot
 from .task import AgentTask, TaskState
-from .waitgroups import WaitGroup, WaitGroups
+from .waitgroups import WaitGroups
 from .waits import WaitReason
 
 __all__ = ["Scheduler", "TaskEntry", "WaitReason"]
@@ -59,16 +57,15 @@ DEFAULT_MAX_BYPASS = 4
 class Scheduler:
     """Decides which tasks start, in priority then submission order, never breaking a rule.
 
-    Rules: at most ``max_parallel`` running; at most one running task per agent type, or
-    ``instances[agent]``; no two running tasks with overlapping claims unless both only read.
-    An agent type whose attempt hit a rate limit starts nothing until its pause ends. Not
+    Rules (see queue_core.admission): at most ``max_parallel`` running; at most one running
+    task per agent type, or ``instances[agent]``; no two running tasks with overlapping claims
+    unless both only read; an agent type whose attempt hit a rate limit starts nothing until
+    its pause ends. Several instances of an agent type are safe only if each of its tasks runs
+    isolated (its own worktree): the owner decides that, the scheduler only counts. Not
     thread-safe: the owner serialises calls.
 
-    The counted limits are slots (see queue_core.slots) a task takes a unit of when it starts:
-    ``max_parallel``, and ``agent:<type>``, which tasks of other processes hold too. Several
-    instances of an agent type are safe only if each task runs isolated (its own worktree):
-    the owner decides that, the scheduler only counts. Raises InvalidArgumentError for a
-    count that is not a positive integer (``max_bypass``: not negative).
+    Raises InvalidArgumentError for a count that is not a positive integer (``max_bypass``:
+    not negative).
     """
 
     def __init__(
@@ -81,14 +78,10 @@ class Scheduler:
         resolve: Callable[[Claim], Sequence[Claim]] | None = None,
         instances: Mapping[str, int] | None = None,
     ):
-        # Its holders are the tasks running here.
-        self._parallel = Slot("max_parallel", _count("max_parallel", max_parallel, least=1))
-        # The agent types in ``instances``; every other one's is made on first use, see _agent_slot.
-        self._agent_slots = {
-            agent: Slot(f"agent:{agent}", _count(f"instances of {agent!r}", n, least=1))
-            for agent, n in (instances or {}).items()
-        }
+        parallel = _count("max_parallel", max_parallel, least=1)
         self._reservation = Reservation(_count("max_bypass", max_bypass, least=0))
+        agents = {agent: _count(f"instances of {agent!r}", n, least=1) for agent, n in (instances or {}).items()}
+        self._paused = Pauses()  # agent types that hit a rate limit
         # Applied to every claim of every task added: lets the owner, who may look at the disk,
         # turn a claim into the claims on real paths it stands for (see queue_core.realpaths).
         self._resolve = resolve
@@ -96,15 +89,11 @@ class Scheduler:
         self._rng = rng or random.Random()
         self._seq = 0
         self._entries: dict[str, TaskEntry] = {}
+        self._admission = Admission(parallel, agents, self._entries, self._paused, self._reservation)
         self._queues = AgentQueues(self._entries)  # tasks queued, not parked or held back
-        self._groups = WaitGroups(self._entries, self._agent_of)  # tasks parked on a holder's claim
+        self._groups = WaitGroups(self._entries, self._admission.agent_of)  # tasks parked on a holder's claim
         self._retries: list[tuple[float, tuple[int, int], str]] = []
         self._deadlines: list[tuple[float, tuple[int, int], int, str]] = []
-        # Claims held outside this scheduler (other processes' running tasks), by holder id.
-        self._external: dict[str, tuple[str, tuple[tuple[Claim, Access], ...]]] = {}
-        self._in_line: set[str] = set()  # external holders that wait in line ahead of tasks here
-        self._paused = Pauses()  # agent types that hit a rate limit
-        self._held = ClaimIndex()
         self._unfinished = 0
         self._outcomes = {state.value: 0 for state in TaskState if state.is_terminal}
 
@@ -122,12 +111,12 @@ class Scheduler:
 
     @property
     def max_parallel(self) -> int:
-        return self._parallel.capacity
+        return self._admission.parallel.capacity
 
     @property
     def running(self) -> list[TaskEntry]:
         """The tasks running here, in the order they started."""
-        return [self._entries[task_id] for task_id in self._parallel.holders]
+        return [self._entries[task_id] for task_id in self._admission.parallel.holders]
 
     @property
     def reserved(self) -> TaskEntry | None:
@@ -161,20 +150,7 @@ class Scheduler:
             return WaitReason("dependency", needs=needs)
         if state is TaskState.RETRY_WAIT:
             return WaitReason("retry", until=entry.retry_at)
-        if state is not TaskState.QUEUED:
-            return None
-        if entry.agent not in self._paused:  # a pause says more than the claim it was parked on
-            if isinstance(entry.blocker, WaitReason):
-                return entry.blocker
-            if isinstance(entry.blocker, WaitGroup) and entry.blocker.holder is not None:
-                reason = entry.blocker.reason()
-                return dataclasses.replace(reason, kind="reserved") if reason.holder in self._in_line else reason
-        agent_reason = self._agent_blocked(entry)
-        if agent_reason is not None:
-            return agent_reason
-        if self._parallel.full:
-            return WaitReason("capacity", limit=self.max_parallel)
-        return WaitReason("ready")
+        return self._admission.wait_reason(entry) if state is TaskState.QUEUED else None
 
     def waiting(self, limit: int | None = None) -> list[tuple[TaskEntry, WaitReason]]:
         """Every task not running and not finished, best-ranked first, with its reason.
@@ -233,11 +209,9 @@ class Scheduler:
         needs = tuple(d for d in task.depends_on if self._entries[d].state is not TaskState.SUCCEEDED)
         if needs:
             raise WaitReason("dependency", needs=needs).to_error()
-        if self._parallel.full:
-            raise CapacityError(self.max_parallel)
-        blocker = self._agent_blocked(probe) or self._blocker(probe)
-        if blocker is not None:
-            raise _reason(blocker, self._agent_of).to_error()
+        refusal = self._admission.refusal(probe)
+        if refusal is not None:
+            raise refusal.to_error()
         entry = self._register(task, now, (writes, reads))
         self._start(entry, now)
         return entry
@@ -303,7 +277,7 @@ class Scheduler:
                 self._enqueue(entry)
         started: list[TaskEntry] = []
         # Two lazily pruned heaps rank the candidates: agents' queue heads and released groups.
-        while not self._parallel.full:
+        while not self._admission.parallel.full:
             released, queued = self._groups.best_key(), self._queues.best_key()
             if released is not None and (queued is None or released < queued):
                 self._step_released(now, started)
@@ -318,16 +292,16 @@ class Scheduler:
         entry = self._queues.take()
         if entry is None:
             return  # a stale head, ranked again, or an agent with nothing queued
-        if self._agent_blocked(entry) is not None:
+        if self._admission.agent_blocked(entry) is not None:
             return  # its whole queue waits: woken when the agent is released, reserved or resumed
         self._queues.remove(entry)
-        blocker = self._blocker(entry)
+        blocker = self._admission.blocker(entry)
         if blocker is None:
             self._start(entry, now)
             started.append(entry)
         else:
             self._park(entry, blocker)
-        if not self._agent_slot(entry.agent).full:
+        if not self._admission.agent_slot(entry.agent).full:
             self._queues.wake(entry.agent)  # its next task may start too; if not, when one lets go
 
     def _step_released(self, now: float, started: list[TaskEntry]) -> None:
@@ -336,10 +310,10 @@ class Scheduler:
         if taken is None:
             return  # its rank was stale, or it was empty
         group, entry = taken
-        if self._agent_blocked(entry) is not None:
+        if self._admission.agent_blocked(entry) is not None:
             self._enqueue(entry)  # looked at again when its agent is free
         else:
-            blocker = self._blocker(entry)
+            blocker = self._admission.blocker(entry)
             if blocker is None:
                 self._start(entry, now)
                 started.append(entry)
@@ -355,22 +329,11 @@ class Scheduler:
                 self._park(entry, blocker)
         self._groups.put_back(group)
 
-    def _agent_slot(self, agent: str) -> Slot:
-        """``agent:<type>``: a unit for each task of ``agent`` running here or elsewhere."""
-        slot = self._agent_slots.get(agent)
-        if slot is None:  # not in ``instances``: the seed's rule, one at a time
-            slot = self._agent_slots[agent] = Slot(f"agent:{agent}", 1)
-        return slot
-
-    def _agent_of(self, holder: str) -> str:
-        entry = self._entries.get(holder)
-        return entry.agent if entry is not None else self._external[holder][0]
-
     # --- claims held elsewhere ------------------------------------------------------------
 
     @property
     def external_holders(self) -> list[str]:
-        return list(self._external)
+        return self._admission.external_holders
 
     def hold_external(
         self, holder: str, agent: str, claims: tuple[tuple[Claim, Access], ...], *, in_line: bool = False
@@ -382,22 +345,11 @@ class Scheduler:
         of them (see queue_core.line); they are told so. Raises ValueError if ``holder`` is
         already recorded.
         """
-        if holder in self._external or holder in self._entries:
-            raise InvalidArgumentError(f"holder {holder!r} is already known")
-        if in_line:
-            self._in_line.add(holder)
-        self._external[holder] = (agent, claims)
-        self._agent_slot(agent).take(holder)
-        for claim, access in claims:
-            self._held.add(claim, access, holder)
+        self._admission.hold_external(holder, agent, claims, in_line=in_line)
 
     def release_external(self, holder: str) -> None:
         """``holder`` let go of everything: tasks waiting for it may start at the next dispatch."""
-        agent, claims = self._external.pop(holder)
-        self._in_line.discard(holder)
-        self._agent_slot(agent).release(holder)
-        for claim, access in claims:
-            self._held.remove(claim, access, holder)
+        agent = self._admission.release_external(holder)
         self._groups.release(holder)
         self._queues.wake(agent)
 
@@ -408,40 +360,16 @@ class Scheduler:
         Costs O(log n) per group of tasks waiting on an external holder.
         """
         found: dict[str, tuple[TaskEntry, set[str]]] = {}
-        for holder in self._external:
+        for holder in self._admission.external_holders:
             for first in self._groups.first_on(holder):
                 if first.agent not in self._paused:
                     found.setdefault(first.id, (first, set()))[1].add(holder)
-        for agent in {agent for agent, _ in self._external.values()}:
-            slot = self._agent_slot(agent)
-            holders = [holder for holder in slot.holders if holder in self._external]
-            if not slot.full or len(slot) - len(holders) >= slot.capacity:
-                continue  # its tasks wait for tasks here, or for nothing
+        for agent, holders in self._admission.agents_held_elsewhere():
             best_queued = self._queues.first(agent)
             if best_queued is not None and agent not in self._paused:
                 found.setdefault(best_queued.id, (best_queued, set()))[1].update(holders)
         best = heapq.nsmallest(limit, found.values(), key=lambda item: _rank(item[0]))
         return [(entry, frozenset(holders)) for entry, holders in best]
-
-    def _agent_blocked(self, entry: TaskEntry) -> WaitReason | None:
-        """Why no task of ``entry``'s agent ranked like it may start now, or None.
-
-        The agent-wide rules, in one order for dispatch, ``try_start`` and ``wait_reason``: its
-        rate-limit pause, a task of it running (here or elsewhere, or in line ahead), and a
-        reservation for a better-ranked task of it. ``_blocker`` then gives the task's own.
-        """
-        agent = entry.agent
-        if agent in self._paused:
-            return WaitReason("rate_limit", holder_agent=agent, until=self._paused.until(agent))
-        slot = self._agent_slot(agent)
-        if slot.full:
-            holder = slot.first
-            return WaitReason("reserved" if holder in self._in_line else "agent", holder=holder, holder_agent=agent)
-        return self._reservation.holds_back_agent(entry)
-
-    def _blocker(self, entry: TaskEntry) -> Conflict | WaitReason | None:
-        """What stops ``entry`` from starting, its agent and the cap aside; None if nothing."""
-        return self._held.first_conflict(entry.claims) or self._reservation.holds_back(entry)
 
     def _park(self, entry: TaskEntry, blocker: Conflict | WaitReason) -> None:
         if isinstance(blocker, WaitReason):
@@ -477,10 +405,7 @@ class Scheduler:
         entry.started_at = now
         entry.timed_out = False
         entry.stop_requested = False
-        self._parallel.take(entry.id)
-        self._agent_slot(entry.agent).take(entry.id)
-        for claim, access in entry.claims:
-            self._held.add(claim, access, entry.id)
+        self._admission.take(entry)
         timeout = entry.task.timeout
         entry.deadline = None if timeout is None else now + timeout
         if entry.deadline is not None:
@@ -502,11 +427,8 @@ class Scheduler:
 
     def _let_go(self, task_id: str) -> TaskEntry:
         """Take the running ``task_id`` off its units and claims; raises KeyError if it is not running."""
-        self._parallel.release(task_id)
         entry = self._entries[task_id]
-        self._agent_slot(entry.agent).release(task_id)
-        for claim, access in entry.claims:
-            self._held.remove(claim, access, task_id)
+        self._admission.let_go(entry)
         self._groups.release(task_id)
         self._queues.wake(entry.agent)
         return entry
@@ -634,10 +556,3 @@ def _count(name: str, value: int, *, least: int) -> int:
 
 def _rank(entry: TaskEntry) -> tuple[int, int]:
     return entry.key
-
-
-def _reason(blocker: Conflict | WaitReason, agent_of: Callable[[str], str]) -> WaitReason:
-    if isinstance(blocker, WaitReason):
-        return blocker
-    owner = blocker.owner
-    return WaitReason.overlap("claim", blocker.claim, blocker.held, owner, agent_of(owner), blocker.example)
