@@ -37,6 +37,7 @@ from .ownership import FileOwnership
 from .pauses import Pauses
 from .reservation import Reservation
 from .task import AgentTask, TaskState
+from .timers import Timers
 from .waitgroups import WaitGroups
 from .waits import WaitReason
 
@@ -92,8 +93,7 @@ class Scheduler:
         self._admission = Admission(parallel, agents, self._entries, self._paused, self._reservation)
         self._queues = AgentQueues(self._entries)  # tasks queued, not parked or held back
         self._groups = WaitGroups(self._entries, self._admission.agent_of)  # tasks parked on a holder's claim
-        self._retries: list[tuple[float, tuple[int, int], str]] = []
-        self._deadlines: list[tuple[float, tuple[int, int], int, str]] = []
+        self._timers = Timers(self._entries)  # retries waiting, deadlines of running tasks
         self._unfinished = 0
         self._outcomes = {state.value: 0 for state in TaskState if state.is_terminal}
 
@@ -132,14 +132,7 @@ class Scheduler:
 
     def next_wakeup(self) -> float | None:
         """The earliest time a retry falls due, a rate-limit pause ends or a running task's deadline passes."""
-        while self._retries and self._entries[self._retries[0][2]].state is not TaskState.RETRY_WAIT:
-            heapq.heappop(self._retries)
-        while self._deadlines and not self._deadline_live(self._deadlines[0]):
-            heapq.heappop(self._deadlines)
-        times = [heap[0][0] for heap in (self._retries, self._deadlines) if heap]
-        pause_end = self._paused.next_end()
-        if pause_end is not None:
-            times.append(pause_end)
+        times = [t for t in (self._timers.next(), self._paused.next_end()) if t is not None]
         return min(times) if times else None
 
     def wait_reason(self, entry: TaskEntry) -> WaitReason | None:
@@ -270,11 +263,8 @@ class Scheduler:
         """Start every task that may start now, best-ranked first; returns them, now RUNNING."""
         for agent in self._paused.resume(now):
             self._queues.wake(agent)
-        while self._retries and self._retries[0][0] <= now:
-            _, _, task_id = heapq.heappop(self._retries)
-            entry = self._entries[task_id]
-            if entry.state is TaskState.RETRY_WAIT:
-                self._enqueue(entry)
+        for entry in self._timers.due_retries(now):
+            self._enqueue(entry)
         started: list[TaskEntry] = []
         # Two lazily pruned heaps rank the candidates: agents' queue heads and released groups.
         while not self._admission.parallel.full:
@@ -408,8 +398,7 @@ class Scheduler:
         self._admission.take(entry)
         timeout = entry.task.timeout
         entry.deadline = None if timeout is None else now + timeout
-        if entry.deadline is not None:
-            heapq.heappush(self._deadlines, (entry.deadline, entry.key, entry.attempts, entry.id))
+        self._timers.start(entry)
         if self._reservation.watched is entry:
             self._watch(None)
         else:
@@ -440,24 +429,7 @@ class Scheduler:
 
         They stay RUNNING, holding their claims, until :meth:`finish` says they returned.
         """
-        expired: list[TaskEntry] = []
-        while self._deadlines and self._deadlines[0][0] <= now:
-            item = heapq.heappop(self._deadlines)
-            if self._deadline_live(item):
-                entry = self._entries[item[3]]
-                entry.timed_out = True
-                expired.append(entry)
-        return expired
-
-    def _deadline_live(self, item: tuple[float, tuple[int, int], int, str]) -> bool:
-        entry = self._entries[item[3]]
-        # The deadline too: a start taken back (unstart) and made again keeps its attempt number.
-        return (
-            entry.state is TaskState.RUNNING
-            and entry.attempts == item[2]
-            and entry.deadline == item[0]
-            and not entry.timed_out
-        )
+        return self._timers.expire(now)
 
     def finish(
         self, task_id: str, outcome: TaskState, now: float, error: str | None = None, retry_after: float | None = None
@@ -487,7 +459,7 @@ class Scheduler:
         if outcome in (TaskState.FAILED, TaskState.TIMED_OUT) and failures <= entry.task.retries:
             entry.state = TaskState.RETRY_WAIT
             entry.retry_at = now + entry.task.retry_delay_for(failures, self._rng.random())
-            heapq.heappush(self._retries, (entry.retry_at, entry.key, entry.id))
+            self._timers.retry(entry)
             return [entry]
         return self._finish_as(entry, outcome, now, error)
 
