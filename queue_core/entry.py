@@ -1,18 +1,22 @@
-"""TaskEntry: the scheduler's record of one task, which the queue and the wait groups read too."""
+"""TaskEntry: the scheduler's record of one task, which the queue and the wait groups read too,
+and the claims a task is entered with."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .claims import Access, Claim
+from .errors import InvalidClaimError
+from .ownership import FileOwnership
 from .task import AgentTask, TaskState
 
 if TYPE_CHECKING:  # both refer to entries
     from .waitgroups import WaitGroup
     from .waits import WaitReason
 
-__all__ = ["TaskEntry"]
+__all__ = ["TaskEntry", "claims_of"]
 
 
 @dataclass(eq=False, slots=True)
@@ -46,3 +50,26 @@ class TaskEntry:
         self.id = self.task.id
         self.agent = self.task.agent_type
         self.claims = (*((c, Access.WRITE) for c in self.writes), *((c, Access.READ) for c in self.reads))
+
+
+def claims_of(
+    task: AgentTask, ownership: FileOwnership, resolve: Callable[[Claim], Sequence[Claim]] | None
+) -> tuple[tuple[Claim, ...], tuple[Claim, ...]]:
+    """``task``'s (writes, reads), each claim turned by ``resolve`` (if given) into the claims on
+    real paths it stands for. A task that names nothing writes what its agent owns, so it is
+    conservative rather than unsafe. Raises InvalidClaimError naming the task and field."""
+    writes, reads = task.write_claims, task.read_claims
+    if not writes and not reads:
+        writes = ownership.owned_claims(task.agent_type)
+    if resolve is None:
+        return writes, reads
+    return _resolved(resolve, writes, task.id, "files_to_modify"), _resolved(resolve, reads, task.id, "reads")
+
+
+def _resolved(
+    resolve: Callable[[Claim], Sequence[Claim]], claims: tuple[Claim, ...], task_id: str, field: str
+) -> tuple[Claim, ...]:
+    try:
+        return tuple(dict.fromkeys(c for claim in claims for c in resolve(claim)))
+    except InvalidClaimError as exc:
+        raise InvalidClaimError(exc.claim, exc.reason, task_id=task_id, field=field) from None

@@ -25,13 +25,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from .admission import Admission
 from .agentqueues import AgentQueues
 from .claims import Access, Claim, Conflict
-from .entry import TaskEntry
-from .errors import (
-    DuplicateTaskError,
-    InvalidArgumentError,
-    InvalidClaimError,
-    UnknownDependencyError,
-)
+from .entry import TaskEntry, claims_of
+from .errors import DuplicateTaskError, InvalidArgumentError, UnknownDependencyError
 from .graph import topological
 from .ownership import FileOwnership
 from .pauses import Pauses
@@ -139,8 +134,7 @@ class Scheduler:
         """Why ``entry`` is not running (None if it runs or has finished)."""
         state = entry.state
         if state is TaskState.PENDING:
-            needs = tuple(d for d in entry.task.depends_on if self._entries[d].state is not TaskState.SUCCEEDED)
-            return WaitReason("dependency", needs=needs)
+            return WaitReason("dependency", needs=self._unmet(entry.task))
         if state is TaskState.RETRY_WAIT:
             return WaitReason("retry", until=entry.retry_at)
         return self._admission.wait_reason(entry) if state is TaskState.QUEUED else None
@@ -199,7 +193,7 @@ class Scheduler:
         self._check_new(task)
         writes, reads = self._claims_of(task)
         probe = TaskEntry(task, (-task.priority, self._seq + 1), writes, reads)
-        needs = tuple(d for d in task.depends_on if self._entries[d].state is not TaskState.SUCCEEDED)
+        needs = self._unmet(task)
         if needs:
             raise WaitReason("dependency", needs=needs).to_error()
         refusal = self._admission.refusal(probe)
@@ -218,20 +212,11 @@ class Scheduler:
                 raise UnknownDependencyError(task.id, dep)
 
     def _claims_of(self, task: AgentTask) -> _Claims:
-        """The task's (writes, reads), resolved; raises InvalidClaimError naming the task."""
-        writes, reads = task.write_claims, task.read_claims
-        if not writes and not reads:  # names nothing: assume it writes what its agent owns
-            writes = self.ownership.owned_claims(task.agent_type)
-        if self._resolve is None:
-            return writes, reads
-        return self._resolved(writes, task.id, "files_to_modify"), self._resolved(reads, task.id, "reads")
+        return claims_of(task, self.ownership, self._resolve)
 
-    def _resolved(self, claims: tuple[Claim, ...], task_id: str, field: str) -> tuple[Claim, ...]:
-        assert self._resolve is not None
-        try:
-            return tuple(dict.fromkeys(c for claim in claims for c in self._resolve(claim)))
-        except InvalidClaimError as exc:
-            raise InvalidClaimError(exc.claim, exc.reason, task_id=task_id, field=field) from None
+    def _unmet(self, task: AgentTask) -> tuple[str, ...]:
+        """The dependencies of ``task`` that have not succeeded (yet)."""
+        return tuple(d for d in task.depends_on if self._entries[d].state is not TaskState.SUCCEEDED)
 
     def _register(self, task: AgentTask, now: float, claims: _Claims, seq: int | None = None) -> TaskEntry:
         if seq is None:
