@@ -34,9 +34,6 @@ class Slot:
     def __len__(self) -> int:
         return len(self._holders)
 
-    def __contains__(self, holder: str) -> bool:
-        return holder in self._holders
-
     @property
     def full(self) -> bool:
         """Whether a new holder must wait: every unit is taken."""
