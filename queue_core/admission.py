@@ -70,10 +70,9 @@ class Admission:
         return self._held.first_conflict(entry.claims) or self._reservation.holds_back(entry)
 
     def refusal(self, entry: TaskEntry) -> WaitReason | None:
-        """Why ``entry`` may not start at once, as ``try_start`` says it; None if it may."""
-        if self.parallel.full:
-            return WaitReason("capacity", limit=self.parallel.capacity)
-        blocker = self.agent_blocked(entry) or self.blocker(entry)
+        """Why ``entry`` may not start at once, as ``try_start`` says it (the cap first, where a
+        waiting task is told its agent first); None if it may."""
+        blocker = self._capacity() or self.agent_blocked(entry) or self.blocker(entry)
         if isinstance(blocker, Conflict):
             owner = blocker.owner
             return WaitReason.overlap(
@@ -89,12 +88,10 @@ class Admission:
             if isinstance(entry.blocker, WaitGroup) and entry.blocker.holder is not None:
                 reason = entry.blocker.reason()
                 return dataclasses.replace(reason, kind="reserved") if reason.holder in self._in_line else reason
-        agent_reason = self.agent_blocked(entry)
-        if agent_reason is not None:
-            return agent_reason
-        if self.parallel.full:
-            return WaitReason("capacity", limit=self.parallel.capacity)
-        return WaitReason("ready")
+        return self.agent_blocked(entry) or self._capacity() or WaitReason("ready")
+
+    def _capacity(self) -> WaitReason | None:
+        return WaitReason("capacity", limit=self.parallel.capacity) if self.parallel.full else None
 
     # --- what is held -------------------------------------------------------------------------
 
