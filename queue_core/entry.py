@@ -11,10 +11,10 @@ from .claims import Access, Claim
 from .errors import InvalidClaimError
 from .ownership import FileOwnership
 from .task import AgentTask, TaskState
+from .waits import WaitReason
 
-if TYPE_CHECKING:  # both refer to entries
+if TYPE_CHECKING:  # waitgroups imports this module
     from .waitgroups import WaitGroup
-    from .waits import WaitReason
 
 __all__ = ["TaskEntry", "claims_of"]
 
