@@ -6,43 +6,35 @@ changed, so tests step it one event at a time and the benchmark drives it in sim
 
 How a dispatch stays O(log n) per task with many tasks waiting:
 
-* Each agent type has a heap of its queued tasks keyed ``(-priority, seq)``; a heap of agent
-  heads picks the best task among agents that are free. A busy agent's whole queue is skipped
-  in one step, since at most one task per agent type runs.
-* A task whose claims clash with a running task is *parked on that holder*, in a
-  :class:`~queue_core.waits.WaitGroup` with every task blocked the same way, and costs nothing
-  while it waits. When the holder finishes, the group is looked at best-ranked member first;
-  once one member starts (or is blocked the same way again) the rest follow it in one step,
-  so a hot path that many tasks want costs O(log n) per release, not O(tasks waiting).
-* Against starvation, the best-ranked task blocked by a claim is watched: each task ranked
-  below it that starts and takes its agent or a path overlapping its claims bypasses it. After
-  ``max_bypass`` bypasses it gets a reservation: tasks ranked below it may no longer take those,
-  so a stream of later tasks cannot keep it waiting forever. Tasks ranked above it are never
-  held back. Reserving at once (``max_bypass=0``) leaves slots idle that backfilling would use.
+* Queued tasks wait in their agent type's heap; a busy agent's whole queue is skipped in one
+  step: while its slot is full, none of its tasks may start (see queue_core.agentqueues).
+* A task whose claims clash with a running task is *parked on that holder* with every task
+  blocked the same way, and costs nothing while it waits; when the holder lets go, the group
+  moves as a whole (see queue_core.waitgroups).
+
+Backfilling (a blocked task does not hold back later ones) must not starve it: see
+queue_core.reservation.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
-import itertools
-import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
-from .claims import Access, Claim, ClaimIndex, Conflict, overlap_witness
-from .errors import (
-    CapacityError,
-    DuplicateTaskError,
-    InvalidArgumentError,
-    InvalidClaimError,
-    UnknownDependencyError,
-)
+from .admission import Admission
+from .agentqueues import AgentQueues
+from .claims import Access, Claim, Conflict
+from .entry import TaskEntry, claims_of
+from .errors import DuplicateTaskError, InvalidArgumentError, UnknownDependencyError
 from .graph import topological
 from .ownership import FileOwnership
-from .task import RATE_LIMIT_MAX_BACKOFF_S, AgentTask, TaskState
-from .waits import WaitGroup, WaitReason, seconds_text
+from .pauses import Pauses
+from .reservation import Reservation
+from .task import AgentTask, TaskState
+from .timers import Timers
+from .waitgroups import WaitGroups
+from .waits import WaitReason
 
 __all__ = ["Scheduler", "TaskEntry", "WaitReason"]
 
@@ -58,46 +50,18 @@ _OUTCOMES = frozenset(
 DEFAULT_MAX_BYPASS = 4
 
 
-@dataclass(eq=False, slots=True)
-class TaskEntry:
-    """The scheduler's record of one task. Read it; only the scheduler changes it."""
-
-    task: AgentTask
-    key: tuple[int, int]  # (-priority, submission order): smaller runs first
-    writes: tuple[Claim, ...]
-    reads: tuple[Claim, ...]
-    id: str = field(init=False)
-    agent: str = field(init=False)
-    claims: tuple[tuple[Claim, Access], ...] = field(init=False, repr=False)  # writes, then reads
-    state: TaskState = TaskState.PENDING
-    attempts: int = 0
-    rate_limits: int = 0  # attempts that hit a rate limit: they spend no retry
-    unmet: int = 0  # dependencies that have not succeeded yet
-    dependents: list[str] = field(default_factory=list)
-    blocker: WaitReason | WaitGroup | None = None  # held back by the reservation, or parked in a group
-    retry_at: float | None = None
-    deadline: float | None = None
-    timed_out: bool = False  # ran past its deadline; claims held until it returns
-    stop_requested: bool = False
-    submitted_at: float = 0.0
-    started_at: float | None = None
-    finished_at: float | None = None
-    outcome_reason: str | None = None  # why skipped, or the last error
-
-    def __post_init__(self) -> None:
-        # Plain attributes, not properties: the dispatch loop reads them for every task.
-        self.id = self.task.id
-        self.agent = self.task.agent_type
-        self.claims = (*((c, Access.WRITE) for c in self.writes), *((c, Access.READ) for c in self.reads))
-
-
 class Scheduler:
     """Decides which tasks start, in priority then submission order, never breaking a rule.
 
-    Rules: at most ``max_parallel`` running; at most one running task per agent type; no two
-    running tasks with overlapping claims unless both only read. An agent type whose attempt
-    hit a rate limit starts nothing until its pause ends. Not thread-safe: the owner serialises
-    calls.
+    Rules (see queue_core.admission): at most ``max_parallel`` running; at most one running
+    task per agent type, or ``instances[agent]``; no two running tasks with overlapping claims
+    unless both only read; an agent type whose attempt hit a rate limit starts nothing until
+    its pause ends. Several instances of an agent type are safe only if each of its tasks runs
+    isolated (its own worktree): the owner decides that, the scheduler only counts. Not
+    thread-safe: the owner serialises calls.
+
+    Raises InvalidArgumentError for a count that is not a positive integer (``max_bypass``:
+    not negative).
     """
 
     def __init__(
@@ -108,13 +72,12 @@ class Scheduler:
         rng: random.Random | None = None,
         max_bypass: int = DEFAULT_MAX_BYPASS,
         resolve: Callable[[Claim], Sequence[Claim]] | None = None,
+        instances: Mapping[str, int] | None = None,
     ):
-        if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
-            raise InvalidArgumentError(f"max_parallel must be a positive integer, got {max_parallel!r}")
-        if not isinstance(max_bypass, int) or isinstance(max_bypass, bool) or max_bypass < 0:
-            raise InvalidArgumentError(f"max_bypass must be a non-negative integer, got {max_bypass!r}")
-        self.max_parallel = max_parallel
-        self.max_bypass = max_bypass
+        parallel = _count("max_parallel", max_parallel, least=1)
+        self._reservation = Reservation(_count("max_bypass", max_bypass, least=0))
+        agents = {agent: _count(f"instances of {agent!r}", n, least=1) for agent, n in (instances or {}).items()}
+        self._paused = Pauses()  # agent types that hit a rate limit
         # Applied to every claim of every task added: lets the owner, who may look at the disk,
         # turn a claim into the claims on real paths it stands for (see queue_core.realpaths).
         self._resolve = resolve
@@ -122,28 +85,10 @@ class Scheduler:
         self._rng = rng or random.Random()
         self._seq = 0
         self._entries: dict[str, TaskEntry] = {}
-        self._queues: dict[str, list[tuple[tuple[int, int], str]]] = {}  # agent -> heap of queued
-        self._agent_heads: list[tuple[tuple[int, int], str]] = []  # (head key, agent), lazily pruned
-        self._waiting_on: dict[str, dict[tuple[str, Access, str], WaitGroup]] = {}  # holder id -> groups
-        self._held_back: list[str] = []  # ids held back by the reservation
-        self._released: dict[int, WaitGroup] = {}  # released groups, looked at best member first
-        self._released_heads: list[tuple[tuple[int, int], int]] = []  # (best member's key, group id), lazily pruned
-        self._released_ids = itertools.count()
-        self._retries: list[tuple[float, tuple[int, int], str]] = []
-        self._deadlines: list[tuple[float, tuple[int, int], int, str]] = []
-        self._running: dict[str, TaskEntry] = {}
-        self._agent_running: dict[str, str] = {}  # agent -> id of its running task here
-        # Claims held outside this scheduler (other processes' running tasks), by holder id.
-        self._external: dict[str, tuple[str, tuple[tuple[Claim, Access], ...]]] = {}
-        self._agent_external: dict[str, set[str]] = {}  # agent -> external holder ids
-        self._in_line: set[str] = set()  # external holders that wait in line ahead of tasks here
-        self._paused: dict[str, float] = {}  # agent -> when its rate-limit pause ends
-        self._pause_ends: list[tuple[float, str]] = []  # (end, agent), lazily pruned
-        # agent -> (since, limits, until): its rate limits in a row, and when the last pause ended
-        self._limited: dict[str, tuple[float, int, float]] = {}
-        self._held = ClaimIndex()
-        self._starving: TaskEntry | None = None  # best-ranked task blocked by a claim
-        self._bypassed = 0  # lower-ranked tasks that took what _starving needs since it blocked
+        self._admission = Admission(parallel, agents, self._entries, self._paused, self._reservation)
+        self._queues = AgentQueues(self._entries)  # tasks queued, not parked or held back
+        self._groups = WaitGroups(self._entries, self._admission.agent_of)  # tasks parked on a holder's claim
+        self._timers = Timers(self._entries)  # retries waiting, deadlines of running tasks
         self._unfinished = 0
         self._outcomes = {state.value: 0 for state in TaskState if state.is_terminal}
 
@@ -160,15 +105,18 @@ class Scheduler:
         return dict(self._outcomes)
 
     @property
+    def max_parallel(self) -> int:
+        return self._admission.parallel.capacity
+
+    @property
     def running(self) -> list[TaskEntry]:
-        return list(self._running.values())
+        """The tasks running here, in the order they started."""
+        return [self._entries[task_id] for task_id in self._admission.parallel.holders]
 
     @property
     def reserved(self) -> TaskEntry | None:
         """The task whose agent and claims are reserved against lower-ranked tasks, if any."""
-        if self._starving is not None and self._bypassed >= self.max_bypass:
-            return self._starving
-        return None
+        return self._reservation.reserved
 
     def entry(self, task_id: str) -> TaskEntry:
         """The record of ``task_id``; raises KeyError if no such task was added."""
@@ -179,37 +127,17 @@ class Scheduler:
 
     def next_wakeup(self) -> float | None:
         """The earliest time a retry falls due, a rate-limit pause ends or a running task's deadline passes."""
-        while self._retries and self._entries[self._retries[0][2]].state is not TaskState.RETRY_WAIT:
-            heapq.heappop(self._retries)
-        while self._deadlines and not self._deadline_live(self._deadlines[0]):
-            heapq.heappop(self._deadlines)
-        while self._pause_ends and self._paused.get(self._pause_ends[0][1]) != self._pause_ends[0][0]:
-            heapq.heappop(self._pause_ends)
-        times = [heap[0][0] for heap in (self._retries, self._deadlines, self._pause_ends) if heap]
+        times = [t for t in (self._timers.next(), self._paused.next_end()) if t is not None]
         return min(times) if times else None
 
     def wait_reason(self, entry: TaskEntry) -> WaitReason | None:
         """Why ``entry`` is not running (None if it runs or has finished)."""
         state = entry.state
         if state is TaskState.PENDING:
-            needs = tuple(d for d in entry.task.depends_on if self._entries[d].state is not TaskState.SUCCEEDED)
-            return WaitReason("dependency", needs=needs)
+            return WaitReason("dependency", needs=self._unmet(entry.task))
         if state is TaskState.RETRY_WAIT:
             return WaitReason("retry", until=entry.retry_at)
-        if state is not TaskState.QUEUED:
-            return None
-        if entry.agent not in self._paused:  # a pause says more than the claim it was parked on
-            if isinstance(entry.blocker, WaitReason):
-                return entry.blocker
-            if isinstance(entry.blocker, WaitGroup) and entry.blocker.holder is not None:
-                reason = entry.blocker.reason()
-                return dataclasses.replace(reason, kind="reserved") if reason.holder in self._in_line else reason
-        agent_reason = self._agent_blocked(entry)
-        if agent_reason is not None:
-            return agent_reason
-        if len(self._running) >= self.max_parallel:
-            return WaitReason("capacity", limit=self.max_parallel)
-        return WaitReason("ready")
+        return self._admission.wait_reason(entry) if state is TaskState.QUEUED else None
 
     def waiting(self, limit: int | None = None) -> list[tuple[TaskEntry, WaitReason]]:
         """Every task not running and not finished, best-ranked first, with its reason.
@@ -265,14 +193,12 @@ class Scheduler:
         self._check_new(task)
         writes, reads = self._claims_of(task)
         probe = TaskEntry(task, (-task.priority, self._seq + 1), writes, reads)
-        needs = tuple(d for d in task.depends_on if self._entries[d].state is not TaskState.SUCCEEDED)
+        needs = self._unmet(task)
         if needs:
             raise WaitReason("dependency", needs=needs).to_error()
-        if len(self._running) >= self.max_parallel:
-            raise CapacityError(self.max_parallel)
-        blocker = self._agent_blocked(probe) or self._blocker(probe)
-        if blocker is not None:
-            raise _reason(blocker, self._agent_of).to_error()
+        refusal = self._admission.refusal(probe)
+        if refusal is not None:
+            raise refusal.to_error()
         entry = self._register(task, now, (writes, reads))
         self._start(entry, now)
         return entry
@@ -286,20 +212,11 @@ class Scheduler:
                 raise UnknownDependencyError(task.id, dep)
 
     def _claims_of(self, task: AgentTask) -> _Claims:
-        """The task's (writes, reads), resolved; raises InvalidClaimError naming the task."""
-        writes, reads = task.write_claims, task.read_claims
-        if not writes and not reads:  # names nothing: assume it writes what its agent owns
-            writes = self.ownership.owned_claims(task.agent_type)
-        if self._resolve is None:
-            return writes, reads
-        return self._resolved(writes, task.id, "files_to_modify"), self._resolved(reads, task.id, "reads")
+        return claims_of(task, self.ownership, self._resolve)
 
-    def _resolved(self, claims: tuple[Claim, ...], task_id: str, field: str) -> tuple[Claim, ...]:
-        assert self._resolve is not None
-        try:
-            return tuple(dict.fromkeys(c for claim in claims for c in self._resolve(claim)))
-        except InvalidClaimError as exc:
-            raise InvalidClaimError(exc.claim, exc.reason, task_id=task_id, field=field) from None
+    def _unmet(self, task: AgentTask) -> tuple[str, ...]:
+        """The dependencies of ``task`` that have not succeeded (yet)."""
+        return tuple(d for d in task.depends_on if self._entries[d].state is not TaskState.SUCCEEDED)
 
     def _register(self, task: AgentTask, now: float, claims: _Claims, seq: int | None = None) -> TaskEntry:
         if seq is None:
@@ -329,111 +246,69 @@ class Scheduler:
 
     def dispatch(self, now: float) -> list[TaskEntry]:
         """Start every task that may start now, best-ranked first; returns them, now RUNNING."""
-        while self._pause_ends and self._pause_ends[0][0] <= now:
-            end, agent = heapq.heappop(self._pause_ends)
-            if self._paused.get(agent) == end:
-                del self._paused[agent]
-                self._push_head(agent)
-        while self._retries and self._retries[0][0] <= now:
-            _, _, task_id = heapq.heappop(self._retries)
-            entry = self._entries[task_id]
-            if entry.state is TaskState.RETRY_WAIT:
-                self._enqueue(entry)
+        for agent in self._paused.resume(now):
+            self._queues.wake(agent)
+        for entry in self._timers.due_retries(now):
+            self._enqueue(entry)
         started: list[TaskEntry] = []
         # Two lazily pruned heaps rank the candidates: agents' queue heads and released groups.
-        while len(self._running) < self.max_parallel and (self._agent_heads or self._released_heads):
-            if self._released_heads and (not self._agent_heads or self._released_heads[0][0] < self._agent_heads[0][0]):
+        while not self._admission.parallel.full:
+            released, queued = self._groups.best_key(), self._queues.best_key()
+            if released is not None and (queued is None or released < queued):
                 self._step_released(now, started)
-            else:
+            elif queued is not None:
                 self._step_agent(now, started)
+            else:
+                break
         return started
 
     def _step_agent(self, now: float, started: list[TaskEntry]) -> None:
-        """Look at the best agent head: start it, park it, or prune a stale head."""
-        heads = self._agent_heads
-        key, agent = heads[0]
-        queue = self._queues.get(agent)
-        while queue and self._entries[queue[0][1]].state is not TaskState.QUEUED:
-            heapq.heappop(queue)  # cancelled while queued
-        if not queue:
-            heapq.heappop(heads)  # pushed again when a task of the agent is queued
-            return
-        if queue[0][0] != key:
-            heapq.heapreplace(heads, (queue[0][0], agent))  # stale head: re-rank
-            return
-        entry = self._entries[queue[0][1]]
-        if self._agent_blocked(entry) is not None:
-            heapq.heappop(heads)  # its whole queue waits: pushed again when the agent is released, reserved or resumed
-            return
-        heapq.heappop(queue)
-        blocker = self._blocker(entry)
+        """Look at the best awake agent's best task: start it, park it, or let the agent sleep."""
+        entry = self._queues.take()
+        if entry is None:
+            return  # a stale head, ranked again, or an agent with nothing queued
+        if self._admission.agent_blocked(entry) is not None:
+            return  # its whole queue waits: woken when the agent is released, reserved or resumed
+        self._queues.remove(entry)
+        blocker = self._admission.blocker(entry)
         if blocker is None:
-            heapq.heappop(heads)
             self._start(entry, now)
             started.append(entry)
-            return
-        self._park(entry, blocker)
-        if queue:
-            heapq.heapreplace(heads, (queue[0][0], agent))
         else:
-            heapq.heappop(heads)
+            self._park(entry, blocker)
+        if not self._admission.agent_slot(entry.agent).full:
+            self._queues.wake(entry.agent)  # its next task may start too; if not, when one lets go
 
     def _step_released(self, now: float, started: list[TaskEntry]) -> None:
         """Look at the best member of a released group; the rest may follow it in one step."""
-        key, gid = heapq.heappop(self._released_heads)
-        group = self._released[gid]
-        members = group.members
-        while members and not self._is_member(members[0][1], group):
-            heapq.heappop(members)  # cancelled, or moved on
-        if members and members[0][0] != key:
-            heapq.heappush(self._released_heads, (members[0][0], gid))  # stale: re-rank
-            return
-        if not members:
-            del self._released[gid]
-            return
-        entry = self._entries[heapq.heappop(members)[1]]
-        if self._agent_blocked(entry) is not None:
+        taken = self._groups.take()
+        if taken is None:
+            return  # its rank was stale, or it was empty
+        group, entry = taken
+        if self._admission.agent_blocked(entry) is not None:
             self._enqueue(entry)  # looked at again when its agent is free
         else:
-            blocker = self._blocker(entry)
+            blocker = self._admission.blocker(entry)
             if blocker is None:
                 self._start(entry, now)
                 started.append(entry)
                 if group.access is Access.WRITE:  # the rest need what it now holds
-                    self._move(gid, entry.id, group.claim, group.claim.text)
+                    self._groups.move(group, entry.id, group.claim, group.claim.text)
                     return
             elif isinstance(blocker, Conflict) and (blocker.claim, blocker.access) == (group.claim, group.access):
-                heapq.heappush(members, (entry.key, entry.id))  # blocked as the rest are: all move together
-                self._move(gid, blocker.owner, blocker.held, blocker.example)
+                group.add(entry)  # blocked as the rest are: all move together
+                self._groups.move(group, blocker.owner, blocker.held, blocker.example)
                 self._consider_starving(entry)
                 return
             else:
                 self._park(entry, blocker)
-        if members:
-            heapq.heappush(self._released_heads, (members[0][0], gid))
-        else:
-            del self._released[gid]
-
-    def _is_member(self, task_id: str, group: WaitGroup) -> bool:
-        entry = self._entries[task_id]
-        return entry.state is TaskState.QUEUED and entry.blocker is group
-
-    def _agent_holder(self, agent: str) -> str | None:
-        """The id of the task running ``agent`` here or elsewhere, or None if it is free."""
-        holder = self._agent_running.get(agent)
-        if holder is None and agent in self._agent_external:
-            holder = min(self._agent_external[agent])
-        return holder
-
-    def _agent_of(self, holder: str) -> str:
-        entry = self._entries.get(holder)
-        return entry.agent if entry is not None else self._external[holder][0]
+        self._groups.put_back(group)
 
     # --- claims held elsewhere ------------------------------------------------------------
 
     @property
     def external_holders(self) -> list[str]:
-        return list(self._external)
+        return self._admission.external_holders
 
     def hold_external(
         self, holder: str, agent: str, claims: tuple[tuple[Claim, Access], ...], *, in_line: bool = False
@@ -445,27 +320,13 @@ class Scheduler:
         of them (see queue_core.line); they are told so. Raises ValueError if ``holder`` is
         already recorded.
         """
-        if holder in self._external or holder in self._entries:
-            raise InvalidArgumentError(f"holder {holder!r} is already known")
-        if in_line:
-            self._in_line.add(holder)
-        self._external[holder] = (agent, claims)
-        self._agent_external.setdefault(agent, set()).add(holder)
-        for claim, access in claims:
-            self._held.add(claim, access, holder)
+        self._admission.hold_external(holder, agent, claims, in_line=in_line)
 
     def release_external(self, holder: str) -> None:
         """``holder`` let go of everything: tasks waiting for it may start at the next dispatch."""
-        agent, claims = self._external.pop(holder)
-        self._in_line.discard(holder)
-        holders = self._agent_external[agent]
-        holders.discard(holder)
-        if not holders:
-            del self._agent_external[agent]
-        for claim, access in claims:
-            self._held.remove(claim, access, holder)
-        self._release(holder)
-        self._push_head(agent)
+        agent = self._admission.release_external(holder)
+        self._groups.release(holder)
+        self._queues.wake(agent)
 
     def waiting_on_external(self, limit: int) -> list[tuple[TaskEntry, frozenset[str]]]:
         """The ``limit`` best-ranked tasks among those first in wait for a claim or an agent type
@@ -474,132 +335,43 @@ class Scheduler:
         Costs O(log n) per group of tasks waiting on an external holder.
         """
         found: dict[str, tuple[TaskEntry, set[str]]] = {}
-        for holder in self._external:
-            for group in self._waiting_on.get(holder, {}).values():
-                members = group.members
-                while members and not self._is_member(members[0][1], group):
-                    heapq.heappop(members)  # cancelled, or moved on
-                if members and self._entries[members[0][1]].agent not in self._paused:
-                    found.setdefault(members[0][1], (self._entries[members[0][1]], set()))[1].add(holder)
-        for agent, holders in self._agent_external.items():
-            queue = self._queues.get(agent)
-            while queue and self._entries[queue[0][1]].state is not TaskState.QUEUED:
-                heapq.heappop(queue)  # cancelled while queued
-            if queue and agent not in self._agent_running and agent not in self._paused:
-                found.setdefault(queue[0][1], (self._entries[queue[0][1]], set()))[1].update(holders)
+        for holder in self._admission.external_holders:
+            for first in self._groups.first_on(holder):
+                if first.agent not in self._paused:
+                    found.setdefault(first.id, (first, set()))[1].add(holder)
+        for agent, holders in self._admission.agents_held_elsewhere():
+            best_queued = self._queues.first(agent)
+            if best_queued is not None and agent not in self._paused:
+                found.setdefault(best_queued.id, (best_queued, set()))[1].update(holders)
         best = heapq.nsmallest(limit, found.values(), key=lambda item: _rank(item[0]))
         return [(entry, frozenset(holders)) for entry, holders in best]
 
-    def _agent_blocked(self, entry: TaskEntry) -> WaitReason | None:
-        """Why no task of ``entry``'s agent ranked like it may start now, or None.
-
-        The agent-wide rules, in one order for dispatch, ``try_start`` and ``wait_reason``: its
-        rate-limit pause, a task of it running (here or elsewhere, or in line ahead), and a
-        reservation for a better-ranked task of it. ``_blocker`` then gives the task's own.
-        """
-        agent = entry.agent
-        if agent in self._paused:
-            return WaitReason("rate_limit", holder_agent=agent, until=self._paused[agent])
-        holder = self._agent_holder(agent)
-        if holder is not None:
-            return WaitReason("reserved" if holder in self._in_line else "agent", holder=holder, holder_agent=agent)
-        if self._agent_held_back(entry):
-            assert self._starving is not None
-            return WaitReason("reserved", holder=self._starving.id, holder_agent=agent)
-        return None
-
-    def _agent_held_back(self, entry: TaskEntry) -> bool:
-        """Whether the reservation of a better-ranked task of the same agent holds ``entry`` back."""
-        reserved = self.reserved
-        return (
-            reserved is not None
-            and reserved is not entry
-            and reserved.agent == entry.agent
-            and reserved.key < entry.key
-        )
-
-    def _blocker(self, entry: TaskEntry) -> Conflict | WaitReason | None:
-        """What stops ``entry`` from starting, its agent and the cap aside; None if nothing."""
-        conflict = self._held.first_conflict(entry.claims)
-        if conflict is not None:
-            return conflict
-        reserved = self.reserved
-        if reserved is None or reserved is entry or entry.key < reserved.key:
-            return None  # only tasks ranked below the reservation are held back by it
-        return _clash(entry, reserved)
-
     def _park(self, entry: TaskEntry, blocker: Conflict | WaitReason) -> None:
         if isinstance(blocker, WaitReason):
-            entry.blocker = blocker
-            self._held_back.append(entry.id)
+            self._reservation.hold_back(entry, blocker)
             return
-        groups = self._waiting_on.setdefault(blocker.owner, {})
-        group = groups.get((blocker.claim.text, blocker.access, blocker.held.text))
-        if group is None:
-            holder = blocker.owner
-            group = WaitGroup(
-                blocker.claim, blocker.access, blocker.held, blocker.example, holder, self._agent_of(holder)
-            )
-            groups[group.key] = group
-        heapq.heappush(group.members, (entry.key, entry.id))
-        entry.blocker = group
+        self._groups.park(entry, blocker)
         self._consider_starving(entry)
 
-    def _move(self, gid: int, holder: str, held: Claim, example: str) -> None:
-        """Park a whole released group on ``holder``, whose ``held`` claim now blocks every member."""
-        group = self._released.pop(gid)
-        group.holder, group.holder_agent, group.held, group.example = holder, self._agent_of(holder), held, example
-        groups = self._waiting_on.setdefault(holder, {})
-        other = groups.setdefault(group.key, group)
-        if other is not group:  # merge the smaller into the larger: O(n log n) over all merges
-            small, large = sorted((group, other), key=lambda g: len(g.members))
-            for item in small.members:
-                if self._is_member(item[1], small):
-                    heapq.heappush(large.members, item)
-                    self._entries[item[1]].blocker = large
-            groups[group.key] = large
-
     def _consider_starving(self, entry: TaskEntry) -> None:
-        if entry.agent in self._paused:
-            return  # it cannot start before the pause ends, whatever it is reserved
-        if self._starving is None or entry.key < self._starving.key:
+        # Not while its agent is paused: it cannot start before the pause ends, whatever it is reserved.
+        if entry.agent not in self._paused and self._reservation.ranks_above_watched(entry):
             self._watch(entry)
 
     def _watch(self, entry: TaskEntry | None) -> None:
-        """Make ``entry`` the starving task (None: none); free what its predecessor held back."""
-        old = self.reserved
-        self._starving = entry
-        self._bypassed = 0
-        if old is not None:
-            held_back, self._held_back = self._held_back, []
-            for task_id in held_back:
-                waiting = self._entries[task_id]
-                if waiting.state is TaskState.QUEUED and isinstance(waiting.blocker, WaitReason):
-                    self._enqueue(waiting)
-            self._push_head(old.agent)
-
-    def _release(self, holder: str) -> None:
-        """``holder`` let go of its claims: the groups waiting on it are released, to be looked at."""
-        for group in self._waiting_on.pop(holder, {}).values():
-            group.holder = None
-            if group.members:
-                gid = next(self._released_ids)
-                self._released[gid] = group
-                heapq.heappush(self._released_heads, (group.members[0][0], gid))
+        """Watch ``entry`` for starvation (None: none); queue again what an ended reservation held back."""
+        ended = self._reservation.watch(entry)
+        if ended is not None:
+            reserved, held_back = ended
+            for waiting in held_back:
+                self._enqueue(waiting)
+            self._queues.wake(reserved.agent)
 
     def _enqueue(self, entry: TaskEntry) -> None:
         entry.state = TaskState.QUEUED
         entry.blocker = None
         entry.retry_at = None
-        queue = self._queues.setdefault(entry.agent, [])
-        heapq.heappush(queue, (entry.key, entry.id))
-        if queue[0][1] == entry.id:
-            heapq.heappush(self._agent_heads, (entry.key, entry.agent))
-
-    def _push_head(self, agent: str) -> None:
-        queue = self._queues.get(agent)
-        if queue:
-            heapq.heappush(self._agent_heads, (queue[0][0], agent))
+        self._queues.push(entry)
 
     def _start(self, entry: TaskEntry, now: float) -> None:
         entry.state = TaskState.RUNNING
@@ -608,33 +380,32 @@ class Scheduler:
         entry.started_at = now
         entry.timed_out = False
         entry.stop_requested = False
-        self._running[entry.id] = entry
-        self._agent_running[entry.agent] = entry.id
-        for claim, access in entry.claims:
-            self._held.add(claim, access, entry.id)
+        self._admission.take(entry)
         timeout = entry.task.timeout
         entry.deadline = None if timeout is None else now + timeout
-        if entry.deadline is not None:
-            heapq.heappush(self._deadlines, (entry.deadline, entry.key, entry.attempts, entry.id))
-        starving = self._starving
-        if starving is entry:
+        self._timers.start(entry)
+        if self._reservation.watched is entry:
             self._watch(None)
-        elif starving is not None and starving.key < entry.key and _clash(entry, starving) is not None:
-            self._bypassed += 1
+        else:
+            self._reservation.bypassed_by(entry)
 
     def unstart(self, task_id: str) -> None:
         """Take back the start of a task that never ran (its owner could not record its claims).
 
         It is queued again as it was, claims released. Raises KeyError if it is not running.
         """
-        entry = self._running.pop(task_id)
-        del self._agent_running[entry.agent]
-        for claim, access in entry.claims:
-            self._held.remove(claim, access, entry.id)
+        entry = self._let_go(task_id)
         entry.attempts -= 1
         entry.started_at = entry.deadline = None
-        self._release(entry.id)
         self._enqueue(entry)
+
+    def _let_go(self, task_id: str) -> TaskEntry:
+        """Take the running ``task_id`` off its units and claims; raises KeyError if it is not running."""
+        entry = self._entries[task_id]
+        self._admission.let_go(entry)
+        self._groups.release(task_id)
+        self._queues.wake(entry.agent)
+        return entry
 
     # --- time and outcomes ----------------------------------------------------------------
 
@@ -643,24 +414,7 @@ class Scheduler:
 
         They stay RUNNING, holding their claims, until :meth:`finish` says they returned.
         """
-        expired: list[TaskEntry] = []
-        while self._deadlines and self._deadlines[0][0] <= now:
-            item = heapq.heappop(self._deadlines)
-            if self._deadline_live(item):
-                entry = self._entries[item[3]]
-                entry.timed_out = True
-                expired.append(entry)
-        return expired
-
-    def _deadline_live(self, item: tuple[float, tuple[int, int], int, str]) -> bool:
-        entry = self._entries[item[3]]
-        # The deadline too: a start taken back (unstart) and made again keeps its attempt number.
-        return (
-            entry.state is TaskState.RUNNING
-            and entry.attempts == item[2]
-            and entry.deadline == item[0]
-            and not entry.timed_out
-        )
+        return self._timers.expire(now)
 
     def finish(
         self, task_id: str, outcome: TaskState, now: float, error: str | None = None, retry_after: float | None = None
@@ -670,65 +424,39 @@ class Scheduler:
         ``outcome`` is SUCCEEDED, FAILED, TIMED_OUT, CANCELLED or RATE_LIMITED (a timed-out task
         is recorded TIMED_OUT whatever is passed). A failure with retries left goes to RETRY_WAIT.
         A rate-limited attempt pauses its agent type, for ``retry_after`` seconds if the agent
-        named a reset (but no less than the back-off if it was limited just before: a reset
-        of "now", again and again, must not spin), else for its back-off (see
-        AgentTask.rate_limit_backoff), and the task is
-        queued again, no retry spent; or it ends RATE_LIMITED if the pause would take the agent's
-        run of limits past the task's ``rate_limit_max_wait``.
+        named a reset (see queue_core.pauses), and the task is queued again, no retry spent; or
+        it ends RATE_LIMITED if the pause would take the agent's run of limits past the task's
+        ``rate_limit_max_wait``.
         Returns every entry whose state changed: the task, and dependents skipped because of it.
         """
         if outcome not in _OUTCOMES:
             known = sorted(s.value for s in _OUTCOMES)
             raise InvalidArgumentError(f"a finished attempt is one of {known}, not {outcome.value}")
-        entry = self._running.pop(task_id)
-        del self._agent_running[entry.agent]
-        for claim, access in entry.claims:
-            self._held.remove(claim, access, entry.id)
-        self._release(entry.id)
-        self._push_head(entry.agent)
+        entry = self._let_go(task_id)
         if entry.timed_out and outcome is not TaskState.CANCELLED:
             outcome = TaskState.TIMED_OUT
         entry.outcome_reason = error
         if outcome is TaskState.RATE_LIMITED:
             return self._rate_limited(entry, now, error, retry_after)
         if outcome is not TaskState.CANCELLED:  # it got an answer from its agent: the limit is over
-            self._limited.pop(entry.agent, None)
+            self._paused.answered(entry.agent)
         failures = entry.attempts - entry.rate_limits
         if outcome in (TaskState.FAILED, TaskState.TIMED_OUT) and failures <= entry.task.retries:
             entry.state = TaskState.RETRY_WAIT
             entry.retry_at = now + entry.task.retry_delay_for(failures, self._rng.random())
-            heapq.heappush(self._retries, (entry.retry_at, entry.key, entry.id))
+            self._timers.retry(entry)
             return [entry]
         return self._finish_as(entry, outcome, now, error)
 
     def _rate_limited(
         self, entry: TaskEntry, now: float, error: str | None, retry_after: float | None
     ) -> list[TaskEntry]:
-        agent, task = entry.agent, entry.task
-        since, limits, until = self._limited.get(agent, (now, 0, now))
-        if (entry.started_at or now) > until + RATE_LIMIT_MAX_BACKOFF_S:
-            since, limits = now, 0  # nothing of the agent ran for a while (its tasks cancelled): a new run of limits
-        limits += 1
         entry.rate_limits += 1
-        delay = task.rate_limit_delay_for(limits)
-        # The reset the agent named (not NaN, not negative, not infinite: a 400-digit Retry-After
-        # reads as inf); if it proved wrong just before, no less than the back-off. So a pause
-        # always ends at a time that can be told (with rate_limit_max_wait=inf, "never" could not).
-        if retry_after is not None and 0 <= retry_after < math.inf:
-            delay = max(retry_after, delay if limits > 1 else 0.0)
-        end = max(now + delay, self._paused.get(agent, now))
-        if end - since > task.rate_limit_max_wait:
-            reason = (
-                f"rate-limited for {seconds_text(now - since)}; waiting longer would pass "
-                f"rate_limit_max_wait ({seconds_text(task.rate_limit_max_wait)}): {error or 'rate limited'}"
-            )
-            self._limited[agent] = (since, limits, now)
-            return self._finish_as(entry, TaskState.RATE_LIMITED, now, reason)
-        self._limited[agent] = (since, limits, end)
-        if self._paused.get(agent) != end:
-            self._paused[agent] = end
-            heapq.heappush(self._pause_ends, (end, agent))
-        if self._starving is not None and self._starving.agent == agent:
+        gave_up = self._paused.limited(entry.task, entry.started_at or now, now, error, retry_after)
+        if gave_up is not None:
+            return self._finish_as(entry, TaskState.RATE_LIMITED, now, gave_up)
+        watched = self._reservation.watched
+        if watched is not None and watched.agent == entry.agent:
             self._watch(None)  # a reservation for a task that cannot start would only idle slots
         self._enqueue(entry)
         return [entry]
@@ -746,7 +474,7 @@ class Scheduler:
         if entry.state is TaskState.RUNNING:
             entry.stop_requested = True
             return []
-        if self._starving is entry:
+        if self._reservation.watched is entry:
             self._watch(None)
         return self._finish_as(entry, TaskState.CANCELLED, now, "cancelled")
 
@@ -775,25 +503,13 @@ class Scheduler:
         return changed
 
 
+def _count(name: str, value: int, *, least: int) -> int:
+    """``value``, checked to be an int (a bool is not a count) of at least ``least`` (0 or 1)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        what = "a positive" if least == 1 else "a non-negative"
+        raise InvalidArgumentError(f"{name} must be {what} integer, got {value!r}")
+    return value
+
+
 def _rank(entry: TaskEntry) -> tuple[int, int]:
     return entry.key
-
-
-def _clash(entry: TaskEntry, reserved: TaskEntry) -> WaitReason | None:
-    """Why ``entry`` may not run beside ``reserved`` (same agent, overlapping claims), or None."""
-    if reserved.agent == entry.agent:
-        return WaitReason("reserved", holder=reserved.id, holder_agent=reserved.agent)
-    for claim, access in entry.claims:
-        for theirs, their_access in reserved.claims:
-            if access.conflicts_with(their_access):
-                example = overlap_witness(claim, theirs)
-                if example is not None:
-                    return WaitReason.overlap("reserved", claim, theirs, reserved.id, reserved.agent, example)
-    return None
-
-
-def _reason(blocker: Conflict | WaitReason, agent_of: Callable[[str], str]) -> WaitReason:
-    if isinstance(blocker, WaitReason):
-        return blocker
-    owner = blocker.owner
-    return WaitReason.overlap("claim", blocker.claim, blocker.held, owner, agent_of(owner), blocker.example)

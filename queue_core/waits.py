@@ -1,13 +1,13 @@
-"""Why a task waits: the reason a person reads, and the groups of tasks blocked alike."""
+"""Why a task waits: the reason a person reads, and the error ``try_start`` raises for it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .claims import Access, Claim
+from .claims import Claim
 from .errors import AgentAlreadyRunningError, CapacityError, ClaimConflictError, ConflictError
 
-__all__ = ["WaitGroup", "WaitReason", "seconds_text"]
+__all__ = ["WaitReason", "seconds_text"]
 
 
 def seconds_text(seconds: float) -> str:
@@ -81,29 +81,3 @@ class WaitReason:
         if self.kind == "capacity":
             return CapacityError(self.limit or 0)
         return ConflictError(self.describe())
-
-
-@dataclass(eq=False)
-class WaitGroup:
-    """Queued tasks that one held claim blocks, each through the same claim and access of its own.
-
-    Since every member is blocked the same way, the group moves as a whole: when the holder
-    releases the claim, only the best-ranked member is looked at; if it starts (and so holds
-    that claim itself) or is blocked the same way by another holder, the rest follow it in one
-    step. Many tasks waiting for one hot path therefore cost O(log n) per release, not O(n).
-    """
-
-    claim: Claim  # the members' claim ...
-    access: Access  # ... and how they use it
-    held: Claim  # the holder's claim it overlaps
-    example: str  # a path both cover
-    holder: str | None  # the holding task's id; None once it has released
-    holder_agent: str
-    members: list[tuple[tuple[int, int], str]] = field(default_factory=list)  # heap of (rank key, task id)
-
-    @property
-    def key(self) -> tuple[str, Access, str]:
-        return (self.claim.text, self.access, self.held.text)
-
-    def reason(self) -> WaitReason:
-        return WaitReason.overlap("claim", self.claim, self.held, self.holder, self.holder_agent, self.example)

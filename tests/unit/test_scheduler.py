@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -1222,11 +1223,11 @@ def task_specs(draw: st.DrawFn) -> list[dict[str, Any]]:
     return specs
 
 
-def _check_running_set(sched: Scheduler, started: list[TaskEntry]) -> None:
+def _check_running_set(sched: Scheduler, started: list[TaskEntry], instances: Mapping[str, int]) -> None:
     running = sched.running
     assert len(running) <= sched.max_parallel
-    agents = [e.agent for e in running]
-    assert len(agents) == len(set(agents)), f"two running tasks share an agent: {ids(running)}"
+    for agent, count in Counter(e.agent for e in running).items():
+        assert count <= instances.get(agent, 1), f"{count} running tasks of {agent}: {ids(running)}"
     for i, one in enumerate(running):
         for other in running[i + 1 :]:
             for mine, my_write in [*((c, True) for c in one.writes), *((c, False) for c in one.reads)]:
@@ -1251,9 +1252,22 @@ def _check_running_set(sched: Scheduler, started: list[TaskEntry]) -> None:
         assert not [e.id for e in queued if getattr(sched.wait_reason(e), "kind", None) != "rate_limit"]
 
 
-def _simulate(specs: list[dict[str, Any]], max_parallel: int, reverse_batch: bool, seed: int) -> Scheduler:
+def _simulate(
+    specs: list[dict[str, Any]],
+    max_parallel: int,
+    reverse_batch: bool,
+    seed: int,
+    instances: Mapping[str, int] | None = None,
+) -> Scheduler:
     # The seed also picks how soon a starving task is reserved (0: at once ... 4: the default).
-    sched = Scheduler(max_parallel, ownership=FileOwnership(OWNERSHIP), rng=random.Random(seed), max_bypass=seed % 5)
+    instances = instances or {}
+    sched = Scheduler(
+        max_parallel,
+        ownership=FileOwnership(OWNERSHIP),
+        rng=random.Random(seed),
+        max_bypass=seed % 5,
+        instances=instances,
+    )
     by_id = {s["id"]: s for s in specs}
     tasks = {
         s["id"]: task(
@@ -1289,7 +1303,7 @@ def _simulate(specs: list[dict[str, Any]], max_parallel: int, reverse_batch: boo
             sched.add(tasks[tid], now)
         sched.expire(now)
         started = sched.dispatch(now)
-        _check_running_set(sched, started)
+        _check_running_set(sched, started, instances)
         for entry in started:
             assert entry.attempts - entry.rate_limits <= by_id[entry.id]["retries"] + 1
             ends[entry.id] = now + by_id[entry.id]["durations"][(entry.attempts - 1) % MAX_ATTEMPTS]
@@ -1327,7 +1341,31 @@ def _simulate(specs: list[dict[str, Any]], max_parallel: int, reverse_batch: boo
 def test_random_batches_are_safe_and_complete(
     specs: list[dict[str, Any]], max_parallel: int, reverse_batch: bool, seed: int
 ) -> None:
-    sched = _simulate(specs, max_parallel, reverse_batch, seed)
+    _check_outcomes(_simulate(specs, max_parallel, reverse_batch, seed), specs)
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    specs=task_specs(),
+    max_parallel=st.integers(1, 4),
+    reverse_batch=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_random_batches_with_several_instances_of_agents_are_safe_and_complete(
+    specs: list[dict[str, Any]], max_parallel: int, reverse_batch: bool, seed: int
+) -> None:
+    """As above, with two instances of a registered agent and three of one that owns "**"."""
+    _check_outcomes(_simulate(specs, max_parallel, reverse_batch, seed, instances={"a": 2, "c": 3}), specs)
+
+
+def _check_outcomes(sched: Scheduler, specs: list[dict[str, Any]]) -> None:
+    """Every task of ``specs`` ended as its drawn outcomes, retries and dependencies say."""
     assert sched.unfinished == 0
     assert sched.running == []
     for spec in specs:

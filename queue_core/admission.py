@@ -1,0 +1,157 @@
+"""Admission: the one rule for whether a task may start now, and the state only it reads.
+
+A task may start when every slot it needs has a unit free (``max_parallel``, and its agent
+type's, which tasks of other processes hold too: see queue_core.slots), its agent type is not
+paused by a rate limit, none of its claims overlaps one held here or elsewhere unless both only
+read, and no reservation for a better-ranked task holds it back. Dispatch, ``try_start`` and
+``wait_reason`` all ask here, so what starts and what a waiting task is told cannot disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+
+from .claims import Access, Claim, ClaimIndex, Conflict
+from .entry import TaskEntry
+from .errors import InvalidArgumentError
+from .pauses import Pauses
+from .reservation import Reservation
+from .slots import Slot
+from .waitgroups import WaitGroup
+from .waits import WaitReason
+
+__all__ = ["Admission"]
+
+
+class Admission:
+    """The slots, the claims held, and the holders elsewhere; the rule over them and over the
+    pauses and the reservation, which the scheduler keeps up to date."""
+
+    def __init__(
+        self,
+        max_parallel: int,
+        instances: Mapping[str, int],
+        entries: Mapping[str, TaskEntry],
+        paused: Pauses,
+        reservation: Reservation,
+    ):
+        self.parallel = Slot("max_parallel", max_parallel)  # its holders are the tasks running here
+        # The agent types in ``instances``; every other one's is made on first use, see agent_slot.
+        self._agent_slots = {agent: Slot(f"agent:{agent}", n) for agent, n in instances.items()}
+        self._held = ClaimIndex()  # of the tasks running here and the holders elsewhere
+        # Holders elsewhere (other processes' tasks): holder id -> (agent, claims).
+        self._external: dict[str, tuple[str, tuple[tuple[Claim, Access], ...]]] = {}
+        self._in_line: set[str] = set()  # holders elsewhere that wait in line ahead of tasks here
+        self._entries = entries
+        self._paused = paused
+        self._reservation = reservation
+
+    # --- the rule -----------------------------------------------------------------------------
+
+    def agent_blocked(self, entry: TaskEntry) -> WaitReason | None:
+        """Why no task of ``entry``'s agent ranked like it may start now, or None.
+
+        The agent-wide rules, in one order: its rate-limit pause, its slot full (tasks of it
+        running here or elsewhere, or in line ahead), and a reservation for a better-ranked task
+        of it. ``blocker`` then gives the task's own.
+        """
+        agent = entry.agent
+        if agent in self._paused:
+            return WaitReason("rate_limit", holder_agent=agent, until=self._paused.until(agent))
+        slot = self.agent_slot(agent)
+        if slot.full:
+            holder = slot.first
+            return WaitReason("reserved" if holder in self._in_line else "agent", holder=holder, holder_agent=agent)
+        return self._reservation.holds_back_agent(entry)
+
+    def blocker(self, entry: TaskEntry) -> Conflict | WaitReason | None:
+        """What stops ``entry`` from starting, its agent and ``max_parallel`` aside; None if nothing."""
+        return self._held.first_conflict(entry.claims) or self._reservation.holds_back(entry)
+
+    def refusal(self, entry: TaskEntry) -> WaitReason | None:
+        """Why ``entry`` may not start at once, as ``try_start`` says it (the cap first, where a
+        waiting task is told its agent first); None if it may."""
+        blocker = self._capacity() or self.agent_blocked(entry) or self.blocker(entry)
+        if isinstance(blocker, Conflict):
+            owner = blocker.owner
+            return WaitReason.overlap(
+                "claim", blocker.claim, blocker.held, owner, self.agent_of(owner), blocker.example
+            )
+        return blocker
+
+    def wait_reason(self, entry: TaskEntry) -> WaitReason:
+        """Why the queued ``entry`` has not started ("ready" if nothing stops it now)."""
+        if entry.agent not in self._paused:  # a pause says more than the claim it was parked on
+            if isinstance(entry.blocker, WaitReason):
+                return entry.blocker
+            if isinstance(entry.blocker, WaitGroup) and entry.blocker.holder is not None:
+                reason = entry.blocker.reason()
+                return dataclasses.replace(reason, kind="reserved") if reason.holder in self._in_line else reason
+        return self.agent_blocked(entry) or self._capacity() or WaitReason("ready")
+
+    def _capacity(self) -> WaitReason | None:
+        return WaitReason("capacity", limit=self.parallel.capacity) if self.parallel.full else None
+
+    # --- what is held -------------------------------------------------------------------------
+
+    def agent_slot(self, agent: str) -> Slot:
+        """``agent:<type>``: a unit for each task of ``agent`` running here or elsewhere."""
+        slot = self._agent_slots.get(agent)
+        if slot is None:  # not in ``instances``: the seed's rule, one at a time
+            slot = self._agent_slots[agent] = Slot(f"agent:{agent}", 1)
+        return slot
+
+    def agent_of(self, holder: str) -> str:
+        """The agent type of ``holder``, a task here or a holder elsewhere."""
+        entry = self._entries.get(holder)
+        return entry.agent if entry is not None else self._external[holder][0]
+
+    def take(self, entry: TaskEntry) -> None:
+        """``entry`` starts: it takes a unit of its slots and holds its claims."""
+        self.parallel.take(entry.id)
+        self.agent_slot(entry.agent).take(entry.id)
+        for claim, access in entry.claims:
+            self._held.add(claim, access, entry.id)
+
+    def let_go(self, entry: TaskEntry) -> None:
+        """``entry`` stopped running: its units and claims are free. Raises KeyError if it was not running."""
+        self.parallel.release(entry.id)
+        self.agent_slot(entry.agent).release(entry.id)
+        for claim, access in entry.claims:
+            self._held.remove(claim, access, entry.id)
+
+    @property
+    def external_holders(self) -> list[str]:
+        return list(self._external)
+
+    def hold_external(
+        self, holder: str, agent: str, claims: tuple[tuple[Claim, Access], ...], *, in_line: bool
+    ) -> None:
+        """See Scheduler.hold_external. Raises InvalidArgumentError if ``holder`` is known."""
+        if holder in self._external or holder in self._entries:
+            raise InvalidArgumentError(f"holder {holder!r} is already known")
+        if in_line:
+            self._in_line.add(holder)
+        self._external[holder] = (agent, claims)
+        self.agent_slot(agent).take(holder)
+        for claim, access in claims:
+            self._held.add(claim, access, holder)
+
+    def release_external(self, holder: str) -> str:
+        """``holder`` elsewhere let go of everything; returns its agent type."""
+        agent, claims = self._external.pop(holder)
+        self._in_line.discard(holder)
+        self.agent_slot(agent).release(holder)
+        for claim, access in claims:
+            self._held.remove(claim, access, holder)
+        return agent
+
+    def agents_held_elsewhere(self) -> Iterator[tuple[str, list[str]]]:
+        """Each agent type whose slot is full only because of holders elsewhere, and those:
+        without them it would have room."""
+        for agent in {agent for agent, _ in self._external.values()}:
+            slot = self.agent_slot(agent)
+            holders = [holder for holder in slot.holders if holder in self._external]
+            if slot.full and len(slot) - len(holders) < slot.capacity:
+                yield agent, holders

@@ -1,0 +1,75 @@
+"""TaskEntry: the scheduler's record of one task, which the queue and the wait groups read too,
+and the claims a task is entered with."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .claims import Access, Claim
+from .errors import InvalidClaimError
+from .ownership import FileOwnership
+from .task import AgentTask, TaskState
+from .waits import WaitReason
+
+if TYPE_CHECKING:  # waitgroups imports this module
+    from .waitgroups import WaitGroup
+
+__all__ = ["TaskEntry", "claims_of"]
+
+
+@dataclass(eq=False, slots=True)
+class TaskEntry:
+    """The scheduler's record of one task. Read it; only the scheduler changes it."""
+
+    task: AgentTask
+    key: tuple[int, int]  # (-priority, submission order): smaller runs first
+    writes: tuple[Claim, ...]
+    reads: tuple[Claim, ...]
+    id: str = field(init=False)
+    agent: str = field(init=False)
+    claims: tuple[tuple[Claim, Access], ...] = field(init=False, repr=False)  # writes, then reads
+    state: TaskState = TaskState.PENDING
+    attempts: int = 0
+    rate_limits: int = 0  # attempts that hit a rate limit: they spend no retry
+    unmet: int = 0  # dependencies that have not succeeded yet
+    dependents: list[str] = field(default_factory=list)
+    blocker: WaitReason | WaitGroup | None = None  # held back by the reservation, or parked in a group
+    retry_at: float | None = None
+    deadline: float | None = None
+    timed_out: bool = False  # ran past its deadline; claims held until it returns
+    stop_requested: bool = False
+    submitted_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    outcome_reason: str | None = None  # why skipped, or the last error
+
+    def __post_init__(self) -> None:
+        # Plain attributes, not properties: the dispatch loop reads them for every task.
+        self.id = self.task.id
+        self.agent = self.task.agent_type
+        self.claims = (*((c, Access.WRITE) for c in self.writes), *((c, Access.READ) for c in self.reads))
+
+
+def claims_of(
+    task: AgentTask, ownership: FileOwnership, resolve: Callable[[Claim], Sequence[Claim]] | None
+) -> tuple[tuple[Claim, ...], tuple[Claim, ...]]:
+    """``task``'s (writes, reads), each claim turned by ``resolve`` (if given) into the claims on
+    real paths it stands for. A task that names nothing writes what its agent owns, so it is
+    conservative rather than unsafe. Raises InvalidClaimError naming the task and field."""
+    writes, reads = task.write_claims, task.read_claims
+    if not writes and not reads:
+        writes = ownership.owned_claims(task.agent_type)
+    if resolve is None:
+        return writes, reads
+    return _resolved(resolve, writes, task.id, "files_to_modify"), _resolved(resolve, reads, task.id, "reads")
+
+
+def _resolved(
+    resolve: Callable[[Claim], Sequence[Claim]], claims: tuple[Claim, ...], task_id: str, field: str
+) -> tuple[Claim, ...]:
+    try:
+        return tuple(dict.fromkeys(c for claim in claims for c in resolve(claim)))
+    except InvalidClaimError as exc:
+        raise InvalidClaimError(exc.claim, exc.reason, task_id=task_id, field=field) from None
