@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from .admission import Admission
 from .agentqueues import AgentQueues
 from .claims import Access, Claim, Conflict
+from .deadlines import Timers
 from .entry import TaskEntry, claims_of
 from .errors import DuplicateTaskError, InvalidArgumentError, UnknownDependencyError
 from .graph import topological
@@ -32,7 +33,6 @@ from .ownership import FileOwnership
 from .pauses import Pauses
 from .reservation import Reservation
 from .task import AgentTask, TaskState
-from .timers import Timers
 from .waitgroups import WaitGroups
 from .waits import WaitReason
 

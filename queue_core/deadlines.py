@@ -1,4 +1,4 @@
-"""Timers: what falls due with no call from outside, retries waiting and running tasks' deadlines.
+"""Deadlines: what falls due with no call from outside, retries waiting and running tasks' deadlines.
 
 Both are heaps keyed by time, pruned lazily: the retry of a task cancelled meanwhile, or the
 deadline of an attempt that returned or was taken back, is dropped when it comes first.
