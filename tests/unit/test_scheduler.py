@@ -1325,38 +1325,34 @@ def _simulate(
     return sched
 
 
-@settings(
-    max_examples=400,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-@given(
+def _examples(count: int) -> settings:
+    return settings(
+        max_examples=count,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+
+_random_batches = given(
     specs=task_specs(),
     max_parallel=st.integers(1, 4),
     reverse_batch=st.booleans(),
     seed=st.integers(0, 2**16),
 )
+
+
+@_examples(400)
+@_random_batches
 def test_random_batches_are_safe_and_complete(
     specs: list[dict[str, Any]], max_parallel: int, reverse_batch: bool, seed: int
 ) -> None:
     _check_outcomes(_simulate(specs, max_parallel, reverse_batch, seed), specs)
 
 
-@settings(
-    max_examples=100,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-@given(
-    specs=task_specs(),
-    max_parallel=st.integers(1, 4),
-    reverse_batch=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
+@_examples(100)
+@_random_batches
 def test_random_batches_with_several_instances_of_agents_are_safe_and_complete(
     specs: list[dict[str, Any]], max_parallel: int, reverse_batch: bool, seed: int
 ) -> None:
