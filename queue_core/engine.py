@@ -187,8 +187,7 @@ class Engine:
             changed: list[TaskEntry] = []
             if cancel_pending:
                 now = self.clock()
-                for entry, _ in self.sched.waiting():
-                    changed.extend(self.sched.cancel(entry.id, now))
+                changed = self.sched.cancel_waiting(now)
                 self._dispatch(now)
             resolved = self._collect(changed)
             self._wake_all()
@@ -206,7 +205,7 @@ class Engine:
         with self.lock:  # one section: an attempt that fails meanwhile must not slip into a retry
             self.aborted = self.closed = True
             now = self.clock()
-            changed = [c for entry, _ in self.sched.waiting() for c in self.sched.cancel(entry.id, now)]
+            changed = self.sched.cancel_waiting(now)
             resolved = self._collect(changed)
             running = [e.id for e in self.sched.running]
             self._wake_all()

@@ -49,6 +49,11 @@ class Pauses:
                 resumed.append(agent)
         return resumed
 
+    def clear(self) -> None:
+        """End every pause at once (the runs of limits are kept, as for pauses that end)."""
+        self._until.clear()
+        self._ends.clear()
+
     def answered(self, agent: str) -> None:
         """An attempt of ``agent`` got an answer: its run of limits is over."""
         self._runs.pop(agent, None)

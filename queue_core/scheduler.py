@@ -478,6 +478,14 @@ class Scheduler:
             self._watch(None)
         return self._finish_as(entry, TaskState.CANCELLED, now, "cancelled")
 
+    def cancel_waiting(self, now: float) -> list[TaskEntry]:
+        """Cancel every task that is not running, for a queue that takes no new task any more;
+        returns what changed. Rate-limit pauses end too: nothing is left to wait for them, and
+        a pause left would stay due for a dispatch that an aborted queue never makes."""
+        changed = [c for entry, _ in self.waiting() for c in self.cancel(entry.id, now)]
+        self._paused.clear()
+        return changed
+
     def _finish_as(self, entry: TaskEntry, state: TaskState, now: float, reason: str | None) -> list[TaskEntry]:
         """Put ``entry`` in terminal ``state``; skip its dependents (transitively) unless it succeeded."""
         changed: list[TaskEntry] = []

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from queue_core import AgentTask, RateLimitedError, TaskState, TaskTimeoutError
-from queue_core.engine import Engine, TaskEvent
+from queue_core.engine import Engine, TaskEvent, _live_engines
 from queue_core.errors import StateError
 from queue_core.scheduler import Scheduler, TaskEntry
 from queue_core.sync import ClaimSync, Decide, NoSync
@@ -79,6 +79,7 @@ class Stepped:
             executor=lambda engine: self.executor,
             timer=lambda engine: self.timer,
         )
+        _live_engines.discard(self.engine)  # no thread to drain at exit, even if a test fails midway
 
     def entry(self, task_id: str) -> TaskEntry:
         return self.engine.sched.entry(task_id)
@@ -228,3 +229,17 @@ def test_while_the_shared_state_cannot_be_reached_nothing_starts_and_the_status_
     s.engine.tick()
     assert s.executor.ids() == ["A"]
     assert s.engine.status().registry_error is None
+
+
+def test_after_an_abort_a_pause_that_nothing_waits_for_any_more_is_not_timed() -> None:
+    """Before: the pause's end stayed due, the aborted engine never dispatched to end it, and
+    the timer thread spun on it at full CPU until the queue was shut down."""
+    s = Stepped()
+    s.engine.submit([task("A", ["x.py"]), task("A2", ["y.py"]), task("B", ["z.py"], agent="b")])
+    assert s.engine.begin(s.entry("B"))  # a plain callable: it runs on after the abort
+    assert s.run("A", error=RateLimitedError("429", retry_after=30.0)) is None
+    s.engine.abort()
+    s.clock.now = 31.0
+    assert s.engine.tick() is None
+    s.engine.end(s.entry("B"), True)
+    assert s.engine.join(0)
