@@ -26,6 +26,7 @@ import atexit
 import contextlib
 import functools
 import logging
+import math
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -112,6 +113,8 @@ class Engine:
             futures: list[Future[Any]] = [_TaskFuture(self, t.id) for t in tasks]
             self.futures.update(zip((t.id for t in tasks), futures, strict=True))
             self._dispatch(now)
+            if any(_timed(t) for t in tasks):
+                self.timer.wake()
             resolved = self._collect(finished)
         self._deliver(resolved)
         return futures
@@ -149,6 +152,8 @@ class Engine:
             if refused is None:
                 future: Future[Any] = _TaskFuture(self, task.id)
                 self.futures[task.id] = future
+                if _timed(task):
+                    self.timer.wake()
                 return future
         self._deliver(resolved, events=False)
         assert refused is not None
@@ -309,7 +314,7 @@ class Engine:
         An unexpected error stops the queue rather than hang it (see _break).
         """
         try:
-            while entry is not None:
+            while entry is not None and not self.broken:  # a broken scheduler decides nothing more
                 entered = self.begin(entry)
                 result, error = self._call(entry) if entered else (None, None)
                 entry = self.end(entry, entered, result, error)
@@ -353,7 +358,11 @@ class Engine:
         that frees, and deliver. Returns the entry this thread is to run next, if one was freed."""
         with self.lock:
             self.in_body.discard(entry.id)
-            if entry.stop_requested or (not entered and not entry.timed_out) or (self.aborted and error is not None):
+            if (
+                entry.stop_requested
+                or (not entered and not entry.timed_out)
+                or (self.aborted and not _succeeded(entry, error))
+            ):
                 outcome = TaskState.CANCELLED  # an attempt that failed as the queue was aborted is not retried
             elif isinstance(error, RateLimitedError):
                 outcome = TaskState.RATE_LIMITED  # its agent pauses; the task runs again, or gives up
@@ -377,7 +386,8 @@ class Engine:
     # --- time -------------------------------------------------------------------------------
 
     def tick(self) -> float | None:
-        """Do what has fallen due; the seconds until something is due again, None if nothing is timed."""
+        """Do what has fallen due; the seconds until something is due again (inf if nothing is
+        timed now), or None once the queue is done and the timer may end."""
         try:
             return self._tick()
         except BaseException as exc:  # noqa: BLE001 - a bug here must not leave a future unresolved
@@ -424,13 +434,13 @@ class Engine:
         return delay
 
     def _delay(self) -> float | None:
-        """Seconds until the next thing timed falls due (lock held); None if nothing is timed."""
+        """Seconds until the next thing timed falls due (lock held); see tick."""
         if self.done() and self.sync.idle():
             return None
         now = self.clock()
         due = self.sched.next_wakeup()
         delays = [d for d in (None if due is None else due - now, self.sync.delay(now)) if d is not None]
-        return min(delays, default=None)
+        return min(delays, default=math.inf)
 
     # --- results ----------------------------------------------------------------------------
 
@@ -535,3 +545,13 @@ class _TaskFuture(Future[Any]):
         with contextlib.suppress(KeyError):
             self._engine.cancel(self._task_id)
         return True
+
+
+def _timed(task: AgentTask) -> bool:
+    """Whether ``task`` may need the timer: for a deadline, or for a retry's due time. The timer
+    starts now and lives until the queue is done: at interpreter exit (3.12+) no thread starts."""
+    return task.timeout is not None or task.retries > 0
+
+
+def _succeeded(entry: TaskEntry, error: BaseException | None) -> bool:
+    return error is None and not entry.timed_out

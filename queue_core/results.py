@@ -84,6 +84,8 @@ def settle(item: Resolution) -> None:
             future.set_result(item.result)
         elif state is TaskState.CANCELLED and not future.running():
             Future.cancel(future)  # the plain method: the task is already cancelled here
+            with contextlib.suppress(RuntimeError):  # its begin() notified them already
+                future.set_running_or_notify_cancel()  # wait() and as_completed() hear of it
         elif state is TaskState.CANCELLED:
             future.set_exception(CancelledError(f"task {task.id!r} was stopped"))
         elif state is TaskState.SKIPPED:

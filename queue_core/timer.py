@@ -1,10 +1,11 @@
 """The queue's one timer: a thread that calls the engine's ``tick`` when it is due.
 
 ``tick`` does whatever has fallen due (deadlines, retries, looks at other processes, the
-registry lease, records, heartbeats) and returns the seconds until it is due again, or None
-when nothing is timed. Whoever changes what is timed calls ``wake``: the thread looks again at
-once, or starts if none runs. It ends when nothing is timed, so an idle queue has no timer.
-Tests call ``tick`` themselves instead (see :class:`Timer`).
+registry lease, records, heartbeats) and returns the seconds until it is due again (inf if
+nothing is timed now), or None once the queue is done. Whoever changes what is timed calls
+``wake``: the thread looks again at once, or starts if none runs. Once started it lives until
+the queue is done, so that what falls due later never needs a new thread: at interpreter exit
+(Python 3.12+) none can start. Tests call ``tick`` themselves instead (see :class:`Timer`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class TimerThread:
                 if self._poked:
                     continue
                 if delay is None:
-                    self._thread = None  # the next wake() starts another
+                    self._thread = None  # done; a wake() for a lease left over starts another
                     return
                 if delay > 0:
                     self._woken.wait(min(delay, MAX_WAIT_S))

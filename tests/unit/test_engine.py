@@ -7,7 +7,9 @@ clock and, where it matters, a fake sync: the test itself enters and ends attemp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from concurrent import futures
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,7 +144,7 @@ def test_a_retry_starts_only_once_its_delay_has_passed_on_the_engines_clock() ->
     assert s.engine.tick() == pytest.approx(1.0)
     assert s.executor.ids() == ["A"]
     s.clock.now = 2.0
-    assert s.engine.tick() is None  # nothing timed any more
+    assert s.engine.tick() == math.inf  # nothing timed any more, but the queue is not done
     assert s.executor.ids() == ["A", "A"]
     assert s.entry("A").attempts == 2
     assert s.run("A", result="second") is None
@@ -240,6 +242,33 @@ def test_after_an_abort_a_pause_that_nothing_waits_for_any_more_is_not_timed() -
     assert s.run("A", error=RateLimitedError("429", retry_after=30.0)) is None
     s.engine.abort()
     s.clock.now = 31.0
-    assert s.engine.tick() is None
+    assert s.engine.tick() == math.inf  # B runs on, untimed
     s.engine.end(s.entry("B"), True)
     assert s.engine.join(0)
+
+
+def test_an_attempt_that_timed_out_and_returns_after_an_abort_is_not_retried() -> None:
+    """Before: it went to retry_wait, which an aborted queue never dispatches: join() and
+    shutdown() waited for ever, and the timer spun on the retry's past due time."""
+    s = Stepped()
+    (future,) = s.engine.submit([task("A", ["x.py"], timeout=1.0, retries=1, retry_delay=0.0)])
+    assert s.engine.begin(s.entry("A"))
+    s.clock.now = 2.0
+    s.engine.tick()  # expired; a retry is left, so the future waits for the call's end
+    s.engine.abort()
+    assert s.engine.end(s.entry("A"), True, "returned late") is None
+    assert s.entry("A").state is TaskState.CANCELLED
+    assert future.cancelled() or isinstance(future.exception(timeout=0), CancelledError)
+    assert s.engine.tick() is None
+    assert s.engine.join(0)
+
+
+def test_a_future_the_queue_cancels_is_reported_done_to_concurrent_futures_waiters() -> None:
+    """Before: cancel() alone left it CANCELLED, never CANCELLED_AND_NOTIFIED, so wait() and
+    as_completed() did not count it done."""
+    s = Stepped()
+    s.engine.submit([task("A", ["x.py"])])
+    (waiting,) = s.engine.submit([task("B", ["x.py"], agent="b")])
+    assert s.engine.cancel("B")
+    assert futures.wait([waiting], timeout=0).done == {waiting}
+    assert list(futures.as_completed([waiting], timeout=0)) == [waiting]

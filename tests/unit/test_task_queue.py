@@ -675,3 +675,29 @@ def test_events_carry_what_a_summary_needs() -> None:
     assert by["bad", "failed"].error == "RuntimeError: boom"
     assert by["bad", "failed"].duration_s is not None
     assert (by["skip", "skipped"].description, by["skip", "skipped"].duration_s) == ("after bad", None)
+
+
+def test_the_timer_started_for_a_timed_task_lives_until_the_queue_is_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At interpreter exit (Python 3.12+) no thread starts. Before: the timer ended whenever
+    nothing was timed, and could not come back for a retry due later, which never ran."""
+    from queue_core import timer as timer_module
+
+    gate = Gate()
+    calls: list[int] = []
+
+    def fails_once() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            gate()
+            raise RuntimeError("once")
+        return "ok"
+
+    queue = TaskQueue(max_parallel=1)
+    try:
+        future = queue.submit_task(AgentTask("a", "retried", ["x"], fails_once, retries=1, retry_delay=0.01))
+        wait_for(gate.started, "the first attempt")
+        monkeypatch.setattr(timer_module, "start_thread", lambda thread: False)  # as at exit
+        gate.open()
+        assert future.result(timeout=WAIT) == "ok"
+    finally:
+        queue.shutdown(wait=True, cancel_pending=True)  # a retry never run is cancelled: no hang
