@@ -33,7 +33,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, ParamSpec, TypeVar
 
-from .claims import claim_texts
 from .errors import (
     QueueBrokenError,
     QueueError,
@@ -42,8 +41,18 @@ from .errors import (
     RateLimitedError,
 )
 from .executor import Executor, ThreadExecutor
-from .records import QueueStatus, RunningTask, TaskOutcome, WaitingTask
-from .results import EVENT_KINDS, Resolution, TaskEvent, call_quietly, describe, outcome, settle
+from .records import QueueStatus, TaskOutcome
+from .results import (
+    EVENT_KINDS,
+    Resolution,
+    TaskEvent,
+    TaskFuture,
+    call_quietly,
+    describe,
+    outcome,
+    queue_status,
+    settle,
+)
 from .scheduler import Scheduler, TaskEntry
 from .sync import ClaimSync, NoSync
 from .task import AgentTask, Stoppable, TaskState, is_supervised
@@ -110,7 +119,7 @@ class Engine:
             now = self.clock()
             # Either validates everything before adding anything.
             finished = self.sched.add(tasks[0], now) if len(tasks) == 1 else self.sched.add_batch(tasks, now)
-            futures: list[Future[Any]] = [_TaskFuture(self, t.id) for t in tasks]
+            futures: list[Future[Any]] = [TaskFuture(self.cancel, t.id) for t in tasks]
             self.futures.update(zip((t.id for t in tasks), futures, strict=True))
             self._dispatch(now)
             if any(_timed(t) for t in tasks):
@@ -150,7 +159,7 @@ class Engine:
                 refused = self.sync.error
                 resolved = self._collect(self.sched.cancel(task.id, self.clock()))
             if refused is None:
-                future: Future[Any] = _TaskFuture(self, task.id)
+                future: Future[Any] = TaskFuture(self.cancel, task.id)
                 self.futures[task.id] = future
                 if _timed(task):
                     self.timer.wake()
@@ -230,44 +239,7 @@ class Engine:
 
     def snapshot(self, waiting_limit: int | None) -> QueueStatus:
         """The status; ``waiting_limit`` caps the waiting tasks described."""
-        now = self.clock()
-        running = self.sched.running
-        reserved = self.sched.reserved
-        return QueueStatus(
-            queued_tasks=self.sched.unfinished - len(running),
-            max_parallel=self.sched.max_parallel,
-            running=tuple(
-                RunningTask(
-                    e.id,
-                    e.agent,
-                    e.task.task_description,
-                    files=claim_texts(e.writes),
-                    reads=claim_texts(e.reads),
-                    attempt=e.attempts,
-                    elapsed_s=now - (e.started_at or now),
-                    timed_out=e.timed_out,
-                    pid=getattr(e.task.execute_fn, "pid", None),
-                )
-                for e in running
-            ),
-            waiting=tuple(
-                WaitingTask(
-                    e.id,
-                    e.agent,
-                    e.task.task_description,
-                    state=e.state.value,
-                    reason=self.sync.annotate(reason.describe(now), reason.holder),
-                    reason_kind=reason.kind,
-                    blocked_by=reason.holder,
-                    reserved=e is reserved,
-                    resumes_in_s=None if reason.until is None else max(0.0, reason.until - now),
-                )
-                for e, reason in self.sched.waiting(waiting_limit)
-            ),
-            counts=self.sched.outcomes,
-            registry_error=None if self.sync.error is None else str(self.sync.error),
-            registry_wait=self.sync.lock_wait,
-        )
+        return queue_status(self.sched, self.sync, self.clock(), waiting_limit)
 
     def done(self) -> bool:
         return self.closed and self._drained()
@@ -529,22 +501,6 @@ class Engine:
     def _notice(self, text: str) -> None:
         if self.on_notice is not None:
             call_quietly(functools.partial(self.on_notice, text))
-
-
-class _TaskFuture(Future[Any]):
-    """A Future whose cancel() also cancels its task in the queue."""
-
-    def __init__(self, engine: Engine, task_id: str):
-        super().__init__()
-        self._engine = engine
-        self._task_id = task_id
-
-    def cancel(self) -> bool:
-        if not super().cancel():
-            return False
-        with contextlib.suppress(KeyError):
-            self._engine.cancel(self._task_id)
-        return True
 
 
 def _timed(task: AgentTask) -> bool:

@@ -1,8 +1,9 @@
-"""How a change of a task's state reaches its caller: the future, the event, the outcome.
+"""What reaches the queue's caller: futures, events, outcomes and the status.
 
 The engine collects each change under its lock as a :class:`Resolution`, and delivers it
-outside the lock (callbacks may call the queue): the task's future is settled, a
-:class:`TaskEvent` sent, and a finished task's :class:`TaskOutcome` can be built at any time.
+outside the lock (callbacks may call the queue): the task's :class:`TaskFuture` is settled, a
+:class:`TaskEvent` sent. A finished task's :class:`TaskOutcome`, and the :class:`QueueStatus`,
+are built from the scheduler's state on demand.
 """
 
 from __future__ import annotations
@@ -14,14 +15,26 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
 
+from .claims import claim_texts
 from .errors import TaskSkippedError, TaskTimeoutError
-from .records import TaskOutcome
+from .records import QueueStatus, RunningTask, TaskOutcome, WaitingTask
 from .reports import AgentReport
 from .runner import SubprocessAgent
-from .scheduler import TaskEntry
+from .scheduler import Scheduler, TaskEntry
+from .sync import ClaimSync
 from .task import TaskState
 
-__all__ = ["EVENT_KINDS", "Resolution", "TaskEvent", "call_quietly", "describe", "outcome", "settle"]
+__all__ = [
+    "EVENT_KINDS",
+    "Resolution",
+    "TaskEvent",
+    "TaskFuture",
+    "call_quietly",
+    "describe",
+    "outcome",
+    "queue_status",
+    "settle",
+]
 
 log = logging.getLogger("queue_core")
 
@@ -131,3 +144,60 @@ def call_quietly(fn: Callable[[], object]) -> None:
         fn()
     except Exception:
         log.exception("callback %r raised", fn)
+
+
+class TaskFuture(Future[Any]):
+    """A Future whose cancel() also cancels its task in the queue (``cancel_task``)."""
+
+    def __init__(self, cancel_task: Callable[[str], object], task_id: str):
+        super().__init__()
+        self._cancel_task = cancel_task
+        self._task_id = task_id
+
+    def cancel(self) -> bool:
+        if not super().cancel():
+            return False
+        with contextlib.suppress(KeyError):
+            self._cancel_task(self._task_id)
+        return True
+
+
+def queue_status(sched: Scheduler, sync: ClaimSync, now: float, waiting_limit: int | None) -> QueueStatus:
+    """The status of a queue (its engine's lock held); ``waiting_limit`` caps the waiting tasks described."""
+    running = sched.running
+    reserved = sched.reserved
+    return QueueStatus(
+        queued_tasks=sched.unfinished - len(running),
+        max_parallel=sched.max_parallel,
+        running=tuple(
+            RunningTask(
+                e.id,
+                e.agent,
+                e.task.task_description,
+                files=claim_texts(e.writes),
+                reads=claim_texts(e.reads),
+                attempt=e.attempts,
+                elapsed_s=now - (e.started_at or now),
+                timed_out=e.timed_out,
+                pid=getattr(e.task.execute_fn, "pid", None),
+            )
+            for e in running
+        ),
+        waiting=tuple(
+            WaitingTask(
+                e.id,
+                e.agent,
+                e.task.task_description,
+                state=e.state.value,
+                reason=sync.annotate(reason.describe(now), reason.holder),
+                reason_kind=reason.kind,
+                blocked_by=reason.holder,
+                reserved=e is reserved,
+                resumes_in_s=None if reason.until is None else max(0.0, reason.until - now),
+            )
+            for e, reason in sched.waiting(waiting_limit)
+        ),
+        counts=sched.outcomes,
+        registry_error=None if sync.error is None else str(sync.error),
+        registry_wait=sync.lock_wait,
+    )
