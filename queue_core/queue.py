@@ -74,6 +74,11 @@ class TaskQueue:
     threads; at interpreter exit, queued work is finished first, as with concurrent.futures.
     """
 
+    #: The parts a queue is built of. A subclass may give its own: the race tests give a
+    #: registry that fails on cue and a scheduler that says when a task's end is recorded.
+    _registry_type: type[Registry] = Registry
+    _scheduler_type: type[Scheduler] = Scheduler
+
     def __init__(
         self,
         max_parallel: int = 4,
@@ -92,7 +97,7 @@ class TaskQueue:
         registry = (
             None
             if repo is None
-            else Registry(
+            else self._registry_type(
                 repo,
                 run_id,
                 supervisor=shared_supervisor().process,
@@ -102,7 +107,9 @@ class TaskQueue:
             )
         )
         resolve = None if registry is None else ClaimResolver(registry.repo).resolve
-        scheduler = Scheduler(max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass, resolve=resolve)
+        scheduler = self._scheduler_type(
+            max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass, resolve=resolve
+        )
         sync = None if registry is None else functools.partial(RegistrySync, registry, on_notice=on_notice)
         self._engine = Engine(scheduler, clock, on_event, on_notice, sync=sync)
         self._registry = registry

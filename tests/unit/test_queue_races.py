@@ -1,8 +1,9 @@
 """TaskQueue with ``repo=``: races between a registry step and the queue's other threads.
 
 A registry step releases the queue's lock for its file I/O; each test here widens that window
-(by holding ``Registry.begin`` on an event, or by failing a write) and checks that whatever
-happens in it is neither lost nor acted on twice.
+(by holding a registry step on an event, or by failing a write: see ``_faults``, a queue over
+parts that fail on cue) and checks that whatever happens in it is neither lost nor acted on
+twice.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from queue_core.errors import AgentAlreadyRunningError, QueueShutdownError, Stat
 from queue_core.registry import Hold, Owner, Registry
 
 from ..conftest import WAIT, Gate, wait_for
+from ._faults import FaultyQueue, Interrupt
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -57,81 +59,19 @@ class _Shutdown:
 
 
 @pytest.fixture
-def make_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., TaskQueue]]:
-    """Queues on ``tmp_path``; at the end the test's patches are undone, then each is shut down."""
-    queues: list[TaskQueue] = []
+def make_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., FaultyQueue]]:
+    """Queues on ``tmp_path``; at the end their faults are cleared, then each is shut down."""
+    queues: list[FaultyQueue] = []
 
-    def make(**kwargs: Any) -> TaskQueue:
-        queues.append(TaskQueue(repo=tmp_path, **kwargs))
+    def make(**kwargs: Any) -> FaultyQueue:
+        queues.append(FaultyQueue(repo=tmp_path, **kwargs))
         return queues[-1]
 
     yield make
-    monkeypatch.undo()  # a failing test may leave the registry failing: let the queues recover
-    for queue in queues:
+    monkeypatch.undo()
+    for queue in queues:  # a failing test may leave the registry failing: let the queues recover
+        queue.faults.failing.clear()
         _Shutdown(queue).returned()
-
-
-def _hold_begin(monkeypatch: pytest.MonkeyPatch, when: Callable[[], bool], inside: Callable[[], None]) -> None:
-    """The next ``Registry.begin`` for which ``when()`` holds first runs ``inside()``, with the
-    queue's lock released, as if another process held the registry meanwhile."""
-    begin = Registry.begin
-    armed = [True]
-
-    def held_begin(self: Registry) -> Any:
-        if armed[0] and when():
-            armed[0] = False
-            inside()
-        return begin(self)
-
-    monkeypatch.setattr(Registry, "begin", held_begin)
-
-
-def _tell_when_finished(monkeypatch: pytest.MonkeyPatch, queue: TaskQueue, task_id: str) -> threading.Event:
-    """An event set when ``task_id``'s return is recorded: under the queue's lock, which the
-    worker keeps until it has asked for a dispatch."""
-    finished = threading.Event()
-    sched = queue._engine.sched
-    finish = sched.finish
-
-    def finish_and_tell(tid: str, *args: Any) -> Any:
-        try:
-            return finish(tid, *args)
-        finally:
-            if tid == task_id:
-                finished.set()
-
-    monkeypatch.setattr(sched, "finish", finish_and_tell)
-    return finished
-
-
-class _Unwritable:
-    """Makes claims.json unwritable while ``failing`` is set; counts the attempts, and the
-    writes made without the registry's lock."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, failing: bool = True) -> None:
-        self.failing = threading.Event()
-        if failing:
-            self.failing.set()
-        self.failed = threading.Event()  # at least one write failed
-        self.attempts = 0
-        self.unlocked_writes = 0
-        write_holds = Registry._write_holds
-
-        def flaky(registry: Registry, holds: Any, line: Any = ()) -> None:
-            if not registry.locked:
-                self.unlocked_writes += 1
-            if self.failing.is_set():
-                self.attempts += 1
-                self.failed.set()
-                raise StateError(registry.path, "cannot write: No space left on device")
-            write_holds(registry, holds, line)
-
-        monkeypatch.setattr(Registry, "_write_holds", flaky)
-
-    def attempts_in(self, seconds: float) -> int:
-        before = self.attempts
-        threading.Event().wait(seconds)  # never set: a measure of time, not a synchronisation
-        return self.attempts - before
 
 
 def _registry_lockable(repo: Path) -> bool:
@@ -144,7 +84,7 @@ def _registry_lockable(repo: Path) -> bool:
 
 
 def test_a_refused_try_submit_still_starts_what_a_release_during_its_step_freed(
-    monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+    monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., FaultyQueue]
 ) -> None:
     """A release that rides on a try_submit's step is dispatched even if that try_submit is
     refused: Q, waiting for a slot, starts when X ends, not when A does."""
@@ -164,14 +104,14 @@ def test_a_refused_try_submit_still_starts_what_a_release_during_its_step_freed(
     wait_for(a.started, "A")
     wait_for(x.started, "X")
     q = queue.submit_task(AgentTask("q", "waits for a slot", ["q.txt"], a_left.is_set, id="Q"))
-    x_finished = _tell_when_finished(monkeypatch, queue, "X")
+    x_finished = queue.sched.finished("X")
 
     def x_ends() -> None:
         x.open()
         wait_for(x_finished, "X's return to be recorded")
 
     me = threading.current_thread()
-    _hold_begin(monkeypatch, lambda: threading.current_thread() is me, x_ends)
+    queue.faults.hold_next_begin(lambda: threading.current_thread() is me, x_ends)
     with pytest.raises(AgentAlreadyRunningError):
         queue.try_submit(AgentTask("a", "refused: a runs", ["t.txt"], lambda: None, id="T"))
     assert q.result(timeout=WAIT) is False, "Q started only once A had ended"
@@ -180,7 +120,7 @@ def test_a_refused_try_submit_still_starts_what_a_release_during_its_step_freed(
 
 
 def test_try_submit_raises_queue_shutdown_if_the_queue_closes_during_its_step(
-    monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+    monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., FaultyQueue]
 ) -> None:
     """A queue closed while try_submit waits for the registry starts nothing more: the task
     never runs, and shutdown(wait=True) returns."""
@@ -203,7 +143,7 @@ def test_try_submit_raises_queue_shutdown_if_the_queue_closes_during_its_step(
         wait_for(closed, "the queue to close")
 
     me = threading.current_thread()
-    _hold_begin(monkeypatch, lambda: threading.current_thread() is me, shut_down)
+    queue.faults.hold_next_begin(lambda: threading.current_thread() is me, shut_down)
     ran = threading.Event()
     with pytest.raises(QueueShutdownError):
         queue.try_submit(AgentTask("b", "too late", ["b.txt"], ran.set, id="T"))
@@ -212,7 +152,7 @@ def test_try_submit_raises_queue_shutdown_if_the_queue_closes_during_its_step(
 
 
 def test_a_retry_started_during_a_timer_pass_is_neither_failed_nor_stopped_by_that_pass(
-    monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+    monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., FaultyQueue]
 ) -> None:
     """The timer expires attempt 1. Whichever comes first ends it: the timer's stop(), or a
     registry step of the timer's, held open until attempt 1's return is recorded (a step lets
@@ -246,13 +186,13 @@ def test_a_retry_started_during_a_timer_pass_is_neither_failed_nor_stopped_by_th
         AgentTask("a", "times out once", ["a.txt"], body, id="T", timeout=1.0, retries=1, retry_delay=0.0)
     )
     wait_for(body.first.started, "attempt 1")
-    first_finished = _tell_when_finished(monkeypatch, queue, "T")
+    first_finished = queue.sched.finished("T")
 
     def attempt_1_ends() -> None:
         body.first.open()
         wait_for(first_finished, "attempt 1's return to be recorded")
 
-    _hold_begin(monkeypatch, lambda: threading.current_thread().name == "TaskQueue-timer", attempt_1_ends)
+    queue.faults.hold_next_begin(lambda: threading.current_thread().name == "TaskQueue-timer", attempt_1_ends)
     engine = queue._engine
     with engine.lock:
         now[0] = 2.0  # past attempt 1's deadline
@@ -286,12 +226,12 @@ def test_the_event_of_a_failed_attempt_that_will_be_retried_is_retrying_even_if_
 
 
 def test_a_registry_that_cannot_be_written_is_retried_without_spinning(
-    monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+    monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., FaultyQueue]
 ) -> None:
     """While a task runs and a start cannot be written, and after it ended: a spinning retry
     made about 60,000 attempts in 0.3 s; a paced one makes a few dozen."""
-    unwritable = _Unwritable(monkeypatch, failing=False)
     queue = make_queue(max_parallel=2)
+    unwritable = queue.faults
     gate = Gate(result=1)
     future = queue.submit_task(AgentTask("a", "runs", ["a.txt"], gate, id="T"))
     wait_for(gate.started, "T")
@@ -307,7 +247,7 @@ def test_a_registry_that_cannot_be_written_is_retried_without_spinning(
 
 
 def test_an_agent_runs_only_once_its_hold_is_on_disk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., FaultyQueue]
 ) -> None:
     """Before: a task started inside a lease ran before the lease was written; had the run been
     killed then, its lock would have gone with it and the hold been lost while the agent ran.
@@ -339,12 +279,12 @@ def test_an_agent_runs_only_once_its_hold_is_on_disk(
 
 
 def test_shutdown_returns_once_no_task_runs_and_unlocks_a_registry_that_cannot_be_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., FaultyQueue]
 ) -> None:
     """Nothing of this run is left to record: shutdown does not wait for the disk, and leaves
     the registry to the other runs."""
-    unwritable = _Unwritable(monkeypatch, failing=False)
     queue = make_queue(max_parallel=2)
+    unwritable = queue.faults
     gate = Gate(result=1)
     future = queue.submit_task(AgentTask("a", "runs", ["a.txt"], gate, id="T"))
     wait_for(gate.started, "T")
@@ -357,11 +297,12 @@ def test_shutdown_returns_once_no_task_runs_and_unlocks_a_registry_that_cannot_b
 
 
 def test_try_submit_raises_the_registry_error_while_the_registry_cannot_be_written(
-    monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+    monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., FaultyQueue]
 ) -> None:
     """try_submit starts the task now or raises: never queues it for later."""
-    unwritable = _Unwritable(monkeypatch)
     queue = make_queue(max_parallel=2)
+    unwritable = queue.faults
+    unwritable.failing.set()
     blocker = Gate()
     queue.submit_task(AgentTask("p", "started in a lease that cannot be written", ["p.txt"], blocker, id="P"))
     wait_for(unwritable.failed, "the lease write to fail")
@@ -375,14 +316,14 @@ def test_try_submit_raises_the_registry_error_while_the_registry_cannot_be_writt
 
 
 def test_a_lease_left_over_at_the_end_of_a_run_is_never_written_without_the_lock(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., FaultyQueue]
 ) -> None:
     """A lease that no timer ended (at interpreter exit no thread starts) is ended once by
     _finish_run; a later step reads the registry afresh, under its lock, and keeps the hold
     another run took meanwhile."""
     monkeypatch.setattr(timer_module, "start_thread", lambda thread: False)
-    unwritable = _Unwritable(monkeypatch, failing=False)
     queue = make_queue(max_parallel=2)
+    unwritable = queue.faults
     assert queue.submit_task(AgentTask("a", "t", ["a.txt"], lambda: 1, id="T")).result(timeout=WAIT) == 1
     assert queue.join(WAIT)
     engine = queue._engine
@@ -430,31 +371,17 @@ def test_begin_unlocks_the_registry_if_checking_an_owner_raises(
     assert _registry_lockable(tmp_path)
 
 
-class _Interrupt(BaseException):
-    """Like KeyboardInterrupt: not an error the queue handles."""
-
-
 def test_an_interrupt_inside_a_registry_commit_neither_leaks_the_lock_nor_orphans_the_task(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., TaskQueue]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., FaultyQueue]
 ) -> None:
     """The interrupt reaches the caller; the task the step started still runs, and the
     registry is written and unlocked for the other runs."""
     monkeypatch.setattr(sync_module, "LEASE_S", 0.0)  # the submit's own step writes the registry
     Registry(tmp_path, "first").finish_run(None)  # claims.json is made: the next write is the commit's
-    me = threading.current_thread()
-    write_holds = Registry._write_holds
-    armed = [True]
-
-    def interrupted(registry: Registry, holds: Any, line: Any = ()) -> None:
-        if armed[0] and threading.current_thread() is me:
-            armed[0] = False
-            raise _Interrupt
-        write_holds(registry, holds, line)
-
-    monkeypatch.setattr(Registry, "_write_holds", interrupted)
     queue = make_queue(max_parallel=2)
+    queue.faults.interrupt_write_on = threading.current_thread()
     ran = threading.Event()
-    with pytest.raises(_Interrupt):
+    with pytest.raises(Interrupt):
         queue.submit_task(AgentTask("a", "t", ["a.txt"], ran.set, id="T"))
     wait_for(ran, "T to run")
     assert queue.join(WAIT)

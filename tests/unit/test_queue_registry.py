@@ -16,6 +16,7 @@ from queue_core.errors import ClaimConflictError, StateError
 from queue_core.registry import Registry
 
 from ..conftest import WAIT, Gate, eventually, wait_for
+from ._faults import FaultyQueue
 
 
 def test_a_registry_replaced_by_a_directory_is_put_aside_and_rebuilt(
@@ -46,24 +47,14 @@ class _Signal(logging.Handler):
         self.seen.set()
 
 
-def test_a_lease_that_cannot_be_written_keeps_the_registry_locked_until_it_is(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_lease_that_cannot_be_written_keeps_the_registry_locked_until_it_is(tmp_path: Path) -> None:
     """Tasks may start inside a lease before it is written; if the write then fails, nobody
     else may read the registry without them, and nothing more starts until it is written."""
-    failing = threading.Event()
-    write = Registry._write
-
-    def flaky_write(self: Registry, path: Path, data: dict[str, Any], **kw: Any) -> None:
-        if failing.is_set():
-            raise StateError(path, "cannot write: No space left on device")
-        write(self, path, data, **kw)
-
-    monkeypatch.setattr(Registry, "_write", flaky_write)
     signal = _Signal()
     logging.getLogger("queue_core").addHandler(signal)
     try:
-        with TaskQueue(max_parallel=3, repo=tmp_path) as queue:
+        with FaultyQueue(max_parallel=3, repo=tmp_path) as queue:
+            failing = queue.faults.failing
             first, second = Gate(), Gate()
             queue.submit_task(AgentTask("a", "runs throughout", ["a.txt"], first, id="first"))
             wait_for(first.started, "first")
@@ -110,24 +101,17 @@ def test_a_plain_path_covers_what_is_below_it_whether_or_not_it_exists(tmp_path:
         gate.open()
 
 
-def test_a_step_waits_for_the_registry_without_the_queues_lock_and_decides_for_all_who_asked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_step_waits_for_the_registry_without_the_queues_lock_and_decides_for_all_who_asked(tmp_path: Path) -> None:
     """Group commit: while one step waits for the registry's lock (another process holds it),
     the queue still answers, and the dispatches asked for meanwhile ride on that step."""
     in_begin, proceed = threading.Event(), threading.Event()
-    begins: list[int] = []
-    begin = Registry.begin
 
-    def slow_begin(self: Registry) -> Any:
-        begins.append(1)
-        if len(begins) == 1:
-            in_begin.set()
-            assert proceed.wait(WAIT), "the test never let the step go on"
-        return begin(self)
+    def slow_begin() -> None:
+        in_begin.set()
+        assert proceed.wait(WAIT), "the test never let the step go on"
 
-    monkeypatch.setattr(Registry, "begin", slow_begin)
-    with TaskQueue(max_parallel=3, repo=tmp_path) as queue:
+    with FaultyQueue(max_parallel=3, repo=tmp_path) as queue:
+        queue.faults.hold_next_begin(lambda: True, slow_begin)
         futures: list[Future[Any]] = []
 
         all_started = threading.Barrier(3, timeout=WAIT)
@@ -136,27 +120,16 @@ def test_a_step_waits_for_the_registry_without_the_queues_lock_and_decides_for_a
             # How many registry reads it took to get all three started: read once they all
             # run, before any ends (an end is a step of its own, which may read again).
             all_started.wait()
-            return len(begins)
+            return queue.faults.begins
 
         first = threading.Thread(target=lambda: futures.append(queue.submit_task(AgentTask("a", "1", ["a"], body))))
         first.start()
         wait_for(in_begin, "the first step to wait for the registry")
 
-        added = threading.Event()
-        sched = queue._engine.sched
-        add_batch = sched.add_batch
-
-        def add_batch_and_tell(tasks: Any, now: float) -> Any:
-            try:
-                return add_batch(tasks, now)
-            finally:
-                added.set()  # still under the queue's lock: the dispatch request follows in it
-
-        monkeypatch.setattr(sched, "add_batch", add_batch_and_tell)
         batch = [AgentTask("b", "2", ["b"], body), AgentTask("c", "3", ["c"], body)]
         more = threading.Thread(target=lambda: futures.extend(queue.submit_tasks(batch)))
         more.start()
-        wait_for(added, "the second submit")
+        wait_for(queue.sched.batch_added, "the second submit")
 
         answered: list[dict[str, Any]] = []
         asker = threading.Thread(target=lambda: answered.append(queue.get_status()))
@@ -177,22 +150,14 @@ def test_steps_within_a_lease_read_nothing_and_other_processes_wait_for_its_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sync_module, "LEASE_S", 10 * WAIT)  # only the queue's end ends this lease
-    begins: list[int] = []
-    begin = Registry.begin
-
-    def counted_begin(self: Registry) -> Any:
-        begins.append(1)
-        return begin(self)
-
-    monkeypatch.setattr(Registry, "begin", counted_begin)
     outsider = Registry(tmp_path, "outsider", lock_timeout=0.05)
-    with TaskQueue(max_parallel=2, repo=tmp_path) as queue:
+    with FaultyQueue(max_parallel=2, repo=tmp_path) as queue:
         first, second = Gate(), Gate()
         queue.submit_task(AgentTask("a", "first", ["a.txt"], first, id="first"))
         wait_for(first.started, "first")
         queue.submit_task(AgentTask("b", "second", ["b.txt"], second, id="second"))
         wait_for(second.started, "second")
-        assert len(begins) == 1  # the second start was decided in memory, within the lease
+        assert queue.faults.begins == 1  # the second start was decided in memory, within the lease
         with pytest.raises(StateError, match="not free"):
             outsider.begin()  # locked: nobody reads the registry before the lease is written
         first.open()
@@ -204,18 +169,12 @@ def test_steps_within_a_lease_read_nothing_and_other_processes_wait_for_its_end(
     assert len(list((tmp_path / ".project-manager" / "history").glob("*.json"))) == 1
 
 
-def test_try_submit_raises_when_the_registry_cannot_be_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with TaskQueue(max_parallel=2, repo=tmp_path) as queue:
-        claims = tmp_path / ".project-manager" / "claims.json"
-        read = Registry._read
-
-        def unreadable(self: Registry) -> Any:
-            raise StateError(claims, "cannot read the claim registry: Input/output error")
-
-        monkeypatch.setattr(Registry, "_read", unreadable)
+def test_try_submit_raises_when_the_registry_cannot_be_read(tmp_path: Path) -> None:
+    with FaultyQueue(max_parallel=2, repo=tmp_path) as queue:
+        queue.faults.unreadable = True
         with pytest.raises(StateError, match=r"claims\.json"):
             queue.try_submit(AgentTask("a", "now or never", ["f"], lambda: 1, id="a"))
-        monkeypatch.setattr(Registry, "_read", read)
+        queue.faults.unreadable = False
         assert queue.try_submit(AgentTask("a", "now or never", ["f"], lambda: 1, id="a")).result(WAIT) == 1
 
 
