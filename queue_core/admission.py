@@ -37,8 +37,8 @@ class Admission:
         reservation: Reservation,
     ):
         self.parallel = Slot("max_parallel", max_parallel)  # its holders are the tasks running here
-        # The agent types in ``instances``; every other one's is made on first use, see agent_slot.
-        self._agent_slots = {agent: Slot(f"agent:{agent}", n) for agent, n in instances.items()}
+        #: ``agent:<type>``: a unit for each task of the type running here or elsewhere.
+        self.agent_slots = _AgentSlots({agent: Slot(f"agent:{agent}", n) for agent, n in instances.items()})
         self._held = ClaimIndex()  # of the tasks running here and the holders elsewhere
         # Holders elsewhere (other processes' tasks): holder id -> (agent, claims).
         self._external: dict[str, tuple[str, tuple[tuple[Claim, Access], ...]]] = {}
@@ -57,9 +57,10 @@ class Admission:
         of it. ``blocker`` then gives the task's own.
         """
         agent = entry.agent
-        if agent in self._paused:
-            return WaitReason("rate_limit", holder_agent=agent, until=self._paused.until(agent))
-        slot = self.agent_slot(agent)
+        until = self._paused.until.get(agent)
+        if until is not None:
+            return WaitReason("rate_limit", holder_agent=agent, until=until)
+        slot = self.agent_slots[agent]
         if slot.full:
             holder = slot.first
             return WaitReason("reserved" if holder in self._in_line else "agent", holder=holder, holder_agent=agent)
@@ -82,7 +83,7 @@ class Admission:
 
     def wait_reason(self, entry: TaskEntry) -> WaitReason:
         """Why the queued ``entry`` has not started ("ready" if nothing stops it now)."""
-        if entry.agent not in self._paused:  # a pause says more than the claim it was parked on
+        if entry.agent not in self._paused.until:  # a pause says more than the claim it was parked on
             if isinstance(entry.blocker, WaitReason):
                 return entry.blocker
             if isinstance(entry.blocker, WaitGroup) and entry.blocker.holder is not None:
@@ -95,13 +96,6 @@ class Admission:
 
     # --- what is held -------------------------------------------------------------------------
 
-    def agent_slot(self, agent: str) -> Slot:
-        """``agent:<type>``: a unit for each task of ``agent`` running here or elsewhere."""
-        slot = self._agent_slots.get(agent)
-        if slot is None:  # not in ``instances``: the seed's rule, one at a time
-            slot = self._agent_slots[agent] = Slot(f"agent:{agent}", 1)
-        return slot
-
     def agent_of(self, holder: str) -> str:
         """The agent type of ``holder``, a task here or a holder elsewhere."""
         entry = self._entries.get(holder)
@@ -110,14 +104,14 @@ class Admission:
     def take(self, entry: TaskEntry) -> None:
         """``entry`` starts: it takes a unit of its slots and holds its claims."""
         self.parallel.take(entry.id)
-        self.agent_slot(entry.agent).take(entry.id)
+        self.agent_slots[entry.agent].take(entry.id)
         for claim, access in entry.claims:
             self._held.add(claim, access, entry.id)
 
     def let_go(self, entry: TaskEntry) -> None:
         """``entry`` stopped running: its units and claims are free. Raises KeyError if it was not running."""
         self.parallel.release(entry.id)
-        self.agent_slot(entry.agent).release(entry.id)
+        self.agent_slots[entry.agent].release(entry.id)
         for claim, access in entry.claims:
             self._held.remove(claim, access, entry.id)
 
@@ -134,7 +128,7 @@ class Admission:
         if in_line:
             self._in_line.add(holder)
         self._external[holder] = (agent, claims)
-        self.agent_slot(agent).take(holder)
+        self.agent_slots[agent].take(holder)
         for claim, access in claims:
             self._held.add(claim, access, holder)
 
@@ -142,7 +136,7 @@ class Admission:
         """``holder`` elsewhere let go of everything; returns its agent type."""
         agent, claims = self._external.pop(holder)
         self._in_line.discard(holder)
-        self.agent_slot(agent).release(holder)
+        self.agent_slots[agent].release(holder)
         for claim, access in claims:
             self._held.remove(claim, access, holder)
         return agent
@@ -151,7 +145,15 @@ class Admission:
         """Each agent type whose slot is full only because of holders elsewhere, and those:
         without them it would have room."""
         for agent in {agent for agent, _ in self._external.values()}:
-            slot = self.agent_slot(agent)
+            slot = self.agent_slots[agent]
             holders = [holder for holder in slot.holders if holder in self._external]
             if slot.full and len(slot) - len(holders) < slot.capacity:
                 yield agent, holders
+
+
+class _AgentSlots(dict[str, Slot]):
+    """The agent types' slots; one not in ``instances`` gets the seed's rule, one at a time."""
+
+    def __missing__(self, agent: str) -> Slot:
+        slot = self[agent] = Slot(f"agent:{agent}", 1)
+        return slot

@@ -20,22 +20,15 @@ class Pauses:
     """Which agent types are paused and until when, and each one's run of limits in a row."""
 
     def __init__(self) -> None:
-        self._until: dict[str, float] = {}  # agent -> when its pause ends
+        self.until: dict[str, float] = {}  # agent -> when its pause ends: read it, never change it
         self._ends: list[tuple[float, str]] = []  # (end, agent), lazily pruned
         # agent -> (since, limits, until): its rate limits in a row, and when the last pause ended
         self._runs: dict[str, tuple[float, int, float]] = {}
 
-    def __contains__(self, agent: str) -> bool:
-        return agent in self._until
-
-    def until(self, agent: str) -> float:
-        """When the pause of ``agent`` ends; raises KeyError if it is not paused."""
-        return self._until[agent]
-
     def next_end(self) -> float | None:
         """When the first pause ends, None if none is paused."""
         ends = self._ends
-        while ends and self._until.get(ends[0][1]) != ends[0][0]:
+        while ends and self.until.get(ends[0][1]) != ends[0][0]:
             heapq.heappop(ends)
         return ends[0][0] if ends else None
 
@@ -44,14 +37,14 @@ class Pauses:
         resumed: list[str] = []
         while self._ends and self._ends[0][0] <= now:
             end, agent = heapq.heappop(self._ends)
-            if self._until.get(agent) == end:
-                del self._until[agent]
+            if self.until.get(agent) == end:
+                del self.until[agent]
                 resumed.append(agent)
         return resumed
 
     def clear(self) -> None:
         """End every pause at once (the runs of limits are kept, as for pauses that end)."""
-        self._until.clear()
+        self.until.clear()
         self._ends.clear()
 
     def answered(self, agent: str) -> None:
@@ -79,7 +72,7 @@ class Pauses:
         # always ends at a time that can be told (with rate_limit_max_wait=inf, "never" could not).
         if retry_after is not None and 0 <= retry_after < math.inf:
             delay = max(retry_after, delay if limits > 1 else 0.0)
-        end = max(now + delay, self._until.get(agent, now))
+        end = max(now + delay, self.until.get(agent, now))
         if end - since > task.rate_limit_max_wait:
             self._runs[agent] = (since, limits, now)
             return (
@@ -87,7 +80,7 @@ class Pauses:
                 f"rate_limit_max_wait ({seconds_text(task.rate_limit_max_wait)}): {error or 'rate limited'}"
             )
         self._runs[agent] = (since, limits, end)
-        if self._until.get(agent) != end:
-            self._until[agent] = end
+        if self.until.get(agent) != end:
+            self.until[agent] = end
             heapq.heappush(self._ends, (end, agent))
         return None

@@ -276,7 +276,7 @@ class Scheduler:
             started.append(entry)
         else:
             self._park(entry, blocker)
-        if not self._admission.agent_slot(entry.agent).full:
+        if not self._admission.agent_slots[entry.agent].full:
             self._queues.wake(entry.agent)  # its next task may start too; if not, when one lets go
 
     def _step_released(self, now: float, started: list[TaskEntry]) -> None:
@@ -337,11 +337,11 @@ class Scheduler:
         found: dict[str, tuple[TaskEntry, set[str]]] = {}
         for holder in self._admission.external_holders:
             for first in self._groups.first_on(holder):
-                if first.agent not in self._paused:
+                if first.agent not in self._paused.until:
                     found.setdefault(first.id, (first, set()))[1].add(holder)
         for agent, holders in self._admission.agents_held_elsewhere():
             best_queued = self._queues.first(agent)
-            if best_queued is not None and agent not in self._paused:
+            if best_queued is not None and agent not in self._paused.until:
                 found.setdefault(best_queued.id, (best_queued, set()))[1].update(holders)
         best = heapq.nsmallest(limit, found.values(), key=lambda item: _rank(item[0]))
         return [(entry, frozenset(holders)) for entry, holders in best]
@@ -355,7 +355,7 @@ class Scheduler:
 
     def _consider_starving(self, entry: TaskEntry) -> None:
         # Not while its agent is paused: it cannot start before the pause ends, whatever it is reserved.
-        if entry.agent not in self._paused and self._reservation.ranks_above_watched(entry):
+        if entry.agent not in self._paused.until and self._reservation.ranks_above_watched(entry):
             self._watch(entry)
 
     def _watch(self, entry: TaskEntry | None) -> None:

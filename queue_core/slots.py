@@ -21,23 +21,21 @@ class Slot:
     decides), so it may hold more than its capacity; it stays full until enough of them let go.
     """
 
-    __slots__ = ("_holders", "capacity", "name")
+    __slots__ = ("_holders", "capacity", "full", "name")
 
     def __init__(self, name: str, capacity: int):
         self.name = name
         self.capacity = capacity
         self._holders: dict[str, None] = {}  # an ordered set: who took a unit first comes first
+        #: Whether a new holder must wait: every unit is taken. An attribute kept by take and
+        #: release, not a property: dispatch asks it several times for every task.
+        self.full = capacity <= 0
 
     def __repr__(self) -> str:
         return f"Slot({self.name!r}, {len(self._holders)}/{self.capacity}, holders={list(self._holders)})"
 
     def __len__(self) -> int:
         return len(self._holders)
-
-    @property
-    def full(self) -> bool:
-        """Whether a new holder must wait: every unit is taken."""
-        return len(self._holders) >= self.capacity
 
     @property
     def holders(self) -> tuple[str, ...]:
@@ -56,7 +54,9 @@ class Slot:
         if holder in self._holders:
             raise InvalidArgumentError(f"{holder!r} already holds a unit of {self.name}")
         self._holders[holder] = None
+        self.full = len(self._holders) >= self.capacity
 
     def release(self, holder: str) -> None:
         """``holder`` gives its unit back; raises KeyError if it holds none."""
         del self._holders[holder]
+        self.full = len(self._holders) >= self.capacity
