@@ -20,7 +20,13 @@ app = typer.Typer(
 
 RepoOption = Annotated[
     Path | None,
-    typer.Option("--repo", help="Repository root (default: the git top level of the current directory)."),
+    typer.Option(
+        "--repo",
+        help=(
+            "Repository root, an existing directory (default: the git top level of the current "
+            "directory; outside a git repository it must be given)."
+        ),
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 

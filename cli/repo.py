@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from . import terminal
+from .exits import EXIT_USAGE
 
 
 def find_repo(explicit: Path | None) -> Path:
-    """``--repo``, else the git top level of the current directory, else the current directory."""
+    """``--repo`` if it is a directory, else the git top level of the current directory.
+
+    Anything else is bad input (exit 2): a ``--repo`` that is no directory would be made by
+    the run or shown as empty by ``status``; outside a git repository, the current folder taken
+    silently might be the home folder. A folder that is not a git repository is used when
+    ``--repo`` names it.
+    """
     if explicit is not None:
+        if not explicit.is_dir():
+            _refuse(f"--repo {explicit}: no such directory")
         return explicit.resolve()
     try:
         top = subprocess.run(
@@ -19,5 +33,10 @@ def find_repo(explicit: Path | None) -> Path:
             start_new_session=True,  # a Ctrl-C is this command's to handle, not git's to die of
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return Path.cwd().resolve()
+        _refuse(f"{Path.cwd()} is not a git repository; give --repo DIR to work on a folder that is not one")
     return Path(top).resolve()
+
+
+def _refuse(message: str) -> NoReturn:
+    terminal.error(message)
+    raise typer.Exit(EXIT_USAGE)

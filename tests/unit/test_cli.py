@@ -169,3 +169,26 @@ def test_status_says_plainly_when_nothing_runs(repo: Path) -> None:
     assert "Nothing runs in" in out
     code, out, _ = invoke("status", "--repo", str(repo), "--json")
     assert json.loads(out) == EMPTY_STATUS
+
+
+@pytest.mark.parametrize("command", [["status"], ["delegate-multiple", "shell: x"], ["clean", "--dry-run"]])
+def test_a_repo_that_does_not_exist_is_bad_input(tmp_path: Path, command: list[str]) -> None:
+    """Before: ``status --repo /nonexistent`` said "Nothing runs in /nonexistent." and exited 0."""
+    missing = tmp_path / "nonexistent"
+    code, out, err = invoke(*command, "--repo", str(missing))
+    assert code == 2
+    assert f"--repo {missing}: no such directory" in err
+    assert out == ""
+    assert not missing.exists()
+
+
+def test_outside_a_git_repository_a_command_needs_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the current directory was taken for the repository, silently."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no repository above it
+    code, out, err = invoke("status")
+    assert code == 2
+    assert "not a git repository; give --repo" in err
+    code, out, _ = invoke("status", "--repo", str(tmp_path))  # named, a plain folder is fine
+    assert code == 0
+    assert "Nothing runs in" in out
