@@ -170,7 +170,8 @@ def shown(value: object) -> str:
 
 
 def parse_task_string(text: str, index: int) -> TaskSpec:
-    """The task in ``"AGENT: DESCRIPTION @path @path"`` (the ``index``-th argument, id ``t{index}``).
+    """The task in ``"AGENT: DESCRIPTION @path @path"`` (the ``index``-th argument, id ``t{index}``,
+    which the caller renumbers past the ids a batch file took).
 
     The agent is everything before the first colon; trailing ``@path`` tokens become ``files``;
     the rest is the description, verbatim (it is never given to a shell by this module). Raises

@@ -10,7 +10,9 @@ signal's number: 130, 143, 129.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
 import os
 import shlex
 import signal
@@ -122,7 +124,9 @@ def _load(
 ) -> tuple[Batch, list[tuple[str, str]]]:
     """The batch, and (for a dry run, which plans without them) the executables not installed."""
     file_batch = load_batch(batch_file) if batch_file is not None else Batch(None, {}, ())
-    string_tasks = tuple(parse_task_string(text, i) for i, text in enumerate(task_texts, start=1))
+    string_tasks = _numbered(
+        [parse_task_string(text, i) for i, text in enumerate(task_texts, start=1)], {t.id for t in file_batch.tasks}
+    )
     tasks = (*file_batch.tasks, *string_tasks)
     if not tasks:
         raise ConfigError("arguments", None, None, 'no tasks: give "AGENT: DESCRIPTION @file" arguments or --file')
@@ -134,6 +138,12 @@ def _load(
     keep_runs = file_batch.keep_runs or repo_config.keep_runs  # the batch's, else the repository's
     batch = Batch(file_batch.max_parallel, agents, tasks, file_batch.stale_after, keep_runs)
     return batch, validate_batch(batch, agents, missing_ok=dry_run)
+
+
+def _numbered(tasks: list[TaskSpec], taken: set[str]) -> tuple[TaskSpec, ...]:
+    """The string tasks, numbered t1, t2, ... in order, skipping the ids the batch file took."""
+    numbers = (f"t{n}" for n in itertools.count(1))
+    return tuple(dataclasses.replace(task, id=next(i for i in numbers if i not in taken)) for task in tasks)
 
 
 def _runner(task: TaskSpec, spec: AgentSpec, repo_root: Path, log_dir: Path, run_id: str) -> SubprocessAgent:

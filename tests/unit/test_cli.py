@@ -192,3 +192,15 @@ def test_outside_a_git_repository_a_command_needs_repo(tmp_path: Path, monkeypat
     code, out, _ = invoke("status", "--repo", str(tmp_path))  # named, a plain folder is fine
     assert code == 0
     assert "Nothing runs in" in out
+
+
+def test_ids_given_to_string_tasks_never_clash_with_a_file_tasks_id(repo: Path) -> None:
+    """Before: the first string task was numbered t1 whatever the batch file held, and the run
+    was refused as a duplicate id."""
+    batch = repo / "batch.yaml"
+    batch.write_text("tasks:\n  - id: t1\n    agent: shell\n    description: true\n")
+    code, out, err = invoke(
+        "delegate-multiple", "--file", str(batch), "shell: true", "shell: true", "--repo", str(repo), "--json"
+    )
+    assert code == 0, err
+    assert sorted(t["id"] for t in json.loads(out)["tasks"]) == ["t1", "t2", "t3"]
