@@ -89,7 +89,12 @@ def delegate_multiple(
 
 @app.command()
 def status(
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every second until Ctrl-C (exit 130).")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", "-w", help="Refresh every second until Ctrl-C (exit 130); with --json, one object a line."
+        ),
+    ] = False,
     json_out: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:

@@ -137,16 +137,17 @@ def run(repo: Path | None, *, json_out: bool, watch: bool, interval: float = 1.0
 
 
 def _watch_plain(root: Path, interval: float, signals: Signals, *, json_out: bool) -> int:
-    """Plain blocks (or JSON objects) for pipes and CI, no escape codes, until a signal: 128 + its
-    number. Also until the reader goes away (``status --watch | head``): 141, as for SIGPIPE."""
+    """Plain blocks, or JSON objects one a line (NDJSON), for pipes and CI, no escape codes, until
+    a signal: 128 + its number. Also until the reader goes away (``status --watch | head``): 141,
+    as for SIGPIPE."""
     written: list[bool] = [True]
     separator = ""
     while written[-1]:
-        text = separator + _status_text(root, json_out=json_out)
+        text = separator + _status_text(root, json_out=json_out, one_line=True)
         _finish_or_exit(signals, functools.partial(_append, written, terminal.write_out, text))
         if written[-1] and (signum := signals.wait(interval)) is not None:
             return exit_code_for(signum)
-        separator = "\n"
+        separator = "" if json_out else "\n"  # a blank line between blocks of text
     return exit_code_for(signal.SIGPIPE)
 
 
@@ -193,7 +194,9 @@ def _finish_or_exit(signals: Signals, work: Callable[[], object]) -> None:
         terminal.exit_now(exit_code_for(signals.caught or signal.SIGPIPE))
 
 
-def _status_text(root: Path, *, json_out: bool) -> str:
-    """What runs in ``root``, as JSON or plain text."""
+def _status_text(root: Path, *, json_out: bool, one_line: bool = False) -> str:
+    """What runs in ``root``, as plain text or JSON (on ``one_line``, for NDJSON)."""
     status = repo_status(root)
-    return json.dumps(status.to_json(), indent=2) if json_out else status_text(status, root, now=time.time())
+    if json_out:
+        return json.dumps(status.to_json(), indent=None if one_line else 2)
+    return status_text(status, root, now=time.time())

@@ -461,6 +461,21 @@ def test_status_watch_ends_when_its_reader_goes_away(tmp_path: Path) -> None:
                 watch.kill()
 
 
+def test_status_watch_json_prints_one_object_a_line(tmp_path: Path) -> None:
+    """Before: pretty-printed objects back to back, which no NDJSON reader takes (issue 12)."""
+    with subprocess.Popen(
+        [str(SCRIPT), "status", "--watch", "--json", "--repo", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as watch:
+        try:
+            assert watch.stdout is not None
+            lines = [watch.stdout.readline() for _ in range(2)]
+            assert [json.loads(line)["runs"] for line in lines] == [[], []]
+        finally:
+            watch.kill()
+
+
 def test_status_shows_a_long_wait_for_the_registry_lock_behind_a_running_holder(tmp_path: Path) -> None:
     """Before: only a stopped holder was shown; a run waiting behind a busy one said nothing."""
     state = tmp_path / ".project-manager"
