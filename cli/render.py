@@ -143,7 +143,7 @@ def summary_text(rows: list[SummaryRow], wall_s: float, sum_s: float) -> str:
 
 def _outcome_cell(row: SummaryRow) -> str:
     status = row.outcome.status.value
-    return status if row.reason is None else f"{status} ({row.reason})"
+    return status if row.reason in (None, status) else f"{status} ({row.reason})"  # not "cancelled (cancelled)"
 
 
 def _strayed(row: SummaryRow) -> bool:

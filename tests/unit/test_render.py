@@ -98,3 +98,9 @@ def test_a_summary_row_is_the_queues_outcome_with_what_only_the_cli_watches() ->
     callable_row = SummaryRow(TaskOutcome("t2", "py", "fn", TaskState.FAILED, 1, 0.1, "ValueError: no"))
     assert callable_row.reason == "ValueError: no"
     assert (callable_row.report, callable_row.to_json()["error"]) == (AgentReport(), None)
+
+
+def test_a_cancelled_task_says_so_once() -> None:
+    """Before: "cancelled (cancelled)", the reason repeating the outcome (issue 12)."""
+    row = SummaryRow(TaskOutcome("t1", "dev", "fix", TaskState.CANCELLED, 0, reason="cancelled"))
+    assert summary_text([row], 1.0, 0.0).splitlines()[1].split()[2:] == ["cancelled"]
