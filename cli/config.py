@@ -108,6 +108,8 @@ class TaskSpec:
     priority: int = 0
     timeout_s: float | None = None
     retries: int = 0
+    #: The retry back-off fields the task sets, as AgentTask's keywords (the others: its defaults).
+    backoff: tuple[tuple[str, float], ...] = ()
     #: Where ``agent`` was written (for the "unknown agent" error); not part of equality.
     agent_origin: Origin | None = field(default=None, compare=False, repr=False)
 

@@ -66,7 +66,21 @@ _AGENT_KEYS = (
     "rate_limit_backoff",
     "rate_limit_max_wait",
 )
-_TASK_KEYS = ("id", "agent", "description", "files", "reads", "depends_on", "priority", "timeout", "retries")
+#: A task's retry back-off (see AgentTask): durations, but the plain numbers, with their bounds.
+_BACKOFF_KEYS = ("retry_delay", "retry_backoff", "retry_max_delay", "retry_jitter")
+_BACKOFF_NUMBERS = {"retry_backoff": (1.0, None), "retry_jitter": (0.0, 1.0)}
+_TASK_KEYS = (
+    "id",
+    "agent",
+    "description",
+    "files",
+    "reads",
+    "depends_on",
+    "priority",
+    "timeout",
+    "retries",
+    *_BACKOFF_KEYS,
+)
 _TASK_REQUIRED = ("id", "agent", "description")
 
 _NULL_TAG = "tag:yaml.org,2002:null"
@@ -381,9 +395,33 @@ class _Reader:
             priority=self.integer(value("priority"), f"{here}.priority") if "priority" in entries else 0,
             timeout_s=self.duration(value("timeout"), f"{here}.timeout") if "timeout" in entries else None,
             retries=self.integer(value("retries"), f"{here}.retries", minimum=0) if "retries" in entries else 0,
+            backoff=self.backoff(entries, here),
             agent_origin=Origin(self.source, _line(agent_node), f"{here}.agent"),
         )
         return task, entries
+
+    def backoff(self, entries: _Entries, here: str) -> tuple[tuple[str, float], ...]:
+        """The retry back-off fields a task sets (null: the default), as AgentTask's keywords."""
+        given: list[tuple[str, float]] = []
+        for key in _BACKOFF_KEYS:
+            if key not in entries or _is_null(node := entries[key][1]):
+                continue
+            if key in _BACKOFF_NUMBERS:
+                given.append((key, self.number(node, f"{here}.{key}", *_BACKOFF_NUMBERS[key])))
+            elif (seconds := self.duration(node, f"{here}.{key}")) is not None:
+                given.append((key, seconds))
+        return tuple(given)
+
+    def number(self, node: yaml.Node, field: str, minimum: float | None, maximum: float | None) -> float:
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in (_INT_TAG, _FLOAT_TAG):
+            raise self.error(node, field, f"expected a number, got {_describe(node)}")
+        construct = _SCALARS.construct_yaml_int if node.tag == _INT_TAG else _SCALARS.construct_yaml_float
+        value = float(self.scalar(node, field, construct))
+        if minimum is not None and not value >= minimum:  # NaN too
+            raise self.error(node, field, f"must be at least {minimum:g}, got {value:g}")
+        if maximum is not None and value > maximum:
+            raise self.error(node, field, f"must be at most {maximum:g}, got {value:g}")
+        return value
 
 
 def _with_args(command: tuple[str, ...], args: tuple[str, ...]) -> tuple[str, ...]:

@@ -177,6 +177,7 @@ def _agent_task(task: TaskSpec, runner: SubprocessAgent, spec: AgentSpec) -> Age
         retries=task.retries,
         rate_limit_backoff=spec.rate_limit_backoff_s,
         rate_limit_max_wait=spec.rate_limit_max_wait_s,
+        **dict(task.backoff),
     )
 
 

@@ -313,7 +313,8 @@ BATCH_ERRORS = [
         "unknown task key: a typo must not drop a claim",
         "tasks:\n  - id: a\n    agent: x\n    description: d\n    fils: [src/a.py]\n",
         "batch.yaml:5: tasks[0].fils: unknown key 'fils' (did you mean 'files'?); expected one of: "
-        "id, agent, description, files, reads, depends_on, priority, timeout, retries",
+        "id, agent, description, files, reads, depends_on, priority, timeout, retries, retry_delay, "
+        "retry_backoff, retry_max_delay, retry_jitter",
     ),
     (
         "tagged int that is none",
@@ -411,6 +412,21 @@ BATCH_ERRORS = [
         "retries is negative",
         "tasks:\n  - {id: a, agent: x, description: d, retries: -1}\n",
         "batch.yaml:2: tasks[0].retries: must be at least 0, got -1",
+    ),
+    (
+        "retry_jitter past 1",
+        "tasks:\n  - {id: a, agent: x, description: d, retry_jitter: 1.5}\n",
+        "batch.yaml:2: tasks[0].retry_jitter: must be at most 1, got 1.5",
+    ),
+    (
+        "retry_backoff below 1",
+        "tasks:\n  - {id: a, agent: x, description: d, retry_backoff: 0.5}\n",
+        "batch.yaml:2: tasks[0].retry_backoff: must be at least 1, got 0.5",
+    ),
+    (
+        "retry_delay is a word",
+        "tasks:\n  - {id: a, agent: x, description: d, retry_delay: soon}\n",
+        "batch.yaml:2: tasks[0].retry_delay: expected a duration like 90s, 30m or 1h30m, got 'soon'",
     ),
     (
         "timeout is not a duration",
@@ -825,3 +841,27 @@ def test_a_duration_longer_than_a_week_is_refused() -> None:
     for text in ("169h", "10000000000", 1e10):
         with pytest.raises(ValueError, match="at most 168h"):
             parse_duration(text)
+
+
+def test_a_tasks_retry_back_off_is_read_from_yaml_and_reaches_its_agent_task(write: Write) -> None:
+    """Before: retry_delay and the back-off fields could be set only through the library (issue 12)."""
+    batch = load_batch(
+        write(
+            """
+            tasks:
+              - {id: a, agent: shell, description: d, retries: 2, retry_delay: 2m, retry_backoff: 3,
+                 retry_max_delay: 1h, retry_jitter: 0}
+              - {id: b, agent: shell, description: d}
+            """
+        )
+    )
+    a, b = batch.tasks
+    assert dict(a.backoff) == {
+        "retry_delay": 120.0,
+        "retry_backoff": 3.0,
+        "retry_max_delay": 3600.0,
+        "retry_jitter": 0.0,
+    }
+    assert b.backoff == ()
+    task = AgentTask("shell", "d", [], lambda: None, **dict(a.backoff))
+    assert (task.retry_delay, task.retry_backoff, task.retry_max_delay, task.retry_jitter) == (120.0, 3.0, 3600.0, 0.0)
