@@ -319,7 +319,7 @@ def test_a_lease_left_over_at_the_end_of_a_run_is_never_written_without_the_lock
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_queue: Callable[..., FaultyQueue]
 ) -> None:
     """A lease that no timer ended (at interpreter exit no thread starts) is ended once by
-    _finish_run; a later step reads the registry afresh, under its lock, and keeps the hold
+    the sync's finish(); a later step reads the registry afresh, under its lock, and keeps the hold
     another run took meanwhile."""
     monkeypatch.setattr(timer_module, "start_thread", lambda thread: False)
     queue = make_queue(max_parallel=2)
@@ -333,7 +333,7 @@ def test_a_lease_left_over_at_the_end_of_a_run_is_never_written_without_the_lock
         assert sync.lease is None
         sync.lease = sync.registry.begin()  # as a step that recorded T's release leaves it
         sync.lease.changed = True
-    assert _Shutdown(queue).returned()  # _finish_run ends the lease
+    assert _Shutdown(queue).returned()  # the sync's finish() ends the lease
 
     with Registry(tmp_path, "other-run").session() as session:
         session.add("X", "b", ("b.txt",), ())
