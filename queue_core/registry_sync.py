@@ -87,7 +87,8 @@ class RegistrySync:
         self.record_written_at = float("-inf")  # scheduler-clock time the status record was last written
         self.record_pending = False  # the status changed since then
         self.recovery_reported = 0.0  # the end (wall time) of the last recovery window logged
-        self.run_finished = False
+        self.run_finished = False  # finish() has begun: no record is written any more
+        self.finished = threading.Event()  # finish() has ended
 
     @property
     def sched(self) -> Scheduler:
@@ -492,17 +493,29 @@ class RegistrySync:
             log.warning("could not write this run's status record", exc_info=True)
 
     def finish(self, tasks: Callable[[], list[TaskOutcome]]) -> None:
-        """Leave a history record and drop this run's registry entries, once."""
+        """Leave a history record and drop this run's registry entries, once.
+
+        Two threads may shut down at once (the CLI's, on Ctrl-C): the second returns only when
+        the first is done, since the process may exit then, and the first be a daemon thread.
+        """
         with self.host.lock:
-            if self.run_finished:  # two threads may shut down at once
-                return
+            first, self.run_finished = not self.run_finished, True
+        if not first:
+            self.finished.wait()
+            return
+        try:
+            self._finish(tasks)
+        finally:
+            self.finished.set()
+
+    def _finish(self, tasks: Callable[[], list[TaskOutcome]]) -> None:
+        with self.host.lock:
             self.step_done.wait_for(lambda: not self.committing)
             if self.lease is not None:  # no timer could end it (at interpreter shutdown)
                 # Nothing runs any more: unlocked unwritten, the lease can only hold others back,
                 # and finish_run below drops every hold of this run anyway.
                 session, self.lease = self.lease, None
                 self.registry.abort(session)
-            self.run_finished = True
             finished = tasks()
         history = RunHistory(self.registry.run, self.started_at, self.clocks.wall(), finished)
         try:

@@ -5,7 +5,7 @@ fail in it, through the queue's own seams (``TaskQueue._registry_type``, ``_sche
 
 - :class:`FaultyRegistry`: run a hook at the next ``begin`` that a condition allows (as if
   another process held the lock meanwhile); fail reads or writes (a full disk); interrupt a
-  write (as Ctrl-C would); count the writes made without the lock.
+  write (as Ctrl-C would); count the writes made without the lock; act inside ``finish_run``.
 - :class:`TellingScheduler`: set an event when a task's end is recorded, under the queue's
   lock, before the dispatch it asks for.
 """
@@ -18,6 +18,7 @@ from typing import Any
 
 from queue_core import TaskQueue
 from queue_core.errors import StateError
+from queue_core.records import RunHistory
 from queue_core.registry import Registry, RegistrySession
 from queue_core.scheduler import Scheduler, TaskEntry
 
@@ -33,6 +34,7 @@ class FaultyRegistry(Registry):
         self.write_attempts = 0  # writes tried while failing
         self.unlocked_writes = 0  # writes tried without the registry's lock: must stay 0
         self.interrupt_write_on: threading.Thread | None = None  # the next write there raises Interrupt
+        self.in_finish_run: Callable[[], None] | None = None  # run inside finish_run, before it drops the holds
 
     def hold_next_begin(self, when: Callable[[], bool], inside: Callable[[], None]) -> None:
         """The next ``begin`` for which ``when()`` holds first runs ``inside()``."""
@@ -59,6 +61,11 @@ class FaultyRegistry(Registry):
             self.failed.set()
             raise StateError(self.path, "cannot write: No space left on device")
         super().write(session)
+
+    def finish_run(self, history: RunHistory | None) -> None:
+        if self.in_finish_run is not None:
+            self.in_finish_run()
+        super().finish_run(history)
 
     def attempts_in(self, seconds: float) -> int:
         """How many writes were tried while failing, in the next ``seconds``."""

@@ -343,6 +343,30 @@ def test_a_lease_left_over_at_the_end_of_a_run_is_never_written_without_the_lock
     assert [h["task"] for h in holds] == ["X"]
 
 
+def test_a_second_shutdown_returns_only_once_the_first_has_dropped_the_runs_holds(
+    tmp_path: Path, make_queue: Callable[..., FaultyQueue]
+) -> None:
+    """Two threads shut down at once (the CLI's batch thread and, on Ctrl-C, its main thread):
+    the one that comes second must not return while the first still drops the run's holds,
+    or the process exits (its batch thread is a daemon) with them still in claims.json."""
+    queue = make_queue(max_parallel=1)
+    assert queue.submit_task(AgentTask("a", "t", ["a.txt"], lambda: 1, id="T")).result(timeout=WAIT) == 1
+    second: list[_Shutdown] = []
+    waited: list[bool] = []
+
+    def meanwhile() -> None:
+        second.append(_Shutdown(queue))
+        second[0].thread.join(0.5)  # a measure of time, not a synchronisation: it must still wait
+        waited.append(second[0].thread.is_alive())
+
+    queue.faults.in_finish_run = meanwhile
+    queue.shutdown(wait=True)
+    assert second[0].returned()
+    holds = json.loads((tmp_path / ".project-manager" / "claims.json").read_text())["holds"]
+    assert holds == []
+    assert waited == [True], "the second shutdown returned while the first still finished the run"
+
+
 # --- exceptions inside a registry step ------------------------------------------------------
 
 
