@@ -14,6 +14,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from queue_core.claims import Claim
 from queue_core.errors import InvalidClaimError
@@ -28,6 +29,7 @@ __all__ = [
     "Origin",
     "RepoConfig",
     "TaskSpec",
+    "find_executable",
     "merge_agents",
     "parse_duration",
     "parse_task_string",
@@ -207,6 +209,12 @@ def parse_task_string(text: str, index: int) -> TaskSpec:
     )
 
 
+def find_executable(program: str, repo_root: Path) -> str | None:
+    """The file ``program`` names, if it exists and may be run: a bare name is looked up on PATH;
+    a path with a ``/`` from ``repo_root``, where agents run, not from the current directory."""
+    return shutil.which(str(repo_root / program) if "/" in program else program)
+
+
 def merge_agents(repo_agents: dict[str, AgentSpec], batch_agents: dict[str, AgentSpec]) -> dict[str, AgentSpec]:
     """The repository's agents, with the batch's replacing any of the same name."""
     return {**repo_agents, **batch_agents}
@@ -215,16 +223,17 @@ def merge_agents(repo_agents: dict[str, AgentSpec], batch_agents: dict[str, Agen
 def validate_batch(
     batch: Batch,
     agents: dict[str, AgentSpec],
-    which: Callable[[str], str | None] = shutil.which,
+    which: Callable[[str], str | None],
     *,
     missing_ok: bool = False,
 ) -> list[tuple[str, str]]:
     """Check that every task's agent is defined and its executable exists; raise ConfigError if not.
 
     A task agent that ``agents`` does not define but that is a preset name uses the preset.
-    Executables (``command[0]``) are looked up with ``which``, once per agent that some task
-    uses; agents no task uses are not checked. With ``missing_ok`` (a dry run), an executable
-    not found is returned, as (executable, whose), instead.
+    Executables (``command[0]``) are looked up with ``which`` (find_executable, for a run),
+    once per agent that some task uses; agents no task uses are not checked. With
+    ``missing_ok`` (a dry run), an executable not found is returned, as (executable, whose),
+    instead.
     """
     missing: list[tuple[str, str]] = []
     checked: set[str] = set()
@@ -250,7 +259,12 @@ def validate_batch(
             raise where.error(f"{whose} has an empty command")
         if which(command[0]) is None:
             if not missing_ok:
-                raise where.error(f"executable {command[0]!r} of {whose} was not found on PATH")
+                looked_up = (
+                    " (a command with a / is looked up from the repository root, where agents run)"
+                    if "/" in command[0]
+                    else " on PATH"
+                )
+                raise where.error(f"executable {command[0]!r} of {whose} was not found{looked_up}")
             missing.append((command[0], agent))
     return missing
 

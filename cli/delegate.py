@@ -33,7 +33,16 @@ from queue_core.scheduler import Scheduler
 from queue_core.statedir import ensure_private_dir
 
 from . import render, terminal
-from .config import AgentSpec, Batch, ConfigError, TaskSpec, merge_agents, parse_task_string, validate_batch
+from .config import (
+    AgentSpec,
+    Batch,
+    ConfigError,
+    TaskSpec,
+    find_executable,
+    merge_agents,
+    parse_task_string,
+    validate_batch,
+)
 from .config_files import REPO_CONFIG, load_batch, load_repo_config
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
 from .presets import PRESETS
@@ -137,7 +146,8 @@ def _load(
     agents = merge_agents(repo_config.agents, file_batch.agents)
     keep_runs = file_batch.keep_runs or repo_config.keep_runs  # the batch's, else the repository's
     batch = Batch(file_batch.max_parallel, agents, tasks, file_batch.stale_after, keep_runs)
-    return batch, validate_batch(batch, agents, missing_ok=dry_run)
+    which = functools.partial(find_executable, repo_root=repo_root)
+    return batch, validate_batch(batch, agents, which, missing_ok=dry_run)
 
 
 def _numbered(tasks: list[TaskSpec], taken: set[str]) -> tuple[TaskSpec, ...]:

@@ -1,0 +1,79 @@
+"""Paths as git reads them, through the installed command run from a subdirectory of a real
+repository: claims typed on the command line count from the current directory, claims in a
+batch file and agents' commands from the repository root (where agents run).
+
+The parsing rules themselves (trailing claims, quoting, warnings) are tested one by one in
+tests/unit/test_task_args.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..conftest import git_repo
+
+SCRIPT = Path(sys.executable).with_name("project-manager")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository with an agent script of its own, defined in project-manager.yaml."""
+    root = git_repo(
+        tmp_path / "repo",
+        {
+            "src/app/parser.py": "",
+            "scripts/agent.sh": '#!/bin/sh\necho "$PM_TASK_ID ran in $(pwd -P)" > ran.txt\n',
+            "project-manager.yaml": (
+                "agents:\n  local: {command: [scripts/agent.sh]}\n  missing: {command: [scripts/none.sh]}\n"
+            ),
+        },
+    )
+    (root / "scripts" / "agent.sh").chmod(0o755)
+    return root
+
+
+def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), "delegate-multiple", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+
+
+def plan(cwd: Path, *args: str) -> dict[str, Any]:
+    done = run(cwd, *args, "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_a_repo_relative_agent_command_runs_from_a_subdirectory(repo: Path) -> None:
+    """Before: "executable 'scripts/agent.sh' of agent 'local' was not found on PATH" (exit 2)."""
+    done = run(repo / "src" / "app", "local: go @x.py", "--no-live")
+    assert done.returncode == 0, done.stderr
+    assert (repo / "ran.txt").read_text() == f"t1 ran in {repo.resolve()}\n"
+
+
+def test_the_dry_run_looks_a_repo_relative_command_up_from_the_repository_root(repo: Path) -> None:
+    result = plan(repo / "src" / "app", "local: go @x.py", "missing: go @y.py")
+    assert result["missing"] == ["scripts/none.sh"]
+
+
+def test_a_missing_repo_relative_command_exits_2_saying_where_it_was_looked_for(repo: Path) -> None:
+    done = run(repo / "src", "missing: go @y.py")
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"project-manager: error: {repo.resolve() / 'project-manager.yaml'}:3: agents.missing.command[0]: "
+        "executable 'scripts/none.sh' of agent 'missing' was not found (a command with a / is looked up "
+        "from the repository root, where agents run)\n"
+    )
