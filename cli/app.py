@@ -54,7 +54,13 @@ def main_options(
 def delegate_multiple(
     tasks: Annotated[
         list[str] | None,
-        typer.Argument(help='Tasks as "AGENT: DESCRIPTION @file @file".', show_default=False),
+        typer.Argument(
+            help=(
+                'Tasks as "AGENT: DESCRIPTION @path @path". Only the trailing @path words are claims; '
+                'quote a path with spaces: @"a b.md".'
+            ),
+            show_default=False,
+        ),
     ] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="A YAML batch of tasks and agents.")] = None,
     max_parallel: Annotated[int | None, typer.Option("--max-parallel", "-j", min=1, help="Most tasks at once.")] = None,

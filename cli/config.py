@@ -43,7 +43,9 @@ DEFAULT_STOP_GRACE_S = 5.0
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _DURATION = re.compile(rf"(?:(?P<h>{_NUMBER})h)?(?:(?P<m>{_NUMBER})m)?(?:(?P<s>{_NUMBER})s)?")
-_TRAILING_PATH = re.compile(r"(?:^|\s)@(\S+)$")
+#: A word of a task argument; one that starts ``@"`` or ``@'`` runs to its closing quote, spaces
+#: and all (unclosed: to the end of the text).
+_WORD = re.compile(r"""@"[^"]*"?\S*|@'[^']*'?\S*|\S+""")
 
 
 class ConfigError(ValueError):
@@ -173,14 +175,16 @@ def shown(value: object) -> str:
     return text if len(text) <= 40 else f"{text[:39]}…"
 
 
-def parse_task_string(text: str, index: int) -> TaskSpec:
+def parse_task_string(text: str, index: int, *, warn: Callable[[str], None] = lambda _: None) -> TaskSpec:
     """The task in ``"AGENT: DESCRIPTION @path @path"`` (the ``index``-th argument, id ``t{index}``,
     which the caller renumbers past the ids a batch file took).
 
-    The agent is everything before the first colon; trailing ``@path`` tokens become ``files``;
-    the rest is the description, verbatim (it is never given to a shell by this module). Raises
-    ConfigError (source ``argument {index}``) for a missing colon, an empty or spaced agent name,
-    an empty description, or an invalid path.
+    The agent is everything before the first colon. The trailing run of ``@path`` words are the
+    claims (``@"a b.md"`` or ``@'a b.md'`` for a path with spaces); the rest is the
+    description, verbatim (it is never given to a shell by this module). An ``@word`` before
+    the claims stays in the description, and ``warn`` is told so. Raises ConfigError (source
+    ``argument {index}``) for a missing colon, an empty or spaced agent name, an empty
+    description, an unterminated quote, or an invalid path.
     """
     source = f"argument {index}"
     agent, colon, rest = text.partition(":")
@@ -191,22 +195,48 @@ def parse_task_string(text: str, index: int) -> TaskSpec:
         raise ConfigError(source, None, "agent", f'the agent name before ":" is empty in {text!r}')
     if re.search(r"\s", agent):
         raise ConfigError(source, None, "agent", f'an agent name has no spaces, got {agent!r} (before the first ":")')
-    files: list[str] = []
-    rest = rest.strip()
-    while match := _TRAILING_PATH.search(rest):
-        files.insert(0, match.group(1))
-        rest = rest[: match.start()].rstrip()
-    if not rest:
+    description, words = _split_claims(rest)
+    for word in _WORD.findall(description):
+        if word.startswith("@"):
+            warn(f"{source}: {word!r} is in the middle of the description, so it is not a claim; put claims at the end")
+    if not description:
         raise ConfigError(source, None, "description", f"the description is empty in {text!r}")
-    for i, path in enumerate(files):
-        check_claim(path, Origin(source, None, f"files[{i}]"))
+    files = tuple(_claim_path(word, Origin(source, None, f"files[{i}]")) for i, word in enumerate(words))
     return TaskSpec(
         id=f"t{index}",
         agent=agent,
-        description=rest,
-        files=tuple(files),
+        description=description,
+        files=files,
         agent_origin=Origin(source, None, "agent"),
     )
+
+
+def _split_claims(text: str) -> tuple[str, list[str]]:
+    """``text`` cut before its trailing run of ``@words``, stripped; and those words."""
+    words = list(_WORD.finditer(text))
+    first = len(words)
+    while first and words[first - 1].group().startswith("@"):
+        first -= 1
+    cut = words[first].start() if first < len(words) else len(text)
+    return text[:cut].strip(), [word.group() for word in words[first:]]
+
+
+def _claim_path(word: str, origin: Origin) -> str:
+    """The path of the claim ``@path``, ``@"path"`` or ``@'path'``, checked."""
+    if word == "@":
+        raise origin.error("'@' has no path after it (write @path, with no space)")
+    quote = word[1]
+    if quote not in "\"'":
+        path = word[1:]
+    else:
+        end = word.find(quote, 2)
+        if end < 0:
+            raise origin.error(f"unterminated quote in {word!r}: close it with {quote}")
+        if end < len(word) - 1:
+            raise origin.error(f"{word!r} goes on after its closing quote: put a space between claims")
+        path = word[2:end]
+    check_claim(path, origin)
+    return path
 
 
 def find_executable(program: str, repo_root: Path) -> str | None:

@@ -134,7 +134,8 @@ def _load(
     """The batch, and (for a dry run, which plans without them) the executables not installed."""
     file_batch = load_batch(batch_file) if batch_file is not None else Batch(None, {}, ())
     string_tasks = _numbered(
-        [parse_task_string(text, i) for i, text in enumerate(task_texts, start=1)], {t.id for t in file_batch.tasks}
+        [parse_task_string(text, i, warn=terminal.warning) for i, text in enumerate(task_texts, start=1)],
+        {t.id for t in file_batch.tasks},
     )
     tasks = (*file_batch.tasks, *string_tasks)
     if not tasks:

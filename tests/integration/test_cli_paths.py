@@ -57,6 +57,28 @@ def plan(cwd: Path, *args: str) -> dict[str, Any]:
     return result
 
 
+def test_a_quoted_claim_keeps_its_space_and_a_middle_at_word_is_text_with_a_warning(repo: Path) -> None:
+    """Before: the quoted path claimed nothing, and ``@alice`` stayed text without a word."""
+    done = run(repo, 'shell: ask @alice about it @"docs/a b.md"', "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    (entry,) = json.loads(done.stdout)["tasks"]
+    assert entry["files"] == ["docs/a b.md"]
+    assert entry["argv"] == ["sh", "-c", "ask @alice about it"]
+    assert done.stderr == (
+        "project-manager: warning: argument 1: '@alice' is in the middle of the description, "
+        "so it is not a claim; put claims at the end\n"
+    )
+
+
+def test_an_unterminated_quote_exits_2_naming_the_argument(repo: Path) -> None:
+    done = run(repo, "shell: true @a.py", 'shell: touch ran.txt @"docs/a b.md')
+    assert done.returncode == 2
+    assert done.stderr == (
+        "project-manager: error: argument 2: files[0]: unterminated quote in '@\"docs/a b.md': close it with \"\n"
+    )
+    assert not (repo / "ran.txt").exists()
+
+
 def test_a_repo_relative_agent_command_runs_from_a_subdirectory(repo: Path) -> None:
     """Before: "executable 'scripts/agent.sh' of agent 'local' was not found on PATH" (exit 2)."""
     done = run(repo / "src" / "app", "local: go @x.py", "--no-live")
