@@ -56,8 +56,8 @@ def delegate_multiple(
         list[str] | None,
         typer.Argument(
             help=(
-                'Tasks as "AGENT: DESCRIPTION @path @path". Only the trailing @path words are claims; '
-                'quote a path with spaces: @"a b.md".'
+                'Tasks as "AGENT: DESCRIPTION @path @path". Only the trailing @path words are claims, '
+                'relative to the current directory; quote a path with spaces: @"a b.md".'
             ),
             show_default=False,
         ),

@@ -29,6 +29,7 @@ __all__ = [
     "Origin",
     "RepoConfig",
     "TaskSpec",
+    "claim_base",
     "find_executable",
     "merge_agents",
     "parse_duration",
@@ -46,6 +47,8 @@ _DURATION = re.compile(rf"(?:(?P<h>{_NUMBER})h)?(?:(?P<m>{_NUMBER})m)?(?:(?P<s>{
 #: A word of a task argument; one that starts ``@"`` or ``@'`` runs to its closing quote, spaces
 #: and all (unclosed: to the end of the text).
 _WORD = re.compile(r"""@"[^"]*"?\S*|@'[^']*'?\S*|\S+""")
+#: What makes a path a pattern (see queue_core.claims), escaped in a directory's name.
+_GLOB_CHARS = re.compile(r"[\\*?\[]")
 
 
 class ConfigError(ValueError):
@@ -175,16 +178,20 @@ def shown(value: object) -> str:
     return text if len(text) <= 40 else f"{text[:39]}…"
 
 
-def parse_task_string(text: str, index: int, *, warn: Callable[[str], None] = lambda _: None) -> TaskSpec:
+def parse_task_string(
+    text: str, index: int, *, base: str = "", warn: Callable[[str], None] = lambda _: None
+) -> TaskSpec:
     """The task in ``"AGENT: DESCRIPTION @path @path"`` (the ``index``-th argument, id ``t{index}``,
-    which the caller renumbers past the ids a batch file took).
+    which the caller renumbers past the ids a batch file took), typed in the directory ``base``
+    of the repository ("" its root; see claim_base).
 
     The agent is everything before the first colon. The trailing run of ``@path`` words are the
     claims (``@"a b.md"`` or ``@'a b.md'`` for a path with spaces); the rest is the
     description, verbatim (it is never given to a shell by this module). An ``@word`` before
-    the claims stays in the description, and ``warn`` is told so. Raises ConfigError (source
+    the claims stays in the description, and ``warn`` is told so. Claims are relative to
+    ``base``, as git's paths are, and stored repo-relative. Raises ConfigError (source
     ``argument {index}``) for a missing colon, an empty or spaced agent name, an empty
-    description, an unterminated quote, or an invalid path.
+    description, an unterminated quote, or an invalid path or one that leaves the repository.
     """
     source = f"argument {index}"
     agent, colon, rest = text.partition(":")
@@ -201,12 +208,15 @@ def parse_task_string(text: str, index: int, *, warn: Callable[[str], None] = la
             warn(f"{source}: {word!r} is in the middle of the description, so it is not a claim; put claims at the end")
     if not description:
         raise ConfigError(source, None, "description", f"the description is empty in {text!r}")
-    files = tuple(_claim_path(word, Origin(source, None, f"files[{i}]")) for i, word in enumerate(words))
+    files: list[str] = []
+    for i, word in enumerate(words):
+        origin = Origin(source, None, f"files[{i}]")
+        files.append(_repo_relative(_claim_path(word, origin), base, origin))
     return TaskSpec(
         id=f"t{index}",
         agent=agent,
         description=description,
-        files=files,
+        files=tuple(files),
         agent_origin=Origin(source, None, "agent"),
     )
 
@@ -222,21 +232,49 @@ def _split_claims(text: str) -> tuple[str, list[str]]:
 
 
 def _claim_path(word: str, origin: Origin) -> str:
-    """The path of the claim ``@path``, ``@"path"`` or ``@'path'``, checked."""
+    """The path of the claim ``@path``, ``@"path"`` or ``@'path'``."""
     if word == "@":
         raise origin.error("'@' has no path after it (write @path, with no space)")
     quote = word[1]
     if quote not in "\"'":
-        path = word[1:]
-    else:
-        end = word.find(quote, 2)
-        if end < 0:
-            raise origin.error(f"unterminated quote in {word!r}: close it with {quote}")
-        if end < len(word) - 1:
-            raise origin.error(f"{word!r} goes on after its closing quote: put a space between claims")
-        path = word[2:end]
-    check_claim(path, origin)
-    return path
+        return word[1:]
+    end = word.find(quote, 2)
+    if end < 0:
+        raise origin.error(f"unterminated quote in {word!r}: close it with {quote}")
+    if end < len(word) - 1:
+        raise origin.error(f"{word!r} goes on after its closing quote: put a space between claims")
+    return word[2:end]
+
+
+def _repo_relative(path: str, base: str, origin: Origin) -> str:
+    """The claim ``path``, typed in the repository's directory ``base``, relative to its root.
+
+    At the root it is kept as typed. Elsewhere it is normalised (``src/app/../x.py`` reads
+    badly in a prompt), ``base`` escaped so that a directory named ``a[1]`` is not a pattern.
+    """
+    if not base:
+        check_claim(path, origin)
+        return path
+    if path.startswith(("/", "~")):
+        reason = f"absolute paths are not allowed; give a path relative to the current directory ({base})"
+        raise origin.error(f"invalid path {path!r}: {reason}")
+    try:
+        escaped = _GLOB_CHARS.sub(r"\\\g<0>", base)
+        claim = Claim.parse(f"{escaped}/{path}").text
+    except InvalidClaimError as exc:
+        raise origin.error(f"invalid path {path!r} (from {base}): {exc.reason}") from exc
+    return f"./{claim}" if claim.startswith("-") else claim  # {files} must never read as an option
+
+
+def claim_base(repo_root: Path) -> str:
+    """Where the current directory is in the repository, as claims typed there count from it: a
+    repo-relative POSIX path, "" at the root; "" too when the current directory is outside
+    (``--repo`` named another folder) or gone, so that claims then count from the root."""
+    try:
+        relative = Path.cwd().resolve().relative_to(repo_root.resolve())
+    except (OSError, ValueError):  # a deleted current directory; one outside the repository
+        return ""
+    return "" if relative == Path() else relative.as_posix()
 
 
 def find_executable(program: str, repo_root: Path) -> str | None:

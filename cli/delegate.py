@@ -38,6 +38,7 @@ from .config import (
     Batch,
     ConfigError,
     TaskSpec,
+    claim_base,
     find_executable,
     merge_agents,
     parse_task_string,
@@ -131,10 +132,15 @@ def run(
 def _load(
     task_texts: list[str], batch_file: Path | None, repo_root: Path, *, dry_run: bool
 ) -> tuple[Batch, list[tuple[str, str]]]:
-    """The batch, and (for a dry run, which plans without them) the executables not installed."""
+    """The batch, and (for a dry run, which plans without them) the executables not installed.
+
+    Claims typed on the command line count from the current directory, as git's paths do;
+    a batch file's claims and agents' commands count from the repository root, where agents run.
+    """
     file_batch = load_batch(batch_file) if batch_file is not None else Batch(None, {}, ())
+    base = claim_base(repo_root)
     string_tasks = _numbered(
-        [parse_task_string(text, i, warn=terminal.warning) for i, text in enumerate(task_texts, start=1)],
+        [parse_task_string(text, i, base=base, warn=terminal.warning) for i, text in enumerate(task_texts, start=1)],
         {t.id for t in file_batch.tasks},
     )
     tasks = (*file_batch.tasks, *string_tasks)

@@ -57,12 +57,47 @@ def plan(cwd: Path, *args: str) -> dict[str, Any]:
     return result
 
 
+def test_claims_typed_in_a_subdirectory_are_relative_to_it(repo: Path) -> None:
+    """Before: ``@parser.py`` claimed the root's parser.py, and ``@../x.py`` was refused."""
+    task = "shell: true @parser.py @../x.py @*.py @docs/ @../../README.md"
+    (entry,) = plan(repo / "src" / "app", task)["tasks"]
+    assert entry["files"] == ["src/app/parser.py", "src/x.py", "src/app/*.py", "src/app/docs/", "README.md"]
+
+
+def test_the_agent_gets_the_repo_relative_claims_in_its_argv_and_prompt(repo: Path) -> None:
+    done = run(repo / "src" / "app", "shell: printf '%s\\n' \"$PM_FILES\" > files.txt @parser.py")
+    assert done.returncode == 0, done.stderr
+    assert (repo / "files.txt").read_text() == "src/app/parser.py\n"  # written at the root: the agent runs there
+
+
+def test_a_claim_that_leaves_the_repository_from_a_subdirectory_exits_2_and_runs_nothing(repo: Path) -> None:
+    done = run(repo / "src" / "app", "shell: touch ran.txt @../../../x.py")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "project-manager: error: argument 1: files[0]: invalid path '../../../x.py' (from src/app): "
+        "the path leaves the repository root\n"
+    )
+    assert not list(repo.rglob("ran.txt"))
+
+
+def test_claims_in_a_batch_file_stay_relative_to_the_repository_root(repo: Path) -> None:
+    batch = repo / "src" / "batch.yaml"
+    batch.write_text("tasks:\n  - {id: a, agent: shell, description: 'true', files: [docs/a.md]}\n")
+    (entry,) = plan(repo / "src", "--file", "batch.yaml")["tasks"]
+    assert entry["files"] == ["docs/a.md"]
+
+
+def test_from_outside_the_repository_claims_count_from_its_root(repo: Path, tmp_path: Path) -> None:
+    (entry,) = plan(tmp_path, "shell: true @src/app/parser.py", "--repo", str(repo))["tasks"]
+    assert entry["files"] == ["src/app/parser.py"]
+
+
 def test_a_quoted_claim_keeps_its_space_and_a_middle_at_word_is_text_with_a_warning(repo: Path) -> None:
     """Before: the quoted path claimed nothing, and ``@alice`` stayed text without a word."""
-    done = run(repo, 'shell: ask @alice about it @"docs/a b.md"', "--dry-run", "--json")
+    done = run(repo / "src", 'shell: ask @alice about it @"docs/a b.md"', "--dry-run", "--json")
     assert done.returncode == 0, done.stderr
     (entry,) = json.loads(done.stdout)["tasks"]
-    assert entry["files"] == ["docs/a b.md"]
+    assert entry["files"] == ["src/docs/a b.md"]
     assert entry["argv"] == ["sh", "-c", "ask @alice about it"]
     assert done.stderr == (
         "project-manager: warning: argument 1: '@alice' is in the middle of the description, "

@@ -11,15 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from cli.config import AgentSpec, Batch, ConfigError, find_executable, parse_task_string, validate_batch
+from cli.config import (
+    AgentSpec,
+    Batch,
+    ConfigError,
+    claim_base,
+    find_executable,
+    parse_task_string,
+    validate_batch,
+)
+from queue_core.claims import Claim
 
 from .test_cli import invoke
 
 
-def parsed(text: str) -> tuple[str, tuple[str, ...], list[str]]:
-    """The description, claims and warnings of the task argument ``text``."""
+def parsed(text: str, base: str = "") -> tuple[str, tuple[str, ...], list[str]]:
+    """The description, claims and warnings of the task argument ``text``, typed in ``base``."""
     warnings: list[str] = []
-    task = parse_task_string(text, 2, warn=warnings.append)
+    task = parse_task_string(text, 2, base=base, warn=warnings.append)
     return task.description, task.files, warnings
 
 
@@ -84,6 +93,88 @@ def test_a_malformed_claim_is_bad_input_naming_the_argument(text: str, field: st
     assert info.value.message == message
 
 
+# --- claims relative to the current directory ----------------------------------------------------
+
+FROM_SUBDIRECTORY = [
+    # claim as typed in src/app, claim as stored (repo-relative)
+    ("parser.py", "src/app/parser.py"),
+    ("./parser.py", "src/app/parser.py"),
+    ("../x.py", "src/x.py"),
+    ("../../README.md", "README.md"),
+    ("..", "src"),
+    (".", "src/app"),
+    ("docs/", "src/app/docs/"),
+    ("*.py", "src/app/*.py"),
+    ("**/*.py", "src/app/**/*.py"),
+    ("../**", "src/**"),
+    ("-x", "src/app/-x"),  # no longer read as an option in an agent's argv: it starts with src/
+]
+
+
+@pytest.mark.parametrize(("typed", "stored"), FROM_SUBDIRECTORY)
+def test_a_claim_typed_in_a_subdirectory_is_stored_repo_relative(typed: str, stored: str) -> None:
+    assert parsed(f"x: fix it @{typed}", base="src/app") == ("fix it", (stored,), [])
+
+
+def test_a_quoted_claim_is_relative_to_the_current_directory_too() -> None:
+    assert parsed('x: fix it @"a b.py"', base="src") == ("fix it", ("src/a b.py",), [])
+
+
+def test_the_current_directory_is_not_a_pattern_even_when_its_name_looks_like_one() -> None:
+    """Before the escape, a directory ``a[1]`` would claim ``a1``, not itself."""
+    _, (claim,), _ = parsed("x: fix it @x.py", base="a[1]/*?")
+    assert claim == r"a\[1]/\*\?/x.py"
+    assert Claim.parse(claim).covers("a[1]/*?/x.py")
+    assert not Claim.parse(claim).covers("a1/b/x.py")
+
+
+def test_a_path_from_a_directory_named_with_a_dash_cannot_read_as_an_option() -> None:
+    assert parsed("x: fix it @x.py", base="-rf") == ("fix it", ("./-rf/x.py",), [])
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("../../../x.py", "invalid path '../../../x.py' (from src/app): the path leaves the repository root"),
+        ("../..", "invalid path '../..' (from src/app): the path names the repository root itself; "
+         "claim '**' to mean everything"),
+        ("/etc/passwd", "invalid path '/etc/passwd': absolute paths are not allowed; "
+         "give a path relative to the current directory (src/app)"),
+        ("~/x", "invalid path '~/x': absolute paths are not allowed; "
+         "give a path relative to the current directory (src/app)"),
+    ],
+)  # fmt: skip
+def test_a_claim_outside_the_repository_from_a_subdirectory_is_bad_input(typed: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parsed(f"x: fix it @{typed}", base="src/app")
+    assert (info.value.source, info.value.field, info.value.message) == ("argument 2", "files[0]", message)
+
+
+def test_at_the_root_claims_are_kept_as_typed() -> None:
+    assert parsed("x: fix it @./src//a.py @src/") == ("fix it", ("./src//a.py", "src/"), [])
+
+
+def test_claim_base_is_where_the_current_directory_is_in_the_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / "src" / "app").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(repo / "src")
+
+    def base_in(cwd: Path) -> str:
+        monkeypatch.chdir(cwd)
+        return claim_base(repo)
+
+    assert base_in(repo / "src" / "app") == "src/app"
+    assert base_in(repo) == ""
+    assert base_in(tmp_path / "link" / "app") == "src/app"  # the real directory counts
+    assert base_in(tmp_path / "elsewhere") == ""  # --repo from outside: from the root
+    assert base_in(tmp_path) == ""
+    (tmp_path / "elsewhere").rmdir()  # a deleted current directory: from the root, no traceback
+    assert claim_base(repo) == ""
+
+
 # --- an agent's command ---------------------------------------------------------------------------
 
 
@@ -125,5 +216,5 @@ def test_the_help_of_the_task_arguments_names_the_claim_rules() -> None:
     code, out, _ = invoke("delegate-multiple", "--help")
     assert code == 0
     text = " ".join(out.replace("│", " ").split())  # one line, whatever the width and the boxes
-    assert "Only the trailing @path words are claims" in text
+    assert "Only the trailing @path words are claims, relative to the current directory" in text
     assert 'quote a path with spaces: @"a b.md"' in text
