@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import itertools
 import os
+import re
 import shlex
 import signal
 import sys
@@ -143,6 +144,8 @@ def _load(
         [parse_task_string(text, i, base=base, warn=terminal.warning) for i, text in enumerate(task_texts, start=1)],
         {t.id for t in file_batch.tasks},
     )
+    for spec in string_tasks:
+        _warn_of_words(spec, repo_root)
     tasks = (*file_batch.tasks, *string_tasks)
     if not tasks:
         raise ConfigError("arguments", None, None, 'no tasks: give "AGENT: DESCRIPTION @file" arguments or --file')
@@ -155,6 +158,17 @@ def _load(
     batch = Batch(file_batch.max_parallel, agents, tasks, file_batch.stale_after, keep_runs)
     which = functools.partial(find_executable, repo_root=repo_root)
     return batch, validate_batch(batch, agents, which, missing_ok=dry_run)
+
+
+def _warn_of_words(spec: TaskSpec, repo_root: Path) -> None:
+    """Warn of a claim typed as ``@word`` that names nothing in the repository and looks like no
+    path (no / and no .): "review the PR by @alice" claims alice, which is more likely a person."""
+    for path in spec.files:
+        if not re.search(r"[/.*?\[]", path) and not os.path.lexists(repo_root / path):
+            terminal.warning(
+                f"{spec.agent_origin.source}: @{path} claims {path!r}, which is not in the repository; "
+                f"if it is not a file, put it in quotes ('@{path}') to keep it in the description"
+            )
 
 
 def _numbered(tasks: list[TaskSpec], taken: set[str]) -> tuple[TaskSpec, ...]:
