@@ -140,12 +140,12 @@ def _load(
     """
     file_batch = load_batch(batch_file) if batch_file is not None else Batch(None, {}, ())
     base = claim_base(repo_root)
-    string_tasks = _numbered(
-        [parse_task_string(text, i, base=base, warn=terminal.warning) for i, text in enumerate(task_texts, start=1)],
-        {t.id for t in file_batch.tasks},
-    )
-    for spec in string_tasks:
-        _warn_of_words(spec, repo_root)
+    parsed = [
+        parse_task_string(text, i, base=base, warn=terminal.warning) for i, text in enumerate(task_texts, start=1)
+    ]
+    for i, task in enumerate(parsed, start=1):
+        _warn_of_words(f"argument {i}", task.files, repo_root, base)
+    string_tasks = _numbered(parsed, {t.id for t in file_batch.tasks})
     tasks = (*file_batch.tasks, *string_tasks)
     if not tasks:
         raise ConfigError("arguments", None, None, 'no tasks: give "AGENT: DESCRIPTION @file" arguments or --file')
@@ -160,14 +160,16 @@ def _load(
     return batch, validate_batch(batch, agents, which, missing_ok=dry_run)
 
 
-def _warn_of_words(spec: TaskSpec, repo_root: Path) -> None:
-    """Warn of a claim typed as ``@word`` that names nothing in the repository and looks like no
-    path (no / and no .): "review the PR by @alice" claims alice, which is more likely a person."""
-    for path in spec.files:
-        if not re.search(r"[/.*?\[]", path) and not os.path.lexists(repo_root / path):
+def _warn_of_words(source: str, claims: tuple[str, ...], repo_root: Path, base: str) -> None:
+    """Warn of a claim typed as ``@word`` (in the directory ``base``) that names nothing in the
+    repository and looks like no path (no / and no .): "review the PR by @alice" claims alice,
+    which is more likely a person."""
+    for path in claims:
+        typed = path.removeprefix(f"{base}/") if base else path
+        if not re.search(r"[/.*?\[]", typed) and not os.path.lexists(repo_root / path):
             terminal.warning(
-                f"{spec.agent_origin.source}: @{path} claims {path!r}, which is not in the repository; "
-                f"if it is not a file, put it in quotes ('@{path}') to keep it in the description"
+                f"{source}: @{typed} claims {path!r}, which is not in the repository; "
+                f"if it is not a file, put it in quotes ('@{typed}') to keep it in the description"
             )
 
 

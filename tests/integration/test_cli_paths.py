@@ -106,7 +106,7 @@ def test_a_quoted_claim_keeps_its_space_and_a_middle_at_word_is_text_with_a_warn
 
 
 def test_a_trailing_at_word_that_names_no_file_is_claimed_with_a_warning(repo: Path) -> None:
-    """"review the PR by @alice": a trailing @word is a claim, but one that names nothing in the
+    """ "review the PR by @alice": a trailing @word is a claim, but one that names nothing in the
     repository and looks like no path (no / and no .) is more likely a person: say so, and how
     to keep it as text. A claim of a new file with a name like a path is not warned about."""
     done = run(repo, "shell: review the PR by @alice", "shell: write it @docs/new.md @NOTES", "--dry-run", "--json")
@@ -119,6 +119,12 @@ def test_a_trailing_at_word_that_names_no_file_is_claimed_with_a_warning(repo: P
         "if it is not a file, put it in quotes ('@alice') to keep it in the description\n"
         "project-manager: warning: argument 2: @NOTES claims 'NOTES', which is not in the repository; "
         "if it is not a file, put it in quotes ('@NOTES') to keep it in the description\n"
+    )
+    from_below = run(repo / "src", "shell: review the PR by @alice", "shell: edit @app", "--dry-run", "--json")
+    assert from_below.returncode == 0, from_below.stderr
+    assert from_below.stderr == (
+        "project-manager: warning: argument 1: @alice claims 'src/alice', which is not in the repository; "
+        "if it is not a file, put it in quotes ('@alice') to keep it in the description\n"
     )
 
 
