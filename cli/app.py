@@ -14,7 +14,7 @@ app = typer.Typer(
     name="project-manager",
     help="Run many AI-agent tasks on one repository in parallel, as many at once as is safe.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion
     # Click's plain help: Typer 0.29's Rich help shows a type in angle brackets beside every
     # parameter, whatever its metavar (`--dry-run <bool>`), and costs ~80 ms of imports. Plain
     # help also wraps each docstring paragraph to the terminal, not where the source broke it.

@@ -84,3 +84,31 @@ def test_the_command_list_gives_each_command_one_whole_line() -> None:
     listed = help_text("", "-h", 80).split("\nCommands:\n")[1].splitlines()
     assert [line.split()[0] for line in listed] == list(COMMANDS[1:])
     assert [line for line in listed if line.endswith("...")] == []  # no summary cut short
+
+
+def run_script(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=WAIT, env={**os.environ, **env})
+
+
+def test_show_completion_prints_a_script_for_the_shell_named() -> None:
+    # Typer's switch for tests: the shell is an argument, not found by looking at the parent process.
+    done = run_script("--show-completion", "bash", _TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1")
+    assert done.returncode == 0, done.stderr
+    assert "_PROJECT_MANAGER_COMPLETE=complete_bash" in done.stdout
+    assert "complete -o default -F _project_manager_completion project-manager" in done.stdout
+
+
+def test_the_completion_script_completes_commands_and_options() -> None:
+    # What the bash script asks the command when TAB is pressed after "project-manager del".
+    done = run_script(_PROJECT_MANAGER_COMPLETE="complete_bash", COMP_WORDS="project-manager del", COMP_CWORD="1")
+    assert done.stdout.split() == ["delegate-multiple"]
+    done = run_script(
+        _PROJECT_MANAGER_COMPLETE="complete_bash", COMP_WORDS="project-manager clean --keep", COMP_CWORD="2"
+    )
+    assert done.stdout.split() == ["--keep-runs"]
+
+
+def test_help_names_the_completion_options() -> None:
+    text = help_text("", "-h", 80)
+    assert "--install-completion" in text
+    assert "--show-completion" in text
