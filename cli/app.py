@@ -191,5 +191,23 @@ def clean(
     raise typer.Exit(clean_command.run(repo, keep_runs=keep_runs, dry_run=dry_run))
 
 
+@app.command(short_help="Write a commented project-manager.yaml.")
+def init(
+    force: Annotated[bool, typer.Option("--force", help="Replace a project-manager.yaml that exists.")] = False,
+    repo: RepoOption = None,
+) -> None:
+    """Write a commented project-manager.yaml at the repository root, for the agents on PATH.
+
+    Each agent CLI found on PATH (claude, codex, aider, ...) is defined under a name of its own
+    (claude_dev), ready to change; the others are there commented out, and every key is
+    explained. None of it is needed to start: a task that names a preset runs it. Prints what
+    it wrote and a command to try next. Exit codes: 0 written; 1 it could not be written; 2
+    the file exists (without --force), or bad input.
+    """
+    from . import init as init_command
+
+    raise typer.Exit(init_command.run(repo, force=force))
+
+
 def main() -> None:
     app()
