@@ -5,7 +5,6 @@ Heavy imports live inside the commands, so ``project-manager --help`` starts fas
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Annotated
 
@@ -15,13 +14,19 @@ app = typer.Typer(
     name="project-manager",
     help="Run many AI-agent tasks on one repository in parallel, as many at once as is safe.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion
+    # Click's plain help: Typer 0.29's Rich help shows a type in angle brackets beside every
+    # parameter, whatever its metavar (`--dry-run <bool>`), and costs ~80 ms of imports. Plain
+    # help also wraps each docstring paragraph to the terminal, not where the source broke it.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 RepoOption = Annotated[
     Path | None,
     typer.Option(
         "--repo",
+        metavar="DIR",
         help=(
             "Repository root, an existing directory (default: the git top level of the current "
             "directory; outside a git repository it must be given)."
@@ -29,6 +34,13 @@ RepoOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+def _at_least_one(value: int | None) -> int | None:
+    """A count of 1 or more, refused in words: Typer's ``min=1`` shows ``[x>=1]`` in --help."""
+    if value is not None and value < 1:
+        raise typer.BadParameter(f"must be at least 1, got {value}")
+    return value
 
 
 def _show_version(value: bool) -> None:
@@ -50,26 +62,28 @@ def main_options(
     """Run many AI-agent tasks on one repository in parallel, as many at once as is safe."""
 
 
-@app.command("delegate-multiple")
+@app.command("delegate-multiple", short_help="Run tasks in parallel where agents and files allow.")
 def delegate_multiple(
-    tasks: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help=(
-                'Tasks as "AGENT: DESCRIPTION @path @path". Only the trailing @path words are claims, '
-                'relative to the current directory; quote a path with spaces: @"a b.md".'
-            ),
-            show_default=False,
-        ),
+    # Hidden from the list of arguments, where Typer 0.29 adds `<list[str]>`: the docstring says it.
+    tasks: Annotated[list[str] | None, typer.Argument(metavar="TASK", hidden=True)] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", metavar="FILE", help="A YAML batch of tasks and agents.")
     ] = None,
-    file: Annotated[Path | None, typer.Option("--file", "-f", help="A YAML batch of tasks and agents.")] = None,
-    max_parallel: Annotated[int | None, typer.Option("--max-parallel", "-j", min=1, help="Most tasks at once.")] = None,
+    max_parallel: Annotated[
+        int | None,
+        typer.Option("--max-parallel", "-j", metavar="N", callback=_at_least_one, help="Most tasks at once."),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and print the plan; run nothing.")] = False,
     json_out: JsonOption = False,
     no_live: Annotated[bool, typer.Option("--no-live", help="One plain line per event, even on a terminal.")] = False,
     repo: RepoOption = None,
 ) -> None:
     """Run tasks in parallel wherever their agents and files allow.
+
+    Each TASK is "AGENT: DESCRIPTION @path @path"; --file adds those of a YAML batch. Only the
+    trailing @path words are claims, relative to the current directory; quote a path with
+    spaces: @"a b.md". AGENT is defined in the batch or in project-manager.yaml, or is a preset
+    such as claude, codex or shell, which needs no definition.
 
     Every agent runs under a supervisor process that stops its whole process tree when the
     task ends, times out or is cancelled, and when this command dies. An agent that hits a rate
@@ -93,7 +107,7 @@ def delegate_multiple(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(short_help="Show the running agents, held files and queued tasks.")
 def status(
     watch: Annotated[
         bool,
@@ -110,14 +124,14 @@ def status(
     raise typer.Exit(status_command.run(repo, json_out=json_out, watch=watch))
 
 
-@app.command()
+@app.command(short_help="Drop the claims of a run you know is dead.")
 def release(
-    run_id: Annotated[
-        str, typer.Argument(help="The run whose claims to drop, as `status` names it.", show_default=False)
-    ],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", hidden=True)],  # hidden: see delegate-multiple
     repo: RepoOption = None,
 ) -> None:
     """Drop the claims of a run you know is dead (its host crashed, its container is gone).
+
+    RUN_ID is the run as `status` names it.
 
     Refused, with the reason, while the run's process, its supervisor or one of its agents
     lives, or while a run of another host or container has a fresh heartbeat. Exit codes: 0
@@ -151,13 +165,14 @@ def release(
     terminal.out(f"released {count} claim(s) of run {run_id}")
 
 
-@app.command()
+@app.command(short_help="Prune old runs' history and logs.")
 def clean(
     keep_runs: Annotated[
         int | None,
         typer.Option(
             "--keep-runs",
-            min=1,
+            metavar="N",
+            callback=_at_least_one,
             help="Finished runs whose history and logs stay (default: keep_runs in project-manager.yaml, else 100).",
             show_default=False,
         ),
@@ -177,15 +192,22 @@ def clean(
     raise typer.Exit(clean_command.run(repo, keep_runs=keep_runs, dry_run=dry_run))
 
 
-def _paragraphs(doc: str) -> str:
-    """A docstring as paragraphs of one line each: --help wraps them to the terminal, not where
-    the source broke its lines (Typer's rich mode keeps those; its markdown mode costs 66 ms)."""
-    return "\n\n".join(" ".join(paragraph.split()) for paragraph in inspect.cleandoc(doc).split("\n\n"))
+@app.command(short_help="Write a commented project-manager.yaml.")
+def init(
+    force: Annotated[bool, typer.Option("--force", help="Replace a project-manager.yaml that exists.")] = False,
+    repo: RepoOption = None,
+) -> None:
+    """Write a commented project-manager.yaml at the repository root, for the agents on PATH.
 
+    Each agent CLI found on PATH (claude, codex, aider, ...) is defined under a name of its own
+    (claude_dev), ready to change; the others are there commented out, and every key is
+    explained. None of it is needed to start: a task that names a preset runs it. Prints what
+    it wrote and a command to try next. Exit codes: 0 written; 1 it could not be written; 2
+    the file exists (without --force), or bad input.
+    """
+    from . import init as init_command
 
-for _command in app.registered_commands:
-    if _command.callback is not None and _command.callback.__doc__:
-        _command.callback.__doc__ = _paragraphs(_command.callback.__doc__)
+    raise typer.Exit(init_command.run(repo, force=force))
 
 
 def main() -> None:
