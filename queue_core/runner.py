@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
-import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -143,7 +143,7 @@ class SubprocessAgent:
         return cls(argv, cwd, log, env, grace_s, report_format)
 
     def __call__(self) -> int:
-        header = os.fsencode(f"$ {subprocess.list2cmdline(self.argv)}\n")
+        header = os.fsencode(f"$ {shlex.join(self.argv)}\n")  # quoted as a POSIX shell reads it
         # Bytes: the environment is encoded once here, not again by whoever starts the command.
         env = {**os.environb, **{os.fsencode(k): os.fsencode(v) for k, v in self.env.items()}}
         with self._lock:
