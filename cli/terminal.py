@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import queue
+import shutil
 import sys
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from queue_core import TaskEvent
 
-from .render import event_line, notice_line
+from .render import DEFAULT_WIDTH, event_line, notice_line
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -40,6 +41,12 @@ def out(text: str) -> bool:
         os.close(devnull)
         return False
     return True
+
+
+def width() -> int:
+    """The columns of the terminal (``COLUMNS`` first, as for Rich); DEFAULT_WIDTH for output that
+    goes to no terminal (a pipe, a CI log)."""
+    return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
 
 
 def write_out(text: str) -> bool:

@@ -14,7 +14,7 @@ import pytest
 
 from queue_core.statedir import state_dir
 
-from ..conftest import WAIT, git_repo
+from ..conftest import WAIT, git_repo, interrupt_when_ready
 
 SCRIPT = Path(sys.executable).with_name("project-manager")
 
@@ -44,3 +44,92 @@ def test_the_log_begins_with_the_command_quoted_for_a_posix_shell(repo: Path) ->
     assert done.returncode == 0, done.stdout + done.stderr
     first = (_logs(repo) / "t1.log").read_text().splitlines()[0]
     assert first == "$ " + shlex.join(["sh", "-c", """echo "it's" 'a  b'"""])
+
+
+def _batch(repo: Path, text: str) -> str:
+    (repo / "batch.yaml").write_text(text)
+    return str(repo / "batch.yaml")
+
+
+#: A task whose agent sleeps (its simulated work) past its timeout, every attempt.
+SLOW = """
+  - id: slow
+    agent: sleeper
+    description: sleeps past its timeout
+    files: [slow.txt]
+    timeout: 1s
+"""
+AGENTS = """
+agents:
+  sleeper: {command: [sleep, "30"]}
+  broken: {command: [sh, -c, "echo oops; exit 3"]}
+"""
+
+
+def test_a_timeout_says_so_in_the_events_the_json_and_the_log_and_every_attempt_counts(repo: Path) -> None:
+    """Before: "AgentExitError: the agent was killed by signal 15", no note in the log, and a task
+    time of the last attempt only (three 1 s attempts gave "task time 1.1s, speedup 0.19x")."""
+    batch = _batch(repo, f"{AGENTS}tasks:{SLOW}    retries: 2\n    retry_delay: 0.1s\n")
+    done = _run(repo, "--file", batch, "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    [task] = report["tasks"]
+    assert (task["status"], task["attempts"]) == ("timed_out", 3)
+    assert task["error"] == "timed out after 1s (attempt 3 of 3)"
+    assert task["total_s"] >= 3.0  # three attempts of at least the timeout each
+    assert report["sum_s"] == task["total_s"]
+    assert report["speedup"] == round(task["total_s"] / report["wall_s"], 3)
+    events = done.stderr  # with --json, the event lines go to stderr
+    for n in (1, 2):
+        assert f"retrying  slow [sleeper]: timed out after 1s (attempt {n} of 3)" in events
+    assert "TIMED OUT slow [sleeper]: timed out after 1s (attempt 3 of 3)" in events
+    assert "signal" not in events
+    notes = [line for line in (_logs(repo) / "slow.log").read_text().splitlines() if line.startswith("[project")]
+    assert notes == [f"[project-manager] timed out after 1s (attempt {n} of 3): stopping it" for n in (1, 2, 3)]
+
+
+LONG = "a description that goes on and on, " * 6
+
+
+@pytest.mark.parametrize("columns", [80, None])
+def test_the_summary_names_the_log_folder_once_and_fits_the_terminal(repo: Path, columns: int | None) -> None:
+    """Before: each failed row repeated the log's absolute path in its outcome, about 200 columns
+    wide, and the event lines named the log by its absolute path, the summary by a relative one."""
+    tasks = f"  - {{id: broken, agent: broken, description: {LONG!r}, files: [b.txt]}}\n"
+    done = _run(repo, "--file", _batch(repo, f"{AGENTS}tasks:\n{tasks}{SLOW}"), columns=columns)
+    assert done.returncode == 1, done.stdout + done.stderr
+    folder = os.path.relpath(_logs(repo), repo)  # the command ran in the repository
+    assert str(repo) not in done.stdout  # one form: relative to where the command ran
+    assert f"FAILED    broken [broken]: the agent exited with code 3 (log: {folder}/broken.log)" in done.stdout
+    assert f"TIMED OUT slow [sleeper]: timed out after 1s (attempt 1 of 1) (log: {folder}/slow.log)" in done.stdout
+    lines = done.stdout.splitlines()
+    summary = lines[lines.index(f"logs: {folder}/") :]
+    assert max(map(len, summary)) <= (columns or 100), done.stdout  # 100: no terminal, no COLUMNS
+    assert summary[1].split()[:6] == ["id", "agent", "outcome", "time", "log", "reason"]
+    broken, slow = (row.split(maxsplit=5) for row in summary[2:4])
+    assert (broken[:3], broken[4], slow[:3], slow[4]) == (
+        ["broken", "broken", "failed"],
+        "broken.log",
+        ["slow", "sleeper", "timed_out"],
+        "slow.log",
+    )
+    assert broken[5].startswith("the agent exited with code")
+    assert slow[5].startswith("timed out after 1s")
+    assert summary[-1].startswith("0/2 succeeded; wall ")
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_an_interrupted_run_reports_no_speedup(repo: Path, json_out: bool) -> None:
+    """Before: a speedup of the work done until Ctrl-C, as if the run had done all of it."""
+    fifo = repo / "ready.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    argv = [str(SCRIPT), "delegate-multiple", "shell: echo $$ > ready.fifo; exec sleep 60 @x", "--repo", str(repo)]
+    proc = subprocess.Popen([*argv, *(["--json"] if json_out else [])], stdout=subprocess.PIPE, text=True)
+    out, _ = interrupt_when_ready(proc, reader, "the agent")
+    assert proc.returncode == 130
+    if json_out:
+        assert json.loads(out)["speedup"] is None
+    else:
+        assert out.splitlines()[-1].startswith("0/1 succeeded; wall ")
+        assert "speedup" not in out

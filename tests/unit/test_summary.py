@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import random
 
-from queue_core import AgentTask, TaskState
+import pytest
+
+from cli.render import SummaryRow, summary_text
+from queue_core import AgentTask, TaskOutcome, TaskState
 from queue_core.results import outcome
 from queue_core.scheduler import Scheduler
 
@@ -40,3 +43,57 @@ def test_a_tasks_time_counts_every_attempt() -> None:
     done = outcome(sched.entry("t"))
     assert (done.status, done.attempts, done.duration_s, done.total_s) == (TaskState.FAILED, 3, 2.0, 6.0)
 
+
+LONG = "implement the parser of the configuration language, with error recovery, messages and tests"
+LOGS = "/work/repo/.git/project-manager/logs/20261128-194238-10421-711527"
+
+
+def _row(task_id: str, agent: str, status: TaskState, total_s: float, reason: str | None = None) -> SummaryRow:
+    """A task of an agent command that ran: its log, in LOGS, named after it."""
+    return SummaryRow(
+        TaskOutcome(task_id, agent, LONG, status, 1, total_s, reason, 0, f"{LOGS}/{task_id}.log", total_s=total_s)
+    )
+
+
+def _rows() -> list[SummaryRow]:
+    return [
+        _row("parser", "code_developer", TaskState.SUCCEEDED, 2.0),
+        _row("broken", "shell", TaskState.FAILED, 0.1, "the agent exited with code 3"),
+        _row("slow", "sleeper", TaskState.TIMED_OUT, 3.2, "timed out after 1s (attempt 3 of 3)"),
+    ]
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_every_line_of_the_summary_fits_the_terminal(width: int) -> None:
+    """Before: the log's absolute path inside the outcome too, 165 columns here, wrapping at 120 and 80."""
+    text = summary_text(_rows(), 3.3, 5.3, width=width, logs=LOGS)
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= width, text
+    assert lines[0] == f"logs: {LOGS}/"
+    assert text.count(LOGS) == 1  # the folder once; each row names its log's file
+    assert [line.split()[4] for line in lines[2:5]] == ["parser.log", "broken.log", "slow.log"]
+    assert LONG not in text
+
+
+def test_at_80_columns_the_description_gives_way_then_the_reason_is_cut() -> None:
+    assert summary_text(_rows(), 3.3, 5.3, width=80).splitlines() == [
+        "id      agent           outcome    time  log         reason",
+        "parser  code_developer  succeeded  2.0s  parser.log",
+        "broken  shell           failed     0.1s  broken.log  the agent exited with code…",
+        "slow    sleeper         timed_out  3.2s  slow.log    timed out after 1s (attemp…",
+        "",
+        "1/3 succeeded; wall 3.3s, task time 5.3s, speedup 1.61x",
+    ]
+
+
+def test_at_100_columns_the_reasons_are_whole() -> None:
+    lines = summary_text(_rows(), 3.3, 5.3, width=100).splitlines()
+    assert lines[2].endswith("  broken.log  the agent exited with code 3")
+    assert lines[3].endswith("  slow.log    timed out after 1s (attempt 3 of 3)")
+
+
+def test_a_long_description_is_cut_never_wrapped() -> None:
+    [header, row] = summary_text([_row("parser", "dev", TaskState.SUCCEEDED, 2.0)], 2.0, 2.0).splitlines()[:2]
+    assert header == "id      agent  outcome    time  log         description"
+    start = "parser  dev    succeeded  2.0s  parser.log  "
+    assert row == start + LONG[: 100 - len(start) - 1] + "…"
