@@ -14,7 +14,7 @@ import pytest
 
 from queue_core.statedir import state_dir
 
-from ..conftest import WAIT, git_repo, interrupt_when_ready
+from ..conftest import WAIT, eventually, git_repo, interrupt_when_ready
 
 SCRIPT = Path(sys.executable).with_name("project-manager")
 
@@ -133,3 +133,50 @@ def test_an_interrupted_run_reports_no_speedup(repo: Path, json_out: bool) -> No
     else:
         assert out.splitlines()[-1].startswith("0/1 succeeded; wall ")
         assert "speedup" not in out
+
+
+def _open_for_writing(fifo: Path) -> int:
+    """``fifo`` opened for writing once its reader has it open (bounded wait)."""
+    fd: list[int] = []
+
+    def opened() -> bool:
+        try:
+            fd.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # ENXIO: nobody reads it yet
+            return False
+        return True
+
+    eventually(f"a reader of {fifo.name}", opened)
+    return fd[0]
+
+
+@pytest.mark.parametrize(("script", "code"), [("true", 0), ("exit 3", 1)])
+def test_a_reader_that_goes_away_after_the_first_line_changes_nothing(repo: Path, script: str, code: int) -> None:
+    """``project-manager ... | head -1``. Before: a successful run then exited 1, nothing on stderr."""
+    fifo = repo / "release.fifo"
+    os.mkfifo(fifo)
+    argv = [str(SCRIPT), "delegate-multiple", f"shell: cat release.fifo; {script} @a", "--repo", str(repo)]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as for a user
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+        assert proc.stdout is not None
+        assert b" started   t1 [shell]" in proc.stdout.readline()
+        proc.stdout.close()  # as head -1 does: every line after the first meets a closed pipe
+        release = _open_for_writing(fifo)  # the agent waits for the pipe to be closed first
+        os.write(release, b"go\n")
+        os.close(release)
+        _, err = proc.communicate(timeout=WAIT)
+    assert (proc.returncode, err) == (code, b"")
+
+
+def test_output_still_buffered_when_the_reader_went_away_is_dropped_not_fatal_at_exit() -> None:
+    """The interpreter flushes stdout once more at exit: with the reader gone, that flush failed
+    (a BrokenPipeError on stderr, the exit code changed) unless stdout was let go."""
+    code = "import sys; from cli import terminal; sys.stdout.write('buffered'); sys.exit(terminal.write_out('x'))"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # 'buffered' stays buffered
+    read, write = os.pipe()
+    os.close(read)  # the reader went away before the first byte
+    try:
+        done = subprocess.run([sys.executable, "-c", code], stdout=write, stderr=subprocess.PIPE, env=env, timeout=WAIT)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (0, b"")  # exit(False): write_out said the reader was gone
