@@ -117,7 +117,7 @@ def event_line(event: TaskEvent) -> str:
     word = _WORDS.get(event.kind, event.kind)
     attempt = f" (attempt {event.attempt})" if event.attempt > 1 and event.kind == "started" else ""
     detail = ""
-    if event.error and event.kind not in ("succeeded", "started"):
+    if event.error and event.kind not in ("succeeded", "started", event.error):  # not "cancelled ...: cancelled"
         detail = f": {event.error}" + (f" (log: {_short_path(event.log)})" if event.log else "")
     return f"{time.strftime('%H:%M:%S')} {word:<9} {event.task_id} [{event.agent_type}]{attempt}{detail}"
 

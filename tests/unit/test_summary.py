@@ -3,12 +3,13 @@ every attempt, and the summary and --json say it in lines that fit the terminal.
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
 
-from cli.render import SummaryRow, summary_text
-from queue_core import AgentTask, TaskOutcome, TaskState
+from cli.render import SummaryRow, event_line, summary_text
+from queue_core import AgentTask, TaskEvent, TaskOutcome, TaskState
 from queue_core.results import outcome
 from queue_core.scheduler import Scheduler
 
@@ -97,3 +98,13 @@ def test_a_long_description_is_cut_never_wrapped() -> None:
     assert header == "id      agent  outcome    time  log         description"
     start = "parser  dev    succeeded  2.0s  parser.log  "
     assert row == start + LONG[: 100 - len(start) - 1] + "…"
+
+
+def test_an_event_line_names_the_log_as_the_summary_does_and_says_a_thing_once() -> None:
+    """Before: the log's absolute path (the summary's was relative), and "cancelled t2 [dev]: cancelled"."""
+    log = os.path.abspath(os.path.join("logs", "run", "t1.log"))
+    failed = event_line(TaskEvent("failed", "t1", "dev", 0.0, 1, "the agent exited with code 3", log=log))
+    assert failed.endswith(
+        f" FAILED    t1 [dev]: the agent exited with code 3 (log: {os.path.join('logs', 'run', 't1.log')})"
+    )
+    assert event_line(TaskEvent("cancelled", "t2", "dev", 0.0, 0, "cancelled")).endswith(" cancelled t2 [dev]")
