@@ -243,13 +243,13 @@ class AgentReportedError(QueueError):
         super().__init__(f"the agent reported an error: {error}")
 
 
+class GitError(QueueError):
+    """A git call failed (git missing, not a repository, a timeout); the message says how."""
+
+
 def _signal_text(signum: int) -> str:
     """``signal 9 (SIGKILL)``; the number alone for one this system does not name."""
     try:
         return f"signal {signum} ({signal.Signals(signum).name})"
     except ValueError:
         return f"signal {signum}"
-
-
-class GitError(QueueError):
-    """A git call failed (git missing, not a repository, a timeout); the message says how."""

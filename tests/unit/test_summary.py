@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import pytest
 
 from cli.render import SummaryRow, event_line, summary_text
 from queue_core import AgentTask, TaskEvent, TaskOutcome, TaskState
-from queue_core.results import outcome
+from queue_core.errors import AgentExitError, AgentReportedError
+from queue_core.results import describe, outcome
 from queue_core.scheduler import Scheduler
 
 
@@ -108,3 +110,12 @@ def test_an_event_line_names_the_log_as_the_summary_does_and_says_a_thing_once()
         f" FAILED    t1 [dev]: the agent exited with code 3 (log: {os.path.join('logs', 'run', 't1.log')})"
     )
     assert event_line(TaskEvent("cancelled", "t2", "dev", 0.0, 0, "cancelled")).endswith(" cancelled t2 [dev]")
+
+
+def test_an_attempts_error_reads_as_a_short_sentence() -> None:
+    """Before: "AgentExitError: the agent was killed by signal 9 (log: /abs/path/t1.log)"."""
+    log = Path("/abs/path/t1.log")
+    assert describe(AgentExitError(-9, log)) == "the agent was killed by signal 9 (SIGKILL)"
+    assert describe(AgentExitError(3, log)) == "the agent exited with code 3"
+    assert describe(AgentReportedError("error_max_turns", log)) == "the agent reported an error: error_max_turns"
+    assert describe(ValueError("no")) == "ValueError: no"  # not queue_core's: its class says what it is
