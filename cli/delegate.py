@@ -94,7 +94,7 @@ def run(
         limit = max_parallel or batch.max_parallel or DEFAULT_MAX_PARALLEL
         ownership = FileOwnership({name: spec.owns for name, spec in agents.items() if spec.owns})
         run_id = new_run_id()
-        log_dir = state_dir(repo_root) / "logs" / run_id
+        log_dir = _log_dir(repo_root, run_id)
         specs = {t.id: agents.get(t.agent) or AgentSpec.preset(t.agent) for t in batch.tasks}
         runners = {t.id: _runner(t, specs[t.id], repo_root, log_dir, run_id) for t in batch.tasks}
         tasks = [_agent_task(t, runners[t.id], specs[t.id]) for t in batch.tasks]
@@ -177,6 +177,11 @@ def _numbered(tasks: list[TaskSpec], taken: set[str]) -> tuple[TaskSpec, ...]:
     """The string tasks, numbered t1, t2, ... in order, skipping the ids the batch file took."""
     numbers = (f"t{n}" for n in itertools.count(1))
     return tuple(dataclasses.replace(task, id=next(i for i in numbers if i not in taken)) for task in tasks)
+
+
+def _log_dir(repo_root: Path, run_id: str) -> Path:
+    """Where the run's agents write their logs, one ``<task>.log`` each."""
+    return state_dir(repo_root) / "logs" / run_id
 
 
 def _runner(task: TaskSpec, spec: AgentSpec, repo_root: Path, log_dir: Path, run_id: str) -> SubprocessAgent:
@@ -284,11 +289,19 @@ def _execute(
         delivered = signals.finish(output.close)
         wall = time.monotonic() - started
         outcomes = _outcomes(queue, tasks, strays)
-        task_time = sum(row.outcome.duration_s or 0.0 for row in outcomes)
+        task_time = sum(row.outcome.total_s or 0.0 for row in outcomes)  # every attempt's
+        interrupted = signum is not None
         summary = (
-            render.run_json(run_id, outcomes, wall, task_time)
+            render.run_json(run_id, outcomes, wall, task_time, interrupted=interrupted)
             if json_out
-            else render.summary_text(outcomes, wall, task_time)
+            else render.summary_text(
+                outcomes,
+                wall,
+                task_time,
+                width=terminal.width(),
+                logs=str(_log_dir(repo_root, run_id)),
+                interrupted=interrupted,
+            )
         )
         delivered = signals.finish(functools.partial(terminal.write_out, summary)) and delivered
         signum = signals.caught

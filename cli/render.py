@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len, set_cell_size
+
 from queue_core import TaskEvent, TaskOutcome, TaskState
 from queue_core.changes import Stray
 from queue_core.reports import AgentReport
@@ -49,6 +51,11 @@ class SummaryRow:
     def report(self) -> AgentReport:
         return self.outcome.report or AgentReport()
 
+    @property
+    def error(self) -> str | None:
+        """Why it did not succeed, for --json: in the agent's own words where it reported an error."""
+        return None if self.reason is None else self.report.error or self.reason
+
     def to_json(self) -> dict[str, Any]:
         o = self.outcome
         return {
@@ -57,9 +64,11 @@ class SummaryRow:
             "description": o.description,
             "status": o.status.value,
             "exit_code": o.exit_code,
-            "duration_s": None if o.duration_s is None else round(o.duration_s, 3),
+            "attempts": o.attempts,
+            "duration_s": _rounded(o.duration_s),
+            "total_s": _rounded(o.total_s),
             "log": o.log,
-            "error": self.report.error,
+            "error": self.error,
             "cost_usd": self.report.cost_usd,
             "tokens": self.report.tokens,
             "unclaimed_writes": None if self.unclaimed is None else list(self.unclaimed.paths),
@@ -103,68 +112,137 @@ def unclaimed_text(found: Stray) -> str:
 
 
 def event_line(event: TaskEvent) -> str:
-    """``12:00:01 started   parser [code_developer]``, and the attempt or the error where it helps."""
+    """``12:00:01 started   parser [code_developer]``, and the attempt or the error where it helps,
+    with the agent's log in the form the summary names it."""
     word = _WORDS.get(event.kind, event.kind)
     attempt = f" (attempt {event.attempt})" if event.attempt > 1 and event.kind == "started" else ""
-    detail = f": {event.error}" if event.error and event.kind not in ("succeeded", "started") else ""
+    detail = ""
+    if event.error and event.kind not in ("succeeded", "started", event.error):  # not "cancelled ...: cancelled"
+        detail = f": {event.error}" + (f" (log: {_short_path(event.log)})" if event.log else "")
     return f"{time.strftime('%H:%M:%S')} {word:<9} {event.task_id} [{event.agent_type}]{attempt}{detail}"
 
 
-def summary_text(rows: list[SummaryRow], wall_s: float, sum_s: float) -> str:
-    """The end-of-run summary as plain text: a table, then wall time, task time and speedup."""
+#: The columns the summary has when its output is no terminal (a pipe, a CI log).
+DEFAULT_WIDTH = 100
+
+#: The summary's columns that give way, in turn, while a line is too wide: each cut down to a
+#: width (or its own, if smaller), the description left out rather than cut to nothing. The
+#: others are short and never cut.
+_GIVE_WAY = (("description", 12), ("description", 0), ("reason", 24), ("agent", 10), ("id", 10), ("log", 12))
+
+
+def summary_text(
+    rows: list[SummaryRow],
+    wall_s: float,
+    sum_s: float,
+    *,
+    width: int = DEFAULT_WIDTH,
+    logs: str | None = None,
+    interrupted: bool = False,
+) -> str:
+    """The end-of-run summary as plain text: the run's log folder ``logs``, once; a table, each
+    task's log by its file name; then wall time, task time and the speedup (none for an
+    ``interrupted`` run, which did not do all its work). No line is wider than ``width``: a long
+    description or reason is cut with "…", never wrapped."""
     cost = total_cost(rows)
-    header = ("id", "agent", "outcome", "exit", "duration", *(("cost",) if cost is not None else ()), "log")
-    cells = [
-        (
-            row.outcome.id,
-            row.outcome.agent,
-            _outcome_cell(row) + (" !" if _strayed(row) else ""),
-            "" if row.outcome.exit_code is None else str(row.outcome.exit_code),
-            "" if row.outcome.duration_s is None else f"{row.outcome.duration_s:.1f}s",
-            *(() if cost is None else ("" if row.report.cost_usd is None else f"${row.report.cost_usd:.4f}",)),
-            _short_path(row.outcome.log),
-        )
-        for row in rows
-    ]
-    widths = [max(len(str(r[i])) for r in (header, *cells)) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in (header, *cells)]
+    columns = {
+        "id": [row.outcome.id for row in rows],
+        "agent": [row.outcome.agent for row in rows],
+        "outcome": [row.outcome.status.value + (" !" if _strayed(row) else "") for row in rows],
+        "time": ["" if row.outcome.total_s is None else f"{row.outcome.total_s:.1f}s" for row in rows],
+        "cost": ["" if row.report.cost_usd is None else f"${row.report.cost_usd:.4f}" for row in rows],
+        "log": ["" if row.outcome.log is None else Path(row.outcome.log).name for row in rows],
+        "reason": [_shown_reason(row) for row in rows],
+        "description": [" ".join(row.outcome.description.split()) for row in rows],
+    }
+    table = _table({name: cells for name, cells in columns.items() if any(cells)}, width)  # no empty column
+    lines = [] if logs is None else [_cut_middle(f"logs: {_short_path(logs)}{os.sep}", width)]
+    lines += table
     lines += [
-        f"! {r.outcome.id} {unclaimed_text(r.unclaimed)}" for r in rows if r.unclaimed is not None and _strayed(r)
+        _cut(f"! {r.outcome.id} {unclaimed_text(r.unclaimed)}", width)
+        for r in rows
+        if r.unclaimed is not None and _strayed(r)
     ]
-    speedup = sum_s / wall_s if wall_s > 0 else 1.0
     succeeded = sum(row.outcome.status is TaskState.SUCCEEDED for row in rows)
-    lines.append("")
-    spent = "" if cost is None else f", cost ${cost:.4f}"
-    lines.append(
-        f"{succeeded}/{len(rows)} succeeded; wall {wall_s:.1f}s, task time {sum_s:.1f}s, speedup {speedup:.2f}x{spent}"
-    )
-    return "\n".join(lines)
+    speedup = _speedup(wall_s, sum_s, interrupted=interrupted)
+    totals = f"{succeeded}/{len(rows)} succeeded; wall {wall_s:.1f}s, task time {sum_s:.1f}s"
+    totals += ("" if speedup is None else f", speedup {speedup:.2f}x") + ("" if cost is None else f", cost ${cost:.4f}")
+    return "\n".join([*lines, "", _cut(totals, width)])
 
 
-def _outcome_cell(row: SummaryRow) -> str:
-    status = row.outcome.status.value
-    return status if row.reason in (None, status) else f"{status} ({row.reason})"  # not "cancelled (cancelled)"
+def _table(columns: dict[str, list[str]], width: int) -> list[str]:
+    """The header and rows of ``columns`` (name: cells), at most ``width`` wide: the columns of
+    _GIVE_WAY give way in turn as far as needed, then each line (a terminal too narrow for the rest)."""
+    widths = {name: max(cell_len(text) for text in (name, *cells)) for name, cells in columns.items()}
+    over = sum(widths.values()) + 2 * (len(widths) - 1) - width
+    for name, floor in _GIVE_WAY:
+        if over <= 0 or name not in widths:
+            continue
+        if floor == 0:
+            over -= widths.pop(name) + 2  # and the two spaces before it
+        else:
+            cut = min(over, max(0, widths[name] - floor))
+            widths[name] -= cut
+            over -= cut
+    lines = [(*widths,), *zip(*(columns[name] for name in widths), strict=True)]
+    return [_cut("  ".join(map(_cell, line, widths.values())).rstrip(), width) for line in lines]
+
+
+def _cell(text: str, width: int) -> str:
+    """``text`` padded, or cut with "…", to exactly ``width`` columns."""
+    return set_cell_size(_cut(text, width), width)
+
+
+def _cut(text: str, width: int) -> str:
+    """``text``, its end cut with "…" if it is wider than ``width`` columns (a wide character takes two)."""
+    return text if cell_len(text) <= width else set_cell_size(text, max(0, width - 1)) + "…"
+
+
+def _cut_middle(text: str, width: int) -> str:
+    """``text``, its middle cut with "…" if it is too wide: a path keeps its head and its last part."""
+    if cell_len(text) <= width:
+        return text
+    head = text[: width // 3]
+    return _cut(head + "…" + text[len(text) - (width - len(head) - 1) :], width)
+
+
+def _shown_reason(row: SummaryRow) -> str:
+    """Its reason, unless the outcome says it already ("cancelled", not "cancelled (cancelled)")."""
+    reason = row.reason
+    return "" if reason is None or reason == row.outcome.status.value else " ".join(reason.split())
+
+
+def _speedup(wall_s: float, sum_s: float, *, interrupted: bool) -> float | None:
+    """How many times faster than one task after another; None for a run interrupted before its end."""
+    if interrupted:
+        return None
+    return sum_s / wall_s if wall_s > 0 else 1.0
 
 
 def _strayed(row: SummaryRow) -> bool:
     return row.unclaimed is not None and bool(row.unclaimed.paths)
 
 
-def _short_path(path: str | None) -> str:
-    """``path`` relative to the current directory when it lies below it, else as it is."""
-    if path is None:
-        return ""
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
+
+
+def _short_path(path: str) -> str:
+    """``path`` relative to the current directory when it lies below it, else as it is: the one
+    form the event lines and the summary name logs in."""
     relative = os.path.relpath(path)
     return path if relative.startswith("..") else relative
 
 
-def run_json(run_id: str, rows: list[SummaryRow], wall_s: float, sum_s: float) -> str:
+def run_json(run_id: str, rows: list[SummaryRow], wall_s: float, sum_s: float, *, interrupted: bool = False) -> str:
+    """--json: the run, each task as SummaryRow.to_json gives it; ``speedup`` null if ``interrupted``."""
+    speedup = _speedup(wall_s, sum_s, interrupted=interrupted)
     return json.dumps(
         {
             "run_id": run_id,
             "wall_s": round(wall_s, 3),
             "sum_s": round(sum_s, 3),
-            "speedup": round(sum_s / wall_s, 3) if wall_s > 0 else 1.0,
+            "speedup": None if speedup is None else round(speedup, 3),
             "cost_usd": total_cost(rows),
             "tasks": [row.to_json() for row in rows],
         },

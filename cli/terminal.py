@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import queue
+import shutil
 import sys
 import threading
 import time
@@ -21,32 +22,47 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from queue_core import TaskEvent
 
-from .render import event_line, notice_line
+from .render import DEFAULT_WIDTH, event_line, notice_line
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
 
 def out(text: str) -> bool:
-    """Print ``text`` on stdout; False if stdout is gone (a closed terminal or pipe).
-
-    Stdout then points at /dev/null, so that flushing it at exit does not fail again.
-    """
+    """Print ``text`` on stdout; False if stdout is gone (a closed terminal or pipe), which then
+    points at /dev/null (see :func:`_let_go`)."""
     try:
         print(text, flush=True)
     except OSError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        _let_go(sys.stdout.fileno())
         return False
     return True
+
+
+def width() -> int:
+    """The columns of the terminal (``COLUMNS`` first, as for Rich); DEFAULT_WIDTH for output that
+    goes to no terminal (a pipe, a CI log)."""
+    return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
 
 
 def write_out(text: str) -> bool:
     """Write ``text`` and a newline on stdout, through its file descriptor where it has one (see
     :func:`_write`: a write abandoned while blocked then holds no lock the exit needs); False if
-    stdout is gone."""
-    return _write(sys.stdout, fileno(sys.stdout), f"{text}\n")
+    stdout is gone, which then points at /dev/null (see :func:`_let_go`)."""
+    fd = fileno(sys.stdout)
+    if _write(sys.stdout, fd, f"{text}\n"):
+        return True
+    if fd is not None:
+        _let_go(fd)
+    return False
+
+
+def _let_go(fd: int) -> None:
+    """Point ``fd``, whose reader went away, at /dev/null: what is still buffered for it, and the
+    interpreter's own flush of stdout at exit, then go nowhere rather than fail the command."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def error(message: str) -> None:

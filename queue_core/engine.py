@@ -55,7 +55,7 @@ from .results import (
 )
 from .scheduler import Scheduler, TaskEntry
 from .sync import ClaimSync, NoSync
-from .task import AgentTask, Stoppable, TaskState, is_supervised
+from .task import AgentTask, Logged, Stoppable, TaskState, is_supervised
 from .timer import Timer, TimerThread
 
 __all__ = ["Engine", "TaskEvent"]
@@ -375,7 +375,11 @@ class Engine:
             due = self.sched.next_wakeup()
             due = None if due is None or due > now else due
             expired = [] if due is None else self.sched.expire(now)
-            stops = [e.task.execute_fn.stop for e in expired if isinstance(e.task.execute_fn, Stoppable)]
+            stops = [
+                functools.partial(_time_out, e.task.execute_fn, e.timed_out_reason())
+                for e in expired
+                if isinstance(e.task.execute_fn, Stoppable)
+            ]
             # A last attempt's future fails now, though the call may go on and hold its claims.
             resolved = [
                 Resolution.of(entry, self.futures.pop(entry.id, None), TaskState.TIMED_OUT)
@@ -450,7 +454,7 @@ class Engine:
                 if events and self.on_event is not None:
                     kind = EVENT_KINDS.get(item.state, item.state.value)
                     task = item.entry.task
-                    ended = (item.reason, task.task_description, item.duration_s)
+                    ended = (item.reason, task.task_description, item.duration_s, item.log)
                     self._emit(TaskEvent(kind, task.id, task.agent_type, self.clock(), item.attempt, *ended))
         finally:
             if count_down:
@@ -507,6 +511,13 @@ def _timed(task: AgentTask) -> bool:
     """Whether ``task`` may need the timer: for a deadline, or for a retry's due time. The timer
     starts now and lives until the queue is done: at interpreter exit (3.12+) no thread starts."""
     return task.timeout is not None or task.retries > 0
+
+
+def _time_out(fn: Stoppable, reason: str) -> None:
+    """Stop an attempt that ran past its deadline; its log, if it keeps one, says why first."""
+    if isinstance(fn, Logged):
+        fn.note(f"{reason}: stopping it")
+    fn.stop()
 
 
 def _succeeded(entry: TaskEntry, error: BaseException | None) -> bool:

@@ -11,7 +11,7 @@ from .claims import Access, Claim
 from .errors import InvalidClaimError
 from .ownership import FileOwnership
 from .task import AgentTask, TaskState
-from .waits import WaitReason
+from .waits import WaitReason, seconds_text
 
 if TYPE_CHECKING:  # waitgroups imports this module
     from .waitgroups import WaitGroup
@@ -43,6 +43,7 @@ class TaskEntry:
     submitted_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    ran_s: float = 0.0  # the time of every attempt that ended, back-offs left out
     outcome_reason: str | None = None  # why skipped, or the last error
 
     def __post_init__(self) -> None:
@@ -50,6 +51,15 @@ class TaskEntry:
         self.id = self.task.id
         self.agent = self.task.agent_type
         self.claims = (*((c, Access.WRITE) for c in self.writes), *((c, Access.READ) for c in self.reads))
+
+    def timed_out_reason(self) -> str:
+        """Why its attempt, past its deadline, ends: ``timed out after 1s (attempt 2 of 3)``.
+
+        Attempts that hit a rate limit are not counted, as they spend no retry.
+        """
+        timeout = self.task.timeout or 0.0
+        after = f"{timeout:g}s" if timeout < 60 else seconds_text(timeout)  # as set: 0.5s, not 0s
+        return f"timed out after {after} (attempt {self.attempts - self.rate_limits} of {self.task.retries + 1})"
 
 
 def claims_of(

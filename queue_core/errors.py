@@ -7,6 +7,7 @@ too, so ``except ValueError`` keeps working for callers who do not know this mod
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 __all__ = [
@@ -229,8 +230,8 @@ class AgentExitError(QueueError):
     def __init__(self, exit_code: int, log: Path):
         self.exit_code = exit_code
         self.log = log
-        how = f"was killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"
-        super().__init__(f"the agent {how} (log: {log})")
+        how = f"was killed by {_signal_text(-exit_code)}" if exit_code < 0 else f"exited with code {exit_code}"
+        super().__init__(f"the agent {how}")
 
 
 class AgentReportedError(QueueError):
@@ -239,8 +240,16 @@ class AgentReportedError(QueueError):
     def __init__(self, error: str, log: Path):
         self.error = error
         self.log = log
-        super().__init__(f"the agent reported an error: {error} (log: {log})")
+        super().__init__(f"the agent reported an error: {error}")
 
 
 class GitError(QueueError):
     """A git call failed (git missing, not a repository, a timeout); the message says how."""
+
+
+def _signal_text(signum: int) -> str:
+    """``signal 9 (SIGKILL)``; the number alone for one this system does not name."""
+    try:
+        return f"signal {signum} ({signal.Signals(signum).name})"
+    except ValueError:
+        return f"signal {signum}"

@@ -361,9 +361,10 @@ class RunRecord:
 class TaskOutcome:
     """How a finished task ended (``TaskQueue.outcomes()``): what a summary of a run needs.
 
-    ``attempts`` counts its starts; ``duration_s`` is its last attempt's (None if it never
-    ran); ``reason`` is its last error, or why it was skipped or cancelled (a task that
-    succeeded on a retry keeps its earlier error). For an agent command (a SubprocessAgent):
+    ``attempts`` counts its starts; ``duration_s`` is its last attempt's and ``total_s`` that of
+    all its attempts, the waits between them left out (both None if it never ran); ``reason``
+    is its last error, or why it was skipped or cancelled (a task that succeeded on a retry
+    keeps its earlier error). For an agent command (a SubprocessAgent):
     ``exit_code`` (negative: the signal that ended it; None if it never ended), its ``log``
     once it ran, and ``report``, what the agent reported (an error, cost and tokens of every
     attempt; empty if it reported nothing); all None for a Python callable.
@@ -379,6 +380,7 @@ class TaskOutcome:
     exit_code: int | None = None
     log: str | None = None
     report: AgentReport | None = None
+    total_s: float | None = None
 
     def history_json(self) -> dict[str, Any]:
         """Its entry in the run's history record (``history/<run>.json``): the keys it always had."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .claims import claim_texts
-from .errors import TaskSkippedError, TaskTimeoutError
+from .errors import QueueError, TaskSkippedError, TaskTimeoutError
 from .records import QueueStatus, RunningTask, TaskOutcome, WaitingTask
 from .reports import AgentReport
 from .runner import SubprocessAgent
@@ -45,7 +45,7 @@ class TaskEvent:
     "paused" (it hit a rate limit: it runs again once its agent's pause ends, see
     AgentTask.rate_limit_backoff); or a terminal state's value. ``error``: the last error, or
     why it was skipped; ``duration_s``: the last attempt's, in a terminal event of a task that
-    ran."""
+    ran; ``log``: its agent's log, in an event that ends an attempt of an agent command."""
 
     kind: str
     task_id: str
@@ -55,6 +55,7 @@ class TaskEvent:
     error: str | None = None
     description: str = ""
     duration_s: float | None = None
+    log: str | None = None
 
 
 #: Event kinds of the states a task leaves RUNNING for that are not terminal.
@@ -71,6 +72,7 @@ class Resolution:
     attempt: int
     reason: str | None
     duration_s: float | None
+    log: str | None  # taken under the lock: the attempt's, before a retry starts afresh
     result: Any = None
     error: BaseException | None = None
 
@@ -83,8 +85,9 @@ class Resolution:
         result: Any = None,
         error: BaseException | None = None,
     ) -> Resolution:
+        state = state or entry.state
         return cls(
-            future, entry, state or entry.state, entry.attempts, entry.outcome_reason, duration(entry), result, error
+            future, entry, state, entry.attempts, entry.outcome_reason, duration(entry), agent_log(entry), result, error
         )
 
 
@@ -111,8 +114,7 @@ def settle(item: Resolution) -> None:
 
 def outcome(entry: TaskEntry) -> TaskOutcome:
     """How ``entry``, which finished, ended."""
-    fn = entry.task.execute_fn
-    agent = fn if isinstance(fn, SubprocessAgent) else None
+    agent = _agent(entry)
     exit_code = None if agent is None else agent.exit_code
     return TaskOutcome(
         entry.id,
@@ -123,9 +125,21 @@ def outcome(entry: TaskEntry) -> TaskOutcome:
         duration_s=duration(entry),
         reason=entry.outcome_reason,
         exit_code=exit_code,
-        log=None if agent is None or exit_code is None else str(agent.log),
+        log=agent_log(entry),
         report=None if agent is None else agent.report or AgentReport(),
+        total_s=entry.ran_s if entry.attempts else None,
     )
+
+
+def agent_log(entry: TaskEntry) -> str | None:
+    """The log of ``entry``'s agent command, once one of its attempts ran; None for a callable."""
+    agent = _agent(entry)
+    return None if agent is None or agent.exit_code is None else str(agent.log)
+
+
+def _agent(entry: TaskEntry) -> SubprocessAgent | None:
+    fn = entry.task.execute_fn
+    return fn if isinstance(fn, SubprocessAgent) else None
 
 
 def duration(entry: TaskEntry) -> float | None:
@@ -135,7 +149,12 @@ def duration(entry: TaskEntry) -> float | None:
 
 
 def describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    """An attempt's error in a line: queue_core's own by its message, a sentence that needs no
+    class name ("the agent exited with code 3"); any other with its class ("ValueError: no")."""
+    text = str(error)
+    if isinstance(error, QueueError) and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def call_quietly(fn: Callable[[], object]) -> None:

@@ -13,15 +13,18 @@ Commands run under this process's supervisor (:mod:`queue_core.supervisor`), eac
 session of its own. Output goes straight to the log file (the command writes to it; nothing
 is buffered here), so a task that floods its output loses none of it and cannot block.
 Stopping (cancel, timeout) sends SIGTERM to every process of the command's tree, then SIGKILL
-after a grace period; a task ends only once its last process is gone.
+after a grace period; a task ends only once its last process is gone. A timeout is noted in
+the log (``[project-manager] timed out after 1s (attempt 1 of 3): stopping it``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shlex
 import signal
-import subprocess
+import stat
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,7 +86,8 @@ def render_argv(
 
 @dataclass
 class SubprocessAgent:
-    """An ``execute_fn`` that runs one agent command under the supervisor; Stoppable (see queue_core.task).
+    """An ``execute_fn`` that runs one agent command under the supervisor; Stoppable and Logged
+    (see queue_core.task).
 
     Returns the exit code (0) on success; raises AgentExitError otherwise, AgentReportedError
     if it exited 0 but its output (in ``report_format``) reports an error, RateLimitedError if
@@ -143,7 +147,7 @@ class SubprocessAgent:
         return cls(argv, cwd, log, env, grace_s, report_format)
 
     def __call__(self) -> int:
-        header = os.fsencode(f"$ {subprocess.list2cmdline(self.argv)}\n")
+        header = os.fsencode(f"$ {shlex.join(self.argv)}\n")  # quoted as a POSIX shell reads it
         # Bytes: the environment is encoded once here, not again by whoever starts the command.
         env = {**os.environb, **{os.fsencode(k): os.fsencode(v) for k, v in self.env.items()}}
         with self._lock:
@@ -173,7 +177,7 @@ class SubprocessAgent:
         if self.report_format is not None:
             self.report = read_report(self.log, self.report_format, start=start, failed=code != 0).after(self.report)
             if self.report.rate_limited:  # a stopped attempt ends cancelled or timed out whatever it says
-                what = f"the agent was rate-limited: {self.report.error or 'no message'} (log: {self.log})"
+                what = f"the agent was rate-limited: {self.report.error or 'no message'}"
                 raise RateLimitedError(what, self.report.retry_after)
         if code != 0:
             raise AgentExitError(code, self.log)
@@ -186,6 +190,19 @@ class SubprocessAgent:
         with self._lock:
             self._process = process
             return self._stopping
+
+    def note(self, text: str) -> None:
+        """Append a line of the queue's to the log (why it stopped the attempt), where a reader of
+        the agent's output finds it; a log that cannot be written is left as it is."""
+        line = os.fsencode(f"[project-manager] {text}\n")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        with contextlib.suppress(OSError):
+            fd = os.open(self.log, flags, 0o600)  # as the supervisor opens it: never a symlink, never a FIFO's wait
+            try:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.write(fd, line)
+            finally:
+                os.close(fd)
 
     def stop(self) -> None:
         """Stop the command and every process it started: SIGTERM now, SIGKILL after ``grace_s``.

@@ -422,7 +422,8 @@ class Scheduler:
         """A running task returned: release its claims and record ``outcome``.
 
         ``outcome`` is SUCCEEDED, FAILED, TIMED_OUT, CANCELLED or RATE_LIMITED (a timed-out task
-        is recorded TIMED_OUT whatever is passed). A failure with retries left goes to RETRY_WAIT.
+        is recorded TIMED_OUT whatever is passed, its error saying after how long and in which
+        attempt). A failure with retries left goes to RETRY_WAIT.
         A rate-limited attempt pauses its agent type, for ``retry_after`` seconds if the agent
         named a reset (see queue_core.pauses), and the task is queued again, no retry spent; or
         it ends RATE_LIMITED if the pause would take the agent's run of limits past the task's
@@ -433,8 +434,9 @@ class Scheduler:
             known = sorted(s.value for s in _OUTCOMES)
             raise InvalidArgumentError(f"a finished attempt is one of {known}, not {outcome.value}")
         entry = self._let_go(task_id)
+        entry.ran_s += 0.0 if entry.started_at is None else now - entry.started_at
         if entry.timed_out and outcome is not TaskState.CANCELLED:
-            outcome = TaskState.TIMED_OUT
+            outcome, error = TaskState.TIMED_OUT, entry.timed_out_reason()  # not how the stopped agent exited
         entry.outcome_reason = error
         if outcome is TaskState.RATE_LIMITED:
             return self._rate_limited(entry, now, error, retry_after)

@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeGuard, runtime_checkable
 from .claims import Claim
 from .errors import InvalidClaimError, InvalidTaskError, InvalidTaskIdError
 
-__all__ = ["AgentTask", "Stoppable", "Supervised", "TaskState", "check_task_id", "is_supervised"]
+__all__ = ["AgentTask", "Logged", "Stoppable", "Supervised", "TaskState", "check_task_id", "is_supervised"]
 
 
 class TaskState(enum.Enum):
@@ -53,6 +53,16 @@ class Stoppable(Protocol):
     def __call__(self) -> Any: ...
 
     def stop(self) -> None: ...
+
+
+@runtime_checkable
+class Logged(Protocol):
+    """An ``execute_fn`` that keeps a log of its attempts (``SubprocessAgent``): the queue notes
+    there why it stops one (a timeout), since the log is where a reader looks."""
+
+    def __call__(self) -> Any: ...
+
+    def note(self, text: str) -> None: ...
 
 
 @runtime_checkable

@@ -149,7 +149,7 @@ def test_a_rate_limit_pauses_the_agent_then_the_task_runs_again_without_a_retry(
     [task] = json.loads(done.stdout)["tasks"]
     assert (task["status"], task["error"]) == ("succeeded", None)
     assert (Path(fakes["FAKE_AGENT_OUT"]) / "t1.runs").read_text() == "run\nrun\n"
-    assert f"paused    t1 [{tool}]: RateLimitedError: the agent was rate-limited" in done.stderr
+    assert f"paused    t1 [{tool}]: the agent was rate-limited" in done.stderr
     assert (repo / "edited" / "t1").read_text() == tool
 
 
@@ -161,7 +161,9 @@ def test_an_agent_limited_beyond_its_max_wait_fails_as_rate_limited(repo: Path, 
     assert task["status"] == "rate_limited"
     assert task["error"] == 'litellm.RateLimitError: AnthropicException - {"type":"rate_limit_error"}'
     summary = _run(repo, {**fakes, "FAKE_REPORT": "limit"}, "aider: fix @a")
-    assert "rate_limited (rate-limited for 0s; waiting longer would pass rate_limit_max_wait (1s)" in summary.stdout
+    [row] = [line for line in summary.stdout.splitlines() if line.startswith("t1 ")]
+    assert row.split()[2] == "rate_limited"
+    assert "  rate-limited for 0s; wait" in row  # the reason, cut to fit the terminal
     assert "RATE LIMITED t1 [aider]" in summary.stdout
 
 
