@@ -155,7 +155,7 @@ def test_a_reader_that_goes_away_after_the_first_line_changes_nothing(repo: Path
     """``project-manager ... | head -1``. Before: a successful run then exited 1, nothing on stderr."""
     fifo = repo / "release.fifo"
     os.mkfifo(fifo)
-    argv = [str(SCRIPT), "delegate-multiple", f"shell: cat release.fifo; {script} @a", "--repo", str(repo)]
+    argv = [str(SCRIPT), "delegate-multiple", f"shell: cat release.fifo; {script} @a.txt", "--repo", str(repo)]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as for a user
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
         assert proc.stdout is not None
