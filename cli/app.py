@@ -96,12 +96,26 @@ def status(
         ),
     ] = False,
     json_out: JsonOption = False,
+    no_live: Annotated[
+        bool,
+        typer.Option(
+            "--no-live", help="Plain text even on a terminal; with --watch, a block each second, a blank line between."
+        ),
+    ] = False,
     repo: RepoOption = None,
 ) -> None:
-    """Show the agents running, the files they hold and the tasks queued, across every run."""
+    """Show the agents running, the files they hold and the tasks queued, across every run.
+
+    On a terminal, as panels laid out for its width (with --watch, redrawn in place), each run
+    with its progress and elapsed time, and the CPU and memory of the machine and of each run's
+    agents, in percent of all the machine's cores; elsewhere, or with --no-live, as plain text.
+    """
+    import sys
+
     from . import status as status_command
 
-    raise typer.Exit(status_command.run(repo, json_out=json_out, watch=watch))
+    live = sys.stdout.isatty() and not no_live
+    raise typer.Exit(status_command.run(repo, json_out=json_out, watch=watch, live=live))
 
 
 @app.command()

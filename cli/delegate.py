@@ -232,7 +232,7 @@ def _execute(
     except (StateError, SupervisorError) as exc:
         terminal.error(str(exc))
         return EXIT_USAGE
-    output = _live_view(queue, runners) if live else terminal.PlainEvents(sys.stderr if json_out else sys.stdout)
+    output = _live_view(queue, runners, tasks) if live else terminal.PlainEvents(sys.stderr if json_out else sys.stdout)
     for notice in queue.registry.notices if queue.registry else []:
         terminal.warning(notice)
     started = time.monotonic()
@@ -267,20 +267,25 @@ def _execute(
     return code
 
 
-def _live_view(queue: TaskQueue, runners: dict[str, SubprocessAgent]) -> terminal.LiveView:
+def _live_view(queue: TaskQueue, runners: dict[str, SubprocessAgent], tasks: list[AgentTask]) -> terminal.LiveView:
     """The live view of the run: its status, the CPU and memory of its agents (the processes below
-    this one, which is left out) and the cost they reported so far (an attempt's, once it ends)."""
-    from .panels import run_view
+    this one, which is left out) and the cost they reported so far (an attempt's, once it ends);
+    its name columns as wide as the batch's longest names, from the first frame to the last."""
+    from .panels import Columns, run_view
     from .usage import UsageSampler
 
     usage = UsageSampler()
+    columns = Columns().see((task.id, task.agent_type, None) for task in tasks)
     agents = runners.values()
+    began = time.monotonic()
     return terminal.LiveView(
         lambda: run_view(
             queue.get_status(),
+            columns=columns,
             agents=usage.trees({"agents": os.getpid()}, with_roots=False)["agents"],
-            cost=render.reported_cost(map(attrgetter("report"), agents)),
             machine=usage.machine(),
+            cost=render.reported_cost(map(attrgetter("report"), agents)),
+            elapsed_s=time.monotonic() - began,
         )
     )
 

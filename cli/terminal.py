@@ -35,11 +35,29 @@ def out(text: str) -> bool:
     try:
         print(text, flush=True)
     except OSError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        _stdout_gone()
         return False
     return True
+
+
+def print_panels(panels: RenderableType) -> bool:
+    """Print Rich ``panels`` once on stdout, laid out for the terminal's width; False if stdout
+    is gone (as :func:`out`)."""
+    from rich.console import Console
+
+    try:
+        Console().print(panels)
+        sys.stdout.flush()
+    except OSError:
+        _stdout_gone()
+        return False
+    return True
+
+
+def _stdout_gone() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def write_out(text: str) -> bool:
