@@ -245,6 +245,8 @@ def _execute(
         if signum is not None:
             queue.abort()  # first: the output may be stuck (a terminal held with Ctrl-S)
             strays.interrupt(INTERRUPTED_WRITE_S)  # a hung git status must not hold a task's start or end
+            if isinstance(output, terminal.LiveView):
+                output.freeze()  # the last frame whole, and what follows on lines of their own below it
             output.note(f"interrupted by {_SIGNAL_NAMES[signum]}: stopping every agent and releasing every claim")
             queue.shutdown(wait=True)
         # Every line, however slow the reader; once a signal came, for INTERRUPTED_WRITE_S in all.

@@ -10,10 +10,12 @@ away (a closed pipe or terminal) never fails a command: what it misses is droppe
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import queue
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -163,6 +165,12 @@ class PlainEvents:
                 return
 
 
+class _Freeze(enum.Enum):
+    """What ``LiveView.freeze`` queues: the live display ends here, the lines go on."""
+
+    FREEZE = enum.auto()
+
+
 class LiveView:
     """Rich Live panels while a run goes on, refreshed four times a second (terminals only).
 
@@ -175,7 +183,7 @@ class LiveView:
         self._frame = frame
         self._refresh_s = refresh_s
         self._screen = Screen()
-        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._lines: queue.SimpleQueue[str | _Freeze | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> LiveView:
@@ -197,6 +205,12 @@ class LiveView:
         with contextlib.suppress(OSError):  # the terminal is gone (SIGHUP): nothing to draw on
             self._screen.stop()
 
+    def freeze(self) -> None:
+        """Draw the last frame and end the live display, after the lines queued: what comes
+        later (the interruption, the agents stopping) prints below it as plain lines, and the
+        frame stays whole. Never waits for the terminal."""
+        self._lines.put(_Freeze.FREEZE)
+
     def event(self, event: TaskEvent) -> None:
         self.note(event_line(event))
 
@@ -207,20 +221,25 @@ class LiveView:
         self._lines.put(text)
 
     def _draw(self) -> None:
-        """Print queued lines as they come, and the panels every ``refresh_s``, until None comes."""
-        next_frame = time.monotonic()
+        """Print queued lines as they come, and the panels every ``refresh_s`` until frozen, until None comes."""
+        next_frame: float | None = time.monotonic()  # None: frozen
         try:
             while True:
                 try:
-                    line = self._lines.get(timeout=max(0.0, next_frame - time.monotonic()))
+                    wait = None if next_frame is None else max(0.0, next_frame - time.monotonic())
+                    line = self._lines.get(timeout=wait)
                 except queue.Empty:
                     line = ""
-                if line is None:
-                    self._screen.show(self._frame())
-                    return
-                if line:
+                if line is None or line is _Freeze.FREEZE:
+                    if next_frame is not None:
+                        self._screen.show(self._frame())
+                    if line is None:
+                        return
+                    self._screen.stop()
+                    next_frame = None
+                elif line:
                     self._screen.line(line)
-                if time.monotonic() >= next_frame:
+                if next_frame is not None and time.monotonic() >= next_frame:
                     self._screen.show(self._frame())
                     next_frame = time.monotonic() + self._refresh_s
         except OSError:  # the terminal is gone: stop drawing, keep taking lines
@@ -232,7 +251,9 @@ class Screen:
     """Rich Live on stdout: a frame, redrawn when shown a new one, and lines printed above it.
 
     Nothing is redrawn unasked (no refresh thread of Rich's): the view that shows a frame
-    decides when, and a terminal that blocks (held with Ctrl-S) blocks only that view.
+    decides when, and a terminal that blocks (held with Ctrl-S) blocks only that view. While
+    it runs, the terminal echoes nothing typed: a Ctrl-C's "^C", or an Enter, would move the
+    cursor under the frame, and the next redraw would leave a torn border behind.
     """
 
     def __init__(self) -> None:
@@ -241,9 +262,12 @@ class Screen:
 
         self._console = Console()
         self._live = Live(console=self._console, auto_refresh=False)
+        self._echo: Callable[[], None] | None = None  # gives the terminal its echo back
 
     def start(self, frame: RenderableType | None = None) -> None:
-        """Take the terminal (the cursor hidden until :meth:`stop`), drawing ``frame`` at once if given."""
+        """Take the terminal (the cursor hidden, typing not echoed, until :meth:`stop`), drawing
+        ``frame`` at once if given."""
+        self._echo = _without_echo(sys.stdout)
         if frame is not None:
             self._live.update(frame)
         self._live.start(refresh=frame is not None)
@@ -255,8 +279,43 @@ class Screen:
         self._console.print(text, markup=False, highlight=False)  # user text, not Rich markup
 
     def stop(self) -> None:
-        """Leave the last frame on the terminal, the cursor below it and shown again."""
+        """Leave the last frame on the terminal, the cursor below it and shown again; again, it does nothing."""
         self._live.stop()
+        echo, self._echo = self._echo, None
+        if echo is not None:
+            echo()
+
+
+def _without_echo(stream: TextIO) -> Callable[[], None] | None:
+    """Turn off the echo of the terminal under ``stream``; returns what turns it back on, None if
+    nothing changed (not a terminal, or this process runs in the background: a background
+    process that changes its terminal is stopped, SIGTTOU; so is one that changes it back, so
+    that is done only in the foreground too: a shell gives itself its own settings anyway)."""
+    fd = fileno(stream)
+    if fd is None or not _in_foreground(fd):
+        return None
+    try:
+        before = termios.tcgetattr(fd)
+        quiet = list(before)
+        quiet[3] &= ~termios.ECHO  # the local modes
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    except (OSError, termios.error):
+        return None
+
+    def echo() -> None:
+        if _in_foreground(fd):
+            with contextlib.suppress(OSError, termios.error):  # the terminal is gone
+                termios.tcsetattr(fd, termios.TCSANOW, before)
+
+    return echo
+
+
+def _in_foreground(fd: int) -> bool:
+    """Whether ``fd`` is a terminal whose foreground process group is this process's."""
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:  # not a terminal, or gone
+        return False
 
 
 def fileno(stream: TextIO) -> int | None:

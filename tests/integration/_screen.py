@@ -9,6 +9,7 @@ every other sequence. Lines scrolled off the top are kept, so the whole transcri
 
 from __future__ import annotations
 
+import codecs
 import re
 
 #: A control sequence (CSI), an operating-system command (OSC), or a lone escape and its letter.
@@ -24,9 +25,10 @@ class Screen:
         self._cells = [[" "] * columns for _ in range(rows)]
         self._row = self._column = 0
         self._wrap_next = False  # at the right margin: the next character goes on the next line
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span two reads
 
-    def feed(self, data: bytes | str) -> None:
-        text = data.decode(errors="replace") if isinstance(data, bytes) else data
+    def feed(self, data: bytes) -> None:
+        text = self._decoder.decode(data)
         at = 0
         for match in _ESCAPE.finditer(text):
             self._print(text[at : match.start()])
