@@ -61,6 +61,13 @@ def delegate_multiple(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and print the plan; run nothing.")] = False,
     json_out: JsonOption = False,
     no_live: Annotated[bool, typer.Option("--no-live", help="One plain line per event, even on a terminal.")] = False,
+    notify: Annotated[
+        bool,
+        typer.Option(
+            "--notify",
+            help="When the run ends by itself, ring the terminal's bell and run on_finish of project-manager.yaml.",
+        ),
+    ] = False,
     repo: RepoOption = None,
 ) -> None:
     """Run tasks in parallel wherever their agents and files allow.
@@ -82,7 +89,14 @@ def delegate_multiple(
 
     live = sys.stdout.isatty() and not no_live
     code = delegate.run(
-        tasks or [], file, max_parallel=max_parallel, dry_run=dry_run, json_out=json_out, repo=repo, live=live
+        tasks or [],
+        file,
+        max_parallel=max_parallel,
+        dry_run=dry_run,
+        json_out=json_out,
+        repo=repo,
+        live=live,
+        notify=notify,
     )
     raise typer.Exit(code)
 

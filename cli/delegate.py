@@ -36,6 +36,7 @@ from . import render, terminal
 from .config import AgentSpec, Batch, ConfigError, TaskSpec, merge_agents, parse_task_string, validate_batch
 from .config_files import REPO_CONFIG, load_batch, load_repo_config
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
+from .notify import Notify
 from .presets import PRESETS
 from .repo import find_repo
 from .signals import Signals, noted
@@ -73,6 +74,7 @@ def run(
     json_out: bool,
     repo: Path | None,
     live: bool = False,
+    notify: bool = False,
 ) -> int:
     repo_root = find_repo(repo)
     if (code := stopped_early()) is not None:
@@ -104,6 +106,8 @@ def run(
     stale_after = batch.stale_after if batch.stale_after is not None else STALE_AFTER_S
     keep_runs = batch.keep_runs or DEFAULT_KEEP_RUNS
     writes = {t.id: plan.entry(t.id).writes for t in tasks}  # as held: owned paths for none, symlinks resolved
+    # Read again, only to be told: _load checked the file whole, on_finish included.
+    notifier = Notify(load_repo_config(repo_root).on_finish, repo_root) if notify else None
     return _execute(
         tasks,
         runners,
@@ -116,6 +120,7 @@ def run(
         stale_after,
         keep_runs,
         writes,
+        notifier,
     )
 
 
@@ -212,6 +217,7 @@ def _execute(
     stale_after: float,
     keep_runs: int,
     writes: dict[str, tuple[Claim, ...]],
+    notify: Notify | None = None,
 ) -> int:
     output: terminal.PlainEvents | terminal.LiveView
     strays = StrayWrites(repo_root, writes, run_id)
@@ -266,6 +272,8 @@ def _execute(
         code = EXIT_FAILED
     if not delivered:  # a writer is stuck on a reader that went away, maybe holding stdout's lock
         terminal.exit_now(code)
+    if notify is not None and signum is None:  # ended by itself; after a signal, nobody waits for word
+        notify(run_id, code, [row.outcome.status for row in outcomes])
     return code
 
 

@@ -79,6 +79,16 @@ def warning(message: str) -> None:
         print(f"project-manager: warning: {message}", file=sys.stderr, flush=True)
 
 
+def bell() -> None:
+    """Ring the terminal's bell: on stderr if it is a terminal, else on stdout if it is one;
+    never into a file or a pipe, where a BEL is only a stray byte."""
+    for stream in (sys.stderr, sys.stdout):
+        with contextlib.suppress(ValueError, OSError):  # closed, or gone
+            if stream.isatty():
+                _write(stream, fileno(stream), "\a")
+                return
+
+
 def exit_now(code: int) -> NoReturn:
     """End the process at once with ``code``: output that could not be delivered is dropped.
 
