@@ -8,17 +8,22 @@ live display, which moved the cursor, and the next redraw started a line lower.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
+import signal
+import subprocess
 import sys
 import termios
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ..conftest import WAIT
+from ..conftest import WAIT, eventually
 from ._screen import Screen, panel_problems
 from ._terminal import SETSID, Terminal, on_terminal
 
@@ -139,3 +144,93 @@ def test_the_live_view_fits_the_terminal_and_ctrl_c_leaves_it_whole(tmp_path: Pa
     assert panel_problems(transcript, columns) == [], "\n".join(transcript)
     # No piece of an earlier frame left behind: one progress line, the last frame's.
     assert len([line for line in transcript if re.match(r"\d+/\d+ done, ", line)]) == 1, "\n".join(transcript)
+
+
+@pytest.fixture
+def busy_repo(tmp_path: Path) -> Iterator[Path]:
+    """A repository where a run (without a terminal) has BATCH going: two tasks run, two wait."""
+    batch = tmp_path / "batch.yaml"
+    batch.write_text(BATCH)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    argv = [str(SCRIPT), "delegate-multiple", "--file", str(batch), "--repo", str(repo)]
+    run = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        eventually(
+            "the run's record to show both running tasks", lambda: len(_status_json(repo)["running_agents"]) == 2
+        )
+        yield repo
+    finally:
+        run.send_signal(signal.SIGINT)
+        try:
+            run.wait(WAIT)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+
+
+def _status_json(repo: Path) -> dict[str, Any]:
+    argv = [str(SCRIPT), "status", "--json", "--repo", str(repo)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def _shown(argv: list[str], rows: int, columns: int) -> tuple[int, Screen]:
+    """What ``argv`` shows on a terminal of ``rows`` x ``columns`` until it exits, and its exit code."""
+    screen = Screen(rows, columns)
+    with on_terminal(argv, size=(rows, columns)) as terminal:
+        _read_to_the_end(terminal, screen)
+        return terminal.proc.wait(WAIT), screen
+
+
+def test_status_on_a_terminal_prints_the_panels_laid_out_for_it_and_no_live_prints_text(busy_repo: Path) -> None:
+    code, screen = _shown([str(SCRIPT), "status", "--repo", str(busy_repo)], 24, 80)
+    assert code == 0
+    lines = screen.transcript
+    assert panel_problems(lines, 80) == [], "\n".join(lines)
+    assert re.search(r"│ api +code_developer +implement the", _line(lines, " api ", "implement"))
+    assert "code_developer busy (api)" in _line(lines, " api-docs ")
+    head = " ".join(line.strip() for line in lines)  # the run's line, wrapped as the width asks
+    assert re.search(r"\): 0/4 done, 2 running, 0 failed · elapsed \d+s", head)
+
+    code, screen = _shown([str(SCRIPT), "status", "--no-live", "--repo", str(busy_repo)], 24, 80)
+    assert code == 0
+    text = "\n".join(screen.transcript)
+    assert "╭" not in text
+    assert "  running  api [code_developer]" in text
+    assert "  waiting  api-docs [code_developer]: code_developer busy (api)" in text
+
+
+@pytest.mark.parametrize(("rows", "columns"), [(24, 80), (50, 200)])
+def test_status_watch_fits_the_terminal_until_ctrl_c(busy_repo: Path, rows: int, columns: int) -> None:
+    screen = Screen(rows, columns)
+    argv = [str(SCRIPT), "status", "--watch", "--repo", str(busy_repo)]
+    with on_terminal(argv, controlling=True, size=(rows, columns)) as terminal:
+        _read_until(
+            terminal,
+            screen,
+            lambda s: "Running agents (2)" in "\n".join(s.lines) and not panel_problems(s.lines, columns),
+        )
+        shown = screen.lines
+        os.write(terminal.master, b"\x03")
+        _read_to_the_end(terminal, screen)
+        assert terminal.proc.wait(WAIT) == 130
+    running = [line for line in shown if " api " in line and "implement" in line]
+    assert len(running) == 1
+    run_id = _status_json(busy_repo)["runs"][0]["run"]
+    assert (run_id in running[0]) == (columns > 80)  # at 80 columns the run id goes first
+    assert panel_problems(screen.transcript, columns) == [], "\n".join(screen.transcript)
+
+
+def test_status_watch_no_live_prints_text_blocks_even_on_a_terminal(busy_repo: Path) -> None:
+    screen = Screen(24, 80)
+    argv = [str(SCRIPT), "status", "--watch", "--no-live", "--repo", str(busy_repo)]
+    with on_terminal(argv, controlling=True, size=(24, 80)) as terminal:
+        _read_until(terminal, screen, lambda s: "\n".join(s.transcript).count("agent(s) running") >= 2)
+        os.write(terminal.master, b"\x03")
+        _read_to_the_end(terminal, screen)
+        assert terminal.proc.wait(WAIT) == 130
+    text = "\n".join(screen.transcript)
+    assert "╭" not in text
+    assert "\n\n2 agent(s) running" in text  # a blank line between blocks
