@@ -281,7 +281,7 @@ def _live_view(queue: TaskQueue, runners: dict[str, SubprocessAgent], tasks: lis
     """The live view of the run: its status, the CPU and memory of its agents (the processes below
     this one, which is left out) and the cost they reported so far (an attempt's, once it ends);
     its name columns as wide as the batch's longest names, from the first frame to the last."""
-    from .panels import Columns, run_view
+    from .panels import QUEUE_ROWS, Columns, run_view
     from .usage import UsageSampler
 
     usage = UsageSampler()
@@ -290,7 +290,7 @@ def _live_view(queue: TaskQueue, runners: dict[str, SubprocessAgent], tasks: lis
     began = time.monotonic()
     return terminal.LiveView(
         lambda: run_view(
-            queue.get_status(),
+            queue.get_status(waiting_limit=QUEUE_ROWS),
             columns=columns,
             agents=usage.trees({"agents": os.getpid()}, with_roots=False)["agents"],
             machine=usage.machine(),

@@ -152,3 +152,17 @@ def test_a_recorded_pause_is_told_from_now_and_keeps_the_blockers_after_it(tmp_p
     assert told.reason.startswith("claude rate-limited, resumes in ")
     assert told.reason != written
     assert told.reason.endswith("; x.py overlaps x.py held by codex (c)")
+
+
+def test_a_status_may_describe_only_the_best_ranked_waiting_tasks() -> None:
+    """A live view shows a screenful: it need not pay every waiting task's reason, four times a second."""
+    gate = Gate()
+    with TaskQueue(max_parallel=1) as queue:
+        queue.submit_task(AgentTask("architect", "spec", ["docs/"], gate, id="spec"))
+        wait_for(gate.started, "spec")
+        for i in range(5):
+            queue.submit_task(AgentTask("writer", f"page {i}", [f"docs/{i}.md"], lambda: None, id=f"p{i}", priority=i))
+        status = queue.get_status(waiting_limit=2)
+        gate.open()
+    assert [w.id for w in status.waiting] == ["p4", "p3"]
+    assert status.queued_tasks == 5
