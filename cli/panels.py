@@ -43,7 +43,7 @@ QUEUE_ROWS = 20  # waiting tasks listed at most; the rest are counted
 RUNNING = ("run", "task", "agent", "description", "elapsed", "files")
 FILES = ("run", "file", "task", "agent")
 QUEUE = ("run", "task", "agent", "reason")
-_HEADERS = {"reason": "waits because", "elapsed": "elapsed"}
+_HEADERS = {"reason": "waits because"}
 #: The columns that share what the others leave: (least width, share of the rest).
 _FLEXIBLE = {"description": (16, 3), "files": (12, 2), "reason": (24, 1), "file": (16, 1)}
 _NAME_MAX = {"task": 24, "agent": 18}  # a longer name is cut
@@ -55,10 +55,10 @@ _GAP = 2  # between two columns
 
 
 class Columns:
-    """The widths of the columns that hold names, at least their headers', grown by ``see``."""
+    """The widths of the columns that hold names, grown by ``see``: the longest names seen."""
 
     def __init__(self) -> None:
-        self._widths = {"task": len("task"), "agent": len("agent"), "run": 0}  # no run column until a run is seen
+        self._widths = {"task": 0, "agent": 0, "run": 0}  # no run column until a run is seen
 
     def see(self, names: Iterable[tuple[str, str, str | None]]) -> Columns:
         """Make room for each (task id, agent, run or None) of ``names``; returns itself."""
