@@ -76,6 +76,13 @@ def delegate_multiple(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and print the plan; run nothing.")] = False,
     json_out: JsonOption = False,
     no_live: Annotated[bool, typer.Option("--no-live", help="One plain line per event, even on a terminal.")] = False,
+    notify: Annotated[
+        bool,
+        typer.Option(
+            "--notify",
+            help="When the run ends by itself, ring the terminal's bell and run on_finish of project-manager.yaml.",
+        ),
+    ] = False,
     repo: RepoOption = None,
 ) -> None:
     """Run tasks in parallel wherever their agents and files allow.
@@ -102,7 +109,14 @@ def delegate_multiple(
 
     live = sys.stdout.isatty() and not no_live
     code = delegate.run(
-        tasks or [], file, max_parallel=max_parallel, dry_run=dry_run, json_out=json_out, repo=repo, live=live
+        tasks or [],
+        file,
+        max_parallel=max_parallel,
+        dry_run=dry_run,
+        json_out=json_out,
+        repo=repo,
+        live=live,
+        notify=notify,
     )
     raise typer.Exit(code)
 
@@ -116,12 +130,26 @@ def status(
         ),
     ] = False,
     json_out: JsonOption = False,
+    no_live: Annotated[
+        bool,
+        typer.Option(
+            "--no-live", help="Plain text even on a terminal; with --watch, a block each second, a blank line between."
+        ),
+    ] = False,
     repo: RepoOption = None,
 ) -> None:
-    """Show the agents running, the files they hold and the tasks queued, across every run."""
+    """Show the agents running, the files they hold and the tasks queued, across every run.
+
+    On a terminal, as panels laid out for its width (with --watch, redrawn in place), each run
+    with its progress and elapsed time, and the CPU and memory of the machine and of each run's
+    agents, in percent of all the machine's cores; elsewhere, or with --no-live, as plain text.
+    """
+    import sys
+
     from . import status as status_command
 
-    raise typer.Exit(status_command.run(repo, json_out=json_out, watch=watch))
+    live = sys.stdout.isatty() and not no_live
+    raise typer.Exit(status_command.run(repo, json_out=json_out, watch=watch, live=live))
 
 
 @app.command(short_help="Drop the claims of a run you know is dead.")

@@ -136,10 +136,12 @@ class Batch:
 
 @dataclass(frozen=True)
 class RepoConfig:
-    """``project-manager.yaml`` at a repository's root; ``keep_runs`` None means the default."""
+    """``project-manager.yaml`` at a repository's root; ``keep_runs`` None means the default;
+    ``on_finish`` the command ``--notify`` runs when a run ends (empty: none)."""
 
     agents: dict[str, AgentSpec]
     keep_runs: int | None = None
+    on_finish: tuple[str, ...] = ()
 
 
 def parse_duration(text: str | int | float) -> float:

@@ -54,7 +54,7 @@ REPO_CONFIG = "project-manager.yaml"
 _PLACEHOLDERS = ("description", "task_id", "files", "reads", "prompt")
 _PROMPT_PLACEHOLDERS = ("description", "files", "reads")
 _BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", "agents", "tasks")
-_REPO_KEYS = ("agents", "keep_runs")
+_REPO_KEYS = ("agents", "keep_runs", "on_finish")
 _AGENT_KEYS = (
     "command",
     "preset",
@@ -117,7 +117,7 @@ def load_batch(path: Path) -> Batch:
 
 
 def load_repo_config(repo: Path) -> RepoConfig:
-    """``project-manager.yaml`` at the root of ``repo``: its ``agents:`` and ``keep_runs:``.
+    """``project-manager.yaml`` at the root of ``repo``: its ``agents:``, ``keep_runs:`` and ``on_finish:``.
 
     Empty if there is no such file. Raises ConfigError as load_batch does; any other
     top-level key is an error.
@@ -131,7 +131,8 @@ def load_repo_config(repo: Path) -> RepoConfig:
         return RepoConfig({})
     top = reader.mapping(root, None, _REPO_KEYS)
     agents = reader.agents(top["agents"][1]) if "agents" in top else {}
-    return RepoConfig(agents, reader.keep_runs(top))
+    on_finish = reader.command(top["on_finish"][1], "on_finish") if "on_finish" in top else ()
+    return RepoConfig(agents, reader.keep_runs(top), on_finish)
 
 
 def load_repo_agents(repo: Path) -> dict[str, AgentSpec]:
@@ -213,6 +214,18 @@ class _Reader:
             hint = f" (write [{node.value}])" if isinstance(node, yaml.ScalarNode) and not _is_null(node) else ""
             raise self.error(node, field, f"expected a list of {what}, got {_describe(node)}{hint}")
         return tuple(self.string(item, f"{field}[{i}]") for i, item in enumerate(node.value))
+
+    def command(self, node: yaml.Node, field: str) -> tuple[str, ...]:
+        """A command to run as it is, an argv: never a shell string, which would need a shell."""
+        if not isinstance(node, yaml.SequenceNode):
+            got = _describe(node)
+            raise self.error(
+                node, field, f"expected a command as a list, [program, args...] (no shell runs it), got {got}"
+            )
+        command = self.strings(node, field)
+        if not command:
+            raise self.error(node, field, "must not be empty: give [program, args...]")
+        return command
 
     def claims(self, node: yaml.Node, field: str) -> tuple[str, ...]:
         paths = self.strings(node, field, "paths")

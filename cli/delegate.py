@@ -47,6 +47,7 @@ from .config import (
 )
 from .config_files import REPO_CONFIG, load_batch, load_repo_config
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
+from .notify import Notify
 from .presets import PRESETS
 from .repo import find_repo
 from .signals import Signals, noted
@@ -84,6 +85,7 @@ def run(
     json_out: bool,
     repo: Path | None,
     live: bool = False,
+    notify: bool = False,
 ) -> int:
     repo_root = find_repo(repo)
     if (code := stopped_early()) is not None:
@@ -115,6 +117,8 @@ def run(
     stale_after = batch.stale_after if batch.stale_after is not None else STALE_AFTER_S
     keep_runs = batch.keep_runs or DEFAULT_KEEP_RUNS
     writes = {t.id: plan.entry(t.id).writes for t in tasks}  # as held: owned paths for none, symlinks resolved
+    # Read again, only to be told: _load checked the file whole, on_finish included.
+    notifier = Notify(load_repo_config(repo_root).on_finish, repo_root) if notify else None
     return _execute(
         tasks,
         runners,
@@ -127,6 +131,7 @@ def run(
         stale_after,
         keep_runs,
         writes,
+        notifier,
     )
 
 
@@ -250,6 +255,7 @@ def _execute(
     stale_after: float,
     keep_runs: int,
     writes: dict[str, tuple[Claim, ...]],
+    notify: Notify | None = None,
 ) -> int:
     output: terminal.PlainEvents | terminal.LiveView
     strays = StrayWrites(repo_root, writes, run_id)
@@ -270,7 +276,7 @@ def _execute(
     except (StateError, SupervisorError) as exc:
         terminal.error(str(exc))
         return EXIT_USAGE
-    output = _live_view(queue, runners) if live else terminal.PlainEvents(sys.stderr if json_out else sys.stdout)
+    output = _live_view(queue, runners, tasks) if live else terminal.PlainEvents(sys.stderr if json_out else sys.stdout)
     for notice in queue.registry.notices if queue.registry else []:
         terminal.warning(notice)
     started = time.monotonic()
@@ -283,6 +289,8 @@ def _execute(
         if signum is not None:
             queue.abort()  # first: the output may be stuck (a terminal held with Ctrl-S)
             strays.interrupt(INTERRUPTED_WRITE_S)  # a hung git status must not hold a task's start or end
+            if isinstance(output, terminal.LiveView):
+                output.freeze()  # the last frame whole, and what follows on lines of their own below it
             output.note(f"interrupted by {_SIGNAL_NAMES[signum]}: stopping every agent and releasing every claim")
             queue.shutdown(wait=True)
         # Every line, however slow the reader; once a signal came, for INTERRUPTED_WRITE_S in all.
@@ -310,23 +318,30 @@ def _execute(
         code = EXIT_FAILED
     if not delivered:  # a writer is stuck on a reader that went away, maybe holding stdout's lock
         terminal.exit_now(code)
+    if notify is not None and signum is None:  # ended by itself; after a signal, nobody waits for word
+        notify(run_id, code, [row.outcome.status for row in outcomes])
     return code
 
 
-def _live_view(queue: TaskQueue, runners: dict[str, SubprocessAgent]) -> terminal.LiveView:
+def _live_view(queue: TaskQueue, runners: dict[str, SubprocessAgent], tasks: list[AgentTask]) -> terminal.LiveView:
     """The live view of the run: its status, the CPU and memory of its agents (the processes below
-    this one, which is left out) and the cost they reported so far (an attempt's, once it ends)."""
-    from .panels import run_view
+    this one, which is left out) and the cost they reported so far (an attempt's, once it ends);
+    its name columns as wide as the batch's longest names, from the first frame to the last."""
+    from .panels import QUEUE_ROWS, Columns, run_view
     from .usage import UsageSampler
 
     usage = UsageSampler()
+    columns = Columns().see((task.id, task.agent_type, None) for task in tasks)
     agents = runners.values()
+    began = time.monotonic()
     return terminal.LiveView(
         lambda: run_view(
-            queue.get_status(),
+            queue.get_status(waiting_limit=QUEUE_ROWS),
+            columns=columns,
             agents=usage.trees({"agents": os.getpid()}, with_roots=False)["agents"],
-            cost=render.reported_cost(map(attrgetter("report"), agents)),
             machine=usage.machine(),
+            cost=render.reported_cost(map(attrgetter("report"), agents)),
+            elapsed_s=time.monotonic() - began,
         )
     )
 

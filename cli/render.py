@@ -9,7 +9,7 @@ import json
 import os
 import shlex
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,10 @@ from rich.cells import cell_len, set_cell_size
 
 from queue_core import TaskEvent, TaskOutcome, TaskState
 from queue_core.changes import Stray
+from queue_core.records import FAILED_STATES
 from queue_core.reports import AgentReport
 from queue_core.retention import RetentionReport
+from queue_core.waits import seconds_text
 
 _WORDS = {
     "started": "started",
@@ -324,3 +326,17 @@ def _bytes(size: int) -> str:
         value /= 1000
         index += 1
     return f"{size} B" if index == 0 else f"{value:.1f} {units[index]}"
+
+
+def progress_text(counts: Mapping[str, int], running: int, queued: int, elapsed_s: float | None) -> str:
+    """``12/40 done, 3 running, 2 failed · elapsed 4m 12s``: a run's tasks finished (``counts``,
+    by outcome) of all it has, the skipped and cancelled ones too where there are; the elapsed
+    time if known."""
+    done = sum(counts.values())
+    failed = sum(counts.get(state.value, 0) for state in FAILED_STATES)
+    parts = [f"{done}/{done + running + queued} done", f"{running} running", f"{failed} failed"]
+    parts += [
+        f"{n} {state.value}" for state in (TaskState.SKIPPED, TaskState.CANCELLED) if (n := counts.get(state.value))
+    ]
+    text = ", ".join(parts)
+    return text if elapsed_s is None else f"{text} · elapsed {seconds_text(elapsed_s)}"

@@ -6,12 +6,11 @@ import functools
 import json
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from queue_core import RepoStatus, repo_status
 from queue_core.processes import STOPPED_HINT
@@ -20,8 +19,13 @@ from queue_core.status import RunView
 
 from . import terminal
 from .exits import EXIT_OK, exit_code_for
+from .render import progress_text
 from .repo import find_repo
 from .signals import Signals
+
+if TYPE_CHECKING:
+    from .panels import Columns
+    from .usage import Machine, Usage
 
 
 def status_text(status: RepoStatus, repo: Path, *, now: float) -> str:
@@ -35,7 +39,7 @@ def status_text(status: RepoStatus, repo: Path, *, now: float) -> str:
         f"{len(status.runs)} run(s) in {repo}",
     ]
     for run in status.runs:
-        lines.append(_run_line(run))
+        lines.append(_run_line(run, now))
         if run.registry_wait:
             lines.append(f"  waiting for the registry: {run.registry_wait}")
         lines.extend(
@@ -51,46 +55,57 @@ def status_text(status: RepoStatus, repo: Path, *, now: float) -> str:
 
 
 def status_view(
-    status: RepoStatus, repo: Path, *, now: float, machine: str, usage: dict[str, tuple[float, int]]
+    status: RepoStatus,
+    repo: Path,
+    *,
+    now: float,
+    columns: Columns,
+    machine: Machine,
+    usage: dict[str, Usage],
+    fit: bool,
 ) -> Any:
-    """The panels of ``status --watch``, from a ``repo_status`` snapshot and what psutil measured.
+    """The panels of ``status``, from a ``repo_status`` snapshot and what psutil measured.
 
-    ``now`` is the wall clock, ``machine`` the machine's CPU and memory line, and ``usage`` the
-    CPU percent and resident memory of each run's process tree by run id; a run missing from it
-    runs on another host, whose processes cannot be seen from here.
+    ``now`` is the wall clock; ``columns`` the name columns' widths, which grow with the names
+    seen; ``machine`` and ``usage`` what the machine and each run's process tree use (by run id:
+    a run missing from it runs on another host, whose processes cannot be seen from here).
+    ``fit``: the view fits the terminal's height (``--watch``), else it is printed whole.
     """
     from rich.console import Group
     from rich.text import Text
 
     from . import panels
+    from .usage import machine_text
 
     lock = [Text(line) for line in _lock_line(status)]
     if not status.runs:
         return Group(*lock, Text(f"Nothing runs in {repo}."))
     running = [replace(task, run=run.run, elapsed_s=_elapsed(task, now)) for run in status.runs for task in run.running]
     waiting = [replace(task, run=run.run) for run in status.runs for task in run.waiting][: panels.QUEUE_ROWS]
-    resources = [machine, *(_run_usage(run, usage.get(run.run)) for run in status.runs)]
-    problems = [Text(_run_line(run)) for run in status.runs if run.state != "running"]
-    return Group(
-        *lock,
-        Text(f"{len(status.runs)} run(s) in {repo}"),
-        *problems,
-        panels.running_panel(f"Running agents ({len(running)})", running, by_run=True),
-        panels.files_panel(f"Active files ({len(status.running_files)})", running, by_run=True),
-        panels.queue_panel(f"Queue ({status.queued_tasks})", waiting, status.queued_tasks - len(waiting), by_run=True),
-        panels.resources_panel("\n".join(resources)),
-    )
+    columns.see((task.id, task.agent, task.run) for task in running)
+    columns.see((task.id, task.agent, task.run) for task in waiting)
+    head = [*lock, Text(f"{len(status.runs)} run(s) in {repo}"), *(Text(_run_line(run, now)) for run in status.runs)]
+    parts = [
+        panels.running_part(f"Running agents ({len(running)})", running),
+        panels.files_part(f"Active files ({len(status.running_files)})", running),
+        panels.queue_part(f"Queue ({status.queued_tasks})", waiting, status.queued_tasks - len(waiting)),
+    ]
+    resources = [machine_text(machine), *(_run_usage(run, usage.get(run.run), machine.cores) for run in status.runs)]
+    return panels.Frame(head, parts, resources, columns, fit=fit)
 
 
-def _run_line(run: RunView) -> str:
-    """``run R (pid 1 on host)``, and what is wrong with it, if anything."""
-    line = f"run {run.run} (pid {run.pid} on {run.host})"
+def _run_line(run: RunView, now: float) -> str:
+    """``run R (pid 1 on host): 3/10 done, 1 running, 0 failed · elapsed 2m 00s``, and what is
+    wrong with it, if anything."""
+    elapsed = None if run.started_at is None else max(0.0, now - run.started_at)
+    progress = progress_text(run.counts, len(run.running), run.queued, elapsed)
+    line = f"run {run.run} (pid {run.pid} on {run.host}): {progress}"
     if run.state == "stopped":
-        return f"{line}: STOPPED, it holds its claims until resumed: {STOPPED_HINT}"
+        return f"{line}; STOPPED, it holds its claims until resumed: {STOPPED_HINT}"
     if run.state == "orphaned":
         processes = ", ".join(f"{p.pid} ({p.name})" for p in run.processes) or "none left"
         return (
-            f"{line}: ORPHANED, its process died; its supervisor (pid {run.supervisor_pid}) is stopping its "
+            f"{line}; ORPHANED, its process died; its supervisor (pid {run.supervisor_pid}) is stopping its "
             f"agents, whose claims stay held until they are gone: {processes}"
         )
     return line
@@ -112,11 +127,12 @@ def _elapsed(task: RunningTask, now: float) -> float:
     return task.elapsed_s if task.started_at is None else max(0.0, now - task.started_at)
 
 
-def _run_usage(run: RunView, usage: tuple[float, int] | None) -> str:
-    where = f"run {run.run} (pid {run.pid} on {run.host}, {run.state})"
+def _run_usage(run: RunView, usage: Usage | None, cores: int) -> str:
+    from .usage import usage_text
+
     if usage is None:
-        return f"{where}: on another host, not measured here"
-    return f"{where}: CPU {usage[0]:.0f}%, memory {usage[1] / 2**20:.0f} MiB"
+        return f"run {run.run}: on another host, not measured here"
+    return f"run {run.run}: {usage_text(usage, cores)}"
 
 
 def _root_pid(run: RunView) -> int:
@@ -125,15 +141,44 @@ def _root_pid(run: RunView) -> int:
     return run.supervisor_pid if run.state == "orphaned" and run.supervisor_pid is not None else run.pid
 
 
-def run(repo: Path | None, *, json_out: bool, watch: bool, interval: float = 1.0) -> int:
+def run(repo: Path | None, *, json_out: bool, watch: bool, live: bool, interval: float = 1.0) -> int:
+    """Show what runs in ``repo``, once or (``watch``) every ``interval`` seconds until a signal;
+    ``live``: as panels (stdout is a terminal, and no ``--no-live``), unless ``json_out``."""
     root = find_repo(repo)
+    live = live and not json_out
     if not watch:
-        terminal.out(_status_text(root, json_out=json_out))
+        if live:
+            terminal.print_panels(_Panels(root).view(fit=False))
+        else:
+            terminal.out(_status_text(root, json_out=json_out))
         return EXIT_OK
     with Signals() as signals:  # until Ctrl-C, SIGTERM or SIGHUP, which leave through the with blocks
-        if not json_out and sys.stdout.isatty():
-            return _watch_live(root, interval, signals)
+        if live:
+            return _watch_live(_Panels(root), interval, signals)
         return _watch_plain(root, interval, signals, json_out=json_out)
+
+
+class _Panels:
+    """The panels of ``status`` for one view: one sampler, whose CPU figures run from one frame
+    to the next, and one set of column widths, which grow with the names seen."""
+
+    def __init__(self, root: Path):
+        from .panels import Columns
+        from .usage import UsageSampler
+
+        self.root = root
+        self.sampler = UsageSampler()
+        self.columns = Columns()
+        self.host = socket.gethostname()
+
+    def view(self, *, fit: bool) -> Any:
+        """The panels now; ``fit``: to the terminal's height, else whole."""
+        status = repo_status(self.root)
+        usage = self.sampler.trees({run.run: _root_pid(run) for run in status.runs if run.host == self.host})
+        machine = self.sampler.machine()
+        return status_view(
+            status, self.root, now=time.time(), columns=self.columns, machine=machine, usage=usage, fit=fit
+        )
 
 
 def _watch_plain(root: Path, interval: float, signals: Signals, *, json_out: bool) -> int:
@@ -155,13 +200,9 @@ def _append(results: list[bool], write: Callable[[str], bool], text: str) -> Non
     results.append(write(text))
 
 
-def _watch_live(root: Path, interval: float, signals: Signals) -> int:
+def _watch_live(panels: _Panels, interval: float, signals: Signals) -> int:
     """Rich Live panels, redrawn every ``interval`` seconds until a signal: 128 + its number; or
     the terminal goes away: 129, as for SIGHUP (which comes then)."""
-    from .usage import UsageSampler
-
-    sampler = UsageSampler()
-    host = socket.gethostname()
     screen = terminal.Screen()
     drawn: list[bool] = []
 
@@ -172,15 +213,10 @@ def _watch_live(root: Path, interval: float, signals: Signals) -> int:
         except OSError:  # the terminal is gone
             drawn.append(False)
 
-    def frame() -> None:
-        status = repo_status(root)
-        usage = sampler.trees({run.run: _root_pid(run) for run in status.runs if run.host == host})
-        screen.show(status_view(status, root, now=time.time(), machine=sampler.machine(), usage=usage))
-
     _finish_or_exit(signals, lambda: draw(screen.start))
     try:
         while drawn[-1]:
-            _finish_or_exit(signals, lambda: draw(frame))
+            _finish_or_exit(signals, lambda: draw(lambda: screen.show(panels.view(fit=True))))
             if drawn[-1] and (signum := signals.wait(interval)) is not None:
                 return exit_code_for(signum)
         return exit_code_for(signals.caught or signal.SIGHUP)

@@ -10,11 +10,13 @@ away (a closed pipe or terminal) never fails a command: what it misses is droppe
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import queue
 import shutil
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +47,20 @@ def width() -> int:
     return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
 
 
+def print_panels(panels: RenderableType) -> bool:
+    """Print Rich ``panels`` once on stdout, laid out for the terminal's width; False if stdout
+    is gone (as :func:`out`)."""
+    from rich.console import Console
+
+    try:
+        Console().print(panels)
+        sys.stdout.flush()
+    except OSError:
+        _let_go(sys.stdout.fileno())
+        return False
+    return True
+
+
 def write_out(text: str) -> bool:
     """Write ``text`` and a newline on stdout, through its file descriptor where it has one (see
     :func:`_write`: a write abandoned while blocked then holds no lock the exit needs); False if
@@ -73,6 +89,16 @@ def error(message: str) -> None:
 def warning(message: str) -> None:
     with contextlib.suppress(OSError):
         print(f"project-manager: warning: {message}", file=sys.stderr, flush=True)
+
+
+def bell() -> None:
+    """Ring the terminal's bell: on stderr if it is a terminal, else on stdout if it is one;
+    never into a file or a pipe, where a BEL is only a stray byte."""
+    for stream in (sys.stderr, sys.stdout):
+        with contextlib.suppress(ValueError, OSError):  # closed, or gone
+            if stream.isatty():
+                _write(stream, fileno(stream), "\a")
+                return
 
 
 def exit_now(code: int) -> NoReturn:
@@ -161,6 +187,12 @@ class PlainEvents:
                 return
 
 
+class _Freeze(enum.Enum):
+    """What ``LiveView.freeze`` queues: the live display ends here, the lines go on."""
+
+    FREEZE = enum.auto()
+
+
 class LiveView:
     """Rich Live panels while a run goes on, refreshed four times a second (terminals only).
 
@@ -173,7 +205,7 @@ class LiveView:
         self._frame = frame
         self._refresh_s = refresh_s
         self._screen = Screen()
-        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._lines: queue.SimpleQueue[str | _Freeze | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> LiveView:
@@ -195,6 +227,12 @@ class LiveView:
         with contextlib.suppress(OSError):  # the terminal is gone (SIGHUP): nothing to draw on
             self._screen.stop()
 
+    def freeze(self) -> None:
+        """Draw the last frame and end the live display, after the lines queued: what comes
+        later (the interruption, the agents stopping) prints below it as plain lines, and the
+        frame stays whole. Never waits for the terminal."""
+        self._lines.put(_Freeze.FREEZE)
+
     def event(self, event: TaskEvent) -> None:
         self.note(event_line(event))
 
@@ -205,20 +243,25 @@ class LiveView:
         self._lines.put(text)
 
     def _draw(self) -> None:
-        """Print queued lines as they come, and the panels every ``refresh_s``, until None comes."""
-        next_frame = time.monotonic()
+        """Print queued lines as they come, and the panels every ``refresh_s`` until frozen, until None comes."""
+        next_frame: float | None = time.monotonic()  # None: frozen
         try:
             while True:
                 try:
-                    line = self._lines.get(timeout=max(0.0, next_frame - time.monotonic()))
+                    wait = None if next_frame is None else max(0.0, next_frame - time.monotonic())
+                    line = self._lines.get(timeout=wait)
                 except queue.Empty:
                     line = ""
-                if line is None:
-                    self._screen.show(self._frame())
-                    return
-                if line:
+                if line is None or line is _Freeze.FREEZE:
+                    if next_frame is not None:
+                        self._screen.show(self._frame())
+                    if line is None:
+                        return
+                    self._screen.stop()
+                    next_frame = None
+                elif line:
                     self._screen.line(line)
-                if time.monotonic() >= next_frame:
+                if next_frame is not None and time.monotonic() >= next_frame:
                     self._screen.show(self._frame())
                     next_frame = time.monotonic() + self._refresh_s
         except OSError:  # the terminal is gone: stop drawing, keep taking lines
@@ -230,7 +273,9 @@ class Screen:
     """Rich Live on stdout: a frame, redrawn when shown a new one, and lines printed above it.
 
     Nothing is redrawn unasked (no refresh thread of Rich's): the view that shows a frame
-    decides when, and a terminal that blocks (held with Ctrl-S) blocks only that view.
+    decides when, and a terminal that blocks (held with Ctrl-S) blocks only that view. While
+    it runs, the terminal echoes nothing typed: a Ctrl-C's "^C", or an Enter, would move the
+    cursor under the frame, and the next redraw would leave a torn border behind.
     """
 
     def __init__(self) -> None:
@@ -239,9 +284,12 @@ class Screen:
 
         self._console = Console()
         self._live = Live(console=self._console, auto_refresh=False)
+        self._echo: Callable[[], None] | None = None  # gives the terminal its echo back
 
     def start(self, frame: RenderableType | None = None) -> None:
-        """Take the terminal (the cursor hidden until :meth:`stop`), drawing ``frame`` at once if given."""
+        """Take the terminal (the cursor hidden, typing not echoed, until :meth:`stop`), drawing
+        ``frame`` at once if given."""
+        self._echo = _without_echo(sys.stdout)
         if frame is not None:
             self._live.update(frame)
         self._live.start(refresh=frame is not None)
@@ -253,8 +301,43 @@ class Screen:
         self._console.print(text, markup=False, highlight=False)  # user text, not Rich markup
 
     def stop(self) -> None:
-        """Leave the last frame on the terminal, the cursor below it and shown again."""
+        """Leave the last frame on the terminal, the cursor below it and shown again; again, it does nothing."""
         self._live.stop()
+        echo, self._echo = self._echo, None
+        if echo is not None:
+            echo()
+
+
+def _without_echo(stream: TextIO) -> Callable[[], None] | None:
+    """Turn off the echo of the terminal under ``stream``; returns what turns it back on, None if
+    nothing changed (not a terminal, or this process runs in the background: a background
+    process that changes its terminal is stopped, SIGTTOU; so is one that changes it back, so
+    that is done only in the foreground too: a shell gives itself its own settings anyway)."""
+    fd = fileno(stream)
+    if fd is None or not _in_foreground(fd):
+        return None
+    try:
+        before = termios.tcgetattr(fd)
+        quiet = list(before)
+        quiet[3] &= ~termios.ECHO  # the local modes
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    except (OSError, termios.error):
+        return None
+
+    def echo() -> None:
+        if _in_foreground(fd):
+            with contextlib.suppress(OSError, termios.error):  # the terminal is gone
+                termios.tcsetattr(fd, termios.TCSANOW, before)
+
+    return echo
+
+
+def _in_foreground(fd: int) -> bool:
+    """Whether ``fd`` is a terminal whose foreground process group is this process's."""
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:  # not a terminal, or gone
+        return False
 
 
 def fileno(stream: TextIO) -> int | None:

@@ -1,15 +1,21 @@
 """CPU and memory, as the live view of a run and ``status --watch`` show them: the machine's, and
 each process tree's (a run's process and its agents).
 
-psutil counts CPU from one reading to the next of the same object: the machine's from the
-previous call, a process's from the previous call on the same psutil.Process. So a sampler
-lives as long as the view it feeds, and keeps the processes of one sample for the next.
+One convention for every CPU figure: a percentage of the whole machine, 100 when every core is
+busy, as the machine's own figure is; an agent that keeps one core of two busy is 50%. The
+views say so beside each figure (see cli.panels).
+
+A figure is CPU time over wall time since the previous sample. A process seen for the first
+time is counted from its start (its CPU time over its age): the first frame shows a busy agent
+busy, where psutil's ``cpu_percent`` would say 0.0 until its second call. So a sampler lives as
+long as the view it feeds, and keeps the processes of one sample for the next.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TypeVar
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, TypeVar
 
 import psutil
 
@@ -18,46 +24,79 @@ from queue_core.supervisor import PROCESS_NAMES
 Key = TypeVar("Key")
 
 
+class Usage(NamedTuple):
+    """What a process tree uses: ``cpu`` in percent of the whole machine, ``memory`` resident bytes."""
+
+    cpu: float
+    memory: int
+
+
+class Machine(NamedTuple):
+    """The machine: ``cpu`` percent busy (of all its ``cores``), memory ``used`` of ``total`` bytes."""
+
+    cpu: float
+    cores: int
+    used: int
+    total: int
+
+
 class UsageSampler:
-    """Samples the machine and process trees, each time a view is drawn; the first sample
-    counts CPU from the sampler's creation."""
+    """Samples the machine and process trees, each time a view is drawn.
 
-    def __init__(self) -> None:
-        psutil.cpu_percent(interval=None)  # the first reading only starts the measurement
-        self._procs: dict[int, psutil.Process] = {}  # every process of the previous sample, by pid
+    ``ps`` is psutil, or what stands for it in a test; ``clock`` the wall clock, which process
+    start times are in.
+    """
 
-    def machine(self) -> str:
-        """``machine: CPU 12%, memory 3.1 of 15.5 GiB``; CPU since the previous call."""
-        memory = psutil.virtual_memory()
-        return (
-            f"machine: CPU {psutil.cpu_percent(interval=None):.0f}%, memory {memory.used / 2**30:.1f} of "
-            f"{memory.total / 2**30:.1f} GiB"
-        )
+    def __init__(self, ps: Any = psutil, clock: Callable[[], float] = time.time) -> None:
+        self._ps = ps
+        self._clock = clock
+        self.cores: int = ps.cpu_count() or 1
+        ps.cpu_percent(interval=None)  # the machine's first reading only starts the measurement
+        # Every process of the previous sample, by pid: (its start time, CPU seconds, when read).
+        self._seen: dict[int, tuple[float, float, float]] = {}
 
-    def trees(self, roots: Mapping[Key, int], *, with_roots: bool = True) -> dict[Key, tuple[float, int]]:
-        """The summed CPU percent and resident memory of the process tree below each pid of
-        ``roots``, by key: the root itself unless ``with_roots`` is False (the live view leaves
-        out its own process), never the supervisor's processes. A process that ended counts
-        nothing; a root that ended, nothing at all."""
-        procs: dict[int, psutil.Process] = {}
+    def machine(self) -> Machine:
+        """The machine's CPU since the previous call (the first: since the sampler was made) and memory."""
+        memory = self._ps.virtual_memory()
+        return Machine(self._ps.cpu_percent(interval=None), self.cores, memory.used, memory.total)
+
+    def trees(self, roots: Mapping[Key, int], *, with_roots: bool = True) -> dict[Key, Usage]:
+        """What the process tree below each pid of ``roots`` uses, by key: the root itself unless
+        ``with_roots`` is False (the live view leaves out its own process), never the
+        supervisor's processes. A process that ended counts nothing; a root that ended, nothing at all."""
+        now = self._clock()
+        seen: dict[int, tuple[float, float, float]] = {}
         usage = {}
         for key, pid in roots.items():
             try:
-                root = self._procs.get(pid) or psutil.Process(pid)
+                root = self._ps.Process(pid)
                 found = [root, *_agent_processes(root)] if with_roots else _agent_processes(root)
             except psutil.Error:  # it ended since its pid was read
                 found = []
-            tree = [self._procs.get(proc.pid, proc) for proc in found]
-            procs.update((proc.pid, proc) for proc in tree)
-            usage[key] = _summed(tree)
-        self._procs = procs
+            samples = [self._sample(proc, now, seen) for proc in found]
+            usage[key] = Usage(sum(s.cpu for s in samples), sum(s.memory for s in samples))
+        self._seen = seen
         return usage
 
+    def _sample(self, proc: Any, now: float, seen: dict[int, tuple[float, float, float]]) -> Usage:
+        """What ``proc`` used since the previous sample, or since its start; noted in ``seen``."""
+        try:
+            times, memory, started = proc.cpu_times(), proc.memory_info().rss, proc.create_time()
+        except psutil.Error:  # it ended meanwhile
+            return Usage(0.0, 0)
+        cpu = times.user + times.system
+        previous = self._seen.get(proc.pid)
+        # A pid seen before but of a process started since is another process: counted from its start.
+        _, last_cpu, last_at = previous if previous is not None and previous[0] == started else (started, 0.0, started)
+        seen[proc.pid] = (started, cpu, now)
+        wall = now - last_at
+        return Usage(max(0.0, cpu - last_cpu) / wall / self.cores * 100 if wall > 0 else 0.0, memory)
 
-def _agent_processes(root: psutil.Process) -> list[psutil.Process]:
+
+def _agent_processes(root: Any) -> list[Any]:
     """The processes below ``root``, but for the supervisor's own (agents, their children)."""
 
-    def ours(proc: psutil.Process) -> bool:
+    def ours(proc: Any) -> bool:
         try:
             return proc.name() in PROCESS_NAMES
         except psutil.Error:  # it ended meanwhile
@@ -66,13 +105,16 @@ def _agent_processes(root: psutil.Process) -> list[psutil.Process]:
     return [proc for proc in root.children(recursive=True) if not ours(proc)]
 
 
-def _summed(processes: Iterable[psutil.Process]) -> tuple[float, int]:
-    usage = [_usage(process) for process in processes]
-    return sum(u[0] for u in usage), sum(u[1] for u in usage)
+def machine_text(machine: Machine) -> str:
+    """``machine  CPU 54% of 2 cores, memory 3.1 of 15.5 GiB``."""
+    memory = f"memory {machine.used / 2**30:.1f} of {machine.total / 2**30:.1f} GiB"
+    return f"machine  CPU {machine.cpu:.0f}% of {_cores(machine.cores)}, {memory}"
 
 
-def _usage(process: psutil.Process) -> tuple[float, int]:
-    try:
-        return process.cpu_percent(interval=None), process.memory_info().rss
-    except psutil.Error:  # it ended meanwhile
-        return 0.0, 0
+def usage_text(usage: Usage, cores: int) -> str:
+    """``CPU 50% of 2 cores, memory 300 MiB``: the CPU as the machine's is, a share of all its cores."""
+    return f"CPU {usage.cpu:.0f}% of {_cores(cores)}, memory {usage.memory / 2**20:.0f} MiB"
+
+
+def _cores(cores: int) -> str:
+    return "1 core" if cores == 1 else f"{cores} cores"

@@ -18,7 +18,6 @@ from .errors import InvalidArgumentError
 from .pauses import Pauses
 from .reservation import Reservation
 from .slots import Slot
-from .waitgroups import WaitGroup
 from .waits import WaitReason
 
 __all__ = ["Admission"]
@@ -50,46 +49,62 @@ class Admission:
     # --- the rule -----------------------------------------------------------------------------
 
     def agent_blocked(self, entry: TaskEntry) -> WaitReason | None:
-        """Why no task of ``entry``'s agent ranked like it may start now, or None.
-
-        The agent-wide rules, in one order: its rate-limit pause, its slot full (tasks of it
-        running here or elsewhere, or in line ahead), and a reservation for a better-ranked task
-        of it. ``blocker`` then gives the task's own.
-        """
-        agent = entry.agent
-        until = self._paused.until.get(agent)
-        if until is not None:
-            return WaitReason("rate_limit", holder_agent=agent, until=until)
-        slot = self.agent_slots[agent]
-        if slot.full:
-            holder = slot.first
-            return WaitReason("reserved" if holder in self._in_line else "agent", holder=holder, holder_agent=agent)
-        return self._reservation.holds_back_agent(entry)
+        """Why no task of ``entry``'s agent ranked like it may start now, or None: the first
+        of ``_agent_rules``. ``blocker`` then gives the task's own."""
+        return next(self._agent_rules(entry), None)
 
     def blocker(self, entry: TaskEntry) -> Conflict | WaitReason | None:
         """What stops ``entry`` from starting, its agent and ``max_parallel`` aside; None if nothing."""
         return self._held.first_conflict(entry.claims) or self._reservation.holds_back(entry)
 
     def refusal(self, entry: TaskEntry) -> WaitReason | None:
-        """Why ``entry`` may not start at once, as ``try_start`` says it (the cap first, where a
-        waiting task is told its agent first); None if it may."""
-        blocker = self._capacity() or self.agent_blocked(entry) or self.blocker(entry)
-        if isinstance(blocker, Conflict):
-            owner = blocker.owner
-            return WaitReason.overlap(
-                "claim", blocker.claim, blocker.held, owner, self.agent_of(owner), blocker.example
-            )
-        return blocker
+        """Why ``entry`` may not start at once, as ``try_start`` says it: the cap first, then the
+        first of ``blockers``; None if it may."""
+        return self._capacity() or next(iter(self.blockers(entry)), None)
+
+    def blockers(self, entry: TaskEntry) -> list[WaitReason]:
+        """Everything that stops ``entry`` from starting now, each named once, in a fixed order:
+        its agent's rules (``_agent_rules``), each other holder of a claim overlapping its own
+        (in the order of its claims), a reservation of its paths, and ``max_parallel`` last. The
+        same rule as dispatch's (``agent_blocked``, ``blocker``, the cap), asked in full."""
+        reasons = list(self._agent_rules(entry))
+        named = {reason.holder for reason in reasons}
+        for conflict in self._held.conflicts_of(entry.claims):
+            if conflict.owner not in named:  # one that frees everything it blocks at once
+                named.add(conflict.owner)
+                reasons.append(self._overlap(conflict))
+        held_back = self._reservation.holds_back(entry)
+        capacity = self._capacity()
+        # A reservation for a task of its agent is among its agent's rules already.
+        return list(dict.fromkeys([*reasons, *(r for r in (held_back, capacity) if r is not None)]))
 
     def wait_reason(self, entry: TaskEntry) -> WaitReason:
-        """Why the queued ``entry`` has not started ("ready" if nothing stops it now)."""
-        if entry.agent not in self._paused.until:  # a pause says more than the claim it was parked on
-            if isinstance(entry.blocker, WaitReason):
-                return entry.blocker
-            if isinstance(entry.blocker, WaitGroup) and entry.blocker.holder is not None:
-                reason = entry.blocker.reason()
-                return dataclasses.replace(reason, kind="reserved") if reason.holder in self._in_line else reason
-        return self.agent_blocked(entry) or self._capacity() or WaitReason("ready")
+        """Why the queued ``entry`` has not started: its ``blockers``, the first in the reason's
+        fields and the others in its ``also``; "ready" if nothing stops it now."""
+        first, *others = self.blockers(entry) or [WaitReason("ready")]
+        return dataclasses.replace(first, also=tuple(others)) if others else first
+
+    def _agent_rules(self, entry: TaskEntry) -> Iterator[WaitReason]:
+        """The agent-wide rules that stop ``entry``, in order: its rate-limit pause, its slot full
+        (tasks of it running here or elsewhere, or in line ahead), and a reservation for a
+        better-ranked task of it. Lazy: dispatch asks only for the first."""
+        agent = entry.agent
+        until = self._paused.until.get(agent)
+        if until is not None:
+            yield WaitReason("rate_limit", holder_agent=agent, until=until)
+        slot = self.agent_slots[agent]
+        if slot.full:
+            holder = slot.first
+            yield WaitReason("reserved" if holder in self._in_line else "agent", holder=holder, holder_agent=agent)
+        held_back = self._reservation.holds_back_agent(entry)
+        if held_back is not None:
+            yield held_back
+
+    def _overlap(self, conflict: Conflict) -> WaitReason:
+        """``conflict`` as a reason: "reserved" if its holder elsewhere waits in line ahead."""
+        owner = conflict.owner
+        kind = "reserved" if owner in self._in_line else "claim"
+        return WaitReason.overlap(kind, conflict.claim, conflict.held, owner, self.agent_of(owner), conflict.example)
 
     def _capacity(self) -> WaitReason | None:
         return WaitReason("capacity", limit=self.parallel.capacity) if self.parallel.full else None

@@ -532,11 +532,13 @@ class ClaimIndex:
             if example is not None:
                 yield Conflict(claim, access, held, owner, example)
 
-    def first_conflict(self, claims: Iterable[tuple[Claim, Access]], *, exclude: str | None = None) -> Conflict | None:
+    def conflicts_of(self, claims: Iterable[tuple[Claim, Access]], *, exclude: str | None = None) -> Iterator[Conflict]:
+        """Every held claim that clashes with one of ``claims``, in the order of ``claims``."""
         for claim, access in claims:
-            for conflict in self.conflicts(claim, access, exclude=exclude):
-                return conflict
-        return None
+            yield from self.conflicts(claim, access, exclude=exclude)
+
+    def first_conflict(self, claims: Iterable[tuple[Claim, Access]], *, exclude: str | None = None) -> Conflict | None:
+        return next(self.conflicts_of(claims, exclude=exclude), None)
 
 
 def claim_texts(claims: tuple[Claim, ...]) -> tuple[str, ...]:

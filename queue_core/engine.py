@@ -227,9 +227,9 @@ class Engine:
         for task_id in running:
             self.cancel(task_id)
 
-    def status(self) -> QueueStatus:
+    def status(self, waiting_limit: int | None = None) -> QueueStatus:
         with self.lock:
-            return self.snapshot(None)
+            return self.snapshot(waiting_limit)
 
     def outcomes(self) -> list[TaskOutcome]:
         """How each finished task ended; with what an agent command reported (lock held)."""

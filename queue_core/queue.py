@@ -190,16 +190,18 @@ class TaskQueue:
         """
         self._engine.abort()
 
-    def get_status(self) -> QueueStatus:
+    def get_status(self, waiting_limit: int | None = None) -> QueueStatus:
         """A snapshot: the design note's three fields, then details (see :class:`QueueStatus`).
 
         ``running_agents`` (agent types running), ``running_files`` (paths being written),
         ``queued_tasks`` (how many wait), ``running`` and ``waiting`` (each waiting task with
         the ``reason`` it waits), ``counts`` by outcome, ``finished_tasks`` and ``failed_tasks``
         (failed, timed out or rate-limited). ``status["running_agents"]`` reads it as the
-        design note's dict (see :class:`queue_core.records.ByKey`).
+        design note's dict (see :class:`queue_core.records.ByKey`). With ``waiting_limit``,
+        ``waiting`` lists only the best-ranked so many (a view shows a screenful; each reason
+        costs a look at the claims held), and ``queued_tasks`` still counts them all.
         """
-        return self._engine.status()
+        return self._engine.status(waiting_limit)
 
     def outcomes(self) -> list[TaskOutcome]:
         """How every finished task ended, in submission order: its description, outcome,

@@ -46,6 +46,7 @@ from .reports import AgentReport
 from .task import TaskState
 
 __all__ = [
+    "FAILED_STATES",
     "SCHEMA",
     "ByKey",
     "QueueStatus",
@@ -259,7 +260,7 @@ class QueueStatus(ByKey):
     @property
     def failed_tasks(self) -> int:
         """Finished tasks that failed, timed out or stayed rate-limited."""
-        return sum(self.counts.get(state.value, 0) for state in _FAILED)
+        return sum(self.counts.get(state.value, 0) for state in FAILED_STATES)
 
     def recorded(self, wall: float) -> QueueStatus:
         """This status in wall-clock time, as a record has it, if it was taken at ``wall``."""
@@ -301,7 +302,8 @@ class QueueStatus(ByKey):
         )
 
 
-_FAILED = (TaskState.FAILED, TaskState.TIMED_OUT, TaskState.RATE_LIMITED)
+#: The outcomes a status counts as failed.
+FAILED_STATES = (TaskState.FAILED, TaskState.TIMED_OUT, TaskState.RATE_LIMITED)
 
 
 def _after(wall: float, seconds: float | None) -> float | None:

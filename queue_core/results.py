@@ -208,7 +208,7 @@ def queue_status(sched: Scheduler, sync: ClaimSync, now: float, waiting_limit: i
                 e.agent,
                 e.task.task_description,
                 state=e.state.value,
-                reason=sync.annotate(reason.describe(now), reason.holder),
+                reason=reason.describe(now, sync.annotate),
                 reason_kind=reason.kind,
                 blocked_by=reason.holder,
                 reserved=e is reserved,

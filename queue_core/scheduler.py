@@ -87,7 +87,7 @@ class Scheduler:
         self._entries: dict[str, TaskEntry] = {}
         self._admission = Admission(parallel, agents, self._entries, self._paused, self._reservation)
         self._queues = AgentQueues(self._entries)  # tasks queued, not parked or held back
-        self._groups = WaitGroups(self._entries, self._admission.agent_of)  # tasks parked on a holder's claim
+        self._groups = WaitGroups(self._entries)  # tasks parked on a holder's claim
         self._timers = Timers(self._entries)  # retries waiting, deadlines of running tasks
         self._unfinished = 0
         self._outcomes = {state.value: 0 for state in TaskState if state.is_terminal}
@@ -293,11 +293,11 @@ class Scheduler:
                 self._start(entry, now)
                 started.append(entry)
                 if group.access is Access.WRITE:  # the rest need what it now holds
-                    self._groups.move(group, entry.id, group.claim, group.claim.text)
+                    self._groups.move(group, entry.id, group.claim)
                     return
             elif isinstance(blocker, Conflict) and (blocker.claim, blocker.access) == (group.claim, group.access):
                 group.add(entry)  # blocked as the rest are: all move together
-                self._groups.move(group, blocker.owner, blocker.held, blocker.example)
+                self._groups.move(group, blocker.owner, blocker.held)
                 self._consider_starving(entry)
                 return
             else:

@@ -240,16 +240,19 @@ def repo_status(repo: str | os.PathLike[str], *, clocks: Clocks = REAL) -> RepoS
 
 def _now_told(waiting: tuple[WaitingTask, ...], clocks: Clocks) -> tuple[WaitingTask, ...]:
     """``waiting``, each wait that ends at a set time (a retry, a rate limit) told from now, not
-    from when its run wrote it: a run writes its record when something changes, not as time passes."""
+    from when its run wrote it: a run writes its record when something changes, not as time passes.
+    Such a wait is the reason's first part; what follows its "; " (other blockers) stays as written."""
     now = clocks.wall()
     return tuple(
-        task
-        if task.resumes_at is None
-        else replace(
-            task, reason=WaitReason(task.reason_kind, holder_agent=task.agent, until=task.resumes_at).describe(now)
-        )
+        task if task.resumes_at is None else replace(task, reason=_retold(task, task.resumes_at, now))
         for task in waiting
     )
+
+
+def _retold(task: WaitingTask, resumes_at: float, now: float) -> str:
+    first = WaitReason(task.reason_kind, holder_agent=task.agent, until=resumes_at).describe(now)
+    _, separator, others = task.reason.partition("; ")
+    return first + separator + others
 
 
 def _state(owner: Owner) -> str:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .claims import Access, Claim, Conflict
 from .entry import TaskEntry
 from .task import TaskState
-from .waits import WaitReason
 
 __all__ = ["WaitGroup", "WaitGroups"]
 
@@ -32,9 +31,6 @@ class WaitGroup:
     claim: Claim  # the members' claim ...
     access: Access  # ... and how they use it
     held: Claim  # the holder's claim it overlaps
-    example: str  # a path both cover
-    holder: str | None  # the holding task's id; None once it has released
-    holder_agent: str
     # A heap of (rank key, task id). Lazily pruned: a member cancelled or moved on stays until
     # it comes first; a member is a task that is queued and whose ``blocker`` is this group.
     members: list[tuple[tuple[int, int], str]] = field(default_factory=list)
@@ -43,9 +39,6 @@ class WaitGroup:
     def key(self) -> tuple[str, Access, str]:
         return (self.claim.text, self.access, self.held.text)
 
-    def reason(self) -> WaitReason:
-        return WaitReason.overlap("claim", self.claim, self.held, self.holder, self.holder_agent, self.example)
-
     def add(self, entry: TaskEntry) -> None:
         heapq.heappush(self.members, (entry.key, entry.id))
 
@@ -53,9 +46,8 @@ class WaitGroup:
 class WaitGroups:
     """The groups parked on each holder, and the released ones ranked by their best member."""
 
-    def __init__(self, entries: Mapping[str, TaskEntry], agent_of: Callable[[str], str]):
+    def __init__(self, entries: Mapping[str, TaskEntry]):
         self._entries = entries
-        self._agent_of = agent_of  # the agent type of a holder, a task here or elsewhere
         self._on: dict[str, dict[tuple[str, Access, str], WaitGroup]] = {}  # holder id -> groups parked on it
         # Released groups: (best member's key, order pushed, group); a key may be stale, see take.
         self._released: list[tuple[tuple[int, int], int, WaitGroup]] = []
@@ -67,9 +59,7 @@ class WaitGroups:
         groups = self._on.setdefault(holder, {})
         group = groups.get((conflict.claim.text, conflict.access, conflict.held.text))
         if group is None:
-            group = WaitGroup(
-                conflict.claim, conflict.access, conflict.held, conflict.example, holder, self._agent_of(holder)
-            )
+            group = WaitGroup(conflict.claim, conflict.access, conflict.held)
             groups[group.key] = group
         group.add(entry)
         entry.blocker = group
@@ -77,7 +67,6 @@ class WaitGroups:
     def release(self, holder: str) -> None:
         """``holder`` let go of its claims: the groups parked on it are released, to be looked at."""
         for group in self._on.pop(holder, {}).values():
-            group.holder = None
             if group.members:
                 self._push(group)
 
@@ -106,9 +95,9 @@ class WaitGroups:
         if group.members:
             self._push(group)
 
-    def move(self, group: WaitGroup, holder: str, held: Claim, example: str) -> None:
+    def move(self, group: WaitGroup, holder: str, held: Claim) -> None:
         """Park the group ``take`` gave, whole, on ``holder``, whose ``held`` claim now blocks every member."""
-        group.holder, group.holder_agent, group.held, group.example = holder, self._agent_of(holder), held, example
+        group.held = held
         groups = self._on.setdefault(holder, {})
         other = groups.setdefault(group.key, group)
         if other is not group:  # merge the smaller into the larger: O(n log n) over all merges

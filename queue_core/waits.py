@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .claims import Claim
@@ -22,7 +23,11 @@ def seconds_text(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class WaitReason:
-    """Why a task is not running; ``str()`` gives the sentence a person reads."""
+    """Why a task is not running; ``str()`` gives the sentence a person reads.
+
+    The fields are those of the first thing that stops it; ``also`` holds the others, in the
+    order of ``Admission.blockers``, so a task waiting for a slot and a claim is told both.
+    """
 
     kind: str  # "dependency", "retry", "rate_limit", "agent", "claim", "reserved", "capacity" or "ready"
     holder: str | None = None  # id of the task that holds or reserves what this one needs
@@ -33,6 +38,7 @@ class WaitReason:
     needs: tuple[str, ...] = ()  # unfinished dependencies
     until: float | None = None  # when a retry is due, or a rate-limit pause ends
     limit: int | None = None  # max_parallel, for "capacity"
+    also: tuple[WaitReason, ...] = ()  # what else stops it
 
     @classmethod
     def overlap(
@@ -41,7 +47,15 @@ class WaitReason:
         """A ``kind`` ("claim" or "reserved") reason: ``claim`` overlaps ``holder``'s ``held``."""
         return cls(kind, holder=holder, holder_agent=holder_agent, claim=claim.text, held=held.text, example=example)
 
-    def describe(self, now: float | None = None) -> str:
+    def describe(self, now: float | None = None, annotate: Callable[[str, str | None], str] | None = None) -> str:
+        """The sentence, each blocker's part separated by "; ", a wait that ends at a set time
+        told from ``now``; ``annotate(part, holder)`` may add to each part what it knows of the holder."""
+        parts = (self, *self.also)
+        return "; ".join(
+            part._text(now) if annotate is None else annotate(part._text(now), part.holder) for part in parts
+        )
+
+    def _text(self, now: float | None) -> str:
         if self.kind == "dependency":
             return "needs " + ", ".join(self.needs)
         if self.kind == "retry":

@@ -1,4 +1,4 @@
-"""A program on a pseudo-terminal of 120 x 40, as in a terminal window, for the CLI's tests."""
+"""A program on a pseudo-terminal (120 x 40 unless told), as in a terminal window, for the CLI's tests."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ SETSID = shutil.which("setsid")
 
 
 class Terminal:
-    """A program and the master end of its pseudo-terminal."""
+    """A program, the master end of its pseudo-terminal, and the path of its end (``tty``)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], master: int):
+    def __init__(self, proc: subprocess.Popen[bytes], master: int, tty: str):
         self.proc = proc
         self.master = master
+        self.tty = tty
 
     def hang_up(self) -> None:
         """Close the master end, as a closing window does (the kernel hangs up a controlling terminal)."""
@@ -31,19 +32,21 @@ class Terminal:
 
 
 @contextlib.contextmanager
-def on_terminal(argv: list[str], *, controlling: bool = False) -> Iterator[Terminal]:
-    """Run ``argv`` on a new pseudo-terminal; ``controlling``: as its session's controlling
-    terminal (through setsid -c), so that a hang-up sends it SIGHUP. Leaving hangs up, and
-    kills the program if it still runs."""
+def on_terminal(argv: list[str], *, controlling: bool = False, size: tuple[int, int] = (40, 120)) -> Iterator[Terminal]:
+    """Run ``argv`` on a new pseudo-terminal of ``size`` (rows, columns); ``controlling``: as its
+    session's controlling terminal (through setsid -c), so that a hang-up sends it SIGHUP and a
+    Ctrl-C typed (``\x03`` written to ``master``) SIGINT. Leaving hangs up, and kills the program
+    if it still runs."""
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
     if controlling:
         assert SETSID is not None
         argv = [SETSID, "-c", *argv]
     env = {**os.environ, "TERM": "xterm-256color"}
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
+    tty = os.ttyname(slave)
     os.close(slave)
-    terminal = Terminal(proc, master)
+    terminal = Terminal(proc, master, tty)
     try:
         yield terminal
     finally:

@@ -32,7 +32,10 @@ def test_a_rate_limited_attempt_waits_for_its_agent_without_spending_a_retry() -
     assert entry.task.retries == 0
     # The claim on x.py is free: codex takes it; claude's tasks wait for the back-off, told why.
     assert ids(sched.dispatch(1.0)) == ["c"]
-    assert reason_of(sched, "a").describe(6.0) == "claude rate-limited, resumes in 25s"
+    assert (
+        reason_of(sched, "a").describe(6.0)
+        == "claude rate-limited, resumes in 25s; x.py overlaps x.py held by codex (c)"
+    )
     assert reason_of(sched, "b").kind == "rate_limit"
     assert sched.next_wakeup() == 31.0
     assert ids(sched.dispatch(30.9)) == []

@@ -1478,7 +1478,9 @@ def test_a_group_keeps_its_reason_and_members_when_it_moves() -> None:
     sched = make(max_parallel=4)
     sched.add_batch([task(f"t{i}", f"agent{i}", ["hot.py"]) for i in range(4)], 0.0)
     sched.dispatch(0.0)
-    assert [str(r) for _, r in sched.waiting()] == ["hot.py overlaps hot.py held by agent0 (t0)"] * 3
+    held = "hot.py overlaps hot.py held by agent0 (t0)"
+    reserved = "hot.py overlaps hot.py, reserved for t1 (waiting longest)"  # max_bypass=0: at once
+    assert [str(r) for _, r in sched.waiting()] == [held, f"{held}; {reserved}", f"{held}; {reserved}"]
     sched.finish("t0", TaskState.SUCCEEDED, 1.0)
     assert ids(sched.dispatch(1.0)) == ["t1"]
     assert [str(r) for _, r in sched.waiting()] == ["hot.py overlaps hot.py held by agent1 (t1)"] * 2
@@ -1516,8 +1518,10 @@ def test_an_external_holder_blocks_like_a_running_task_but_takes_no_slot() -> No
     sched.add(task("arch", "architect", ["src/a.py"]), 0.0)
     sched.add(task("free", "dev", ["src/b.py"]), 0.0)
     assert ids(sched.dispatch(0.0)) == ["free"]  # the only slot is ours to use
-    assert str(reason_of(sched, "doc")) == "docs/x.md overlaps docs/ held by architect (t9 in run other)"
-    assert str(reason_of(sched, "arch")) == "architect busy (t9 in run other)"
+    assert str(reason_of(sched, "doc")) == (
+        "docs/x.md overlaps docs/ held by architect (t9 in run other); max_parallel (1) reached"
+    )
+    assert str(reason_of(sched, "arch")) == "architect busy (t9 in run other); max_parallel (1) reached"
     sched.finish("free", TaskState.SUCCEEDED, 1.0)
     assert ids(sched.dispatch(1.0)) == []
     sched.release_external("t9 in run other")

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cli.panels import Columns
 from cli.status import status_text, status_view
+from cli.usage import Machine, Usage
 from queue_core import RepoStatus
 from queue_core.records import RunningTask, WaitingTask
 from queue_core.status import RunView
@@ -61,7 +63,9 @@ def test_the_snapshot_adds_up_its_runs() -> None:
 
 def _screen(status: RepoStatus) -> str:
     console = Console(record=True, width=120, file=io.StringIO())
-    console.print(status_view(status, REPO, now=NOW, machine="machine: CPU 7%", usage={LOCAL: (12.0, 300 * 2**20)}))
+    machine = Machine(7.0, 2, 2**30, 4 * 2**30)
+    usage = {LOCAL: Usage(12.0, 300 * 2**20)}
+    console.print(status_view(status, REPO, now=NOW, columns=Columns(), machine=machine, usage=usage, fit=False))
     return console.export_text()
 
 
@@ -77,16 +81,17 @@ def test_the_running_panel_lists_each_task_with_its_run_agent_and_elapsed_time()
     line = _line(screen, "parser", "code_developer", "42s")  # elapsed from started_at, not the aged record
     assert LOCAL in line
     assert "write the [bold]" in line  # cut to fit, but shown as typed
-    assert "src/parser.py, tests/test_parser.py" in line
+    assert "src/parser.py, tests/" in line
     assert REMOTE in _line(screen, "docs", "doc_writer", "5s")
 
 
 def test_the_files_panel_names_each_files_holder() -> None:
     screen = _screen(_status())
     assert "Active files (3)" in screen
-    assert LOCAL in _line(screen, "src/parser.py", "parser (code_developer)")
-    assert LOCAL in _line(screen, "tests/test_parser.py", "parser (code_developer)")
-    assert REMOTE in _line(screen, "README.md", "docs (doc_writer)")
+    files = screen[screen.index("Active files (3)") : screen.index("Queue (150)")]
+    assert LOCAL in _line(files, "src/parser.py", "parser", "code_developer")
+    assert LOCAL in _line(files, "tests/test_parser.py", "parser", "code_developer")
+    assert REMOTE in _line(files, "README.md", "docs", "doc_writer")
 
 
 def test_the_queue_says_why_each_task_waits_and_counts_the_unlisted_ones() -> None:
@@ -99,9 +104,10 @@ def test_the_queue_says_why_each_task_waits_and_counts_the_unlisted_ones() -> No
 
 def test_resources_measure_local_runs_and_not_runs_on_another_host() -> None:
     screen = _screen(_status())
-    assert "machine: CPU 7%" in screen
-    assert "CPU 12%, memory 300 MiB" in _line(screen, f"run {LOCAL}")
-    assert "on another host, not measured here" in _line(screen, f"run {REMOTE}", "elsewhere.example")
+    assert "machine  CPU 7% of 2 cores, memory 1.0 of 4.0 GiB" in screen
+    assert f"run {LOCAL}: CPU 12% of 2 cores, memory 300 MiB" in screen
+    assert f"run {REMOTE}: on another host, not measured here" in screen
+    assert f"run {REMOTE} (pid 77 on elsewhere.example)" in screen
 
 
 def test_a_queue_listed_in_full_says_no_more() -> None:
