@@ -91,7 +91,7 @@ def run(
     if (code := stopped_early()) is not None:
         return code
     try:
-        batch, missing = _load(task_texts, batch_file, repo_root, dry_run=dry_run)
+        batch, on_finish, missing = _load(task_texts, batch_file, repo_root, dry_run=dry_run)
         agents = batch.agents
         limit = max_parallel or batch.max_parallel or DEFAULT_MAX_PARALLEL
         ownership = FileOwnership({name: spec.owns for name, spec in agents.items() if spec.owns})
@@ -117,8 +117,7 @@ def run(
     stale_after = batch.stale_after if batch.stale_after is not None else STALE_AFTER_S
     keep_runs = batch.keep_runs or DEFAULT_KEEP_RUNS
     writes = {t.id: plan.entry(t.id).writes for t in tasks}  # as held: owned paths for none, symlinks resolved
-    # Read again, only to be told: _load checked the file whole, on_finish included.
-    notifier = Notify(load_repo_config(repo_root).on_finish, repo_root) if notify else None
+    notifier = Notify(on_finish, repo_root) if notify else None
     return _execute(
         tasks,
         runners,
@@ -137,8 +136,9 @@ def run(
 
 def _load(
     task_texts: list[str], batch_file: Path | None, repo_root: Path, *, dry_run: bool
-) -> tuple[Batch, list[tuple[str, str]]]:
-    """The batch, and (for a dry run, which plans without them) the executables not installed.
+) -> tuple[Batch, tuple[str, ...], list[tuple[str, str]]]:
+    """The batch, the ``on_finish`` command of project-manager.yaml (read with its agents, once),
+    and (for a dry run, which plans without them) the executables not installed.
 
     Claims typed on the command line count from the current directory, as git's paths do;
     a batch file's claims and agents' commands count from the repository root, where agents run.
@@ -162,7 +162,7 @@ def _load(
     keep_runs = file_batch.keep_runs or repo_config.keep_runs  # the batch's, else the repository's
     batch = Batch(file_batch.max_parallel, agents, tasks, file_batch.stale_after, keep_runs)
     which = functools.partial(find_executable, repo_root=repo_root)
-    return batch, validate_batch(batch, agents, which, missing_ok=dry_run)
+    return batch, repo_config.on_finish, validate_batch(batch, agents, which, missing_ok=dry_run)
 
 
 def _warn_of_words(source: str, claims: tuple[str, ...], repo_root: Path, base: str) -> None:
