@@ -111,8 +111,7 @@ def run(
         return code
     if dry_run:
         terminal.out(_plan(plan, batch, runners, missing, json_out=json_out))
-        if missing:
-            terminal.warning("not found on PATH: " + ", ".join(f"{exe} ({whose})" for exe, whose in missing))
+        _warn_of_missing(missing)
         return EXIT_OK
     stale_after = batch.stale_after if batch.stale_after is not None else STALE_AFTER_S
     keep_runs = batch.keep_runs or DEFAULT_KEEP_RUNS
@@ -176,6 +175,15 @@ def _warn_of_words(source: str, claims: tuple[str, ...], repo_root: Path, base: 
                 f"{source}: @{typed} claims {path!r}, which is not in the repository; "
                 f"if it is not a file, put it in quotes ('@{typed}') to keep it in the description"
             )
+
+
+def _warn_of_missing(missing: list[tuple[str, str]]) -> None:
+    """Name the executables a dry run did not find, each (executable, whose), where they were
+    looked for (see find_executable): a bare name on PATH, one with a / in the repository."""
+    for where, slash in (("on PATH", False), ("in the repository, from its root", True)):
+        named = [f"{exe} ({whose})" for exe, whose in missing if ("/" in exe) == slash]
+        if named:
+            terminal.warning(f"not found {where}: " + ", ".join(named))
 
 
 def _numbered(tasks: list[TaskSpec], taken: set[str]) -> tuple[TaskSpec, ...]:
