@@ -4,8 +4,6 @@ run ended, and ``on_finish:`` of project-manager.yaml run with the run's outcome
 from __future__ import annotations
 
 import json
-import os
-import select
 import subprocess
 import sys
 from pathlib import Path
@@ -29,16 +27,8 @@ def _repo(tmp_path: Path, on_finish: list[str] | str) -> Path:
 
 def _on_terminal(argv: list[str]) -> tuple[int, str]:
     """Run ``argv`` on a pseudo-terminal; its exit code and everything it showed."""
-    shown = b""
     with on_terminal(argv, size=(24, 80)) as terminal:
-        while select.select([terminal.master], [], [], WAIT)[0]:
-            try:
-                chunk = os.read(terminal.master, 65536)
-            except OSError:  # the program is gone
-                break
-            if not chunk:
-                break
-            shown += chunk
+        shown = terminal.read_to_end()
         return terminal.proc.wait(WAIT), shown.decode(errors="replace")
 
 
