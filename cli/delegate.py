@@ -305,20 +305,7 @@ def _execute(
         delivered = signals.finish(output.close)
         wall = time.monotonic() - started
         outcomes = _outcomes(queue, tasks, strays)
-        task_time = sum(row.outcome.total_s or 0.0 for row in outcomes)  # every attempt's
-        interrupted = signum is not None
-        summary = (
-            render.run_json(run_id, outcomes, wall, task_time, interrupted=interrupted)
-            if json_out
-            else render.summary_text(
-                outcomes,
-                wall,
-                task_time,
-                width=terminal.width(),
-                logs=str(_log_dir(repo_root, run_id)),
-                interrupted=interrupted,
-            )
-        )
+        summary = _summary(outcomes, wall, run_id, repo_root, json_out=json_out, interrupted=signum is not None)
         delivered = signals.finish(functools.partial(terminal.write_out, summary)) and delivered
         signum = signals.caught
     code = exit_code_for(signum) if signum is not None else EXIT_OK
@@ -329,6 +316,23 @@ def _execute(
     if notify is not None and signum is None:  # ended by itself; after a signal, nobody waits for word
         notify(run_id, code, [row.outcome.status for row in outcomes])
     return code
+
+
+def _summary(
+    outcomes: list[render.SummaryRow],
+    wall_s: float,
+    run_id: str,
+    repo_root: Path,
+    *,
+    json_out: bool,
+    interrupted: bool,
+) -> str:
+    """The run's summary (--json: its object), the task time counting every attempt of each task."""
+    task_time = sum(row.outcome.total_s or 0.0 for row in outcomes)
+    if json_out:
+        return render.run_json(run_id, outcomes, wall_s, task_time, interrupted=interrupted)
+    logs = str(_log_dir(repo_root, run_id))
+    return render.summary_text(outcomes, wall_s, task_time, width=terminal.width(), logs=logs, interrupted=interrupted)
 
 
 def _live_view(queue: TaskQueue, runners: dict[str, SubprocessAgent], tasks: list[AgentTask]) -> terminal.LiveView:
