@@ -6,19 +6,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from queue_core.registry import state_dir
+from tests.unit.test_notify import RECORD
 
 from ..conftest import WAIT
 from ._terminal import on_terminal
 
 SCRIPT = Path(sys.executable).with_name("project-manager")
-#: An on_finish command that writes the environment it was given to ``finish.json``.
-RECORD = [sys.executable, "-c", "import json, os; json.dump(dict(os.environ), open('finish.json', 'w'))"]
 
 
-def _repo(tmp_path: Path, on_finish: list[str] | str) -> Path:
+def _repo(tmp_path: Path, on_finish: Sequence[str] | str) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "project-manager.yaml").write_text(f"on_finish: {json.dumps(on_finish)}\n")  # JSON is YAML

@@ -19,13 +19,13 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from cli.config_files import _AGENT_KEYS, _REPO_KEYS, REPO_CONFIG, load_repo_config
+from cli.init import AGENT_CLIS
 from cli.presets import PRESETS
 
 from ..conftest import WAIT, git_repo
 
 runner = CliRunner()
 SCRIPT = Path(sys.executable).with_name("project-manager")
-AGENT_CLIS = [name for name in PRESETS if name != "shell"]
 
 
 def fake_path(tmp_path: Path, *presets: str) -> str:
