@@ -81,13 +81,18 @@ def _read_until(terminal: Terminal, screen: Screen, done: Callable[[Screen], boo
             screen.feed(os.read(terminal.master, 65536))
 
 
-@pytest.mark.parametrize(("rows", "columns"), [(24, 80), (50, 200)])
-def test_the_live_view_fits_the_terminal_and_ctrl_c_leaves_it_whole(tmp_path: Path, rows: int, columns: int) -> None:
+def _batch_run(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A new repository, and the command that runs BATCH in it."""
     batch = tmp_path / "batch.yaml"
     batch.write_text(BATCH)
     repo = tmp_path / "repo"
     repo.mkdir()
-    argv = [str(SCRIPT), "delegate-multiple", "--file", str(batch), "--repo", str(repo)]
+    return repo, [str(SCRIPT), "delegate-multiple", "--file", str(batch), "--repo", str(repo)]
+
+
+@pytest.mark.parametrize(("rows", "columns"), [(24, 80), (50, 200)])
+def test_the_live_view_fits_the_terminal_and_ctrl_c_leaves_it_whole(tmp_path: Path, rows: int, columns: int) -> None:
+    _, argv = _batch_run(tmp_path)
     screen = Screen(rows, columns)
     with on_terminal(argv, controlling=True, size=(rows, columns)) as terminal:
         _read_until(terminal, screen, _running_view)
@@ -132,11 +137,7 @@ def test_the_live_view_fits_the_terminal_and_ctrl_c_leaves_it_whole(tmp_path: Pa
 @pytest.fixture
 def busy_repo(tmp_path: Path) -> Iterator[Path]:
     """A repository where a run (without a terminal) has BATCH going: two tasks run, two wait."""
-    batch = tmp_path / "batch.yaml"
-    batch.write_text(BATCH)
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    argv = [str(SCRIPT), "delegate-multiple", "--file", str(batch), "--repo", str(repo)]
+    repo, argv = _batch_run(tmp_path)
     run = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         eventually(
