@@ -15,16 +15,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from cli.app import app
 from cli.config_files import _AGENT_KEYS, _REPO_KEYS, REPO_CONFIG, load_repo_config
 from cli.init import AGENT_CLIS
 from cli.presets import PRESETS
 
 from ..conftest import WAIT, git_repo
+from .test_cli import invoke
 
-runner = CliRunner()
 SCRIPT = Path(sys.executable).with_name("project-manager")
 
 
@@ -43,8 +41,8 @@ def fake_path(tmp_path: Path, *presets: str) -> str:
 
 
 def init(path: str, *args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, ["init", *args], env={"PATH": path})
-    return result.exit_code, result.stdout, result.stderr
+    """``project-manager init ARGS`` with ``path`` as PATH."""
+    return invoke("init", *args, env={"PATH": path})
 
 
 @pytest.fixture
