@@ -143,6 +143,8 @@ def status(
     On a terminal, as panels laid out for its width (with --watch, redrawn in place), each run
     with its progress and elapsed time, and the CPU and memory of the machine and of each run's
     agents, in percent of all the machine's cores; elsewhere, or with --no-live, as plain text.
+    Exit codes: 0 shown; 2 bad input (no such --repo, not a git repository); with --watch, 128 +
+    N ended by signal N (130 Ctrl-C), 129 the terminal went away, 141 the reader went away.
     """
     import sys
 

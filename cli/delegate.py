@@ -91,7 +91,7 @@ def run(
     if (code := stopped_early()) is not None:
         return code
     try:
-        batch, missing = _load(task_texts, batch_file, repo_root, dry_run=dry_run)
+        batch, on_finish, missing = _load(task_texts, batch_file, repo_root, dry_run=dry_run)
         agents = batch.agents
         limit = max_parallel or batch.max_parallel or DEFAULT_MAX_PARALLEL
         ownership = FileOwnership({name: spec.owns for name, spec in agents.items() if spec.owns})
@@ -111,14 +111,12 @@ def run(
         return code
     if dry_run:
         terminal.out(_plan(plan, batch, runners, missing, json_out=json_out))
-        if missing:
-            terminal.warning("not found on PATH: " + ", ".join(f"{exe} ({whose})" for exe, whose in missing))
+        _warn_of_missing(missing)
         return EXIT_OK
     stale_after = batch.stale_after if batch.stale_after is not None else STALE_AFTER_S
     keep_runs = batch.keep_runs or DEFAULT_KEEP_RUNS
     writes = {t.id: plan.entry(t.id).writes for t in tasks}  # as held: owned paths for none, symlinks resolved
-    # Read again, only to be told: _load checked the file whole, on_finish included.
-    notifier = Notify(load_repo_config(repo_root).on_finish, repo_root) if notify else None
+    notifier = Notify(on_finish, repo_root) if notify else None
     return _execute(
         tasks,
         runners,
@@ -137,8 +135,9 @@ def run(
 
 def _load(
     task_texts: list[str], batch_file: Path | None, repo_root: Path, *, dry_run: bool
-) -> tuple[Batch, list[tuple[str, str]]]:
-    """The batch, and (for a dry run, which plans without them) the executables not installed.
+) -> tuple[Batch, tuple[str, ...], list[tuple[str, str]]]:
+    """The batch, the ``on_finish`` command of project-manager.yaml (read with its agents, once),
+    and (for a dry run, which plans without them) the executables not installed.
 
     Claims typed on the command line count from the current directory, as git's paths do;
     a batch file's claims and agents' commands count from the repository root, where agents run.
@@ -162,7 +161,7 @@ def _load(
     keep_runs = file_batch.keep_runs or repo_config.keep_runs  # the batch's, else the repository's
     batch = Batch(file_batch.max_parallel, agents, tasks, file_batch.stale_after, keep_runs)
     which = functools.partial(find_executable, repo_root=repo_root)
-    return batch, validate_batch(batch, agents, which, missing_ok=dry_run)
+    return batch, repo_config.on_finish, validate_batch(batch, agents, which, missing_ok=dry_run)
 
 
 def _warn_of_words(source: str, claims: tuple[str, ...], repo_root: Path, base: str) -> None:
@@ -176,6 +175,15 @@ def _warn_of_words(source: str, claims: tuple[str, ...], repo_root: Path, base: 
                 f"{source}: @{typed} claims {path!r}, which is not in the repository; "
                 f"if it is not a file, put it in quotes ('@{typed}') to keep it in the description"
             )
+
+
+def _warn_of_missing(missing: list[tuple[str, str]]) -> None:
+    """Name the executables a dry run did not find, each (executable, whose), where they were
+    looked for (see find_executable): a bare name on PATH, one with a / in the repository."""
+    for where, slash in (("on PATH", False), ("in the repository, from its root", True)):
+        named = [f"{exe} ({whose})" for exe, whose in missing if ("/" in exe) == slash]
+        if named:
+            terminal.warning(f"not found {where}: " + ", ".join(named))
 
 
 def _numbered(tasks: list[TaskSpec], taken: set[str]) -> tuple[TaskSpec, ...]:
@@ -297,20 +305,7 @@ def _execute(
         delivered = signals.finish(output.close)
         wall = time.monotonic() - started
         outcomes = _outcomes(queue, tasks, strays)
-        task_time = sum(row.outcome.total_s or 0.0 for row in outcomes)  # every attempt's
-        interrupted = signum is not None
-        summary = (
-            render.run_json(run_id, outcomes, wall, task_time, interrupted=interrupted)
-            if json_out
-            else render.summary_text(
-                outcomes,
-                wall,
-                task_time,
-                width=terminal.width(),
-                logs=str(_log_dir(repo_root, run_id)),
-                interrupted=interrupted,
-            )
-        )
+        summary = _summary(outcomes, wall, run_id, repo_root, json_out=json_out, interrupted=signum is not None)
         delivered = signals.finish(functools.partial(terminal.write_out, summary)) and delivered
         signum = signals.caught
     code = exit_code_for(signum) if signum is not None else EXIT_OK
@@ -321,6 +316,23 @@ def _execute(
     if notify is not None and signum is None:  # ended by itself; after a signal, nobody waits for word
         notify(run_id, code, [row.outcome.status for row in outcomes])
     return code
+
+
+def _summary(
+    outcomes: list[render.SummaryRow],
+    wall_s: float,
+    run_id: str,
+    repo_root: Path,
+    *,
+    json_out: bool,
+    interrupted: bool,
+) -> str:
+    """The run's summary (--json: its object), the task time counting every attempt of each task."""
+    task_time = sum(row.outcome.total_s or 0.0 for row in outcomes)
+    if json_out:
+        return render.run_json(run_id, outcomes, wall_s, task_time, interrupted=interrupted)
+    logs = str(_log_dir(repo_root, run_id))
+    return render.summary_text(outcomes, wall_s, task_time, width=terminal.width(), logs=logs, interrupted=interrupted)
 
 
 def _live_view(queue: TaskQueue, runners: dict[str, SubprocessAgent], tasks: list[AgentTask]) -> terminal.LiveView:

@@ -53,6 +53,9 @@ _HEADER = Template("""\
 #   rate_limit_max_wait: 2h       how long its tasks wait out rate limits before they fail
 
 # keep_runs: 100   # how many finished runs keep their history and logs (at least 1)
+# on_finish: [notify-send, "project-manager: run ended"]   # with --notify, run when a run
+#   ends by itself: an argv, never through a shell; PM_RUN_ID, PM_EXIT_CODE, PM_TOTAL,
+#   PM_SUCCEEDED and PM_FAILED in its environment
 
 agents:
 """)

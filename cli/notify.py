@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from queue_core import TaskState
+from queue_core.errors import exit_text
 from queue_core.records import FAILED_STATES
 
 from . import terminal
@@ -80,5 +81,4 @@ def run_command(command: Sequence[str], cwd: Path, env: dict[str, str], timeout_
     if proc.returncode == 0:
         return None
     lines = err.decode(errors="replace").strip().splitlines()
-    how = f"exited with code {proc.returncode}" if proc.returncode > 0 else f"was killed by signal {-proc.returncode}"
-    return how + (f": {lines[-1]}" if lines else "")
+    return exit_text(proc.returncode) + (f": {lines[-1]}" if lines else "")

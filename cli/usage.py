@@ -2,8 +2,8 @@
 each process tree's (a run's process and its agents).
 
 One convention for every CPU figure: a percentage of the whole machine, 100 when every core is
-busy, as the machine's own figure is; an agent that keeps one core of two busy is 50%. The
-views say so beside each figure (see cli.panels).
+busy, as the machine's own figure is; an agent that keeps one core of two busy is 50%. Each
+figure is labelled so where it is shown (``machine_text``, ``usage_text``: "CPU 50% of 2 cores").
 
 A figure is CPU time over wall time since the previous sample. A process seen for the first
 time is counted from its start (its CPU time over its age): the first frame shows a busy agent

@@ -54,8 +54,9 @@ class Admission:
         return next(self._agent_rules(entry), None)
 
     def blocker(self, entry: TaskEntry) -> Conflict | WaitReason | None:
-        """What stops ``entry`` from starting, its agent and ``max_parallel`` aside; None if nothing."""
-        return self._held.first_conflict(entry.claims) or self._reservation.holds_back(entry)
+        """What stops ``entry`` from starting, its agent and ``max_parallel`` aside: the first of
+        ``_own_rules``; None if nothing."""
+        return next(self._own_rules(entry), None)
 
     def refusal(self, entry: TaskEntry) -> WaitReason | None:
         """Why ``entry`` may not start at once, as ``try_start`` says it: the cap first, then the
@@ -64,19 +65,20 @@ class Admission:
 
     def blockers(self, entry: TaskEntry) -> list[WaitReason]:
         """Everything that stops ``entry`` from starting now, each named once, in a fixed order:
-        its agent's rules (``_agent_rules``), each other holder of a claim overlapping its own
-        (in the order of its claims), a reservation of its paths, and ``max_parallel`` last. The
-        same rule as dispatch's (``agent_blocked``, ``blocker``, the cap), asked in full."""
+        its agent's rules (``_agent_rules``), then its own (``_own_rules``: a holder of several
+        overlapping claims named once), and ``max_parallel`` last. The rules dispatch asks
+        (``agent_blocked``, ``blocker``, the cap), asked in full."""
         reasons = list(self._agent_rules(entry))
         named = {reason.holder for reason in reasons}
-        for conflict in self._held.conflicts_of(entry.claims):
-            if conflict.owner not in named:  # one that frees everything it blocks at once
-                named.add(conflict.owner)
-                reasons.append(self._overlap(conflict))
-        held_back = self._reservation.holds_back(entry)
+        for rule in self._own_rules(entry):
+            if isinstance(rule, WaitReason):
+                reasons.append(rule)
+            elif rule.owner not in named:  # one that frees everything it blocks at once
+                named.add(rule.owner)
+                reasons.append(self._overlap(rule))
         capacity = self._capacity()
         # A reservation for a task of its agent is among its agent's rules already.
-        return list(dict.fromkeys([*reasons, *(r for r in (held_back, capacity) if r is not None)]))
+        return list(dict.fromkeys([*reasons, *(() if capacity is None else (capacity,))]))
 
     def wait_reason(self, entry: TaskEntry) -> WaitReason:
         """Why the queued ``entry`` has not started: its ``blockers``, the first in the reason's
@@ -97,6 +99,15 @@ class Admission:
             holder = slot.first
             yield WaitReason("reserved" if holder in self._in_line else "agent", holder=holder, holder_agent=agent)
         held_back = self._reservation.holds_back_agent(entry)
+        if held_back is not None:
+            yield held_back
+
+    def _own_rules(self, entry: TaskEntry) -> Iterator[Conflict | WaitReason]:
+        """What of ``entry``'s own stops it, in order: each held claim that overlaps one of its
+        claims (in the order of its claims), then a reservation of its paths. Lazy: dispatch asks
+        only for the first."""
+        yield from self._held.conflicts_of(entry.claims)
+        held_back = self._reservation.holds_back(entry)
         if held_back is not None:
             yield held_back
 

@@ -230,8 +230,7 @@ class AgentExitError(QueueError):
     def __init__(self, exit_code: int, log: Path):
         self.exit_code = exit_code
         self.log = log
-        how = f"was killed by {_signal_text(-exit_code)}" if exit_code < 0 else f"exited with code {exit_code}"
-        super().__init__(f"the agent {how}")
+        super().__init__(f"the agent {exit_text(exit_code)}")
 
 
 class AgentReportedError(QueueError):
@@ -247,9 +246,13 @@ class GitError(QueueError):
     """A git call failed (git missing, not a repository, a timeout); the message says how."""
 
 
-def _signal_text(signum: int) -> str:
-    """``signal 9 (SIGKILL)``; the number alone for one this system does not name."""
+def exit_text(returncode: int) -> str:
+    """How a process ended, as ``Popen.returncode`` says it: ``exited with code 3``, or ``was
+    killed by signal 9 (SIGKILL)`` (the number alone for a signal this system does not name).
+    Not an error itself: AgentExitError says it, and so does the CLI of a command of its own."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
     try:
-        return f"signal {signum} ({signal.Signals(signum).name})"
+        return f"was killed by signal {-returncode} ({signal.Signals(-returncode).name})"
     except ValueError:
-        return f"signal {signum}"
+        return f"was killed by signal {-returncode}"

@@ -104,6 +104,13 @@ class Screen:
         row[start:end] = [" "] * (end - start)
 
 
+def one_line(lines: list[str], *words: str) -> str:
+    """The one line of ``lines`` that holds every word; fails unless there is exactly one."""
+    found = [line for line in lines if all(word in line for word in words)]
+    assert len(found) == 1, f"{len(found)} lines hold {words}:\n" + "\n".join(lines)
+    return found[0]
+
+
 def panel_problems(lines: list[str], width: int) -> list[str]:
     """What is wrong with the Rich panels among ``lines`` on a screen ``width`` wide: a line wider
     than the screen, a panel border or side not full width, a top border left without its bottom

@@ -6,11 +6,16 @@ import contextlib
 import fcntl
 import os
 import pty
+import select
 import shutil
 import struct
 import subprocess
 import termios
 from collections.abc import Iterator
+
+import pytest
+
+from ..conftest import WAIT
 
 #: util-linux's setsid, which gives a program the terminal as its controlling one (setsid -c).
 SETSID = shutil.which("setsid")
@@ -23,6 +28,20 @@ class Terminal:
         self.proc = proc
         self.master = master
         self.tty = tty
+
+    def read_to_end(self) -> bytes:
+        """Everything the program shows from now until it exits and its terminal closes; fails if
+        the terminal stays silent for WAIT seconds."""
+        shown = b""
+        while select.select([self.master], [], [], WAIT)[0]:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # EIO: the program is gone, the terminal closed
+                return shown
+            if not chunk:
+                return shown
+            shown += chunk
+        pytest.fail("the terminal went silent:\n" + shown.decode(errors="replace"))
 
     def hang_up(self) -> None:
         """Close the master end, as a closing window does (the kernel hangs up a controlling terminal)."""

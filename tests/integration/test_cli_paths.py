@@ -147,6 +147,12 @@ def test_a_repo_relative_agent_command_runs_from_a_subdirectory(repo: Path) -> N
 def test_the_dry_run_looks_a_repo_relative_command_up_from_the_repository_root(repo: Path) -> None:
     result = plan(repo / "src" / "app", "local: go @x.py", "missing: go @y.py")
     assert result["missing"] == ["scripts/none.sh"]
+    # Before: "not found on PATH: scripts/none.sh", though PATH was never looked at for it.
+    done = run(repo / "src" / "app", "missing: go @y.py", "shell: true @z.py", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == (
+        "project-manager: warning: not found in the repository, from its root: scripts/none.sh (agent 'missing')\n"
+    )
 
 
 def test_a_missing_repo_relative_command_exits_2_saying_where_it_was_looked_for(repo: Path) -> None:

@@ -69,25 +69,10 @@ def test_ctrl_c_stops_the_agents_releases_the_claims_and_exits_130(repo: Path) -
     assert holds == []
 
 
-def _read_until_closed(master: int) -> bytes:
-    """Everything shown on the terminal until the program on it exits."""
-    screen = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], WAIT)
-        assert ready, "the terminal went silent"
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # the terminal closed: the program is gone
-            return screen
-        if not chunk:
-            return screen
-        screen += chunk
-
-
 def test_a_live_run_on_a_terminal_shows_the_panels(repo: Path) -> None:
     argv = [str(SCRIPT), "delegate-multiple", "shell: sleep 1 @x", "shell: true @y", "--repo", str(repo)]
     with on_terminal(argv) as terminal:
-        proc, screen = terminal.proc, _read_until_closed(terminal.master)
+        proc, screen = terminal.proc, terminal.read_to_end()
         assert proc.wait(WAIT) == 0
     text = screen.decode(errors="replace")
     for title in ("Running agents", "Active files", "Queue", "Resources"):
@@ -199,7 +184,7 @@ def test_status_watch_on_a_terminal_shows_the_live_panels_until_ctrl_c(repo: Pat
                     screen += os.read(master, 65536)
             assert all(text.encode() in screen for text in wanted), screen.decode(errors="replace")
             watch.send_signal(signal.SIGINT)
-            after = _read_until_closed(master)
+            after = terminal.read_to_end()
             assert watch.wait(WAIT) == 130
     finally:
         with contextlib.suppress(OSError):  # let the agent finish, whatever happened

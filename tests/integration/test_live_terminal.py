@@ -17,14 +17,14 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..conftest import WAIT, eventually
-from ._screen import Screen, panel_problems
+from ._screen import Screen, one_line, panel_problems
 from ._terminal import SETSID, Terminal, on_terminal
 
 SCRIPT = Path(sys.executable).with_name("project-manager")
@@ -71,47 +71,34 @@ def _running_view(screen: Screen) -> bool:
     )
 
 
-def _read_until(terminal: Terminal, screen: Screen, done: object) -> None:
+def _read_until(terminal: Terminal, screen: Screen, done: Callable[[Screen], bool]) -> None:
     """Feed ``screen`` what the program writes until ``done(screen)`` holds; fails after WAIT."""
     deadline = time.monotonic() + WAIT
-    while not done(screen):  # type: ignore[operator]
+    while not done(screen):
         left = deadline - time.monotonic()
         assert left > 0, "\n".join(screen.transcript)
         if select.select([terminal.master], [], [], left)[0]:
             screen.feed(os.read(terminal.master, 65536))
 
 
-def _read_to_the_end(terminal: Terminal, screen: Screen) -> None:
-    """Feed ``screen`` everything until the program exits and its terminal closes."""
-    while select.select([terminal.master], [], [], WAIT)[0]:
-        try:
-            chunk = os.read(terminal.master, 65536)
-        except OSError:  # the program is gone
-            return
-        if not chunk:
-            return
-        screen.feed(chunk)
-    pytest.fail("the terminal went silent:\n" + "\n".join(screen.transcript))
-
-
-def _line(lines: list[str], *words: str) -> str:
-    (line,) = [line for line in lines if all(word in line for word in words)]
-    return line
-
-
-@pytest.mark.parametrize(("rows", "columns"), [(24, 80), (50, 200)])
-def test_the_live_view_fits_the_terminal_and_ctrl_c_leaves_it_whole(tmp_path: Path, rows: int, columns: int) -> None:
+def _batch_run(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A new repository, and the command that runs BATCH in it."""
     batch = tmp_path / "batch.yaml"
     batch.write_text(BATCH)
     repo = tmp_path / "repo"
     repo.mkdir()
-    argv = [str(SCRIPT), "delegate-multiple", "--file", str(batch), "--repo", str(repo)]
+    return repo, [str(SCRIPT), "delegate-multiple", "--file", str(batch), "--repo", str(repo)]
+
+
+@pytest.mark.parametrize(("rows", "columns"), [(24, 80), (50, 200)])
+def test_the_live_view_fits_the_terminal_and_ctrl_c_leaves_it_whole(tmp_path: Path, rows: int, columns: int) -> None:
+    _, argv = _batch_run(tmp_path)
     screen = Screen(rows, columns)
     with on_terminal(argv, controlling=True, size=(rows, columns)) as terminal:
         _read_until(terminal, screen, _running_view)
         shown = screen.lines
         os.write(terminal.master, b"\x03")  # Ctrl-C, typed: the terminal sends SIGINT, and may echo it
-        _read_to_the_end(terminal, screen)
+        screen.feed(terminal.read_to_end())
         assert terminal.proc.wait(WAIT) == 130
         tty = os.open(terminal.tty, os.O_RDWR | os.O_NOCTTY)
         try:
@@ -127,9 +114,10 @@ def test_the_live_view_fits_the_terminal_and_ctrl_c_leaves_it_whole(tmp_path: Pa
         ("api", "code_developer", "implement the REST", "coffee_maker/api"),
         ("spec", "architect", "write SPEC-046", "docs/archite"),
     ):
-        assert re.search(rf"│ {task_id} +{agent} +{words}.* \d+s +{files}", _line(shown, f" {task_id} ", words)), shown
-    assert "code_developer busy (api)" in _line(shown, " api-docs ")
-    page = _line(shown, " page ")
+        row = one_line(shown, f" {task_id} ", words)
+        assert re.search(rf"│ {task_id} +{agent} +{words}.* \d+s +{files}", row), shown
+    assert "code_developer busy (api)" in one_line(shown, " api-docs ")
+    page = one_line(shown, " page ")
     assert "docs/architecture/parser.md overlaps docs/archite" in page
     assert columns == 80 or "docs/architecture/ held by architect (spec)" in page
     assert re.search(r"machine  CPU \d+% of \d+ cores?, memory", "\n".join(shown))
@@ -149,11 +137,7 @@ def test_the_live_view_fits_the_terminal_and_ctrl_c_leaves_it_whole(tmp_path: Pa
 @pytest.fixture
 def busy_repo(tmp_path: Path) -> Iterator[Path]:
     """A repository where a run (without a terminal) has BATCH going: two tasks run, two wait."""
-    batch = tmp_path / "batch.yaml"
-    batch.write_text(BATCH)
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    argv = [str(SCRIPT), "delegate-multiple", "--file", str(batch), "--repo", str(repo)]
+    repo, argv = _batch_run(tmp_path)
     run = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         eventually(
@@ -180,7 +164,7 @@ def _shown(argv: list[str], rows: int, columns: int) -> tuple[int, Screen]:
     """What ``argv`` shows on a terminal of ``rows`` x ``columns`` until it exits, and its exit code."""
     screen = Screen(rows, columns)
     with on_terminal(argv, size=(rows, columns)) as terminal:
-        _read_to_the_end(terminal, screen)
+        screen.feed(terminal.read_to_end())
         return terminal.proc.wait(WAIT), screen
 
 
@@ -189,8 +173,8 @@ def test_status_on_a_terminal_prints_the_panels_laid_out_for_it_and_no_live_prin
     assert code == 0
     lines = screen.transcript
     assert panel_problems(lines, 80) == [], "\n".join(lines)
-    assert re.search(r"│ api +code_developer +implement the", _line(lines, " api ", "implement"))
-    assert "code_developer busy (api)" in _line(lines, " api-docs ")
+    assert re.search(r"│ api +code_developer +implement the", one_line(lines, " api ", "implement"))
+    assert "code_developer busy (api)" in one_line(lines, " api-docs ")
     head = " ".join(line.strip() for line in lines)  # the run's line, wrapped as the width asks
     assert re.search(r"\): 0/4 done, 2 running, 0 failed · elapsed \d+s", head)
 
@@ -214,7 +198,7 @@ def test_status_watch_fits_the_terminal_until_ctrl_c(busy_repo: Path, rows: int,
         )
         shown = screen.lines
         os.write(terminal.master, b"\x03")
-        _read_to_the_end(terminal, screen)
+        screen.feed(terminal.read_to_end())
         assert terminal.proc.wait(WAIT) == 130
     running = [line for line in shown if " api " in line and "implement" in line]
     assert len(running) == 1
@@ -229,7 +213,7 @@ def test_status_watch_no_live_prints_text_blocks_even_on_a_terminal(busy_repo: P
     with on_terminal(argv, controlling=True, size=(24, 80)) as terminal:
         _read_until(terminal, screen, lambda s: "\n".join(s.transcript).count("agent(s) running") >= 2)
         os.write(terminal.master, b"\x03")
-        _read_to_the_end(terminal, screen)
+        screen.feed(terminal.read_to_end())
         assert terminal.proc.wait(WAIT) == 130
     text = "\n".join(screen.transcript)
     assert "╭" not in text

@@ -4,23 +4,21 @@ run ended, and ``on_finish:`` of project-manager.yaml run with the run's outcome
 from __future__ import annotations
 
 import json
-import os
-import select
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from queue_core.registry import state_dir
+from tests.unit.test_notify import RECORD
 
 from ..conftest import WAIT
 from ._terminal import on_terminal
 
 SCRIPT = Path(sys.executable).with_name("project-manager")
-#: An on_finish command that writes the environment it was given to ``finish.json``.
-RECORD = [sys.executable, "-c", "import json, os; json.dump(dict(os.environ), open('finish.json', 'w'))"]
 
 
-def _repo(tmp_path: Path, on_finish: list[str] | str) -> Path:
+def _repo(tmp_path: Path, on_finish: Sequence[str] | str) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "project-manager.yaml").write_text(f"on_finish: {json.dumps(on_finish)}\n")  # JSON is YAML
@@ -29,16 +27,8 @@ def _repo(tmp_path: Path, on_finish: list[str] | str) -> Path:
 
 def _on_terminal(argv: list[str]) -> tuple[int, str]:
     """Run ``argv`` on a pseudo-terminal; its exit code and everything it showed."""
-    shown = b""
     with on_terminal(argv, size=(24, 80)) as terminal:
-        while select.select([terminal.master], [], [], WAIT)[0]:
-            try:
-                chunk = os.read(terminal.master, 65536)
-            except OSError:  # the program is gone
-                break
-            if not chunk:
-                break
-            shown += chunk
+        shown = terminal.read_to_end()
         return terminal.proc.wait(WAIT), shown.decode(errors="replace")
 
 

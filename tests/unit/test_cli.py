@@ -17,8 +17,9 @@ runner = CliRunner()
 PY = sys.executable
 
 
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
+def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """The command's exit code, stdout and stderr; ``env`` added to the environment."""
+    result = runner.invoke(app, list(args), env=env)
     return result.exit_code, result.stdout, result.stderr
 
 

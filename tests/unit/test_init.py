@@ -15,17 +15,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from cli.app import app
-from cli.config_files import _AGENT_KEYS, REPO_CONFIG, load_repo_config
+from cli.config_files import _AGENT_KEYS, _REPO_KEYS, REPO_CONFIG, load_repo_config
+from cli.init import AGENT_CLIS
 from cli.presets import PRESETS
 
 from ..conftest import WAIT, git_repo
+from .test_cli import invoke
 
-runner = CliRunner()
 SCRIPT = Path(sys.executable).with_name("project-manager")
-AGENT_CLIS = [name for name in PRESETS if name != "shell"]
 
 
 def fake_path(tmp_path: Path, *presets: str) -> str:
@@ -43,8 +41,8 @@ def fake_path(tmp_path: Path, *presets: str) -> str:
 
 
 def init(path: str, *args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, ["init", *args], env={"PATH": path})
-    return result.exit_code, result.stdout, result.stderr
+    """``project-manager init ARGS`` with ``path`` as PATH."""
+    return invoke("init", *args, env={"PATH": path})
 
 
 @pytest.fixture
@@ -71,18 +69,24 @@ def test_the_agents_commented_out_load_once_uncommented(tmp_path: Path, repo: Pa
     assert code == 0, err
     text = (repo / REPO_CONFIG).read_text()
     entry = re.compile(r"  # (\w+:|  \w+: .*)")  # "  # codex_dev:", "  #   preset: codex"
-    lines = [f"  {m[1]}" if (m := entry.fullmatch(line)) else line for line in text.splitlines()]
+    top = re.compile(r"# (\w+: \S.*)")  # "# keep_runs: 100   # how many ..."
+    lines = [
+        f"  {m[1]}" if (m := entry.fullmatch(line)) else m[1] if (m := top.fullmatch(line)) else line
+        for line in text.splitlines()
+    ]
     (repo / REPO_CONFIG).write_text("\n".join(lines))
-    agents = load_repo_config(repo).agents
-    assert list(agents) == [*(f"{preset}_dev" for preset in AGENT_CLIS), "reviewer"]
-    assert agents["reviewer"].command == ("my-review-tool", "--message={prompt}")
+    config = load_repo_config(repo)
+    assert list(config.agents) == [*(f"{preset}_dev" for preset in AGENT_CLIS), "reviewer"]
+    assert config.agents["reviewer"].command == ("my-review-tool", "--message={prompt}")
+    assert (config.keep_runs, config.on_finish) == (100, ("notify-send", "project-manager: run ended"))
 
 
-def test_every_key_of_an_agent_is_explained(tmp_path: Path, repo: Path) -> None:
+def test_every_key_of_an_agent_and_of_the_file_is_explained(tmp_path: Path, repo: Path) -> None:
+    """Before: on_finish, added to the file's keys with --notify, was not among them."""
     code, _, err = init(fake_path(tmp_path), "--repo", str(repo))
     assert code == 0, err
     comments = [line for line in (repo / REPO_CONFIG).read_text().splitlines() if line.lstrip().startswith("#")]
-    for key in (*_AGENT_KEYS, "keep_runs"):
+    for key in (*_AGENT_KEYS, *(key for key in _REPO_KEYS if key != "agents")):
         assert any(line.lstrip("# ").startswith(f"{key}:") for line in comments), key
 
 

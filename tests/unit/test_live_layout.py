@@ -21,7 +21,7 @@ from cli.usage import Machine, Usage
 from queue_core import QueueStatus, RepoStatus
 from queue_core.records import RunningTask, WaitingTask
 from queue_core.status import RunView
-from tests.integration._screen import panel_problems
+from tests.integration._screen import one_line, panel_problems
 
 MACHINE = Machine(54.0, 2, 3 * 2**30, 16 * 2**30)
 AGENTS = Usage(50.4, 300 * 2**20)
@@ -85,12 +85,6 @@ def _assert_fits(lines: list[str], width: int, height: int) -> None:
     assert panel_problems(lines, width) == [], "\n".join(lines)
 
 
-def _line(lines: list[str], *words: str) -> str:
-    """The one line holding every word."""
-    (line,) = [line for line in lines if all(word in line for word in words)]
-    return line
-
-
 def _panel(lines: list[str], title: str) -> list[str]:
     """The lines of the panel titled ``title``."""
     start = next(i for i, line in enumerate(lines) if line.startswith("╭") and f" {title} " in line)
@@ -104,9 +98,9 @@ def test_a_run_at_80x24_keeps_each_running_tasks_id_agent_description_elapsed_ti
     running = _panel(lines, "Running agents (4/4)")
     for task in RUNNING:
         first_word = task.description.split()[0]
-        _line(running, f" {task.id} ", task.agent, first_word, task.files[0][:10])
-    assert "4m 12s" in _line(running, "api")
-    assert "1h 01m" in _line(running, "hello", "(timed out) echo")
+        one_line(running, f" {task.id} ", task.agent, first_word, task.files[0][:10])
+    assert "4m 12s" in one_line(running, "api")
+    assert "1h 01m" in one_line(running, "hello", "(timed out) echo")
 
 
 def test_a_run_at_80x24_keeps_its_progress_and_whole_resources_and_cuts_the_queue_saying_so() -> None:
@@ -165,11 +159,11 @@ def test_a_run_at_200x50_shows_everything_whole() -> None:
     _assert_fits(lines, 200, 50)
     running = _panel(lines, "Running agents (4/4)")
     for task in RUNNING:
-        assert task.description in _line(running, f" {task.id} ", task.agent, ", ".join(task.files))
+        assert task.description in one_line(running, f" {task.id} ", task.agent, ", ".join(task.files))
     files = _panel(lines, "Active files (5)")
     assert len(files) == 3 + 5
     queue = _panel(lines, "Queue (24)")
-    assert all(task.reason in _line(queue, f" {task.id} ") for task in WAITING)
+    assert all(task.reason in one_line(queue, f" {task.id} ") for task in WAITING)
     assert "and 12 more" in queue[-2]
 
 
@@ -178,7 +172,7 @@ def test_the_columns_keep_their_widths_whatever_the_rows() -> None:
     short = _screen(_view(_status(WAITING[:1])), 80, 24)
     long = _screen(_view(_status((replace(WAITING[0], id="a-longer-id"), *WAITING[1:3]))), 80, 24)
     assert _panel(short, "Queue (24)")[1] == _panel(long, "Queue (24)")[1]  # the header: every column where it was
-    assert _line(long, "a-longer-id").index("docs/") == _line(short, "page0").index("docs/")
+    assert one_line(long, "a-longer-id").index("docs/") == one_line(short, "page0").index("docs/")
     assert _panel(short, "Running agents (4/4)")[:3] == _panel(long, "Running agents (4/4)")[:3]
 
 
@@ -186,7 +180,7 @@ def test_a_short_terminal_drops_rows_never_the_resources() -> None:
     lines = _screen(_view(), 80, 16)
     _assert_fits(lines, 80, 16)
     assert "Resources" in lines[-4]
-    assert "and 24 more" in _line(lines, "and")  # no row of the queue fits: it says how many wait
+    assert "and 24 more" in one_line(lines, "and")  # no row of the queue fits: it says how many wait
 
 
 def _repo_status() -> RepoStatus:
@@ -222,9 +216,9 @@ def test_status_watch_at_80_columns_gives_the_width_to_the_tasks_not_the_run_id(
     _assert_fits(lines, 80, 24)
     running = _panel(lines, "Running agents (3)")
     assert not any("20261127" in line for line in running)  # the run column went first
-    _line(running, " api ", "code_developer", "implement the", "4m 12s", "coffee_maker/")
+    one_line(running, " api ", "code_developer", "implement the", "4m 12s", "coffee_maker/")
     queue = _panel(lines, "Queue (3)")
-    assert "│ …7432-23a36f  page0 " in _line(queue, "page0")  # the tail of the run id, which tells runs apart
+    assert "│ …7432-23a36f  page0 " in one_line(queue, "page0")  # the tail of the run id, which tells runs apart
     head = " ".join(line.strip() for line in lines[: lines.index(running[0])])  # wrapped as the width asks
     assert "run 20261127-190042-27432-23a36f (pid 27432 on " in head
     assert "): 2/7 done, 2 running, 0 failed · elapsed 4m 12s" in head
@@ -234,8 +228,8 @@ def test_status_watch_at_80_columns_gives_the_width_to_the_tasks_not_the_run_id(
 def test_status_watch_at_200_columns_shows_the_whole_run_id() -> None:
     lines = _status_screen(200, 50)
     _assert_fits(lines, 200, 50)
-    assert "20261127-190042-27432-23a36f" in _line(_panel(lines, "Running agents (3)"), " api ")
-    assert "20261127-190500-9-bbbbbb" in _line(_panel(lines, "Active files (4)"), "docs/roadmap/ROADMAP.md")
+    assert "20261127-190042-27432-23a36f" in one_line(_panel(lines, "Running agents (3)"), " api ")
+    assert "20261127-190500-9-bbbbbb" in one_line(_panel(lines, "Active files (4)"), "docs/roadmap/ROADMAP.md")
 
 
 def test_columns_grow_with_the_names_seen_and_never_shrink() -> None:

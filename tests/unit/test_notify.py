@@ -72,6 +72,11 @@ def test_a_failing_command_is_a_warning_with_its_last_error_line(
     assert err.rstrip().endswith("exited with code 1: no display; the run's exit code stands")
 
 
+def test_a_command_killed_by_a_signal_is_said_so_as_an_agent_is(tmp_path: Path) -> None:
+    """Before: "was killed by signal 9", where an agent's error names the signal (SIGKILL)."""
+    assert run_command(("sh", "-c", "kill -9 $$"), tmp_path, {}, 5.0) == "was killed by signal 9 (SIGKILL)"
+
+
 def test_a_missing_program_is_said_so(tmp_path: Path) -> None:
     problem = run_command(("no-such-program-pm",), tmp_path, {}, 5.0)
     assert problem == "could not start: No such file or directory"
