@@ -1,0 +1,89 @@
+"""Issue 12 attacked through the installed command, with real processes and signals: claims typed
+in different directories, a --repo inside another repository, a removed current directory,
+a stop signal while on_finish runs, a terminal held with Ctrl-S.
+
+Each test failed before its fix; the unit tests of the same fixes are tests/unit/test_attack_i12.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from queue_core import repo_status
+
+from ..conftest import WAIT, eventually, git_repo
+
+SCRIPT = Path(sys.executable).with_name("project-manager")
+
+#: Two agent types (one type runs one task at a time, across runs too: only claims may part them).
+AGENTS = 'agents:\n  first: {command: [sh, -c, "{description}"]}\n  second: {command: [sh, -c, "{description}"]}\n'
+
+
+@pytest.fixture
+def marks(tmp_path: Path) -> Path:
+    """A folder outside the repository for what the agents leave behind, with a FIFO ``go`` that
+    holds the first agent until the test writes to it."""
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    os.mkfifo(folder / "go")
+    return folder
+
+
+def start(cwd: Path, marks: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(SCRIPT), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1", "MARK": str(marks)},
+    )
+
+
+@pytest.fixture
+def runs() -> Iterator[list[subprocess.Popen[str]]]:
+    """The runs a test starts: each one still running at its end is killed."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+#: The first agent: it says it started, waits for the test, and says it ended.
+HOLDS = 'first: touch "$MARK/a.started"; read go < "$MARK/go"; touch "$MARK/a.ended"'
+#: The second agent: whether the first had ended when it started.
+CHECKS = 'test -e "$MARK/a.ended" || touch "$MARK/overlap"; touch "$MARK/b.ran"'
+
+
+def _release(marks: Path) -> None:
+    with open(marks / "go", "w") as go:  # the first agent reads it
+        go.write("go\n")
+
+
+def test_one_file_in_a_bracketed_directory_typed_from_two_places_is_held_by_one_task_at_a_time(
+    tmp_path: Path, marks: Path, runs: list[subprocess.Popen[str]]
+) -> None:
+    """Next.js names a route's folder ``[id]``. From inside it, ``@page.tsx`` claimed the file
+    ``app/posts/[id]/page.tsx`` (its name escaped); from the root, ``@app/posts/[id]/page.tsx``
+    claimed a pattern (``app/posts/i/page.tsx``, ``app/posts/d/page.tsx``): the two did not
+    overlap, and two agents edited page.tsx at once."""
+    repo = git_repo(tmp_path / "repo", {"app/posts/[id]/page.tsx": "", "project-manager.yaml": AGENTS})
+    runs.append(start(repo / "app" / "posts" / "[id]", marks, "delegate-multiple", f"{HOLDS} @page.tsx"))
+    eventually("the first agent to start", lambda: (marks / "a.started").exists())
+    runs.append(start(repo, marks, "delegate-multiple", f"second: {CHECKS} @app/posts/[id]/page.tsx"))
+    eventually("the second run to wait for the file", lambda: repo_status(repo).queued_tasks == 1)
+    assert not (marks / "b.ran").exists()
+    _release(marks)
+    for run in runs:
+        out, err = run.communicate(timeout=3 * WAIT)
+        assert run.returncode == 0, out + err
+    assert (marks / "b.ran").exists()
+    assert not (marks / "overlap").exists()
