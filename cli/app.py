@@ -29,7 +29,7 @@ RepoOption = Annotated[
         metavar="DIR",
         help=(
             "Repository root, an existing directory (default: the git top level of the current "
-            "directory; outside a git repository it must be given)."
+            "directory; outside a git repository it must be given; inside one, it is its top level)."
         ),
     ),
 ]

@@ -165,7 +165,7 @@ def _load(
     return batch, validate_batch(batch, agents, which, missing_ok=dry_run)
 
 
-def _warn_of_words(source: str, claims: tuple[str, ...], repo_root: Path, base: str) -> None:
+def _warn_of_words(source: str, claims: tuple[str, ...], repo_root: Path, base: str | None) -> None:
     """Warn of a claim typed as ``@word`` (in the directory ``base``) that names nothing in the
     repository and looks like no path (no / and no .): "review the PR by @alice" claims alice,
     which is more likely a person."""

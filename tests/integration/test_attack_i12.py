@@ -87,3 +87,43 @@ def test_one_file_in_a_bracketed_directory_typed_from_two_places_is_held_by_one_
         assert run.returncode == 0, out + err
     assert (marks / "b.ran").exists()
     assert not (marks / "overlap").exists()
+
+
+def test_a_repo_inside_another_repository_is_refused_and_runs_nothing(
+    tmp_path: Path, marks: Path, runs: list[subprocess.Popen[str]]
+) -> None:
+    """Before: ``--repo src`` shared the repository's registry, its claims counted from src:
+    ``@app/parser.py`` there and ``@src/app/parser.py`` at the root, one file, ran together."""
+    repo = git_repo(tmp_path / "repo", {"src/app/parser.py": "", "project-manager.yaml": AGENTS})
+    runs.append(start(repo, marks, "delegate-multiple", f"{HOLDS} @src/app/parser.py"))
+    eventually("the first agent to start", lambda: (marks / "a.started").exists())
+    inside = start(repo, marks, "delegate-multiple", "--repo", "src", f"shell: {CHECKS} @app/parser.py")
+    runs.append(inside)
+    out, err = inside.communicate(timeout=3 * WAIT)
+    assert inside.returncode == 2, out + err
+    assert err == f"project-manager: error: --repo src lies inside the git repository {repo}: give --repo {repo}\n"
+    assert not (marks / "b.ran").exists()
+    _release(marks)
+    assert runs[0].wait(3 * WAIT) == 0
+
+
+def test_in_a_removed_directory_commands_refuse_without_a_traceback_and_claims_count_from_it(tmp_path: Path) -> None:
+    """Before: every command died with a FileNotFoundError traceback (exit 1); with --repo,
+    ``@parser.py`` typed in a removed src/app claimed the root's parser.py."""
+    repo = git_repo(tmp_path / "repo", {"src/app/parser.py": ""})
+
+    def in_removed(*args: str) -> subprocess.CompletedProcess[str]:
+        (repo / "src" / "gone").mkdir()
+        script = 'cd src/gone && rmdir ../gone && exec "$@"'
+        argv = ["sh", "-c", script, "sh", str(SCRIPT), *args]
+        return subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=3 * WAIT)
+
+    for command in (["status"], ["init"], ["delegate-multiple", "shell: true @x.py"]):
+        done = in_removed(*command)
+        assert (done.returncode, done.stderr) == (
+            2,
+            "project-manager: error: the current directory was removed; cd to one that exists, or give --repo DIR\n",
+        )
+    done = in_removed("delegate-multiple", "--repo", str(repo), "--dry-run", "--json", "shell: true @parser.py")
+    assert done.returncode == 0, done.stderr
+    assert '"src/gone/parser.py"' in done.stdout

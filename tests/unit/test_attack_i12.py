@@ -10,8 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from cli.config import ConfigError, claim_base, parse_task_string
 from queue_core.claims import Claim, overlaps
+from queue_core.errors import StateError
 from queue_core.realpaths import ClaimResolver
+from queue_core.registry import Registry
+
+from ..conftest import git_repo
 
 # --- claims that read as a pattern and as a file -------------------------------------------------
 
@@ -37,3 +42,44 @@ def test_a_claim_without_a_class_or_an_escape_holds_only_itself(tmp_path: Path) 
     resolve = ClaimResolver(tmp_path).resolve
     assert [c.text for c in resolve(Claim.parse("src/**/*.py"))] == ["src/**/*.py"]
     assert [c.text for c in resolve(Claim.parse("a[1].md"))] == ["a[1].md", "a\\[1\\].md"]
+
+
+# --- where claims typed on the command line count from ----------------------------------------------
+
+
+def test_an_empty_quoted_claim_is_refused_even_from_a_subdirectory() -> None:
+    """Before: ``@""`` typed in src/app claimed the whole of src/app/."""
+    for base in ("", "src/app"):
+        with pytest.raises(ConfigError, match="the path is empty"):
+            parse_task_string('x: fix it @""', 1, base=base)
+
+
+def test_a_removed_current_directory_counts_where_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: claims typed in a removed directory counted from the root: ``@parser.py`` in a
+    removed src/app claimed the root's parser.py (with --repo; without, a traceback)."""
+    repo = tmp_path / "repo"
+    (repo / "src" / "app").mkdir(parents=True)
+    monkeypatch.chdir(repo / "src" / "app")
+    (repo / "src" / "app").rmdir()
+    base = claim_base(repo)
+    assert base == "src/app"
+    assert parse_task_string("x: fix it @parser.py", 1, base=base).files == ("src/app/parser.py",)
+
+
+def test_claims_are_refused_when_where_they_count_from_is_unknown() -> None:
+    with pytest.raises(ConfigError, match="the current directory was removed"):
+        parse_task_string("x: fix it @parser.py", 1, base=None)
+    assert parse_task_string("x: fix it", 1, base=None).files == ()  # no claim: nothing to count
+
+
+# --- a repository inside another's work tree -----------------------------------------------------------
+
+
+def test_a_folder_inside_a_git_work_tree_is_no_repository_of_its_own(tmp_path: Path) -> None:
+    """Before: ``TaskQueue(repo="r/src")`` shared r's registry, its claims counted from src: a
+    run there on ``app/x.py`` and one at r on ``src/app/x.py`` ran together."""
+    root = git_repo(tmp_path / "r", {"src/app/x.py": ""})
+    for inside in (root / "src", root / "src" / "app", root / ".git"):
+        with pytest.raises(StateError, match=f"inside the git work tree {root}"):
+            Registry(inside)
+    Registry(root).finish_run(None)  # the top level itself is one
