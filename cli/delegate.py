@@ -319,7 +319,12 @@ def _execute(
     if not delivered:  # a writer is stuck on a reader that went away, maybe holding stdout's lock
         terminal.exit_now(code)
     if notify is not None and signum is None:  # ended by itself; after a signal, nobody waits for word
-        notify(run_id, code, [row.outcome.status for row in outcomes])
+        # A stop signal now (the user gave up waiting for on_finish) stops it, and is the exit code.
+        with Signals(patience=INTERRUPTED_WRITE_S) as signals:
+            if signals.caught is None:
+                notify(run_id, code, [row.outcome.status for row in outcomes], signals.wait_for)
+            if signals.caught is not None:
+                code = exit_code_for(signals.caught)
     return code
 
 

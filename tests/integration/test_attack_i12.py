@@ -8,11 +8,14 @@ Each test failed before its fix; the unit tests of the same fixes are tests/unit
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from queue_core import repo_status
@@ -127,3 +130,28 @@ def test_in_a_removed_directory_commands_refuse_without_a_traceback_and_claims_c
     done = in_removed("delegate-multiple", "--repo", str(repo), "--dry-run", "--json", "shell: true @parser.py")
     assert done.returncode == 0, done.stderr
     assert '"src/gone/parser.py"' in done.stdout
+
+
+def test_ctrl_c_while_on_finish_runs_stops_it_at_once_and_exits_130(tmp_path: Path, marks: Path) -> None:
+    """Before: the Ctrl-C was noted and nothing more: the command waited out on_finish's 10 s,
+    then exited 0."""
+    on_finish = 'on_finish: [sh, -c, "echo $$ > \\"$MARK/finish.pid\\"; exec sleep 60"]\n'
+    repo = git_repo(tmp_path / "repo", {"project-manager.yaml": on_finish})
+    run = start(repo, marks, "delegate-multiple", "--notify", "shell: true")
+    try:
+        eventually(
+            "on_finish to start", lambda: (marks / "finish.pid").exists() and (marks / "finish.pid").stat().st_size
+        )
+        started = time.monotonic()
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=WAIT)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 130, err
+    assert time.monotonic() - started < 5  # not the 10 s on_finish has
+    assert "on_finish (sh -c " in err
+    assert "was stopped: interrupted by SIGINT\n" in err
+    pid = int((marks / "finish.pid").read_text())
+    eventually("on_finish to be killed", lambda: not psutil.pid_exists(pid))

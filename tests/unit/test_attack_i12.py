@@ -6,17 +6,24 @@ tests/integration/test_attack_i12.py.
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 from cli.config import ConfigError, claim_base, parse_task_string
+from cli.notify import Notify, run_command
 from queue_core.claims import Claim, overlaps
 from queue_core.errors import StateError
 from queue_core.realpaths import ClaimResolver
 from queue_core.registry import Registry
 
-from ..conftest import git_repo
+from ..conftest import WAIT, eventually, git_repo
 
 # --- claims that read as a pattern and as a file -------------------------------------------------
 
@@ -83,3 +90,44 @@ def test_a_folder_inside_a_git_work_tree_is_no_repository_of_its_own(tmp_path: P
         with pytest.raises(StateError, match=f"inside the git work tree {root}"):
             Registry(inside)
     Registry(root).finish_run(None)  # the top level itself is one
+
+
+# --- on_finish -----------------------------------------------------------------------------------------
+
+
+def test_on_finish_output_is_not_kept_in_memory(tmp_path: Path) -> None:
+    """Before: all its stderr was read into memory (300 MB written: 600 MB of memory)."""
+    floods = (sys.executable, "-c", "import sys; sys.stderr.write('x' * 50_000_000 + '\\nthe end\\n'); sys.exit(5)")
+    tracemalloc.start()
+    try:
+        problem = run_command(floods, tmp_path, {}, WAIT)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert problem == "exited with code 5: the end"
+    assert peak < 5_000_000
+
+
+def test_on_finish_ends_when_it_exits_not_when_a_process_it_left_closes_its_output(tmp_path: Path) -> None:
+    """Before: it was waited for until its stderr closed: a process it started in the background
+    (a session of its own) kept the run waiting the whole time-out, then "did not end"."""
+    leaves = ("sh", "-c", "setsid sleep 60 & echo $! > child; exit 0")
+    try:
+        assert run_command(leaves, tmp_path, {}, 3 * WAIT) is None
+    finally:
+        eventually("the background child's pid", lambda: (tmp_path / "child").exists())
+        os.kill(int((tmp_path / "child").read_text()), signal.SIGKILL)
+
+
+def test_a_stop_signal_stops_on_finish_and_is_returned(tmp_path: Path) -> None:
+    """Before: a Ctrl-C while on_finish ran was noted and nothing more: the command waited out its 10 s."""
+
+    def interrupted(work: Callable[[], object]) -> int:
+        eventually("on_finish to start", lambda: (tmp_path / "pid").exists())
+        return signal.SIGINT
+
+    hangs = ("sh", "-c", "echo $$ > pid; exec sleep 60")
+    signum = Notify(hangs, tmp_path, timeout_s=3 * WAIT)("r-1", 0, [], interrupted)
+    assert signum == signal.SIGINT
+    pid = int((tmp_path / "pid").read_text())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
