@@ -8,9 +8,11 @@ Each test failed before its fix; the unit tests of the same fixes are tests/unit
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,8 @@ import pytest
 
 from queue_core import repo_status
 
-from ..conftest import WAIT, eventually, git_repo
+from ..conftest import EMPTY_STATUS, WAIT, eventually, git_repo
+from ._terminal import SETSID, on_terminal
 
 SCRIPT = Path(sys.executable).with_name("project-manager")
 
@@ -155,3 +158,29 @@ def test_ctrl_c_while_on_finish_runs_stops_it_at_once_and_exits_130(tmp_path: Pa
     assert "was stopped: interrupted by SIGINT\n" in err
     pid = int((marks / "finish.pid").read_text())
     eventually("on_finish to be killed", lambda: not psutil.pid_exists(pid))
+
+
+@pytest.mark.skipif(SETSID is None, reason="needs util-linux's setsid for a controlling terminal")
+def test_a_run_ended_while_its_terminal_is_held_with_ctrl_s_gives_the_terminal_its_echo_back(tmp_path: Path) -> None:
+    """The live view turns the terminal's echo off. Held with Ctrl-S, the terminal takes no
+    output, so a SIGTERM ends the run after 2 s without the view stopping (exit_now): before,
+    the echo stayed off, and a shell keeps the settings a command exits with."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    argv = [str(SCRIPT), "delegate-multiple", "--repo", str(repo), "shell: sleep 60 @a", "shell: sleep 60 @b"]
+    with on_terminal(argv, controlling=True, size=(24, 80)) as terminal:
+        shown = b""
+        deadline = time.monotonic() + WAIT
+        while b"Running agents" not in shown:
+            assert select.select([terminal.master], [], [], max(0.0, deadline - time.monotonic()))[0], shown
+            shown += os.read(terminal.master, 65536)
+        tty = os.open(terminal.tty, os.O_RDWR | os.O_NOCTTY)
+        try:
+            assert not termios.tcgetattr(tty)[3] & termios.ECHO  # the view runs
+            os.write(terminal.master, b"\x13")  # Ctrl-S: the terminal takes no more output
+            terminal.proc.send_signal(signal.SIGTERM)
+            assert terminal.proc.wait(WAIT) == 143
+            assert termios.tcgetattr(tty)[3] & termios.ECHO, "the terminal was left without its echo"
+        finally:
+            os.close(tty)
+    assert {**repo_status(repo).to_json(), "skipped": []} == EMPTY_STATUS  # every claim released
