@@ -184,3 +184,16 @@ def test_a_run_ended_while_its_terminal_is_held_with_ctrl_s_gives_the_terminal_i
         finally:
             os.close(tty)
     assert {**repo_status(repo).to_json(), "skipped": []} == EMPTY_STATUS  # every claim released
+
+
+@pytest.mark.parametrize("args", [["--help"], ["delegate-multiple", "-h"], ["--show-completion", "bash"]])
+def test_help_whose_reader_went_away_exits_0(args: list[str]) -> None:
+    """Before: ``project-manager --help | true`` exited 1, with nothing on stderr (Typer's answer
+    to a broken pipe), as if something had failed; ``| head -1`` was lucky to read first."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        done = subprocess.run([str(SCRIPT), *args], stdout=write_end, stderr=subprocess.PIPE, timeout=3 * WAIT)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (0, b"")
