@@ -197,3 +197,25 @@ def test_help_whose_reader_went_away_exits_0(args: list[str]) -> None:
     finally:
         os.close(write_end)
     assert (done.returncode, done.stderr) == (0, b"")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a repository nested in another's work tree (a submodule, a vendored clone) has a registry "
+    "of its own: a run at the outer one on sub/x.py and one in sub on x.py, one file, run at once",
+)
+def test_a_file_of_a_nested_repository_is_held_by_one_task_at_a_time(
+    tmp_path: Path, marks: Path, runs: list[subprocess.Popen[str]]
+) -> None:
+    outer = git_repo(tmp_path / "repo", {"project-manager.yaml": AGENTS})
+    inner = git_repo(outer / "sub", {"x.py": "", "project-manager.yaml": AGENTS})
+    runs.append(start(outer, marks, "delegate-multiple", f"{HOLDS} @sub/x.py"))
+    eventually("the first agent to start", lambda: (marks / "a.started").exists())
+    runs.append(start(inner, marks, "delegate-multiple", f"second: {CHECKS} @x.py"))
+    try:
+        eventually("the inner run to wait for the file", lambda: repo_status(inner).queued_tasks == 1)
+    finally:
+        _release(marks)
+        for run in runs:
+            run.communicate(timeout=3 * WAIT)
+    assert not (marks / "overlap").exists()
