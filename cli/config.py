@@ -50,6 +50,8 @@ _DURATION = re.compile(rf"(?:(?P<h>{_NUMBER})h)?(?:(?P<m>{_NUMBER})m)?(?:(?P<s>{
 _WORD = re.compile(r"""@"[^"]*"?\S*|@'[^']*'?\S*|\S+""")
 #: What makes a path a pattern (see queue_core.claims), escaped in a directory's name.
 _GLOB_CHARS = re.compile(r"[\\*?\[]")
+#: The characters a claim may not hold: C0 controls and DEL.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ConfigError(ValueError):
@@ -266,6 +268,7 @@ def _repo_relative(path: str, base: str, origin: Origin) -> str:
     if path.startswith(("/", "~")):
         reason = f"absolute paths are not allowed; give a path relative to the current directory ({base})"
         raise origin.error(f"invalid path {path!r}: {reason}")
+    _check_characters(path, origin)
     try:
         escaped = _GLOB_CHARS.sub(r"\\\g<0>", base)
         claim = Claim.parse(f"{escaped}/{path}").text
@@ -366,10 +369,18 @@ def check_claim(path: str, origin: Origin) -> None:
     """Raise ConfigError, pointing at ``origin``, unless ``path`` is a claim an agent may be given."""
     if path.startswith("-"):  # {files} puts claims in an agent's argv: one must never read as an option
         raise origin.error(f"invalid path {path!r}: a path may not start with '-' (write ./{path})")
+    _check_characters(path, origin)
     try:
         Claim.parse(path)
     except InvalidClaimError as exc:
         raise origin.error(f"invalid path {path!r}: {exc.reason}") from exc
+
+
+def _check_characters(path: str, origin: Origin) -> None:
+    """Refuse a path with a control character: an agent reads PM_FILES one path a line, so
+    ``a\nb.md`` would read as a and b.md, which no claim covers."""
+    if _CONTROL.search(path):
+        raise origin.error(f"invalid path {path!r}: a path may not contain a control character (a newline, a tab)")
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:

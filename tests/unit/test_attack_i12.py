@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from cli.config import ConfigError, claim_base, parse_task_string
+from cli.config_files import load_batch
 from cli.notify import Notify, run_command
 from queue_core.claims import Claim, overlaps
 from queue_core.errors import StateError
@@ -59,6 +60,18 @@ def test_an_empty_quoted_claim_is_refused_even_from_a_subdirectory() -> None:
     for base in ("", "src/app"):
         with pytest.raises(ConfigError, match="the path is empty"):
             parse_task_string('x: fix it @""', 1, base=base)
+
+
+@pytest.mark.parametrize("base", ["", "src/app"])
+def test_a_claim_with_a_newline_is_refused(base: str, tmp_path: Path) -> None:
+    """Before: ``@"a<newline>b.md"`` was claimed, and an agent reading PM_FILES, one path a line,
+    read the paths a and b.md, which no claim covered."""
+    with pytest.raises(ConfigError, match="may not contain a control character"):
+        parse_task_string('x: fix it @"a\nb.md"', 1, base=base)
+    batch = tmp_path / "batch.yaml"
+    batch.write_text('tasks: [{id: t, agent: x, description: d, files: ["a\\tb.md"]}]\n')
+    with pytest.raises(ConfigError, match="may not contain a control character"):
+        load_batch(batch)
 
 
 def test_a_removed_current_directory_counts_where_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
