@@ -70,8 +70,20 @@ CHECKS = 'test -e "$MARK/a.ended" || touch "$MARK/overlap"; touch "$MARK/b.ran"'
 
 
 def _release(marks: Path) -> None:
-    with open(marks / "go", "w") as go:  # the first agent reads it
-        go.write("go\n")
+    """Let the first agent end, once it reads the FIFO (a bounded wait, never a blocking open)."""
+
+    def written() -> bool:
+        try:
+            go = os.open(marks / "go", os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no reader yet
+            return False
+        try:
+            os.write(go, b"go\n")
+        finally:
+            os.close(go)
+        return True
+
+    eventually("the first agent to read the FIFO", written)
 
 
 def test_one_file_in_a_bracketed_directory_typed_from_two_places_is_held_by_one_task_at_a_time(
