@@ -29,7 +29,7 @@ RepoOption = Annotated[
         metavar="DIR",
         help=(
             "Repository root, an existing directory (default: the git top level of the current "
-            "directory; outside a git repository it must be given)."
+            "directory; outside a git repository it must be given; inside one, it is its top level)."
         ),
     ),
 ]
@@ -241,4 +241,15 @@ def init(
 
 
 def main() -> None:
-    app()
+    import sys
+
+    stdout = sys.stdout
+    try:
+        app()
+    except SystemExit as exc:
+        # Help or a completion script that found stdout's reader gone (`-h | true`): Typer ends
+        # with 1, having wrapped stdout, as for a failure. A reader that goes away changes no
+        # exit code, and the help did all it could.
+        if exc.code == 1 and sys.stdout is not stdout:
+            raise SystemExit(0) from None
+        raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 import shutil
 from collections.abc import Callable, Iterable
@@ -49,6 +50,8 @@ _DURATION = re.compile(rf"(?:(?P<h>{_NUMBER})h)?(?:(?P<m>{_NUMBER})m)?(?:(?P<s>{
 _WORD = re.compile(r"""@"[^"]*"?\S*|@'[^']*'?\S*|\S+""")
 #: What makes a path a pattern (see queue_core.claims), escaped in a directory's name.
 _GLOB_CHARS = re.compile(r"[\\*?\[]")
+#: The characters a claim may not hold: C0 controls and DEL.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ConfigError(ValueError):
@@ -181,7 +184,7 @@ def shown(value: object) -> str:
 
 
 def parse_task_string(
-    text: str, index: int, *, base: str = "", warn: Callable[[str], None] = lambda _: None
+    text: str, index: int, *, base: str | None = "", warn: Callable[[str], None] = lambda _: None
 ) -> TaskSpec:
     """The task in ``"AGENT: DESCRIPTION @path @path"`` (the ``index``-th argument, id ``t{index}``,
     which the caller renumbers past the ids a batch file took), typed in the directory ``base``
@@ -191,7 +194,8 @@ def parse_task_string(
     claims (``@"a b.md"`` or ``@'a b.md'`` for a path with spaces); the rest is the
     description, verbatim (it is never given to a shell by this module). An ``@word`` before
     the claims stays in the description, and ``warn`` is told so. Claims are relative to
-    ``base``, as git's paths are, and stored repo-relative. Raises ConfigError (source
+    ``base``, as git's paths are, and stored repo-relative; ``base`` None (the current directory
+    was removed) refuses every claim, which would count from nowhere. Raises ConfigError (source
     ``argument {index}``) for a missing colon, an empty or spaced agent name, an empty
     description, an unterminated quote, or an invalid path or one that leaves the repository.
     """
@@ -213,6 +217,8 @@ def parse_task_string(
     files: list[str] = []
     for i, word in enumerate(words):
         origin = Origin(source, None, f"files[{i}]")
+        if base is None:
+            raise origin.error(f"the current directory was removed, so {word} counts from nowhere; cd to one")
         files.append(_repo_relative(_claim_path(word, origin), base, origin))
     return TaskSpec(
         id=f"t{index}",
@@ -245,6 +251,8 @@ def _claim_path(word: str, origin: Origin) -> str:
         raise origin.error(f"unterminated quote in {word!r}: close it with {quote}")
     if end < len(word) - 1:
         raise origin.error(f"{word!r} goes on after its closing quote: put a space between claims")
+    if end == 2:  # from a subdirectory, "" would claim the whole directory
+        raise origin.error("invalid path '': the path is empty")
     return word[2:end]
 
 
@@ -260,6 +268,7 @@ def _repo_relative(path: str, base: str, origin: Origin) -> str:
     if path.startswith(("/", "~")):
         reason = f"absolute paths are not allowed; give a path relative to the current directory ({base})"
         raise origin.error(f"invalid path {path!r}: {reason}")
+    _check_characters(path, origin)
     try:
         escaped = _GLOB_CHARS.sub(r"\\\g<0>", base)
         claim = Claim.parse(f"{escaped}/{path}").text
@@ -268,15 +277,32 @@ def _repo_relative(path: str, base: str, origin: Origin) -> str:
     return f"./{claim}" if claim.startswith("-") else claim  # {files} must never read as an option
 
 
-def claim_base(repo_root: Path) -> str:
+def claim_base(repo_root: Path) -> str | None:
     """Where the current directory is in the repository, as claims typed there count from it: a
     repo-relative POSIX path, "" at the root; "" too when the current directory is outside
-    (``--repo`` named another folder) or gone, so that claims then count from the root."""
+    (``--repo`` named another folder), so that claims then count from the root. A removed
+    current directory counts where it was (Linux tells); None where that cannot be known."""
+    here = current_directory()
+    if here is None:
+        return None
     try:
-        relative = Path.cwd().resolve().relative_to(repo_root.resolve())
-    except (OSError, ValueError):  # a deleted current directory; one outside the repository
+        relative = here.resolve().relative_to(repo_root.resolve())
+    except ValueError:  # outside the repository
         return ""
     return "" if relative == Path() else relative.as_posix()
+
+
+def current_directory() -> Path | None:
+    """The current directory; once it was removed (``git checkout`` of a branch without it), where
+    it was, from Linux's /proc; None if that cannot be told."""
+    try:
+        return Path.cwd()
+    except OSError:
+        pass
+    try:
+        return Path(os.readlink("/proc/self/cwd").removesuffix(" (deleted)"))
+    except OSError:
+        return None
 
 
 def find_executable(program: str, repo_root: Path) -> str | None:
@@ -343,10 +369,18 @@ def check_claim(path: str, origin: Origin) -> None:
     """Raise ConfigError, pointing at ``origin``, unless ``path`` is a claim an agent may be given."""
     if path.startswith("-"):  # {files} puts claims in an agent's argv: one must never read as an option
         raise origin.error(f"invalid path {path!r}: a path may not start with '-' (write ./{path})")
+    _check_characters(path, origin)
     try:
         Claim.parse(path)
     except InvalidClaimError as exc:
         raise origin.error(f"invalid path {path!r}: {exc.reason}") from exc
+
+
+def _check_characters(path: str, origin: Origin) -> None:
+    """Refuse a path with a control character: an agent reads PM_FILES one path a line, so
+    ``a\nb.md`` would read as a and b.md, which no claim covers."""
+    if _CONTROL.search(path):
+        raise origin.error(f"invalid path {path!r}: a path may not contain a control character (a newline, a tab)")
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:

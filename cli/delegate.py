@@ -164,7 +164,7 @@ def _load(
     return batch, repo_config.on_finish, validate_batch(batch, agents, which, missing_ok=dry_run)
 
 
-def _warn_of_words(source: str, claims: tuple[str, ...], repo_root: Path, base: str) -> None:
+def _warn_of_words(source: str, claims: tuple[str, ...], repo_root: Path, base: str | None) -> None:
     """Warn of a claim typed as ``@word`` (in the directory ``base``) that names nothing in the
     repository and looks like no path (no / and no .): "review the PR by @alice" claims alice,
     which is more likely a person."""
@@ -314,7 +314,12 @@ def _execute(
     if not delivered:  # a writer is stuck on a reader that went away, maybe holding stdout's lock
         terminal.exit_now(code)
     if notify is not None and signum is None:  # ended by itself; after a signal, nobody waits for word
-        notify(run_id, code, [row.outcome.status for row in outcomes])
+        # A stop signal now (the user gave up waiting for on_finish) stops it, and is the exit code.
+        with Signals(patience=INTERRUPTED_WRITE_S) as signals:
+            if signals.caught is None:
+                notify(run_id, code, [row.outcome.status for row in outcomes], signals.wait_for)
+            if signals.caught is not None:
+                code = exit_code_for(signals.caught)
     return code
 
 

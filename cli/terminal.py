@@ -105,8 +105,12 @@ def exit_now(code: int) -> NoReturn:
     """End the process at once with ``code``: output that could not be delivered is dropped.
 
     For a command whose output thread is stuck on a reader that went away: the interpreter's
-    own exit would wait for that thread's lock on stdout for good. Everything else is done.
+    own exit would wait for that thread's lock on stdout for good. Everything else is done,
+    but for the terminal's echo, given back here (a terminal held with Ctrl-S takes its
+    settings, if not its output): a shell keeps the settings a command exits with.
     """
+    for echo in _ECHO_OFF.copy():  # each one removes itself
+        echo()
     logging.shutdown()
     os._exit(code)
 
@@ -325,11 +329,19 @@ def _without_echo(stream: TextIO) -> Callable[[], None] | None:
         return None
 
     def echo() -> None:
+        with contextlib.suppress(ValueError):  # given back already (by exit_now, or by the view)
+            _ECHO_OFF.remove(echo)
         if _in_foreground(fd):
             with contextlib.suppress(OSError, termios.error):  # the terminal is gone
                 termios.tcsetattr(fd, termios.TCSANOW, before)
 
+    _ECHO_OFF.append(echo)
     return echo
+
+
+#: What gives each terminal whose echo is off its echo back: for exit_now, which cannot wait
+#: for a view stuck on its terminal to stop.
+_ECHO_OFF: list[Callable[[], None]] = []
 
 
 def _in_foreground(fd: int) -> bool:

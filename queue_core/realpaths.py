@@ -8,7 +8,10 @@ With ``link -> src``, ``link/x.py`` and ``src/x.py`` name one file, so they must
   existing parent; a prefix that resolves outside the repository is refused;
 * a symlink *below* the prefix that the claim reaches (``src/`` reaching ``src/sub ->
   ../other``) adds its target, with everything below it, as one more claim: conservative
-  rather than exact. A link whose target lies outside the repository adds nothing.
+  rather than exact. A link whose target lies outside the repository adds nothing;
+* a claim with a character class or an escape (``app/[id]/page.tsx``, ``a\\b``) also claims
+  its text read as a plain path (the file ``app/[id]/page.tsx``, as Next.js names it): the
+  agent, told the claim as written, may well take it for that file.
 
 The links below are found by one walk of the repository (links not followed, ``.git`` and the
 state directory skipped; about 30 ms for 20,000 files), on the first claim resolved, and then
@@ -46,7 +49,8 @@ class ClaimResolver:
         A claim that names no symlink is returned as it is. Raises InvalidClaimError, naming the
         claim and its target, if the claim's literal prefix resolves outside the repository.
         """
-        found = dict.fromkeys([self._real(claim)])  # an ordered set: the claim itself first
+        readings = [claim] if _LITERAL_DIFFERS.search(claim.text) is None else [claim, _as_plain_path(claim)]
+        found = dict.fromkeys(map(self._real, readings))  # an ordered set: the claim itself first
         todo = list(found)
         while todo:
             current = todo.pop()
@@ -101,6 +105,16 @@ class ClaimResolver:
                     elif entry.is_dir() and entry.name not in SKIPPED_DIRS:
                         todo.append(entry.path)
         return tuple(links)
+
+
+#: What a claim reads differently as a pattern and as a plain path: ``*`` and ``?`` match
+#: themselves, so a file named ``*.py`` is covered by the pattern ``*.py`` already.
+_LITERAL_DIFFERS = re.compile(r"[\\\[]")
+
+
+def _as_plain_path(claim: Claim) -> Claim:
+    """``claim``'s text read as a path with no wildcard: ``a[1].md`` as the file of that name."""
+    return Claim.parse(_escape(claim.text))
 
 
 def _escape(name: str) -> str:

@@ -55,7 +55,16 @@ from .processes import ProcessId
 from .records import RunHistory, RunRecord
 from .retention import DAMAGED_KEPT, DEFAULT_KEEP_RUNS, check_keep_runs
 from .runid import check_run_id, new_run_id, take_run_id, time_stamp
-from .statedir import create_private, encode_json, locate, make_state_dir, read_regular, state_dir, write_private
+from .statedir import (
+    create_private,
+    encode_json,
+    locate,
+    make_state_dir,
+    read_regular,
+    state_dir,
+    work_tree_top,
+    write_private,
+)
 from .statelock import Beacon, RegistryLock
 
 # Names that other modules and tests import from here, where they were first defined, too.
@@ -152,6 +161,11 @@ class Registry:
         if run is not None:
             check_run_id(run)
         self.repo = Path(repo).resolve()
+        top = work_tree_top(self.repo)
+        if top is not None and top != self.repo:
+            # Its state directory is the work tree's, where claims count from the top: claims
+            # counted from here would name other paths, and miss the runs they overlap.
+            raise StateError(self.repo, f"it lies inside the git work tree {top}: give that as the repository")
         self.dir = locate(self.repo)
         self.stale_after = stale_after
         self.clocks = clocks

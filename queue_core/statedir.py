@@ -38,6 +38,7 @@ __all__ = [
     "read_regular",
     "remove_entry",
     "state_dir",
+    "work_tree_top",
     "write_private",
 ]
 
@@ -56,6 +57,16 @@ def locate(repo: Path) -> Path:
 def state_dir(repo: str | os.PathLike[str]) -> Path:
     """The state directory of the repository at ``repo``, any path to it."""
     return locate(Path(repo).resolve())
+
+
+def work_tree_top(repo: Path) -> Path | None:
+    """The top of the git work tree that ``repo`` (an absolute, resolved path) lies in, found as
+    locate finds its state directory: the nearest directory with a ``.git``; None outside one."""
+    for directory in (repo, *repo.parents):
+        dot_git = directory / ".git"
+        if dot_git.is_dir() or dot_git.is_file():
+            return directory
+    return None
 
 
 def _git_common_dir(repo: Path) -> Path | None:

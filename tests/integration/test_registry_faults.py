@@ -190,7 +190,9 @@ def test_a_git_repository_keeps_its_state_in_the_git_directory_shared_by_its_wor
     git(git_repo, "worktree", "add", "-q", str(worktree))
     assert registries(worktree).dir == state
     (worktree / "sub").mkdir()
-    assert registries(worktree / "sub").dir == state
+    # A folder inside a work tree would share its state, its claims counted from elsewhere: refused.
+    with pytest.raises(StateError, match="inside the git work tree"):
+        registries(worktree / "sub")
 
 
 def test_git_clean_does_not_remove_the_hold_of_a_running_task(

@@ -52,7 +52,7 @@ CLAIMS = [
     ("x: edit @'docs/a b.md' @c.py", "edit", ("docs/a b.md", "c.py"), []),
     ("x: edit @'it''s' now @\"say 'hi'.md\"", "edit @'it''s' now", ("say 'hi'.md",), [middle("@'it''s'")]),
     ('x: say @"hi there" to @a.py', 'say @"hi there" to', ("a.py",), [middle('@"hi there"')]),
-    ('x: edit @"a\tb\nc.md"', "edit", ("a\tb\nc.md",), []),
+    ('x: edit @"a  b c.md"', "edit", ("a  b c.md",), []),  # a control character is refused: test_attack_i12
     # A quote inside an unquoted word is part of the path.
     ('x: edit @a"b.md', "edit", ('a"b.md',), []),
     # Not @words: e-mail addresses, a lone @, an @ after other characters.
