@@ -28,7 +28,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,8 +127,27 @@ class GitCalls:
         self._running: set[subprocess.Popen[bytes]] = set()
         self._deadline: float | None = None  # monotonic time after which no call runs: interrupted
 
-    def __call__(self, repo: Path, *args: str) -> bytes:
-        """The output of ``git ARGS`` run in ``repo``; raises GitError if it cannot run or fails."""
+    def __call__(
+        self, repo: Path, *args: str, input: bytes | None = None, env: Mapping[str, str] | None = None
+    ) -> bytes:
+        """The output of ``git ARGS`` run in ``repo``; raises GitError if it cannot run or fails.
+
+        ``input`` is written to its stdin (else it reads none: a message through ``-F -``, never
+        ``-m``, can start with a dash); ``env`` is added to the environment it inherits.
+        """
+        return self.run(repo, *args, input=input, env=env)[1]
+
+    def run(
+        self,
+        repo: Path,
+        *args: str,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        ok: Collection[int] = (0,),
+    ) -> tuple[int, bytes]:
+        """``git ARGS``'s exit code and output, for commands whose exit code is an answer
+        (``merge-base --is-ancestor``, ``merge-tree``: 1 is "no", "conflicts"); raises GitError
+        if it cannot run, or exits with a code not in ``ok``."""
         with self._lock:
             limit = GIT_TIMEOUT_S if self._deadline is None else self._deadline - self._clocks.monotonic()
             if limit <= 0:
@@ -137,21 +156,23 @@ class GitCalls:
                 process = subprocess.Popen(  # noqa: S603 - an argv of our own, no shell
                     args,
                     cwd=repo,
-                    stdin=subprocess.DEVNULL,
+                    stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     start_new_session=True,  # a Ctrl-C is the command's to handle, not git's to die of
+                    env=None if env is None else {**os.environ, **env},
                 )
             except (OSError, subprocess.SubprocessError) as exc:
                 raise GitError(f"{args[0]} could not run: {exc}") from exc
             self._running.add(process)
         try:
             try:
-                out, err = process.communicate(timeout=limit)
+                out, err = process.communicate(input, timeout=limit)
             except subprocess.TimeoutExpired:
                 _kill(process)
                 process.wait()
-                for pipe in (process.stdout, process.stderr):  # unread: what left its session may hold them
+                # Unread: what left its session may hold them.
+                for pipe in (process.stdin, process.stdout, process.stderr):
                     if pipe is not None:
                         pipe.close()
                 raise GitError(f"{' '.join(args[:3])} did not end within {limit:.0f} s") from None
@@ -159,12 +180,12 @@ class GitCalls:
             with self._lock:
                 self._running.discard(process)
                 interrupted = self._deadline is not None
-        if process.returncode != 0:
+        if process.returncode not in ok:
             if interrupted and process.returncode < 0:
                 raise GitError(f"{' '.join(args[:3])} was stopped: the run was interrupted")
             said = err.decode("utf-8", "replace").strip().splitlines()
             raise GitError(f"{' '.join(args[:3])} failed: {said[-1] if said else f'exit {process.returncode}'}")
-        return out
+        return process.returncode, out
 
     def interrupt(self, grace: float) -> None:
         """From now on, calls end within ``grace`` seconds: those running then are killed."""
