@@ -24,6 +24,7 @@ __all__ = [
     "InvalidClaimError",
     "InvalidTaskError",
     "InvalidTaskIdError",
+    "MergeLockError",
     "NotATaskError",
     "NotRegularFileError",
     "QueueBrokenError",
@@ -218,6 +219,14 @@ class NotRegularFileError(QueueError, OSError):
 
 class RunAliveError(StateError):
     """A run cannot be released: its process, or one of its agents, provably lives; ``reason`` says which."""
+
+
+class MergeLockError(StateError):
+    """A repository's merge lock was not free in time, or the wait was interrupted; ``holder``: its pid, if known."""
+
+    def __init__(self, path: object, reason: str, holder: int | None = None):
+        self.holder = holder
+        super().__init__(path, reason)
 
 
 class SupervisorError(QueueError, RuntimeError):

@@ -26,7 +26,7 @@ from .errors import StateError
 from .processes import describe_lock_holder
 from .statedir import make_state_dir
 
-__all__ = ["LOCK_POLL_S", "LOCK_REPORT_S", "Beacon", "RegistryLock"]
+__all__ = ["LOCK_POLL_S", "LOCK_REPORT_S", "Beacon", "RegistryLock", "try_flock"]
 
 log = logging.getLogger("queue_core")
 
@@ -114,7 +114,7 @@ class RegistryLock:
         except OSError as exc:
             raise StateError(self._directory, f"cannot open the state directory: {exc.strerror or exc}") from exc
         try:
-            taken = _try_flock(fd, fcntl.LOCK_EX)
+            taken = try_flock(fd, fcntl.LOCK_EX)
         except BaseException:
             os.close(fd)
             raise
@@ -168,10 +168,10 @@ class Beacon:
         if self._fd < 0:  # closed (finished, or at exit): look with a descriptor of its own
             fd = os.open(self._directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                return not _try_flock(fd, fcntl.LOCK_EX)
+                return not try_flock(fd, fcntl.LOCK_EX)
             finally:
                 os.close(fd)  # and with it the lock, if it was had
-        alone = _try_flock(self._fd, fcntl.LOCK_EX)
+        alone = try_flock(self._fd, fcntl.LOCK_EX)
         self.hold()  # a failed conversion may have let go of our own shared lock
         return not alone
 
@@ -180,7 +180,7 @@ class Beacon:
         if self._fd < 0:
             return
         deadline = self._clocks.monotonic() + LOCK_REPORT_S
-        while not _try_flock(self._fd, fcntl.LOCK_SH):
+        while not try_flock(self._fd, fcntl.LOCK_SH):
             if self._clocks.monotonic() > deadline:  # a looker was stopped mid-look: go on unseen
                 log.warning("could not hold %s shared: other runs may not see this one", self._directory)
                 return
@@ -192,7 +192,7 @@ class Beacon:
         self._fd = -1
 
 
-def _try_flock(fd: int, operation: int) -> bool:
+def try_flock(fd: int, operation: int) -> bool:
     """Take ``operation`` (LOCK_SH, LOCK_EX) on ``fd`` if nobody stands in the way; whether it was taken."""
     try:
         fcntl.flock(fd, operation | fcntl.LOCK_NB)
