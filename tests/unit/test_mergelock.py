@@ -41,19 +41,24 @@ with lock:
 print("released", flush=True)
 """
 
-#: Waits for a line on stdin, then merges branch argv[3] into main under the lock; prints the status.
+#: Waits for a line on stdin, then merges branch argv[3] into main under the lock, logging "in"
+#: and "out" around it to argv[5]; prints the status.
 MERGER = """
 import sys
 from pathlib import Path
 from queue_core.claims import Claim
 from queue_core.mergeback import MergeMode, merge_back
 from queue_core.mergelock import merge_lock
-repo, base, branch, claim = sys.argv[1:5]
+repo, base, branch, claim, log = sys.argv[1:6]
 print("ready", flush=True)
 sys.stdin.readline()
 with merge_lock(repo, timeout=30):
+    with open(log, "a") as f:
+        f.write(f"in {branch}\\n")
     result = merge_back(Path(repo), target_branch="main", base=base, branch=branch, mode=MergeMode.MERGE,
                         message=f"merge {branch}", claims=[Claim.parse(claim)])
+    with open(log, "a") as f:
+        f.write(f"out {branch}\\n")
 print(result.status.value, result.reason, flush=True)
 """
 
@@ -200,9 +205,8 @@ def test_two_processes_merging_at_once_both_merge(repo: Path, tmp_path: Path, pr
         git(repo, "worktree", "add", "-q", "-b", f"pm/r/{name}", str(worktree), base)
         (worktree / path).write_text(f"{name} was here\n")
         git(worktree, "commit", "-q", "-am", f"task {name}")
-    mergers = [
-        Process(MERGER, str(repo), base, f"pm/r/{name}", path) for name, path in (("t1", "a.txt"), ("t2", "b.txt"))
-    ]
+    log = tmp_path / "log"
+    mergers = [Process(MERGER, str(repo), base, f"pm/r/{name}", path, str(log)) for name, path in tasks]
     processes.extend(mergers)
     assert [m.line() for m in mergers] == ["ready", "ready"]
     for merger in mergers:
@@ -210,8 +214,9 @@ def test_two_processes_merging_at_once_both_merge(repo: Path, tmp_path: Path, pr
     assert [m.line().split()[0] for m in mergers] == ["merged", "merged"]
     assert (repo / "a.txt").read_text() == "t1 was here\n"
     assert (repo / "b.txt").read_text() == "t2 was here\n"
-    assert sorted(git(repo, "log", "--merges", "--format=%s", "main").splitlines()) == [
-        "merge pm/r/t1",
-        "merge pm/r/t2",
-    ]
+    merges = git(repo, "log", "--merges", "--format=%s", "main").splitlines()
+    assert sorted(merges) == ["merge pm/r/t1", "merge pm/r/t2"]
     assert git(repo, "status", "--porcelain").strip() == ""
+    lines = log.read_text().splitlines()  # one merge after the other, whichever came first
+    assert [line.split()[0] for line in lines] == ["in", "out", "in", "out"]
+    assert lines[0].split()[1] == lines[1].split()[1]
