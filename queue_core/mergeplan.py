@@ -139,6 +139,9 @@ def _replay(git: GitCalls, top: Path, *, old: str, old_tree: str, branch: str, b
     commit's author and message; a commit that the replay leaves empty is dropped, as by rebase."""
     tip, tip_tree = old, old_tree
     for commit in _commits(git, top, base, branch):
+        if commit.parent == tip:  # nothing to replay it onto: kept as it is, as rebase keeps it
+            tip, tip_tree = commit.oid, commit.tree
+            continue
         tree, conflict = _pick(git, top, tip, tip_tree, commit)
         if conflict is not None:
             return Conflict(conflict.paths, conflict.messages, commit.oid)
@@ -168,6 +171,8 @@ def _commits(git: GitCalls, top: Path, base: str, branch: str) -> list[_Commit]:
     out = git(
         top,
         "git",
+        "-c",
+        "log.showSignature=false",  # its lines would come between the fields
         "log",
         "-z",
         "--reverse",
@@ -191,19 +196,27 @@ def _commits(git: GitCalls, top: Path, base: str, branch: str) -> list[_Commit]:
 
 def _pick(git: GitCalls, top: Path, tip: str, tip_tree: str, commit: _Commit) -> tuple[str, Conflict | None]:
     """``commit``'s change merged onto ``tip``, as cherry-pick merges it: base, its parent."""
-    if commit.parent == tip:
-        return commit.tree, None
     # Its parents make commit.parent the best common ancestor of it and ``commit``: every
     # other common one (the branch's base, older) is an ancestor of commit.parent.
-    ours = _commit(git, top, tip_tree, [tip, commit.parent], "project-manager: replay base\n")
+    ours = _commit(git, top, tip_tree, [tip, commit.parent], "project-manager: replay base\n", sign=False)
     return merge_trees(git, top, ours, commit.oid)
 
 
 def _commit(
-    git: GitCalls, top: Path, tree: str, parents: list[str], message: str, env: dict[str, str] | None = None
+    git: GitCalls,
+    top: Path,
+    tree: str,
+    parents: list[str],
+    message: str,
+    env: dict[str, str] | None = None,
+    *,
+    sign: bool = True,
 ) -> str:
-    """A new commit of ``tree`` with ``parents``; the message goes through stdin, never an option."""
-    argv = ["git", "commit-tree", tree]
+    """A new commit of ``tree`` with ``parents``; the message goes through stdin, never an option.
+
+    Signed if the user's commit.gpgSign says so, unless ``sign`` is False (a throw-away commit).
+    """
+    argv = ["git", "commit-tree", tree, *([] if sign else ["--no-gpg-sign"])]
     for parent in parents:
         argv += ["-p", parent]
     text = message if message.endswith("\n") else message + "\n"
