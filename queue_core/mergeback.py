@@ -58,6 +58,7 @@ _UNDER_WAY = (
 )
 _OID = re.compile(r"[0-9a-f]{4,64}")
 _SHOWN = 5  # paths named in a reason; the rest are counted
+_PATHSPEC_MAX = 100_000  # bytes of paths given to one git status; past it, it looks at them all
 
 
 class MergeStatus(enum.Enum):
@@ -160,7 +161,7 @@ def _attempt(
     if made.commit is None:
         return MergeResult(MergeStatus.MERGED, f"nothing to merge: {target} holds the changes of {branch} already")
     changes = _changes(git, top, found.old_tree, made.tree)
-    modified = _modified(git, top, target, old)
+    modified = _modified(git, top, target, old, [path for _, path in changes])
     if modified is None:
         return _MOVED
     yours, occupied = _in_the_way(top, changes, modified)
@@ -201,14 +202,17 @@ def _changes(git: GitCalls, top: Path, old_tree: str, new_tree: str) -> list[tup
     return [(fields[at].decode("ascii", "replace"), os.fsdecode(fields[at + 1])) for at in range(0, len(fields) - 1, 2)]
 
 
-def _modified(git: GitCalls, top: Path, target: str, old: str) -> set[str] | None:
-    """The tracked paths the user changed or staged (untracked ones are looked at on disk);
-    None if HEAD is no longer ``target`` at ``old``."""
-    # Fresh stat data first: a file touched but not changed would make read-tree refuse it.
-    git.run(top, "git", "update-index", "-q", "--refresh", ok=(0, 1))
+def _modified(git: GitCalls, top: Path, target: str, old: str, paths: list[str]) -> set[str] | None:
+    """The tracked ``paths`` (and paths below them) that the user changed or staged; None if
+    HEAD is no longer ``target`` at ``old``. Untracked files are looked at on disk instead.
+
+    Only ``paths`` are looked at (as literal paths), unless they would make too long a command;
+    the index is not written (it would be, whole, for a few stat data: see :func:`_move_files`).
+    """
+    spec = ["--", *paths] if paths and sum(len(path) + 1 for path in paths) < _PATHSPEC_MAX else []
     out = git(
-        top, "git", "--no-optional-locks", "status", "--porcelain=v2", "-z", "--branch",
-        "--untracked-files=no", "--no-renames",
+        top, "git", "--no-optional-locks", "--literal-pathspecs", "status", "--porcelain=v2", "-z", "--branch",
+        "--untracked-files=no", "--no-renames", *spec,
     )  # fmt: skip
     head, entries = parse_status(out)
     if head != old or b"\0# branch.head " + os.fsencode(target) + b"\0" not in b"\0" + out:
@@ -265,7 +269,7 @@ def _apply(
 ) -> MergeResult:
     """Move the checkout from ``old`` to ``new``: its files, then its branch (see the module's docstring)."""
     try:
-        git(top, "git", "read-tree", "-m", "-u", old, new)
+        _move_files(git, top, old, new)
     except GitError as exc:  # refused before writing: a file changed since it was looked at
         if _tip(git, top, target) != old:
             return _MOVED
@@ -282,6 +286,21 @@ def _apply(
         return _put_back(git, top, target, old, new, paths, f"{target} could not be moved ({exc})")
     done = {MergeMode.MERGE: "merged", MergeMode.SQUASH: "squashed", MergeMode.REBASE: "rebased"}[mode]
     return MergeResult(MergeStatus.MERGED, f"{done} {branch} into {target}: {new[:12]}", new, tuple(paths))
+
+
+def _move_files(git: GitCalls, top: Path, old: str, new: str) -> None:
+    """The index and working tree from ``old`` to ``new`` (``read-tree -m -u``); raises GitError
+    if git refuses, having changed nothing: a file differs from ``old``, or is in the way.
+
+    read-tree judges a file by its stat data in the index: one touched but not changed (a
+    formatter, an editor's save) looks modified until the index is refreshed. Refreshing
+    writes the whole index, so it is done only when read-tree refuses, and read-tree tried again.
+    """
+    try:
+        git(top, "git", "read-tree", "-m", "-u", old, new)
+    except GitError:
+        git.run(top, "git", "update-index", "-q", "--refresh", ok=(0, 1))
+        git(top, "git", "read-tree", "-m", "-u", old, new)
 
 
 def _put_back(git: GitCalls, top: Path, target: str, old: str, new: str, paths: list[str], why: str) -> MergeResult:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from queue_core import mergeplan
+from queue_core import mergeback, mergeplan
 from queue_core.changes import GitCalls
 from queue_core.claims import Claim
 from queue_core.errors import GitError, InvalidArgumentError
@@ -521,3 +521,30 @@ def test_git_older_than_2_38_is_named(repo: Path, monkeypatch: pytest.MonkeyPatc
     with pytest.raises(GitError, match=r"needs git 2\.38 or later .*2\.37\.3"):
         merge(repo, base=base, git_calls=OldGit())
     assert head(repo, "main") == base
+
+
+def test_too_many_paths_for_one_command_are_all_looked_at(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past _PATHSPEC_MAX bytes of paths, git status looks at the whole checkout: same answers."""
+    monkeypatch.setattr(mergeback, "_PATHSPEC_MAX", 1)
+    base = head(repo)
+    task_branch(repo, {"a.txt": "a by the task\n", "b.txt": "b by the task\n"})
+    os.utime(repo / "a.txt", (1_000_000_000, 1_000_000_000))
+    (repo / "b.txt").write_text("mine\n")
+    before = state(repo)
+    result = merge(repo, base=base, claims=("a.txt", "b.txt"))
+    assert (result.status, result.blocking) == (MergeStatus.BLOCKED, ("b.txt",))
+    assert state(repo) == before
+    git(repo, "checkout", "--", "b.txt")
+    assert merge(repo, base=base, claims=("a.txt", "b.txt")).status is MergeStatus.MERGED
+
+
+def test_names_that_look_like_patterns_are_taken_literally(repo: Path) -> None:
+    user_commit(repo, {"[ab].txt": "literal\n", "*.md": "star\n"})
+    base = head(repo)
+    task_branch(repo, {"[ab].txt": "by the task\n"})
+    (repo / "*.md").write_text("mine\n")
+    os.utime(repo / "[ab].txt", (1_000_000_000, 1_000_000_000))
+    result = merge(repo, base=base, claims=("[ab].txt",))
+    assert result.status is MergeStatus.MERGED, result.reason
+    assert (repo / "[ab].txt").read_text() == "by the task\n"
+    assert (repo / "*.md").read_text() == "mine\n"
