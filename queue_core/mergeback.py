@@ -21,7 +21,14 @@ and a working tree that, committed, reverts it. If the branch moved meanwhile (a
 theirs), the swap fails: the files are put back (``read-tree -m -u NEW OLD``, which again
 refuses to touch a file changed since) and the merge is tried once more from the start,
 unless that commit took the task's changes in (a ``git commit -a`` in the few milliseconds
-between the steps): then they are left as that commit has them.
+between the steps): then they are left as that commit has them. HEAD is looked at once more
+between the two steps: a checkout of another branch then (which carries staged files along)
+gets the files put back, and the target is not moved.
+
+These are several git commands, and git's index lock cannot be held across them: a command of
+the user's can fall between two. Each such window is milliseconds wide, and what falls in one
+is found by the next step (the swap, the second look, read-tree's own refusals) and undone or
+left as the user made it, never lost.
 
 One merge at a time per repository: hold :func:`queue_core.mergelock.merge_lock` around it.
 """
