@@ -55,13 +55,14 @@ def leftovers(
     top = Path(repo).resolve()
     folder = (default_root(top) if root is None else top / root).resolve()  # as git records paths
     found: dict[tuple[str, str], Leftover] = {}
+    listed = list_worktrees(top, git=git)
     raw = git(top, "git", "for-each-ref", "--format=%(refname)%00%(objectname)", f"refs/heads/{BRANCH_PREFIX}")
     for line in os.fsdecode(raw).splitlines():
         ref, _, tip = line.partition("\0")
         key = _task_of_branch(ref)
         if key is not None:
             found[key] = Leftover(top, *key, ref.removeprefix("refs/heads/"), tip, None, False, False)
-    for entry in list_worktrees(top, git=git):
+    for entry in listed:
         key = _task_of_worktree(entry, folder)
         if key is None:
             continue
@@ -70,7 +71,7 @@ def leftovers(
     result = []
     for key in sorted(found):
         leftover = replace(found[key], alive=alive(key[0]))
-        result.append(leftover if leftover.alive else _inspect(leftover, git))
+        result.append(leftover if leftover.alive else _inspect(leftover, listed, git))
     return result
 
 
@@ -83,7 +84,7 @@ def prune(leftover: Leftover, *, force: bool = False, git: GitCalls = GIT) -> No
     """
     if leftover.alive:
         raise WorktreeError(f"run {leftover.run} is alive: task {leftover.task}'s worktree is in use")
-    now = _inspect(leftover, git)
+    now = _inspect(leftover, list_worktrees(leftover.repo, git=git), git)
     if not force and (now.unmerged or now.uncommitted):
         where = now.branch or str(now.path)
         raise UnmergedWorkError(f"{where} of dead run {now.run}", now.unmerged or (), now.uncommitted or ())
@@ -97,8 +98,8 @@ def prune(leftover: Leftover, *, force: bool = False, git: GitCalls = GIT) -> No
         git(repo, "git", "update-ref", "-d", f"refs/heads/{now.branch}", now.tip)
 
 
-def _inspect(leftover: Leftover, git: GitCalls) -> Leftover:
-    """``leftover`` as it is now, with what removing it would lose."""
+def _inspect(leftover: Leftover, listed: list[Listed], git: GitCalls) -> Leftover:
+    """``leftover`` as it is now (``listed``: the worktrees now), with what removing it would lose."""
     repo = leftover.repo
     tip = leftover.tip
     if leftover.branch is not None:
@@ -108,7 +109,7 @@ def _inspect(leftover: Leftover, git: GitCalls) -> Leftover:
     path, head, missing = leftover.path, None, leftover.missing
     dirty: tuple[str, ...] = ()
     if path is not None:
-        entry = next((e for e in list_worktrees(repo, git=git) if e.path == path), None)
+        entry = next((e for e in listed if e.path == path), None)
         if entry is None:
             path = None
         else:

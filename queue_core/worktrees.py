@@ -241,8 +241,7 @@ def remove(worktree: Worktree, *, delete_branch: bool, git: GitCalls = GIT) -> R
     if entry is None and os.path.lexists(worktree.path):
         raise WorktreeError(f"{worktree.path} is not a worktree of {repo}: left as it is")
     if entry is not None:
-        if not entry.prunable:
-            _check_nothing_lost(worktree.path, entry, repo, git)
+        _check_nothing_lost(worktree.path, entry, repo, git)
         git(repo, "git", "worktree", "remove", "--", str(worktree.path))
         with contextlib.suppress(OSError):
             worktree.path.parent.rmdir()  # the run's folder, once its last worktree is gone
@@ -259,8 +258,9 @@ def remove(worktree: Worktree, *, delete_branch: bool, git: GitCalls = GIT) -> R
 
 
 def _check_nothing_lost(path: Path, entry: Listed, repo: Path, git: GitCalls) -> None:
-    """Raise UnmergedWorkError if removing the worktree at ``path`` would lose work."""
-    dirty = uncommitted_paths(path, git=git)
+    """Raise UnmergedWorkError if removing the worktree at ``path`` would lose work: its
+    uncommitted changes (unless its folder is gone already), or commits its HEAD alone has."""
+    dirty = () if entry.prunable else uncommitted_paths(path, git=git)
     if dirty:
         raise UnmergedWorkError(f"worktree {path}", uncommitted=dirty)
     if entry.head is not None:

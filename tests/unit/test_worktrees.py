@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -400,8 +402,64 @@ def test_a_worktree_whose_folder_was_deleted_is_still_removed(wt: Worktree) -> N
     assert [entry.path for entry in list_worktrees(wt.repo)] == [wt.repo]
 
 
+def test_a_deleted_folder_s_commit_on_no_branch_is_still_guarded(wt: Worktree) -> None:
+    git(wt.path, "switch", "-q", "--detach")
+    (wt.path / "a.txt").write_text("detached work\n")
+    lost = _commit_all(wt.path, "detached")
+    shutil.rmtree(wt.path)  # its reflog, in git's records of the worktree, still names the commit
+    with pytest.raises(UnmergedWorkError) as caught:
+        remove(wt, delete_branch=False)
+    assert caught.value.commits == (lost,)
+
+
 def test_an_interrupted_git_fails_cleanly(wt: Worktree) -> None:
     calls = GitCalls()
     calls.interrupt(0.0)
     with pytest.raises(GitError, match="interrupted"):
         finish(wt, "t", git=calls)
+
+
+def test_tasks_made_finished_and_removed_at_once_from_many_threads(repo: Path) -> None:
+    base = base_commit(repo)
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+    made: list[Worktree] = []
+    lock = threading.Lock()
+
+    def task(i: int) -> None:
+        try:
+            barrier.wait(WAIT)
+            wt = create(repo, "r1", f"t{i}", base)
+            (wt.path / f"f{i}.txt").write_text(f"{i}\n")
+            assert finish(wt, f"task {i}").paths == (f"f{i}.txt",)
+            with lock:
+                made.append(wt)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+
+    _in_threads(task, 6)
+    assert not errors, errors
+    for wt in made:
+        git(repo, "merge", "-q", "--no-ff", "-m", f"merge {wt.task}", wt.branch)
+    removals: list[Removal] = []
+
+    def drop(i: int) -> None:
+        try:
+            barrier.wait(WAIT)
+            removals.append(remove(made[i], delete_branch=True))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+
+    _in_threads(drop, 6)
+    assert not errors, errors
+    assert removals == [Removal(True)] * 6
+    assert _branches(repo) == []
+
+
+def _in_threads(fn: Callable[[int], None], count: int) -> None:
+    threads = [threading.Thread(target=fn, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+        assert not thread.is_alive()
