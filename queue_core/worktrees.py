@@ -196,10 +196,11 @@ def finish(worktree: Worktree, description: str, *, git: GitCalls = GIT) -> Chan
     """
     _check_on_branch(worktree, git)
     commit = None
-    if uncommitted_paths(worktree.path, git=git):
-        git(worktree.path, "git", "add", "--all")
-        if git(worktree.path, "git", "diff-index", "--cached", "--name-only", "-z", "HEAD", "--"):
-            commit = _commit(worktree, commit_message(worktree.task, description), git)
+    # Straight to add: a git status first would scan the whole tree once more (and, right after
+    # the checkout, hash every file written within the index's second a second time).
+    git(worktree.path, "git", "add", "--all")
+    if git(worktree.path, "git", "diff-index", "--cached", "--name-only", "-z", "HEAD", "--"):
+        commit = _commit(worktree, commit_message(worktree.task, description), git)
     tip = _rev(worktree.repo, worktree.ref, git)
     # Commits of the base that the tip lacks: none, unless the agent reset or rebased the branch.
     if git(worktree.repo, "git", "rev-list", "--max-count=1", worktree.base, "--not", tip).strip():
@@ -241,8 +242,14 @@ def remove(worktree: Worktree, *, delete_branch: bool, git: GitCalls = GIT) -> R
     if entry is None and os.path.lexists(worktree.path):
         raise WorktreeError(f"{worktree.path} is not a worktree of {repo}: left as it is")
     if entry is not None:
-        _check_nothing_lost(worktree.path, entry, repo, git)
-        git(repo, "git", "worktree", "remove", "--", str(worktree.path))
+        _check_no_lost_commits(worktree.path, entry, repo, git)
+        try:  # without --force, git refuses a worktree with changes or untracked files: its check
+            git(repo, "git", "worktree", "remove", "--", str(worktree.path))
+        except GitError:
+            dirty = () if entry.prunable else uncommitted_paths(worktree.path, git=git)
+            if dirty:
+                raise UnmergedWorkError(f"worktree {worktree.path}", uncommitted=dirty) from None
+            raise
         with contextlib.suppress(OSError):
             worktree.path.parent.rmdir()  # the run's folder, once its last worktree is gone
     if not delete_branch or not git(repo, "git", "for-each-ref", "--format=%(refname)", worktree.ref).strip():
@@ -257,12 +264,9 @@ def remove(worktree: Worktree, *, delete_branch: bool, git: GitCalls = GIT) -> R
     return Removal(True)
 
 
-def _check_nothing_lost(path: Path, entry: Listed, repo: Path, git: GitCalls) -> None:
-    """Raise UnmergedWorkError if removing the worktree at ``path`` would lose work: its
-    uncommitted changes (unless its folder is gone already), or commits its HEAD alone has."""
-    dirty = () if entry.prunable else uncommitted_paths(path, git=git)
-    if dirty:
-        raise UnmergedWorkError(f"worktree {path}", uncommitted=dirty)
+def _check_no_lost_commits(path: Path, entry: Listed, repo: Path, git: GitCalls) -> None:
+    """Raise UnmergedWorkError if the worktree's HEAD has commits no branch has (a detached
+    HEAD's work), which removing it would lose; its folder may be gone already."""
     if entry.head is not None:
         lost = unmerged_commits(repo, [entry.head], exclude=(), git=git)
         if lost:

@@ -376,6 +376,22 @@ def test_uncommitted_work_is_never_removed(wt: Worktree) -> None:
     assert _branches(wt.repo) == ["pm/r1/t1"]
 
 
+@pytest.mark.parametrize("change", ["untracked", "staged", "deleted", "mode"])
+def test_each_kind_of_uncommitted_change_stops_the_removal(wt: Worktree, change: str) -> None:
+    if change == "untracked":
+        (wt.path / "src/new.py").write_text("new\n")
+    elif change == "staged":
+        (wt.path / "src/new.py").write_text("new\n")
+        git(wt.path, "add", "src/new.py")
+    elif change == "deleted":
+        (wt.path / "src/b.py").unlink()
+    else:
+        os.chmod(wt.path / "src/b.py", 0o755)  # noqa: S103 - a mode change is a change
+    with pytest.raises(UnmergedWorkError, match="1 uncommitted path"):
+        remove(wt, delete_branch=True)
+    assert wt.path.exists()
+
+
 def test_a_commit_on_no_branch_in_a_detached_worktree_is_never_removed(wt: Worktree) -> None:
     git(wt.path, "switch", "-q", "--detach")
     (wt.path / "a.txt").write_text("detached work\n")
