@@ -63,6 +63,9 @@ from .errors import (
     NotRegularFileError as NotRegularFileError,
 )
 from .errors import (
+    PortsExhaustedError as PortsExhaustedError,
+)
+from .errors import (
     QueueBrokenError as QueueBrokenError,
 )
 from .errors import (
@@ -75,6 +78,9 @@ from .errors import (
     RunAliveError as RunAliveError,
 )
 from .errors import (
+    SetupError as SetupError,
+)
+from .errors import (
     StateError as StateError,
 )
 from .errors import (
@@ -82,6 +88,12 @@ from .errors import (
 )
 from .errors import (
     UnknownDependencyError as UnknownDependencyError,
+)
+from .errors import (
+    UnmergedWorkError as UnmergedWorkError,
+)
+from .errors import (
+    WorktreeError as WorktreeError,
 )
 from .ownership import FileOwnership
 from .queue import TaskEvent, TaskQueue

@@ -27,17 +27,21 @@ __all__ = [
     "MergeLockError",
     "NotATaskError",
     "NotRegularFileError",
+    "PortsExhaustedError",
     "QueueBrokenError",
     "QueueError",
     "QueueShutdownError",
     "QueueUsageError",
     "RateLimitedError",
     "RunAliveError",
+    "SetupError",
     "StateError",
     "SupervisorError",
     "TaskSkippedError",
     "TaskTimeoutError",
     "UnknownDependencyError",
+    "UnmergedWorkError",
+    "WorktreeError",
 ]
 
 
@@ -253,6 +257,45 @@ class AgentReportedError(QueueError):
 
 class GitError(QueueError):
     """A git call failed (git missing, not a repository, a timeout); the message says how."""
+
+
+class WorktreeError(QueueError):
+    """A task's worktree or branch cannot be made, committed or removed as asked; the message says why."""
+
+
+class UnmergedWorkError(WorktreeError):
+    """Removing a worktree or branch would lose work: ``commits`` on no other branch, ``uncommitted`` paths."""
+
+    def __init__(self, what: str, commits: tuple[str, ...] = (), uncommitted: tuple[str, ...] = ()):
+        self.commits = commits
+        self.uncommitted = uncommitted
+        parts = []
+        if commits:
+            parts.append(f"{len(commits)} commit(s) on no other branch ({_some(commits)})")
+        if uncommitted:
+            parts.append(f"{len(uncommitted)} uncommitted path(s) ({_some(uncommitted)})")
+        super().__init__(f"{what}: would lose {' and '.join(parts)}; kept")
+
+
+def _some(items: tuple[str, ...], shown: int = 5) -> str:
+    """The first few of ``items``, for a message that must stay one line."""
+    more = f", and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
+class SetupError(QueueError):
+    """A worktree's setup command failed or could not run: ``command``, ``exit_code`` (None if it
+    never ran) and the ``log`` holding its output."""
+
+    def __init__(self, command: tuple[str, ...], exit_code: int | None, log: Path, reason: str):
+        self.command = command
+        self.exit_code = exit_code
+        self.log = log
+        super().__init__(f"setup command {' '.join(command)!r} {reason}; its output is in {log}")
+
+
+class PortsExhaustedError(QueueError, RuntimeError):
+    """No block of ports is free for a task: every block in the range is held or has a port in use."""
 
 
 def exit_text(returncode: int) -> str:

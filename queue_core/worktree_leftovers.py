@@ -1,0 +1,142 @@
+"""The worktrees and branches that runs left behind: for ``project-manager status`` and ``clean``.
+
+A run removes a merged task's worktree and branch itself; it keeps those of failed, rejected,
+conflicting and blocked tasks for the user to look at, and a run killed with SIGKILL keeps
+everything. :func:`leftovers` finds them all: every branch ``pm/<run>/<task>``, every worktree
+on such a branch or in a ``<root>/<run>/<task>`` folder, with whether its run is alive (a
+predicate the caller passes: the registry knows), and, for a dead run, what removing it would
+lose. :func:`prune` removes a dead run's leftover, refusing to lose commits that no other branch
+has, or uncommitted changes, unless forced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .changes import GitCalls
+from .errors import UnmergedWorkError, WorktreeError
+from .runid import RUN_ID_PATTERN
+from .worktrees import BRANCH_PREFIX, GIT, Listed, default_root, list_worktrees, uncommitted_paths, unmerged_commits
+
+__all__ = ["Leftover", "leftovers", "prune"]
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A task's branch and/or worktree still there. ``unmerged`` (commits on no other branch) and
+    ``uncommitted`` (paths changed in the worktree) are None while its run is alive: not looked at."""
+
+    repo: Path
+    run: str
+    task: str
+    branch: str | None  # pm/<run>/<task>; None if the branch is gone
+    tip: str | None  # the branch's commit
+    path: Path | None  # its worktree; None if there is none
+    missing: bool  # the worktree's folder is gone (git still lists it)
+    alive: bool
+    unmerged: tuple[str, ...] | None = None
+    uncommitted: tuple[str, ...] | None = None
+
+
+def leftovers(
+    repo: str | os.PathLike[str],
+    alive: Callable[[str], bool],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    git: GitCalls = GIT,
+) -> list[Leftover]:
+    """Every task branch and worktree of ``repo``'s repository, by run and task; ``alive(run)`` says
+    whether a run lives. ``root`` is the ``worktree_root`` the runs used, if not the default.
+    Raises GitError if git fails."""
+    top = Path(repo).resolve()
+    folder = (default_root(top) if root is None else top / root).resolve()  # as git records paths
+    found: dict[tuple[str, str], Leftover] = {}
+    listed = list_worktrees(top, git=git)
+    raw = git(top, "git", "for-each-ref", "--format=%(refname)%00%(objectname)", f"refs/heads/{BRANCH_PREFIX}")
+    for line in os.fsdecode(raw).splitlines():
+        ref, _, tip = line.partition("\0")
+        key = _task_of_branch(ref)
+        if key is not None:
+            found[key] = Leftover(top, *key, ref.removeprefix("refs/heads/"), tip, None, False, False)
+    for entry in listed:
+        key = _task_of_worktree(entry, folder)
+        if key is None:
+            continue
+        known = found.get(key) or Leftover(top, *key, None, None, None, False, False)
+        found[key] = replace(known, path=entry.path, missing=entry.prunable)
+    result = []
+    for key in sorted(found):
+        leftover = replace(found[key], alive=alive(key[0]))
+        result.append(leftover if leftover.alive else _inspect(leftover, listed, git))
+    return result
+
+
+def prune(leftover: Leftover, *, force: bool = False, git: GitCalls = GIT) -> None:
+    """Remove a dead run's leftover: its worktree, then its branch.
+
+    Looks again first: raises UnmergedWorkError, removing nothing, if that would lose commits no
+    other branch has or uncommitted changes, unless ``force``; WorktreeError if the run is alive
+    or the branch moved meanwhile; GitError if git fails.
+    """
+    if leftover.alive:
+        raise WorktreeError(f"run {leftover.run} is alive: task {leftover.task}'s worktree is in use")
+    now = _inspect(leftover, list_worktrees(leftover.repo, git=git), git)
+    if not force and (now.unmerged or now.uncommitted):
+        where = now.branch or str(now.path)
+        raise UnmergedWorkError(f"{where} of dead run {now.run}", now.unmerged or (), now.uncommitted or ())
+    repo = leftover.repo
+    if now.path is not None:
+        git(repo, "git", "worktree", "remove", *(["--force", "--force"] if force else []), "--", str(now.path))
+        with contextlib.suppress(OSError):
+            now.path.parent.rmdir()  # the run's folder, once its last worktree is gone
+    if now.branch is not None and now.tip is not None:
+        # Deleted only if it still names the commit looked at: a branch that moved since is kept.
+        git(repo, "git", "update-ref", "-d", f"refs/heads/{now.branch}", now.tip)
+
+
+def _inspect(leftover: Leftover, listed: list[Listed], git: GitCalls) -> Leftover:
+    """``leftover`` as it is now (``listed``: the worktrees now), with what removing it would lose."""
+    repo = leftover.repo
+    tip = leftover.tip
+    if leftover.branch is not None:
+        out = git(repo, "git", "for-each-ref", "--format=%(objectname)", f"refs/heads/{leftover.branch}").strip()
+        tip = out.decode("ascii") if out else None
+    branch = leftover.branch if tip is not None else None
+    path, head, missing = leftover.path, None, leftover.missing
+    dirty: tuple[str, ...] = ()
+    if path is not None:
+        entry = next((e for e in listed if e.path == path), None)
+        if entry is None:
+            path = None
+        else:
+            head, missing = entry.head, entry.prunable
+            dirty = () if missing else uncommitted_paths(path, git=git)
+    tips = [t for t in (tip, head) if t is not None]
+    exclude = [branch] if branch is not None else []
+    lost = unmerged_commits(repo, tips, exclude=exclude, git=git) if tips else ()
+    return replace(leftover, branch=branch, tip=tip, path=path, missing=missing, unmerged=lost, uncommitted=dirty)
+
+
+def _task_of_branch(ref: str) -> tuple[str, str] | None:
+    """(run, task) of ``refs/heads/pm/<run>/<task>``; None for any other ref."""
+    parts = ref.removeprefix(f"refs/heads/{BRANCH_PREFIX}").split("/")
+    if len(parts) == 2 and all(RUN_ID_PATTERN.fullmatch(part) for part in parts):
+        return parts[0], parts[1]
+    return None
+
+
+def _task_of_worktree(entry: Listed, folder: Path) -> tuple[str, str] | None:
+    """(run, task) of a worktree on a task branch, or in ``<folder>/<run>/<task>``; else None."""
+    if entry.ref is not None:
+        key = _task_of_branch(entry.ref)
+        if key is not None:
+            return key
+    if entry.path.parent.parent == folder and all(
+        RUN_ID_PATTERN.fullmatch(part) for part in (entry.path.parent.name, entry.path.name)
+    ):
+        return entry.path.parent.name, entry.path.name
+    return None

@@ -1,0 +1,371 @@
+"""A task's git worktree, from its birth to its removal: several instances of one agent type at once.
+
+In worktree isolation each task works in a checkout of its own, so its changes are its own:
+
+* :func:`create` adds a worktree on a new branch ``pm/<run>/<task>`` at the commit the run
+  started from (:func:`base_commit`). By default it lies in the repository's state directory,
+  ``<git common dir>/project-manager/worktrees/<run>/<task>``: outside the working tree, so the
+  user's editor, ``git status`` and ``git clean`` never see it. A branch or folder that already
+  exists is refused: someone's work is never reused.
+* :func:`~queue_core.worktree_include.copy_included` copies in the ignored files that
+  ``.worktreeinclude`` names; :class:`~queue_core.worktree_setup.Setup` runs the setup commands
+  in it; :class:`~queue_core.ports.PortBlocks` gives it ports no other running task has.
+* :func:`finish` commits what the agent left uncommitted and lists exactly the paths the branch
+  changed since the base; :func:`check_claims` keeps those that no write claim covers.
+* :func:`remove` removes the worktree and, if asked, the branch with ``git branch -d``: never the
+  agent's uncommitted work, never a commit that no other branch has.
+* :func:`~queue_core.worktree_leftovers.leftovers` finds the worktrees and branches of dead runs,
+  and :func:`~queue_core.worktree_leftovers.prune` removes them.
+
+Every git call goes through :class:`~queue_core.changes.GitCalls` (a timeout, interruptible,
+never a shell), and no user text becomes a git option: names are checked, ``--`` precedes paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .changes import GitCalls, uncovered
+from .claims import Claim
+from .errors import GitError, InvalidArgumentError, UnmergedWorkError, WorktreeError
+from .ports import PortBlock, PortBlocks
+from .runid import check_run_id
+from .statedir import ensure_private_dir, state_dir
+from .task import check_task_id
+from .worktree_include import INCLUDE_FILE, Included, copy_included
+from .worktree_setup import Setup, run_setup
+
+__all__ = [
+    "BRANCH_PREFIX",
+    "INCLUDE_FILE",
+    "Changes",
+    "Included",
+    "Listed",
+    "PortBlock",
+    "PortBlocks",
+    "Removal",
+    "Setup",
+    "Worktree",
+    "base_commit",
+    "check_claims",
+    "commit_message",
+    "copy_included",
+    "create",
+    "default_root",
+    "finish",
+    "list_worktrees",
+    "remove",
+    "run_setup",
+    "uncommitted_paths",
+    "unmerged_commits",
+]
+
+#: Every task branch is ``pm/<run>/<task>``: what leftovers() looks for, and nothing else.
+BRANCH_PREFIX = "pm/"
+#: Who commits what the agent left, when the user has no identity configured (only then).
+FALLBACK_IDENTITY = ("-c", "user.name=project-manager", "-c", "user.email=project-manager@localhost")
+#: The longest first line of a commit message, as ``git log --oneline`` and most hosts show it.
+SUBJECT_MAX = 72
+#: What an operation that the agent left half-done leaves in a worktree's git directory.
+_IN_PROGRESS = ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "rebase-merge", "rebase-apply")
+
+#: The calls of this module's functions, unless they are given others (to interrupt them).
+GIT = GitCalls()
+
+
+@dataclass(frozen=True)
+class Worktree:
+    """A task's worktree: where it is, its branch, the commit it started from, and whose it is."""
+
+    path: Path
+    branch: str  # pm/<run>/<task>
+    base: str  # the commit it was created at
+    task: str
+    run: str
+    repo: Path  # the working tree it was made from, where merges and branch deletions run
+
+    @property
+    def ref(self) -> str:
+        return f"refs/heads/{self.branch}"
+
+    def env(self, ports: PortBlock | None = None) -> dict[str, str]:
+        """What the task's commands get in their environment: ``PM_WORKTREE``, ``PM_PORT_BASE``."""
+        env = {"PM_WORKTREE": str(self.path)}
+        if ports is not None:
+            env["PM_PORT_BASE"] = str(ports.first)
+        return env
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a task's branch changed since its base, after :func:`finish`."""
+
+    paths: tuple[str, ...]  # repo-relative, sorted; a rename is its two paths
+    commit: str | None  # the commit finish() made of what the agent left uncommitted; None if nothing
+    tip: str  # the branch's commit
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What :func:`remove` did with the branch: deleted, or kept and why (None: not asked, or gone)."""
+
+    branch_deleted: bool
+    kept_because: str | None = None
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One entry of ``git worktree list``."""
+
+    path: Path
+    head: str | None  # None for a bare repository
+    ref: str | None  # refs/heads/...; None when detached
+    prunable: bool  # its folder is gone
+
+
+def base_commit(repo: str | os.PathLike[str], *, git: GitCalls = GIT) -> str:
+    """The commit HEAD names in ``repo``: where a run's worktrees start.
+
+    Raises WorktreeError for a repository without commits, GitError if ``repo`` is no repository.
+    """
+    top = Path(repo)
+    try:
+        return _rev(top, "HEAD", git)
+    except GitError:
+        git(top, "git", "rev-parse", "--git-dir")  # not a repository: that GitError says so
+        raise WorktreeError(f"{top}: the repository has no commit yet; worktrees start from one") from None
+
+
+def default_root(repo: str | os.PathLike[str]) -> Path:
+    """Where worktrees live unless ``worktree_root`` says otherwise: in the state directory."""
+    return state_dir(repo) / "worktrees"
+
+
+def create(
+    repo: str | os.PathLike[str],
+    run: str,
+    task: str,
+    base: str,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    git: GitCalls = GIT,
+) -> Worktree:
+    """A new worktree for ``task`` of ``run`` at commit ``base``, on the new branch ``pm/<run>/<task>``,
+    in ``<root>/<run>/<task>`` (``root`` relative to the repository; by default :func:`default_root`).
+
+    Raises InvalidArgumentError (an InvalidTaskIdError for the task) for a name that cannot be a
+    branch or a folder, WorktreeError if the branch or the folder exists (never reused) or
+    ``base`` is no commit, GitError if git fails.
+    """
+    top = Path(repo).resolve()
+    check_run_id(run)
+    check_task_id(task)
+    branch = _branch_name(top, f"{BRANCH_PREFIX}{run}/{task}", git)
+    try:
+        commit = _rev(top, base, git)
+    except GitError as exc:
+        raise WorktreeError(f"{base!r} names no commit in {top}: {exc}") from None
+    parent = (default_root(top) if root is None else top / root) / run
+    if root is None:
+        ensure_private_dir(parent)  # the state directory's: owner-only, never through a symlink
+    else:
+        parent.mkdir(parents=True, exist_ok=True)
+    path = parent.resolve() / task  # as git records it: leftovers() and remove() compare the two
+    if os.path.lexists(path):
+        raise WorktreeError(f"{path} already exists: a task's worktree is never reused")
+    if git(top, "git", "for-each-ref", "--format=%(refname)", f"refs/heads/{branch}").strip():
+        raise WorktreeError(f"branch {branch} already exists: a task's branch is never reused")
+    # -b fails if the branch appeared meanwhile: git's check is the atomic one.
+    git(top, "git", "worktree", "add", "--quiet", "--no-track", "-b", branch, "--", str(path), commit)
+    return Worktree(path, branch, commit, task, run, top)
+
+
+def finish(worktree: Worktree, description: str, *, git: GitCalls = GIT) -> Changes:
+    """Commit what the agent left uncommitted on the task's branch, then list the paths the branch
+    changed since the base (renames as a deletion and an addition, so both paths are checked).
+
+    The commit's message is :func:`commit_message`; commit hooks are not run (it records what the
+    agent did, it does not vet it). Raises WorktreeError if the worktree is not on its branch, an
+    operation the agent began (a merge, a rebase) is unfinished, or the branch no longer descends
+    from the base; GitError if git fails. Nothing is lost either way: the work stays in the worktree.
+    """
+    _check_on_branch(worktree, git)
+    commit = None
+    # Straight to add: a git status first would scan the whole tree once more (and, right after
+    # the checkout, hash every file written within the index's second a second time).
+    git(worktree.path, "git", "add", "--all")
+    if git(worktree.path, "git", "diff-index", "--cached", "--name-only", "-z", "HEAD", "--"):
+        commit = _commit(worktree, commit_message(worktree.task, description), git)
+    tip = _rev(worktree.repo, worktree.ref, git)
+    # Commits of the base that the tip lacks: none, unless the agent reset or rebased the branch.
+    if git(worktree.repo, "git", "rev-list", "--max-count=1", worktree.base, "--not", tip).strip():
+        raise WorktreeError(f"branch {worktree.branch} no longer descends from {worktree.base[:12]}: not merged")
+    # Plumbing, not `git diff`: no user configuration (diff.relative, renames) changes what it lists.
+    raw = git(worktree.repo, "git", "diff-tree", "-r", "--name-only", "-z", "--no-renames", worktree.base, tip)
+    paths = sorted({os.fsdecode(name) for name in raw.split(b"\0") if name})
+    return Changes(tuple(paths), commit, tip)
+
+
+def check_claims(paths: Iterable[str], write_claims: Iterable[Claim]) -> list[str]:
+    """The ``paths`` that none of ``write_claims`` covers, sorted (pure)."""
+    return uncovered(paths, write_claims)
+
+
+def commit_message(task: str, description: str) -> str:
+    """``<task>: <description>``, its first line at most SUBJECT_MAX characters; the whole
+    description in the body when the first line cannot hold it."""
+    text = description.replace("\0", "").strip()
+    first = text.splitlines()[0].strip() if text else ""
+    subject = f"{task}: {first}" if first else task
+    if len(subject) > SUBJECT_MAX:
+        subject = subject[: SUBJECT_MAX - 3].rstrip() + "..."
+    whole = subject == f"{task}: {text}" or not text
+    return f"{subject}\n" if whole else f"{subject}\n\n{text}\n"
+
+
+def remove(worktree: Worktree, *, delete_branch: bool, git: GitCalls = GIT) -> Removal:
+    """Remove the task's worktree (ignored files such as build output go with it), then, if
+    ``delete_branch``, its branch with ``git branch -d``: a branch with commits that no other
+    branch has, or that HEAD has not merged, is kept and the Removal says why.
+
+    Raises UnmergedWorkError, removing nothing, if the worktree holds uncommitted changes or its
+    HEAD a commit no branch has; WorktreeError if the folder is no worktree of the repository.
+    """
+    repo = worktree.repo
+    listed = {entry.path: entry for entry in list_worktrees(repo, git=git)}
+    entry = listed.get(worktree.path)
+    if entry is None and os.path.lexists(worktree.path):
+        raise WorktreeError(f"{worktree.path} is not a worktree of {repo}: left as it is")
+    if entry is not None:
+        _check_no_lost_commits(worktree.path, entry, repo, git)
+        try:  # without --force, git refuses a worktree with changes or untracked files: its check
+            git(repo, "git", "worktree", "remove", "--", str(worktree.path))
+        except GitError:
+            dirty = () if entry.prunable else uncommitted_paths(worktree.path, git=git)
+            if dirty:
+                raise UnmergedWorkError(f"worktree {worktree.path}", uncommitted=dirty) from None
+            raise
+        with contextlib.suppress(OSError):
+            worktree.path.parent.rmdir()  # the run's folder, once its last worktree is gone
+    if not delete_branch or not git(repo, "git", "for-each-ref", "--format=%(refname)", worktree.ref).strip():
+        return Removal(False)
+    lost = unmerged_commits(repo, [worktree.ref], exclude=[worktree.branch], git=git)
+    if lost:
+        return Removal(False, f"{len(lost)} commit(s) of {worktree.branch} are on no other branch")
+    try:
+        git(repo, "git", "branch", "--delete", "--", worktree.branch)  # -d: git's own check, merged into HEAD
+    except GitError as exc:
+        return Removal(False, str(exc))
+    return Removal(True)
+
+
+def _check_no_lost_commits(path: Path, entry: Listed, repo: Path, git: GitCalls) -> None:
+    """Raise UnmergedWorkError if the worktree's HEAD has commits no branch has (a detached
+    HEAD's work), which removing it would lose; its folder may be gone already."""
+    if entry.head is not None:
+        lost = unmerged_commits(repo, [entry.head], exclude=(), git=git)
+        if lost:
+            raise UnmergedWorkError(f"worktree {path} (its HEAD is on no branch)", commits=lost)
+
+
+def uncommitted_paths(path: Path, *, git: GitCalls = GIT) -> tuple[str, ...]:
+    """The paths with changes not committed in the worktree at ``path``: modified, staged or
+    untracked (ignored files are not work), sorted."""
+    raw = git(path, "git", "status", "--porcelain", "-z", "--untracked-files=all", "--no-renames")
+    return tuple(sorted({os.fsdecode(entry[3:]) for entry in raw.split(b"\0") if len(entry) > 3}))
+
+
+def unmerged_commits(
+    repo: Path,
+    tips: Iterable[str],
+    *,
+    exclude: Iterable[str],
+    git: GitCalls = GIT,
+) -> tuple[str, ...]:
+    """The commits reachable from ``tips`` (commits or our own refs) but from no branch outside
+    ``exclude`` (branch names, ``pm/<run>/<task>``): what deleting those would lose; newest first."""
+    # --exclude takes a glob, relative to refs/heads/ before --branches: our names hold no glob
+    # character (run and task ids are plain names).
+    hide = [f"--exclude={branch}" for branch in exclude]
+    argv = ["git", "rev-list", *tips, "--not", *hide, "--branches"]
+    return tuple(git(repo, *argv).decode("ascii").split())
+
+
+def list_worktrees(repo: Path, *, git: GitCalls = GIT) -> list[Listed]:
+    """Every worktree of ``repo``'s repository, its main one included (``git worktree list``)."""
+    raw = git(repo, "git", "worktree", "list", "--porcelain", "-z")
+    found: list[Listed] = []
+    fields: dict[str, str] = {}
+    for item in raw.split(b"\0"):
+        if item:
+            key, _, value = os.fsdecode(item).partition(" ")
+            fields[key] = value
+            continue
+        if "worktree" in fields:  # an empty field ends a record
+            head, ref = fields.get("HEAD"), fields.get("branch")
+            found.append(Listed(Path(fields["worktree"]), head, ref, "prunable" in fields))
+        fields = {}
+    return found
+
+
+def _branch_name(repo: Path, branch: str, git: GitCalls) -> str:
+    """``branch`` if git takes it as a branch name as it is; raises InvalidArgumentError otherwise."""
+    try:
+        checked = git(repo, "git", "check-ref-format", "--branch", branch).decode("utf-8", "replace").strip()
+    except GitError:
+        checked = ""
+    if checked != branch:
+        raise InvalidArgumentError(f"{branch!r} cannot name a branch (git check-ref-format)")
+    return branch
+
+
+def _rev(repo: Path, name: str, git: GitCalls) -> str:
+    """The commit ``name`` names (``--end-of-options``: a name is never an option); raises GitError."""
+    out = git(repo, "git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{name}^{{commit}}")
+    return out.decode("ascii").strip()
+
+
+def _check_on_branch(worktree: Worktree, git: GitCalls) -> None:
+    """Raise WorktreeError unless the worktree is on its branch with no operation left half-done."""
+    out = git(worktree.path, "git", "rev-parse", "--absolute-git-dir", "--symbolic-full-name", "HEAD")
+    git_dir, _, head = os.fsdecode(out).rstrip("\n").rpartition("\n")
+    if head != worktree.ref:
+        where = "a detached HEAD" if head == "HEAD" else head
+        raise WorktreeError(f"worktree {worktree.path} left its branch {worktree.branch} for {where}: not committed")
+    for name in _IN_PROGRESS:
+        if os.path.lexists(os.path.join(git_dir, name)):
+            raise WorktreeError(f"worktree {worktree.path}: the agent left an unfinished operation ({name})")
+
+
+def _commit(worktree: Worktree, message: str, git: GitCalls) -> str:
+    """Commit the index of the worktree with ``message``; its commit. An identity of our own
+    only if the user has none (``git var`` fails as the commit did)."""
+    fd, name = tempfile.mkstemp(prefix="pm-commit-", suffix=".txt")  # a file: any length, any first character
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(message)
+        argv = ("commit", "--quiet", "--no-verify", "--cleanup=whitespace", f"--file={name}")
+        try:
+            git(worktree.path, "git", *argv)
+        except GitError:
+            if _has_identity(worktree.path, git):
+                raise
+            git(worktree.path, "git", *FALLBACK_IDENTITY, *argv)
+    finally:
+        os.unlink(name)
+    return _rev(worktree.path, "HEAD", git)
+
+
+def _has_identity(path: Path, git: GitCalls) -> bool:
+    """Whether git finds an author and a committer for a commit in ``path``, as strictly as commit does."""
+    try:
+        git(path, "git", "var", "GIT_AUTHOR_IDENT")
+        git(path, "git", "var", "GIT_COMMITTER_IDENT")
+    except GitError:
+        return False
+    return True
