@@ -24,17 +24,24 @@ from queue_core.runner import DEFAULT_PROMPT
 from .presets import PRESET_REPORTS, PRESETS
 
 __all__ = [
+    "DEFAULT_ISOLATION",
+    "ISOLATIONS",
+    "MERGE_MODES",
+    "VIOLATIONS",
     "AgentSpec",
     "Batch",
     "ConfigError",
+    "Isolation",
     "Origin",
     "RepoConfig",
     "TaskSpec",
+    "check_instances",
     "claim_base",
     "find_executable",
     "merge_agents",
     "parse_duration",
     "parse_task_string",
+    "task_isolation",
     "validate_batch",
 ]
 
@@ -78,6 +85,32 @@ class Origin:
         return ConfigError(self.source, self.line, self.field, message)
 
 
+#: A task's checkout: the repository's own (shared), or a git worktree of its own.
+ISOLATIONS = ("shared", "worktree")
+#: How a worktree task's branch comes back into the branch the run started on (see queue_core.mergeback).
+MERGE_MODES = ("merge", "squash", "rebase", "none")
+#: What a worktree task that changed paths outside its write claims gets: not merged, or a warning.
+VIOLATIONS = ("fail", "warn")
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """``isolation:``, ``merge:`` and ``on_violation:`` as one level (a task, its agent, the
+    batch) sets them; None where that level says nothing, so that the next one decides."""
+
+    mode: str | None = None
+    merge: str | None = None
+    on_violation: str | None = None
+
+    def over(self, other: Isolation) -> Isolation:
+        """This level's settings, ``other``'s where this one says nothing."""
+        return Isolation(self.mode or other.mode, self.merge or other.merge, self.on_violation or other.on_violation)
+
+
+#: What a task gets where no level says anything: today's behaviour, one shared checkout.
+DEFAULT_ISOLATION = Isolation("shared", "merge", "fail")
+
+
 @dataclass(frozen=True)
 class AgentSpec:
     """An agent type: its argv template (``{prompt}``, ``{description}``, ``{task_id}``, ``{files}``,
@@ -98,6 +131,9 @@ class AgentSpec:
     #: with each limit in a row (see AgentTask.rate_limit_backoff); they give up after the max wait.
     rate_limit_backoff_s: float = 30.0
     rate_limit_max_wait_s: float = 7200.0
+    #: How many of its tasks may run at once; more than one needs worktree isolation.
+    instances: int = 1
+    isolation: Isolation = Isolation()
 
     @classmethod
     def preset(cls, name: str) -> AgentSpec:
@@ -120,6 +156,7 @@ class TaskSpec:
     retries: int = 0
     #: The retry back-off fields the task sets, as AgentTask's keywords (the others: its defaults).
     backoff: tuple[tuple[str, float], ...] = ()
+    isolation: Isolation = Isolation()
     #: Where ``agent`` was written (for the "unknown agent" error); not part of equality.
     agent_origin: Origin | None = field(default=None, compare=False, repr=False)
 
@@ -135,6 +172,7 @@ class Batch:
     stale_after: float | None = None
     #: How many finished runs keep their history and logs in the state directory (at least 1).
     keep_runs: int | None = None
+    isolation: Isolation = Isolation()
 
 
 @dataclass(frozen=True)
@@ -145,6 +183,10 @@ class RepoConfig:
     agents: dict[str, AgentSpec]
     keep_runs: int | None = None
     on_finish: tuple[str, ...] = ()
+    #: Commands run in each new worktree before its agent (each an argv; see queue_core.worktrees).
+    setup: tuple[tuple[str, ...], ...] = ()
+    #: Where worktrees are made (None: the state directory, outside the working tree).
+    worktree_root: str | None = None
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -314,6 +356,27 @@ def find_executable(program: str, repo_root: Path) -> str | None:
 def merge_agents(repo_agents: dict[str, AgentSpec], batch_agents: dict[str, AgentSpec]) -> dict[str, AgentSpec]:
     """The repository's agents, with the batch's replacing any of the same name."""
     return {**repo_agents, **batch_agents}
+
+
+def task_isolation(task: TaskSpec, agent: AgentSpec | None, batch: Batch, flag: str | None = None) -> Isolation:
+    """What ``task`` gets: its own settings, then its agent's, then ``--isolation`` (``flag``),
+    then the batch's, then DEFAULT_ISOLATION."""
+    own = task.isolation.over(agent.isolation if agent is not None else Isolation())
+    return own.over(Isolation(flag)).over(batch.isolation).over(DEFAULT_ISOLATION)
+
+
+def check_instances(batch: Batch, agents: dict[str, AgentSpec], flag: str | None = None) -> None:
+    """Refuse a task that would share the checkout while its agent runs several instances:
+    two agents in one checkout is what this tool exists to prevent. Raises ConfigError."""
+    for task in batch.tasks:
+        agent = agents.get(task.agent)
+        if agent is None or agent.instances == 1 or task_isolation(task, agent, batch, flag).mode == "worktree":
+            continue
+        where = task.agent_origin or Origin("arguments", None, f"task {task.id}")
+        raise where.error(
+            f"agent {agent.name!r} runs {agent.instances} instances at once, so each of its tasks needs a "
+            f"worktree of its own (isolation: worktree); task {task.id!r} would share the checkout"
+        )
 
 
 def validate_batch(

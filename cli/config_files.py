@@ -33,9 +33,13 @@ from queue_core.runner import DEFAULT_PROMPT
 
 from .config import (
     DEFAULT_STOP_GRACE_S,
+    ISOLATIONS,
+    MERGE_MODES,
+    VIOLATIONS,
     AgentSpec,
     Batch,
     ConfigError,
+    Isolation,
     Origin,
     RepoConfig,
     TaskSpec,
@@ -53,8 +57,10 @@ REPO_CONFIG = "project-manager.yaml"
 
 _PLACEHOLDERS = ("description", "task_id", "files", "reads", "prompt")
 _PROMPT_PLACEHOLDERS = ("description", "files", "reads")
-_BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", "agents", "tasks")
-_REPO_KEYS = ("agents", "keep_runs", "on_finish")
+#: Where a task's checkout is, and what comes back of it: on a task, an agent or the batch.
+_ISOLATION_KEYS = ("isolation", "merge", "on_violation")
+_BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", *_ISOLATION_KEYS, "agents", "tasks")
+_REPO_KEYS = ("agents", "keep_runs", "on_finish", "setup", "worktree_root")
 _AGENT_KEYS = (
     "command",
     "preset",
@@ -65,6 +71,8 @@ _AGENT_KEYS = (
     "stop_grace",
     "rate_limit_backoff",
     "rate_limit_max_wait",
+    "instances",
+    *_ISOLATION_KEYS,
 )
 #: A task's retry back-off (see AgentTask): durations, but the plain numbers, with their bounds.
 _BACKOFF_KEYS = ("retry_delay", "retry_backoff", "retry_max_delay", "retry_jitter")
@@ -80,6 +88,7 @@ _TASK_KEYS = (
     "timeout",
     "retries",
     *_BACKOFF_KEYS,
+    *_ISOLATION_KEYS,
 )
 _TASK_REQUIRED = ("id", "agent", "description")
 
@@ -113,7 +122,7 @@ def load_batch(path: Path) -> Batch:
     stale_after = reader.duration(top["stale_after"][1], "stale_after") if "stale_after" in top else None
     agents = reader.agents(top["agents"][1]) if "agents" in top else {}
     tasks = reader.tasks(top["tasks"][1]) if "tasks" in top else ()
-    return Batch(max_parallel, agents, tasks, stale_after, reader.keep_runs(top))
+    return Batch(max_parallel, agents, tasks, stale_after, reader.keep_runs(top), reader.isolation(top, None))
 
 
 def load_repo_config(repo: Path) -> RepoConfig:
@@ -132,7 +141,9 @@ def load_repo_config(repo: Path) -> RepoConfig:
     top = reader.mapping(root, None, _REPO_KEYS)
     agents = reader.agents(top["agents"][1]) if "agents" in top else {}
     on_finish = reader.command(top["on_finish"][1], "on_finish") if "on_finish" in top else ()
-    return RepoConfig(agents, reader.keep_runs(top), on_finish)
+    setup = reader.commands(top["setup"][1], "setup") if "setup" in top else ()
+    worktree_root = reader.string(top["worktree_root"][1], "worktree_root") if "worktree_root" in top else None
+    return RepoConfig(agents, reader.keep_runs(top), on_finish, setup, worktree_root)
 
 
 def load_repo_agents(repo: Path) -> dict[str, AgentSpec]:
@@ -227,6 +238,35 @@ class _Reader:
             raise self.error(node, field, "must not be empty: give [program, args...]")
         return command
 
+    def commands(self, node: yaml.Node, field: str) -> tuple[tuple[str, ...], ...]:
+        """A list of commands, each an argv (``setup:``); null or empty: none."""
+        if _is_null(node):
+            return ()
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.error(
+                node, field, f"expected a list of commands, [[program, args...], ...], got {_describe(node)}"
+            )
+        return tuple(self.command(item, f"{field}[{i}]") for i, item in enumerate(node.value))
+
+    def choice(self, node: yaml.Node, field: str, choices: Sequence[str]) -> str | None:
+        """One of ``choices`` (null: not set)."""
+        if _is_null(node):
+            return None
+        text = self.string(node, field)
+        if text not in choices:
+            raise self.error(
+                node, field, f"expected one of {', '.join(choices)}, got {shown(text)}{suggest(text, choices)}"
+            )
+        return text
+
+    def isolation(self, entries: _Entries, here: str | None) -> Isolation:
+        """``isolation:``, ``merge:`` and ``on_violation:`` of a task, an agent or the batch."""
+        chosen = [
+            self.choice(entries[key][1], _join(here, key), choices) if key in entries else None
+            for key, choices in zip(_ISOLATION_KEYS, (ISOLATIONS, MERGE_MODES, VIOLATIONS), strict=True)
+        ]
+        return Isolation(*chosen)
+
     def claims(self, node: yaml.Node, field: str) -> tuple[str, ...]:
         paths = self.strings(node, field, "paths")
         for i, (item, path) in enumerate(zip(node.value, paths, strict=True)):
@@ -300,6 +340,10 @@ class _Reader:
             for key in ("rate_limit_backoff", "rate_limit_max_wait")
             if key in entries and (seconds := self.duration(entries[key][1], f"{here}.{key}")) is not None
         }
+        instances = (
+            self.integer(entries["instances"][1], f"{here}.instances", minimum=1) if "instances" in entries else 1
+        )
+        isolation = self.isolation(entries, here)
         report: str | None = None
         if "report" in entries:
             report_node = entries["report"][1]
@@ -323,7 +367,10 @@ class _Reader:
                 )
             origin = Origin(self.source, _line(preset_node), f"{here}.preset")
             report = report if "report" in entries else PRESET_REPORTS.get(preset)
-            return AgentSpec(name, _with_args(PRESETS[preset], args), owns, grace, origin, prompt, report, **limits)
+            command = _with_args(PRESETS[preset], args)
+            return AgentSpec(
+                name, command, owns, grace, origin, prompt, report, **limits, instances=instances, isolation=isolation
+            )
         command_node = entries["command"][1]
         command = self.strings(command_node, f"{here}.command")
         if not command:
@@ -331,7 +378,18 @@ class _Reader:
         for i, element in enumerate(command):
             self.placeholders(command_node.value[i], f"{here}.command[{i}]", element, _PLACEHOLDERS)
         origin = Origin(self.source, _line(command_node.value[0]), f"{here}.command[0]")
-        return AgentSpec(name, _with_args(command, args), owns, grace, origin, prompt, report, **limits)
+        return AgentSpec(
+            name,
+            _with_args(command, args),
+            owns,
+            grace,
+            origin,
+            prompt,
+            report,
+            **limits,
+            instances=instances,
+            isolation=isolation,
+        )
 
     def placeholders(self, node: yaml.Node, field: str, text: str, known: Sequence[str]) -> None:
         """Refuse a misspelt placeholder: ``{descripton}`` would reach the agent literally."""
@@ -409,6 +467,7 @@ class _Reader:
             timeout_s=self.duration(value("timeout"), f"{here}.timeout") if "timeout" in entries else None,
             retries=self.integer(value("retries"), f"{here}.retries", minimum=0) if "retries" in entries else 0,
             backoff=self.backoff(entries, here),
+            isolation=self.isolation(entries, here),
             agent_origin=Origin(self.source, _line(agent_node), f"{here}.agent"),
         )
         return task, entries

@@ -51,11 +51,21 @@ _HEADER = Template("""\
 #   stop_grace: 5s                from SIGTERM to SIGKILL when its task is stopped
 #   rate_limit_backoff: 30s       the pause after a rate limit that names no reset (doubling)
 #   rate_limit_max_wait: 2h       how long its tasks wait out rate limits before they fail
+#   instances: 1                  how many of its tasks may run at once; more than one needs
+#                                 isolation: worktree (two agents in one checkout collide)
+#   isolation: shared             shared: the repository's checkout; worktree: a git
+#                                 worktree of its own per task, merged back when it succeeds
+#   merge: merge                  how a worktree task comes back: merge (a merge commit),
+#                                 squash, rebase, or none (its branch is left for you)
+#   on_violation: fail            a worktree task that changed files outside its claims:
+#                                 fail (not merged, its branch kept) or warn (merged)
 
 # keep_runs: 100   # how many finished runs keep their history and logs (at least 1)
 # on_finish: [notify-send, "project-manager: run ended"]   # with --notify, run when a run
 #   ends by itself: an argv, never through a shell; PM_RUN_ID, PM_EXIT_CODE, PM_TOTAL,
 #   PM_SUCCEEDED and PM_FAILED in its environment
+# setup: [[npm, ci]]   # run in each new worktree before its agent, each an argv
+# worktree_root: ../worktrees   # where worktrees go (default: the state directory in .git)
 
 agents:
 """)
