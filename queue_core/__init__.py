@@ -54,6 +54,9 @@ from .errors import (
     InvalidTaskIdError as InvalidTaskIdError,
 )
 from .errors import (
+    MergeBackError as MergeBackError,
+)
+from .errors import (
     MergeLockError as MergeLockError,
 )
 from .errors import (

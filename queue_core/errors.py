@@ -24,6 +24,7 @@ __all__ = [
     "InvalidClaimError",
     "InvalidTaskError",
     "InvalidTaskIdError",
+    "MergeBackError",
     "MergeLockError",
     "NotATaskError",
     "NotRegularFileError",
@@ -292,6 +293,17 @@ class SetupError(QueueError):
         self.exit_code = exit_code
         self.log = log
         super().__init__(f"setup command {' '.join(command)!r} {reason}; its output is in {log}")
+
+
+class MergeBackError(QueueError):
+    """A worktree task's branch did not come back: ``status`` "rejected" (it changed ``paths``
+    outside its claims), "conflict" (``paths`` in conflict) or "blocked" (the user's ``paths``
+    stood in the way, or their checkout moved); its branch and worktree are kept."""
+
+    def __init__(self, status: str, reason: str, paths: tuple[str, ...] = ()):
+        self.status = status
+        self.paths = paths
+        super().__init__(f"not merged ({status}): {reason}")
 
 
 class PortsExhaustedError(QueueError, RuntimeError):

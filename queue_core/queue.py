@@ -26,20 +26,22 @@ import os
 import random
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any
 
 from .engine import Engine, TaskEvent
-from .errors import NotATaskError
+from .errors import InvalidTaskError, NotATaskError
 from .holds import STALE_AFTER_S
+from .isolated import WorktreeAgent
 from .ownership import FileOwnership
 from .realpaths import ClaimResolver
 from .records import QueueStatus, TaskOutcome
 from .registry import Registry
 from .registry_sync import RegistrySync, lock_wait_notice
 from .retention import DEFAULT_KEEP_RUNS
+from .runner import SubprocessAgent
 from .scheduler import DEFAULT_MAX_BYPASS, Scheduler
 from .supervisor import shared_supervisor
 from .task import AgentTask
@@ -55,6 +57,11 @@ class TaskQueue:
     needs before it is reserved (see :mod:`queue_core.scheduler`); ``clock`` and ``rng`` are
     injectable for tests; ``on_event`` is called (from a worker thread, outside the lock) on
     every state change, and must be thread-safe.
+
+    ``instances`` lets an agent type run several tasks at once (one, by default): safe only
+    if each runs in a checkout of its own. An agent command of such an agent type must be a
+    :class:`~queue_core.isolated.WorktreeAgent` (InvalidTaskError otherwise); a Python callable
+    is trusted to keep to its own files.
 
     With ``repo``, every claim is also taken in the repository's on-disk registry (see
     :mod:`queue_core.registry`), so queues in other processes working on the same repository
@@ -93,6 +100,7 @@ class TaskQueue:
         on_notice: Callable[[str], None] | None = None,
         stale_after: float = STALE_AFTER_S,
         keep_runs: int = DEFAULT_KEEP_RUNS,
+        instances: Mapping[str, int] | None = None,
     ):
         registry = (
             None
@@ -108,8 +116,9 @@ class TaskQueue:
         )
         resolve = None if registry is None else ClaimResolver(registry.repo).resolve
         scheduler = self._scheduler_type(
-            max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass, resolve=resolve
+            max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass, resolve=resolve, instances=instances
         )
+        self._instances = dict(instances or {})
         sync = None if registry is None else functools.partial(RegistrySync, registry, on_notice=on_notice)
         self._engine = Engine(scheduler, clock, on_event, on_notice, sync=sync)
         self._registry = registry
@@ -134,7 +143,7 @@ class TaskQueue:
         TypeError), DuplicateTaskError, UnknownDependencyError, InvalidClaimError if with
         ``repo`` a claim resolves outside the repository, or QueueShutdownError after shutdown.
         """
-        return self._engine.submit([_checked(task, "submit_task")])[0]
+        return self._engine.submit([self._isolated(_checked(task, "submit_task"))])[0]
 
     def submit_tasks(self, tasks: Sequence[AgentTask]) -> list[Future[Any]]:
         """Queue a batch whose dependencies may point forward within it; all or nothing.
@@ -142,7 +151,7 @@ class TaskQueue:
         Raises NotATaskError (a TypeError), DuplicateTaskError, UnknownDependencyError,
         DependencyCycleError or InvalidClaimError before anything is queued.
         """
-        return self._engine.submit(_checked_batch(tasks))
+        return self._engine.submit([self._isolated(task) for task in _checked_batch(tasks)])
 
     def try_submit(self, task: AgentTask) -> Future[Any]:
         """Start ``task`` right now or raise, without queueing it.
@@ -153,7 +162,7 @@ class TaskQueue:
         the registry cannot be read (or its lock had within lock_timeout). Raises NotATaskError
         (a TypeError) if ``task`` is not an AgentTask.
         """
-        return self._engine.try_submit(_checked(task, "try_submit"))
+        return self._engine.try_submit(self._isolated(_checked(task, "try_submit")))
 
     def cancel(self, task_id: str) -> bool:
         """Cancel a task that has not started, or stop a running one that is Stoppable.
@@ -217,6 +226,23 @@ class TaskQueue:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.shutdown(wait=True)
+
+    def _isolated(self, task: AgentTask) -> AgentTask:
+        """``task``, unless its agent runs several instances and it would run an agent command in
+        the shared checkout: two agents in one checkout is what the queue exists to prevent."""
+        count = self._instances.get(task.agent_type, 1)
+        if (
+            count > 1
+            and isinstance(task.execute_fn, SubprocessAgent)
+            and not isinstance(task.execute_fn, WorktreeAgent)
+        ):
+            raise InvalidTaskError(
+                f"agent {task.agent_type!r} runs {count} instances at once, so its agent commands must each run "
+                "in a worktree of their own (a WorktreeAgent)",
+                task_id=task.id,
+                field="execute_fn",
+            )
+        return task
 
 
 def _checked(task: object, method: str) -> AgentTask:

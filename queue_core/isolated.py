@@ -1,0 +1,171 @@
+"""WorktreeAgent: an agent command run in a git worktree of its own, then merged back (issue 13).
+
+Each attempt of a task (see :mod:`queue_core.worktrees`):
+
+1. a worktree on a new branch ``pm/<run>/<task>`` (``<task>.2`` for a second attempt...) at the
+   tip of the branch the run started on, so that a task sees what the tasks merged before it
+   (those it depends on) did; the ignored files ``.worktreeinclude`` names copied in; ports
+   ``PM_PORT_BASE`` .. +9 that no other running task has; the setup commands run in it;
+2. the agent, exactly as :class:`~queue_core.runner.SubprocessAgent` runs it, in the worktree;
+3. what it left uncommitted committed on its branch; the paths the branch changed, exactly, checked
+   against the task's write claims: with ``on_violation="fail"`` a task that changed others is
+   not merged (:class:`~queue_core.errors.MergeBackError`, "rejected");
+4. under the repository's merge lock, the branch merged into the run's branch without switching
+   it or touching the user's changes (:mod:`queue_core.mergeback`): merged, the worktree and the
+   branch go; a conflict or a merge the user's work blocks fails the task, and keeps both.
+
+The claims are held from the worktree's creation to the end of the merge, so the merge writes
+only files no other running task may touch; they are what keeps merges clean.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .changes import GitCalls
+from .claims import Claim
+from .errors import MergeBackError
+from .mergeback import MergeResult, MergeStatus, merge_back
+from .mergelock import merge_lock
+from .mergeplan import MergeMode
+from .ports import PortBlocks
+from .runner import SubprocessAgent
+from .worktree_setup import Setup
+from .worktrees import GIT, Worktree, check_claims, commit_message, create, finish, remove
+
+__all__ = ["WorktreeAgent", "WorktreePlan", "WorktreeReport"]
+
+
+@dataclass(frozen=True)
+class WorktreePlan:
+    """What a task in worktree isolation needs beyond its command: where, and how it comes back.
+
+    ``target`` is the branch the run started on (merged into, never checked out); ``writes``
+    the task's write claims (what it may change); ``root`` where worktrees go (None: the state
+    directory); ``setup`` the commands run in each new worktree, each an argv; ``ports`` the
+    run's port blocks (None: no ``PM_PORT_BASE``).
+    """
+
+    repo: Path
+    run: str
+    task: str
+    description: str
+    target: str
+    writes: tuple[Claim, ...]
+    merge: MergeMode = MergeMode.MERGE
+    fail_on_violation: bool = True
+    root: Path | None = None
+    setup: tuple[tuple[str, ...], ...] = ()
+    ports: PortBlocks | None = None
+
+
+@dataclass
+class WorktreeReport:
+    """What the last attempt's worktree came to: for ``--json`` and the summary.
+
+    ``merge`` is "merged", "conflict", "blocked", "none" or "rejected" (changed paths outside
+    the claims, not merged), None while the attempt has not got that far.
+    """
+
+    branch: str
+    path: Path
+    changed: tuple[str, ...] = ()
+    unclaimed: tuple[str, ...] = ()
+    merge: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class WorktreeAgent(SubprocessAgent):
+    """A SubprocessAgent whose every attempt runs in a worktree of its own (see the module)."""
+
+    plan: WorktreePlan | None = None
+    #: The last attempt's worktree and what came of it; None before the first.
+    worktree: WorktreeReport | None = field(default=None, init=False)
+    _attempts: int = field(default=0, init=False, repr=False)
+    _setup: Setup | None = field(default=None, init=False, repr=False)
+    _setup_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _git: GitCalls = field(default=GIT, init=False, repr=False)
+
+    def __call__(self) -> int:
+        plan = self.plan
+        if plan is None:
+            raise TypeError("WorktreeAgent needs a plan")
+        self._attempts += 1
+        name = plan.task if self._attempts == 1 else f"{plan.task}.{self._attempts}"
+        base = self._git(plan.repo, "git", "rev-parse", "--verify", "--end-of-options", f"refs/heads/{plan.target}")
+        tree = create(plan.repo, plan.run, name, base.decode().strip(), root=plan.root, git=self._git)
+        self.worktree = report = WorktreeReport(tree.branch, tree.path)
+        block = None if plan.ports is None else plan.ports.acquire(name)
+        try:
+            self.cwd = tree.path
+            self.env = {**self.env, **tree.env(block)}
+            self._run_setup(tree, plan)
+            code = super().__call__()  # its failure keeps the worktree: the work stays to be seen
+        finally:
+            if block is not None and plan.ports is not None:
+                plan.ports.release(block)
+        changes = finish(tree, plan.description, git=self._git)
+        report.changed = tuple(changes.paths)
+        report.unclaimed = tuple(check_claims(changes.paths, plan.writes))
+        if report.unclaimed and plan.fail_on_violation:
+            report.merge = "rejected"
+            report.reason = (
+                f"it changed {_listed(report.unclaimed)}, outside its claims; its branch {tree.branch} is kept"
+            )
+            raise MergeBackError("rejected", report.reason, report.unclaimed)
+        self._merge(tree, plan, report)
+        return code
+
+    def _run_setup(self, tree: Worktree, plan: WorktreePlan) -> None:
+        """The setup commands, in the worktree; a stop meanwhile stops them."""
+        if not plan.setup:
+            return
+        setup = Setup(tree.path, plan.setup, self.log, self.env, grace_s=self.grace_s, record=self.record_group_in)
+        with self._setup_lock:
+            self._setup = setup
+        try:
+            setup.run()
+        finally:
+            with self._setup_lock:
+                self._setup = None
+
+    def _merge(self, tree: Worktree, plan: WorktreePlan, report: WorktreeReport) -> None:
+        """Merge the branch back, one task of the repository at a time; tidy up or fail."""
+        with merge_lock(plan.repo):
+            result = merge_back(
+                plan.repo,
+                target_branch=plan.target,
+                base=tree.base,
+                branch=tree.branch,
+                mode=plan.merge,
+                message=commit_message(plan.task, plan.description),
+                claims=plan.writes,
+                git=self._git,
+            )
+        report.merge = result.status.value
+        report.reason = result.reason
+        if result.status is MergeStatus.MERGED:
+            remove(tree, delete_branch=True, git=self._git)
+        elif result.status is MergeStatus.NONE:
+            remove(tree, delete_branch=False, git=self._git)  # the branch is the result
+        else:
+            raise MergeBackError(result.status.value, _failure(result, tree), result.conflicts or result.blocking)
+
+    def stop(self) -> None:
+        with self._setup_lock:
+            setup = self._setup
+        if setup is not None:
+            setup.stop()
+        super().stop()
+
+
+def _failure(result: MergeResult, tree: Worktree) -> str:
+    return f"{result.reason}; its branch {tree.branch} and worktree {tree.path} are kept"
+
+
+def _listed(paths: tuple[str, ...], most: int = 5) -> str:
+    shown = ", ".join(paths[:most])
+    return shown if len(paths) <= most else f"{shown} and {len(paths) - most} more"

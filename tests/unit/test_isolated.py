@@ -1,0 +1,149 @@
+"""WorktreeAgent through a TaskQueue on real git repositories: several instances of one agent
+type at once, each in a worktree of its own, merged back into the user's branch.
+
+The agents are shell scripts. Two that must overlap in time meet through two FIFOs: each
+finishes only if the other runs at the same moment (bounded by the task's timeout).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from queue_core import AgentTask, InvalidTaskError, MergeBackError, SubprocessAgent, TaskQueue
+from queue_core.claims import Claim
+from queue_core.isolated import WorktreeAgent, WorktreePlan
+from queue_core.mergeplan import MergeMode
+
+from ..conftest import WAIT, git, git_repo
+
+RUN = "20261128-120000-1-abcdef"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return git_repo(tmp_path / "repo", {"a.txt": "base a\n", "b.txt": "base b\n", "user.txt": "base user\n"})
+
+
+def branch_of(repo: Path) -> str:
+    return git(repo, "symbolic-ref", "--short", "HEAD").strip()
+
+
+def agent(repo: Path, task: str, script: str, files: tuple[str, ...], **plan: object) -> AgentTask:
+    """A task of agent type "dev" whose command is ``sh -c script``, in a worktree of its own."""
+    runner = WorktreeAgent.for_task(
+        ["sh", "-c", script],
+        task_id=task,
+        agent="dev",
+        description=f"do {task}",
+        files=files,
+        cwd=repo,
+        log=repo.parent / f"{task}.log",
+        run_id=RUN,
+    )
+    runner.plan = WorktreePlan(
+        repo,
+        RUN,
+        task,
+        f"do {task}",
+        branch_of(repo),
+        tuple(Claim.parse(f) for f in files),
+        **plan,  # type: ignore[arg-type]
+    )
+    return AgentTask("dev", f"do {task}", list(files), runner, id=task, timeout=WAIT)
+
+
+def show(repo: Path, path: str) -> str:
+    return git(repo, "show", f"HEAD:{path}")
+
+
+def test_two_instances_of_one_agent_type_run_at_once_and_both_are_merged(repo: Path, tmp_path: Path) -> None:
+    (repo / "user.txt").write_text("the user's unsaved work\n")  # uncommitted, and never touched
+    meet_a, meet_b = tmp_path / "a.fifo", tmp_path / "b.fifo"
+    os.mkfifo(meet_a)
+    os.mkfifo(meet_b)
+    first = agent(repo, "A", f"echo a > {meet_b}; read x < {meet_a}; echo A > a.txt", ("a.txt",))
+    second = agent(repo, "B", f"read x < {meet_b}; echo b > {meet_a}; echo B > b.txt", ("b.txt",))
+    with TaskQueue(2, repo=repo, instances={"dev": 2}) as queue:
+        futures = queue.submit_tasks([first, second])
+        assert [f.result(timeout=WAIT) for f in futures] == [0, 0]
+    assert (show(repo, "a.txt"), show(repo, "b.txt")) == ("A\n", "B\n")
+    assert (repo / "a.txt").read_text() == "A\n"  # the checkout follows its branch
+    assert (repo / "user.txt").read_text() == "the user's unsaved work\n"
+    assert git(repo, "status", "--porcelain") == " M user.txt\n"
+    for task in (first, second):
+        report = task.execute_fn.worktree  # type: ignore[attr-defined]
+        assert report.merge == "merged"
+        assert not report.path.exists()
+    assert git(repo, "branch", "--list", "pm/*") == ""  # merged branches go
+
+
+def test_a_write_outside_the_claims_is_rejected_and_its_branch_kept(repo: Path) -> None:
+    task = agent(repo, "A", "echo A > a.txt; echo stray > b.txt", ("a.txt",))
+    before = git(repo, "rev-parse", "HEAD")
+    with TaskQueue(1, repo=repo) as queue, pytest.raises(MergeBackError) as caught:
+        queue.submit_task(task).result(timeout=WAIT)
+    assert caught.value.status == "rejected"
+    assert caught.value.paths == ("b.txt",)
+    assert git(repo, "rev-parse", "HEAD") == before
+    report = task.execute_fn.worktree  # type: ignore[attr-defined]
+    assert (report.merge, report.changed, report.unclaimed) == ("rejected", ("a.txt", "b.txt"), ("b.txt",))
+    git(repo, "rev-parse", "--verify", f"refs/heads/{report.branch}")  # kept
+    assert (report.path / "b.txt").read_text() == "stray\n"  # kept for inspection
+
+
+def test_with_warn_a_write_outside_the_claims_is_merged_and_reported(repo: Path) -> None:
+    task = agent(repo, "A", "echo A > a.txt; echo stray > b.txt", ("a.txt",), fail_on_violation=False)
+    with TaskQueue(1, repo=repo) as queue:
+        assert queue.submit_task(task).result(timeout=WAIT) == 0
+    report = task.execute_fn.worktree  # type: ignore[attr-defined]
+    assert (report.merge, report.unclaimed) == ("merged", ("b.txt",))
+    assert show(repo, "b.txt") == "stray\n"
+
+
+def test_a_conflict_with_the_users_commit_leaves_the_repository_clean(repo: Path) -> None:
+    """The agent, as the user would meanwhile, commits to a.txt on the user's branch; then its own
+    change to a.txt conflicts. Nothing is mid-merge afterwards, and the user's commit stays."""
+    user_commit = (
+        f"printf 'user a\\n' > {repo}/a.txt && git -C {repo} -c user.name=u -c user.email=u@x commit -qam user"
+    )
+    task = agent(repo, "A", f"{user_commit} && echo A > a.txt", ("a.txt",))
+    with TaskQueue(1, repo=repo) as queue, pytest.raises(MergeBackError) as caught:
+        queue.submit_task(task).result(timeout=WAIT)
+    assert caught.value.status == "conflict"
+    assert caught.value.paths == ("a.txt",)
+    assert show(repo, "a.txt") == "user a\n"
+    assert git(repo, "status", "--porcelain") == ""
+    assert not (repo / ".git" / "MERGE_HEAD").exists()
+
+
+def test_a_task_starts_from_what_the_tasks_before_it_merged(repo: Path) -> None:
+    first = agent(repo, "A", "echo A > a.txt", ("a.txt",), merge=MergeMode.SQUASH)
+    second = agent(repo, "B", "grep -qx A a.txt && echo B > b.txt", ("b.txt",), merge=MergeMode.REBASE)
+    second = AgentTask("dev", second.task_description, ["b.txt"], second.execute_fn, id="B", depends_on=["A"])
+    with TaskQueue(2, repo=repo, instances={"dev": 2}) as queue:
+        futures = queue.submit_tasks([first, second])
+        assert [f.result(timeout=WAIT) for f in futures] == [0, 0]
+    assert (show(repo, "a.txt"), show(repo, "b.txt")) == ("A\n", "B\n")
+    assert len(git(repo, "log", "--format=%P", "-1").split()) == 1  # squash and rebase: no merge commit
+
+
+def test_merge_none_leaves_the_branch_and_merges_nothing(repo: Path) -> None:
+    task = agent(repo, "A", "echo A > a.txt", ("a.txt",), merge=MergeMode.NONE)
+    with TaskQueue(1, repo=repo) as queue:
+        assert queue.submit_task(task).result(timeout=WAIT) == 0
+    report = task.execute_fn.worktree  # type: ignore[attr-defined]
+    assert report.merge == "none"
+    assert show(repo, "a.txt") == "base a\n"
+    assert git(repo, "show", f"{report.branch}:a.txt") == "A\n"
+    assert not report.path.exists()
+
+
+def test_several_instances_refuse_an_agent_command_in_the_shared_checkout(repo: Path) -> None:
+    plain = SubprocessAgent(["true"], repo, repo.parent / "x.log")
+    with TaskQueue(2, repo=repo, instances={"dev": 2}) as queue:
+        with pytest.raises(InvalidTaskError, match="worktree of their own"):
+            queue.submit_task(AgentTask("dev", "x", ["a.txt"], plain, id="x"))
+        assert queue.submit_task(AgentTask("other", "y", ["b.txt"], plain, id="y")).result(timeout=WAIT) == 0
