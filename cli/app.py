@@ -5,6 +5,7 @@ Heavy imports live inside the commands, so ``project-manager --help`` starts fas
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +34,15 @@ RepoOption = Annotated[
         ),
     ),
 ]
+
+
+class IsolationMode(str, enum.Enum):
+    """--isolation's values (see cli.config.ISOLATIONS)."""
+
+    SHARED = "shared"
+    WORKTREE = "worktree"
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
 
@@ -83,6 +93,18 @@ def delegate_multiple(
             help="When the run ends by itself, ring the terminal's bell and run on_finish of project-manager.yaml.",
         ),
     ] = False,
+    isolation: Annotated[
+        IsolationMode | None,
+        typer.Option(
+            "--isolation",
+            metavar="MODE",
+            help=(
+                "shared: every task in the repository's checkout; worktree: each in a git worktree of its own, "
+                "merged back when it succeeds. Over the batch's isolation:, under an agent's or a task's."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     repo: RepoOption = None,
 ) -> None:
     """Run tasks in parallel wherever their agents and files allow.
@@ -117,6 +139,7 @@ def delegate_multiple(
         repo=repo,
         live=live,
         notify=notify,
+        isolation=None if isolation is None else isolation.value,
     )
     raise typer.Exit(code)
 

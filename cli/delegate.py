@@ -23,10 +23,13 @@ from operator import attrgetter
 from pathlib import Path
 
 from queue_core import AgentTask, FileOwnership, SubprocessAgent, TaskEvent, TaskOutcome, TaskQueue, TaskState
-from queue_core.changes import StrayWrites
+from queue_core.changes import GitCalls, StrayWrites
 from queue_core.claims import Claim
-from queue_core.errors import InvalidTaskError, QueueShutdownError, StateError, SupervisorError
+from queue_core.errors import GitError, InvalidTaskError, QueueShutdownError, StateError, SupervisorError
 from queue_core.holds import STALE_AFTER_S
+from queue_core.isolated import WorktreeAgent, WorktreePlan
+from queue_core.mergeplan import MergeMode
+from queue_core.ports import PortBlocks
 from queue_core.realpaths import ClaimResolver
 from queue_core.registry import new_run_id, state_dir
 from queue_core.retention import DEFAULT_KEEP_RUNS
@@ -38,11 +41,15 @@ from .config import (
     AgentSpec,
     Batch,
     ConfigError,
+    Isolation,
+    RepoConfig,
     TaskSpec,
+    check_instances,
     claim_base,
     find_executable,
     merge_agents,
     parse_task_string,
+    task_isolation,
     validate_batch,
 )
 from .config_files import REPO_CONFIG, load_batch, load_repo_config
@@ -86,19 +93,26 @@ def run(
     repo: Path | None,
     live: bool = False,
     notify: bool = False,
+    isolation: str | None = None,
 ) -> int:
     repo_root = find_repo(repo)
     if (code := stopped_early()) is not None:
         return code
     try:
-        batch, on_finish, missing = _load(task_texts, batch_file, repo_root, dry_run=dry_run)
+        batch, repo_config, missing = _load(task_texts, batch_file, repo_root, dry_run=dry_run)
         agents = batch.agents
+        check_instances(batch, agents, isolation)
+        isolations = {t.id: task_isolation(t, agents.get(t.agent), batch, isolation) for t in batch.tasks}
+        target = _target_branch(repo_root) if any(i.mode == "worktree" for i in isolations.values()) else None
         limit = max_parallel or batch.max_parallel or DEFAULT_MAX_PARALLEL
         ownership = FileOwnership({name: spec.owns for name, spec in agents.items() if spec.owns})
         run_id = new_run_id()
         log_dir = _log_dir(repo_root, run_id)
         specs = {t.id: agents.get(t.agent) or AgentSpec.preset(t.agent) for t in batch.tasks}
-        runners = {t.id: _runner(t, specs[t.id], repo_root, log_dir, run_id) for t in batch.tasks}
+        runners = {
+            t.id: _runner(t, specs[t.id], repo_root, log_dir, run_id, isolations[t.id].mode == "worktree")
+            for t in batch.tasks
+        }
         tasks = [_agent_task(t, runners[t.id], specs[t.id]) for t in batch.tasks]
         # Dependencies, duplicates, cycles and claims that resolve (through a symlink) outside
         # the repository are checked here, before anything runs.
@@ -116,7 +130,10 @@ def run(
     stale_after = batch.stale_after if batch.stale_after is not None else STALE_AFTER_S
     keep_runs = batch.keep_runs or DEFAULT_KEEP_RUNS
     writes = {t.id: plan.entry(t.id).writes for t in tasks}  # as held: owned paths for none, symlinks resolved
-    notifier = Notify(on_finish, repo_root) if notify else None
+    if target is not None:
+        _plan_worktrees(batch, runners, isolations, writes, repo_root, run_id, target, repo_config)
+    notifier = Notify(repo_config.on_finish, repo_root) if notify else None
+    instances = {name: spec.instances for name, spec in agents.items() if spec.instances > 1}
     return _execute(
         tasks,
         runners,
@@ -130,13 +147,14 @@ def run(
         keep_runs,
         writes,
         notifier,
+        instances,
     )
 
 
 def _load(
     task_texts: list[str], batch_file: Path | None, repo_root: Path, *, dry_run: bool
-) -> tuple[Batch, tuple[str, ...], list[tuple[str, str]]]:
-    """The batch, the ``on_finish`` command of project-manager.yaml (read with its agents, once),
+) -> tuple[Batch, RepoConfig, list[tuple[str, str]]]:
+    """The batch, project-manager.yaml (read once: its agents, ``on_finish``, ``setup``...),
     and (for a dry run, which plans without them) the executables not installed.
 
     Claims typed on the command line count from the current directory, as git's paths do;
@@ -159,9 +177,9 @@ def _load(
             terminal.warning(f"{REPO_CONFIG} redefines the preset {name!r}: it runs {shlex.join(spec.command)}")
     agents = merge_agents(repo_config.agents, file_batch.agents)
     keep_runs = file_batch.keep_runs or repo_config.keep_runs  # the batch's, else the repository's
-    batch = Batch(file_batch.max_parallel, agents, tasks, file_batch.stale_after, keep_runs)
+    batch = Batch(file_batch.max_parallel, agents, tasks, file_batch.stale_after, keep_runs, file_batch.isolation)
     which = functools.partial(find_executable, repo_root=repo_root)
-    return batch, repo_config.on_finish, validate_batch(batch, agents, which, missing_ok=dry_run)
+    return batch, repo_config, validate_batch(batch, agents, which, missing_ok=dry_run)
 
 
 def _warn_of_words(source: str, claims: tuple[str, ...], repo_root: Path, base: str | None) -> None:
@@ -197,8 +215,57 @@ def _log_dir(repo_root: Path, run_id: str) -> Path:
     return state_dir(repo_root) / "logs" / run_id
 
 
-def _runner(task: TaskSpec, spec: AgentSpec, repo_root: Path, log_dir: Path, run_id: str) -> SubprocessAgent:
-    return SubprocessAgent.for_task(
+def _target_branch(repo_root: Path) -> str:
+    """The branch checked out now, which worktree tasks merge back into; ConfigError if none."""
+    try:
+        head = GitCalls()(repo_root, "git", "symbolic-ref", "--quiet", "--short", "HEAD")
+    except GitError:
+        raise ConfigError(
+            "isolation",
+            None,
+            None,
+            "worktree tasks merge back into the branch checked out, and HEAD is on none "
+            "(a detached HEAD, or not a git repository): check out a branch, or use isolation: shared",
+        ) from None
+    return os.fsdecode(head).strip()
+
+
+def _plan_worktrees(
+    batch: Batch,
+    runners: dict[str, SubprocessAgent],
+    isolations: dict[str, Isolation],
+    writes: dict[str, tuple[Claim, ...]],
+    repo_root: Path,
+    run_id: str,
+    target: str,
+    repo_config: RepoConfig,
+) -> None:
+    """Give each worktree task's runner its plan (see queue_core.isolated)."""
+    ports = PortBlocks(lock_dir=state_dir(repo_root) / "ports")
+    root = None if repo_config.worktree_root is None else Path(repo_config.worktree_root)
+    for task in batch.tasks:
+        runner, chosen = runners[task.id], isolations[task.id]
+        if isinstance(runner, WorktreeAgent):
+            runner.plan = WorktreePlan(
+                repo_root,
+                run_id,
+                task.id,
+                task.description,
+                target,
+                writes[task.id],
+                MergeMode(chosen.merge),
+                chosen.on_violation == "fail",
+                root,
+                repo_config.setup,
+                ports,
+            )
+
+
+def _runner(
+    task: TaskSpec, spec: AgentSpec, repo_root: Path, log_dir: Path, run_id: str, in_worktree: bool = False
+) -> SubprocessAgent:
+    kind = WorktreeAgent if in_worktree else SubprocessAgent
+    return kind.for_task(
         spec.command,
         task_id=task.id,
         agent=task.agent,
@@ -264,6 +331,7 @@ def _execute(
     keep_runs: int,
     writes: dict[str, tuple[Claim, ...]],
     notify: Notify | None = None,
+    instances: dict[str, int] | None = None,
 ) -> int:
     output: terminal.PlainEvents | terminal.LiveView
     strays = StrayWrites(repo_root, writes, run_id)
@@ -278,6 +346,7 @@ def _execute(
             on_notice=lambda text: output.notice(text),
             stale_after=stale_after,
             keep_runs=keep_runs,
+            instances=instances,
         )
         for directory in (queue.registry.dir / "logs", queue.registry.dir / "logs" / run_id) if queue.registry else ():
             ensure_private_dir(directory)  # agents' output is as private as the state
@@ -375,7 +444,12 @@ def _event(output: terminal.PlainEvents | terminal.LiveView, strays: StrayWrites
 def _outcomes(queue: TaskQueue, tasks: list[AgentTask], strays: StrayWrites) -> list[render.SummaryRow]:
     """Every task of the batch, as it ended; one that never got to the queue was cancelled."""
     finished = {o.id: o for o in queue.outcomes()}
-    return [render.SummaryRow(finished.get(task.id) or _not_started(task), strays.of(task.id)) for task in tasks]
+    return [
+        render.SummaryRow(
+            finished.get(task.id) or _not_started(task), strays.of(task.id), getattr(task.execute_fn, "worktree", None)
+        )
+        for task in tasks
+    ]
 
 
 def _not_started(task: AgentTask) -> TaskOutcome:

@@ -18,6 +18,7 @@ from rich.cells import cell_len, set_cell_size
 
 from queue_core import TaskEvent, TaskOutcome, TaskState
 from queue_core.changes import Stray
+from queue_core.isolated import WorktreeReport
 from queue_core.records import FAILED_STATES
 from queue_core.reports import AgentReport
 from queue_core.retention import RetentionReport
@@ -43,6 +44,8 @@ class SummaryRow:
 
     outcome: TaskOutcome
     unclaimed: Stray | None = field(default_factory=Stray)
+    #: A worktree task's branch and what came of it (see queue_core.isolated); None in the shared checkout.
+    worktree: WorktreeReport | None = None
 
     @property
     def reason(self) -> str | None:
@@ -73,9 +76,18 @@ class SummaryRow:
             "error": self.error,
             "cost_usd": self.report.cost_usd,
             "tokens": self.report.tokens,
-            "unclaimed_writes": None if self.unclaimed is None else list(self.unclaimed.paths),
+            "unclaimed_writes": self._unclaimed_writes(),
             "unclaimed_writes_also_running": None if self.unclaimed is None else list(self.unclaimed.beside),
+            "branch": None if self.worktree is None else self.worktree.branch,
+            "merge": None if self.worktree is None else self.worktree.merge,
+            "changed_files": None if self.worktree is None else list(self.worktree.changed),
         }
+
+    def _unclaimed_writes(self) -> list[str] | None:
+        """What it changed outside its claims: exactly, from its branch, for a worktree task."""
+        if self.worktree is not None:
+            return list(self.worktree.unclaimed)
+        return None if self.unclaimed is None else list(self.unclaimed.paths)
 
 
 def total_cost(rows: list[SummaryRow]) -> float | None:
