@@ -98,6 +98,9 @@ def test_a_summary_row_is_the_queues_outcome_with_what_only_the_cli_watches() ->
         "tokens": {"input": 3, "output": 0},
         "unclaimed_writes": ["x"],
         "unclaimed_writes_also_running": [],
+        "branch": None,  # in the shared checkout
+        "merge": None,
+        "changed_files": None,
     }
     callable_row = SummaryRow(TaskOutcome("t2", "py", "fn", TaskState.FAILED, 1, 0.1, "ValueError: no"))
     assert callable_row.reason == "ValueError: no"
