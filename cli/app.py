@@ -231,18 +231,26 @@ def clean(
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Also remove dead runs' task worktrees and branches that hold commits or changes."
+        ),
+    ] = False,
     repo: RepoOption = None,
 ) -> None:
     """Prune the state directory: old runs' history and logs, dead runs' records, stray files.
 
     Keeps the newest finished runs and never touches a live one (its process, supervisor or
     an agent still runs, or another host's run beats); says what it removed, and what it kept
-    and why. Each run does this when it ends. Exit codes: 0 done; 1 the registry cannot be
-    used, or something could not be removed; 2 bad input.
+    and why. Each run does this when it ends. Then the task worktrees and pm/ branches that dead
+    runs left (a run killed with SIGKILL): removed if they hold no work; kept, and named, if
+    they hold commits on no other branch or uncommitted changes, unless --force. Exit codes: 0
+    done; 1 the registry cannot be used, or something could not be removed; 2 bad input.
     """
     from . import clean as clean_command
 
-    raise typer.Exit(clean_command.run(repo, keep_runs=keep_runs, dry_run=dry_run))
+    raise typer.Exit(clean_command.run(repo, keep_runs=keep_runs, dry_run=dry_run, force=force))
 
 
 @app.command(short_help="Write a commented project-manager.yaml.")

@@ -8,11 +8,14 @@ be removed; 2 bad input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from queue_core.errors import StateError
+from queue_core.errors import GitError, StateError
 from queue_core.registry import Registry
 from queue_core.retention import DEFAULT_KEEP_RUNS, preview, prune
+from queue_core.status import live_run_records
+from queue_core.worktree_leftovers import Leftover, leftovers, sweep
 
 from . import render, terminal
 from .config import ConfigError
@@ -21,10 +24,12 @@ from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from .repo import find_repo
 
 
-def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool) -> int:
+def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool, force: bool = False) -> int:
     repo_root = find_repo(repo)
     try:
-        keep = keep_runs or load_repo_config(repo_root).keep_runs or DEFAULT_KEEP_RUNS
+        config = load_repo_config(repo_root)
+        keep = keep_runs or config.keep_runs or DEFAULT_KEEP_RUNS
+        worktree_root = config.worktree_root
     except ConfigError as exc:
         terminal.error(str(exc))
         return EXIT_USAGE
@@ -45,4 +50,34 @@ def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool) -> int:
         terminal.warning(note)
     for failure in report.failed:
         terminal.error(f"could not remove {failure}")
+    try:
+        swept = sweep(repo_root, run_alive(repo_root), root=worktree_root, force=force, dry_run=dry_run)
+    except GitError as exc:  # not a git repository: no worktrees to look for
+        swept = []
+        if (repo_root / ".git").exists():
+            terminal.error(f"could not list the worktrees of dead runs: {exc}")
+            return EXIT_FAILED
+    if swept:
+        terminal.out(render.swept_text(swept, done=not dry_run))
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def run_alive(repo_root: Path) -> Callable[[str], bool]:
+    """Whether a run lives (or holds claims), asked afresh each time: a run that starts while
+    its worktrees are looked at has its record written before it makes any."""
+
+    def alive(run: str) -> bool:
+        return any(record.run == run for record in live_run_records(repo_root))
+
+    return alive
+
+
+def dead_leftovers(repo_root: Path) -> list[Leftover]:
+    """The task worktrees and branches that dead runs left, for ``status``; none if they cannot
+    be listed (not a git repository, a bad project-manager.yaml: the other views say so)."""
+    try:
+        root = load_repo_config(repo_root).worktree_root
+        found = leftovers(repo_root, run_alive(repo_root), root=root)
+    except (ConfigError, GitError, StateError):
+        return []
+    return [leftover for leftover in found if not leftover.alive]

@@ -23,6 +23,7 @@ from queue_core.records import FAILED_STATES
 from queue_core.reports import AgentReport
 from queue_core.retention import RetentionReport
 from queue_core.waits import seconds_text
+from queue_core.worktree_leftovers import Leftover, Swept
 
 _WORDS = {
     "started": "started",
@@ -322,6 +323,35 @@ def clean_text(report: RetentionReport) -> str:
         lines.append(f"{verb} {entries} item(s), {report.files} file(s), {_bytes(report.size)} in {report.directory}")
     else:
         lines.append(f"nothing to remove in {report.directory}")
+    return "\n".join(lines)
+
+
+def swept_text(swept: list[Swept], *, done: bool) -> str:
+    """``clean``: each task worktree and branch of a dead run removed (or that would be), and each kept and why."""
+    verb = "removed" if done else "would remove"
+    lines = []
+    for item in swept:
+        if item.removed:
+            what = (
+                "the worktree and branch"
+                if item.leftover.path and item.leftover.branch
+                else "the worktree"
+                if item.leftover.path
+                else "the branch"
+            )
+            lines.append(f"{verb} {what} {item.name} of dead run {item.leftover.run}")
+        else:
+            hint = "" if item.leftover.alive else "; --force removes it"
+            lines.append(f"kept {item.name}: {item.reason}{hint}")
+    return "\n".join(lines)
+
+
+def leftovers_text(found: list[Leftover]) -> str:
+    """``status``: the task worktrees and branches dead runs left (a run killed with SIGKILL)."""
+    lines = ["Worktrees and branches of dead runs (project-manager clean removes those that hold no work):"]
+    for leftover in found:
+        where = f" at {leftover.path}" if leftover.path else ""
+        lines.append(f"  {leftover.branch or leftover.task} (run {leftover.run}){where}")
     return "\n".join(lines)
 
 

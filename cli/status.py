@@ -17,7 +17,8 @@ from queue_core.processes import STOPPED_HINT
 from queue_core.records import RunningTask
 from queue_core.status import RunView
 
-from . import terminal
+from . import render, terminal
+from .clean import dead_leftovers
 from .exits import EXIT_OK, exit_code_for
 from .render import progress_text
 from .repo import find_repo
@@ -151,6 +152,8 @@ def run(repo: Path | None, *, json_out: bool, watch: bool, live: bool, interval:
             terminal.print_panels(_Panels(root).view(fit=False))
         else:
             terminal.out(_status_text(root, json_out=json_out))
+        if not json_out and (found := dead_leftovers(root)):
+            terminal.out(render.leftovers_text(found))
         return EXIT_OK
     with Signals() as signals:  # until Ctrl-C, SIGTERM or SIGHUP, which leave through the with blocks
         if live:

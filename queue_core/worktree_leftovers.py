@@ -18,11 +18,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .changes import GitCalls
-from .errors import UnmergedWorkError, WorktreeError
+from .errors import GitError, UnmergedWorkError, WorktreeError
 from .runid import RUN_ID_PATTERN
 from .worktrees import BRANCH_PREFIX, GIT, Listed, default_root, list_worktrees, uncommitted_paths, unmerged_commits
 
-__all__ = ["Leftover", "leftovers", "prune"]
+__all__ = ["Leftover", "Swept", "leftovers", "prune", "sweep"]
 
 
 @dataclass(frozen=True)
@@ -140,3 +140,58 @@ def _task_of_worktree(entry: Listed, folder: Path) -> tuple[str, str] | None:
     ):
         return entry.path.parent.name, entry.path.name
     return None
+
+
+@dataclass(frozen=True)
+class Swept:
+    """What :func:`sweep` did with one leftover: ``removed`` (or would have, in a dry run), or
+    kept, and ``reason`` why."""
+
+    leftover: Leftover
+    removed: bool
+    reason: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.leftover.branch or str(self.leftover.path)
+
+
+def sweep(
+    repo: str | os.PathLike[str],
+    alive: Callable[[str], bool],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    git: GitCalls = GIT,
+) -> list[Swept]:
+    """Remove every dead run's leftover that holds no work (all of them with ``force``); keep a
+    live run's, and one with commits on no other branch or uncommitted changes, saying why.
+    ``alive`` is asked afresh for each run, so that a run that starts meanwhile is seen alive.
+    Raises GitError if git fails to list them."""
+    swept = []
+    for leftover in leftovers(repo, alive, root=root, git=git):
+        if leftover.alive:
+            swept.append(Swept(leftover, False, "its run is alive"))
+        elif not force and (leftover.unmerged or leftover.uncommitted):
+            swept.append(Swept(leftover, False, _work(leftover)))
+        elif dry_run:
+            swept.append(Swept(leftover, True))
+        else:
+            try:
+                prune(leftover, force=force, git=git)
+            except (WorktreeError, GitError) as exc:  # it changed meanwhile, or git refused
+                swept.append(Swept(leftover, False, str(exc)))
+            else:
+                swept.append(Swept(leftover, True))
+    return swept
+
+
+def _work(leftover: Leftover) -> str:
+    """The work a dead run's leftover holds, in a phrase."""
+    parts = []
+    if leftover.unmerged:
+        parts.append(f"{len(leftover.unmerged)} commit(s) on no other branch ({leftover.unmerged[0][:12]})")
+    if leftover.uncommitted:
+        parts.append(f"{len(leftover.uncommitted)} uncommitted path(s) in {leftover.path}")
+    return " and ".join(parts)
