@@ -164,6 +164,7 @@ def summary_text(
         "id": [row.outcome.id for row in rows],
         "agent": [row.outcome.agent for row in rows],
         "outcome": [row.outcome.status.value + (" !" if _strayed(row) else "") for row in rows],
+        "merge": [_merge_cell(row) for row in rows],
         "time": ["" if row.outcome.total_s is None else f"{row.outcome.total_s:.1f}s" for row in rows],
         "cost": ["" if row.report.cost_usd is None else f"${row.report.cost_usd:.4f}" for row in rows],
         "log": ["" if row.outcome.log is None else Path(row.outcome.log).name for row in rows],
@@ -183,6 +184,15 @@ def summary_text(
     totals = f"{succeeded}/{len(rows)} succeeded; wall {wall_s:.1f}s, task time {sum_s:.1f}s"
     totals += ("" if speedup is None else f", speedup {speedup:.2f}x") + ("" if cost is None else f", cost ${cost:.4f}")
     return "\n".join([*lines, "", _cut(totals, width)])
+
+
+def _merge_cell(row: SummaryRow) -> str:
+    """A worktree task's merge and how many files its branch changed: ``merged, 3 files``."""
+    tree = row.worktree
+    if tree is None or tree.merge is None:
+        return ""
+    count = len(tree.changed)
+    return f"{tree.merge}, {count} file{'' if count == 1 else 's'}"
 
 
 def _table(columns: dict[str, list[str]], width: int) -> list[str]:

@@ -60,7 +60,9 @@ def test_several_instances_in_the_shared_checkout_are_refused_before_anything_ru
     assert done.returncode == 2
     assert "agent 'dev' runs 2 instances at once" in done.stderr
     assert (repo / "a.txt").read_text() == "a\n"
-    assert run(repo, "dev: echo ran > a.txt @a.txt", "--isolation", "worktree").returncode == 0
+    isolated = run(repo, "dev: echo ran > a.txt @a.txt", "--isolation", "worktree")
+    assert isolated.returncode == 0, isolated.stderr
+    assert "merged, 1 file" in isolated.stdout  # the summary's merge column
     assert git(repo, "show", "HEAD:a.txt") == "ran\n"
 
 
