@@ -33,7 +33,7 @@ from .mergeplan import MergeMode
 from .ports import PortBlocks
 from .runner import SubprocessAgent
 from .worktree_setup import Setup
-from .worktrees import GIT, Worktree, check_claims, commit_message, create, finish, remove
+from .worktrees import GIT, Worktree, check_claims, commit_message, copy_included, create, finish, remove
 
 __all__ = ["WorktreeAgent", "WorktreePlan", "WorktreeReport"]
 
@@ -98,6 +98,7 @@ class WorktreeAgent(SubprocessAgent):
         base = self._git(plan.repo, "git", "rev-parse", "--verify", "--end-of-options", f"refs/heads/{plan.target}")
         tree = create(plan.repo, plan.run, name, base.decode().strip(), root=plan.root, git=self._git)
         self.worktree = report = WorktreeReport(tree.branch, tree.path)
+        copy_included(plan.repo, tree.path, git=self._git)  # .env and the like: before setup needs them
         block = None if plan.ports is None else plan.ports.acquire(name)
         try:
             self.cwd = tree.path
