@@ -32,3 +32,18 @@ def test_worktreeinclude_files_are_copied_into_the_task_worktree(tmp_path: Path)
     assert (task["merge"], task["changed_files"]) == ("merged", ["a.txt"])  # .env is not committed
     assert git(repo, "show", "HEAD:a.txt") == "SECRET=1\n"
     assert (repo / ".env").read_text() == "SECRET=1\n"
+
+
+def test_a_nested_repository_made_by_the_agent_is_not_merged_into_the_users_branch(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo", {"a.txt": "a\n", "sub/keep.txt": "keep\n"})
+    before = git(repo, "rev-parse", "HEAD")
+    script = (
+        "mkdir sub/inner && cd sub/inner && git init -q && echo precious > work.txt && git add work.txt"
+        " && git -c user.name=a -c user.email=a@x commit -qm w"
+    )
+    done = run(repo, f"shell: {script} @sub/**", "--isolation", "worktree", "--json")
+    assert done.returncode == 1
+    (task,) = json.loads(done.stdout)["tasks"]
+    assert "git repository inside" in task["error"]
+    assert git(repo, "rev-parse", "HEAD") == before  # no gitlink to a commit this repository lacks
+    assert git(repo, "status", "--porcelain") == ""
