@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .changes import GitCalls
 from .claims import Claim
-from .errors import MergeBackError
+from .errors import MergeBackError, QueueError
 from .mergeback import MergeResult, MergeStatus, merge_back
 from .mergelock import merge_lock
 from .mergeplan import MergeMode
@@ -148,10 +148,13 @@ class WorktreeAgent(SubprocessAgent):
             )
         report.merge = result.status.value
         report.reason = result.reason
-        if result.status is MergeStatus.MERGED:
-            remove(tree, delete_branch=True, git=self._git)
-        elif result.status is MergeStatus.NONE:
-            remove(tree, delete_branch=False, git=self._git)  # the branch is the result
+        if result.status in (MergeStatus.MERGED, MergeStatus.NONE):
+            # The work is in: a worktree git will not remove is kept and said, never a failure
+            # (a retry would do the task's work a second time on top of the first).
+            try:
+                remove(tree, delete_branch=result.status is MergeStatus.MERGED, git=self._git)
+            except QueueError as exc:
+                report.reason = f"{result.reason}; its worktree {tree.path} is kept: {exc}"
         else:
             raise MergeBackError(result.status.value, _failure(result, tree), result.conflicts or result.blocking)
 
