@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from queue_core import AgentTask, TaskQueue, WorktreeError
-from queue_core import isolated
+from queue_core import AgentTask, TaskQueue, WorktreeError, isolated
 from queue_core.claims import Claim
 from queue_core.isolated import WorktreeAgent, WorktreePlan
 from queue_core.worktrees import Worktree, create, finish
