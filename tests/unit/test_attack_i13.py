@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from queue_core import AgentTask, TaskQueue, WorktreeError, isolated
+from queue_core import AgentTask, QueueError, TaskQueue, WorktreeError, isolated
 from queue_core.claims import Claim
 from queue_core.isolated import WorktreeAgent, WorktreePlan
+from queue_core.mergelock import merge_lock
 from queue_core.worktrees import Worktree, create, finish
 
 from ..conftest import WAIT, git, git_repo
@@ -60,3 +61,16 @@ def test_a_worktree_that_cannot_be_removed_after_the_merge_does_not_fail_the_tas
     report = task.execute_fn.worktree  # type: ignore[attr-defined]
     assert report.merge == "merged"
     assert "is kept" in (report.reason or "")
+
+
+def test_the_task_s_timeout_ends_its_wait_for_another_s_merge(repo: Path) -> None:
+    task = agent(repo, "A", "echo more >> a.txt", ("a.txt",))
+    task.timeout = 0.5
+    before = git(repo, "rev-parse", "HEAD")
+    with merge_lock(repo), TaskQueue(1, repo=repo) as queue:  # a merge of another run, stuck (SIGSTOP)
+        future = queue.submit_task(task)
+        with pytest.raises(QueueError):
+            future.result(timeout=WAIT)  # not MERGE_LOCK_TIMEOUT_S
+    assert git(repo, "rev-parse", "HEAD") == before
+    report = task.execute_fn.worktree  # type: ignore[attr-defined]
+    assert git(repo, "rev-parse", f"{report.branch}:a.txt")  # the work is kept on its branch
