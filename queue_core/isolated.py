@@ -26,14 +26,14 @@ from pathlib import Path
 
 from .changes import GitCalls
 from .claims import Claim
-from .errors import MergeBackError
+from .errors import MergeBackError, QueueError
 from .mergeback import MergeResult, MergeStatus, merge_back
-from .mergelock import merge_lock
+from .mergelock import MergeLock, merge_lock
 from .mergeplan import MergeMode
 from .ports import PortBlocks
 from .runner import SubprocessAgent
 from .worktree_setup import Setup
-from .worktrees import GIT, Worktree, check_claims, commit_message, create, finish, remove
+from .worktrees import GIT, Worktree, check_claims, commit_message, copy_included, create, finish, remove
 
 __all__ = ["WorktreeAgent", "WorktreePlan", "WorktreeReport"]
 
@@ -86,6 +86,8 @@ class WorktreeAgent(SubprocessAgent):
     worktree: WorktreeReport | None = field(default=None, init=False)
     _attempts: int = field(default=0, init=False, repr=False)
     _setup: Setup | None = field(default=None, init=False, repr=False)
+    _lock_wait: MergeLock | None = field(default=None, init=False, repr=False)
+    _stopped: bool = field(default=False, init=False, repr=False)  # this attempt was stopped
     _setup_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _git: GitCalls = field(default=GIT, init=False, repr=False)
 
@@ -94,10 +96,13 @@ class WorktreeAgent(SubprocessAgent):
         if plan is None:
             raise TypeError("WorktreeAgent needs a plan")
         self._attempts += 1
+        with self._setup_lock:
+            self._stopped = False
         name = plan.task if self._attempts == 1 else f"{plan.task}.{self._attempts}"
         base = self._git(plan.repo, "git", "rev-parse", "--verify", "--end-of-options", f"refs/heads/{plan.target}")
         tree = create(plan.repo, plan.run, name, base.decode().strip(), root=plan.root, git=self._git)
         self.worktree = report = WorktreeReport(tree.branch, tree.path)
+        copy_included(plan.repo, tree.path, git=self._git)  # .env and the like: before setup needs them
         block = None if plan.ports is None else plan.ports.acquire(name)
         try:
             self.cwd = tree.path
@@ -134,7 +139,17 @@ class WorktreeAgent(SubprocessAgent):
 
     def _merge(self, tree: Worktree, plan: WorktreePlan, report: WorktreeReport) -> None:
         """Merge the branch back, one task of the repository at a time; tidy up or fail."""
-        with merge_lock(plan.repo):
+        lock = merge_lock(plan.repo)
+        with self._setup_lock:  # a stop (the task's timeout, a cancel) ends the wait for another's merge
+            self._lock_wait = lock
+            if self._stopped:
+                lock.interrupt()
+        try:
+            lock.acquire()
+        finally:
+            with self._setup_lock:
+                self._lock_wait = None
+        try:
             result = merge_back(
                 plan.repo,
                 target_branch=plan.target,
@@ -145,20 +160,28 @@ class WorktreeAgent(SubprocessAgent):
                 claims=plan.writes,
                 git=self._git,
             )
+        finally:
+            lock.release()
         report.merge = result.status.value
         report.reason = result.reason
-        if result.status is MergeStatus.MERGED:
-            remove(tree, delete_branch=True, git=self._git)
-        elif result.status is MergeStatus.NONE:
-            remove(tree, delete_branch=False, git=self._git)  # the branch is the result
+        if result.status in (MergeStatus.MERGED, MergeStatus.NONE):
+            # The work is in: a worktree git will not remove is kept and said, never a failure
+            # (a retry would do the task's work a second time on top of the first).
+            try:
+                remove(tree, delete_branch=result.status is MergeStatus.MERGED, git=self._git)
+            except QueueError as exc:
+                report.reason = f"{result.reason}; its worktree {tree.path} is kept: {exc}"
         else:
             raise MergeBackError(result.status.value, _failure(result, tree), result.conflicts or result.blocking)
 
     def stop(self) -> None:
         with self._setup_lock:
-            setup = self._setup
+            self._stopped = True
+            setup, lock = self._setup, self._lock_wait
         if setup is not None:
             setup.stop()
+        if lock is not None:
+            lock.interrupt()
         super().stop()
 
 

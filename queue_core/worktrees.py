@@ -206,9 +206,20 @@ def finish(worktree: Worktree, description: str, *, git: GitCalls = GIT) -> Chan
     if git(worktree.repo, "git", "rev-list", "--max-count=1", worktree.base, "--not", tip).strip():
         raise WorktreeError(f"branch {worktree.branch} no longer descends from {worktree.base[:12]}: not merged")
     # Plumbing, not `git diff`: no user configuration (diff.relative, renames) changes what it lists.
-    raw = git(worktree.repo, "git", "diff-tree", "-r", "--name-only", "-z", "--no-renames", worktree.base, tip)
-    paths = sorted({os.fsdecode(name) for name in raw.split(b"\0") if name})
-    return Changes(tuple(paths), commit, tip)
+    raw = git(worktree.repo, "git", "diff-tree", "-r", "-z", "--no-renames", worktree.base, tip)
+    fields = raw.split(b"\0")
+    paths, nested = set(), set()
+    for at in range(0, len(fields) - 1, 2):  # ":<old mode> <new mode> <old> <new> <status>", then the path
+        path = os.fsdecode(fields[at + 1])
+        paths.add(path)
+        if fields[at].split(b" ")[1:2] == [b"160000"] and not fields[at].startswith(b":160000"):
+            nested.add(path)
+    if nested:  # a repository the agent made inside: its commits are not in ours, merging it breaks the branch
+        raise WorktreeError(
+            f"the agent made a git repository inside its worktree ({', '.join(sorted(nested))}): branch "
+            f"{worktree.branch} would hold a commit that is not in this repository; not merged"
+        )
+    return Changes(tuple(sorted(paths)), commit, tip)
 
 
 def check_claims(paths: Iterable[str], write_claims: Iterable[Claim]) -> list[str]:

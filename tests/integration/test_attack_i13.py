@@ -1,0 +1,49 @@
+"""Hostile tests of worktree isolation (issue 13), through the installed command on real git
+repositories: what a user does to their checkout while tasks run and merge, and what agents do
+to their worktrees."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ..conftest import WAIT, git, git_repo
+
+SCRIPT = Path(sys.executable).with_name("project-manager")
+
+
+def run(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), "delegate-multiple", *args, "--repo", str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 2,
+    )
+
+
+def test_worktreeinclude_files_are_copied_into_the_task_worktree(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo", {"a.txt": "a\n", ".gitignore": ".env\n", ".worktreeinclude": ".env\n"})
+    (repo / ".env").write_text("SECRET=1\n")
+    done = run(repo, "shell: cat .env > a.txt @a.txt", "--isolation", "worktree", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (task,) = json.loads(done.stdout)["tasks"]
+    assert (task["merge"], task["changed_files"]) == ("merged", ["a.txt"])  # .env is not committed
+    assert git(repo, "show", "HEAD:a.txt") == "SECRET=1\n"
+    assert (repo / ".env").read_text() == "SECRET=1\n"
+
+
+def test_a_nested_repository_made_by_the_agent_is_not_merged_into_the_users_branch(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo", {"a.txt": "a\n", "sub/keep.txt": "keep\n"})
+    before = git(repo, "rev-parse", "HEAD")
+    script = (
+        "mkdir sub/inner && cd sub/inner && git init -q && echo precious > work.txt && git add work.txt"
+        " && git -c user.name=a -c user.email=a@x commit -qm w"
+    )
+    done = run(repo, f"shell: {script} @sub/**", "--isolation", "worktree", "--json")
+    assert done.returncode == 1
+    (task,) = json.loads(done.stdout)["tasks"]
+    assert "git repository inside" in task["error"]
+    assert git(repo, "rev-parse", "HEAD") == before  # no gitlink to a commit this repository lacks
+    assert git(repo, "status", "--porcelain") == ""
