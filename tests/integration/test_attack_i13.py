@@ -5,22 +5,10 @@ to their worktrees."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from ..conftest import WAIT, git, git_repo
-
-SCRIPT = Path(sys.executable).with_name("project-manager")
-
-
-def run(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SCRIPT), "delegate-multiple", *args, "--repo", str(repo)],
-        capture_output=True,
-        text=True,
-        timeout=WAIT * 2,
-    )
+from ..conftest import git, git_repo
+from .test_worktree_cli import run
 
 
 def test_worktreeinclude_files_are_copied_into_the_task_worktree(tmp_path: Path) -> None:
