@@ -253,6 +253,31 @@ def clean(
     raise typer.Exit(clean_command.run(repo, keep_runs=keep_runs, dry_run=dry_run, force=force))
 
 
+@app.command(short_help="Show a worktree task's kept branch: its changes.")
+def diff(
+    task: Annotated[str, typer.Argument(metavar="TASK", hidden=True)],
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            "--run", metavar="RUN", help="The run whose task to show (default: the newest).", show_default=False
+        ),
+    ] = None,
+    stat: Annotated[bool, typer.Option("--stat", help="Only which files changed, and how much.")] = False,
+    repo: RepoOption = None,
+) -> None:
+    """Show the changes of TASK's branch, a worktree task that was not merged.
+
+    A task in worktree isolation works on the branch pm/RUN/TASK; once merged, its branch is
+    deleted, but one that was rejected, in conflict, blocked or run with merge: none keeps it.
+    This shows its changes from where it started (git diff HEAD...BRANCH), for the newest run's
+    newest attempt unless --run names a run. Exit codes: 0 shown; 1 no such branch is left, or
+    git failed; 2 bad input.
+    """
+    from . import diff as diff_command
+
+    raise typer.Exit(diff_command.run(repo, task, run_id=run_id, stat=stat))
+
+
 @app.command(short_help="Write a commented project-manager.yaml.")
 def init(
     force: Annotated[bool, typer.Option("--force", help="Replace a project-manager.yaml that exists.")] = False,
