@@ -16,6 +16,7 @@ from queue_core import RepoStatus, repo_status
 from queue_core.processes import STOPPED_HINT
 from queue_core.records import RunningTask
 from queue_core.status import RunView
+from queue_core.worktree_leftovers import Leftover
 
 from . import render, terminal
 from .clean import dead_leftovers
@@ -237,5 +238,18 @@ def _status_text(root: Path, *, json_out: bool, one_line: bool = False) -> str:
     """What runs in ``root``, as plain text or JSON (on ``one_line``, for NDJSON)."""
     status = repo_status(root)
     if json_out:
-        return json.dumps(status.to_json(), indent=None if one_line else 2)
+        found = {"leftover_worktrees": [_leftover_json(leftover) for leftover in dead_leftovers(root)]}
+        return json.dumps({**status.to_json(), **found}, indent=None if one_line else 2)
     return status_text(status, root, now=time.time())
+
+
+def _leftover_json(leftover: Leftover) -> dict[str, Any]:
+    """A dead run's task worktree or branch, for ``status --json``."""
+    return {
+        "run": leftover.run,
+        "task": leftover.task,
+        "branch": leftover.branch,
+        "path": None if leftover.path is None else str(leftover.path),
+        "unmerged_commits": list(leftover.unmerged or ()),
+        "uncommitted_paths": list(leftover.uncommitted or ()),
+    }

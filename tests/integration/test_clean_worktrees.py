@@ -5,6 +5,7 @@ changes unless --force, and never touches a live run's."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -40,6 +41,13 @@ def test_clean_removes_a_dead_runs_empty_worktree_and_keeps_one_with_work_unless
     assert shown.returncode == 0, shown.stderr
     assert f"pm/{DEAD}/worked" in shown.stdout
     assert "project-manager clean" in shown.stdout
+
+    (listed,) = [
+        item
+        for item in json.loads(cli(repo, "status", "--json").stdout)["leftover_worktrees"]
+        if item["task"] == "worked"
+    ]
+    assert (listed["branch"], len(listed["unmerged_commits"])) == (f"pm/{DEAD}/worked", 1)
 
     looked = cli(repo, "clean", "--dry-run")
     assert looked.returncode == 0, looked.stderr
