@@ -116,7 +116,8 @@ def run(
         tasks = [_agent_task(t, runners[t.id], specs[t.id]) for t in batch.tasks]
         # Dependencies, duplicates, cycles and claims that resolve (through a symlink) outside
         # the repository are checked here, before anything runs.
-        plan = Scheduler(limit, ownership=ownership, resolve=ClaimResolver(repo_root).resolve)
+        instances = {name: spec.instances for name, spec in agents.items() if spec.instances > 1}
+        plan = Scheduler(limit, ownership=ownership, resolve=ClaimResolver(repo_root).resolve, instances=instances)
         plan.add_batch(tasks, 0.0)
     except (ConfigError, InvalidTaskError) as exc:
         terminal.error(str(exc))
@@ -133,7 +134,6 @@ def run(
     if target is not None:
         _plan_worktrees(batch, runners, isolations, writes, repo_root, run_id, target, repo_config)
     notifier = Notify(repo_config.on_finish, repo_root) if notify else None
-    instances = {name: spec.instances for name, spec in agents.items() if spec.instances > 1}
     return _execute(
         tasks,
         runners,

@@ -83,3 +83,11 @@ def test_a_detached_head_refuses_worktree_tasks(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "HEAD is on none" in done.stderr
     assert not (repo / "ran.txt").exists()
+
+
+def test_the_dry_run_plans_every_instance(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo", {"a.txt": "a\n", "b.txt": "b\n"})
+    (repo / "project-manager.yaml").write_text("agents:\n  dev: {preset: shell, instances: 2, isolation: worktree}\n")
+    done = run(repo, "dev: one @a.txt", "dev: two @b.txt", "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["starts"] == ["t1", "t2"]  # before: t2 waited, "dev busy"
