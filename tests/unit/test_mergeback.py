@@ -286,23 +286,25 @@ def test_a_checkout_on_another_branch_or_detached_blocks_the_merge(repo: Path, m
     assert state(repo) == before
 
 
-def user_rebase_stopped(repo: Path) -> None:
-    """The user's own rebase, stopped on a conflict (rebase-merge/ exists, HEAD detached)."""
+def _conflicting_side(repo: Path, operation: str) -> None:
+    """A branch "side" whose b.txt conflicts with main's, and the user's ``git OPERATION side``
+    on main, left stopped on that conflict."""
     git(repo, "checkout", "-q", "-b", "side", "HEAD~0")
     user_commit(repo, {"b.txt": "side\n"})
     git(repo, "checkout", "-q", "main")
     user_commit(repo, {"b.txt": "main\n"})
-    subprocess.run(["git", "rebase", "side"], cwd=repo, capture_output=True, check=False)
+    subprocess.run(["git", operation, "side"], cwd=repo, capture_output=True, check=False)
+
+
+def user_rebase_stopped(repo: Path) -> None:
+    """The user's own rebase, stopped on a conflict (rebase-merge/ exists, HEAD detached)."""
+    _conflicting_side(repo, "rebase")
     assert Path(repo, git(repo, "rev-parse", "--git-path", "rebase-merge").strip()).is_dir()
 
 
 def user_merge_stopped(repo: Path) -> None:
     """The user's own merge, stopped on a conflict: MERGE_HEAD, main still checked out."""
-    git(repo, "checkout", "-q", "-b", "side", "HEAD~0")
-    user_commit(repo, {"b.txt": "side\n"})
-    git(repo, "checkout", "-q", "main")
-    user_commit(repo, {"b.txt": "main\n"})
-    subprocess.run(["git", "merge", "side"], cwd=repo, capture_output=True, check=False)
+    _conflicting_side(repo, "merge")
     assert Path(repo, git(repo, "rev-parse", "--git-path", "MERGE_HEAD").strip()).is_file()
 
 

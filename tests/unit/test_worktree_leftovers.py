@@ -11,7 +11,7 @@ import pytest
 from queue_core.errors import UnmergedWorkError, WorktreeError
 from queue_core.statedir import state_dir
 from queue_core.worktree_leftovers import Leftover, leftovers, prune
-from queue_core.worktrees import base_commit, create, finish, list_worktrees
+from queue_core.worktrees import Worktree, base_commit, create, finish, list_worktrees
 
 from ..conftest import git, git_repo
 
@@ -34,7 +34,9 @@ def _branches(repo: Path) -> list[str]:
     return git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/").split()
 
 
-def test_leftovers_of_a_killed_run_are_found_with_what_removing_them_would_lose(repo: Path) -> None:
+def _merged_and_unmerged(repo: Path) -> tuple[Worktree, Worktree, str]:
+    """Two worktrees of the dead run "dead": one whose branch was merged, one whose commit is on
+    no other branch (its tip)."""
     base = base_commit(repo)
     merged = create(repo, "dead", "merged", base)
     (merged.path / "a.txt").write_text("merged\n")
@@ -42,7 +44,12 @@ def test_leftovers_of_a_killed_run_are_found_with_what_removing_them_would_lose(
     git(repo, "merge", "-q", "--no-ff", "-m", "merge", "pm/dead/merged")
     unmerged = create(repo, "dead", "unmerged", base)
     (unmerged.path / "b.txt").write_text("kept\n")
-    tip = finish(unmerged, "unmerged").tip
+    return merged, unmerged, finish(unmerged, "unmerged").tip
+
+
+def test_leftovers_of_a_killed_run_are_found_with_what_removing_them_would_lose(repo: Path) -> None:
+    merged, unmerged, tip = _merged_and_unmerged(repo)
+    base = merged.base
     midway = create(repo, "dead", "midway", base)  # SIGKILL mid-run: the agent's work is uncommitted
     (midway.path / "a.txt").write_text("half done\n")
     live = create(repo, "live", "t1", base)
@@ -65,14 +72,7 @@ def test_leftovers_of_a_killed_run_are_found_with_what_removing_them_would_lose(
 
 
 def test_prune_removes_what_loses_nothing_and_refuses_the_rest(repo: Path) -> None:
-    base = base_commit(repo)
-    merged = create(repo, "dead", "merged", base)
-    (merged.path / "a.txt").write_text("merged\n")
-    finish(merged, "merged")
-    git(repo, "merge", "-q", "--no-ff", "-m", "merge", "pm/dead/merged")
-    unmerged = create(repo, "dead", "unmerged", base)
-    (unmerged.path / "b.txt").write_text("kept\n")
-    tip = finish(unmerged, "unmerged").tip
+    merged, unmerged, tip = _merged_and_unmerged(repo)
     found = _by_task(repo)
 
     prune(found["dead/merged"])
