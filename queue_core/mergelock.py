@@ -13,7 +13,6 @@ A wait is bounded, tells who holds the lock (``on_wait``, as for the registry lo
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from .clocks import REAL, Clocks
 from .errors import MergeLockError, StateError
 from .processes import describe_lock_holder, lock_holder
 from .statedir import make_state_dir, state_dir
-from .statelock import LOCK_POLL_S, LOCK_REPORT_S, try_flock
+from .statelock import LOCK_POLL_S, LOCK_REPORT_S, lock_if_current
 
 __all__ = ["MERGE_LOCK_TIMEOUT_S", "MergeLock", "merge_lock"]
 
@@ -109,17 +108,7 @@ class MergeLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise StateError(self.path, f"cannot open the merge lock: {exc.strerror or exc}") from exc
-        try:
-            taken = try_flock(fd, fcntl.LOCK_EX)
-            # Removed, or replaced, since it was opened: not the file others lock now.
-            same = taken and os.path.samestat(os.fstat(fd), os.lstat(self.path))
-        except FileNotFoundError:
-            same = False
-        except BaseException:
-            os.close(fd)
-            raise
-        if not same:
-            os.close(fd)
+        if not lock_if_current(fd, self.path):
             return False
         self._fd = fd
         return True

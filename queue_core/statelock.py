@@ -26,7 +26,7 @@ from .errors import StateError
 from .processes import describe_lock_holder
 from .statedir import make_state_dir
 
-__all__ = ["LOCK_POLL_S", "LOCK_REPORT_S", "Beacon", "RegistryLock", "try_flock"]
+__all__ = ["LOCK_POLL_S", "LOCK_REPORT_S", "Beacon", "RegistryLock", "lock_if_current", "try_flock"]
 
 log = logging.getLogger("queue_core")
 
@@ -113,23 +113,10 @@ class RegistryLock:
             return False
         except OSError as exc:
             raise StateError(self._directory, f"cannot open the state directory: {exc.strerror or exc}") from exc
-        try:
-            taken = try_flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        if not taken:
-            os.close(fd)
+        if not lock_if_current(fd, self._directory):  # removed meanwhile: the next try makes it again
             return False
         self._fd = fd
-        # Removed and made again since it was opened: not the directory others lock now.
-        try:
-            same = os.path.samestat(os.fstat(fd), os.lstat(self._directory))
-        except OSError:  # removed meanwhile: the next try makes it again
-            same = False
-        if not same:
-            self._let_go()
-        return same
+        return True
 
     def _let_go(self) -> None:
         fd, self._fd = self._fd, None
@@ -190,6 +177,24 @@ class Beacon:
         """Let go of the beacon: its registry is no longer live."""
         self._closer()
         self._fd = -1
+
+
+def lock_if_current(fd: int, path: Path) -> bool:
+    """Take the exclusive flock on ``fd``, opened from ``path``, if it is free and ``path`` still
+    names what was opened (removed or replaced since, it is not what others lock now); whether it
+    was taken. Otherwise ``fd`` is closed; so it is if the flock raises, which propagates."""
+    try:
+        taken = try_flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        same = taken and os.path.samestat(os.fstat(fd), os.lstat(path))
+    except OSError:  # removed meanwhile
+        same = False
+    if not same:
+        os.close(fd)
+    return same
 
 
 def try_flock(fd: int, operation: int) -> bool:
