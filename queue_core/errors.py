@@ -8,6 +8,7 @@ too, so ``except ValueError`` keeps working for callers who do not know this mod
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = [
@@ -272,16 +273,21 @@ class UnmergedWorkError(WorktreeError):
         self.uncommitted = uncommitted
         parts = []
         if commits:
-            parts.append(f"{len(commits)} commit(s) on no other branch ({_some(commits)})")
+            parts.append(f"{len(commits)} commit(s) on no other branch ({first_few(commits)})")
         if uncommitted:
-            parts.append(f"{len(uncommitted)} uncommitted path(s) ({_some(uncommitted)})")
+            parts.append(f"{len(uncommitted)} uncommitted path(s) ({first_few(uncommitted)})")
         super().__init__(f"{what}: would lose {' and '.join(parts)}; kept")
 
 
-def _some(items: tuple[str, ...], shown: int = 5) -> str:
-    """The first few of ``items``, for a message that must stay one line."""
-    more = f", and {len(items) - shown} more" if len(items) > shown else ""
-    return ", ".join(items[:shown]) + more
+def first_few(items: Sequence[str], shown: int = 5) -> str:
+    """``a, b and c``; past ``shown`` items, ``a, b, c, d, e and 3 more``: a message stays one line."""
+    named = list(items[:shown])
+    rest = len(items) - len(named)
+    if not named:
+        return "nothing"
+    if rest:
+        return ", ".join(named) + f" and {rest} more"
+    return named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
 
 
 class SetupError(QueueError):

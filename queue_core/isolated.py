@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .changes import GitCalls
 from .claims import Claim
-from .errors import MergeBackError, QueueError
+from .errors import MergeBackError, QueueError, first_few
 from .mergeback import MergeResult, MergeStatus, merge_back
 from .mergelock import MergeLock, merge_lock
 from .mergeplan import MergeMode
@@ -118,7 +118,7 @@ class WorktreeAgent(SubprocessAgent):
         if report.unclaimed and plan.fail_on_violation:
             report.merge = "rejected"
             report.reason = (
-                f"it changed {_listed(report.unclaimed)}, outside its claims; its branch {tree.branch} is kept"
+                f"it changed {first_few(report.unclaimed)}, outside its claims; its branch {tree.branch} is kept"
             )
             raise MergeBackError("rejected", report.reason, report.unclaimed)
         self._merge(tree, plan, report)
@@ -187,8 +187,3 @@ class WorktreeAgent(SubprocessAgent):
 
 def _failure(result: MergeResult, tree: Worktree) -> str:
     return f"{result.reason}; its branch {tree.branch} and worktree {tree.path} are kept"
-
-
-def _listed(paths: tuple[str, ...], most: int = 5) -> str:
-    shown = ", ".join(paths[:most])
-    return shown if len(paths) <= most else f"{shown} and {len(paths) - most} more"

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from .changes import GitCalls, parse_status
 from .claims import Claim
-from .errors import GitError, InvalidArgumentError
+from .errors import GitError, InvalidArgumentError, first_few
 from .mergeplan import Conflict, MergeMode, check_git, plan
 
 __all__ = ["ConflictCause", "MergeMode", "MergeResult", "MergeStatus", "merge_back"]
@@ -64,7 +64,6 @@ _UNDER_WAY = (
     ("index.lock", "another git command (its index.lock exists)"),
 )
 _OID = re.compile(r"[0-9a-f]{4,64}")
-_SHOWN = 5  # paths named in a reason; the rest are counted
 _PATHSPEC_MAX = 100_000  # bytes of paths given to one git status; past it, it looks at them all
 
 
@@ -265,9 +264,9 @@ def _refusal(yours: list[str], occupied: list[str]) -> str:
     """``the merge would change src/x.py, which you have modified: ...``."""
     parts = []
     if yours:
-        parts.append(f"change {_names(yours)}, which you have modified")
+        parts.append(f"change {first_few(yours)}, which you have modified")
     if occupied:
-        parts.append(f"write {_names(occupied)}, where an untracked or ignored file of yours is in the way")
+        parts.append(f"write {first_few(occupied)}, where an untracked or ignored file of yours is in the way")
     return f"the merge would {' and '.join(parts)}: nothing was merged, the branch is kept"
 
 
@@ -319,7 +318,7 @@ def _put_back(git: GitCalls, top: Path, target: str, old: str, new: str, paths: 
         if taken:
             return _blocked(
                 f"{target} moved to {tip[:12]} while the merge was being applied, and that commit changed "
-                f"{_names(sorted(taken))} too: the task's changes were left in your checkout as they are; "
+                f"{first_few(sorted(taken))} too: the task's changes were left in your checkout as they are; "
                 "nothing else was changed"
             )
     try:
@@ -327,7 +326,7 @@ def _put_back(git: GitCalls, top: Path, target: str, old: str, new: str, paths: 
     except GitError as exc:
         raise GitError(
             f"{why}, and your working tree could not be put back ({exc}): the "
-            f"task's changes to {_names(paths)} are in your index and working tree, uncommitted; "
+            f"task's changes to {first_few(paths)} are in your index and working tree, uncommitted; "
             f"`git read-tree -m -u {new} {old}` takes them out"
         ) from exc
     if tip != old:
@@ -351,27 +350,16 @@ def _conflict(
     on_target = {path for _, path in _changes(git, top, base, old)} if base != old else set()
     cause: ConflictCause | None = None
     if stray:
-        cause, why = ConflictCause.STRAY_WRITES, f"the task wrote {_names(stray)} outside its claims"
+        cause, why = ConflictCause.STRAY_WRITES, f"the task wrote {first_few(stray)} outside its claims"
     elif any(path in on_target for path in paths):
         cause, why = ConflictCause.TARGET_COMMITS, f"{target} has commits since the run started that change them"
     else:
         why = "neither a write outside the task's claims nor a commit on the branch since the run started explains it"
     what = f"replaying {conflict.commit[:12]} of {branch}" if conflict.commit else f"merging {branch}"
-    where = f" in {_names(list(paths))}" if paths else f": {conflict.messages[0] if conflict.messages else ''}"
+    where = f" in {first_few(list(paths))}" if paths else f": {conflict.messages[0] if conflict.messages else ''}"
     reason = f"{what} onto {target} conflicts{where}; {why}; nothing was changed, the branch is kept"
     return MergeResult(MergeStatus.CONFLICT, reason, conflicts=paths, cause=cause)
 
 
 def _blocked(reason: str, blocking: Sequence[str] = ()) -> MergeResult:
     return MergeResult(MergeStatus.BLOCKED, reason, blocking=tuple(blocking))
-
-
-def _names(paths: Sequence[str]) -> str:
-    """``a, b and c`` (past _SHOWN: ``a, b, ... and 3 more``)."""
-    shown = list(paths[:_SHOWN])
-    rest = len(paths) - len(shown)
-    if not shown:
-        return "nothing"
-    if rest:
-        return ", ".join(shown) + f" and {rest} more"
-    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
