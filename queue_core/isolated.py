@@ -88,7 +88,8 @@ class WorktreeAgent(SubprocessAgent):
     _setup: Setup | None = field(default=None, init=False, repr=False)
     _lock_wait: MergeLock | None = field(default=None, init=False, repr=False)
     _stopped: bool = field(default=False, init=False, repr=False)  # this attempt was stopped
-    _setup_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    # _stop_lock guards _setup, _lock_wait and _stopped: what a stop from another thread must reach.
+    _stop_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _git: GitCalls = field(default=GIT, init=False, repr=False)
 
     def __call__(self) -> int:
@@ -96,7 +97,7 @@ class WorktreeAgent(SubprocessAgent):
         if plan is None:
             raise TypeError("WorktreeAgent needs a plan")
         self._attempts += 1
-        with self._setup_lock:
+        with self._stop_lock:
             self._stopped = False
         name = plan.task if self._attempts == 1 else f"{plan.task}.{self._attempts}"
         base = self._git(plan.repo, "git", "rev-parse", "--verify", "--end-of-options", f"refs/heads/{plan.target}")
@@ -129,25 +130,25 @@ class WorktreeAgent(SubprocessAgent):
         if not plan.setup:
             return
         setup = Setup(tree.path, plan.setup, self.log, self.env, grace_s=self.grace_s, record=self.record_group_in)
-        with self._setup_lock:
+        with self._stop_lock:
             self._setup = setup
         try:
             setup.run()
         finally:
-            with self._setup_lock:
+            with self._stop_lock:
                 self._setup = None
 
     def _merge(self, tree: Worktree, plan: WorktreePlan, report: WorktreeReport) -> None:
         """Merge the branch back, one task of the repository at a time; tidy up or fail."""
         lock = merge_lock(plan.repo)
-        with self._setup_lock:  # a stop (the task's timeout, a cancel) ends the wait for another's merge
+        with self._stop_lock:  # a stop (the task's timeout, a cancel) ends the wait for another's merge
             self._lock_wait = lock
             if self._stopped:
                 lock.interrupt()
         try:
             lock.acquire()
         finally:
-            with self._setup_lock:
+            with self._stop_lock:
                 self._lock_wait = None
         try:
             result = merge_back(
@@ -175,7 +176,7 @@ class WorktreeAgent(SubprocessAgent):
             raise MergeBackError(result.status.value, _failure(result, tree), result.conflicts or result.blocking)
 
     def stop(self) -> None:
-        with self._setup_lock:
+        with self._stop_lock:
             self._stopped = True
             setup, lock = self._setup, self._lock_wait
         if setup is not None:
