@@ -97,8 +97,14 @@ class WorktreeAgent(SubprocessAgent):
         if plan is None:
             raise TypeError("WorktreeAgent needs a plan")
         self._attempts += 1
-        with self._stop_lock:
-            self._stopped = False
+        try:
+            return self._attempt(plan)
+        finally:
+            with self._stop_lock:
+                self._stopped = False  # a stop was for this attempt: the next one starts afresh
+
+    def _attempt(self, plan: WorktreePlan) -> int:
+        self._check_stop()  # a stop that came first: no worktree, no setup
         name = plan.task if self._attempts == 1 else f"{plan.task}.{self._attempts}"
         base = self._git(plan.repo, "git", "rev-parse", "--verify", "--end-of-options", f"refs/heads/{plan.target}")
         tree = create(plan.repo, plan.run, name, base.decode().strip(), root=plan.root, git=self._git)
@@ -131,7 +137,10 @@ class WorktreeAgent(SubprocessAgent):
             return
         setup = Setup(tree.path, plan.setup, self.log, self.env, grace_s=self.grace_s, record=self.record_group_in)
         with self._stop_lock:
-            self._setup = setup
+            stopped = self._stopped
+            self._setup = None if stopped else setup
+        if stopped:  # while the worktree was made: kept like any stopped attempt's, with nothing in it
+            raise self._stopped_before_start()
         try:
             setup.run()
         finally:
@@ -174,6 +183,12 @@ class WorktreeAgent(SubprocessAgent):
                 report.reason = f"{result.reason}; its worktree {tree.path} is kept: {exc}"
         else:
             raise MergeBackError(result.status.value, _failure(result, tree), result.conflicts or result.blocking)
+
+    def _check_stop(self) -> None:
+        with self._stop_lock:
+            stopped = self._stopped
+        if stopped:
+            raise self._stopped_before_start()
 
     def stop(self) -> None:
         with self._stop_lock:
