@@ -102,6 +102,8 @@ class WorktreeAgent(SubprocessAgent):
         finally:
             with self._stop_lock:
                 self._stopped = False  # a stop was for this attempt: the next one starts afresh
+            with self._lock:  # SubprocessAgent's: spent too if the stop came outside the agent's run
+                self._stopping = False
 
     def _attempt(self, plan: WorktreePlan) -> int:
         self._check_stop()  # a stop that came first: no worktree, no setup

@@ -3,6 +3,7 @@ their worktrees, and what happens after a merge."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from queue_core.isolated import WorktreeAgent, WorktreePlan
 from queue_core.mergelock import merge_lock
 from queue_core.worktrees import Worktree, create, finish
 
-from ..conftest import WAIT, git, git_repo
+from ..conftest import WAIT, eventually, git, git_repo
 
 RUN = "20261128-120000-1-abcdef"
 
@@ -93,4 +94,38 @@ def test_a_stop_before_the_attempt_starts_makes_no_worktree_and_runs_no_setup(re
     assert "pm/" not in git(repo, "branch", "--list", "pm/*")
     assert runner() == 0  # the stop was for that attempt: the next one runs whole
     assert sorted(p.name for p in marks.iterdir()) == ["agent", "setup"]
+    assert git(repo, "show", "HEAD:a.txt") == "base a\nmore\n"
+
+
+class Clock:
+    """A queue's clock that the test moves past every deadline (a task's timeout) when it wants."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+    def time_out(self, queue: TaskQueue) -> None:
+        engine = queue._engine
+        with engine.lock:
+            self.offset += 3600.0
+            engine.timer.wake()
+
+
+def test_a_retry_after_a_timeout_in_the_setup_runs_its_agent(repo: Path, tmp_path: Path) -> None:
+    mark = tmp_path / "setup-hung-once"
+    task = agent(repo, "A", "echo more >> a.txt", ("a.txt",), retries=1)
+    runner = task.execute_fn
+    assert isinstance(runner, WorktreeAgent)
+    assert runner.plan is not None
+    hang_once = f'test -e "{mark}" || {{ touch "{mark}"; exec sleep {WAIT * 3}; }}'
+    runner.plan = replace(runner.plan, setup=(("sh", "-c", hang_once),))
+    task.retry_delay = 0.0
+    clock = Clock()
+    with TaskQueue(1, repo=repo, clock=clock) as queue:
+        future = queue.submit_task(task)
+        eventually("the first setup to hang", mark.exists)
+        clock.time_out(queue)
+        assert future.result(timeout=WAIT) == 0  # the stop was the first attempt's, not the retry's
     assert git(repo, "show", "HEAD:a.txt") == "base a\nmore\n"
