@@ -96,6 +96,12 @@ class WorktreeAgent(SubprocessAgent):
         plan = self.plan
         if plan is None:
             raise TypeError("WorktreeAgent needs a plan")
+        done = self.worktree
+        if done is not None and done.merge in ("merged", "none"):
+            # A stop (a timeout) that came as the last attempt merged asked for a retry: its
+            # work is in the branch already, and doing it again would merge it twice.
+            self.note(f"attempt {self._attempts}'s work was merged ({done.reason}): not done again")
+            return 0
         self._attempts += 1
         try:
             return self._attempt(plan)

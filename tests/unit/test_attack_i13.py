@@ -3,19 +3,22 @@ their worktrees, and what happens after a merge."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from queue_core import AgentExitError, AgentTask, QueueError, TaskQueue, WorktreeError, isolated
+from queue_core.changes import GitCalls
 from queue_core.claims import Claim
 from queue_core.isolated import WorktreeAgent, WorktreePlan
 from queue_core.mergelock import merge_lock
 from queue_core.worktrees import Worktree, create, finish
 
-from ..conftest import WAIT, eventually, git, git_repo
+from ..conftest import WAIT, eventually, git, git_repo, wait_for
 
 RUN = "20261128-120000-1-abcdef"
 
@@ -97,6 +100,31 @@ def test_a_stop_before_the_attempt_starts_makes_no_worktree_and_runs_no_setup(re
     assert git(repo, "show", "HEAD:a.txt") == "base a\nmore\n"
 
 
+class GitThatWaits(GitCalls):
+    """Git calls that, at the first command naming ``word``, wait (bounded) for ``go`` first."""
+
+    def __init__(self, word: str) -> None:
+        super().__init__()
+        self.word, self.reached, self.go = word, threading.Event(), threading.Event()
+
+    def run(self, repo: Path, *args: str, **kw: Any) -> tuple[int, bytes]:
+        if self.word in args and not self.reached.is_set():
+            self.reached.set()
+            assert self.go.wait(WAIT), f"git {self.word} was never let go"
+        return super().run(repo, *args, **kw)
+
+
+def stop_opens(runner: WorktreeAgent, gate: threading.Event) -> None:
+    """Make a stop of ``runner`` (a timeout, a cancel) also set ``gate``."""
+    stop = runner.stop
+
+    def stop_then_open() -> None:
+        stop()
+        gate.set()
+
+    runner.stop = stop_then_open  # type: ignore[method-assign]
+
+
 class Clock:
     """A queue's clock that the test moves past every deadline (a task's timeout) when it wants."""
 
@@ -129,3 +157,22 @@ def test_a_retry_after_a_timeout_in_the_setup_runs_its_agent(repo: Path, tmp_pat
         clock.time_out(queue)
         assert future.result(timeout=WAIT) == 0  # the stop was the first attempt's, not the retry's
     assert git(repo, "show", "HEAD:a.txt") == "base a\nmore\n"
+
+
+def test_a_timeout_during_the_merge_never_merges_the_task_twice(repo: Path) -> None:
+    task = agent(repo, "A", "echo more >> a.txt", ("a.txt",), retries=1)
+    runner = task.execute_fn
+    assert isinstance(runner, WorktreeAgent)
+    runner._git = slow = GitThatWaits("merge-tree")  # the merge lock is held by then
+    stop_opens(runner, slow.go)
+    task.retry_delay = 0.0
+    clock = Clock()
+    with TaskQueue(1, repo=repo, clock=clock) as queue:
+        future = queue.submit_task(task)
+        wait_for(slow.reached, "the merge")
+        clock.time_out(queue)
+        assert future.result(timeout=WAIT) == 0  # the work is in: a retry would do it again
+    assert git(repo, "show", "HEAD:a.txt") == "base a\nmore\n"
+    assert runner.worktree is not None
+    assert runner.worktree.merge == "merged"
+    assert git(repo, "branch", "--list", "pm/*") == ""  # no second attempt's branch either
