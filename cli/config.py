@@ -36,6 +36,7 @@ __all__ = [
     "RepoConfig",
     "TaskSpec",
     "check_instances",
+    "check_worktree_ids",
     "claim_base",
     "find_executable",
     "merge_agents",
@@ -376,6 +377,31 @@ def check_instances(batch: Batch, agents: dict[str, AgentSpec], flag: str | None
         raise where.error(
             f"agent {agent.name!r} runs {agent.instances} instances at once, so each of its tasks needs a "
             f"worktree of its own (isolation: worktree); task {task.id!r} would share the checkout"
+        )
+
+
+def check_worktree_ids(batch: Batch, agents: dict[str, AgentSpec], flag: str | None = None) -> None:
+    """Refuse a worktree task whose id cannot name its branches, ``pm/<run>/<id>`` and ``<id>.2``,
+    ``<id>.3``... for its later attempts: one git refuses (``..``, a final ``.`` or ``.lock``), or
+    one that another task's later attempt would take (``a.2`` beside ``a``), before anything
+    runs rather than as the task starts. Raises ConfigError."""
+    worktree = {t.id for t in batch.tasks if task_isolation(t, agents.get(t.agent), batch, flag).mode == "worktree"}
+    for task in batch.tasks:
+        if task.id not in worktree:
+            continue
+        first, dot, attempt = task.id.rpartition(".")
+        if ".." in task.id or task.id.endswith((".", ".lock")):
+            why = "git cannot name a branch with it (no '..', no '.' or '.lock' at the end)"
+        elif dot and attempt.isdigit() and first in worktree:
+            why = f"that is the branch of task {first!r}'s attempt {int(attempt)}"
+        else:
+            continue
+        where = task.agent_origin
+        origin = (
+            Origin(where.source, where.line, where.field.rpartition(".")[0] + ".id") if where and where.field else None
+        )
+        raise (origin or Origin(f"task {task.id!r}", None, "id")).error(
+            f"task {task.id!r} runs in a worktree, on the branch pm/<run>/{task.id}: {why}"
         )
 
 

@@ -45,6 +45,7 @@ from .config import (
     RepoConfig,
     TaskSpec,
     check_instances,
+    check_worktree_ids,
     claim_base,
     find_executable,
     merge_agents,
@@ -102,6 +103,7 @@ def run(
         batch, repo_config, missing = _load(task_texts, batch_file, repo_root, dry_run=dry_run)
         agents = batch.agents
         check_instances(batch, agents, isolation)
+        check_worktree_ids(batch, agents, isolation)
         isolations = {t.id: task_isolation(t, agents.get(t.agent), batch, isolation) for t in batch.tasks}
         target = _target_branch(repo_root) if any(i.mode == "worktree" for i in isolations.values()) else None
         limit = max_parallel or batch.max_parallel or DEFAULT_MAX_PARALLEL

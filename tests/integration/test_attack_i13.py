@@ -35,3 +35,20 @@ def test_a_nested_repository_made_by_the_agent_is_not_merged_into_the_users_bran
     assert "git repository inside" in task["error"]
     assert git(repo, "rev-parse", "HEAD") == before  # no gitlink to a commit this repository lacks
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_worktree_task_named_as_another_s_second_attempt_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo", {"a.txt": "a\n", "b.txt": "b\n"})
+    batch = tmp_path / "batch.yaml"
+    batch.write_text(
+        "agents:\n"
+        "  dev: {preset: shell, instances: 2, isolation: worktree}\n"
+        "tasks:\n"
+        "  - {id: a, agent: dev, files: [a.txt], retries: 1, description: 'echo x > a.txt'}\n"
+        "  - {id: a.2, agent: dev, files: [b.txt], description: 'echo x > b.txt'}\n"
+    )
+    done = run(repo, "--file", str(batch))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "batch.yaml:5: tasks[1].id: task 'a.2' runs in a worktree" in done.stderr
+    assert git(repo, "branch", "--list", "pm/*") == ""
+    assert git(repo, "status", "--porcelain") == ""

@@ -3,6 +3,7 @@ their worktrees, and what happens after a merge."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import replace
@@ -11,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from cli.config import ConfigError, check_worktree_ids
+from cli.config_files import load_batch
 from queue_core import AgentExitError, AgentTask, QueueError, TaskQueue, WorktreeError, isolated
 from queue_core.changes import GitCalls
 from queue_core.claims import Claim
@@ -176,3 +179,25 @@ def test_a_timeout_during_the_merge_never_merges_the_task_twice(repo: Path) -> N
     assert runner.worktree is not None
     assert runner.worktree.merge == "merged"
     assert git(repo, "branch", "--list", "pm/*") == ""  # no second attempt's branch either
+
+
+@pytest.mark.parametrize(
+    ("ids", "why"),
+    [
+        (["x.lock"], "git cannot name a branch with it"),
+        (["a..b"], "git cannot name a branch with it"),
+        (["a."], "git cannot name a branch with it"),
+        (["a", "a.2"], "the branch of task 'a''s attempt 2"),
+        (["a.12", "a"], "the branch of task 'a''s attempt 12"),
+    ],
+)
+def test_worktree_task_ids_that_cannot_name_their_branches_are_refused(
+    tmp_path: Path, ids: list[str], why: str
+) -> None:
+    tasks = "".join(f"  - {{id: '{i}', agent: dev, description: x}}\n" for i in ids)
+    path = tmp_path / "batch.yaml"
+    path.write_text(f"agents:\n  dev: {{preset: shell}}\ntasks:\n{tasks}")
+    batch = load_batch(path)
+    check_worktree_ids(batch, batch.agents)  # in the shared checkout, no branch is named after them
+    with pytest.raises(ConfigError, match=re.escape(why)):
+        check_worktree_ids(batch, batch.agents, "worktree")
