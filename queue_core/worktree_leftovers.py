@@ -20,7 +20,16 @@ from pathlib import Path
 from .changes import GitCalls
 from .errors import GitError, UnmergedWorkError, WorktreeError
 from .runid import RUN_ID_PATTERN
-from .worktrees import BRANCH_PREFIX, GIT, Listed, default_root, list_worktrees, uncommitted_paths, unmerged_commits
+from .worktrees import (
+    BRANCH_PREFIX,
+    GIT,
+    Listed,
+    default_root,
+    list_worktrees,
+    task_of_attempt,
+    uncommitted_paths,
+    unmerged_commits,
+)
 
 __all__ = ["Leftover", "Swept", "leftovers", "prune", "sweep"]
 
@@ -124,9 +133,14 @@ def _inspect(leftover: Leftover, listed: list[Listed], git: GitCalls) -> Leftove
 def _task_of_branch(ref: str) -> tuple[str, str] | None:
     """(run, task) of ``refs/heads/pm/<run>/<task>``; None for any other ref."""
     parts = ref.removeprefix(f"refs/heads/{BRANCH_PREFIX}").split("/")
-    if len(parts) == 2 and all(RUN_ID_PATTERN.fullmatch(part) for part in parts):
+    if len(parts) == 2 and _names_a_task(*parts):
         return parts[0], parts[1]
     return None
+
+
+def _names_a_task(run: str, task: str) -> bool:
+    """Whether ``run`` and ``task`` can be a run id and the name of one of its task's attempts."""
+    return bool(RUN_ID_PATTERN.fullmatch(run) and RUN_ID_PATTERN.fullmatch(task_of_attempt(task)))
 
 
 def _task_of_worktree(entry: Listed, folder: Path) -> tuple[str, str] | None:
@@ -135,9 +149,7 @@ def _task_of_worktree(entry: Listed, folder: Path) -> tuple[str, str] | None:
         key = _task_of_branch(entry.ref)
         if key is not None:
             return key
-    if entry.path.parent.parent == folder and all(
-        RUN_ID_PATTERN.fullmatch(part) for part in (entry.path.parent.name, entry.path.name)
-    ):
+    if entry.path.parent.parent == folder and _names_a_task(entry.path.parent.name, entry.path.name):
         return entry.path.parent.name, entry.path.name
     return None
 

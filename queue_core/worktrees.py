@@ -61,6 +61,7 @@ __all__ = [
     "list_worktrees",
     "remove",
     "run_setup",
+    "task_of_attempt",
     "uncommitted_paths",
     "unmerged_commits",
 ]
@@ -164,7 +165,7 @@ def create(
     """
     top = Path(repo).resolve()
     check_run_id(run)
-    check_task_id(task)
+    check_task_id(task_of_attempt(task))
     branch = _branch_name(top, f"{BRANCH_PREFIX}{run}/{task}", git)
     try:
         commit = _rev(top, base, git)
@@ -183,6 +184,13 @@ def create(
     # -b fails if the branch appeared meanwhile: git's check is the atomic one.
     git(top, "git", "worktree", "add", "--quiet", "--no-track", "-b", branch, "--", str(path), commit)
     return Worktree(path, branch, commit, task, run, top)
+
+
+def task_of_attempt(name: str) -> str:
+    """The task id in an attempt's name: ``a`` of ``a.2`` (a later attempt's name, longer than
+    the longest task id may be), else the name as it is."""
+    first, dot, number = name.rpartition(".")
+    return first if dot and first and number.isdigit() else name
 
 
 def finish(worktree: Worktree, description: str, *, git: GitCalls = GIT) -> Changes:

@@ -19,6 +19,7 @@ from queue_core.changes import GitCalls
 from queue_core.claims import Claim
 from queue_core.isolated import WorktreeAgent, WorktreePlan
 from queue_core.mergelock import merge_lock
+from queue_core.worktree_leftovers import leftovers, sweep
 from queue_core.worktrees import Worktree, create, finish
 
 from ..conftest import WAIT, eventually, git, git_repo, wait_for
@@ -179,6 +180,27 @@ def test_a_timeout_during_the_merge_never_merges_the_task_twice(repo: Path) -> N
     assert runner.worktree is not None
     assert runner.worktree.merge == "merged"
     assert git(repo, "branch", "--list", "pm/*") == ""  # no second attempt's branch either
+
+
+LONGEST_ID = "L" * 100  # the longest task id there is
+
+
+def test_a_task_with_the_longest_id_gets_its_second_attempt(repo: Path, tmp_path: Path) -> None:
+    mark = tmp_path / "failed-once"
+    task = agent(repo, LONGEST_ID, f'test -e "{mark}" || {{ touch "{mark}"; exit 3; }}; echo more >> a.txt', ("a.txt",))
+    task.retries, task.retry_delay = 1, 0.0
+    with TaskQueue(1, repo=repo) as queue:
+        assert queue.submit_task(task).result(timeout=WAIT) == 0  # its branch: pm/<run>/<id>.2
+    assert git(repo, "show", "HEAD:a.txt") == "base a\nmore\n"
+
+
+def test_the_leftovers_of_the_longest_id_s_later_attempts_are_found(repo: Path) -> None:
+    name = f"{LONGEST_ID}.2"
+    tree = create(repo, RUN, name, git(repo, "rev-parse", "HEAD").strip())
+    (tree.path / "a.txt").write_text("work\n")
+    found = leftovers(repo, lambda run: False)
+    assert [(f.task, f.branch, f.uncommitted) for f in found] == [(name, tree.branch, ("a.txt",))]
+    assert sweep(repo, lambda run: False)[0].removed is False  # the work in it is kept, not missed
 
 
 @pytest.mark.parametrize(
