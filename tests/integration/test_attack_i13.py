@@ -52,3 +52,22 @@ def test_a_worktree_task_named_as_another_s_second_attempt_is_refused_before_any
     assert "batch.yaml:5: tasks[1].id: task 'a.2' runs in a worktree" in done.stderr
     assert git(repo, "branch", "--list", "pm/*") == ""
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_worktree_root_in_the_working_tree_must_be_ignored(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo", {"a.txt": "a\n", "b.txt": "b\n", ".gitignore": "project-manager.yaml\n"})
+    (repo / "project-manager.yaml").write_text(
+        "agents:\n  dev: {preset: shell, instances: 2, isolation: worktree}\nworktree_root: trees\n"
+    )
+    tasks = ("dev: echo one > a.txt @a.txt", "dev: echo two > b.txt @b.txt")
+    done = run(repo, *tasks)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "project-manager.yaml: worktree_root: " in done.stderr
+    assert git(repo, "branch", "--list", "pm/*") == ""
+    assert not (repo / "trees").exists()
+    with (repo / ".gitignore").open("a") as ignore:
+        ignore.write("/trees/\n")
+    done = run(repo, *tasks)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "outside the claims" not in done.stdout  # another task's worktree is not a write of this one's
+    assert (git(repo, "show", "HEAD:a.txt"), git(repo, "show", "HEAD:b.txt")) == ("one\n", "two\n")
