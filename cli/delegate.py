@@ -59,6 +59,7 @@ from .notify import Notify
 from .presets import PRESETS
 from .repo import find_repo
 from .signals import Signals, noted
+from .worktree_checks import check_worktree_root
 
 _SIGNAL_NAMES: dict[int, str] = {
     signal.SIGINT: "SIGINT (Ctrl-C)",
@@ -107,7 +108,7 @@ def run(
         isolations = {t.id: task_isolation(t, agents.get(t.agent), batch, isolation) for t in batch.tasks}
         target = _target_branch(repo_root) if any(i.mode == "worktree" for i in isolations.values()) else None
         if target is not None:
-            _check_worktree_root(repo_root, repo_config.worktree_root)
+            check_worktree_root(repo_root, repo_config.worktree_root)
         limit = max_parallel or batch.max_parallel or DEFAULT_MAX_PARALLEL
         ownership = FileOwnership({name: spec.owns for name, spec in agents.items() if spec.owns})
         run_id = new_run_id()
@@ -232,31 +233,6 @@ def _target_branch(repo_root: Path) -> str:
             "(a detached HEAD, or not a git repository): check out a branch, or use isolation: shared",
         ) from None
     return os.fsdecode(head).strip()
-
-
-def _check_worktree_root(repo_root: Path, root: str | None) -> None:
-    """Refuse a ``worktree_root`` that is no folder, or is in the working tree where git does not
-    ignore it: each task's worktree would show in ``git status``, be taken for a write of the
-    tasks running meanwhile outside their claims, and go into the commit of a ``git add --all``
-    in the checkout. Raises ConfigError."""
-    if root is None:
-        return
-    top, folder = repo_root.resolve(), (repo_root / root).resolve()  # as git records the worktrees
-    if os.path.exists(folder) and not folder.is_dir():
-        raise ConfigError(REPO_CONFIG, None, "worktree_root", f"{root!r} is not a folder")
-    if not folder.is_relative_to(top) or folder.is_relative_to(state_dir(repo_root).parent.resolve()):
-        return  # outside the working tree, or in the git directory
-    probe = (folder / "run" / "task").relative_to(top).as_posix()
-    code, _ = GitCalls().run(repo_root, "git", "check-ignore", "-q", "--", probe, ok=(0, 1))
-    if code != 0:
-        raise ConfigError(
-            REPO_CONFIG,
-            None,
-            "worktree_root",
-            f"{root!r} is in the working tree and git does not ignore it: git status would show every "
-            "task's worktree, and a task's check for writes outside its claims would take the others' "
-            "worktrees for some; put it outside the working tree (../worktrees), or ignore it in .gitignore",
-        )
 
 
 def _plan_worktrees(
