@@ -23,7 +23,7 @@ from operator import attrgetter
 from pathlib import Path
 
 from queue_core import AgentTask, FileOwnership, SubprocessAgent, TaskEvent, TaskOutcome, TaskQueue, TaskState
-from queue_core.changes import GitCalls, StrayWrites
+from queue_core.changes import GitCalls, Stray, StrayWrites
 from queue_core.claims import Claim
 from queue_core.errors import GitError, InvalidTaskError, QueueShutdownError, StateError, SupervisorError
 from queue_core.holds import STALE_AFTER_S
@@ -340,6 +340,7 @@ def _execute(
 ) -> int:
     output: terminal.PlainEvents | terminal.LiveView
     strays = StrayWrites(repo_root, writes, run_id)
+    in_worktrees = {task_id for task_id, runner in runners.items() if isinstance(runner, WorktreeAgent)}
     try:
         # The output needs the queue and the queue its listeners: the lambdas look the output up late.
         queue = TaskQueue(
@@ -347,7 +348,7 @@ def _execute(
             ownership=ownership,
             repo=repo_root,
             run_id=run_id,
-            on_event=lambda e: _event(output, strays, e),
+            on_event=lambda e: _event(output, strays, e, in_worktrees),
             on_notice=lambda text: output.notice(text),
             stale_after=stale_after,
             keep_runs=keep_runs,
@@ -437,12 +438,16 @@ def _live_view(queue: TaskQueue, runners: dict[str, SubprocessAgent], tasks: lis
     )
 
 
-def _event(output: terminal.PlainEvents | terminal.LiveView, strays: StrayWrites, event: TaskEvent) -> None:
+def _event(
+    output: terminal.PlainEvents | terminal.LiveView, strays: StrayWrites, event: TaskEvent, in_worktrees: set[str]
+) -> None:
     """Show ``event``; then, as a task starts (its agent is not spawned yet), note the working
-    tree, and as it ends, say what changed outside the claims meanwhile (see queue_core.changes)."""
+    tree, and as it ends, say what changed outside the claims meanwhile (see queue_core.changes).
+    Not of a worktree task: what changed in the checkout while it ran is others' doing (your
+    edits, merges); what it changed is known exactly from its branch, and said in the summary."""
     output.event(event)
-    found = strays.event(event)
-    if found is not None:
+    found = strays.event(event)  # a worktree task's window too: its claims cover others' merges
+    if found is not None and event.task_id not in in_worktrees:
         output.note(render.unclaimed_line(event, found))
 
 
@@ -451,10 +456,21 @@ def _outcomes(queue: TaskQueue, tasks: list[AgentTask], strays: StrayWrites) -> 
     finished = {o.id: o for o in queue.outcomes()}
     return [
         render.SummaryRow(
-            finished.get(task.id) or _not_started(task), strays.of(task.id), getattr(task.execute_fn, "worktree", None)
+            finished.get(task.id) or _not_started(task),
+            _unclaimed(task, strays),
+            getattr(task.execute_fn, "worktree", None),
         )
         for task in tasks
     ]
+
+
+def _unclaimed(task: AgentTask, strays: StrayWrites) -> Stray | None:
+    """What ``task`` changed outside its claims: a worktree task's from its branch, exactly (the
+    checkout's changes while it ran are not its own); another's as the checkout showed them."""
+    runner = task.execute_fn
+    if isinstance(runner, WorktreeAgent):
+        return Stray(() if runner.worktree is None else runner.worktree.unclaimed)
+    return strays.of(task.id)
 
 
 def _not_started(task: AgentTask) -> TaskOutcome:

@@ -5,10 +5,12 @@ to their worktrees."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
-from ..conftest import git, git_repo
-from .test_worktree_cli import run
+from ..conftest import WAIT, eventually, git, git_repo
+from .test_worktree_cli import SCRIPT, run
 
 
 def test_worktreeinclude_files_are_copied_into_the_task_worktree(tmp_path: Path) -> None:
@@ -71,3 +73,35 @@ def test_a_worktree_root_in_the_working_tree_must_be_ignored(tmp_path: Path) -> 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "outside the claims" not in done.stdout  # another task's worktree is not a write of this one's
     assert (git(repo, "show", "HEAD:a.txt"), git(repo, "show", "HEAD:b.txt")) == ("one\n", "two\n")
+
+
+WORKTREE = ("--isolation", "worktree", "--repo")
+
+
+def test_an_edit_in_the_checkout_while_a_worktree_task_runs_is_not_blamed_on_it(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo", {"a.txt": "a\n", "notes.txt": "notes\n"})
+    started, go = tmp_path / "started", tmp_path / "go.fifo"
+    os.mkfifo(go)
+    with subprocess.Popen(
+        [
+            str(SCRIPT),
+            "delegate-multiple",
+            f"shell: echo x > a.txt; touch {started}; read x < {go} @a.txt",
+            *WORKTREE,
+            str(repo),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            eventually("the task's agent", started.exists)
+            (repo / "notes.txt").write_text("the user's edit, in the checkout\n")
+            go.write_text("go\n")
+            out, err = proc.communicate(timeout=WAIT)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, out + err
+    assert "notes.txt" not in out  # its agent wrote in its worktree: its branch says what it changed
+    assert git(repo, "show", "HEAD:a.txt") == "x\n"
+    assert (repo / "notes.txt").read_text() == "the user's edit, in the checkout\n"
