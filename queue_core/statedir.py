@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import stat
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +47,8 @@ __all__ = [
 #: 0.9 kept it in every repository.
 LEGACY_DIR = ".project-manager"
 _NAME = "project-manager"
+#: Guards the write probe of make_state_dir, whose name is the process's: its threads probe at once.
+_PROBING = threading.Lock()
 
 
 def locate(repo: Path) -> Path:
@@ -124,8 +127,9 @@ def make_state_dir(directory: Path) -> None:
         if directory.name == LEGACY_DIR and not (directory / ".gitignore").exists():
             write_private(directory / ".gitignore", b"# project-manager's state: never commit it\n*\n")
         probe = directory / f".write-probe-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
+        with _PROBING:  # the name is the process's (retention knows it), and its threads check at once
+            probe.write_text("")
+            probe.unlink()
     except OSError as exc:
         raise StateError(directory, f"cannot write the state directory: {exc.strerror or exc}") from exc
 

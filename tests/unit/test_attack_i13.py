@@ -223,3 +223,28 @@ def test_worktree_task_ids_that_cannot_name_their_branches_are_refused(
     check_worktree_ids(batch, batch.agents)  # in the shared checkout, no branch is named after them
     with pytest.raises(ConfigError, match=re.escape(why)):
         check_worktree_ids(batch, batch.agents, "worktree")
+
+
+def test_the_merges_of_one_run_take_the_merge_lock_at_once(tmp_path: Path) -> None:
+    """Each merge checks the state directory first; the threads of a run did it at once, with
+    one probe file between them, and a task whose agent had succeeded failed for it."""
+    rounds, threads = 50, 8
+    start = threading.Barrier(threads, timeout=WAIT)
+    errors: list[BaseException] = []
+
+    def merge_often() -> None:
+        try:
+            for _ in range(rounds):
+                start.wait()
+                with merge_lock(tmp_path, timeout=WAIT):
+                    pass
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+            start.abort()
+
+    running = [threading.Thread(target=merge_often) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join(WAIT)
+    assert errors == []
