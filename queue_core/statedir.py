@@ -47,8 +47,9 @@ __all__ = [
 #: 0.9 kept it in every repository.
 LEGACY_DIR = ".project-manager"
 _NAME = "project-manager"
-#: Guards the write probe of make_state_dir, whose name is the process's: its threads probe at once.
-_PROBING = threading.Lock()
+#: Guards make_state_dir's files with names of the process's own (the write probe, which
+#: retention knows by its pid, and write_private's temporary file): its threads check at once.
+_CHECKING = threading.Lock()
 
 
 def locate(repo: Path) -> Path:
@@ -124,10 +125,10 @@ def make_state_dir(directory: Path) -> None:
     for path in (directory, directory / "runs", directory / "history"):
         ensure_private_dir(path)
     try:
-        if directory.name == LEGACY_DIR and not (directory / ".gitignore").exists():
-            write_private(directory / ".gitignore", b"# project-manager's state: never commit it\n*\n")
-        probe = directory / f".write-probe-{os.getpid()}"
-        with _PROBING:  # the name is the process's (retention knows it), and its threads check at once
+        with _CHECKING:
+            if directory.name == LEGACY_DIR and not (directory / ".gitignore").exists():
+                write_private(directory / ".gitignore", b"# project-manager's state: never commit it\n*\n")
+            probe = directory / f".write-probe-{os.getpid()}"
             probe.write_text("")
             probe.unlink()
     except OSError as exc:

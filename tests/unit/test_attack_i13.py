@@ -225,18 +225,21 @@ def test_worktree_task_ids_that_cannot_name_their_branches_are_refused(
         check_worktree_ids(batch, batch.agents, "worktree")
 
 
-def test_the_merges_of_one_run_take_the_merge_lock_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_git", [True, False])
+def test_the_merges_of_one_run_take_the_merge_lock_at_once(repo: Path, tmp_path: Path, in_git: bool) -> None:
     """Each merge checks the state directory first; the threads of a run did it at once, with
-    one probe file between them, and a task whose agent had succeeded failed for it."""
+    one probe file between them, and a task whose agent had succeeded failed for it (outside
+    git, the state directory's .gitignore was a second such file)."""
+    where = repo if in_git else tmp_path / "plain"
     rounds, threads = 50, 8
     start = threading.Barrier(threads, timeout=WAIT)
     errors: list[BaseException] = []
 
     def merge_often() -> None:
         try:
-            for _ in range(rounds):
+            for n in range(rounds):
                 start.wait()
-                with merge_lock(tmp_path, timeout=WAIT):
+                with merge_lock(where if in_git else where / str(n), timeout=WAIT):  # outside git: made anew
                     pass
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
             errors.append(exc)
