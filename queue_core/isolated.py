@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .changes import GitCalls
 from .claims import Claim
-from .errors import MergeBackError, QueueError, first_few
+from .errors import MergeBackError, MergeLockError, QueueError, first_few
 from .mergeback import MergeResult, MergeStatus, merge_back
 from .mergelock import MergeLock, merge_lock
 from .mergeplan import MergeMode
@@ -157,13 +157,21 @@ class WorktreeAgent(SubprocessAgent):
 
     def _merge(self, tree: Worktree, plan: WorktreePlan, report: WorktreeReport) -> None:
         """Merge the branch back, one task of the repository at a time; tidy up or fail."""
-        lock = merge_lock(plan.repo)
+        lock = merge_lock(plan.repo, on_wait=self._merge_waits)
         with self._stop_lock:  # a stop (the task's timeout, a cancel) ends the wait for another's merge
             self._lock_wait = lock
             if self._stopped:
                 lock.interrupt()
         try:
             lock.acquire()
+        except MergeLockError as exc:
+            with self._stop_lock:
+                stopped = self._stopped
+            if stopped:  # the task's timeout or a cancel: the queue says which
+                raise
+            report.merge, report.reason = "blocked", _failure(MergeResult(MergeStatus.BLOCKED, str(exc)), tree)
+            self.note(f"not merged: {report.reason}")
+            raise MergeBackError("blocked", report.reason) from exc
         finally:
             with self._stop_lock:
                 self._lock_wait = None
@@ -191,6 +199,11 @@ class WorktreeAgent(SubprocessAgent):
                 report.reason = f"{result.reason}; its worktree {tree.path} is kept: {exc}"
         else:
             raise MergeBackError(result.status.value, _failure(result, tree), result.conflicts or result.blocking)
+
+    def _merge_waits(self, holder: str | None) -> None:
+        """Say in the log who holds the merge lock the task waits for (None: it is taken)."""
+        if holder is not None:
+            self.note(f"the merge waits: {holder}")
 
     def _check_stop(self) -> None:
         with self._stop_lock:

@@ -3,6 +3,7 @@ their worktrees, and what happens after a merge."""
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 
 from cli.config import ConfigError, check_worktree_ids
 from cli.config_files import load_batch
-from queue_core import AgentExitError, AgentTask, QueueError, TaskQueue, WorktreeError, isolated
+from queue_core import AgentExitError, AgentTask, MergeBackError, QueueError, TaskQueue, WorktreeError, isolated
 from queue_core.changes import GitCalls
 from queue_core.claims import Claim
 from queue_core.isolated import WorktreeAgent, WorktreePlan
@@ -251,3 +252,18 @@ def test_the_merges_of_one_run_take_the_merge_lock_at_once(repo: Path, tmp_path:
     for thread in running:
         thread.join(WAIT)
     assert errors == []
+
+
+def test_a_merge_lock_held_too_long_blocks_the_merge_and_keeps_the_branch(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(isolated, "merge_lock", functools.partial(merge_lock, timeout=0.2))
+    task = agent(repo, "A", "echo more >> a.txt", ("a.txt",))
+    # Held by a merge of another run, stuck (SIGSTOP).
+    with merge_lock(repo), TaskQueue(1, repo=repo) as queue, pytest.raises(MergeBackError) as caught:
+        queue.submit_task(task).result(timeout=WAIT)
+    report = task.execute_fn.worktree  # type: ignore[attr-defined]
+    assert report.merge == "blocked"  # not null, as if it never got so far
+    assert f"its branch {report.branch}" in str(caught.value)
+    assert git(repo, "show", f"{report.branch}:a.txt") == "base a\nmore\n"
+    assert "merge lock" in (repo.parent / "A.log").read_text()  # who held it, where the task's output is
