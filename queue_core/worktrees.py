@@ -351,6 +351,8 @@ def _rev(repo: Path, name: str, git: GitCalls) -> str:
 
 def _check_on_branch(worktree: Worktree, git: GitCalls) -> None:
     """Raise WorktreeError unless the worktree is on its branch with no operation left half-done."""
+    if not worktree.path.is_dir():  # git could not even start in it: say what happened, not that
+        raise WorktreeError(f"worktree {worktree.path} is gone (removed while the task ran): nothing was merged")
     out = git(worktree.path, "git", "rev-parse", "--absolute-git-dir", "--symbolic-full-name", "HEAD")
     git_dir, _, head = os.fsdecode(out).rstrip("\n").rpartition("\n")
     if head != worktree.ref:

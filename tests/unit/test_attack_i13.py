@@ -267,3 +267,12 @@ def test_a_merge_lock_held_too_long_blocks_the_merge_and_keeps_the_branch(
     assert f"its branch {report.branch}" in str(caught.value)
     assert git(repo, "show", f"{report.branch}:a.txt") == "base a\nmore\n"
     assert "merge lock" in (repo.parent / "A.log").read_text()  # who held it, where the task's output is
+
+
+def test_an_agent_that_removed_its_worktree_is_told_so_not_that_git_could_not_run(repo: Path) -> None:
+    script = 'echo more >> a.txt; cd /; git -C "$PM_WORKTREE" worktree remove --force "$PM_WORKTREE"'
+    task = agent(repo, "A", script, ())
+    with TaskQueue(1, repo=repo) as queue, pytest.raises(WorktreeError, match="is gone") as caught:
+        queue.submit_task(task).result(timeout=WAIT)
+    assert "could not run" not in str(caught.value)
+    assert git(repo, "show", "HEAD:a.txt") == "base a\n"
