@@ -15,7 +15,7 @@ from queue_core.errors import GitError, StateError
 from queue_core.registry import Registry
 from queue_core.retention import DEFAULT_KEEP_RUNS, preview, prune
 from queue_core.status import live_run_records
-from queue_core.worktree_leftovers import Leftover, leftovers, sweep
+from queue_core.worktree_leftovers import Leftover, known_runs, leftovers, sweep
 
 from . import render, terminal
 from .config import ConfigError
@@ -33,6 +33,7 @@ def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool, force: bool 
     except ConfigError as exc:
         terminal.error(str(exc))
         return EXIT_USAGE
+    known = known_runs(repo_root, root=worktree_root)  # before the pruning takes dead runs' records
     try:
         if dry_run:  # a view, like status: no lock taken, nothing written, not even a run record
             report = preview(repo_root, keep)
@@ -51,7 +52,7 @@ def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool, force: bool 
     for failure in report.failed:
         terminal.error(f"could not remove {failure}")
     try:
-        swept = sweep(repo_root, run_alive(repo_root), root=worktree_root, force=force, dry_run=dry_run)
+        swept = sweep(repo_root, run_alive(repo_root), root=worktree_root, force=force, dry_run=dry_run, known=known)
     except GitError as exc:  # not a git repository: no worktrees to look for
         swept = []
         if (repo_root / ".git").exists():
@@ -77,7 +78,7 @@ def dead_leftovers(repo_root: Path) -> list[Leftover]:
     be listed (not a git repository, a bad project-manager.yaml: the other views say so)."""
     try:
         root = load_repo_config(repo_root).worktree_root
-        found = leftovers(repo_root, run_alive(repo_root), root=root)
+        found = leftovers(repo_root, run_alive(repo_root), root=root, known=known_runs(repo_root, root=root))
     except (ConfigError, GitError, StateError):
         return []
     return [leftover for leftover in found if not leftover.alive]

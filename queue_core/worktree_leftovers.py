@@ -31,7 +31,7 @@ from .worktrees import (
     unmerged_commits,
 )
 
-__all__ = ["Leftover", "Swept", "leftovers", "prune", "sweep"]
+__all__ = ["Leftover", "Swept", "known_runs", "leftovers", "prune", "sweep"]
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,13 @@ def leftovers(
     alive: Callable[[str], bool],
     *,
     root: str | os.PathLike[str] | None = None,
+    known: Callable[[str], bool] | None = None,
     git: GitCalls = GIT,
 ) -> list[Leftover]:
     """Every task branch and worktree of ``repo``'s repository, by run and task; ``alive(run)`` says
     whether a run lives. ``root`` is the ``worktree_root`` the runs used, if not the default.
-    Raises GitError if git fails."""
+    With ``known``, only those of the runs it knows: a branch ``pm/alice/wip`` may be a user's
+    own, not a dead run's to remove. Raises GitError if git fails."""
     top = Path(repo).resolve()
     folder = (default_root(top) if root is None else top / root).resolve()  # as git records paths
     found: dict[tuple[str, str], Leftover] = {}
@@ -75,10 +77,12 @@ def leftovers(
         key = _task_of_worktree(entry, folder)
         if key is None:
             continue
-        known = found.get(key) or Leftover(top, *key, None, None, None, False, False)
-        found[key] = replace(known, path=entry.path, missing=entry.prunable)
+        seen = found.get(key) or Leftover(top, *key, None, None, None, False, False)
+        found[key] = replace(seen, path=entry.path, missing=entry.prunable)
     result = []
     for key in sorted(found):
+        if known is not None and not known(key[0]):
+            continue
         leftover = replace(found[key], alive=alive(key[0]))
         result.append(leftover if leftover.alive else _inspect(leftover, listed, git))
     return result
@@ -175,14 +179,15 @@ def sweep(
     root: str | os.PathLike[str] | None = None,
     force: bool = False,
     dry_run: bool = False,
+    known: Callable[[str], bool] | None = None,
     git: GitCalls = GIT,
 ) -> list[Swept]:
     """Remove every dead run's leftover that holds no work (all of them with ``force``); keep a
     live run's, and one with commits on no other branch or uncommitted changes, saying why.
-    ``alive`` is asked afresh for each run, so that a run that starts meanwhile is seen alive.
-    Raises GitError if git fails to list them."""
+    ``alive`` is asked afresh for each run, so that a run that starts meanwhile is seen alive;
+    ``known`` is as for :func:`leftovers`. Raises GitError if git fails to list them."""
     swept = []
-    for leftover in leftovers(repo, alive, root=root, git=git):
+    for leftover in leftovers(repo, alive, root=root, known=known, git=git):
         if leftover.alive:
             swept.append(Swept(leftover, False, "its run is alive"))
         elif not force and (leftover.unmerged or leftover.uncommitted):
@@ -207,3 +212,20 @@ def _work(leftover: Leftover) -> str:
     if leftover.uncommitted:
         parts.append(f"{len(leftover.uncommitted)} uncommitted path(s) in {leftover.path}")
     return " and ".join(parts)
+
+
+def known_runs(repo: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None) -> Callable[[str], bool]:
+    """The runs the repository's state directory knows now (a record, history or logs of theirs,
+    or a folder of their worktrees), as ``known`` for :func:`leftovers`: what a branch
+    ``pm/<run>/<task>`` must belong to, to be taken for a run's. Taken once: ask before pruning
+    the state directory, which takes dead runs' records."""
+    top = Path(repo).resolve()
+    state = default_root(top).parent
+    folders = [state / "runs", state / "history", state / "logs", default_root(top)]
+    if root is not None:
+        folders.append(top / root)
+    names: set[str] = set()  # <run>.json in runs/ and history/, <run> in the others
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            names.update(os.listdir(folder))
+    return lambda run: run in names or f"{run}.json" in names

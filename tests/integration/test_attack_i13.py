@@ -9,7 +9,10 @@ import os
 import subprocess
 from pathlib import Path
 
+from queue_core.worktrees import base_commit, create
+
 from ..conftest import WAIT, eventually, git, git_repo
+from .test_clean_worktrees import cli
 from .test_worktree_cli import SCRIPT, run
 
 
@@ -105,3 +108,22 @@ def test_an_edit_in_the_checkout_while_a_worktree_task_runs_is_not_blamed_on_it(
     assert "notes.txt" not in out  # its agent wrote in its worktree: its branch says what it changed
     assert git(repo, "show", "HEAD:a.txt") == "x\n"
     assert (repo / "notes.txt").read_text() == "the user's edit, in the checkout\n"
+
+
+def test_status_and_clean_leave_the_users_own_pm_branches_alone(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    git(repo, "branch", "pm/feature/login")  # merged: plain clean took it for a dead run's
+    git(repo, "checkout", "-q", "-b", "pm/alice/wip")
+    (repo / "a.txt").write_text("alice's work\n")
+    git(repo, "commit", "-qam", "alice's wip")  # on no other branch: clean --force deleted it
+    git(repo, "checkout", "-q", "-")
+    dead = create(repo, "20261128-100000-99999-deadbe", "t1", base_commit(repo))  # a killed run's
+    status = json.loads(cli(repo, "status", "--json").stdout)
+    assert [item["branch"] for item in status["leftover_worktrees"]] == [dead.branch]
+    done = cli(repo, "clean", "--force")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/pm/").split() == [
+        "pm/alice/wip",
+        "pm/feature/login",
+    ]
+    assert not dead.path.exists()
