@@ -28,7 +28,10 @@ gets the files put back, and the target is not moved.
 These are several git commands, and git's index lock cannot be held across them: a command of
 the user's can fall between two. Each such window is milliseconds wide, and what falls in one
 is found by the next step (the swap, the second look, read-tree's own refusals) and undone or
-left as the user made it, never lost.
+left as the user made it, never lost. Moving the branch and putting the files back wait for
+another command's lock (a commit of yours holds the index's and the branch's a few
+milliseconds), LOCKED_WAIT_S at most: given up at once, a lock met there left the task's
+changes staged in the checkout for that commit to take in.
 
 One merge at a time per repository: hold :func:`queue_core.mergelock.merge_lock` around it.
 """
@@ -39,6 +42,7 @@ import enum
 import os
 import re
 import stat
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +68,10 @@ _UNDER_WAY = (
     ("index.lock", "another git command (its index.lock exists)"),
 )
 _OID = re.compile(r"[0-9a-f]{4,64}")
+#: How long moving the branch, or putting the files back, waits for another git command's lock
+#: (a commit of yours holds index.lock and the branch's lock for milliseconds) before it gives up.
+LOCKED_WAIT_S = 2.0
+_LOCKED_RETRY_S = 0.01
 _PATHSPEC_MAX = 100_000  # bytes of paths given to one git status; past it, it looks at them all
 
 
@@ -286,10 +294,16 @@ def _apply(
     if code != 0 or os.fsdecode(out.strip()) != f"refs/heads/{target}":
         now = os.fsdecode(out.strip()).removeprefix("refs/heads/") if code == 0 else "a detached HEAD"
         return _put_back(git, top, target, old, new, paths, f"your checkout moved to {now} meanwhile")
-    try:
-        git(top, "git", "update-ref", "-m", f"project-manager: {mode.value} {branch}", f"refs/heads/{target}", new, old)
-    except GitError as exc:
-        return _put_back(git, top, target, old, new, paths, f"{target} could not be moved ({exc})")
+    message = f"project-manager: {mode.value} {branch}"
+    deadline = time.monotonic() + LOCKED_WAIT_S
+    while True:  # a lock of another git command's (a commit of yours) may hold it off a moment
+        try:
+            git(top, "git", "update-ref", "-m", message, f"refs/heads/{target}", new, old)
+            break
+        except GitError as exc:
+            if _tip(git, top, target) != old or time.monotonic() >= deadline:  # moved: never tried again
+                return _put_back(git, top, target, old, new, paths, f"{target} could not be moved ({exc})")
+        time.sleep(_LOCKED_RETRY_S)
     done = {MergeMode.MERGE: "merged", MergeMode.SQUASH: "squashed", MergeMode.REBASE: "rebased"}[mode]
     return MergeResult(MergeStatus.MERGED, f"{done} {branch} into {target}: {new[:12]}", new, tuple(paths))
 
@@ -311,24 +325,30 @@ def _move_files(git: GitCalls, top: Path, old: str, new: str) -> None:
 
 def _put_back(git: GitCalls, top: Path, target: str, old: str, new: str, paths: list[str], why: str) -> MergeResult:
     """The branch could not be moved (``why``): undo the files' move, unless a commit made
-    meanwhile took them in; _MOVED if the branch moved, to try again."""
-    tip = _tip(git, top, target)
-    if tip is not None and tip != old:
-        taken = set(paths) & {path for _, path in _changes(git, top, old, tip)}
-        if taken:
-            return _blocked(
-                f"{target} moved to {tip[:12]} while the merge was being applied, and that commit changed "
-                f"{first_few(sorted(taken))} too: the task's changes were left in your checkout as they are; "
-                "nothing else was changed"
-            )
-    try:
-        git(top, "git", "read-tree", "-m", "-u", new, old)
-    except GitError as exc:
-        raise GitError(
-            f"{why}, and your working tree could not be put back ({exc}): the "
-            f"task's changes to {first_few(paths)} are in your index and working tree, uncommitted; "
-            f"`git read-tree -m -u {new} {old}` takes them out"
-        ) from exc
+    meanwhile took them in; _MOVED if the branch moved, to try again. Another git command's
+    lock (a commit of yours) is waited for, LOCKED_WAIT_S at most."""
+    deadline = time.monotonic() + LOCKED_WAIT_S
+    while True:
+        tip = _tip(git, top, target)
+        if tip is not None and tip != old:
+            taken = set(paths) & {path for _, path in _changes(git, top, old, tip)}
+            if taken:
+                return _blocked(
+                    f"{target} moved to {tip[:12]} while the merge was being applied, and that commit changed "
+                    f"{first_few(sorted(taken))} too: the task's changes were left in your checkout as they are; "
+                    "nothing else was changed"
+                )
+        try:
+            git(top, "git", "read-tree", "-m", "-u", new, old)
+            break
+        except GitError as exc:
+            if time.monotonic() >= deadline:
+                raise GitError(
+                    f"{why}, and your working tree could not be put back ({exc}): the "
+                    f"task's changes to {first_few(paths)} are in your index and working tree, uncommitted; "
+                    f"`git read-tree -m -u {new} {old}` takes them out"
+                ) from exc
+        time.sleep(_LOCKED_RETRY_S)
     if tip != old:
         return _MOVED
     return _blocked(f"{why}: nothing was merged")

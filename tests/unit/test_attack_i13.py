@@ -18,7 +18,9 @@ from cli.config_files import load_batch
 from queue_core import AgentExitError, AgentTask, MergeBackError, QueueError, TaskQueue, WorktreeError, isolated
 from queue_core.changes import GitCalls
 from queue_core.claims import Claim
+from queue_core.errors import GitError
 from queue_core.isolated import WorktreeAgent, WorktreePlan
+from queue_core.mergeback import MergeMode, MergeStatus, merge_back
 from queue_core.mergelock import merge_lock
 from queue_core.worktree_leftovers import leftovers, sweep
 from queue_core.worktrees import Worktree, create, finish
@@ -276,3 +278,44 @@ def test_an_agent_that_removed_its_worktree_is_told_so_not_that_git_could_not_ru
         queue.submit_task(task).result(timeout=WAIT)
     assert "could not run" not in str(caught.value)
     assert git(repo, "show", "HEAD:a.txt") == "base a\n"
+
+
+class GitLockedByTheUser(GitCalls):
+    """Git calls during which, from the merge's update-ref on, a commit of the user's holds the
+    index's and the branch's locks, for the next ``failures`` git calls that meet them."""
+
+    def __init__(self, repo: Path, branch: str, failures: int) -> None:
+        super().__init__()
+        self.locks = [repo / ".git" / "index.lock", repo / ".git" / "refs" / "heads" / f"{branch}.lock"]
+        self.failures = failures
+
+    def run(self, repo: Path, *args: str, **kw: Any) -> tuple[int, bytes]:
+        if "update-ref" in args and self.failures and not self.locks[0].exists():
+            for lock in self.locks:
+                lock.write_text("")
+        try:
+            return super().run(repo, *args, **kw)
+        except GitError:
+            if self.locks[0].exists():
+                self.failures -= 1
+                if not self.failures:  # the user's commit is done
+                    for lock in self.locks:
+                        lock.unlink()
+            raise
+
+
+def test_a_commit_of_the_users_holding_gits_locks_for_a_moment_neither_blocks_nor_leaves_the_merge_staged(
+    repo: Path,
+) -> None:
+    target = git(repo, "symbolic-ref", "--short", "HEAD").strip()
+    tree = create(repo, RUN, "A", git(repo, "rev-parse", "HEAD").strip())
+    (tree.path / "a.txt").write_text("the task's\n")
+    finish(tree, "A")
+    locked = GitLockedByTheUser(repo, target, failures=2)  # the update-ref, then the put-back's read-tree
+    result = merge_back(
+        repo, target_branch=target, base=tree.base, branch=tree.branch, mode=MergeMode.MERGE,
+        message="A\n", claims=(Claim.parse("a.txt"),), git=locked,
+    )  # fmt: skip
+    assert result.status is MergeStatus.MERGED, result.reason
+    assert git(repo, "show", "HEAD:a.txt") == "the task's\n"
+    assert git(repo, "status", "--porcelain") == ""  # nothing of the task's left staged

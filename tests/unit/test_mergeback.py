@@ -479,7 +479,8 @@ def test_a_file_touched_but_unchanged_does_not_block(repo: Path) -> None:
     assert result.status is MergeStatus.MERGED, result.reason
 
 
-def test_a_branch_that_cannot_be_moved_leaves_everything_as_it_was(repo: Path) -> None:
+def test_a_branch_that_cannot_be_moved_leaves_everything_as_it_was(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mergeback, "LOCKED_WAIT_S", 0.05)  # a lock held for good (a crashed git's)
     base = head(repo)
     task_branch(repo, {"a.txt": "a by the task\n"})
     user_work(repo)
@@ -493,7 +494,8 @@ def test_a_branch_that_cannot_be_moved_leaves_everything_as_it_was(repo: Path) -
     assert state(repo) == before
 
 
-def test_a_put_back_that_fails_says_what_is_left_and_loses_nothing(repo: Path) -> None:
+def test_a_put_back_that_fails_says_what_is_left_and_loses_nothing(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mergeback, "LOCKED_WAIT_S", 0.05)  # a lock held for good (a crashed git's)
     base = head(repo)
     task_branch(repo, {"a.txt": "a by the task\n"})
     lock = Path(repo, git(repo, "rev-parse", "--git-path", "refs/heads/main.lock").strip())
