@@ -136,7 +136,7 @@ class WorktreeAgent(SubprocessAgent):
                 f"it changed {first_few(report.unclaimed)}, outside its claims; its branch {tree.branch} is kept"
             )
             raise MergeBackError("rejected", report.reason, report.unclaimed)
-        self._merge(tree, plan, report)
+        self._merge(tree, plan, report, changes.tip)
         return code
 
     def _run_setup(self, tree: Worktree, plan: WorktreePlan) -> None:
@@ -155,8 +155,8 @@ class WorktreeAgent(SubprocessAgent):
             with self._stop_lock:
                 self._setup = None
 
-    def _merge(self, tree: Worktree, plan: WorktreePlan, report: WorktreeReport) -> None:
-        """Merge the branch back, one task of the repository at a time; tidy up or fail."""
+    def _merge(self, tree: Worktree, plan: WorktreePlan, report: WorktreeReport, tip: str) -> None:
+        """Merge the branch (at ``tip``) back, one task of the repository at a time; tidy up or fail."""
         lock = merge_lock(plan.repo, on_wait=self._merge_waits)
         with self._stop_lock:  # a stop (the task's timeout, a cancel) ends the wait for another's merge
             self._lock_wait = lock
@@ -193,10 +193,13 @@ class WorktreeAgent(SubprocessAgent):
         if result.status in (MergeStatus.MERGED, MergeStatus.NONE):
             # The work is in: a worktree git will not remove is kept and said, never a failure
             # (a retry would do the task's work a second time on top of the first).
-            try:
-                remove(tree, delete_branch=result.status is MergeStatus.MERGED, git=self._git)
+            try:  # a squash or a rebase merged the branch's changes, not its commits: it goes too
+                removal = remove(tree, delete_branch=result.status is MergeStatus.MERGED, merged=tip, git=self._git)
             except QueueError as exc:
                 report.reason = f"{result.reason}; its worktree {tree.path} is kept: {exc}"
+            else:
+                if removal.kept_because:
+                    report.reason = f"{result.reason}; its branch {tree.branch} is kept: {removal.kept_because}"
         else:
             raise MergeBackError(result.status.value, _failure(result, tree), result.conflicts or result.blocking)
 

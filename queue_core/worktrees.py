@@ -247,10 +247,12 @@ def commit_message(task: str, description: str) -> str:
     return f"{subject}\n" if whole else f"{subject}\n\n{text}\n"
 
 
-def remove(worktree: Worktree, *, delete_branch: bool, git: GitCalls = GIT) -> Removal:
+def remove(worktree: Worktree, *, delete_branch: bool, merged: str | None = None, git: GitCalls = GIT) -> Removal:
     """Remove the task's worktree (ignored files such as build output go with it), then, if
     ``delete_branch``, its branch with ``git branch -d``: a branch with commits that no other
-    branch has, or that HEAD has not merged, is kept and the Removal says why.
+    branch has, or that HEAD has not merged, is kept and the Removal says why. ``merged`` is
+    the branch's commit whose changes a squash or a rebase took in, as other commits: the
+    branch goes all the same, if it still names that commit.
 
     Raises UnmergedWorkError, removing nothing, if the worktree holds uncommitted changes or its
     HEAD a commit no branch has; WorktreeError if the folder is no worktree of the repository.
@@ -274,6 +276,12 @@ def remove(worktree: Worktree, *, delete_branch: bool, git: GitCalls = GIT) -> R
     if not delete_branch or not git(repo, "git", "for-each-ref", "--format=%(refname)", worktree.ref).strip():
         return Removal(False)
     lost = unmerged_commits(repo, [worktree.ref], exclude=[worktree.branch], git=git)
+    if lost and merged is not None:
+        try:  # compare-and-swap: a branch that moved since is kept
+            git(repo, "git", "update-ref", "-d", worktree.ref, merged)
+        except GitError as exc:
+            return Removal(False, str(exc))
+        return Removal(True)
     if lost:
         return Removal(False, f"{len(lost)} commit(s) of {worktree.branch} are on no other branch")
     try:

@@ -319,3 +319,20 @@ def test_a_commit_of_the_users_holding_gits_locks_for_a_moment_neither_blocks_no
     assert result.status is MergeStatus.MERGED, result.reason
     assert git(repo, "show", "HEAD:a.txt") == "the task's\n"
     assert git(repo, "status", "--porcelain") == ""  # nothing of the task's left staged
+
+
+@pytest.mark.parametrize("mode", [MergeMode.SQUASH, MergeMode.REBASE])
+def test_a_squashed_or_rebased_task_s_branch_goes_once_merged(repo: Path, mode: MergeMode) -> None:
+    # The user commits while the task runs: the merge makes new commits, the branch's are on no other branch.
+    script = f'echo more >> a.txt; git -C "{repo}" -c user.name=u -c user.email=u@x commit -q --allow-empty -m mine'
+    task = agent(repo, "A", script, ("a.txt",))
+    runner = task.execute_fn
+    assert isinstance(runner, WorktreeAgent)
+    assert runner.plan is not None
+    runner.plan = replace(runner.plan, merge=mode)
+    with TaskQueue(1, repo=repo) as queue:
+        assert queue.submit_task(task).result(timeout=WAIT) == 0
+    assert git(repo, "show", "HEAD:a.txt") == "base a\nmore\n"
+    assert git(repo, "log", "-1", "--format=%s", "HEAD~1") == "mine\n"
+    assert git(repo, "branch", "--list", "pm/*") == ""  # merged: not left for clean --force to take
+    assert leftovers(repo, lambda run: False) == []
