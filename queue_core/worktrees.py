@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,9 @@ SUBJECT_MAX = 72
 #: What an operation that the agent left half-done leaves in a worktree's git directory.
 _IN_PROGRESS = ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "rebase-merge", "rebase-apply")
 
+#: How many times ``git worktree add`` is tried, and the pause before the next try (times the tries).
+_ADD_TRIES = 5
+_ADD_RETRY_S = 0.02
 #: The calls of this module's functions, unless they are given others (to interrupt them).
 GIT = GitCalls()
 
@@ -181,9 +185,25 @@ def create(
         raise WorktreeError(f"{path} already exists: a task's worktree is never reused")
     if git(top, "git", "for-each-ref", "--format=%(refname)", f"refs/heads/{branch}").strip():
         raise WorktreeError(f"branch {branch} already exists: a task's branch is never reused")
-    # -b fails if the branch appeared meanwhile: git's check is the atomic one.
-    git(top, "git", "worktree", "add", "--quiet", "--no-track", "-b", branch, "--", str(path), commit)
+    _add(top, branch, path, commit, git)
     return Worktree(path, branch, commit, task, run, top)
+
+
+def _add(top: Path, branch: str, path: Path, commit: str, git: GitCalls) -> None:
+    """``git worktree add -b`` (which fails if the branch appeared meanwhile: git's check is the
+    atomic one), tried again if it failed having made nothing but the branch: another add of the
+    repository half-way through writing its folder fails it (git 2.39 reads its empty commondir),
+    and a run's instances start at once."""
+    for attempt in range(1, _ADD_TRIES + 1):
+        try:
+            git(top, "git", "worktree", "add", "--quiet", "--no-track", "-b", branch, "--", str(path), commit)
+            return
+        except GitError:
+            if attempt == _ADD_TRIES or os.path.lexists(path):
+                raise
+        # The branch it made names the base still (compare-and-swap): nobody's work yet.
+        git.run(top, "git", "update-ref", "-d", f"refs/heads/{branch}", commit, ok=(0, 1, 128))
+        time.sleep(_ADD_RETRY_S * attempt)
 
 
 def task_of_attempt(name: str) -> str:
