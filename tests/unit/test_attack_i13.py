@@ -1,5 +1,7 @@
 """Hostile tests of worktree isolation (issue 13) on real git repositories: what agents do to
-their worktrees, and what happens after a merge."""
+their worktrees, a stop (a timeout) at each step of an attempt, git commands of the user's and
+of other runs meeting a merge or a worktree being made, names at the limits, and what happens
+after a merge."""
 
 from __future__ import annotations
 
