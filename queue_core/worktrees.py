@@ -57,11 +57,15 @@ __all__ = [
     "copy_included",
     "create",
     "default_root",
+    "delete_merged_branch",
     "finish",
     "list_worktrees",
+    "make_folder",
+    "new_branch",
     "remove",
     "run_setup",
     "uncommitted_paths",
+    "unfinished",
     "unmerged_commits",
 ]
 
@@ -163,26 +167,45 @@ def create(
     ``base`` is no commit, GitError if git fails.
     """
     top = Path(repo).resolve()
-    check_run_id(run)
-    check_task_id(task)
-    branch = _branch_name(top, f"{BRANCH_PREFIX}{run}/{task}", git)
-    try:
-        commit = _rev(top, base, git)
-    except GitError as exc:
-        raise WorktreeError(f"{base!r} names no commit in {top}: {exc}") from None
-    parent = (default_root(top) if root is None else top / root) / run
-    if root is None:
-        ensure_private_dir(parent)  # the state directory's: owner-only, never through a symlink
-    else:
-        parent.mkdir(parents=True, exist_ok=True)
+    branch, commit = new_branch(top, run, task, base, git=git)
+    parent = make_folder(top, root, run)
     path = parent.resolve() / task  # as git records it: leftovers() and remove() compare the two
     if os.path.lexists(path):
         raise WorktreeError(f"{path} already exists: a task's worktree is never reused")
-    if git(top, "git", "for-each-ref", "--format=%(refname)", f"refs/heads/{branch}").strip():
-        raise WorktreeError(f"branch {branch} already exists: a task's branch is never reused")
     # -b fails if the branch appeared meanwhile: git's check is the atomic one.
     git(top, "git", "worktree", "add", "--quiet", "--no-track", "-b", branch, "--", str(path), commit)
     return Worktree(path, branch, commit, task, run, top)
+
+
+def new_branch(repo: Path, run: str, task: str, base: str, *, git: GitCalls = GIT) -> tuple[str, str]:
+    """The name of the branch ``pm/<run>/<task>``, which does not exist yet, and the commit
+    ``base`` names: what a task's worktree, new or reused, starts with.
+
+    Raises InvalidArgumentError (an InvalidTaskIdError for the task) for a name that cannot be a
+    branch or a folder, WorktreeError if the branch exists (never reused) or ``base`` is no commit.
+    """
+    check_run_id(run)
+    check_task_id(task)
+    branch = _branch_name(repo, f"{BRANCH_PREFIX}{run}/{task}", git)
+    try:
+        commit = _rev(repo, base, git)
+    except GitError as exc:
+        raise WorktreeError(f"{base!r} names no commit in {repo}: {exc}") from None
+    if git(repo, "git", "for-each-ref", "--format=%(refname)", f"refs/heads/{branch}").strip():
+        raise WorktreeError(f"branch {branch} already exists: a task's branch is never reused")
+    return branch, commit
+
+
+def make_folder(repo: Path, root: str | os.PathLike[str] | None, name: str) -> Path:
+    """The folder ``name`` of the worktree root (``root`` relative to ``repo``, else
+    :func:`default_root`), made if missing: in the state directory owner-only, never through a
+    symlink."""
+    folder = (default_root(repo) if root is None else repo / root) / name
+    if root is None:
+        ensure_private_dir(folder)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def finish(worktree: Worktree, description: str, *, git: GitCalls = GIT) -> Changes:
@@ -263,7 +286,15 @@ def remove(worktree: Worktree, *, delete_branch: bool, git: GitCalls = GIT) -> R
             raise
         with contextlib.suppress(OSError):
             worktree.path.parent.rmdir()  # the run's folder, once its last worktree is gone
-    if not delete_branch or not git(repo, "git", "for-each-ref", "--format=%(refname)", worktree.ref).strip():
+    return delete_merged_branch(worktree, git=git) if delete_branch else Removal(False)
+
+
+def delete_merged_branch(worktree: Worktree, *, git: GitCalls = GIT) -> Removal:
+    """Delete the task's branch with ``git branch -d``, once no worktree has it checked out: a
+    branch with commits that no other branch has, or that HEAD has not merged, is kept and the
+    Removal says why. Gone already: nothing to do."""
+    repo = worktree.repo
+    if not git(repo, "git", "for-each-ref", "--format=%(refname)", worktree.ref).strip():
         return Removal(False)
     lost = unmerged_commits(repo, [worktree.ref], exclude=[worktree.branch], git=git)
     if lost:
@@ -348,9 +379,14 @@ def _check_on_branch(worktree: Worktree, git: GitCalls) -> None:
     if head != worktree.ref:
         where = "a detached HEAD" if head == "HEAD" else head
         raise WorktreeError(f"worktree {worktree.path} left its branch {worktree.branch} for {where}: not committed")
-    for name in _IN_PROGRESS:
-        if os.path.lexists(os.path.join(git_dir, name)):
-            raise WorktreeError(f"worktree {worktree.path}: the agent left an unfinished operation ({name})")
+    if (name := unfinished(git_dir)) is not None:
+        raise WorktreeError(f"worktree {worktree.path}: the agent left an unfinished operation ({name})")
+
+
+def unfinished(git_dir: str) -> str | None:
+    """The operation (``MERGE_HEAD``, ``rebase-merge``...) left half-done in a worktree whose git
+    directory is ``git_dir``; None if there is none."""
+    return next((name for name in _IN_PROGRESS if os.path.lexists(os.path.join(git_dir, name))), None)
 
 
 def _commit(worktree: Worktree, message: str, git: GitCalls) -> str:
