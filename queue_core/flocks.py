@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import StateError
 
-__all__ = ["try_lock"]
+__all__ = ["held", "try_lock"]
 
 
 def try_lock(path: Path, what: str) -> int | None:
@@ -39,3 +39,19 @@ def try_lock(path: Path, what: str) -> int | None:
             return None
         raise StateError(path, f"cannot lock {what}: {exc.strerror or exc}") from exc
     return fd
+
+
+def held(path: Path) -> bool:
+    """Whether another holder has the flock on ``path`` now. A probe that makes no file and holds
+    nothing (a shared lock, released at once), for views that write nothing, such as ``status``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False  # no lock file: nobody ever held it; one that cannot be opened: not ours to say
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+    finally:
+        os.close(fd)
+    return False

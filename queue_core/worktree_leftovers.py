@@ -7,19 +7,26 @@ on such a branch or in a ``<root>/<run>/<task>`` folder, with whether its run is
 predicate the caller passes: the registry knows), and, for a dead run, what removing it would
 lose. :func:`prune` removes a dead run's leftover, refusing to lose commits that no other branch
 has, or uncommitted changes, unless forced.
+
+A worktree of the pool (:mod:`~queue_core.worktree_pool`) is a leftover unless it is idle, or
+held this moment without being a task's: one on a task's branch is that task's, one a task took
+but left detached (killed while it was reset) is the task's its record names, and an idle one
+that someone changed since is a leftover of no run (``run`` is ""). It is pruned under its lock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .changes import GitCalls
 from .errors import GitError, UnmergedWorkError, WorktreeError
+from .flocks import held, try_lock
 from .runid import RUN_ID_PATTERN
+from .worktree_pool import POOL_FOLDER, PoolEntry, entries, is_idle, lock_of
 from .worktrees import BRANCH_PREFIX, GIT, Listed, default_root, list_worktrees, uncommitted_paths, unmerged_commits
 
 __all__ = ["Leftover", "Swept", "leftovers", "prune", "sweep"]
@@ -40,6 +47,7 @@ class Leftover:
     alive: bool
     unmerged: tuple[str, ...] | None = None
     uncommitted: tuple[str, ...] | None = None
+    pooled: bool = False  # its worktree is one of the pool's
 
 
 def leftovers(
@@ -62,12 +70,13 @@ def leftovers(
         key = _task_of_branch(ref)
         if key is not None:
             found[key] = Leftover(top, *key, ref.removeprefix("refs/heads/"), tip, None, False, False)
+    pool = {entry.path: entry for entry in entries(top, root=root, listed=listed, git=git)}
     for entry in listed:
-        key = _task_of_worktree(entry, folder)
+        key = _task_of_pool_entry(pool[entry.path], git) if entry.path in pool else _task_of_worktree(entry, folder)
         if key is None:
             continue
         known = found.get(key) or Leftover(top, *key, None, None, None, False, False)
-        found[key] = replace(known, path=entry.path, missing=entry.prunable)
+        found[key] = replace(known, path=entry.path, missing=entry.prunable, pooled=entry.path in pool)
     result = []
     for key in sorted(found):
         leftover = replace(found[key], alive=alive(key[0]))
@@ -84,18 +93,37 @@ def prune(leftover: Leftover, *, force: bool = False, git: GitCalls = GIT) -> No
     """
     if leftover.alive:
         raise WorktreeError(f"run {leftover.run} is alive: task {leftover.task}'s worktree is in use")
-    now = _inspect(leftover, list_worktrees(leftover.repo, git=git), git)
-    if not force and (now.unmerged or now.uncommitted):
-        where = now.branch or str(now.path)
-        raise UnmergedWorkError(f"{where} of dead run {now.run}", now.unmerged or (), now.uncommitted or ())
-    repo = leftover.repo
-    if now.path is not None:
-        git(repo, "git", "worktree", "remove", *(["--force", "--force"] if force else []), "--", str(now.path))
-        with contextlib.suppress(OSError):
-            now.path.parent.rmdir()  # the run's folder, once its last worktree is gone
+    with _pool_lock_of(leftover):
+        now = _inspect(leftover, list_worktrees(leftover.repo, git=git), git)
+        if not force and (now.unmerged or now.uncommitted):
+            where = now.branch or str(now.path)
+            whose = f"dead run {now.run}" if now.run else "the pool"
+            raise UnmergedWorkError(f"{where} of {whose}", now.unmerged or (), now.uncommitted or ())
+        repo = leftover.repo
+        if now.path is not None:
+            git(repo, "git", "worktree", "remove", *(["--force", "--force"] if force else []), "--", str(now.path))
+            if not leftover.pooled:
+                with contextlib.suppress(OSError):
+                    now.path.parent.rmdir()  # the run's folder, once its last worktree is gone
     if now.branch is not None and now.tip is not None:
         # Deleted only if it still names the commit looked at: a branch that moved since is kept.
         git(repo, "git", "update-ref", "-d", f"refs/heads/{now.branch}", now.tip)
+
+
+@contextlib.contextmanager
+def _pool_lock_of(leftover: Leftover) -> Iterator[None]:
+    """For a worktree of the pool, its lock held while it is looked at and removed: a task may
+    be taking it this moment (it looked idle); raises WorktreeError if so."""
+    if not leftover.pooled or leftover.path is None:
+        yield
+        return
+    fd = try_lock(lock_of(leftover.path), "the pool worktree's lock")
+    if fd is None:
+        raise WorktreeError(f"pool worktree {leftover.path} is in use: kept")
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def _inspect(leftover: Leftover, listed: list[Listed], git: GitCalls) -> Leftover:
@@ -127,6 +155,19 @@ def _task_of_branch(ref: str) -> tuple[str, str] | None:
     if len(parts) == 2 and all(RUN_ID_PATTERN.fullmatch(part) for part in parts):
         return parts[0], parts[1]
     return None
+
+
+def _task_of_pool_entry(entry: PoolEntry, git: GitCalls) -> tuple[str, str] | None:
+    """(run, task) of a worktree of the pool that is a leftover: on a task's branch, or taken by
+    the task its record names; ("", ".pool/<n>") for one changed since it was given back; None
+    for an idle one, or one held this moment that no task's record names (being taken)."""
+    if entry.listed.ref is not None and (key := _task_of_branch(entry.listed.ref)) is not None:
+        return key
+    if entry.task is not None and all(RUN_ID_PATTERN.fullmatch(part) for part in entry.task):
+        return entry.task
+    if held(entry.lock) or is_idle(entry, git=git):
+        return None
+    return "", f"{POOL_FOLDER}/{entry.path.name}"
 
 
 def _task_of_worktree(entry: Listed, folder: Path) -> tuple[str, str] | None:
