@@ -258,6 +258,7 @@ def _plan_worktrees(
                 root,
                 repo_config.setup,
                 ports,
+                pool=repo_config.worktree_pool,
             )
 
 

@@ -16,6 +16,11 @@ Each attempt of a task (see :mod:`queue_core.worktrees`):
 
 The claims are held from the worktree's creation to the end of the merge, so the merge writes
 only files no other running task may touch; they are what keeps merges clean.
+
+With a pool (``pool`` > 0, ``worktree_pool:``), step 1 takes a worktree a merged task gave back,
+reset to the base (:mod:`queue_core.worktree_pool`), its ignored files kept and the
+``.worktreeinclude`` copies made anew; step 4 gives it back instead of removing it. A task that
+fails keeps it, as it would keep a worktree of its own.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from .mergelock import MergeLock, merge_lock
 from .mergeplan import MergeMode
 from .ports import PortBlocks
 from .runner import SubprocessAgent
+from .worktree_pool import Lease, take
 from .worktree_setup import Setup
 from .worktrees import GIT, Worktree, check_claims, commit_message, copy_included, create, finish, remove
 
@@ -45,7 +51,8 @@ class WorktreePlan:
     ``target`` is the branch the run started on (merged into, never checked out); ``writes``
     the task's write claims (what it may change); ``root`` where worktrees go (None: the state
     directory); ``setup`` the commands run in each new worktree, each an argv; ``ports`` the
-    run's port blocks (None: no ``PM_PORT_BASE``).
+    run's port blocks (None: no ``PM_PORT_BASE``); ``pool`` how many idle worktrees are kept
+    for reuse (0: none, a new worktree per attempt).
     """
 
     repo: Path
@@ -59,6 +66,7 @@ class WorktreePlan:
     root: Path | None = None
     setup: tuple[tuple[str, ...], ...] = ()
     ports: PortBlocks | None = None
+    pool: int = 0
 
 
 @dataclass
@@ -100,10 +108,22 @@ class WorktreeAgent(SubprocessAgent):
         with self._stop_lock:
             self._stopped = False
         name = plan.task if self._attempts == 1 else f"{plan.task}.{self._attempts}"
-        base = self._git(plan.repo, "git", "rev-parse", "--verify", "--end-of-options", f"refs/heads/{plan.target}")
-        tree = create(plan.repo, plan.run, name, base.decode().strip(), root=plan.root, git=self._git)
+        out = self._git(plan.repo, "git", "rev-parse", "--verify", "--end-of-options", f"refs/heads/{plan.target}")
+        base = out.decode().strip()
+        if plan.pool < 1:
+            return self._attempt(create(plan.repo, plan.run, name, base, root=plan.root, git=self._git), plan, None)
+        lease = take(plan.repo, plan.run, name, base, root=plan.root, git=self._git)
+        try:
+            return self._attempt(lease.worktree, plan, lease)
+        finally:
+            lease.release()  # given back already, or kept as it is: a failed task's
+
+    def _attempt(self, tree: Worktree, plan: WorktreePlan, lease: Lease | None) -> int:
+        """Steps 1 to 4 in the worktree ``tree`` (``lease``: the pool's, else a worktree of its own)."""
+        name = tree.task
         self.worktree = report = WorktreeReport(tree.branch, tree.path)
-        copy_included(plan.repo, tree.path, git=self._git)  # .env and the like: before setup needs them
+        # .env and the like, before setup needs them; over the last task's copies in a reused one.
+        copy_included(plan.repo, tree.path, git=self._git, replace=lease is not None and lease.reused)
         block = None if plan.ports is None else plan.ports.acquire(name)
         try:
             self.cwd = tree.path
@@ -122,7 +142,7 @@ class WorktreeAgent(SubprocessAgent):
                 f"it changed {first_few(report.unclaimed)}, outside its claims; its branch {tree.branch} is kept"
             )
             raise MergeBackError("rejected", report.reason, report.unclaimed)
-        self._merge(tree, plan, report)
+        self._merge(tree, plan, report, lease)
         return code
 
     def _run_setup(self, tree: Worktree, plan: WorktreePlan) -> None:
@@ -138,7 +158,7 @@ class WorktreeAgent(SubprocessAgent):
             with self._stop_lock:
                 self._setup = None
 
-    def _merge(self, tree: Worktree, plan: WorktreePlan, report: WorktreeReport) -> None:
+    def _merge(self, tree: Worktree, plan: WorktreePlan, report: WorktreeReport, lease: Lease | None) -> None:
         """Merge the branch back, one task of the repository at a time; tidy up or fail."""
         lock = merge_lock(plan.repo)
         with self._stop_lock:  # a stop (the task's timeout, a cancel) ends the wait for another's merge
@@ -168,8 +188,12 @@ class WorktreeAgent(SubprocessAgent):
         if result.status in (MergeStatus.MERGED, MergeStatus.NONE):
             # The work is in: a worktree git will not remove is kept and said, never a failure
             # (a retry would do the task's work a second time on top of the first).
+            merged = result.status is MergeStatus.MERGED
             try:
-                remove(tree, delete_branch=result.status is MergeStatus.MERGED, git=self._git)
+                if lease is None:
+                    remove(tree, delete_branch=merged, git=self._git)
+                else:
+                    lease.give_back(delete_branch=merged, keep=plan.pool)
             except QueueError as exc:
                 report.reason = f"{result.reason}; its worktree {tree.path} is kept: {exc}"
         else:

@@ -14,8 +14,10 @@ import pytest
 
 from queue_core import AgentTask, InvalidTaskError, MergeBackError, SubprocessAgent, TaskQueue
 from queue_core.claims import Claim
+from queue_core.errors import AgentExitError
 from queue_core.isolated import WorktreeAgent, WorktreePlan
 from queue_core.mergeplan import MergeMode
+from queue_core.worktree_pool import idle, pool_dir, take
 
 from ..conftest import WAIT, git, git_repo
 
@@ -147,3 +149,66 @@ def test_several_instances_refuse_an_agent_command_in_the_shared_checkout(repo: 
         with pytest.raises(InvalidTaskError, match="worktree of their own"):
             queue.submit_task(AgentTask("dev", "x", ["a.txt"], plain, id="x"))
         assert queue.submit_task(AgentTask("other", "y", ["b.txt"], plain, id="y")).result(timeout=WAIT) == 0
+
+
+# --- a pool of worktrees (worktree_pool: N) ---------------------------------------------------
+
+
+def test_with_a_pool_the_next_task_reuses_the_merged_tasks_worktree(repo: Path) -> None:
+    (repo / ".gitignore").write_text(".env\ncache/\n")
+    (repo / ".worktreeinclude").write_text(".env\n")
+    git(repo, "add", ".gitignore", ".worktreeinclude")
+    git(repo, "commit", "-qm", "ignore")
+    (repo / ".env").write_text("KEY=first\n")
+    script = 'echo "at $PM_WORKTREE"; cat .env; ls cache 2>/dev/null; mkdir -p cache; touch cache/{name}.o; '
+    script += "echo {name} > {file}"
+    first = agent(repo, "A", script.format(name="A", file="a.txt"), ("a.txt",), pool=1)
+    with TaskQueue(1, repo=repo) as queue:
+        assert queue.submit_task(first).result(timeout=WAIT) == 0
+    (repo / ".env").write_text("KEY=second\n")  # the user's change: the next task's copy is new
+    second = agent(repo, "B", script.format(name="B", file="b.txt"), ("b.txt",), pool=1)
+    with TaskQueue(1, repo=repo) as queue:
+        assert queue.submit_task(second).result(timeout=WAIT) == 0
+
+    reports = [task.execute_fn.worktree for task in (first, second)]  # type: ignore[attr-defined]
+    assert [r.merge for r in reports] == ["merged", "merged"]
+    assert reports[0].path == reports[1].path == pool_dir(repo) / "0"
+    log_a, log_b = (repo.parent / f"{t}.log" for t in "AB")
+    assert f"at {reports[0].path}\nKEY=first\n" in log_a.read_text()
+    assert f"at {reports[0].path}\nKEY=second\nA.o\n" in log_b.read_text()  # the cache stayed, .env is new
+    assert (show(repo, "a.txt"), show(repo, "b.txt")) == ("A\n", "B\n")
+    assert git(repo, "branch", "--list", "pm/*") == ""
+    assert idle(repo) == [reports[0].path]
+
+
+def test_with_a_pool_a_rejected_task_keeps_its_worktree_and_the_next_gets_another(repo: Path) -> None:
+    rejected = agent(repo, "A", "echo A > a.txt; echo stray > b.txt", ("a.txt",), pool=2)
+    with TaskQueue(1, repo=repo) as queue, pytest.raises(MergeBackError):
+        queue.submit_task(rejected).result(timeout=WAIT)
+    kept = rejected.execute_fn.worktree  # type: ignore[attr-defined]
+    after = agent(repo, "B", "echo B > b.txt", ("b.txt",), pool=2)
+    with TaskQueue(1, repo=repo) as queue:
+        assert queue.submit_task(after).result(timeout=WAIT) == 0
+
+    assert after.execute_fn.worktree.path != kept.path  # type: ignore[attr-defined]
+    assert (kept.path / "b.txt").read_text() == "stray\n"  # kept for inspection, on its branch
+    assert git(kept.path, "rev-parse", "--abbrev-ref", "HEAD").strip() == kept.branch
+    assert idle(repo) == [after.execute_fn.worktree.path]  # type: ignore[attr-defined]
+
+
+def test_a_failing_agent_keeps_its_pool_worktree_with_its_work(repo: Path) -> None:
+    failing = agent(repo, "A", "echo half > a.txt; exit 3", ("a.txt",), pool=2)
+    with TaskQueue(1, repo=repo) as queue, pytest.raises(AgentExitError):
+        queue.submit_task(failing).result(timeout=WAIT)
+    report = failing.execute_fn.worktree  # type: ignore[attr-defined]
+    assert (report.path / "a.txt").read_text() == "half\n"
+    assert idle(repo) == []
+    assert not take(repo, RUN, "next", git(repo, "rev-parse", "HEAD").strip()).reused
+
+
+def test_without_a_pool_nothing_is_kept(repo: Path) -> None:
+    task = agent(repo, "A", "echo A > a.txt", ("a.txt",))
+    with TaskQueue(1, repo=repo) as queue:
+        assert queue.submit_task(task).result(timeout=WAIT) == 0
+    assert not task.execute_fn.worktree.path.exists()  # type: ignore[attr-defined]
+    assert not pool_dir(repo).exists()
