@@ -166,8 +166,10 @@ def status(
     On a terminal, as panels laid out for its width (with --watch, redrawn in place), each run
     with its progress and elapsed time, and the CPU and memory of the machine and of each run's
     agents, in percent of all the machine's cores; elsewhere, or with --no-live, as plain text.
-    Exit codes: 0 shown; 2 bad input (no such --repo, not a git repository); with --watch, 128 +
-    N ended by signal N (130 Ctrl-C), 129 the terminal went away, 141 the reader went away.
+    Then the task worktrees that dead runs left, and how many idle worktrees worktree_pool
+    keeps for reuse (clean removes the first, clean --pool the others). Exit codes: 0 shown; 2
+    bad input (no such --repo, not a git repository); with --watch, 128 + N ended by signal N
+    (130 Ctrl-C), 129 the terminal went away, 141 the reader went away.
     """
     import sys
 
@@ -237,6 +239,10 @@ def clean(
             "--force", help="Also remove dead runs' task worktrees and branches that hold commits or changes."
         ),
     ] = False,
+    pool: Annotated[
+        bool,
+        typer.Option("--pool", help="Also remove the idle worktrees kept for reuse (worktree_pool), never one in use."),
+    ] = False,
     repo: RepoOption = None,
 ) -> None:
     """Prune the state directory: old runs' history and logs, dead runs' records, stray files.
@@ -245,12 +251,13 @@ def clean(
     an agent still runs, or another host's run beats); says what it removed, and what it kept
     and why. Each run does this when it ends. Then the task worktrees and pm/ branches that dead
     runs left (a run killed with SIGKILL): removed if they hold no work; kept, and named, if
-    they hold commits on no other branch or uncommitted changes, unless --force. Exit codes: 0
+    they hold commits on no other branch or uncommitted changes, unless --force. The idle
+    worktrees that worktree_pool keeps for the next tasks stay, unless --pool. Exit codes: 0
     done; 1 the registry cannot be used, or something could not be removed; 2 bad input.
     """
     from . import clean as clean_command
 
-    raise typer.Exit(clean_command.run(repo, keep_runs=keep_runs, dry_run=dry_run, force=force))
+    raise typer.Exit(clean_command.run(repo, keep_runs=keep_runs, dry_run=dry_run, force=force, pool=pool))
 
 
 @app.command(short_help="Show a worktree task's kept branch: its changes.")

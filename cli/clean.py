@@ -1,4 +1,5 @@
-"""``project-manager clean``: prune the repository's state directory now (see queue_core.retention).
+"""``project-manager clean``: prune the repository's state directory now (see queue_core.retention),
+then dead runs' task worktrees and branches, and with ``--pool`` the pool's idle worktrees.
 
 Thin: the repository's ``keep_runs`` comes from ``project-manager.yaml`` unless ``--keep-runs``
 says otherwise; what goes and what stays is decided in the library, under the registry lock,
@@ -16,6 +17,7 @@ from queue_core.registry import Registry
 from queue_core.retention import DEFAULT_KEEP_RUNS, preview, prune
 from queue_core.status import live_run_records
 from queue_core.worktree_leftovers import Leftover, leftovers, sweep
+from queue_core.worktree_pool import idle, pool_dir, remove_idle
 
 from . import render, terminal
 from .config import ConfigError
@@ -24,7 +26,7 @@ from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from .repo import find_repo
 
 
-def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool, force: bool = False) -> int:
+def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool, force: bool = False, pool: bool = False) -> int:
     repo_root = find_repo(repo)
     try:
         config = load_repo_config(repo_root)
@@ -52,13 +54,16 @@ def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool, force: bool 
         terminal.error(f"could not remove {failure}")
     try:
         swept = sweep(repo_root, run_alive(repo_root), root=worktree_root, force=force, dry_run=dry_run)
+        idled = remove_idle(repo_root, root=worktree_root, dry_run=dry_run) if pool else []
     except GitError as exc:  # not a git repository: no worktrees to look for
-        swept = []
+        swept, idled = [], []
         if (repo_root / ".git").exists():
             terminal.error(f"could not list the worktrees of dead runs: {exc}")
             return EXIT_FAILED
     if swept:
         terminal.out(render.swept_text(swept, done=not dry_run))
+    if idled:
+        terminal.out(render.pool_text(idled, done=not dry_run))
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
@@ -70,6 +75,15 @@ def run_alive(repo_root: Path) -> Callable[[str], bool]:
         return any(record.run == run for record in live_run_records(repo_root))
 
     return alive
+
+
+def idle_pool(repo_root: Path) -> tuple[Path, list[Path]]:
+    """The pool's folder and its idle worktrees, for ``status``; none if they cannot be listed."""
+    try:
+        root = load_repo_config(repo_root).worktree_root
+        return pool_dir(repo_root, root), idle(repo_root, root=root)
+    except (ConfigError, GitError, StateError):
+        return pool_dir(repo_root), []
 
 
 def dead_leftovers(repo_root: Path) -> list[Leftover]:
