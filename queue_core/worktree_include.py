@@ -165,13 +165,13 @@ def _make_way(parent: int, name: str, path: str, source: os.stat_result, tracked
         st = os.lstat(name, dir_fd=parent)
     except FileNotFoundError:
         return None
+    same_file = stat.S_ISREG(st.st_mode) and stat.S_ISREG(source.st_mode) and st.st_size == source.st_size
+    if same_file and st.st_mode == source.st_mode and st.st_mtime_ns == source.st_mtime_ns:
+        return ""  # before asking git what it tracks: the usual case of a reused worktree
     if path in tracked:
         return None  # the copy meets it and says so, as in a new worktree
     if stat.S_ISDIR(st.st_mode):
         return "a folder in the worktree has its name: not replaced"
-    same_file = stat.S_ISREG(st.st_mode) and stat.S_ISREG(source.st_mode) and st.st_size == source.st_size
-    if same_file and st.st_mode == source.st_mode and st.st_mtime_ns == source.st_mtime_ns:
-        return ""
     os.unlink(name, dir_fd=parent)
     return None
 

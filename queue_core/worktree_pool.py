@@ -170,7 +170,7 @@ def take(
                     # --force: the checks above found nothing to lose; ignored files stay.
                     git(entry.path, "git", "checkout", "--quiet", "--detach", "--force", commit)
                     git(entry.path, "git", "clean", "--quiet", "-f", "-d")
-                    git(entry.path, "git", "checkout", "--quiet", "--no-track", "-b", branch)
+                    _switch_to_new(entry.path, branch, commit, git)
                     return Lease(Worktree(entry.path, branch, commit, task, run, top), fd, reused=True, git=git)
                 settle.release_only()
     registered = {entry.path for entry in listed}
@@ -211,14 +211,16 @@ class Lease:
         """
         tree, git = self.worktree, self._git
         try:
-            git(tree.path, "git", "checkout", "--quiet", "--detach")  # a worktree's branch cannot be deleted
+            # Detached first: git deletes no branch a worktree is on. HEAD alone moves, as with
+            # `git checkout --detach`, without its walk over every file of the index.
+            head = git(tree.path, "git", "rev-parse", "--verify", "HEAD").decode("ascii").strip()
+            git(tree.path, "git", "update-ref", "--no-deref", "-m", "project-manager: given back", "HEAD", head)
             removal = delete_merged_branch(tree, git=git) if delete_branch else Removal(False)
             dirty, operation = _left_in(tree.path, git)
             if dirty:
                 raise UnmergedWorkError(f"pool worktree {tree.path}", uncommitted=dirty)
             if operation is not None:
                 raise WorktreeError(f"pool worktree {tree.path}: an operation is half-done ({operation}); kept")
-            head = git(tree.path, "git", "rev-parse", "--verify", "HEAD").decode("ascii").strip()
             if not self._keep_idle(keep, head):
                 git(tree.repo, "git", "worktree", "remove", "--", str(tree.path))
                 self._record(())
@@ -288,6 +290,15 @@ def remove_idle(
         finally:
             os.close(fd)
     return done
+
+
+def _switch_to_new(path: Path, branch: str, commit: str, git: GitCalls) -> None:
+    """Make ``branch`` at ``commit`` and put the worktree at ``path`` (detached there) on it, as
+    ``git checkout -b`` would, without its walk over every file of the index. The empty old value
+    makes git refuse a branch that exists: its check is the atomic one."""
+    message = f"project-manager: branch {branch} for a pool worktree"
+    git(path, "git", "update-ref", "-m", message, f"refs/heads/{branch}", commit, "")
+    git(path, "git", "symbolic-ref", "-m", message, "HEAD", f"refs/heads/{branch}")
 
 
 def _still_idle(top: Path, path: Path, git: GitCalls) -> bool:

@@ -212,3 +212,16 @@ def test_without_a_pool_nothing_is_kept(repo: Path) -> None:
         assert queue.submit_task(task).result(timeout=WAIT) == 0
     assert not task.execute_fn.worktree.path.exists()  # type: ignore[attr-defined]
     assert not pool_dir(repo).exists()
+
+
+@pytest.mark.parametrize("mode", [MergeMode.SQUASH, MergeMode.REBASE])
+def test_with_a_pool_a_squashed_or_rebased_tasks_worktree_is_given_back(repo: Path, mode: MergeMode) -> None:
+    user_commit = f"printf 'user\\n' > {repo}/user.txt && git -C {repo} -c user.name=u -c user.email=u@x commit -qam u"
+    task = agent(repo, "A", f"{user_commit} && echo A > a.txt", ("a.txt",), merge=mode, pool=1)
+    with TaskQueue(1, repo=repo) as queue:
+        assert queue.submit_task(task).result(timeout=WAIT) == 0
+    report = task.execute_fn.worktree  # type: ignore[attr-defined]
+    assert report.merge == "merged"
+    assert (show(repo, "a.txt"), show(repo, "user.txt")) == ("A\n", "user\n")
+    assert idle(repo) == [report.path]  # clean, detached: ready for the next task
+    assert git(repo, "rev-parse", f"{report.branch}:a.txt").strip()  # its commits are on no other branch: kept
