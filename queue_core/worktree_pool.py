@@ -54,7 +54,19 @@ from .worktrees import (
     unfinished,
 )
 
-__all__ = ["POOL_FOLDER", "Lease", "PoolEntry", "PoolRemoval", "entries", "idle", "pool_dir", "remove_idle", "take"]
+__all__ = [
+    "POOL_FOLDER",
+    "Lease",
+    "PoolEntry",
+    "PoolRemoval",
+    "entries",
+    "idle",
+    "is_idle",
+    "lock_of",
+    "pool_dir",
+    "remove_idle",
+    "take",
+]
 
 #: The pool's folder in the worktree root: a leading dot, which no run id has.
 POOL_FOLDER = ".pool"
@@ -303,9 +315,13 @@ def _switch_to_new(path: Path, branch: str, commit: str, git: GitCalls) -> None:
 
 def _still_idle(top: Path, path: Path, git: GitCalls) -> bool:
     """Whether the worktree at ``path`` is idle, looked at afresh (its lock held: it cannot change
-    now): between the first look and the lock, another task may have taken and given it back."""
+    now): between the first look and the lock, another task may have taken and given it back.
+    One git cannot look into (a damaged index) is not: left alone, not a failure of the task."""
     listed = next((entry for entry in list_worktrees(top, git=git) if entry.path == path), None)
-    return listed is not None and is_idle(PoolEntry(path, listed, _read(lock_of(path))), git=git)
+    try:
+        return listed is not None and is_idle(PoolEntry(path, listed, _read(lock_of(path))), git=git)
+    except GitError:
+        return False
 
 
 def _clean(path: Path, git: GitCalls) -> bool:

@@ -388,3 +388,13 @@ def test_remove_idle_removes_idle_worktrees_only_and_never_one_in_use(repo: Path
     assert working.worktree.path.exists()
     assert idle(repo) == [busy]
     working.release()
+
+
+def test_an_idle_worktree_git_cannot_read_is_skipped_not_a_failure(repo: Path) -> None:
+    path = _idle_entry(repo)
+    index = Path(git(path, "rev-parse", "--git-path", "index").strip())
+    (path / index if not index.is_absolute() else index).write_bytes(b"not an index")
+    lease = take(repo, RUN, "t1", base_commit(repo))
+    assert (lease.reused, lease.worktree.path.name) == (False, "1")
+    lease.release()
+    assert (path / index if not index.is_absolute() else index).read_bytes() == b"not an index"  # left alone
