@@ -9,6 +9,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -255,6 +256,7 @@ def test_worktree_root_puts_the_pool_there(repo: Path, tmp_path: Path) -> None:
 
 _TAKE = """
 import sys
+import threading
 from pathlib import Path
 from queue_core.worktree_pool import take
 print("ready", flush=True)
@@ -267,6 +269,7 @@ lease.release()
 
 _HOLD_LOCK = """
 import sys
+import threading
 from pathlib import Path
 from queue_core.flocks import try_lock
 assert try_lock(Path(sys.argv[1]), "the lock") is not None
@@ -398,3 +401,35 @@ def test_an_idle_worktree_git_cannot_read_is_skipped_not_a_failure(repo: Path) -
     assert (lease.reused, lease.worktree.path.name) == (False, "1")
     lease.release()
     assert (path / index if not index.is_absolute() else index).read_bytes() == b"not an index"  # left alone
+
+
+def test_threads_of_one_run_taking_worktrees_at_once_never_share_one(repo: Path) -> None:
+    base = base_commit(repo)
+    for lease in [take(repo, RUN, f"t{i}", base) for i in range(2)]:
+        lease.give_back(delete_branch=True, keep=2)
+    barrier = threading.Barrier(4)
+    taken: list[Lease] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait(WAIT)
+            lease = take(repo, RUN, f"w{i}", base)
+            with lock:
+                taken.append(lease)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert not any(thread.is_alive() for thread in threads)
+    if errors:
+        raise errors[0]
+    assert len({lease.worktree.path for lease in taken}) == 4
+    assert sum(lease.reused for lease in taken) == 2
+    for lease in taken:
+        lease.release()
