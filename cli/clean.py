@@ -16,8 +16,8 @@ from queue_core.errors import GitError, StateError
 from queue_core.registry import Registry
 from queue_core.retention import DEFAULT_KEEP_RUNS, preview, prune
 from queue_core.status import live_run_records
-from queue_core.worktree_leftovers import Leftover, leftovers, sweep
-from queue_core.worktree_pool import idle, pool_dir, remove_idle
+from queue_core.worktree_leftovers import Leftover, leftovers_and_idle, sweep
+from queue_core.worktree_pool import pool_dir, remove_idle
 
 from . import render, terminal
 from .config import ConfigError
@@ -77,21 +77,13 @@ def run_alive(repo_root: Path) -> Callable[[str], bool]:
     return alive
 
 
-def idle_pool(repo_root: Path) -> tuple[Path, list[Path]]:
-    """The pool's folder and its idle worktrees, for ``status``; none if they cannot be listed."""
+def worktree_views(repo_root: Path) -> tuple[list[Leftover], Path, list[Path]]:
+    """For ``status``: the task worktrees and branches that dead runs left, the pool's folder and
+    its idle worktrees; none if they cannot be listed (not a git repository, a bad
+    project-manager.yaml: the other views say so)."""
     try:
         root = load_repo_config(repo_root).worktree_root
-        return pool_dir(repo_root, root), idle(repo_root, root=root)
+        found, idle = leftovers_and_idle(repo_root, run_alive(repo_root), root=root)
     except (ConfigError, GitError, StateError):
-        return pool_dir(repo_root), []
-
-
-def dead_leftovers(repo_root: Path) -> list[Leftover]:
-    """The task worktrees and branches that dead runs left, for ``status``; none if they cannot
-    be listed (not a git repository, a bad project-manager.yaml: the other views say so)."""
-    try:
-        root = load_repo_config(repo_root).worktree_root
-        found = leftovers(repo_root, run_alive(repo_root), root=root)
-    except (ConfigError, GitError, StateError):
-        return []
-    return [leftover for leftover in found if not leftover.alive]
+        return [], pool_dir(repo_root), []
+    return [leftover for leftover in found if not leftover.alive], pool_dir(repo_root, root), idle

@@ -19,7 +19,7 @@ from queue_core.status import RunView
 from queue_core.worktree_leftovers import Leftover
 
 from . import render, terminal
-from .clean import dead_leftovers, idle_pool
+from .clean import worktree_views
 from .exits import EXIT_OK, exit_code_for
 from .render import progress_text
 from .repo import find_repo
@@ -153,10 +153,12 @@ def run(repo: Path | None, *, json_out: bool, watch: bool, live: bool, interval:
             terminal.print_panels(_Panels(root).view(fit=False))
         else:
             terminal.out(_status_text(root, json_out=json_out))
-        if not json_out and (found := dead_leftovers(root)):
-            terminal.out(render.leftovers_text(found))
-        if not json_out and (pool := idle_pool(root))[1]:
-            terminal.out(render.idle_pool_text(*pool))
+        if not json_out:
+            found, folder, idle = worktree_views(root)
+            if found:
+                terminal.out(render.leftovers_text(found))
+            if idle:
+                terminal.out(render.idle_pool_text(folder, idle))
         return EXIT_OK
     with Signals() as signals:  # until Ctrl-C, SIGTERM or SIGHUP, which leave through the with blocks
         if live:
@@ -240,9 +242,10 @@ def _status_text(root: Path, *, json_out: bool, one_line: bool = False) -> str:
     """What runs in ``root``, as plain text or JSON (on ``one_line``, for NDJSON)."""
     status = repo_status(root)
     if json_out:
+        left, _, idle = worktree_views(root)
         found = {
-            "leftover_worktrees": [_leftover_json(leftover) for leftover in dead_leftovers(root)],
-            "idle_pool_worktrees": [str(path) for path in idle_pool(root)[1]],
+            "leftover_worktrees": [_leftover_json(leftover) for leftover in left],
+            "idle_pool_worktrees": [str(path) for path in idle],
         }
         return json.dumps({**status.to_json(), **found}, indent=None if one_line else 2)
     return status_text(status, root, now=time.time())

@@ -29,7 +29,7 @@ from .runid import RUN_ID_PATTERN
 from .worktree_pool import POOL_FOLDER, PoolEntry, entries, is_idle, lock_of
 from .worktrees import BRANCH_PREFIX, GIT, Listed, default_root, list_worktrees, uncommitted_paths, unmerged_commits
 
-__all__ = ["Leftover", "Swept", "leftovers", "prune", "sweep"]
+__all__ = ["Leftover", "Swept", "leftovers", "leftovers_and_idle", "prune", "sweep"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,18 @@ def leftovers(
     """Every task branch and worktree of ``repo``'s repository, by run and task; ``alive(run)`` says
     whether a run lives. ``root`` is the ``worktree_root`` the runs used, if not the default.
     Raises GitError if git fails."""
+    return leftovers_and_idle(repo, alive, root=root, git=git)[0]
+
+
+def leftovers_and_idle(
+    repo: str | os.PathLike[str],
+    alive: Callable[[str], bool],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    git: GitCalls = GIT,
+) -> tuple[list[Leftover], list[Path]]:
+    """:func:`leftovers`, and the pool's idle worktrees, from one look (``status`` shows both:
+    looking into a pool worktree is a ``git status`` of the whole checkout)."""
     top = Path(repo).resolve()
     folder = (default_root(top) if root is None else top / root).resolve()  # as git records paths
     found: dict[tuple[str, str], Leftover] = {}
@@ -71,8 +83,10 @@ def leftovers(
         if key is not None:
             found[key] = Leftover(top, *key, ref.removeprefix("refs/heads/"), tip, None, False, False)
     pool = {entry.path: entry for entry in entries(top, root=root, listed=listed, git=git)}
+    idle: list[Path] = []
     for entry in listed:
-        key = _task_of_pool_entry(pool[entry.path], git) if entry.path in pool else _task_of_worktree(entry, folder)
+        pooled = pool.get(entry.path)
+        key = _task_of_worktree(entry, folder) if pooled is None else _task_of_pool_entry(pooled, idle, git)
         if key is None:
             continue
         known = found.get(key) or Leftover(top, *key, None, None, None, False, False)
@@ -81,7 +95,7 @@ def leftovers(
     for key in sorted(found):
         leftover = replace(found[key], alive=alive(key[0]))
         result.append(leftover if leftover.alive else _inspect(leftover, listed, git))
-    return result
+    return result, idle
 
 
 def prune(leftover: Leftover, *, force: bool = False, git: GitCalls = GIT) -> None:
@@ -157,15 +171,19 @@ def _task_of_branch(ref: str) -> tuple[str, str] | None:
     return None
 
 
-def _task_of_pool_entry(entry: PoolEntry, git: GitCalls) -> tuple[str, str] | None:
+def _task_of_pool_entry(entry: PoolEntry, idle: list[Path], git: GitCalls) -> tuple[str, str] | None:
     """(run, task) of a worktree of the pool that is a leftover: on a task's branch, or taken by
     the task its record names; ("", ".pool/<n>") for one changed since it was given back; None
-    for an idle one, or one held this moment that no task's record names (being taken)."""
+    for an idle one (added to ``idle``), or one held this moment that no task's record names
+    (being taken)."""
     if entry.listed.ref is not None and (key := _task_of_branch(entry.listed.ref)) is not None:
         return key
     if entry.task is not None and all(RUN_ID_PATTERN.fullmatch(part) for part in entry.task):
         return entry.task
-    if held(entry.lock) or is_idle(entry, git=git):
+    if held(entry.lock):
+        return None
+    if is_idle(entry, git=git):
+        idle.append(entry.path)
         return None
     return "", f"{POOL_FOLDER}/{entry.path.name}"
 

@@ -12,7 +12,7 @@ import pytest
 from queue_core.errors import UnmergedWorkError, WorktreeError
 from queue_core.flocks import try_lock
 from queue_core.statedir import state_dir
-from queue_core.worktree_leftovers import Leftover, leftovers, prune, sweep
+from queue_core.worktree_leftovers import Leftover, leftovers, leftovers_and_idle, prune, sweep
 from queue_core.worktree_pool import idle, lock_of, take
 from queue_core.worktrees import Worktree, base_commit, create, finish, list_worktrees
 
@@ -174,7 +174,7 @@ def _given_back(repo: Path, run: str, task: str) -> Path:
 
 def test_an_idle_pool_worktree_is_no_leftover_and_sweep_leaves_it(repo: Path) -> None:
     path = _given_back(repo, "dead", "t1")
-    assert leftovers(repo, _alive) == []
+    assert leftovers_and_idle(repo, _alive) == ([], [path])
     assert sweep(repo, _alive, force=True) == []
     assert path.exists()
     assert idle(repo) == [path]
@@ -224,8 +224,9 @@ def test_an_idle_pool_worktree_someone_worked_in_is_a_leftover_of_no_run(repo: P
     path = _given_back(repo, "dead", "t1")
     (path / "notes.txt").write_text("someone's notes\n")
 
-    [leftover] = leftovers(repo, _alive)
+    [leftover], idle_now = leftovers_and_idle(repo, _alive)
 
+    assert idle_now == []
     assert (leftover.run, leftover.branch, leftover.path, leftover.alive) == ("", None, path, False)
     assert leftover.uncommitted == ("notes.txt",)
     [kept] = sweep(repo, _alive)
