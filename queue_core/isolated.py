@@ -32,6 +32,7 @@ from .mergelock import MergeLock, merge_lock
 from .mergeplan import MergeMode
 from .ports import PortBlocks
 from .runner import SubprocessAgent
+from .taskrefs import keep, refs_of
 from .worktree_setup import Setup
 from .worktrees import GIT, Worktree, check_claims, commit_message, copy_included, create, finish, remove
 
@@ -128,7 +129,7 @@ class WorktreeAgent(SubprocessAgent):
                 f"it changed {first_few(report.unclaimed)}, outside its claims; its branch {tree.branch} is kept"
             )
             raise MergeBackError("rejected", report.reason, report.unclaimed)
-        self._merge(tree, plan, report)
+        self._merge(tree, plan, report, changes.tip)
         return code
 
     def _run_setup(self, tree: Worktree, plan: WorktreePlan) -> None:
@@ -147,7 +148,7 @@ class WorktreeAgent(SubprocessAgent):
             with self._stop_lock:
                 self._setup = None
 
-    def _merge(self, tree: Worktree, plan: WorktreePlan, report: WorktreeReport) -> None:
+    def _merge(self, tree: Worktree, plan: WorktreePlan, report: WorktreeReport, tip: str) -> None:
         """Merge the branch back, one task of the repository at a time; tidy up or fail."""
         lock = merge_lock(plan.repo)
         with self._stop_lock:  # a stop (the task's timeout, a cancel) ends the wait for another's merge
@@ -177,12 +178,25 @@ class WorktreeAgent(SubprocessAgent):
         if result.status in (MergeStatus.MERGED, MergeStatus.NONE):
             # The work is in: a worktree git will not remove is kept and said, never a failure
             # (a retry would do the task's work a second time on top of the first).
+            merged = result.status is MergeStatus.MERGED
+            kept_at = self._keep_for_review(tree, tip, report) if merged else None
             try:
-                remove(tree, delete_branch=result.status is MergeStatus.MERGED, git=self._git)
+                remove(tree, delete_branch=merged, kept_at=kept_at, git=self._git)
             except QueueError as exc:
-                report.reason = f"{result.reason}; its worktree {tree.path} is kept: {exc}"
+                report.reason = f"{report.reason}; its worktree {tree.path} is kept: {exc}"
         else:
             raise MergeBackError(result.status.value, _failure(result, tree), result.conflicts or result.blocking)
+
+    def _keep_for_review(self, tree: Worktree, tip: str, report: WorktreeReport) -> str | None:
+        """The merged branch's hidden refs (:mod:`queue_core.taskrefs`), for ``diff`` once the branch
+        is gone: its tip ref, or None if they could not be written (then git's own check decides
+        whether the branch goes, as before; the merge stands either way)."""
+        try:
+            keep(tree.repo, tree.run, tree.task, base=tree.base, tip=tip, git=self._git)
+        except QueueError as exc:
+            report.reason = f"{report.reason}; project-manager diff cannot show it once its branch goes: {exc}"
+            return None
+        return refs_of(tree.run, tree.task)[1]
 
     def _check_stop(self) -> None:
         with self._stop_lock:

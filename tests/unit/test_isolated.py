@@ -147,3 +147,61 @@ def test_several_instances_refuse_an_agent_command_in_the_shared_checkout(repo: 
         with pytest.raises(InvalidTaskError, match="worktree of their own"):
             queue.submit_task(AgentTask("dev", "x", ["a.txt"], plain, id="x"))
         assert queue.submit_task(AgentTask("other", "y", ["b.txt"], plain, id="y")).result(timeout=WAIT) == 0
+
+
+# --- what a merged task leaves for review: hidden refs, no branch ----------------------------------
+
+
+def branches(repo: Path) -> list[str]:
+    return git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/pm/").split()
+
+
+def hidden(repo: Path) -> dict[str, str]:
+    out = git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/pm/")
+    return dict(line.split() for line in out.splitlines())
+
+
+@pytest.mark.parametrize("mode", [MergeMode.MERGE, MergeMode.SQUASH, MergeMode.REBASE])
+def test_a_merged_branch_goes_and_its_hidden_refs_show_exactly_the_task_s_change(repo: Path, mode: MergeMode) -> None:
+    """The user commits meanwhile (a squash or a rebase then leaves the task's commit on no
+    branch): the branch goes all the same, and base..tip is the task's change, not the user's."""
+    user_commit = f"printf 'u\\n' > {repo}/user.txt && git -C {repo} -c user.name=u -c user.email=u@x commit -qam u"
+    task = agent(repo, "A", f"{user_commit} && echo A > a.txt", ("a.txt",), merge=mode)
+    with TaskQueue(1, repo=repo) as queue:
+        assert queue.submit_task(task).result(timeout=WAIT) == 0
+    report = task.execute_fn.worktree  # type: ignore[attr-defined]
+    assert report.merge == "merged"
+    assert git(repo, "branch", "--list", "pm/*") == ""
+    base, tip = f"refs/pm/{RUN}/A/base", f"refs/pm/{RUN}/A/tip"
+    assert set(hidden(repo)) == {base, tip}
+    assert git(repo, "diff", "--name-only", base, tip) == "a.txt\n"
+    assert git(repo, "show", f"{tip}:a.txt") == "A\n"
+    assert git(repo, "show", f"{base}:user.txt") == "base user\n"  # where the task started
+    assert show(repo, "user.txt") == "u\n"  # the user's commit stays
+
+
+def test_a_second_attempt_keeps_its_own_refs_and_the_first_its_branch(repo: Path, tmp_path: Path) -> None:
+    once = tmp_path / "failed-once"
+    script = f"echo A > a.txt; [ -e {once} ] || {{ touch {once}; exit 1; }}"
+    task = agent(repo, "A", script, ("a.txt",))
+    task = AgentTask("dev", task.task_description, ["a.txt"], task.execute_fn, id="A", retries=1, retry_delay=0.0)
+    with TaskQueue(1, repo=repo) as queue:
+        assert queue.submit_task(task).result(timeout=WAIT) == 0
+    assert branches(repo) == [f"pm/{RUN}/A"]  # the failed attempt's, kept
+    assert set(hidden(repo)) == {f"refs/pm/{RUN}/A.2/base", f"refs/pm/{RUN}/A.2/tip"}
+
+
+@pytest.mark.parametrize("mode", [MergeMode.NONE, None])
+def test_a_branch_that_is_not_merged_leaves_no_hidden_refs(repo: Path, mode: MergeMode | None) -> None:
+    """merge: none, or a task rejected for a write outside its claims: the branch is the truth."""
+    script = "echo A > a.txt" if mode else "echo A > a.txt; echo stray > b.txt"
+    task = agent(repo, "A", script, ("a.txt",), **({"merge": mode} if mode else {}))
+    with TaskQueue(1, repo=repo) as queue:
+        future = queue.submit_task(task)
+        if mode is None:
+            with pytest.raises(MergeBackError):
+                future.result(timeout=WAIT)
+        else:
+            assert future.result(timeout=WAIT) == 0
+    assert branches(repo) == [f"pm/{RUN}/A"]
+    assert hidden(repo) == {}
