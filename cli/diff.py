@@ -19,7 +19,7 @@ from queue_core.changes import GitCalls
 from queue_core.errors import GitError, InvalidArgumentError, InvalidTaskIdError
 from queue_core.runid import check_run_id
 from queue_core.task import check_task_id
-from queue_core.taskrefs import Found, newest
+from queue_core.taskrefs import Found, Ran, last_ran, newest
 
 from . import terminal
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -43,7 +43,7 @@ def run(repo: Path | None, task: str, *, run_id: str | None, stat: bool) -> int:
     try:
         found = newest(repo_root, task, run=run_id, git=git)
         if found is None:
-            terminal.error(_nothing_left(task, run_id))
+            terminal.error(_nothing_left(task, run_id, last_ran(repo_root, task, run=run_id)))
             return EXIT_FAILED
         options = ["--stat"] if stat else []
         shown = git(repo_root, "git", "--no-pager", "diff", "--no-color", *options, *found.revisions(), "--")
@@ -61,12 +61,25 @@ def _what(found: Found) -> str:
     return "merged; its branch was deleted" if found.branch is None else "merged; its branch is still there"
 
 
-def _nothing_left(task: str, run_id: str | None) -> str:
-    """Why nothing of ``task`` can be shown, as far as it can be told."""
+def _nothing_left(task: str, run_id: str | None, ran: Ran | None) -> str:
+    """Why nothing of ``task`` can be shown, as far as the runs' history records tell."""
+    if ran is not None and ran.isolation == "shared":
+        return (
+            f"task {task!r} ran in the shared checkout in run {ran.run}: a task there has no branch, "
+            "its changes went straight into your working tree (see git status, git log)"
+        )
+    if ran is not None and ran.isolation == "worktree":
+        if ran.attempts == 0:
+            return f"task {task!r} of run {ran.run} never started: it has no branch"
+        return (
+            f"nothing of task {task!r} of run {ran.run} is left to show: it ran in a worktree, but neither its "
+            f"branch nor its hidden refs refs/pm/{ran.run}/{task}/ are there (it stopped before it had a branch, "
+            "or they were removed since)"
+        )
     of_run = "" if run_id is None else f" in run {run_id}"
     return (
         f"nothing of task {task!r} is left to show{of_run}: no branch pm/<run>/{task} and no hidden refs "
         f"refs/pm/<run>/{task}/. A task in the shared checkout has no branch (its changes are in your "
-        "working tree or history); a worktree task's refs go when retention prunes its run's records "
-        "(keep_runs, project-manager clean)"
+        "working tree or history); a worktree task's refs go with its run's records when retention prunes "
+        "them (keep_runs, project-manager clean)"
     )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from .changes import GitCalls
 from .claims import Claim
@@ -82,6 +83,7 @@ class WorktreeReport:
 class WorktreeAgent(SubprocessAgent):
     """A SubprocessAgent whose every attempt runs in a worktree of its own (see the module)."""
 
+    isolation: ClassVar[str] = "worktree"
     plan: WorktreePlan | None = None
     #: The last attempt's worktree and what came of it; None before the first.
     worktree: WorktreeReport | None = field(default=None, init=False)

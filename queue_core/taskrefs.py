@@ -15,11 +15,14 @@ their branch meanwhile. They go with their run's records when retention prunes t
 (:mod:`queue_core.retention`), through :func:`drop`.
 
 :func:`newest` finds what ``project-manager diff`` shows of a task: its newest attempt in the
-newest run (or in the run asked), from a kept branch or from these refs.
+newest run (or in the run asked), from a kept branch or from these refs; when none is left,
+:func:`last_ran` says what the runs' history records tell of the task (it ran in the shared
+checkout, say), to explain why.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable
@@ -29,9 +32,10 @@ from pathlib import Path
 from .changes import GitCalls
 from .errors import InvalidArgumentError
 from .runid import RUN_ID_PATTERN
+from .statedir import list_dir, read_regular, state_dir
 from .worktrees import BRANCH_PREFIX, GIT
 
-__all__ = ["HIDDEN_PREFIX", "Found", "by_run", "drop", "keep", "newest", "refs_of"]
+__all__ = ["HIDDEN_PREFIX", "Found", "Ran", "by_run", "drop", "keep", "last_ran", "newest", "refs_of"]
 
 #: Where the hidden refs live: ``refs/pm/<run>/<task>/base`` and ``.../tip``.
 HIDDEN_PREFIX = "refs/pm/"
@@ -146,3 +150,49 @@ def _attempt(task: str, name: str) -> int | None:
         return 1
     number = name.removeprefix(f"{task}.")
     return int(number) if number != name and number.isascii() and number.isdigit() else None
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a run's history record says of a task: ``isolation`` "shared" or "worktree" (None:
+    a Python callable, or a record older than that key), and how many ``attempts`` started."""
+
+    run: str
+    isolation: str | None
+    attempts: int
+
+
+def last_ran(repo: Path, task: str, *, run: str | None = None) -> Ran | None:
+    """What the newest history record that lists ``task`` says of it (only ``run``'s, if given);
+    None if none does. A record that cannot be read, or is no regular file, is passed over."""
+    directory = state_dir(repo) / "history"
+    try:
+        names = sorted((entry.name for _, entry in list_dir(directory)), reverse=True)  # newest run first
+    except OSError:
+        return None
+    for name in names:
+        found, _, kind = name.rpartition(".")
+        if kind != "json" or (run is not None and found != run) or not RUN_ID_PATTERN.fullmatch(found):
+            continue
+        ran = _in_record(directory / name, found, task)
+        if ran is not None:
+            return ran
+    return None
+
+
+def _in_record(path: Path, run: str, task: str) -> Ran | None:
+    """``task``'s entry in the history record at ``path``, if it has one and can be read."""
+    try:
+        data = json.loads(read_regular(path) or b"null")
+    except (OSError, ValueError):  # a FIFO, a symlink, a damaged record: not a record to trust
+        return None
+    tasks = data.get("tasks") if isinstance(data, dict) else None
+    for entry in tasks if isinstance(tasks, list) else ():
+        if isinstance(entry, dict) and entry.get("id") == task:
+            isolation, attempts = entry.get("isolation"), entry.get("attempts")
+            return Ran(
+                run,
+                isolation if isinstance(isolation, str) else None,
+                attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 0,
+            )
+    return None

@@ -148,3 +148,13 @@ def test_a_task_with_nothing_left_is_told_why_and_hostile_ids_are_refused(tmp_pa
         refused = diff(repo, "t1", "--run", bad)
         assert refused.returncode == 2, bad
         assert "run id" in refused.stderr
+
+
+def test_a_task_in_the_shared_checkout_is_said_to_have_no_branch(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    task = ran(repo, "shell: echo x > a.txt @a.txt")
+    assert task["branch"] is None
+    shown = diff(repo, "t1")
+    assert shown.returncode == 1
+    assert "task 't1' ran in the shared checkout in run " in shown.stderr
+    assert "no branch" in shown.stderr

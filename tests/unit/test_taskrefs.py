@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
 
 from queue_core.errors import GitError, InvalidArgumentError
-from queue_core.taskrefs import Found, by_run, drop, keep, newest
+from queue_core.statedir import state_dir
+from queue_core.taskrefs import Found, Ran, by_run, drop, keep, last_ran, newest
 from queue_core.worktrees import Removal, Worktree, base_commit, create, finish, remove
 
 from ..conftest import git, git_repo
@@ -222,3 +225,39 @@ def test_a_branch_checked_out_elsewhere_stays(repo: Path, tmp_path: Path) -> Non
     assert removal.kept_because is not None
     assert "checked out" in removal.kept_because
     assert git(tmp_path / "mine", "symbolic-ref", "HEAD").strip() == f"refs/heads/{wt.branch}"
+
+
+# --- last_ran: what the history records say of a task that left nothing ----------------------------
+
+
+def history(repo: Path, run: str, *tasks: dict[str, object]) -> Path:
+    directory = state_dir(repo) / "history"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{run}.json"
+    path.write_text(json.dumps({"run": run, "started_at": 1, "ended_at": 2, "tasks": list(tasks), "version": 1}))
+    return path
+
+
+def test_last_ran_reads_the_newest_record_of_the_task(repo: Path) -> None:
+    history(repo, R1, {"id": "t1", "attempts": 1, "isolation": "worktree"})
+    history(repo, R2, {"id": "t1", "attempts": 2, "isolation": "shared"}, {"id": "t2", "attempts": 0})
+    assert last_ran(repo, "t1") == Ran(R2, "shared", 2)
+    assert last_ran(repo, "t1", run=R1) == Ran(R1, "worktree", 1)
+    assert last_ran(repo, "t2") == Ran(R2, None, 0)  # written before isolation was, or a Python callable
+    assert last_ran(repo, "t3") is None
+    assert last_ran(repo, "t1", run="20261128-000000-9-999999") is None
+
+
+def test_last_ran_skips_what_is_not_a_record(repo: Path, tmp_path: Path) -> None:
+    history(repo, R1, {"id": "t1", "attempts": 1, "isolation": "worktree"})
+    directory = state_dir(repo) / "history"
+    (directory / f"{R2}.json").write_text("{not json")
+    target = tmp_path / "elsewhere.json"
+    target.write_text(json.dumps({"tasks": [{"id": "t1", "isolation": "shared"}]}))
+    (directory / "20261128-110000-4-dddddd.json").symlink_to(target)  # never followed
+    os.mkfifo(directory / "20261128-120000-5-eeeeee.json")  # never waited on
+    (directory / "20261128-130000-6-ffffff.json").write_text(json.dumps({"tasks": [{"id": "t1", "attempts": "x"}]}))
+    (directory / "20261128-140000-7-000000.json").write_text(json.dumps({"tasks": [{"id": "t1", "isolation": 3}]}))
+    assert last_ran(repo, "t1") == Ran("20261128-140000-7-000000", None, 0)
+    assert last_ran(repo, "t1", run=R2) is None
+    assert last_ran(repo, "t1", run="20261128-110000-4-dddddd") is None
