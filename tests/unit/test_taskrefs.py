@@ -11,6 +11,7 @@ import pytest
 from queue_core.errors import GitError, InvalidArgumentError
 from queue_core.statedir import state_dir
 from queue_core.taskrefs import Found, Ran, by_run, drop, keep, last_ran, newest
+from queue_core.worktree_leftovers import leftovers, sweep
 from queue_core.worktrees import Removal, Worktree, base_commit, create, finish, remove
 
 from ..conftest import git, git_repo
@@ -261,3 +262,12 @@ def test_last_ran_skips_what_is_not_a_record(repo: Path, tmp_path: Path) -> None
     assert last_ran(repo, "t1") == Ran("20261128-140000-7-000000", None, 0)
     assert last_ran(repo, "t1", run=R2) is None
     assert last_ran(repo, "t1", run="20261128-110000-4-dddddd") is None
+
+
+def test_hidden_refs_are_no_leftovers_of_a_dead_run(repo: Path) -> None:
+    """`status` and `clean` list a dead run's branches and worktrees: the refs are neither."""
+    head = git(repo, "rev-parse", "HEAD").strip()
+    keep(repo, R1, "t1", base=head, tip=commit(repo, "merged\n"))
+    assert leftovers(repo, lambda run: False) == []
+    assert sweep(repo, lambda run: False, force=True) == []
+    assert len(by_run(repo)[R1]) == 2
