@@ -47,7 +47,7 @@ from .errors import GitError, InvalidArgumentError, StateError
 from .holds import STALE_AFTER_S, judge_run, live_holds
 from .line import alive_by, live_places
 from .statedir import LEGACY_DIR, describe_entry, list_dir, measure, remove_entry, state_dir
-from .taskrefs import HIDDEN_PREFIX, by_run, drop
+from .taskrefs import HIDDEN_PREFIX, by_run, drop, may_have_any
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -341,8 +341,8 @@ def prune(
     ``orphan_refs`` drops the hidden refs of runs that left no file too. Raises StateError if
     the lock cannot be had, ValueError for a bad ``keep_runs``.
     """
+    refs, note = _hidden_refs(registry.repo, registry.dir, orphan_refs)  # before the scan: see HiddenRefs
     with registry.session() as session:
-        refs, note = _hidden_refs(registry.repo, registry.dir, orphan_refs)
         report = plan(
             registry.dir,
             registry.keep_runs if keep_runs is None else keep_runs,
@@ -361,6 +361,8 @@ def _hidden_refs(repo: Path, directory: Path, orphans: bool) -> tuple[HiddenRefs
     and a note if they cannot be listed: then none goes."""
     if directory.name == LEGACY_DIR:
         return None, []
+    if not may_have_any(directory.parent):  # the state directory is in the common git directory
+        return HiddenRefs(repo, {}, orphans), []
     try:
         return HiddenRefs(repo, by_run(repo), orphans), []
     except GitError as exc:

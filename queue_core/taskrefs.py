@@ -35,7 +35,7 @@ from .runid import RUN_ID_PATTERN
 from .statedir import list_dir, read_regular, state_dir
 from .worktrees import BRANCH_PREFIX, GIT
 
-__all__ = ["HIDDEN_PREFIX", "Found", "Ran", "by_run", "drop", "keep", "last_ran", "newest", "refs_of"]
+__all__ = ["HIDDEN_PREFIX", "Found", "Ran", "by_run", "drop", "keep", "last_ran", "may_have_any", "newest", "refs_of"]
 
 #: Where the hidden refs live: ``refs/pm/<run>/<task>/base`` and ``.../tip``.
 HIDDEN_PREFIX = "refs/pm/"
@@ -106,6 +106,22 @@ def by_run(repo: Path, *, git: GitCalls = GIT) -> dict[str, tuple[tuple[str, str
         run = ref.removeprefix(HIDDEN_PREFIX).split("/")[0]
         found.setdefault(run, []).append((ref, oid))
     return {run: tuple(refs) for run, refs in found.items()}
+
+
+def may_have_any(git_dir: Path) -> bool:
+    """Whether the repository whose common git directory is ``git_dir`` may hold hidden refs;
+    False only when it surely holds none (no ``refs/pm/`` folder, none in ``packed-refs``, no
+    reftable): that saves a git process (5 to 7 ms) at the end of every run. A false True
+    costs only that process."""
+    if (git_dir / "reftable").exists() or (git_dir / HIDDEN_PREFIX).exists():
+        return True
+    try:
+        with open(git_dir / "packed-refs", "rb") as packed:
+            return any(f" {HIDDEN_PREFIX}".encode() in line for line in packed)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
 
 
 def drop(repo: Path, refs: Iterable[tuple[str, str]], *, git: GitCalls = GIT) -> None:

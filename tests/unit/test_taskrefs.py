@@ -10,7 +10,7 @@ import pytest
 
 from queue_core.errors import GitError, InvalidArgumentError
 from queue_core.statedir import state_dir
-from queue_core.taskrefs import Found, Ran, by_run, drop, keep, last_ran, newest
+from queue_core.taskrefs import Found, Ran, by_run, drop, keep, last_ran, may_have_any, newest
 from queue_core.worktree_leftovers import leftovers, sweep
 from queue_core.worktrees import Removal, Worktree, base_commit, create, finish, remove
 
@@ -271,3 +271,19 @@ def test_hidden_refs_are_no_leftovers_of_a_dead_run(repo: Path) -> None:
     assert leftovers(repo, lambda run: False) == []
     assert sweep(repo, lambda run: False, force=True) == []
     assert len(by_run(repo)[R1]) == 2
+
+
+def test_may_have_any_is_false_only_when_there_surely_are_none(repo: Path) -> None:
+    git_dir = repo / ".git"
+    assert not may_have_any(git_dir)
+    git(repo, "tag", "v1")
+    git(repo, "pack-refs", "--all")  # packed-refs without ours
+    assert not may_have_any(git_dir)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    keep(repo, R1, "t1", base=head, tip=head)
+    assert may_have_any(git_dir)  # loose
+    git(repo, "pack-refs", "--all")
+    assert not (git_dir / "refs/pm" / R1 / "t1").exists()
+    assert may_have_any(git_dir)  # packed
+    drop(repo, by_run(repo)[R1])
+    assert by_run(repo) == {}
