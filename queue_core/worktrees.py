@@ -268,11 +268,13 @@ def remove(worktree: Worktree, *, delete_branch: bool, kept_at: str | None = Non
             raise
         with contextlib.suppress(OSError):
             worktree.path.parent.rmdir()  # the run's folder, once its last worktree is gone
-    if not delete_branch or not git(repo, "git", "for-each-ref", "--format=%(refname)", worktree.ref).strip():
+    if not delete_branch:
         return Removal(False)
     if kept_at is not None:
         others = [entry.path for entry in listed.values() if entry.ref == worktree.ref and entry.path != worktree.path]
         return _delete_kept(worktree, kept_at, others, git)
+    if not git(repo, "git", "for-each-ref", "--format=%(refname)", worktree.ref).strip():
+        return Removal(False)
     lost = unmerged_commits(repo, [worktree.ref], exclude=[worktree.branch], git=git)
     if lost:
         return Removal(False, f"{len(lost)} commit(s) of {worktree.branch} are on no other branch")
@@ -286,10 +288,14 @@ def remove(worktree: Worktree, *, delete_branch: bool, kept_at: str | None = Non
 def _delete_kept(worktree: Worktree, kept_at: str, checked_out: list[Path], git: GitCalls) -> Removal:
     """Delete the branch if it names the commit ``kept_at`` keeps, compare-and-swap: a commit
     made on it since stays; so does a branch some worktree has checked out."""
+    out = git(worktree.repo, "git", "for-each-ref", "--format=%(refname)%00%(objectname)", worktree.ref, kept_at)
+    found = dict(line.split("\0", 1) for line in os.fsdecode(out).splitlines())
+    if worktree.ref not in found:
+        return Removal(False)  # gone already
     if checked_out:
         return Removal(False, f"{worktree.branch} is checked out in {checked_out[0]}")
-    kept = git(worktree.repo, "git", "for-each-ref", "--format=%(objectname)", kept_at).decode("ascii").strip()
-    if not kept:
+    kept = found.get(kept_at)
+    if kept is None:
         return Removal(False, f"{kept_at} names no commit: nothing else keeps the branch's")
     try:
         git(worktree.repo, "git", "update-ref", "-d", worktree.ref, kept)
