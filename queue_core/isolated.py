@@ -183,9 +183,12 @@ class WorktreeAgent(SubprocessAgent):
             merged = result.status is MergeStatus.MERGED
             kept_at = self._keep_for_review(tree, tip, report) if merged else None
             try:
-                remove(tree, delete_branch=merged, kept_at=kept_at, git=self._git)
+                removal = remove(tree, delete_branch=merged, kept_at=kept_at, git=self._git)
             except QueueError as exc:
                 report.reason = f"{report.reason}; its worktree {tree.path} is kept: {exc}"
+            else:
+                if removal.kept_because is not None:
+                    report.reason = f"{report.reason}; its branch {tree.branch} is kept: {removal.kept_because}"
         else:
             raise MergeBackError(result.status.value, _failure(result, tree), result.conflicts or result.blocking)
 

@@ -205,3 +205,20 @@ def test_a_branch_that_is_not_merged_leaves_no_hidden_refs(repo: Path, mode: Mer
             assert future.result(timeout=WAIT) == 0
     assert branches(repo) == [f"pm/{RUN}/A"]
     assert hidden(repo) == {}
+
+
+def test_refs_that_cannot_be_written_keep_a_squashed_branch_and_say_so(repo: Path) -> None:
+    """Someone's ref is in the way: it is never overwritten; the merge stands, the branch stays."""
+    theirs = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "update-ref", f"refs/pm/{RUN}/A/tip", theirs)
+    user_commit = f"printf 'u\\n' > {repo}/user.txt && git -C {repo} -c user.name=u -c user.email=u@x commit -qam u"
+    task = agent(repo, "A", f"{user_commit} && echo A > a.txt", ("a.txt",), merge=MergeMode.SQUASH)
+    with TaskQueue(1, repo=repo) as queue:
+        assert queue.submit_task(task).result(timeout=WAIT) == 0
+    report = task.execute_fn.worktree  # type: ignore[attr-defined]
+    assert report.merge == "merged"
+    assert show(repo, "a.txt") == "A\n"
+    assert hidden(repo) == {f"refs/pm/{RUN}/A/tip": theirs}
+    assert branches(repo) == [f"pm/{RUN}/A"]  # its commit is on no other branch, and no ref keeps it
+    assert "project-manager diff cannot show it" in report.reason
+    assert f"its branch pm/{RUN}/A is kept: 1 commit(s)" in report.reason
