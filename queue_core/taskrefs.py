@@ -87,8 +87,8 @@ def refs_of(run: str, name: str) -> tuple[str, str]:
 
 def keep(repo: Path, run: str, name: str, *, base: str, tip: str, git: GitCalls = GIT) -> None:
     """Write attempt ``name`` of ``run``'s hidden refs at ``base`` and ``tip`` (full object ids of
-    commits), both or neither. Raises InvalidArgumentError for a hostile name or id, GitError if git fails or either ref
-    exists already (a task's refs are never reused)."""
+    commits), both or neither. Raises InvalidArgumentError for a hostile name or id, GitError if
+    git fails or either ref exists already (a task's refs are never reused)."""
     base_ref, tip_ref = refs_of(run, name)
     for oid in (base, tip):
         if not _OID.fullmatch(oid):
@@ -129,8 +129,8 @@ def drop(repo: Path, refs: Iterable[tuple[str, str]], *, git: GitCalls = GIT) ->
     none if one moved since. Raises InvalidArgumentError for a ref outside refs/pm/, GitError."""
     commands = []
     for ref, oid in refs:
-        if not ref.startswith(HIDDEN_PREFIX) or any(c in ref for c in "\0\n"):
-            raise InvalidArgumentError(f"{ref!r} is no hidden ref of a task")
+        if not ref.startswith(HIDDEN_PREFIX) or any(c in ref for c in "\0\n") or not _OID.fullmatch(oid):
+            raise InvalidArgumentError(f"{ref!r} at {oid!r} is no hidden ref of a task")
         commands.append(f"delete {ref}\0{oid}\0")
     if commands:
         git(repo, "git", "update-ref", "-z", "--stdin", input="".join(commands).encode("ascii"))
