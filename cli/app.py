@@ -260,25 +260,31 @@ def clean(
     raise typer.Exit(clean_command.run(repo, keep_runs=keep_runs, dry_run=dry_run, force=force, pool=pool))
 
 
-@app.command(short_help="Show a worktree task's kept branch: its changes.")
+@app.command(short_help="Show what a worktree task changed, merged or not.")
 def diff(
     task: Annotated[str, typer.Argument(metavar="TASK", hidden=True)],
     run_id: Annotated[
         str | None,
         typer.Option(
-            "--run", metavar="RUN", help="The run whose task to show (default: the newest).", show_default=False
+            "--run",
+            metavar="RUN",
+            help="The run whose task to show (default: the newest that left it).",
+            show_default=False,
         ),
     ] = None,
     stat: Annotated[bool, typer.Option("--stat", help="Only which files changed, and how much.")] = False,
     repo: RepoOption = None,
 ) -> None:
-    """Show the changes of TASK's branch, a worktree task that was not merged.
+    """Show what TASK, a task in worktree isolation, changed: merged or not.
 
-    A task in worktree isolation works on the branch pm/RUN/TASK; once merged, its branch is
-    deleted, but one that was rejected, in conflict, blocked or run with merge: none keeps it.
-    This shows its changes from where it started (git diff HEAD...BRANCH), for the newest run's
-    newest attempt unless --run names a run. Exit codes: 0 shown; 1 no such branch is left, or
-    git failed; 2 bad input.
+    A worktree task works on the branch pm/RUN/TASK (TASK.2 for a second attempt). Once merged,
+    its branch is deleted and the hidden refs refs/pm/RUN/TASK/base and tip keep it: shown as
+    git diff BASE TIP, exactly the task's changes. One that was rejected, in conflict, blocked
+    or run with merge: none keeps its branch: shown from where it and HEAD part (git diff
+    HEAD...BRANCH). The newest attempt in the newest run that left something, unless --run
+    names a run; the first line says which. A run's refs go with its history and logs
+    (keep_runs, clean). Exit codes: 0 shown; 1 nothing of the task is left (a task in the
+    shared checkout has no branch), or git failed; 2 bad input.
     """
     from . import diff as diff_command
 

@@ -36,12 +36,13 @@ def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool, force: bool 
         terminal.error(str(exc))
         return EXIT_USAGE
     try:
+        # Unlike the end of a run, clean also drops the hidden refs of runs that left no file.
         if dry_run:  # a view, like status: no lock taken, nothing written, not even a run record
-            report = preview(repo_root, keep)
+            report = preview(repo_root, keep, orphan_refs=True)
         else:
             registry = Registry(repo_root)
             try:
-                report = prune(registry, keep)
+                report = prune(registry, keep, orphan_refs=True)
             finally:
                 registry.finish_run(None)
     except StateError as exc:

@@ -322,7 +322,10 @@ def clean_text(report: RetentionReport) -> str:
         shown = [_in_state(report, path) for path in removal.paths]
         what = f"run {removal.run}" if removal.run is not None else shown[0]
         count = f": {removal.files} file(s), {_bytes(removal.size)}" if removal.files > 1 else ""
-        where = f" ({', '.join(shown)}{count})" if removal.run is not None else ""
+        parts = [f"{', '.join(shown)}{count}"] if shown else []
+        if removal.refs:  # merged tasks' base and tip, kept for project-manager diff
+            parts.append(f"{len(removal.refs)} hidden ref(s) refs/pm/{removal.run}/")
+        where = f" ({'; '.join(parts)})" if removal.run is not None else ""
         lines.append(f"{verb} {what}: {removal.reason}{where}")
     lines += [f"kept run {kept.run}: {kept.reason}" for kept in report.live]
     if report.finished > report.finished_kept:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from .changes import GitCalls
 from .claims import Claim
@@ -37,6 +38,7 @@ from .mergelock import MergeLock, merge_lock
 from .mergeplan import MergeMode
 from .ports import PortBlocks
 from .runner import SubprocessAgent
+from .taskrefs import keep, refs_of
 from .worktree_pool import Lease, take
 from .worktree_setup import Setup
 from .worktrees import GIT, Worktree, check_claims, commit_message, copy_included, create, finish, remove
@@ -89,6 +91,7 @@ class WorktreeReport:
 class WorktreeAgent(SubprocessAgent):
     """A SubprocessAgent whose every attempt runs in a worktree of its own (see the module)."""
 
+    isolation: ClassVar[str] = "worktree"
     plan: WorktreePlan | None = None
     #: The last attempt's worktree and what came of it; None before the first.
     worktree: WorktreeReport | None = field(default=None, init=False)
@@ -105,20 +108,26 @@ class WorktreeAgent(SubprocessAgent):
         if plan is None:
             raise TypeError("WorktreeAgent needs a plan")
         self._attempts += 1
-        with self._stop_lock:
-            self._stopped = False
+        try:
+            return self._attempt(plan)
+        finally:
+            with self._stop_lock:
+                self._stopped = False  # a stop was for this attempt: the next one starts afresh
+
+    def _attempt(self, plan: WorktreePlan) -> int:
+        self._check_stop()  # a stop that came first: no worktree, no setup
         name = plan.task if self._attempts == 1 else f"{plan.task}.{self._attempts}"
         out = self._git(plan.repo, "git", "rev-parse", "--verify", "--end-of-options", f"refs/heads/{plan.target}")
         base = out.decode().strip()
         if plan.pool < 1:
-            return self._attempt(create(plan.repo, plan.run, name, base, root=plan.root, git=self._git), plan, None)
+            return self._in_worktree(create(plan.repo, plan.run, name, base, root=plan.root, git=self._git), plan, None)
         lease = take(plan.repo, plan.run, name, base, root=plan.root, git=self._git)
         try:
-            return self._attempt(lease.worktree, plan, lease)
+            return self._in_worktree(lease.worktree, plan, lease)
         finally:
-            lease.release()  # given back already, or kept as it is: a failed task's
+            lease.release()  # given back already, or kept as it is: a failed or stopped task's
 
-    def _attempt(self, tree: Worktree, plan: WorktreePlan, lease: Lease | None) -> int:
+    def _in_worktree(self, tree: Worktree, plan: WorktreePlan, lease: Lease | None) -> int:
         """Steps 1 to 4 in the worktree ``tree`` (``lease``: the pool's, else a worktree of its own)."""
         name = tree.task
         self.worktree = report = WorktreeReport(tree.branch, tree.path)
@@ -142,7 +151,7 @@ class WorktreeAgent(SubprocessAgent):
                 f"it changed {first_few(report.unclaimed)}, outside its claims; its branch {tree.branch} is kept"
             )
             raise MergeBackError("rejected", report.reason, report.unclaimed)
-        self._merge(tree, plan, report, lease)
+        self._merge(tree, plan, report, changes.tip, lease)
         return code
 
     def _run_setup(self, tree: Worktree, plan: WorktreePlan) -> None:
@@ -151,14 +160,17 @@ class WorktreeAgent(SubprocessAgent):
             return
         setup = Setup(tree.path, plan.setup, self.log, self.env, grace_s=self.grace_s, record=self.record_group_in)
         with self._stop_lock:
-            self._setup = setup
+            stopped = self._stopped
+            self._setup = None if stopped else setup
+        if stopped:  # while the worktree was made: kept like any stopped attempt's, with nothing in it
+            raise self._stopped_before_start()
         try:
             setup.run()
         finally:
             with self._stop_lock:
                 self._setup = None
 
-    def _merge(self, tree: Worktree, plan: WorktreePlan, report: WorktreeReport, lease: Lease | None) -> None:
+    def _merge(self, tree: Worktree, plan: WorktreePlan, report: WorktreeReport, tip: str, lease: Lease | None) -> None:
         """Merge the branch back, one task of the repository at a time; tidy up or fail."""
         lock = merge_lock(plan.repo)
         with self._stop_lock:  # a stop (the task's timeout, a cancel) ends the wait for another's merge
@@ -189,15 +201,36 @@ class WorktreeAgent(SubprocessAgent):
             # The work is in: a worktree git will not remove is kept and said, never a failure
             # (a retry would do the task's work a second time on top of the first).
             merged = result.status is MergeStatus.MERGED
+            kept_at = self._keep_for_review(tree, tip, report) if merged else None
             try:
                 if lease is None:
-                    remove(tree, delete_branch=merged, git=self._git)
+                    removal = remove(tree, delete_branch=merged, kept_at=kept_at, git=self._git)
                 else:
-                    lease.give_back(delete_branch=merged, keep=plan.pool)
+                    removal = lease.give_back(delete_branch=merged, keep=plan.pool, kept_at=kept_at)
             except QueueError as exc:
-                report.reason = f"{result.reason}; its worktree {tree.path} is kept: {exc}"
+                report.reason = f"{report.reason}; its worktree {tree.path} is kept: {exc}"
+            else:
+                if removal.kept_because is not None:
+                    report.reason = f"{report.reason}; its branch {tree.branch} is kept: {removal.kept_because}"
         else:
             raise MergeBackError(result.status.value, _failure(result, tree), result.conflicts or result.blocking)
+
+    def _keep_for_review(self, tree: Worktree, tip: str, report: WorktreeReport) -> str | None:
+        """The merged branch's hidden refs (:mod:`queue_core.taskrefs`), for ``diff`` once the branch
+        is gone: its tip ref, or None if they could not be written (then git's own check decides
+        whether the branch goes, as before; the merge stands either way)."""
+        try:
+            keep(tree.repo, tree.run, tree.task, base=tree.base, tip=tip, git=self._git)
+        except QueueError as exc:
+            report.reason = f"{report.reason}; project-manager diff cannot show it once its branch goes: {exc}"
+            return None
+        return refs_of(tree.run, tree.task)[1]
+
+    def _check_stop(self) -> None:
+        with self._stop_lock:
+            stopped = self._stopped
+        if stopped:
+            raise self._stopped_before_start()
 
     def stop(self) -> None:
         with self._stop_lock:

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from .errors import AgentExitError, AgentReportedError, RateLimitedError
 from .reports import AgentReport, read_report
@@ -98,6 +99,9 @@ class SubprocessAgent:
     ``grace_s`` is how long a stopped command has between SIGTERM and SIGKILL.
     """
 
+    #: Where its attempts run: in the checkout the queue runs in (a WorktreeAgent: "worktree").
+    isolation: ClassVar[str] = "shared"
+
     argv: list[str]
     cwd: Path
     log: Path
@@ -151,10 +155,10 @@ class SubprocessAgent:
         # Bytes: the environment is encoded once here, not again by whoever starts the command.
         env = {**os.environb, **{os.fsencode(k): os.fsencode(v) for k, v in self.env.items()}}
         with self._lock:
-            if self._stopping:  # stopped before it started: do not start (a retry may)
-                self._stopping = False
-                raise AgentExitError(-signal.SIGTERM, self.log)
+            stopping = self._stopping
             self._process, self._exit_code = None, None
+        if stopping:  # stopped before it started: do not start (a retry may)
+            raise self._stopped_before_start()
         start = _size(self.log) + len(header)  # the log is appended to: this attempt's report starts here
         # Not under the lock: starting the supervisor takes a while, and pid is read under a queue's lock.
         process = shared_supervisor().spawn(
@@ -184,6 +188,12 @@ class SubprocessAgent:
         if self.report is not None and self.report.error is not None:
             raise AgentReportedError(self.report.error, self.log)
         return code
+
+    def _stopped_before_start(self) -> AgentExitError:
+        """What an attempt stopped before its command started ends with; the stop is spent."""
+        with self._lock:
+            self._stopping = False
+        return AgentExitError(-signal.SIGTERM, self.log)
 
     def _adopt(self, process: AgentProcess) -> bool:
         """Make ``process`` this attempt's; whether a stop came while it was being started."""

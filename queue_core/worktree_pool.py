@@ -212,11 +212,12 @@ class Lease:
         self._fd: int | None = fd
         self._git = git
 
-    def give_back(self, *, delete_branch: bool, keep: int) -> Removal:
+    def give_back(self, *, delete_branch: bool, keep: int, kept_at: str | None = None) -> Removal:
         """After the task's branch was merged (or kept): detach the worktree (the branch stays),
-        delete the branch if ``delete_branch`` (as remove() would: never commits on no other
-        branch), check nothing is left in it, then keep it idle if fewer than ``keep`` others
-        are, else remove it (``git worktree remove``, never forced). Released either way.
+        delete the branch if ``delete_branch`` (as remove() would, ``kept_at`` included: never
+        commits nothing else keeps), check nothing is left in it, then keep it idle if fewer
+        than ``keep`` others are, else remove it (``git worktree remove``, never forced).
+        Released either way.
 
         Raises UnmergedWorkError if it holds changes or a half-done operation: kept as it is,
         with the task's record, never reused; GitError if git fails.
@@ -227,7 +228,7 @@ class Lease:
             # `git checkout --detach`, without its walk over every file of the index.
             head = git(tree.path, "git", "rev-parse", "--verify", "HEAD").decode("ascii").strip()
             git(tree.path, "git", "update-ref", "--no-deref", "-m", "project-manager: given back", "HEAD", head)
-            removal = delete_merged_branch(tree, git=git) if delete_branch else Removal(False)
+            removal = delete_merged_branch(tree, kept_at=kept_at, git=git) if delete_branch else Removal(False)
             dirty, operation = _left_in(tree.path, git)
             if dirty:
                 raise UnmergedWorkError(f"pool worktree {tree.path}", uncommitted=dirty)

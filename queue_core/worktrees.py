@@ -262,10 +262,15 @@ def commit_message(task: str, description: str) -> str:
     return f"{subject}\n" if whole else f"{subject}\n\n{text}\n"
 
 
-def remove(worktree: Worktree, *, delete_branch: bool, git: GitCalls = GIT) -> Removal:
+def remove(worktree: Worktree, *, delete_branch: bool, kept_at: str | None = None, git: GitCalls = GIT) -> Removal:
     """Remove the task's worktree (ignored files such as build output go with it), then, if
     ``delete_branch``, its branch with ``git branch -d``: a branch with commits that no other
     branch has, or that HEAD has not merged, is kept and the Removal says why.
+
+    ``kept_at`` names a ref of ours that keeps the branch's last commit (a merged task's hidden
+    tip, :mod:`queue_core.taskrefs`): then nothing is lost even if no branch has the branch's
+    commits (a squash or a rebase merged copies of them), and the branch goes if it still names
+    that commit and no worktree has it checked out.
 
     Raises UnmergedWorkError, removing nothing, if the worktree holds uncommitted changes or its
     HEAD a commit no branch has; WorktreeError if the folder is no worktree of the repository.
@@ -286,14 +291,29 @@ def remove(worktree: Worktree, *, delete_branch: bool, git: GitCalls = GIT) -> R
             raise
         with contextlib.suppress(OSError):
             worktree.path.parent.rmdir()  # the run's folder, once its last worktree is gone
-    return delete_merged_branch(worktree, git=git) if delete_branch else Removal(False)
+    if not delete_branch:
+        return Removal(False)
+    others = [entry.path for entry in listed.values() if entry.ref == worktree.ref and entry.path != worktree.path]
+    return delete_merged_branch(worktree, kept_at=kept_at, checked_out=others, git=git)
 
 
-def delete_merged_branch(worktree: Worktree, *, git: GitCalls = GIT) -> Removal:
-    """Delete the task's branch with ``git branch -d``, once no worktree has it checked out: a
-    branch with commits that no other branch has, or that HEAD has not merged, is kept and the
-    Removal says why. Gone already: nothing to do."""
+def delete_merged_branch(
+    worktree: Worktree,
+    *,
+    kept_at: str | None = None,
+    checked_out: list[Path] | None = None,
+    git: GitCalls = GIT,
+) -> Removal:
+    """Delete the task's branch once its worktree left it: with ``git branch -d``, a branch with
+    commits that no other branch has, or that HEAD has not merged, is kept and the Removal says
+    why; with ``kept_at`` (see :func:`remove`), if it still names the commit kept there and no
+    worktree has it checked out (``checked_out``: those that have; None: looked up). Gone
+    already: nothing to do."""
     repo = worktree.repo
+    if kept_at is not None:
+        if checked_out is None:
+            checked_out = [entry.path for entry in list_worktrees(repo, git=git) if entry.ref == worktree.ref]
+        return _delete_kept(worktree, kept_at, checked_out, git)
     if not git(repo, "git", "for-each-ref", "--format=%(refname)", worktree.ref).strip():
         return Removal(False)
     lost = unmerged_commits(repo, [worktree.ref], exclude=[worktree.branch], git=git)
@@ -303,6 +323,25 @@ def delete_merged_branch(worktree: Worktree, *, git: GitCalls = GIT) -> Removal:
         git(repo, "git", "branch", "--delete", "--", worktree.branch)  # -d: git's own check, merged into HEAD
     except GitError as exc:
         return Removal(False, str(exc))
+    return Removal(True)
+
+
+def _delete_kept(worktree: Worktree, kept_at: str, checked_out: list[Path], git: GitCalls) -> Removal:
+    """Delete the branch if it names the commit ``kept_at`` keeps, compare-and-swap: a commit
+    made on it since stays; so does a branch some worktree has checked out."""
+    out = git(worktree.repo, "git", "for-each-ref", "--format=%(refname)%00%(objectname)", worktree.ref, kept_at)
+    found = dict(line.split("\0", 1) for line in os.fsdecode(out).splitlines())
+    if worktree.ref not in found:
+        return Removal(False)  # gone already
+    if checked_out:
+        return Removal(False, f"{worktree.branch} is checked out in {checked_out[0]}")
+    kept = found.get(kept_at)
+    if kept is None:
+        return Removal(False, f"{kept_at} names no commit: nothing else keeps the branch's")
+    try:
+        git(worktree.repo, "git", "update-ref", "-d", worktree.ref, kept)
+    except GitError:
+        return Removal(False, f"{worktree.branch} moved since {kept_at} kept its commit {kept[:12]}")
     return Removal(True)
 
 

@@ -3,11 +3,12 @@ their worktrees, and what happens after a merge."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from queue_core import AgentTask, QueueError, TaskQueue, WorktreeError, isolated
+from queue_core import AgentExitError, AgentTask, QueueError, TaskQueue, WorktreeError, isolated
 from queue_core.claims import Claim
 from queue_core.isolated import WorktreeAgent, WorktreePlan
 from queue_core.mergelock import merge_lock
@@ -74,3 +75,22 @@ def test_the_task_s_timeout_ends_its_wait_for_another_s_merge(repo: Path) -> Non
     assert git(repo, "rev-parse", "HEAD") == before
     report = task.execute_fn.worktree  # type: ignore[attr-defined]
     assert git(repo, "rev-parse", f"{report.branch}:a.txt")  # the work is kept on its branch
+
+
+def test_a_stop_before_the_attempt_starts_makes_no_worktree_and_runs_no_setup(repo: Path, tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    task = agent(repo, "A", f"echo more >> a.txt; touch {marks}/agent", ("a.txt",))
+    runner = task.execute_fn
+    assert isinstance(runner, WorktreeAgent)
+    assert runner.plan is not None
+    runner.plan = replace(runner.plan, setup=(("touch", str(marks / "setup")),))
+    runner.stop()  # a cancel or a timeout reaching the attempt before it began
+    with pytest.raises(AgentExitError):
+        runner()
+    assert not list(marks.iterdir())  # neither the setup nor the agent ran
+    assert len(git(repo, "worktree", "list", "--porcelain").strip().split("\n\n")) == 1  # only the checkout
+    assert "pm/" not in git(repo, "branch", "--list", "pm/*")
+    assert runner() == 0  # the stop was for that attempt: the next one runs whole
+    assert sorted(p.name for p in marks.iterdir()) == ["agent", "setup"]
+    assert git(repo, "show", "HEAD:a.txt") == "base a\nmore\n"

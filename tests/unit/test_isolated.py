@@ -224,4 +224,80 @@ def test_with_a_pool_a_squashed_or_rebased_tasks_worktree_is_given_back(repo: Pa
     assert report.merge == "merged"
     assert (show(repo, "a.txt"), show(repo, "user.txt")) == ("A\n", "user\n")
     assert idle(repo) == [report.path]  # clean, detached: ready for the next task
-    assert git(repo, "rev-parse", f"{report.branch}:a.txt").strip()  # its commits are on no other branch: kept
+    assert git(repo, "branch", "--list", "pm/*") == ""  # gone: its hidden refs keep its tip for diff
+    assert git(repo, "rev-parse", f"refs/pm/{RUN}/A/tip").strip() == git(report.path, "rev-parse", "HEAD").strip()
+
+
+# --- what a merged task leaves for review: hidden refs, no branch ----------------------------------
+
+
+def branches(repo: Path) -> list[str]:
+    return git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/pm/").split()
+
+
+def hidden(repo: Path) -> dict[str, str]:
+    out = git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/pm/")
+    return dict(line.split() for line in out.splitlines())
+
+
+@pytest.mark.parametrize("mode", [MergeMode.MERGE, MergeMode.SQUASH, MergeMode.REBASE])
+def test_a_merged_branch_goes_and_its_hidden_refs_show_exactly_the_task_s_change(repo: Path, mode: MergeMode) -> None:
+    """The user commits meanwhile (a squash or a rebase then leaves the task's commit on no
+    branch): the branch goes all the same, and base..tip is the task's change, not the user's."""
+    user_commit = f"printf 'u\\n' > {repo}/user.txt && git -C {repo} -c user.name=u -c user.email=u@x commit -qam u"
+    task = agent(repo, "A", f"{user_commit} && echo A > a.txt", ("a.txt",), merge=mode)
+    with TaskQueue(1, repo=repo) as queue:
+        assert queue.submit_task(task).result(timeout=WAIT) == 0
+    report = task.execute_fn.worktree  # type: ignore[attr-defined]
+    assert report.merge == "merged"
+    assert git(repo, "branch", "--list", "pm/*") == ""
+    base, tip = f"refs/pm/{RUN}/A/base", f"refs/pm/{RUN}/A/tip"
+    assert set(hidden(repo)) == {base, tip}
+    assert git(repo, "diff", "--name-only", base, tip) == "a.txt\n"
+    assert git(repo, "show", f"{tip}:a.txt") == "A\n"
+    assert git(repo, "show", f"{base}:user.txt") == "base user\n"  # where the task started
+    assert show(repo, "user.txt") == "u\n"  # the user's commit stays
+
+
+def test_a_second_attempt_keeps_its_own_refs_and_the_first_its_branch(repo: Path, tmp_path: Path) -> None:
+    once = tmp_path / "failed-once"
+    script = f"echo A > a.txt; [ -e {once} ] || {{ touch {once}; exit 1; }}"
+    task = agent(repo, "A", script, ("a.txt",))
+    task = AgentTask("dev", task.task_description, ["a.txt"], task.execute_fn, id="A", retries=1, retry_delay=0.0)
+    with TaskQueue(1, repo=repo) as queue:
+        assert queue.submit_task(task).result(timeout=WAIT) == 0
+    assert branches(repo) == [f"pm/{RUN}/A"]  # the failed attempt's, kept
+    assert set(hidden(repo)) == {f"refs/pm/{RUN}/A.2/base", f"refs/pm/{RUN}/A.2/tip"}
+
+
+@pytest.mark.parametrize("mode", [MergeMode.NONE, None])
+def test_a_branch_that_is_not_merged_leaves_no_hidden_refs(repo: Path, mode: MergeMode | None) -> None:
+    """merge: none, or a task rejected for a write outside its claims: the branch is the truth."""
+    script = "echo A > a.txt" if mode else "echo A > a.txt; echo stray > b.txt"
+    task = agent(repo, "A", script, ("a.txt",), **({"merge": mode} if mode else {}))
+    with TaskQueue(1, repo=repo) as queue:
+        future = queue.submit_task(task)
+        if mode is None:
+            with pytest.raises(MergeBackError):
+                future.result(timeout=WAIT)
+        else:
+            assert future.result(timeout=WAIT) == 0
+    assert branches(repo) == [f"pm/{RUN}/A"]
+    assert hidden(repo) == {}
+
+
+def test_refs_that_cannot_be_written_keep_a_squashed_branch_and_say_so(repo: Path) -> None:
+    """Someone's ref is in the way: it is never overwritten; the merge stands, the branch stays."""
+    theirs = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "update-ref", f"refs/pm/{RUN}/A/tip", theirs)
+    user_commit = f"printf 'u\\n' > {repo}/user.txt && git -C {repo} -c user.name=u -c user.email=u@x commit -qam u"
+    task = agent(repo, "A", f"{user_commit} && echo A > a.txt", ("a.txt",), merge=MergeMode.SQUASH)
+    with TaskQueue(1, repo=repo) as queue:
+        assert queue.submit_task(task).result(timeout=WAIT) == 0
+    report = task.execute_fn.worktree  # type: ignore[attr-defined]
+    assert report.merge == "merged"
+    assert show(repo, "a.txt") == "A\n"
+    assert hidden(repo) == {f"refs/pm/{RUN}/A/tip": theirs}
+    assert branches(repo) == [f"pm/{RUN}/A"]  # its commit is on no other branch, and no ref keeps it
+    assert "project-manager diff cannot show it" in report.reason
+    assert f"its branch pm/{RUN}/A is kept: 1 commit(s)" in report.reason
