@@ -27,7 +27,16 @@ from .errors import GitError, UnmergedWorkError, WorktreeError
 from .flocks import held, try_lock
 from .runid import RUN_ID_PATTERN
 from .worktree_pool import POOL_FOLDER, PoolEntry, entries, is_idle, lock_of
-from .worktrees import BRANCH_PREFIX, GIT, Listed, default_root, list_worktrees, uncommitted_paths, unmerged_commits
+from .worktrees import (
+    BRANCH_PREFIX,
+    GIT,
+    Listed,
+    default_root,
+    list_worktrees,
+    uncommitted_paths,
+    unmerged_commits,
+    worktree_git,
+)
 
 __all__ = ["Leftover", "Swept", "leftovers", "leftovers_and_idle", "prune", "sweep"]
 
@@ -115,7 +124,9 @@ def prune(leftover: Leftover, *, force: bool = False, git: GitCalls = GIT) -> No
             raise UnmergedWorkError(f"{where} of {whose}", now.unmerged or (), now.uncommitted or ())
         repo = leftover.repo
         if now.path is not None:
-            git(repo, "git", "worktree", "remove", *(["--force", "--force"] if force else []), "--", str(now.path))
+            worktree_git(
+                repo, "worktree", "remove", *(["--force", "--force"] if force else []), "--", str(now.path), git=git
+            )
             if not leftover.pooled:
                 with contextlib.suppress(OSError):
                     now.path.parent.rmdir()  # the run's folder, once its last worktree is gone

@@ -45,6 +45,7 @@ from .worktrees import (
     Listed,
     Removal,
     Worktree,
+    add_worktree,
     default_root,
     delete_merged_branch,
     list_worktrees,
@@ -52,6 +53,7 @@ from .worktrees import (
     new_branch,
     uncommitted_paths,
     unfinished,
+    worktree_git,
 )
 
 __all__ = [
@@ -195,7 +197,7 @@ def take(
             continue
         with _settled_on_failure(fd, path, git):
             _write(fd, (_TASK, run, task))
-            git(top, "git", "worktree", "add", "--quiet", "--no-track", "-b", branch, "--", str(path), commit)
+            add_worktree(top, branch, path, commit, git=git)
         return Lease(Worktree(path, branch, commit, task, run, top), fd, reused=False, git=git)
     raise AssertionError("unreachable: itertools.count() does not end")
 
@@ -235,7 +237,7 @@ class Lease:
             if operation is not None:
                 raise WorktreeError(f"pool worktree {tree.path}: an operation is half-done ({operation}); kept")
             if not self._keep_idle(keep, head):
-                git(tree.repo, "git", "worktree", "remove", "--", str(tree.path))
+                worktree_git(tree.repo, "worktree", "remove", "--", str(tree.path), git=git)
                 self._record(())
         finally:
             self.release()
@@ -295,7 +297,7 @@ def remove_idle(
             if not _still_idle(top, entry.path, git):
                 continue
             if not dry_run:
-                git(top, "git", "worktree", "remove", "--", str(entry.path))
+                worktree_git(top, "worktree", "remove", "--", str(entry.path), git=git)
                 _write(fd, ())
             done.append(PoolRemoval(entry.path, True))
         except GitError as exc:

@@ -32,7 +32,8 @@ from pathlib import Path
 
 from .changes import GitCalls, uncovered
 from .claims import Claim
-from .errors import GitError, InvalidArgumentError, UnmergedWorkError, WorktreeError
+from .errors import GitError, InvalidArgumentError, UnmergedWorkError, WorktreeError, WorktreeLockError
+from .mergelock import RepoLock
 from .ports import PortBlock, PortBlocks
 from .runid import check_run_id
 from .statedir import ensure_private_dir, state_dir
@@ -43,6 +44,7 @@ from .worktree_setup import Setup, run_setup
 __all__ = [
     "BRANCH_PREFIX",
     "INCLUDE_FILE",
+    "WORKTREE_LOCK_TIMEOUT_S",
     "Changes",
     "Included",
     "Listed",
@@ -51,6 +53,7 @@ __all__ = [
     "Removal",
     "Setup",
     "Worktree",
+    "add_worktree",
     "base_commit",
     "check_claims",
     "commit_message",
@@ -67,6 +70,7 @@ __all__ = [
     "uncommitted_paths",
     "unfinished",
     "unmerged_commits",
+    "worktree_git",
 ]
 
 #: Every task branch is ``pm/<run>/<task>``: what leftovers() looks for, and nothing else.
@@ -172,9 +176,45 @@ def create(
     path = parent.resolve() / task  # as git records it: leftovers() and remove() compare the two
     if os.path.lexists(path):
         raise WorktreeError(f"{path} already exists: a task's worktree is never reused")
-    # -b fails if the branch appeared meanwhile: git's check is the atomic one.
-    git(top, "git", "worktree", "add", "--quiet", "--no-track", "-b", branch, "--", str(path), commit)
+    add_worktree(top, branch, path, commit, git=git)
     return Worktree(path, branch, commit, task, run, top)
+
+
+def add_worktree(repo: Path, branch: str, path: Path, commit: str, *, git: GitCalls = GIT) -> None:
+    """``git worktree add`` of ``path`` on the new ``branch`` at ``commit``: registered under the
+    worktree lock (see :func:`worktree_git`), checked out after, outside it, since a checkout of a
+    large tree takes seconds. -b fails if the branch appeared meanwhile: git's check is the atomic one."""
+    worktree_git(
+        repo,
+        "worktree",
+        "add",
+        "--quiet",
+        "--no-checkout",
+        "--no-track",
+        "-b",
+        branch,
+        "--",
+        str(path),
+        commit,
+        git=git,
+    )
+    git(path, "git", "reset", "--quiet", "--hard")
+
+
+#: How long a worktree command waits for another's: they take seconds, a stuck one is news.
+WORKTREE_LOCK_TIMEOUT_S = 300.0
+
+
+def worktree_git(repo: Path, *args: str, git: GitCalls = GIT) -> bytes:
+    """``git args`` in ``repo``, a command that reads or changes the repository's list of
+    worktrees, under the repository's worktree lock (``worktrees.lock`` in the state directory,
+    see :class:`~queue_core.mergelock.RepoLock`): git reads every worktree's admin folder to add,
+    remove or list one, or to delete a branch, and fails on one another ``git worktree add`` is
+    writing ("failed to read .git/worktrees/t3/commondir"). Raises WorktreeLockError if the lock
+    was not free in WORKTREE_LOCK_TIMEOUT_S."""
+    lock = RepoLock(repo, "worktrees.lock", "the worktree lock", WorktreeLockError, timeout=WORKTREE_LOCK_TIMEOUT_S)
+    with lock:
+        return git(repo, "git", *args)
 
 
 def new_branch(repo: Path, run: str, task: str, base: str, *, git: GitCalls = GIT) -> tuple[str, str]:
@@ -283,7 +323,7 @@ def remove(worktree: Worktree, *, delete_branch: bool, kept_at: str | None = Non
     if entry is not None:
         _check_no_lost_commits(worktree.path, entry, repo, git)
         try:  # without --force, git refuses a worktree with changes or untracked files: its check
-            git(repo, "git", "worktree", "remove", "--", str(worktree.path))
+            worktree_git(repo, "worktree", "remove", "--", str(worktree.path), git=git)
         except GitError:
             dirty = () if entry.prunable else uncommitted_paths(worktree.path, git=git)
             if dirty:
@@ -320,7 +360,9 @@ def delete_merged_branch(
     if lost:
         return Removal(False, f"{len(lost)} commit(s) of {worktree.branch} are on no other branch")
     try:
-        git(repo, "git", "branch", "--delete", "--", worktree.branch)  # -d: git's own check, merged into HEAD
+        worktree_git(
+            repo, "branch", "--delete", "--", worktree.branch, git=git
+        )  # -d: git's own check, merged into HEAD
     except GitError as exc:
         return Removal(False, str(exc))
     return Removal(True)
@@ -379,7 +421,7 @@ def unmerged_commits(
 
 def list_worktrees(repo: Path, *, git: GitCalls = GIT) -> list[Listed]:
     """Every worktree of ``repo``'s repository, its main one included (``git worktree list``)."""
-    raw = git(repo, "git", "worktree", "list", "--porcelain", "-z")
+    raw = worktree_git(repo, "worktree", "list", "--porcelain", "-z", git=git)
     found: list[Listed] = []
     fields: dict[str, str] = {}
     for item in raw.split(b"\0"):
