@@ -31,12 +31,12 @@ import itertools
 import os
 import re
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .changes import GitCalls
+from .clocks import REAL
 from .errors import GitError, NotRegularFileError, UnmergedWorkError, WorktreeError
 from .flocks import try_lock
 from .statedir import read_regular
@@ -371,8 +371,8 @@ def _settled_on_failure(fd: int, path: Path, git: GitCalls) -> Iterator[_Settle]
 def _pool_lock(folder: Path) -> Iterator[bool]:
     """The pool's own lock, waited for _POOL_LOCK_S at most (it is held for a few reads): whether
     it is held."""
-    deadline = time.monotonic() + _POOL_LOCK_S
-    while (fd := try_lock(folder / "pool.lock", "the pool's lock")) is None and time.monotonic() < deadline:
+    deadline = REAL.monotonic() + _POOL_LOCK_S
+    while (fd := try_lock(folder / "pool.lock", "the pool's lock")) is None and REAL.monotonic() < deadline:
         threading.Event().wait(0.002)
     try:
         yield fd is not None
