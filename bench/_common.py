@@ -7,8 +7,14 @@ import os
 import platform
 import subprocess
 import sys
+import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from queue_core.changes import GitCalls
 
 
 @dataclass(frozen=True)
@@ -112,3 +118,27 @@ def checks_table(checks: Sequence[Check]) -> str:
         ["figure", "measured", "target", "met?"],
         [(c.name, c.figure, c.target, "yes" if c.met else "**no**") for c in checks],
     )
+
+
+def fast_tmp() -> str | None:
+    """The shared-memory folder when the machine has one we may write to, else None: the default
+    temporary folder. For benchmarks that write 20,000 files, whose time on a VM's disk swings
+    with the host's load, not with our code."""
+    shm = "/dev/shm"  # noqa: S108 - a folder of our own inside it, made by tempfile
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
+
+
+class TimedGit(GitCalls):
+    """GitCalls that adds up the time of each git command, by name (``read-tree``, ``status``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spent: dict[str, list[float]] = defaultdict(list)
+
+    def run(self, repo: Path, *args: str, **kwargs: Any) -> tuple[int, bytes]:
+        name = next(arg for arg in args[1:] if not arg.startswith("-") and "=" not in arg)
+        started = time.perf_counter()
+        try:
+            return super().run(repo, *args, **kwargs)
+        finally:
+            self.spent[name].append(time.perf_counter() - started)

@@ -11,7 +11,9 @@ past the run's base, and a task's branch from the base changing 3 files. Each tr
   stop mid-merge on a conflict).
 
 Median of ``TRIALS`` each, the kinds interleaved so that drift hits all alike. Also where
-merge_back's time goes: its git calls, by command, from the clean merge trials.
+merge_back's time goes: its git calls, by command, from the clean merge trials. The repository
+is made in /dev/shm when the machine has it (see ``fast_tmp``). In ``make bench`` (run_all) and
+alone: ``python -m bench.mergeback``.
 """
 
 from __future__ import annotations
@@ -23,14 +25,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from queue_core.changes import GitCalls
 from queue_core.claims import Claim
 from queue_core.mergeback import MergeMode, MergeStatus, merge_back
 from queue_core.mergelock import merge_lock
 
-from ._common import Check, Section, median, ms, print_section, table
+from ._common import Check, Section, TimedGit, fast_tmp, median, ms, print_section, table
 
 FILES = 20_000
 PER_DIR = 100
@@ -43,22 +44,6 @@ def _git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return subprocess.run(
         ["git", *args], cwd=repo, check=True, capture_output=True, text=True, env={**os.environ, **(env or {})}
     ).stdout
-
-
-class _Timed(GitCalls):
-    """GitCalls that adds up the time of each git command, by name."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.spent: dict[str, list[float]] = defaultdict(list)
-
-    def run(self, repo: Path, *args: str, **kwargs: Any) -> tuple[int, bytes]:
-        name = next(arg for arg in args[1:] if not arg.startswith("-") and "=" not in arg)
-        started = time.perf_counter()
-        try:
-            return super().run(repo, *args, **kwargs)
-        finally:
-            self.spent[name].append(time.perf_counter() - started)
 
 
 def _make_repo(root: Path) -> tuple[Path, str, str]:
@@ -132,9 +117,10 @@ def _plain(repo: Path) -> float:
 
 
 def run() -> Section:
-    with tempfile.TemporaryDirectory(prefix="pm-bench-merge-") as tmp:
+    where = fast_tmp()
+    with tempfile.TemporaryDirectory(prefix="pm-bench-merge-", dir=where) as tmp:
         repo, base, user = _make_repo(Path(tmp))
-        timed = _Timed()
+        timed = TimedGit()
         kinds: dict[str, Callable[[], float]] = {
             "git merge --no-ff (anchor)": lambda: _plain(repo),
             "merge_back, merge": lambda: _ours(repo, base, MergeMode.MERGE, timed),
@@ -153,7 +139,9 @@ def run() -> Section:
     breakdown = [(name, len(spent) // TRIALS, ms(sum(spent) / TRIALS)) for name, spent in calls]
     ours = median(times["merge_back, merge"])
     body = (
-        f"{FILES:,} files, a task changing {len(TASK_FILES)}, main one commit past the base; median of "
+        f"{FILES:,} files, a task changing {len(TASK_FILES)}, main one commit past the base, in "
+        f"{where or tempfile.gettempdir()}"
+        f"{' (memory)' if where else ' (no /dev/shm here: the default temporary folder, on disk)'}; median of "
         f"{TRIALS}.\n\n"
         + table(["what", "median", "vs git merge --no-ff"], rows)
         + "\nWhere `merge_back` (merge) spends it, per merge:\n\n"

@@ -1,8 +1,10 @@
 """Run every benchmark and print one markdown report: ``python -m bench.run_all``.
 
 Sections: release->start latency, in-process overhead, makespan (simulated), scale, claims
-across processes (the on-disk registry), the supervisor, and the command line. The report
-ends with every figure against its target from DESIGN.md ("Performance").
+across processes (the on-disk registry), the supervisor, the command line, and worktree tasks
+(a new worktree or one from the pool, and the merge-back; on a 20,000-file repository made in
+/dev/shm when there is one). The report ends with every figure against its target from
+DESIGN.md ("Performance").
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import cli, latency, makespan, overhead, registry, scale, supervisor
+from . import cli, latency, makespan, mergeback, overhead, registry, scale, supervisor, worktrees
 from ._common import Section, checks_table, machine
 
 
@@ -33,6 +35,8 @@ def main() -> None:
         ("registry", registry.run),
         ("supervisor", supervisor.run),
         ("cli", cli.run),
+        ("worktrees", worktrees.run),
+        ("mergeback", mergeback.run),
     ]
     sections: list[Section] = []
     for name, run in runs:

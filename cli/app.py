@@ -166,8 +166,10 @@ def status(
     On a terminal, as panels laid out for its width (with --watch, redrawn in place), each run
     with its progress and elapsed time, and the CPU and memory of the machine and of each run's
     agents, in percent of all the machine's cores; elsewhere, or with --no-live, as plain text.
-    Exit codes: 0 shown; 2 bad input (no such --repo, not a git repository); with --watch, 128 +
-    N ended by signal N (130 Ctrl-C), 129 the terminal went away, 141 the reader went away.
+    Then the task worktrees that dead runs left, and how many idle worktrees worktree_pool
+    keeps for reuse (clean removes the first, clean --pool the others). Exit codes: 0 shown; 2
+    bad input (no such --repo, not a git repository); with --watch, 128 + N ended by signal N
+    (130 Ctrl-C), 129 the terminal went away, 141 the reader went away.
     """
     import sys
 
@@ -237,6 +239,10 @@ def clean(
             "--force", help="Also remove dead runs' task worktrees and branches that hold commits or changes."
         ),
     ] = False,
+    pool: Annotated[
+        bool,
+        typer.Option("--pool", help="Also remove the idle worktrees kept for reuse (worktree_pool), never one in use."),
+    ] = False,
     repo: RepoOption = None,
 ) -> None:
     """Prune the state directory: old runs' history and logs, dead runs' records, stray files.
@@ -245,33 +251,40 @@ def clean(
     an agent still runs, or another host's run beats); says what it removed, and what it kept
     and why. Each run does this when it ends. Then the task worktrees and pm/ branches that dead
     runs left (a run killed with SIGKILL): removed if they hold no work; kept, and named, if
-    they hold commits on no other branch or uncommitted changes, unless --force. Exit codes: 0
+    they hold commits on no other branch or uncommitted changes, unless --force. The idle
+    worktrees that worktree_pool keeps for the next tasks stay, unless --pool. Exit codes: 0
     done; 1 the registry cannot be used, or something could not be removed; 2 bad input.
     """
     from . import clean as clean_command
 
-    raise typer.Exit(clean_command.run(repo, keep_runs=keep_runs, dry_run=dry_run, force=force))
+    raise typer.Exit(clean_command.run(repo, keep_runs=keep_runs, dry_run=dry_run, force=force, pool=pool))
 
 
-@app.command(short_help="Show a worktree task's kept branch: its changes.")
+@app.command(short_help="Show what a worktree task changed, merged or not.")
 def diff(
     task: Annotated[str, typer.Argument(metavar="TASK", hidden=True)],
     run_id: Annotated[
         str | None,
         typer.Option(
-            "--run", metavar="RUN", help="The run whose task to show (default: the newest).", show_default=False
+            "--run",
+            metavar="RUN",
+            help="The run whose task to show (default: the newest that left it).",
+            show_default=False,
         ),
     ] = None,
     stat: Annotated[bool, typer.Option("--stat", help="Only which files changed, and how much.")] = False,
     repo: RepoOption = None,
 ) -> None:
-    """Show the changes of TASK's branch, a worktree task that was not merged.
+    """Show what TASK, a task in worktree isolation, changed: merged or not.
 
-    A task in worktree isolation works on the branch pm/RUN/TASK; once merged, its branch is
-    deleted, but one that was rejected, in conflict, blocked or run with merge: none keeps it.
-    This shows its changes from where it started (git diff HEAD...BRANCH), for the newest run's
-    newest attempt unless --run names a run. Exit codes: 0 shown; 1 no such branch is left, or
-    git failed; 2 bad input.
+    A worktree task works on the branch pm/RUN/TASK (TASK.2 for a second attempt). Once merged,
+    its branch is deleted and the hidden refs refs/pm/RUN/TASK/base and tip keep it: shown as
+    git diff BASE TIP, exactly the task's changes. One that was rejected, in conflict, blocked
+    or run with merge: none keeps its branch: shown from where it and HEAD part (git diff
+    HEAD...BRANCH). The newest attempt in the newest run that left something, unless --run
+    names a run; the first line says which. A run's refs go with its history and logs
+    (keep_runs, clean). Exit codes: 0 shown; 1 nothing of the task is left (a task in the
+    shared checkout has no branch), or git failed; 2 bad input.
     """
     from . import diff as diff_command
 

@@ -1,4 +1,5 @@
-"""``project-manager clean``: prune the repository's state directory now (see queue_core.retention).
+"""``project-manager clean``: prune the repository's state directory now (see queue_core.retention),
+then dead runs' task worktrees and branches, and with ``--pool`` the pool's idle worktrees.
 
 Thin: the repository's ``keep_runs`` comes from ``project-manager.yaml`` unless ``--keep-runs``
 says otherwise; what goes and what stays is decided in the library, under the registry lock,
@@ -15,7 +16,8 @@ from queue_core.errors import GitError, StateError
 from queue_core.registry import Registry
 from queue_core.retention import DEFAULT_KEEP_RUNS, preview, prune
 from queue_core.status import live_run_records
-from queue_core.worktree_leftovers import Leftover, known_runs, leftovers, sweep
+from queue_core.worktree_leftovers import Leftover, known_runs, leftovers_and_idle, sweep
+from queue_core.worktree_pool import pool_dir, remove_idle
 
 from . import render, terminal
 from .config import ConfigError
@@ -24,7 +26,7 @@ from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from .repo import find_repo
 
 
-def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool, force: bool = False) -> int:
+def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool, force: bool = False, pool: bool = False) -> int:
     repo_root = find_repo(repo)
     try:
         config = load_repo_config(repo_root)
@@ -35,12 +37,13 @@ def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool, force: bool 
         return EXIT_USAGE
     known = known_runs(repo_root, root=worktree_root)  # before the pruning takes dead runs' records
     try:
+        # Unlike the end of a run, clean also drops the hidden refs of runs that left no file.
         if dry_run:  # a view, like status: no lock taken, nothing written, not even a run record
-            report = preview(repo_root, keep)
+            report = preview(repo_root, keep, orphan_refs=True)
         else:
             registry = Registry(repo_root)
             try:
-                report = prune(registry, keep)
+                report = prune(registry, keep, orphan_refs=True)
             finally:
                 registry.finish_run(None)
     except StateError as exc:
@@ -53,13 +56,16 @@ def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool, force: bool 
         terminal.error(f"could not remove {failure}")
     try:
         swept = sweep(repo_root, run_alive(repo_root), root=worktree_root, force=force, dry_run=dry_run, known=known)
+        idled = remove_idle(repo_root, root=worktree_root, dry_run=dry_run) if pool else []
     except GitError as exc:  # not a git repository: no worktrees to look for
-        swept = []
+        swept, idled = [], []
         if (repo_root / ".git").exists():
             terminal.error(f"could not list the worktrees of dead runs: {exc}")
             return EXIT_FAILED
     if swept:
         terminal.out(render.swept_text(swept, done=not dry_run))
+    if idled:
+        terminal.out(render.pool_text(idled, done=not dry_run))
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
@@ -73,12 +79,14 @@ def run_alive(repo_root: Path) -> Callable[[str], bool]:
     return alive
 
 
-def dead_leftovers(repo_root: Path) -> list[Leftover]:
-    """The task worktrees and branches that dead runs left, for ``status``; none if they cannot
-    be listed (not a git repository, a bad project-manager.yaml: the other views say so)."""
+def worktree_views(repo_root: Path) -> tuple[list[Leftover], Path, list[Path]]:
+    """For ``status``: the task worktrees and branches that dead runs left, the pool's folder and
+    its idle worktrees; none if they cannot be listed (not a git repository, a bad
+    project-manager.yaml: the other views say so)."""
     try:
         root = load_repo_config(repo_root).worktree_root
-        found = leftovers(repo_root, run_alive(repo_root), root=root, known=known_runs(repo_root, root=root))
+        known = known_runs(repo_root, root=root)
+        found, idle = leftovers_and_idle(repo_root, run_alive(repo_root), root=root, known=known)
     except (ConfigError, GitError, StateError):
-        return []
-    return [leftover for leftover in found if not leftover.alive]
+        return [], pool_dir(repo_root), []
+    return [leftover for leftover in found if not leftover.alive], pool_dir(repo_root, root), idle

@@ -188,6 +188,8 @@ class RepoConfig:
     setup: tuple[tuple[str, ...], ...] = ()
     #: Where worktrees are made (None: the state directory, outside the working tree).
     worktree_root: str | None = None
+    #: How many idle worktrees are kept for the next tasks to reuse (0: none, a new one per task).
+    worktree_pool: int = 0
 
 
 def parse_duration(text: str | int | float) -> float:

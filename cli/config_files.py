@@ -60,7 +60,7 @@ _PROMPT_PLACEHOLDERS = ("description", "files", "reads")
 #: Where a task's checkout is, and what comes back of it: on a task, an agent or the batch.
 _ISOLATION_KEYS = ("isolation", "merge", "on_violation")
 _BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", *_ISOLATION_KEYS, "agents", "tasks")
-_REPO_KEYS = ("agents", "keep_runs", "on_finish", "setup", "worktree_root")
+_REPO_KEYS = ("agents", "keep_runs", "on_finish", "setup", "worktree_root", "worktree_pool")
 _AGENT_KEYS = (
     "command",
     "preset",
@@ -126,7 +126,8 @@ def load_batch(path: Path) -> Batch:
 
 
 def load_repo_config(repo: Path) -> RepoConfig:
-    """``project-manager.yaml`` at the root of ``repo``: its ``agents:``, ``keep_runs:`` and ``on_finish:``.
+    """``project-manager.yaml`` at the root of ``repo``: its ``agents:``, ``keep_runs:``, ``on_finish:``,
+    and for worktree tasks ``setup:``, ``worktree_root:`` and ``worktree_pool:``.
 
     Empty if there is no such file. Raises ConfigError as load_batch does; any other
     top-level key is an error.
@@ -143,7 +144,7 @@ def load_repo_config(repo: Path) -> RepoConfig:
     on_finish = reader.command(top["on_finish"][1], "on_finish") if "on_finish" in top else ()
     setup = reader.commands(top["setup"][1], "setup") if "setup" in top else ()
     worktree_root = reader.string(top["worktree_root"][1], "worktree_root") if "worktree_root" in top else None
-    return RepoConfig(agents, reader.keep_runs(top), on_finish, setup, worktree_root)
+    return RepoConfig(agents, reader.keep_runs(top), on_finish, setup, worktree_root, reader.worktree_pool(top))
 
 
 def load_repo_agents(repo: Path) -> dict[str, AgentSpec]:
@@ -286,6 +287,12 @@ class _Reader:
         if "keep_runs" not in top or _is_null(node := top["keep_runs"][1]):
             return None
         return self.integer(node, "keep_runs", minimum=1)
+
+    def worktree_pool(self, top: _Entries) -> int:
+        """A top-level ``worktree_pool:``: how many idle worktrees to keep (null, or none: 0)."""
+        if "worktree_pool" not in top or _is_null(node := top["worktree_pool"][1]):
+            return 0
+        return self.integer(node, "worktree_pool", minimum=0)
 
     def scalar(self, node: yaml.ScalarNode, field: str, construct: Callable[[yaml.ScalarNode], Any]) -> Any:
         """The value of an explicitly tagged scalar (``!!int 1e3``); a clear error if it is none."""

@@ -263,6 +263,7 @@ def _plan_worktrees(
                 root,
                 repo_config.setup,
                 ports,
+                pool=repo_config.worktree_pool,
             )
 
 

@@ -1,11 +1,13 @@
-"""``project-manager diff TASK``: the changes of a worktree task's kept branch, to review.
+"""``project-manager diff TASK``: what a worktree task changed, to review, merged or not.
 
 A task in worktree isolation works on the branch ``pm/<run>/<task>`` (``<task>.2`` for its
-second attempt...). A merged task's branch is deleted; one that was not merged (rejected,
-in conflict, blocked, ``merge: none``, failed) is kept, and this shows its changes from where
-it started: ``git diff HEAD...BRANCH``, the merge base of the checkout and the branch against
-the branch. The newest run's, newest attempt's, unless ``--run`` names a run. Exit codes: 0
-shown; 1 no such branch is left, or git failed; 2 bad input.
+second attempt...). One that was not merged (rejected, in conflict, blocked, ``merge: none``,
+failed) keeps its branch: shown from where it and HEAD part, ``git diff HEAD...BRANCH``. A
+merged one's branch is deleted, but its hidden refs ``refs/pm/<run>/<task>/base`` and ``tip``
+stay until retention prunes the run's records: shown as ``git diff BASE TIP``, exactly what the
+task committed. The newest run's, newest attempt's, unless ``--run`` names a run (see
+:func:`queue_core.taskrefs.newest`). Exit codes: 0 shown; 1 nothing of the task is left, or git
+failed; 2 bad input.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from queue_core.changes import GitCalls
 from queue_core.errors import GitError, InvalidArgumentError, InvalidTaskIdError
 from queue_core.runid import check_run_id
 from queue_core.task import check_task_id
-from queue_core.worktrees import BRANCH_PREFIX
+from queue_core.taskrefs import Found, Ran, last_ran, newest
 
 from . import terminal
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -39,35 +41,45 @@ def run(repo: Path | None, task: str, *, run_id: str | None, stat: bool) -> int:
         return EXIT_USAGE
     git = GitCalls()
     try:
-        refs = os.fsdecode(
-            git(repo_root, "git", "for-each-ref", "--format=%(refname:short)", f"refs/heads/{BRANCH_PREFIX}")
-        )
-        branch = _newest(refs.split(), task, run_id)
-        if branch is None:
-            of_run = "" if run_id is None else f" of run {run_id}"
-            terminal.error(
-                f"no branch of task {task!r}{of_run} is left: only a worktree task that was not merged keeps its "
-                "branch (a merged one's changes are in your branch's history)"
-            )
+        found = newest(repo_root, task, run=run_id, git=git)
+        if found is None:
+            terminal.error(_nothing_left(task, run_id, last_ran(repo_root, task, run=run_id)))
             return EXIT_FAILED
-        shown = git(
-            repo_root, "git", "--no-pager", "diff", "--no-color", *(["--stat"] if stat else []), f"HEAD...{branch}"
-        )
+        options = ["--stat"] if stat else []
+        shown = git(repo_root, "git", "--no-pager", "diff", "--no-color", *options, *found.revisions(), "--")
     except GitError as exc:
         terminal.error(str(exc))
         return EXIT_FAILED
-    terminal.write_out(f"# {branch}\n{os.fsdecode(shown)}".rstrip("\n"))
+    terminal.write_out(f"# {found.label} ({_what(found)})\n{os.fsdecode(shown)}".rstrip("\n"))
     return EXIT_OK
 
 
-def _newest(branches: list[str], task: str, run_id: str | None) -> str | None:
-    """The branch of ``task``'s newest attempt in ``run_id`` (else the newest run: run ids sort by time)."""
-    found: list[tuple[str, int, str]] = []
-    for branch in branches:
-        parts = branch.split("/")
-        if len(parts) != 3 or parts[0] != BRANCH_PREFIX.rstrip("/") or (run_id is not None and parts[1] != run_id):
-            continue
-        attempt = "1" if parts[2] == task else parts[2].removeprefix(f"{task}.")
-        if attempt.isdigit():  # a task id may hold dots: "x.2" is x's second attempt only if x is asked
-            found.append((parts[1], int(attempt), branch))
-    return max(found)[2] if found else None
+def _what(found: Found) -> str:
+    """What the header says the diff is of."""
+    if not found.merged:
+        return "its branch, not merged"
+    return "merged; its branch was deleted" if found.branch is None else "merged; its branch is still there"
+
+
+def _nothing_left(task: str, run_id: str | None, ran: Ran | None) -> str:
+    """Why nothing of ``task`` can be shown, as far as the runs' history records tell."""
+    if ran is not None and ran.isolation == "shared":
+        return (
+            f"task {task!r} ran in the shared checkout in run {ran.run}: a task there has no branch, "
+            "its changes went straight into your working tree (see git status, git log)"
+        )
+    if ran is not None and ran.isolation == "worktree":
+        if ran.attempts == 0:
+            return f"task {task!r} of run {ran.run} never started: it has no branch"
+        return (
+            f"nothing of task {task!r} of run {ran.run} is left to show: it ran in a worktree, but neither its "
+            f"branch nor its hidden refs refs/pm/{ran.run}/{task}/ are there (it stopped before it had a branch, "
+            "or they were removed since)"
+        )
+    of_run = "" if run_id is None else f" in run {run_id}"
+    return (
+        f"nothing of task {task!r} is left to show{of_run}: no branch pm/<run>/{task} and no hidden refs "
+        f"refs/pm/<run>/{task}/. A task in the shared checkout has no branch (its changes are in your "
+        "working tree or history); a worktree task's refs go with its run's records when retention prunes "
+        "them (keep_runs, project-manager clean)"
+    )

@@ -66,6 +66,9 @@ _HEADER = Template("""\
 #   PM_SUCCEEDED and PM_FAILED in its environment
 # setup: [[npm, ci]]   # run in each new worktree before its agent, each an argv
 # worktree_root: ../worktrees   # where worktrees go (default: the state directory in .git)
+# worktree_pool: 2   # keep up to 2 worktrees of merged tasks for the next tasks to reuse
+#   (much faster on a large repository); each is a whole checkout on disk, and ignored files
+#   (build caches, node_modules) carry from one task to the next. Default 0: a new one per task
 
 agents:
 """)

@@ -24,6 +24,7 @@ from queue_core.reports import AgentReport
 from queue_core.retention import RetentionReport
 from queue_core.waits import seconds_text
 from queue_core.worktree_leftovers import Leftover, Swept
+from queue_core.worktree_pool import PoolRemoval
 
 _WORDS = {
     "started": "started",
@@ -321,7 +322,10 @@ def clean_text(report: RetentionReport) -> str:
         shown = [_in_state(report, path) for path in removal.paths]
         what = f"run {removal.run}" if removal.run is not None else shown[0]
         count = f": {removal.files} file(s), {_bytes(removal.size)}" if removal.files > 1 else ""
-        where = f" ({', '.join(shown)}{count})" if removal.run is not None else ""
+        parts = [f"{', '.join(shown)}{count}"] if shown else []
+        if removal.refs:  # merged tasks' base and tip, kept for project-manager diff
+            parts.append(f"{len(removal.refs)} hidden ref(s) refs/pm/{removal.run}/")
+        where = f" ({'; '.join(parts)})" if removal.run is not None else ""
         lines.append(f"{verb} {what}: {removal.reason}{where}")
     lines += [f"kept run {kept.run}: {kept.reason}" for kept in report.live]
     if report.finished > report.finished_kept:
@@ -349,7 +353,8 @@ def swept_text(swept: list[Swept], *, done: bool) -> str:
                 if item.leftover.path
                 else "the branch"
             )
-            lines.append(f"{verb} {what} {item.name} of dead run {item.leftover.run}")
+            whose = f"dead run {item.leftover.run}" if item.leftover.run else "the pool (changed since it was idle)"
+            lines.append(f"{verb} {what} {item.name} of {whose}")
         else:
             hint = "" if item.leftover.alive else "; --force removes it"
             lines.append(f"kept {item.name}: {item.reason}{hint}")
@@ -361,8 +366,27 @@ def leftovers_text(found: list[Leftover]) -> str:
     lines = ["Worktrees and branches of dead runs (project-manager clean removes those that hold no work):"]
     for leftover in found:
         where = f" at {leftover.path}" if leftover.path else ""
-        lines.append(f"  {leftover.branch or leftover.task} (run {leftover.run}){where}")
+        whose = f"run {leftover.run}" if leftover.run else "a pool worktree changed since it was idle"
+        lines.append(f"  {leftover.branch or leftover.task} ({whose}){where}")
     return "\n".join(lines)
+
+
+def pool_text(removals: list[PoolRemoval], *, done: bool) -> str:
+    """``clean --pool``: each idle pool worktree removed (or that would be), and each kept and why."""
+    verb = "removed" if done else "would remove"
+    kept = "kept the pool worktree"
+    return "\n".join(
+        f"{verb} the idle pool worktree {item.path}" if item.removed else f"{kept} {item.path}: {item.reason}"
+        for item in removals
+    )
+
+
+def idle_pool_text(folder: Path, idle: list[Path]) -> str:
+    """``status``: how many idle worktrees the pool keeps, and where."""
+    return (
+        f"{len(idle)} idle pool worktree(s) in {folder}, kept for the next worktree tasks "
+        "(worktree_pool; project-manager clean --pool removes them)"
+    )
 
 
 def _in_state(report: RetentionReport, path: Path) -> str:

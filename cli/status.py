@@ -19,7 +19,7 @@ from queue_core.status import RunView
 from queue_core.worktree_leftovers import Leftover
 
 from . import render, terminal
-from .clean import dead_leftovers
+from .clean import worktree_views
 from .exits import EXIT_OK, exit_code_for
 from .render import progress_text
 from .repo import find_repo
@@ -153,8 +153,12 @@ def run(repo: Path | None, *, json_out: bool, watch: bool, live: bool, interval:
             terminal.print_panels(_Panels(root).view(fit=False))
         else:
             terminal.out(_status_text(root, json_out=json_out))
-        if not json_out and (found := dead_leftovers(root)):
-            terminal.out(render.leftovers_text(found))
+        if not json_out:
+            found, folder, idle = worktree_views(root)
+            if found:
+                terminal.out(render.leftovers_text(found))
+            if idle:
+                terminal.out(render.idle_pool_text(folder, idle))
         return EXIT_OK
     with Signals() as signals:  # until Ctrl-C, SIGTERM or SIGHUP, which leave through the with blocks
         if live:
@@ -238,7 +242,11 @@ def _status_text(root: Path, *, json_out: bool, one_line: bool = False) -> str:
     """What runs in ``root``, as plain text or JSON (on ``one_line``, for NDJSON)."""
     status = repo_status(root)
     if json_out:
-        found = {"leftover_worktrees": [_leftover_json(leftover) for leftover in dead_leftovers(root)]}
+        left, _, idle = worktree_views(root)
+        found = {
+            "leftover_worktrees": [_leftover_json(leftover) for leftover in left],
+            "idle_pool_worktrees": [str(path) for path in idle],
+        }
         return json.dumps({**status.to_json(), **found}, indent=None if one_line else 2)
     return status_text(status, root, now=time.time())
 
@@ -246,7 +254,7 @@ def _status_text(root: Path, *, json_out: bool, one_line: bool = False) -> str:
 def _leftover_json(leftover: Leftover) -> dict[str, Any]:
     """A dead run's task worktree or branch, for ``status --json``."""
     return {
-        "run": leftover.run,
+        "run": leftover.run or None,  # None: a pool worktree changed since it was idle
         "task": leftover.task,
         "branch": leftover.branch,
         "path": None if leftover.path is None else str(leftover.path),

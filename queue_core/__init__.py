@@ -78,6 +78,9 @@ from .errors import (
     QueueUsageError as QueueUsageError,
 )
 from .errors import (
+    RepoLockError as RepoLockError,
+)
+from .errors import (
     RunAliveError as RunAliveError,
 )
 from .errors import (
@@ -97,6 +100,9 @@ from .errors import (
 )
 from .errors import (
     WorktreeError as WorktreeError,
+)
+from .errors import (
+    WorktreeLockError as WorktreeLockError,
 )
 from .ownership import FileOwnership
 from .queue import TaskEvent, TaskQueue

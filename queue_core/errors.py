@@ -35,6 +35,7 @@ __all__ = [
     "QueueShutdownError",
     "QueueUsageError",
     "RateLimitedError",
+    "RepoLockError",
     "RunAliveError",
     "SetupError",
     "StateError",
@@ -44,6 +45,7 @@ __all__ = [
     "UnknownDependencyError",
     "UnmergedWorkError",
     "WorktreeError",
+    "WorktreeLockError",
 ]
 
 
@@ -227,12 +229,20 @@ class RunAliveError(StateError):
     """A run cannot be released: its process, or one of its agents, provably lives; ``reason`` says which."""
 
 
-class MergeLockError(StateError):
-    """A repository's merge lock was not free in time, or the wait was interrupted; ``holder``: its pid, if known."""
+class RepoLockError(StateError):
+    """One of a repository's locks was not free in time, or the wait was interrupted; ``holder``: its pid, if known."""
 
     def __init__(self, path: object, reason: str, holder: int | None = None):
         self.holder = holder
         super().__init__(path, reason)
+
+
+class MergeLockError(RepoLockError):
+    """The merge lock (one merge-back at a time): see queue_core.mergelock."""
+
+
+class WorktreeLockError(RepoLockError):
+    """The worktree lock (one ``git worktree add`` or ``remove`` at a time): see queue_core.worktrees."""
 
 
 class SupervisorError(QueueError, RuntimeError):

@@ -16,6 +16,11 @@ Each attempt of a task (see :mod:`queue_core.worktrees`):
 
 The claims are held from the worktree's creation to the end of the merge, so the merge writes
 only files no other running task may touch; they are what keeps merges clean.
+
+With a pool (``pool`` > 0, ``worktree_pool:``), step 1 takes a worktree a merged task gave back,
+reset to the base (:mod:`queue_core.worktree_pool`), its ignored files kept and the
+``.worktreeinclude`` copies made anew; step 4 gives it back instead of removing it. A task that
+fails keeps it, as it would keep a worktree of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from .changes import GitCalls
 from .claims import Claim
@@ -32,6 +38,8 @@ from .mergelock import MergeLock, merge_lock
 from .mergeplan import MergeMode
 from .ports import PortBlocks
 from .runner import SubprocessAgent
+from .taskrefs import keep, refs_of
+from .worktree_pool import Lease, take
 from .worktree_setup import Setup
 from .worktrees import GIT, Worktree, check_claims, commit_message, copy_included, create, finish, remove
 
@@ -45,7 +53,8 @@ class WorktreePlan:
     ``target`` is the branch the run started on (merged into, never checked out); ``writes``
     the task's write claims (what it may change); ``root`` where worktrees go (None: the state
     directory); ``setup`` the commands run in each new worktree, each an argv; ``ports`` the
-    run's port blocks (None: no ``PM_PORT_BASE``).
+    run's port blocks (None: no ``PM_PORT_BASE``); ``pool`` how many idle worktrees are kept
+    for reuse (0: none, a new worktree per attempt).
     """
 
     repo: Path
@@ -59,6 +68,7 @@ class WorktreePlan:
     root: Path | None = None
     setup: tuple[tuple[str, ...], ...] = ()
     ports: PortBlocks | None = None
+    pool: int = 0
 
 
 @dataclass
@@ -81,6 +91,7 @@ class WorktreeReport:
 class WorktreeAgent(SubprocessAgent):
     """A SubprocessAgent whose every attempt runs in a worktree of its own (see the module)."""
 
+    isolation: ClassVar[str] = "worktree"
     plan: WorktreePlan | None = None
     #: The last attempt's worktree and what came of it; None before the first.
     worktree: WorktreeReport | None = field(default=None, init=False)
@@ -114,10 +125,22 @@ class WorktreeAgent(SubprocessAgent):
     def _attempt(self, plan: WorktreePlan) -> int:
         self._check_stop()  # a stop that came first: no worktree, no setup
         name = plan.task if self._attempts == 1 else f"{plan.task}.{self._attempts}"
-        base = self._git(plan.repo, "git", "rev-parse", "--verify", "--end-of-options", f"refs/heads/{plan.target}")
-        tree = create(plan.repo, plan.run, name, base.decode().strip(), root=plan.root, git=self._git)
+        out = self._git(plan.repo, "git", "rev-parse", "--verify", "--end-of-options", f"refs/heads/{plan.target}")
+        base = out.decode().strip()
+        if plan.pool < 1:
+            return self._in_worktree(create(plan.repo, plan.run, name, base, root=plan.root, git=self._git), plan, None)
+        lease = take(plan.repo, plan.run, name, base, root=plan.root, git=self._git)
+        try:
+            return self._in_worktree(lease.worktree, plan, lease)
+        finally:
+            lease.release()  # given back already, or kept as it is: a failed or stopped task's
+
+    def _in_worktree(self, tree: Worktree, plan: WorktreePlan, lease: Lease | None) -> int:
+        """Steps 1 to 4 in the worktree ``tree`` (``lease``: the pool's, else a worktree of its own)."""
+        name = tree.task
         self.worktree = report = WorktreeReport(tree.branch, tree.path)
-        copy_included(plan.repo, tree.path, git=self._git)  # .env and the like: before setup needs them
+        # .env and the like, before setup needs them; over the last task's copies in a reused one.
+        copy_included(plan.repo, tree.path, git=self._git, replace=lease is not None and lease.reused)
         block = None if plan.ports is None else plan.ports.acquire(name)
         try:
             self.cwd = tree.path
@@ -136,7 +159,7 @@ class WorktreeAgent(SubprocessAgent):
                 f"it changed {first_few(report.unclaimed)}, outside its claims; its branch {tree.branch} is kept"
             )
             raise MergeBackError("rejected", report.reason, report.unclaimed)
-        self._merge(tree, plan, report, changes.tip)
+        self._merge(tree, plan, report, changes.tip, lease)
         return code
 
     def _run_setup(self, tree: Worktree, plan: WorktreePlan) -> None:
@@ -155,8 +178,8 @@ class WorktreeAgent(SubprocessAgent):
             with self._stop_lock:
                 self._setup = None
 
-    def _merge(self, tree: Worktree, plan: WorktreePlan, report: WorktreeReport, tip: str) -> None:
-        """Merge the branch (at ``tip``) back, one task of the repository at a time; tidy up or fail."""
+    def _merge(self, tree: Worktree, plan: WorktreePlan, report: WorktreeReport, tip: str, lease: Lease | None) -> None:
+        """Merge the branch back, one task of the repository at a time; tidy up or fail."""
         lock = merge_lock(plan.repo, on_wait=self._merge_waits)
         with self._stop_lock:  # a stop (the task's timeout, a cancel) ends the wait for another's merge
             self._lock_wait = lock
@@ -193,15 +216,31 @@ class WorktreeAgent(SubprocessAgent):
         if result.status in (MergeStatus.MERGED, MergeStatus.NONE):
             # The work is in: a worktree git will not remove is kept and said, never a failure
             # (a retry would do the task's work a second time on top of the first).
-            try:  # a squash or a rebase merged the branch's changes, not its commits: it goes too
-                removal = remove(tree, delete_branch=result.status is MergeStatus.MERGED, merged=tip, git=self._git)
+            merged = result.status is MergeStatus.MERGED
+            kept_at = self._keep_for_review(tree, tip, report) if merged else None
+            try:
+                if lease is None:
+                    removal = remove(tree, delete_branch=merged, kept_at=kept_at, git=self._git)
+                else:
+                    removal = lease.give_back(delete_branch=merged, keep=plan.pool, kept_at=kept_at)
             except QueueError as exc:
-                report.reason = f"{result.reason}; its worktree {tree.path} is kept: {exc}"
+                report.reason = f"{report.reason}; its worktree {tree.path} is kept: {exc}"
             else:
-                if removal.kept_because:
-                    report.reason = f"{result.reason}; its branch {tree.branch} is kept: {removal.kept_because}"
+                if removal.kept_because is not None:
+                    report.reason = f"{report.reason}; its branch {tree.branch} is kept: {removal.kept_because}"
         else:
             raise MergeBackError(result.status.value, _failure(result, tree), result.conflicts or result.blocking)
+
+    def _keep_for_review(self, tree: Worktree, tip: str, report: WorktreeReport) -> str | None:
+        """The merged branch's hidden refs (:mod:`queue_core.taskrefs`), for ``diff`` once the branch
+        is gone: its tip ref, or None if they could not be written (then git's own check decides
+        whether the branch goes, as before; the merge stands either way)."""
+        try:
+            keep(tree.repo, tree.run, tree.task, base=tree.base, tip=tip, git=self._git)
+        except QueueError as exc:
+            report.reason = f"{report.reason}; project-manager diff cannot show it once its branch goes: {exc}"
+            return None
+        return refs_of(tree.run, tree.task)[1]
 
     def _merge_waits(self, holder: str | None) -> None:
         """Say in the log who holds the merge lock the task waits for (None: it is taken)."""

@@ -19,8 +19,6 @@ bind is still taken. What the block promises is that no other *task* was given i
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import socket
 import threading
@@ -28,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InvalidArgumentError, PortsExhaustedError, StateError
+from .errors import InvalidArgumentError, PortsExhaustedError
+from .flocks import try_lock
 from .statedir import ensure_private_dir
 
 __all__ = ["DEFAULT_BASE", "DEFAULT_SIZE", "PortBlock", "PortBlocks", "port_free"]
@@ -122,20 +121,8 @@ class PortBlocks:
         (None without ``lock_dir``). Raises StateError if the lock file cannot be opened."""
         if self._lock_dir is None:
             return True, None
-        path = self._lock_dir / f"{first}.lock"
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-        try:
-            fd = os.open(path, flags, 0o600)  # never through a symlink, never a FIFO's wait
-        except OSError as exc:
-            raise StateError(path, f"cannot open the port lock: {exc.strerror or exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return False, None
-            raise StateError(path, f"cannot lock: {exc.strerror or exc}") from exc
-        return True, fd
+        fd = try_lock(self._lock_dir / f"{first}.lock", "the port lock")
+        return fd is not None, fd
 
     def close(self) -> None:
         """Release every block (the end of a run)."""

@@ -368,8 +368,9 @@ class TaskOutcome:
     is its last error, or why it was skipped or cancelled (a task that succeeded on a retry
     keeps its earlier error). For an agent command (a SubprocessAgent):
     ``exit_code`` (negative: the signal that ended it; None if it never ended), its ``log``
-    once it ran, and ``report``, what the agent reported (an error, cost and tokens of every
-    attempt; empty if it reported nothing); all None for a Python callable.
+    once it ran, ``report``, what the agent reported (an error, cost and tokens of every
+    attempt; empty if it reported nothing), and ``isolation``, where its attempts ran: "shared"
+    (the checkout) or "worktree" (a worktree each); all None for a Python callable.
     """
 
     id: str
@@ -383,6 +384,7 @@ class TaskOutcome:
     log: str | None = None
     report: AgentReport | None = None
     total_s: float | None = None
+    isolation: str | None = None
 
     def history_json(self) -> dict[str, Any]:
         """Its entry in the run's history record (``history/<run>.json``): the keys it always had."""
@@ -396,6 +398,8 @@ class TaskOutcome:
         }
         if self.report is not None:
             data.update(error=self.report.error, cost_usd=self.report.cost_usd, tokens=self.report.tokens)
+        if self.isolation is not None:  # `diff` tells a task in the shared checkout by it: it has no branch
+            data["isolation"] = self.isolation
         return data
 
 

@@ -128,6 +128,7 @@ def outcome(entry: TaskEntry) -> TaskOutcome:
         log=agent_log(entry),
         report=None if agent is None else agent.report or AgentReport(),
         total_s=entry.ran_s if entry.attempts else None,
+        isolation=None if agent is None else agent.isolation,
     )
 
 

@@ -11,6 +11,9 @@ killed; a temporary file when a writer was killed mid-write. Left alone, they gr
 * **Temporary files** (``.<name>.<pid>.tmp``, ``.<name>.<pid>.<hex>.new``, ``.<name>.dead-<hex>``,
   ``.write-probe-<pid>``) go once ``STRAY_AGE_S`` old and no process has the pid in their name.
 * **Damaged copies** of ``claims.json`` beyond the newest ``DAMAGED_KEPT`` go.
+* **Hidden refs** of merged tasks (``refs/pm/<run>/``, see :mod:`queue_core.taskrefs`) go with
+  their run's history and logs, all in one ``git update-ref --stdin`` transaction; those of a
+  run that left no file at all only when asked (``clean``), never at a run's end.
 
 Never touched: a live run, judged as the registry judges an owner: its process, its supervisor
 (or a keeper of it) or one of its agents' process groups runs; or it runs on another host or in
@@ -31,7 +34,7 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,10 +43,11 @@ import psutil
 
 from .claimsfile import read_registry
 from .clocks import REAL, Clocks
-from .errors import InvalidArgumentError, StateError
+from .errors import GitError, InvalidArgumentError, StateError
 from .holds import STALE_AFTER_S, judge_run, live_holds
 from .line import alive_by, live_places
-from .statedir import describe_entry, list_dir, measure, remove_entry, state_dir
+from .statedir import LEGACY_DIR, describe_entry, list_dir, measure, remove_entry, state_dir
+from .taskrefs import HIDDEN_PREFIX, by_run, drop, may_have_any
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -52,6 +56,7 @@ __all__ = [
     "DAMAGED_KEPT",
     "DEFAULT_KEEP_RUNS",
     "STRAY_AGE_S",
+    "HiddenRefs",
     "KeptRun",
     "Removal",
     "RetentionReport",
@@ -95,6 +100,18 @@ class Removal:
     run: str | None = None  # None: a temporary file or a damaged copy of claims.json
     files: int = 0
     size: int = 0
+    refs: tuple[tuple[str, str], ...] = ()  # the run's hidden refs, with the commit each named
+
+
+@dataclass(frozen=True)
+class HiddenRefs:
+    """The hidden refs of merged tasks in ``repo`` by run (:func:`queue_core.taskrefs.by_run`),
+    listed before the state directory is looked at: a run that writes one has its record by then.
+    ``orphans``: also drop those of runs that left no file in the state directory."""
+
+    repo: Path
+    by_run: Mapping[str, tuple[tuple[str, str], ...]]
+    orphans: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +135,7 @@ class RetentionReport:
     failed: list[str] = field(default_factory=list)  # "path: why" for what could not be removed
     skipped: list[str] = field(default_factory=list)  # "path: why" for a folder not looked into
     done: bool = False
+    refs_repo: Path | None = None  # where the removals' refs are, if any are
 
     @property
     def files(self) -> int:
@@ -146,6 +164,7 @@ def plan(
     protect: Collection[str] = (),
     stale_after: float = STALE_AFTER_S,
     clocks: Clocks = REAL,
+    refs: HiddenRefs | None = None,
 ) -> RetentionReport:
     """What pruning the state directory ``directory`` would remove now; changes nothing.
 
@@ -154,13 +173,15 @@ def plan(
     newest ``keep_runs``. Costs a listing of the state directory's folders, and a look at each
     run in ``runs/`` and, only when there are more finished runs than ``keep_runs``, at the
     head of each history record. ``clocks`` tell how old a heartbeat or a temporary file is.
+    ``refs`` are the repository's hidden refs: a run's go with its history and logs.
     Raises ValueError for a bad ``keep_runs``.
     """
     keep_runs = check_keep_runs(keep_runs)
     now = clocks.wall()  # one instant for every temporary file's age
     runs_dir = directory / "runs"
-    report = RetentionReport(directory, keep_runs)
+    report = RetentionReport(directory, keep_runs, refs_repo=None if refs is None else refs.repo)
     runs, damaged = _collect(directory, report, now)
+    by_run = {} if refs is None else refs.by_run
     dead: dict[str, str] = {}  # run -> why it is dead, for those with records
     finished: list[_Run] = []
     for run in runs.values():
@@ -198,7 +219,12 @@ def plan(
             reasons.append(f"dead: {dead[run_id]}")
         reasons += [f"{p.parent.name}/{p.name} is {describe_entry(p)}, not what a run writes" for p in run.strange]
         files, size = measure(paths)
-        report.removed.append(Removal("; ".join(reasons), tuple(paths), run_id, files, size))
+        gone = by_run.get(run_id, ()) if run_id in old else ()
+        report.removed.append(Removal("; ".join(reasons), tuple(paths), run_id, files, size, gone))
+    if refs is not None and refs.orphans:
+        for run_id in sorted(by_run.keys() - runs.keys() - set(protect) - set(held)):
+            reason = "its hidden refs outlived it: the run left no record, history or logs"
+            report.removed.append(Removal(reason, (), run_id, refs=by_run[run_id]))
     for path in sorted(damaged)[:-DAMAGED_KEPT]:
         files, size = measure([path])
         reason = f"a damaged copy of claims.json; the newest {DAMAGED_KEPT} are kept"
@@ -246,7 +272,12 @@ def _collect(directory: Path, report: RetentionReport, now: float) -> tuple[dict
 
 
 def preview(
-    repo: str | os.PathLike[str], keep_runs: int, *, stale_after: float = STALE_AFTER_S, clocks: Clocks = REAL
+    repo: str | os.PathLike[str],
+    keep_runs: int,
+    *,
+    stale_after: float = STALE_AFTER_S,
+    clocks: Clocks = REAL,
+    orphan_refs: bool = False,
 ) -> RetentionReport:
     """What :func:`prune` would remove in ``repo``'s state directory now, changing nothing.
 
@@ -263,11 +294,14 @@ def preview(
         raise StateError(directory, f"cannot read the state directory: {exc.strerror or exc}") from exc
     if not stat.S_ISDIR(st.st_mode):
         raise StateError(directory, "is not a directory (a symlink is never followed)")
+    refs, note = _hidden_refs(Path(repo), directory, orphan_refs)
     holds, line = read_registry(repo)
     live = live_holds(holds, directory / "runs", stale_after=stale_after, clocks=clocks)[0]
     waiting = live_places(line, alive_by(directory / "runs", stale_after, clocks=clocks))
     held = {hold.owner.run for hold in live} | {place.owner.run for place in waiting}
-    return plan(directory, keep_runs, held=held, stale_after=stale_after, clocks=clocks)
+    report = plan(directory, keep_runs, held=held, stale_after=stale_after, clocks=clocks, refs=refs)
+    report.skipped += note
+    return report
 
 
 def apply(report: RetentionReport) -> RetentionReport:
@@ -287,16 +321,27 @@ def apply(report: RetentionReport) -> RetentionReport:
             failed.append(f"{exc.filename or removal.paths[0]}: {exc.strerror or exc}")
             continue
         done.append(removal)
+    refs = [ref for removal in done for ref in removal.refs]
+    if refs and report.refs_repo is not None:
+        try:
+            drop(report.refs_repo, refs)
+        except GitError as exc:  # one moved since it was listed (or git failed): none went
+            runs = ", ".join(f"{HIDDEN_PREFIX}{run}/" for run in sorted({r.run for r in done if r.refs and r.run}))
+            failed.append(f"{runs}: {exc}")
     return replace(report, removed=done, failed=failed, done=True)
 
 
-def prune(registry: Registry, keep_runs: int | None = None, *, dry_run: bool = False) -> RetentionReport:
+def prune(
+    registry: Registry, keep_runs: int | None = None, *, dry_run: bool = False, orphan_refs: bool = False
+) -> RetentionReport:
     """Prune ``registry``'s state directory, keeping the newest ``keep_runs`` (default: the registry's).
 
     One step under the registry lock, the look and the removal (see :func:`apply`); the holds
-    of dead owners leave claims.json with their records. ``dry_run`` removes nothing. Raises
-    StateError if the lock cannot be had, ValueError for a bad ``keep_runs``.
+    of dead owners leave claims.json with their records. ``dry_run`` removes nothing;
+    ``orphan_refs`` drops the hidden refs of runs that left no file too. Raises StateError if
+    the lock cannot be had, ValueError for a bad ``keep_runs``.
     """
+    refs, note = _hidden_refs(registry.repo, registry.dir, orphan_refs)  # before the scan: see HiddenRefs
     with registry.session() as session:
         report = plan(
             registry.dir,
@@ -305,8 +350,23 @@ def prune(registry: Registry, keep_runs: int | None = None, *, dry_run: bool = F
             protect={registry.run},
             stale_after=registry.stale_after,
             clocks=registry.clocks,
+            refs=refs,
         )
+        report.skipped += note
         return report if dry_run else apply(report)
+
+
+def _hidden_refs(repo: Path, directory: Path, orphans: bool) -> tuple[HiddenRefs | None, list[str]]:
+    """The hidden refs of ``repo``, whose state directory is ``directory`` (none outside git),
+    and a note if they cannot be listed: then none goes."""
+    if directory.name == LEGACY_DIR:
+        return None, []
+    if not may_have_any(directory.parent):  # the state directory is in the common git directory
+        return HiddenRefs(repo, {}, orphans), []
+    try:
+        return HiddenRefs(repo, by_run(repo), orphans), []
+    except GitError as exc:
+        return None, [f"{HIDDEN_PREFIX}: the hidden refs of merged tasks could not be listed ({exc}); none removed"]
 
 
 # --- judging runs ---------------------------------------------------------------------------------

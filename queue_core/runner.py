@@ -29,6 +29,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from .errors import AgentExitError, AgentReportedError, RateLimitedError
 from .reports import AgentReport, read_report
@@ -97,6 +98,9 @@ class SubprocessAgent:
     :mod:`queue_core.supervisor`), so a claim is never released while one of them lives.
     ``grace_s`` is how long a stopped command has between SIGTERM and SIGKILL.
     """
+
+    #: Where its attempts run: in the checkout the queue runs in (a WorktreeAgent: "worktree").
+    isolation: ClassVar[str] = "shared"
 
     argv: list[str]
     cwd: Path

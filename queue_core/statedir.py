@@ -130,7 +130,7 @@ def make_state_dir(directory: Path) -> None:
                 write_private(directory / ".gitignore", b"# project-manager's state: never commit it\n*\n")
             probe = directory / f".write-probe-{os.getpid()}"
             probe.write_text("")
-            probe.unlink()
+            probe.unlink(missing_ok=True)
     except OSError as exc:
         raise StateError(directory, f"cannot write the state directory: {exc.strerror or exc}") from exc
 

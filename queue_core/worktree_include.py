@@ -13,7 +13,8 @@ Git does the matching, so the syntax is exactly gitignore's (negations, ``**``, 
 What is copied stays inside: a symlink is copied as a symlink only if it is relative and its
 target stays inside the repository (an absolute one would reach the user's checkout, or
 elsewhere); a parent that is a symlink, in the checkout or in the worktree, stops the file; an
-existing file in the worktree is never overwritten; modes and modification times are kept.
+existing file in the worktree is never overwritten, except, in a worktree reused from the pool,
+the last task's copy (a tracked file never is); modes and modification times are kept.
 
 Last, git is asked in the new worktree which copied files it would not ignore there (the user's
 uncommitted ``.gitignore`` may be what ignores them): those are removed again, since the task's
@@ -49,9 +50,15 @@ class Included:
     skipped: tuple[tuple[str, str], ...] = ()
 
 
-def copy_included(repo: str | os.PathLike[str], worktree: str | os.PathLike[str], *, git: GitCalls) -> Included:
+def copy_included(
+    repo: str | os.PathLike[str], worktree: str | os.PathLike[str], *, git: GitCalls, replace: bool = False
+) -> Included:
     """Copy into ``worktree`` the files of the working tree ``repo`` that its ``.worktreeinclude``
     names and git ignores; nothing without that file.
+
+    ``replace``, for a worktree reused from the pool: a file or symlink the worktree has in the
+    place of one, and does not track (the last task's copy), is replaced, unless it is the same
+    already (size, mode and time: copies keep them); a tracked file or a folder never is.
 
     Raises WorktreeError if ``.worktreeinclude`` is not a regular file, GitError if git fails. A
     file that cannot be copied is skipped, with the reason, not raised: the task may not need it.
@@ -68,8 +75,9 @@ def copy_included(repo: str | os.PathLike[str], worktree: str | os.PathLike[str]
     copied: list[str] = []
     skipped: list[tuple[str, str]] = []
     real_top = os.path.realpath(top)
+    tracked = _Tracked(dest, git) if replace else None
     for path in wanted:
-        why = "git does not ignore it" if not _under(path, ignored) else _copy(real_top, top, dest, path)
+        why = "git does not ignore it" if not _under(path, ignored) else _copy(real_top, top, dest, path, tracked)
         if why is None:
             copied.append(path)
         else:
@@ -105,8 +113,22 @@ def _under(path: str, ignored: set[str]) -> bool:
     return any("/".join(parts[:i]) + "/" in ignored for i in range(1, len(parts)))
 
 
-def _copy(real_top: str, top: Path, dest: Path, path: str) -> str | None:
-    """Copy ``path`` from ``top`` to ``dest``; None if done, else why not (nothing left half-made)."""
+class _Tracked:
+    """The paths a worktree tracks, listed once, when first asked (only a reused worktree asks)."""
+
+    def __init__(self, worktree: Path, git: GitCalls):
+        self._worktree, self._git = worktree, git
+        self._paths: set[str] | None = None
+
+    def __contains__(self, path: str) -> bool:
+        if self._paths is None:
+            self._paths = _split(self._git(self._worktree, "git", "ls-files", "-z", "--cached"))
+        return path in self._paths
+
+
+def _copy(real_top: str, top: Path, dest: Path, path: str, tracked: _Tracked | None) -> str | None:
+    """Copy ``path`` from ``top`` to ``dest``; None if done, else why not (nothing left half-made).
+    With ``tracked`` (see ``replace``), what is there and untracked is replaced first."""
     source = top / path
     try:
         st = os.lstat(source)
@@ -123,6 +145,8 @@ def _copy(real_top: str, top: Path, dest: Path, path: str) -> str | None:
             if parent is None:
                 return "a folder above it in the worktree is not a folder"
             name = os.path.basename(path)
+            if tracked is not None and (why := _make_way(parent, name, path, st, tracked)) is not None:
+                return why or None
             if stat.S_ISLNK(st.st_mode):
                 os.symlink(target, name, dir_fd=parent)
             else:
@@ -131,6 +155,24 @@ def _copy(real_top: str, top: Path, dest: Path, path: str) -> str | None:
         return "the worktree has it already (tracked there): not overwritten"
     except OSError as exc:
         return f"cannot be copied: {exc.strerror or exc}"
+    return None
+
+
+def _make_way(parent: int, name: str, path: str, source: os.stat_result, tracked: _Tracked) -> str | None:
+    """Remove the untracked file or symlink ``name`` in ``parent`` that a copy of ``path`` replaces.
+    None: go on and copy; "": nothing to do, the same is there; else why it is not replaced."""
+    try:
+        st = os.lstat(name, dir_fd=parent)
+    except FileNotFoundError:
+        return None
+    same_file = stat.S_ISREG(st.st_mode) and stat.S_ISREG(source.st_mode) and st.st_size == source.st_size
+    if same_file and st.st_mode == source.st_mode and st.st_mtime_ns == source.st_mtime_ns:
+        return ""  # before asking git what it tracks: the usual case of a reused worktree
+    if path in tracked:
+        return None  # the copy meets it and says so, as in a new worktree
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder in the worktree has its name: not replaced"
+    os.unlink(name, dir_fd=parent)
     return None
 
 

@@ -7,19 +7,26 @@ on such a branch or in a ``<root>/<run>/<task>`` folder, with whether its run is
 predicate the caller passes: the registry knows), and, for a dead run, what removing it would
 lose. :func:`prune` removes a dead run's leftover, refusing to lose commits that no other branch
 has, or uncommitted changes, unless forced.
+
+A worktree of the pool (:mod:`~queue_core.worktree_pool`) is a leftover unless it is idle, or
+held this moment without being a task's: one on a task's branch is that task's, one a task took
+but left detached (killed while it was reset) is the task's its record names, and an idle one
+that someone changed since is a leftover of no run (``run`` is ""). It is pruned under its lock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .changes import GitCalls
 from .errors import GitError, UnmergedWorkError, WorktreeError
+from .flocks import held, try_lock
 from .runid import RUN_ID_PATTERN
+from .worktree_pool import POOL_FOLDER, PoolEntry, entries, is_idle, lock_of
 from .worktrees import (
     BRANCH_PREFIX,
     GIT,
@@ -29,9 +36,10 @@ from .worktrees import (
     task_of_attempt,
     uncommitted_paths,
     unmerged_commits,
+    worktree_git,
 )
 
-__all__ = ["Leftover", "Swept", "known_runs", "leftovers", "prune", "sweep"]
+__all__ = ["Leftover", "Swept", "known_runs", "leftovers", "leftovers_and_idle", "prune", "sweep"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class Leftover:
     alive: bool
     unmerged: tuple[str, ...] | None = None
     uncommitted: tuple[str, ...] | None = None
+    pooled: bool = False  # its worktree is one of the pool's
 
 
 def leftovers(
@@ -61,8 +70,22 @@ def leftovers(
 ) -> list[Leftover]:
     """Every task branch and worktree of ``repo``'s repository, by run and task; ``alive(run)`` says
     whether a run lives. ``root`` is the ``worktree_root`` the runs used, if not the default.
-    With ``known``, only those of the runs it knows: a branch ``pm/alice/wip`` may be a user's
-    own, not a dead run's to remove. Raises GitError if git fails."""
+    With ``known`` (see :func:`known_runs`), a branch ``pm/<run>/<task>`` of a run it does not
+    know, with no worktree in the worktree root or the pool, is left out: ``pm/alice/wip`` may be
+    a user's own, not a dead run's to remove. Raises GitError if git fails."""
+    return leftovers_and_idle(repo, alive, root=root, known=known, git=git)[0]
+
+
+def leftovers_and_idle(
+    repo: str | os.PathLike[str],
+    alive: Callable[[str], bool],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    known: Callable[[str], bool] | None = None,
+    git: GitCalls = GIT,
+) -> tuple[list[Leftover], list[Path]]:
+    """:func:`leftovers`, and the pool's idle worktrees, from one look (``status`` shows both:
+    looking into a pool worktree is a ``git status`` of the whole checkout)."""
     top = Path(repo).resolve()
     folder = (default_root(top) if root is None else top / root).resolve()  # as git records paths
     found: dict[tuple[str, str], Leftover] = {}
@@ -73,19 +96,25 @@ def leftovers(
         key = _task_of_branch(ref)
         if key is not None:
             found[key] = Leftover(top, *key, ref.removeprefix("refs/heads/"), tip, None, False, False)
+    pool = {entry.path: entry for entry in entries(top, root=root, listed=listed, git=git)}
+    idle: list[Path] = []
+    ours = set()  # with a worktree where ours are made: the worktree root, the pool
     for entry in listed:
-        key = _task_of_worktree(entry, folder)
+        pooled = pool.get(entry.path)
+        key = _task_of_worktree(entry, folder) if pooled is None else _task_of_pool_entry(pooled, idle, git)
         if key is None:
             continue
+        if pooled is not None or entry.path.parent.parent == folder:
+            ours.add(key)
         seen = found.get(key) or Leftover(top, *key, None, None, None, False, False)
-        found[key] = replace(seen, path=entry.path, missing=entry.prunable)
+        found[key] = replace(seen, path=entry.path, missing=entry.prunable, pooled=entry.path in pool)
     result = []
     for key in sorted(found):
-        if known is not None and not known(key[0]):
-            continue
+        if known is not None and key not in ours and not known(key[0]):
+            continue  # a branch pm/<x>/<y> of no run of ours
         leftover = replace(found[key], alive=alive(key[0]))
         result.append(leftover if leftover.alive else _inspect(leftover, listed, git))
-    return result
+    return result, idle
 
 
 def prune(leftover: Leftover, *, force: bool = False, git: GitCalls = GIT) -> None:
@@ -97,18 +126,39 @@ def prune(leftover: Leftover, *, force: bool = False, git: GitCalls = GIT) -> No
     """
     if leftover.alive:
         raise WorktreeError(f"run {leftover.run} is alive: task {leftover.task}'s worktree is in use")
-    now = _inspect(leftover, list_worktrees(leftover.repo, git=git), git)
-    if not force and (now.unmerged or now.uncommitted):
-        where = now.branch or str(now.path)
-        raise UnmergedWorkError(f"{where} of dead run {now.run}", now.unmerged or (), now.uncommitted or ())
-    repo = leftover.repo
-    if now.path is not None:
-        git(repo, "git", "worktree", "remove", *(["--force", "--force"] if force else []), "--", str(now.path))
-        with contextlib.suppress(OSError):
-            now.path.parent.rmdir()  # the run's folder, once its last worktree is gone
+    with _pool_lock_of(leftover):
+        now = _inspect(leftover, list_worktrees(leftover.repo, git=git), git)
+        if not force and (now.unmerged or now.uncommitted):
+            where = now.branch or str(now.path)
+            whose = f"dead run {now.run}" if now.run else "the pool"
+            raise UnmergedWorkError(f"{where} of {whose}", now.unmerged or (), now.uncommitted or ())
+        repo = leftover.repo
+        if now.path is not None:
+            worktree_git(
+                repo, "worktree", "remove", *(["--force", "--force"] if force else []), "--", str(now.path), git=git
+            )
+            if not leftover.pooled:
+                with contextlib.suppress(OSError):
+                    now.path.parent.rmdir()  # the run's folder, once its last worktree is gone
     if now.branch is not None and now.tip is not None:
         # Deleted only if it still names the commit looked at: a branch that moved since is kept.
         git(repo, "git", "update-ref", "-d", f"refs/heads/{now.branch}", now.tip)
+
+
+@contextlib.contextmanager
+def _pool_lock_of(leftover: Leftover) -> Iterator[None]:
+    """For a worktree of the pool, its lock held while it is looked at and removed: a task may
+    be taking it this moment (it looked idle); raises WorktreeError if so."""
+    if not leftover.pooled or leftover.path is None:
+        yield
+        return
+    fd = try_lock(lock_of(leftover.path), "the pool worktree's lock")
+    if fd is None:
+        raise WorktreeError(f"pool worktree {leftover.path} is in use: kept")
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def _inspect(leftover: Leftover, listed: list[Listed], git: GitCalls) -> Leftover:
@@ -145,6 +195,23 @@ def _task_of_branch(ref: str) -> tuple[str, str] | None:
 def _names_a_task(run: str, task: str) -> bool:
     """Whether ``run`` and ``task`` can be a run id and the name of one of its task's attempts."""
     return bool(RUN_ID_PATTERN.fullmatch(run) and RUN_ID_PATTERN.fullmatch(task_of_attempt(task)))
+
+
+def _task_of_pool_entry(entry: PoolEntry, idle: list[Path], git: GitCalls) -> tuple[str, str] | None:
+    """(run, task) of a worktree of the pool that is a leftover: on a task's branch, or taken by
+    the task its record names; ("", ".pool/<n>") for one changed since it was given back; None
+    for an idle one (added to ``idle``), or one held this moment that no task's record names
+    (being taken)."""
+    if entry.listed.ref is not None and (key := _task_of_branch(entry.listed.ref)) is not None:
+        return key
+    if entry.task is not None and all(RUN_ID_PATTERN.fullmatch(part) for part in entry.task):
+        return entry.task
+    if held(entry.lock):
+        return None
+    if is_idle(entry, git=git):
+        idle.append(entry.path)
+        return None
+    return "", f"{POOL_FOLDER}/{entry.path.name}"
 
 
 def _task_of_worktree(entry: Listed, folder: Path) -> tuple[str, str] | None:
@@ -216,9 +283,8 @@ def _work(leftover: Leftover) -> str:
 
 def known_runs(repo: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None) -> Callable[[str], bool]:
     """The runs the repository's state directory knows now (a record, history or logs of theirs,
-    or a folder of their worktrees), as ``known`` for :func:`leftovers`: what a branch
-    ``pm/<run>/<task>`` must belong to, to be taken for a run's. Taken once: ask before pruning
-    the state directory, which takes dead runs' records."""
+    or a folder of their worktrees), as ``known`` for :func:`leftovers`. Taken once: ask before
+    pruning the state directory, which takes dead runs' records."""
     top = Path(repo).resolve()
     state = default_root(top).parent
     folders = [state / "runs", state / "history", state / "logs", default_root(top)]

@@ -26,14 +26,14 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .changes import GitCalls, uncovered
 from .claims import Claim
-from .errors import GitError, InvalidArgumentError, UnmergedWorkError, WorktreeError
+from .errors import GitError, InvalidArgumentError, UnmergedWorkError, WorktreeError, WorktreeLockError
+from .mergelock import RepoLock
 from .ports import PortBlock, PortBlocks
 from .runid import check_run_id
 from .statedir import ensure_private_dir, state_dir
@@ -44,6 +44,7 @@ from .worktree_setup import Setup, run_setup
 __all__ = [
     "BRANCH_PREFIX",
     "INCLUDE_FILE",
+    "WORKTREE_LOCK_TIMEOUT_S",
     "Changes",
     "Included",
     "Listed",
@@ -52,19 +53,25 @@ __all__ = [
     "Removal",
     "Setup",
     "Worktree",
+    "add_worktree",
     "base_commit",
     "check_claims",
     "commit_message",
     "copy_included",
     "create",
     "default_root",
+    "delete_merged_branch",
     "finish",
     "list_worktrees",
+    "make_folder",
+    "new_branch",
     "remove",
     "run_setup",
     "task_of_attempt",
     "uncommitted_paths",
+    "unfinished",
     "unmerged_commits",
+    "worktree_git",
 ]
 
 #: Every task branch is ``pm/<run>/<task>``: what leftovers() looks for, and nothing else.
@@ -76,9 +83,6 @@ SUBJECT_MAX = 72
 #: What an operation that the agent left half-done leaves in a worktree's git directory.
 _IN_PROGRESS = ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "rebase-merge", "rebase-apply")
 
-#: How many times ``git worktree add`` is tried, and the pause before the next try (times the tries).
-_ADD_TRIES = 5
-_ADD_RETRY_S = 0.02
 #: The calls of this module's functions, unless they are given others (to interrupt them).
 GIT = GitCalls()
 
@@ -168,42 +172,69 @@ def create(
     ``base`` is no commit, GitError if git fails.
     """
     top = Path(repo).resolve()
-    check_run_id(run)
-    check_task_id(task_of_attempt(task))
-    branch = _branch_name(top, f"{BRANCH_PREFIX}{run}/{task}", git)
-    try:
-        commit = _rev(top, base, git)
-    except GitError as exc:
-        raise WorktreeError(f"{base!r} names no commit in {top}: {exc}") from None
-    parent = (default_root(top) if root is None else top / root) / run
-    if root is None:
-        ensure_private_dir(parent)  # the state directory's: owner-only, never through a symlink
-    else:
-        parent.mkdir(parents=True, exist_ok=True)
+    branch, commit = new_branch(top, run, task, base, git=git)
+    parent = make_folder(top, root, run)
     path = parent.resolve() / task  # as git records it: leftovers() and remove() compare the two
     if os.path.lexists(path):
         raise WorktreeError(f"{path} already exists: a task's worktree is never reused")
-    if git(top, "git", "for-each-ref", "--format=%(refname)", f"refs/heads/{branch}").strip():
-        raise WorktreeError(f"branch {branch} already exists: a task's branch is never reused")
-    _add(top, branch, path, commit, git)
+    add_worktree(top, branch, path, commit, git=git)
     return Worktree(path, branch, commit, task, run, top)
 
 
-def _add(top: Path, branch: str, path: Path, commit: str, git: GitCalls) -> None:
-    """``git worktree add -b`` (which fails if the branch appeared meanwhile: git's check is the
-    atomic one), tried again if it failed having made nothing but the branch: another add of the
-    repository half-way through writing its folder fails it (git 2.39 reads its empty commondir),
-    and a run's instances start at once."""
-    for attempt in range(1, _ADD_TRIES + 1):
-        try:
-            git(top, "git", "worktree", "add", "--quiet", "--no-track", "-b", branch, "--", str(path), commit)
-            return
-        except GitError:
-            if attempt == _ADD_TRIES or os.path.lexists(path):
-                raise
-        # The branch it made names the base still (compare-and-swap): nobody's work yet.
-        git.run(top, "git", "update-ref", "-d", f"refs/heads/{branch}", commit, ok=(0, 1, 128))
-        time.sleep(_ADD_RETRY_S * attempt)
+def add_worktree(repo: Path, branch: str, path: Path, commit: str, *, git: GitCalls = GIT) -> None:
+    """``git worktree add`` of ``path`` on the new ``branch`` at ``commit``: registered under the
+    worktree lock (see :func:`worktree_git`), checked out after, outside it, since a checkout of a
+    large tree takes seconds. -b fails if the branch appeared meanwhile: git's check is the atomic one."""
+    worktree_git(
+        repo,
+        "worktree",
+        "add",
+        "--quiet",
+        "--no-checkout",
+        "--no-track",
+        "-b",
+        branch,
+        "--",
+        str(path),
+        commit,
+        git=git,
+    )
+    git(path, "git", "reset", "--quiet", "--hard")
+
+
+#: How long a worktree command waits for another's: they take seconds, a stuck one is news.
+WORKTREE_LOCK_TIMEOUT_S = 300.0
+
+
+def worktree_git(repo: Path, *args: str, git: GitCalls = GIT) -> bytes:
+    """``git args`` in ``repo``, a command that reads or changes the repository's list of
+    worktrees, under the repository's worktree lock (``worktrees.lock`` in the state directory,
+    see :class:`~queue_core.mergelock.RepoLock`): git reads every worktree's admin folder to add,
+    remove or list one, or to delete a branch, and fails on one another ``git worktree add`` is
+    writing ("failed to read .git/worktrees/t3/commondir"). Raises WorktreeLockError if the lock
+    was not free in WORKTREE_LOCK_TIMEOUT_S."""
+    lock = RepoLock(repo, "worktrees.lock", "the worktree lock", WorktreeLockError, timeout=WORKTREE_LOCK_TIMEOUT_S)
+    with lock:
+        return git(repo, "git", *args)
+
+
+def new_branch(repo: Path, run: str, task: str, base: str, *, git: GitCalls = GIT) -> tuple[str, str]:
+    """The name of the branch ``pm/<run>/<task>``, which does not exist yet, and the commit
+    ``base`` names: what a task's worktree, new or reused, starts with.
+
+    Raises InvalidArgumentError (an InvalidTaskIdError for the task) for a name that cannot be a
+    branch or a folder, WorktreeError if the branch exists (never reused) or ``base`` is no commit.
+    """
+    check_run_id(run)
+    check_task_id(task_of_attempt(task))
+    branch = _branch_name(repo, f"{BRANCH_PREFIX}{run}/{task}", git)
+    try:
+        commit = _rev(repo, base, git)
+    except GitError as exc:
+        raise WorktreeError(f"{base!r} names no commit in {repo}: {exc}") from None
+    if git(repo, "git", "for-each-ref", "--format=%(refname)", f"refs/heads/{branch}").strip():
+        raise WorktreeError(f"branch {branch} already exists: a task's branch is never reused")
+    return branch, commit
 
 
 def task_of_attempt(name: str) -> str:
@@ -211,6 +242,18 @@ def task_of_attempt(name: str) -> str:
     the longest task id may be), else the name as it is."""
     first, dot, number = name.rpartition(".")
     return first if dot and first and number.isdigit() else name
+
+
+def make_folder(repo: Path, root: str | os.PathLike[str] | None, name: str) -> Path:
+    """The folder ``name`` of the worktree root (``root`` relative to ``repo``, else
+    :func:`default_root`), made if missing: in the state directory owner-only, never through a
+    symlink."""
+    folder = (default_root(repo) if root is None else repo / root) / name
+    if root is None:
+        ensure_private_dir(folder)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def finish(worktree: Worktree, description: str, *, git: GitCalls = GIT) -> Changes:
@@ -267,12 +310,15 @@ def commit_message(task: str, description: str) -> str:
     return f"{subject}\n" if whole else f"{subject}\n\n{text}\n"
 
 
-def remove(worktree: Worktree, *, delete_branch: bool, merged: str | None = None, git: GitCalls = GIT) -> Removal:
+def remove(worktree: Worktree, *, delete_branch: bool, kept_at: str | None = None, git: GitCalls = GIT) -> Removal:
     """Remove the task's worktree (ignored files such as build output go with it), then, if
     ``delete_branch``, its branch with ``git branch -d``: a branch with commits that no other
-    branch has, or that HEAD has not merged, is kept and the Removal says why. ``merged`` is
-    the branch's commit whose changes a squash or a rebase took in, as other commits: the
-    branch goes all the same, if it still names that commit.
+    branch has, or that HEAD has not merged, is kept and the Removal says why.
+
+    ``kept_at`` names a ref of ours that keeps the branch's last commit (a merged task's hidden
+    tip, :mod:`queue_core.taskrefs`): then nothing is lost even if no branch has the branch's
+    commits (a squash or a rebase merged copies of them), and the branch goes if it still names
+    that commit and no worktree has it checked out.
 
     Raises UnmergedWorkError, removing nothing, if the worktree holds uncommitted changes or its
     HEAD a commit no branch has; WorktreeError if the folder is no worktree of the repository.
@@ -285,7 +331,7 @@ def remove(worktree: Worktree, *, delete_branch: bool, merged: str | None = None
     if entry is not None:
         _check_no_lost_commits(worktree.path, entry, repo, git)
         try:  # without --force, git refuses a worktree with changes or untracked files: its check
-            git(repo, "git", "worktree", "remove", "--", str(worktree.path))
+            worktree_git(repo, "worktree", "remove", "--", str(worktree.path), git=git)
         except GitError:
             dirty = () if entry.prunable else uncommitted_paths(worktree.path, git=git)
             if dirty:
@@ -293,21 +339,59 @@ def remove(worktree: Worktree, *, delete_branch: bool, merged: str | None = None
             raise
         with contextlib.suppress(OSError):
             worktree.path.parent.rmdir()  # the run's folder, once its last worktree is gone
-    if not delete_branch or not git(repo, "git", "for-each-ref", "--format=%(refname)", worktree.ref).strip():
+    if not delete_branch:
+        return Removal(False)
+    others = [entry.path for entry in listed.values() if entry.ref == worktree.ref and entry.path != worktree.path]
+    return delete_merged_branch(worktree, kept_at=kept_at, checked_out=others, git=git)
+
+
+def delete_merged_branch(
+    worktree: Worktree,
+    *,
+    kept_at: str | None = None,
+    checked_out: list[Path] | None = None,
+    git: GitCalls = GIT,
+) -> Removal:
+    """Delete the task's branch once its worktree left it: with ``git branch -d``, a branch with
+    commits that no other branch has, or that HEAD has not merged, is kept and the Removal says
+    why; with ``kept_at`` (see :func:`remove`), if it still names the commit kept there and no
+    worktree has it checked out (``checked_out``: those that have; None: looked up). Gone
+    already: nothing to do."""
+    repo = worktree.repo
+    if kept_at is not None:
+        if checked_out is None:
+            checked_out = [entry.path for entry in list_worktrees(repo, git=git) if entry.ref == worktree.ref]
+        return _delete_kept(worktree, kept_at, checked_out, git)
+    if not git(repo, "git", "for-each-ref", "--format=%(refname)", worktree.ref).strip():
         return Removal(False)
     lost = unmerged_commits(repo, [worktree.ref], exclude=[worktree.branch], git=git)
-    if lost and merged is not None:
-        try:  # compare-and-swap: a branch that moved since is kept
-            git(repo, "git", "update-ref", "-d", worktree.ref, merged)
-        except GitError as exc:
-            return Removal(False, str(exc))
-        return Removal(True)
     if lost:
         return Removal(False, f"{len(lost)} commit(s) of {worktree.branch} are on no other branch")
     try:
-        git(repo, "git", "branch", "--delete", "--", worktree.branch)  # -d: git's own check, merged into HEAD
+        worktree_git(
+            repo, "branch", "--delete", "--", worktree.branch, git=git
+        )  # -d: git's own check, merged into HEAD
     except GitError as exc:
         return Removal(False, str(exc))
+    return Removal(True)
+
+
+def _delete_kept(worktree: Worktree, kept_at: str, checked_out: list[Path], git: GitCalls) -> Removal:
+    """Delete the branch if it names the commit ``kept_at`` keeps, compare-and-swap: a commit
+    made on it since stays; so does a branch some worktree has checked out."""
+    out = git(worktree.repo, "git", "for-each-ref", "--format=%(refname)%00%(objectname)", worktree.ref, kept_at)
+    found = dict(line.split("\0", 1) for line in os.fsdecode(out).splitlines())
+    if worktree.ref not in found:
+        return Removal(False)  # gone already
+    if checked_out:
+        return Removal(False, f"{worktree.branch} is checked out in {checked_out[0]}")
+    kept = found.get(kept_at)
+    if kept is None:
+        return Removal(False, f"{kept_at} names no commit: nothing else keeps the branch's")
+    try:
+        git(worktree.repo, "git", "update-ref", "-d", worktree.ref, kept)
+    except GitError:
+        return Removal(False, f"{worktree.branch} moved since {kept_at} kept its commit {kept[:12]}")
     return Removal(True)
 
 
@@ -345,7 +429,7 @@ def unmerged_commits(
 
 def list_worktrees(repo: Path, *, git: GitCalls = GIT) -> list[Listed]:
     """Every worktree of ``repo``'s repository, its main one included (``git worktree list``)."""
-    raw = git(repo, "git", "worktree", "list", "--porcelain", "-z")
+    raw = worktree_git(repo, "worktree", "list", "--porcelain", "-z", git=git)
     found: list[Listed] = []
     fields: dict[str, str] = {}
     for item in raw.split(b"\0"):
@@ -386,9 +470,14 @@ def _check_on_branch(worktree: Worktree, git: GitCalls) -> None:
     if head != worktree.ref:
         where = "a detached HEAD" if head == "HEAD" else head
         raise WorktreeError(f"worktree {worktree.path} left its branch {worktree.branch} for {where}: not committed")
-    for name in _IN_PROGRESS:
-        if os.path.lexists(os.path.join(git_dir, name)):
-            raise WorktreeError(f"worktree {worktree.path}: the agent left an unfinished operation ({name})")
+    if (name := unfinished(git_dir)) is not None:
+        raise WorktreeError(f"worktree {worktree.path}: the agent left an unfinished operation ({name})")
+
+
+def unfinished(git_dir: str) -> str | None:
+    """The operation (``MERGE_HEAD``, ``rebase-merge``...) left half-done in a worktree whose git
+    directory is ``git_dir``; None if there is none."""
+    return next((name for name in _IN_PROGRESS if os.path.lexists(os.path.join(git_dir, name))), None)
 
 
 def _commit(worktree: Worktree, message: str, git: GitCalls) -> str:

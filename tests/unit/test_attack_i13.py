@@ -338,32 +338,3 @@ def test_a_squashed_or_rebased_task_s_branch_goes_once_merged(repo: Path, mode: 
     assert git(repo, "log", "-1", "--format=%s", "HEAD~1") == "mine\n"
     assert git(repo, "branch", "--list", "pm/*") == ""  # merged: not left for clean --force to take
     assert leftovers(repo, lambda run: False) == []
-
-
-class GitBesideAnotherWorktreeAdd(GitCalls):
-    """Git calls in a repository where another ``git worktree add`` is half-way through writing
-    its folder (an empty commondir: git 2.39 then fails a concurrent add), until the first
-    call that fails for it."""
-
-    def __init__(self, repo: Path) -> None:
-        super().__init__()
-        self.ghost = repo / ".git" / "worktrees" / "other"
-        self.ghost.mkdir(parents=True)
-        (self.ghost / "gitdir").write_text(f"{repo.parent / 'other' / '.git'}\n")
-        (self.ghost / "HEAD").write_text("ref: refs/heads/other\n")
-        (self.ghost / "commondir").write_text("")
-
-    def run(self, repo: Path, *args: str, **kw: Any) -> tuple[int, bytes]:
-        try:
-            return super().run(repo, *args, **kw)
-        except GitError:
-            if self.ghost.exists():  # the other add is done meanwhile
-                (self.ghost / "commondir").write_text("../..\n")
-            raise
-
-
-def test_a_worktree_made_while_another_is_being_made_is_made(repo: Path) -> None:
-    tree = create(repo, RUN, "A", git(repo, "rev-parse", "HEAD").strip(), git=GitBesideAnotherWorktreeAdd(repo))
-    assert tree.path.is_dir()
-    assert git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip() != tree.branch
-    assert git(tree.path, "symbolic-ref", "HEAD").strip() == tree.ref

@@ -136,5 +136,5 @@ def test_clean_with_a_bad_repository_config_exits_2_naming_file_line_and_field(r
 def test_clean_help_names_its_options() -> None:
     result = runner.invoke(app, ["clean", "--help"])
     assert result.exit_code == 0
-    for option in ("--keep-runs", "--dry-run", "--repo"):
+    for option in ("--keep-runs", "--dry-run", "--force", "--pool", "--repo"):
         assert option in result.stdout

@@ -169,7 +169,8 @@ def test_status_says_plainly_when_nothing_runs(repo: Path) -> None:
     assert code == 0
     assert "Nothing runs in" in out
     code, out, _ = invoke("status", "--repo", str(repo), "--json")
-    assert json.loads(out) == {**EMPTY_STATUS, "leftover_worktrees": []}  # no dead run left a worktree
+    # No dead run left a worktree, and no pool keeps one.
+    assert json.loads(out) == {**EMPTY_STATUS, "leftover_worktrees": [], "idle_pool_worktrees": []}
 
 
 @pytest.mark.parametrize("command", [["status"], ["delegate-multiple", "shell: x"], ["clean", "--dry-run"]])

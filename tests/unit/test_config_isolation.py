@@ -119,6 +119,36 @@ def test_the_repository_gives_setup_commands_and_a_worktree_root(write: Write) -
     assert config.worktree_root == "../trees"
 
 
+def test_worktree_pool_is_how_many_idle_worktrees_are_kept_none_by_default(write: Write) -> None:
+    assert load_repo_config(Path()).worktree_pool == 0  # no file
+    write("worktree_pool: 3\n", "project-manager.yaml")
+    assert load_repo_config(Path()).worktree_pool == 3
+    write("worktree_pool: 0\n", "project-manager.yaml")
+    assert load_repo_config(Path()).worktree_pool == 0
+    write("worktree_pool:\n", "project-manager.yaml")
+    assert load_repo_config(Path()).worktree_pool == 0  # null: the default
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("worktree_pool: -1\n", "project-manager.yaml:1: worktree_pool: must be at least 0, got -1"),
+        ("worktree_pool: x\n", "project-manager.yaml:1: worktree_pool: expected an integer, got a string 'x'"),
+        (
+            'keep_runs: 5\nworktree_pool: "2"\n',
+            "project-manager.yaml:2: worktree_pool: expected an integer, got a string '2'",
+        ),
+        ("worktree_pool: true\n", "project-manager.yaml:1: worktree_pool: expected an integer, got a boolean 'true'"),
+        ("worktree_pool: [1]\n", "project-manager.yaml:1: worktree_pool: expected an integer, got a list"),
+    ],
+)
+def test_a_bad_worktree_pool_names_the_file_line_and_field(write: Write, text: str, message: str) -> None:
+    write(text, "project-manager.yaml")
+    with pytest.raises(ConfigError) as caught:
+        load_repo_config(Path())
+    assert str(caught.value) == message
+
+
 def test_a_setup_command_is_an_argv_never_a_shell_string(write: Write) -> None:
     write("setup:\n  - npm ci && make\n", "project-manager.yaml")
     with pytest.raises(ConfigError) as caught:

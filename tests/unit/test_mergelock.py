@@ -20,7 +20,7 @@ import pytest
 
 from queue_core.errors import MergeLockError, StateError
 from queue_core.mergelock import merge_lock
-from queue_core.statedir import state_dir
+from queue_core.statedir import make_state_dir, state_dir
 
 from ..conftest import WAIT, git, git_repo
 
@@ -220,3 +220,22 @@ def test_two_processes_merging_at_once_both_merge(repo: Path, tmp_path: Path, pr
     lines = log.read_text().splitlines()  # one merge after the other, whichever came first
     assert [line.split()[0] for line in lines] == ["in", "out", "in", "out"]
     assert lines[0].split()[1] == lines[1].split()[1]
+
+
+def test_two_threads_making_the_state_directory_at_once_both_succeed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two worktree tasks of one process reach the merge lock together; both probe the state
+    directory with the same file, ``.write-probe-<pid>``, and the second unlink found it gone:
+    "cannot write the state directory: No such file or directory" failed a merged task
+    (tests/unit/test_isolated.py, once in four runs here). Here the other thread's unlink is first."""
+    real = Path.unlink
+
+    def other_thread_first(self: Path, missing_ok: bool = False) -> None:
+        if self.name.startswith(".write-probe-"):
+            real(self)
+        real(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", other_thread_first)
+    make_state_dir(tmp_path / "state")
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["history", "runs"]

@@ -244,7 +244,9 @@ def test_the_history_record_keeps_its_keys(tmp_path: Path) -> None:
     history = json.loads((state_dir(tmp_path) / "history" / "r.json").read_text())
     assert list(history) == ["run", "started_at", "ended_at", "tasks", "version"]
     base = ["id", "agent", "status", "attempts", "duration_s", "reason"]
-    assert [list(task) for task in history["tasks"]] == [[*base, "error", "cost_usd", "tokens"], base]
+    agents = [*base, "error", "cost_usd", "tokens", "isolation"]  # isolation: added, for diff to say why
+    assert [list(task) for task in history["tasks"]] == [agents, base]
+    assert history["tasks"][0]["isolation"] == "shared"
 
 
 def test_a_live_queue_writes_a_record_that_status_reads_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

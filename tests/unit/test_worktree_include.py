@@ -171,3 +171,78 @@ def test_a_fifo_is_not_copied(repo: Path) -> None:
     wt = _worktree(repo)
     assert copy_included(repo, wt.path, git=GIT) == Included()
     assert not os.path.lexists(wt.path / ".env")
+
+
+# --- a reused worktree (the pool): the previous task's copies are replaced -------------------
+
+
+def test_replace_overwrites_the_previous_copy_with_the_checkouts_file(repo: Path) -> None:
+    (repo / ".env").write_text("API_KEY=old\n")
+    (repo / "app.local.json").write_text("{}\n")
+    wt = _worktree(repo)
+    copy_included(repo, wt.path, git=GIT)
+    (repo / ".env").write_text("API_KEY=new\n")  # the user changed it since
+    os.chmod(repo / ".env", 0o640)
+    os.utime(repo / ".env", ns=(2_000_000_000, 2_000_000_000))
+    (wt.path / "app.local.json").write_text("the last task's edit\n")
+
+    assert copy_included(repo, wt.path, git=GIT).skipped == (
+        (".env", "the worktree has it already (tracked there): not overwritten"),
+        ("app.local.json", "the worktree has it already (tracked there): not overwritten"),
+    )  # without replace: as for a new worktree, never over a file
+    included = copy_included(repo, wt.path, git=GIT, replace=True)
+
+    assert included.copied == (".env", "app.local.json")
+    assert (wt.path / ".env").read_text() == "API_KEY=new\n"
+    assert stat.S_IMODE(os.stat(wt.path / ".env").st_mode) == 0o640
+    assert os.stat(wt.path / ".env").st_mtime_ns == 2_000_000_000
+    assert (wt.path / "app.local.json").read_text() == "{}\n"
+
+
+def test_replace_leaves_a_copy_that_is_already_the_same(repo: Path) -> None:
+    (repo / ".env").write_text("API_KEY=1\n")
+    wt = _worktree(repo)
+    copy_included(repo, wt.path, git=GIT)
+    before = os.stat(wt.path / ".env").st_ino
+    assert copy_included(repo, wt.path, git=GIT, replace=True).copied == (".env",)
+    assert os.stat(wt.path / ".env").st_ino == before  # same size, mode and time: not copied again
+
+
+def test_replace_never_overwrites_a_tracked_file_or_a_folder(repo: Path) -> None:
+    (repo / "gen.local.json").write_text("committed at the base\n")
+    git(repo, "add", "-f", "gen.local.json")
+    git(repo, "commit", "-q", "-m", "tracked at the base")
+    base = base_commit(repo)
+    git(repo, "rm", "-q", "--cached", "gen.local.json")
+    git(repo, "commit", "-q", "-m", "untracked since")
+    (repo / "gen.local.json").write_text("the user's local copy\n")
+    (repo / ".env").write_text("API_KEY=1\n")
+    wt = create(repo, "r1", "t1", base)
+    (wt.path / ".env").mkdir()
+    (wt.path / ".env/kept.txt").write_text("the last task's folder\n")
+
+    included = copy_included(repo, wt.path, git=GIT, replace=True)
+
+    assert included.copied == ()
+    assert dict(included.skipped) == {
+        ".env": "a folder in the worktree has its name: not replaced",
+        "gen.local.json": "the worktree has it already (tracked there): not overwritten",
+    }
+    assert (wt.path / "gen.local.json").read_text() == "committed at the base\n"
+    assert (wt.path / ".env/kept.txt").read_text() == "the last task's folder\n"
+
+
+def test_replace_puts_a_symlink_in_place_of_the_last_copy(repo: Path) -> None:
+    (repo / "links").mkdir()
+    (repo / "links/target.txt").write_text("t\n")
+    os.symlink("target.txt", repo / "links/cur")
+    wt = _worktree(repo)
+    copy_included(repo, wt.path, git=GIT)
+    os.unlink(repo / "links/cur")
+    os.symlink("other.txt", repo / "links/cur")
+    (repo / "links/other.txt").write_text("o\n")
+
+    copy_included(repo, wt.path, git=GIT, replace=True)
+
+    assert os.readlink(wt.path / "links/cur") == "other.txt"
+    assert (wt.path / "links/other.txt").read_text() == "o\n"

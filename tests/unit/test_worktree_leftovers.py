@@ -3,14 +3,17 @@ only when nothing is lost."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from queue_core.errors import UnmergedWorkError, WorktreeError
+from queue_core.flocks import try_lock
 from queue_core.statedir import state_dir
-from queue_core.worktree_leftovers import Leftover, leftovers, prune
+from queue_core.worktree_leftovers import Leftover, leftovers, leftovers_and_idle, prune, sweep
+from queue_core.worktree_pool import idle, lock_of, take
 from queue_core.worktrees import Worktree, base_commit, create, finish, list_worktrees
 
 from ..conftest import git, git_repo
@@ -157,3 +160,93 @@ def test_a_custom_root_is_looked_in(repo: Path, tmp_path: Path) -> None:
     assert leftovers(repo, _alive) == []  # a detached worktree elsewhere is not known as ours
     [leftover] = leftovers(repo, _alive, root=tmp_path / "wts")
     assert leftover.path == wt.path
+
+
+# --- worktrees of the pool (worktree_pool: N) ---------------------------------------------------
+
+
+def _given_back(repo: Path, run: str, task: str) -> Path:
+    """A pool worktree that a merged task gave back: idle."""
+    lease = take(repo, run, task, base_commit(repo))
+    lease.give_back(delete_branch=True, keep=4)
+    return lease.worktree.path
+
+
+def test_an_idle_pool_worktree_is_no_leftover_and_sweep_leaves_it(repo: Path) -> None:
+    path = _given_back(repo, "dead", "t1")
+    assert leftovers_and_idle(repo, _alive) == ([], [path])
+    assert sweep(repo, _alive, force=True) == []
+    assert path.exists()
+    assert idle(repo) == [path]
+
+
+def test_a_pool_worktree_a_killed_run_left_is_a_leftover_like_any_other(repo: Path) -> None:
+    base = base_commit(repo)
+    worked = take(repo, "dead", "worked", base)
+    (worked.worktree.path / "a.txt").write_text("the agent's work\n")
+    empty = take(repo, "dead", "empty", base)
+    live = take(repo, "live", "t1", base)
+    for lease in (worked, empty, live):
+        lease.release()  # as a SIGKILL does: the lock goes, the worktree stays as it was
+
+    found = _by_task(repo)
+
+    assert sorted(found) == ["dead/empty", "dead/worked", "live/t1"]
+    assert found["dead/worked"].path == worked.worktree.path
+    assert found["dead/worked"].branch == "pm/dead/worked"
+    assert found["dead/worked"].uncommitted == ("a.txt",)
+    assert found["dead/worked"].pooled
+    assert found["live/t1"].alive
+    swept = {item.leftover.task: item for item in sweep(repo, _alive)}
+    assert (swept["empty"].removed, swept["worked"].removed, swept["t1"].removed) == (True, False, False)
+    assert not empty.worktree.path.exists()
+    assert "pm/dead/empty" not in _branches(repo)
+    assert (worked.worktree.path / "a.txt").read_text() == "the agent's work\n"
+    again = take(repo, "next", "t1", base)  # the removed entry's place: a new worktree
+    assert (again.reused, again.worktree.path) == (False, empty.worktree.path)
+    again.release()
+
+
+def test_a_pool_worktree_killed_mid_reset_is_its_task_s_leftover(repo: Path) -> None:
+    path = _given_back(repo, "old", "t0")
+    fd = try_lock(lock_of(path), "the lock")
+    assert fd is not None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, b"task dead t1\n", 0)  # taken for dead/t1, then killed before its branch was made
+    (path / "b.txt").write_text("half reset\n")
+    os.close(fd)
+    [leftover] = leftovers(repo, _alive)
+    assert (leftover.run, leftover.task, leftover.branch, leftover.path) == ("dead", "t1", None, path)
+    assert leftover.uncommitted == ("b.txt",)
+
+
+def test_an_idle_pool_worktree_someone_worked_in_is_a_leftover_of_no_run(repo: Path) -> None:
+    path = _given_back(repo, "dead", "t1")
+    (path / "notes.txt").write_text("someone's notes\n")
+
+    [leftover], idle_now = leftovers_and_idle(repo, _alive)
+
+    assert idle_now == []
+    assert (leftover.run, leftover.branch, leftover.path, leftover.alive) == ("", None, path, False)
+    assert leftover.uncommitted == ("notes.txt",)
+    [kept] = sweep(repo, _alive)
+    assert not kept.removed
+    assert "1 uncommitted path(s)" in kept.reason
+    assert (path / "notes.txt").exists()
+    sweep(repo, _alive, force=True)
+    assert not path.exists()
+
+
+def test_a_pool_worktree_in_use_is_never_pruned(repo: Path) -> None:
+    path = _given_back(repo, "dead", "t1")
+    (path / "notes.txt").write_text("someone's notes\n")
+    [leftover] = leftovers(repo, _alive)
+    fd = try_lock(lock_of(path), "the lock")  # a task looking at it, this moment
+    try:
+        with pytest.raises(WorktreeError, match="in use"):
+            prune(leftover, force=True)
+        assert path.exists()
+        assert leftovers(repo, _alive) == []  # held, and no task's: not looked at now
+    finally:
+        assert fd is not None
+        os.close(fd)

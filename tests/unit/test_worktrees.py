@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.synchronize
 import os
 import shutil
 import subprocess
@@ -479,3 +481,27 @@ def _in_threads(fn: Callable[[int], None], count: int) -> None:
     for thread in threads:
         thread.join(WAIT)
         assert not thread.is_alive()
+
+
+def _make_and_drop(repo: str, run: str, rounds: int, barrier: multiprocessing.synchronize.Barrier) -> None:
+    """In a process of its own: ``rounds`` worktrees made and removed, each round started with the others."""
+    base = base_commit(repo)
+    for i in range(rounds):
+        barrier.wait(WAIT)
+        wt = create(repo, run, f"t{i}", base)
+        assert remove(wt, delete_branch=True).branch_deleted
+
+
+def test_processes_making_and_removing_worktrees_at_once_never_trip_on_each_others(repo: Path) -> None:
+    # git reads every worktree's admin folder to make or remove one, and fails on one that another
+    # `git worktree add` is writing ("failed to read .git/worktrees/t3/commondir").
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(6)
+    runs = [f"20261128-12000{n}-1-abcdef" for n in range(6)]
+    processes = [context.Process(target=_make_and_drop, args=(str(repo), run, 6, barrier)) for run in runs]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(4 * WAIT)
+    assert [process.exitcode for process in processes] == [0] * len(processes)
+    assert len(list_worktrees(repo)) == 1
