@@ -28,10 +28,10 @@ gets the files put back, and the target is not moved.
 These are several git commands, and git's index lock cannot be held across them: a command of
 the user's can fall between two. Each such window is milliseconds wide, and what falls in one
 is found by the next step (the swap, the second look, read-tree's own refusals) and undone or
-left as the user made it, never lost. Moving the branch and putting the files back wait for
-another command's lock (a commit of yours holds the index's and the branch's a few
-milliseconds), LOCKED_WAIT_S at most: given up at once, a lock met there left the task's
-changes staged in the checkout for that commit to take in.
+left as the user made it, never lost. The look, moving the branch and putting the files back
+wait for another command's lock (a commit of yours holds the index's and the branch's a few
+milliseconds), LOCKED_WAIT_S at most: given up at once, a lock met in the last two left the
+task's changes staged in the checkout for that commit to take in.
 
 One merge at a time per repository: hold :func:`queue_core.mergelock.merge_lock` around it.
 """
@@ -68,7 +68,7 @@ _UNDER_WAY = (
     ("index.lock", "another git command (its index.lock exists)"),
 )
 _OID = re.compile(r"[0-9a-f]{4,64}")
-#: How long moving the branch, or putting the files back, waits for another git command's lock
+#: How long the look, moving the branch or putting the files back waits for another git command's lock
 #: (a commit of yours holds index.lock and the branch's lock for milliseconds) before it gives up.
 LOCKED_WAIT_S = 2.0
 _LOCKED_RETRY_S = 0.01
@@ -193,8 +193,8 @@ def _look(repo: Path, target: str, branch: str, git: GitCalls) -> _Refs | MergeR
         raise GitError(f"git rev-parse: unexpected output {out[:200]!r}")
     top, paths, head = Path(lines[0]), lines[1:-1], lines[-1]
     check_git(git, top)
-    for path, (_, what) in zip(paths, _UNDER_WAY, strict=True):
-        if os.path.lexists(Path(repo, path)):
+    for path, (name, what) in zip(paths, _UNDER_WAY, strict=True):
+        if os.path.lexists(Path(repo, path)) and not (name == "index.lock" and _let_go(Path(repo, path))):
             return _blocked(f"{what} is under way in your checkout: nothing was merged")
     if head != f"refs/heads/{target}":
         now = "a detached HEAD" if head == "HEAD" else head.removeprefix("refs/heads/")
@@ -207,6 +207,17 @@ def _look(repo: Path, target: str, branch: str, git: GitCalls) -> _Refs | MergeR
     if code != 0 or len(oids) != 4:
         return _blocked(f"branch {branch} or {target} was not found: nothing was merged")
     return _Refs(top, oids[0], oids[1], oids[2])
+
+
+def _let_go(lock: Path) -> bool:
+    """Whether another git command's ``lock`` goes within LOCKED_WAIT_S: a commit of yours holds
+    index.lock for milliseconds; one left by a git that crashed stays."""
+    deadline = time.monotonic() + LOCKED_WAIT_S
+    while os.path.lexists(lock):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_LOCKED_RETRY_S)
+    return True
 
 
 def _changes(git: GitCalls, top: Path, old_tree: str, new_tree: str) -> list[tuple[str, str]]:

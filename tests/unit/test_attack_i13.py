@@ -338,3 +338,37 @@ def test_a_squashed_or_rebased_task_s_branch_goes_once_merged(repo: Path, mode: 
     assert git(repo, "log", "-1", "--format=%s", "HEAD~1") == "mine\n"
     assert git(repo, "branch", "--list", "pm/*") == ""  # merged: not left for clean --force to take
     assert leftovers(repo, lambda run: False) == []
+
+
+class GitBesideACommitOfTheUsers(GitCalls):
+    """Git calls as a commit of the user's takes index.lock just as the merge looks at the
+    checkout, and lets go of it ``after`` seconds later (a commit takes milliseconds)."""
+
+    def __init__(self, repo: Path, after: float) -> None:
+        super().__init__()
+        self.lock, self.after = repo / ".git" / "index.lock", after
+        self.timer: threading.Timer | None = None
+
+    def run(self, repo: Path, *args: str, **kw: Any) -> tuple[int, bytes]:
+        result = super().run(repo, *args, **kw)
+        if "--show-toplevel" in args and self.timer is None:  # the look, before it checks the locks
+            self.lock.write_text("")
+            self.timer = threading.Timer(self.after, self.lock.unlink)  # the user's commit, ending
+            self.timer.start()
+        return result
+
+
+def test_a_commit_of_the_users_under_way_as_the_merge_looks_is_waited_for(repo: Path) -> None:
+    target = git(repo, "symbolic-ref", "--short", "HEAD").strip()
+    tree = create(repo, RUN, "A", git(repo, "rev-parse", "HEAD").strip())
+    (tree.path / "a.txt").write_text("the task's\n")
+    finish(tree, "A")
+    calls = GitBesideACommitOfTheUsers(repo, after=0.1)
+    result = merge_back(
+        repo, target_branch=target, base=tree.base, branch=tree.branch, mode=MergeMode.MERGE,
+        message="A\n", claims=(Claim.parse("a.txt"),), git=calls,
+    )  # fmt: skip
+    assert calls.timer is not None
+    calls.timer.join(WAIT)
+    assert result.status is MergeStatus.MERGED, result.reason  # not blocked for a commit's milliseconds
+    assert git(repo, "show", "HEAD:a.txt") == "the task's\n"
