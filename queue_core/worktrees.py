@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,6 +202,8 @@ def add_worktree(repo: Path, branch: str, path: Path, commit: str, *, git: GitCa
     )
     git(path, "git", "reset", "--quiet", "--hard")
 
+
+_LIST_RETRIES_S = (0.01, 0.05, 0.2, None)  # the waits between tries of `git worktree list`; None: the last
 
 #: How long a worktree command waits for another's: they take seconds, a stuck one is news.
 WORKTREE_LOCK_TIMEOUT_S = 300.0
@@ -429,7 +432,16 @@ def unmerged_commits(
 
 def list_worktrees(repo: Path, *, git: GitCalls = GIT) -> list[Listed]:
     """Every worktree of ``repo``'s repository, its main one included (``git worktree list``)."""
-    raw = worktree_git(repo, "worktree", "list", "--porcelain", "-z", git=git)
+    # Not under the worktree lock, which a look (status, clean --dry-run) must not create: a list
+    # that met another's half-written worktree folder is asked again, a few ms later.
+    for wait in _LIST_RETRIES_S:
+        try:
+            raw = git(repo, "git", "worktree", "list", "--porcelain", "-z")
+            break
+        except GitError:
+            if wait is None:
+                raise
+            threading.Event().wait(wait)
     found: list[Listed] = []
     fields: dict[str, str] = {}
     for item in raw.split(b"\0"):
