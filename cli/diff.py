@@ -20,6 +20,7 @@ from queue_core.errors import GitError, InvalidArgumentError, InvalidTaskIdError
 from queue_core.runid import check_run_id
 from queue_core.task import check_task_id
 from queue_core.taskrefs import Found, Ran, last_ran, newest
+from queue_core.worktree_leftovers import known_runs
 
 from . import terminal
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -41,7 +42,7 @@ def run(repo: Path | None, task: str, *, run_id: str | None, stat: bool) -> int:
         return EXIT_USAGE
     git = GitCalls()
     try:
-        found = newest(repo_root, task, run=run_id, git=git)
+        found = newest(repo_root, task, run=run_id, known=known_runs(repo_root), git=git)
         if found is None:
             terminal.error(_nothing_left(task, run_id, last_ran(repo_root, task, run=run_id)))
             return EXIT_FAILED

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,9 +136,18 @@ def drop(repo: Path, refs: Iterable[tuple[str, str]], *, git: GitCalls = GIT) ->
         git(repo, "git", "update-ref", "-z", "--stdin", input="".join(commands).encode("ascii"))
 
 
-def newest(repo: Path, task: str, *, run: str | None = None, git: GitCalls = GIT) -> Found | None:
+def newest(
+    repo: Path,
+    task: str,
+    *,
+    run: str | None = None,
+    known: Callable[[str], bool] | None = None,
+    git: GitCalls = GIT,
+) -> Found | None:
     """The newest attempt of ``task`` in ``run`` (else in the newest run: run ids sort by time)
-    that left a branch or hidden refs; None if none did. Raises GitError if git fails."""
+    that left a branch or hidden refs; None if none did. With ``known`` (see
+    :func:`~queue_core.worktree_leftovers.known_runs`), a branch ``pm/<run>/<task>`` of a run it
+    does not know is the user's own and passed over. Raises GitError if git fails."""
     raw = git(
         repo, "git", "for-each-ref", "--format=%(refname)", f"refs/heads/{BRANCH_PREFIX}", HIDDEN_PREFIX
     )  # fmt: skip
@@ -146,7 +155,7 @@ def newest(repo: Path, task: str, *, run: str | None = None, git: GitCalls = GIT
     ends: dict[tuple[str, str], set[str]] = {}
     for ref in os.fsdecode(raw).split():
         parts = ref.split("/")
-        if ref.startswith(f"refs/heads/{BRANCH_PREFIX}") and len(parts) == 5:
+        if ref.startswith(f"refs/heads/{BRANCH_PREFIX}") and len(parts) == 5 and (known is None or known(parts[3])):
             branches[parts[3], parts[4]] = ref.removeprefix("refs/heads/")
         elif ref.startswith(HIDDEN_PREFIX) and len(parts) == 5 and parts[4] in _ENDS:
             ends.setdefault((parts[2], parts[3]), set()).add(parts[4])

@@ -287,3 +287,10 @@ def test_may_have_any_is_false_only_when_there_surely_are_none(repo: Path) -> No
     assert may_have_any(git_dir)  # packed
     drop(repo, by_run(repo)[R1])
     assert by_run(repo) == {}
+
+
+def test_a_branch_of_a_run_the_state_directory_does_not_know_is_the_users_not_a_task_s(repo: Path) -> None:
+    git(repo, "branch", "pm/alice/wip", commit(repo, "the user's own work\n"))
+    assert newest(repo, "wip", known=lambda run: False) is None
+    git(repo, "branch", f"pm/{R1}/wip", commit(repo, "a task's\n"))
+    assert newest(repo, "wip", known=lambda run: run == R1) == Found(R1, "wip", 1, f"pm/{R1}/wip", merged=False)
