@@ -7,7 +7,7 @@ fail in it, through the queue's own seams (``TaskQueue._registry_type``, ``_sche
   another process held the lock meanwhile); fail reads or writes (a full disk); interrupt a
   write (as Ctrl-C would); count the writes made without the lock; act inside ``finish_run``.
 - :class:`TellingScheduler`: set an event when a task's end is recorded, under the queue's
-  lock, before the dispatch it asks for.
+  lock, before the dispatch it asks for; note how many registry reads came before each start.
 """
 
 from __future__ import annotations
@@ -83,6 +83,9 @@ class TellingScheduler(Scheduler):
         super().__init__(*args, **kwargs)
         self.watched: dict[str, threading.Event] = {}
         self.batch_added = threading.Event()
+        #: For each task started: how many registry reads ``reads()`` counted as it was started.
+        self.started_after: dict[str, int] = {}
+        self.reads: Callable[[], int] = lambda: 0
 
     def finished(self, task_id: str) -> threading.Event:
         """An event set once ``task_id``'s end is recorded (under the queue's lock)."""
@@ -94,6 +97,12 @@ class TellingScheduler(Scheduler):
         finally:
             if task_id in self.watched:
                 self.watched[task_id].set()
+
+    def dispatch(self, now: float) -> list[TaskEntry]:
+        started = super().dispatch(now)
+        for entry in started:
+            self.started_after.setdefault(entry.id, self.reads())
+        return started
 
     def add_batch(self, *args: Any) -> list[TaskEntry]:
         try:

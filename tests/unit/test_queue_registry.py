@@ -112,15 +112,13 @@ def test_a_step_waits_for_the_registry_without_the_queues_lock_and_decides_for_a
 
     with FaultyQueue(max_parallel=3, repo=tmp_path) as queue:
         queue.faults.hold_next_begin(lambda: True, slow_begin)
+        # How many registry reads came before each start, counted as the scheduler starts it: a
+        # body would read later, after the step at the lease's end, 10 ms on a loaded machine.
+        queue.sched.reads = lambda: queue.faults.begins
         futures: list[Future[Any]] = []
 
-        all_started = threading.Barrier(3, timeout=WAIT)
-
         def body() -> int:
-            # How many registry reads it took to get all three started: read once they all
-            # run, before any ends (an end is a step of its own, which may read again).
-            all_started.wait()
-            return queue.faults.begins
+            return 1
 
         first = threading.Thread(target=lambda: futures.append(queue.submit_task(AgentTask("a", "1", ["a"], body))))
         first.start()
@@ -143,7 +141,8 @@ def test_a_step_waits_for_the_registry_without_the_queues_lock_and_decides_for_a
         for thread in (first, more):
             thread.join(WAIT)
             assert not thread.is_alive()
-        assert [f.result(timeout=WAIT) for f in futures] == [1, 1, 1]  # one step started all three
+        assert [f.result(timeout=WAIT) for f in futures] == [1, 1, 1]
+        assert sorted(queue.sched.started_after.values()) == [1, 1, 1]  # one step started all three
 
 
 def test_steps_within_a_lease_read_nothing_and_other_processes_wait_for_its_end(
