@@ -83,6 +83,8 @@ class SummaryRow:
             "branch": None if self.worktree is None else self.worktree.branch,
             "merge": None if self.worktree is None else self.worktree.merge,
             "changed_files": None if self.worktree is None else list(self.worktree.changed),
+            "insertions": None if self.worktree is None else self.worktree.insertions,
+            "deletions": None if self.worktree is None else self.worktree.deletions,
         }
 
     def _unclaimed_writes(self) -> list[str] | None:
@@ -188,12 +190,12 @@ def summary_text(
 
 
 def _merge_cell(row: SummaryRow) -> str:
-    """A worktree task's merge and how many files its branch changed: ``merged, 3 files``."""
+    """A worktree task's merge and its branch's diff stat: ``merged, 3 files +12 -1``."""
     tree = row.worktree
     if tree is None or tree.merge is None:
         return ""
     count = len(tree.changed)
-    return f"{tree.merge}, {count} file{'' if count == 1 else 's'}"
+    return f"{tree.merge}, {count} file{'' if count == 1 else 's'} +{tree.insertions} -{tree.deletions}"
 
 
 def _table(columns: dict[str, list[str]], width: int) -> list[str]:

@@ -82,6 +82,8 @@ class WorktreeReport:
     branch: str
     path: Path
     changed: tuple[str, ...] = ()
+    insertions: int = 0  # lines, of the changed files (see worktrees.Changes)
+    deletions: int = 0
     unclaimed: tuple[str, ...] = ()
     merge: str | None = None
     reason: str | None = None
@@ -152,6 +154,7 @@ class WorktreeAgent(SubprocessAgent):
                 plan.ports.release(block)
         changes = finish(tree, plan.description, git=self._git)
         report.changed = tuple(changes.paths)
+        report.insertions, report.deletions = changes.insertions, changes.deletions
         report.unclaimed = tuple(check_claims(changes.paths, plan.writes))
         if report.unclaimed and plan.fail_on_violation:
             report.merge = "rejected"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Iterable
@@ -118,6 +119,8 @@ class Changes:
     paths: tuple[str, ...]  # repo-relative, sorted; a rename is its two paths
     commit: str | None  # the commit finish() made of what the agent left uncommitted; None if nothing
     tip: str  # the branch's commit
+    insertions: int = 0  # lines added and removed, as `git diff --shortstat` counts them (binary files: none)
+    deletions: int = 0
 
 
 @dataclass(frozen=True)
@@ -293,7 +296,16 @@ def finish(worktree: Worktree, description: str, *, git: GitCalls = GIT) -> Chan
             f"the agent made a git repository inside its worktree ({', '.join(sorted(nested))}): branch "
             f"{worktree.branch} would hold a commit that is not in this repository; not merged"
         )
-    return Changes(tuple(sorted(paths)), commit, tip)
+    if not paths:
+        return Changes((), commit, tip)
+    stat = os.fsdecode(git(worktree.repo, "git", "diff-tree", "-r", "--no-renames", "--shortstat", worktree.base, tip))
+    return Changes(tuple(sorted(paths)), commit, tip, _count(stat, "insertion"), _count(stat, "deletion"))
+
+
+def _count(shortstat: str, what: str) -> int:
+    """From ``" 3 files changed, 12 insertions(+), 1 deletion(-)"``, the number of ``what``; 0 if not said."""
+    found = re.search(rf"(\d+) {what}", shortstat)
+    return int(found.group(1)) if found else 0
 
 
 def check_claims(paths: Iterable[str], write_claims: Iterable[Claim]) -> list[str]:

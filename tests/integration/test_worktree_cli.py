@@ -46,6 +46,7 @@ def test_two_instances_run_at_once_in_worktrees_and_are_merged(tmp_path: Path) -
     tasks = {t["id"]: t for t in json.loads(done.stdout)["tasks"]}
     assert {t["merge"] for t in tasks.values()} == {"merged"}
     assert tasks["one"]["changed_files"] == ["a.txt"]
+    assert (tasks["one"]["insertions"], tasks["one"]["deletions"]) == (1, 1)
     assert tasks["two"]["unclaimed_writes"] == []
     assert re.fullmatch(r"pm/[0-9a-f-]+/one", tasks["one"]["branch"])
     assert (git(repo, "show", "HEAD:a.txt"), git(repo, "show", "HEAD:b.txt")) == ("one\n", "two\n")
@@ -62,7 +63,7 @@ def test_several_instances_in_the_shared_checkout_are_refused_before_anything_ru
     assert (repo / "a.txt").read_text() == "a\n"
     isolated = run(repo, "dev: echo ran > a.txt @a.txt", "--isolation", "worktree")
     assert isolated.returncode == 0, isolated.stderr
-    assert "merged, 1 file" in isolated.stdout  # the summary's merge column
+    assert "merged, 1 file +1 -1" in isolated.stdout  # the summary's merge column: the diff stat
     assert git(repo, "show", "HEAD:a.txt") == "ran\n"
 
 

@@ -176,6 +176,7 @@ def test_finish_commits_what_the_agent_left_and_lists_exactly_what_changed(wt: W
     changes = finish(wt, "implement US-038")
 
     assert changes.paths == ("a.txt", "docs/c.md", "new dir/n.txt")
+    assert (changes.insertions, changes.deletions) == (2, 2)  # a.txt's line replaced, n.txt's, c.md's
     assert changes.commit is not None
     assert changes.commit == changes.tip == _head(wt.path)
     assert git(wt.path, "log", "-1", "--format=%B").strip() == "t1: implement US-038"
@@ -199,6 +200,7 @@ def test_finish_with_the_agent_s_own_commits_and_nothing_left(wt: Worktree) -> N
 def test_finish_with_nothing_changed(wt: Worktree) -> None:
     changes = finish(wt, "nothing to do")
     assert (changes.paths, changes.commit, changes.tip) == ((), None, wt.base)
+    assert (changes.insertions, changes.deletions) == (0, 0)
 
 
 def test_a_rename_lists_both_paths(wt: Worktree) -> None:
