@@ -208,7 +208,7 @@ class WorktreeAgent(SubprocessAgent):
                 base=tree.base,
                 branch=tree.branch,
                 mode=plan.merge,
-                message=commit_message(plan.task, plan.description),
+                message=_merge_message(plan, tree.branch),
                 claims=plan.writes,
                 git=self._git,
             )
@@ -269,3 +269,10 @@ class WorktreeAgent(SubprocessAgent):
 
 def _failure(result: MergeResult, tree: Worktree) -> str:
     return f"{result.reason}; its branch {tree.branch} and worktree {tree.path} are kept"
+
+
+def _merge_message(plan: WorktreePlan, branch: str) -> str:
+    """The merge or squash commit's message: a squash is the task's one commit (``<task>:
+    <description>``); a merge commit says what it merged, as git's own do, the task below."""
+    message = commit_message(plan.task, plan.description)
+    return f"Merge branch '{branch}'\n\n{message}" if plan.merge is MergeMode.MERGE else message

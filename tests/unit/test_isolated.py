@@ -80,6 +80,10 @@ def test_two_instances_of_one_agent_type_run_at_once_and_both_are_merged(repo: P
         assert report.merge == "merged"
         assert not report.path.exists()
     assert git(repo, "branch", "--list", "pm/*") == ""  # merged branches go
+    # Each merge commit says what it merged, as git's own do; the task's commit beneath says the task.
+    merges = git(repo, "log", "--merges", "--format=%s", "--reverse").splitlines()
+    assert sorted(merges) == [f"Merge branch 'pm/{RUN}/A'", f"Merge branch 'pm/{RUN}/B'"]
+    assert git(repo, "log", "--no-merges", "-1", "--format=%s", "HEAD^2") in ("A: do A\n", "B: do B\n")
 
 
 def test_a_write_outside_the_claims_is_rejected_and_its_branch_kept(repo: Path) -> None:
