@@ -28,7 +28,7 @@ from .claims import Access, Claim, Conflict
 from .deadlines import Timers
 from .entry import TaskEntry, claims_of
 from .errors import DuplicateTaskError, InvalidArgumentError, UnknownDependencyError
-from .graph import topological
+from .graph import critical_order, topological
 from .ownership import FileOwnership
 from .pauses import Pauses
 from .reservation import Reservation
@@ -162,6 +162,11 @@ class Scheduler:
     def add_batch(self, tasks: Sequence[AgentTask], now: float) -> list[TaskEntry]:
         """Queue several tasks whose dependencies may point forward within the batch.
 
+        They rank in the order given, or, if some have an ``estimate_s``, by critical path among
+        tasks of equal priority (see queue_core.graph.critical_order). Either way after every
+        task added before: a later submission never passes an earlier one of equal priority,
+        so no stream of longer tasks can starve a waiting one.
+
         Everything is checked before anything is added: duplicate ids, unknown dependencies,
         cycles and claims that cannot be resolved raise, and then no task of the batch is queued.
         """
@@ -174,12 +179,14 @@ class Scheduler:
         for task in tasks:
             self._check_new(task, batch)
             claims[task.id] = self._claims_of(task)
-        # Rank by position in the list, though dependencies must be added before their dependents.
+        # Rank by position in the list (or by estimates), though dependencies must be added
+        # before their dependents.
+        dependencies = {tid: task.depends_on for tid, task in batch.items()}
         first = self._seq + 1
-        rank = {task.id: first + index for index, task in enumerate(tasks)}
+        rank = {task_id: first + index for index, task_id in enumerate(_batch_order(tasks, dependencies))}
         self._seq += len(tasks)
         finished: list[TaskEntry] = []
-        for task_id in topological({tid: task.depends_on for tid, task in batch.items()}):
+        for task_id in topological(dependencies):
             task = batch[task_id]
             finished.extend(self._add(task, now, claims[task.id], seq=rank[task.id]))
         return finished
@@ -519,6 +526,13 @@ def _count(name: str, value: int, *, least: int) -> int:
         what = "a positive" if least == 1 else "a non-negative"
         raise InvalidArgumentError(f"{name} must be {what} integer, got {value!r}")
     return value
+
+
+def _batch_order(tasks: Sequence[AgentTask], dependencies: Mapping[str, Sequence[str]]) -> Iterable[str]:
+    """The ids of ``tasks`` in the order they rank in: as given, unless estimates order them."""
+    if all(task.estimate_s is None for task in tasks):
+        return (task.id for task in tasks)
+    return critical_order(dependencies, {task.id: task.estimate_s for task in tasks})
 
 
 def _rank(entry: TaskEntry) -> tuple[int, int]:
