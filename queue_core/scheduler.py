@@ -90,6 +90,7 @@ class Scheduler:
         self._groups = WaitGroups(self._entries)  # tasks parked on a holder's claim
         self._timers = Timers(self._entries)  # retries waiting, deadlines of running tasks
         self._unfinished = 0
+        self._estimated = False  # whether a task was added with an estimate
         self._outcomes = {state.value: 0 for state in TaskState if state.is_terminal}
 
     # --- queries --------------------------------------------------------------------------
@@ -112,6 +113,15 @@ class Scheduler:
     def running(self) -> list[TaskEntry]:
         """The tasks running here, in the order they started."""
         return [self._entries[task_id] for task_id in self._admission.parallel.holders]
+
+    @property
+    def estimated(self) -> bool:
+        """Whether a task was added with an ``estimate_s``: only then may a status tell the time left."""
+        return self._estimated
+
+    def capacity_of(self, agent: str) -> int:
+        """How many tasks of ``agent`` may run here at once."""
+        return self._admission.agent_slots[agent].capacity
 
     @property
     def reserved(self) -> TaskEntry | None:
@@ -233,6 +243,7 @@ class Scheduler:
         entry = TaskEntry(task, (-task.priority, seq), writes, reads, submitted_at=now)
         self._entries[task.id] = entry
         self._unfinished += 1
+        self._estimated = self._estimated or task.estimate_s is not None
         return entry
 
     def _add(self, task: AgentTask, now: float, claims: _Claims, seq: int | None = None) -> list[TaskEntry]:
