@@ -19,6 +19,7 @@ from rich.cells import cell_len, set_cell_size
 
 from queue_core import TaskEvent, TaskOutcome, TaskState
 from queue_core.changes import Stray
+from queue_core.durations import FILE as DURATIONS
 from queue_core.estimates import Estimate
 from queue_core.isolated import WorktreeReport
 from queue_core.records import FAILED_STATES
@@ -316,27 +317,28 @@ def plan_text(
     starts: list[tuple[str, str, str]],
     waits: list[tuple[str, str, str]],
     argvs: dict[str, list[str]],
-    estimates: Mapping[str, Estimate] | None = None,
+    estimates: Mapping[str, Estimate | None] | None = None,
 ) -> str:
     """--dry-run: what would start together now, and why each other task would wait; under each,
     the command it would run, quoted for a POSIX shell. With ``estimates`` (the repository has
-    a history), each task's, or that it has none."""
+    a history), each task's estimate below that, or that it has none."""
 
-    def said(tid: str) -> str:
-        if estimates is None:
-            return ""
-        found = estimates.get(tid)
-        return " (no estimate)" if found is None else f" (estimate {estimate_text(found)})"
+    def under(tid: str) -> list[str]:
+        lines = [f"    $ {shlex.join(argvs[tid])}"]
+        if estimates is not None:
+            found = estimates.get(tid)
+            lines.append("    no estimate" if found is None else f"    estimate {estimate_text(found)}")
+        return lines
 
     lines = ["Would start now, together:"]
     for tid, agent, desc in starts:
-        lines += [f"  {tid} [{agent}] {desc}{said(tid)}", f"    $ {shlex.join(argvs[tid])}"]
+        lines += [f"  {tid} [{agent}] {desc}", *under(tid)]
     if not starts:
         lines.append("  (nothing)")
     if waits:
         lines.append("Would wait:")
         for tid, agent, reason in waits:
-            lines += [f"  {tid} [{agent}]: {reason}{said(tid)}", f"    $ {shlex.join(argvs[tid])}"]
+            lines += [f"  {tid} [{agent}]: {reason}", *under(tid)]
     return "\n".join(lines)
 
 
@@ -401,6 +403,14 @@ def clean_text(report: RetentionReport) -> str:
     else:
         lines.append(f"nothing to remove in {report.directory}")
     return "\n".join(lines)
+
+
+def durations_text(runs: int, *, done: bool) -> str:
+    """``clean --history``: the durations removed (or that would be), or that there were none."""
+    if not runs:
+        return "no durations to remove: estimates have no history"
+    verb = "removed" if done else "would remove"
+    return f"{verb} {DURATIONS}: the durations of {runs} task run(s), which estimates are made from"
 
 
 def swept_text(swept: list[Swept], *, done: bool) -> str:

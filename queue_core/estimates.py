@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._jsonread import float_at, json_object, str_at
+from .claims import claim_texts
+from .task import AgentTask
 
 __all__ = [
     "AGENT_RECENT",
@@ -40,6 +42,7 @@ __all__ = [
     "fingerprint",
     "robust_average",
     "run_eta",
+    "task_fingerprint",
 ]
 
 #: Runs of one task that its estimate is the median of.
@@ -60,6 +63,13 @@ def fingerprint(agent: str, description: str, writes: Iterable[str], reads: Iter
     list, so that no two different tasks can be made to look alike by their separators."""
     text = json.dumps([agent, description, sorted(writes), sorted(reads)], ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def task_fingerprint(task: AgentTask) -> str:
+    """The fingerprint of ``task``: its agent, description and claims as normalised (``./a.py``
+    is ``a.py``)."""
+    writes, reads = claim_texts(task.write_claims), claim_texts(task.read_claims)
+    return fingerprint(task.agent_type, task.task_description, writes, reads)
 
 
 @dataclass(frozen=True)

@@ -75,11 +75,13 @@ def test_the_dry_run_shows_each_tasks_estimate() -> None:
     )
     assert text.splitlines() == [
         "Would start now, together:",
-        "  t1 [dev] fix it (estimate ~4 min, the median of its last 3 runs)",
+        "  t1 [dev] fix it",
         "    $ dev 'fix it'",
+        "    estimate ~4 min, the median of its last 3 runs",
         "Would wait:",
-        "  t2 [dev]: dev busy (t1) (no estimate)",
+        "  t2 [dev]: dev busy (t1)",
         "    $ dev more",
+        "    no estimate",
     ]
     # Without history, as before.
     assert "estimate" not in plan_text([("t1", "dev", "fix it")], [], {"t1": ["dev"]})
