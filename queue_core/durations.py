@@ -156,16 +156,22 @@ def _try_lock(fd: int) -> bool:
 
 def _parse(data: bytes) -> tuple[list[Sample], int]:
     """The samples of the file's ``data``, and how many lines were not one."""
-    samples: list[Sample] = []
-    damaged = 0
-    for line in data.splitlines():
-        if not line.strip():
-            continue
-        try:
-            samples.append(Sample.from_json(json.loads(line)))
-        except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-            damaged += 1
-    return samples, damaged
+    lines = [line for line in data.splitlines() if line.strip()]
+    try:  # the whole file in one call of the C decoder: a run reads it before it starts
+        decoded = json.loads(b"[" + b",".join(lines) + b"]")
+    except ValueError:  # some line is damaged: each on its own (UnicodeDecodeError is a ValueError)
+        decoded = None
+    read = [_sample(line if decoded is None else decoded[index]) for index, line in enumerate(lines)]
+    samples = [sample for sample in read if sample is not None]
+    return samples, len(read) - len(samples)
+
+
+def _sample(line: object) -> Sample | None:
+    """The sample a line holds (as bytes, or decoded already); None if it holds none."""
+    try:
+        return Sample.from_json(json.loads(line) if isinstance(line, bytes) else line)
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
 
 
 def _needed(samples: list[Sample]) -> list[Sample]:

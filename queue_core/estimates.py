@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import statistics
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -103,7 +104,7 @@ class Sample:
             float_at(record, "duration_s"),
             float_at(record, "at"),
         )
-        if not 0.0 <= sample.duration_s < float("inf"):
+        if not 0.0 <= sample.duration_s < math.inf:
             raise ValueError(f"'duration_s': expected a number of seconds, not {sample.duration_s!r}")
         return sample
 

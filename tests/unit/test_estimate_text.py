@@ -118,3 +118,20 @@ def test_the_running_agents_show_the_time_left_of_each_only_when_some_have_an_es
     assert "over estimate" in next(line for line in with_estimates.splitlines() if " t2 " in line)
     without = _rendered((RunningTask("t3", "doc", "write", elapsed_s=10.0),))
     assert "estimate" not in without
+
+
+def test_the_live_view_heads_with_the_runs_time_left() -> None:
+    from cli.panels import run_view
+    from cli.usage import Machine, Usage
+    from queue_core import QueueStatus
+
+    running = (RunningTask("t1", "dev", "fix", elapsed_s=60.0, estimate_s=300.0),)
+    status = QueueStatus(queued_tasks=2, max_parallel=2, running=running, eta_s=720.0)
+    console = Console(width=80, height=24, record=True, file=io.StringIO(), force_terminal=True, color_system=None)
+    view = run_view(
+        status, columns=Columns(), agents=Usage(0.0, 0), machine=Machine(1.0, 2, 2**30, 2**32), cost=None, elapsed_s=60
+    )
+    console.print(view)
+    lines = console.export_text().splitlines()
+    assert lines[0] == "0/3 done, 1 running, 0 failed · elapsed 1m 00s · ~12 min left"
+    assert "~4 min left" in next(line for line in lines if " t1 " in line)
