@@ -161,6 +161,8 @@ def _parse(data: bytes) -> tuple[list[Sample], int]:
         decoded = json.loads(b"[" + b",".join(lines) + b"]")
     except ValueError:  # some line is damaged: each on its own (UnicodeDecodeError is a ValueError)
         decoded = None
+    if not isinstance(decoded, list) or len(decoded) != len(lines):  # a line of "1, 2": one value a line no more
+        decoded = None
     read = [_sample(line if decoded is None else decoded[index]) for index, line in enumerate(lines)]
     samples = [sample for sample in read if sample is not None]
     return samples, len(read) - len(samples)

@@ -46,9 +46,21 @@ def test_a_damaged_line_is_skipped_and_the_rest_read(tmp_path: Path) -> None:
         f.write(b'{"agent": "a", "task": "t1", "fingerprint": "f1", "duration_s": -4, "at": 1}\n')
         f.write(b"\xff\xfe not even text\n")
         f.write(b"[1, 2]\n")
+        f.write(b"1, 2\n")  # two values on one line: read alone, not as two lines
     history.record(sample(20.0, at=2.0))
     assert [s.duration_s for s in history.samples()] == [10.0, 20.0]
-    assert history.damaged == 4
+    assert history.damaged == 5
+
+
+def test_a_line_of_two_values_does_not_shift_the_lines_after_it(tmp_path: Path) -> None:
+    """The file is decoded in one call when it can be: one line must stay one sample."""
+    history = DurationHistory(tmp_path)
+    history.record(sample(10.0))
+    with (tmp_path / FILE).open("ab") as f:
+        f.write(b"1, 2\n")
+    history.record(sample(20.0, at=2.0))
+    assert [s.duration_s for s in history.samples()] == [10.0, 20.0]
+    assert history.damaged == 1
 
 
 def test_the_file_stays_bounded_and_keeps_each_tasks_recent_runs(tmp_path: Path) -> None:
