@@ -191,12 +191,10 @@ class Scheduler:
             claims[task.id] = self._claims_of(task)
         # Rank by position in the list (or by estimates), though dependencies must be added
         # before their dependents.
-        dependencies = {tid: task.depends_on for tid, task in batch.items()}
-        first = self._seq + 1
-        rank = {task_id: first + index for index, task_id in enumerate(_batch_order(tasks, dependencies))}
+        rank, order = _ranks(tasks, batch, self._seq + 1)
         self._seq += len(tasks)
         finished: list[TaskEntry] = []
-        for task_id in topological(dependencies):
+        for task_id in order:
             task = batch[task_id]
             finished.extend(self._add(task, now, claims[task.id], seq=rank[task.id]))
         return finished
@@ -539,11 +537,15 @@ def _count(name: str, value: int, *, least: int) -> int:
     return value
 
 
-def _batch_order(tasks: Sequence[AgentTask], dependencies: Mapping[str, Sequence[str]]) -> Iterable[str]:
-    """The ids of ``tasks`` in the order they rank in: as given, unless estimates order them."""
+def _ranks(tasks: Sequence[AgentTask], batch: Mapping[str, AgentTask], first: int) -> tuple[dict[str, int], list[str]]:
+    """Each task's rank, from ``first``: in the order given, unless estimates order them; and an
+    order to add them in, dependencies first. Raises DependencyCycleError."""
+    dependencies = {tid: task.depends_on for tid, task in batch.items()}
     if all(task.estimate_s is None for task in tasks):
-        return (task.id for task in tasks)
-    return critical_order(dependencies, {task.id: task.estimate_s for task in tasks})
+        ranked: Iterable[str] = (task.id for task in tasks)
+    else:
+        ranked = critical_order(dependencies, {task.id: task.estimate_s for task in tasks})
+    return {task_id: first + index for index, task_id in enumerate(ranked)}, topological(dependencies)
 
 
 def _rank(entry: TaskEntry) -> tuple[int, int]:
