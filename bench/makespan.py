@@ -22,6 +22,12 @@ overlapping claims) and so must run one after another; and the best schedule fou
 list scheduling (start every task that fits, in a priority order) over ORDERS orders: submission
 order, longest first, most-conflicting first, and random ones. The optimum lies between them.
 
+Ours with estimates: each task's ``estimate_s`` is its duration exactly, or its duration times a
+factor drawn uniformly in [0.7, 1.3] (``NOISE_DRAWS`` draws per batch, from their own seeded
+stream), so the batch is ranked by critical path (queue_core.graph.critical_order); the rules
+and the reservation are the same. A reference shows what the reservation costs then: greedy
+list scheduling in the same critical-path order, without it.
+
 Every simulated schedule of ours is also checked: never more than max_parallel, never two tasks
 of one agent type, never two overlapping claims, never a task before its dependencies.
 """
@@ -36,6 +42,7 @@ from dataclasses import dataclass
 
 from queue_core import AgentTask, TaskState
 from queue_core.claims import Claim, overlaps
+from queue_core.graph import critical_order
 from queue_core.scheduler import Scheduler
 
 from ._common import Check, Section, mean, percentile, print_section, table
@@ -63,6 +70,8 @@ DIRS = ["dir1/", "dir2/"]
 P_DIRECTORY = 0.1  # chance that one claim of a task is a whole directory
 P_DEPENDENCY = 0.1  # chance that a task depends on one earlier task
 ORDERS = 60  # priority orders tried by the best-found reference (3 fixed + random)
+NOISE = 0.3  # noisy estimates: the duration times a factor in [1 - NOISE, 1 + NOISE]
+NOISE_DRAWS = 5  # noisy estimates drawn per batch
 
 
 @dataclass(frozen=True)
@@ -127,12 +136,25 @@ class IdleStats:
     reasons: dict[str, int] | None = None
 
 
-def simulate_ours(batch: list[SimTask], max_parallel: int, stats: IdleStats | None = None) -> float:
+def simulate_ours(
+    batch: list[SimTask],
+    max_parallel: int,
+    stats: IdleStats | None = None,
+    estimates: dict[str, float] | None = None,
+) -> float:
+    """Our makespan; with ``estimates`` (by task id), each task's ``estimate_s``."""
     sched = Scheduler(max_parallel)
     by_id = {t.id: t for t in batch}
     parsed = {t.id: [Claim.parse(c) for c in t.claims] for t in batch}
+    estimate = (estimates or {}).get
     sched.add_batch(
-        [AgentTask(t.agent, "sim", list(t.claims), noop, id=t.id, depends_on=list(t.depends_on)) for t in batch], 0.0
+        [
+            AgentTask(
+                t.agent, "sim", list(t.claims), noop, id=t.id, depends_on=list(t.depends_on), estimate_s=estimate(t.id)
+            )
+            for t in batch
+        ],
+        0.0,
     )
     running: dict[str, SimTask] = {}
     done: set[str] = set()
@@ -322,14 +344,31 @@ def best_found(batch: list[SimTask], adj: list[set[int]], rng: random.Random, ma
     return min(simulate_list(batch, adj, order, max_parallel) for order in orders)
 
 
+def noisy_estimates(batch: list[SimTask], rng: random.Random) -> dict[str, float]:
+    return {t.id: t.duration * rng.uniform(1 - NOISE, 1 + NOISE) for t in batch}
+
+
+def critical_path_order(batch: list[SimTask], estimates: dict[str, float]) -> list[int]:
+    """The indices of ``batch`` in the order the scheduler ranks them with ``estimates``."""
+    index = {t.id: i for i, t in enumerate(batch)}
+    return [index[tid] for tid in critical_order({t.id: t.depends_on for t in batch}, estimates)]
+
+
 def run(batches: int = BATCHES, seed: int = SEED) -> Section:
     rng = random.Random(seed)
     ref_rng = random.Random(seed + 1)  # its own stream, so the batches do not depend on ORDERS
+    noise_rng = random.Random(seed + 2)  # and one for the noisy estimates
+    exact: list[float] = []
+    noisy: list[float] = []
+    noisy_better = noisy_worse = 0
+    cp_list: list[float] = []
+    exact_vs_best: list[float] = []
     ours: list[float] = []
     fifo: list[float] = []
     ours_vs_strong: list[float] = []
     ours_vs_best: list[float] = []
     best_vs_strong: list[float] = []
+    best_vs_bound: list[float] = []
     greedy: list[float] = []
     bound_kinds = {"work / max_parallel": 0, "busiest agent": 0, "busiest file": 0, "dependency chain": 0}
     worse = better = equal = 0
@@ -347,10 +386,21 @@ def run(batches: int = BATCHES, seed: int = SEED) -> Section:
         ours_vs_strong.append(m_ours / strong)
         ours_vs_best.append(m_ours / best)
         best_vs_strong.append(best / strong)
+        best_vs_bound.append(best / bound)
         greedy.append(simulate_list(batch, adj, list(range(len(batch))), MAX_PARALLEL) / bound)
         worse += m_ours > m_fifo
         better += m_ours < m_fifo
         equal += m_ours == m_fifo
+        durations = {t.id: float(t.duration) for t in batch}
+        m_exact = simulate_ours(batch, MAX_PARALLEL, estimates=durations)
+        exact.append(m_exact / bound)
+        exact_vs_best.append(m_exact / min(best, m_exact))
+        cp_list.append(simulate_list(batch, adj, critical_path_order(batch, durations), MAX_PARALLEL) / bound)
+        for _ in range(NOISE_DRAWS):
+            m_noisy = simulate_ours(batch, MAX_PARALLEL, estimates=noisy_estimates(batch, noise_rng))
+            noisy.append(m_noisy / bound)
+            noisy_better += m_noisy < m_ours
+            noisy_worse += m_noisy > m_ours
         _count_bound_kind(batch, bound, bound_kinds)
 
     def row(name: str, xs: list[float]) -> tuple[str, str, str, str, str]:
@@ -365,10 +415,16 @@ def run(batches: int = BATCHES, seed: int = SEED) -> Section:
             ["scheduler", "mean", "p95", "max", "min"],
             [
                 row("queue_core Scheduler", ours),
+                row("queue_core Scheduler, exact estimates", exact),
+                row(f"queue_core Scheduler, estimates ±{NOISE:.0%} ({NOISE_DRAWS} draws per batch)", noisy),
                 row("strict FIFO", fifo),
                 row("(reference) greedy backfill in submission order, no reservation", greedy),
+                row("(reference) greedy backfill in critical-path order (exact), no reservation", cp_list),
             ],
         )
+        + f"\nWith estimates ±{NOISE:.0%}, per simulated batch against ours without: better in {noisy_better}, "
+        f"worse in {noisy_worse} of {len(noisy)}. Ours with exact estimates / the best found (below): "
+        f"mean {mean(exact_vs_best):.3f}.\n"
         + f"\nOurs vs FIFO per batch: better in {better}, equal in {equal}, **worse in {worse}** of {batches}; "
         f"mean FIFO/ours makespan {mean(speedup):.3f}, max {max(speedup):.3f}, min {min(speedup):.3f}.\n\n"
         "Which term sets the lower bound (ties count for each): "
@@ -380,6 +436,7 @@ def run(batches: int = BATCHES, seed: int = SEED) -> Section:
             [
                 row("stronger bound / brief's bound", [o / s for o, s in zip(ours, ours_vs_strong, strict=True)]),
                 row("best found / stronger bound (upper limit on optimum's gap)", best_vs_strong),
+                row("best found / brief's bound", best_vs_bound),
                 row("ours / stronger bound", ours_vs_strong),
                 row("ours / best found", ours_vs_best),
             ],
@@ -394,6 +451,13 @@ def run(batches: int = BATCHES, seed: int = SEED) -> Section:
     )
     checks = [
         Check("makespan / lower bound, mean (ours)", f"{mean(ours):.3f}", "≤ 1.10", mean(ours) <= 1.10),
+        Check("makespan / lower bound, mean, exact estimates", f"{mean(exact):.3f}", "≤ 1.05", mean(exact) <= 1.05),
+        Check(
+            f"makespan / lower bound, mean, estimates ±{NOISE:.0%}",
+            f"{mean(noisy):.3f}",
+            f"< {mean(ours):.3f} (without estimates)",
+            mean(noisy) < mean(ours),
+        ),
     ]
     return Section("Makespan on random conflict-heavy batches (simulated time)", body, checks)
 

@@ -124,6 +124,11 @@ def delegate_multiple(
     Claims steer the scheduler and the agents' prompts but are no sandbox: in a git repository,
     what changed outside them while a task ran is reported when it ends (a warning line, a "!"
     in the summary, "unclaimed_writes" in --json), naming the tasks that ran beside it.
+
+    Each task that succeeds records its duration in the repository's state directory. Later
+    runs estimate each task from it (the median of its last 5 runs, else its agent's), start
+    the longest chain of work first among tasks of equal priority, show the time left, and give
+    "estimate_s" in --json and the dry run; clean --history forgets the durations.
     """
     import sys
 
@@ -164,8 +169,9 @@ def status(
     """Show the agents running, the files they hold and the tasks queued, across every run.
 
     On a terminal, as panels laid out for its width (with --watch, redrawn in place), each run
-    with its progress and elapsed time, and the CPU and memory of the machine and of each run's
-    agents, in percent of all the machine's cores; elsewhere, or with --no-live, as plain text.
+    with its progress, elapsed time and time left (from estimates, when its tasks have them),
+    and the CPU and memory of the machine and of each run's agents, in percent of all the
+    machine's cores; elsewhere, or with --no-live, as plain text.
     Then the task worktrees that dead runs left, and how many idle worktrees worktree_pool
     keeps for reuse (clean removes the first, clean --pool the others). Exit codes: 0 shown; 2
     bad input (no such --repo, not a git repository); with --watch, 128 + N ended by signal N
@@ -243,6 +249,12 @@ def clean(
         bool,
         typer.Option("--pool", help="Also remove the idle worktrees kept for reuse (worktree_pool), never one in use."),
     ] = False,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history", help="Also forget the task durations that estimates are made from (durations.jsonl)."
+        ),
+    ] = False,
     repo: RepoOption = None,
 ) -> None:
     """Prune the state directory: old runs' history and logs, dead runs' records, stray files.
@@ -252,12 +264,14 @@ def clean(
     and why. Each run does this when it ends. Then the task worktrees and pm/ branches that dead
     runs left (a run killed with SIGKILL): removed if they hold no work; kept, and named, if
     they hold commits on no other branch or uncommitted changes, unless --force. The idle
-    worktrees that worktree_pool keeps for the next tasks stay, unless --pool. Exit codes: 0
-    done; 1 the registry cannot be used, or something could not be removed; 2 bad input.
+    worktrees that worktree_pool keeps for the next tasks stay, unless --pool. The durations
+    of past tasks, which estimates are made from, stay unless --history. Exit codes: 0 done; 1
+    the registry cannot be used, or something could not be removed; 2 bad input.
     """
     from . import clean as clean_command
 
-    raise typer.Exit(clean_command.run(repo, keep_runs=keep_runs, dry_run=dry_run, force=force, pool=pool))
+    code = clean_command.run(repo, keep_runs=keep_runs, dry_run=dry_run, force=force, pool=pool, history=history)
+    raise typer.Exit(code)
 
 
 @app.command(short_help="Show what a worktree task changed, merged or not.")

@@ -1,5 +1,6 @@
 """``project-manager clean``: prune the repository's state directory now (see queue_core.retention),
-then dead runs' task worktrees and branches, and with ``--pool`` the pool's idle worktrees.
+then dead runs' task worktrees and branches, with ``--pool`` the pool's idle worktrees, and with
+``--history`` the durations that estimates are made from.
 
 Thin: the repository's ``keep_runs`` comes from ``project-manager.yaml`` unless ``--keep-runs``
 says otherwise; what goes and what stays is decided in the library, under the registry lock,
@@ -12,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from queue_core.durations import DurationHistory
 from queue_core.errors import GitError, StateError
-from queue_core.registry import Registry
+from queue_core.registry import Registry, state_dir
 from queue_core.retention import DEFAULT_KEEP_RUNS, preview, prune
 from queue_core.status import live_run_records
 from queue_core.worktree_leftovers import Leftover, known_runs, leftovers_and_idle, sweep
@@ -26,7 +28,15 @@ from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from .repo import find_repo
 
 
-def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool, force: bool = False, pool: bool = False) -> int:
+def run(
+    repo: Path | None,
+    *,
+    keep_runs: int | None,
+    dry_run: bool,
+    force: bool = False,
+    pool: bool = False,
+    history: bool = False,
+) -> int:
     repo_root = find_repo(repo)
     try:
         config = load_repo_config(repo_root)
@@ -66,7 +76,24 @@ def run(repo: Path | None, *, keep_runs: int | None, dry_run: bool, force: bool 
         terminal.out(render.swept_text(swept, done=not dry_run))
     if idled:
         terminal.out(render.pool_text(idled, done=not dry_run))
+    if history and not _forget_durations(repo_root, dry_run=dry_run):
+        return EXIT_FAILED
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _forget_durations(repo_root: Path, *, dry_run: bool) -> bool:
+    """--history: remove the durations estimates are made from (see queue_core.durations), or
+    say it would; whether that went well."""
+    durations = DurationHistory(state_dir(repo_root))
+    try:
+        runs = len(durations.samples())
+        if runs and not dry_run:
+            durations.clear()
+    except StateError as exc:
+        terminal.error(str(exc))
+        return False
+    terminal.out(render.durations_text(runs, done=not dry_run))
+    return True
 
 
 def run_alive(repo_root: Path) -> Callable[[str], bool]:

@@ -54,6 +54,7 @@ from .config import (
     validate_batch,
 )
 from .config_files import REPO_CONFIG, load_batch, load_repo_config
+from .estimates import History
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
 from .notify import Notify
 from .presets import PRESETS
@@ -118,7 +119,8 @@ def run(
             t.id: _runner(t, specs[t.id], repo_root, log_dir, run_id, isolations[t.id].mode == "worktree")
             for t in batch.tasks
         }
-        tasks = [_agent_task(t, runners[t.id], specs[t.id]) for t in batch.tasks]
+        history = History(repo_root)
+        tasks = history.estimate([_agent_task(t, runners[t.id], specs[t.id]) for t in batch.tasks], terminal.warning)
         # Dependencies, duplicates, cycles and claims that resolve (through a symlink) outside
         # the repository are checked here, before anything runs.
         instances = {name: spec.instances for name, spec in agents.items() if spec.instances > 1}
@@ -130,7 +132,7 @@ def run(
     if (code := stopped_early()) is not None:
         return code
     if dry_run:
-        terminal.out(_plan(plan, batch, runners, missing, json_out=json_out))
+        terminal.out(_plan(plan, batch, runners, missing, history, json_out=json_out))
         _warn_of_missing(missing)
         return EXIT_OK
     stale_after = batch.stale_after if batch.stale_after is not None else STALE_AFTER_S
@@ -151,6 +153,7 @@ def run(
         stale_after,
         keep_runs,
         writes,
+        history,
         notifier,
         instances,
     )
@@ -310,18 +313,19 @@ def _plan(
     batch: Batch,
     runners: dict[str, SubprocessAgent],
     missing: list[tuple[str, str]],
+    history: History,
     *,
     json_out: bool,
 ) -> str:
     """What the batch already added to ``sched`` would start now, and why the rest would wait;
-    each task with the exact argv it would run."""
+    each task with the exact argv it would run, and its estimate if the repository has history."""
     starts = [(e.id, e.agent, e.task.task_description) for e in sched.dispatch(0.0)]
     waits = [(e.id, e.agent, reason.describe()) for e, reason in sched.waiting()]
     argvs = {task_id: runner.argv for task_id, runner in runners.items()}
     if not json_out:
-        return render.plan_text(starts, waits, argvs)
+        return render.plan_text(starts, waits, argvs, history.found)
     tasks = [(t.id, t.agent, argvs[t.id], t.files, t.reads, t.depends_on) for t in batch.tasks]
-    return render.plan_json(tasks, starts, waits, sorted({exe for exe, _ in missing}))
+    return render.plan_json(tasks, starts, waits, sorted({exe for exe, _ in missing}), history.seconds())
 
 
 def _execute(
@@ -336,6 +340,7 @@ def _execute(
     stale_after: float,
     keep_runs: int,
     writes: dict[str, tuple[Claim, ...]],
+    history: History,
     notify: Notify | None = None,
     instances: dict[str, int] | None = None,
 ) -> int:
@@ -349,7 +354,7 @@ def _execute(
             ownership=ownership,
             repo=repo_root,
             run_id=run_id,
-            on_event=lambda e: _event(output, strays, e, in_worktrees),
+            on_event=lambda e: _event(output, strays, history, e, in_worktrees),
             on_notice=lambda text: output.notice(text),
             stale_after=stale_after,
             keep_runs=keep_runs,
@@ -381,7 +386,8 @@ def _execute(
         delivered = signals.finish(output.close)
         wall = time.monotonic() - started
         outcomes = _outcomes(queue, tasks, strays)
-        summary = _summary(outcomes, wall, run_id, repo_root, json_out=json_out, interrupted=signum is not None)
+        interrupted = signum is not None
+        summary = _summary(outcomes, wall, run_id, repo_root, history, json_out=json_out, interrupted=interrupted)
         delivered = signals.finish(functools.partial(terminal.write_out, summary)) and delivered
         signum = signals.caught
     code = exit_code_for(signum) if signum is not None else EXIT_OK
@@ -404,14 +410,18 @@ def _summary(
     wall_s: float,
     run_id: str,
     repo_root: Path,
+    history: History,
     *,
     json_out: bool,
     interrupted: bool,
 ) -> str:
-    """The run's summary (--json: its object), the task time counting every attempt of each task."""
+    """The run's summary (--json: its object, each task with its estimate), the task time
+    counting every attempt of each task."""
     task_time = sum(row.outcome.total_s or 0.0 for row in outcomes)
     if json_out:
-        return render.run_json(run_id, outcomes, wall_s, task_time, interrupted=interrupted)
+        return render.run_json(
+            run_id, outcomes, wall_s, task_time, interrupted=interrupted, estimates=history.seconds()
+        )
     logs = str(_log_dir(repo_root, run_id))
     return render.summary_text(outcomes, wall_s, task_time, width=terminal.width(), logs=logs, interrupted=interrupted)
 
@@ -440,16 +450,24 @@ def _live_view(queue: TaskQueue, runners: dict[str, SubprocessAgent], tasks: lis
 
 
 def _event(
-    output: terminal.PlainEvents | terminal.LiveView, strays: StrayWrites, event: TaskEvent, in_worktrees: set[str]
+    output: terminal.PlainEvents | terminal.LiveView,
+    strays: StrayWrites,
+    history: History,
+    event: TaskEvent,
+    in_worktrees: set[str],
 ) -> None:
     """Show ``event``; then, as a task starts (its agent is not spawned yet), note the working
     tree, and as it ends, say what changed outside the claims meanwhile (see queue_core.changes).
     Not of a worktree task: what changed in the checkout while it ran is others' doing (your
-    edits, merges); what it changed is known exactly from its branch, and said in the summary."""
+    edits, merges); what it changed is known exactly from its branch, and said in the summary.
+    A task that succeeded adds its duration to the history at once."""
     output.event(event)
     found = strays.event(event)  # a worktree task's window too: its claims cover others' merges
     if found is not None and event.task_id not in in_worktrees:
         output.note(render.unclaimed_line(event, found))
+    failed = history.event(event)
+    if failed is not None:
+        output.notice(failed)
 
 
 def _outcomes(queue: TaskQueue, tasks: list[AgentTask], strays: StrayWrites) -> list[render.SummaryRow]:

@@ -31,7 +31,7 @@ from queue_core import QueueStatus
 from queue_core.records import RunningTask, WaitingTask
 from queue_core.waits import seconds_text
 
-from .render import progress_text
+from .render import progress_text, task_left_text
 from .usage import machine_text, usage_text
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ QUEUE_ROWS = 20  # waiting tasks listed at most; the rest are counted
 
 #: The tables' columns, by kind.
 RUNNING = ("run", "task", "agent", "description", "elapsed", "files")
+#: With estimates: the time each running task has left.
+RUNNING_ESTIMATED = ("run", "task", "agent", "description", "elapsed", "estimate", "files")
 FILES = ("run", "file", "task", "agent")
 QUEUE = ("run", "task", "agent", "reason")
 _HEADERS = {"reason": "waits because"}
@@ -49,6 +51,7 @@ _FLEXIBLE = {"description": (16, 3), "files": (12, 2), "reason": (24, 1), "file"
 _NAME_MAX = {"task": 24, "agent": 18}  # a longer name is cut
 _NAME_MIN = 8  # how far a name column gives way on a very narrow terminal
 _ELAPSED = 7  # "59m 59s", "23h 59m"
+_ESTIMATE = 13  # "over estimate", "~89 min left"
 _RUN_TAIL = 12  # a run id cut to its tail: "…27432-23a36f"
 _PANEL = 4  # a panel's borders and padding, left and right
 _GAP = 2  # between two columns
@@ -89,7 +92,9 @@ class Columns:
         return [(kind, widths[kind]) for kind in kinds if widths.get(kind)]
 
     def _fixed(self, kind: str) -> int:
-        return _ELAPSED if kind == "elapsed" else max(_NAME_MIN, min(self._widths[kind], _NAME_MAX[kind]))
+        if kind in ("elapsed", "estimate"):
+            return _ELAPSED if kind == "elapsed" else _ESTIMATE
+        return max(_NAME_MIN, min(self._widths[kind], _NAME_MAX[kind]))
 
 
 def _shared(kinds: Sequence[str], room: int) -> dict[str, int]:
@@ -196,7 +201,8 @@ def run_view(
     queue and resources. ``agents``: what its agents use; ``cost``: what they reported so far
     (None: nothing); ``elapsed_s``: since the run began."""
     head = [Text(f"waiting for the registry: {status.registry_wait}")] if status.registry_wait else []
-    head.append(Text(progress_text(status.counts, len(status.running), status.queued_tasks, elapsed_s)))
+    progress = progress_text(status.counts, len(status.running), status.queued_tasks, elapsed_s, eta_s=status.eta_s)
+    head.append(Text(progress))
     waiting = status.waiting[:QUEUE_ROWS]
     parts = [
         running_part(f"Running agents ({len(status.running)}/{status.max_parallel})", status.running),
@@ -209,13 +215,18 @@ def run_view(
 
 
 def running_part(title: str, tasks: Sequence[RunningTask]) -> Part:
-    """The running agents, a row each: run, task, agent, description, elapsed time and files."""
+    """The running agents, a row each: run, task, agent, description, elapsed time, the time
+    left of its estimate (a column only while some task has an estimate) and files."""
+    if any(task.estimate_s is not None for task in tasks):
+        return Part(title, RUNNING_ESTIMATED, [_running_row(task, estimated=True) for task in tasks])
     return Part(title, RUNNING, [_running_row(task) for task in tasks])
 
 
-def _running_row(task: RunningTask) -> tuple[str, ...]:
+def _running_row(task: RunningTask, *, estimated: bool = False) -> tuple[str, ...]:
     description = ("(timed out) " if task.timed_out else "") + task.description
-    return (task.run or "", task.id, task.agent, description, seconds_text(task.elapsed_s), ", ".join(task.files))
+    elapsed = seconds_text(task.elapsed_s)
+    left = (task_left_text(task.estimate_s, task.elapsed_s),) if estimated else ()
+    return (task.run or "", task.id, task.agent, description, elapsed, *left, ", ".join(task.files))
 
 
 def files_part(title: str, tasks: Sequence[RunningTask]) -> Part:

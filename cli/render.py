@@ -6,6 +6,7 @@ Only made here, as strings, and written by cli/terminal.py; the live panels are 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import time
@@ -18,6 +19,8 @@ from rich.cells import cell_len, set_cell_size
 
 from queue_core import TaskEvent, TaskOutcome, TaskState
 from queue_core.changes import Stray
+from queue_core.durations import FILE as DURATIONS
+from queue_core.estimates import Estimate
 from queue_core.isolated import WorktreeReport
 from queue_core.records import FAILED_STATES
 from queue_core.reports import AgentReport
@@ -262,9 +265,19 @@ def _short_path(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def run_json(run_id: str, rows: list[SummaryRow], wall_s: float, sum_s: float, *, interrupted: bool = False) -> str:
-    """--json: the run, each task as SummaryRow.to_json gives it; ``speedup`` null if ``interrupted``."""
+def run_json(
+    run_id: str,
+    rows: list[SummaryRow],
+    wall_s: float,
+    sum_s: float,
+    *,
+    interrupted: bool = False,
+    estimates: Mapping[str, float] | None = None,
+) -> str:
+    """--json: the run, each task as SummaryRow.to_json gives it with its ``estimate_s`` (from
+    ``estimates``, by id; null if it had none); ``speedup`` null if ``interrupted``."""
     speedup = _speedup(wall_s, sum_s, interrupted=interrupted)
+    estimate = (estimates or {}).get
     return json.dumps(
         {
             "run_id": run_id,
@@ -272,7 +285,7 @@ def run_json(run_id: str, rows: list[SummaryRow], wall_s: float, sum_s: float, *
             "sum_s": round(sum_s, 3),
             "speedup": None if speedup is None else round(speedup, 3),
             "cost_usd": total_cost(rows),
-            "tasks": [row.to_json() for row in rows],
+            "tasks": [{**row.to_json(), "estimate_s": _rounded(estimate(row.outcome.id))} for row in rows],
         },
         indent=2,
     )
@@ -283,13 +296,16 @@ def plan_json(
     starts: list[tuple[str, str, str]],
     waits: list[tuple[str, str, str]],
     missing: list[str],
+    estimates: Mapping[str, float] | None = None,
 ) -> str:
-    """--dry-run --json: each task (id, agent, argv, files, reads, depends_on), what would start
-    now, why the rest would wait, and the executables not on PATH."""
-    keys = ("id", "agent", "argv", "files", "reads", "depends_on")
+    """--dry-run --json: each task (id, agent, argv, files, reads, depends_on, and its
+    ``estimate_s`` from ``estimates``, null if none), what would start now, why the rest would
+    wait, and the executables not on PATH."""
+    keys = ("id", "agent", "argv", "files", "reads", "depends_on", "estimate_s")
+    estimate = (estimates or {}).get
     plan = {
         "tasks": [
-            dict(zip(keys, (tid, agent, argv, list(files), list(reads), list(deps)), strict=True))
+            dict(zip(keys, (tid, agent, argv, list(files), list(reads), list(deps), estimate(tid)), strict=True))
             for tid, agent, argv, files, reads, deps in tasks
         ],
         "starts": [tid for tid, _, _ in starts],
@@ -300,20 +316,69 @@ def plan_json(
 
 
 def plan_text(
-    starts: list[tuple[str, str, str]], waits: list[tuple[str, str, str]], argvs: dict[str, list[str]]
+    starts: list[tuple[str, str, str]],
+    waits: list[tuple[str, str, str]],
+    argvs: dict[str, list[str]],
+    estimates: Mapping[str, Estimate | None] | None = None,
 ) -> str:
     """--dry-run: what would start together now, and why each other task would wait; under each,
-    the command it would run, quoted for a POSIX shell."""
+    the command it would run, quoted for a POSIX shell. With ``estimates`` (the repository has
+    a history), each task's estimate below that, or that it has none."""
+
+    def under(tid: str) -> list[str]:
+        lines = [f"    $ {shlex.join(argvs[tid])}"]
+        if estimates is not None:
+            found = estimates.get(tid)
+            lines.append("    no estimate" if found is None else f"    estimate {estimate_text(found)}")
+        return lines
+
     lines = ["Would start now, together:"]
     for tid, agent, desc in starts:
-        lines += [f"  {tid} [{agent}] {desc}", f"    $ {shlex.join(argvs[tid])}"]
+        lines += [f"  {tid} [{agent}] {desc}", *under(tid)]
     if not starts:
         lines.append("  (nothing)")
     if waits:
         lines.append("Would wait:")
         for tid, agent, reason in waits:
-            lines += [f"  {tid} [{agent}]: {reason}", f"    $ {shlex.join(argvs[tid])}"]
+            lines += [f"  {tid} [{agent}]: {reason}", *under(tid)]
     return "\n".join(lines)
+
+
+def about(seconds: float) -> str:
+    """A duration told roughly, as estimates are: ``~42 s``, ``~12 min``, ``~2.5 h``, ``~3.0 days``."""
+    if seconds < 59.5:
+        return f"~{max(1, math.ceil(seconds))} s"
+    if seconds < 90 * 60:
+        return f"~{round(seconds / 60)} min"
+    if seconds < 48 * 3600:
+        return f"~{seconds / 3600:.1f} h"
+    return f"~{seconds / 86400:.1f} days"
+
+
+def left_text(seconds: float) -> str:
+    """``~12 min left``; ``over estimate`` once nothing is left of the estimate."""
+    return "over estimate" if seconds <= 0 else f"{about(seconds)} left"
+
+
+def task_left_text(estimate_s: float | None, elapsed_s: float) -> str:
+    """A running task's time left, its estimate minus what it ran; empty without an estimate."""
+    return "" if estimate_s is None else left_text(estimate_s - elapsed_s)
+
+
+_BASES = {
+    "id": "the median of the last {runs} runs of its id",
+    "agent": "its agent's median",
+    "all": "the median of every agent's runs",
+}
+
+
+def estimate_text(estimate: Estimate) -> str:
+    """``~4 min, the median of its last 3 runs``: the estimate and what it is made from."""
+    if estimate.basis == "task":
+        basis = "as its last run" if estimate.runs == 1 else f"the median of its last {estimate.runs} runs"
+    else:
+        basis = _BASES[estimate.basis].format(runs=estimate.runs)
+    return f"{about(estimate.seconds)}, {basis}"
 
 
 def clean_text(report: RetentionReport) -> str:
@@ -340,6 +405,14 @@ def clean_text(report: RetentionReport) -> str:
     else:
         lines.append(f"nothing to remove in {report.directory}")
     return "\n".join(lines)
+
+
+def durations_text(runs: int, *, done: bool) -> str:
+    """``clean --history``: the durations removed (or that would be), or that there were none."""
+    if not runs:
+        return "no durations to remove: estimates have no history"
+    verb = "removed" if done else "would remove"
+    return f"{verb} {DURATIONS}: the durations of {runs} task run(s), which estimates are made from"
 
 
 def swept_text(swept: list[Swept], *, done: bool) -> str:
@@ -406,10 +479,12 @@ def _bytes(size: int) -> str:
     return f"{size} B" if index == 0 else f"{value:.1f} {units[index]}"
 
 
-def progress_text(counts: Mapping[str, int], running: int, queued: int, elapsed_s: float | None) -> str:
-    """``12/40 done, 3 running, 2 failed · elapsed 4m 12s``: a run's tasks finished (``counts``,
-    by outcome) of all it has, the skipped and cancelled ones too where there are; the elapsed
-    time if known."""
+def progress_text(
+    counts: Mapping[str, int], running: int, queued: int, elapsed_s: float | None, *, eta_s: float | None = None
+) -> str:
+    """``12/40 done, 3 running, 2 failed · elapsed 4m 12s · ~12 min left``: a run's tasks finished
+    (``counts``, by outcome) of all it has, the skipped and cancelled ones too where there are;
+    the elapsed time if known; the time left (``eta_s``) if known and something is left."""
     done = sum(counts.values())
     failed = sum(counts.get(state.value, 0) for state in FAILED_STATES)
     parts = [f"{done}/{done + running + queued} done", f"{running} running", f"{failed} failed"]
@@ -417,4 +492,6 @@ def progress_text(counts: Mapping[str, int], running: int, queued: int, elapsed_
         f"{n} {state.value}" for state in (TaskState.SKIPPED, TaskState.CANCELLED) if (n := counts.get(state.value))
     ]
     text = ", ".join(parts)
-    return text if elapsed_s is None else f"{text} · elapsed {seconds_text(elapsed_s)}"
+    if elapsed_s is not None:
+        text = f"{text} · elapsed {seconds_text(elapsed_s)}"
+    return text if eta_s is None or not running + queued else f"{text} · {left_text(eta_s)}"

@@ -21,7 +21,7 @@ from queue_core.worktree_leftovers import Leftover
 from . import render, terminal
 from .clean import worktree_views
 from .exits import EXIT_OK, exit_code_for
-from .render import progress_text
+from .render import progress_text, task_left_text
 from .repo import find_repo
 from .signals import Signals
 
@@ -46,6 +46,7 @@ def status_text(status: RepoStatus, repo: Path, *, now: float) -> str:
             lines.append(f"  waiting for the registry: {run.registry_wait}")
         lines.extend(
             f"  running  {task.id} [{task.agent}] {_elapsed(task, now):.0f}s  {', '.join(task.files) or '-'}"
+            + _left(task, now)
             for task in run.running
         )
         lines.extend(f"  waiting  {task.id} [{task.agent}]: {task.reason}" for task in run.waiting)
@@ -100,7 +101,8 @@ def _run_line(run: RunView, now: float) -> str:
     """``run R (pid 1 on host): 3/10 done, 1 running, 0 failed · elapsed 2m 00s``, and what is
     wrong with it, if anything."""
     elapsed = None if run.started_at is None else max(0.0, now - run.started_at)
-    progress = progress_text(run.counts, len(run.running), run.queued, elapsed)
+    eta = None if run.ends_at is None else run.ends_at - now
+    progress = progress_text(run.counts, len(run.running), run.queued, elapsed, eta_s=eta)
     line = f"run {run.run} (pid {run.pid} on {run.host}): {progress}"
     if run.state == "stopped":
         return f"{line}; STOPPED, it holds its claims until resumed: {STOPPED_HINT}"
@@ -122,6 +124,12 @@ def _lock_line(status: RepoStatus) -> list[str]:
             f"The registry lock is held by pid {pid}, which is stopped; every run here waits for it: {STOPPED_HINT}"
         )
     return lines
+
+
+def _left(task: RunningTask, now: float) -> str:
+    """`` (~4 min left)``: a running task's estimate against the time it has run; empty without one."""
+    left = task_left_text(task.estimate_s, _elapsed(task, now))
+    return f" ({left})" if left else ""
 
 
 def _elapsed(task: RunningTask, now: float) -> float:

@@ -1,4 +1,5 @@
-"""Dependency order: the one walk that both a batch file's checks and the scheduler use."""
+"""Dependency order: the one walk that both a batch file's checks and the scheduler use, and the
+order of a batch by its critical paths."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from .errors import DependencyCycleError
 
-__all__ = ["topological"]
+__all__ = ["critical_order", "topological"]
 
 
 def topological(dependencies: Mapping[str, Sequence[str]]) -> list[str]:
@@ -38,3 +39,24 @@ def topological(dependencies: Mapping[str, Sequence[str]]) -> list[str]:
                 path.append(child)
                 stack.append(iter(dependencies[child]))
     return order
+
+
+def critical_order(dependencies: Mapping[str, Sequence[str]], estimates: Mapping[str, float | None]) -> list[str]:
+    """The keys of ``dependencies``, the longest critical path first: a key's estimate plus the
+    longest chain of estimates of the keys that wait for it, directly or not. Then the longest
+    estimate first, then as given. An estimate of None counts as 0; dependants that are not
+    keys are not known here.
+
+    Starting first what heads the longest chain keeps that chain from being the tail of the
+    run (the critical-path rule of list scheduling). Raises DependencyCycleError as topological.
+    """
+    dependants: dict[str, list[str]] = {key: [] for key in dependencies}
+    for key, deps in dependencies.items():
+        for dep in deps:
+            if dep in dependants:
+                dependants[dep].append(key)
+    path: dict[str, float] = {}
+    for key in reversed(topological(dependencies)):  # each key after every key that waits for it
+        path[key] = (estimates.get(key) or 0.0) + max((path[d] for d in dependants[key]), default=0.0)
+    position = {key: index for index, key in enumerate(dependencies)}
+    return sorted(dependencies, key=lambda key: (-path[key], -(estimates.get(key) or 0.0), position[key]))

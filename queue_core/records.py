@@ -109,8 +109,9 @@ class RunningTask:
 
     ``elapsed_s`` is counted in the queue's clock when the status was taken; a record adds
     ``started_at``, in wall-clock time, from which a reader counts the time it has run since
-    (a record is rewritten on a change, not as time passes). ``run`` is set by views over
-    several runs (``status --watch``), never by a queue.
+    (a record is rewritten on a change, not as time passes). ``estimate_s``: the task's
+    (AgentTask.estimate_s), None if it has none. ``run`` is set by views over several runs
+    (``status --watch``), never by a queue.
     """
 
     id: str
@@ -124,6 +125,7 @@ class RunningTask:
     pid: int | None = None  # its agent command's, once started (SubprocessAgent.pid)
     started_at: float | None = None
     run: str | None = None
+    estimate_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -141,6 +143,8 @@ class RunningTask:
             data["started_at"] = self.started_at
         if self.run is not None:
             data["run"] = self.run
+        if self.estimate_s is not None:  # only then: a record without estimates is as it was
+            data["estimate_s"] = self.estimate_s
         return data
 
     @classmethod
@@ -159,6 +163,7 @@ class RunningTask:
             optional_int_at(task, "pid"),
             optional_float_at(task, "started_at"),
             optional_str_at(task, "run"),
+            optional_float_at(task, "estimate_s"),
         )
 
 
@@ -232,7 +237,9 @@ class QueueStatus(ByKey):
     ``queue.RECORD_WAITING_MAX`` of them, while ``queued_tasks`` counts them all); ``counts``
     of finished tasks by outcome (a TaskState's value); ``registry_error``, the last failure of
     the repository's registry until a step works again; ``registry_wait``, who holds the
-    registry lock a step has waited more than a second for.
+    registry lock a step has waited more than a second for. ``eta_s``: seconds the queue's
+    tasks are likely to take yet, from their estimates (see queue_core.estimates.run_eta);
+    None if a task not finished has none. A record has ``ends_at`` instead, wall-clock time.
     """
 
     queued_tasks: int  # waiting tasks: not yet started, or waiting to run again
@@ -242,6 +249,8 @@ class QueueStatus(ByKey):
     counts: Mapping[str, int] = field(default_factory=dict)
     registry_error: str | None = None
     registry_wait: str | None = None
+    eta_s: float | None = None
+    ends_at: float | None = None
 
     @property
     def running_agents(self) -> list[str]:
@@ -268,11 +277,14 @@ class QueueStatus(ByKey):
             self,
             running=tuple(replace(task, started_at=wall - task.elapsed_s) for task in self.running),
             waiting=tuple(replace(t, resumes_in_s=None, resumes_at=_after(wall, t.resumes_in_s)) for t in self.waiting),
+            eta_s=None,
+            ends_at=_after(wall, self.eta_s),
         )
 
     def to_json(self, *, recorded: bool = False) -> dict[str, Any]:
-        """The status as JSON; ``recorded``: as a run's record holds it (see WaitingTask.to_json)."""
-        return {
+        """The status as JSON; ``recorded``: as a run's record holds it (see WaitingTask.to_json).
+        ``eta_s`` and ``ends_at`` only when known: a status without estimates is as it was."""
+        data = {
             "running_agents": self.running_agents,
             "running_files": self.running_files,
             "queued_tasks": self.queued_tasks,
@@ -285,6 +297,10 @@ class QueueStatus(ByKey):
             "finished_tasks": self.finished_tasks,
             "failed_tasks": self.failed_tasks,
         }
+        data.update(
+            {key: value for key, value in (("eta_s", self.eta_s), ("ends_at", self.ends_at)) if value is not None}
+        )
+        return data
 
     @classmethod
     def from_json(cls, data: object) -> QueueStatus:
@@ -299,6 +315,8 @@ class QueueStatus(ByKey):
             counts_of(status.get("counts", {})),
             optional_str_at(status, "registry_error"),
             optional_str_at(status, "registry_wait"),
+            optional_float_at(status, "eta_s"),
+            optional_float_at(status, "ends_at"),
         )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from .claims import claim_texts
 from .errors import QueueError, TaskSkippedError, TaskTimeoutError
+from .estimates import Remaining, run_eta
 from .records import QueueStatus, RunningTask, TaskOutcome, WaitingTask
 from .reports import AgentReport
 from .runner import SubprocessAgent
@@ -200,6 +201,7 @@ def queue_status(sched: Scheduler, sync: ClaimSync, now: float, waiting_limit: i
                 elapsed_s=now - (e.started_at or now),
                 timed_out=e.timed_out,
                 pid=getattr(e.task.execute_fn, "pid", None),
+                estimate_s=e.task.estimate_s,
             )
             for e in running
         ),
@@ -220,4 +222,22 @@ def queue_status(sched: Scheduler, sync: ClaimSync, now: float, waiting_limit: i
         counts=sched.outcomes,
         registry_error=None if sync.error is None else str(sync.error),
         registry_wait=sync.lock_wait,
+        eta_s=_eta(sched, now) if sched.estimated else None,
     )
+
+
+def _eta(sched: Scheduler, now: float) -> float | None:
+    """The time the tasks not finished are likely to take yet, from their estimates (None if one
+    has none). A look at every task: only asked of a queue given estimates."""
+    left = [
+        Remaining.of(
+            e.id,
+            e.agent,
+            e.task.estimate_s,
+            elapsed_s=now - e.started_at if e.state is TaskState.RUNNING and e.started_at is not None else 0.0,
+            dependents=e.dependents,
+        )
+        for e in sched.entries()
+        if not e.state.is_terminal
+    ]
+    return run_eta(left, sched.max_parallel, sched.capacity_of)

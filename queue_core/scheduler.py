@@ -28,7 +28,7 @@ from .claims import Access, Claim, Conflict
 from .deadlines import Timers
 from .entry import TaskEntry, claims_of
 from .errors import DuplicateTaskError, InvalidArgumentError, UnknownDependencyError
-from .graph import topological
+from .graph import critical_order, topological
 from .ownership import FileOwnership
 from .pauses import Pauses
 from .reservation import Reservation
@@ -90,6 +90,7 @@ class Scheduler:
         self._groups = WaitGroups(self._entries)  # tasks parked on a holder's claim
         self._timers = Timers(self._entries)  # retries waiting, deadlines of running tasks
         self._unfinished = 0
+        self._estimated = False  # whether a task was added with an estimate
         self._outcomes = {state.value: 0 for state in TaskState if state.is_terminal}
 
     # --- queries --------------------------------------------------------------------------
@@ -112,6 +113,15 @@ class Scheduler:
     def running(self) -> list[TaskEntry]:
         """The tasks running here, in the order they started."""
         return [self._entries[task_id] for task_id in self._admission.parallel.holders]
+
+    @property
+    def estimated(self) -> bool:
+        """Whether a task was added with an ``estimate_s``: only then may a status tell the time left."""
+        return self._estimated
+
+    def capacity_of(self, agent: str) -> int:
+        """How many tasks of ``agent`` may run here at once."""
+        return self._admission.agent_slots[agent].capacity
 
     @property
     def reserved(self) -> TaskEntry | None:
@@ -162,6 +172,11 @@ class Scheduler:
     def add_batch(self, tasks: Sequence[AgentTask], now: float) -> list[TaskEntry]:
         """Queue several tasks whose dependencies may point forward within the batch.
 
+        They rank in the order given, or, if some have an ``estimate_s``, by critical path among
+        tasks of equal priority (see queue_core.graph.critical_order). Either way after every
+        task added before: a later submission never passes an earlier one of equal priority,
+        so no stream of longer tasks can starve a waiting one.
+
         Everything is checked before anything is added: duplicate ids, unknown dependencies,
         cycles and claims that cannot be resolved raise, and then no task of the batch is queued.
         """
@@ -174,12 +189,12 @@ class Scheduler:
         for task in tasks:
             self._check_new(task, batch)
             claims[task.id] = self._claims_of(task)
-        # Rank by position in the list, though dependencies must be added before their dependents.
-        first = self._seq + 1
-        rank = {task.id: first + index for index, task in enumerate(tasks)}
+        # Rank by position in the list (or by estimates), though dependencies must be added
+        # before their dependents.
+        rank, order = _ranks(tasks, batch, self._seq + 1)
         self._seq += len(tasks)
         finished: list[TaskEntry] = []
-        for task_id in topological({tid: task.depends_on for tid, task in batch.items()}):
+        for task_id in order:
             task = batch[task_id]
             finished.extend(self._add(task, now, claims[task.id], seq=rank[task.id]))
         return finished
@@ -226,6 +241,7 @@ class Scheduler:
         entry = TaskEntry(task, (-task.priority, seq), writes, reads, submitted_at=now)
         self._entries[task.id] = entry
         self._unfinished += 1
+        self._estimated = self._estimated or task.estimate_s is not None
         return entry
 
     def _add(self, task: AgentTask, now: float, claims: _Claims, seq: int | None = None) -> list[TaskEntry]:
@@ -519,6 +535,17 @@ def _count(name: str, value: int, *, least: int) -> int:
         what = "a positive" if least == 1 else "a non-negative"
         raise InvalidArgumentError(f"{name} must be {what} integer, got {value!r}")
     return value
+
+
+def _ranks(tasks: Sequence[AgentTask], batch: Mapping[str, AgentTask], first: int) -> tuple[dict[str, int], list[str]]:
+    """Each task's rank, from ``first``: in the order given, unless estimates order them; and an
+    order to add them in, dependencies first. Raises DependencyCycleError."""
+    dependencies = {tid: task.depends_on for tid, task in batch.items()}
+    if all(task.estimate_s is None for task in tasks):
+        ranked: Iterable[str] = (task.id for task in tasks)
+    else:
+        ranked = critical_order(dependencies, {task.id: task.estimate_s for task in tasks})
+    return {task_id: first + index for index, task_id in enumerate(ranked)}, topological(dependencies)
 
 
 def _rank(entry: TaskEntry) -> tuple[int, int]:

@@ -63,7 +63,8 @@ class RunView:
     for. ``running`` and ``waiting`` as its record has them (``started_at``, ``resumes_at``
     in wall-clock time): ``waiting`` the best-ranked of its waiting tasks (at most
     ``queue.RECORD_WAITING_MAX``), each wait that ends at a set time told from now; ``queued``
-    counts them all. ``counts``: its finished tasks by outcome.
+    counts them all. ``counts``: its finished tasks by outcome. ``ends_at``: when its tasks
+    are likely done, from their estimates, in wall-clock time (None: not known).
     """
 
     run: str
@@ -79,6 +80,7 @@ class RunView:
     waiting: tuple[WaitingTask, ...] = ()
     queued: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    ends_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -95,6 +97,7 @@ class RunView:
             "waiting": [task.to_json(recorded=True) for task in self.waiting],
             "queued": self.queued,
             "counts": dict(self.counts),
+            "ends_at": self.ends_at,
         }
 
     @classmethod
@@ -115,6 +118,7 @@ class RunView:
             tuple(WaitingTask.from_json(task) for task in list_at(run, "waiting")),
             int_at(run, "queued", 0),
             counts_of(run.get("counts", {})),
+            optional_float_at(run, "ends_at"),
         )
 
 
@@ -231,6 +235,7 @@ def repo_status(repo: str | os.PathLike[str], *, clocks: Clocks = REAL) -> RepoS
                 _now_told(record.status.waiting, clocks),  # the best-ranked ones (see RECORD_WAITING_MAX)
                 record.status.queued_tasks,
                 dict(record.status.counts),
+                record.status.ends_at,
             )
         )
     holder = lock_holder(directory)

@@ -140,6 +140,10 @@ class AgentTask:
     #: than rate_limit_max_wait in a row, a task limited again ends RATE_LIMITED.
     rate_limit_backoff: float = 30.0
     rate_limit_max_wait: float = 7200.0
+    #: Seconds the task is expected to take (the CLI sets it from the repository's history; see
+    #: queue_core.estimates), or None. Among tasks of one ``submit_tasks`` batch of equal
+    #: priority, the one heading the longest chain of estimates starts first; it bounds nothing.
+    estimate_s: float | None = None
     write_claims: tuple[Claim, ...] = field(init=False, repr=False)
     read_claims: tuple[Claim, ...] = field(init=False, repr=False)
 
@@ -163,6 +167,10 @@ class AgentTask:
         self._check_number("rate_limit_backoff", minimum=0.0)
         if not 0 < self.rate_limit_backoff < math.inf:  # an endless pause would never end, nor say when
             raise InvalidTaskError("must be a positive number of seconds", task_id=self.id, field="rate_limit_backoff")
+        if self.estimate_s is not None:
+            self._check_number("estimate_s", minimum=0.0)
+            if self.estimate_s == math.inf:
+                raise InvalidTaskError("must be a finite number of seconds", task_id=self.id, field="estimate_s")
         if self.timeout is not None:
             self._check_number("timeout", minimum=0.0)
             if self.timeout <= 0:

@@ -138,3 +138,26 @@ def test_clean_help_names_its_options() -> None:
     assert result.exit_code == 0
     for option in ("--keep-runs", "--dry-run", "--force", "--pool", "--repo"):
         assert option in result.stdout
+
+
+def test_clean_history_forgets_the_durations_and_only_with_history(repo: Path, state: Path) -> None:
+    from queue_core.durations import FILE, DurationHistory
+    from queue_core.estimates import Sample
+
+    history = DurationHistory(state)
+    for i in range(3):
+        history.record(Sample("a", f"t{i}", f"f{i}", 1.0, float(i)))
+    code, out, err = clean(repo)
+    assert code == 0, err
+    assert (state / FILE).exists()  # without --history, the durations stay
+    code, out, err = clean(repo, "--history", "--dry-run")
+    assert code == 0, err
+    assert f"would remove {FILE}: the durations of 3 task run(s), which estimates are made from" in out
+    assert (state / FILE).exists()
+    code, out, err = clean(repo, "--history")
+    assert code == 0, err
+    assert f"removed {FILE}: the durations of 3 task run(s), which estimates are made from" in out
+    assert not (state / FILE).exists()
+    code, out, err = clean(repo, "--history")
+    assert code == 0, err
+    assert "no durations to remove" in out

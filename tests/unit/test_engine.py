@@ -272,3 +272,33 @@ def test_a_future_the_queue_cancels_is_reported_done_to_concurrent_futures_waite
     assert s.engine.cancel("B")
     assert futures.wait([waiting], timeout=0).done == {waiting}
     assert list(futures.as_completed([waiting], timeout=0)) == [waiting]
+
+
+def test_the_status_tells_each_running_tasks_estimate_and_the_time_the_run_has_left() -> None:
+    s = Stepped(max_parallel=2)
+    s.engine.submit(
+        [
+            task("A", ["a.py"], estimate_s=60.0),
+            task("B", ["b.py"], estimate_s=30.0),  # agent a too: after A
+            task("C", ["c.py"], agent="c", estimate_s=10.0),
+        ]
+    )
+    assert s.executor.ids() == ["A", "C"]
+    s.clock.now = 20.0
+    status = s.engine.status()
+    assert [(t.id, t.estimate_s) for t in status.running] == [("A", 60.0), ("C", 10.0)]
+    # Left: A 40 s, then B 30 s on the same agent; C is past its estimate, counted done.
+    assert status.eta_s == 70.0
+    assert s.run("C") is None
+    s.clock.now = 60.0
+    assert s.run("A") == "B"
+    s.clock.now = 75.0
+    assert s.engine.status().eta_s == 15.0
+
+
+def test_a_queue_without_estimates_tells_no_time_left() -> None:
+    s = Stepped()
+    s.engine.submit([task("A", ["a.py"], agent="x"), task("B", ["b.py"], estimate_s=5.0)])
+    status = s.engine.status()
+    assert status.eta_s is None  # A has none: the run's time left is unknown
+    assert [(t.id, t.estimate_s) for t in status.running] == [("B", 5.0), ("A", None)]

@@ -263,3 +263,28 @@ def test_a_live_queue_writes_a_record_that_status_reads_back(tmp_path: Path, mon
     assert run.running[0].started_at is not None
     assert [(t.id, t.reason) for t in run.waiting] == [(t.id, t.reason) for t in live.waiting]
     assert run.waiting[0].reason == "a overlaps a held by dev (holder)"
+
+
+def test_estimates_and_the_time_left_go_to_json_and_back_and_into_a_record() -> None:
+    status = replace(
+        _live_status(),
+        running=(RunningTask("a", "dev", elapsed_s=30.0, estimate_s=120.0),),
+        eta_s=600.0,
+    )
+    data = json.loads(json.dumps(status.to_json()))
+    assert (data["running"][0]["estimate_s"], data["eta_s"]) == (120.0, 600.0)
+    assert QueueStatus.from_json(data) == status
+    recorded = status.recorded(1000.0)
+    assert (recorded.eta_s, recorded.ends_at) == (None, 1600.0)
+    data = json.loads(json.dumps(recorded.to_json(recorded=True)))
+    assert "eta_s" not in data
+    assert data["ends_at"] == 1600.0
+    assert QueueStatus.from_json(data) == recorded
+
+
+def test_a_status_without_estimates_has_no_keys_for_them() -> None:
+    """As before estimates: the previous version's records are written again unchanged (above)."""
+    data = _live_status().to_json()
+    assert "eta_s" not in data
+    assert "ends_at" not in data
+    assert "estimate_s" not in data["running"][0]

@@ -1258,6 +1258,7 @@ def _simulate(
     reverse_batch: bool,
     seed: int,
     instances: Mapping[str, int] | None = None,
+    estimates: Sequence[float | None] = (),
 ) -> Scheduler:
     # The seed also picks how soon a starving task is reserved (0: at once ... 4: the default).
     instances = instances or {}
@@ -1281,8 +1282,9 @@ def _simulate(
             timeout=s["timeout"],
             rate_limit_backoff=1.0,
             rate_limit_max_wait=10.0,  # 1 + 2 + 4: a fourth limit in a row gives up
+            estimate_s=estimates[i] if i < len(estimates) else None,
         )
-        for s in specs
+        for i, s in enumerate(specs)
     }
     # Arrival times grow with the id, so a dependency is known before its dependent arrives.
     # Tasks arriving at 0 come as one batch (reversed: forward references), the rest one by one.
@@ -1358,6 +1360,21 @@ def test_random_batches_with_several_instances_of_agents_are_safe_and_complete(
 ) -> None:
     """As above, with two instances of a registered agent and three of one that owns "**"."""
     _check_outcomes(_simulate(specs, max_parallel, reverse_batch, seed, instances={"a": 2, "c": 3}), specs)
+
+
+@_examples(200)
+@given(
+    specs=task_specs(),
+    max_parallel=st.integers(1, 4),
+    reverse_batch=st.booleans(),
+    seed=st.integers(0, 2**16),
+    estimates=st.lists(st.none() | st.floats(0.0, 50.0), min_size=12, max_size=12),
+)
+def test_random_batches_with_estimates_are_safe_and_complete(
+    specs: list[dict[str, Any]], max_parallel: int, reverse_batch: bool, seed: int, estimates: list[float | None]
+) -> None:
+    """As above, each task with an estimate or none: the order changes, never the rules."""
+    _check_outcomes(_simulate(specs, max_parallel, reverse_batch, seed, estimates=estimates), specs)
 
 
 def _check_outcomes(sched: Scheduler, specs: list[dict[str, Any]]) -> None:
@@ -1547,3 +1564,133 @@ def test_an_external_holder_id_must_be_new() -> None:
     sched.hold_external("ext", "b", _claims("g"))
     with pytest.raises(ValueError, match="already known"):
         sched.hold_external("ext", "b", _claims("g"))
+
+
+# --- estimates: the order of a batch ------------------------------------------------------------
+
+
+def _run_one_at_a_time(sched: Scheduler, *, durations: Mapping[str, float] | None = None) -> list[str]:
+    """Run everything queued, one task at a time (max_parallel 1); the order they started in."""
+    order: list[str] = []
+    now = 0.0
+    while started := sched.dispatch(now):
+        (entry,) = started
+        order.append(entry.id)
+        now += (durations or {}).get(entry.id, 1.0)
+        sched.finish(entry.id, TaskState.SUCCEEDED, now)
+    assert sched.unfinished == 0
+    return order
+
+
+def test_of_equal_priority_the_longest_critical_path_starts_first() -> None:
+    """c is short but d waits for it: c + d is the longest chain, then b, then a."""
+    sched = make(1)
+    sched.add_batch(
+        [
+            task("a", "p", ["a.py"], estimate_s=1.0),
+            task("b", "q", ["b.py"], estimate_s=5.0),
+            task("c", "r", ["c.py"], estimate_s=2.0),
+            task("d", "s", ["d.py"], estimate_s=10.0, depends_on=["c"]),
+        ],
+        0.0,
+    )
+    assert _run_one_at_a_time(sched) == ["c", "d", "b", "a"]
+
+
+def test_of_equal_critical_paths_the_longest_estimate_starts_first() -> None:
+    sched = make(1)
+    sched.add_batch(
+        [
+            task("x", "p", ["x.py"], estimate_s=3.0),
+            task("y", "q", ["y.py"], estimate_s=2.0, depends_on=["x"]),
+            task("z", "r", ["z.py"], estimate_s=5.0),
+            task("w", "s", ["w.py"], estimate_s=5.0),  # as z in all: submission order
+        ],
+        0.0,
+    )
+    assert _run_one_at_a_time(sched) == ["z", "w", "x", "y"]
+
+
+def test_priority_wins_over_any_estimate() -> None:
+    sched = make(1)
+    sched.add_batch(
+        [
+            task("long", "p", ["a.py"], estimate_s=1000.0),
+            task("urgent", "q", ["b.py"], priority=1, estimate_s=1.0),
+            task("chain", "r", ["c.py"], estimate_s=1.0),
+            task("after", "s", ["d.py"], estimate_s=5000.0, depends_on=["chain"]),
+        ],
+        0.0,
+    )
+    assert _run_one_at_a_time(sched) == ["urgent", "chain", "after", "long"]
+
+
+def test_without_estimates_the_order_is_the_submission_order() -> None:
+    sched = make(1)
+    sched.add_batch([task(f"t{i}", f"agent{i}", [f"f{i}.py"]) for i in range(5)][::-1], 0.0)
+    assert _run_one_at_a_time(sched) == ["t4", "t3", "t2", "t1", "t0"]
+
+
+def test_a_task_without_an_estimate_counts_as_none_of_the_run() -> None:
+    """In a batch where some tasks have estimates, one without goes after them (and before none
+    of them), unless a dependant it holds up has one."""
+    sched = make(1)
+    sched.add_batch(
+        [
+            task("unknown", "p", ["a.py"]),
+            task("known", "q", ["b.py"], estimate_s=2.0),
+            task("unknown2", "r", ["c.py"]),
+            task("holds_up", "s", ["d.py"]),
+            task("after", "t", ["e.py"], estimate_s=3.0, depends_on=["holds_up"]),
+        ],
+        0.0,
+    )
+    assert _run_one_at_a_time(sched) == ["holds_up", "after", "known", "unknown", "unknown2"]
+
+
+def test_estimates_never_let_a_later_submission_pass_an_earlier_one() -> None:
+    """Each submission is ordered within itself; tasks already queued keep their place, so a
+    stream of long tasks cannot keep a short one waiting (the reservation's guarantee holds)."""
+    sched = make(1)
+    sched.add(task("hold", "h", ["h.py"]), 0.0)
+    assert ids(sched.dispatch(0.0)) == ["hold"]
+    sched.add(task("short", "p", ["a.py"], estimate_s=1.0), 0.0)
+    sched.add_batch(
+        [task("long", "q", ["b.py"], estimate_s=100.0), task("longer", "r", ["c.py"], estimate_s=200.0)], 0.0
+    )
+    sched.add(task("longest", "s", ["d.py"], estimate_s=300.0), 0.0)
+    sched.finish("hold", TaskState.SUCCEEDED, 1.0)
+    assert _run_one_at_a_time(sched) == ["short", "longer", "long", "longest"]
+
+
+def test_the_reservation_still_saves_a_short_task_from_a_stream_of_long_ones() -> None:
+    """T (short) needs F, which A holds; later long tasks want F too. As without estimates, T is
+    reserved after max_bypass bypasses and starts before any of them once F is free."""
+    sched = make(max_parallel=4, max_bypass=1)
+    sched.add(task("A", "ha", ["F"], estimate_s=10.0), 0.0)
+    assert ids(sched.dispatch(0.0)) == ["A"]
+    sched.add_batch(
+        [task("T", "t", ["F", "G"], estimate_s=1.0), task("B", "hb", ["G"], estimate_s=50.0)],
+        0.0,
+    )
+    assert ids(sched.dispatch(0.0)) == ["B"]  # B ranks above T in its batch; it takes G, T waits
+    assert sched.reserved is None
+    sched.add_batch([task(f"long{i}", f"l{i}", ["F"], estimate_s=100.0 * (i + 1)) for i in range(3)], 1.0)
+    sched.finish("A", TaskState.SUCCEEDED, 1.0)
+    assert ids(sched.dispatch(1.0)) == ["long2"]  # T waits for B's G: long2 takes F, the one bypass allowed
+    assert sched.reserved is sched.entry("T")
+    sched.finish("long2", TaskState.SUCCEEDED, 2.0)
+    assert sched.dispatch(2.0) == []  # F is free, but reserved for T
+    assert {reason_of(sched, f"long{i}").kind for i in range(2)} == {"reserved"}
+    sched.finish("B", TaskState.SUCCEEDED, 3.0)
+    assert ids(sched.dispatch(3.0)) == ["T"]
+    sched.finish("T", TaskState.SUCCEEDED, 4.0)
+    assert ids(sched.dispatch(4.0)) == ["long1"]  # then the longest left of the later batch
+
+
+def test_waiting_lists_tasks_in_the_order_they_would_start() -> None:
+    sched = make(1)
+    sched.add(task("hold", "h", ["h.py"]), 0.0)
+    sched.dispatch(0.0)
+    sched.add_batch([task("a", "p", ["a.py"], estimate_s=1.0), task("b", "q", ["b.py"], estimate_s=9.0)], 0.0)
+    assert [e.id for e, _ in sched.waiting()] == ["b", "a"]

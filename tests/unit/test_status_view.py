@@ -125,3 +125,19 @@ def test_status_text_counts_the_waiting_tasks_a_record_does_not_list() -> None:
     assert "  waiting  lexer [code_developer]: code_developer busy (parser)" in text
     assert "  and 148 more waiting" in text
     assert text.count("more waiting") == 1  # the remote run lists every task it has waiting
+
+
+def test_status_tells_a_running_tasks_time_left_and_its_runs() -> None:
+    """From the record: the task's estimate against the time it has run by now, and the run's
+    end as the record last told it (``ends_at``, wall clock)."""
+    parser = RunningTask("parser", "code_developer", "parse", ("src/parser.py",), started_at=NOW - 60, estimate_s=300.0)
+    late = RunningTask("late", "qa", "test", ("tests/",), started_at=NOW - 600, estimate_s=300.0)
+    run = replace(_run(LOCAL, socket.gethostname(), (parser, late), (), 3), ends_at=NOW + 720)
+    status = RepoStatus((run,))
+    text = status_text(status, REPO, now=NOW)
+    assert _line(text, "running  parser").endswith("(~4 min left)")
+    assert _line(text, "running  late").endswith("(over estimate)")
+    assert _line(text, f"run {LOCAL}").endswith("· elapsed 2m 00s · ~12 min left")
+    screen = _screen(status)
+    assert "code_developer" in _line(screen, "parser", "~4 min left")
+    assert "~12 min left" in _line(screen, f"run {LOCAL}", "elapsed")

@@ -71,3 +71,14 @@ def test_a_task_id_that_could_name_another_path_is_refused(task_id: str) -> None
 def test_a_task_id_that_is_not_a_string_is_refused() -> None:
     with pytest.raises(InvalidTaskError, match="must be a string"):
         AgentTask("a", "t", ["x"], lambda: None, id=7)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("estimate", [0, 0.5, 3600, None])
+def test_an_estimate_is_seconds_or_none(estimate: float | None) -> None:
+    assert AgentTask("a", "d", [], lambda: None, estimate_s=estimate).estimate_s == estimate
+
+
+@pytest.mark.parametrize("estimate", [-1.0, float("nan"), float("inf"), True, "60"])
+def test_an_estimate_that_is_not_a_number_of_seconds_is_refused(estimate: object) -> None:
+    with pytest.raises(InvalidTaskError, match="estimate_s"):
+        AgentTask("a", "d", [], lambda: None, estimate_s=estimate)  # type: ignore[arg-type]
