@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from queue_core import AgentTask, TaskQueue, TaskState
+from queue_core import AgentTask, TaskQueue, TaskState, repo_status
+from queue_core import registry_sync as sync_module
 from queue_core.engine import Engine, _live_engines
 from queue_core.errors import InvalidTaskError, MachineBusyError
 from queue_core.machine import GIB, Limits, Reading
@@ -264,3 +266,19 @@ def test_a_queue_with_max_parallel_auto_takes_its_count_from_the_machine() -> No
         assert auto is not None
         assert (auto.start, auto.most_allowed) == (2, 8)
     assert TaskQueue(2).auto_parallel() is None
+
+
+def test_status_from_another_process_reads_a_machine_wait_from_the_runs_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sync_module, "RECORD_INTERVAL_S", 0.0)  # every step writes the record
+    release = threading.Event()
+    limits = Limits(cpu=80)
+    with TaskQueue(2, repo=tmp_path, machine=Scripted(reading(cpu=97)), limits=limits) as queue:
+        queue.submit_task(AgentTask("a", "holds", ["a.py"], lambda: release.wait(WAIT), id="a"))
+        queue.submit_task(AgentTask("b", "waits", ["b.py"], lambda: None, id="b"))
+        [run] = repo_status(tmp_path).runs
+        [waiting] = run.waiting
+        assert (waiting.id, waiting.reason, waiting.reason_kind) == ("b", "cpu 97% > 80%", "machine")
+        release.set()
+        assert queue.join(WAIT)

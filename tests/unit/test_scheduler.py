@@ -22,7 +22,7 @@ from queue_core.errors import (
     UnknownDependencyError,
 )
 from queue_core.machine import GIB, Limits, Reading
-from queue_core.machine_rule import MachineRule
+from queue_core.machine_rule import AutoParallel, MachineRule
 from queue_core.ownership import FileOwnership
 from queue_core.scheduler import Scheduler, TaskEntry
 from queue_core.task import AgentTask, TaskState
@@ -1225,9 +1225,12 @@ def task_specs(draw: st.DrawFn) -> list[dict[str, Any]]:
     return specs
 
 
-def _check_running_set(sched: Scheduler, started: list[TaskEntry], instances: Mapping[str, int]) -> None:
+def _check_running_set(
+    sched: Scheduler, started: list[TaskEntry], instances: Mapping[str, int], *, lowered_ok: bool = False
+) -> None:
     running = sched.running
-    assert len(running) <= sched.max_parallel
+    # lowered_ok: max_parallel="auto" may lower the cap below what runs; then nothing may start.
+    assert len(running) <= sched.max_parallel or (lowered_ok and not started)
     for agent, count in Counter(e.agent for e in running).items():
         assert count <= instances.get(agent, 1), f"{count} running tasks of {agent}: {ids(running)}"
     for i, one in enumerate(running):
@@ -1263,6 +1266,11 @@ class RandomMachine:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
         self.limits = Limits(self.rng.choice([None, 50.0, 85.0]), self.rng.choice([None, 1.0, 60.0, 90.0]))
+        self.auto_every = self.rng.choice([None, 1.0, 3.0])  # max_parallel="auto" moving this often
+
+    def rule(self, max_parallel: int) -> MachineRule:
+        auto = None if self.auto_every is None else AutoParallel(max_parallel, max_parallel + 2, every=self.auto_every)
+        return MachineRule(self.limits, auto=auto)
 
     def needs(self) -> dict[str, Any]:
         return {
@@ -1314,7 +1322,7 @@ def _simulate(
         rng=random.Random(seed),
         max_bypass=seed % 5,
         instances=instances,
-        machine=None if machine is None else MachineRule(machine.limits),
+        machine=None if machine is None else machine.rule(max_parallel),
     )
     if machine is not None:
         sched.observe(machine.read(), 0.0)
@@ -1357,7 +1365,7 @@ def _simulate(
             sched.observe(machine.read(), now)
         running_before = sched.running
         started = sched.dispatch(now)
-        _check_running_set(sched, started, instances)
+        _check_running_set(sched, started, instances, lowered_ok=machine is not None)
         if machine is not None:
             _check_machine(sched, running_before, started)
         for entry in started:
@@ -1424,8 +1432,9 @@ def test_random_batches_on_a_random_machine_are_safe_and_complete(
     specs: list[dict[str, Any]], max_parallel: int, reverse_batch: bool, seed: int
 ) -> None:
     """As above, on a machine whose readings jump at random, with limits (1% of memory: above
-    it always) and needs (up to the whole machine) drawn by the seed: the rules hold, the
-    machine's too, and every task still ends (one may always start when none runs)."""
+    it always), needs (up to the whole machine) and max_parallel="auto" drawn by the seed: the
+    rules hold, the machine's too, and every task still ends (one may always start when none
+    runs; a lowered max_parallel stops no running task, and admits none until below it)."""
     sched = _simulate(specs, max_parallel, reverse_batch, seed, machine=RandomMachine(seed))
     _check_outcomes(sched, specs)
 
