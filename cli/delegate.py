@@ -114,11 +114,10 @@ def run(
         target = _target_branch(repo_root) if any(i.mode == "worktree" for i in isolations.values()) else None
         if target is not None:
             check_worktree_root(repo_root, repo_config.worktree_root)
-        flagged = limits or Limits()
         machine = RunMachine.of(
             batch,
             {name: spec.needs for name, spec in agents.items()},
-            merged_limits(flagged, batch.limits, repo_config.limits),
+            merged_limits(limits or Limits(), batch.limits, repo_config.limits),
             auto=max_parallel == "auto",
         )
         count = max_parallel if isinstance(max_parallel, int) else None
@@ -199,15 +198,7 @@ def _load(
             terminal.warning(f"{REPO_CONFIG} redefines the preset {name!r}: it runs {shlex.join(spec.command)}")
     agents = merge_agents(repo_config.agents, file_batch.agents)
     keep_runs = file_batch.keep_runs or repo_config.keep_runs  # the batch's, else the repository's
-    batch = Batch(
-        file_batch.max_parallel,
-        agents,
-        tasks,
-        file_batch.stale_after,
-        keep_runs,
-        file_batch.isolation,
-        file_batch.limits,
-    )
+    batch = dataclasses.replace(file_batch, agents=agents, tasks=tasks, keep_runs=keep_runs)
     which = functools.partial(find_executable, repo_root=repo_root)
     return batch, repo_config, validate_batch(batch, agents, which, missing_ok=dry_run)
 
@@ -452,9 +443,8 @@ def _summary(
     if json_out:
         return render.run_json(run_id, outcomes, wall_s, task_time, interrupted=interrupted, machine=used)
     logs = str(_log_dir(repo_root, run_id))
-    width = terminal.width()
     return render.summary_text(
-        outcomes, wall_s, task_time, width=width, logs=logs, interrupted=interrupted, machine=used
+        outcomes, wall_s, task_time, width=terminal.width(), logs=logs, interrupted=interrupted, machine=used
     )
 
 
