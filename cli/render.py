@@ -105,12 +105,15 @@ class MachineUse:
     limits: Limits = field(default_factory=Limits)
 
     def text(self) -> str | None:
-        """``max_parallel auto: 2 (1-3 during the run, at most 4); limits: CPU 85%, memory 90%``; None if neither."""
+        """``max_parallel auto: 2 at the start, 1-3 during the run (up to 4 if the machine is free);
+        limits: CPU 85%, memory 90%``; None if neither."""
         parts = []
         if self.auto is not None:
             auto = self.auto
-            during = f"{auto.least}-{auto.most} during the run, at most {auto.most_allowed}"
-            parts.append(f"max_parallel auto: {auto.start} ({during})")
+            text = f"max_parallel auto: {auto.start}"
+            text += "" if auto.least == auto.most else f" at the start, {auto.least}-{auto.most} during the run"
+            text += "" if auto.most_allowed <= auto.most else f" (up to {auto.most_allowed} if the machine is free)"
+            parts.append(text)
         if self.limits:
             parts.append(f"limits: {limits_text(self.limits)}")
         return "; ".join(parts) or None

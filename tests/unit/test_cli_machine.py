@@ -17,9 +17,11 @@ from cli.config import ConfigError, Needs
 from cli.config_files import load_batch, load_repo_config
 from cli.config_machine import merged_limits, parse_cpus, parse_max_parallel, parse_percent, parse_size
 from cli.panels import Columns, run_view
+from cli.render import MachineUse
 from cli.usage import Machine, Usage
 from queue_core import QueueStatus
 from queue_core.machine import GIB, Limits, Reading
+from queue_core.machine_rule import AutoParallel
 
 from .test_cli import invoke
 
@@ -203,7 +205,7 @@ def test_max_parallel_auto_resolves_to_a_number_shown_in_the_summary_and_json(re
     assert "limits" not in report
     code, out, err = invoke(*args, "--limit-memory", "99%")
     assert code == 0, err
-    assert f"max_parallel auto: {report['max_parallel']} (" in out
+    assert f"max_parallel auto: {report['max_parallel']}" in out
     assert "limits: memory 99%" in out
 
 
@@ -227,6 +229,23 @@ def test_a_dry_run_plans_with_the_limits_on_the_machine_now(repo: Path, monkeypa
     code, out, err = invoke("delegate-multiple", *tasks, "--dry-run", "--json", "--repo", str(repo))
     assert code == 0, err
     assert json.loads(out)["starts"] == ["t1", "t2"]  # no limit: the machine is not looked at
+
+
+def test_the_summary_says_what_auto_came_to_and_the_limits() -> None:
+    def text(least: int, most: int, allowed: int, limits: Limits | None = None) -> str | None:
+        auto = AutoParallel(2, allowed)
+        auto.least, auto.most = least, most
+        return MachineUse(auto, limits or Limits()).text()
+
+    assert text(2, 2, 2) == "max_parallel auto: 2"
+    assert text(2, 2, 4) == "max_parallel auto: 2 (up to 4 if the machine is free)"
+    assert text(1, 3, 4, Limits(85, 90)) == (
+        "max_parallel auto: 2 at the start, 1-3 during the run (up to 4 if the machine is free); "
+        "limits: CPU 85%, memory 90%"
+    )
+    assert MachineUse(None, Limits(memory=1)).text() == "limits: memory 1%"
+    assert MachineUse().text() is None
+    assert MachineUse().to_json() == {}
 
 
 def test_the_live_views_resources_show_the_limits_when_set() -> None:
