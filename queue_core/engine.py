@@ -442,7 +442,13 @@ class Engine:
             return False
         if self.machine is None:
             self.machine = PsutilSampler()
-        return self.sched.observe(self.machine.read(), now)
+        try:
+            reading = self.machine.read()
+        except Exception:  # a sampler's failure must not stop the queue: logged, read again later
+            log.warning("the machine could not be read; its last readings stand", exc_info=True)
+            machine.missed(now)
+            return False
+        return self.sched.observe(reading, now)
 
     def _next_look(self) -> float | None:
         """When the machine is to be read next (lock held): while a rule reads it and tasks are unfinished."""

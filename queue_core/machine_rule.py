@@ -103,6 +103,11 @@ class MachineRule:
         if unfit is not None:
             raise InvalidTaskError(unfit[1], task_id=task.id, field=unfit[0])
 
+    def missed(self, now: float) -> None:
+        """No reading could be taken at ``now``: the last ones stand, and the next look is a
+        while away, as after a reading (never a look again at once, which would spin)."""
+        self.next_look = now + self._look_every
+
     def observe(self, reading: Reading, now: float, parallel: Slot) -> bool:
         """Take ``reading``, made at ``now``, and with ``auto`` resize ``parallel`` (the
         ``max_parallel`` slot); whether more may start than before: a limit stopped holding,

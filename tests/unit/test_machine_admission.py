@@ -15,7 +15,7 @@ from queue_core import AgentTask, TaskQueue, TaskState, repo_status
 from queue_core import registry_sync as sync_module
 from queue_core.engine import Engine, _live_engines
 from queue_core.errors import InvalidTaskError, MachineBusyError
-from queue_core.machine import GIB, Limits, Reading
+from queue_core.machine import GIB, Limits, MachineSampler, Reading
 from queue_core.machine_rule import AutoParallel, MachineRule
 from queue_core.scheduler import Scheduler, TaskEntry
 
@@ -192,7 +192,7 @@ class Scripted:
         return self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
 
 
-def stepped(sched: Scheduler, sampler: Scripted) -> tuple[Engine, Clock, Handed]:
+def stepped(sched: Scheduler, sampler: MachineSampler) -> tuple[Engine, Clock, Handed]:
     clock, executor, timer = Clock(), Handed(), Alarm()
     engine = Engine(sched, clock, executor=lambda _: executor, timer=lambda _: timer, machine=sampler)
     _live_engines.discard(engine)
@@ -240,6 +240,28 @@ def test_a_task_with_needs_makes_the_engine_read_the_machine_and_check_them_firs
     assert executor.ids() == ["b"]  # 8 GiB available: c does not fit beside b
     assert sampler.reads == 1
     assert engine.tick() == pytest.approx(1.0)
+
+
+class Broken:
+    """A sampler that cannot read the machine."""
+
+    reads = 0
+
+    def read(self) -> Reading:
+        self.reads += 1
+        raise OSError("no /proc here")
+
+
+def test_a_sampler_that_fails_is_logged_and_asked_again_a_second_later(caplog: pytest.LogCaptureFixture) -> None:
+    sampler = Broken()
+    engine, clock, executor = stepped(Scheduler(4, machine=MachineRule(Limits(memory=90))), sampler)
+    engine.submit([task("a"), task("b")])
+    assert executor.ids() == ["a"]  # nothing read: the limit is not known to be kept, one runs
+    assert "the machine could not be read" in caplog.text
+    assert engine.tick() == pytest.approx(1.0)  # not at once again: no spin
+    clock.now = 1.0
+    engine.tick()
+    assert sampler.reads == 2
 
 
 # --- a TaskQueue with a scripted sampler ----------------------------------------------------
