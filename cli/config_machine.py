@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from queue_core.machine import Limits, MachineSampler, PsutilSampler, Reading, size_text
+from queue_core.machine import MIN_CPU_PERIOD_S, Limits, MachineSampler, PsutilSampler, Reading, size_text
 from queue_core.machine_rule import AutoParallel, MachineRule
 
 from .config import NO_LIMITS, Batch, ConfigError, Needs, Origin, TaskSpec, shown
@@ -147,6 +148,11 @@ class RunMachine:
             return cls(needs, limits, auto)
         sampler = PsutilSampler()
         reading = sampler.read()
+        if reading.cpu is None and (limits.cpu is not None or any(n.cpus is not None for n in needs.values())):
+            # CPU is a rate, known from a second reading: measured now, before the plan, rather
+            # than unknown (and holding all but one task) for the run's first second.
+            time.sleep(1.5 * MIN_CPU_PERIOD_S)
+            reading = sampler.read()
         check_needs(batch, lambda task: needs[task.id], reading)
         return cls(needs, limits, auto, sampler, reading)
 

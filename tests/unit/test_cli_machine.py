@@ -231,6 +231,14 @@ def test_a_dry_run_plans_with_the_limits_on_the_machine_now(repo: Path, monkeypa
     assert json.loads(out)["starts"] == ["t1", "t2"]  # no limit: the machine is not looked at
 
 
+def test_a_run_with_a_cpu_limit_measures_cpu_before_it_plans(repo: Path) -> None:
+    batch = write(repo / "batch.yaml", "agents:\n  one: {preset: shell}\n  two: {preset: shell}\n")
+    args = ("--file", str(batch), "one: true @a", "two: true @b", "--limit-cpu", "50", "--dry-run")
+    code, out, err = invoke("delegate-multiple", *args, "--repo", str(repo))
+    assert code == 0, err
+    assert "not measured" not in out  # t2 starts, or waits for a CPU measured: "cpu 97% > 50%"
+
+
 def test_the_summary_says_what_auto_came_to_and_the_limits() -> None:
     def text(least: int, most: int, allowed: int, limits: Limits | None = None) -> str | None:
         auto = AutoParallel(2, allowed)
