@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
@@ -53,6 +53,30 @@ def _at_least_one(value: int | None) -> int | None:
     return value
 
 
+def _max_parallel(value: str | None) -> int | str | None:
+    """--max-parallel: a count of 1 or more, or auto (see cli.config_machine)."""
+    if value is None:
+        return None
+    from .config_machine import parse_max_parallel
+
+    try:
+        return parse_max_parallel(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _percent(value: str | None) -> float | None:
+    """--limit-cpu, --limit-memory: a percentage, 85 or 85%."""
+    if value is None:
+        return None
+    from .config_machine import parse_percent
+
+    try:
+        return parse_percent(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def _show_version(value: bool) -> None:
     if value:
         from importlib.metadata import version  # 40 ms of imports: only when asked
@@ -80,8 +104,38 @@ def delegate_multiple(
         Path | None, typer.Option("--file", "-f", metavar="FILE", help="A YAML batch of tasks and agents.")
     ] = None,
     max_parallel: Annotated[
-        int | None,
-        typer.Option("--max-parallel", "-j", metavar="N", callback=_at_least_one, help="Most tasks at once."),
+        str | None,
+        typer.Option(
+            "--max-parallel",
+            "-j",
+            metavar="N",
+            callback=_max_parallel,
+            help=(
+                "Most tasks at once (default: the batch's max_parallel, else 4); auto: as many as the cores and "
+                "the available memory allow (2 GiB a task), then one fewer or more every 5 s as the machine is "
+                "busy or free."
+            ),
+        ),
+    ] = None,
+    limit_cpu: Annotated[
+        str | None,
+        typer.Option(
+            "--limit-cpu",
+            metavar="PERCENT",
+            callback=_percent,
+            help="Start no new task while the machine's CPU is above this (85 or 85%), over the batch's limits:.",
+            show_default=False,
+        ),
+    ] = None,
+    limit_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--limit-memory",
+            metavar="PERCENT",
+            callback=_percent,
+            help="Start no new task while the machine's memory in use is above this, over the batch's limits:.",
+            show_default=False,
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and print the plan; run nothing.")] = False,
     json_out: JsonOption = False,
@@ -129,8 +183,16 @@ def delegate_multiple(
     runs estimate each task from it (the median of its last 5 runs, else its agent's), start
     the longest chain of work first among tasks of equal priority, show the time left, and give
     "estimate_s" in --json and the dry run; clean --history forgets the durations.
+
+    No new task starts while the machine is above a limit (--limit-cpu, --limit-memory, or
+    limits: in the batch or the repository's config), judged on the mean of the last three
+    readings, a second apart; once above, until 5 points below. A task's memory: and cpus: (or
+    its agent's) must be free beyond what the running tasks declared. With no task of the run
+    running, one may always start.
     """
     import sys
+
+    from queue_core.machine import Limits
 
     from . import delegate
 
@@ -145,6 +207,7 @@ def delegate_multiple(
         live=live,
         notify=notify,
         isolation=None if isolation is None else isolation.value,
+        limits=Limits(cast("float | None", limit_cpu), cast("float | None", limit_memory)),  # by the callbacks
     )
     raise typer.Exit(code)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from queue_core.claims import Claim
 from queue_core.errors import InvalidClaimError
+from queue_core.machine import Limits
 from queue_core.runner import DEFAULT_PROMPT
 
 from .presets import PRESET_REPORTS, PRESETS
@@ -27,11 +28,13 @@ __all__ = [
     "DEFAULT_ISOLATION",
     "ISOLATIONS",
     "MERGE_MODES",
+    "NO_LIMITS",
     "VIOLATIONS",
     "AgentSpec",
     "Batch",
     "ConfigError",
     "Isolation",
+    "Needs",
     "Origin",
     "RepoConfig",
     "TaskSpec",
@@ -113,6 +116,27 @@ DEFAULT_ISOLATION = Isolation("shared", "merge", "fail")
 
 
 @dataclass(frozen=True)
+class Needs:
+    """``memory:`` (bytes) and ``cpus:`` as a task or an agent declares them (see AgentTask), each
+    None where that level says nothing, with where each was written (for "never fits")."""
+
+    memory: int | None = None
+    cpus: float | None = None
+    memory_origin: Origin | None = field(default=None, compare=False, repr=False)
+    cpus_origin: Origin | None = field(default=None, compare=False, repr=False)
+
+    def over(self, other: Needs) -> Needs:
+        """This level's needs, ``other``'s where this one says nothing: a task's own win."""
+        memory = (self.memory, self.memory_origin) if self.memory is not None else (other.memory, other.memory_origin)
+        cpus = (self.cpus, self.cpus_origin) if self.cpus is not None else (other.cpus, other.cpus_origin)
+        return Needs(memory[0], cpus[0], memory[1], cpus[1])
+
+
+#: ``limits:`` where nothing sets it: the machine is not looked at.
+NO_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     """An agent type: its argv template (``{prompt}``, ``{description}``, ``{task_id}``, ``{files}``,
     ``{reads}``), its prompt template, and owned globs."""
@@ -135,6 +159,8 @@ class AgentSpec:
     #: How many of its tasks may run at once; more than one needs worktree isolation.
     instances: int = 1
     isolation: Isolation = Isolation()
+    #: What each of its tasks needs of the machine, unless the task says.
+    needs: Needs = Needs()
 
     @classmethod
     def preset(cls, name: str) -> AgentSpec:
@@ -160,6 +186,7 @@ class TaskSpec:
     isolation: Isolation = Isolation()
     #: Where ``agent`` was written (for the "unknown agent" error); not part of equality.
     agent_origin: Origin | None = field(default=None, compare=False, repr=False)
+    needs: Needs = Needs()
 
 
 @dataclass(frozen=True)
@@ -174,6 +201,8 @@ class Batch:
     #: How many finished runs keep their history and logs in the state directory (at least 1).
     keep_runs: int | None = None
     isolation: Isolation = Isolation()
+    #: The batch's ``limits:`` (each None where it sets none: the repository's, else none).
+    limits: Limits = NO_LIMITS
 
 
 @dataclass(frozen=True)
@@ -190,6 +219,8 @@ class RepoConfig:
     worktree_root: str | None = None
     #: How many idle worktrees are kept for the next tasks to reuse (0: none, a new one per task).
     worktree_pool: int = 0
+    #: ``limits:`` for every batch of the repository, under a batch's and the flags'.
+    limits: Limits = NO_LIMITS
 
 
 def parse_duration(text: str | int | float) -> float:

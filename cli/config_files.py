@@ -48,6 +48,7 @@ from .config import (
     shown,
     suggest,
 )
+from .config_machine import MachineKeys
 from .presets import PRESET_REPORTS, PRESETS
 
 __all__ = ["REPO_CONFIG", "load_batch", "load_repo_agents", "load_repo_config"]
@@ -59,8 +60,10 @@ _PLACEHOLDERS = ("description", "task_id", "files", "reads", "prompt")
 _PROMPT_PLACEHOLDERS = ("description", "files", "reads")
 #: Where a task's checkout is, and what comes back of it: on a task, an agent or the batch.
 _ISOLATION_KEYS = ("isolation", "merge", "on_violation")
-_BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", *_ISOLATION_KEYS, "agents", "tasks")
-_REPO_KEYS = ("agents", "keep_runs", "on_finish", "setup", "worktree_root", "worktree_pool")
+#: What a task needs of the machine (see cli/config_machine.py): on a task or an agent.
+_NEEDS_KEYS = ("memory", "cpus")
+_BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", *_ISOLATION_KEYS, "limits", "agents", "tasks")
+_REPO_KEYS = ("agents", "keep_runs", "on_finish", "setup", "worktree_root", "worktree_pool", "limits")
 _AGENT_KEYS = (
     "command",
     "preset",
@@ -73,6 +76,7 @@ _AGENT_KEYS = (
     "rate_limit_max_wait",
     "instances",
     *_ISOLATION_KEYS,
+    *_NEEDS_KEYS,
 )
 #: A task's retry back-off (see AgentTask): durations, but the plain numbers, with their bounds.
 _BACKOFF_KEYS = ("retry_delay", "retry_backoff", "retry_max_delay", "retry_jitter")
@@ -89,6 +93,7 @@ _TASK_KEYS = (
     "retries",
     *_BACKOFF_KEYS,
     *_ISOLATION_KEYS,
+    *_NEEDS_KEYS,
 )
 _TASK_REQUIRED = ("id", "agent", "description")
 
@@ -122,7 +127,8 @@ def load_batch(path: Path) -> Batch:
     stale_after = reader.duration(top["stale_after"][1], "stale_after") if "stale_after" in top else None
     agents = reader.agents(top["agents"][1]) if "agents" in top else {}
     tasks = reader.tasks(top["tasks"][1]) if "tasks" in top else ()
-    return Batch(max_parallel, agents, tasks, stale_after, reader.keep_runs(top), reader.isolation(top, None))
+    isolation = reader.isolation(top, None)
+    return Batch(max_parallel, agents, tasks, stale_after, reader.keep_runs(top), isolation, reader.limits(top))
 
 
 def load_repo_config(repo: Path) -> RepoConfig:
@@ -144,7 +150,8 @@ def load_repo_config(repo: Path) -> RepoConfig:
     on_finish = reader.command(top["on_finish"][1], "on_finish") if "on_finish" in top else ()
     setup = reader.commands(top["setup"][1], "setup") if "setup" in top else ()
     worktree_root = reader.string(top["worktree_root"][1], "worktree_root") if "worktree_root" in top else None
-    return RepoConfig(agents, reader.keep_runs(top), on_finish, setup, worktree_root, reader.worktree_pool(top))
+    pool = reader.worktree_pool(top)
+    return RepoConfig(agents, reader.keep_runs(top), on_finish, setup, worktree_root, pool, reader.limits(top))
 
 
 def load_repo_agents(repo: Path) -> dict[str, AgentSpec]:
@@ -155,8 +162,9 @@ def load_repo_agents(repo: Path) -> dict[str, AgentSpec]:
 _Entries = dict[str, tuple[yaml.Node, yaml.Node]]
 
 
-class _Reader:
-    """Turns the nodes of one file into specs, raising ConfigError with that file's name."""
+class _Reader(MachineKeys):
+    """Turns the nodes of one file into specs, raising ConfigError with that file's name
+    (``limits:``, ``memory:`` and ``cpus:`` by MachineKeys)."""
 
     def __init__(self, source: str):
         self.source = source
@@ -376,7 +384,17 @@ class _Reader:
             report = report if "report" in entries else PRESET_REPORTS.get(preset)
             command = _with_args(PRESETS[preset], args)
             return AgentSpec(
-                name, command, owns, grace, origin, prompt, report, **limits, instances=instances, isolation=isolation
+                name,
+                command,
+                owns,
+                grace,
+                origin,
+                prompt,
+                report,
+                **limits,
+                instances=instances,
+                isolation=isolation,
+                needs=self.needs(entries, here),
             )
         command_node = entries["command"][1]
         command = self.strings(command_node, f"{here}.command")
@@ -396,6 +414,7 @@ class _Reader:
             **limits,
             instances=instances,
             isolation=isolation,
+            needs=self.needs(entries, here),
         )
 
     def placeholders(self, node: yaml.Node, field: str, text: str, known: Sequence[str]) -> None:
@@ -476,6 +495,7 @@ class _Reader:
             backoff=self.backoff(entries, here),
             isolation=self.isolation(entries, here),
             agent_origin=Origin(self.source, _line(agent_node), f"{here}.agent"),
+            needs=self.needs(entries, here),
         )
         return task, entries
 

@@ -28,6 +28,7 @@ from queue_core.claims import Claim
 from queue_core.errors import GitError, InvalidTaskError, QueueShutdownError, StateError, SupervisorError
 from queue_core.holds import STALE_AFTER_S
 from queue_core.isolated import WorktreeAgent, WorktreePlan
+from queue_core.machine import Limits
 from queue_core.mergeplan import MergeMode
 from queue_core.ports import PortBlocks
 from queue_core.realpaths import ClaimResolver
@@ -54,6 +55,7 @@ from .config import (
     validate_batch,
 )
 from .config_files import REPO_CONFIG, load_batch, load_repo_config
+from .config_machine import RunMachine, merged_limits
 from .estimates import History
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
 from .notify import Notify
@@ -90,14 +92,17 @@ def run(
     task_texts: list[str],
     batch_file: Path | None,
     *,
-    max_parallel: int | None,
+    max_parallel: int | str | None,
     dry_run: bool,
     json_out: bool,
     repo: Path | None,
     live: bool = False,
     notify: bool = False,
     isolation: str | None = None,
+    limits: Limits | None = None,
 ) -> int:
+    """Run the batch; ``max_parallel`` a count, "auto" or None (the batch's, else 4); ``limits``
+    the ``--limit-cpu``/``--limit-memory`` flags, over the batch's and the repository's."""
     repo_root = find_repo(repo)
     if (code := stopped_early()) is not None:
         return code
@@ -110,7 +115,14 @@ def run(
         target = _target_branch(repo_root) if any(i.mode == "worktree" for i in isolations.values()) else None
         if target is not None:
             check_worktree_root(repo_root, repo_config.worktree_root)
-        limit = max_parallel or batch.max_parallel or DEFAULT_MAX_PARALLEL
+        machine = RunMachine.of(
+            batch,
+            {name: spec.needs for name, spec in agents.items()},
+            merged_limits(limits or Limits(), batch.limits, repo_config.limits),
+            auto=max_parallel == "auto",
+        )
+        count = max_parallel if isinstance(max_parallel, int) else None
+        limit = machine.start() or count or batch.max_parallel or DEFAULT_MAX_PARALLEL
         ownership = FileOwnership({name: spec.owns for name, spec in agents.items() if spec.owns})
         run_id = new_run_id()
         log_dir = _log_dir(repo_root, run_id)
@@ -120,11 +132,16 @@ def run(
             for t in batch.tasks
         }
         history = History(repo_root)
-        tasks = history.estimate([_agent_task(t, runners[t.id], specs[t.id]) for t in batch.tasks], terminal.warning)
+        tasks = history.estimate(
+            [_agent_task(t, runners[t.id], specs[t.id], machine) for t in batch.tasks], terminal.warning
+        )
         # Dependencies, duplicates, cycles and claims that resolve (through a symlink) outside
         # the repository are checked here, before anything runs.
         instances = {name: spec.instances for name, spec in agents.items() if spec.instances > 1}
-        plan = Scheduler(limit, ownership=ownership, resolve=ClaimResolver(repo_root).resolve, instances=instances)
+        resolve = ClaimResolver(repo_root).resolve
+        plan = Scheduler(limit, ownership=ownership, resolve=resolve, instances=instances, machine=machine.rule())
+        if machine.reading is not None:
+            plan.observe(machine.reading, 0.0)  # the plan judges limits and needs on the machine now
         plan.add_batch(tasks, 0.0)
     except (ConfigError, InvalidTaskError) as exc:
         terminal.error(str(exc))
@@ -144,6 +161,7 @@ def run(
     return _execute(
         tasks,
         runners,
+        machine,
         limit,
         ownership,
         repo_root,
@@ -185,7 +203,7 @@ def _load(
             terminal.warning(f"{REPO_CONFIG} redefines the preset {name!r}: it runs {shlex.join(spec.command)}")
     agents = merge_agents(repo_config.agents, file_batch.agents)
     keep_runs = file_batch.keep_runs or repo_config.keep_runs  # the batch's, else the repository's
-    batch = Batch(file_batch.max_parallel, agents, tasks, file_batch.stale_after, keep_runs, file_batch.isolation)
+    batch = dataclasses.replace(file_batch, agents=agents, tasks=tasks, keep_runs=keep_runs)
     which = functools.partial(find_executable, repo_root=repo_root)
     return batch, repo_config, validate_batch(batch, agents, which, missing_ok=dry_run)
 
@@ -290,7 +308,9 @@ def _runner(
     )
 
 
-def _agent_task(task: TaskSpec, runner: SubprocessAgent, spec: AgentSpec) -> AgentTask:
+def _agent_task(task: TaskSpec, runner: SubprocessAgent, spec: AgentSpec, machine: RunMachine) -> AgentTask:
+    backoff: dict[str, float] = dict(task.backoff)
+    needs = machine.needs[task.id]
     return AgentTask(
         task.agent,
         task.description,
@@ -304,7 +324,9 @@ def _agent_task(task: TaskSpec, runner: SubprocessAgent, spec: AgentSpec) -> Age
         retries=task.retries,
         rate_limit_backoff=spec.rate_limit_backoff_s,
         rate_limit_max_wait=spec.rate_limit_max_wait_s,
-        **dict(task.backoff),
+        memory=needs.memory,
+        cpus=needs.cpus,
+        **backoff,
     )
 
 
@@ -331,6 +353,7 @@ def _plan(
 def _execute(
     tasks: list[AgentTask],
     runners: dict[str, SubprocessAgent],
+    machine: RunMachine,
     limit: int,
     ownership: FileOwnership,
     repo_root: Path,
@@ -350,7 +373,7 @@ def _execute(
     try:
         # The output needs the queue and the queue its listeners: the lambdas look the output up late.
         queue = TaskQueue(
-            limit,
+            "auto" if machine.auto else limit,
             ownership=ownership,
             repo=repo_root,
             run_id=run_id,
@@ -359,13 +382,19 @@ def _execute(
             stale_after=stale_after,
             keep_runs=keep_runs,
             instances=instances,
+            machine=machine.sampler,
+            limits=machine.limits or None,
         )
         for directory in (queue.registry.dir / "logs", queue.registry.dir / "logs" / run_id) if queue.registry else ():
             ensure_private_dir(directory)  # agents' output is as private as the state
     except (StateError, SupervisorError) as exc:
         terminal.error(str(exc))
         return EXIT_USAGE
-    output = _live_view(queue, runners, tasks) if live else terminal.PlainEvents(sys.stderr if json_out else sys.stdout)
+    output = (
+        _live_view(queue, runners, tasks, machine.limits)
+        if live
+        else terminal.PlainEvents(sys.stderr if json_out else sys.stdout)
+    )
     for notice in queue.registry.notices if queue.registry else []:
         terminal.warning(notice)
     started = time.monotonic()
@@ -387,7 +416,8 @@ def _execute(
         wall = time.monotonic() - started
         outcomes = _outcomes(queue, tasks, strays)
         interrupted = signum is not None
-        summary = _summary(outcomes, wall, run_id, repo_root, history, json_out=json_out, interrupted=interrupted)
+        used = render.MachineUse(queue.auto_parallel(), machine.limits)
+        summary = _summary(outcomes, wall, run_id, repo_root, history, used, json_out=json_out, interrupted=interrupted)
         delivered = signals.finish(functools.partial(terminal.write_out, summary)) and delivered
         signum = signals.caught
     code = exit_code_for(signum) if signum is not None else EXIT_OK
@@ -411,25 +441,31 @@ def _summary(
     run_id: str,
     repo_root: Path,
     history: History,
+    used: render.MachineUse,
     *,
     json_out: bool,
     interrupted: bool,
 ) -> str:
     """The run's summary (--json: its object, each task with its estimate), the task time
-    counting every attempt of each task."""
+    counting every attempt of each task; with what ``auto`` and the limits ``used`` came to."""
     task_time = sum(row.outcome.total_s or 0.0 for row in outcomes)
     if json_out:
         return render.run_json(
-            run_id, outcomes, wall_s, task_time, interrupted=interrupted, estimates=history.seconds()
+            run_id, outcomes, wall_s, task_time, interrupted=interrupted, estimates=history.seconds(), machine=used
         )
     logs = str(_log_dir(repo_root, run_id))
-    return render.summary_text(outcomes, wall_s, task_time, width=terminal.width(), logs=logs, interrupted=interrupted)
+    return render.summary_text(
+        outcomes, wall_s, task_time, width=terminal.width(), logs=logs, interrupted=interrupted, machine=used
+    )
 
 
-def _live_view(queue: TaskQueue, runners: dict[str, SubprocessAgent], tasks: list[AgentTask]) -> terminal.LiveView:
+def _live_view(
+    queue: TaskQueue, runners: dict[str, SubprocessAgent], tasks: list[AgentTask], limits: Limits
+) -> terminal.LiveView:
     """The live view of the run: its status, the CPU and memory of its agents (the processes below
-    this one, which is left out) and the cost they reported so far (an attempt's, once it ends);
-    its name columns as wide as the batch's longest names, from the first frame to the last."""
+    this one, which is left out), the cost they reported so far (an attempt's, once it ends) and
+    the ``limits`` set; its name columns as wide as the batch's longest names, from the first
+    frame to the last."""
     from .panels import QUEUE_ROWS, Columns, run_view
     from .usage import UsageSampler
 
@@ -445,6 +481,7 @@ def _live_view(queue: TaskQueue, runners: dict[str, SubprocessAgent], tasks: lis
             machine=usage.machine(),
             cost=render.reported_cost(map(attrgetter("report"), agents)),
             elapsed_s=time.monotonic() - began,
+            limits=limits,
         )
     )
 

@@ -59,6 +59,10 @@ _HEADER = Template("""\
 #                                 squash, rebase, or none (its branch is left for you)
 #   on_violation: fail            a worktree task that changed files outside its claims:
 #                                 fail (not merged, its branch kept) or warn (merged)
+#   memory: 2G                    what each of its tasks needs free to start (K, M, G, T:
+#                                 powers of 1024), beyond what the running tasks declared
+#   cpus: 1.5                     idle cores each of its tasks needs to start (a task's own
+#                                 memory: and cpus: win over its agent's)
 
 # keep_runs: 100   # how many finished runs keep their history and logs (at least 1)
 # on_finish: [notify-send, "project-manager: run ended"]   # with --notify, run when a run
@@ -69,6 +73,9 @@ _HEADER = Template("""\
 # worktree_pool: 2   # keep up to 2 worktrees of merged tasks for the next tasks to reuse
 #   (much faster on a large repository); each is a whole checkout on disk, and ignored files
 #   (build caches, node_modules) carry from one task to the next. Default 0: a new one per task
+# limits: {cpu: 85%, memory: 90%}   # start no new task while the machine is above these
+#   (the mean of the last 3 readings, a second apart; once above, until 5 points below),
+#   but always one when none runs; a batch's limits: and --limit-cpu/--limit-memory win
 
 agents:
 """)

@@ -31,10 +31,12 @@ from queue_core import QueueStatus
 from queue_core.records import RunningTask, WaitingTask
 from queue_core.waits import seconds_text
 
-from .render import progress_text, task_left_text
+from .render import limits_text, progress_text, task_left_text
 from .usage import machine_text, usage_text
 
 if TYPE_CHECKING:
+    from queue_core.machine import Limits
+
     from .usage import Machine, Usage
 
 QUEUE_ROWS = 20  # waiting tasks listed at most; the rest are counted
@@ -196,10 +198,11 @@ def run_view(
     machine: Machine,
     cost: float | None,
     elapsed_s: float,
+    limits: Limits | None = None,
 ) -> Frame:
     """The live view of a run from its ``status``: its progress, running agents, active files,
     queue and resources. ``agents``: what its agents use; ``cost``: what they reported so far
-    (None: nothing); ``elapsed_s``: since the run began."""
+    (None: nothing); ``elapsed_s``: since the run began; ``limits``: the run's, shown if set."""
     head = [Text(f"waiting for the registry: {status.registry_wait}")] if status.registry_wait else []
     progress = progress_text(status.counts, len(status.running), status.queued_tasks, elapsed_s, eta_s=status.eta_s)
     head.append(Text(progress))
@@ -211,6 +214,8 @@ def run_view(
     ]
     spent = "" if cost is None else f", cost so far ${cost:.4f}"
     resources = [machine_text(machine), f"agents   {usage_text(agents, machine.cores)}{spent}"]
+    if limits:  # what a new task waits for: a share of the whole machine, as the figures above
+        resources.append(f"limits   {limits_text(limits)}: no new task while above (one if none runs)")
     return Frame(head, parts, resources, columns, fit=True)
 
 

@@ -22,6 +22,8 @@ from queue_core.changes import Stray
 from queue_core.durations import FILE as DURATIONS
 from queue_core.estimates import Estimate
 from queue_core.isolated import WorktreeReport
+from queue_core.machine import Limits
+from queue_core.machine_rule import AutoParallel
 from queue_core.records import FAILED_STATES
 from queue_core.reports import AgentReport
 from queue_core.retention import RetentionReport
@@ -97,6 +99,45 @@ class SummaryRow:
         return None if self.unclaimed is None else list(self.unclaimed.paths)
 
 
+@dataclass(frozen=True)
+class MachineUse:
+    """What a run made of the machine: ``auto``, what max_parallel="auto" came to (None: not
+    auto), and the ``limits`` it kept to."""
+
+    auto: AutoParallel | None = None
+    limits: Limits = field(default_factory=Limits)
+
+    def text(self) -> str | None:
+        """``max_parallel auto: 2 at the start, 1-3 during the run (up to 4 if the machine is free);
+        limits: CPU 85%, memory 90%``; None if neither."""
+        parts = []
+        if self.auto is not None:
+            auto = self.auto
+            text = f"max_parallel auto: {auto.start}"
+            text += "" if auto.least == auto.most else f" at the start, {auto.least}-{auto.most} during the run"
+            text += "" if auto.most_allowed <= auto.most else f" (up to {auto.most_allowed} if the machine is free)"
+            parts.append(text)
+        if self.limits:
+            parts.append(f"limits: {limits_text(self.limits)}")
+        return "; ".join(parts) or None
+
+    def to_json(self) -> dict[str, Any]:
+        """``max_parallel`` (what auto started at) and ``max_parallel_auto``, and ``limits``: each only when set."""
+        data: dict[str, Any] = {}
+        if self.auto is not None:
+            auto = self.auto
+            data["max_parallel"] = auto.start
+            data["max_parallel_auto"] = {"least": auto.least, "most": auto.most, "most_allowed": auto.most_allowed}
+        if self.limits:
+            data["limits"] = {"cpu": self.limits.cpu, "memory": self.limits.memory}
+        return data
+
+
+def limits_text(limits: Limits) -> str:
+    """``CPU 85%, memory 90%``: the limits set."""
+    return ", ".join(f"{'CPU' if name == 'cpu' else name} {value:g}%" for name, value in limits.items())
+
+
 def total_cost(rows: list[SummaryRow]) -> float | None:
     """The run's cost in USD, as far as its agents reported one; None if none did."""
     return reported_cost(row.outcome.report for row in rows)
@@ -160,11 +201,12 @@ def summary_text(
     width: int = DEFAULT_WIDTH,
     logs: str | None = None,
     interrupted: bool = False,
+    machine: MachineUse | None = None,
 ) -> str:
     """The end-of-run summary as plain text: the run's log folder ``logs``, once; a table, each
     task's log by its file name; then wall time, task time and the speedup (none for an
-    ``interrupted`` run, which did not do all its work). No line is wider than ``width``: a long
-    description or reason is cut with "…", never wrapped."""
+    ``interrupted`` run, which did not do all its work), and what ``machine`` says, if anything.
+    No line is wider than ``width``: a long description or reason is cut with "…", never wrapped."""
     cost = total_cost(rows)
     columns = {
         "id": [row.outcome.id for row in rows],
@@ -189,7 +231,8 @@ def summary_text(
     speedup = _speedup(wall_s, sum_s, interrupted=interrupted)
     totals = f"{succeeded}/{len(rows)} succeeded; wall {wall_s:.1f}s, task time {sum_s:.1f}s"
     totals += ("" if speedup is None else f", speedup {speedup:.2f}x") + ("" if cost is None else f", cost ${cost:.4f}")
-    return "\n".join([*lines, "", _cut(totals, width)])
+    used = None if machine is None else machine.text()
+    return "\n".join([*lines, "", _cut(totals, width), *(() if used is None else (_cut(used, width),))])
 
 
 def _merge_cell(row: SummaryRow) -> str:
@@ -273,9 +316,11 @@ def run_json(
     *,
     interrupted: bool = False,
     estimates: Mapping[str, float] | None = None,
+    machine: MachineUse | None = None,
 ) -> str:
     """--json: the run, each task as SummaryRow.to_json gives it with its ``estimate_s`` (from
-    ``estimates``, by id; null if it had none); ``speedup`` null if ``interrupted``."""
+    ``estimates``, by id; null if it had none); ``speedup`` null if ``interrupted``; before the
+    tasks, what ``machine`` says (MachineUse.to_json)."""
     speedup = _speedup(wall_s, sum_s, interrupted=interrupted)
     estimate = (estimates or {}).get
     return json.dumps(
@@ -285,6 +330,7 @@ def run_json(
             "sum_s": round(sum_s, 3),
             "speedup": None if speedup is None else round(speedup, 3),
             "cost_usd": total_cost(rows),
+            **({} if machine is None else machine.to_json()),
             "tasks": [{**row.to_json(), "estimate_s": _rounded(estimate(row.outcome.id))} for row in rows],
         },
         indent=2,

@@ -54,6 +54,9 @@ from .errors import (
     InvalidTaskIdError as InvalidTaskIdError,
 )
 from .errors import (
+    MachineBusyError as MachineBusyError,
+)
+from .errors import (
     MergeBackError as MergeBackError,
 )
 from .errors import (
@@ -104,6 +107,7 @@ from .errors import (
 from .errors import (
     WorktreeLockError as WorktreeLockError,
 )
+from .machine import Limits as Limits  # TaskQueue(limits=...); the sampler's types are in queue_core.machine
 from .ownership import FileOwnership
 from .queue import TaskEvent, TaskQueue
 from .records import QueueStatus as QueueStatus  # what get_status() returns: for annotations, not called

@@ -3,18 +3,21 @@
 A task may start when every slot it needs has a unit free (``max_parallel``, and its agent
 type's, which tasks of other processes hold too: see queue_core.slots), its agent type is not
 paused by a rate limit, none of its claims overlaps one held here or elsewhere unless both only
-read, and no reservation for a better-ranked task holds it back. Dispatch, ``try_start`` and
-``wait_reason`` all ask here, so what starts and what a waiting task is told cannot disagree.
+read, and no reservation for a better-ranked task holds it back; and, if the queue reads the
+machine, none of the machine's rule holds it (see queue_core.machine_rule). Dispatch,
+``try_start`` and ``wait_reason`` all ask here, so what starts and what a waiting task is told
+cannot disagree.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from .claims import Access, Claim, ClaimIndex, Conflict
 from .entry import TaskEntry
 from .errors import InvalidArgumentError
+from .machine_rule import MachineRule
 from .pauses import Pauses
 from .reservation import Reservation
 from .slots import Slot
@@ -45,6 +48,8 @@ class Admission:
         self._entries = entries
         self._paused = paused
         self._reservation = reservation
+        #: The machine's rule (limits, needs, auto), if the queue reads the machine; None otherwise.
+        self.machine: MachineRule | None = None
 
     # --- the rule -----------------------------------------------------------------------------
 
@@ -104,12 +109,14 @@ class Admission:
 
     def _own_rules(self, entry: TaskEntry) -> Iterator[Conflict | WaitReason]:
         """What of ``entry``'s own stops it, in order: each held claim that overlaps one of its
-        claims (in the order of its claims), then a reservation of its paths. Lazy: dispatch asks
-        only for the first."""
+        claims (in the order of its claims), then a reservation of its paths, then the machine (a
+        limit, its needs). Lazy: dispatch asks only for the first."""
         yield from self._held.conflicts_of(entry.claims)
         held_back = self._reservation.holds_back(entry)
         if held_back is not None:
             yield held_back
+        if self.machine is not None:  # a limit is the same for every task: dispatch stops before it
+            yield from self.machine.blockers(entry, len(self.parallel))
 
     def _overlap(self, conflict: Conflict) -> WaitReason:
         """``conflict`` as a reason: "reserved" if its holder elsewhere waits in line ahead."""
@@ -133,13 +140,18 @@ class Admission:
         self.agent_slots[entry.agent].take(entry.id)
         for claim, access in entry.claims:
             self._held.add(claim, access, entry.id)
+        if self.machine is not None:
+            self.machine.take(entry)
 
-    def let_go(self, entry: TaskEntry) -> None:
-        """``entry`` stopped running: its units and claims are free. Raises KeyError if it was not running."""
+    def let_go(self, entry: TaskEntry) -> Sequence[TaskEntry]:
+        """``entry`` stopped running: its units and claims are free. Returns the tasks the
+        machine's rule held for their needs that may fit now, to queue again. Raises KeyError
+        if it was not running."""
         self.parallel.release(entry.id)
         self.agent_slots[entry.agent].release(entry.id)
         for claim, access in entry.claims:
             self._held.remove(claim, access, entry.id)
+        return () if self.machine is None else self.machine.let_go(entry, len(self.parallel))
 
     @property
     def external_holders(self) -> list[str]:

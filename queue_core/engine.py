@@ -10,6 +10,10 @@ everything is done. Three seams connect it to the world, each given at construct
 - a :class:`~queue_core.timer.Timer`, which calls :meth:`Engine.tick` when something timed
   falls due.
 
+A fourth, the machine's :class:`~queue_core.machine.MachineSampler`, is read only while the
+scheduler has a machine rule (limits, declared needs, ``max_parallel="auto"``): as tasks are
+added, and then on the timer once a second while tasks are unfinished.
+
 Dispatch is event-driven. Whoever changes the state (a submit, an attempt returning, a cancel,
 a tick) asks the scheduler, under the lock, which tasks start now; an attempt that just returned
 runs the first task its release unblocked on the same thread, without waking another. Nothing
@@ -41,6 +45,7 @@ from .errors import (
     RateLimitedError,
 )
 from .executor import Executor, ThreadExecutor
+from .machine import MachineSampler, PsutilSampler
 from .records import QueueStatus, TaskOutcome
 from .results import (
     EVENT_KINDS,
@@ -89,6 +94,7 @@ class Engine:
         sync: Callable[[Engine], ClaimSync] | None = None,
         executor: Callable[[Engine], Executor] | None = None,
         timer: Callable[[Engine], Timer] | None = None,
+        machine: MachineSampler | None = None,
     ):
         self.sched = sched
         self.clock = clock
@@ -105,8 +111,11 @@ class Engine:
         self.broken = False  # a thread of the engine raised: the scheduler may be half-updated
         self.own_thread = threading.local()  # .set on the engine's threads; .owes: see _deliver
         self.sync: ClaimSync = NoSync(clock) if sync is None else sync(self)
+        self.machine = machine  # None: psutil's, made if the scheduler's rule ever wants a reading
         work, tick = self._threaded(self.work), self._threaded(self.tick)
-        self.executor: Executor = ThreadExecutor(work, sched.max_parallel) if executor is None else executor(self)
+        auto = None if sched.machine is None else sched.machine.auto
+        workers = sched.max_parallel if auto is None else max(sched.max_parallel, auto.most_allowed)
+        self.executor: Executor = ThreadExecutor(work, workers) if executor is None else executor(self)
         self.timer: Timer = TimerThread(tick) if timer is None else timer(self)
         _live_engines.add(self)
 
@@ -117,12 +126,14 @@ class Engine:
             if self.closed:
                 raise QueueShutdownError()
             now = self.clock()
+            if self.sched.machine is not None or any(_needs(t) for t in tasks):
+                self._look(now, engage=True)  # a first reading, which tasks' needs are checked against
             # Either validates everything before adding anything.
             finished = self.sched.add(tasks[0], now) if len(tasks) == 1 else self.sched.add_batch(tasks, now)
             futures: list[Future[Any]] = [TaskFuture(self.cancel, t.id) for t in tasks]
             self.futures.update(zip((t.id for t in tasks), futures, strict=True))
             self._dispatch(now)
-            if any(_timed(t) for t in tasks):
+            if any(_timed(t) for t in tasks) or self.sched.machine is not None:
                 self.timer.wake()
             resolved = self._collect(finished)
         self._deliver(resolved)
@@ -151,6 +162,8 @@ class Engine:
 
             if self.closed:
                 raise QueueShutdownError()
+            if self.sched.machine is not None or _needs(task):
+                self._look(self.clock(), engage=True)
             self._hand_out(self.sync.step(decide, shared=False) or [])
             if not decided:  # the registry could not be read
                 refused = self.sync.error
@@ -161,7 +174,7 @@ class Engine:
             if refused is None:
                 future: Future[Any] = TaskFuture(self.cancel, task.id)
                 self.futures[task.id] = future
-                if _timed(task):
+                if _timed(task) or self.sched.machine is not None:
                     self.timer.wake()
                 return future
         self._deliver(resolved, events=False)
@@ -393,7 +406,8 @@ class Engine:
             # and a stop meant for the attempt must not reach the retry.
             if not expired:
                 others_changed, notices = self.sync.poll(now)
-                if others_changed or due is not None:
+                looked = self._look(now)
+                if others_changed or due is not None or looked:
                     self._dispatch(now)
                 self.sync.flush()
             beat = self.sync.beat()
@@ -414,9 +428,32 @@ class Engine:
         if self.done() and self.sync.idle():
             return None
         now = self.clock()
-        due = self.sched.next_wakeup()
-        delays = [d for d in (None if due is None else due - now, self.sync.delay(now)) if d is not None]
-        return min(delays, default=math.inf)
+        delays = [due - now for due in (self.sched.next_wakeup(), self._next_look()) if due is not None]
+        sync = self.sync.delay(now)
+        return min(delays if sync is None else [*delays, sync], default=math.inf)
+
+    # --- the machine ------------------------------------------------------------------------
+
+    def _look(self, now: float, *, engage: bool = False) -> bool:
+        """Read the machine if the scheduler's rule wants a reading by ``now`` (lock held);
+        ``engage``: make the rule if there is none. Whether a dispatch may start more now."""
+        machine = self.sched.machine_rule() if engage else self.sched.machine
+        if machine is None or not machine.due(now):
+            return False
+        if self.machine is None:
+            self.machine = PsutilSampler()
+        try:
+            reading = self.machine.read()
+        except Exception:  # a sampler's failure must not stop the queue: logged, read again later
+            log.warning("the machine could not be read; its last readings stand", exc_info=True)
+            machine.missed(now)
+            return False
+        return self.sched.observe(reading, now)
+
+    def _next_look(self) -> float | None:
+        """When the machine is to be read next (lock held): while a rule reads it and tasks are unfinished."""
+        machine = self.sched.machine
+        return None if machine is None or self.sched.unfinished == 0 else machine.next_look
 
     # --- results ----------------------------------------------------------------------------
 
@@ -511,6 +548,11 @@ def _timed(task: AgentTask) -> bool:
     """Whether ``task`` may need the timer: for a deadline, or for a retry's due time. The timer
     starts now and lives until the queue is done: at interpreter exit (3.12+) no thread starts."""
     return task.timeout is not None or task.retries > 0
+
+
+def _needs(task: AgentTask) -> bool:
+    """Whether ``task`` declares what it needs of the machine."""
+    return task.memory is not None or task.cpus is not None
 
 
 def _time_out(fn: Stoppable, reason: str) -> None:

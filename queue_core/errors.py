@@ -25,6 +25,7 @@ __all__ = [
     "InvalidClaimError",
     "InvalidTaskError",
     "InvalidTaskIdError",
+    "MachineBusyError",
     "MergeBackError",
     "MergeLockError",
     "NotATaskError",
@@ -162,6 +163,10 @@ class CapacityError(ConflictError):
     def __init__(self, max_parallel: int):
         self.max_parallel = max_parallel
         super().__init__(f"max_parallel ({max_parallel}) tasks are already running")
+
+
+class MachineBusyError(ConflictError):
+    """The machine is above a limit, or has no room for a task's declared needs; the message says which."""
 
 
 class TaskTimeoutError(QueueError, TimeoutError):

@@ -21,6 +21,7 @@ from one of them does not wait, since either would wait for itself.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import random
@@ -29,12 +30,14 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from .engine import Engine, TaskEvent
 from .errors import InvalidTaskError, NotATaskError
 from .holds import STALE_AFTER_S
 from .isolated import WorktreeAgent
+from .machine import Limits, MachineSampler, PsutilSampler
+from .machine_rule import AutoParallel, MachineRule
 from .ownership import FileOwnership
 from .realpaths import ClaimResolver
 from .records import QueueStatus, TaskOutcome
@@ -77,6 +80,15 @@ class TaskQueue:
     has been held elsewhere for a second (by whom, and whether that process is stopped), a
     process holding what tasks here wait for is stopped, or died while its agents live on.
 
+    The machine (see :mod:`queue_core.machine_rule`): with ``limits``, no task starts while
+    the machine's CPU or memory in use is above a limit, judged on the mean of the last three
+    readings a second apart, with hysteresis; a task that declares ``memory`` or ``cpus``
+    starts only while the machine has that much beyond what the running tasks declared; and
+    ``max_parallel="auto"`` sets the count from the machine's cores and available memory, then
+    moves it while the queue runs. With no task running, one may always start. ``machine``
+    reads the machine (default: psutil), about once a second while one of those is in play and
+    tasks are unfinished; never otherwise.
+
     A queue dropped without ``shutdown`` still finishes the tasks it was given, then frees its
     threads; at interpreter exit, queued work is finished first, as with concurrent.futures.
     """
@@ -88,7 +100,7 @@ class TaskQueue:
 
     def __init__(
         self,
-        max_parallel: int = 4,
+        max_parallel: int | Literal["auto"] = 4,
         *,
         ownership: FileOwnership | None = None,
         max_bypass: int = DEFAULT_MAX_BYPASS,
@@ -101,7 +113,17 @@ class TaskQueue:
         stale_after: float = STALE_AFTER_S,
         keep_runs: int = DEFAULT_KEEP_RUNS,
         instances: Mapping[str, int] | None = None,
+        machine: MachineSampler | None = None,
+        limits: Limits | None = None,
     ):
+        rule = None
+        if max_parallel == "auto" or limits:
+            auto = None
+            if max_parallel == "auto":
+                machine = machine or PsutilSampler()
+                auto = AutoParallel.for_machine(machine.read())
+                max_parallel = auto.start
+            rule = MachineRule(limits, auto=auto)
         registry = (
             None
             if repo is None
@@ -116,11 +138,17 @@ class TaskQueue:
         )
         resolve = None if registry is None else ClaimResolver(registry.repo).resolve
         scheduler = self._scheduler_type(
-            max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass, resolve=resolve, instances=instances
+            max_parallel,
+            ownership=ownership,
+            rng=rng,
+            max_bypass=max_bypass,
+            resolve=resolve,
+            instances=instances,
+            machine=rule,
         )
         self._instances = dict(instances or {})
         sync = None if registry is None else functools.partial(RegistrySync, registry, on_notice=on_notice)
-        self._engine = Engine(scheduler, clock, on_event, on_notice, sync=sync)
+        self._engine = Engine(scheduler, clock, on_event, on_notice, sync=sync, machine=machine)
         self._registry = registry
         # The threads hold the engine, never this object, so dropping the queue is noticed.
         weakref.finalize(self, self._engine.shutdown, False, False)
@@ -128,6 +156,13 @@ class TaskQueue:
     @property
     def max_parallel(self) -> int:
         return self._engine.sched.max_parallel
+
+    def auto_parallel(self) -> AutoParallel | None:
+        """With ``max_parallel="auto"``, what it resolved to: ``start``, and so far the ``least``
+        and ``most`` it was, up to ``most_allowed``; None otherwise. A copy."""
+        with self._engine.lock:
+            machine = self._engine.sched.machine
+            return None if machine is None or machine.auto is None else copy.copy(machine.auto)
 
     @property
     def registry(self) -> Registry | None:

@@ -14,6 +14,9 @@ How a dispatch stays O(log n) per task with many tasks waiting:
 
 Backfilling (a blocked task does not hold back later ones) must not starve it: see
 queue_core.reservation.
+
+The machine (CPU and memory limits, tasks' declared needs, ``max_parallel="auto"``) is a rule
+over readings the owner takes and hands to :meth:`Scheduler.observe`: see queue_core.machine_rule.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from .deadlines import Timers
 from .entry import TaskEntry, claims_of
 from .errors import DuplicateTaskError, InvalidArgumentError, UnknownDependencyError
 from .graph import critical_order, topological
+from .machine import Reading
+from .machine_rule import MACHINE_KINDS, MachineRule
 from .ownership import FileOwnership
 from .pauses import Pauses
 from .reservation import Reservation
@@ -57,7 +62,9 @@ class Scheduler:
     task per agent type, or ``instances[agent]``; no two running tasks with overlapping claims
     unless both only read; an agent type whose attempt hit a rate limit starts nothing until
     its pause ends. Several instances of an agent type are safe only if each of its tasks runs
-    isolated (its own worktree): the owner decides that, the scheduler only counts. Not
+    isolated (its own worktree): the owner decides that, the scheduler only counts. With
+    ``machine``, or once a task declares needs, the machine's rule too (its limits, needs and
+    ``auto``: see queue_core.machine_rule), on the readings given to ``observe``. Not
     thread-safe: the owner serialises calls.
 
     Raises InvalidArgumentError for a count that is not a positive integer (``max_bypass``:
@@ -73,6 +80,7 @@ class Scheduler:
         max_bypass: int = DEFAULT_MAX_BYPASS,
         resolve: Callable[[Claim], Sequence[Claim]] | None = None,
         instances: Mapping[str, int] | None = None,
+        machine: MachineRule | None = None,
     ):
         parallel = _count("max_parallel", max_parallel, least=1)
         self._reservation = Reservation(_count("max_bypass", max_bypass, least=0))
@@ -86,6 +94,7 @@ class Scheduler:
         self._seq = 0
         self._entries: dict[str, TaskEntry] = {}
         self._admission = Admission(parallel, agents, self._entries, self._paused, self._reservation)
+        self._admission.machine = machine
         self._queues = AgentQueues(self._entries)  # tasks queued, not parked or held back
         self._groups = WaitGroups(self._entries)  # tasks parked on a holder's claim
         self._timers = Timers(self._entries)  # retries waiting, deadlines of running tasks
@@ -122,6 +131,11 @@ class Scheduler:
     def capacity_of(self, agent: str) -> int:
         """How many tasks of ``agent`` may run here at once."""
         return self._admission.agent_slots[agent].capacity
+
+    @property
+    def machine(self) -> MachineRule | None:
+        """The machine's rule, if the scheduler has one (see the class)."""
+        return self._admission.machine
 
     @property
     def reserved(self) -> TaskEntry | None:
@@ -219,12 +233,15 @@ class Scheduler:
         return entry
 
     def _check_new(self, task: AgentTask, batch: Mapping[str, AgentTask] | None = None) -> None:
-        """Raise unless ``task`` is new and each dependency is known here or in ``batch``."""
+        """Raise unless ``task`` is new, each dependency is known here or in ``batch``, and its
+        declared needs could fit the machine last read (InvalidTaskError)."""
         if task.id in self._entries:
             raise DuplicateTaskError(task.id)
         for dep in task.depends_on:
             if dep not in self._entries and (batch is None or dep not in batch):
                 raise UnknownDependencyError(task.id, dep)
+        if task.memory is not None or task.cpus is not None:
+            self.machine_rule().check(task)
 
     def _claims_of(self, task: AgentTask) -> _Claims:
         return claims_of(task, self.ownership, self._resolve)
@@ -267,8 +284,9 @@ class Scheduler:
         for entry in self._timers.due_retries(now):
             self._enqueue(entry)
         started: list[TaskEntry] = []
+        parallel, machine = self._admission.parallel, self._admission.machine
         # Two lazily pruned heaps rank the candidates: agents' queue heads and released groups.
-        while not self._admission.parallel.full:
+        while not parallel.full and (machine is None or not machine.closed(len(parallel))):
             released, queued = self._groups.best_key(), self._queues.best_key()
             if released is not None and (queued is None or released < queued):
                 self._step_released(now, started)
@@ -364,7 +382,11 @@ class Scheduler:
 
     def _park(self, entry: TaskEntry, blocker: Conflict | WaitReason) -> None:
         if isinstance(blocker, WaitReason):
-            self._reservation.hold_back(entry, blocker)
+            machine = self._admission.machine
+            if machine is not None and blocker.kind in MACHINE_KINDS:
+                machine.hold(entry, blocker)  # queued again when there may be room
+            else:
+                self._reservation.hold_back(entry, blocker)
             return
         self._groups.park(entry, blocker)
         self._consider_starving(entry)
@@ -418,10 +440,30 @@ class Scheduler:
     def _let_go(self, task_id: str) -> TaskEntry:
         """Take the running ``task_id`` off its units and claims; raises KeyError if it is not running."""
         entry = self._entries[task_id]
-        self._admission.let_go(entry)
+        for held in self._admission.let_go(entry):  # tasks the machine held for their needs
+            self._enqueue(held)
         self._groups.release(task_id)
         self._queues.wake(entry.agent)
         return entry
+
+    # --- the machine ----------------------------------------------------------------------
+
+    def machine_rule(self) -> MachineRule:
+        """The machine's rule; one without limits is made the first time it is asked for (a task
+        declares needs, a reading is given)."""
+        machine = self._admission.machine
+        if machine is None:
+            machine = self._admission.machine = MachineRule()
+        return machine
+
+    def observe(self, reading: Reading, now: float) -> bool:
+        """The machine as read at ``now``, for its rule (which with ``auto`` may move
+        ``max_parallel``); whether a dispatch may start what it could not before."""
+        machine = self.machine_rule()
+        more = machine.observe(reading, now, self._admission.parallel)
+        for held in machine.give_back() if more else ():
+            self._enqueue(held)
+        return more
 
     # --- time and outcomes ----------------------------------------------------------------
 

@@ -56,6 +56,12 @@ class Slot:
         self._holders[holder] = None
         self.full = len(self._holders) >= self.capacity
 
+    def resize(self, capacity: int) -> None:
+        """Hold ``capacity`` units from now on (``max_parallel="auto"``). Holders beyond it keep
+        their units: the slot stays full, admitting nobody, until enough of them let go."""
+        self.capacity = capacity
+        self.full = len(self._holders) >= capacity
+
     def release(self, holder: str) -> None:
         """``holder`` gives its unit back; raises KeyError if it holds none."""
         del self._holders[holder]

@@ -144,6 +144,11 @@ class AgentTask:
     #: queue_core.estimates), or None. Among tasks of one ``submit_tasks`` batch of equal
     #: priority, the one heading the longest chain of estimates starts first; it bounds nothing.
     estimate_s: float | None = None
+    #: What the task needs of the machine while it runs: bytes of memory, and cores (1.5: one
+    #: and a half). It starts only while the machine has that much beyond what the tasks running
+    #: declared (see queue_core.machine_rule); None: nothing declared.
+    memory: int | None = None
+    cpus: float | None = None
     write_claims: tuple[Claim, ...] = field(init=False, repr=False)
     read_claims: tuple[Claim, ...] = field(init=False, repr=False)
 
@@ -175,6 +180,7 @@ class AgentTask:
             self._check_number("timeout", minimum=0.0)
             if self.timeout <= 0:
                 raise InvalidTaskError("must be a positive number of seconds", task_id=self.id, field="timeout")
+        self._check_needs()
         self.files_to_modify = self._strings("files_to_modify")
         self.reads = self._strings("reads")
         self.depends_on = self._strings("depends_on")
@@ -214,6 +220,15 @@ class AgentTask:
             return tuple(Claim.parse(path) for path in getattr(self, name))
         except InvalidClaimError as exc:
             raise InvalidClaimError(exc.claim, exc.reason, task_id=self.id, field=name) from None
+
+    def _check_needs(self) -> None:
+        """``memory``, a positive whole number of bytes, and ``cpus``, a positive finite number."""
+        if self.memory is not None:
+            self._check_int("memory", minimum=1)
+        if self.cpus is not None:
+            self._check_number("cpus", minimum=0.0)
+            if not 0 < self.cpus < math.inf:
+                raise InvalidTaskError(f"must be more than 0 cores, got {self.cpus!r}", task_id=self.id, field="cpus")
 
     def _check_int(self, name: str, *, minimum: int | None) -> None:
         value = getattr(self, name)

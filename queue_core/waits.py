@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .claims import Claim
-from .errors import AgentAlreadyRunningError, CapacityError, ClaimConflictError, ConflictError
+from .errors import AgentAlreadyRunningError, CapacityError, ClaimConflictError, ConflictError, MachineBusyError
+from .machine import size_text
 
 __all__ = ["WaitReason", "seconds_text"]
 
@@ -27,9 +28,15 @@ class WaitReason:
 
     The fields are those of the first thing that stops it; ``also`` holds the others, in the
     order of ``Admission.blockers``, so a task waiting for a slot and a claim is told both.
+
+    The machine's kinds (see queue_core.machine_rule): "machine", a limit holds new tasks
+    ("memory 93% > 90%"); "need", the room left does not cover what the task declared ("needs
+    2.0 GiB memory, 1.2 GiB free"). Neither is ever given while no task of the run runs: a run
+    may always start one task, whatever the machine.
     """
 
-    kind: str  # "dependency", "retry", "rate_limit", "agent", "claim", "reserved", "capacity" or "ready"
+    kind: str  # "dependency", "retry", "rate_limit", "agent", "claim", "reserved", "capacity",
+    # "machine", "need" or "ready"
     holder: str | None = None  # id of the task that holds or reserves what this one needs
     holder_agent: str | None = None
     claim: str | None = None  # this task's claim ...
@@ -38,6 +45,10 @@ class WaitReason:
     needs: tuple[str, ...] = ()  # unfinished dependencies
     until: float | None = None  # when a retry is due, or a rate-limit pause ends
     limit: int | None = None  # max_parallel, for "capacity"
+    resource: str | None = None  # "cpu" or "memory" ("cpus" for a need), for "machine" and "need"
+    measured: float | None = None  # the mean of the readings (percent), or the room left; None: not measured
+    bound: float | None = None  # the limit (percent), or the task's need
+    resumes_below: float | None = None  # a limit that holds though the mean is under it: until below this
     also: tuple[WaitReason, ...] = ()  # what else stops it
 
     @classmethod
@@ -71,9 +82,32 @@ class WaitReason:
         if self.kind == "reserved":
             what = f"agent {self.holder_agent}" if self.claim is None else f"{self.claim} overlaps {self.held}"
             return f"{what}, reserved for {self.holder} (waiting longest)"
+        if self.kind == "machine":
+            return self._limit_text()
+        if self.kind == "need":
+            return self._need_text()
         if self.kind == "ready":
             return "ready to start"
         return f"max_parallel ({self.limit}) reached"
+
+    def _limit_text(self) -> str:
+        """``memory 93% > 90%``; in the band, ``cpu 87% (was over 90%: waits until below 85%)``;
+        CPU not known yet, ``cpu not measured yet (limit 85%)``."""
+        bound = f"{self.bound:g}%"
+        if self.measured is None:
+            return f"{self.resource} not measured yet (limit {bound})"
+        if self.resumes_below is None:
+            return f"{self.resource} {self.measured:.0f}% > {bound}"
+        return f"{self.resource} {self.measured:.0f}% (was over {bound}: waits until below {self.resumes_below:g}%)"
+
+    def _need_text(self) -> str:
+        """``needs 2.0 GiB memory, 1.2 GiB free``; ``needs 1.5 cpus, 0.3 idle``."""
+        room = None if self.measured is None else max(0.0, self.measured)
+        if self.resource == "memory":
+            need, left = f"{size_text(self.bound or 0)} memory", None if room is None else f"{size_text(room)} free"
+        else:
+            need, left = f"{self.bound:g} cpus", None if room is None else f"{room:.1f} idle"
+        return f"needs {need}, {left or 'not measured yet'}"
 
     def __str__(self) -> str:
         return self.describe()
@@ -94,4 +128,6 @@ class WaitReason:
             return AgentAlreadyRunningError(self.holder_agent or "", self.holder or "", reserved=True)
         if self.kind == "capacity":
             return CapacityError(self.limit or 0)
+        if self.kind in ("machine", "need"):
+            return MachineBusyError(self.describe())
         return ConflictError(self.describe())

@@ -21,6 +21,8 @@ from queue_core.errors import (
     DuplicateTaskError,
     UnknownDependencyError,
 )
+from queue_core.machine import GIB, Limits, Reading
+from queue_core.machine_rule import AutoParallel, MachineRule
 from queue_core.ownership import FileOwnership
 from queue_core.scheduler import Scheduler, TaskEntry
 from queue_core.task import AgentTask, TaskState
@@ -1223,9 +1225,12 @@ def task_specs(draw: st.DrawFn) -> list[dict[str, Any]]:
     return specs
 
 
-def _check_running_set(sched: Scheduler, started: list[TaskEntry], instances: Mapping[str, int]) -> None:
+def _check_running_set(
+    sched: Scheduler, started: list[TaskEntry], instances: Mapping[str, int], *, lowered_ok: bool = False
+) -> None:
     running = sched.running
-    assert len(running) <= sched.max_parallel
+    # lowered_ok: max_parallel="auto" may lower the cap below what runs; then nothing may start.
+    assert len(running) <= sched.max_parallel or (lowered_ok and not started)
     for agent, count in Counter(e.agent for e in running).items():
         assert count <= instances.get(agent, 1), f"{count} running tasks of {agent}: {ids(running)}"
     for i, one in enumerate(running):
@@ -1252,6 +1257,55 @@ def _check_running_set(sched: Scheduler, started: list[TaskEntry], instances: Ma
         assert not [e.id for e in queued if getattr(sched.wait_reason(e), "kind", None) != "rate_limit"]
 
 
+class RandomMachine:
+    """A machine whose readings the seed draws, with limits and tasks' needs drawn too: a
+    16 GiB, 4-core machine, CPU unknown now and then, anything from idle to full."""
+
+    TOTAL, CORES = 16 * GIB, 4
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.limits = Limits(self.rng.choice([None, 50.0, 85.0]), self.rng.choice([None, 1.0, 60.0, 90.0]))
+        self.auto_every = self.rng.choice([None, 1.0, 3.0])  # max_parallel="auto" moving this often
+
+    def rule(self, max_parallel: int) -> MachineRule:
+        auto = None if self.auto_every is None else AutoParallel(max_parallel, max_parallel + 2, every=self.auto_every)
+        return MachineRule(self.limits, auto=auto)
+
+    def needs(self) -> dict[str, Any]:
+        return {
+            "memory": self.rng.choice([None, None, GIB, 4 * GIB, 12 * GIB]),
+            "cpus": self.rng.choice([None, None, 0.5, 2.0, 4.0]),
+        }
+
+    def read(self) -> Reading:
+        cpu = None if self.rng.random() < 0.1 else self.rng.uniform(0.0, 100.0)
+        return Reading.of(cpu, int(self.TOTAL * self.rng.uniform(0.0, 1.0)), self.TOTAL, self.CORES)
+
+
+def _check_machine(sched: Scheduler, running_before: list[TaskEntry], started: list[TaskEntry]) -> None:
+    """Each task started beside another kept to the machine's rule as it stood (a dispatch
+    reads no machine): no limit held, and its needs fitted in the room the tasks running before
+    it left, counted here apart from the rule's own sums."""
+    rule = sched.machine
+    assert rule is not None
+    memory = sum(e.task.memory or 0 for e in running_before)
+    cpus = sum(e.task.cpus or 0.0 for e in running_before)
+    for i, entry in enumerate(started):
+        if running_before or i:  # the progress guarantee: one may start when none runs
+            assert not rule.holding, f"{entry.id} started while a limit held"
+            if entry.task.memory is not None:
+                assert rule.available is not None
+                assert entry.task.memory <= rule.available - memory, f"{entry.id} did not fit in memory"
+            if entry.task.cpus is not None:
+                assert rule.cpu is not None
+                assert rule.last is not None
+                idle = rule.last.cores * (100.0 - rule.cpu) / 100.0
+                assert entry.task.cpus <= idle - cpus + 1e-9, f"{entry.id} did not fit in cores"
+        memory += entry.task.memory or 0
+        cpus += entry.task.cpus or 0.0
+
+
 def _simulate(
     specs: list[dict[str, Any]],
     max_parallel: int,
@@ -1259,6 +1313,7 @@ def _simulate(
     seed: int,
     instances: Mapping[str, int] | None = None,
     estimates: Sequence[float | None] = (),
+    machine: RandomMachine | None = None,
 ) -> Scheduler:
     # The seed also picks how soon a starving task is reserved (0: at once ... 4: the default).
     instances = instances or {}
@@ -1268,7 +1323,10 @@ def _simulate(
         rng=random.Random(seed),
         max_bypass=seed % 5,
         instances=instances,
+        machine=None if machine is None else machine.rule(max_parallel),
     )
+    if machine is not None:
+        sched.observe(machine.read(), 0.0)
     by_id = {s["id"]: s for s in specs}
     tasks = {
         s["id"]: task(
@@ -1283,6 +1341,7 @@ def _simulate(
             rate_limit_backoff=1.0,
             rate_limit_max_wait=10.0,  # 1 + 2 + 4: a fourth limit in a row gives up
             estimate_s=estimates[i] if i < len(estimates) else None,
+            **({} if machine is None else machine.needs()),
         )
         for i, s in enumerate(specs)
     }
@@ -1299,13 +1358,18 @@ def _simulate(
 
     ends: dict[str, float] = {}
     now = 0.0
-    for _ in range(2000):
+    for _ in range(2000 if machine is None else 20000):  # with a machine, a look each second
         while fixed and fixed[0][0] <= now:
             _, tid = fixed.pop(0)
             sched.add(tasks[tid], now)
         sched.expire(now)
+        if machine is not None and sched.machine is not None and sched.machine.due(now):
+            sched.observe(machine.read(), now)
+        running_before = sched.running
         started = sched.dispatch(now)
-        _check_running_set(sched, started, instances)
+        _check_running_set(sched, started, instances, lowered_ok=machine is not None)
+        if machine is not None:
+            _check_machine(sched, running_before, started)
         for entry in started:
             assert entry.attempts - entry.rate_limits <= by_id[entry.id]["retries"] + 1
             ends[entry.id] = now + by_id[entry.id]["durations"][(entry.attempts - 1) % MAX_ATTEMPTS]
@@ -1315,6 +1379,8 @@ def _simulate(
         if (wake := sched.next_wakeup()) is not None:
             assert wake >= now
             times.append(wake)
+        if sched.machine is not None and sched.machine.next_look is not None and sched.unfinished:
+            times.append(sched.machine.next_look)
         if not times:
             break
         now = min(times)
@@ -1375,6 +1441,18 @@ def test_random_batches_with_estimates_are_safe_and_complete(
 ) -> None:
     """As above, each task with an estimate or none: the order changes, never the rules."""
     _check_outcomes(_simulate(specs, max_parallel, reverse_batch, seed, estimates=estimates), specs)
+
+
+@_random_batches
+def test_random_batches_on_a_random_machine_are_safe_and_complete(
+    specs: list[dict[str, Any]], max_parallel: int, reverse_batch: bool, seed: int
+) -> None:
+    """As above, on a machine whose readings jump at random, with limits (1% of memory: above
+    it always), needs (up to the whole machine) and max_parallel="auto" drawn by the seed: the
+    rules hold, the machine's too, and every task still ends (one may always start when none
+    runs; a lowered max_parallel stops no running task, and admits none until below it)."""
+    sched = _simulate(specs, max_parallel, reverse_batch, seed, machine=RandomMachine(seed))
+    _check_outcomes(sched, specs)
 
 
 def _check_outcomes(sched: Scheduler, specs: list[dict[str, Any]]) -> None:
