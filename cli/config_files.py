@@ -383,29 +383,18 @@ class _Reader(MachineKeys):
             origin = Origin(self.source, _line(preset_node), f"{here}.preset")
             report = report if "report" in entries else PRESET_REPORTS.get(preset)
             command = _with_args(PRESETS[preset], args)
-            return AgentSpec(
-                name,
-                command,
-                owns,
-                grace,
-                origin,
-                prompt,
-                report,
-                **limits,
-                instances=instances,
-                isolation=isolation,
-                needs=self.needs(entries, here),
-            )
-        command_node = entries["command"][1]
-        command = self.strings(command_node, f"{here}.command")
-        if not command:
-            raise self.error(command_node, f"{here}.command", "must not be empty: give [program, args...]")
-        for i, element in enumerate(command):
-            self.placeholders(command_node.value[i], f"{here}.command[{i}]", element, _PLACEHOLDERS)
-        origin = Origin(self.source, _line(command_node.value[0]), f"{here}.command[0]")
+        else:
+            command_node = entries["command"][1]
+            own = self.strings(command_node, f"{here}.command")
+            if not own:
+                raise self.error(command_node, f"{here}.command", "must not be empty: give [program, args...]")
+            for i, element in enumerate(own):
+                self.placeholders(command_node.value[i], f"{here}.command[{i}]", element, _PLACEHOLDERS)
+            origin = Origin(self.source, _line(command_node.value[0]), f"{here}.command[0]")
+            command = _with_args(own, args)
         return AgentSpec(
             name,
-            _with_args(command, args),
+            command,
             owns,
             grace,
             origin,
