@@ -85,6 +85,34 @@ def test_repr_names_the_slot_its_count_and_holders() -> None:
     assert repr(slot) == "Slot('agent:dev', 1/2, holders=['t1'])"
 
 
+def test_a_holder_may_take_several_units() -> None:
+    slot = Slot("pool:gpu", 3)
+    slot.take("t1", 2)
+    assert slot.used == 2
+    assert not slot.full
+    assert slot.room(1)
+    assert not slot.room(2)  # not full, yet no room for two
+    slot.take("t2")
+    assert slot.full
+    assert slot.units_of("t1") == 2
+    assert slot.units_of("t3") == 0
+    slot.release("t1")
+    assert slot.used == 1
+    assert slot.room(2)
+    assert repr(slot) == "Slot('pool:gpu', 1/3, holders=['t2'])"
+
+
+def test_units_it_could_not_refuse_count_past_its_capacity() -> None:
+    slot = Slot("pool:api", 2)
+    slot.take("elsewhere", 3)  # another run, which declared a pool of 3
+    assert slot.used == 3
+    assert not slot.room(1)
+    slot.take("here")
+    slot.release("elsewhere")
+    assert slot.used == 1
+    assert slot.room(1)
+
+
 # --- the scheduler's slots ------------------------------------------------------------------------
 
 
