@@ -21,6 +21,7 @@ import sys
 import time
 from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 from queue_core import AgentTask, FileOwnership, SubprocessAgent, TaskEvent, TaskOutcome, TaskQueue, TaskState
 from queue_core.changes import GitCalls, StrayWrites
@@ -283,6 +284,7 @@ def _runner(
 
 
 def _agent_task(task: TaskSpec, runner: SubprocessAgent, spec: AgentSpec) -> AgentTask:
+    backoff: dict[str, Any] = dict(task.backoff)  # floats, for keywords of several types
     return AgentTask(
         task.agent,
         task.description,
@@ -296,7 +298,7 @@ def _agent_task(task: TaskSpec, runner: SubprocessAgent, spec: AgentSpec) -> Age
         retries=task.retries,
         rate_limit_backoff=spec.rate_limit_backoff_s,
         rate_limit_max_wait=spec.rate_limit_max_wait_s,
-        **dict(task.backoff),
+        **backoff,
     )
 
 

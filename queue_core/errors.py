@@ -29,6 +29,7 @@ __all__ = [
     "MergeLockError",
     "NotATaskError",
     "NotRegularFileError",
+    "PoolFullError",
     "PortsExhaustedError",
     "QueueBrokenError",
     "QueueError",
@@ -162,6 +163,22 @@ class CapacityError(ConflictError):
     def __init__(self, max_parallel: int):
         self.max_parallel = max_parallel
         super().__init__(f"max_parallel ({max_parallel}) tasks are already running")
+
+
+class PoolFullError(ConflictError):
+    """A quota pool the task takes has no room for its units, or is reserved for the longest-waiting task."""
+
+    def __init__(self, pool: str, used: int, capacity: int, units: int = 1, *, reserved_for: str | None = None):
+        self.pool = pool
+        self.used = used
+        self.capacity = capacity
+        self.units = units
+        self.reserved_for = reserved_for
+        if reserved_for is not None:
+            super().__init__(f"pool {pool!r} is reserved for task {reserved_for!r}, which has waited longest")
+        else:
+            need = "" if units == 1 else f"; the task needs {units}"
+            super().__init__(f"pool {pool!r} is full ({used} of {capacity} units in use{need})")
 
 
 class TaskTimeoutError(QueueError, TimeoutError):

@@ -36,6 +36,7 @@ from .errors import InvalidTaskError, NotATaskError
 from .holds import STALE_AFTER_S
 from .isolated import WorktreeAgent
 from .ownership import FileOwnership
+from .pools import check_capacities
 from .realpaths import ClaimResolver
 from .records import QueueStatus, TaskOutcome
 from .registry import Registry
@@ -57,6 +58,12 @@ class TaskQueue:
     needs before it is reserved (see :mod:`queue_core.scheduler`); ``clock`` and ``rng`` are
     injectable for tests; ``on_event`` is called (from a worker thread, outside the lock) on
     every state change, and must be thread-safe.
+
+    ``pools`` declares quota pools, each a name and its units (``{"anthropic": 2}``): a task
+    that names a pool (``AgentTask(..., pools=...)``) starts only while the pool has room for
+    its units, and waits, told "pool anthropic full (2/2)", otherwise. With ``repo``, the units
+    that tasks of other runs on the repository hold count too, against this queue's capacity.
+    Raises InvalidArgumentError for a pool that is not a plain name with a positive count.
 
     ``instances`` lets an agent type run several tasks at once (one, by default): safe only
     if each runs in a checkout of its own. An agent command of such an agent type must be a
@@ -101,7 +108,9 @@ class TaskQueue:
         stale_after: float = STALE_AFTER_S,
         keep_runs: int = DEFAULT_KEEP_RUNS,
         instances: Mapping[str, int] | None = None,
+        pools: Mapping[str, int] | None = None,
     ):
+        pools = check_capacities(pools)  # before the registry is made: a bad one leaves nothing behind
         registry = (
             None
             if repo is None
@@ -116,7 +125,13 @@ class TaskQueue:
         )
         resolve = None if registry is None else ClaimResolver(registry.repo).resolve
         scheduler = self._scheduler_type(
-            max_parallel, ownership=ownership, rng=rng, max_bypass=max_bypass, resolve=resolve, instances=instances
+            max_parallel,
+            ownership=ownership,
+            rng=rng,
+            max_bypass=max_bypass,
+            resolve=resolve,
+            instances=instances,
+            pools=pools,
         )
         self._instances = dict(instances or {})
         sync = None if registry is None else functools.partial(RegistrySync, registry, on_notice=on_notice)
@@ -140,8 +155,9 @@ class TaskQueue:
         The future's result is ``execute_fn``'s return value, its exception the task's
         (TaskTimeoutError, TaskSkippedError, CancelledError for a cancelled task, or
         QueueBrokenError if a bug stopped the queue's threads). Raises NotATaskError (a
-        TypeError), DuplicateTaskError, UnknownDependencyError, InvalidClaimError if with
-        ``repo`` a claim resolves outside the repository, or QueueShutdownError after shutdown.
+        TypeError), DuplicateTaskError, UnknownDependencyError, InvalidTaskError for a pool the
+        queue does not declare or has fewer units of, InvalidClaimError if with ``repo`` a claim
+        resolves outside the repository, or QueueShutdownError after shutdown.
         """
         return self._engine.submit([self._isolated(_checked(task, "submit_task"))])[0]
 

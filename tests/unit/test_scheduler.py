@@ -1192,8 +1192,15 @@ OWNERSHIP = {"a": ["d/"], "b": ["e/**/*.txt", "f1.py"]}  # c and d unregistered:
 MAX_ATTEMPTS = 8  # outcomes drawn per task, used in turn; rate limits spend no retry, so more may run
 
 
+#: The quota pools of the runs with pools, and the units a task may take of each.
+POOLS = {"api": 2, "gpu": 3}
+POOL_UNITS = {"api": (1, 2), "gpu": (1, 2, 3)}
+
+
 @st.composite
-def task_specs(draw: st.DrawFn) -> list[dict[str, Any]]:
+def task_specs(draw: st.DrawFn, *, pools: bool = False) -> list[dict[str, Any]]:
+    """Random tasks; with ``pools``, each takes a random part of POOLS (drawn last, so that
+    the batches without pools are drawn as before)."""
     n = draw(st.integers(1, 12))
     specs: list[dict[str, Any]] = []
     for i in range(n):
@@ -1220,14 +1227,22 @@ def task_specs(draw: st.DrawFn) -> list[dict[str, Any]]:
                 "gap": draw(st.sampled_from([0.0, 0.0, 0.0, 1.0, 2.5])),
             }
         )
+        if pools:
+            taken = draw(st.lists(st.sampled_from(sorted(POOLS)), max_size=2, unique=True))
+            specs[-1]["pools"] = {pool: draw(st.sampled_from(POOL_UNITS[pool])) for pool in taken}
     return specs
 
 
-def _check_running_set(sched: Scheduler, started: list[TaskEntry], instances: Mapping[str, int]) -> None:
+def _check_running_set(
+    sched: Scheduler, started: list[TaskEntry], instances: Mapping[str, int], pools: Mapping[str, int]
+) -> None:
     running = sched.running
     assert len(running) <= sched.max_parallel
     for agent, count in Counter(e.agent for e in running).items():
         assert count <= instances.get(agent, 1), f"{count} running tasks of {agent}: {ids(running)}"
+    for pool, capacity in pools.items():
+        used = sum(units for e in running for name, units in e.pools if name == pool)
+        assert used <= capacity, f"{used} units of pool {pool} taken: {ids(running)}"
     for i, one in enumerate(running):
         for other in running[i + 1 :]:
             for mine, my_write in [*((c, True) for c in one.writes), *((c, False) for c in one.reads)]:
@@ -1258,15 +1273,18 @@ def _simulate(
     reverse_batch: bool,
     seed: int,
     instances: Mapping[str, int] | None = None,
+    pools: Mapping[str, int] | None = None,
 ) -> Scheduler:
     # The seed also picks how soon a starving task is reserved (0: at once ... 4: the default).
     instances = instances or {}
+    pools = pools or {}
     sched = Scheduler(
         max_parallel,
         ownership=FileOwnership(OWNERSHIP),
         rng=random.Random(seed),
         max_bypass=seed % 5,
         instances=instances,
+        pools=pools,
     )
     by_id = {s["id"]: s for s in specs}
     tasks = {
@@ -1281,6 +1299,7 @@ def _simulate(
             timeout=s["timeout"],
             rate_limit_backoff=1.0,
             rate_limit_max_wait=10.0,  # 1 + 2 + 4: a fourth limit in a row gives up
+            pools=s.get("pools", {}),
         )
         for s in specs
     }
@@ -1303,7 +1322,7 @@ def _simulate(
             sched.add(tasks[tid], now)
         sched.expire(now)
         started = sched.dispatch(now)
-        _check_running_set(sched, started, instances)
+        _check_running_set(sched, started, instances, pools)
         for entry in started:
             assert entry.attempts - entry.rate_limits <= by_id[entry.id]["retries"] + 1
             ends[entry.id] = now + by_id[entry.id]["durations"][(entry.attempts - 1) % MAX_ATTEMPTS]
@@ -1358,6 +1377,22 @@ def test_random_batches_with_several_instances_of_agents_are_safe_and_complete(
 ) -> None:
     """As above, with two instances of a registered agent and three of one that owns "**"."""
     _check_outcomes(_simulate(specs, max_parallel, reverse_batch, seed, instances={"a": 2, "c": 3}), specs)
+
+
+@_examples(300)
+@given(
+    specs=task_specs(pools=True),
+    max_parallel=st.integers(1, 4),
+    reverse_batch=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_random_batches_with_quota_pools_are_safe_and_complete(
+    specs: list[dict[str, Any]], max_parallel: int, reverse_batch: bool, seed: int
+) -> None:
+    """As above, each task taking units of up to two pools: never more units in use than a
+    pool has, every task completes, and no task that may start is left waiting."""
+    sched = _simulate(specs, max_parallel, reverse_batch, seed, instances={"a": 2}, pools=POOLS)
+    _check_outcomes(sched, specs)
 
 
 def _check_outcomes(sched: Scheduler, specs: list[dict[str, Any]]) -> None:
