@@ -33,6 +33,7 @@ __all__ = [
     "ConfigError",
     "Isolation",
     "Origin",
+    "PoolTake",
     "RepoConfig",
     "TaskSpec",
     "check_instances",
@@ -85,6 +86,15 @@ class Origin:
         return ConfigError(self.source, self.line, self.field, message)
 
 
+@dataclass(frozen=True)
+class PoolTake:
+    """Units of a quota pool that an agent's or a task's ``pools:`` takes, and where that was written."""
+
+    name: str
+    units: int = 1
+    origin: Origin | None = field(default=None, compare=False, repr=False)
+
+
 #: A task's checkout: the repository's own (shared), or a git worktree of its own.
 ISOLATIONS = ("shared", "worktree")
 #: How a worktree task's branch comes back into the branch the run started on (see queue_core.mergeback).
@@ -134,6 +144,8 @@ class AgentSpec:
     #: How many of its tasks may run at once; more than one needs worktree isolation.
     instances: int = 1
     isolation: Isolation = Isolation()
+    #: The quota pools each of its tasks takes, unless the task says (None: none).
+    pools: tuple[PoolTake, ...] | None = None
 
     @classmethod
     def preset(cls, name: str) -> AgentSpec:
@@ -159,6 +171,8 @@ class TaskSpec:
     isolation: Isolation = Isolation()
     #: Where ``agent`` was written (for the "unknown agent" error); not part of equality.
     agent_origin: Origin | None = field(default=None, compare=False, repr=False)
+    #: The quota pools it takes, instead of its agent's (None: its agent's).
+    pools: tuple[PoolTake, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +187,8 @@ class Batch:
     #: How many finished runs keep their history and logs in the state directory (at least 1).
     keep_runs: int | None = None
     isolation: Isolation = Isolation()
+    #: Quota pools and their units (see cli/config_pools.py); with the repository's, the batch's win.
+    pools: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -189,6 +205,8 @@ class RepoConfig:
     worktree_root: str | None = None
     #: How many idle worktrees are kept for the next tasks to reuse (0: none, a new one per task).
     worktree_pool: int = 0
+    #: Quota pools and their units, for every batch run on the repository (see cli/config_pools.py).
+    pools: dict[str, int] = field(default_factory=dict)
 
 
 def parse_duration(text: str | int | float) -> float:

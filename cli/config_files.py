@@ -48,7 +48,15 @@ from .config import (
     shown,
     suggest,
 )
+from .config_pools import read_capacities, read_takes
 from .presets import PRESET_REPORTS, PRESETS
+from .yaml_nodes import BOOL_TAG as _BOOL_TAG
+from .yaml_nodes import FLOAT_TAG as _FLOAT_TAG
+from .yaml_nodes import INT_TAG as _INT_TAG
+from .yaml_nodes import describe as _describe
+from .yaml_nodes import is_null as _is_null
+from .yaml_nodes import join as _join
+from .yaml_nodes import line as _line
 
 __all__ = ["REPO_CONFIG", "load_batch", "load_repo_agents", "load_repo_config"]
 
@@ -59,8 +67,8 @@ _PLACEHOLDERS = ("description", "task_id", "files", "reads", "prompt")
 _PROMPT_PLACEHOLDERS = ("description", "files", "reads")
 #: Where a task's checkout is, and what comes back of it: on a task, an agent or the batch.
 _ISOLATION_KEYS = ("isolation", "merge", "on_violation")
-_BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", *_ISOLATION_KEYS, "agents", "tasks")
-_REPO_KEYS = ("agents", "keep_runs", "on_finish", "setup", "worktree_root", "worktree_pool")
+_BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", *_ISOLATION_KEYS, "pools", "agents", "tasks")
+_REPO_KEYS = ("agents", "keep_runs", "on_finish", "setup", "worktree_root", "worktree_pool", "pools")
 _AGENT_KEYS = (
     "command",
     "preset",
@@ -72,6 +80,7 @@ _AGENT_KEYS = (
     "rate_limit_backoff",
     "rate_limit_max_wait",
     "instances",
+    "pools",
     *_ISOLATION_KEYS,
 )
 #: A task's retry back-off (see AgentTask): durations, but the plain numbers, with their bounds.
@@ -88,14 +97,11 @@ _TASK_KEYS = (
     "timeout",
     "retries",
     *_BACKOFF_KEYS,
+    "pools",
     *_ISOLATION_KEYS,
 )
 _TASK_REQUIRED = ("id", "agent", "description")
 
-_NULL_TAG = "tag:yaml.org,2002:null"
-_BOOL_TAG = "tag:yaml.org,2002:bool"
-_INT_TAG = "tag:yaml.org,2002:int"
-_FLOAT_TAG = "tag:yaml.org,2002:float"
 # Stateless for scalars: one instance turns int/float nodes into values (0x1F, 1_000, 1e3...).
 _SCALARS = yaml.constructor.SafeConstructor()
 # libyaml's parser where PyYAML has it: the same nodes and marks, and ~10x faster on a big batch.
@@ -105,7 +111,8 @@ _BRACED_NAME = re.compile(r"\{(\w+)\}")
 
 
 def load_batch(path: Path) -> Batch:
-    """The batch in the YAML file ``path``: ``max_parallel``, ``stale_after``, ``keep_runs``, ``agents``, ``tasks``.
+    """The batch in the YAML file ``path``: ``max_parallel``, ``stale_after``, ``keep_runs``, ``pools``,
+    ``agents``, ``tasks``.
 
     Raises ConfigError, naming the file, line and field, for unreadable or malformed YAML,
     unknown or duplicate keys, wrong types, invalid paths, duplicate task ids, unknown
@@ -122,12 +129,13 @@ def load_batch(path: Path) -> Batch:
     stale_after = reader.duration(top["stale_after"][1], "stale_after") if "stale_after" in top else None
     agents = reader.agents(top["agents"][1]) if "agents" in top else {}
     tasks = reader.tasks(top["tasks"][1]) if "tasks" in top else ()
-    return Batch(max_parallel, agents, tasks, stale_after, reader.keep_runs(top), reader.isolation(top, None))
+    pools = read_capacities(reader, top["pools"][1]) if "pools" in top else {}
+    return Batch(max_parallel, agents, tasks, stale_after, reader.keep_runs(top), reader.isolation(top, None), pools)
 
 
 def load_repo_config(repo: Path) -> RepoConfig:
     """``project-manager.yaml`` at the root of ``repo``: its ``agents:``, ``keep_runs:``, ``on_finish:``,
-    and for worktree tasks ``setup:``, ``worktree_root:`` and ``worktree_pool:``.
+    ``pools:``, and for worktree tasks ``setup:``, ``worktree_root:`` and ``worktree_pool:``.
 
     Empty if there is no such file. Raises ConfigError as load_batch does; any other
     top-level key is an error.
@@ -144,7 +152,8 @@ def load_repo_config(repo: Path) -> RepoConfig:
     on_finish = reader.command(top["on_finish"][1], "on_finish") if "on_finish" in top else ()
     setup = reader.commands(top["setup"][1], "setup") if "setup" in top else ()
     worktree_root = reader.string(top["worktree_root"][1], "worktree_root") if "worktree_root" in top else None
-    return RepoConfig(agents, reader.keep_runs(top), on_finish, setup, worktree_root, reader.worktree_pool(top))
+    pools = read_capacities(reader, top["pools"][1]) if "pools" in top else {}
+    return RepoConfig(agents, reader.keep_runs(top), on_finish, setup, worktree_root, reader.worktree_pool(top), pools)
 
 
 def load_repo_agents(repo: Path) -> dict[str, AgentSpec]:
@@ -351,6 +360,7 @@ class _Reader:
             self.integer(entries["instances"][1], f"{here}.instances", minimum=1) if "instances" in entries else 1
         )
         isolation = self.isolation(entries, here)
+        pools = read_takes(self, entries["pools"][1], f"{here}.pools") if "pools" in entries else None
         report: str | None = None
         if "report" in entries:
             report_node = entries["report"][1]
@@ -376,7 +386,17 @@ class _Reader:
             report = report if "report" in entries else PRESET_REPORTS.get(preset)
             command = _with_args(PRESETS[preset], args)
             return AgentSpec(
-                name, command, owns, grace, origin, prompt, report, **limits, instances=instances, isolation=isolation
+                name,
+                command,
+                owns,
+                grace,
+                origin,
+                prompt,
+                report,
+                **limits,
+                instances=instances,
+                isolation=isolation,
+                pools=pools,
             )
         command_node = entries["command"][1]
         command = self.strings(command_node, f"{here}.command")
@@ -396,6 +416,7 @@ class _Reader:
             **limits,
             instances=instances,
             isolation=isolation,
+            pools=pools,
         )
 
     def placeholders(self, node: yaml.Node, field: str, text: str, known: Sequence[str]) -> None:
@@ -476,6 +497,7 @@ class _Reader:
             backoff=self.backoff(entries, here),
             isolation=self.isolation(entries, here),
             agent_origin=Origin(self.source, _line(agent_node), f"{here}.agent"),
+            pools=read_takes(self, value("pools"), f"{here}.pools") if "pools" in entries else None,
         )
         return task, entries
 
@@ -509,25 +531,3 @@ def _with_args(command: tuple[str, ...], args: tuple[str, ...]) -> tuple[str, ..
         end = command.index("--")
         return (*command[:end], *args, *command[end:])
     return (*command, *args)
-
-
-def _is_null(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG
-
-
-def _line(node: yaml.Node) -> int | None:
-    return node.start_mark.line + 1 if node.start_mark is not None else None
-
-
-def _join(field: str | None, key: str) -> str:
-    return f"{field}.{key}" if field else key
-
-
-def _describe(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    kinds = {_NULL_TAG: "nothing (null)", _BOOL_TAG: "a boolean", _INT_TAG: "an integer", _FLOAT_TAG: "a number"}
-    kind = kinds.get(node.tag, "a string")
-    return kind if node.tag == _NULL_TAG else f"{kind} {node.value!r}"

@@ -54,6 +54,7 @@ from .config import (
     validate_batch,
 )
 from .config_files import REPO_CONFIG, load_batch, load_repo_config
+from .config_pools import check_pools, merge_pools, task_takes
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
 from .notify import Notify
 from .presets import PRESETS
@@ -103,6 +104,7 @@ def run(
         batch, repo_config, missing = _load(task_texts, batch_file, repo_root, dry_run=dry_run)
         agents = batch.agents
         check_instances(batch, agents, isolation)
+        check_pools(batch, agents)
         isolations = {t.id: task_isolation(t, agents.get(t.agent), batch, isolation) for t in batch.tasks}
         target = _target_branch(repo_root) if any(i.mode == "worktree" for i in isolations.values()) else None
         limit = max_parallel or batch.max_parallel or DEFAULT_MAX_PARALLEL
@@ -118,7 +120,8 @@ def run(
         # Dependencies, duplicates, cycles and claims that resolve (through a symlink) outside
         # the repository are checked here, before anything runs.
         instances = {name: spec.instances for name, spec in agents.items() if spec.instances > 1}
-        plan = Scheduler(limit, ownership=ownership, resolve=ClaimResolver(repo_root).resolve, instances=instances)
+        resolve = ClaimResolver(repo_root).resolve
+        plan = Scheduler(limit, ownership=ownership, resolve=resolve, instances=instances, pools=batch.pools)
         plan.add_batch(tasks, 0.0)
     except (ConfigError, InvalidTaskError) as exc:
         terminal.error(str(exc))
@@ -149,6 +152,7 @@ def run(
         writes,
         notifier,
         instances,
+        batch.pools,
     )
 
 
@@ -178,7 +182,10 @@ def _load(
             terminal.warning(f"{REPO_CONFIG} redefines the preset {name!r}: it runs {shlex.join(spec.command)}")
     agents = merge_agents(repo_config.agents, file_batch.agents)
     keep_runs = file_batch.keep_runs or repo_config.keep_runs  # the batch's, else the repository's
-    batch = Batch(file_batch.max_parallel, agents, tasks, file_batch.stale_after, keep_runs, file_batch.isolation)
+    pools = merge_pools(repo_config.pools, file_batch.pools)
+    batch = Batch(
+        file_batch.max_parallel, agents, tasks, file_batch.stale_after, keep_runs, file_batch.isolation, pools
+    )
     which = functools.partial(find_executable, repo_root=repo_root)
     return batch, repo_config, validate_batch(batch, agents, which, missing_ok=dry_run)
 
@@ -285,6 +292,7 @@ def _runner(
 
 def _agent_task(task: TaskSpec, runner: SubprocessAgent, spec: AgentSpec) -> AgentTask:
     backoff: dict[str, Any] = dict(task.backoff)  # floats, for keywords of several types
+    pools = {take.name: take.units for take in task_takes(task, spec)}
     return AgentTask(
         task.agent,
         task.description,
@@ -298,6 +306,7 @@ def _agent_task(task: TaskSpec, runner: SubprocessAgent, spec: AgentSpec) -> Age
         retries=task.retries,
         rate_limit_backoff=spec.rate_limit_backoff_s,
         rate_limit_max_wait=spec.rate_limit_max_wait_s,
+        pools=pools,
         **backoff,
     )
 
@@ -335,6 +344,7 @@ def _execute(
     writes: dict[str, tuple[Claim, ...]],
     notify: Notify | None = None,
     instances: dict[str, int] | None = None,
+    pools: dict[str, int] | None = None,
 ) -> int:
     output: terminal.PlainEvents | terminal.LiveView
     strays = StrayWrites(repo_root, writes, run_id)
@@ -350,6 +360,7 @@ def _execute(
             stale_after=stale_after,
             keep_runs=keep_runs,
             instances=instances,
+            pools=pools,
         )
         for directory in (queue.registry.dir / "logs", queue.registry.dir / "logs" / run_id) if queue.registry else ():
             ensure_private_dir(directory)  # agents' output is as private as the state
