@@ -177,8 +177,16 @@ class Hold:
             tuple(str(w) for w in data["writes"]),
             tuple(str(r) for r in data["reads"]),
             float(data["since"]),
-            tuple((str(pool), int(units)) for pool, units in data.get("pools", {}).items()),
+            _pools_of(data.get("pools", {})),
         )
+
+
+def _pools_of(value: Any) -> tuple[tuple[str, int], ...]:
+    """A hold's ``pools``; raises ValueError (TypeError) for anything but names to units, as for
+    any other field of a damaged hold."""
+    if not isinstance(value, dict):
+        raise ValueError(f"pools must map pool names to units, got {type(value).__name__}")
+    return tuple((str(pool), int(units)) for pool, units in value.items())
 
 
 def live_holds(

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from queue_core import AgentTask, TaskQueue, repo_status
 from queue_core.claimsfile import holds_in
 from queue_core.holds import Hold, Owner
@@ -115,10 +117,12 @@ def test_units_a_run_takes_are_in_the_registry_and_count_in_another_run(tmp_path
     with TaskQueue(4, repo=tmp_path, pools={"api": 2}) as a, TaskQueue(4, repo=tmp_path, pools={"api": 2}) as b:
         a.submit_tasks([order.task("a1", "x"), order.task("a2", "y")])
         wait_for(order.gates["a2"].started, "a2")
-        assert sorted((h["task"], h["pools"]) for h in claims_json(tmp_path)["holds"]) == [
-            ("a1", {"api": 1}),
-            ("a2", {"api": 1}),
-        ]
+        held = [("a1", {"api": 1}), ("a2", {"api": 1})]
+        # A callable may start on a lease, written at its end (see queue_core.registry_sync).
+        eventually(
+            "their holds on disk",
+            lambda: sorted((h["task"], h["pools"]) for h in claims_json(tmp_path)["holds"]) == held,
+        )
         b.submit_task(order.task("b1", "z"))
         eventually("b1 to wait in line", lambda: tickets(tmp_path) == [f"{b.registry.run}/b1"])  # type: ignore[union-attr]
         (waiting,) = b.get_status().waiting
@@ -179,3 +183,11 @@ def test_each_run_applies_its_own_capacity_to_the_units_of_all(tmp_path: Path) -
         order.gates["a2"].open()
         assert a.join(WAIT)
         assert b.join(WAIT)
+
+
+def test_a_hold_whose_pools_are_damaged_is_damaged_as_a_whole() -> None:
+    """As with any other field: the registry then rebuilds claims.json from the runs' own records."""
+    data = Hold(OWNER, "t1", "dev", ("x.py",), (), 5.0).to_json()
+    for damaged in (["api"], {"api": "many"}, "api"):
+        with pytest.raises((ValueError, TypeError)):
+            Hold.from_json({**data, "pools": damaged})
