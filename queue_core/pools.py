@@ -89,8 +89,6 @@ def task_pools(value: object, task_id: str) -> dict[str, int]:
 def check_takes(task: AgentTask, capacities: Mapping[str, int]) -> None:
     """Raise InvalidTaskError (field ``pools``), naming the pool, unless each pool ``task`` takes
     is one of ``capacities`` with at least the units it takes: it could never start otherwise."""
-    if not task.pool_units:
-        return
     for pool, units in task.pool_units:
         capacity = capacities.get(pool)
         if capacity is None:

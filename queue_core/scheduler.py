@@ -219,7 +219,8 @@ class Scheduler:
         for dep in task.depends_on:
             if dep not in self._entries and (batch is None or dep not in batch):
                 raise UnknownDependencyError(task.id, dep)
-        check_takes(task, self._pools)
+        if task.pool_units:
+            check_takes(task, self._pools)
 
     def _claims_of(self, task: AgentTask) -> _Claims:
         return claims_of(task, self.ownership, self._resolve)
@@ -271,7 +272,7 @@ class Scheduler:
                 self._step_released(now, started)
             elif queued is not None:
                 self._step_agent(now, started)
-            elif not (pooled.waiting and self._wake_pools()):  # woken ones that waited elsewhere left units free
+            elif not (pooled.waiting and self._wake_pools()):  # woken tasks that waited elsewhere left units free
                 break
         return started
 
