@@ -18,7 +18,7 @@ from .entry import TaskEntry
 from .errors import InvalidArgumentError
 from .pauses import Pauses
 from .reservation import Reservation
-from .slots import Slot
+from .slots import Slot, WeightedSlot
 from .waits import WaitReason
 
 __all__ = ["Admission"]
@@ -44,7 +44,7 @@ class Admission:
         #: ``agent:<type>``: a unit for each task of the type running here or elsewhere.
         self.agent_slots = _AgentSlots({agent: Slot(f"agent:{agent}", n) for agent, n in instances.items()})
         #: ``pool:<name>``: the units of each quota pool that tasks running here or elsewhere take.
-        self.pools = {name: Slot(f"pool:{name}", n) for name, n in (pools or {}).items()}
+        self.pools = {name: WeightedSlot(f"pool:{name}", n) for name, n in (pools or {}).items()}
         self._held = ClaimIndex()  # of the tasks running here and the holders elsewhere
         # Holders elsewhere (other processes' tasks): holder id -> (agent, claims, pools).
         self._external: dict[str, tuple[str, tuple[tuple[Claim, Access], ...], _Pools]] = {}
@@ -128,7 +128,7 @@ class Admission:
         kind = "reserved" if owner in self._in_line else "claim"
         return WaitReason.overlap(kind, conflict.claim, conflict.held, owner, self.agent_of(owner), conflict.example)
 
-    def _pool_full(self, slot: Slot, pool: str, units: int) -> WaitReason:
+    def _pool_full(self, slot: WeightedSlot, pool: str, units: int) -> WaitReason:
         """``pool`` has no room for ``units``: named by its longest holder, or by the longest one
         kept for a run waiting longer, if without those it would have room."""
         kept_for = [holder for holder in slot.holders if holder in self._in_line]
@@ -151,8 +151,9 @@ class Admission:
         """``entry`` starts: it takes a unit of its slots, its units of its pools, and holds its claims."""
         self.parallel.take(entry.id)
         self.agent_slots[entry.agent].take(entry.id)
-        for pool, units in entry.pools:
-            self.pools[pool].take(entry.id, units)
+        if entry.pools:
+            for pool, units in entry.pools:
+                self.pools[pool].take(entry.id, units)
         for claim, access in entry.claims:
             self._held.add(claim, access, entry.id)
 
@@ -160,8 +161,9 @@ class Admission:
         """``entry`` stopped running: its units and claims are free. Raises KeyError if it was not running."""
         self.parallel.release(entry.id)
         self.agent_slots[entry.agent].release(entry.id)
-        for pool, _ in entry.pools:
-            self.pools[pool].release(entry.id)
+        if entry.pools:
+            for pool, _ in entry.pools:
+                self.pools[pool].release(entry.id)
         for claim, access in entry.claims:
             self._held.remove(claim, access, entry.id)
 

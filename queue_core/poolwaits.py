@@ -18,7 +18,7 @@ import heapq
 from collections.abc import Mapping
 
 from .entry import TaskEntry
-from .slots import Slot
+from .slots import WeightedSlot
 from .task import TaskState
 
 __all__ = ["PoolWait", "PoolWaits"]
@@ -45,7 +45,7 @@ class PoolWaits:
     waiter is a task that is queued and whose ``blocker`` is its pool's :class:`PoolWait`.
     """
 
-    def __init__(self, entries: Mapping[str, TaskEntry], pools: Mapping[str, Slot]):
+    def __init__(self, entries: Mapping[str, TaskEntry], pools: Mapping[str, WeightedSlot]):
         self._entries = entries
         self._pools = pools
         self._marks = {name: PoolWait(name) for name in pools}

@@ -84,7 +84,8 @@ class Reservation:
         ended = self.reserved
         self.watched = entry
         self._bypassed = 0
-        self._pools = set()
+        if self._pools:  # a new set only when one was used: it is called at every start of a watched task
+            self._pools = set()
         if ended is None:
             return None
         held_back, self._held_back = self._held_back, []

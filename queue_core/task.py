@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from .claims import Claim
@@ -97,6 +98,10 @@ def check_task_id(task_id: str) -> None:
 #: The longest pause after a rate limit the agent did not name a reset for, unless the back-off is longer.
 RATE_LIMIT_MAX_BACKOFF_S = 900.0
 
+#: The ``pools`` of a task that takes none: one shared, read-only mapping, not a dict per task
+#: (100,000 of them cost memory, and the garbage collector's time).
+_NO_POOLS: Mapping[str, int] = MappingProxyType({})
+
 # Process id in the prefix keeps generated ids unique across the processes sharing a repo.
 _ids = itertools.count(1)
 
@@ -180,7 +185,7 @@ class AgentTask:
         if self.id in self.depends_on:
             raise InvalidTaskError("a task cannot depend on itself", task_id=self.id, field="depends_on")
         if isinstance(self.pools, tuple) and not self.pools:  # the default: skip the checks, built per task
-            self.pools, self.pool_units = {}, ()
+            self.pools, self.pool_units = _NO_POOLS, ()
         else:
             self.pools = task_pools(self.pools, self.id)
             self.pool_units = tuple(self.pools.items())
