@@ -1,6 +1,7 @@
 """Run every benchmark and print one markdown report: ``python -m bench.run_all``.
 
-Sections: release->start latency, in-process overhead, makespan (simulated), scale, claims
+Sections: release->start latency, in-process overhead, makespan (simulated), quota pools against
+a 429-prone provider (simulated), scale, claims
 across processes (the on-disk registry), the supervisor, the command line, and worktree tasks
 (a new worktree or one from the pool, and the merge-back; on a 20,000-file repository made in
 /dev/shm when there is one). The report ends with every figure against its target from
@@ -15,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import cli, latency, makespan, mergeback, overhead, registry, scale, supervisor, worktrees
+from . import cli, latency, makespan, mergeback, overhead, quota, registry, scale, supervisor, worktrees
 from ._common import Section, checks_table, machine
 
 
@@ -31,6 +32,7 @@ def main() -> None:
         ("latency", latency.run),
         ("overhead", overhead.run),
         ("makespan", makespan.run),
+        ("quota", quota.run),
         ("scale", scale.run),
         ("registry", registry.run),
         ("supervisor", supervisor.run),

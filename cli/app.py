@@ -166,7 +166,9 @@ def delegate_multiple(
     Each TASK is "AGENT: DESCRIPTION @path @path"; --file adds those of a YAML batch. Only the
     trailing @path words are claims, relative to the current directory; quote a path with
     spaces: @"a b.md". AGENT is defined in the batch or in project-manager.yaml, or is a preset
-    such as claude, codex or shell, which needs no definition.
+    such as claude, codex or shell, which needs no definition. Quota pools (pools: {anthropic:
+    2} in the batch or project-manager.yaml, taken by an agent's or a task's pools:
+    [anthropic]) cap the tasks that share an API quota, across every run on the repository.
 
     Every agent runs under a supervisor process that stops its whole process tree when the
     task ends, times out or is cancelled, and when this command dies. An agent that hits a rate

@@ -36,6 +36,7 @@ __all__ = [
     "Isolation",
     "Needs",
     "Origin",
+    "PoolTake",
     "RepoConfig",
     "TaskSpec",
     "check_instances",
@@ -87,6 +88,15 @@ class Origin:
 
     def error(self, message: str) -> ConfigError:
         return ConfigError(self.source, self.line, self.field, message)
+
+
+@dataclass(frozen=True)
+class PoolTake:
+    """Units of a quota pool that an agent's or a task's ``pools:`` takes, and where that was written."""
+
+    name: str
+    units: int = 1
+    origin: Origin | None = field(default=None, compare=False, repr=False)
 
 
 #: A task's checkout: the repository's own (shared), or a git worktree of its own.
@@ -161,6 +171,8 @@ class AgentSpec:
     isolation: Isolation = Isolation()
     #: What each of its tasks needs of the machine, unless the task says.
     needs: Needs = Needs()
+    #: The quota pools each of its tasks takes, unless the task says (None: none).
+    pools: tuple[PoolTake, ...] | None = None
 
     @classmethod
     def preset(cls, name: str) -> AgentSpec:
@@ -187,6 +199,8 @@ class TaskSpec:
     #: Where ``agent`` was written (for the "unknown agent" error); not part of equality.
     agent_origin: Origin | None = field(default=None, compare=False, repr=False)
     needs: Needs = Needs()
+    #: The quota pools it takes, instead of its agent's (None: its agent's).
+    pools: tuple[PoolTake, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +217,8 @@ class Batch:
     isolation: Isolation = Isolation()
     #: The batch's ``limits:`` (each None where it sets none: the repository's, else none).
     limits: Limits = NO_LIMITS
+    #: Quota pools and their units (see cli/config_pools.py); with the repository's, the batch's win.
+    pools: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -221,6 +237,8 @@ class RepoConfig:
     worktree_pool: int = 0
     #: ``limits:`` for every batch of the repository, under a batch's and the flags'.
     limits: Limits = NO_LIMITS
+    #: Quota pools and their units, for every batch run on the repository (see cli/config_pools.py).
+    pools: dict[str, int] = field(default_factory=dict)
 
 
 def parse_duration(text: str | int | float) -> float:

@@ -49,7 +49,15 @@ from .config import (
     suggest,
 )
 from .config_machine import MachineKeys
+from .config_pools import read_capacities, read_takes
 from .presets import PRESET_REPORTS, PRESETS
+from .yaml_nodes import BOOL_TAG as _BOOL_TAG
+from .yaml_nodes import FLOAT_TAG as _FLOAT_TAG
+from .yaml_nodes import INT_TAG as _INT_TAG
+from .yaml_nodes import describe as _describe
+from .yaml_nodes import is_null as _is_null
+from .yaml_nodes import join as _join
+from .yaml_nodes import line as _line
 
 __all__ = ["REPO_CONFIG", "load_batch", "load_repo_agents", "load_repo_config"]
 
@@ -62,8 +70,8 @@ _PROMPT_PLACEHOLDERS = ("description", "files", "reads")
 _ISOLATION_KEYS = ("isolation", "merge", "on_violation")
 #: What a task needs of the machine (see cli/config_machine.py): on a task or an agent.
 _NEEDS_KEYS = ("memory", "cpus")
-_BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", *_ISOLATION_KEYS, "limits", "agents", "tasks")
-_REPO_KEYS = ("agents", "keep_runs", "on_finish", "setup", "worktree_root", "worktree_pool", "limits")
+_BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", *_ISOLATION_KEYS, "limits", "pools", "agents", "tasks")
+_REPO_KEYS = ("agents", "keep_runs", "on_finish", "setup", "worktree_root", "worktree_pool", "limits", "pools")
 _AGENT_KEYS = (
     "command",
     "preset",
@@ -75,6 +83,7 @@ _AGENT_KEYS = (
     "rate_limit_backoff",
     "rate_limit_max_wait",
     "instances",
+    "pools",
     *_ISOLATION_KEYS,
     *_NEEDS_KEYS,
 )
@@ -92,15 +101,12 @@ _TASK_KEYS = (
     "timeout",
     "retries",
     *_BACKOFF_KEYS,
+    "pools",
     *_ISOLATION_KEYS,
     *_NEEDS_KEYS,
 )
 _TASK_REQUIRED = ("id", "agent", "description")
 
-_NULL_TAG = "tag:yaml.org,2002:null"
-_BOOL_TAG = "tag:yaml.org,2002:bool"
-_INT_TAG = "tag:yaml.org,2002:int"
-_FLOAT_TAG = "tag:yaml.org,2002:float"
 # Stateless for scalars: one instance turns int/float nodes into values (0x1F, 1_000, 1e3...).
 _SCALARS = yaml.constructor.SafeConstructor()
 # libyaml's parser where PyYAML has it: the same nodes and marks, and ~10x faster on a big batch.
@@ -110,7 +116,8 @@ _BRACED_NAME = re.compile(r"\{(\w+)\}")
 
 
 def load_batch(path: Path) -> Batch:
-    """The batch in the YAML file ``path``: ``max_parallel``, ``stale_after``, ``keep_runs``, ``agents``, ``tasks``.
+    """The batch in the YAML file ``path``: ``max_parallel``, ``stale_after``, ``keep_runs``, ``pools``,
+    ``agents``, ``tasks``.
 
     Raises ConfigError, naming the file, line and field, for unreadable or malformed YAML,
     unknown or duplicate keys, wrong types, invalid paths, duplicate task ids, unknown
@@ -128,12 +135,13 @@ def load_batch(path: Path) -> Batch:
     agents = reader.agents(top["agents"][1]) if "agents" in top else {}
     tasks = reader.tasks(top["tasks"][1]) if "tasks" in top else ()
     isolation = reader.isolation(top, None)
-    return Batch(max_parallel, agents, tasks, stale_after, reader.keep_runs(top), isolation, reader.limits(top))
+    pools = read_capacities(reader, top["pools"][1]) if "pools" in top else {}
+    return Batch(max_parallel, agents, tasks, stale_after, reader.keep_runs(top), isolation, reader.limits(top), pools)
 
 
 def load_repo_config(repo: Path) -> RepoConfig:
     """``project-manager.yaml`` at the root of ``repo``: its ``agents:``, ``keep_runs:``, ``on_finish:``,
-    and for worktree tasks ``setup:``, ``worktree_root:`` and ``worktree_pool:``.
+    ``pools:``, and for worktree tasks ``setup:``, ``worktree_root:`` and ``worktree_pool:``.
 
     Empty if there is no such file. Raises ConfigError as load_batch does; any other
     top-level key is an error.
@@ -151,7 +159,8 @@ def load_repo_config(repo: Path) -> RepoConfig:
     setup = reader.commands(top["setup"][1], "setup") if "setup" in top else ()
     worktree_root = reader.string(top["worktree_root"][1], "worktree_root") if "worktree_root" in top else None
     pool = reader.worktree_pool(top)
-    return RepoConfig(agents, reader.keep_runs(top), on_finish, setup, worktree_root, pool, reader.limits(top))
+    pools = read_capacities(reader, top["pools"][1]) if "pools" in top else {}
+    return RepoConfig(agents, reader.keep_runs(top), on_finish, setup, worktree_root, pool, reader.limits(top), pools)
 
 
 def load_repo_agents(repo: Path) -> dict[str, AgentSpec]:
@@ -359,6 +368,7 @@ class _Reader(MachineKeys):
             self.integer(entries["instances"][1], f"{here}.instances", minimum=1) if "instances" in entries else 1
         )
         isolation = self.isolation(entries, here)
+        pools = read_takes(self, entries["pools"][1], f"{here}.pools") if "pools" in entries else None
         report: str | None = None
         if "report" in entries:
             report_node = entries["report"][1]
@@ -404,6 +414,7 @@ class _Reader(MachineKeys):
             instances=instances,
             isolation=isolation,
             needs=self.needs(entries, here),
+            pools=pools,
         )
 
     def placeholders(self, node: yaml.Node, field: str, text: str, known: Sequence[str]) -> None:
@@ -485,6 +496,7 @@ class _Reader(MachineKeys):
             isolation=self.isolation(entries, here),
             agent_origin=Origin(self.source, _line(agent_node), f"{here}.agent"),
             needs=self.needs(entries, here),
+            pools=read_takes(self, value("pools"), f"{here}.pools") if "pools" in entries else None,
         )
         return task, entries
 
@@ -518,25 +530,3 @@ def _with_args(command: tuple[str, ...], args: tuple[str, ...]) -> tuple[str, ..
         end = command.index("--")
         return (*command[:end], *args, *command[end:])
     return (*command, *args)
-
-
-def _is_null(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG
-
-
-def _line(node: yaml.Node) -> int | None:
-    return node.start_mark.line + 1 if node.start_mark is not None else None
-
-
-def _join(field: str | None, key: str) -> str:
-    return f"{field}.{key}" if field else key
-
-
-def _describe(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    kinds = {_NULL_TAG: "nothing (null)", _BOOL_TAG: "a boolean", _INT_TAG: "an integer", _FLOAT_TAG: "a number"}
-    kind = kinds.get(node.tag, "a string")
-    return kind if node.tag == _NULL_TAG else f"{kind} {node.value!r}"

@@ -21,6 +21,7 @@ import sys
 import time
 from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 from queue_core import AgentTask, FileOwnership, SubprocessAgent, TaskEvent, TaskOutcome, TaskQueue, TaskState
 from queue_core.changes import GitCalls, Stray, StrayWrites
@@ -56,6 +57,7 @@ from .config import (
 )
 from .config_files import REPO_CONFIG, load_batch, load_repo_config
 from .config_machine import RunMachine, merged_limits
+from .config_pools import check_pools, merge_pools, task_takes
 from .estimates import History
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
 from .notify import Notify
@@ -111,6 +113,7 @@ def run(
         agents = batch.agents
         check_instances(batch, agents, isolation)
         check_worktree_ids(batch, agents, isolation)
+        check_pools(batch, agents)
         isolations = {t.id: task_isolation(t, agents.get(t.agent), batch, isolation) for t in batch.tasks}
         target = _target_branch(repo_root) if any(i.mode == "worktree" for i in isolations.values()) else None
         if target is not None:
@@ -139,7 +142,9 @@ def run(
         # the repository are checked here, before anything runs.
         instances = {name: spec.instances for name, spec in agents.items() if spec.instances > 1}
         resolve = ClaimResolver(repo_root).resolve
-        plan = Scheduler(limit, ownership=ownership, resolve=resolve, instances=instances, machine=machine.rule())
+        plan = Scheduler(
+            limit, ownership=ownership, resolve=resolve, instances=instances, machine=machine.rule(), pools=batch.pools
+        )
         if machine.reading is not None:
             plan.observe(machine.reading, 0.0)  # the plan judges limits and needs on the machine now
         plan.add_batch(tasks, 0.0)
@@ -174,6 +179,7 @@ def run(
         history,
         notifier,
         instances,
+        batch.pools,
     )
 
 
@@ -203,7 +209,8 @@ def _load(
             terminal.warning(f"{REPO_CONFIG} redefines the preset {name!r}: it runs {shlex.join(spec.command)}")
     agents = merge_agents(repo_config.agents, file_batch.agents)
     keep_runs = file_batch.keep_runs or repo_config.keep_runs  # the batch's, else the repository's
-    batch = dataclasses.replace(file_batch, agents=agents, tasks=tasks, keep_runs=keep_runs)
+    pools = merge_pools(repo_config.pools, file_batch.pools)
+    batch = dataclasses.replace(file_batch, agents=agents, tasks=tasks, keep_runs=keep_runs, pools=pools)
     which = functools.partial(find_executable, repo_root=repo_root)
     return batch, repo_config, validate_batch(batch, agents, which, missing_ok=dry_run)
 
@@ -309,8 +316,9 @@ def _runner(
 
 
 def _agent_task(task: TaskSpec, runner: SubprocessAgent, spec: AgentSpec, machine: RunMachine) -> AgentTask:
-    backoff: dict[str, float] = dict(task.backoff)
+    backoff: dict[str, Any] = dict(task.backoff)  # floats, for keywords of several types
     needs = machine.needs[task.id]
+    pools = {take.name: take.units for take in task_takes(task, spec)}
     return AgentTask(
         task.agent,
         task.description,
@@ -326,6 +334,7 @@ def _agent_task(task: TaskSpec, runner: SubprocessAgent, spec: AgentSpec, machin
         rate_limit_max_wait=spec.rate_limit_max_wait_s,
         memory=needs.memory,
         cpus=needs.cpus,
+        pools=pools,
         **backoff,
     )
 
@@ -366,6 +375,7 @@ def _execute(
     history: History,
     notify: Notify | None = None,
     instances: dict[str, int] | None = None,
+    pools: dict[str, int] | None = None,
 ) -> int:
     output: terminal.PlainEvents | terminal.LiveView
     strays = StrayWrites(repo_root, writes, run_id)
@@ -384,6 +394,7 @@ def _execute(
             instances=instances,
             machine=machine.sampler,
             limits=machine.limits or None,
+            pools=pools,
         )
         for directory in (queue.registry.dir / "logs", queue.registry.dir / "logs" / run_id) if queue.registry else ():
             ensure_private_dir(directory)  # agents' output is as private as the state

@@ -53,6 +53,9 @@ _HEADER = Template("""\
 #   rate_limit_max_wait: 2h       how long its tasks wait out rate limits before they fail
 #   instances: 1                  how many of its tasks may run at once; more than one needs
 #                                 isolation: worktree (two agents in one checkout collide)
+#   pools: [anthropic]            the quota pools (pools: below) each of its tasks takes, a
+#                                 unit of each; {gpu: 2} for two units. A task's own pools:
+#                                 replaces its agent's
 #   isolation: shared             shared: the repository's checkout; worktree: a git
 #                                 worktree of its own per task, merged back when it succeeds
 #   merge: merge                  how a worktree task comes back: merge (a merge commit),
@@ -70,6 +73,9 @@ _HEADER = Template("""\
 #   PM_SUCCEEDED and PM_FAILED in its environment
 # setup: [[npm, ci]]   # run in each new worktree before its agent, each an argv
 # worktree_root: ../worktrees   # where worktrees go (default: the state directory in .git)
+# pools: {anthropic: 2}   # quota pools: at most 2 units of anthropic in use at once by the
+#   tasks that take it, across every run on this repository (a batch's pools: may change the
+#   count for its run); an agent or a task takes one with pools: [anthropic]
 # worktree_pool: 2   # keep up to 2 worktrees of merged tasks for the next tasks to reuse
 #   (much faster on a large repository); each is a whole checkout on disk, and ignored files
 #   (build caches, node_modules) carry from one task to the next. Default 0: a new one per task

@@ -69,6 +69,9 @@ from .errors import (
     NotRegularFileError as NotRegularFileError,
 )
 from .errors import (
+    PoolFullError as PoolFullError,
+)
+from .errors import (
     PortsExhaustedError as PortsExhaustedError,
 )
 from .errors import (

@@ -13,7 +13,8 @@ from .ownership import FileOwnership
 from .task import AgentTask, TaskState
 from .waits import WaitReason, seconds_text
 
-if TYPE_CHECKING:  # waitgroups imports this module
+if TYPE_CHECKING:  # waitgroups and poolwaits import this module
+    from .poolwaits import PoolWait
     from .waitgroups import WaitGroup
 
 __all__ = ["TaskEntry", "claims_of"]
@@ -30,12 +31,14 @@ class TaskEntry:
     id: str = field(init=False)
     agent: str = field(init=False)
     claims: tuple[tuple[Claim, Access], ...] = field(init=False, repr=False)  # writes, then reads
+    pools: tuple[tuple[str, int], ...] = field(init=False, repr=False)  # (quota pool, units) it takes
     state: TaskState = TaskState.PENDING
     attempts: int = 0
     rate_limits: int = 0  # attempts that hit a rate limit: they spend no retry
     unmet: int = 0  # dependencies that have not succeeded yet
     dependents: list[str] = field(default_factory=list)
-    blocker: WaitReason | WaitGroup | None = None  # held back by the reservation, or parked in a group
+    # Held back by the reservation, parked in a group, or parked on a pool.
+    blocker: WaitReason | WaitGroup | PoolWait | None = None
     retry_at: float | None = None
     deadline: float | None = None
     timed_out: bool = False  # ran past its deadline; claims held until it returns
@@ -51,6 +54,7 @@ class TaskEntry:
         self.id = self.task.id
         self.agent = self.task.agent_type
         self.claims = (*((c, Access.WRITE) for c in self.writes), *((c, Access.READ) for c in self.reads))
+        self.pools = self.task.pool_units
 
     def timed_out_reason(self) -> str:
         """Why its attempt, past its deadline, ends: ``timed out after 1s (attempt 2 of 3)``.

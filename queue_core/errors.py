@@ -30,6 +30,7 @@ __all__ = [
     "MergeLockError",
     "NotATaskError",
     "NotRegularFileError",
+    "PoolFullError",
     "PortsExhaustedError",
     "QueueBrokenError",
     "QueueError",
@@ -167,6 +168,22 @@ class CapacityError(ConflictError):
 
 class MachineBusyError(ConflictError):
     """The machine is above a limit, or has no room for a task's declared needs; the message says which."""
+
+
+class PoolFullError(ConflictError):
+    """A quota pool the task takes has no room for its units, or is reserved for the longest-waiting task."""
+
+    def __init__(self, pool: str, used: int, capacity: int, units: int = 1, *, reserved_for: str | None = None):
+        self.pool = pool
+        self.used = used
+        self.capacity = capacity
+        self.units = units
+        self.reserved_for = reserved_for
+        if reserved_for is not None:
+            super().__init__(f"pool {pool!r} is reserved for task {reserved_for!r}, which has waited longest")
+        else:
+            need = "" if units == 1 else f"; the task needs {units}"
+            super().__init__(f"pool {pool!r} is full ({used} of {capacity} units in use{need})")
 
 
 class TaskTimeoutError(QueueError, TimeoutError):

@@ -132,7 +132,7 @@ class Owner:
 
 @dataclass(frozen=True)
 class Hold:
-    """One running task's claims, as recorded in the registry.
+    """One running task's claims, and the units of quota pools it takes, as recorded in the registry.
 
     The process groups of its agent (one per attempt) are in its run's groups file, appended
     there before the agent ran: while one has a live member, the hold lives even if its run
@@ -145,6 +145,8 @@ class Hold:
     writes: tuple[str, ...]
     reads: tuple[str, ...]
     since: float  # wall-clock time it was taken
+    #: The units of quota pools it takes: (pool, units) pairs (see queue_core.pools).
+    pools: tuple[tuple[str, int], ...] = ()
 
     @property
     def key(self) -> str:
@@ -152,7 +154,9 @@ class Hold:
         return f"{self.owner.run}/{self.task}"
 
     def to_json(self) -> dict[str, Any]:
-        data = {
+        """As claims.json has it; ``pools`` only if it takes some, so that a hold without is
+        written as before, and an older version, which reads the keys it knows, reads it still."""
+        data: dict[str, Any] = {
             "owner": self.owner.to_json(),
             "task": self.task,
             "agent": self.agent,
@@ -160,6 +164,8 @@ class Hold:
             "reads": list(self.reads),
             "since": self.since,
         }
+        if self.pools:
+            data["pools"] = dict(self.pools)
         return data
 
     @classmethod
@@ -171,7 +177,16 @@ class Hold:
             tuple(str(w) for w in data["writes"]),
             tuple(str(r) for r in data["reads"]),
             float(data["since"]),
+            _pools_of(data.get("pools", {})),
         )
+
+
+def _pools_of(value: Any) -> tuple[tuple[str, int], ...]:
+    """A hold's ``pools``; raises ValueError (TypeError) for anything but names to units, as for
+    any other field of a damaged hold."""
+    if not isinstance(value, dict):
+        raise ValueError(f"pools must map pool names to units, got {type(value).__name__}")
+    return tuple((str(pool), int(units)) for pool, units in value.items())
 
 
 def live_holds(

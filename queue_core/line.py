@@ -1,10 +1,11 @@
-"""The line: fairness between runs that want the same path or agent type.
+"""The line: fairness between runs that want the same path, agent type or quota pool.
 
-A run's tasks that wait for what another run holds take places in a line kept in claims.json,
-oldest first. Another run treats a place ahead of its own as if its task ran: it starts nothing
-that conflicts with it. So the run that releases a path does not take it back for its own next
-task while a task of another run waited through that release: that task goes first, and the
-next one of the releasing run joins the line behind it.
+A run's tasks that wait for what another run holds (a path, an agent type, units of a quota
+pool) take places in a line kept in claims.json, oldest first. Another run treats a place
+ahead of its own as if its task ran: it starts nothing that conflicts with it, and counts the
+place's units of a pool as taken. So the run that releases a path does not take it back for
+its own next task while a task of another run waited through that release: that task goes
+first, and the next one of the releasing run joins the line behind it.
 
 Rules, all pure functions of the line here; :class:`~queue_core.queue.TaskQueue` applies them
 at every registry step:
@@ -46,6 +47,7 @@ class Wanted:
     writes: tuple[str, ...]
     reads: tuple[str, ...]
     behind: frozenset[str]
+    pools: tuple[tuple[str, int], ...] = ()  # the units of quota pools it would take
 
 
 @dataclass(frozen=True)
@@ -59,17 +61,18 @@ class Place:
     reads: tuple[str, ...]
     behind: tuple[str, ...]  # the runs it waited for, sorted
     since: float
+    pools: tuple[tuple[str, int], ...] = ()  # the units of quota pools its task would take
 
     def to_json(self) -> dict[str, Any]:
         """As a hold of its task would be written, with the runs it waited for."""
-        hold = Hold(self.owner, self.task, self.agent, self.writes, self.reads, self.since)
+        hold = Hold(self.owner, self.task, self.agent, self.writes, self.reads, self.since, self.pools)
         return {**hold.to_json(), "behind": list(self.behind)}
 
     @classmethod
     def from_json(cls, data: Any) -> Place:
         hold = Hold.from_json(data)
         behind = tuple(sorted(str(r) for r in data.get("behind", ())))
-        return cls(hold.owner, hold.task, hold.agent, hold.writes, hold.reads, behind, hold.since)
+        return cls(hold.owner, hold.task, hold.agent, hold.writes, hold.reads, behind, hold.since, hold.pools)
 
 
 def parse_line(items: Any) -> list[Place]:
@@ -99,8 +102,8 @@ def set_places(line: Sequence[Place], owner: Owner, wanted: Sequence[Wanted], no
             result.append(place)
         elif (task := next(todo, None)) is not None:
             behind = tuple(sorted(set(place.behind) | task.behind))
-            result.append(Place(owner, task.task, task.agent, task.writes, task.reads, behind, place.since))
-    result.extend(Place(owner, w.task, w.agent, w.writes, w.reads, tuple(sorted(w.behind)), now) for w in todo)
+            result.append(Place(owner, task.task, task.agent, task.writes, task.reads, behind, place.since, task.pools))
+    result.extend(Place(owner, w.task, w.agent, w.writes, w.reads, tuple(sorted(w.behind)), now, w.pools) for w in todo)
     return result
 
 
@@ -134,9 +137,12 @@ def ahead(line: Iterable[Place], run: str, stopped: Callable[[Owner], bool]) -> 
 
 
 def conflict(a: Place, b: Place) -> bool:
-    """Whether the tasks of ``a`` and ``b`` may not run at once: one agent type, or claims that
-    overlap where one of them writes."""
+    """Whether the tasks of ``a`` and ``b`` may not run at once: one agent type, a quota pool
+    both take (whether it has room for both depends on the runs' capacities: say they conflict),
+    or claims that overlap where one of them writes."""
     if a.agent == b.agent:
+        return True
+    if a.pools and b.pools and {pool for pool, _ in a.pools} & {pool for pool, _ in b.pools}:
         return True
     a_writes, b_writes = parse_claims(a.writes), parse_claims(b.writes)
     return any(overlaps(x, y) for x in a_writes for y in (*b_writes, *parse_claims(b.reads))) or any(

@@ -39,6 +39,7 @@ from .isolated import WorktreeAgent
 from .machine import Limits, MachineSampler, PsutilSampler
 from .machine_rule import AutoParallel, MachineRule
 from .ownership import FileOwnership
+from .pools import check_capacities
 from .realpaths import ClaimResolver
 from .records import QueueStatus, TaskOutcome
 from .registry import Registry
@@ -60,6 +61,12 @@ class TaskQueue:
     needs before it is reserved (see :mod:`queue_core.scheduler`); ``clock`` and ``rng`` are
     injectable for tests; ``on_event`` is called (from a worker thread, outside the lock) on
     every state change, and must be thread-safe.
+
+    ``pools`` declares quota pools, each a name and its units (``{"anthropic": 2}``): a task
+    that names a pool (``AgentTask(..., pools=...)``) starts only while the pool has room for
+    its units, and waits, told "pool anthropic full (2/2)", otherwise. With ``repo``, the units
+    that tasks of other runs on the repository hold count too, against this queue's capacity.
+    Raises InvalidArgumentError for a pool that is not a plain name with a positive count.
 
     ``instances`` lets an agent type run several tasks at once (one, by default): safe only
     if each runs in a checkout of its own. An agent command of such an agent type must be a
@@ -115,7 +122,9 @@ class TaskQueue:
         instances: Mapping[str, int] | None = None,
         machine: MachineSampler | None = None,
         limits: Limits | None = None,
+        pools: Mapping[str, int] | None = None,
     ):
+        pools = check_capacities(pools)  # before the registry is made: a bad one leaves nothing behind
         rule = None
         if max_parallel == "auto" or limits:
             auto = None
@@ -145,6 +154,7 @@ class TaskQueue:
             resolve=resolve,
             instances=instances,
             machine=rule,
+            pools=pools,
         )
         self._instances = dict(instances or {})
         sync = None if registry is None else functools.partial(RegistrySync, registry, on_notice=on_notice)
@@ -175,8 +185,9 @@ class TaskQueue:
         The future's result is ``execute_fn``'s return value, its exception the task's
         (TaskTimeoutError, TaskSkippedError, CancelledError for a cancelled task, or
         QueueBrokenError if a bug stopped the queue's threads). Raises NotATaskError (a
-        TypeError), DuplicateTaskError, UnknownDependencyError, InvalidClaimError if with
-        ``repo`` a claim resolves outside the repository, or QueueShutdownError after shutdown.
+        TypeError), DuplicateTaskError, UnknownDependencyError, InvalidTaskError for a pool the
+        queue does not declare or has fewer units of, InvalidClaimError if with ``repo`` a claim
+        resolves outside the repository, or QueueShutdownError after shutdown.
         """
         return self._engine.submit([self._isolated(_checked(task, "submit_task"))])[0]
 

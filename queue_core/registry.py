@@ -112,8 +112,15 @@ class RegistrySession:
     def mine(self) -> list[Hold]:
         return [h for h in self.holds.values() if h.owner.run == self.owner.run]
 
-    def add(self, task: str, agent: str, writes: tuple[str, ...], reads: tuple[str, ...]) -> None:
-        hold = Hold(self.owner, task, agent, writes, reads, self.clocks.wall())
+    def add(
+        self,
+        task: str,
+        agent: str,
+        writes: tuple[str, ...],
+        reads: tuple[str, ...],
+        pools: tuple[tuple[str, int], ...] = (),
+    ) -> None:
+        hold = Hold(self.owner, task, agent, writes, reads, self.clocks.wall(), pools)
         self.holds[hold.key] = hold
         self.changed = True
 

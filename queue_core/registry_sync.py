@@ -205,7 +205,7 @@ class RegistrySync:
             if running.pop(hold.task, None) is None:
                 session.remove(hold.task)  # released
         for entry in running.values():  # started
-            session.add(entry.id, entry.agent, claim_texts(entry.writes), claim_texts(entry.reads))
+            session.add(entry.id, entry.agent, claim_texts(entry.writes), claim_texts(entry.reads), entry.pools)
         waiting = [] if self.host.aborted else self.sched.waiting_on_external(self.sched.max_parallel)
         known = self._external()
         session.set_waiting(
@@ -216,6 +216,7 @@ class RegistrySync:
                     claim_texts(e.writes),
                     claim_texts(e.reads),
                     frozenset(known[h].owner.run for h in holders),
+                    e.pools,
                 )
                 for e, holders in waiting
             ]
@@ -316,7 +317,7 @@ class RegistrySync:
             if holder not in known:
                 writes, reads = parse_claims(item.writes), parse_claims(item.reads)
                 claims = (*((c, Access.WRITE) for c in writes), *((c, Access.READ) for c in reads))
-                self.sched.hold_external(holder, item.agent, claims, in_line=holder in places)
+                self.sched.hold_external(holder, item.agent, claims, in_line=holder in places, pools=item.pools)
         self.external_holds = holds  # their latest: a hold may name its agent's group now
         self.places_ahead = places
         if now:
@@ -530,8 +531,8 @@ def lock_wait_notice(on_notice: Callable[[str], None], holder: str | None) -> No
     call_quietly(functools.partial(on_notice, text))
 
 
-def _claimed(item: Hold | Place) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    return item.agent, item.writes, item.reads
+def _claimed(item: Hold | Place) -> tuple[str, tuple[str, ...], tuple[str, ...], tuple[tuple[str, int], ...]]:
+    return item.agent, item.writes, item.reads, item.pools
 
 
 def _stopped(owner: Owner) -> bool:

@@ -1,10 +1,16 @@
 """The reservation against starvation: what keeps later tasks from passing a blocked one forever.
 
-The best-ranked task blocked by a claim is *watched*: each task ranked below it that starts and
-takes its agent or a path overlapping its claims bypasses it. After ``max_bypass`` bypasses it
-gets a reservation: tasks ranked below it may no longer take those, so a stream of later tasks
-cannot keep it waiting forever. Tasks ranked above it are never held back. Reserving at once
-(``max_bypass=0``) leaves slots idle that backfilling would use.
+The best-ranked task blocked by a claim or a quota pool is *watched*: each task ranked below it
+that starts and takes its agent, a path overlapping its claims, or units of a pool it waited for
+bypasses it. After ``max_bypass`` bypasses it gets a reservation: tasks ranked below it may no
+longer take those, so a stream of later tasks cannot keep it waiting forever. Tasks ranked
+above it are never held back. Reserving at once (``max_bypass=0``) leaves slots idle that
+backfilling would use.
+
+A pool counts only once the watched task has waited for it, and from then on until the watch
+ends, whether the pool has room now or not: what a held-back task is told must not change under
+it while nothing wakes it. So a pool that every task takes does not hold back every other task
+for one that waits for a path.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ class Reservation:
         self.watched: TaskEntry | None = None  # the best-ranked task blocked by a claim
         self._bypassed = 0  # lower-ranked tasks that took what it needs since it was watched
         self._held_back: list[TaskEntry] = []  # tasks its reservation kept from starting
+        self._pools: set[str] = set()  # the quota pools the watched task waited for since it was watched
 
     @property
     def reserved(self) -> TaskEntry | None:
@@ -46,7 +53,7 @@ class Reservation:
         reserved = self.reserved
         if reserved is None or entry.key <= reserved.key:
             return None
-        return _clash(entry, reserved)
+        return _clash(entry, reserved, self._pools)
 
     def holds_back_agent(self, entry: TaskEntry) -> WaitReason | None:
         """Why the reservation keeps every task of ``entry``'s agent ranked like it from starting:
@@ -60,10 +67,15 @@ class Reservation:
         entry.blocker = reason
         self._held_back.append(entry)
 
+    def waits_for_pool(self, entry: TaskEntry, pool: str) -> None:
+        """``entry`` waits for room in ``pool``: if it is the watched task, the pool is what it needs too."""
+        if entry is self.watched:
+            self._pools.add(pool)
+
     def bypassed_by(self, entry: TaskEntry) -> None:
         """``entry``, not the watched task, started: count it if it took what the watched task needs."""
         watched = self.watched
-        if watched is not None and watched.key < entry.key and _clash(entry, watched) is not None:
+        if watched is not None and watched.key < entry.key and _clash(entry, watched, self._pools) is not None:
             self._bypassed += 1
 
     def watch(self, entry: TaskEntry | None) -> tuple[TaskEntry, list[TaskEntry]] | None:
@@ -72,16 +84,22 @@ class Reservation:
         ended = self.reserved
         self.watched = entry
         self._bypassed = 0
+        if self._pools:  # a new set only when one was used: it is called at every start of a watched task
+            self._pools = set()
         if ended is None:
             return None
         held_back, self._held_back = self._held_back, []
         return ended, [e for e in held_back if e.state is TaskState.QUEUED and isinstance(e.blocker, WaitReason)]
 
 
-def _clash(entry: TaskEntry, reserved: TaskEntry) -> WaitReason | None:
-    """Why ``entry`` may not run beside ``reserved`` (same agent, overlapping claims), or None."""
+def _clash(entry: TaskEntry, reserved: TaskEntry, pools: set[str]) -> WaitReason | None:
+    """Why ``entry`` may not run beside ``reserved`` (same agent, overlapping claims, a pool of
+    ``pools`` both take), or None."""
     if reserved.agent == entry.agent:
         return WaitReason("reserved", holder=reserved.id, holder_agent=reserved.agent)
+    for pool, _ in entry.pools if pools else ():
+        if pool in pools:
+            return WaitReason("reserved", holder=reserved.id, holder_agent=reserved.agent, pool=pool)
     for claim, access in entry.claims:
         for theirs, their_access in reserved.claims:
             if access.conflicts_with(their_access):

@@ -12,6 +12,9 @@ How a dispatch stays O(log n) per task with many tasks waiting:
   blocked the same way, and costs nothing while it waits; when the holder lets go, the group
   moves as a whole (see queue_core.waitgroups).
 
+* A task whose quota pool has no room is *parked on the pool*; units freed wake as many of
+  its best-ranked waiters as they fit (see queue_core.poolwaits).
+
 Backfilling (a blocked task does not hold back later ones) must not starve it: see
 queue_core.reservation.
 
@@ -36,6 +39,8 @@ from .machine import Reading
 from .machine_rule import MACHINE_KINDS, MachineRule
 from .ownership import FileOwnership
 from .pauses import Pauses
+from .pools import check_capacities, check_takes
+from .poolwaits import PoolWaits
 from .reservation import Reservation
 from .task import AgentTask, TaskState
 from .waitgroups import WaitGroups
@@ -59,16 +64,17 @@ class Scheduler:
     """Decides which tasks start, in priority then submission order, never breaking a rule.
 
     Rules (see queue_core.admission): at most ``max_parallel`` running; at most one running
-    task per agent type, or ``instances[agent]``; no two running tasks with overlapping claims
-    unless both only read; an agent type whose attempt hit a rate limit starts nothing until
-    its pause ends. Several instances of an agent type are safe only if each of its tasks runs
-    isolated (its own worktree): the owner decides that, the scheduler only counts. With
-    ``machine``, or once a task declares needs, the machine's rule too (its limits, needs and
-    ``auto``: see queue_core.machine_rule), on the readings given to ``observe``. Not
-    thread-safe: the owner serialises calls.
+    task per agent type, or ``instances[agent]``; at most ``pools[pool]`` units of each quota
+    pool taken; no two running tasks with overlapping claims unless both only read; an agent
+    type whose attempt hit a rate limit starts nothing until its pause ends. Several instances
+    of an agent type are safe only if each of its tasks runs isolated (its own worktree): the
+    owner decides that, the scheduler only counts. With ``machine``, or once a task declares
+    needs, the machine's rule too (its limits, needs and ``auto``: see
+    queue_core.machine_rule), on the readings given to ``observe``. Not thread-safe: the owner
+    serialises calls.
 
     Raises InvalidArgumentError for a count that is not a positive integer (``max_bypass``:
-    not negative).
+    not negative), or a pool that is not a plain name (see queue_core.pools).
     """
 
     def __init__(
@@ -81,6 +87,7 @@ class Scheduler:
         resolve: Callable[[Claim], Sequence[Claim]] | None = None,
         instances: Mapping[str, int] | None = None,
         machine: MachineRule | None = None,
+        pools: Mapping[str, int] | None = None,
     ):
         parallel = _count("max_parallel", max_parallel, least=1)
         self._reservation = Reservation(_count("max_bypass", max_bypass, least=0))
@@ -93,8 +100,10 @@ class Scheduler:
         self._rng = rng or random.Random()
         self._seq = 0
         self._entries: dict[str, TaskEntry] = {}
-        self._admission = Admission(parallel, agents, self._entries, self._paused, self._reservation)
+        self._pools = check_capacities(pools)  # quota pool -> its units
+        self._admission = Admission(parallel, agents, self._entries, self._paused, self._reservation, self._pools)
         self._admission.machine = machine
+        self._pool_waits = PoolWaits(self._entries, self._admission.pools)  # tasks parked on a pool
         self._queues = AgentQueues(self._entries)  # tasks queued, not parked or held back
         self._groups = WaitGroups(self._entries)  # tasks parked on a holder's claim
         self._timers = Timers(self._entries)  # retries waiting, deadlines of running tasks
@@ -233,8 +242,9 @@ class Scheduler:
         return entry
 
     def _check_new(self, task: AgentTask, batch: Mapping[str, AgentTask] | None = None) -> None:
-        """Raise unless ``task`` is new, each dependency is known here or in ``batch``, and its
-        declared needs could fit the machine last read (InvalidTaskError)."""
+        """Raise unless ``task`` is new, each dependency is known here or in ``batch``, each pool
+        it takes is one of the queue's with room for its units, and its declared needs could fit
+        the machine last read (InvalidTaskError)."""
         if task.id in self._entries:
             raise DuplicateTaskError(task.id)
         for dep in task.depends_on:
@@ -242,6 +252,8 @@ class Scheduler:
                 raise UnknownDependencyError(task.id, dep)
         if task.memory is not None or task.cpus is not None:
             self.machine_rule().check(task)
+        if task.pool_units:
+            check_takes(task, self._pools)
 
     def _claims_of(self, task: AgentTask) -> _Claims:
         return claims_of(task, self.ownership, self._resolve)
@@ -285,6 +297,9 @@ class Scheduler:
             self._enqueue(entry)
         started: list[TaskEntry] = []
         parallel, machine = self._admission.parallel, self._admission.machine
+        pooled = self._pool_waits
+        if pooled.waiting:
+            self._wake_pools()
         # Two lazily pruned heaps rank the candidates: agents' queue heads and released groups.
         while not parallel.full and (machine is None or not machine.closed(len(parallel))):
             released, queued = self._groups.best_key(), self._queues.best_key()
@@ -292,9 +307,16 @@ class Scheduler:
                 self._step_released(now, started)
             elif queued is not None:
                 self._step_agent(now, started)
-            else:
+            elif not (pooled.waiting and self._wake_pools()):  # woken tasks that waited elsewhere left units free
                 break
         return started
+
+    def _wake_pools(self) -> bool:
+        """Queue again the tasks parked on a pool that its free units fit; whether there were any."""
+        woken = self._pool_waits.wake()
+        for entry in woken:
+            self._enqueue(entry)
+        return bool(woken)
 
     def _step_agent(self, now: float, started: list[TaskEntry]) -> None:
         """Look at the best awake agent's best task: start it, park it, or let the agent sleep."""
@@ -345,16 +367,23 @@ class Scheduler:
         return self._admission.external_holders
 
     def hold_external(
-        self, holder: str, agent: str, claims: tuple[tuple[Claim, Access], ...], *, in_line: bool = False
+        self,
+        holder: str,
+        agent: str,
+        claims: tuple[tuple[Claim, Access], ...],
+        *,
+        in_line: bool = False,
+        pools: tuple[tuple[str, int], ...] = (),
     ) -> None:
-        """Record that ``holder`` (a task of another process) runs ``agent`` holding ``claims``.
+        """Record that ``holder`` (a task of another process) runs ``agent`` holding ``claims``
+        and ``pools``' units (of those not declared here, none: no task here takes them).
 
         Tasks here then wait for it exactly as for a running task of their own, but it does not
         count toward ``max_parallel``. ``in_line``: it does not run yet, but waits in line ahead
         of them (see queue_core.line); they are told so. Raises ValueError if ``holder`` is
         already recorded.
         """
-        self._admission.hold_external(holder, agent, claims, in_line=in_line)
+        self._admission.hold_external(holder, agent, claims, in_line=in_line, pools=pools)
 
     def release_external(self, holder: str) -> None:
         """``holder`` let go of everything: tasks waiting for it may start at the next dispatch."""
@@ -377,6 +406,11 @@ class Scheduler:
             best_queued = self._queues.first(agent)
             if best_queued is not None and agent not in self._paused.until:
                 found.setdefault(best_queued.id, (best_queued, set()))[1].update(holders)
+        for pool in self._pool_waits.pools():
+            parked = self._pool_waits.first(pool)
+            holders = [] if parked is None else self._admission.pool_held_elsewhere(pool, parked[1])
+            if holders and parked is not None and parked[0].agent not in self._paused.until:
+                found.setdefault(parked[0].id, (parked[0], set()))[1].update(holders)
         best = heapq.nsmallest(limit, found.values(), key=lambda item: _rank(item[0]))
         return [(entry, frozenset(holders)) for entry, holders in best]
 
@@ -385,6 +419,10 @@ class Scheduler:
             machine = self._admission.machine
             if machine is not None and blocker.kind in MACHINE_KINDS:
                 machine.hold(entry, blocker)  # queued again when there may be room
+            elif blocker.kind == "pool" and blocker.pool is not None:
+                self._pool_waits.park(entry, blocker.pool)
+                self._consider_starving(entry)
+                self._reservation.waits_for_pool(entry, blocker.pool)
             else:
                 self._reservation.hold_back(entry, blocker)
             return

@@ -7,13 +7,15 @@ import itertools
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from .claims import Claim
 from .errors import InvalidClaimError, InvalidTaskError, InvalidTaskIdError
+from .pools import task_pools
 
 __all__ = ["AgentTask", "Logged", "Stoppable", "Supervised", "TaskState", "check_task_id", "is_supervised"]
 
@@ -96,6 +98,10 @@ def check_task_id(task_id: str) -> None:
 #: The longest pause after a rate limit the agent did not name a reset for, unless the back-off is longer.
 RATE_LIMIT_MAX_BACKOFF_S = 900.0
 
+#: The ``pools`` of a task that takes none: one shared, read-only mapping, not a dict per task
+#: (100,000 of them cost memory, and the garbage collector's time).
+_NO_POOLS: Mapping[str, int] = MappingProxyType({})
+
 # Process id in the prefix keeps generated ids unique across the processes sharing a repo.
 _ids = itertools.count(1)
 
@@ -149,6 +155,12 @@ class AgentTask:
     #: declared (see queue_core.machine_rule); None: nothing declared.
     memory: int | None = None
     cpus: float | None = None
+    #: The quota pools it takes while it runs, and how many units of each: a mapping of pool
+    #: names to units, or a list of names (one unit each); read back as a mapping. Each must be
+    #: a pool of the queue, with that many units (see queue_core.pools).
+    pools: Mapping[str, int] | Sequence[str] = ()
+    #: ``pools`` as (name, units) pairs, in the order given: what the scheduler reads.
+    pool_units: tuple[tuple[str, int], ...] = field(init=False, repr=False)
     write_claims: tuple[Claim, ...] = field(init=False, repr=False)
     read_claims: tuple[Claim, ...] = field(init=False, repr=False)
 
@@ -186,6 +198,11 @@ class AgentTask:
         self.depends_on = self._strings("depends_on")
         if self.id in self.depends_on:
             raise InvalidTaskError("a task cannot depend on itself", task_id=self.id, field="depends_on")
+        if isinstance(self.pools, tuple) and not self.pools:  # the default: skip the checks, built per task
+            self.pools, self.pool_units = _NO_POOLS, ()
+        else:
+            self.pools = task_pools(self.pools, self.id)
+            self.pool_units = tuple(self.pools.items())
         self.write_claims = self._claims("files_to_modify")
         self.read_claims = self._claims("reads")
 

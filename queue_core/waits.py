@@ -6,7 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .claims import Claim
-from .errors import AgentAlreadyRunningError, CapacityError, ClaimConflictError, ConflictError, MachineBusyError
+from .errors import (
+    AgentAlreadyRunningError,
+    CapacityError,
+    ClaimConflictError,
+    ConflictError,
+    MachineBusyError,
+    PoolFullError,
+)
 from .machine import size_text
 
 __all__ = ["WaitReason", "seconds_text"]
@@ -35,7 +42,7 @@ class WaitReason:
     may always start one task, whatever the machine.
     """
 
-    kind: str  # "dependency", "retry", "rate_limit", "agent", "claim", "reserved", "capacity",
+    kind: str  # "dependency", "retry", "rate_limit", "agent", "claim", "pool", "reserved", "capacity",
     # "machine", "need" or "ready"
     holder: str | None = None  # id of the task that holds or reserves what this one needs
     holder_agent: str | None = None
@@ -44,11 +51,15 @@ class WaitReason:
     example: str | None = None  # a path both cover
     needs: tuple[str, ...] = ()  # unfinished dependencies
     until: float | None = None  # when a retry is due, or a rate-limit pause ends
-    limit: int | None = None  # max_parallel, for "capacity"
+    limit: int | None = None  # max_parallel, for "capacity"; the pool's units, for "pool"
     resource: str | None = None  # "cpu" or "memory" ("cpus" for a need), for "machine" and "need"
     measured: float | None = None  # the mean of the readings (percent), or the room left; None: not measured
     bound: float | None = None  # the limit (percent), or the task's need
     resumes_below: float | None = None  # a limit that holds though the mean is under it: until below this
+    pool: str | None = None  # the quota pool without room ("pool"), or reserved ("reserved")
+    used: int | None = None  # its units in use, counting other runs' and places kept in line
+    units: int = 1  # the units this task takes of it
+    kept: int = 0  # of ``used``, the units kept for other runs' tasks that waited longer (see queue_core.line)
     also: tuple[WaitReason, ...] = ()  # what else stops it
 
     @classmethod
@@ -79,8 +90,13 @@ class WaitReason:
             return f"{self.holder_agent} busy ({self.holder})"
         if self.kind == "claim":
             return f"{self.claim} overlaps {self.held} held by {self.holder_agent} ({self.holder})"
+        if self.kind == "pool":
+            need = "" if self.units == 1 else f", needs {self.units}"
+            kept = "" if not self.kept else f", {self.kept} kept for a run waiting longer"
+            return f"pool {self.pool} full ({self.used}/{self.limit}{need}{kept})"
         if self.kind == "reserved":
             what = f"agent {self.holder_agent}" if self.claim is None else f"{self.claim} overlaps {self.held}"
+            what = what if self.pool is None else f"pool {self.pool}"
             return f"{what}, reserved for {self.holder} (waiting longest)"
         if self.kind == "machine":
             return self._limit_text()
@@ -124,6 +140,9 @@ class WaitReason:
                 self.holder_agent or "",
                 reserved=self.kind == "reserved",
             )
+        if self.pool is not None:
+            reserved_for = self.holder if self.kind == "reserved" else None
+            return PoolFullError(self.pool, self.used or 0, self.limit or 0, self.units, reserved_for=reserved_for)
         if self.kind == "reserved":
             return AgentAlreadyRunningError(self.holder_agent or "", self.holder or "", reserved=True)
         if self.kind == "capacity":

@@ -301,20 +301,22 @@ BATCH_ERRORS = [
         "unknown top-level key, suggestion",
         "max_paralel: 4\n",
         "batch.yaml:1: max_paralel: unknown key 'max_paralel' (did you mean 'max_parallel'?); "
-        "expected one of: max_parallel, stale_after, keep_runs, isolation, merge, on_violation, limits, agents, tasks",
+        "expected one of: max_parallel, stale_after, keep_runs, isolation, merge, on_violation, limits, pools, "
+        "agents, tasks",
     ),
     (
         "unknown top-level key, no suggestion",
         "tasks: []\ncolour: red\n",
         "batch.yaml:2: colour: unknown key 'colour'; "
-        "expected one of: max_parallel, stale_after, keep_runs, isolation, merge, on_violation, limits, agents, tasks",
+        "expected one of: max_parallel, stale_after, keep_runs, isolation, merge, on_violation, limits, pools, "
+        "agents, tasks",
     ),
     (
         "unknown task key: a typo must not drop a claim",
         "tasks:\n  - id: a\n    agent: x\n    description: d\n    fils: [src/a.py]\n",
         "batch.yaml:5: tasks[0].fils: unknown key 'fils' (did you mean 'files'?); expected one of: "
         "id, agent, description, files, reads, depends_on, priority, timeout, retries, retry_delay, "
-        "retry_backoff, retry_max_delay, retry_jitter, isolation, merge, on_violation, memory, cpus",
+        "retry_backoff, retry_max_delay, retry_jitter, pools, isolation, merge, on_violation, memory, cpus",
     ),
     (
         "tagged int that is none",
@@ -346,7 +348,7 @@ BATCH_ERRORS = [
         "agents:\n  dev:\n    preset: claude\n    own: [src/**]\n",
         "batch.yaml:4: agents.dev.own: unknown key 'own' (did you mean 'owns'?); "
         "expected one of: command, preset, args, prompt, report, owns, stop_grace, rate_limit_backoff, "
-        "rate_limit_max_wait, instances, isolation, merge, on_violation, memory, cpus",
+        "rate_limit_max_wait, instances, pools, isolation, merge, on_violation, memory, cpus",
     ),
     (
         "duplicate top-level key",
@@ -690,7 +692,7 @@ def test_repo_agents_rejects_other_keys(tmp_path: Path, write: Write) -> None:
         load_repo_agents(tmp_path)
     assert str(info.value) == (
         f"{tmp_path / 'project-manager.yaml'}:2: tasks: unknown key 'tasks'; "
-        "expected one of: agents, keep_runs, on_finish, setup, worktree_root, worktree_pool, limits"
+        "expected one of: agents, keep_runs, on_finish, setup, worktree_root, worktree_pool, limits, pools"
     )
 
 

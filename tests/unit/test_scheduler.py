@@ -1194,8 +1194,15 @@ OWNERSHIP = {"a": ["d/"], "b": ["e/**/*.txt", "f1.py"]}  # c and d unregistered:
 MAX_ATTEMPTS = 8  # outcomes drawn per task, used in turn; rate limits spend no retry, so more may run
 
 
+#: The quota pools of the runs with pools, and the units a task may take of each.
+POOLS = {"api": 2, "gpu": 3}
+POOL_UNITS = {"api": (1, 2), "gpu": (1, 2, 3)}
+
+
 @st.composite
-def task_specs(draw: st.DrawFn) -> list[dict[str, Any]]:
+def task_specs(draw: st.DrawFn, *, pools: bool = False) -> list[dict[str, Any]]:
+    """Random tasks; with ``pools``, each takes a random part of POOLS (drawn last, so that
+    the batches without pools are drawn as before)."""
     n = draw(st.integers(1, 12))
     specs: list[dict[str, Any]] = []
     for i in range(n):
@@ -1222,17 +1229,28 @@ def task_specs(draw: st.DrawFn) -> list[dict[str, Any]]:
                 "gap": draw(st.sampled_from([0.0, 0.0, 0.0, 1.0, 2.5])),
             }
         )
+        if pools:
+            taken = draw(st.lists(st.sampled_from(sorted(POOLS)), max_size=2, unique=True))
+            specs[-1]["pools"] = {pool: draw(st.sampled_from(POOL_UNITS[pool])) for pool in taken}
     return specs
 
 
 def _check_running_set(
-    sched: Scheduler, started: list[TaskEntry], instances: Mapping[str, int], *, lowered_ok: bool = False
+    sched: Scheduler,
+    started: list[TaskEntry],
+    instances: Mapping[str, int],
+    pools: Mapping[str, int],
+    *,
+    lowered_ok: bool = False,
 ) -> None:
     running = sched.running
     # lowered_ok: max_parallel="auto" may lower the cap below what runs; then nothing may start.
     assert len(running) <= sched.max_parallel or (lowered_ok and not started)
     for agent, count in Counter(e.agent for e in running).items():
         assert count <= instances.get(agent, 1), f"{count} running tasks of {agent}: {ids(running)}"
+    for pool, capacity in pools.items():
+        used = sum(units for e in running for name, units in e.pools if name == pool)
+        assert used <= capacity, f"{used} units of pool {pool} taken: {ids(running)}"
     for i, one in enumerate(running):
         for other in running[i + 1 :]:
             for mine, my_write in [*((c, True) for c in one.writes), *((c, False) for c in one.reads)]:
@@ -1314,9 +1332,11 @@ def _simulate(
     instances: Mapping[str, int] | None = None,
     estimates: Sequence[float | None] = (),
     machine: RandomMachine | None = None,
+    pools: Mapping[str, int] | None = None,
 ) -> Scheduler:
     # The seed also picks how soon a starving task is reserved (0: at once ... 4: the default).
     instances = instances or {}
+    pools = pools or {}
     sched = Scheduler(
         max_parallel,
         ownership=FileOwnership(OWNERSHIP),
@@ -1324,6 +1344,7 @@ def _simulate(
         max_bypass=seed % 5,
         instances=instances,
         machine=None if machine is None else machine.rule(max_parallel),
+        pools=pools,
     )
     if machine is not None:
         sched.observe(machine.read(), 0.0)
@@ -1342,6 +1363,7 @@ def _simulate(
             rate_limit_max_wait=10.0,  # 1 + 2 + 4: a fourth limit in a row gives up
             estimate_s=estimates[i] if i < len(estimates) else None,
             **({} if machine is None else machine.needs()),
+            pools=s.get("pools", {}),
         )
         for i, s in enumerate(specs)
     }
@@ -1367,7 +1389,7 @@ def _simulate(
             sched.observe(machine.read(), now)
         running_before = sched.running
         started = sched.dispatch(now)
-        _check_running_set(sched, started, instances, lowered_ok=machine is not None)
+        _check_running_set(sched, started, instances, pools or {}, lowered_ok=machine is not None)
         if machine is not None:
             _check_machine(sched, running_before, started)
         for entry in started:
@@ -1452,6 +1474,22 @@ def test_random_batches_on_a_random_machine_are_safe_and_complete(
     rules hold, the machine's too, and every task still ends (one may always start when none
     runs; a lowered max_parallel stops no running task, and admits none until below it)."""
     sched = _simulate(specs, max_parallel, reverse_batch, seed, machine=RandomMachine(seed))
+    _check_outcomes(sched, specs)
+
+
+@_examples(300)
+@given(
+    specs=task_specs(pools=True),
+    max_parallel=st.integers(1, 4),
+    reverse_batch=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_random_batches_with_quota_pools_are_safe_and_complete(
+    specs: list[dict[str, Any]], max_parallel: int, reverse_batch: bool, seed: int
+) -> None:
+    """As above, each task taking units of up to two pools: never more units in use than a
+    pool has, every task completes, and no task that may start is left waiting."""
+    sched = _simulate(specs, max_parallel, reverse_batch, seed, instances={"a": 2}, pools=POOLS)
     _check_outcomes(sched, specs)
 
 

@@ -10,7 +10,7 @@ import pytest
 from queue_core.claims import Access, Claim
 from queue_core.errors import AgentAlreadyRunningError, CapacityError, InvalidArgumentError
 from queue_core.scheduler import Scheduler, TaskEntry
-from queue_core.slots import Slot
+from queue_core.slots import Slot, WeightedSlot
 from queue_core.task import AgentTask, TaskState
 
 # --- the slot alone -----------------------------------------------------------------------------
@@ -83,6 +83,40 @@ def test_repr_names_the_slot_its_count_and_holders() -> None:
     slot = Slot("agent:dev", 2)
     slot.take("t1")
     assert repr(slot) == "Slot('agent:dev', 1/2, holders=['t1'])"
+
+
+def test_a_holder_of_a_weighted_slot_may_take_several_units() -> None:
+    slot = WeightedSlot("pool:gpu", 3)
+    slot.take("t1", 2)
+    assert slot.used == 2
+    assert not slot.full
+    assert slot.room(1)
+    assert not slot.room(2)  # not full, yet no room for two
+    slot.take("t2")
+    assert slot.full
+    assert slot.units_of("t1") == 2
+    assert slot.units_of("t3") == 0
+    slot.release("t1")
+    assert slot.used == 1
+    assert slot.room(2)
+    assert repr(slot) == "WeightedSlot('pool:gpu', 1/3, holders=['t2'])"
+
+
+def test_a_one_unit_slot_answers_as_a_weighted_one_does() -> None:
+    slot = Slot("agent:dev", 2)
+    slot.take("t1")
+    assert (slot.used, slot.units_of("t1"), slot.units_of("t2"), slot.room(1), slot.room(2)) == (1, 1, 0, True, False)
+
+
+def test_units_it_could_not_refuse_count_past_its_capacity() -> None:
+    slot = WeightedSlot("pool:api", 2)
+    slot.take("elsewhere", 3)  # another run, which declared a pool of 3
+    assert slot.used == 3
+    assert not slot.room(1)
+    slot.take("here")
+    slot.release("elsewhere")
+    assert slot.used == 1
+    assert slot.room(1)
 
 
 # --- the scheduler's slots ------------------------------------------------------------------------
