@@ -12,9 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,34 +24,7 @@ from queue_core.line import Wanted
 from queue_core.registry import Registry
 
 from ..conftest import WAIT, Gate, Recorder, eventually, wait_for
-
-
-def tickets(repo: Path) -> list[str]:
-    """The waiting tasks the registry lists, oldest first, as ``run/task``."""
-    try:
-        data = json.loads((repo / ".project-manager" / "claims.json").read_text())
-    except (OSError, ValueError):
-        return []
-    return [f"{t['owner']['run']}/{t['task']}" for t in data.get("waiting", [])]
-
-
-class Order:
-    """Task bodies that note the order in which they start, then run until their gate opens."""
-
-    def __init__(self) -> None:
-        self.started: list[str] = []
-        self.gates: dict[str, Gate] = {}
-        self._lock = threading.Lock()
-
-    def body(self, name: str) -> Callable[[], Any]:
-        gate = self.gates[name] = Gate()
-
-        def run() -> Any:
-            with self._lock:
-                self.started.append(name)
-            return gate()
-
-        return run
+from ._order import Order, tickets
 
 
 def test_a_task_waiting_in_another_run_gets_a_released_path_before_the_releasing_runs_next_task(

@@ -7,8 +7,6 @@ tests/integration/test_pools_cli.py has two processes.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,8 @@ from queue_core.holds import Hold, Owner
 from queue_core.line import Place, Wanted, conflict, set_places
 
 from ..conftest import WAIT, Gate, eventually, wait_for
+from . import _order
+from ._order import tickets
 
 
 def claims_json(repo: Path) -> dict[str, Any]:
@@ -27,32 +27,8 @@ def claims_json(repo: Path) -> dict[str, Any]:
     return data
 
 
-def tickets(repo: Path) -> list[str]:
-    """The waiting tasks the registry lists, oldest first, as ``run/task``."""
-    try:
-        data = claims_json(repo)
-    except (OSError, ValueError):
-        return []
-    return [f"{t['owner']['run']}/{t['task']}" for t in data.get("waiting", [])]
-
-
-class Order:
-    """Task bodies that note the order in which they start, then run until their gate opens."""
-
-    def __init__(self) -> None:
-        self.started: list[str] = []
-        self.gates: dict[str, Gate] = {}
-        self._lock = threading.Lock()
-
-    def body(self, name: str) -> Callable[[], Any]:
-        gate = self.gates[name] = Gate()
-
-        def run() -> Any:
-            with self._lock:
-                self.started.append(name)
-            return gate()
-
-        return run
+class Order(_order.Order):
+    """Task bodies that note the order in which they start, each of a task taking pools."""
 
     def task(self, name: str, agent: str, pools: Any = ("api",)) -> AgentTask:
         """A task of ``agent`` on its own file, taking ``pools``."""
