@@ -111,9 +111,9 @@ def delegate_multiple(
             metavar="N",
             callback=_max_parallel,
             help=(
-                "Most tasks at once (default: the batch's max_parallel, else 4); auto: as many as the cores and "
-                "the available memory allow (2 GiB a task), then one fewer or more every 5 s as the machine is "
-                "busy or free."
+                "Most tasks at once (default: the batch's max_parallel, a count or auto, else 4); auto: as many "
+                "as the cores and the available memory allow (2 GiB a task), then one fewer or more every 5 s "
+                "as the machine is busy or free."
             ),
         ),
     ] = None,

@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from queue_core.claims import Claim
 from queue_core.errors import InvalidClaimError
@@ -207,7 +208,7 @@ class TaskSpec:
 class Batch:
     """A batch file's content; ``max_parallel``, ``stale_after`` and ``keep_runs`` None mean the defaults."""
 
-    max_parallel: int | None
+    max_parallel: int | Literal["auto"] | None
     agents: dict[str, AgentSpec]
     tasks: tuple[TaskSpec, ...]
     #: Seconds after which a run of another host or container that stopped beating is dead.

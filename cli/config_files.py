@@ -21,7 +21,7 @@ import difflib
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -54,6 +54,7 @@ from .presets import PRESET_REPORTS, PRESETS
 from .yaml_nodes import BOOL_TAG as _BOOL_TAG
 from .yaml_nodes import FLOAT_TAG as _FLOAT_TAG
 from .yaml_nodes import INT_TAG as _INT_TAG
+from .yaml_nodes import STR_TAG as _STR_TAG
 from .yaml_nodes import describe as _describe
 from .yaml_nodes import is_null as _is_null
 from .yaml_nodes import join as _join
@@ -130,7 +131,7 @@ def load_batch(path: Path) -> Batch:
     top = reader.mapping(root, None, _BATCH_KEYS)
     max_parallel = None
     if "max_parallel" in top and not _is_null(node := top["max_parallel"][1]):
-        max_parallel = reader.integer(node, "max_parallel", minimum=1)
+        max_parallel = reader.max_parallel(node)
     stale_after = reader.duration(top["stale_after"][1], "stale_after") if "stale_after" in top else None
     agents = reader.agents(top["agents"][1]) if "agents" in top else {}
     tasks = reader.tasks(top["tasks"][1]) if "tasks" in top else ()
@@ -298,6 +299,14 @@ class _Reader(MachineKeys):
         if minimum is not None and value < minimum:
             raise self.error(node, field, f"must be at least {minimum}, got {value}")
         return value
+
+    def max_parallel(self, node: yaml.Node) -> int | Literal["auto"]:
+        """A top-level ``max_parallel:``: a count of 1 or more, or ``auto`` (as ``--max-parallel``)."""
+        if isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG and node.value.strip().lower() == "auto":
+            return "auto"
+        if not isinstance(node, yaml.ScalarNode) or node.tag != _INT_TAG:
+            raise self.error(node, "max_parallel", f"expected an integer or auto, got {_describe(node)}")
+        return self.integer(node, "max_parallel", minimum=1)
 
     def keep_runs(self, top: _Entries) -> int | None:
         """A top-level ``keep_runs:`` (null: the default); 0 is refused: a run keeps its own logs."""

@@ -122,10 +122,9 @@ def run(
             batch,
             {name: spec.needs for name, spec in agents.items()},
             merged_limits(limits or Limits(), batch.limits, repo_config.limits),
-            auto=max_parallel == "auto",
+            auto=(wanted := batch.max_parallel if max_parallel is None else max_parallel) == "auto",
         )
-        count = max_parallel if isinstance(max_parallel, int) else None
-        limit = machine.start() or count or batch.max_parallel or DEFAULT_MAX_PARALLEL
+        limit = machine.start() or (wanted if isinstance(wanted, int) else DEFAULT_MAX_PARALLEL)
         ownership = FileOwnership({name: spec.owns for name, spec in agents.items() if spec.owns})
         run_id = new_run_id()
         log_dir = _log_dir(repo_root, run_id)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import yaml
 
-__all__ = ["BOOL_TAG", "FLOAT_TAG", "INT_TAG", "NULL_TAG", "describe", "is_null", "join", "line"]
+__all__ = ["BOOL_TAG", "FLOAT_TAG", "INT_TAG", "NULL_TAG", "STR_TAG", "describe", "is_null", "join", "line"]
 
 NULL_TAG = "tag:yaml.org,2002:null"
 BOOL_TAG = "tag:yaml.org,2002:bool"
 INT_TAG = "tag:yaml.org,2002:int"
 FLOAT_TAG = "tag:yaml.org,2002:float"
+STR_TAG = "tag:yaml.org,2002:str"
 
 
 def is_null(node: yaml.Node) -> bool:

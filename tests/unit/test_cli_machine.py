@@ -209,6 +209,31 @@ def test_max_parallel_auto_resolves_to_a_number_shown_in_the_summary_and_json(re
     assert "limits: memory 99%" in out
 
 
+def test_a_batch_may_say_max_parallel_auto_and_the_flag_wins_over_it(repo: Path, tmp_path: Path) -> None:
+    batch = write(tmp_path / "batch.yaml", "max_parallel: auto\n")
+    assert load_batch(batch).max_parallel == "auto"
+    args = ("delegate-multiple", "shell: true @a", "--file", str(batch), "--repo", str(repo), "--json")
+    code, out, err = invoke(*args)
+    assert code == 0, err
+    assert "max_parallel_auto" in json.loads(out)
+    code, out, err = invoke(*args, "--max-parallel", "3")
+    assert code == 0, err
+    assert "max_parallel_auto" not in json.loads(out)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_parallel: many\n", "batch.yaml:1: max_parallel: expected an integer or auto, got a string 'many'"),
+        ("max_parallel: 0\n", "batch.yaml:1: max_parallel: must be at least 1, got 0"),
+    ],
+)
+def test_a_batch_max_parallel_is_a_count_or_auto(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_batch(write(tmp_path / "batch.yaml", text))
+    assert str(caught.value).endswith(message)
+
+
 class Busy:
     """A machine whose memory is 93% in use: what the sampler reads in these runs."""
 

@@ -455,7 +455,7 @@ BATCH_ERRORS = [
     (
         "max_parallel is a word",
         "max_parallel: four\n",
-        "batch.yaml:1: max_parallel: expected an integer, got a string 'four'",
+        "batch.yaml:1: max_parallel: expected an integer or auto, got a string 'four'",
     ),
     (
         "keep_runs is zero: the run that ends always keeps its own history and logs",
