@@ -1,12 +1,12 @@
 """``delegate-multiple --junit PATH``: the run as a JUnit XML report, each task a test case, so
 that a CI system (Jenkins, GitLab, GitHub's test reporters) shows the tasks as tests.
 
-One ``<testsuite name="project-manager run RUN">``, in the Jenkins xUnit plugin's schema
-(junit-10.xsd, which tests/unit/test_junit.py validates against): every task of the batch a
+One ``<testsuite name="project-manager run RUN">``, in the Jenkins-style format
+(tests/schemas/junit.xsd, which tests/unit/test_junit.py validates against): every task of the batch a
 ``<testcase classname="AGENT" name="TASK" time="SECONDS">``, also one that never started. A
 failed task has a ``<failure>``, one that timed out or stayed rate-limited an ``<error>``, one
-skipped or cancelled a ``<skipped>``; ``<system-out>`` holds the last lines of its log. That
-schema allows no properties in a test case, so the suite's ``<properties>`` hold each task's
+skipped or cancelled a ``<skipped>``; ``<system-out>`` holds the last lines of its log. Its
+strict readers allow no properties in a test case, so the suite's ``<properties>`` hold each task's
 too, named ``attempts:TASK``, ``cost_usd:TASK`` and ``merge:TASK``, beside the run's.
 
 The report is made with xml.etree from the summary's rows and the logs' tails, which escapes

@@ -1,5 +1,5 @@
 """``--junit``'s report (cli/junit.py), made from summary rows without running a queue: its shape,
-valid against the Jenkins xUnit plugin's JUnit schema, hostile ids and logs, the atomic write,
+valid against a Jenkins-style JUnit schema, hostile ids and logs, the atomic write,
 and a path that cannot be written."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from queue_core import TaskOutcome, TaskState
 from queue_core.isolated import WorktreeReport
 from queue_core.reports import AgentReport
 
-#: The Jenkins xUnit plugin's schema (see its header for where it comes from, and its licence).
-XSD = Path(__file__).parents[1] / "schemas" / "junit-10.xsd"
+#: The Jenkins-style JUnit format, as a schema (see its header).
+XSD = Path(__file__).parents[1] / "schemas" / "junit.xsd"
 STARTED = 1_764_000_000.0  # 2025-11-24, wall clock
 
 
