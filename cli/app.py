@@ -159,6 +159,17 @@ def delegate_multiple(
             show_default=False,
         ),
     ] = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option(
+            "--junit",
+            metavar="PATH",
+            help=(
+                "Also write the run as a JUnit XML report to PATH, each task a test case with the end of its log "
+                "(also for a run that failed or was interrupted); not written: exit 1."
+            ),
+        ),
+    ] = None,
     repo: RepoOption = None,
 ) -> None:
     """Run tasks in parallel wherever their agents and files allow.
@@ -174,8 +185,14 @@ def delegate_multiple(
     task ends, times out or is cancelled, and when this command dies. An agent that hits a rate
     limit pauses (its rate_limit_backoff, or the reset it names) and its task runs again, no
     retry spent, until its rate_limit_max_wait. Exit codes: 0 all succeeded; 1 a task failed,
-    timed out, stayed rate-limited or was skipped; 2 bad input (nothing ran); 128 + N ended by
-    signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP): agents stopped, claims released.
+    timed out, stayed rate-limited or was skipped, or the --junit report could not be written;
+    2 bad input (nothing ran); 128 + N ended by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP):
+    agents stopped, claims released.
+
+    On GitHub Actions (GITHUB_ACTIONS=true), each task that ends shows its log in a collapsed
+    group, workflow commands in it ignored, with the event lines (on stderr with --json; none
+    in the live view); a failure is an error annotation; the run's table is appended to the
+    job summary, $GITHUB_STEP_SUMMARY.
 
     Claims steer the scheduler and the agents' prompts but are no sandbox: in a git repository,
     what changed outside them while a task ran is reported when it ends (a warning line, a "!"
@@ -210,6 +227,7 @@ def delegate_multiple(
         notify=notify,
         isolation=None if isolation is None else isolation.value,
         limits=Limits(cast("float | None", limit_cpu), cast("float | None", limit_memory)),  # by the callbacks
+        junit_path=junit,
     )
     raise typer.Exit(code)
 

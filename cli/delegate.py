@@ -38,7 +38,7 @@ from queue_core.retention import DEFAULT_KEEP_RUNS
 from queue_core.scheduler import Scheduler
 from queue_core.statedir import ensure_private_dir
 
-from . import render, terminal
+from . import github, junit, render, terminal
 from .config import (
     AgentSpec,
     Batch,
@@ -102,13 +102,17 @@ def run(
     notify: bool = False,
     isolation: str | None = None,
     limits: Limits | None = None,
+    junit_path: Path | None = None,
 ) -> int:
     """Run the batch; ``max_parallel`` a count, "auto" or None (the batch's, else 4); ``limits``
-    the ``--limit-cpu``/``--limit-memory`` flags, over the batch's and the repository's."""
+    the ``--limit-cpu``/``--limit-memory`` flags, over the batch's and the repository's;
+    ``junit_path``: --junit's (see cli.junit)."""
     repo_root = find_repo(repo)
     if (code := stopped_early()) is not None:
         return code
     try:
+        if junit_path is not None:
+            junit.check_path(junit_path)
         batch, repo_config, missing = _load(task_texts, batch_file, repo_root, dry_run=dry_run)
         agents = batch.agents
         check_instances(batch, agents, isolation)
@@ -179,6 +183,8 @@ def run(
         notifier,
         instances,
         batch.pools,
+        junit_path,
+        github.Actions.of(os.environ),
     )
 
 
@@ -375,6 +381,8 @@ def _execute(
     notify: Notify | None = None,
     instances: dict[str, int] | None = None,
     pools: dict[str, int] | None = None,
+    junit_path: Path | None = None,
+    actions: github.Actions | None = None,
 ) -> int:
     output: terminal.PlainEvents | terminal.LiveView
     strays = StrayWrites(repo_root, writes, run_id)
@@ -386,7 +394,7 @@ def _execute(
             ownership=ownership,
             repo=repo_root,
             run_id=run_id,
-            on_event=lambda e: _event(output, strays, history, e, in_worktrees),
+            on_event=lambda e: _event(output, strays, history, e, in_worktrees, actions),
             on_notice=lambda text: output.notice(text),
             stale_after=stale_after,
             keep_runs=keep_runs,
@@ -426,6 +434,7 @@ def _execute(
         wall = time.monotonic() - started
         outcomes = _outcomes(queue, tasks, strays)
         interrupted = signum is not None
+        unwritten = _reports(junit_path, actions, run_id, outcomes, wall, signum)  # before the summary, which may block
         used = render.MachineUse(queue.auto_parallel(), machine.limits)
         summary = _summary(outcomes, wall, run_id, repo_root, history, used, json_out=json_out, interrupted=interrupted)
         delivered = signals.finish(functools.partial(terminal.write_out, summary)) and delivered
@@ -433,6 +442,9 @@ def _execute(
     code = exit_code_for(signum) if signum is not None else EXIT_OK
     if signum is None and not all(row.outcome.status is TaskState.SUCCEEDED for row in outcomes):
         code = EXIT_FAILED
+    if unwritten is not None:  # after the summary, as its last word: the report asked for is missing
+        terminal.error(unwritten)
+        code = EXIT_FAILED if code == EXIT_OK else code
     if not delivered:  # a writer is stuck on a reader that went away, maybe holding stdout's lock
         terminal.exit_now(code)
     if notify is not None and signum is None:  # ended by itself; after a signal, nobody waits for word
@@ -443,6 +455,25 @@ def _execute(
             if signals.caught is not None:
                 code = exit_code_for(signals.caught)
     return code
+
+
+def _reports(
+    junit_path: Path | None,
+    actions: github.Actions | None,
+    run_id: str,
+    outcomes: list[render.SummaryRow],
+    wall_s: float,
+    signum: int | None,
+) -> str | None:
+    """Write the --junit report and append the GitHub job summary, as far as asked for; what kept
+    the report from being written, if anything (the job summary's trouble is a warning)."""
+    interrupted = None if signum is None else _SIGNAL_NAMES[signum]
+    if actions is not None and (trouble := actions.append_summary(run_id, outcomes, wall_s, interrupted)):
+        terminal.warning(trouble)
+    if junit_path is None:
+        return None
+    started_at = time.time() - wall_s
+    return junit.write(junit_path, run_id, outcomes, started_at=started_at, wall_s=wall_s, interrupted=interrupted)
 
 
 def _summary(
@@ -502,16 +533,20 @@ def _event(
     history: History,
     event: TaskEvent,
     in_worktrees: set[str],
+    actions: github.Actions | None = None,
 ) -> None:
     """Show ``event``; then, as a task starts (its agent is not spawned yet), note the working
     tree, and as it ends, say what changed outside the claims meanwhile (see queue_core.changes).
     Not of a worktree task: what changed in the checkout while it ran is others' doing (your
     edits, merges); what it changed is known exactly from its branch, and said in the summary.
-    A task that succeeded adds its duration to the history at once."""
+    A task that succeeded adds its duration to the history at once. On GitHub Actions, a task
+    that ended shows its log in a group (not in the live view: GitHub has no terminal)."""
     output.event(event)
     found = strays.event(event)  # a worktree task's window too: its claims cover others' merges
     if found is not None and event.task_id not in in_worktrees:
         output.note(render.unclaimed_line(event, found))
+    if actions is not None and isinstance(output, terminal.PlainEvents) and (text := actions.task_ended(event)):
+        output.note(text)
     failed = history.event(event)
     if failed is not None:
         output.notice(failed)

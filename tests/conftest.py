@@ -19,6 +19,12 @@ import pytest
 from queue_core import AgentTask, TaskQueue
 from queue_core.claims import Claim, overlaps
 
+# Tests that run on GitHub Actions must not give its GITHUB_ACTIONS to every command they start,
+# which would then print groups (cli/github.py) into outputs the tests read, and append to the
+# real job summary; the tests of that output set it themselves.
+for _name in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY"):
+    os.environ.pop(_name, None)
+
 #: Upper bound of every wait in the tests: generous, so a slow CI box never flakes, yet a hang
 #: fails in seconds rather than at pytest-timeout.
 WAIT = 10.0

@@ -51,8 +51,15 @@ class Terminal:
 
 
 @contextlib.contextmanager
-def on_terminal(argv: list[str], *, controlling: bool = False, size: tuple[int, int] = (40, 120)) -> Iterator[Terminal]:
-    """Run ``argv`` on a new pseudo-terminal of ``size`` (rows, columns); ``controlling``: as its
+def on_terminal(
+    argv: list[str],
+    *,
+    controlling: bool = False,
+    size: tuple[int, int] = (40, 120),
+    env: dict[str, str] | None = None,
+) -> Iterator[Terminal]:
+    """Run ``argv`` on a new pseudo-terminal of ``size`` (rows, columns), in ``env`` (default: this
+    process's environment); ``controlling``: as its
     session's controlling terminal (through setsid -c), so that a hang-up sends it SIGHUP and a
     Ctrl-C typed (``\x03`` written to ``master``) SIGINT. Leaving hangs up, and kills the program
     if it still runs."""
@@ -61,7 +68,7 @@ def on_terminal(argv: list[str], *, controlling: bool = False, size: tuple[int, 
     if controlling:
         assert SETSID is not None
         argv = [SETSID, "-c", *argv]
-    env = {**os.environ, "TERM": "xterm-256color"}
+    env = {**(os.environ if env is None else env), "TERM": "xterm-256color"}
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
     tty = os.ttyname(slave)
     os.close(slave)
