@@ -208,6 +208,12 @@ def delegate_multiple(
     readings, a second apart; once above, until 5 points below. A task's memory: and cpus: (or
     its agent's) must be free beyond what the running tasks declared. With no task of the run
     running, one may always start.
+
+    hooks: in project-manager.yaml runs commands as each task ends (task_end) and once the run
+    ended by itself (run_end), each an argv at the repository root, with the task's or the
+    run's --json object on stdin and PM_STATUS, PM_EXIT_CODE and the PM_* variables in its
+    environment, for at most 10 s (timeout: under hooks:); a failing hook is a warning, never
+    the run's exit code.
     """
     import sys
 

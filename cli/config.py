@@ -23,6 +23,7 @@ from queue_core.errors import InvalidClaimError
 from queue_core.machine import Limits
 from queue_core.runner import DEFAULT_PROMPT
 
+from .hooks import Hooks
 from .presets import PRESET_REPORTS, PRESETS
 
 __all__ = [
@@ -240,6 +241,8 @@ class RepoConfig:
     limits: Limits = NO_LIMITS
     #: Quota pools and their units, for every batch run on the repository (see cli/config_pools.py).
     pools: dict[str, int] = field(default_factory=dict)
+    #: Commands run as each task ends and once the run ends (see cli/hooks.py).
+    hooks: Hooks = field(default_factory=Hooks)
 
 
 def parse_duration(text: str | int | float) -> float:

@@ -50,6 +50,7 @@ from .config import (
 )
 from .config_machine import MachineKeys
 from .config_pools import read_capacities, read_takes
+from .hooks import Hooks, read_hooks
 from .presets import PRESET_REPORTS, PRESETS
 from .yaml_nodes import BOOL_TAG as _BOOL_TAG
 from .yaml_nodes import FLOAT_TAG as _FLOAT_TAG
@@ -72,7 +73,7 @@ _ISOLATION_KEYS = ("isolation", "merge", "on_violation")
 #: What a task needs of the machine (see cli/config_machine.py): on a task or an agent.
 _NEEDS_KEYS = ("memory", "cpus")
 _BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", *_ISOLATION_KEYS, "limits", "pools", "agents", "tasks")
-_REPO_KEYS = ("agents", "keep_runs", "on_finish", "setup", "worktree_root", "worktree_pool", "limits", "pools")
+_REPO_KEYS = ("agents", "keep_runs", "on_finish", "setup", "worktree_root", "worktree_pool", "limits", "pools", "hooks")
 _AGENT_KEYS = (
     "command",
     "preset",
@@ -142,7 +143,7 @@ def load_batch(path: Path) -> Batch:
 
 def load_repo_config(repo: Path) -> RepoConfig:
     """``project-manager.yaml`` at the root of ``repo``: its ``agents:``, ``keep_runs:``, ``on_finish:``,
-    ``pools:``, and for worktree tasks ``setup:``, ``worktree_root:`` and ``worktree_pool:``.
+    ``hooks:``, ``pools:``, and for worktree tasks ``setup:``, ``worktree_root:`` and ``worktree_pool:``.
 
     Empty if there is no such file. Raises ConfigError as load_batch does; any other
     top-level key is an error.
@@ -161,7 +162,10 @@ def load_repo_config(repo: Path) -> RepoConfig:
     worktree_root = reader.string(top["worktree_root"][1], "worktree_root") if "worktree_root" in top else None
     pool = reader.worktree_pool(top)
     pools = read_capacities(reader, top["pools"][1]) if "pools" in top else {}
-    return RepoConfig(agents, reader.keep_runs(top), on_finish, setup, worktree_root, pool, reader.limits(top), pools)
+    hooks = read_hooks(reader, top["hooks"][1]) if "hooks" in top else Hooks()
+    return RepoConfig(
+        agents, reader.keep_runs(top), on_finish, setup, worktree_root, pool, reader.limits(top), pools, hooks
+    )
 
 
 def load_repo_agents(repo: Path) -> dict[str, AgentSpec]:

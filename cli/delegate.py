@@ -60,6 +60,7 @@ from .config_machine import RunMachine, merged_limits
 from .config_pools import check_pools, merge_pools, task_takes
 from .estimates import History
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
+from .hooks import HookRunner, Hooks
 from .notify import Notify
 from .presets import PRESETS
 from .repo import find_repo
@@ -185,13 +186,14 @@ def run(
         batch.pools,
         junit_path,
         github.Actions.of(os.environ),
+        repo_config.hooks,
     )
 
 
 def _load(
     task_texts: list[str], batch_file: Path | None, repo_root: Path, *, dry_run: bool
 ) -> tuple[Batch, RepoConfig, list[tuple[str, str]]]:
-    """The batch, project-manager.yaml (read once: its agents, ``on_finish``, ``setup``...),
+    """The batch, project-manager.yaml (read once: its agents, ``on_finish``, ``hooks``, ``setup``...),
     and (for a dry run, which plans without them) the executables not installed.
 
     Claims typed on the command line count from the current directory, as git's paths do;
@@ -383,6 +385,7 @@ def _execute(
     pools: dict[str, int] | None = None,
     junit_path: Path | None = None,
     actions: github.Actions | None = None,
+    hooks: Hooks | None = None,
 ) -> int:
     output: terminal.PlainEvents | terminal.LiveView
     strays = StrayWrites(repo_root, writes, run_id)
@@ -394,7 +397,7 @@ def _execute(
             ownership=ownership,
             repo=repo_root,
             run_id=run_id,
-            on_event=lambda e: _event(output, strays, history, e, in_worktrees, actions),
+            on_event=lambda e: _event(output, strays, history, e, in_worktrees, ends, actions),
             on_notice=lambda text: output.notice(text),
             stale_after=stale_after,
             keep_runs=keep_runs,
@@ -415,6 +418,8 @@ def _execute(
     )
     for notice in queue.registry.notices if queue.registry else []:
         terminal.warning(notice)
+    rows = functools.partial(_outcomes, queue, tasks, strays)  # for a task's --json object, as it ends
+    ends = HookRunner.of_run(hooks or Hooks(), repo_root, run_id, runners, rows, history.seconds(), output.notice)
     started = time.monotonic()
     # From here on, Ctrl-C, SIGTERM and SIGHUP only write to a pipe. The whole run is waited for
     # in a thread of its own: submitting, and ending it, may wait for the registry lock, and a
@@ -423,6 +428,7 @@ def _execute(
         output.__enter__()
         signum = signals.wait_for(functools.partial(_run_batch, queue, tasks))
         if signum is not None:
+            ends.stop(signum)  # first: no hook for the tasks the signal cancels
             queue.abort()  # first: the output may be stuck (a terminal held with Ctrl-S)
             strays.interrupt(INTERRUPTED_WRITE_S)  # a hung git status must not hold a task's start or end
             if isinstance(output, terminal.LiveView):
@@ -430,7 +436,10 @@ def _execute(
             output.note(f"interrupted by {_SIGNAL_NAMES[signum]}: stopping every agent and releasing every claim")
             queue.shutdown(wait=True)
         # Every line, however slow the reader; once a signal came, for INTERRUPTED_WRITE_S in all.
+        ends.warn_to(None)  # a hook's warning now would be lost in the closing output: held until it closed
         delivered = signals.finish(output.close)
+        if delivered:  # else the output is stuck on a reader gone: stderr may be too
+            ends.warn_to(terminal.warning)
         wall = time.monotonic() - started
         outcomes = _outcomes(queue, tasks, strays)
         interrupted = signum is not None
@@ -445,13 +454,21 @@ def _execute(
     if unwritten is not None:  # after the summary, as its last word: the report asked for is missing
         terminal.error(unwritten)
         code = EXIT_FAILED if code == EXIT_OK else code
+    if signum is not None:
+        ends.stop(signum, wait=True)  # the hook that runs is killed before the exit (a signal in the summary too)
     if not delivered:  # a writer is stuck on a reader that went away, maybe holding stdout's lock
         terminal.exit_now(code)
-    if notify is not None and signum is None:  # ended by itself; after a signal, nobody waits for word
-        # A stop signal now (the user gave up waiting for on_finish) stops it, and is the exit code.
+    if (notify is not None or ends.hooks) and signum is None:  # ended by itself; after a signal, nobody waits
+        # A stop signal now (the user gave up waiting for a hook or on_finish) stops it, and is the exit code.
+        statuses = [row.outcome.status for row in outcomes]
+        report = functools.partial(  # the --json report, made only for a run_end hook
+            _summary, outcomes, wall, run_id, repo_root, history, used, json_out=True, interrupted=False
+        )
         with Signals(patience=INTERRUPTED_WRITE_S) as signals:
             if signals.caught is None:
-                notify(run_id, code, [row.outcome.status for row in outcomes], signals.wait_for)
+                ends.run_end(report, code, statuses, signals.wait_for)
+            if notify is not None and signals.caught is None:
+                notify(run_id, code, statuses, signals.wait_for)
             if signals.caught is not None:
                 code = exit_code_for(signals.caught)
     return code
@@ -533,6 +550,7 @@ def _event(
     history: History,
     event: TaskEvent,
     in_worktrees: set[str],
+    ends: HookRunner,
     actions: github.Actions | None = None,
 ) -> None:
     """Show ``event``; then, as a task starts (its agent is not spawned yet), note the working
@@ -540,7 +558,8 @@ def _event(
     Not of a worktree task: what changed in the checkout while it ran is others' doing (your
     edits, merges); what it changed is known exactly from its branch, and said in the summary.
     A task that succeeded adds its duration to the history at once. On GitHub Actions, a task
-    that ended shows its log in a group (not in the live view: GitHub has no terminal)."""
+    that ended shows its log in a group (not in the live view: GitHub has no terminal). Last, a
+    task that ended has its task_end hooks queued, with what it changed known."""
     output.event(event)
     found = strays.event(event)  # a worktree task's window too: its claims cover others' merges
     if found is not None and event.task_id not in in_worktrees:
@@ -550,6 +569,7 @@ def _event(
     failed = history.event(event)
     if failed is not None:
         output.notice(failed)
+    ends.task_ended(event)
 
 
 def _outcomes(queue: TaskQueue, tasks: list[AgentTask], strays: StrayWrites) -> list[render.SummaryRow]:

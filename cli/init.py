@@ -71,6 +71,12 @@ _HEADER = Template("""\
 # on_finish: [notify-send, "project-manager: run ended"]   # with --notify, run when a run
 #   ends by itself: an argv, never through a shell; PM_RUN_ID, PM_EXIT_CODE, PM_TOTAL,
 #   PM_SUCCEEDED and PM_FAILED in its environment
+# hooks: {run_end: [[notify-send, "project-manager: run ended"]]}   # commands run as each
+#   task ends (task_end:) and once a run ended by itself (run_end:), with or without
+#   --notify: each an argv, never through a shell, at the repository root, reading the
+#   task's or the run's --json object on stdin, with PM_STATUS, PM_EXIT_CODE and the PM_*
+#   variables in its environment; each may take 10s (timeout: 30s under hooks: changes it);
+#   a failing hook is a warning, never the run's failure
 # setup: [[npm, ci]]   # run in each new worktree before its agent, each an argv
 # worktree_root: ../worktrees   # where worktrees go (default: the state directory in .git)
 # pools: {anthropic: 2}   # quota pools: at most 2 units of anthropic in use at once by the

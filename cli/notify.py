@@ -6,6 +6,8 @@ run ended from its environment: ``PM_RUN_ID``, ``PM_EXIT_CODE``, ``PM_TOTAL``, `
 and ``PM_FAILED`` (failed, timed out or stayed rate-limited). It has ON_FINISH_TIMEOUT_S to end,
 then it is killed with its process group. Whatever it does, the run's exit code stays the
 tasks': a failure is a warning. A stop signal while it runs kills it at once, and is the exit code.
+
+:func:`run_command` is the one way the CLI runs such a command: ``hooks:`` (cli/hooks.py) too.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import os
 import shlex
 import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -58,19 +61,24 @@ class Notify:
         terminal.bell()
         if not self.command:
             return None
-        env = {
-            "PM_RUN_ID": run_id,
-            "PM_EXIT_CODE": str(code),
-            "PM_TOTAL": str(len(outcomes)),
-            "PM_SUCCEEDED": str(sum(o is TaskState.SUCCEEDED for o in outcomes)),
-            "PM_FAILED": str(sum(o in FAILED_STATES for o in outcomes)),
-        }
         signums: list[int] = []
-        problem = run_command(self.command, self.repo, env, self.timeout_s, wait, signums)
+        problem = run_command(self.command, self.repo, run_env(run_id, code, outcomes), self.timeout_s, wait, signums)
         if problem is not None:
             stands = "" if signums else "; the run's exit code stands"
             terminal.warning(f"on_finish ({shlex.join(self.command)}) {problem}{stands}")
         return signums[0] if signums else None
+
+
+def run_env(run_id: str, code: int, outcomes: Sequence[TaskState]) -> dict[str, str]:
+    """How the run ``run_id`` ended, for a command's environment: ``PM_RUN_ID``, ``PM_EXIT_CODE``,
+    ``PM_TOTAL``, ``PM_SUCCEEDED`` and ``PM_FAILED``."""
+    return {
+        "PM_RUN_ID": run_id,
+        "PM_EXIT_CODE": str(code),
+        "PM_TOTAL": str(len(outcomes)),
+        "PM_SUCCEEDED": str(sum(o is TaskState.SUCCEEDED for o in outcomes)),
+        "PM_FAILED": str(sum(o in FAILED_STATES for o in outcomes)),
+    }
 
 
 def run_command(
@@ -80,24 +88,28 @@ def run_command(
     timeout_s: float,
     wait: Waiter | None = None,
     signums: list[int] | None = None,
+    *,
+    stdin: bytes | None = None,
 ) -> str | None:
-    """Run ``command`` in ``cwd`` with ``env`` added, its output dropped but for its last error
-    line, for at most ``timeout_s``; None if it exited 0, else what went wrong.
+    """Run ``command`` in ``cwd`` with ``env`` added and ``stdin`` to read (None: nothing), its
+    output dropped but for its last error line, for at most ``timeout_s``; None if it exited 0,
+    else what went wrong.
 
     Its end is its own exit, not the end of its output, which a process it left running may hold
     open. ``wait`` waits for that exit (see Waiter); a stop signal then stops the command, and
     its number goes into ``signums``.
     """
     try:
-        proc = subprocess.Popen(  # noqa: S603 - the user's own argv, from their file; no shell
-            list(command),
-            cwd=cwd,
-            env={**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,  # stdout is the run's (its --json)
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # a group of its own, to stop whole
-        )
+        with _input(stdin) as source:
+            proc = subprocess.Popen(  # noqa: S603 - the user's own argv, from their file; no shell
+                list(command),
+                cwd=cwd,
+                env={**os.environ, **env},
+                stdin=source,
+                stdout=subprocess.DEVNULL,  # stdout is the run's (its --json)
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # a group of its own, to stop whole
+            )
     except OSError as exc:
         return f"could not start: {exc.strerror or exc}"
     assert proc.stderr is not None
@@ -126,6 +138,20 @@ def run_command(
     return exit_text(proc.returncode) + (f": {lines[-1]}" if lines else "")
 
 
+@contextlib.contextmanager
+def _input(data: bytes | None) -> Iterator[int | IO[bytes]]:
+    """What a command reads on stdin: nothing, or ``data`` in a temporary file, private and
+    already unlinked. A file, not a pipe: a command that never reads it cannot block, nor keep
+    anyone waiting to write the rest."""
+    if data is None:
+        yield subprocess.DEVNULL
+        return
+    with tempfile.TemporaryFile() as file:
+        file.write(data)
+        file.seek(0)
+        yield file
+
+
 class _Tail:
     """The last ``size`` bytes of ``pipe``, read to its end by a thread of its own."""
 
@@ -133,7 +159,7 @@ class _Tail:
         self._pipe = pipe
         self._size = size
         self._data = b""
-        self._thread = threading.Thread(target=self._read, name="project-manager-on-finish", daemon=True)
+        self._thread = threading.Thread(target=self._read, name="project-manager-command-errors", daemon=True)
         self._thread.start()
 
     def _read(self) -> None:

@@ -331,10 +331,15 @@ def run_json(
             "speedup": None if speedup is None else round(speedup, 3),
             "cost_usd": total_cost(rows),
             **({} if machine is None else machine.to_json()),
-            "tasks": [{**row.to_json(), "estimate_s": _rounded(estimate(row.outcome.id))} for row in rows],
+            "tasks": [task_json(row, estimate(row.outcome.id)) for row in rows],
         },
         indent=2,
     )
+
+
+def task_json(row: SummaryRow, estimate_s: float | None) -> dict[str, Any]:
+    """A task's object in --json (and on a task_end hook's stdin): SummaryRow.to_json with its ``estimate_s``."""
+    return {**row.to_json(), "estimate_s": _rounded(estimate_s)}
 
 
 def plan_json(

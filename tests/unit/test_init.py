@@ -79,6 +79,7 @@ def test_the_agents_commented_out_load_once_uncommented(tmp_path: Path, repo: Pa
     assert list(config.agents) == [*(f"{preset}_dev" for preset in AGENT_CLIS), "reviewer"]
     assert config.agents["reviewer"].command == ("my-review-tool", "--message={prompt}")
     assert (config.keep_runs, config.on_finish) == (100, ("notify-send", "project-manager: run ended"))
+    assert config.hooks.run_end == (("notify-send", "project-manager: run ended"),)
 
 
 def test_every_key_of_an_agent_and_of_the_file_is_explained(tmp_path: Path, repo: Path) -> None:

@@ -14,7 +14,7 @@ from cli.config import ConfigError
 from cli.config_files import load_repo_config
 from cli.notify import Notify, run_command
 from queue_core import TaskState
-from tests.conftest import eventually
+from tests.conftest import WAIT, eventually
 
 #: An on_finish command that writes the environment it was given to ``finish.json``.
 RECORD = (sys.executable, "-c", "import json, os; json.dump(dict(os.environ), open('finish.json', 'w'))")
@@ -94,3 +94,21 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def test_a_command_reads_its_input_whole(tmp_path: Path) -> None:
+    data = b"x" * 300_000 + b"\n"
+    copy = (sys.executable, "-c", "import sys; open('got', 'wb').write(sys.stdin.buffer.read())")
+    assert run_command(copy, tmp_path, {}, WAIT, stdin=data) is None
+    assert (tmp_path / "got").read_bytes() == data
+
+
+def test_a_command_that_never_reads_a_big_input_neither_blocks_nor_is_blocked(tmp_path: Path) -> None:
+    """The input is a file, not a pipe: nothing waits for a reader that never comes."""
+    assert run_command(("true",), tmp_path, {}, WAIT, stdin=b"{}" * 1_000_000) is None
+    # One that exits before it could have read anything, and one that stops reading halfway.
+    assert run_command(("sh", "-c", "head -c 10 >/dev/null"), tmp_path, {}, WAIT, stdin=b"y" * 1_000_000) is None
+
+
+def test_without_input_a_command_reads_nothing(tmp_path: Path) -> None:
+    assert run_command(("sh", "-c", 'test -z "$(cat)"'), tmp_path, {}, WAIT) is None
