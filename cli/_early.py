@@ -14,9 +14,10 @@ noted: list[int] = []
 def note_early() -> None:
     """From now on, a stop signal is noted, never fatal (main thread only)."""
     for sig in STOPS:
-        signal.signal(sig, _note)
+        signal.signal(sig, note)
 
 
-def _note(signum: int, frame: FrameType | None) -> None:
+def note(signum: int, frame: FrameType | None) -> None:
+    """The handler of the stop signals: the first is kept, for whoever waits next."""
     if not noted:
         noted.append(signum)

@@ -2,8 +2,9 @@
 
 An exception raised by a signal handler can land anywhere, for instance between a lock's
 acquire and the ``try`` that would release it (leaving a queue locked for good), or in the
-middle of Rich drawing a frame (leaving the terminal's cursor hidden). So the handlers do
-nothing, and the signal reaches the main thread through a pipe that it waits on in select().
+middle of Rich drawing a frame (leaving the terminal's cursor hidden). So the handlers only
+note the signal (for a wait to come: one may come after the last wait of a Signals, and the
+next must see it), and it reaches the main thread through a pipe that it waits on in select().
 
 The pipe is the interpreter's wakeup fd: its C-level handler writes the signal's number there
 whichever thread the kernel delivers the signal to. A Python handler writing to the pipe would
@@ -24,9 +25,8 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from types import FrameType
 
-from ._early import STOPS, note_early
+from ._early import STOPS, note, note_early
 from ._early import noted as _early
 
 __all__ = ["STOPS", "Signals", "note_early", "noted"]
@@ -57,13 +57,15 @@ class Signals:
         os.set_blocking(self._signal_w, False)
         # The pipe first: a signal between the two lines is then noted, not lost.
         self._previous_wakeup_fd = signal.set_wakeup_fd(self._signal_w, warn_on_full_buffer=False)
-        self._previous = {s: signal.signal(s, _ignore) for s in STOPS}
+        self._previous = {s: signal.signal(s, note) for s in STOPS}
         if _early:
             self._catch(_early[0])
         return self
 
     def __exit__(self, *exc: object) -> None:
         signal.set_wakeup_fd(self._previous_wakeup_fd)
+        if _early:  # one that came after the last wait: its handler noted it, for whoever waits next
+            self._catch(_early[0])
         for sig, handler in self._previous.items():
             # Once stopping, stay so: a second signal in the summary or the exit changes nothing.
             signal.signal(sig, signal.SIG_IGN if self.caught is not None else handler)
@@ -127,10 +129,6 @@ class Signals:
                     self._catch(signum)
             if self.caught is not None:
                 return []
-
-
-def _ignore(signum: int, frame: FrameType | None) -> None:
-    """Nothing to do here: the wakeup fd has the signal already (see the module)."""
 
 
 def _then_write(work: Callable[[], object], done: int) -> None:

@@ -51,9 +51,9 @@ def test_other_signals_with_handlers_are_not_an_interruption() -> None:
         signal.signal(signal.SIGUSR1, previous)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def stop_handlers() -> Iterator[None]:
-    """The test may leave the stop signals ignored (that is what it checks): put them back."""
+    """A test may leave the stop signals ignored (what some check), or one noted: put them back."""
     previous = {sig: signal.getsignal(sig) for sig in STOPS}
     early = list(signals_module._early)
     try:
@@ -64,7 +64,6 @@ def stop_handlers() -> Iterator[None]:
         signals_module._early[:] = early
 
 
-@pytest.mark.usefixtures("stop_handlers")
 def test_once_a_stop_signal_came_the_others_are_ignored_until_the_process_ends() -> None:
     """Before: the handlers were put back on leaving, so a second Ctrl-C during the summary or the
     exit killed the command: a traceback, a wrong exit code, or no summary."""
@@ -76,7 +75,6 @@ def test_once_a_stop_signal_came_the_others_are_ignored_until_the_process_ends()
     signal.raise_signal(signal.SIGTERM)  # ignored: this test goes on
 
 
-@pytest.mark.usefixtures("stop_handlers")
 def test_a_stop_signal_noted_before_a_command_waits_is_seen_as_it_starts() -> None:
     """Before: a SIGTERM during start-up (importing, reading the batch) killed the command outright."""
     signals_module._early.clear()
@@ -89,7 +87,20 @@ def test_a_stop_signal_noted_before_a_command_waits_is_seen_as_it_starts() -> No
     assert not ran.is_set()  # nothing is started once told to stop
 
 
-@pytest.mark.usefixtures("stop_handlers")
+def test_a_stop_signal_that_comes_after_the_last_wait_is_seen_by_the_next_one() -> None:
+    """Before: a SIGTERM after the summary was written, before its Signals was left, went to a pipe
+    nobody read again; the end of the run (run_end hooks, on_finish) then waited as if none came."""
+    signals_module._early.clear()
+    note_early()
+    with Signals() as signals:
+        assert signals.wait(0) is None
+        signal.raise_signal(signal.SIGTERM)  # nothing waits any more in this one
+    with Signals() as later:
+        assert later.caught == signal.SIGTERM
+    for sig in STOPS:
+        assert signal.getsignal(sig) is signal.SIG_IGN  # stopping: stays so
+
+
 def test_work_stuck_on_a_reader_that_went_away_is_given_up_once_a_signal_came() -> None:
     """Before: a summary written to a pipe nobody read blocked the command, deaf to every signal.
     The write is a blocking one, in a thread: no O_NONBLOCK is set on a descriptor others share."""
@@ -105,7 +116,6 @@ def test_work_stuck_on_a_reader_that_went_away_is_given_up_once_a_signal_came() 
         os.close(writer)
 
 
-@pytest.mark.usefixtures("stop_handlers")
 def test_the_patience_after_a_signal_is_counted_once_for_everything_that_waits() -> None:
     """Before: each bounded wait had its own 2 s, so a run that went on writing took 6 s to end.
     With the patience spent, every further wait gives up at once (pytest-timeout would catch a hang)."""
