@@ -361,7 +361,7 @@ class Engine:
             if entry.state in (TaskState.RETRY_WAIT, TaskState.QUEUED):  # to run again: the timer says when
                 self.timer.wake()
             # Collected before the dispatch, which may start the retry: its event says "retrying".
-            resolved = self._collect(changed, result=result, error=error, of=entry.id)
+            resolved = self._collect(changed, result=result, error=error, of=entry.id, ended_at=now)
             mine = self._dispatch(now, keep_one=True)
         owes = bool(resolved) and mine is not None
         self.own_thread.owes = owes
@@ -458,9 +458,16 @@ class Engine:
     # --- results ----------------------------------------------------------------------------
 
     def _collect(
-        self, changed: list[TaskEntry], *, result: Any = None, error: BaseException | None = None, of: str | None = None
+        self,
+        changed: list[TaskEntry],
+        *,
+        result: Any = None,
+        error: BaseException | None = None,
+        of: str | None = None,
+        ended_at: float | None = None,
     ) -> list[Resolution]:
-        """Pair changed entries with their futures (lock held); whoever collects resolves."""
+        """Pair changed entries with their futures (lock held); whoever collects resolves. The
+        attempt of ``of`` returned ``result`` or raised ``error``, and ended at ``ended_at``."""
         if not changed:
             if self._drained():
                 self.all_done.notify_all()
@@ -469,7 +476,7 @@ class Engine:
         for entry in changed:
             future = self.futures.pop(entry.id, None) if entry.state.is_terminal else None
             if entry.id == of:
-                out.append(Resolution.of(entry, future, result=result, error=error))
+                out.append(Resolution.of(entry, future, result=result, error=error, ended_at=ended_at))
             else:
                 out.append(Resolution.of(entry, future))
         self.delivering += 1
@@ -492,7 +499,8 @@ class Engine:
                     kind = EVENT_KINDS.get(item.state, item.state.value)
                     task = item.entry.task
                     ended = (item.reason, task.task_description, item.duration_s, item.log)
-                    self._emit(TaskEvent(kind, task.id, task.agent_type, self.clock(), item.attempt, *ended))
+                    taken = (item.exit_code, item.report, item.total_s)
+                    self._emit(TaskEvent(kind, task.id, task.agent_type, self.clock(), item.attempt, *ended, *taken))
         finally:
             if count_down:
                 with self.lock:
