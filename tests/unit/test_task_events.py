@@ -42,7 +42,9 @@ def test_an_attempts_end_carries_its_exit_code_the_agents_report_and_the_time_of
 
 def test_a_callables_events_and_a_task_that_never_ran_carry_none_of_them() -> None:
     s = Stepped()
-    s.engine.submit([AgentTask("a", "A", ["x"], lambda: None, id="A"), AgentTask("b", "B", ["x"], lambda: None, id="B")])
+    s.engine.submit(
+        [AgentTask("a", "A", ["x"], lambda: None, id="A"), AgentTask("b", "B", ["x"], lambda: None, id="B")]
+    )
     assert s.engine.cancel("B")
     s.run("A")
     for event in s.events:
