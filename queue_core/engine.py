@@ -58,6 +58,7 @@ from .results import (
     describe,
     outcome,
     queue_status,
+    resumes_at,
     settle,
 )
 from .scheduler import Scheduler, TaskEntry
@@ -501,7 +502,8 @@ class Engine:
         for entry in changed:
             future = self.futures.pop(entry.id, None) if entry.state.is_terminal else None
             if entry.id == of:
-                out.append(Resolution.of(entry, future, result=result, error=error, ended_at=ended_at))
+                due = resumes_at(self.sched, entry)
+                out.append(Resolution.of(entry, future, result=result, error=error, ended_at=ended_at, resumes_at=due))
             else:
                 out.append(Resolution.of(entry, future))
         self.delivering += 1
@@ -524,7 +526,7 @@ class Engine:
                     kind = EVENT_KINDS.get(item.state, item.state.value)
                     task = item.entry.task
                     ended = (item.reason, task.task_description, item.duration_s, item.log)
-                    taken = (item.exit_code, item.report, item.total_s)
+                    taken = (item.exit_code, item.report, item.total_s, item.resumes_at)
                     self._emit(TaskEvent(kind, task.id, task.agent_type, self.clock(), item.attempt, *ended, *taken))
         finally:
             if count_down:

@@ -34,6 +34,7 @@ __all__ = [
     "describe",
     "outcome",
     "queue_status",
+    "resumes_at",
     "settle",
 ]
 
@@ -52,7 +53,8 @@ class TaskEvent:
     report): ``exit_code``, the agent command's (negative: the signal that ended it; None for
     a callable, or before its first attempt ended); ``report``, what the agent reported (its
     cost and tokens those of every attempt so far); ``total_s``, the time of every attempt so
-    far, the waits between them left out (None before the first one ran)."""
+    far, the waits between them left out (None before the first one ran); ``resumes_at``, in
+    "retrying" and "paused", when it is due to run again, on the queue's clock (as ``time``)."""
 
     kind: str
     task_id: str
@@ -66,6 +68,7 @@ class TaskEvent:
     exit_code: int | None = None
     report: AgentReport | None = None
     total_s: float | None = None
+    resumes_at: float | None = None
 
 
 #: Event kinds of the states a task leaves RUNNING for that are not terminal.
@@ -88,6 +91,7 @@ class Resolution:
     exit_code: int | None = None  # these three as TaskEvent has them, taken with the rest
     report: AgentReport | None = None
     total_s: float | None = None
+    resumes_at: float | None = None
 
     @classmethod
     def of(
@@ -98,6 +102,7 @@ class Resolution:
         result: Any = None,
         error: BaseException | None = None,
         ended_at: float | None = None,
+        resumes_at: float | None = None,
     ) -> Resolution:
         """``entry``'s change; ``ended_at``, when an attempt of it just ended: a task that runs
         again (a retry, a rate limit) has no end of its own to tell the attempt's duration by."""
@@ -119,6 +124,7 @@ class Resolution:
             exit_code=None if agent is None else agent.exit_code,
             report=None if agent is None else agent.report,
             total_s=entry.ran_s if entry.attempts else None,
+            resumes_at=resumes_at,
         )
 
 
@@ -172,6 +178,15 @@ def agent_log(entry: TaskEntry) -> str | None:
 def _agent(entry: TaskEntry) -> SubprocessAgent | None:
     fn = entry.task.execute_fn
     return fn if isinstance(fn, SubprocessAgent) else None
+
+
+def resumes_at(sched: Scheduler, entry: TaskEntry) -> float | None:
+    """When ``entry``, whose attempt ended and which is to run again, is due: its retry, or the
+    end of its agent's rate-limit pause; None if it is not waiting for a time (lock held)."""
+    if entry.state.is_terminal:
+        return None
+    reason = sched.wait_reason(entry)
+    return None if reason is None else reason.until
 
 
 def duration(entry: TaskEntry) -> float | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from queue_core import AgentTask, SubprocessAgent
+from queue_core import AgentTask, RateLimitedError, SubprocessAgent
 from queue_core.errors import AgentExitError
 from queue_core.reports import AgentReport
 
@@ -52,3 +52,16 @@ def test_a_callables_events_and_a_task_that_never_ran_carry_none_of_them() -> No
     by_kind = {(e.task_id, e.kind): e for e in s.events}
     assert by_kind["B", "cancelled"].total_s is None
     assert by_kind["A", "succeeded"].total_s == 0.0
+
+
+def test_a_task_to_run_again_says_when_on_the_queues_clock() -> None:
+    s = Stepped()
+    s.engine.submit([AgentTask("a", "A", ["x"], lambda: None, id="A", retries=1, retry_delay=1.0, retry_jitter=0.0)])
+    s.engine.submit([AgentTask("b", "B", ["y"], lambda: None, id="B")])
+    s.clock.now = 2.0
+    s.run("A", error=RuntimeError("flaky"))
+    s.run("B", error=RateLimitedError("429", retry_after=30.0))
+    retrying, paused = (e for e in s.events if e.kind in ("retrying", "paused"))
+    assert (retrying.kind, retrying.resumes_at) == ("retrying", 3.0)
+    assert (paused.kind, paused.resumes_at) == ("paused", 32.0)
+    assert all(e.resumes_at is None for e in s.events if e.kind not in ("retrying", "paused"))
