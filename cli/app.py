@@ -147,6 +147,19 @@ def delegate_multiple(
             help="When the run ends by itself, ring the terminal's bell and run on_finish of project-manager.yaml.",
         ),
     ] = False,
+    events: Annotated[
+        str | None,
+        typer.Option(
+            "--events",
+            metavar="PATH",
+            help=(
+                "Also write the run's journal (one JSON object a line: started, retrying, waiting, each task's end, "
+                "the run's end) to PATH as it happens; - for stdout (not with --json), where the event lines for "
+                "people and the summary then leave for stderr."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     isolation: Annotated[
         IsolationMode | None,
         typer.Option(
@@ -181,6 +194,10 @@ def delegate_multiple(
     what changed outside them while a task ran is reported when it ends (a warning line, a "!"
     in the summary, "unclaimed_writes" in --json), naming the tasks that ran beside it.
 
+    Every run writes its journal, one JSON object a line as each event happens (the run's start,
+    each attempt's start and end, each task's wait and end, the run's end), to events.jsonl
+    beside its task logs; --events copies it elsewhere.
+
     Each task that succeeds records its duration in the repository's state directory. Later
     runs estimate each task from it (the median of its last 5 runs, else its agent's), start
     the longest chain of work first among tasks of equal priority, show the time left, and give
@@ -210,6 +227,7 @@ def delegate_multiple(
         notify=notify,
         isolation=None if isolation is None else isolation.value,
         limits=Limits(cast("float | None", limit_cpu), cast("float | None", limit_memory)),  # by the callbacks
+        events=events,
     )
     raise typer.Exit(code)
 

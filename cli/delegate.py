@@ -59,6 +59,7 @@ from .config_files import REPO_CONFIG, load_batch, load_repo_config
 from .config_machine import RunMachine, merged_limits
 from .config_pools import check_pools, merge_pools, task_takes
 from .estimates import History
+from .events import WAIT_SAMPLE_TASKS, RunEvents, open_copy
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
 from .notify import Notify
 from .presets import PRESETS
@@ -102,9 +103,14 @@ def run(
     notify: bool = False,
     isolation: str | None = None,
     limits: Limits | None = None,
+    events: str | None = None,
 ) -> int:
     """Run the batch; ``max_parallel`` a count, "auto" or None (the batch's, else 4); ``limits``
-    the ``--limit-cpu``/``--limit-memory`` flags, over the batch's and the repository's."""
+    the ``--limit-cpu``/``--limit-memory`` flags, over the batch's and the repository's;
+    ``events`` where ``--events`` copies the journal (a path, or "-": stdout)."""
+    if events == "-" and json_out:
+        terminal.error("--events - writes on stdout, where --json prints the run's object: give --events a file")
+        return EXIT_USAGE
     repo_root = find_repo(repo)
     if (code := stopped_early()) is not None:
         return code
@@ -162,6 +168,12 @@ def run(
     if target is not None:
         _plan_worktrees(batch, runners, isolations, writes, repo_root, run_id, target, repo_config)
     notifier = Notify(repo_config.on_finish, repo_root) if notify else None
+    try:  # before anything runs: a --events that cannot be written is bad input
+        copy = None if events is None else open_copy(events)
+    except OSError as exc:
+        terminal.error(f"--events {events}: cannot write it ({exc.strerror or exc})")
+        return EXIT_USAGE
+    journal = RunEvents(run_id, log_dir, copy, to_stdout=events == "-")
     return _execute(
         tasks,
         runners,
@@ -171,7 +183,7 @@ def run(
         repo_root,
         run_id,
         json_out,
-        live and not json_out,
+        live and not json_out and events != "-",
         stale_after,
         keep_runs,
         writes,
@@ -179,6 +191,7 @@ def run(
         notifier,
         instances,
         batch.pools,
+        journal=journal,
     )
 
 
@@ -375,6 +388,8 @@ def _execute(
     notify: Notify | None = None,
     instances: dict[str, int] | None = None,
     pools: dict[str, int] | None = None,
+    *,
+    journal: RunEvents,
 ) -> int:
     output: terminal.PlainEvents | terminal.LiveView
     strays = StrayWrites(repo_root, writes, run_id)
@@ -386,7 +401,7 @@ def _execute(
             ownership=ownership,
             repo=repo_root,
             run_id=run_id,
-            on_event=lambda e: _event(output, strays, history, e, in_worktrees),
+            on_event=lambda e: _event(output, strays, history, e, in_worktrees, journal),
             on_notice=lambda text: output.notice(text),
             stale_after=stale_after,
             keep_runs=keep_runs,
@@ -400,10 +415,11 @@ def _execute(
     except (StateError, SupervisorError) as exc:
         terminal.error(str(exc))
         return EXIT_USAGE
+    journal.start(tasks)
     output = (
         _live_view(queue, runners, tasks, machine.limits)
         if live
-        else terminal.PlainEvents(sys.stderr if json_out else sys.stdout)
+        else terminal.PlainEvents(sys.stderr if json_out or journal.to_stdout else sys.stdout)
     )
     for notice in queue.registry.notices if queue.registry else []:
         terminal.warning(notice)
@@ -413,7 +429,7 @@ def _execute(
     # signal must still get through then.
     with Signals(patience=INTERRUPTED_WRITE_S) as signals, terminal.queue_log_to(output):
         output.__enter__()
-        signum = signals.wait_for(functools.partial(_run_batch, queue, tasks))
+        signum = signals.wait_for(functools.partial(_run_batch, queue, tasks, journal))
         if signum is not None:
             queue.abort()  # first: the output may be stuck (a terminal held with Ctrl-S)
             strays.interrupt(INTERRUPTED_WRITE_S)  # a hung git status must not hold a task's start or end
@@ -428,11 +444,14 @@ def _execute(
         interrupted = signum is not None
         used = render.MachineUse(queue.auto_parallel(), machine.limits)
         summary = _summary(outcomes, wall, run_id, repo_root, history, used, json_out=json_out, interrupted=interrupted)
-        delivered = signals.finish(functools.partial(terminal.write_out, summary)) and delivered
+        write = terminal.write_err if journal.to_stdout else terminal.write_out  # --events - has stdout
+        delivered = signals.finish(functools.partial(write, summary)) and delivered
         signum = signals.caught
-    code = exit_code_for(signum) if signum is not None else EXIT_OK
-    if signum is None and not all(row.outcome.status is TaskState.SUCCEEDED for row in outcomes):
-        code = EXIT_FAILED
+        code = exit_code_for(signum) if signum is not None else EXIT_OK
+        if signum is None and not all(row.outcome.status is TaskState.SUCCEEDED for row in outcomes):
+            code = EXIT_FAILED
+        ended = functools.partial(journal.end, [row.outcome for row in outcomes], code)
+        delivered = signals.finish(ended) and delivered
     if not delivered:  # a writer is stuck on a reader that went away, maybe holding stdout's lock
         terminal.exit_now(code)
     if notify is not None and signum is None:  # ended by itself; after a signal, nobody waits for word
@@ -502,12 +521,14 @@ def _event(
     history: History,
     event: TaskEvent,
     in_worktrees: set[str],
+    journal: RunEvents,
 ) -> None:
     """Show ``event``; then, as a task starts (its agent is not spawned yet), note the working
     tree, and as it ends, say what changed outside the claims meanwhile (see queue_core.changes).
     Not of a worktree task: what changed in the checkout while it ran is others' doing (your
     edits, merges); what it changed is known exactly from its branch, and said in the summary.
-    A task that succeeded adds its duration to the history at once."""
+    A task that succeeded adds its duration to the history at once; the journal has every event."""
+    journal.event(event)
     output.event(event)
     found = strays.event(event)  # a worktree task's window too: its claims cover others' merges
     if found is not None and event.task_id not in in_worktrees:
@@ -544,11 +565,12 @@ def _not_started(task: AgentTask) -> TaskOutcome:
     return TaskOutcome(task.id, task.agent_type, task.task_description, TaskState.CANCELLED, reason="not started")
 
 
-def _run_batch(queue: TaskQueue, tasks: list[AgentTask]) -> None:
-    """Submit the batch, wait for it, and end the run."""
+def _run_batch(queue: TaskQueue, tasks: list[AgentTask], journal: RunEvents) -> None:
+    """Submit the batch, wait for it (the journal watching its waits), and end the run."""
     try:
         queue.submit_tasks(tasks)
     except QueueShutdownError:  # a signal came first: nothing was queued
         return
+    journal.watch(functools.partial(queue.get_status, WAIT_SAMPLE_TASKS))
     queue.join()
     queue.shutdown(wait=True)
