@@ -160,6 +160,20 @@ def delegate_multiple(
             show_default=False,
         ),
     ] = None,
+    fail_fast: Annotated[
+        bool,
+        typer.Option(
+            "--fail-fast",
+            help="After the first task that fails, times out or stays rate-limited, start nothing new; running "
+            "tasks finish, every task not started ends cancelled; exit 1.",
+        ),
+    ] = False,
+    fail_fast_cancel: Annotated[
+        bool,
+        typer.Option(
+            "--fail-fast-cancel", help="As --fail-fast, and stop the running tasks too, as Ctrl-C stops them."
+        ),
+    ] = False,
     isolation: Annotated[
         IsolationMode | None,
         typer.Option(
@@ -228,6 +242,7 @@ def delegate_multiple(
         isolation=None if isolation is None else isolation.value,
         limits=Limits(cast("float | None", limit_cpu), cast("float | None", limit_memory)),  # by the callbacks
         events=events,
+        fail_fast="cancel" if fail_fast_cancel else fail_fast,
     )
     raise typer.Exit(code)
 

@@ -27,6 +27,7 @@ from queue_core import AgentTask, FileOwnership, SubprocessAgent, TaskEvent, Tas
 from queue_core.changes import GitCalls, Stray, StrayWrites
 from queue_core.claims import Claim
 from queue_core.errors import GitError, InvalidTaskError, QueueShutdownError, StateError, SupervisorError
+from queue_core.failfast import FailFastMode
 from queue_core.holds import STALE_AFTER_S
 from queue_core.isolated import WorktreeAgent, WorktreePlan
 from queue_core.machine import Limits
@@ -104,10 +105,12 @@ def run(
     isolation: str | None = None,
     limits: Limits | None = None,
     events: str | None = None,
+    fail_fast: FailFastMode = False,
 ) -> int:
     """Run the batch; ``max_parallel`` a count, "auto" or None (the batch's, else 4); ``limits``
     the ``--limit-cpu``/``--limit-memory`` flags, over the batch's and the repository's;
-    ``events`` where ``--events`` copies the journal (a path, or "-": stdout)."""
+    ``events`` where ``--events`` copies the journal (a path, or "-": stdout); ``fail_fast``
+    as TaskQueue takes it."""
     if events == "-" and json_out:
         terminal.error("--events - writes on stdout, where --json prints the run's object: give --events a file")
         return EXIT_USAGE
@@ -192,6 +195,7 @@ def run(
         instances,
         batch.pools,
         journal=journal,
+        fail_fast=fail_fast,
     )
 
 
@@ -390,6 +394,7 @@ def _execute(
     pools: dict[str, int] | None = None,
     *,
     journal: RunEvents,
+    fail_fast: FailFastMode = False,
 ) -> int:
     output: terminal.PlainEvents | terminal.LiveView
     strays = StrayWrites(repo_root, writes, run_id)
@@ -409,6 +414,7 @@ def _execute(
             machine=machine.sampler,
             limits=machine.limits or None,
             pools=pools,
+            fail_fast=fail_fast,
         )
         for directory in (queue.registry.dir / "logs", queue.registry.dir / "logs" / run_id) if queue.registry else ():
             ensure_private_dir(directory)  # agents' output is as private as the state

@@ -1,4 +1,4 @@
-"""``--events`` refused as bad input before anything runs (exit 2), through typer's CliRunner."""
+"""``--events`` and ``--fail-fast`` refused as bad input before anything runs (exit 2), through typer's CliRunner."""
 
 from __future__ import annotations
 
@@ -59,3 +59,10 @@ def test_events_that_cannot_be_written_are_refused(repo: Path, tmp_path: Path) -
         assert code == 2, target
         assert f"--events {target}: cannot write it ({why})" in err
         assert not (repo / "ran").exists()
+
+
+def test_fail_fast_takes_no_value(repo: Path) -> None:
+    code, _, err = invoke(repo, "shell: touch ran @ran", "--fail-fast=cancel")
+    assert code == 2
+    assert "does not take a value" in err
+    assert not (repo / "ran").exists()
