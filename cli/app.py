@@ -147,6 +147,33 @@ def delegate_multiple(
             help="When the run ends by itself, ring the terminal's bell and run on_finish of project-manager.yaml.",
         ),
     ] = False,
+    events: Annotated[
+        str | None,
+        typer.Option(
+            "--events",
+            metavar="PATH",
+            help=(
+                "Also write the run's journal (one JSON object a line: started, retrying, waiting, each task's end, "
+                "the run's end) to PATH as it happens; - for stdout (not with --json), where the event lines for "
+                "people and the summary then leave for stderr."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    fail_fast: Annotated[
+        bool,
+        typer.Option(
+            "--fail-fast",
+            help="After the first task that fails, times out or stays rate-limited, start nothing new; running "
+            "tasks finish, every task not started ends cancelled; exit 1.",
+        ),
+    ] = False,
+    fail_fast_cancel: Annotated[
+        bool,
+        typer.Option(
+            "--fail-fast-cancel", help="As --fail-fast, and stop the running tasks too, as Ctrl-C stops them."
+        ),
+    ] = False,
     isolation: Annotated[
         IsolationMode | None,
         typer.Option(
@@ -198,6 +225,10 @@ def delegate_multiple(
     what changed outside them while a task ran is reported when it ends (a warning line, a "!"
     in the summary, "unclaimed_writes" in --json), naming the tasks that ran beside it.
 
+    Every run writes its journal, one JSON object a line as each event happens (the run's start,
+    each attempt's start and end, each task's wait and end, the run's end), to events.jsonl
+    beside its task logs; --events copies it elsewhere.
+
     Each task that succeeds records its duration in the repository's state directory. Later
     runs estimate each task from it (the median of its last 5 runs, else its agent's), start
     the longest chain of work first among tasks of equal priority, show the time left, and give
@@ -234,6 +265,8 @@ def delegate_multiple(
         isolation=None if isolation is None else isolation.value,
         limits=Limits(cast("float | None", limit_cpu), cast("float | None", limit_memory)),  # by the callbacks
         junit_path=junit,
+        events=events,
+        fail_fast="cancel" if fail_fast_cancel else fail_fast,
     )
     raise typer.Exit(code)
 

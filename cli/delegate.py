@@ -27,6 +27,7 @@ from queue_core import AgentTask, FileOwnership, SubprocessAgent, TaskEvent, Tas
 from queue_core.changes import GitCalls, Stray, StrayWrites
 from queue_core.claims import Claim
 from queue_core.errors import GitError, InvalidTaskError, QueueShutdownError, StateError, SupervisorError
+from queue_core.failfast import FailFastMode
 from queue_core.holds import STALE_AFTER_S
 from queue_core.isolated import WorktreeAgent, WorktreePlan
 from queue_core.machine import Limits
@@ -59,6 +60,7 @@ from .config_files import REPO_CONFIG, load_batch, load_repo_config
 from .config_machine import RunMachine, merged_limits
 from .config_pools import check_pools, merge_pools, task_takes
 from .estimates import History
+from .events import WAIT_SAMPLE_TASKS, RunEvents, open_copy
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
 from .hooks import HookRunner, Hooks
 from .notify import Notify
@@ -104,10 +106,16 @@ def run(
     isolation: str | None = None,
     limits: Limits | None = None,
     junit_path: Path | None = None,
+    events: str | None = None,
+    fail_fast: FailFastMode = False,
 ) -> int:
     """Run the batch; ``max_parallel`` a count, "auto" or None (the batch's, else 4); ``limits``
     the ``--limit-cpu``/``--limit-memory`` flags, over the batch's and the repository's;
-    ``junit_path``: --junit's (see cli.junit)."""
+    ``junit_path``: --junit's (see cli.junit); ``events`` where ``--events`` copies the journal
+    (a path, or "-": stdout); ``fail_fast`` as TaskQueue takes it."""
+    if events == "-" and json_out:
+        terminal.error("--events - writes on stdout, where --json prints the run's object: give --events a file")
+        return EXIT_USAGE
     repo_root = find_repo(repo)
     if (code := stopped_early()) is not None:
         return code
@@ -167,6 +175,12 @@ def run(
     if target is not None:
         _plan_worktrees(batch, runners, isolations, writes, repo_root, run_id, target, repo_config)
     notifier = Notify(repo_config.on_finish, repo_root) if notify else None
+    try:  # before anything runs: a --events that cannot be written is bad input
+        copy = None if events is None else open_copy(events)
+    except OSError as exc:
+        terminal.error(f"--events {events}: cannot write it ({exc.strerror or exc})")
+        return EXIT_USAGE
+    journal = RunEvents(run_id, log_dir, copy, to_stdout=events == "-")
     return _execute(
         tasks,
         runners,
@@ -176,7 +190,7 @@ def run(
         repo_root,
         run_id,
         json_out,
-        live and not json_out,
+        live and not json_out and events != "-",
         stale_after,
         keep_runs,
         writes,
@@ -187,6 +201,8 @@ def run(
         junit_path,
         github.Actions.of(os.environ),
         repo_config.hooks,
+        journal=journal,
+        fail_fast=fail_fast,
     )
 
 
@@ -386,6 +402,9 @@ def _execute(
     junit_path: Path | None = None,
     actions: github.Actions | None = None,
     hooks: Hooks | None = None,
+    *,
+    journal: RunEvents,
+    fail_fast: FailFastMode = False,
 ) -> int:
     output: terminal.PlainEvents | terminal.LiveView
     strays = StrayWrites(repo_root, writes, run_id)
@@ -397,7 +416,7 @@ def _execute(
             ownership=ownership,
             repo=repo_root,
             run_id=run_id,
-            on_event=lambda e: _event(output, strays, history, e, in_worktrees, ends, actions),
+            on_event=lambda e: _event(output, strays, history, e, in_worktrees, journal, ends, actions),
             on_notice=lambda text: output.notice(text),
             stale_after=stale_after,
             keep_runs=keep_runs,
@@ -405,16 +424,18 @@ def _execute(
             machine=machine.sampler,
             limits=machine.limits or None,
             pools=pools,
+            fail_fast=fail_fast,
         )
         for directory in (queue.registry.dir / "logs", queue.registry.dir / "logs" / run_id) if queue.registry else ():
             ensure_private_dir(directory)  # agents' output is as private as the state
     except (StateError, SupervisorError) as exc:
         terminal.error(str(exc))
         return EXIT_USAGE
+    journal.start(tasks)
     output = (
         _live_view(queue, runners, tasks, machine.limits)
         if live
-        else terminal.PlainEvents(sys.stderr if json_out else sys.stdout)
+        else terminal.PlainEvents(sys.stderr if json_out or journal.to_stdout else sys.stdout)
     )
     for notice in queue.registry.notices if queue.registry else []:
         terminal.warning(notice)
@@ -426,7 +447,7 @@ def _execute(
     # signal must still get through then.
     with Signals(patience=INTERRUPTED_WRITE_S) as signals, terminal.queue_log_to(output):
         output.__enter__()
-        signum = signals.wait_for(functools.partial(_run_batch, queue, tasks))
+        signum = signals.wait_for(functools.partial(_run_batch, queue, tasks, journal))
         if signum is not None:
             ends.stop(signum)  # first: no hook for the tasks the signal cancels
             queue.abort()  # first: the output may be stuck (a terminal held with Ctrl-S)
@@ -446,14 +467,18 @@ def _execute(
         unwritten = _reports(junit_path, actions, run_id, outcomes, wall, signum)  # before the summary, which may block
         used = render.MachineUse(queue.auto_parallel(), machine.limits)
         summary = _summary(outcomes, wall, run_id, repo_root, history, used, json_out=json_out, interrupted=interrupted)
-        delivered = signals.finish(functools.partial(terminal.write_out, summary)) and delivered
+        write = terminal.write_err if journal.to_stdout else terminal.write_out  # --events - has stdout
+        delivered = signals.finish(functools.partial(write, summary)) and delivered
         signum = signals.caught
-    code = exit_code_for(signum) if signum is not None else EXIT_OK
-    if signum is None and not all(row.outcome.status is TaskState.SUCCEEDED for row in outcomes):
-        code = EXIT_FAILED
-    if unwritten is not None:  # after the summary, as its last word: the report asked for is missing
+        code = exit_code_for(signum) if signum is not None else EXIT_OK
+        if signum is None and not all(row.outcome.status is TaskState.SUCCEEDED for row in outcomes):
+            code = EXIT_FAILED
+        if unwritten is not None:  # the report asked for is missing: said after the summary
+            code = EXIT_FAILED if code == EXIT_OK else code
+        ended = functools.partial(journal.end, [row.outcome for row in outcomes], code)
+        delivered = signals.finish(ended) and delivered
+    if unwritten is not None:  # after the summary, as its last word
         terminal.error(unwritten)
-        code = EXIT_FAILED if code == EXIT_OK else code
     if signum is not None:
         ends.stop(signum, wait=True)  # the hook that runs is killed before the exit (a signal in the summary too)
     if not delivered:  # a writer is stuck on a reader that went away, maybe holding stdout's lock
@@ -550,6 +575,7 @@ def _event(
     history: History,
     event: TaskEvent,
     in_worktrees: set[str],
+    journal: RunEvents,
     ends: HookRunner,
     actions: github.Actions | None = None,
 ) -> None:
@@ -557,9 +583,11 @@ def _event(
     tree, and as it ends, say what changed outside the claims meanwhile (see queue_core.changes).
     Not of a worktree task: what changed in the checkout while it ran is others' doing (your
     edits, merges); what it changed is known exactly from its branch, and said in the summary.
-    A task that succeeded adds its duration to the history at once. On GitHub Actions, a task
-    that ended shows its log in a group (not in the live view: GitHub has no terminal). Last, a
-    task that ended has its task_end hooks queued, with what it changed known."""
+    A task that succeeded adds its duration to the history at once; the journal has every event.
+    On GitHub Actions, a task that ended shows its log in a group (not in the live view: GitHub
+    has no terminal). Last, a task that ended has its task_end hooks queued, with what it changed
+    known."""
+    journal.event(event)
     output.event(event)
     found = strays.event(event)  # a worktree task's window too: its claims cover others' merges
     if found is not None and event.task_id not in in_worktrees:
@@ -599,11 +627,12 @@ def _not_started(task: AgentTask) -> TaskOutcome:
     return TaskOutcome(task.id, task.agent_type, task.task_description, TaskState.CANCELLED, reason="not started")
 
 
-def _run_batch(queue: TaskQueue, tasks: list[AgentTask]) -> None:
-    """Submit the batch, wait for it, and end the run."""
+def _run_batch(queue: TaskQueue, tasks: list[AgentTask], journal: RunEvents) -> None:
+    """Submit the batch, wait for it (the journal watching its waits), and end the run."""
     try:
         queue.submit_tasks(tasks)
     except QueueShutdownError:  # a signal came first: nothing was queued
         return
+    journal.watch(functools.partial(queue.get_status, WAIT_SAMPLE_TASKS))
     queue.join()
     queue.shutdown(wait=True)

@@ -73,6 +73,11 @@ def write_out(text: str) -> bool:
     return False
 
 
+def write_err(text: str) -> bool:
+    """Write ``text`` and a newline on stderr, as :func:`write_out` does on stdout; False if stderr is gone."""
+    return _write(sys.stderr, fileno(sys.stderr), f"{text}\n")
+
+
 def _let_go(fd: int) -> None:
     """Point ``fd``, whose reader went away, at /dev/null: what is still buffered for it, and the
     interpreter's own flush of stdout at exit, then go nowhere rather than fail the command."""

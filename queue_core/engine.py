@@ -38,6 +38,7 @@ from concurrent.futures import Future, InvalidStateError
 from typing import Any, ParamSpec, TypeVar
 
 from .errors import (
+    ConflictError,
     QueueBrokenError,
     QueueError,
     QueueShutdownError,
@@ -45,6 +46,7 @@ from .errors import (
     RateLimitedError,
 )
 from .executor import Executor, ThreadExecutor
+from .failfast import FailFast
 from .machine import MachineSampler, PsutilSampler
 from .records import QueueStatus, TaskOutcome
 from .results import (
@@ -56,6 +58,7 @@ from .results import (
     describe,
     outcome,
     queue_status,
+    resumes_at,
     settle,
 )
 from .scheduler import Scheduler, TaskEntry
@@ -95,6 +98,7 @@ class Engine:
         executor: Callable[[Engine], Executor] | None = None,
         timer: Callable[[Engine], Timer] | None = None,
         machine: MachineSampler | None = None,
+        fail_fast: FailFast | None = None,
     ):
         self.sched = sched
         self.clock = clock
@@ -108,6 +112,7 @@ class Engine:
         self.delivering = 0  # batches of results collected under the lock, not yet delivered
         self.closed = False
         self.aborted = False  # abort(): nothing starts or is retried any more
+        self.fail_fast = fail_fast  # once it tripped, nothing new starts (see queue_core.failfast)
         self.broken = False  # a thread of the engine raised: the scheduler may be half-updated
         self.own_thread = threading.local()  # .set on the engine's threads; .owes: see _deliver
         self.sync: ClaimSync = NoSync(clock) if sync is None else sync(self)
@@ -130,6 +135,8 @@ class Engine:
                 self._look(now, engage=True)  # a first reading, which tasks' needs are checked against
             # Either validates everything before adding anything.
             finished = self.sched.add(tasks[0], now) if len(tasks) == 1 else self.sched.add_batch(tasks, now)
+            if self.fail_fast is not None and self.fail_fast.reason is not None:  # failed fast: none of them starts
+                finished += self.fail_fast.cancel_waiting(self.sched, now)
             futures: list[Future[Any]] = [TaskFuture(self.cancel, t.id) for t in tasks]
             self.futures.update(zip((t.id for t in tasks), futures, strict=True))
             self._dispatch(now)
@@ -152,6 +159,9 @@ class Engine:
                 decided = True
                 if self.closed:  # shut down while the step waited for the registry
                     refused = QueueShutdownError()
+                    return self.sched.dispatch(now)
+                if self.fail_fast is not None and self.fail_fast.reason is not None:
+                    refused = ConflictError(f"not started: {self.fail_fast.reason}")
                     return self.sched.dispatch(now)
                 try:
                     first = self.sched.try_start(task, now)
@@ -357,16 +367,32 @@ class Engine:
                 outcome = TaskState.SUCCEEDED
             now = self.clock()
             retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
-            changed = self.sched.finish(entry.id, outcome, now, None if error is None else describe(error), retry_after)
+            why = None if error is None else describe(error)
+            if outcome is TaskState.CANCELLED and self.fail_fast is not None:
+                why = self.fail_fast.stopped_reason(entry.id) or why
+            changed = self.sched.finish(entry.id, outcome, now, why, retry_after)
             if entry.state in (TaskState.RETRY_WAIT, TaskState.QUEUED):  # to run again: the timer says when
                 self.timer.wake()
+            cancelled, stopping = self._fail_fast(changed, now)  # before the dispatch: nothing starts after it
             # Collected before the dispatch, which may start the retry: its event says "retrying".
-            resolved = self._collect(changed, result=result, error=error, of=entry.id)
+            resolved = self._collect([*changed, *cancelled], result=result, error=error, of=entry.id, ended_at=now)
             mine = self._dispatch(now, keep_one=True)
         owes = bool(resolved) and mine is not None
         self.own_thread.owes = owes
         self._deliver(resolved, count_down=not owes)
+        for task_id in stopping:
+            self.cancel(task_id)
         return mine
+
+    def _fail_fast(self, changed: list[TaskEntry], now: float) -> tuple[list[TaskEntry], list[str]]:
+        """If one of ``changed`` is the queue's first failure and it fails fast: cancel every task
+        not started, and return them with the running tasks to stop ("cancel"); lock held."""
+        rule = self.fail_fast
+        if rule is None or not rule.trip(changed):
+            return [], []
+        stopping = [e.id for e in self.sched.running] if rule.stop_running else []
+        rule.stopped.update(stopping)
+        return rule.cancel_waiting(self.sched, now), stopping
 
     # --- time -------------------------------------------------------------------------------
 
@@ -458,9 +484,16 @@ class Engine:
     # --- results ----------------------------------------------------------------------------
 
     def _collect(
-        self, changed: list[TaskEntry], *, result: Any = None, error: BaseException | None = None, of: str | None = None
+        self,
+        changed: list[TaskEntry],
+        *,
+        result: Any = None,
+        error: BaseException | None = None,
+        of: str | None = None,
+        ended_at: float | None = None,
     ) -> list[Resolution]:
-        """Pair changed entries with their futures (lock held); whoever collects resolves."""
+        """Pair changed entries with their futures (lock held); whoever collects resolves. The
+        attempt of ``of`` returned ``result`` or raised ``error``, and ended at ``ended_at``."""
         if not changed:
             if self._drained():
                 self.all_done.notify_all()
@@ -469,7 +502,8 @@ class Engine:
         for entry in changed:
             future = self.futures.pop(entry.id, None) if entry.state.is_terminal else None
             if entry.id == of:
-                out.append(Resolution.of(entry, future, result=result, error=error))
+                due = resumes_at(self.sched, entry)
+                out.append(Resolution.of(entry, future, result=result, error=error, ended_at=ended_at, resumes_at=due))
             else:
                 out.append(Resolution.of(entry, future))
         self.delivering += 1
@@ -492,7 +526,8 @@ class Engine:
                     kind = EVENT_KINDS.get(item.state, item.state.value)
                     task = item.entry.task
                     ended = (item.reason, task.task_description, item.duration_s, item.log)
-                    self._emit(TaskEvent(kind, task.id, task.agent_type, self.clock(), item.attempt, *ended))
+                    taken = (item.exit_code, item.report, item.total_s, item.resumes_at)
+                    self._emit(TaskEvent(kind, task.id, task.agent_type, self.clock(), item.attempt, *ended, *taken))
         finally:
             if count_down:
                 with self.lock:

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from .engine import Engine, TaskEvent
 from .errors import InvalidTaskError, NotATaskError
+from .failfast import FailFast, FailFastMode
 from .holds import STALE_AFTER_S
 from .isolated import WorktreeAgent
 from .machine import Limits, MachineSampler, PsutilSampler
@@ -96,6 +97,13 @@ class TaskQueue:
     reads the machine (default: psutil), about once a second while one of those is in play and
     tasks are unfinished; never otherwise.
 
+    ``fail_fast``: once a task ends FAILED, TIMED_OUT or RATE_LIMITED (a retry due is no failure
+    yet), nothing new starts: every task not started ends CANCELLED ("not started: fail-fast
+    after t3 failed"), a task submitted later too, and ``try_submit`` raises ConflictError.
+    Running tasks finish; with ``"cancel"``, they are stopped as ``abort`` stops them (see
+    :mod:`queue_core.failfast`). Raises InvalidArgumentError for anything but False, True or
+    ``"cancel"``.
+
     A queue dropped without ``shutdown`` still finishes the tasks it was given, then frees its
     threads; at interpreter exit, queued work is finished first, as with concurrent.futures.
     """
@@ -123,8 +131,10 @@ class TaskQueue:
         machine: MachineSampler | None = None,
         limits: Limits | None = None,
         pools: Mapping[str, int] | None = None,
+        fail_fast: FailFastMode = False,
     ):
         pools = check_capacities(pools)  # before the registry is made: a bad one leaves nothing behind
+        failing = FailFast.of(fail_fast)
         rule = None
         if max_parallel == "auto" or limits:
             auto = None
@@ -158,7 +168,7 @@ class TaskQueue:
         )
         self._instances = dict(instances or {})
         sync = None if registry is None else functools.partial(RegistrySync, registry, on_notice=on_notice)
-        self._engine = Engine(scheduler, clock, on_event, on_notice, sync=sync, machine=machine)
+        self._engine = Engine(scheduler, clock, on_event, on_notice, sync=sync, machine=machine, fail_fast=failing)
         self._registry = registry
         # The threads hold the engine, never this object, so dropping the queue is noticed.
         weakref.finalize(self, self._engine.shutdown, False, False)

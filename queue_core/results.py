@@ -34,6 +34,7 @@ __all__ = [
     "describe",
     "outcome",
     "queue_status",
+    "resumes_at",
     "settle",
 ]
 
@@ -46,7 +47,14 @@ class TaskEvent:
     "paused" (it hit a rate limit: it runs again once its agent's pause ends, see
     AgentTask.rate_limit_backoff); or a terminal state's value. ``error``: the last error, or
     why it was skipped; ``duration_s``: the last attempt's, in a terminal event of a task that
-    ran; ``log``: its agent's log, in an event that ends an attempt of an agent command."""
+    ran and in "retrying" and "paused"; ``log``: its agent's log, in an event that ends an attempt of an agent command.
+
+    Taken as the attempt ended, so that a listener need not ask the queue (an event stream, a
+    report): ``exit_code``, the agent command's (negative: the signal that ended it; None for
+    a callable, or before its first attempt ended); ``report``, what the agent reported (its
+    cost and tokens those of every attempt so far); ``total_s``, the time of every attempt so
+    far, the waits between them left out (None before the first one ran); ``resumes_at``, in
+    "retrying" and "paused", when it is due to run again, on the queue's clock (as ``time``)."""
 
     kind: str
     task_id: str
@@ -57,6 +65,10 @@ class TaskEvent:
     description: str = ""
     duration_s: float | None = None
     log: str | None = None
+    exit_code: int | None = None
+    report: AgentReport | None = None
+    total_s: float | None = None
+    resumes_at: float | None = None
 
 
 #: Event kinds of the states a task leaves RUNNING for that are not terminal.
@@ -76,6 +88,10 @@ class Resolution:
     log: str | None  # taken under the lock: the attempt's, before a retry starts afresh
     result: Any = None
     error: BaseException | None = None
+    exit_code: int | None = None  # these three as TaskEvent has them, taken with the rest
+    report: AgentReport | None = None
+    total_s: float | None = None
+    resumes_at: float | None = None
 
     @classmethod
     def of(
@@ -85,10 +101,30 @@ class Resolution:
         state: TaskState | None = None,
         result: Any = None,
         error: BaseException | None = None,
+        ended_at: float | None = None,
+        resumes_at: float | None = None,
     ) -> Resolution:
+        """``entry``'s change; ``ended_at``, when an attempt of it just ended: a task that runs
+        again (a retry, a rate limit) has no end of its own to tell the attempt's duration by."""
         state = state or entry.state
+        agent = _agent(entry)
+        ran = duration(entry)
+        if ran is None and ended_at is not None and entry.started_at is not None:
+            ran = ended_at - entry.started_at
         return cls(
-            future, entry, state, entry.attempts, entry.outcome_reason, duration(entry), agent_log(entry), result, error
+            future,
+            entry,
+            state,
+            entry.attempts,
+            entry.outcome_reason,
+            ran,
+            agent_log(entry),
+            result,
+            error,
+            exit_code=None if agent is None else agent.exit_code,
+            report=None if agent is None else agent.report,
+            total_s=entry.ran_s if entry.attempts else None,
+            resumes_at=resumes_at,
         )
 
 
@@ -142,6 +178,15 @@ def agent_log(entry: TaskEntry) -> str | None:
 def _agent(entry: TaskEntry) -> SubprocessAgent | None:
     fn = entry.task.execute_fn
     return fn if isinstance(fn, SubprocessAgent) else None
+
+
+def resumes_at(sched: Scheduler, entry: TaskEntry) -> float | None:
+    """When ``entry``, whose attempt ended and which is to run again, is due: its retry, or the
+    end of its agent's rate-limit pause; None if it is not waiting for a time (lock held)."""
+    if entry.state.is_terminal:
+        return None
+    reason = sched.wait_reason(entry)
+    return None if reason is None else reason.until
 
 
 def duration(entry: TaskEntry) -> float | None:

@@ -559,8 +559,8 @@ class Scheduler:
         self._enqueue(entry)
         return [entry]
 
-    def cancel(self, task_id: str, now: float) -> list[TaskEntry]:
-        """Cancel a task that is not running; returns it and the dependents skipped with it.
+    def cancel(self, task_id: str, now: float, reason: str = "cancelled") -> list[TaskEntry]:
+        """Cancel a task that is not running, for ``reason``; returns it and the dependents skipped with it.
 
         A running task is only flagged (``stop_requested``) and returns []: its owner must stop
         it and then call :meth:`finish` with CANCELLED. A finished task returns [].
@@ -574,7 +574,7 @@ class Scheduler:
             return []
         if self._reservation.watched is entry:
             self._watch(None)
-        return self._finish_as(entry, TaskState.CANCELLED, now, "cancelled")
+        return self._finish_as(entry, TaskState.CANCELLED, now, reason)
 
     def cancel_waiting(self, now: float) -> list[TaskEntry]:
         """Cancel every task that is not running, for a queue that takes no new task any more;
