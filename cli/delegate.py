@@ -494,7 +494,8 @@ def _execute(
                 ends.run_end(report, code, statuses, signals.wait_for)
             if notify is not None and signals.caught is None:
                 notify(run_id, code, statuses, signals.wait_for)
-            if signals.caught is not None:
+            if signals.caught is not None:  # maybe one that came after the summary, before this wait
+                ends.stop(signals.caught, wait=True)
                 code = exit_code_for(signals.caught)
     return code
 
