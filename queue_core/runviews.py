@@ -83,8 +83,8 @@ class TaskSummary:
             "status": self.status,
             "description": self.description,
             "attempts": self.attempts,
-            "duration_s": self.duration_s,
-            "total_s": self.total_s,
+            "duration_s": _rounded(self.duration_s),
+            "total_s": _rounded(self.total_s),
             "exit_code": self.exit_code,
             "error": self.error,
             "cost_usd": self.cost_usd,
@@ -285,6 +285,11 @@ def _task_of(task_id: str, seen: Mapping[str, Any], live: bool) -> TaskSummary:
         _float(seen.get("cost_usd")),
         {str(k): int(n) for k, n in tokens.items()} if good_tokens and isinstance(tokens, dict) else None,
     )
+
+
+def _rounded(seconds: float | None) -> float | None:
+    """To the millisecond, as the run's summary gives them."""
+    return None if seconds is None else round(seconds, 3)
 
 
 def _last(lines: list[dict[str, Any]], event: str) -> dict[str, Any] | None:
