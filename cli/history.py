@@ -18,7 +18,7 @@ from pathlib import Path
 
 from queue_core.errors import AmbiguousRunError, InvalidArgumentError, InvalidTaskIdError, RunNotFoundError
 from queue_core.logfiles import LogFollower, log_path, open_log, run_logs, tail_start
-from queue_core.runfiles import find_run, list_runs, run_summary
+from queue_core.runfiles import find_run, iter_runs, list_runs, run_summary
 from queue_core.runviews import RunSummary
 from queue_core.statedir import state_dir
 from queue_core.task import check_task_id
@@ -43,10 +43,10 @@ _FOLLOW_ENDS = {
 def history(repo: Path | None, *, limit: int, json_out: bool) -> int:
     """The newest ``limit`` runs of the repository, newest first."""
     root = find_repo(repo)
-    found = list_runs(state_dir(root))
+    found = list_runs(state_dir(root), limit=limit)
     for warning in found.warnings:
         terminal.warning(warning)
-    runs = found.runs[:limit]
+    runs = found.runs
     if json_out:
         terminal.out(json.dumps([run.to_json(tasks=False) for run in runs], indent=2))
     elif not runs:
@@ -119,7 +119,7 @@ def _refused(error: _CommandError) -> int:
 def _run_named(directory: Path, text: str | None) -> str:
     """The run ``text`` names (its id, or a unique start or end of it); the latest if None."""
     if text is None:
-        runs = list_runs(directory).runs
+        runs = list_runs(directory, limit=1).runs
         if not runs:
             raise _CommandError(EXIT_FAILED, f"no run is recorded in {directory}")
         return runs[0].run
@@ -144,7 +144,7 @@ def _check_task(task: str) -> None:
 
 def _latest_with(directory: Path, task: str) -> str:
     """The newest run that has ``task``: its log, or its record lists it."""
-    for run in list_runs(directory).runs:
+    for run in iter_runs(directory):
         if log_path(directory, run.run, task).exists() or any(t.id == task for t in run.tasks):
             return run.run
     raise _CommandError(EXIT_FAILED, f"no run recorded in {directory} has a task {task!r}")

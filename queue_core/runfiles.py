@@ -24,10 +24,11 @@ warnings, never raised; a journal's last line is read only once it is whole.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ __all__ = [
     "JOURNAL",
     "JournalTail",
     "find_run",
+    "iter_runs",
     "journal_path",
     "latest_run",
     "list_runs",
@@ -176,25 +178,53 @@ def _entries(directory: Path, warnings: list[str]) -> Iterable[tuple[Path, os.Di
         return []
 
 
-def list_runs(directory: Path, *, clocks: Clocks = REAL, stale_after: float = STALE_AFTER_S) -> RunList:
-    """Every run of the state directory ``directory``, newest first (by start), with its tasks.
+def list_runs(
+    directory: Path, *, limit: int | None = None, clocks: Clocks = REAL, stale_after: float = STALE_AFTER_S
+) -> RunList:
+    """The runs of the state directory ``directory``, newest first (by start), with their tasks;
+    only the newest ``limit`` if given, and what could not be read of those.
 
     A journal is read only for a run without a history record. ``clocks`` tell a live run's
     time so far; ``stale_after`` when another host's run, silent, counts as dead.
     """
     warnings: list[str] = []
-    found = []
-    for files in _scan(directory, warnings).values():
-        summary = _summary(files, directory, clocks, stale_after, warnings, journal=files.history is None)
+    found = iter_runs(directory, clocks=clocks, stale_after=stale_after, warnings=warnings)
+    runs = tuple(itertools.islice(found, limit))
+    return RunList(runs, tuple(warnings))
+
+
+def iter_runs(
+    directory: Path,
+    *,
+    clocks: Clocks = REAL,
+    stale_after: float = STALE_AFTER_S,
+    warnings: list[str] | None = None,
+) -> Iterator[RunSummary]:
+    """The runs of ``directory``, newest first, each read only when it is asked for: a run whose
+    id tells its start (runid.new_run_id's) is ordered by it, unread; another is read first.
+    What cannot be read is added to ``warnings``."""
+    said: list[str] = [] if warnings is None else warnings
+    scanned = _scan(directory, said)
+    ordered: list[tuple[float, str, RunSummary | None]] = []
+    for files in scanned.values():
+        start = stamp(files.run)
+        if start is None:
+            summary = _summary(files, directory, clocks, stale_after, said, journal=files.history is None)
+            if summary is not None:
+                ordered.append((_sort_time(summary, files), files.run, summary))
+        else:
+            ordered.append((start, files.run, None))
+    ordered.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    for _, run, read in ordered:
+        files = scanned[run]
+        summary = read or _summary(files, directory, clocks, stale_after, said, journal=files.history is None)
         if summary is not None:
-            found.append((_sort_time(summary, files), summary))
-    found.sort(key=lambda ts: (ts[0], ts[1].run), reverse=True)
-    return RunList(tuple(summary for _, summary in found), tuple(warnings))
+            yield summary
 
 
 def latest_run(directory: Path, *, clocks: Clocks = REAL) -> str | None:
     """The id of the run that started last in ``directory``; None if there is none."""
-    runs = list_runs(directory, clocks=clocks).runs
+    runs = list_runs(directory, limit=1, clocks=clocks).runs
     return runs[0].run if runs else None
 
 

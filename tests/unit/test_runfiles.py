@@ -350,3 +350,13 @@ def test_an_unknown_run_is_not_found(named: Path) -> None:
         find_run(named, "cccccc")
     with pytest.raises(RunNotFoundError):
         run_summary(named, "cccccc")
+
+
+def test_only_the_newest_runs_asked_for_are_read(state: Path) -> None:
+    """A run's id tells its start: the runs beyond ``limit`` are not even opened."""
+    old, new = (time.strftime("%Y%m%d-%H%M%S", time.localtime(T0 + t)) + "-1-abcdef" for t in (0, 60))
+    (state / "history" / f"{old}.json").write_text("{")
+    write_history(state, RunHistory(new, T0 + 60, T0 + 61))
+    found = list_runs(state, limit=1)
+    assert ([run.run for run in found.runs], found.warnings) == ([new], ())
+    assert len(list_runs(state).warnings) == 1
