@@ -66,7 +66,7 @@ def show_text(run: RunSummary, logs: str | None, *, width: int = DEFAULT_WIDTH) 
         "attempts": [str(task.attempts) for task in tasks],
         "cost": ["" if task.cost_usd is None else cost_text(task.cost_usd) for task in tasks],
         "merge": [merge_text(task.merge) for task in tasks],
-        "error": [task.error or "" for task in tasks],
+        "error": [_error(task) for task in tasks],
     }
     return "\n".join([*lines, "", *table({k: v for k, v in columns.items() if any(v) or k == "id"}, width)])
 
@@ -122,6 +122,11 @@ def _seconds(seconds: float | None) -> str:
     if seconds is None:
         return UNKNOWN
     return f"{seconds:.1f}s" if seconds < 59.95 else seconds_text(seconds)
+
+
+def _error(task: TaskSummary) -> str:
+    """Its error, unless its status says it already ("cancelled", not "cancelled  cancelled")."""
+    return "" if task.error is None or task.error == task.status else task.error
 
 
 def _task_time(task: TaskSummary) -> str:

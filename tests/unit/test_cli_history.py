@@ -255,3 +255,11 @@ def test_on_a_terminal_a_line_is_cut_to_its_width_at_its_end_where_the_error_is(
     assert lines[0] == f"run {NEW} (finished): 1 succeeded, 1 failed, 1 skipped"
     assert lines[5].startswith("lint ")
     assert lines[5].endswith("…")
+
+
+def test_logs_f_of_a_finished_run_s_task_prints_its_log_and_ends(repo: Path) -> None:
+    assert cli(repo, "logs", "build", "-f") == (0, "one\ntwo\nthree\n", "")
+    assert cli(repo, "logs", "build", "-f", "--tail", "1") == (0, "three\n", "")
+    code, out, err = cli(repo, "logs", "docs", "-f")  # skipped: it never wrote a log
+    assert (code, out) == (1, "")
+    assert f"task 'docs' of run {NEW} wrote no log: run {NEW} ended before it started" in err
