@@ -161,6 +161,8 @@ def test_ctrl_c_ends_logs_f_with_130_quietly(held: Held) -> None:
             follower.kill()
             follower.communicate()
     assert (follower.returncode, err) == (130, b"")
+    (run,) = json.loads(cli(held.repo, "history", "--json").stdout)  # the run goes on
+    assert (run["state"], run["counts"]) == ("running", {"running": 1})
     held.release("done")
     assert held.proc.wait(WAIT) == 0
 
