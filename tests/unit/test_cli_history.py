@@ -13,16 +13,17 @@ from pathlib import Path
 import pytest
 
 from cli.history_text import show_text
-from queue_core.records import MergeOutcome, RunHistory, TaskOutcome
+from queue_core.processes import ProcessId
+from queue_core.records import MergeOutcome, QueueStatus, RunHistory, RunRecord, TaskOutcome
 from queue_core.reports import AgentReport
 from queue_core.runfiles import run_summary
 from queue_core.statedir import state_dir
 from queue_core.task import TaskState
 
-from ._state import state
+from ._state import dead, owner, state
 from .test_cli import invoke
 
-__all__ = ["state"]  # a fixture
+__all__ = ["dead", "state"]  # fixtures
 
 T0 = 1_790_000_000.0  # 2026-09-21 14:13:20 UTC
 OLD, NEW = "20260921-141320-1-aaaaaa", "20260921-151320-2-bbbbbb"
@@ -263,3 +264,30 @@ def test_logs_f_of_a_finished_run_s_task_prints_its_log_and_ends(repo: Path) -> 
     code, out, err = cli(repo, "logs", "docs", "-f")  # skipped: it never wrote a log
     assert (code, out) == (1, "")
     assert f"task 'docs' of run {NEW} wrote no log: run {NEW} ended before it started" in err
+
+
+def test_a_journal_s_hostile_task_ids_and_errors_are_shown_on_one_line_and_json_keeps_them(state: Path) -> None:
+    hostile = "t\x1b[2J\n1 ü\u202e"
+    lines = [
+        {"event": "run_started", "run": "r", "time": T0, "batch": {"tasks": [{"id": hostile, "agent": "a\tb"}]}},
+        {"event": "failed", "run": "r", "time": T0 + 2, "task": hostile, "final": True, "error": "x\r\ny\x00"},
+    ]
+    (state / "logs" / "r").mkdir()
+    (state / "logs" / "r" / "events.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    code, out, err = cli(state.parent, "show", "r")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[-1] == "t?[2J 1 ü?  a b    failed  0         x y?"
+    code, out, _ = cli(state.parent, "show", "r", "--json")
+    (task,) = json.loads(out)["tasks"]
+    assert (task["id"], task["error"]) == (hostile, "x\r\ny\x00")
+    assert cli(state.parent, "logs", "--run", "r")[1].endswith("no task logs in " + f"{state / 'logs' / 'r'}{os.sep}\n")
+
+
+def test_logs_f_of_a_killed_run_s_task_prints_its_log_and_says_the_run_died(state: Path, dead: ProcessId) -> None:
+    data = RunRecord("r", owner("r", dead), T0, "/repo", T0, QueueStatus(0, 1)).to_json()
+    (state / "runs" / "r.json").write_text(json.dumps(data))
+    (state / "logs" / "r").mkdir()
+    (state / "logs" / "r" / "t1.log").write_text("cut short\n")
+    code, out, err = cli(state.parent, "logs", "t1", "-f")
+    assert (code, out) == (0, "cut short\n")
+    assert "warning: run r is no longer alive, and left no history: it was killed; its log ends here" in err
