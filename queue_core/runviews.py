@@ -127,14 +127,15 @@ class RunSummary:
         return sorted(((k, n) for k, n in self.counts.items() if n), key=lambda kn: (rank.get(kn[0], 99), kn[0]))
 
     def to_json(self, *, tasks: bool = True) -> dict[str, Any]:
-        """Its JSON (``history --json`` has it without ``tasks`` and ``exit_code``)."""
+        """Its JSON (``history --json`` has it without ``tasks`` and ``exit_code``); ``task_count``
+        counts its tasks, every one of a live run's, where ``tasks`` may list only some."""
         data: dict[str, Any] = {
             "run": self.run,
             "state": self.state,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "wall_s": None if self.wall_s is None else round(self.wall_s, 3),
-            "tasks": sum(self.counts.values()),
+            "task_count": sum(self.counts.values()),
             "counts": dict(self.ordered_counts),
             "cost_usd": self.cost_usd,
         }

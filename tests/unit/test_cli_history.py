@@ -92,7 +92,7 @@ def test_history_json_is_a_list_of_runs(repo: Path) -> None:
         "started_at": T0 + 3600,
         "ended_at": T0 + 3600 + 125,
         "wall_s": 125.0,
-        "tasks": 3,
+        "task_count": 3,
         "counts": {"succeeded": 1, "failed": 1, "skipped": 1},
         "cost_usd": 0.75,
     }
@@ -169,7 +169,8 @@ def test_show_json_has_each_task_and_its_merge(repo: Path, state: Path) -> None:
     assert code == 0
     run = json.loads(out)
     assert set(run) == {
-        "run", "state", "started_at", "ended_at", "wall_s", "tasks", "counts", "cost_usd", "exit_code", "logs"
+        "run", "state", "started_at", "ended_at", "wall_s", "task_count", "counts", "cost_usd", "exit_code", "logs",
+        "tasks"
     }  # fmt: skip
     assert run["logs"] == str(state / "logs" / NEW)
     build, lint, docs = run["tasks"]

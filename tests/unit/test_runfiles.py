@@ -196,7 +196,7 @@ def test_a_finished_run_from_its_history_counts_cost_and_wall_time(state: Path) 
         "started_at": T0,
         "ended_at": T0 + 61,
         "wall_s": 61.0,
-        "tasks": 3,
+        "task_count": 3,
         "counts": {"succeeded": 1, "failed": 1, "skipped": 1},
         "cost_usd": 0.75,
     }
