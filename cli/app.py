@@ -427,6 +427,81 @@ def diff(
     raise typer.Exit(diff_command.run(repo, task, run_id=run_id, stat=stat))
 
 
+def _not_negative(value: int | None) -> int | None:
+    if value is not None and value < 0:
+        raise typer.BadParameter(f"must be 0 or more, got {value}")
+    return value
+
+
+@app.command(short_help="List recent runs: start, wall time, outcomes, cost.")
+def history(
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", metavar="N", callback=_at_least_one, help="Show the newest N runs.")
+    ] = 20,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list, one object per run.")] = False,
+    repo: RepoOption = None,
+) -> None:
+    """List the repository's recent runs, newest first: id, start (local time), wall time, cost
+    (the sum of what its agents reported), its tasks by outcome, and its state where it is
+    not finished.
+
+    A run is finished (it left its history record), running, killed (it died, SIGKILL or a
+    crash, without one: told from its journal or record) or unfinished (only its logs are
+    left). A file of the state directory that cannot be read is named in a warning and passed
+    over. Exit codes: 0 shown; 2 bad input.
+    """
+    from . import history as history_command
+
+    raise typer.Exit(history_command.history(repo, limit=limit, json_out=json_out))
+
+
+@app.command(short_help="Show a run's tasks: outcome, time, error, cost, merge.")
+def show(
+    run_id: Annotated[str | None, typer.Argument(metavar="RUN", hidden=True)] = None,  # hidden: see delegate-multiple
+    json_out: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """Show RUN (default: the latest run): its start, end, wall time, exit code and cost, then
+    each task's agent, status, time, attempts, cost, merge (a worktree task's) and error.
+
+    RUN is a run's id as history lists it, or a part its id starts or ends with that no other
+    run's does. Exit codes: 0 shown; 1 no such run; 2 bad input, or RUN names several runs
+    (they are listed).
+    """
+    from . import history as history_command
+
+    raise typer.Exit(history_command.show(repo, run_id, json_out=json_out))
+
+
+@app.command(short_help="Print a task's log, or follow it while the task runs.")
+def logs(
+    task: Annotated[str | None, typer.Argument(metavar="TASK", hidden=True)] = None,  # hidden: see delegate-multiple
+    run_id: Annotated[
+        str | None,
+        typer.Option("--run", metavar="RUN", help="The run (default: the latest that has TASK).", show_default=False),
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Then print what the task writes, until it ends.")
+    ] = False,
+    tail: Annotated[
+        int | None,
+        typer.Option("--tail", metavar="N", callback=_not_negative, help="Only the last N lines.", show_default=False),
+    ] = None,
+    repo: RepoOption = None,
+) -> None:
+    """Print the log of TASK, its agent's output, from the latest run that has it or from --run.
+
+    With --follow, from any terminal: then what the task writes, as it writes it, until it ends
+    (its run's journal says so, or the run ends or dies); Ctrl-C exits 130. Without TASK,
+    --run RUN lists the run's logs: task, size, status. Exit codes: 0 printed; 1 no such run,
+    task or log, or the log was removed or replaced while followed; 2 bad input (a task id that
+    is a path, RUN naming several runs).
+    """
+    from . import history as history_command
+
+    raise typer.Exit(history_command.logs(repo, task, run_text=run_id, follow=follow, tail=tail))
+
+
 @app.command(short_help="Write a commented project-manager.yaml.")
 def init(
     force: Annotated[bool, typer.Option("--force", help="Replace a project-manager.yaml that exists.")] = False,

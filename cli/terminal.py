@@ -78,6 +78,24 @@ def write_err(text: str) -> bool:
     return _write(sys.stderr, fileno(sys.stderr), f"{text}\n")
 
 
+def write_bytes(data: bytes) -> bool:
+    """Write ``data`` on stdout as it is (an agent's log: any bytes, any encoding); False if
+    stdout is gone, which then points at /dev/null (see :func:`_let_go`)."""
+    fd = fileno(sys.stdout)
+    try:
+        if fd is None:  # a test's captured output
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            return True
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError:
+        if fd is not None:
+            _let_go(fd)
+        return False
+    return True
+
+
 def _let_go(fd: int) -> None:
     """Point ``fd``, whose reader went away, at /dev/null: what is still buffered for it, and the
     interpreter's own flush of stdout at exit, then go nowhere rather than fail the command."""

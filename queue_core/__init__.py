@@ -27,6 +27,9 @@ from .errors import (
     AgentReportedError as AgentReportedError,
 )
 from .errors import (
+    AmbiguousRunError as AmbiguousRunError,
+)
+from .errors import (
     CapacityError as CapacityError,
 )
 from .errors import (
@@ -88,6 +91,9 @@ from .errors import (
 )
 from .errors import (
     RunAliveError as RunAliveError,
+)
+from .errors import (
+    RunNotFoundError as RunNotFoundError,
 )
 from .errors import (
     SetupError as SetupError,

@@ -15,6 +15,7 @@ __all__ = [
     "AgentAlreadyRunningError",
     "AgentExitError",
     "AgentReportedError",
+    "AmbiguousRunError",
     "CapacityError",
     "ClaimConflictError",
     "ConflictError",
@@ -39,6 +40,7 @@ __all__ = [
     "RateLimitedError",
     "RepoLockError",
     "RunAliveError",
+    "RunNotFoundError",
     "SetupError",
     "StateError",
     "SupervisorError",
@@ -249,6 +251,24 @@ class NotRegularFileError(QueueError, OSError):
 
 class RunAliveError(StateError):
     """A run cannot be released: its process, or one of its agents, provably lives; ``reason`` says which."""
+
+
+class RunNotFoundError(QueueError, LookupError):
+    """No run the state directory knows has this id, or one that starts or ends with it; ``run`` is what was asked."""
+
+    def __init__(self, run: str, reason: str = ""):
+        self.run = run
+        super().__init__(reason or f"no run {run!r} in the state directory")
+
+
+class AmbiguousRunError(QueueError, ValueError):
+    """A run was named by a part of its id that several runs have; ``candidates`` are theirs, newest first."""
+
+    def __init__(self, run: str, candidates: Sequence[str]):
+        self.run = run
+        self.candidates = tuple(candidates)
+        named = first_few(self.candidates, 10)
+        super().__init__(f"{run!r} names {len(self.candidates)} runs: {named}; give more of its id")
 
 
 class RepoLockError(StateError):

@@ -37,6 +37,7 @@ from .mergeback import MergeResult, MergeStatus, merge_back
 from .mergelock import MergeLock, merge_lock
 from .mergeplan import MergeMode
 from .ports import PortBlocks
+from .records import MergeOutcome
 from .runner import SubprocessAgent
 from .taskrefs import keep, refs_of
 from .worktree_pool import Lease, take
@@ -88,6 +89,10 @@ class WorktreeReport:
     merge: str | None = None
     reason: str | None = None
 
+    def outcome(self) -> MergeOutcome:
+        """As the run's history keeps it: the count of the changed paths, not their list."""
+        return MergeOutcome(self.branch, self.merge, len(self.changed), self.insertions, self.deletions, self.reason)
+
 
 @dataclass
 class WorktreeAgent(SubprocessAgent):
@@ -123,6 +128,11 @@ class WorktreeAgent(SubprocessAgent):
                 self._stopped = False  # a stop was for this attempt: the next one starts afresh
             with self._lock:  # SubprocessAgent's: spent too if the stop came outside the agent's run
                 self._stopping = False
+
+    def merge_outcome(self) -> MergeOutcome | None:
+        """What came of its last attempt's branch; None before it had one."""
+        report = self.worktree
+        return None if report is None else report.outcome()
 
     def _attempt(self, plan: WorktreePlan) -> int:
         self._check_stop()  # a stop that came first: no worktree, no setup

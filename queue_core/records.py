@@ -49,6 +49,7 @@ __all__ = [
     "FAILED_STATES",
     "SCHEMA",
     "ByKey",
+    "MergeOutcome",
     "QueueStatus",
     "RunHistory",
     "RunRecord",
@@ -378,6 +379,47 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class MergeOutcome:
+    """What came of a worktree task's branch (its last attempt's), as the run's history keeps it.
+
+    ``result`` is "merged", "conflict", "blocked", "none" (``merge: none``) or "rejected" (it
+    changed paths outside its claims); None if the attempt did not get that far (the agent
+    failed): its branch and worktree are kept. ``files`` counts the paths the branch changed,
+    ``insertions`` and ``deletions`` their lines; ``reason`` says why it was or was not merged.
+    """
+
+    branch: str
+    result: str | None = None
+    files: int = 0
+    insertions: int = 0
+    deletions: int = 0
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "branch": self.branch,
+            "result": self.result,
+            "files": self.files,
+            "insertions": self.insertions,
+            "deletions": self.deletions,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> MergeOutcome:
+        """Raises ValueError if ``data`` is not a merge outcome's JSON."""
+        merge = json_object(data, "a merge outcome")
+        return cls(
+            str_at(merge, "branch"),
+            optional_str_at(merge, "result"),
+            int_at(merge, "files", 0),
+            int_at(merge, "insertions", 0),
+            int_at(merge, "deletions", 0),
+            optional_str_at(merge, "reason"),
+        )
+
+
+@dataclass(frozen=True)
 class TaskOutcome:
     """How a finished task ended (``TaskQueue.outcomes()``): what a summary of a run needs.
 
@@ -388,7 +430,8 @@ class TaskOutcome:
     ``exit_code`` (negative: the signal that ended it; None if it never ended), its ``log``
     once it ran, ``report``, what the agent reported (an error, cost and tokens of every
     attempt; empty if it reported nothing), and ``isolation``, where its attempts ran: "shared"
-    (the checkout) or "worktree" (a worktree each); all None for a Python callable.
+    (the checkout) or "worktree" (a worktree each); all None for a Python callable. ``merge``:
+    what came of a worktree task's branch, once it had one.
     """
 
     id: str
@@ -403,9 +446,12 @@ class TaskOutcome:
     report: AgentReport | None = None
     total_s: float | None = None
     isolation: str | None = None
+    merge: MergeOutcome | None = None
 
     def history_json(self) -> dict[str, Any]:
-        """Its entry in the run's history record (``history/<run>.json``): the keys it always had."""
+        """Its entry in the run's history record (``history/<run>.json``): the keys it always had;
+        then, only where they say something, ``total_s`` (a task of several attempts: else it is
+        ``duration_s``) and ``merge`` (a worktree task that had a branch)."""
         data: dict[str, Any] = {
             "id": self.id,
             "agent": self.agent,
@@ -418,7 +464,51 @@ class TaskOutcome:
             data.update(error=self.report.error, cost_usd=self.report.cost_usd, tokens=self.report.tokens)
         if self.isolation is not None:  # `diff` tells a task in the shared checkout by it: it has no branch
             data["isolation"] = self.isolation
+        if self.attempts > 1:
+            data["total_s"] = self.total_s
+        if self.merge is not None:
+            data["merge"] = self.merge.to_json()
         return data
+
+    @classmethod
+    def from_history_json(cls, data: object) -> TaskOutcome:
+        """A task's entry in a history record, as :meth:`history_json` writes it (a record has no
+        description, exit code or log: they stay empty). Raises ValueError if it is damaged."""
+        entry = json_object(data, "a task of a history record")
+        try:
+            status = TaskState(str_at(entry, "status"))
+        except ValueError as exc:
+            raise ValueError(f"'status': {entry.get('status')!r} is no task's outcome") from exc
+        attempts = int_at(entry, "attempts", 0)
+        duration_s = optional_float_at(entry, "duration_s")
+        merge = entry.get("merge")
+        return cls(
+            str_at(entry, "id"),
+            str_at(entry, "agent"),
+            "",
+            status,
+            attempts,
+            duration_s,
+            optional_str_at(entry, "reason"),
+            report=_history_report(entry),
+            total_s=optional_float_at(entry, "total_s") if attempts > 1 else duration_s,
+            isolation=optional_str_at(entry, "isolation"),
+            merge=None if merge is None else MergeOutcome.from_json(merge),
+        )
+
+
+def _history_report(entry: Mapping[str, Any]) -> AgentReport | None:
+    """What the agent reported, as a history entry keeps it; None for a Python callable's."""
+    if not {"error", "cost_usd", "tokens"} & entry.keys():
+        return None
+    tokens = entry.get("tokens")
+    counts = None if tokens is None else counts_of(tokens)
+    return AgentReport(
+        optional_str_at(entry, "error"),
+        optional_float_at(entry, "cost_usd"),
+        None if counts is None else counts.get("input"),
+        None if counts is None else counts.get("output"),
+    )
 
 
 @dataclass(frozen=True)
@@ -439,3 +529,17 @@ class RunHistory:
             "tasks": [task.history_json() for task in self.tasks],
             "version": SCHEMA,
         }
+
+    @classmethod
+    def from_json(cls, data: object) -> RunHistory:
+        """A history record of this schema or an older one; raises ValueError if ``data`` is
+        damaged or of a newer schema (see :func:`schema_of`)."""
+        record = json_object(data, "a history record")
+        if (version := schema_of(record)) > SCHEMA:
+            raise ValueError(f"a record of version {version}; this version reads up to {SCHEMA}")
+        return cls(
+            str_at(record, "run"),
+            float_at(record, "started_at"),
+            float_at(record, "ended_at"),
+            tuple(TaskOutcome.from_history_json(task) for task in list_at(record, "tasks")),
+        )

@@ -166,6 +166,7 @@ def outcome(entry: TaskEntry) -> TaskOutcome:
         report=None if agent is None else agent.report or AgentReport(),
         total_s=entry.ran_s if entry.attempts else None,
         isolation=None if agent is None else agent.isolation,
+        merge=None if agent is None else agent.merge_outcome(),
     )
 
 

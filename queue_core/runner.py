@@ -29,11 +29,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from .errors import AgentExitError, AgentReportedError, RateLimitedError
 from .reports import AgentReport, read_report
 from .supervisor import AgentProcess, shared_supervisor
+
+if TYPE_CHECKING:
+    from .records import MergeOutcome
 
 __all__ = ["DEFAULT_PROMPT", "SubprocessAgent", "render_argv", "render_prompt"]
 
@@ -235,6 +238,11 @@ class SubprocessAgent:
     def exit_code(self) -> int | None:
         """The command's exit code (negative: the signal that ended it); None until it ends."""
         return self._exit_code
+
+    def merge_outcome(self) -> MergeOutcome | None:
+        """What came of the branch of its last attempt, for the run's history: none here, in the
+        checkout (see WorktreeAgent)."""
+        return None
 
 
 def _size(path: Path) -> int:

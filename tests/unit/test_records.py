@@ -11,8 +11,9 @@ import pytest
 
 from queue_core import AgentTask, QueueStatus, RepoStatus, TaskOutcome, TaskQueue, TaskState, repo_status
 from queue_core import registry_sync as sync_module
-from queue_core.records import SCHEMA, RunningTask, RunRecord, WaitingTask, schema_of
+from queue_core.records import SCHEMA, MergeOutcome, RunHistory, RunningTask, RunRecord, WaitingTask, schema_of
 from queue_core.registry import state_dir
+from queue_core.reports import AgentReport
 from queue_core.runner import SubprocessAgent
 from queue_core.status import AgentProcess, RunView, live_run_records
 
@@ -288,3 +289,32 @@ def test_a_status_without_estimates_has_no_keys_for_them() -> None:
     assert "eta_s" not in data
     assert "ends_at" not in data
     assert "estimate_s" not in data["running"][0]
+
+
+def test_a_history_entry_reads_back_as_it_was_written_merge_and_total_included() -> None:
+    merge = MergeOutcome("pm/r/t1", "merged", 3, 12, 1, "merged into main")
+    retried = TaskOutcome(
+        "t1", "dev", "", TaskState.SUCCEEDED, 2, 1.5, "boom", report=AgentReport(None, 0.25, 10, 5),
+        total_s=4.0, isolation="worktree", merge=merge,
+    )  # fmt: skip
+    once = TaskOutcome("t2", "py", "", TaskState.FAILED, 1, 3.0, "ValueError: x", total_s=3.0)
+    history = RunHistory("r", 1.0, 10.0, (retried, once))
+    data = json.loads(json.dumps(history.to_json()))
+    assert data["tasks"][0]["merge"] == merge.to_json()
+    assert "total_s" not in data["tasks"][1]  # one attempt: its duration is its total
+    assert "merge" not in data["tasks"][1]
+    assert RunHistory.from_json(data) == history
+
+
+def test_a_retried_task_s_history_keeps_the_time_of_all_its_attempts(tmp_path: Path) -> None:
+    flaky = "import pathlib, sys; p = pathlib.Path('ran'); sys.exit(0 if p.exists() else p.write_text('x') and 1)"
+    agent = SubprocessAgent([sys.executable, "-c", flaky], tmp_path, tmp_path / "agent.log")
+    with TaskQueue(repo=tmp_path, run_id="r") as queue:
+        queue.submit_task(AgentTask("shell", "flaky", ["a"], agent, id="flaky", retries=1, retry_delay=0.0))
+        assert queue.join(WAIT)
+    data = json.loads((state_dir(tmp_path) / "history" / "r.json").read_text())
+    (task,) = RunHistory.from_json(data).tasks
+    assert (task.status, task.attempts) == (TaskState.SUCCEEDED, 2)
+    assert task.total_s is not None
+    assert task.duration_s is not None
+    assert task.total_s > task.duration_s
