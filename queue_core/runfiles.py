@@ -36,6 +36,7 @@ from typing import Any
 from .clocks import REAL, Clocks
 from .errors import AmbiguousRunError, RunNotFoundError
 from .holds import STALE_AFTER_S, judge_run
+from .journal import NAME
 from .records import SCHEMA, RunHistory, RunRecord, schema_of
 from .runid import RUN_ID_PATTERN, check_run_id
 from .runviews import RunList, RunSummary, from_history, from_journal, from_record, stamp
@@ -55,7 +56,7 @@ __all__ = [
 ]
 
 #: A run's journal, in its logs folder: retention and ``clean`` take it with its logs.
-JOURNAL = "events.jsonl"
+JOURNAL = NAME  # the journal, as queue_core.journal writes it
 
 
 # --- the journal -------------------------------------------------------------------------------
