@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -371,8 +372,9 @@ def critical_path(run: JournalRun) -> tuple[CriticalStep, ...]:
     It starts at the task that ended last and goes back, one task at a time, to what let it
     start: its dependency that ended last, or, when an attempt of another task ended later, at
     most :func:`tolerance` before it started, that task (its end released what it waited for:
-    its agent, its files, a slot). It stops at a task that started with the run, or whose start
-    nothing explains (it waited for the machine, or a rate limit). Only tasks that ran are on it.
+    its agent, its files, a slot; see :func:`_last_release`). It stops at a task that started
+    with the run (within 0.05 s of it), or whose start nothing explains (it waited for the
+    machine, or a rate limit). Only tasks that ran are on it.
     """
     ran = [task for task in run.tasks if task.attempts]
     if not ran:
@@ -388,10 +390,10 @@ def critical_path(run: JournalRun) -> tuple[CriticalStep, ...]:
     current = last
     while True:
         start = current.attempts[0].start
-        if start - run.started_at <= slack:
+        if start - run.started_at <= after:  # started with the run
             break
         dependency = _last_dependency(run, current, start + slack, index_of, ran)
-        release = _last_release(ends, end_times, ran, start, slack, after, seen | {current.id})
+        release = _last_release(ends, end_times, ran, current, slack, after, seen | {current.id})
         if (
             dependency is not None
             and dependency[1] not in seen
@@ -426,17 +428,29 @@ def _last_release(
     ends: list[tuple[float, int]],
     end_times: list[float],
     ran: list[TaskRun],
-    start: float,
+    task: TaskRun,
     slack: float,
     after: float,
     excluded: set[str],
 ) -> tuple[float, int] | None:
-    """The latest attempt end of another task within ``slack`` before ``start`` (``after`` past it
-    at most: clocks of two threads), as (end, index in ``ran``)."""
+    """The attempt end of another task, within ``slack`` before ``task`` started (``after`` past it at
+    most: clocks of two threads), that let it start, as (end, index in ``ran``): the latest of a
+    task its wait reasons name as the holder ("... held by dev (a)") or of its own agent, else the
+    latest of any. In a busy run something else often ended just before; the holder is the one."""
+    start = task.attempts[0].start
+    named = {name for at, reason in task.reasons if at <= start for name in _HOLDER.findall(reason)}
     position = bisect.bisect_right(end_times, start + after) - 1
+    latest: tuple[float, int] | None = None
     while position >= 0 and end_times[position] >= start - slack:
         end, index = ends[position]
-        if ran[index].id not in excluded:
-            return end, index
+        other = ran[index]
+        if other.id not in excluded:
+            if other.id in named or other.agent == task.agent:
+                return end, index
+            latest = latest or (end, index)
         position -= 1
-    return None
+    return latest
+
+
+#: A holder named in a wait reason: "docs/x.md overlaps docs/ held by architect (spec)", "dev busy (a)".
+_HOLDER = re.compile(r"\(([A-Za-z0-9_.-]+)\)")

@@ -23,6 +23,7 @@ LEFT, RIGHT, TOP_PAD = 180.0, 24.0, 12.0
 BAR_H, TRACK_H, LANE_PAD = 16.0, 4.0, 5.0
 LINE_H, CHAR_W = 18.0, 7.0  # a line of text; a character's width, about, at the picture's 12 px
 MIN_PLOT, MAX_PLOT, PER_ATTEMPT = 960.0, 6000.0, 14.0  # the plot's width: room for the busiest lane
+TOUCHING = 6.0  # px: closer than this, in one lane, a bar follows the other
 SAME_LANE_SLACK = 0.05  # s: a start stamped a little before the end it followed still follows it
 
 
@@ -99,6 +100,11 @@ class Arrow:
     y2: float
     title: str
 
+    @property
+    def touching(self) -> bool:
+        """One bar follows the other in a lane: an arrow there would only hide them (not drawn)."""
+        return abs(self.x2 - self.x1) < TOUCHING and abs(self.y2 - self.y1) < 1
+
 
 @dataclass(frozen=True)
 class Tick:
@@ -150,7 +156,7 @@ def layout(run: JournalRun) -> Picture:
     busiest = max((len(slots) for slots in lanes_of.values()), default=1)
     plot_w = min(MAX_PLOT, max(MIN_PLOT, busiest * PER_ATTEMPT))
     scale = plot_w / span
-    lines = header_lines(run, critical)
+    lines = header_lines(run, critical, int((LEFT + plot_w + RIGHT - 2 * TOP_PAD) / CHAR_W))
     plot_top = TOP_PAD + LINE_H * (1 + len(lines)) + 2 * LINE_H + 8  # title, lines, legend, axis labels
     lanes = _lanes(agents, lanes_of, tracks, plot_top)
     geometry = _Geometry(t0, scale, lanes)

@@ -15,6 +15,9 @@ from .timeline_layout import BAR_H, CHAR_W, LEFT, LINE_H, TOP_PAD, TRACK_H, Arro
 
 __all__ = ["LEGEND", "html_page", "svg_text"]
 
+#: More arrows than this and they are drawn faint, but for the critical path's.
+DENSE = 60
+
 #: Legend key -> its words (see timeline_layout.LEGEND_ORDER).
 LEGEND = {
     "succeeded": "succeeded",
@@ -64,8 +67,11 @@ text { font: 12px system-ui, sans-serif; fill: #1f2328; }
 .marker.cancelled, .marker.not-run { fill: #6e7781; }
 .marker.unstarted { stroke: #0072b2; stroke-dasharray: 2 1; }
 .arrow { fill: none; stroke: #57606a; stroke-width: 1.2; marker-end: url(#pm-arrow); }
-.arrow.critical { stroke: #000000; stroke-width: 2.5; marker-end: url(#pm-arrow-critical); }
+.dense .arrow { stroke-opacity: 0.3; }
+.arrow:hover { stroke-opacity: 1; stroke-width: 2; }
+.arrow.critical { stroke: #000000; stroke-width: 2.5; stroke-opacity: 1; marker-end: url(#pm-arrow-critical); }
 .arrow.release { stroke-dasharray: 5 3; }
+.arrow.touching { stroke: none; marker-end: none; }
 .bar.critical { stroke: #000000; stroke-width: 2; }
 """
 
@@ -73,10 +79,10 @@ _DEFS = (
     "<defs>"
     '<pattern id="pm-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
     '<rect width="6" height="6" fill="#56b4e9"/><rect width="3" height="6" fill="#0072b2"/></pattern>'
-    '<marker id="pm-arrow" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="6" markerHeight="6" orient="auto">'
-    '<path d="M0,0 L8,4 L0,8 z" fill="#57606a"/></marker>'
-    '<marker id="pm-arrow-critical" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="5" markerHeight="5"'
-    ' orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#000000"/></marker>'
+    '<marker id="pm-arrow" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="7" markerHeight="7"'
+    ' markerUnits="userSpaceOnUse" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#57606a"/></marker>'
+    '<marker id="pm-arrow-critical" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="9" markerHeight="9"'
+    ' markerUnits="userSpaceOnUse" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#000000"/></marker>'
     "</defs>"
 )
 
@@ -107,8 +113,9 @@ def html_page(picture: Picture) -> str:
 def svg_text(picture: Picture) -> str:
     """The picture as one ``<svg>`` element."""
     width, height = _n(picture.width), _n(picture.height)
+    dense = ' class="dense"' if len(picture.arrows) > DENSE else ""  # many arrows: faint, but for the critical path
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg"{dense} width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{text(picture.title)}">',
         _DEFS,
         *_header(picture),
@@ -230,7 +237,9 @@ def _arrow(arrow: Arrow) -> str:
         f"M{_n(arrow.x1)},{_n(arrow.y1)} C{_n(arrow.x1 + bend)},{_n(arrow.y1)} "
         f"{_n(arrow.x2 - bend)},{_n(arrow.y2)} {_n(arrow.x2)},{_n(arrow.y2)}"
     )
-    classes = " ".join(["arrow", arrow.kind, *(["critical"] if arrow.critical else [])])
+    classes = " ".join(
+        ["arrow", arrow.kind, *(["critical"] if arrow.critical else []), *(["touching"] if arrow.touching else [])]
+    )
     return (
         f'<path class="{classes}" data-source="{text(arrow.source)}" data-target="{text(arrow.target)}" d="{d}">'
         f"<title>{text(arrow.title)}</title></path>"

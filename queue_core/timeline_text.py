@@ -32,7 +32,7 @@ def _clock(at: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(at))
 
 
-def header_lines(run: JournalRun, critical: tuple[CriticalStep, ...]) -> tuple[str, ...]:
+def header_lines(run: JournalRun, critical: tuple[CriticalStep, ...], width: int) -> tuple[str, ...]:
     """The lines under the title: the tasks by outcome, the times, the critical path, notes."""
     counts: dict[str, int] = {}
     for task in run.tasks:
@@ -47,8 +47,8 @@ def header_lines(run: JournalRun, critical: tuple[CriticalStep, ...]) -> tuple[s
         f"wall {length_text(wall)}, task time {length_text(task_s)}{parallel}",
     ]
     if critical:
-        path = " → ".join(step.task for step in critical)
-        lines.append(f"critical path: {_cut(path, TEXT_CUT)}")
+        head = f"critical path ({len(critical)} tasks): " if len(critical) > 1 else "critical path: "
+        lines.append(head + _chain([step.task for step in critical], width - len(head)))
     if run.ended_at is None:
         lines.append(
             "no run_ended line: the run was killed, or still runs; drawn up to its last line "
@@ -58,7 +58,21 @@ def header_lines(run: JournalRun, critical: tuple[CriticalStep, ...]) -> tuple[s
         skipped = f"{run.unreadable} unreadable line(s) skipped" if run.unreadable else ""
         half = "its last line was half-written" if run.cut else ""
         lines.append("; ".join(part for part in (skipped, half) if part))
-    return tuple(lines)
+    return tuple(_cut(line, width) for line in lines)
+
+
+def _chain(ids: list[str], limit: int) -> str:
+    """``a → b → c``; when longer than ``limit``, the first ones that fit, then ``… → last``."""
+    whole = " → ".join(ids)
+    if len(whole) <= limit or len(ids) < 3:
+        return _cut(whole, max(limit, 1))
+    tail = f" → … → {ids[-1]}"
+    shown = ids[0]
+    for task in ids[1:-1]:
+        if len(shown) + 3 + len(task) + len(tail) > limit:
+            break
+        shown += f" → {task}"
+    return _cut(shown + tail, max(limit, 1))
 
 
 def _cut(text: str, limit: int) -> str:

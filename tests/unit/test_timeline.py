@@ -239,6 +239,20 @@ def test_a_later_release_wins_over_a_dependency_that_ended_long_before() -> None
     assert [(s.task, s.then) for s in critical_path(read(events))] == [("holder", "release"), ("t", None)]
 
 
+def test_in_a_busy_run_the_holder_its_wait_named_wins_over_a_later_unrelated_end() -> None:
+    events = [
+        started(0, [batch_task("holder", "x"), batch_task("other", "y"), batch_task("t", "z")]),
+        task_line("started", 0, "holder", "x"),
+        task_line("started", 0, "other", "y"),
+        task_line("waiting", 0.1, "t", "z", reason="src/a.py overlaps src/ held by x (holder)"),
+        final("succeeded", 5.0, "holder", "x", duration=5.0, exit_code=0),
+        final("succeeded", 5.002, "other", "y", duration=5.002, exit_code=0),  # ended just after, unrelated
+        task_line("started", 5.003, "t", "z"),
+        final("succeeded", 9, "t", "z", duration=4.0, exit_code=0),
+    ]
+    assert [(s.task, s.then) for s in critical_path(read(events))] == [("holder", "release"), ("t", None)]
+
+
 def test_the_critical_path_stops_where_no_end_explains_a_start() -> None:
     events = [
         started(0, [batch_task("early", "x"), batch_task("late", "y")]),

@@ -159,7 +159,36 @@ def test_the_critical_path_is_marked_on_its_bars_and_links() -> None:
         True,
     )
     lines = [t.text or "" for t in root.iter(SVG + "text") if t.get("class") == "line"]
-    assert "critical path: a → b → c" in lines
+    assert "critical path (3 tasks): a → b → c" in lines
+
+
+def test_an_arrow_between_bars_that_touch_in_one_lane_is_not_drawn() -> None:
+    events = [
+        started(0, [batch_task("a", "dev"), batch_task("b", "dev", ["a"]), batch_task("c", "qa", ["a"])]),
+        task_line("started", 0, "a", "dev"),
+        final("succeeded", 2, "a", "dev", duration=2.0),
+        task_line("started", 2, "b", "dev"),
+        task_line("started", 2, "c", "qa"),
+        final("succeeded", 3, "b", "dev", duration=1.0),
+        final("succeeded", 4, "c", "qa", duration=2.0),
+    ]
+    root = parsed(events)
+    arrows = {p.get("data-target"): p.get("class", "").split() for p in having(root, "arrow", tag="path")}
+    assert "touching" in arrows["b"]  # b follows a in dev's lane: the bars say it
+    assert "touching" not in arrows["c"]
+    assert ".arrow.touching { stroke: none; marker-end: none; }" in (root.findtext(".//style") or "")
+
+
+def test_a_long_critical_path_is_told_by_its_ends_within_the_pictures_width() -> None:
+    tasks = [batch_task(f"task-{i:03d}", "dev", [f"task-{i - 1:03d}"] if i else []) for i in range(60)]
+    events = [started(0, tasks)]
+    for i in range(60):
+        events += [task_line("started", i, f"task-{i:03d}", "dev"), final("succeeded", i + 1, f"task-{i:03d}", "dev")]
+    shown = picture(events)
+    (line,) = [line for line in shown.lines if line.startswith("critical path")]
+    assert line.startswith("critical path (60 tasks): task-000 → task-001 → ")
+    assert line.endswith(" → … → task-059")
+    assert all(len(line) * 7 <= shown.width - 24 for line in shown.lines)
 
 
 def test_wall_time_against_task_time() -> None:
