@@ -153,7 +153,10 @@ def layout(run: JournalRun) -> Picture:
     tracks: dict[int, int] = {}
     for wait in waits:
         tracks[wait.lane] = max(tracks.get(wait.lane, 0), wait.track + 1)
-    busiest = max((len(slots) for slots in lanes_of.values()), default=1)
+    per_lane: dict[int, int] = {}
+    for lane in attempt_lane.values():
+        per_lane[lane] = per_lane.get(lane, 0) + 1
+    busiest = max(per_lane.values(), default=1)
     plot_w = min(MAX_PLOT, max(MIN_PLOT, busiest * PER_ATTEMPT))
     scale = plot_w / span
     lines = header_lines(run, critical, int((LEFT + plot_w + RIGHT - 2 * TOP_PAD) / CHAR_W))

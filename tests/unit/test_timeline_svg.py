@@ -284,6 +284,15 @@ def test_ticks_stay_few_and_round_on_a_long_run() -> None:
     assert labels == ["0s", "15m", "30m", "45m", "1h", "1h15m", "1h30m", "1h45m", "2h"]
 
 
+def test_the_plot_widens_with_its_busiest_lane() -> None:
+    events = [started(0, [batch_task(f"t{i}", "dev") for i in range(100)])]
+    for i in range(100):
+        events += [task_line("started", i, f"t{i}", "dev"), final("succeeded", i + 1, f"t{i}", "dev", duration=1.0)]
+    shown = picture(events)
+    assert shown.width == 180 + 100 * 14 + 24  # labels, 14 px an attempt, margin
+    assert min(bar.w for bar in shown.bars) == pytest.approx(14)
+
+
 def test_five_hundred_tasks_make_one_picture_with_every_bar() -> None:
     tasks = [batch_task(f"t{i}", f"agent{i % 8}", [f"t{i - 8}"] if i >= 8 else []) for i in range(500)]
     events = [started(0, tasks)]
