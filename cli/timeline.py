@@ -45,6 +45,9 @@ def run(repo: Path | None, run_id: str | None, *, output: str | None) -> int:
             terminal.error(f"no run has left a journal in {state / 'logs'} yet: run delegate-multiple first")
             return EXIT_FAILED
     path = state / "logs" / run_id / JOURNAL
+    if os.path.islink(path.parent):  # state is never read through a symlink (see queue_core.statedir)
+        terminal.error(f"{path.parent}: is a symlink, not a run's folder; refusing to follow it")
+        return EXIT_FAILED
     try:
         lines = journal_lines(path)
         journal = run_from_events(lines.events, unreadable=lines.unreadable, cut=lines.cut)

@@ -39,3 +39,18 @@ def test_bad_input_is_refused_and_nothing_is_written(
     assert out == ""
     assert sorted(p.name for p in repo.iterdir()) == before
     assert journal.read_text(encoding="utf-8") == jsonl(STANDARD)  # never replaced by a picture
+
+
+def test_a_runs_folder_that_is_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    elsewhere = write_journal(tmp_path / "elsewhere", "r1", jsonl(STANDARD)).parent
+    (locate(repo) / "logs").mkdir(parents=True, exist_ok=True)
+    (locate(repo) / "logs" / "r1").symlink_to(elsewhere)
+    code, out, err = invoke("timeline", "r1", "-o", str(tmp_path / "x.html"), "--repo", str(repo))
+    assert code == 1
+    assert "is a symlink, not a run's folder; refusing to follow it" in err
+    assert out == ""
+    assert not (tmp_path / "x.html").exists()
+    code, _, err = invoke("timeline", "-o", str(tmp_path / "x.html"), "--repo", str(repo))
+    assert code == 1
+    assert "no run has left a journal" in err  # nor is it taken for the latest
