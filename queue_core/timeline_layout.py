@@ -149,7 +149,7 @@ def layout(run: JournalRun) -> Picture:
     span = max(until - t0, 1e-3)
     agents = _agents(run)
     lanes_of, attempt_lane = _deal_lanes(run, agents)
-    waits = _waits(run, attempt_lane, span)
+    waits = _waits(run, lanes_of, attempt_lane, span)
     tracks: dict[int, int] = {}
     for wait in waits:
         tracks[wait.lane] = max(tracks.get(wait.lane, 0), wait.track + 1)
@@ -219,10 +219,17 @@ def _deal_lanes(run: JournalRun, agents: list[str]) -> tuple[dict[str, list[floa
     return lanes_of, attempt_lane
 
 
-def _waits(run: JournalRun, attempt_lane: dict[AttemptSpan, int], span: float) -> list[_Wait]:
-    """The waits worth a line (at least 0.05 s and a thousandth of the run), each in its lane and track."""
+def _waits(
+    run: JournalRun, lanes_of: dict[str, list[float]], attempt_lane: dict[AttemptSpan, int], span: float
+) -> list[_Wait]:
+    """The waits worth a line (at least 0.05 s and a thousandth of the run), each in its lane and
+    track: its attempt's, or for a task that never started its agent's first."""
     shortest = max(0.05, span / 1000)
-    lane_of_agent = _agent_first_lanes(run, attempt_lane)
+    lane_of_agent: dict[str, int] = {}
+    dealt = 0
+    for agent, lanes in lanes_of.items():  # in the order lanes are dealt
+        lane_of_agent[agent] = dealt
+        dealt += len(lanes)
     found: list[_Wait] = []
     for task in run.tasks:
         for wait in _task_waits(run, task):
@@ -232,17 +239,6 @@ def _waits(run: JournalRun, attempt_lane: dict[AttemptSpan, int], span: float) -
                 found.append(wait)
     _stack(found)
     return found
-
-
-def _agent_first_lanes(run: JournalRun, attempt_lane: dict[AttemptSpan, int]) -> dict[str, int]:
-    """Each agent's first lane, in the order lanes are dealt (an agent that ran nothing has one too)."""
-    firsts: dict[str, int] = {}
-    next_free = 0
-    for agent in _agents(run):
-        lanes = sorted({lane for attempt, lane in attempt_lane.items() if attempt.agent == agent})
-        firsts[agent] = lanes[0] if lanes else next_free
-        next_free = (lanes[-1] + 1) if lanes else next_free + 1
-    return firsts
 
 
 def _task_waits(run: JournalRun, task: TaskRun) -> Iterable[_Wait]:

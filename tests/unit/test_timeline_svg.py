@@ -222,6 +222,16 @@ def test_a_killed_run_is_drawn_up_to_its_last_line_unfinished_marked() -> None:
     assert ".unfinished { fill: url(#pm-hatch); }" in (root.findtext(".//style") or "")
 
 
+def test_a_task_that_never_started_waits_in_its_agents_first_lane() -> None:
+    events = [*WORKTREE[:-1], task_line("waiting", 5.5, "y", "codex", reason="codex busy (x)")]
+    shown = picture(events)  # claude has two lanes before codex's: y's wait is in codex's
+    (wait,) = [w for w in shown.waits if w.task == "y"]
+    codex = next(lane for lane in shown.lanes if lane.agent == "codex")
+    assert codex.y < wait.y < codex.y + codex.height
+    (marker,) = shown.markers
+    assert (marker.task, marker.kind, codex.bar_y < marker.y < codex.bar_y + 16) == ("y", "unstarted", True)
+
+
 def test_damaged_lines_are_said_under_the_title() -> None:
     shown = layout(run_from_events(STANDARD, unreadable=2, cut=True))
     assert shown.lines[-1] == "2 unreadable line(s) skipped; its last line was half-written"
