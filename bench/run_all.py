@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import cli, latency, makespan, mergeback, overhead, quota, registry, scale, supervisor, worktrees
+from . import cli, latency, makespan, mergeback, overhead, quota, registry, scale, supervisor, timeline, worktrees
 from ._common import Section, checks_table, machine
 
 
@@ -39,6 +39,7 @@ def main() -> None:
         ("cli", cli.run),
         ("worktrees", worktrees.run),
         ("mergeback", mergeback.run),
+        ("timeline", timeline.run),
     ]
     sections: list[Section] = []
     for name, run in runs:

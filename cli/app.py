@@ -502,6 +502,36 @@ def logs(
     raise typer.Exit(history_command.logs(repo, task, run_text=run_id, follow=follow, tail=tail))
 
 
+@app.command(short_help="Draw a run as a timeline in one HTML file.")
+def timeline(
+    run_id: Annotated[str | None, typer.Argument(metavar="RUN", hidden=True)] = None,  # hidden: see delegate-multiple
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Where to write it (default: timeline-RUN.html in the current directory; - for stdout).",
+            show_default=False,
+        ),
+    ] = None,
+    repo: RepoOption = None,
+) -> None:
+    """Draw RUN (default: the latest) as one self-contained HTML file, to open in a browser.
+
+    One lane per agent (per instance where its tasks ran at once), a bar per attempt coloured
+    by how it ended, the wait before each start with its reasons on hover, dependencies as
+    arrows, the critical path marked, and the run's wall time against its task time. Drawn
+    from the run's journal (logs/RUN/events.jsonl in the state directory); a run that was
+    killed, or still runs, up to its last line. The file fetches nothing and runs no script.
+    Exit codes: 0 written; 1 no journal of the run, or it cannot be read or written; 2 bad
+    input (a bad run id, FILE a directory).
+    """
+    from . import timeline as timeline_command
+
+    raise typer.Exit(timeline_command.run(repo, run_id, output=output))
+
+
 @app.command(short_help="Write a commented project-manager.yaml.")
 def init(
     force: Annotated[bool, typer.Option("--force", help="Replace a project-manager.yaml that exists.")] = False,

@@ -26,6 +26,7 @@ __all__ = [
     "InvalidClaimError",
     "InvalidTaskError",
     "InvalidTaskIdError",
+    "JournalError",
     "MachineBusyError",
     "MergeBackError",
     "MergeLockError",
@@ -247,6 +248,10 @@ class StateError(QueueError, OSError):
 class NotRegularFileError(QueueError, OSError):
     """A path in the state directory that is not a regular file (a FIFO, a directory, a symlink):
     it is never read or followed. Raised as an OSError, ``OSError(errno, strerror, filename)``."""
+
+
+class JournalError(StateError):
+    """A run's journal (``logs/<run>/events.jsonl``) is missing, cannot be read, or holds no readable event."""
 
 
 class RunAliveError(StateError):

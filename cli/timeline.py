@@ -1,0 +1,136 @@
+"""``project-manager timeline [RUN] [-o FILE]``: a run drawn as one self-contained HTML file.
+
+Drawn from the run's journal, ``logs/<run>/events.jsonl`` in the state directory (see
+:mod:`queue_core.timeline`); the latest run's unless RUN is given. The file is written
+atomically (a reader sees the old file or the new one), never into the state directory (it
+could replace a run's journal or log), never over a directory. Exit codes: 0 written; 1 no
+journal of the run, or it cannot be read, or the file cannot be written; 2 bad input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import uuid
+from pathlib import Path
+
+from queue_core.errors import InvalidArgumentError, JournalError
+from queue_core.runid import check_run_id
+from queue_core.statedir import list_dir, locate
+from queue_core.timeline import journal_lines, run_from_events
+from queue_core.timeline_layout import layout
+from queue_core.timeline_svg import html_page
+
+from . import terminal
+from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .repo import find_repo
+
+JOURNAL = "events.jsonl"
+
+
+def run(repo: Path | None, run_id: str | None, *, output: str | None) -> int:
+    repo_root = find_repo(repo)
+    state = locate(repo_root)
+    try:
+        if run_id is not None:
+            check_run_id(run_id)
+        explicit = None if output is None or output == "-" else _checked_target(output, state)
+    except InvalidArgumentError as exc:
+        terminal.error(str(exc))
+        return EXIT_USAGE
+    if run_id is None:
+        run_id = latest_run(state)
+        if run_id is None:
+            terminal.error(f"no run has left a journal in {state / 'logs'} yet: run delegate-multiple first")
+            return EXIT_FAILED
+    path = state / "logs" / run_id / JOURNAL
+    if os.path.islink(path.parent):  # state is never read through a symlink (see queue_core.statedir)
+        terminal.error(f"{path.parent}: is a symlink, not a run's folder; refusing to follow it")
+        return EXIT_FAILED
+    try:
+        lines = journal_lines(path)
+        journal = run_from_events(lines.events, unreadable=lines.unreadable, cut=lines.cut)
+    except JournalError as exc:
+        terminal.error(_unreadable(run_id, path, exc))
+        return EXIT_FAILED
+    picture = layout(journal)
+    page = html_page(picture)
+    if output == "-":
+        terminal.write_out(page.rstrip("\n"))
+        return EXIT_OK
+    try:
+        target = explicit or _checked_target(f"timeline-{run_id}.html", state)
+        _write_atomically(target, page.encode("utf-8"))
+    except InvalidArgumentError as exc:
+        terminal.error(str(exc))
+        return EXIT_USAGE
+    except OSError as exc:
+        terminal.error(f"cannot write {output or target}: {exc.strerror or exc}")
+        return EXIT_FAILED
+    terminal.out(f"wrote {output or target.name}: run {run_id}, {picture.lines[1]}")
+    return EXIT_OK
+
+
+def latest_run(state: Path) -> str | None:
+    """The run started last that left a journal: run ids begin with their start time
+    (``20261128-142501-...``), so the greatest name; None if none did."""
+    try:
+        names = [
+            entry.name
+            for _, entry in list_dir(state / "logs")
+            if entry.is_dir(follow_symlinks=False) and os.path.lexists(state / "logs" / entry.name / JOURNAL)
+        ]
+    except OSError:
+        return None
+    return max(names, default=None)
+
+
+def _unreadable(run_id: str, path: Path, exc: JournalError) -> str:
+    if exc.reason == "no such file":
+        return (
+            f"run {run_id} left no journal ({path}): no such run, a run of a version before the journal, "
+            "or one whose logs were pruned (keep_runs, clean)"
+        )
+    return f"the journal of run {run_id}, {path}: {exc.reason}"
+
+
+def _checked_target(output: str, state: Path) -> Path:
+    """Where ``output`` writes: a file in an existing directory, not a directory itself nor a
+    special file, nor in the state directory. A symlink is written through, to its file.
+    Raises InvalidArgumentError."""
+    if not output:
+        raise InvalidArgumentError("-o: expected a file name, or - for stdout")
+    given = Path(output)
+    target = Path(os.path.realpath(given))
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise InvalidArgumentError(f"-o {output}: {exc.strerror or exc}") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise InvalidArgumentError(f"-o {output}: is a directory; expected a file name, such as {given / 'run.html'}")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise InvalidArgumentError(f"-o {output}: is not a regular file; expected a file name")
+    if not target.parent.is_dir():
+        raise InvalidArgumentError(f"-o {output}: no such directory {given.parent}")
+    if target.is_relative_to(Path(os.path.realpath(state))):
+        raise InvalidArgumentError(f"-o {output}: is inside the state directory {state}; write it elsewhere")
+    return target
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    """Replace ``target`` by ``data``, as a new file beside it renamed over it. Raises OSError."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)  # the umask's
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
