@@ -60,10 +60,10 @@ def show(repo: Path | None, run_text: str | None, *, json_out: bool) -> int:
     """One run (default: the latest), its header and its tasks."""
     directory = state_dir(find_repo(repo))
     try:
-        run = _run_named(directory, run_text)
+        run = run_named(directory, run_text)
         summary, warnings = run_summary(directory, run)
-    except _CommandError as error:
-        return _refused(error)
+    except CommandError as error:
+        return refused(error)
     except RunNotFoundError as exc:  # pruned since it was found
         terminal.error(str(exc))
         return EXIT_FAILED
@@ -87,13 +87,13 @@ def logs(repo: Path | None, task: str | None, *, run_text: str | None, follow: b
     try:
         if task is None:
             if run_text is None:
-                raise _CommandError(EXIT_USAGE, "give a TASK whose log to print, or --run RUN to list a run's logs")
-            return _list_logs(directory, _run_named(directory, run_text))
+                raise CommandError(EXIT_USAGE, "give a TASK whose log to print, or --run RUN to list a run's logs")
+            return _list_logs(directory, run_named(directory, run_text))
         _check_task(task)
-        run = _run_named(directory, run_text) if run_text is not None else _latest_with(directory, task)
+        run = run_named(directory, run_text) if run_text is not None else _latest_with(directory, task)
         return _print_log(directory, run, task, follow=follow, tail=tail)
-    except _CommandError as error:
-        return _refused(error)
+    except CommandError as error:
+        return refused(error)
 
 
 def _width() -> int:
@@ -101,7 +101,7 @@ def _width() -> int:
     return terminal.width() if sys.stdout.isatty() else NO_CUT
 
 
-class _CommandError(Exception):
+class CommandError(Exception):
     """The command cannot go on: ``message`` says why, ``code`` is its exit code (see :func:`_refused`)."""
 
     def __init__(self, code: int, message: str):
@@ -110,28 +110,28 @@ class _CommandError(Exception):
         self.message = message
 
 
-def _refused(error: _CommandError) -> int:
+def refused(error: CommandError) -> int:
     """Say why the command stopped; its exit code."""
     terminal.error(error.message)
     return error.code
 
 
-def _run_named(directory: Path, text: str | None) -> str:
+def run_named(directory: Path, text: str | None) -> str:
     """The run ``text`` names (its id, or a unique start or end of it); the latest if None."""
     if text is None:
         runs = list_runs(directory, limit=1).runs
         if not runs:
-            raise _CommandError(EXIT_FAILED, f"no run is recorded in {directory}")
+            raise CommandError(EXIT_FAILED, f"no run is recorded in {directory}")
         return runs[0].run
     try:
         return find_run(directory, text)
     except InvalidArgumentError as exc:
-        raise _CommandError(EXIT_USAGE, str(exc)) from None
+        raise CommandError(EXIT_USAGE, str(exc)) from None
     except AmbiguousRunError as exc:
-        raise _CommandError(EXIT_USAGE, str(exc)) from None
+        raise CommandError(EXIT_USAGE, str(exc)) from None
     except RunNotFoundError:
         listed = "project-manager history lists them"
-        raise _CommandError(EXIT_FAILED, f"no run {text!r} in {directory} ({listed})") from None
+        raise CommandError(EXIT_FAILED, f"no run {text!r} in {directory} ({listed})") from None
 
 
 def _check_task(task: str) -> None:
@@ -139,7 +139,7 @@ def _check_task(task: str) -> None:
     try:
         check_task_id(task)
     except InvalidTaskIdError as exc:
-        raise _CommandError(EXIT_USAGE, f"task id {task!r}: {exc.reason}") from None
+        raise CommandError(EXIT_USAGE, f"task id {task!r}: {exc.reason}") from None
 
 
 def _latest_with(directory: Path, task: str) -> str:
@@ -147,7 +147,7 @@ def _latest_with(directory: Path, task: str) -> str:
     for run in iter_runs(directory):
         if log_path(directory, run.run, task).exists() or any(t.id == task for t in run.tasks):
             return run.run
-    raise _CommandError(EXIT_FAILED, f"no run recorded in {directory} has a task {task!r}")
+    raise CommandError(EXIT_FAILED, f"no run recorded in {directory} has a task {task!r}")
 
 
 def _list_logs(directory: Path, run: str) -> int:
@@ -155,7 +155,7 @@ def _list_logs(directory: Path, run: str) -> int:
     try:
         found = run_logs(directory, run)
     except OSError as exc:
-        raise _CommandError(EXIT_FAILED, f"{folder}: cannot be read ({exc.strerror or exc})") from None
+        raise CommandError(EXIT_FAILED, f"{folder}: cannot be read ({exc.strerror or exc})") from None
     statuses = {task.id: task.status for task in _summary_or_none(directory, run).tasks}
     terminal.out(logs_text(f"{folder}{os.sep}", found, statuses, width=_width()))
     return EXIT_OK
@@ -174,9 +174,9 @@ def _print_log(directory: Path, run: str, task: str, *, follow: bool, tail: int 
     try:
         fd = open_log(path)
     except OSError as exc:
-        raise _CommandError(EXIT_FAILED, f"{path}: {exc.strerror or exc}; not read") from None
+        raise CommandError(EXIT_FAILED, f"{path}: {exc.strerror or exc}; not read") from None
     if fd is None and not follow:
-        raise _CommandError(EXIT_FAILED, _no_log(directory, run, task, path))
+        raise CommandError(EXIT_FAILED, _no_log(directory, run, task, path))
     size = 0
     if fd is not None:
         size = os.fstat(fd).st_size
@@ -210,7 +210,7 @@ def _follow(follower: LogFollower) -> int:
             try:
                 step = follower.step()
             except OSError as exc:
-                raise _CommandError(EXIT_FAILED, f"{follower.path}: {exc.strerror or exc}; not followed") from None
+                raise CommandError(EXIT_FAILED, f"{follower.path}: {exc.strerror or exc}; not followed") from None
             if step.data and not terminal.write_bytes(step.data):
                 return exit_code_for(signal.SIGPIPE)
             if step.end is not None:

@@ -16,35 +16,30 @@ import uuid
 from pathlib import Path
 
 from queue_core.errors import InvalidArgumentError, JournalError
-from queue_core.runid import check_run_id
-from queue_core.statedir import list_dir, locate
+from queue_core.runfiles import journal_path
+from queue_core.statedir import locate
 from queue_core.timeline import journal_lines, run_from_events
 from queue_core.timeline_layout import layout
 from queue_core.timeline_svg import html_page
 
 from . import terminal
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .history import CommandError, refused, run_named
 from .repo import find_repo
 
-JOURNAL = "events.jsonl"
 
-
-def run(repo: Path | None, run_id: str | None, *, output: str | None) -> int:
+def run(repo: Path | None, run_text: str | None, *, output: str | None) -> int:
     repo_root = find_repo(repo)
     state = locate(repo_root)
     try:
-        if run_id is not None:
-            check_run_id(run_id)
         explicit = None if output is None or output == "-" else _checked_target(output, state)
+        run_id = run_named(state, run_text)
     except InvalidArgumentError as exc:
         terminal.error(str(exc))
         return EXIT_USAGE
-    if run_id is None:
-        run_id = latest_run(state)
-        if run_id is None:
-            terminal.error(f"no run has left a journal in {state / 'logs'} yet: run delegate-multiple first")
-            return EXIT_FAILED
-    path = state / "logs" / run_id / JOURNAL
+    except CommandError as error:
+        return refused(error)
+    path = journal_path(state, run_id)
     if os.path.islink(path.parent):  # state is never read through a symlink (see queue_core.statedir)
         terminal.error(f"{path.parent}: is a symlink, not a run's folder; refusing to follow it")
         return EXIT_FAILED
@@ -70,20 +65,6 @@ def run(repo: Path | None, run_id: str | None, *, output: str | None) -> int:
         return EXIT_FAILED
     terminal.out(f"wrote {output or target.name}: run {run_id}, {picture.lines[1]}")
     return EXIT_OK
-
-
-def latest_run(state: Path) -> str | None:
-    """The run started last that left a journal: run ids begin with their start time
-    (``20261128-142501-...``), so the greatest name; None if none did."""
-    try:
-        names = [
-            entry.name
-            for _, entry in list_dir(state / "logs")
-            if entry.is_dir(follow_symlinks=False) and os.path.lexists(state / "logs" / entry.name / JOURNAL)
-        ]
-    except OSError:
-        return None
-    return max(names, default=None)
 
 
 def _unreadable(run_id: str, path: Path, exc: JournalError) -> str:

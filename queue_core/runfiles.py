@@ -44,6 +44,7 @@ from .statedir import list_dir, read_regular
 
 __all__ = [
     "JOURNAL",
+    "JournalLines",
     "JournalTail",
     "find_run",
     "iter_runs",
@@ -53,6 +54,7 @@ __all__ = [
     "parse_journal",
     "read_journal",
     "run_summary",
+    "scan_journal",
 ]
 
 #: A run's journal, in its logs folder: retention and ``clean`` take it with its logs.
@@ -78,21 +80,53 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
 
 
 def parse_journal(raw: bytes) -> list[dict[str, Any]]:
-    """Each whole line of ``raw`` that is a JSON object with a string ``event``, in order.
+    """The journal's objects in ``raw``, in order (see :func:`scan_journal`)."""
+    return scan_journal(raw).events
 
-    The last line counts only once its newline is written: before, it may be half-written.
-    Any other line (damaged, or not a journal's) is passed over; so are keys a reader does not
-    know, which a newer writer may add.
+
+@dataclass(frozen=True)
+class JournalLines:
+    """A journal's objects, in order; ``unreadable``: lines that were no journal object; ``cut``:
+    the last line was half-written (a run killed mid-write, or writing it now)."""
+
+    events: list[dict[str, Any]]
+    unreadable: int = 0
+    cut: bool = False
+
+
+def scan_journal(raw: bytes) -> JournalLines:
+    """Each line of ``raw`` that is a JSON object with a string ``event``, in order.
+
+    A last line without its newline counts if it is a whole object (the writer writes a line and
+    its newline at once: without it, the line is being written, or was cut by a full disk).
+    Any other line (damaged, or not a journal's) is passed over and counted; so are keys a
+    reader does not know, which a newer writer may add.
     """
-    lines = []
-    for line in raw.split(b"\n")[:-1]:
-        try:
-            data = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("event"), str):
-            lines.append(data)
-    return lines
+    lines = raw.split(b"\n")
+    tail = lines.pop()  # b"" after a whole last line
+    events: list[dict[str, Any]] = []
+    unreadable = 0
+    for line in lines:
+        if line.strip():
+            event = _decode(line)
+            if event is None:
+                unreadable += 1
+            else:
+                events.append(event)
+    last = _decode(tail) if tail.strip() else None
+    if last is not None:
+        events.append(last)
+    return JournalLines(events, unreadable, cut=bool(tail.strip()) and last is None)
+
+
+def _decode(line: bytes) -> dict[str, Any] | None:
+    """One line's object; None if it is none. A value of the wrong type (NaN too) is for the
+    reader of that key to pass over: the rest of the line still counts."""
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    return value if isinstance(value, dict) and isinstance(value.get("event"), str) else None
 
 
 class JournalTail:

@@ -11,7 +11,6 @@ last known time). Nothing here reads a clock: every time comes from the journal.
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import JournalError
+from .runfiles import JournalLines, scan_journal
 from .statedir import read_regular
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "OUTCOMES",
     "AttemptSpan",
     "CriticalStep",
-    "JournalLines",
     "JournalRun",
     "TaskRun",
     "critical_path",
@@ -45,56 +44,17 @@ ENDINGS = ("succeeded", "failed", "timed_out", "rate_limited", "cancelled", "ret
 _LATEST = 1e11
 
 
-@dataclass(frozen=True)
-class JournalLines:
-    """A journal file's objects, in order; ``unreadable``: lines that were no JSON object; ``cut``:
-    the last line was half-written (a run killed mid-write, or writing it now)."""
-
-    events: list[dict[str, Any]]
-    unreadable: int = 0
-    cut: bool = False
-
-
 def journal_lines(path: Path) -> JournalLines:
-    """The objects of the journal at ``path``. Raises JournalError if it is missing or cannot be
-    read (a symlink or a FIFO there is refused, never followed or waited on).
-
-    The one place that reads the file: anything else here works on the objects.
-    """
+    """The objects of the journal at ``path`` (see queue_core.runfiles.scan_journal). Raises
+    JournalError if it is missing or cannot be read (a symlink or a FIFO there is refused,
+    never followed or waited on)."""
     try:
         data = read_regular(path)
     except OSError as exc:
         raise JournalError(path, f"cannot be read: {exc.strerror or exc}") from exc
     if data is None:
         raise JournalError(path, "no such file")
-    lines = data.split(b"\n")
-    tail = lines.pop()  # b"" after a whole last line
-    events: list[dict[str, Any]] = []
-    unreadable = 0
-    for line in lines:
-        if line.strip():
-            event = _decode(line)
-            if event is None:
-                unreadable += 1
-            else:
-                events.append(event)
-    last = _decode(tail) if tail.strip() else None
-    if last is not None:
-        events.append(last)
-    return JournalLines(events, unreadable, cut=bool(tail.strip()) and last is None)
-
-
-def _decode(line: bytes) -> dict[str, Any] | None:
-    """One line's object; None if it is none (NaN and Infinity included: no JSON has them)."""
-    try:
-        value = json.loads(line.decode("utf-8", errors="replace"), parse_constant=_no_constant)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    return scan_journal(data)
 
 
 @dataclass(frozen=True)

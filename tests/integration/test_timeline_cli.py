@@ -88,11 +88,10 @@ def test_without_a_journal_it_says_so(tmp_path: Path, repo: Path) -> None:
     bare = git_repo(tmp_path / "bare", {"a.txt": "a\n"})
     done = timeline(bare)
     assert done.returncode == 1
-    assert "no run has left a journal in" in done.stderr
+    assert "no run is recorded in" in done.stderr
     done = timeline(repo, "20990101-000000-1-ffffff")
     assert done.returncode == 1
-    assert "run 20990101-000000-1-ffffff left no journal" in done.stderr
-    assert "pruned" in done.stderr
+    assert "no run '20990101-000000-1-ffffff' in" in done.stderr
 
 
 def test_a_journal_with_nothing_readable_or_not_a_file_is_refused(repo: Path) -> None:

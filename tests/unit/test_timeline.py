@@ -194,7 +194,7 @@ def test_a_whole_last_line_without_its_newline_is_kept(tmp_path: Path) -> None:
 
 def test_lines_that_are_no_json_object_are_counted_not_fatal(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
-    garbage = b'not json\n[1, 2]\n{"event": "x", "time": NaN}\n\xff\xfe\n\n'
+    garbage = b'not json\n[1, 2]\n{"time": 1.0}\n\xff\xfe\n\n'
     path.write_bytes(jsonl(STANDARD[:2]).encode() + garbage + jsonl(STANDARD[2:4]).encode())
     lines = journal_lines(path)
     assert (len(lines.events), lines.unreadable, lines.cut) == (4, 4, False)
