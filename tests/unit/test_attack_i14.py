@@ -1,0 +1,93 @@
+"""Hostile tests of issue 14's resources: what a damaged history, a failing sampler and a
+changing machine do to a run. Each test here failed before the fix beside it."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from queue_core.durations import FILE, DurationHistory
+from queue_core.errors import StateError
+from queue_core.estimates import Remaining, Sample, run_eta
+
+from ..conftest import in_thread
+
+
+def sample(duration: float, *, task_id: str = "t1", at: float = 0.0) -> Sample:
+    return Sample("a", task_id, "f1", duration, at)
+
+
+def line(duration: object, at: object = 1.0, task_id: str = "t1") -> bytes:
+    data = {"agent": "a", "task": task_id, "fingerprint": "f1", "duration_s": duration, "at": at}
+    return json.dumps(data).encode() + b"\n"
+
+
+# --- the durations file -----------------------------------------------------------------------
+
+
+def test_a_fifo_in_place_of_the_durations_fails_the_write_at_once_instead_of_hanging_the_run(tmp_path: Path) -> None:
+    """A run's task-end event records its duration: an open() that waits for a FIFO's reader
+    held the durations lock and the event's thread for ever, and no signal ended the run."""
+    os.mkfifo(tmp_path / FILE)
+    history = DurationHistory(tmp_path)
+    try:
+        with pytest.raises(StateError, match="not a regular file"):
+            in_thread(lambda: history.record(sample(1.0)))
+    finally:  # a writer stuck in open() (before the fix) is let through, so no thread stays
+        os.close(os.open(tmp_path / FILE, os.O_RDONLY | os.O_NONBLOCK))
+    assert stat.S_ISFIFO((tmp_path / FILE).stat().st_mode)  # left as it was, never written through
+
+
+def test_a_durations_file_far_past_its_bound_is_read_only_by_its_newest_part(tmp_path: Path) -> None:
+    """The file of this version stays under ``max_bytes`` (it is compacted past it); a far bigger
+    one (another tool's, a damaged copy) took a run 25 s to read at its start and as much again
+    to compact on the thread of a task's end, which held back that thread's next task."""
+    history = DurationHistory(tmp_path, max_bytes=4096)
+    old = b"".join(line(1.0, at=float(i), task_id=f"old{i}") for i in range(2000))  # ~160 kB
+    new = b"".join(line(9.0, at=5000.0 + i) for i in range(5))
+    (tmp_path / FILE).write_bytes(old + new)
+    samples = history.samples()
+    assert len(samples) < 200  # what a bounded read holds, not the 2,005 lines
+    assert [s.duration_s for s in samples[-5:]] == [9.0] * 5
+    assert history.damaged == 0  # the line the bound cut in two is not damage
+    history.record(sample(9.0, at=6000.0))  # compacted from that part too: the file is bounded again
+    assert (tmp_path / FILE).stat().st_size <= 4096
+    assert history.estimates().of("a", "t1", "f1") is not None
+
+
+def test_a_line_cut_short_does_not_swallow_the_next_sample(tmp_path: Path) -> None:
+    """A write cut short (a full disk) leaves a line without its newline: the next sample
+    appended was glued to it and lost with it."""
+    history = DurationHistory(tmp_path)
+    history.record(sample(10.0))
+    with (tmp_path / FILE).open("ab") as f:
+        f.write(b'{"agent": "a", "task": "t1", "fing')
+    history.record(sample(20.0, at=2.0))
+    assert [s.duration_s for s in history.samples()] == [10.0, 20.0]
+    assert history.damaged == 1
+
+
+# --- estimates and the time left ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("duration", "at"),
+    [(1e308, 1.0), (1e12, 1.0), (5.0, float("nan")), (5.0, float("inf"))],
+)
+def test_a_sample_of_no_possible_run_is_damage(tmp_path: Path, duration: float, at: float) -> None:
+    """1e308 seconds is a finite float: two such estimates summed gave an ETA of infinity,
+    written as ``"ends_at": Infinity`` in the run's record and ``status --json``, which is no JSON."""
+    (tmp_path / FILE).write_bytes(line(duration, at) + line(5.0))
+    history = DurationHistory(tmp_path)
+    assert [s.duration_s for s in history.samples()] == [5.0]
+    assert history.damaged == 1
+
+
+def test_the_time_left_is_unknown_rather_than_infinite() -> None:
+    """The library takes any finite ``estimate_s``: their sum may still overflow."""
+    left = [Remaining("a", "x", 1e308), Remaining("b", "y", 1e308)]
+    assert run_eta(left, 1, lambda _agent: 1) is None
