@@ -7,14 +7,18 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from cli import config_machine
 from queue_core.durations import FILE, DurationHistory
 from queue_core.errors import StateError
 from queue_core.estimates import Remaining, Sample, run_eta
+from queue_core.machine import GIB, Reading
 
 from ..conftest import in_thread
+from .test_cli import invoke
 
 
 def sample(duration: float, *, task_id: str = "t1", at: float = 0.0) -> Sample:
@@ -91,3 +95,52 @@ def test_the_time_left_is_unknown_rather_than_infinite() -> None:
     """The library takes any finite ``estimate_s``: their sum may still overflow."""
     left = [Remaining("a", "x", 1e308), Remaining("b", "y", 1e308)]
     assert run_eta(left, 1, lambda _agent: 1) is None
+
+
+# --- a sampler that fails ---------------------------------------------------------------------
+
+
+class Unreadable:
+    """psutil failing: /proc not mounted in a container, or a sandbox that denies it. With
+    ``works``, the first readings succeed (a machine read for the plan, then not)."""
+
+    works = 0
+
+    def __init__(self, *_: Any) -> None:
+        pass
+
+    def read(self) -> Reading:
+        if Unreadable.works > 0:
+            Unreadable.works -= 1
+            return Reading.of(20.0, 8 * GIB, 16 * GIB, 4)
+        raise OSError(5, "simulated /proc failure")
+
+
+def test_a_machine_that_cannot_be_read_before_the_run_is_a_clear_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(config_machine, "PsutilSampler", Unreadable)
+    monkeypatch.setattr(Unreadable, "works", 0)
+    code, out, err = invoke("delegate-multiple", "shell: true @a.txt", "--limit-memory", "90", "--repo", str(tmp_path))
+    assert code == 2, err
+    assert err.startswith("project-manager: error: ")
+    assert "the machine: cannot read its CPU and memory" in err
+    assert "simulated /proc failure" in err
+    assert "Traceback" not in err + out
+    assert not (tmp_path / ".project-manager" / "logs").exists()  # nothing ran
+
+
+def test_a_sampler_that_fails_after_the_plans_reading_does_not_crash_an_auto_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue read the machine again for its auto count: that read failing raised out of the
+    command with a traceback. It now starts from the plan's reading; later failures are logged."""
+    monkeypatch.setattr(config_machine, "PsutilSampler", Unreadable)
+    monkeypatch.setattr(Unreadable, "works", 1)
+    code, out, err = invoke(
+        "delegate-multiple", "shell: true @a.txt", "--max-parallel", "auto", "--json", "--repo", str(tmp_path)
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert [t["status"] for t in report["tasks"]] == ["succeeded"]
+    assert report["max_parallel"] == 4  # the plan's reading: 4 cores, 8 GiB available
