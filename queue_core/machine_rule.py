@@ -82,6 +82,8 @@ class MachineRule:
         #: Whether a limit holds new tasks (with a task of the run running): read by every dispatch.
         self.holding = bool(self.limits)
         self.last: Reading | None = None
+        #: How many readings were taken: a new one may change why tasks wait, and max_parallel.
+        self.looks = 0
         self.next_look: float | None = None  # None: a reading is wanted at once
         # The means of the window: CPU percent (None: not measured), memory percent, available bytes.
         self.cpu: float | None = None
@@ -117,6 +119,7 @@ class MachineRule:
             self._window.popleft()
         self._window.append((now, reading))
         self.last = reading
+        self.looks += 1
         self.next_look = now + self._look_every
         readings = [r for _, r in self._window]
         cpus = [r.cpu for r in readings if r.cpu is not None]

@@ -12,13 +12,15 @@ from typing import Any
 import pytest
 
 from cli import config_machine
+from queue_core import AgentTask, TaskQueue, repo_status
 from queue_core.durations import FILE, DurationHistory
 from queue_core.errors import StateError
 from queue_core.estimates import Remaining, Sample, run_eta
-from queue_core.machine import GIB, Reading
+from queue_core.machine import GIB, Limits, Reading
 
-from ..conftest import in_thread
+from ..conftest import WAIT, Gate, eventually, in_thread, wait_for
 from .test_cli import invoke
+from .test_machine_admission import Scripted, reading
 
 
 def sample(duration: float, *, task_id: str = "t1", at: float = 0.0) -> Sample:
@@ -144,3 +146,28 @@ def test_a_sampler_that_fails_after_the_plans_reading_does_not_crash_an_auto_run
     report = json.loads(out)
     assert [t["status"] for t in report["tasks"]] == ["succeeded"]
     assert report["max_parallel"] == 4  # the plan's reading: 4 cores, 8 GiB available
+
+
+# --- what another process's status reads ----------------------------------------------------
+
+
+def test_a_reading_that_changes_why_tasks_wait_reaches_the_runs_record(tmp_path: Path) -> None:
+    """``status`` in another terminal reads the run's record, written when the queue's state
+    changes: a machine that went above a limit (or auto lowering max_parallel) changed what
+    the waiting tasks are told, but the record said "max_parallel (1) reached" until some task
+    started or ended, however long that took."""
+    gate = Gate()
+    sampler = Scripted(reading(memory=0), reading(memory=100))
+    with TaskQueue(1, repo=tmp_path, machine=sampler, limits=Limits(memory=10)) as queue:
+        queue.submit_task(AgentTask("a", "holds", ["a.py"], gate, id="a"))
+        queue.submit_task(AgentTask("b", "waits", ["b.py"], lambda: None, id="b"))
+        wait_for(gate.started, "a to start")
+
+        def told() -> str:
+            [run] = repo_status(tmp_path).runs
+            return run.waiting[0].reason if run.waiting else ""
+
+        eventually("the limit in the record", lambda: told().startswith("memory 50% > 10%"))
+        assert told() == str(queue.get_status().waiting[0].reason)
+        gate.open()
+        assert queue.join(WAIT)
