@@ -58,10 +58,11 @@ class RunView:
 
     ``state``: ``running``; ``stopped``: its process is stopped, and holds its claims until
     resumed or ended; ``orphaned``: its process died while its agents still run, stopped by
-    its supervisor if that lives, listed in ``processes``; their claims stay held until they
-    are gone. ``registry_wait``: who holds the registry lock it has waited more than a second
-    for. ``running`` and ``waiting`` as its record has them (``started_at``, ``resumes_at``
-    in wall-clock time): ``waiting`` the best-ranked of its waiting tasks (at most
+    its supervisor if that lives (``supervisor_pid`` is None if it died too), listed in
+    ``processes``; their claims stay held until they are gone. ``registry_wait``: who holds
+    the registry lock it has waited more than a second for. ``running`` and ``waiting`` as its
+    record has them (``started_at``, ``resumes_at`` in wall-clock time): ``waiting`` the
+    best-ranked of its waiting tasks (at most
     ``queue.RECORD_WAITING_MAX``), each wait that ends at a set time told from now; ``queued``
     counts them all. ``counts``: its finished tasks by outcome. ``ends_at``: when its tasks
     are likely done, from their estimates, in wall-clock time (None: not known).
@@ -218,6 +219,8 @@ def repo_status(repo: str | os.PathLike[str], *, clocks: Clocks = REAL) -> RepoS
         owner = record.owner
         state = _state(owner)
         supervisor = None if owner.supervisor is None else owner.supervisor.pid
+        if state == "orphaned" and not owner.supervisor_alive():
+            supervisor = None  # dead too: nothing stops the agents (and its pid may be another's now)
         groups = [g.pid for gs in read_groups(runs_dir / f"{owner.run}.groups").values() for g in gs]
         processes = agent_processes(supervisor or 0, groups) if state == "orphaned" else []
         runs.append(
