@@ -124,7 +124,7 @@ def check_needs(batch: Batch, needs_of: Callable[[TaskSpec], Needs], machine: Re
             why = f"needs {size_text(needs.memory)} of memory; this machine has {size_text(machine.total)} in all"
             raise _where(needs.memory_origin, task, "memory").error(f"task {task.id!r} {why}")
         if needs.cpus is not None and needs.cpus > machine.cores:
-            why = f"needs {needs.cpus:g} cpus; this machine has {machine.cores}"
+            why = f"needs {needs.cpus:.10g} cpus; this machine has {machine.cores}"
             raise _where(needs.cpus_origin, task, "cpus").error(f"task {task.id!r} {why}")
 
 

@@ -55,7 +55,7 @@ def never_fits(task: AgentTask, machine: Reading) -> tuple[str, str] | None:
     if task.memory is not None and task.memory > machine.total:
         return "memory", f"needs {size_text(task.memory)} of memory; this machine has {size_text(machine.total)} in all"
     if task.cpus is not None and task.cpus > machine.cores:
-        return "cpus", f"needs {task.cpus:g} cpus; this machine has {machine.cores}"
+        return "cpus", f"needs {task.cpus:.10g} cpus; this machine has {machine.cores}"
     return None
 
 

@@ -12,11 +12,16 @@ from typing import Any
 import pytest
 
 from cli import config_machine
+from cli.config import ConfigError
+from cli.config_files import load_batch
+from cli.config_machine import check_needs
 from queue_core import AgentTask, TaskQueue, repo_status
 from queue_core.durations import FILE, DurationHistory
 from queue_core.errors import StateError
 from queue_core.estimates import Remaining, Sample, run_eta
+from queue_core.holds import Hold, Owner
 from queue_core.machine import GIB, Limits, Reading
+from queue_core.machine_rule import never_fits
 
 from ..conftest import WAIT, Gate, eventually, in_thread, wait_for
 from .test_cli import invoke
@@ -171,3 +176,28 @@ def test_a_reading_that_changes_why_tasks_wait_reaches_the_runs_record(tmp_path:
         assert told() == str(queue.get_status().waiting[0].reason)
         gate.open()
         assert queue.join(WAIT)
+
+
+# --- needs and pools at their edges ---------------------------------------------------------
+
+
+def test_a_need_of_a_hair_more_cores_than_the_machine_says_so_unrounded(tmp_path: Path) -> None:
+    """``cpus: 2.0000001`` on 2 cores read "needs 2 cpus; this machine has 2"."""
+    task = AgentTask("a", "d", ["x"], lambda: None, id="t", cpus=2.0000001)
+    assert never_fits(task, Reading.of(10.0, 8 * GIB, 16 * GIB, 2)) == (
+        "cpus",
+        "needs 2.0000001 cpus; this machine has 2",
+    )
+    batch = tmp_path / "b.yaml"
+    batch.write_text("tasks:\n  - {id: t, agent: shell, description: 'true', files: [x], cpus: 2.0000001}\n")
+    with pytest.raises(ConfigError, match=r"b.yaml:2: tasks\[0\].cpus: task 't' needs 2.0000001 cpus;"):
+        check_needs(load_batch(batch), lambda spec: spec.needs, Reading.of(10.0, 8 * GIB, 16 * GIB, 2))
+
+
+@pytest.mark.parametrize("units", [0, -2, 1.5, True, "1"])
+def test_a_hold_whose_pool_units_are_not_a_positive_integer_is_damage(units: object) -> None:
+    """A hold that says it takes -2 units of a pool (claims.json damaged, or a foreign writer)
+    was read as is: it freed two units that nobody had, and let others past the pool's count."""
+    data = Hold(Owner("host", 42, 1.0, "run-a"), "t1", "dev", ("x.py",), (), 5.0).to_json()
+    with pytest.raises((ValueError, TypeError)):
+        Hold.from_json({**data, "pools": {"api": units}})
