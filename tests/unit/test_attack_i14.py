@@ -22,6 +22,7 @@ from queue_core.estimates import Remaining, Sample, run_eta
 from queue_core.holds import Hold, Owner
 from queue_core.machine import GIB, Limits, Reading
 from queue_core.machine_rule import never_fits
+from queue_core.waits import WaitReason
 
 from ..conftest import WAIT, Gate, eventually, in_thread, wait_for
 from .test_cli import invoke
@@ -201,3 +202,15 @@ def test_a_hold_whose_pool_units_are_not_a_positive_integer_is_damage(units: obj
     data = Hold(Owner("host", 42, 1.0, "run-a"), "t1", "dev", ("x.py",), (), 5.0).to_json()
     with pytest.raises((ValueError, TypeError)):
         Hold.from_json({**data, "pools": {"api": units}})
+
+
+def test_a_stopped_run_blocking_a_task_twice_is_told_of_once() -> None:
+    """B waited for run A's agent type and for the pool units A held; A was stopped, and the
+    reason said "run A (pid 1) is stopped: resume it ..." after each of the two parts."""
+    pool = WaitReason("pool", holder="A/a1", pool="api", limit=2, used=2, units=2)
+    reason = WaitReason("agent", holder="A/a1", holder_agent="shell", also=(pool,))
+
+    def annotate(part: str, holder: str | None) -> str:
+        return f"{part}; run A is stopped" if holder == "A/a1" else part
+
+    assert reason.describe(annotate=annotate) == "shell busy (A/a1); run A is stopped; pool api full (2/2, needs 2)"
