@@ -66,6 +66,8 @@ class RunView:
     ``queue.RECORD_WAITING_MAX``), each wait that ends at a set time told from now; ``queued``
     counts them all. ``counts``: its finished tasks by outcome. ``ends_at``: when its tasks
     are likely done, from their estimates, in wall-clock time (None: not known).
+    ``max_parallel``: how many of its tasks may run at once now (``auto`` moves it; None from
+    a record of a version that did not say).
     """
 
     run: str
@@ -82,6 +84,7 @@ class RunView:
     queued: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     ends_at: float | None = None
+    max_parallel: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +102,7 @@ class RunView:
             "queued": self.queued,
             "counts": dict(self.counts),
             "ends_at": self.ends_at,
+            "max_parallel": self.max_parallel,
         }
 
     @classmethod
@@ -120,6 +124,7 @@ class RunView:
             int_at(run, "queued", 0),
             counts_of(run.get("counts", {})),
             optional_float_at(run, "ends_at"),
+            optional_int_at(run, "max_parallel"),
         )
 
 
@@ -239,6 +244,7 @@ def repo_status(repo: str | os.PathLike[str], *, clocks: Clocks = REAL) -> RepoS
                 record.status.queued_tasks,
                 dict(record.status.counts),
                 record.status.ends_at,
+                record.status.max_parallel or None,  # 0: a record that did not say
             )
         )
     holder = lock_holder(directory)

@@ -22,6 +22,7 @@ from queue_core.estimates import Remaining, Sample, run_eta
 from queue_core.holds import Hold, Owner
 from queue_core.machine import GIB, Limits, Reading
 from queue_core.machine_rule import never_fits
+from queue_core.status import RunView
 from queue_core.waits import WaitReason
 
 from ..conftest import WAIT, Gate, eventually, in_thread, wait_for
@@ -214,3 +215,19 @@ def test_a_stopped_run_blocking_a_task_twice_is_told_of_once() -> None:
         return f"{part}; run A is stopped" if holder == "A/a1" else part
 
     assert reason.describe(annotate=annotate) == "shell busy (A/a1); run A is stopped; pool api full (2/2, needs 2)"
+
+
+def test_status_tells_each_runs_max_parallel_as_it_is_now(tmp_path: Path) -> None:
+    """With ``--max-parallel auto`` the count moves during a run; ``status --json`` gave it
+    nowhere but inside a waiting task's reason, and not at all while none waited."""
+    gate = Gate()
+    with TaskQueue("auto", repo=tmp_path, machine=Scripted(Reading.of(10.0, 5 * GIB, 32 * GIB, 8))) as queue:
+        queue.submit_task(AgentTask("a", "holds", ["a.py"], gate, id="a"))
+        wait_for(gate.started, "a to start")
+        eventually("a running in the record", lambda: bool(repo_status(tmp_path).runs[0].running))
+        [run] = repo_status(tmp_path).runs
+        assert run.max_parallel == queue.max_parallel == 2  # 5 GiB available: 2 GiB a task
+        assert run.to_json()["max_parallel"] == 2
+        assert RunView.from_json(run.to_json()) == run
+        gate.open()
+        assert queue.join(WAIT)
