@@ -34,7 +34,7 @@ from pathlib import Path
 from .clocks import REAL, Clocks
 from .errors import NotRegularFileError, StateError
 from .estimates import AGENT_RECENT, RECENT, Estimates, Sample
-from .statedir import read_regular, write_private
+from .statedir import read_regular, remove_entry, write_private
 
 __all__ = ["FILE", "MAX_BYTES", "DurationHistory"]
 
@@ -117,15 +117,16 @@ class DurationHistory:
                 self._compact()
 
     def clear(self) -> bool:
-        """Forget every duration; whether there was a file. Raises StateError if it cannot be removed."""
+        """Forget every duration; whether there was anything in the file's place. Whatever is
+        there goes as an entry (a symlink, not its target; a FIFO, a directory): nothing else
+        belongs there. Raises StateError if it cannot be removed."""
         with self._locked():
+            there = os.path.lexists(self.path)
             try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                return False
+                remove_entry(self.path)
             except OSError as exc:
                 raise StateError(self.path, f"cannot remove the durations: {exc.strerror or exc}") from exc
-        return True
+        return there
 
     def _compact(self) -> None:
         """Rewrite the file with what estimates read, within half of ``max_bytes`` (lock held)."""

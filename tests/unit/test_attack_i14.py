@@ -22,6 +22,7 @@ from queue_core.estimates import Remaining, Sample, run_eta
 from queue_core.holds import Hold, Owner
 from queue_core.machine import GIB, Limits, Reading
 from queue_core.machine_rule import never_fits
+from queue_core.registry import state_dir
 from queue_core.status import RunView
 from queue_core.waits import WaitReason
 
@@ -231,3 +232,35 @@ def test_status_tells_each_runs_max_parallel_as_it_is_now(tmp_path: Path) -> Non
         assert RunView.from_json(run.to_json()) == run
         gate.open()
         assert queue.join(WAIT)
+
+
+# --- clean --history --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["garbage", "fifo", "directory", "symlink"])
+def test_clean_history_removes_whatever_is_in_the_place_of_the_durations(tmp_path: Path, kind: str) -> None:
+    """A file of damaged lines was left in place ("no durations to remove", exit 0), and a
+    FIFO, a directory or a symlink made clean --history fail (exit 1), though --history is
+    how a person gets rid of it: each is removed as an entry now (a symlink's target stays)."""
+    state = state_dir(tmp_path)
+    state.mkdir(parents=True)
+    path, target = state / FILE, tmp_path / "elsewhere.txt"
+    target.write_text("keep me\n")
+    if kind == "garbage":
+        path.write_bytes(b"garbage\n")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+        (path / "x").write_text("x")
+    else:
+        path.symlink_to(target)
+    code, out, err = in_thread(lambda: invoke("clean", "--history", "--dry-run", "--repo", str(tmp_path)))
+    assert code == 0, err
+    assert f"would remove {FILE}: " in out
+    assert os.path.lexists(path)
+    code, out, err = in_thread(lambda: invoke("clean", "--history", "--repo", str(tmp_path)))
+    assert code == 0, err
+    assert f"removed {FILE}: " in out
+    assert not os.path.lexists(path)
+    assert target.read_text() == "keep me\n"
