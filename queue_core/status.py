@@ -239,7 +239,7 @@ def repo_status(repo: str | os.PathLike[str], *, clocks: Clocks = REAL) -> RepoS
                 record.status.registry_wait,
                 record.started_at,
                 record.updated,
-                record.status.running,
+                _run_until_now(record.status.running, clocks),
                 _now_told(record.status.waiting, clocks),  # the best-ranked ones (see RECORD_WAITING_MAX)
                 record.status.queued_tasks,
                 dict(record.status.counts),
@@ -250,6 +250,16 @@ def repo_status(repo: str | os.PathLike[str], *, clocks: Clocks = REAL) -> RepoS
     holder = lock_holder(directory)
     stopped = holder if holder is not None and process_state(holder) == "stopped" else None
     return RepoStatus(tuple(runs), stopped, tuple(skipped))
+
+
+def _run_until_now(running: tuple[RunningTask, ...], clocks: Clocks) -> tuple[RunningTask, ...]:
+    """``running``, each task's ``elapsed_s`` counted until now from when it started, not until
+    its run last wrote the record (a change, not time passing, writes it)."""
+    now = clocks.wall()
+    return tuple(
+        task if task.started_at is None else replace(task, elapsed_s=max(0.0, now - task.started_at))
+        for task in running
+    )
 
 
 def _now_told(waiting: tuple[WaitingTask, ...], clocks: Clocks) -> tuple[WaitingTask, ...]:

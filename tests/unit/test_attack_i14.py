@@ -16,6 +16,7 @@ from cli.config import ConfigError
 from cli.config_files import load_batch
 from cli.config_machine import check_needs
 from queue_core import AgentTask, TaskQueue, repo_status
+from queue_core.clocks import Clocks
 from queue_core.durations import FILE, DurationHistory
 from queue_core.errors import StateError
 from queue_core.estimates import Remaining, Sample, run_eta
@@ -264,3 +265,20 @@ def test_clean_history_removes_whatever_is_in_the_place_of_the_durations(tmp_pat
     assert f"removed {FILE}: " in out
     assert not os.path.lexists(path)
     assert target.read_text() == "keep me\n"
+
+
+def test_status_json_tells_how_long_a_task_has_run_until_now_not_until_its_record(tmp_path: Path) -> None:
+    """A run writes its record when something changes; ``status --json`` gave each running
+    task's ``elapsed_s`` as of that write: 0.05 s for a task that had run for minutes."""
+    gate = Gate()
+    with TaskQueue(2, repo=tmp_path) as queue:
+        queue.submit_task(AgentTask("a", "holds", ["a.py"], gate, id="a"))
+        wait_for(gate.started, "a to start")
+        eventually("a running in the record", lambda: bool(repo_status(tmp_path).runs[0].running))
+        [task] = repo_status(tmp_path).runs[0].running
+        assert task.started_at is not None
+        later = Clocks(wall=lambda: task.started_at + 100.0)  # type: ignore[operator]
+        [task] = repo_status(tmp_path, clocks=later).runs[0].running
+        assert task.elapsed_s == pytest.approx(100.0)
+        gate.open()
+        assert queue.join(WAIT)
