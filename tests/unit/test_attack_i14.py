@@ -9,12 +9,14 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from cli import config_machine
 from cli.config import ConfigError
 from cli.config_files import load_batch
 from cli.config_machine import check_needs
+from cli.usage import UsageSampler, machine_text
 from queue_core import AgentTask, TaskQueue, repo_status
 from queue_core.clocks import Clocks
 from queue_core.durations import FILE, DurationHistory
@@ -30,6 +32,7 @@ from queue_core.waits import WaitReason
 from ..conftest import WAIT, Gate, eventually, in_thread, wait_for
 from .test_cli import invoke
 from .test_machine_admission import Scripted, reading
+from .test_usage import _FakeProcess, _FakePsutil
 
 
 def sample(duration: float, *, task_id: str = "t1", at: float = 0.0) -> Sample:
@@ -282,3 +285,27 @@ def test_status_json_tells_how_long_a_task_has_run_until_now_not_until_its_recor
         assert task.elapsed_s == pytest.approx(100.0)
         gate.open()
         assert queue.join(WAIT)
+
+
+# --- the view's own psutil --------------------------------------------------------------------
+
+
+class _BrokenPs(_FakePsutil):
+    """psutil whose machine-wide reads fail: no /proc/meminfo in a container, a sandbox."""
+
+    def virtual_memory(self) -> Any:
+        raise OSError(5, "simulated /proc failure")
+
+    def cpu_percent(self, interval: float | None) -> float:
+        raise psutil.AccessDenied()
+
+
+def test_the_views_sampler_never_raises_when_psutil_fails() -> None:
+    """A run on a terminal drew its first frame with psutil's reading: a failure was a traceback
+    before anything ran (with no limits, needs or auto asked for); later, the draw thread took
+    the OSError for a terminal gone, and dropped every event line after it."""
+    agent = _FakeProcess(11, started=90.0, cpu=10.0)
+    sampler = UsageSampler(_BrokenPs(2, _FakeProcess(10, started=0.0, children=(agent,)), agent), clock=lambda: 100.0)
+    machine = sampler.machine()
+    assert machine_text(machine) == "machine  CPU and memory not known (2 cores)"
+    assert sampler.trees({"agents": 10}, with_roots=False)["agents"].memory == 2**20  # the trees still read
