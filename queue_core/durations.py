@@ -79,12 +79,12 @@ class DurationHistory:
         """
         bound = READ_BOUND * self._max_bytes
         try:
-            data = read_regular(self.path, tail=bound) or b""
+            data = read_regular(self.path, tail=bound + 1) or b""  # one more: more than bound is a cut
         except NotRegularFileError as exc:
             raise StateError(self.path, f"{exc.strerror}; not read") from None
         except OSError as exc:
             raise StateError(self.path, f"cannot read the durations: {exc.strerror or exc}") from exc
-        if len(data) >= bound:  # maybe cut in a line: the part before the first newline is no damage
+        if len(data) > bound:  # cut, maybe in a line: the part before the first newline is no damage
             data = data.partition(b"\n")[2]
         samples, self.damaged = _parse(data)
         return samples

@@ -309,3 +309,11 @@ def test_the_views_sampler_never_raises_when_psutil_fails() -> None:
     machine = sampler.machine()
     assert machine_text(machine) == "machine  CPU and memory not known (2 cores)"
     assert sampler.trees({"agents": 10}, with_roots=False)["agents"].memory == 2**20  # the trees still read
+
+
+def test_a_durations_file_of_exactly_the_read_bound_is_read_whole(tmp_path: Path) -> None:
+    history = DurationHistory(tmp_path, max_bytes=100)
+    first = line(1.0, task_id="a")
+    data = first + line(2.0, task_id="b")
+    (tmp_path / FILE).write_bytes(data + b" " * (2 * 100 - len(data) - 1) + b"\n")  # 200 bytes: not cut
+    assert [s.duration_s for s in history.samples()] == [1.0, 2.0]
