@@ -312,6 +312,7 @@ def test_the_views_sampler_never_raises_when_psutil_fails() -> None:
 
 
 def test_a_durations_file_of_exactly_the_read_bound_is_read_whole(tmp_path: Path) -> None:
+    """The bounded read's own edge: its first version took a file of exactly the bound for cut."""
     history = DurationHistory(tmp_path, max_bytes=100)
     first = line(1.0, task_id="a")
     data = first + line(2.0, task_id="b")
