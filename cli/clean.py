@@ -10,6 +10,7 @@ be removed; 2 bad input.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from queue_core.durations import DurationHistory
 from queue_core.errors import GitError, StateError
 from queue_core.registry import Registry, state_dir
 from queue_core.retention import DEFAULT_KEEP_RUNS, preview, prune
+from queue_core.statedir import describe_entry
 from queue_core.status import live_run_records
 from queue_core.worktree_leftovers import Leftover, known_runs, leftovers_and_idle, sweep
 from queue_core.worktree_pool import pool_dir, remove_idle
@@ -86,13 +88,20 @@ def _forget_durations(repo_root: Path, *, dry_run: bool) -> bool:
     say it would; whether that went well."""
     durations = DurationHistory(state_dir(repo_root))
     try:
-        runs = len(durations.samples())
-        if runs and not dry_run:
+        runs, junk = len(durations.samples()), None
+        if durations.damaged:
+            junk = f"{durations.damaged} damaged line(s)"
+    except StateError:  # not a regular file, or unreadable: it goes all the same
+        runs, junk = 0, describe_entry(durations.path)
+    if not os.path.lexists(durations.path):
+        junk = None
+    try:
+        if (runs or junk) and not dry_run:
             durations.clear()
     except StateError as exc:
         terminal.error(str(exc))
         return False
-    terminal.out(render.durations_text(runs, done=not dry_run))
+    terminal.out(render.durations_text(runs, done=not dry_run, junk=junk))
     return True
 
 

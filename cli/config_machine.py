@@ -24,6 +24,7 @@ from .config import NO_LIMITS, Batch, ConfigError, Needs, Origin, TaskSpec, show
 
 __all__ = [
     "MachineKeys",
+    "Primed",
     "RunMachine",
     "check_needs",
     "merged_limits",
@@ -123,7 +124,7 @@ def check_needs(batch: Batch, needs_of: Callable[[TaskSpec], Needs], machine: Re
             why = f"needs {size_text(needs.memory)} of memory; this machine has {size_text(machine.total)} in all"
             raise _where(needs.memory_origin, task, "memory").error(f"task {task.id!r} {why}")
         if needs.cpus is not None and needs.cpus > machine.cores:
-            why = f"needs {needs.cpus:g} cpus; this machine has {machine.cores}"
+            why = f"needs {needs.cpus:.10g} cpus; this machine has {machine.cores}"
             raise _where(needs.cpus_origin, task, "cpus").error(f"task {task.id!r} {why}")
 
 
@@ -147,14 +148,14 @@ class RunMachine:
         if not (auto or limits or any(n.memory is not None or n.cpus is not None for n in needs.values())):
             return cls(needs, limits, auto)
         sampler = PsutilSampler()
-        reading = sampler.read()
+        reading = _first_reading(sampler)
         if reading.cpu is None and (limits.cpu is not None or any(n.cpus is not None for n in needs.values())):
             # CPU is a rate, known from a second reading: measured now, before the plan, rather
             # than unknown (and holding all but one task) for the run's first second.
             time.sleep(1.5 * MIN_CPU_PERIOD_S)
-            reading = sampler.read()
+            reading = _first_reading(sampler)
         check_needs(batch, lambda task: needs[task.id], reading)
-        return cls(needs, limits, auto, sampler, reading)
+        return cls(needs, limits, auto, Primed(sampler, reading), reading)
 
     def start(self) -> int | None:
         """What ``auto`` starts at on this machine (None: not auto)."""
@@ -163,6 +164,31 @@ class RunMachine:
     def rule(self) -> MachineRule | None:
         """A rule for a plan (--dry-run), to be given ``reading``; None if nothing is asked."""
         return None if self.reading is None else MachineRule(self.limits)
+
+
+def _first_reading(sampler: MachineSampler) -> Reading:
+    """``sampler``'s reading before the run; raises ConfigError (exit 2, nothing ran) if it fails:
+    a run's limits, needs and auto count would all be judged on nothing."""
+    try:
+        return sampler.read()
+    except Exception as exc:  # psutil's errors are many: OSError, its own, RuntimeError
+        needed = "limits, memory:, cpus: and --max-parallel auto need"
+        raise ConfigError("the machine", None, None, f"cannot read its CPU and memory, which {needed}: {exc}") from exc
+
+
+class Primed:
+    """A sampler whose first read is ``reading``, the plan's; then ``sampler``'s. The queue
+    reads the machine as it is made (for ``auto``) and as tasks come: a second read a moment
+    after the plan's would tell nothing new, and were it to fail, it would fail the run, where
+    a failing read during the run only leaves the last readings standing."""
+
+    def __init__(self, sampler: MachineSampler, reading: Reading) -> None:
+        self._sampler = sampler
+        self._first: Reading | None = reading
+
+    def read(self) -> Reading:
+        first, self._first = self._first, None
+        return self._sampler.read() if first is None else first
 
 
 def _where(origin: Origin | None, task: TaskSpec, field: str) -> Origin:

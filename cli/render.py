@@ -458,12 +458,16 @@ def clean_text(report: RetentionReport) -> str:
     return "\n".join(lines)
 
 
-def durations_text(runs: int, *, done: bool) -> str:
-    """``clean --history``: the durations removed (or that would be), or that there were none."""
-    if not runs:
+def durations_text(runs: int, *, done: bool, junk: str | None = None) -> str:
+    """``clean --history``: the durations removed (or that would be), with ``junk``, what else
+    was in the file's place (``3 damaged line(s)``, ``a FIFO``); or that there were none."""
+    if not runs and junk is None:
         return "no durations to remove: estimates have no history"
     verb = "removed" if done else "would remove"
-    return f"{verb} {DURATIONS}: the durations of {runs} task run(s), which estimates are made from"
+    if not runs:
+        return f"{verb} {DURATIONS}: {junk}, no durations"
+    also = "" if junk is None else f", and {junk}"
+    return f"{verb} {DURATIONS}: the durations of {runs} task run(s), which estimates are made from{also}"
 
 
 def swept_text(swept: list[Swept], *, done: bool) -> str:

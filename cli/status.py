@@ -108,6 +108,11 @@ def _run_line(run: RunView, now: float) -> str:
         return f"{line}; STOPPED, it holds its claims until resumed: {STOPPED_HINT}"
     if run.state == "orphaned":
         processes = ", ".join(f"{p.pid} ({p.name})" for p in run.processes) or "none left"
+        if run.supervisor_pid is None:
+            return (
+                f"{line}; ORPHANED, its process and its supervisor died; nothing stops its agents, whose "
+                f"claims stay held until they are gone (end them): {processes}"
+            )
         return (
             f"{line}; ORPHANED, its process died; its supervisor (pid {run.supervisor_pid}) is stopping its "
             f"agents, whose claims stay held until they are gone: {processes}"

@@ -13,6 +13,7 @@ long as the view it feeds, and keeps the processes of one sample for the next.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeVar
@@ -32,7 +33,8 @@ class Usage(NamedTuple):
 
 
 class Machine(NamedTuple):
-    """The machine: ``cpu`` percent busy (of all its ``cores``), memory ``used`` of ``total`` bytes."""
+    """The machine: ``cpu`` percent busy (of all its ``cores``), memory ``used`` of ``total`` bytes;
+    a ``total`` of 0: psutil could not read it."""
 
     cpu: float
     cores: int
@@ -51,14 +53,20 @@ class UsageSampler:
         self._ps = ps
         self._clock = clock
         self.cores: int = ps.cpu_count() or 1
-        ps.cpu_percent(interval=None)  # the machine's first reading only starts the measurement
+        with contextlib.suppress(Exception):  # psutil failing: see machine()
+            ps.cpu_percent(interval=None)  # the machine's first reading only starts the measurement
         # Every process of the previous sample, by pid: (its start time, CPU seconds, when read).
         self._seen: dict[int, tuple[float, float, float]] = {}
 
     def machine(self) -> Machine:
-        """The machine's CPU since the previous call (the first: since the sampler was made) and memory."""
-        memory = self._ps.virtual_memory()
-        return Machine(self._ps.cpu_percent(interval=None), self.cores, memory.used, memory.total)
+        """The machine's CPU since the previous call (the first: since the sampler was made) and
+        memory; a total of 0 if psutil fails (no /proc in a container): the view is only a view,
+        and a failure here must neither end the run nor stop its view."""
+        try:
+            memory = self._ps.virtual_memory()
+            return Machine(self._ps.cpu_percent(interval=None), self.cores, memory.used, memory.total)
+        except Exception:  # noqa: BLE001 - psutil.Error, OSError, and what else it may raise
+            return Machine(0.0, self.cores, 0, 0)
 
     def trees(self, roots: Mapping[Key, int], *, with_roots: bool = True) -> dict[Key, Usage]:
         """What the process tree below each pid of ``roots`` uses, by key: the root itself unless
@@ -107,6 +115,8 @@ def _agent_processes(root: Any) -> list[Any]:
 
 def machine_text(machine: Machine) -> str:
     """``machine  CPU 54% of 2 cores, memory 3.1 of 15.5 GiB``."""
+    if machine.total == 0:
+        return f"machine  CPU and memory not known ({_cores(machine.cores)})"
     memory = f"memory {machine.used / 2**30:.1f} of {machine.total / 2**30:.1f} GiB"
     return f"machine  CPU {machine.cpu:.0f}% of {_cores(machine.cores)}, {memory}"
 

@@ -12,7 +12,11 @@ only what estimates read (each task's, id's and agent's recent runs), and if tha
 more than half of ``max_bytes``, the newest of it: the file never grows without bound.
 
 Readers take no lock: a line is whole once written; a line that does not read as a sample (a
-file damaged, or written by a newer version that changed it) is skipped and counted.
+file damaged, or written by a newer version that changed it) is skipped and counted. A reader
+reads the last ``2 x max_bytes`` of the file at most: a file far bigger was not written by
+this version, which compacts it, and reading it whole would hold a run's start and a task's
+end for seconds. A line cut short (a full disk) gets its newline from the next writer, so that
+the next sample is not glued to it and lost.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +34,7 @@ from pathlib import Path
 from .clocks import REAL, Clocks
 from .errors import NotRegularFileError, StateError
 from .estimates import AGENT_RECENT, RECENT, Estimates, Sample
-from .statedir import read_regular, write_private
+from .statedir import read_regular, remove_entry, write_private
 
 __all__ = ["FILE", "MAX_BYTES", "DurationHistory"]
 
@@ -37,6 +42,9 @@ FILE = "durations.jsonl"
 _LOCK = "durations.lock"
 #: The size past which the file is compacted: about 1,500 runs.
 MAX_BYTES = 256 * 1024
+#: How much of the file's end a reader reads, in units of ``max_bytes``: a compacted file and
+#: what was appended since fit in it.
+READ_BOUND = 2
 #: How long a write waits for another process's; past it, that one sample is given up.
 LOCK_TIMEOUT_S = 2.0
 _LOCK_RETRY_S = 0.005
@@ -69,13 +77,16 @@ class DurationHistory:
 
         Raises StateError if it is not a regular file (a symlink, a FIFO) or cannot be read.
         """
+        bound = READ_BOUND * self._max_bytes
         try:
-            data = read_regular(self.path)
+            data = read_regular(self.path, tail=bound + 1) or b""  # one more: more than bound is a cut
         except NotRegularFileError as exc:
             raise StateError(self.path, f"{exc.strerror}; not read") from None
         except OSError as exc:
             raise StateError(self.path, f"cannot read the durations: {exc.strerror or exc}") from exc
-        samples, self.damaged = _parse(data or b"")
+        if len(data) > bound:  # cut, maybe in a line: the part before the first newline is no damage
+            data = data.partition(b"\n")[2]
+        samples, self.damaged = _parse(data)
         return samples
 
     def estimates(self) -> Estimates:
@@ -90,13 +101,14 @@ class DurationHistory:
         """
         line = json.dumps(sample.to_json(), separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
         with self._locked():
+            # Non-blocking: opening a FIFO put in the file's place would wait for a reader for ever.
+            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                fd = os.open(self.path, flags, 0o600)
             except OSError as exc:
                 raise StateError(self.path, _why(exc, "cannot write the durations")) from exc
             try:
-                os.write(fd, line)  # one write of one line: readers see it whole or not at all
-                size = os.fstat(fd).st_size
+                size = _append(fd, line)
             except OSError as exc:
                 raise StateError(self.path, _why(exc, "cannot write the durations")) from exc
             finally:
@@ -105,15 +117,16 @@ class DurationHistory:
                 self._compact()
 
     def clear(self) -> bool:
-        """Forget every duration; whether there was a file. Raises StateError if it cannot be removed."""
+        """Forget every duration; whether there was anything in the file's place. Whatever is
+        there goes as an entry (a symlink, not its target; a FIFO, a directory): nothing else
+        belongs there. Raises StateError if it cannot be removed."""
         with self._locked():
+            there = os.path.lexists(self.path)
             try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                return False
+                remove_entry(self.path)
             except OSError as exc:
                 raise StateError(self.path, f"cannot remove the durations: {exc.strerror or exc}") from exc
-        return True
+        return there
 
     def _compact(self) -> None:
         """Rewrite the file with what estimates read, within half of ``max_bytes`` (lock held)."""
@@ -144,6 +157,20 @@ class DurationHistory:
             yield
         finally:
             os.close(fd)  # lets go of the flock
+
+
+def _append(fd: int, line: bytes) -> int:
+    """Append ``line`` to the file open as ``fd`` in one write, so that readers see it whole or
+    not at all, after a newline if the last line was cut short; the file's size after it.
+    Raises OSError (EINVAL) if ``fd`` is not a regular file."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file; not written")
+    if info.st_size > 0 and os.pread(fd, 1, info.st_size - 1) != b"\n":
+        line = b"\n" + line
+    if os.write(fd, line) != len(line):
+        raise OSError(errno.ENOSPC, "a short write")
+    return os.fstat(fd).st_size
 
 
 def _try_lock(fd: int) -> bool:

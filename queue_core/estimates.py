@@ -35,6 +35,7 @@ from .task import AgentTask
 
 __all__ = [
     "AGENT_RECENT",
+    "LONGEST_S",
     "RECENT",
     "Estimate",
     "Estimates",
@@ -50,6 +51,9 @@ __all__ = [
 RECENT = 5
 #: Runs of an agent (or of all agents) that a default estimate is the median of.
 AGENT_RECENT = 20
+#: The longest duration a sample may say: a longer one is damage (1e308 s is a float, and two
+#: such estimates summed are infinite).
+LONGEST_S = 366 * 86400.0
 
 
 def robust_average(durations: Sequence[float]) -> float | None:
@@ -95,7 +99,8 @@ class Sample:
 
     @classmethod
     def from_json(cls, data: object) -> Sample:
-        """Raises ValueError if ``data`` is not a sample's JSON, or its duration is negative."""
+        """Raises ValueError if ``data`` is not a sample's JSON, its duration is negative or
+        longer than LONGEST_S, or its time is not finite."""
         record = json_object(data, "a duration sample")
         sample = cls(
             str_at(record, "agent"),
@@ -104,8 +109,10 @@ class Sample:
             float_at(record, "duration_s"),
             float_at(record, "at"),
         )
-        if not 0.0 <= sample.duration_s < math.inf:
+        if not 0.0 <= sample.duration_s <= LONGEST_S:
             raise ValueError(f"'duration_s': expected a number of seconds, not {sample.duration_s!r}")
+        if not math.isfinite(sample.at):
+            raise ValueError(f"'at': expected a time, not {sample.at!r}")
         return sample
 
 
@@ -169,7 +176,8 @@ class Remaining:
 
 
 def run_eta(left: Sequence[Remaining], max_parallel: int, capacity: Callable[[str], int]) -> float | None:
-    """Seconds until the tasks ``left`` are likely done, at the least; None if one has no estimate.
+    """Seconds until the tasks ``left`` are likely done, at the least; None if one has no
+    estimate, or their sum is past what a float holds.
 
     ``left`` lists each task after the tasks it depends on (as a queue holds them);
     ``capacity(agent)`` is how many tasks of an agent may run at once. The bound: the work left
@@ -186,8 +194,9 @@ def run_eta(left: Sequence[Remaining], max_parallel: int, capacity: Callable[[st
     chain: dict[str, float] = {}
     for task in reversed(left):  # dependants first
         chain[task.id] = seconds[task.id] + max((chain.get(d, 0.0) for d in task.dependents), default=0.0)
-    return max(
+    eta = max(
         sum(seconds.values()) / max_parallel,
         max((work / capacity(agent) for agent, work in per_agent.items()), default=0.0),
         max(chain.values(), default=0.0),
     )
+    return eta if math.isfinite(eta) else None  # "Infinity" is no JSON: a record would be unreadable

@@ -186,7 +186,11 @@ def _pools_of(value: Any) -> tuple[tuple[str, int], ...]:
     any other field of a damaged hold."""
     if not isinstance(value, dict):
         raise ValueError(f"pools must map pool names to units, got {type(value).__name__}")
-    return tuple((str(pool), int(units)) for pool, units in value.items())
+    for pool, units in value.items():
+        # Units below 1 would free what nobody holds: others would pass the pool's count.
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            raise ValueError(f"pool {pool!r}: expected a positive number of units, not {units!r}")
+    return tuple((str(pool), units) for pool, units in value.items())
 
 
 def live_holds(

@@ -55,7 +55,7 @@ def never_fits(task: AgentTask, machine: Reading) -> tuple[str, str] | None:
     if task.memory is not None and task.memory > machine.total:
         return "memory", f"needs {size_text(task.memory)} of memory; this machine has {size_text(machine.total)} in all"
     if task.cpus is not None and task.cpus > machine.cores:
-        return "cpus", f"needs {task.cpus:g} cpus; this machine has {machine.cores}"
+        return "cpus", f"needs {task.cpus:.10g} cpus; this machine has {machine.cores}"
     return None
 
 
@@ -82,6 +82,8 @@ class MachineRule:
         #: Whether a limit holds new tasks (with a task of the run running): read by every dispatch.
         self.holding = bool(self.limits)
         self.last: Reading | None = None
+        #: How many readings were taken: a new one may change why tasks wait, and max_parallel.
+        self.looks = 0
         self.next_look: float | None = None  # None: a reading is wanted at once
         # The means of the window: CPU percent (None: not measured), memory percent, available bytes.
         self.cpu: float | None = None
@@ -117,6 +119,7 @@ class MachineRule:
             self._window.popleft()
         self._window.append((now, reading))
         self.last = reading
+        self.looks += 1
         self.next_look = now + self._look_every
         readings = [r for _, r in self._window]
         cpus = [r.cpu for r in readings if r.cpu is not None]

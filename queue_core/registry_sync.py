@@ -86,6 +86,7 @@ class RegistrySync:
         self.next_heartbeat = float("inf")  # monotonic time of the next heartbeat
         self.record_written_at = float("-inf")  # scheduler-clock time the status record was last written
         self.record_pending = False  # the status changed since then
+        self.looks_recorded = 0  # the machine's readings (MachineRule.looks) taken when it was
         self.recovery_reported = 0.0  # the end (wall time) of the last recovery window logged
         self.run_finished = False  # finish() has begun: no record is written any more
         self.finished = threading.Event()  # finish() has ended
@@ -416,6 +417,11 @@ class RegistrySync:
         return changed or lease_over, notices
 
     def flush(self) -> None:
+        machine = self.sched.machine
+        if machine is not None and machine.looks != self.looks_recorded and not self.run_finished:
+            # A reading changes what waiting tasks are told ("memory 93% > 90%") and auto's count.
+            self.looks_recorded = machine.looks
+            self._record_changed()
         if self.record_pending and self.host.clock() >= self.record_written_at + RECORD_INTERVAL_S:
             self._write_record()
 

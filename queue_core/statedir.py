@@ -135,8 +135,9 @@ def make_state_dir(directory: Path) -> None:
         raise StateError(directory, f"cannot write the state directory: {exc.strerror or exc}") from exc
 
 
-def read_regular(path: Path) -> bytes | None:
-    """The content of the regular file ``path``; None if there is none.
+def read_regular(path: Path, *, tail: int | None = None) -> bytes | None:
+    """The content of the regular file ``path``; None if there is none. With ``tail``, only its
+    last ``tail`` bytes, if it has more.
 
     Never waits on a FIFO and never follows a symlink: raises NotRegularFileError for anything
     but a regular file, and OSError if it cannot be read.
@@ -149,10 +150,13 @@ def read_regular(path: Path) -> bytes | None:
         if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
             raise NotRegularFileError(errno.ELOOP, "a symlink, not a regular file", str(path)) from None
         raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before any read: a directory refuses one
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # before any read: a directory refuses one
         os.close(fd)
         raise NotRegularFileError(errno.EINVAL, "not a regular file", str(path))
     with os.fdopen(fd, "rb") as f:
+        if tail is not None and info.st_size > tail:
+            f.seek(info.st_size - tail)
         return f.read()
 
 

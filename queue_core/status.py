@@ -58,13 +58,16 @@ class RunView:
 
     ``state``: ``running``; ``stopped``: its process is stopped, and holds its claims until
     resumed or ended; ``orphaned``: its process died while its agents still run, stopped by
-    its supervisor if that lives, listed in ``processes``; their claims stay held until they
-    are gone. ``registry_wait``: who holds the registry lock it has waited more than a second
-    for. ``running`` and ``waiting`` as its record has them (``started_at``, ``resumes_at``
-    in wall-clock time): ``waiting`` the best-ranked of its waiting tasks (at most
+    its supervisor if that lives (``supervisor_pid`` is None if it died too), listed in
+    ``processes``; their claims stay held until they are gone. ``registry_wait``: who holds
+    the registry lock it has waited more than a second for. ``running`` and ``waiting`` as its
+    record has them (``started_at``, ``resumes_at`` in wall-clock time): ``waiting`` the
+    best-ranked of its waiting tasks (at most
     ``queue.RECORD_WAITING_MAX``), each wait that ends at a set time told from now; ``queued``
     counts them all. ``counts``: its finished tasks by outcome. ``ends_at``: when its tasks
     are likely done, from their estimates, in wall-clock time (None: not known).
+    ``max_parallel``: how many of its tasks may run at once now (``auto`` moves it; None from
+    a record of a version that did not say).
     """
 
     run: str
@@ -81,6 +84,7 @@ class RunView:
     queued: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     ends_at: float | None = None
+    max_parallel: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +102,7 @@ class RunView:
             "queued": self.queued,
             "counts": dict(self.counts),
             "ends_at": self.ends_at,
+            "max_parallel": self.max_parallel,
         }
 
     @classmethod
@@ -119,6 +124,7 @@ class RunView:
             int_at(run, "queued", 0),
             counts_of(run.get("counts", {})),
             optional_float_at(run, "ends_at"),
+            optional_int_at(run, "max_parallel"),
         )
 
 
@@ -218,6 +224,8 @@ def repo_status(repo: str | os.PathLike[str], *, clocks: Clocks = REAL) -> RepoS
         owner = record.owner
         state = _state(owner)
         supervisor = None if owner.supervisor is None else owner.supervisor.pid
+        if state == "orphaned" and not owner.supervisor_alive():
+            supervisor = None  # dead too: nothing stops the agents (and its pid may be another's now)
         groups = [g.pid for gs in read_groups(runs_dir / f"{owner.run}.groups").values() for g in gs]
         processes = agent_processes(supervisor or 0, groups) if state == "orphaned" else []
         runs.append(
@@ -231,16 +239,27 @@ def repo_status(repo: str | os.PathLike[str], *, clocks: Clocks = REAL) -> RepoS
                 record.status.registry_wait,
                 record.started_at,
                 record.updated,
-                record.status.running,
+                _run_until_now(record.status.running, clocks),
                 _now_told(record.status.waiting, clocks),  # the best-ranked ones (see RECORD_WAITING_MAX)
                 record.status.queued_tasks,
                 dict(record.status.counts),
                 record.status.ends_at,
+                record.status.max_parallel or None,  # 0: a record that did not say
             )
         )
     holder = lock_holder(directory)
     stopped = holder if holder is not None and process_state(holder) == "stopped" else None
     return RepoStatus(tuple(runs), stopped, tuple(skipped))
+
+
+def _run_until_now(running: tuple[RunningTask, ...], clocks: Clocks) -> tuple[RunningTask, ...]:
+    """``running``, each task's ``elapsed_s`` counted until now from when it started, not until
+    its run last wrote the record (a change, not time passing, writes it)."""
+    now = clocks.wall()
+    return tuple(
+        task if task.started_at is None else replace(task, elapsed_s=max(0.0, now - task.started_at))
+        for task in running
+    )
 
 
 def _now_told(waiting: tuple[WaitingTask, ...], clocks: Clocks) -> tuple[WaitingTask, ...]:

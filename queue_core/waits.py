@@ -71,11 +71,16 @@ class WaitReason:
 
     def describe(self, now: float | None = None, annotate: Callable[[str, str | None], str] | None = None) -> str:
         """The sentence, each blocker's part separated by "; ", a wait that ends at a set time
-        told from ``now``; ``annotate(part, holder)`` may add to each part what it knows of the holder."""
-        parts = (self, *self.also)
-        return "; ".join(
-            part._text(now) if annotate is None else annotate(part._text(now), part.holder) for part in parts
-        )
+        told from ``now``; ``annotate(part, holder)`` may add to each part what it knows of the
+        holder, once: a holder that blocks two parts (an agent and a pool) is told of after the first."""
+        texts: list[str] = []
+        notes: set[str] = set()
+        for part in (self, *self.also):
+            text = part._text(now)
+            note = "" if annotate is None else annotate(text, part.holder)[len(text) :]
+            texts.append(text if note in notes else text + note)
+            notes.add(note)
+        return "; ".join(texts)
 
     def _text(self, now: float | None) -> str:
         if self.kind == "dependency":
