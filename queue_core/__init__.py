@@ -57,6 +57,9 @@ from .errors import (
     InvalidTaskIdError as InvalidTaskIdError,
 )
 from .errors import (
+    JournalError as JournalError,
+)
+from .errors import (
     MachineBusyError as MachineBusyError,
 )
 from .errors import (
