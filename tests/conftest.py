@@ -22,7 +22,9 @@ from queue_core.claims import Claim, overlaps
 # Tests that run on GitHub Actions must not give its GITHUB_ACTIONS to every command they start,
 # which would then print groups (cli/github.py) into outputs the tests read, and append to the
 # real job summary; the tests of that output set it themselves.
-for _name in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY"):
+# COLUMNS and LINES likewise: pytest-xdist's workers set them (80x24), and Rich takes them over
+# the terminal's own size, so a command on a 200-column pseudo-terminal would draw 80 wide.
+for _name in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "COLUMNS", "LINES"):
     os.environ.pop(_name, None)
 
 #: Upper bound of every wait in the tests: generous, so a slow CI box never flakes, yet a hang
