@@ -267,14 +267,21 @@ class WorktreeAgent(SubprocessAgent):
             raise self._stopped_before_start()
 
     def stop(self) -> None:
+        """Stop the attempt wherever it is: its setup, its wait for the merge lock, its agent.
+
+        Every flag is set before anything is stopped: the attempt, once stopped, clears them as
+        it ends; a flag set after that would stop the retry that follows it instead.
+        """
         with self._stop_lock:
             self._stopped = True
             setup, lock = self._setup, self._lock_wait
+        process = self._stop_requested()
         if setup is not None:
             setup.stop()
         if lock is not None:
             lock.interrupt()
-        super().stop()
+        if process is not None:
+            process.stop()
 
 
 def _failure(result: MergeResult, tree: Worktree) -> str:

@@ -222,11 +222,15 @@ class SubprocessAgent:
 
         Returns at once; the call running the command returns once they are all gone.
         """
-        with self._lock:
-            self._stopping = True
-            process = self._process
+        process = self._stop_requested()
         if process is not None:
             process.stop()
+
+    def _stop_requested(self) -> AgentProcess | None:
+        """Note that the attempt is to stop; its process, if it started."""
+        with self._lock:
+            self._stopping = True
+            return self._process
 
     @property
     def pid(self) -> int | None:
