@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import typer
+from typer.core import TyperCommand
 
 app = typer.Typer(
     name="project-manager",
@@ -96,7 +97,27 @@ def main_options(
     """Run many AI-agent tasks on one repository in parallel, as many at once as is safe."""
 
 
-@app.command("delegate-multiple", short_help="Run tasks in parallel where agents and files allow.")
+class _DelegateCommand(TyperCommand):
+    """delegate-multiple's command line: ``--fail-fast=cancel`` is read as the hidden flag
+    --fail-fast-cancel. An option that is a flag and may take a value is none Typer supports,
+    and ``--fail-fast cancel`` (a space) would take a task argument for the value; with ``=``,
+    a word is the option's own."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # a click Context: Typer has no public name for it
+        ends = args.index("--") if "--" in args else len(args)  # after --, every word is a task
+        for i, arg in enumerate(args[:ends]):
+            if arg.startswith("--fail-fast="):
+                if arg != "--fail-fast=cancel":
+                    raise typer.BadParameter(
+                        f"--fail-fast takes no value but cancel (--fail-fast=cancel), got {arg!r}", ctx=ctx
+                    )
+                args[i] = "--fail-fast-cancel"
+        return super().parse_args(ctx, args)
+
+
+@app.command(
+    "delegate-multiple", cls=_DelegateCommand, short_help="Run tasks in parallel where agents and files allow."
+)
 def delegate_multiple(
     # Hidden from the list of arguments, where Typer 0.29 adds `<list[str]>`: the docstring says it.
     tasks: Annotated[list[str] | None, typer.Argument(metavar="TASK", hidden=True)] = None,
@@ -165,15 +186,11 @@ def delegate_multiple(
         typer.Option(
             "--fail-fast",
             help="After the first task that fails, times out or stays rate-limited, start nothing new; running "
-            "tasks finish, every task not started ends cancelled; exit 1.",
+            "tasks finish (with --fail-fast=cancel, they are stopped, as Ctrl-C stops them), every task not "
+            "started ends cancelled; exit 1.",
         ),
     ] = False,
-    fail_fast_cancel: Annotated[
-        bool,
-        typer.Option(
-            "--fail-fast-cancel", help="As --fail-fast, and stop the running tasks too, as Ctrl-C stops them."
-        ),
-    ] = False,
+    fail_fast_cancel: Annotated[bool, typer.Option("--fail-fast-cancel", hidden=True)] = False,  # =cancel
     isolation: Annotated[
         IsolationMode | None,
         typer.Option(

@@ -1,4 +1,4 @@
-"""``--fail-fast`` and ``--fail-fast-cancel`` through the installed command: t1 fails while t2
+"""``--fail-fast`` and ``--fail-fast=cancel`` through the installed command: t1 fails while t2
 runs and t3 waits; t2 finishes (or is stopped), t3 never starts, exit 1."""
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def test_fail_fast_lets_the_running_task_finish_and_starts_nothing_more(tmp_path
 
 
 def test_fail_fast_cancel_stops_the_running_task(tmp_path: Path) -> None:
-    proc, repo, tail = _start(tmp_path, "--fail-fast-cancel")
+    proc, repo, tail = _start(tmp_path, "--fail-fast=cancel")
     with proc:
         try:
             out, err = proc.communicate(timeout=WAIT)  # nobody releases t2: it is stopped
@@ -84,7 +84,7 @@ def test_fail_fast_cancel_stops_the_running_task(tmp_path: Path) -> None:
 
 def test_a_run_without_a_failure_is_as_without_the_flag(tmp_path: Path) -> None:
     repo = git_repo(tmp_path / "repo", {"README": "x\n"})
-    argv = [str(SCRIPT), "delegate-multiple", "shell: true @a", "shell: true @b", "--fail-fast-cancel"]
+    argv = [str(SCRIPT), "delegate-multiple", "shell: true @a", "shell: true @b", "--fail-fast=cancel"]
     argv += ["--repo", str(repo)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

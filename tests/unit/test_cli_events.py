@@ -61,8 +61,12 @@ def test_events_that_cannot_be_written_are_refused(repo: Path, tmp_path: Path) -
         assert not (repo / "ran").exists()
 
 
-def test_fail_fast_takes_no_value(repo: Path) -> None:
+def test_fail_fast_takes_cancel_as_its_only_value(repo: Path) -> None:
     code, _, err = invoke(repo, "shell: touch ran @ran", "--fail-fast=cancel")
-    assert code == 2
-    assert "does not take a value" in err
-    assert not (repo / "ran").exists()
+    assert code == 0, err
+    assert (repo / "ran").exists()
+    for bad in ("--fail-fast=stop", "--fail-fast="):
+        code, _, err = invoke(repo, "shell: touch other @other", bad)
+        assert code == 2, bad
+        assert "--fail-fast takes no value but cancel (--fail-fast=cancel)" in err
+    assert not (repo / "other").exists()
