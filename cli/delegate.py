@@ -49,23 +49,24 @@ from .config import (
     TaskSpec,
     check_instances,
     check_worktree_ids,
-    claim_base,
     find_executable,
     merge_agents,
     parse_task_string,
     task_isolation,
     validate_batch,
 )
-from .config_files import REPO_CONFIG, load_batch, load_repo_config
+from .config_files import REPO_CONFIG, batch_of, repo_config_of
 from .config_machine import RunMachine, merged_limits
 from .config_pools import check_pools, merge_pools, task_takes
 from .estimates import History
 from .events import WAIT_SAMPLE_TASKS, RunEvents, open_copy
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
+from .history import CommandError, refused
 from .hooks import HookRunner, Hooks
 from .notify import Notify
 from .presets import PRESETS
 from .repo import find_repo
+from .resume import RESUME_ALONE, BatchSource, Carried, Options, Resumption, journal_batch, previous
 from .signals import Signals, noted
 from .worktree_checks import check_worktree_root
 
@@ -108,21 +109,38 @@ def run(
     junit_path: Path | None = None,
     events: str | None = None,
     fail_fast: FailFastMode = False,
+    resume: bool = False,
 ) -> int:
     """Run the batch; ``max_parallel`` a count, "auto" or None (the batch's, else 4); ``limits``
     the ``--limit-cpu``/``--limit-memory`` flags, over the batch's and the repository's;
     ``junit_path``: --junit's (see cli.junit); ``events`` where ``--events`` copies the journal
-    (a path, or "-": stdout); ``fail_fast`` as TaskQueue takes it."""
+    (a path, or "-": stdout); ``fail_fast`` as TaskQueue takes it. ``resume``: run the batch of
+    the run ``task_texts`` names (none: the latest) again, but its tasks that succeeded (cli.resume)."""
     if events == "-" and json_out:
         terminal.error("--events - writes on stdout, where --json prints the run's object: give --events a file")
+        return EXIT_USAGE
+    if resume and (batch_file is not None or len(task_texts) > 1):
+        terminal.error(RESUME_ALONE)
         return EXIT_USAGE
     repo_root = find_repo(repo)
     if (code := stopped_early()) is not None:
         return code
+    given = Options(max_parallel, isolation, limits or Limits())
+    try:
+        resumed = previous(repo_root, task_texts[0] if task_texts else None) if resume else None
+    except CommandError as error:
+        return refused(error)
     try:
         if junit_path is not None:
             junit.check_path(junit_path)
-        batch, repo_config, missing = _load(task_texts, batch_file, repo_root, dry_run=dry_run)
+        if resumed is None:
+            source = BatchSource.read(task_texts, batch_file, repo_root, given)
+        else:  # the flags given now win over the run's
+            source = dataclasses.replace(
+                resumed.source, repo=str(repo_root), options=given.over(resumed.source.options)
+            )
+        max_parallel, isolation, limits = source.options.max_parallel, source.options.isolation, source.options.limits
+        batch, repo_config, missing, carried = _load(source, repo_root, dry_run=dry_run, resumed=resumed)
         agents = batch.agents
         check_instances(batch, agents, isolation)
         check_worktree_ids(batch, agents, isolation)
@@ -166,7 +184,8 @@ def run(
     if (code := stopped_early()) is not None:
         return code
     if dry_run:
-        terminal.out(_plan(plan, batch, runners, missing, history, json_out=json_out))
+        text = _plan(plan, batch, runners, missing, history, json_out=json_out)
+        terminal.out(text if carried is None else carried.plan(text, json_out=json_out))
         _warn_of_missing(missing)
         return EXIT_OK
     stale_after = batch.stale_after if batch.stale_after is not None else STALE_AFTER_S
@@ -180,7 +199,10 @@ def run(
     except OSError as exc:
         terminal.error(f"--events {events}: cannot write it ({exc.strerror or exc})")
         return EXIT_USAGE
-    journal = RunEvents(run_id, log_dir, copy, to_stdout=events == "-")
+    resumes = None if carried is None else carried.resumes
+    journal = RunEvents(
+        run_id, log_dir, copy, to_stdout=events == "-", batch=journal_batch(source, carried), resumes=resumes
+    )
     return _execute(
         tasks,
         runners,
@@ -203,22 +225,27 @@ def run(
         repo_config.hooks,
         journal=journal,
         fail_fast=fail_fast,
+        carried=carried,
     )
 
 
 def _load(
-    task_texts: list[str], batch_file: Path | None, repo_root: Path, *, dry_run: bool
-) -> tuple[Batch, RepoConfig, list[tuple[str, str]]]:
+    source: BatchSource, repo_root: Path, *, dry_run: bool, resumed: Resumption | None = None
+) -> tuple[Batch, RepoConfig, list[tuple[str, str]], Carried | None]:
     """The batch, project-manager.yaml (read once: its agents, ``on_finish``, ``hooks``, ``setup``...),
-    and (for a dry run, which plans without them) the executables not installed.
+    (for a dry run, which plans without them) the executables not installed, and, when ``resumed``,
+    the tasks taken as succeeded from the run resumed, which the batch then leaves out.
 
-    Claims typed on the command line count from the current directory, as git's paths do;
-    a batch file's claims and agents' commands count from the repository root, where agents run.
+    Claims typed on the command line count from the current directory (``source.base``), as
+    git's paths do; a batch file's claims and agents' commands count from the repository root,
+    where agents run.
     """
-    file_batch = load_batch(batch_file) if batch_file is not None else Batch(None, {}, ())
-    base = claim_base(repo_root)
+    file_batch = (
+        batch_of(source.file_text, source.file_source()) if source.file_text is not None else Batch(None, {}, ())
+    )
+    base = source.base
     parsed = [
-        parse_task_string(text, i, base=base, warn=terminal.warning) for i, text in enumerate(task_texts, start=1)
+        parse_task_string(text, i, base=base, warn=terminal.warning) for i, text in enumerate(source.arguments, start=1)
     ]
     for i, task in enumerate(parsed, start=1):
         _warn_of_words(f"argument {i}", task.files, repo_root, base)
@@ -226,7 +253,7 @@ def _load(
     tasks = (*file_batch.tasks, *string_tasks)
     if not tasks:
         raise ConfigError("arguments", None, None, 'no tasks: give "AGENT: DESCRIPTION @file" arguments or --file')
-    repo_config = load_repo_config(repo_root)
+    repo_config = repo_config_of(source.repo_config, source.repo_config_source(repo_root))
     for name, spec in repo_config.agents.items():
         if name in PRESETS:  # a repository's file must not pass its command off as the preset
             terminal.warning(f"{REPO_CONFIG} redefines the preset {name!r}: it runs {shlex.join(spec.command)}")
@@ -234,8 +261,9 @@ def _load(
     keep_runs = file_batch.keep_runs or repo_config.keep_runs  # the batch's, else the repository's
     pools = merge_pools(repo_config.pools, file_batch.pools)
     batch = dataclasses.replace(file_batch, agents=agents, tasks=tasks, keep_runs=keep_runs, pools=pools)
+    batch, carried = (batch, None) if resumed is None else resumed.split(batch)  # a carried task's agent is not needed
     which = functools.partial(find_executable, repo_root=repo_root)
-    return batch, repo_config, validate_batch(batch, agents, which, missing_ok=dry_run)
+    return batch, repo_config, validate_batch(batch, agents, which, missing_ok=dry_run), carried
 
 
 def _warn_of_words(source: str, claims: tuple[str, ...], repo_root: Path, base: str | None) -> None:
@@ -405,6 +433,7 @@ def _execute(
     *,
     journal: RunEvents,
     fail_fast: FailFastMode = False,
+    carried: Carried | None = None,
 ) -> int:
     output: terminal.PlainEvents | terminal.LiveView
     strays = StrayWrites(repo_root, writes, run_id)
@@ -437,6 +466,8 @@ def _execute(
         if live
         else terminal.PlainEvents(sys.stderr if json_out or journal.to_stdout else sys.stdout)
     )
+    if carried is not None:
+        output.note(carried.line())
     for notice in queue.registry.notices if queue.registry else []:
         terminal.warning(notice)
     rows = functools.partial(_outcomes, queue, tasks, strays)  # for a task's --json object, as it ends
@@ -466,7 +497,8 @@ def _execute(
         interrupted = signum is not None
         unwritten = _reports(junit_path, actions, run_id, outcomes, wall, signum)  # before the summary, which may block
         used = render.MachineUse(queue.auto_parallel(), machine.limits)
-        summary = _summary(outcomes, wall, run_id, repo_root, history, used, json_out=json_out, interrupted=interrupted)
+        summary_of = functools.partial(_summary, outcomes, wall, run_id, repo_root, history, used, carried=carried)
+        summary = summary_of(json_out=json_out, interrupted=interrupted)
         write = terminal.write_err if journal.to_stdout else terminal.write_out  # --events - has stdout
         delivered = signals.finish(functools.partial(write, summary)) and delivered
         signum = signals.caught
@@ -486,9 +518,7 @@ def _execute(
     if (notify is not None or ends.hooks) and signum is None:  # ended by itself; after a signal, nobody waits
         # A stop signal now (the user gave up waiting for a hook or on_finish) stops it, and is the exit code.
         statuses = [row.outcome.status for row in outcomes]
-        report = functools.partial(  # the --json report, made only for a run_end hook
-            _summary, outcomes, wall, run_id, repo_root, history, used, json_out=True, interrupted=False
-        )
+        report = functools.partial(summary_of, json_out=True, interrupted=False)  # made only for a run_end hook
         with Signals(patience=INTERRUPTED_WRITE_S) as signals:
             if signals.caught is None:
                 ends.run_end(report, code, statuses, signals.wait_for)
@@ -529,17 +559,21 @@ def _summary(
     *,
     json_out: bool,
     interrupted: bool,
+    carried: Carried | None = None,
 ) -> str:
     """The run's summary (--json: its object, each task with its estimate), the task time
-    counting every attempt of each task; with what ``auto`` and the limits ``used`` came to."""
+    counting every attempt of each task; with what ``auto`` and the limits ``used`` came to,
+    and the tasks ``carried`` from the run it resumes, in the batch's order."""
     task_time = sum(row.outcome.total_s or 0.0 for row in outcomes)
+    rows, resumes = (outcomes, None) if carried is None else (carried.summary(outcomes), carried.resumes)
     if json_out:
+        estimates = history.seconds()
         return render.run_json(
-            run_id, outcomes, wall_s, task_time, interrupted=interrupted, estimates=history.seconds(), machine=used
+            run_id, rows, wall_s, task_time, interrupted=interrupted, estimates=estimates, machine=used, resumes=resumes
         )
     logs = str(_log_dir(repo_root, run_id))
     return render.summary_text(
-        outcomes, wall_s, task_time, width=terminal.width(), logs=logs, interrupted=interrupted, machine=used
+        rows, wall_s, task_time, width=terminal.width(), logs=logs, interrupted=interrupted, machine=used
     )
 
 
