@@ -31,7 +31,6 @@ from queue_core.errors import JournalError, RunNotFoundError, first_few
 from queue_core.machine import Limits
 from queue_core.runfiles import iter_runs, journal_path, read_journal, run_summary
 from queue_core.runid import RUN_ID_PATTERN
-from queue_core.runviews import RunSummary, stamp
 from queue_core.statedir import state_dir
 from queue_core.timeline import journal_lines
 
@@ -291,19 +290,12 @@ def previous(repo_root: Path, run_text: str | None) -> Resumption:
 
 
 def _latest_ended(state: Path) -> str:
-    """The latest run that is not running. Run ids tell a start to the second (runs are listed
-    by it): among runs of the same second (a resume right after its run), their starts decide."""
-    best: RunSummary | None = None
+    """The latest run that is not running (runs come newest first, see runfiles.iter_runs)."""
     running = 0
     for summary in iter_runs(state):
-        if best is not None and (stamp(summary.run) is None or stamp(summary.run) != stamp(best.run)):
-            break  # it started a second before: no rival
-        if summary.state == "running":
-            running += 1
-        elif best is None or (summary.started_at or 0.0) > (best.started_at or 0.0):
-            best = summary
-    if best is not None:
-        return best.run
+        if summary.state != "running":
+            return summary.run
+        running += 1
     if running:
         raise CommandError(EXIT_USAGE, f"every run recorded in {state} still runs: a run is resumed once it is over")
     raise CommandError(EXIT_USAGE, f"no run is recorded in {state}: there is nothing to resume")
