@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import stat
 import sys
 import threading
 import time
@@ -45,7 +47,49 @@ def open_copy(target: str) -> JournalFile | None:
     Raises OSError if it cannot be opened; a FIFO that nobody reads is refused at once (ENXIO)."""
     if target == "-":
         return None
-    return JournalFile.create(Path(target), private=False, on_error=_warn)
+    return _Copy.create(Path(target), private=False, on_error=_warn)
+
+
+class _Copy(JournalFile):
+    """The copy ``--events PATH`` writes. To a FIFO, a pipe or a device, whose reader may be slow
+    or stopped, it is written by a thread of its own, as stdout's lines are (terminal.PlainEvents):
+    a reader that does not read then holds up no task, nor a stop signal. :meth:`close` waits
+    for the lines still queued, however long the reader takes (a stop signal bounds the run's
+    end: see cli.signals). A regular file is written at once, as the journal is."""
+
+    def __init__(self, fd: int, name: str, on_error: Callable[[str], None] | None = None):
+        super().__init__(fd, name, on_error)
+        self._queued: queue.SimpleQueue[bytes | None] | None = None  # None: written at once
+        self._written = threading.Event()  # the queue's thread wrote its last line
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            self._queued = queue.SimpleQueue()
+            threading.Thread(target=self._write_queued, name="pm-events-copy", daemon=True).start()
+
+    def write_bytes(self, data: bytes) -> bool:
+        if self._queued is None:
+            return super().write_bytes(data)
+        self._queued.put(data)
+        return True
+
+    def close(self) -> None:
+        if self._queued is not None:
+            self._queued.put(None)
+            self._written.wait()
+        super().close()
+
+    def _write_queued(self) -> None:
+        """Write the lines queued, in order, until :meth:`close` queues None."""
+        assert self._queued is not None
+        while True:
+            parts = [self._queued.get()]
+            while not self._queued.empty():  # whatever queued meanwhile goes out in the same write
+                parts.append(self._queued.get())
+            data = b"".join(part for part in parts if part is not None)
+            if data:
+                super().write_bytes(data)
+            if None in parts:
+                self._written.set()
+                return
 
 
 class RunEvents:
