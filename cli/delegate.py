@@ -60,7 +60,7 @@ from .config_files import REPO_CONFIG, load_batch, load_repo_config
 from .config_machine import RunMachine, merged_limits
 from .config_pools import check_pools, merge_pools, task_takes
 from .estimates import History
-from .events import WAIT_SAMPLE_TASKS, RunEvents, open_copy
+from .events import WAIT_SAMPLE_TASKS, RunEvents, check_copy, open_copy
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
 from .hooks import HookRunner, Hooks
 from .notify import Notify
@@ -121,7 +121,9 @@ def run(
         return code
     try:
         if junit_path is not None:
-            junit.check_path(junit_path)
+            junit.check_path(junit_path, state_dir(repo_root))
+        if events is not None:
+            check_copy(events, state_dir(repo_root))
         batch, repo_config, missing = _load(task_texts, batch_file, repo_root, dry_run=dry_run)
         agents = batch.agents
         check_instances(batch, agents, isolation)

@@ -28,8 +28,10 @@ from typing import Any
 from queue_core import AgentTask, TaskEvent, TaskOutcome
 from queue_core.journal import FINAL, NAME, JournalFile, encode, run_ended, run_started, task_line, waiting_line
 from queue_core.records import QueueStatus, WaitingTask
+from queue_core.statedir import is_inside
 
 from . import terminal
+from .config import ConfigError
 
 #: How often the waiting tasks' reasons are looked at, and how many of them (best-ranked first).
 WAIT_SAMPLE_S = 1.0
@@ -40,6 +42,14 @@ _TICKING = frozenset({"retry", "rate_limit", "machine", "need"})
 
 #: A wait as compared from one sample to the next: the attempt it waits after, its kind, holder and text.
 _WaitKey = tuple[int, str, str | None, str | None]
+
+
+def check_copy(target: str, state: Path) -> None:
+    """Raise ConfigError if ``--events TARGET`` is in the state directory ``state``: the file it
+    names (a log, a run's record, the registry) would be cut to nothing and written over."""
+    if target != "-" and is_inside(target, state):
+        inside = f"{target}: is inside the state directory {state}; write it elsewhere"
+        raise ConfigError("--events", None, None, inside)
 
 
 def open_copy(target: str) -> JournalFile | None:

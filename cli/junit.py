@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 from queue_core import TaskState
+from queue_core.statedir import is_inside
 
 from .config import ConfigError
 from .logtail import Tail, clean, read_tail
@@ -139,10 +140,13 @@ def _seconds(seconds: float) -> str:
     return f"{max(0.0, seconds):.3f}"
 
 
-def check_path(path: Path) -> None:
+def check_path(path: Path, state: Path | None = None) -> None:
     """Raise ConfigError unless a report can be written at ``path``: in an existing directory
-    where a file can be created, and not itself a directory. Checked before the run, so that a
-    typo costs nothing; the directory is left as it was."""
+    where a file can be created, and not itself a directory, nor in the state directory
+    ``state`` (whose file it would replace: a log, a run's record, the registry). Checked before
+    the run, so that a typo costs nothing; the directory is left as it was."""
+    if state is not None and is_inside(path, state):
+        raise ConfigError("--junit", None, None, f"{path}: is inside the state directory {state}; write it elsewhere")
     directory = path.parent
     problem = None
     if path.is_dir():

@@ -138,3 +138,26 @@ def test_ctrl_c_ends_a_run_whose_fifo_reader_does_not_read(repo: Path, tmp_path:
                 run.kill()
     finally:
         os.close(reader)
+
+
+# --- --events and --junit aimed at the state directory ----------------------------------------
+
+
+def test_events_and_junit_never_write_into_the_state_directory(repo: Path, tmp_path: Path) -> None:
+    """``--events`` truncated what it was given, and ``--junit`` replaced it: aimed at another
+    run's log, or through a symlink at a history record, they destroyed it. Both are refused
+    before anything runs (exit 2), as ``timeline -o`` is, and the file stays (the other targets
+    are in tests/unit/test_attack_i15.py)."""
+    first = _run(repo, "shell: echo precious @a")
+    assert first.returncode == 0, first.stderr
+    (log,) = _logs(repo, "t1")
+    (history,) = (state_dir(repo) / "history").glob("*.json")
+    link = tmp_path / "report.xml"
+    link.symlink_to(history)
+    before = {path: path.read_bytes() for path in (log, history)}
+    for flag, target in (("--events", log), ("--junit", link)):
+        done = _run(repo, "shell: touch ran @ran", flag, str(target))
+        assert done.returncode == 2, (flag, target, done.stderr)
+        assert f"{flag}: {target}: is inside the state directory" in done.stderr, done.stderr
+    assert {path: path.read_bytes() for path in before} == before
+    assert not (repo / "ran").exists()

@@ -1,0 +1,56 @@
+"""Hostile unit tests of issue 15: what the installed-command tests in
+tests/integration/test_attack_i15.py found, at the level of the functions that decide."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli import junit
+from cli.config import ConfigError
+from cli.events import check_copy
+from queue_core.statedir import is_inside
+
+from ..conftest import git_repo
+
+
+def _targets(state: Path, outside: Path) -> list[Path]:
+    """Paths that land in ``state``: typed, through ``..``, through a symlink, to a file to be."""
+    (state / "logs" / "run").mkdir(parents=True)
+    (state / "claims.json").write_text("{}")
+    link = outside / "link.jsonl"
+    link.symlink_to(state / "claims.json")
+    dir_link = outside / "state-link"
+    dir_link.symlink_to(state)
+    return [
+        state / "claims.json",
+        state / "logs" / "run" / "t1.log",
+        state / "logs" / "missing" / ".." / "new.xml",
+        state,
+        link,
+        dir_link / "history.json",
+    ]
+
+
+def test_a_path_in_the_state_directory_is_refused_for_events_and_junit(tmp_path: Path) -> None:
+    state = tmp_path / "repo" / ".git" / "project-manager"
+    outside = tmp_path / "out"
+    outside.mkdir()
+    for target in _targets(state, outside):
+        assert is_inside(target, state), target
+        with pytest.raises(ConfigError, match="is inside the state directory"):
+            check_copy(str(target), state)
+        with pytest.raises(ConfigError, match="is inside the state directory"):
+            junit.check_path(target, state)
+    assert (state / "claims.json").read_text() == "{}"
+
+
+def test_a_path_beside_the_state_directory_is_not_in_it(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo", {})
+    state = repo / ".git" / "project-manager"
+    for target in (repo / "events.jsonl", repo / ".git" / "project-manager-2.jsonl", tmp_path / "x.xml"):
+        assert not is_inside(target, state), target
+        check_copy(str(target), state)
+        junit.check_path(target, state)
+    check_copy("-", state)  # stdout
