@@ -161,3 +161,45 @@ def test_events_and_junit_never_write_into_the_state_directory(repo: Path, tmp_p
         assert f"{flag}: {target}: is inside the state directory" in done.stderr, done.stderr
     assert {path: path.read_bytes() for path in before} == before
     assert not (repo / "ran").exists()
+
+
+# --- the words of a task that fail-fast cancelled after its agent reported an error ------------
+
+
+def test_a_retry_that_fail_fast_cancelled_says_so_everywhere(repo: Path, tmp_path: Path) -> None:
+    """Task ``flaky``'s first attempt reports an error in its own words and waits 30 s to retry;
+    then ``bad`` fails (it waits for flaky's ``retrying`` line in the journal), and fail-fast
+    cancels the retry. The event line and the summary said "not retried: fail-fast after bad
+    failed", but --json, the journal, the JUnit report, the hooks and ``show`` gave flaky's old
+    error ("my own words") as why it ended cancelled. Now all say why it was cancelled."""
+    journal = f"{state_dir(repo)}/logs/$PM_RUN_ID/events.jsonl"
+    retrying = '"event":"retrying"'
+    wait = f"i=0; until grep -q '{retrying}' \"{journal}\"; do i=$((i+1)); [ $i -gt 1000 ] && exit 9; sleep 0.01; done"
+    reported = json.dumps({"type": "result", "is_error": True, "result": "my own words"})
+    batch = repo.parent / "batch.yaml"
+    batch.write_text(
+        "agents:\n"
+        f"  talker: {{command: [sh, -c, {json.dumps(f'echo {json.dumps(reported)}')}], report: claude}}\n"
+        f"  bad: {{command: [sh, -c, {json.dumps(wait + '; exit 3')}]}}\n"
+        "tasks:\n"
+        "  - {id: flaky, agent: talker, description: talks, files: [a], retries: 1, retry_delay: 30s}\n"
+        "  - {id: bad, agent: bad, description: fails, files: [b]}\n"
+    )
+    report = tmp_path / "junit.xml"
+    done = _run(repo, "--file", str(batch), "--fail-fast", "--json", "--junit", str(report))
+    assert done.returncode == 1, done.stderr
+    why = "not retried: fail-fast after bad failed"
+    assert f"cancelled flaky [talker]: {why}" in done.stderr
+    tasks = {task["id"]: task for task in json.loads(done.stdout)["tasks"]}
+    assert (tasks["flaky"]["status"], tasks["flaky"]["error"]) == ("cancelled", why)
+    assert (tasks["bad"]["status"], tasks["bad"]["error"]) == ("failed", "the agent exited with code 3")
+    (journal_file,) = (state_dir(repo) / "logs").glob("*/events.jsonl")
+    lines = [json.loads(line) for line in journal_file.read_text().splitlines()]
+    (final,) = [line for line in lines if line.get("task") == "flaky" and line.get("final")]
+    assert (final["event"], final["error"]) == ("cancelled", why)
+    assert f'<skipped type="cancelled" message="{why}" />' in report.read_text()
+    shown = subprocess.run(
+        [str(SCRIPT), "show", "--json", "--repo", str(repo)], capture_output=True, text=True, timeout=WAIT * 3
+    )
+    flaky = next(task for task in json.loads(shown.stdout)["tasks"] if task["id"] == "flaky")
+    assert (flaky["status"], flaky["error"]) == ("cancelled", why)

@@ -11,6 +11,7 @@ from cli import junit
 from cli.config import ConfigError
 from cli.events import check_copy
 from queue_core.statedir import is_inside
+from queue_core.task import TaskState, ended_error
 
 from ..conftest import git_repo
 
@@ -54,3 +55,21 @@ def test_a_path_beside_the_state_directory_is_not_in_it(tmp_path: Path) -> None:
         check_copy(str(target), state)
         junit.check_path(target, state)
     check_copy("-", state)  # stdout
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (TaskState.SUCCEEDED, None),
+        (TaskState.FAILED, "my own words"),
+        (TaskState.TIMED_OUT, "my own words"),
+        (TaskState.RATE_LIMITED, "my own words"),
+        (TaskState.CANCELLED, "not retried: fail-fast after t3 failed"),
+        (TaskState.SKIPPED, "not retried: fail-fast after t3 failed"),
+    ],
+)
+def test_a_task_skipped_or_cancelled_is_told_why_not_its_earlier_error(state: TaskState, expected: str | None) -> None:
+    """--json, the journal, ``show``, JUnit and the hooks gave a task that fail-fast cancelled
+    while it waited to retry the error its first attempt reported, as if that ended it."""
+    assert ended_error(state, "not retried: fail-fast after t3 failed", "my own words") == expected
+    assert ended_error(state, None, None) is None
