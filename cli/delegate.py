@@ -19,6 +19,7 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Callable
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,8 @@ def run(
     except OSError as exc:
         terminal.error(f"--events {events}: cannot write it ({exc.strerror or exc})")
         return EXIT_USAGE
-    journal = RunEvents(run_id, log_dir, copy, to_stdout=events == "-")
+    actions = github.Actions.of(os.environ)
+    journal = RunEvents(run_id, log_dir, copy, to_stdout=events == "-", defuse=_defuser(actions, json_text=True))
     return _execute(
         tasks,
         runners,
@@ -201,7 +203,7 @@ def run(
         instances,
         batch.pools,
         junit_path,
-        github.Actions.of(os.environ),
+        actions,
         repo_config.hooks,
         journal=journal,
         fail_fast=fail_fast,
@@ -437,7 +439,7 @@ def _execute(
     output = (
         _live_view(queue, runners, tasks, machine.limits)
         if live
-        else terminal.PlainEvents(sys.stderr if json_out or journal.to_stdout else sys.stdout)
+        else terminal.PlainEvents(sys.stderr if json_out or journal.to_stdout else sys.stdout, _defuser(actions))
     )
     for notice in queue.registry.notices if queue.registry else []:
         terminal.warning(notice)
@@ -462,7 +464,7 @@ def _execute(
         ends.warn_to(None)  # a hook's warning now would be lost in the closing output: held until it closed
         delivered = signals.finish(output.close)
         if delivered:  # else the output is stuck on a reader gone: stderr may be too
-            ends.warn_to(terminal.warning)
+            ends.warn_to(terminal.warning if actions is None else lambda text: terminal.warning(github.defuse(text)))
         wall = time.monotonic() - started
         outcomes = _outcomes(queue, tasks, strays)
         interrupted = signum is not None
@@ -470,6 +472,7 @@ def _execute(
         used = render.MachineUse(queue.auto_parallel(), machine.limits)
         summary = _summary(outcomes, wall, run_id, repo_root, history, used, json_out=json_out, interrupted=interrupted)
         write = terminal.write_err if journal.to_stdout else terminal.write_out  # --events - has stdout
+        summary = summary if actions is None else github.defuse(summary, json_text=json_out)
         delivered = signals.finish(functools.partial(write, summary)) and delivered
         signum = signals.caught
         code = exit_code_for(signum) if signum is not None else EXIT_OK
@@ -500,6 +503,12 @@ def _execute(
                 ends.stop(signals.caught, wait=True)
                 code = exit_code_for(signals.caught)
     return code
+
+
+def _defuser(actions: github.Actions | None, *, json_text: bool = False) -> Callable[[str], str] | None:
+    """On GitHub Actions, what keeps an agent's words in a line of ours from being obeyed as a
+    workflow command (see github.defuse); None elsewhere."""
+    return None if actions is None else functools.partial(github.defuse, json_text=json_text)
 
 
 def _reports(
@@ -596,7 +605,7 @@ def _event(
     if found is not None and event.task_id not in in_worktrees:
         output.note(render.unclaimed_line(event, found))
     if actions is not None and isinstance(output, terminal.PlainEvents) and (text := actions.task_ended(event)):
-        output.note(text)
+        output.command(text)
     failed = history.event(event)
     if failed is not None:
         output.notice(failed)

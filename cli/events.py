@@ -111,11 +111,19 @@ class RunEvents:
     journal that cannot be written is a warning, once.
     """
 
-    def __init__(self, run_id: str, log_dir: Path, copy: JournalFile | None = None, *, to_stdout: bool = False):
+    def __init__(
+        self,
+        run_id: str,
+        log_dir: Path,
+        copy: JournalFile | None = None,
+        *,
+        to_stdout: bool = False,
+        defuse: Callable[[str], str] | None = None,
+    ):
         self.run_id = run_id
         self._log_dir = log_dir
         self._copy = copy
-        self._stdout = terminal.PlainEvents(sys.stdout) if to_stdout else None
+        self._stdout = terminal.PlainEvents(sys.stdout, defuse) if to_stdout else None  # defuse: on GitHub
         # _lock guards the files' order of lines, and everything below.
         self._lock = threading.Lock()
         self._journal: JournalFile | None = None

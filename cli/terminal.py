@@ -170,10 +170,14 @@ class PlainEvents:
     The queue's workers only stamp and enqueue a line; a thread of its own writes the lines
     (in order, flushed), so a slow reader of the output, such as a CI log pipe, never holds
     up a task. Use it as a context manager: leaving it writes every line still queued.
+
+    ``defuse``, if given, is applied to every line but those of :meth:`command`: on GitHub
+    Actions, it keeps an agent's words in a line from being read as a workflow command.
     """
 
-    def __init__(self, out: TextIO | None = None):
+    def __init__(self, out: TextIO | None = None, defuse: Callable[[str], str] | None = None):
         self._out = out or sys.stdout
+        self._defuse = defuse
         self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_lines, name="project-manager-output", daemon=True)
 
@@ -191,13 +195,17 @@ class PlainEvents:
             self._writer.join()
 
     def event(self, event: TaskEvent) -> None:
-        self._lines.put(event_line(event))
+        self.note(event_line(event))
 
     def note(self, text: str) -> None:
-        self._lines.put(text)
+        self._lines.put(text if self._defuse is None else self._defuse(text))
 
     def notice(self, text: str) -> None:
-        self._lines.put(notice_line(text))
+        self.note(notice_line(text))
+
+    def command(self, text: str) -> None:
+        """Queue ``text`` as it is: our own workflow commands (cli/github.py), which must be obeyed."""
+        self._lines.put(text)
 
     def _write_lines(self) -> None:
         fd = fileno(self._out)

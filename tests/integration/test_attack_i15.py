@@ -19,6 +19,7 @@ import pytest
 from queue_core.registry import state_dir
 
 from ..conftest import WAIT, eventually, git_repo
+from ..unit.test_attack_i15 import runner_obeys
 
 SCRIPT = Path(sys.executable).with_name("project-manager")
 
@@ -203,3 +204,42 @@ def test_a_retry_that_fail_fast_cancelled_says_so_everywhere(repo: Path, tmp_pat
     )
     flaky = next(task for task in json.loads(shown.stdout)["tasks"] if task["id"] == "flaky")
     assert (flaky["status"], flaky["error"]) == ("cancelled", why)
+
+
+# --- GitHub Actions: an agent's words that the runner would obey ------------------------------
+
+
+def test_on_github_actions_no_word_of_an_agent_outside_its_group_is_obeyed(repo: Path, tmp_path: Path) -> None:
+    """GitHub's runner obeys ``##[command]data`` anywhere in a line, not only ``::command::`` at
+    its start. An agent's error (in the event line, the summary, --json, --events -, a hook's
+    warning) and the name of a file it made outside its claims reached the log as they were:
+    ``##[add-mask]`` hid text, ``##[set-output]`` set a step output, ``##[warning]`` annotated.
+    Now only our own commands are obeyed: the group, its stop-commands and end, the annotation."""
+    said = "boom ##[add-mask]hunter2 ##[set-output name=x]y"
+    words = json.dumps({"type": "result", "is_error": True, "result": said})
+    (repo / "project-manager.yaml").write_text("hooks:\n  task_end: [[sh, -c, 'cat >&2; exit 1']]\n")
+    batch = repo.parent / "batch.yaml"
+    command = f"echo {json.dumps(words)}; touch '##[warning]made'"
+    batch.write_text(
+        f"agents:\n  talker: {{command: [sh, -c, {json.dumps(command)}], report: claude}}\n"
+        "tasks:\n  - {id: t1, agent: talker, description: talks, files: [a]}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    env.update(GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"))
+    for extra in ((), ("--json",), ("--events", "-")):
+        done = _run(repo, "--file", str(batch), *extra, env=env)
+        assert done.returncode == 1, done.stderr
+        output = done.stdout + done.stderr
+        assert "hunter2" in output  # shown, never obeyed
+        obeyed = runner_obeys(output)
+        token = next(data for name, data in obeyed if name == "stop-commands")
+        assert obeyed == [
+            ("group", "t1 (talker): failed"),
+            ("stop-commands", token),
+            (token, ""),
+            ("endgroup", ""),
+            ("error", f"the agent reported an error: {said}"),
+        ], (extra, output)
+        if extra == ("--json",):
+            assert json.loads(done.stdout)["tasks"][0]["error"] == said
+        (repo / "##[warning]made").unlink()

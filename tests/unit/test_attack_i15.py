@@ -3,11 +3,13 @@ tests/integration/test_attack_i15.py found, at the level of the functions that d
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 
-from cli import junit
+from cli import github, junit
 from cli.config import ConfigError
 from cli.events import check_copy
 from queue_core.statedir import is_inside
@@ -73,3 +75,75 @@ def test_a_task_skipped_or_cancelled_is_told_why_not_its_earlier_error(state: Ta
     while it waited to retry the error its first attempt reported, as if that ended it."""
     assert ended_error(state, "not retried: fail-fast after t3 failed", "my own words") == expected
     assert ended_error(state, None, None) is None
+
+
+# --- what GitHub's runner obeys --------------------------------------------------------------
+
+#: The commands GitHub's runner knows (actions/runner, src/Runner.Worker/ActionCommandManager.cs
+#: and its command extensions), compared without regard to case.
+RUNNER_COMMANDS = frozenset(
+    {
+        *("stop-commands", "set-env", "set-output", "save-state", "add-mask", "add-path", "add-matcher"),
+        *("remove-matcher", "warning", "error", "notice", "debug", "group", "endgroup", "echo"),
+    }
+)
+
+
+def _v2(line: str, known: frozenset[str]) -> tuple[str, str] | None:
+    """ActionCommand.TryParseV2: ``::NAME props::data`` after leading white space."""
+    text = line.lstrip()
+    end = text.find("::", 2)
+    if not text.startswith("::") or end < 0:
+        return None
+    name = text[2:end].split(" ", 1)[0]
+    return (name.lower(), text[end + 2 :]) if name.lower() in known else None
+
+
+def _v1(line: str, known: frozenset[str]) -> tuple[str, str] | None:
+    """ActionCommand.TryParse, the older form: ``##[NAME props]data`` anywhere in the line."""
+    start = line.find("##[")
+    end = line.find("]", start)
+    if start < 0 or end < 0:
+        return None
+    name = line[start + 3 : end].split(" ", 1)[0]
+    return (name.lower(), line[end + 1 :]) if name.lower() in known else None
+
+
+def runner_obeys(text: str) -> list[tuple[str, str]]:
+    """Each (command, data) GitHub's runner would act on in ``text``, read as actions/runner reads
+    a step's output (OutputManager, ActionCommandManager): lines split at CR, LF or CRLF; a line
+    is a command in either form above; after ``stop-commands`` with data T, only T resumes."""
+    obeyed: list[tuple[str, str]] = []
+    stop: str | None = None
+    for line in re.split(r"\r\n|\r|\n", text):
+        known = RUNNER_COMMANDS if stop is None else frozenset({stop.lower()})
+        found = _v2(line, known) or _v1(line, known)
+        if found is None:
+            continue
+        obeyed.append(found)
+        stop = found[1] if found[0] == "stop-commands" else None
+    return obeyed
+
+
+def test_the_model_of_the_runner_knows_both_forms_and_stop_commands() -> None:
+    text = "x ##[add-mask]a\n  ::error::b\r::stop-commands::T\n::error::c\nz ##[warning]d\n##[t]\n::ENDGROUP::"
+    assert runner_obeys(text) == [
+        ("add-mask", "a"),
+        ("error", "b"),
+        ("stop-commands", "T"),
+        ("t", ""),
+        ("endgroup", ""),
+    ]
+
+
+@pytest.mark.parametrize("json_text", [False, True])
+def test_defused_text_holds_no_command_of_the_older_form(json_text: bool) -> None:
+    """An agent's words in a line of ours (an event line, the summary, --json) could hold
+    ``##[add-mask]...``, which the runner obeys anywhere in a line."""
+    words = "boom ##[add-mask]hunter2 ###[set-output name=x]y ##[##[error]z"
+    line = json.dumps({"error": words}) if json_text else f"12:00:00 FAILED    t1 [dev]: {words}"
+    defused = github.defuse(line, json_text=json_text)
+    assert runner_obeys(defused) == []
+    assert runner_obeys(line) != []
+    if json_text:
+        assert json.loads(defused) == {"error": words}  # the same object to a JSON reader
