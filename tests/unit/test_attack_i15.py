@@ -16,6 +16,10 @@ from queue_core.statedir import is_inside
 from queue_core.task import TaskState, ended_error
 
 from ..conftest import git_repo
+from ._state import state
+from .test_cli import invoke
+
+__all__ = ["state"]  # a fixture
 
 
 def _targets(state: Path, outside: Path) -> list[Path]:
@@ -147,3 +151,28 @@ def test_defused_text_holds_no_command_of_the_older_form(json_text: bool) -> Non
     assert runner_obeys(line) != []
     if json_text:
         assert json.loads(defused) == {"error": words}  # the same object to a JSON reader
+
+
+# --- show of a run whose record cannot be read -------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["truncated", "symlink", "newer"])
+def test_show_of_a_run_whose_only_record_cannot_be_read_says_why(state: Path, tmp_path: Path, damage: str) -> None:
+    """A run that left only its history record, damaged: ``history`` warned why and passed over
+    it, but ``show RUN`` said "no run 'RUN' in the state directory", as if nothing were there.
+    Now it says what is wrong with the record (exit 1 still: there is no run to show)."""
+    run = "20261128-235959-1-aaaaaa"
+    record = state / "history" / f"{run}.json"
+    if damage == "truncated":
+        record.write_text('{"run": "20261128-235959-1-aaaaaa", "started_at": 1, "tasks": [')
+    elif damage == "symlink":
+        (tmp_path / "elsewhere.json").write_text("{}")
+        record.symlink_to(tmp_path / "elsewhere.json")
+    else:
+        record.write_text(json.dumps({"run": run, "started_at": 1, "ended_at": 2, "tasks": [], "version": 99}))
+    code, out, err = invoke("show", run, "--repo", str(state.parent))
+    assert (code, out) == (1, "")
+    assert str(record) in err, err
+    expected = {"truncated": "can be read", "symlink": "a symlink", "newer": "written by a newer project-manager"}
+    assert expected[damage] in err, err
+    assert "Traceback" not in err
