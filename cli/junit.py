@@ -147,7 +147,7 @@ def check_path(path: Path, state: Path | None = None) -> None:
     the run, so that a typo costs nothing; the directory is left as it was."""
     if state is not None and is_inside(path, state):
         raise ConfigError("--junit", None, None, f"{path}: is inside the state directory {state}; write it elsewhere")
-    directory = path.parent
+    directory = Path(os.path.realpath(path)).parent  # a symlink's file is written: see write
     problem = None
     if path.is_dir():
         problem = "is a directory"
@@ -175,11 +175,11 @@ def write(
 ) -> str | None:
     """Write the run's report (see :func:`report_xml`) to ``path``, each task's log tail read
     now; None if written, else what went wrong, naming the path (a report not written leaves
-    ``path`` as it was)."""
+    ``path`` as it was). A symlink's file is replaced, the link kept: it may be where CI looks."""
     tails = {row.outcome.id: tail for row in rows if (tail := read_tail(row.outcome.log)) is not None}
     data = report_xml(run_id, rows, started_at=started_at, wall_s=wall_s, tails=tails, interrupted=interrupted)
     try:
-        _replace(path, data)
+        _replace(Path(os.path.realpath(path)), data)
     except OSError as exc:
         return f"--junit: cannot write {path}: {exc.strerror or exc}"
     return None

@@ -12,6 +12,8 @@ import pytest
 from cli import github, junit
 from cli.config import ConfigError
 from cli.events import check_copy
+from cli.render import SummaryRow
+from queue_core.records import TaskOutcome
 from queue_core.statedir import is_inside
 from queue_core.task import TaskState, ended_error
 
@@ -176,3 +178,23 @@ def test_show_of_a_run_whose_only_record_cannot_be_read_says_why(state: Path, tm
     expected = {"truncated": "can be read", "symlink": "a symlink", "newer": "written by a newer project-manager"}
     assert expected[damage] in err, err
     assert "Traceback" not in err
+
+
+# --- --junit onto a symlink ---------------------------------------------------------------------
+
+
+def test_junit_onto_a_symlink_writes_its_file_and_keeps_the_link(tmp_path: Path) -> None:
+    """``--junit report.xml``, a symlink to where CI collects reports: the report replaced the
+    link with a file of its own, and the file CI reads kept its old report (exit 0). Now it is
+    written through the link, as ``timeline -o`` writes; the link stays."""
+    (tmp_path / "ci").mkdir()
+    target = tmp_path / "ci" / "report.xml"
+    target.write_text("stale")
+    link = tmp_path / "report.xml"
+    link.symlink_to(target)
+    junit.check_path(link, tmp_path / "state")
+    rows = [SummaryRow(TaskOutcome("t1", "dev", "do it", TaskState.SUCCEEDED, 1, 1.0, total_s=1.0))]
+    assert junit.write(link, "r1", rows, started_at=1_790_000_000.0, wall_s=1.0) is None
+    assert link.is_symlink()
+    assert target.read_text().startswith("<?xml")
+    assert [p.name for p in (tmp_path / "ci").iterdir()] == ["report.xml"]  # no temporary file left
