@@ -19,7 +19,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -612,9 +612,11 @@ def _event(
     ends.task_ended(event)
 
 
-def _outcomes(queue: TaskQueue, tasks: list[AgentTask], strays: StrayWrites) -> list[render.SummaryRow]:
-    """Every task of the batch, as it ended; one that never got to the queue was cancelled."""
-    finished = {o.id: o for o in queue.outcomes()}
+def _outcomes(
+    queue: TaskQueue, tasks: list[AgentTask], strays: StrayWrites, ids: Collection[str] | None = None
+) -> list[render.SummaryRow]:
+    """Every task of the batch (or of ``ids``), as it ended; one that never got to the queue was cancelled."""
+    finished = {o.id: o for o in queue.outcomes(ids)}
     return [
         render.SummaryRow(
             finished.get(task.id) or _not_started(task),
@@ -622,6 +624,7 @@ def _outcomes(queue: TaskQueue, tasks: list[AgentTask], strays: StrayWrites) -> 
             getattr(task.execute_fn, "worktree", None),
         )
         for task in tasks
+        if ids is None or task.id in ids
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ import pytest
 from cli import github, junit
 from cli.config import ConfigError
 from cli.events import check_copy
+from cli.hooks import HookRunner, Hooks
 from cli.render import SummaryRow
+from queue_core import AgentTask, TaskQueue
 from queue_core.records import TaskOutcome
 from queue_core.statedir import is_inside
 from queue_core.task import TaskState, ended_error
@@ -198,3 +201,31 @@ def test_junit_onto_a_symlink_writes_its_file_and_keeps_the_link(tmp_path: Path)
     assert link.is_symlink()
     assert target.read_text().startswith("<?xml")
     assert [p.name for p in (tmp_path / "ci").iterdir()] == ["report.xml"]  # no temporary file left
+
+
+# --- task_end hooks: each task's object made alone -----------------------------------------------
+
+
+def test_outcomes_of_some_tasks_are_those_alone() -> None:
+    """A task_end hook's object was made from every task's outcome, taken under the queue's lock,
+    at each end: 1,000 tasks with a hook of ``true`` took 3x the wall time of the same run
+    without (describe: 23 ms a call, growing with the batch; the engine waited meanwhile)."""
+    with TaskQueue(max_parallel=2) as queue:
+        tasks = [AgentTask(agent, f"do {agent}", [f"{agent}.txt"], lambda: None, id=agent) for agent in "abc"]
+        queue.submit_tasks(tasks)
+        queue.join()
+        assert [o.id for o in queue.outcomes(["c", "a", "unknown"])] == ["c", "a"]
+        assert [o.id for o in queue.outcomes()] == ["a", "b", "c"]
+        assert queue.outcomes([]) == []
+
+
+def test_a_task_end_hook_describes_the_tasks_that_ended_alone(tmp_path: Path) -> None:
+    asked: list[set[str]] = []
+
+    def rows(ids: Collection[str]) -> list[SummaryRow]:
+        asked.append(set(ids))
+        return [SummaryRow(TaskOutcome(i, "dev", "", TaskState.SUCCEEDED, 1, 1.0)) for i in sorted(ids)]
+
+    runner = HookRunner.of_run(Hooks(task_end=(("true",),)), tmp_path, "r1", {}, rows, {}, lambda _: None)
+    assert list(runner._describe({"t2"})) == ["t2"]  # the object a hook reads
+    assert asked == [{"t2"}]
