@@ -411,7 +411,7 @@ def _execute(
     fail_fast: FailFastMode = False,
 ) -> int:
     output: terminal.PlainEvents | terminal.LiveView
-    strays = StrayWrites(repo_root, writes, run_id)
+    strays = StrayWrites(repo_root, writes, run_id, ours=[journal.copy_path] if journal.copy_path else [])
     in_worktrees = {task_id for task_id, runner in runners.items() if isinstance(runner, WorktreeAgent)}
     try:
         # The output needs the queue and the queue its listeners: the lambdas look the output up late.

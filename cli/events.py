@@ -159,6 +159,11 @@ class RunEvents:
         self._sampler.start()
 
     @property
+    def copy_path(self) -> str | None:
+        """The file ``--events PATH`` writes, if it writes one: the run's own change, if in the repository."""
+        return None if self._copy is None else self._copy.name
+
+    @property
     def to_stdout(self) -> bool:
         """Whether the lines go to stdout (``--events -``), which the event lines for people and the summary leave."""
         return self._stdout is not None

@@ -243,3 +243,21 @@ def test_on_github_actions_no_word_of_an_agent_outside_its_group_is_obeyed(repo:
         if extra == ("--json",):
             assert json.loads(done.stdout)["tasks"][0]["error"] == said
         (repo / "##[warning]made").unlink()
+
+
+# --- --events inside the repository -------------------------------------------------------------
+
+
+def test_events_inside_the_repository_are_no_task_s_change_outside_its_claims(repo: Path) -> None:
+    """``--events repo/out/ev.jsonl``: the run's own copy of its journal grew while each task
+    ran, and every task was blamed for it ("t1 changed outside its claims: out/ev.jsonl", a
+    "!" in the summary, in --json's unclaimed_writes). A file a task did write outside its
+    claims is still reported."""
+    (repo / "out").mkdir()
+    done = _run(repo, "shell: true @a", "shell: touch stray @b", "--events", str(repo / "out" / "ev.jsonl"), "--json")
+    assert done.returncode == 0, done.stderr
+    tasks = {task["id"]: task for task in json.loads(done.stdout)["tasks"]}
+    assert tasks["t1"]["unclaimed_writes"] == []
+    assert tasks["t2"]["unclaimed_writes"] == ["stray"]
+    assert "ev.jsonl" not in done.stderr
+    assert (repo / "out" / "ev.jsonl").read_text().count('"event":"run_ended"') == 1
