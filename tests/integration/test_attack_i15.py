@@ -261,3 +261,34 @@ def test_events_inside_the_repository_are_no_task_s_change_outside_its_claims(re
     assert tasks["t2"]["unclaimed_writes"] == ["stray"]
     assert "ev.jsonl" not in done.stderr
     assert (repo / "out" / "ev.jsonl").read_text().count('"event":"run_ended"') == 1
+
+
+# --- history, show, timeline -o -: output that is not delivered ----------------------------------
+
+
+def _read_back(repo: Path, *args: str, stdout: int) -> subprocess.CompletedProcess[str]:
+    argv = [str(SCRIPT), *args, "--repo", str(repo)]
+    return subprocess.run(argv, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=WAIT * 3)
+
+
+def test_a_result_that_cannot_be_written_is_no_success(repo: Path) -> None:
+    """``history --json > runs.json``, ``show``, ``timeline -o -``, ``logs --run`` on a full disk
+    exited 0, the result lost or cut short, and ``logs TASK`` 141 as if a reader had gone; a
+    reader gone (``| head``) was 0 too, where ``logs`` says 141. Now: 1 and a message for a
+    write that failed, 141 for a reader that went away (each command's way of writing is in
+    tests/unit/test_attack_i15.py)."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    assert _run(repo, "shell: echo hi @a").returncode == 0
+    with open("/dev/full", "w") as full:
+        for args in (("history", "--json"), ("logs", "t1")):
+            done = _read_back(repo, *args, stdout=full.fileno())
+            assert done.returncode == 1, (args, done.stderr)
+            assert "cannot write the output: No space left on device" in done.stderr, done.stderr
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    try:
+        done = _read_back(repo, "show", stdout=write)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")

@@ -3,14 +3,18 @@ tests/integration/test_attack_i15.py found, at the level of the functions that d
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
-from collections.abc import Collection
+import sys
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
-from cli import github, junit
+from cli import github, junit, terminal
 from cli.config import ConfigError
 from cli.events import check_copy
 from cli.hooks import HookRunner, Hooks
@@ -229,3 +233,45 @@ def test_a_task_end_hook_describes_the_tasks_that_ended_alone(tmp_path: Path) ->
     runner = HookRunner.of_run(Hooks(task_end=(("true",),)), tmp_path, "r1", {}, rows, {}, lambda _: None)
     assert list(runner._describe({"t2"})) == ["t2"]  # the object a hook reads
     assert asked == [{"t2"}]
+
+
+# --- a result that cannot be written ------------------------------------------------------------
+
+
+@pytest.fixture
+def stdout_to(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int], None]]:
+    """``stdout_to(fd)``: sys.stdout writes to the descriptor ``fd`` (a copy, closed afterwards)."""
+    opened: list[TextIO] = []
+
+    def to(fd: int) -> None:
+        stream = open(os.dup(fd), "w")  # noqa: SIM115 - closed by the fixture
+        opened.append(stream)
+        monkeypatch.setattr(sys, "stdout", stream)
+
+    yield to
+    monkeypatch.undo()
+    for stream in opened:
+        with contextlib.suppress(OSError):
+            stream.close()
+
+
+@pytest.mark.parametrize("write", ["print_result", "write_bytes"])
+def test_output_to_a_full_disk_is_exit_1_and_to_a_reader_gone_141(
+    stdout_to: Callable[[int], None], capsys: pytest.CaptureFixture[str], write: str
+) -> None:
+    def call() -> int | None:
+        if write == "print_result":
+            return terminal.print_result("the result")
+        return terminal.write_bytes(b"the log\n")
+
+    if Path("/dev/full").exists():
+        with open("/dev/full", "w") as full:
+            stdout_to(full.fileno())
+            assert call() == 1
+        assert "cannot write the output: No space left on device" in capsys.readouterr().err
+    read, write_end = os.pipe()
+    os.close(read)
+    stdout_to(write_end)
+    os.close(write_end)
+    assert call() == 141
+    assert capsys.readouterr().err == ""
