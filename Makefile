@@ -26,8 +26,9 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
+# One worker per core, at most 4: most tests wait on processes and git, not on the CPU.
 unit: $(BIN)/.installed
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses 4
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.run_all

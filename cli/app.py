@@ -101,10 +101,12 @@ class _DelegateCommand(TyperCommand):
     """delegate-multiple's command line: ``--fail-fast=cancel`` is read as the hidden flag
     --fail-fast-cancel. An option that is a flag and may take a value is none Typer supports,
     and ``--fail-fast cancel`` (a space) would take a task argument for the value; with ``=``,
-    a word is the option's own."""
+    a word is the option's own. So is ``--resume=RUN``: --resume, and RUN as the argument
+    that names the run, put after ``--`` so that it never reads as an option."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # a click Context: Typer has no public name for it
         ends = args.index("--") if "--" in args else len(args)  # after --, every word is a task
+        runs = []
         for i, arg in enumerate(args[:ends]):
             if arg.startswith("--fail-fast="):
                 if arg != "--fail-fast=cancel":
@@ -112,6 +114,11 @@ class _DelegateCommand(TyperCommand):
                         f"--fail-fast takes no value but cancel (--fail-fast=cancel), got {arg!r}", ctx=ctx
                     )
                 args[i] = "--fail-fast-cancel"
+            elif arg.startswith("--resume="):
+                args[i] = "--resume"
+                runs.append(arg.removeprefix("--resume="))
+        if runs:
+            args = [*args, *([] if "--" in args else ["--"]), *runs]
         return super().parse_args(ctx, args)
 
 
@@ -191,6 +198,17 @@ def delegate_multiple(
         ),
     ] = False,
     fail_fast_cancel: Annotated[bool, typer.Option("--fail-fast-cancel", hidden=True)] = False,  # =cancel
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help=(
+                "Run the batch of an earlier run again, all but its tasks that succeeded (their dependants start "
+                "at once); the one argument, or --resume=RUN, names the run (its id or a unique part; default: "
+                "the latest run not running). No TASK or --file with it; flags given now win over the run's."
+            ),
+        ),
+    ] = False,
     isolation: Annotated[
         IsolationMode | None,
         typer.Option(
@@ -246,6 +264,12 @@ def delegate_multiple(
     each attempt's start and end, each task's wait and end, the run's end), to events.jsonl
     beside its task logs; --events copies it elsewhere.
 
+    delegate-multiple --resume [RUN] runs a run's batch again, as the run's journal keeps it (its
+    batch file's and project-manager.yaml's texts, its TASK texts, its --max-parallel,
+    --isolation and limits), all but the tasks that succeeded in it or that it carried from a
+    run it resumed: a new run, even after the first was killed. A run that still runs is
+    refused, as is a run without a journal (exit 2).
+
     Each task that succeeds records its duration in the repository's state directory. Later
     runs estimate each task from it (the median of its last 5 runs, else its agent's), start
     the longest chain of work first among tasks of equal priority, show the time left, and give
@@ -284,6 +308,7 @@ def delegate_multiple(
         junit_path=junit,
         events=events,
         fail_fast="cancel" if fail_fast_cancel else fail_fast,
+        resume=resume,
     )
     raise typer.Exit(code)
 

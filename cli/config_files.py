@@ -61,7 +61,16 @@ from .yaml_nodes import is_null as _is_null
 from .yaml_nodes import join as _join
 from .yaml_nodes import line as _line
 
-__all__ = ["REPO_CONFIG", "load_batch", "load_repo_agents", "load_repo_config"]
+__all__ = [
+    "REPO_CONFIG",
+    "batch_of",
+    "load_batch",
+    "load_repo_agents",
+    "load_repo_config",
+    "read_config",
+    "read_repo_config",
+    "repo_config_of",
+]
 
 #: The repository's own agent definitions, at its root.
 REPO_CONFIG = "project-manager.yaml"
@@ -117,16 +126,30 @@ _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _BRACED_NAME = re.compile(r"\{(\w+)\}")
 
 
-def load_batch(path: Path) -> Batch:
-    """The batch in the YAML file ``path``: ``max_parallel``, ``stale_after``, ``keep_runs``, ``pools``,
-    ``agents``, ``tasks``.
+def read_config(path: Path) -> str:
+    """The text of the YAML file ``path``, read once: what is loaded is what a run's journal keeps
+    (see cli/resume.py). Raises ConfigError if it cannot be read as UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), None, None, f"cannot read the file: {exc}") from exc
 
-    Raises ConfigError, naming the file, line and field, for unreadable or malformed YAML,
+
+def load_batch(path: Path) -> Batch:
+    """The batch in the YAML file ``path`` (see :func:`batch_of`)."""
+    return batch_of(read_config(path), str(path))
+
+
+def batch_of(text: str, source: str) -> Batch:
+    """The batch in ``text``, a YAML file's content that errors call ``source``: ``max_parallel``,
+    ``stale_after``, ``keep_runs``, ``pools``, ``agents``, ``tasks``.
+
+    Raises ConfigError, naming the file, line and field, for malformed YAML,
     unknown or duplicate keys, wrong types, invalid paths, duplicate task ids, unknown
     dependencies and dependency cycles.
     """
-    reader = _Reader(str(path))
-    root = reader.load(path)
+    reader = _Reader(source)
+    root = reader.parse(text)
     if root is None or _is_null(root):
         return Batch(None, {}, ())
     top = reader.mapping(root, None, _BATCH_KEYS)
@@ -141,18 +164,27 @@ def load_batch(path: Path) -> Batch:
     return Batch(max_parallel, agents, tasks, stale_after, reader.keep_runs(top), isolation, reader.limits(top), pools)
 
 
+def read_repo_config(repo: Path) -> str | None:
+    """The text of ``project-manager.yaml`` at the root of ``repo``; None if there is no such file."""
+    path = repo / REPO_CONFIG
+    return read_config(path) if path.is_file() else None
+
+
 def load_repo_config(repo: Path) -> RepoConfig:
-    """``project-manager.yaml`` at the root of ``repo``: its ``agents:``, ``keep_runs:``, ``on_finish:``,
+    """``project-manager.yaml`` at the root of ``repo`` (see :func:`repo_config_of`); empty if there is none."""
+    return repo_config_of(read_repo_config(repo), str(repo / REPO_CONFIG))
+
+
+def repo_config_of(text: str | None, source: str) -> RepoConfig:
+    """The repository config in ``text`` (None: no file): its ``agents:``, ``keep_runs:``, ``on_finish:``,
     ``hooks:``, ``pools:``, and for worktree tasks ``setup:``, ``worktree_root:`` and ``worktree_pool:``.
 
-    Empty if there is no such file. Raises ConfigError as load_batch does; any other
-    top-level key is an error.
+    Raises ConfigError as batch_of does; any other top-level key is an error.
     """
-    path = repo / REPO_CONFIG
-    if not path.is_file():
+    if text is None:
         return RepoConfig({})
-    reader = _Reader(str(path))
-    root = reader.load(path)
+    reader = _Reader(source)
+    root = reader.parse(text)
     if root is None or _is_null(root):
         return RepoConfig({})
     top = reader.mapping(root, None, _REPO_KEYS)
@@ -186,11 +218,7 @@ class _Reader(MachineKeys):
     def error(self, node: yaml.Node, field: str | None, message: str) -> ConfigError:
         return ConfigError(self.source, _line(node), field, message)
 
-    def load(self, path: Path) -> yaml.Node | None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(self.source, None, None, f"cannot read the file: {exc}") from exc
+    def parse(self, text: str) -> yaml.Node | None:
         try:
             try:
                 return yaml.compose(text, Loader=_FAST_LOADER)

@@ -21,7 +21,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +118,14 @@ class RunEvents:
         copy: JournalFile | None = None,
         *,
         to_stdout: bool = False,
+        batch: Mapping[str, Any] | None = None,
+        resumes: str | None = None,
         defuse: Callable[[str], str] | None = None,
     ):
         self.run_id = run_id
+        #: More of the first line: what a resume needs under ``"batch"`` (see cli/resume.py).
+        self._batch = dict(batch or {})
+        self._resumes = resumes
         self._log_dir = log_dir
         self._copy = copy
         self._stdout = terminal.PlainEvents(sys.stdout, defuse) if to_stdout else None  # defuse: on GitHub
@@ -141,7 +146,7 @@ class RunEvents:
             self._journal = JournalFile.create(self._log_dir / NAME, private=True, on_error=_warn)
         except OSError as exc:
             _warn(f"{self._log_dir / NAME} could not be created ({exc.strerror or exc}): this run has no journal")
-        self._write(run_started(self.run_id, time.time(), os.getpid(), tasks))
+        self._write(run_started(self.run_id, time.time(), os.getpid(), tasks, self._batch, resumes=self._resumes))
 
     def event(self, event: TaskEvent) -> None:
         """A task event, as the queue sends it (on its threads)."""

@@ -17,7 +17,6 @@ renamed), also for a run that failed or was interrupted, whose tasks then say ho
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import xml.etree.ElementTree as ET
@@ -30,6 +29,7 @@ from queue_core.statedir import is_inside
 
 from .config import ConfigError
 from .logtail import Tail, clean, read_tail
+from .outfiles import replace_file
 from .render import SummaryRow, total_cost
 
 #: The element that says how a task that did not succeed ended.
@@ -179,24 +179,7 @@ def write(
     tails = {row.outcome.id: tail for row in rows if (tail := read_tail(row.outcome.log)) is not None}
     data = report_xml(run_id, rows, started_at=started_at, wall_s=wall_s, tails=tails, interrupted=interrupted)
     try:
-        _replace(Path(os.path.realpath(path)), data)
+        replace_file(Path(os.path.realpath(path)), data)
     except OSError as exc:
         return f"--junit: cannot write {path}: {exc.strerror or exc}"
     return None
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """``path`` replaced by a file holding ``data`` (its mode as the umask gives), atomically and
-    durably: a reader sees the old file or the whole new one. Raises OSError."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

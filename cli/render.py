@@ -54,6 +54,8 @@ class SummaryRow:
     unclaimed: Stray | None = field(default_factory=Stray)
     #: A worktree task's branch and what came of it (see queue_core.isolated); None in the shared checkout.
     worktree: WorktreeReport | None = None
+    #: The run a resumed run took it from as succeeded, not running it again (see cli/resume.py).
+    resumed_from: str | None = None
 
     @property
     def reason(self) -> str | None:
@@ -217,7 +219,7 @@ def summary_text(
         "merge": [_merge_cell(row) for row in rows],
         "time": ["" if row.outcome.total_s is None else f"{row.outcome.total_s:.1f}s" for row in rows],
         "cost": ["" if row.report.cost_usd is None else f"${row.report.cost_usd:.4f}" for row in rows],
-        "log": ["" if row.outcome.log is None else Path(row.outcome.log).name for row in rows],
+        "log": ["" if row.outcome.log is None or row.resumed_from else Path(row.outcome.log).name for row in rows],
         "reason": [_shown_reason(row) for row in rows],
         "description": [" ".join(row.outcome.description.split()) for row in rows],
     }
@@ -230,8 +232,10 @@ def summary_text(
         if r.unclaimed is not None and _strayed(r)
     ]
     succeeded = sum(row.outcome.status is TaskState.SUCCEEDED for row in rows)
+    carried = sum(row.resumed_from is not None for row in rows)
     speedup = _speedup(wall_s, sum_s, interrupted=interrupted)
-    totals = f"{succeeded}/{len(rows)} succeeded; wall {wall_s:.1f}s, task time {sum_s:.1f}s"
+    totals = f"{succeeded}/{len(rows)} succeeded" + (f" ({carried} in an earlier run)" if carried else "")
+    totals += f"; wall {wall_s:.1f}s, task time {sum_s:.1f}s"
     totals += ("" if speedup is None else f", speedup {speedup:.2f}x") + ("" if cost is None else f", cost ${cost:.4f}")
     used = None if machine is None else machine.text()
     return "\n".join([*lines, "", _cut(totals, width), *(() if used is None else (_cut(used, width),))])
@@ -283,7 +287,10 @@ def _cut_middle(text: str, width: int) -> str:
 
 
 def _shown_reason(row: SummaryRow) -> str:
-    """Its reason, unless the outcome says it already ("cancelled", not "cancelled (cancelled)")."""
+    """Its reason, unless the outcome says it already ("cancelled", not "cancelled (cancelled)");
+    for a task a resumed run took as succeeded, the run it succeeded in."""
+    if row.resumed_from is not None:
+        return f"in run {row.resumed_from}, not run again"
     reason = row.reason
     return "" if reason is None or reason == row.outcome.status.value else " ".join(reason.split())
 
@@ -319,21 +326,27 @@ def run_json(
     interrupted: bool = False,
     estimates: Mapping[str, float] | None = None,
     machine: MachineUse | None = None,
+    resumes: str | None = None,
 ) -> str:
     """--json: the run, each task as SummaryRow.to_json gives it with its ``estimate_s`` (from
     ``estimates``, by id; null if it had none); ``speedup`` null if ``interrupted``; before the
-    tasks, what ``machine`` says (MachineUse.to_json)."""
+    tasks, what ``machine`` says (MachineUse.to_json). A run that ``resumes`` another says so,
+    and each of its tasks its ``resumed_from`` (null: run in this run)."""
     speedup = _speedup(wall_s, sum_s, interrupted=interrupted)
     estimate = (estimates or {}).get
+    tasks = [task_json(row, None if row.resumed_from else estimate(row.outcome.id)) for row in rows]
+    if resumes is not None:
+        tasks = [{**task, "resumed_from": row.resumed_from} for task, row in zip(tasks, rows, strict=True)]
     return json.dumps(
         {
             "run_id": run_id,
+            **({} if resumes is None else {"resumes": resumes}),
             "wall_s": round(wall_s, 3),
             "sum_s": round(sum_s, 3),
             "speedup": None if speedup is None else round(speedup, 3),
             "cost_usd": total_cost(rows),
             **({} if machine is None else machine.to_json()),
-            "tasks": [task_json(row, estimate(row.outcome.id)) for row in rows],
+            "tasks": tasks,
         },
         indent=2,
     )

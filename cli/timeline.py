@@ -9,10 +9,8 @@ journal of the run, or it cannot be read, or the file cannot be written; 2 bad i
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-import uuid
 from pathlib import Path
 
 from queue_core.errors import InvalidArgumentError, JournalError
@@ -25,6 +23,7 @@ from queue_core.timeline_svg import html_page
 from . import terminal
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from .history import CommandError, refused, run_named
+from .outfiles import replace_file
 from .repo import find_repo
 
 
@@ -55,7 +54,7 @@ def run(repo: Path | None, run_text: str | None, *, output: str | None) -> int:
         return terminal.print_result(page.rstrip("\n"))
     try:
         target = explicit or _checked_target(f"timeline-{run_id}.html", state)
-        _write_atomically(target, page.encode("utf-8"))
+        replace_file(target, page.encode("utf-8"))
     except InvalidArgumentError as exc:
         terminal.error(str(exc))
         return EXIT_USAGE
@@ -98,19 +97,3 @@ def _checked_target(output: str, state: Path) -> Path:
     if target.is_relative_to(Path(os.path.realpath(state))):
         raise InvalidArgumentError(f"-o {output}: is inside the state directory {state}; write it elsewhere")
     return target
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    """Replace ``target`` by ``data``, as a new file beside it renamed over it. Raises OSError."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)  # the umask's
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -7,7 +7,8 @@ seconds); a task's lines add ``"task"``, ``"agent"`` and ``"attempt"``:
 
 * ``run_started``, first: ``"version"``, ``"pid"``, ``"batch": {"tasks": [{"id", "agent",
   "description", "files", "reads", "depends_on", "priority"}]}``, claims normalised (``./a``
-  is ``a``) as the registry holds them;
+  is ``a``) as the registry holds them; the command line adds, under ``"batch"``, what a
+  resume needs (``"source"``, ``"carried"``) and ``"resumes"`` (see cli/resume.py);
 * ``waiting``: the ``"reason"`` a task waits changed;
 * ``started``: an attempt starts (``"description"``);
 * ``retrying``: an attempt failed and a retry is due (``"exit_code"``, ``"duration_s"``,
@@ -66,8 +67,17 @@ NAME = "events.jsonl"
 FINAL = tuple(state.value for state in TaskState if state.is_terminal)
 
 
-def run_started(run: str, time: float, pid: int, tasks: Sequence[AgentTask]) -> dict[str, Any]:
-    """The first line: the run's batch as it was given."""
+def run_started(
+    run: str,
+    time: float,
+    pid: int,
+    tasks: Sequence[AgentTask],
+    more: Mapping[str, Any] | None = None,
+    *,
+    resumes: str | None = None,
+) -> dict[str, Any]:
+    """The first line: the run's batch as it was given, with ``more`` keys under ``"batch"`` (what
+    a resume needs: the command line's cli/resume.py); ``"resumes"``: the run it resumes, if any."""
     batch = [
         {
             "id": t.id,
@@ -80,7 +90,10 @@ def run_started(run: str, time: float, pid: int, tasks: Sequence[AgentTask]) -> 
         }
         for t in tasks
     ]
-    return {"event": "run_started", "run": run, "time": time, "version": VERSION, "pid": pid, "batch": {"tasks": batch}}
+    line: dict[str, Any] = {"event": "run_started", "run": run, "time": time, "version": VERSION, "pid": pid}
+    if resumes is not None:
+        line["resumes"] = resumes
+    return {**line, "batch": {"tasks": batch, **(more or {})}}
 
 
 def task_line(run: str, time: float, event: TaskEvent) -> dict[str, Any]:

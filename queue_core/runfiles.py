@@ -240,21 +240,35 @@ def iter_runs(
     What cannot be read is added to ``warnings``."""
     said: list[str] = [] if warnings is None else warnings
     scanned = _scan(directory, said)
+
+    def _read(files: _Files) -> RunSummary | None:
+        return _summary(files, directory, clocks, stale_after, said, journal=files.history is None)
+
     ordered: list[tuple[float, str, RunSummary | None]] = []
     for files in scanned.values():
         start = stamp(files.run)
         if start is None:
-            summary = _summary(files, directory, clocks, stale_after, said, journal=files.history is None)
+            summary = _read(files)
             if summary is not None:
                 ordered.append((_sort_time(summary, files), files.run, summary))
         else:
             ordered.append((start, files.run, None))
     ordered.sort(key=lambda item: (item[0], item[1]), reverse=True)
-    for _, run, read in ordered:
-        files = scanned[run]
-        summary = read or _summary(files, directory, clocks, stale_after, said, journal=files.history is None)
-        if summary is not None:
-            yield summary
+    for _, same in itertools.groupby(ordered, key=lambda item: item[0]):
+        # Runs of one second: their ids cannot tell which came first (the pid is no clock), so
+        # they are read, and their starts decide; a run alone in its second is read when asked for.
+        group = list(same)
+        if len(group) > 1:
+            group = [(start, run, read or _read(scanned[run])) for start, run, read in group]
+            group.sort(key=lambda item: _started(item[2]), reverse=True)
+        for _, run, read in group:
+            summary = read or _read(scanned[run])
+            if summary is not None:
+                yield summary
+
+
+def _started(summary: RunSummary | None) -> float:
+    return 0.0 if summary is None or summary.started_at is None else summary.started_at
 
 
 def latest_run(directory: Path, *, clocks: Clocks = REAL) -> str | None:

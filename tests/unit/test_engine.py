@@ -19,6 +19,7 @@ import pytest
 from queue_core import AgentTask, RateLimitedError, TaskState, TaskTimeoutError
 from queue_core.engine import Engine, TaskEvent, _live_engines
 from queue_core.errors import StateError
+from queue_core.failfast import FailFast
 from queue_core.scheduler import Scheduler, TaskEntry
 from queue_core.sync import ClaimSync, Decide, NoSync
 
@@ -68,7 +69,9 @@ class Clock:
 class Stepped:
     """An engine with hand-driven parts, and the events it sent."""
 
-    def __init__(self, max_parallel: int = 2, sync: Callable[[Clock], ClaimSync] | None = None) -> None:
+    def __init__(
+        self, max_parallel: int = 2, sync: Callable[[Clock], ClaimSync] | None = None, fail_fast: FailFast | None = None
+    ) -> None:
         self.clock = Clock()
         self.executor = Handed()
         self.timer = Alarm()
@@ -80,6 +83,7 @@ class Stepped:
             sync=None if sync is None else (lambda engine: sync(self.clock)),
             executor=lambda engine: self.executor,
             timer=lambda engine: self.timer,
+            fail_fast=fail_fast,
         )
         _live_engines.discard(self.engine)  # no thread to drain at exit, even if a test fails midway
 

@@ -11,42 +11,18 @@ from typing import Any
 import pytest
 
 from queue_core import AgentTask, RateLimitedError, TaskQueue, TaskState
-from queue_core.engine import Engine, TaskEvent, _live_engines
 from queue_core.errors import ConflictError, InvalidArgumentError
 from queue_core.failfast import FailFast
-from queue_core.scheduler import Scheduler, TaskEntry
 
 from ..conftest import WAIT, Gate, wait_for
-from .test_engine import Alarm, Clock, Handed
+from .test_engine import Stepped
 
 
-class FailingFast:
+class FailingFast(Stepped):
     """An engine with hand-driven parts that fails fast (``mode``), and the events it sent."""
 
     def __init__(self, mode: bool | str = True, max_parallel: int = 2) -> None:
-        self.clock = Clock()
-        self.executor = Handed()
-        self.timer = Alarm()
-        self.events: list[TaskEvent] = []
-        self.engine = Engine(
-            Scheduler(max_parallel),
-            self.clock,
-            self.events.append,
-            executor=lambda engine: self.executor,
-            timer=lambda engine: self.timer,
-            fail_fast=FailFast.of(mode),
-        )
-        _live_engines.discard(self.engine)
-
-    def entry(self, task_id: str) -> TaskEntry:
-        return self.engine.sched.entry(task_id)
-
-    def run(self, task_id: str, result: Any = None, error: BaseException | None = None) -> str | None:
-        """Enter ``task_id``'s attempt and end it so; the id of the task handed back to run next."""
-        entry = self.entry(task_id)
-        assert self.engine.begin(entry)
-        following = self.engine.end(entry, True, result, error)
-        return None if following is None else following.id
+        super().__init__(max_parallel, fail_fast=FailFast.of(mode))
 
     def ended(self, task_id: str) -> tuple[TaskState, str | None]:
         entry = self.entry(task_id)

@@ -314,6 +314,17 @@ def test_runs_are_listed_newest_first_whatever_tells_their_start(state: Path) ->
     assert latest_run(state / "nothing") is None
 
 
+def test_runs_of_the_same_second_are_ordered_by_their_starts_not_by_their_pids(state: Path) -> None:
+    """Before: within one second, ids sorted as text, so pid 999 came after pid 12000 (a resume
+    right after its run was taken for the earlier one)."""
+    second = time.strftime("%Y%m%d-%H%M%S", time.localtime(T0))
+    first, then = f"{second}-999-aaaaaa", f"{second}-12000-bbbbbb"
+    write_history(state, RunHistory(first, T0 + 0.1, T0 + 0.5))
+    write_history(state, RunHistory(then, T0 + 0.6, T0 + 0.9))
+    assert [run.run for run in list_runs(state).runs] == [then, first]
+    assert latest_run(state) == then
+
+
 # --- naming a run ---------------------------------------------------------------------------------
 
 
