@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Collection
 from operator import attrgetter
 from pathlib import Path
 
@@ -25,14 +26,14 @@ from queue_core.errors import InvalidTaskError, QueueShutdownError, StateError, 
 from queue_core.failfast import FailFastMode
 from queue_core.isolated import WorktreeAgent
 from queue_core.machine import Limits
-from queue_core.statedir import ensure_private_dir
+from queue_core.statedir import ensure_private_dir, state_dir
 
 from . import github, junit, render, terminal
 from .config import (
     ConfigError,
 )
 from .estimates import History
-from .events import WAIT_SAMPLE_TASKS, RunEvents, open_copy
+from .events import WAIT_SAMPLE_TASKS, RunEvents, check_copy, open_copy
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
 from .history import CommandError, refused
 from .hooks import HookRunner, Hooks
@@ -101,7 +102,9 @@ def run(
         return refused(error)
     try:
         if junit_path is not None:
-            junit.check_path(junit_path)
+            junit.check_path(junit_path, state_dir(repo_root))
+        if events is not None:
+            check_copy(events, state_dir(repo_root))
         if resumed is None:
             source = BatchSource.read(task_texts, batch_file, repo_root, given)
         else:  # the flags given now win over the run's
@@ -125,6 +128,7 @@ def run(
         terminal.error(f"--events {events}: cannot write it ({exc.strerror or exc})")
         return EXIT_USAGE
     carried = planned.carried
+    actions = github.Actions.of(os.environ)
     journal = RunEvents(
         planned.run_id,
         log_dir(repo_root, planned.run_id),
@@ -132,13 +136,14 @@ def run(
         to_stdout=events == "-",
         batch=journal_batch(source, carried),
         resumes=None if carried is None else carried.resumes,
+        defuse=_defuser(actions, json_text=True),
     )
     outputs = Outputs(
         json_out,
         live and not json_out and events != "-",
         Notify(planned.repo_config.on_finish, repo_root) if notify else None,
         junit_path,
-        github.Actions.of(os.environ),
+        actions,
         planned.repo_config.hooks,
         journal,
     )
@@ -165,7 +170,7 @@ def _execute(planned: PlannedRun, out: Outputs, fail_fast: FailFastMode) -> int:
     repo_root, run_id, carried = planned.repo_root, planned.run_id, planned.carried
     json_out, journal, actions, notify = out.json_out, out.journal, out.actions, out.notify
     output: terminal.PlainEvents | terminal.LiveView
-    strays = StrayWrites(repo_root, planned.writes, run_id)
+    strays = StrayWrites(repo_root, planned.writes, run_id, ours=[journal.copy_path] if journal.copy_path else [])
     in_worktrees = {task_id for task_id, runner in runners.items() if isinstance(runner, WorktreeAgent)}
     try:
         # The output needs the queue and the queue its listeners: the lambdas look the output up late.
@@ -193,7 +198,7 @@ def _execute(planned: PlannedRun, out: Outputs, fail_fast: FailFastMode) -> int:
     output = (
         _live_view(queue, runners, tasks, machine.limits)
         if out.live
-        else terminal.PlainEvents(sys.stderr if json_out or journal.to_stdout else sys.stdout)
+        else terminal.PlainEvents(sys.stderr if json_out or journal.to_stdout else sys.stdout, _defuser(actions))
     )
     if carried is not None:
         output.note(carried.line())
@@ -220,7 +225,7 @@ def _execute(planned: PlannedRun, out: Outputs, fail_fast: FailFastMode) -> int:
         ends.warn_to(None)  # a hook's warning now would be lost in the closing output: held until it closed
         delivered = signals.finish(output.close)
         if delivered:  # else the output is stuck on a reader gone: stderr may be too
-            ends.warn_to(terminal.warning)
+            ends.warn_to(terminal.warning if actions is None else lambda text: terminal.warning(github.defuse(text)))
         wall = time.monotonic() - started
         outcomes = _outcomes(queue, tasks, strays)
         interrupted = signum is not None
@@ -230,6 +235,7 @@ def _execute(planned: PlannedRun, out: Outputs, fail_fast: FailFastMode) -> int:
         summary_of = functools.partial(_summary, outcomes, wall, run_id, repo_root, history, used, carried=carried)
         summary = summary_of(json_out=json_out, interrupted=interrupted)
         write = terminal.write_err if journal.to_stdout else terminal.write_out  # --events - has stdout
+        summary = summary if actions is None else github.defuse(summary, json_text=json_out)
         delivered = signals.finish(functools.partial(write, summary)) and delivered
         signum = signals.caught
         code = exit_code_for(signum) if signum is not None else EXIT_OK
@@ -258,6 +264,12 @@ def _execute(planned: PlannedRun, out: Outputs, fail_fast: FailFastMode) -> int:
                 ends.stop(signals.caught, wait=True)
                 code = exit_code_for(signals.caught)
     return code
+
+
+def _defuser(actions: github.Actions | None, *, json_text: bool = False) -> Callable[[str], str] | None:
+    """On GitHub Actions, what keeps an agent's words in a line of ours from being obeyed as a
+    workflow command (see github.defuse); None elsewhere."""
+    return None if actions is None else functools.partial(github.defuse, json_text=json_text)
 
 
 def _reports(
@@ -358,16 +370,18 @@ def _event(
     if found is not None and event.task_id not in in_worktrees:
         output.note(render.unclaimed_line(event, found))
     if actions is not None and isinstance(output, terminal.PlainEvents) and (text := actions.task_ended(event)):
-        output.note(text)
+        output.command(text)
     failed = history.event(event)
     if failed is not None:
         output.notice(failed)
     ends.task_ended(event)
 
 
-def _outcomes(queue: TaskQueue, tasks: list[AgentTask], strays: StrayWrites) -> list[render.SummaryRow]:
-    """Every task of the batch, as it ended; one that never got to the queue was cancelled."""
-    finished = {o.id: o for o in queue.outcomes()}
+def _outcomes(
+    queue: TaskQueue, tasks: list[AgentTask], strays: StrayWrites, ids: Collection[str] | None = None
+) -> list[render.SummaryRow]:
+    """Every task of the batch (or of ``ids``), as it ended; one that never got to the queue was cancelled."""
+    finished = {o.id: o for o in queue.outcomes(ids)}
     return [
         render.SummaryRow(
             finished.get(task.id) or _not_started(task),
@@ -375,6 +389,7 @@ def _outcomes(queue: TaskQueue, tasks: list[AgentTask], strays: StrayWrites) -> 
             getattr(task.execute_fn, "worktree", None),
         )
         for task in tasks
+        if ids is None or task.id in ids
     ]
 
 

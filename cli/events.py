@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import stat
 import sys
 import threading
 import time
@@ -26,8 +28,10 @@ from typing import Any
 from queue_core import AgentTask, TaskEvent, TaskOutcome
 from queue_core.journal import FINAL, NAME, JournalFile, encode, run_ended, run_started, task_line, waiting_line
 from queue_core.records import QueueStatus, WaitingTask
+from queue_core.statedir import is_inside
 
 from . import terminal
+from .config import ConfigError
 
 #: How often the waiting tasks' reasons are looked at, and how many of them (best-ranked first).
 WAIT_SAMPLE_S = 1.0
@@ -40,12 +44,62 @@ _TICKING = frozenset({"retry", "rate_limit", "machine", "need"})
 _WaitKey = tuple[int, str, str | None, str | None]
 
 
+def check_copy(target: str, state: Path) -> None:
+    """Raise ConfigError if ``--events TARGET`` is in the state directory ``state``: the file it
+    names (a log, a run's record, the registry) would be cut to nothing and written over."""
+    if target != "-" and is_inside(target, state):
+        inside = f"{target}: is inside the state directory {state}; write it elsewhere"
+        raise ConfigError("--events", None, None, inside)
+
+
 def open_copy(target: str) -> JournalFile | None:
     """Where ``--events TARGET`` goes: a file opened (truncated) now, or None for ``-`` (stdout).
     Raises OSError if it cannot be opened; a FIFO that nobody reads is refused at once (ENXIO)."""
     if target == "-":
         return None
-    return JournalFile.create(Path(target), private=False, on_error=_warn)
+    return _Copy.create(Path(target), private=False, on_error=_warn)
+
+
+class _Copy(JournalFile):
+    """The copy ``--events PATH`` writes. To a FIFO, a pipe or a device, whose reader may be slow
+    or stopped, it is written by a thread of its own, as stdout's lines are (terminal.PlainEvents):
+    a reader that does not read then holds up no task, nor a stop signal. :meth:`close` waits
+    for the lines still queued, however long the reader takes (a stop signal bounds the run's
+    end: see cli.signals). A regular file is written at once, as the journal is."""
+
+    def __init__(self, fd: int, name: str, on_error: Callable[[str], None] | None = None):
+        super().__init__(fd, name, on_error)
+        self._queued: queue.SimpleQueue[bytes | None] | None = None  # None: written at once
+        self._written = threading.Event()  # the queue's thread wrote its last line
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            self._queued = queue.SimpleQueue()
+            threading.Thread(target=self._write_queued, name="pm-events-copy", daemon=True).start()
+
+    def write_bytes(self, data: bytes) -> bool:
+        if self._queued is None:
+            return super().write_bytes(data)
+        self._queued.put(data)
+        return True
+
+    def close(self) -> None:
+        if self._queued is not None:
+            self._queued.put(None)
+            self._written.wait()
+        super().close()
+
+    def _write_queued(self) -> None:
+        """Write the lines queued, in order, until :meth:`close` queues None."""
+        assert self._queued is not None
+        while True:
+            parts = [self._queued.get()]
+            while not self._queued.empty():  # whatever queued meanwhile goes out in the same write
+                parts.append(self._queued.get())
+            data = b"".join(part for part in parts if part is not None)
+            if data:
+                super().write_bytes(data)
+            if None in parts:
+                self._written.set()
+                return
 
 
 class RunEvents:
@@ -66,6 +120,7 @@ class RunEvents:
         to_stdout: bool = False,
         batch: Mapping[str, Any] | None = None,
         resumes: str | None = None,
+        defuse: Callable[[str], str] | None = None,
     ):
         self.run_id = run_id
         #: More of the first line: what a resume needs under ``"batch"`` (see cli/resume.py).
@@ -73,7 +128,7 @@ class RunEvents:
         self._resumes = resumes
         self._log_dir = log_dir
         self._copy = copy
-        self._stdout = terminal.PlainEvents(sys.stdout) if to_stdout else None
+        self._stdout = terminal.PlainEvents(sys.stdout, defuse) if to_stdout else None  # defuse: on GitHub
         # _lock guards the files' order of lines, and everything below.
         self._lock = threading.Lock()
         self._journal: JournalFile | None = None
@@ -107,6 +162,11 @@ class RunEvents:
         """Sample the waits now, then every WAIT_SAMPLE_S until :meth:`end`."""
         self._sampler = threading.Thread(target=self._sample_loop, args=(status,), name="pm-journal", daemon=True)
         self._sampler.start()
+
+    @property
+    def copy_path(self) -> str | None:
+        """The file ``--events PATH`` writes, if it writes one: the run's own change, if in the repository."""
+        return None if self._copy is None else self._copy.name
 
     @property
     def to_stdout(self) -> bool:

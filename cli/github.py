@@ -37,6 +37,15 @@ def active(environ: Mapping[str, str]) -> bool:
     return environ.get("GITHUB_ACTIONS") == "true"
 
 
+def defuse(text: str, *, json_text: bool = False) -> str:
+    """``text`` (a line of ours that may quote an agent: an event line, the summary, ``--json``)
+    without the older form of a workflow command, ``##[command]data``, which GitHub's runner
+    obeys anywhere in a line (a command of the ``::command::`` form must start its line, which
+    our lines never leave to an agent). ``##[`` becomes ``## [``; in JSON (``json_text``), where
+    it can only be inside a string, ``#\\u0023[``: the same string to a JSON reader."""
+    return text.replace("##[", "#\\u0023[" if json_text else "## [")
+
+
 def escape_data(text: str) -> str:
     """``text`` as the message of a workflow command: one line, as GitHub's toolkit escapes it."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")

@@ -3,16 +3,15 @@ repository read back from its state directory (see queue_core.runfiles and queue
 
 Read-only, like ``status``: no lock taken, nothing written. A file that cannot be read is named
 in a warning and passed over. Exit codes: 0 shown; 1 no such run, task or log (or a log that
-was removed or replaced while followed); 2 bad input (a run or task id that is a path, a run
-named by a part of its id that several runs have); 130 and such: ended by a signal; 141 the
-reader went away.
+was removed or replaced while followed, or output that could not be written: a full disk); 2
+bad input (a run or task id that is a path, a run named by a part of its id that several runs
+have); 130 and such: ended by a signal; 141 the reader went away.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -48,12 +47,10 @@ def history(repo: Path | None, *, limit: int, json_out: bool) -> int:
         terminal.warning(warning)
     runs = found.runs
     if json_out:
-        terminal.out(json.dumps([run.to_json(tasks=False) for run in runs], indent=2))
-    elif not runs:
-        terminal.out(f"No runs recorded in {root}.")
-    else:
-        terminal.out(history_text(runs, width=_width()))
-    return EXIT_OK
+        return terminal.print_result(json.dumps([run.to_json(tasks=False) for run in runs], indent=2))
+    if not runs:
+        return terminal.print_result(f"No runs recorded in {root}.")
+    return terminal.print_result(history_text(runs, width=_width()))
 
 
 def show(repo: Path | None, run_text: str | None, *, json_out: bool) -> int:
@@ -73,11 +70,9 @@ def show(repo: Path | None, run_text: str | None, *, json_out: bool) -> int:
     if json_out:
         data = summary.to_json()
         data["logs"] = str(logs) if logs.is_dir() else None
-        terminal.out(json.dumps(data, indent=2))
-    else:
-        shown = f"{logs}{os.sep}" if logs.is_dir() else None
-        terminal.out(show_text(summary, shown, width=_width()))
-    return EXIT_OK
+        return terminal.print_result(json.dumps(data, indent=2))
+    shown = f"{logs}{os.sep}" if logs.is_dir() else None
+    return terminal.print_result(show_text(summary, shown, width=_width()))
 
 
 def logs(repo: Path | None, task: str | None, *, run_text: str | None, follow: bool, tail: int | None) -> int:
@@ -157,8 +152,7 @@ def _list_logs(directory: Path, run: str) -> int:
     except OSError as exc:
         raise CommandError(EXIT_FAILED, f"{folder}: cannot be read ({exc.strerror or exc})") from None
     statuses = {task.id: task.status for task in _summary_or_none(directory, run).tasks}
-    terminal.out(logs_text(f"{folder}{os.sep}", found, statuses, width=_width()))
-    return EXIT_OK
+    return terminal.print_result(logs_text(f"{folder}{os.sep}", found, statuses, width=_width()))
 
 
 def _summary_or_none(directory: Path, run: str) -> RunSummary:
@@ -197,8 +191,8 @@ def _copy(fd: int, start: int, end: int) -> int | None:
         chunk = os.pread(fd, min(1 << 16, end - start), start)
         if not chunk:
             return None  # cut shorter meanwhile
-        if not terminal.write_bytes(chunk):
-            return exit_code_for(signal.SIGPIPE)
+        if (code := terminal.write_bytes(chunk)) is not None:
+            return code
         start += len(chunk)
     return None
 
@@ -211,8 +205,8 @@ def _follow(follower: LogFollower) -> int:
                 step = follower.step()
             except OSError as exc:
                 raise CommandError(EXIT_FAILED, f"{follower.path}: {exc.strerror or exc}; not followed") from None
-            if step.data and not terminal.write_bytes(step.data):
-                return exit_code_for(signal.SIGPIPE)
+            if step.data and (code := terminal.write_bytes(step.data)) is not None:
+                return code
             if step.end is not None:
                 return _ended(follower, step.end)
             if not step.more and (signum := signals.wait(FOLLOW_INTERVAL_S)) is not None:

@@ -158,18 +158,16 @@ class HookRunner:
         repo: Path,
         run_id: str,
         runners: Mapping[str, SubprocessAgent],
-        rows: Callable[[], list[SummaryRow]],
+        rows: Callable[[Collection[str]], list[SummaryRow]],
         estimates: Mapping[str, float],
         warn: Warn,
     ) -> HookRunner:
         """The runner of the run ``run_id``'s ``hooks``: each task's with the environment of its
-        agent (its runner), and its --json object made from ``rows`` (the run's tasks, as they
-        ended or not) and ``estimates`` (seconds by task id)."""
+        agent (its runner), and its --json object made from ``rows`` (of the tasks named, as they
+        ended: those alone, not the whole batch at each end) and ``estimates`` (seconds by task id)."""
 
         def describe(ids: Collection[str]) -> dict[str, dict[str, Any]]:
-            return {
-                row.outcome.id: task_json(row, estimates.get(row.outcome.id)) for row in rows() if row.outcome.id in ids
-            }
+            return {row.outcome.id: task_json(row, estimates.get(row.outcome.id)) for row in rows(ids)}
 
         return cls(hooks, repo, run_id, {t: r.env for t, r in runners.items()}, describe, warn)
 

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from queue_core import TaskState
+from queue_core.statedir import is_inside
 
 from .config import ConfigError
 from .logtail import Tail, clean, read_tail
@@ -139,11 +140,14 @@ def _seconds(seconds: float) -> str:
     return f"{max(0.0, seconds):.3f}"
 
 
-def check_path(path: Path) -> None:
+def check_path(path: Path, state: Path | None = None) -> None:
     """Raise ConfigError unless a report can be written at ``path``: in an existing directory
-    where a file can be created, and not itself a directory. Checked before the run, so that a
-    typo costs nothing; the directory is left as it was."""
-    directory = path.parent
+    where a file can be created, and not itself a directory, nor in the state directory
+    ``state`` (whose file it would replace: a log, a run's record, the registry). Checked before
+    the run, so that a typo costs nothing; the directory is left as it was."""
+    if state is not None and is_inside(path, state):
+        raise ConfigError("--junit", None, None, f"{path}: is inside the state directory {state}; write it elsewhere")
+    directory = Path(os.path.realpath(path)).parent  # a symlink's file is written: see write
     problem = None
     if path.is_dir():
         problem = "is a directory"
@@ -171,11 +175,11 @@ def write(
 ) -> str | None:
     """Write the run's report (see :func:`report_xml`) to ``path``, each task's log tail read
     now; None if written, else what went wrong, naming the path (a report not written leaves
-    ``path`` as it was)."""
+    ``path`` as it was). A symlink's file is replaced, the link kept: it may be where CI looks."""
     tails = {row.outcome.id: tail for row in rows if (tail := read_tail(row.outcome.log)) is not None}
     data = report_xml(run_id, rows, started_at=started_at, wall_s=wall_s, tails=tails, interrupted=interrupted)
     try:
-        replace_file(path, data)
+        replace_file(Path(os.path.realpath(path)), data)
     except OSError as exc:
         return f"--junit: cannot write {path}: {exc.strerror or exc}"
     return None

@@ -27,6 +27,7 @@ from queue_core.machine_rule import AutoParallel
 from queue_core.records import FAILED_STATES
 from queue_core.reports import AgentReport
 from queue_core.retention import RetentionReport
+from queue_core.task import ended_error
 from queue_core.waits import seconds_text
 from queue_core.worktree_leftovers import Leftover, Swept
 from queue_core.worktree_pool import PoolRemoval
@@ -67,8 +68,9 @@ class SummaryRow:
 
     @property
     def error(self) -> str | None:
-        """Why it did not succeed, for --json: in the agent's own words where it reported an error."""
-        return None if self.reason is None else self.report.error or self.reason
+        """Why it did not succeed, for --json: in the agent's own words where it reported an error
+        (but for a task skipped or cancelled: see queue_core.task.ended_error)."""
+        return None if self.reason is None else ended_error(self.outcome.status, self.reason, self.report.error)
 
     def to_json(self) -> dict[str, Any]:
         o = self.outcome

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import logging
 import os
 import queue
 import shutil
+import signal
 import sys
 import termios
 import threading
@@ -39,6 +41,34 @@ def out(text: str) -> bool:
         _let_go(sys.stdout.fileno())
         return False
     return True
+
+
+def print_result(text: str) -> int:
+    """Print ``text``, a command's whole result, and a newline on stdout; the command's exit
+    code: 0 if delivered, 141 (as for SIGPIPE) if the reader went away (``| head``), 1 if it
+    could not be written (a full disk), said on stderr: a script must not take a result cut
+    short, or none, for the whole. Either way stdout then points at /dev/null."""
+    fd = fileno(sys.stdout)
+    try:
+        if fd is None:  # a test's captured output
+            print(text, flush=True)
+            return 0
+        data = f"{text}\n".encode(sys.stdout.encoding or "utf-8", "replace")
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError as exc:
+        return _undelivered(fd, exc)
+    return 0
+
+
+def _undelivered(fd: int | None, exc: OSError) -> int:
+    """The exit code of a command whose output ``exc`` stopped (see print_result); stdout let go."""
+    if fd is not None:
+        _let_go(fd)
+    if exc.errno == errno.EPIPE:
+        return 128 + signal.SIGPIPE
+    error(f"cannot write the output: {exc.strerror or exc}")
+    return 1
 
 
 def width() -> int:
@@ -78,22 +108,21 @@ def write_err(text: str) -> bool:
     return _write(sys.stderr, fileno(sys.stderr), f"{text}\n")
 
 
-def write_bytes(data: bytes) -> bool:
-    """Write ``data`` on stdout as it is (an agent's log: any bytes, any encoding); False if
-    stdout is gone, which then points at /dev/null (see :func:`_let_go`)."""
+def write_bytes(data: bytes) -> int | None:
+    """Write ``data`` on stdout as it is (an agent's log: any bytes, any encoding); None if
+    written, else the command's exit code, as :func:`print_result` gives it (141: the reader
+    went away; 1: it could not be written, said on stderr). stdout then points at /dev/null."""
     fd = fileno(sys.stdout)
     try:
         if fd is None:  # a test's captured output
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
-            return True
+            return None
         while data:
             data = data[os.write(fd, data) :]
-    except OSError:
-        if fd is not None:
-            _let_go(fd)
-        return False
-    return True
+    except OSError as exc:
+        return _undelivered(fd, exc)
+    return None
 
 
 def _let_go(fd: int) -> None:
@@ -170,10 +199,14 @@ class PlainEvents:
     The queue's workers only stamp and enqueue a line; a thread of its own writes the lines
     (in order, flushed), so a slow reader of the output, such as a CI log pipe, never holds
     up a task. Use it as a context manager: leaving it writes every line still queued.
+
+    ``defuse``, if given, is applied to every line but those of :meth:`command`: on GitHub
+    Actions, it keeps an agent's words in a line from being read as a workflow command.
     """
 
-    def __init__(self, out: TextIO | None = None):
+    def __init__(self, out: TextIO | None = None, defuse: Callable[[str], str] | None = None):
         self._out = out or sys.stdout
+        self._defuse = defuse
         self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_lines, name="project-manager-output", daemon=True)
 
@@ -191,13 +224,17 @@ class PlainEvents:
             self._writer.join()
 
     def event(self, event: TaskEvent) -> None:
-        self._lines.put(event_line(event))
+        self.note(event_line(event))
 
     def note(self, text: str) -> None:
-        self._lines.put(text)
+        self._lines.put(text if self._defuse is None else self._defuse(text))
 
     def notice(self, text: str) -> None:
-        self._lines.put(notice_line(text))
+        self.note(notice_line(text))
+
+    def command(self, text: str) -> None:
+        """Queue ``text`` as it is: our own workflow commands (cli/github.py), which must be obeyed."""
+        self._lines.put(text)
 
     def _write_lines(self) -> None:
         fd = fileno(self._out)

@@ -51,8 +51,7 @@ def run(repo: Path | None, run_text: str | None, *, output: str | None) -> int:
     picture = layout(journal)
     page = html_page(picture)
     if output == "-":
-        terminal.write_out(page.rstrip("\n"))
-        return EXIT_OK
+        return terminal.print_result(page.rstrip("\n"))
     try:
         target = explicit or _checked_target(f"timeline-{run_id}.html", state)
         replace_file(target, page.encode("utf-8"))

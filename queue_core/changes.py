@@ -357,7 +357,8 @@ class StrayWrites:
     "retrying" or terminal event), shared with other tasks' starts and ends that come while one
     is taken (:class:`SharedSnapshots`). With ``run``, this run's id, tasks of other runs that
     hold claims in the repository's registry at either moment count as running beside it too,
-    named ``<run>/<task>``.
+    named ``<run>/<task>``. ``ours`` are files the run itself writes while tasks run (its
+    ``--events`` copy): where they lie in the working tree, no task changed them.
 
     If git fails (not a repository, git missing), nothing is reported from then on, and it is
     logged once (logger ``queue_core``, a warning); the run goes on. ``clocks`` are its git
@@ -371,8 +372,10 @@ class StrayWrites:
         run: str | None = None,
         *,
         clocks: Clocks = REAL,
+        ours: Iterable[str | os.PathLike[str]] = (),
     ):
         self.repo = Path(repo).resolve()
+        self._ours = {Path(os.path.relpath(own, self.repo)).as_posix() for own in map(os.path.realpath, ours)}
         self._writes = {task: tuple(claims) for task, claims in writes.items()}
         self._run = run
         state = state_dir(self.repo)
@@ -441,7 +444,7 @@ class StrayWrites:
             self._fail(str(exc))
             return self._record(task, None)
         claims = [c for name in (task, *beside) for c in self._writes.get(name, ())]
-        paths = [p for p in uncovered(changed, claims) if not self._is_state(p)]
+        paths = [p for p in uncovered(changed, claims) if not self._is_state(p) and p not in self._ours]
         if paths:  # only now are other runs' holds worth reading
             others = self._other_runs(window.registry)
             paths = uncovered(paths, [c for held in others.values() for c in held])

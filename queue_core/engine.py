@@ -33,7 +33,7 @@ import logging
 import math
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, ParamSpec, TypeVar
 
@@ -254,9 +254,11 @@ class Engine:
         with self.lock:
             return self.snapshot(waiting_limit)
 
-    def outcomes(self) -> list[TaskOutcome]:
-        """How each finished task ended; with what an agent command reported (lock held)."""
-        return [outcome(e) for e in self.sched.entries() if e.state.is_terminal]
+    def outcomes(self, ids: Collection[str] | None = None) -> list[TaskOutcome]:
+        """How each finished task ended (of ``ids`` alone, if given: unknown ones passed over);
+        with what an agent command reported (lock held)."""
+        entries = self.sched.entries() if ids is None else _entries_of(self.sched, ids)
+        return [outcome(e) for e in entries if e.state.is_terminal]
 
     # --- what the sync reads (lock held) ------------------------------------------------------
 
@@ -599,3 +601,12 @@ def _time_out(fn: Stoppable, reason: str) -> None:
 
 def _succeeded(entry: TaskEntry, error: BaseException | None) -> bool:
     return error is None and not entry.timed_out
+
+
+def _entries_of(sched: Scheduler, ids: Collection[str]) -> list[TaskEntry]:
+    """The entries of the tasks ``ids`` names that ``sched`` has, in that order."""
+    found = []
+    for task_id in ids:
+        with contextlib.suppress(KeyError):  # a task this queue never had
+            found.append(sched.entry(task_id))
+    return found

@@ -45,7 +45,7 @@ from typing import Any
 
 from .claims import claim_texts
 from .results import TaskEvent
-from .task import AgentTask, TaskState
+from .task import AgentTask, TaskState, ended_error
 
 __all__ = [
     "FINAL",
@@ -124,7 +124,7 @@ def task_line(run: str, time: float, event: TaskEvent) -> dict[str, Any]:
             total_s=event.total_s,
             cost_usd=None if report is None else report.cost_usd,
             tokens=None if report is None else report.tokens,
-            error=None if event.kind == TaskState.SUCCEEDED.value else error,
+            error=ended_error(TaskState(event.kind), event.error, None if report is None else report.error),
         )
     return line
 

@@ -27,7 +27,7 @@ import os
 import random
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, Literal
@@ -268,12 +268,14 @@ class TaskQueue:
         """
         return self._engine.status(waiting_limit)
 
-    def outcomes(self) -> list[TaskOutcome]:
+    def outcomes(self, ids: Collection[str] | None = None) -> list[TaskOutcome]:
         """How every finished task ended, in submission order: its description, outcome,
         attempts, last attempt's duration and error, and for an agent command its exit code,
-        log and report (see :class:`TaskOutcome`)."""
+        log and report (see :class:`TaskOutcome`). With ``ids``, only those of these tasks that
+        finished, in their order: a listener that asks as each task ends costs the queue the
+        tasks it asks for, not all of them."""
         with self._engine.lock:
-            return self._engine.outcomes()
+            return self._engine.outcomes(ids)
 
     def __enter__(self) -> TaskQueue:
         return self

@@ -299,13 +299,15 @@ def run_summary(
     directory: Path, run: str, *, clocks: Clocks = REAL, stale_after: float = STALE_AFTER_S
 ) -> tuple[RunSummary, tuple[str, ...]]:
     """``run`` (its exact id) as its files tell it, its journal read too, and what could not be
-    read. Raises InvalidArgumentError for an id that is a path, RunNotFoundError if it left nothing."""
+    read. Raises InvalidArgumentError for an id that is a path, RunNotFoundError if it left
+    nothing, or nothing that can be read (its message then says why)."""
     check_run_id(run)
     files = _scan(directory, []).get(run)  # what is wrong with other runs' files is not this run's
     warnings: list[str] = []
     summary = None if files is None else _summary(files, directory, clocks, stale_after, warnings, journal=True)
-    if summary is None:
-        raise RunNotFoundError(run)
+    if summary is None:  # what it left cannot be read: say why, not that it left nothing
+        why = "; ".join(warning.removesuffix("; skipped") for warning in warnings)
+        raise RunNotFoundError(run, why and f"run {run!r} left nothing that can be read: {why}")
     return summary, tuple(warnings)
 
 

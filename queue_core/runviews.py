@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .records import MergeOutcome, RunHistory, RunRecord, TaskOutcome
-from .task import TaskState
+from .task import TaskState, ended_error
 
 __all__ = ["RUN_STATES", "RunList", "RunSummary", "TaskSummary", "from_history", "from_journal", "from_record", "stamp"]
 
@@ -57,9 +57,7 @@ class TaskSummary:
     @classmethod
     def of_outcome(cls, outcome: TaskOutcome) -> TaskSummary:
         report = outcome.report
-        error = None
-        if outcome.status is not TaskState.SUCCEEDED:
-            error = (None if report is None else report.error) or outcome.reason
+        error = ended_error(outcome.status, outcome.reason, None if report is None else report.error)
         return cls(
             outcome.id,
             outcome.agent,

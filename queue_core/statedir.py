@@ -32,6 +32,7 @@ __all__ = [
     "describe_entry",
     "encode_json",
     "ensure_private_dir",
+    "is_inside",
     "list_dir",
     "locate",
     "make_state_dir",
@@ -61,6 +62,12 @@ def locate(repo: Path) -> Path:
 def state_dir(repo: str | os.PathLike[str]) -> Path:
     """The state directory of the repository at ``repo``, any path to it."""
     return locate(Path(repo).resolve())
+
+
+def is_inside(path: str | os.PathLike[str], state: Path) -> bool:
+    """Whether ``path``, its symlinks resolved, is in the state directory ``state``: a file there
+    is the registry, a run's log, journal or record, never a place for a user's output file."""
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(state))
 
 
 def work_tree_top(repo: Path) -> Path | None:

@@ -17,7 +17,16 @@ from .claims import Claim
 from .errors import InvalidClaimError, InvalidTaskError, InvalidTaskIdError
 from .pools import task_pools
 
-__all__ = ["AgentTask", "Logged", "Stoppable", "Supervised", "TaskState", "check_task_id", "is_supervised"]
+__all__ = [
+    "AgentTask",
+    "Logged",
+    "Stoppable",
+    "Supervised",
+    "TaskState",
+    "check_task_id",
+    "ended_error",
+    "is_supervised",
+]
 
 
 class TaskState(enum.Enum):
@@ -42,6 +51,18 @@ class TaskState(enum.Enum):
 
 
 _ACTIVE = (TaskState.PENDING, TaskState.QUEUED, TaskState.RETRY_WAIT, TaskState.RUNNING)
+
+
+def ended_error(state: TaskState, reason: str | None, reported: str | None) -> str | None:
+    """Why a task that ended in ``state`` did not succeed, as --json, the journal, ``show`` and
+    the reports say it: the error its agent ``reported``, in its own words, else ``reason``;
+    for a task skipped or cancelled, ``reason`` (why it was): an error an earlier attempt
+    reported is not why it ended so. None for a task that succeeded."""
+    if state is TaskState.SUCCEEDED:
+        return None
+    if state in (TaskState.SKIPPED, TaskState.CANCELLED):
+        return reason or reported
+    return reported or reason
 
 
 @runtime_checkable
