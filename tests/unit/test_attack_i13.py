@@ -48,47 +48,6 @@ def agent(repo: Path, task: str, script: str, files: tuple[str, ...], retries: i
     return AgentTask("dev", f"do {task}", list(files), runner, id=task, timeout=WAIT, retries=retries)
 
 
-def test_a_timeout_whose_stop_ends_the_setup_before_it_returns_does_not_stop_the_retry(
-    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Before: stop() killed the setup first and set the agent's own stop flag last; the attempt
-    could end in between (its end clears the flags), so the flag outlived it and the retry
-    ended at once "killed by signal 15" (seen under load). Here the attempt's end is made to
-    come in between: the flags must be set before anything is stopped."""
-    mark = tmp_path / "setup-hung-once"
-    task = agent(repo, "A", "echo more >> a.txt", ("a.txt",), retries=1)
-    runner = task.execute_fn
-    assert isinstance(runner, WorktreeAgent)
-    assert runner.plan is not None
-    hang_once = f'test -e "{mark}" || {{ touch "{mark}"; exec sleep {WAIT * 3}; }}'
-    runner.plan = replace(runner.plan, setup=(("sh", "-c", hang_once),))
-    task.retry_delay = 0.0
-    attempt_ended = threading.Event()
-    real_attempt = WorktreeAgent._attempt
-
-    def attempt(self: WorktreeAgent, plan: WorktreePlan) -> int:
-        try:
-            return real_attempt(self, plan)
-        finally:
-            attempt_ended.set()
-
-    real_stop = isolated.Setup.stop
-
-    def stop_then_wait_for_the_attempt_to_end(self: Any) -> None:
-        real_stop(self)
-        attempt_ended.wait(WAIT)
-
-    monkeypatch.setattr(WorktreeAgent, "_attempt", attempt)
-    monkeypatch.setattr(isolated.Setup, "stop", stop_then_wait_for_the_attempt_to_end)
-    clock = Clock()
-    with TaskQueue(1, repo=repo, clock=clock) as queue:
-        future = queue.submit_task(task)
-        eventually("the first setup to hang", mark.exists)
-        clock.time_out(queue)
-        assert future.result(timeout=WAIT) == 0
-    assert git(repo, "show", "HEAD:a.txt") == "base a\nmore\n"
-
-
 def test_a_nested_repository_the_agent_made_is_never_merged(repo: Path) -> None:
     wt = create(repo, RUN, "nest", git(repo, "rev-parse", "HEAD").strip())
     inner = wt.path / "sub" / "inner"
@@ -191,7 +150,8 @@ class Clock:
             engine.timer.wake()
 
 
-def test_a_retry_after_a_timeout_in_the_setup_runs_its_agent(repo: Path, tmp_path: Path) -> None:
+def _time_out_a_hung_setup_then_retry(repo: Path, tmp_path: Path) -> None:
+    """A worktree task whose first setup hangs times out; its retry must run its agent, merged."""
     mark = tmp_path / "setup-hung-once"
     task = agent(repo, "A", "echo more >> a.txt", ("a.txt",), retries=1)
     runner = task.execute_fn
@@ -207,6 +167,37 @@ def test_a_retry_after_a_timeout_in_the_setup_runs_its_agent(repo: Path, tmp_pat
         clock.time_out(queue)
         assert future.result(timeout=WAIT) == 0  # the stop was the first attempt's, not the retry's
     assert git(repo, "show", "HEAD:a.txt") == "base a\nmore\n"
+
+
+def test_a_retry_after_a_timeout_in_the_setup_runs_its_agent(repo: Path, tmp_path: Path) -> None:
+    _time_out_a_hung_setup_then_retry(repo, tmp_path)
+
+
+def test_a_timeout_whose_stop_ends_the_setup_before_it_returns_does_not_stop_the_retry(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: stop() killed the setup first and set the agent's own stop flag last; the attempt
+    could end in between (its end clears the flags), so the flag outlived it and the retry
+    ended at once "killed by signal 15" (seen under load). Here the attempt's end is made to
+    come in between: the flags must be set before anything is stopped."""
+    attempt_ended = threading.Event()
+    real_attempt = WorktreeAgent._attempt
+
+    def attempt(self: WorktreeAgent, plan: WorktreePlan) -> int:
+        try:
+            return real_attempt(self, plan)
+        finally:
+            attempt_ended.set()
+
+    real_stop = isolated.Setup.stop
+
+    def stop_then_wait_for_the_attempt_to_end(self: Any) -> None:
+        real_stop(self)
+        attempt_ended.wait(WAIT)
+
+    monkeypatch.setattr(WorktreeAgent, "_attempt", attempt)
+    monkeypatch.setattr(isolated.Setup, "stop", stop_then_wait_for_the_attempt_to_end)
+    _time_out_a_hung_setup_then_retry(repo, tmp_path)
 
 
 def test_a_timeout_during_the_merge_never_merges_the_task_twice(repo: Path) -> None:
