@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,11 @@ from queue_core.engine import Engine, _live_engines
 from queue_core.errors import InvalidTaskError, MachineBusyError
 from queue_core.machine import GIB, Limits, MachineSampler, Reading
 from queue_core.machine_rule import AutoParallel, MachineRule
-from queue_core.scheduler import Scheduler, TaskEntry
+from queue_core.scheduler import Scheduler
 
 from ..conftest import WAIT
 from .test_engine import Alarm, Clock, Handed
+from .test_scheduler_slots import ids
 
 CORES = 4
 TOTAL = 16 * GIB
@@ -33,10 +33,6 @@ def reading(cpu: float | None = 10.0, memory: float = 50.0) -> Reading:
 def task(tid: str, **kw: Any) -> AgentTask:
     """A task of its own agent and file: only the machine and max_parallel may stop it."""
     return AgentTask(f"agent-{tid}", f"do {tid}", [f"{tid}.py"], lambda: None, id=tid, **kw)
-
-
-def ids(entries: Iterable[TaskEntry]) -> list[str]:
-    return [e.id for e in entries]
 
 
 def reason(sched: Scheduler, tid: str) -> str:

@@ -4,18 +4,18 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from queue_core import TaskQueue
-from queue_core.claims import Access, Claim
 from queue_core.errors import InvalidArgumentError, InvalidTaskError, PoolFullError
-from queue_core.scheduler import Scheduler, TaskEntry
+from queue_core.scheduler import Scheduler
 from queue_core.task import AgentTask, TaskState
 
 from ..conftest import WAIT, Gate, wait_for
+from .test_scheduler_slots import claims, ids, reason
 
 
 def _noop() -> None:
@@ -31,18 +31,6 @@ def task(
 
 def make(pools: Mapping[str, int], max_parallel: int = 8, max_bypass: int = 4) -> Scheduler:
     return Scheduler(max_parallel, rng=random.Random(0), max_bypass=max_bypass, pools=pools)
-
-
-def ids(entries: Iterable[TaskEntry]) -> list[str]:
-    return [e.id for e in entries]
-
-
-def reason(sched: Scheduler, tid: str) -> str:
-    return str(sched.wait_reason(sched.entry(tid)))
-
-
-def claims(path: str) -> tuple[tuple[Claim, Access], ...]:
-    return ((Claim.parse(path), Access.WRITE),)
 
 
 # --- what a task and a queue accept ---------------------------------------------------------------
