@@ -92,7 +92,7 @@ class PlannedRun:
     def keep_runs(self) -> int:
         return self.batch.keep_runs or DEFAULT_KEEP_RUNS
 
-    @property
+    @functools.cached_property
     def writes(self) -> dict[str, tuple[Claim, ...]]:
         """Each task's write claims as held: owned paths for none, symlinks resolved."""
         return {t.id: self.plan.entry(t.id).writes for t in self.tasks}
