@@ -145,7 +145,7 @@ def test_a_slow_task_end_hook_holds_up_no_task(tmp_path: Path) -> None:
         "if os.environ['PM_TASK_ID'] == 't1':\n"
         f"    deadline = time.monotonic() + {WAIT / 2}\n"
         "    while not os.path.exists('t2-ran') and time.monotonic() < deadline:\n"
-        "        time.sleep(0.01)\n"
+        "        time.sleep(0.01)  # another process's file: a bounded poll on its existence\n"
         f"    open({str(tmp_path / 'out' / 'saw')!r}, 'w').write(str(os.path.exists('t2-ran')))\n"
     )
     repo = _repo(tmp_path, {"task_end": [[sys.executable, "-c", waits]]})
