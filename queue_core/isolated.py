@@ -42,7 +42,7 @@ from .runner import SubprocessAgent
 from .taskrefs import keep, refs_of
 from .worktree_pool import Lease, take
 from .worktree_setup import Setup
-from .worktrees import GIT, Worktree, check_claims, commit_message, copy_included, create, finish, remove
+from .worktrees import GIT, Removal, Worktree, check_claims, commit_message, copy_included, create, finish, remove
 
 __all__ = ["WorktreeAgent", "WorktreePlan", "WorktreeReport"]
 
@@ -205,7 +205,7 @@ class WorktreeAgent(SubprocessAgent):
                 stopped = self._stopped
             if stopped:  # the task's timeout or a cancel: the queue says which
                 raise
-            report.merge, report.reason = "blocked", _failure(MergeResult(MergeStatus.BLOCKED, str(exc)), tree)
+            report.merge, report.reason = "blocked", self._failure(MergeResult(MergeStatus.BLOCKED, str(exc)), tree)
             self.note(f"not merged: {report.reason}")
             raise MergeBackError("blocked", report.reason) from exc
         finally:
@@ -232,17 +232,27 @@ class WorktreeAgent(SubprocessAgent):
             merged = result.status is MergeStatus.MERGED
             kept_at = self._keep_for_review(tree, tip, report) if merged else None
             try:
-                if lease is None:
-                    removal = remove(tree, delete_branch=merged, kept_at=kept_at, git=self._git)
-                else:
-                    removal = lease.give_back(delete_branch=merged, keep=plan.pool, kept_at=kept_at)
+                removal = self._tidy(tree, merged, kept_at, lease, plan)
             except QueueError as exc:
                 report.reason = f"{report.reason}; its worktree {tree.path} is kept: {exc}"
             else:
                 if removal.kept_because is not None:
                     report.reason = f"{report.reason}; its branch {tree.branch} is kept: {removal.kept_because}"
         else:
-            raise MergeBackError(result.status.value, _failure(result, tree), result.conflicts or result.blocking)
+            raise MergeBackError(result.status.value, self._failure(result, tree), result.conflicts or result.blocking)
+
+    def _tidy(
+        self, tree: Worktree, merged: bool, kept_at: str | None, lease: Lease | None, plan: WorktreePlan
+    ) -> Removal:
+        """Once its work is in: remove the worktree (or give it back to the pool), and the branch
+        if ``merged``."""
+        if lease is None:
+            return remove(tree, delete_branch=merged, kept_at=kept_at, git=self._git)
+        return lease.give_back(delete_branch=merged, keep=plan.pool, kept_at=kept_at)
+
+    def _failure(self, result: MergeResult, tree: Worktree) -> str:
+        """Why the merge failed, and what is kept to see."""
+        return f"{result.reason}; its branch {tree.branch} and worktree {tree.path} are kept"
 
     def _keep_for_review(self, tree: Worktree, tip: str, report: WorktreeReport) -> str | None:
         """The merged branch's hidden refs (:mod:`queue_core.taskrefs`), for ``diff`` once the branch
@@ -282,10 +292,6 @@ class WorktreeAgent(SubprocessAgent):
             lock.interrupt()
         if process is not None:
             process.stop()
-
-
-def _failure(result: MergeResult, tree: Worktree) -> str:
-    return f"{result.reason}; its branch {tree.branch} and worktree {tree.path} are kept"
 
 
 def _merge_message(plan: WorktreePlan, branch: str) -> str:

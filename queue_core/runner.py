@@ -180,9 +180,17 @@ class SubprocessAgent:
         finally:
             with self._lock:
                 self._stopping = False  # a stop was for this attempt: a retry starts afresh
-        self._exit_code = code
+        report = None
         if self.report_format is not None:
-            self.report = read_report(self.log, self.report_format, start=start, failed=code != 0).after(self.report)
+            report = read_report(self.log, self.report_format, start=start, failed=code != 0)
+        return self._judge(code, report)
+
+    def _judge(self, code: int, report: AgentReport | None) -> int:
+        """Keep the attempt's exit code and ``report`` (what its log says, if it is read); return
+        the code if the attempt succeeded, else raise what its failure is."""
+        self._exit_code = code
+        if report is not None:
+            self.report = report.after(self.report)
             if self.report.rate_limited:  # a stopped attempt ends cancelled or timed out whatever it says
                 what = f"the agent was rate-limited: {self.report.error or 'no message'}"
                 raise RateLimitedError(what, self.report.retry_after)

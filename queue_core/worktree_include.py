@@ -24,9 +24,11 @@ uncommitted ``.gitignore`` may be what ignores them): those are removed again, s
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import stat
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ from .changes import GitCalls
 from .errors import NotRegularFileError, WorktreeError
 from .statedir import read_regular
 
-__all__ = ["INCLUDE_FILE", "Included", "copy_included"]
+__all__ = ["INCLUDE_FILE", "Included", "copy_included", "drop_unignored", "pack_included"]
 
 INCLUDE_FILE = ".worktreeinclude"
 _CHUNK = 1 << 20
@@ -63,28 +65,51 @@ def copy_included(
     Raises WorktreeError if ``.worktreeinclude`` is not a regular file, GitError if git fails. A
     file that cannot be copied is skipped, with the reason, not raised: the task may not need it.
     """
-    top, dest = Path(repo), Path(worktree)
+    dest = Path(worktree)
+    copied, skipped = _copy_all(Path(repo), dest, git, _Tracked(dest, git) if replace else None)
+    if copied:
+        drop_unignored(dest, copied, skipped, git)
+    return Included(tuple(copied), tuple(skipped))
+
+
+def pack_included(repo: str | os.PathLike[str], *, git: GitCalls) -> tuple[bytes, Included]:
+    """The files :func:`copy_included` would copy, as an uncompressed tar (b"" if none), for a
+    worktree on another machine (:mod:`queue_core.cluster_worker` unpacks it, never over a file
+    the worktree has, and drops what git would not ignore there). Raises as copy_included does."""
+    with tempfile.TemporaryDirectory(prefix="pm-include-") as staging:
+        copied, skipped = _copy_all(Path(repo), Path(staging), git, None)
+        if not copied:
+            return b"", Included((), tuple(skipped))
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w:") as tar:
+            for path in copied:
+                tar.add(os.path.join(staging, path), arcname=path, recursive=False)
+        return out.getvalue(), Included(tuple(copied), tuple(skipped))
+
+
+def _copy_all(
+    top: Path, dest: Path, git: GitCalls, tracked: _Tracked | None
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Copy from ``top`` to ``dest`` what ``.worktreeinclude`` names and git ignores: the paths
+    copied, and those skipped with the reason."""
     try:
         patterns = read_regular(top / INCLUDE_FILE)  # never a symlink, never a FIFO's wait
     except (NotRegularFileError, OSError) as exc:
         raise WorktreeError(f"{top / INCLUDE_FILE}: cannot be read as a file of patterns: {exc}") from exc
     if patterns is None:
-        return Included()
+        return [], []
     wanted = _matching(top, patterns, git)
     ignored = _split(git(top, "git", "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"))
     copied: list[str] = []
     skipped: list[tuple[str, str]] = []
     real_top = os.path.realpath(top)
-    tracked = _Tracked(dest, git) if replace else None
     for path in wanted:
         why = "git does not ignore it" if not _under(path, ignored) else _copy(real_top, top, dest, path, tracked)
         if why is None:
             copied.append(path)
         else:
             skipped.append((path, why))
-    if copied:
-        _drop_unignored(dest, copied, skipped, git)
-    return Included(tuple(copied), tuple(skipped))
+    return copied, skipped
 
 
 def _matching(top: Path, patterns: bytes, git: GitCalls) -> list[str]:
@@ -230,7 +255,7 @@ def _copy_file(source: Path, name: str, parent: int, st: os.stat_result) -> None
         os.close(src)
 
 
-def _drop_unignored(dest: Path, copied: list[str], skipped: list[tuple[str, str]], git: GitCalls) -> None:
+def drop_unignored(dest: Path, copied: list[str], skipped: list[tuple[str, str]], git: GitCalls) -> None:
     """Remove from ``dest`` (and from ``copied``) what git would not ignore there."""
     seen = _split(git(dest, "git", "ls-files", "-z", "--others", "--exclude-standard"))
     for path in [p for p in copied if p in seen]:

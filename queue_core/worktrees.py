@@ -57,6 +57,7 @@ __all__ = [
     "Worktree",
     "add_worktree",
     "base_commit",
+    "branch_changes",
     "check_claims",
     "commit_message",
     "copy_included",
@@ -278,6 +279,13 @@ def finish(worktree: Worktree, description: str, *, git: GitCalls = GIT) -> Chan
     git(worktree.path, "git", "add", "--all")
     if git(worktree.path, "git", "diff-index", "--cached", "--name-only", "-z", "HEAD", "--"):
         commit = _commit(worktree, commit_message(worktree.task, description), git)
+    return branch_changes(worktree, commit, git=git)
+
+
+def branch_changes(worktree: Worktree, commit: str | None = None, *, git: GitCalls = GIT) -> Changes:
+    """What the task's branch changed since its base, in ``worktree.repo`` (see :func:`finish`,
+    which calls it once it committed ``commit``; a cluster task's branch, fetched from its
+    worker, is checked with it too). Raises WorktreeError as finish does."""
     tip = _rev(worktree.repo, worktree.ref, git)
     # Commits of the base that the tip lacks: none, unless the agent reset or rebased the branch.
     if git(worktree.repo, "git", "rev-list", "--max-count=1", worktree.base, "--not", tip).strip():
