@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,dask]'
 	touch $@
 
 demo: $(BIN)/.installed
@@ -27,8 +27,9 @@ typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
 # One worker per core, at most 4: most tests wait on processes and git, not on the CPU.
+# loadgroup: the tests of one xdist_group (the Dask cluster's) share one worker, and its cluster.
 unit: $(BIN)/.installed
-	$(BIN)/pytest -n auto --maxprocesses 4
+	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadgroup
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.run_all

@@ -36,6 +36,9 @@ from .errors import (
     ClaimConflictError as ClaimConflictError,
 )
 from .errors import (
+    ClusterError as ClusterError,
+)
+from .errors import (
     DependencyCycleError as DependencyCycleError,
 )
 from .errors import (
@@ -90,6 +93,9 @@ from .errors import (
     QueueUsageError as QueueUsageError,
 )
 from .errors import (
+    RemoteAttemptError as RemoteAttemptError,
+)
+from .errors import (
     RepoLockError as RepoLockError,
 )
 from .errors import (
@@ -112,6 +118,9 @@ from .errors import (
 )
 from .errors import (
     UnmergedWorkError as UnmergedWorkError,
+)
+from .errors import (
+    WorkerLostError as WorkerLostError,
 )
 from .errors import (
     WorktreeError as WorktreeError,

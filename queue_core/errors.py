@@ -18,6 +18,7 @@ __all__ = [
     "AmbiguousRunError",
     "CapacityError",
     "ClaimConflictError",
+    "ClusterError",
     "ConflictError",
     "DependencyCycleError",
     "DuplicateTaskError",
@@ -39,6 +40,7 @@ __all__ = [
     "QueueShutdownError",
     "QueueUsageError",
     "RateLimitedError",
+    "RemoteAttemptError",
     "RepoLockError",
     "RunAliveError",
     "RunNotFoundError",
@@ -49,6 +51,7 @@ __all__ = [
     "TaskTimeoutError",
     "UnknownDependencyError",
     "UnmergedWorkError",
+    "WorkerLostError",
     "WorktreeError",
     "WorktreeLockError",
 ]
@@ -367,6 +370,20 @@ class MergeBackError(QueueError):
         self.status = status
         self.paths = paths
         super().__init__(f"not merged ({status}): {reason}")
+
+
+class ClusterError(QueueError):
+    """No cluster to run on: Dask is not installed, or the scheduler cannot be reached."""
+
+
+class WorkerLostError(QueueError):
+    """The worker running an attempt died, or the cluster lost the attempt: it failed, and the
+    task's own ``retries`` decide whether it runs again (Dask never re-runs an agent)."""
+
+
+class RemoteAttemptError(QueueError):
+    """An attempt failed on its worker outside the agent (its worktree, its setup); the message
+    says why and where."""
 
 
 class PortsExhaustedError(QueueError, RuntimeError):

@@ -127,6 +127,8 @@ class RunningTask:
     started_at: float | None = None
     run: str | None = None
     estimate_s: float | None = None
+    #: The address of the Dask worker it runs on (a cluster task, queue_core.cluster), once known.
+    worker: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -146,6 +148,8 @@ class RunningTask:
             data["run"] = self.run
         if self.estimate_s is not None:  # only then: a record without estimates is as it was
             data["estimate_s"] = self.estimate_s
+        if self.worker is not None:
+            data["worker"] = self.worker
         return data
 
     @classmethod
@@ -165,6 +169,7 @@ class RunningTask:
             optional_float_at(task, "started_at"),
             optional_str_at(task, "run"),
             optional_float_at(task, "estimate_s"),
+            optional_str_at(task, "worker"),
         )
 
 

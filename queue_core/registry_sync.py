@@ -87,6 +87,8 @@ class RegistrySync:
         self.record_written_at = float("-inf")  # scheduler-clock time the status record was last written
         self.record_pending = False  # the status changed since then
         self.looks_recorded = 0  # the machine's readings (MachineRule.looks) taken when it was
+        # The workers of its running cluster tasks when it was last written: one learnt since is news.
+        self.workers_recorded: tuple[str | None, ...] = ()
         self.recovery_reported = 0.0  # the end (wall time) of the last recovery window logged
         self.run_finished = False  # finish() has begun: no record is written any more
         self.finished = threading.Event()  # finish() has ended
@@ -421,6 +423,10 @@ class RegistrySync:
         if machine is not None and machine.looks != self.looks_recorded and not self.run_finished:
             # A reading changes what waiting tasks are told ("memory 93% > 90%") and auto's count.
             self.looks_recorded = machine.looks
+            self._record_changed()
+        workers = tuple(getattr(entry.task.execute_fn, "worker", None) for entry in self.sched.running)
+        if workers != self.workers_recorded and not self.run_finished:
+            self.workers_recorded = workers  # a cluster task's worker, known once it started there
             self._record_changed()
         if self.record_pending and self.host.clock() >= self.record_written_at + RECORD_INTERVAL_S:
             self._write_record()

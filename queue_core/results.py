@@ -248,6 +248,7 @@ def queue_status(sched: Scheduler, sync: ClaimSync, now: float, waiting_limit: i
                 timed_out=e.timed_out,
                 pid=getattr(e.task.execute_fn, "pid", None),
                 estimate_s=e.task.estimate_s,
+                worker=getattr(e.task.execute_fn, "worker", None),
             )
             for e in running
         ),

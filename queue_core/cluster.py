@@ -1,0 +1,423 @@
+"""Worktree tasks on a Dask cluster (issue 16): the coordinator's half.
+
+**The coordinator decides; workers execute.** Claims, agent instances and pools are decided by
+this process's queue and registry exactly as for a local run; a task that starts is a
+:class:`ClusterAgent`, a :class:`~queue_core.isolated.WorktreeAgent` whose attempt runs on a
+worker (:mod:`queue_core.cluster_worker`) instead of in a local worktree. The queue's thread
+submits it (``pure=False``, ``retries=0``: only our own ``retries`` re-run an agent) and waits on
+its future; then, as for a local worktree task, the branch comes back (a bundle, fetched into
+the repository as ``pm/<run>/<task>``), what it changed is checked against the task's write
+claims *here*, and it is merged under the repository's merge lock. No shared file system, no
+Dask lock: one coordinator holds every claim.
+
+The repository travels by git: a bundle of the run's base commit is made once and scattered to
+the cluster (each worker fetches it into its cached clone once); an attempt whose base moved
+(tasks merged since) adds a small bundle of what they merged.
+
+Routing: an agent's ``resources`` (``{claude: 1}``) are Dask worker resources, so its tasks go only
+to workers started with ``--resources claude=1``. Faults: a worker that dies mid-attempt fails
+the attempt (:class:`WorkerLostError`); a stop (cancel, timeout, Ctrl-C) sets the attempt's stop
+event, which the worker's watcher turns into SIGTERM/SIGKILL of the agent's tree; the
+coordinator's death releases its futures, which the watcher sees too.
+
+Nothing here imports Dask until a cluster is asked for: it is the ``[dask]`` extra.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import socket
+import stat
+import tempfile
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .changes import GitCalls
+from .cluster_worker import RemoteAttempt, RemoteOutcome, run_attempt
+from .errors import (
+    ClusterError,
+    InvalidArgumentError,
+    MergeBackError,
+    RemoteAttemptError,
+    WorkerLostError,
+    first_few,
+)
+from .isolated import WorktreeAgent, WorktreePlan, WorktreeReport
+from .mergeback import MergeResult
+from .statedir import locate
+from .worktree_include import pack_included
+from .worktree_pool import Lease
+from .worktrees import Removal, Worktree, branch_changes, check_claims, delete_merged_branch, new_branch
+
+__all__ = [
+    "EXTRA_HINT",
+    "Cluster",
+    "ClusterAgent",
+    "ClusterError",
+    "RemoteAttemptError",
+    "WorkerLostError",
+    "check_address",
+    "make_bundle",
+]
+
+#: How to get what a cluster needs.
+EXTRA_HINT = "pip install 'project-manager[dask]'"
+#: How long a stopped attempt's worker has, past the agent's grace, to say it stopped.
+STOP_MARGIN_S = 30.0
+#: How long connecting to a scheduler may take (Dask retries a refused connection meanwhile).
+CONNECT_TIMEOUT_S = 10.0
+
+log = logging.getLogger("queue_core")
+
+
+#: The schemes of a scheduler's address that Dask's own clients connect to.
+SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+
+
+def check_address(text: str) -> str:
+    """``text`` if it names a cluster: ``tcp://HOST:PORT`` (or another of SCHEMES) or ``local:N``
+    (N >= 1 worker processes started here); raises InvalidArgumentError otherwise (pure)."""
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme in SCHEMES and rest and not rest.startswith("-") and not any(c.isspace() for c in rest):
+        return text
+    count = text.removeprefix("local:")
+    if count != text and count.isascii() and count.isdigit() and int(count) >= 1:
+        return text
+    raise InvalidArgumentError(
+        f"expected a Dask scheduler's address, tcp://HOST:PORT ({', '.join(SCHEMES)}), or local:N "
+        f"(N >= 1 local workers), got {text!r}"
+    )
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ClusterError(f"running on a Dask cluster needs Dask: {EXTRA_HINT} ({exc})") from None
+    return distributed
+
+
+@dataclass
+class _Stream:
+    """An attempt's log as it streams from its worker into the local log, in order."""
+
+    log: Path
+    worker: str | None = None
+    received: int = 0
+    closed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, message: Mapping[str, Any]) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            if "worker" in message:
+                self.worker = str(message["worker"])
+            data = message.get("data")
+            if isinstance(data, bytes) and message.get("offset") == self.received:
+                _append(self.log, data)
+                self.received += len(data)
+
+    def finish(self, whole: bytes) -> None:
+        """Append what the stream has not brought of the attempt's ``whole`` log, and close it."""
+        with self.lock:
+            self.closed = True
+            if len(whole) > self.received:
+                _append(self.log, whole[self.received :])
+
+
+def _append(path: Path, data: bytes) -> None:
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    with contextlib.suppress(OSError):
+        fd = os.open(path, flags, 0o600)  # as the supervisor opens a log: never a symlink, a FIFO's wait
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.write(fd, data)
+        finally:
+            os.close(fd)
+
+
+class Cluster:
+    """A client of a Dask scheduler, for one run: where its worktree tasks go.
+
+    :meth:`connect` makes one from ``tcp://HOST:PORT`` (a running scheduler) or ``local:N`` (a
+    ``LocalCluster`` of N worker processes started here, each with every resource in
+    ``resources``, for trying it out). :meth:`close` lets go of it (and stops a local one).
+    """
+
+    def __init__(self, client: Any, address: str, local: Any = None) -> None:
+        self.client = client
+        self.address = address
+        self._local = local
+        self._lock = threading.Lock()
+        # (repo id, commit) -> its bundle, and the future of its copy on the cluster
+        self._bases: dict[tuple[str, str], tuple[bytes, Any]] = {}
+        self._topics: set[str] = set()
+        self._streams: dict[str, _Stream] = {}
+
+    @classmethod
+    def connect(cls, address: str, *, resources: Mapping[str, float] | None = None) -> Cluster:
+        """Raises ClusterError if Dask is missing or the scheduler cannot be reached."""
+        distributed = _distributed()
+        local = None
+        try:
+            if address.startswith("local:"):
+                workers = int(address.removeprefix("local:"))
+                local = distributed.LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    resources=dict(resources or {}) or None,
+                    silence_logs=logging.ERROR,
+                )
+                client = distributed.Client(local)
+            else:
+                client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
+            if local is not None:
+                local.close()
+            raise ClusterError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
+        return cls(client, address, local)
+
+    def workers(self) -> dict[str, dict[str, float]]:
+        """Each worker's address and resources, now."""
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        return {address: dict(worker.get("resources") or {}) for address, worker in info.items()}
+
+    def check_resources(self, resources: Mapping[str, float]) -> None:
+        """Raise RemoteAttemptError if no worker has ``resources``: the task would wait for ever."""
+        if not resources:
+            return
+        workers = self.workers()
+        if not any(all(have.get(k, 0) >= v for k, v in resources.items()) for have in workers.values()):
+            wanted = ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items()))
+            raise RemoteAttemptError(
+                f"no worker of the cluster at {self.address} has the resources {wanted} "
+                f"({len(workers)} worker(s)): start one with `dask worker ... --resources {wanted}`"
+            )
+
+    def bundles(self, repo: Path, repo_id: str, base: str, git: GitCalls) -> tuple[tuple[str, ...], list[Any]]:
+        """What a worker fetches to hold ``base``: the commits and their bundles (the run's first
+        base made once and scattered, again if the workers holding it died; bytes of a small one
+        of what was merged since)."""
+        with self._lock:
+            first = next((commit for (rid, commit) in self._bases if rid == repo_id), None)
+            if first is None or not _is_ancestor(repo, first, base, git):
+                first = base
+                self._bases[repo_id, base] = (make_bundle(repo, base, None, git), None)
+            data, future = self._bases[repo_id, first]
+            if future is None or future.status != "finished":  # lost with the workers that had it
+                future = self.client.scatter(data, hash=False)
+                self._bases[repo_id, first] = (data, future)
+            if first == base:
+                return (base,), [future]
+            return (first, base), [future, make_bundle(repo, base, first, git)]
+
+    def stream(self, topic: str, token: str, log_file: Path) -> _Stream:
+        """Where the log of attempt ``token`` goes as its worker streams it (topic: the run's)."""
+        stream = _Stream(log_file)
+        with self._lock:
+            self._streams[token] = stream
+            subscribe = topic not in self._topics
+            self._topics.add(topic)
+        if subscribe:
+            self.client.subscribe_topic(topic, self._on_event)
+        return stream
+
+    def forget(self, token: str) -> None:
+        with self._lock:
+            self._streams.pop(token, None)
+
+    def _on_event(self, event: Any) -> None:
+        _, message = event
+        if not isinstance(message, Mapping):
+            return
+        with self._lock:
+            stream = self._streams.get(str(message.get("token")))
+        if stream is not None:
+            stream.take(message)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing a lost connection says nothing new
+            self.client.close(timeout=10)
+        if self._local is not None:
+            with contextlib.suppress(Exception):  # as above
+                self._local.close(timeout=10)
+
+
+def repo_id(repo: Path) -> str:
+    """A name for the repository, the same for every run of it from this machine: its worker clone's."""
+    where = f"{socket.gethostname()}:{locate(repo.resolve())}"
+    return hashlib.sha256(where.encode()).hexdigest()[:16]
+
+
+def _is_ancestor(repo: Path, old: str, new: str, git: GitCalls) -> bool:
+    return git.run(repo, "git", "merge-base", "--is-ancestor", old, new, ok=(0, 1))[0] == 0
+
+
+def make_bundle(repo: Path, commit: str, since: str | None, git: GitCalls) -> bytes:
+    """A git bundle of ``commit`` (its whole history, or what is not in ``since``), through a
+    ref of its own made for the while: a bundle names refs, never bare commits."""
+    ref = f"refs/pm-transfer/{uuid.uuid4().hex}"
+    git(repo, "git", "update-ref", ref, commit)
+    try:
+        with tempfile.TemporaryDirectory(prefix="pm-bundle-") as folder:
+            out = Path(folder) / "base.bundle"
+            excluded = () if since is None else (f"^{since}",)
+            git(repo, "git", "bundle", "create", "--quiet", str(out), ref, *excluded)
+            return out.read_bytes()
+    finally:
+        git(repo, "git", "update-ref", "-d", ref)
+
+
+@dataclass
+class ClusterAgent(WorktreeAgent):
+    """A WorktreeAgent whose attempts run on a worker of ``cluster`` (see the module); the merge
+    back, and the check of its claims, stay here."""
+
+    cluster: Cluster | None = None
+    #: The Dask worker resources each attempt needs (an agent's ``resources:``).
+    resources: Mapping[str, float] = field(default_factory=dict)
+    _stream: _Stream | None = field(default=None, init=False, repr=False)
+    _stop_event: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def worker(self) -> str | None:
+        """The address of the worker running (or that last ran) its attempt; None before."""
+        stream = self._stream
+        return None if stream is None else stream.worker
+
+    @property
+    def pid(self) -> int | None:
+        return None  # a pid of another machine's means nothing here
+
+    def _attempt(self, plan: WorktreePlan) -> int:
+        cluster = self.cluster
+        if cluster is None:
+            raise TypeError("ClusterAgent needs a cluster")
+        self._check_stop()
+        cluster.check_resources(self.resources)
+        name = plan.task if self._attempts == 1 else f"{plan.task}.{self._attempts}"
+        target = self._git(plan.repo, "git", "rev-parse", "--verify", "--end-of-options", f"refs/heads/{plan.target}")
+        branch, base = new_branch(plan.repo, plan.run, name, target.decode().strip(), git=self._git)
+        self.worktree = report = WorktreeReport(branch, Path(branch))
+        includes, _ = pack_included(plan.repo, git=self._git)
+        rid = repo_id(plan.repo)
+        commits, bundles = cluster.bundles(plan.repo, rid, base, self._git)
+        token = uuid.uuid4().hex
+        attempt = RemoteAttempt(
+            token, rid, plan.run, name, plan.description, branch, base, commits, tuple(self.argv),
+            tuple(self.env.items()), plan.setup, includes, self.grace_s, self.report_format, f"pm-log-{plan.run}",
+        )  # fmt: skip
+        self._stream = cluster.stream(attempt.topic, token, self.log)
+        try:
+            outcome = self._run_remote(cluster, attempt, bundles)
+        finally:
+            cluster.forget(token)
+        self._stream.worker = outcome.worker
+        self._stream.finish(zlib.decompress(outcome.log) if outcome.log else b"")
+        report.path = Path(outcome.path)
+        where = f"on worker {outcome.worker} ({outcome.host})"
+        if outcome.lost:
+            raise WorkerLostError(f"the worker it had started on died; {where} it was not run again")
+        tree = Worktree(report.path, branch, base, name, plan.run, plan.repo)
+        if outcome.bundle:
+            _fetch(plan.repo, outcome.bundle, branch, self._git)
+        if outcome.error is not None:
+            kept = f"; its branch {branch} is kept" if outcome.bundle else ""
+            raise RemoteAttemptError(f"{where}: {outcome.error}{kept}")
+        code = self._judge(outcome.code if outcome.code is not None else -1, outcome.report)
+        if not outcome.bundle:
+            report.merge, report.reason = "none", "it changed nothing"
+            return code
+        changes = branch_changes(tree, git=self._git)
+        report.changed = tuple(changes.paths)
+        report.insertions, report.deletions = changes.insertions, changes.deletions
+        report.unclaimed = tuple(check_claims(changes.paths, plan.writes))
+        if report.unclaimed and plan.fail_on_violation:
+            report.merge = "rejected"
+            report.reason = f"it changed {first_few(report.unclaimed)}, outside its claims; its branch {branch} is kept"
+            raise MergeBackError("rejected", report.reason, report.unclaimed)
+        self._merge(tree, plan, report, changes.tip, None)
+        return code
+
+    def _run_remote(self, cluster: Cluster, attempt: RemoteAttempt, bundles: list[Any]) -> RemoteOutcome:
+        """Submit the attempt and wait for its outcome; a stop sets its stop event, and the wait
+        ends at the latest STOP_MARGIN_S past the agent's grace (the worker may be gone)."""
+        distributed = _distributed()
+        event = distributed.Event(attempt.stop_event, client=cluster.client)
+        with self._stop_lock:
+            self._stop_event = event
+            stopped = self._stopped
+        if stopped:
+            event.set()
+        future = cluster.client.submit(
+            run_attempt,
+            attempt,
+            bundles,
+            key=f"pm-{attempt.run}-{attempt.name}-{attempt.token[:8]}",
+            pure=False,
+            retries=0,
+            resources=dict(self.resources) or None,
+        )
+        deadline: float | None = None
+        try:
+            while True:
+                try:
+                    outcome: RemoteOutcome = future.result(timeout=0.5)
+                    return outcome
+                except distributed.TimeoutError:
+                    pass
+                except distributed.KilledWorker as exc:
+                    raise WorkerLostError(f"its worker died while it ran: {exc}") from None
+                except (distributed.CancelledError, OSError) as exc:  # its worker died with what it needed
+                    raise WorkerLostError(f"its worker died, or the cluster lost the attempt ({exc!r})") from None
+                except Exception as exc:  # raised on the worker: a bug, a version mismatch
+                    raise RemoteAttemptError(f"its worker failed to run it: {type(exc).__name__}: {exc}") from exc
+                with self._stop_lock:
+                    stopped = self._stopped
+                if stopped and deadline is None:
+                    deadline = time.monotonic() + self.grace_s + STOP_MARGIN_S
+                if deadline is not None and time.monotonic() > deadline:
+                    raise WorkerLostError(
+                        f"its worker did not say it stopped in {self.grace_s + STOP_MARGIN_S:g}s: given up"
+                    )
+        finally:
+            with self._stop_lock:
+                self._stop_event = None
+            future.release()
+
+    def stop(self) -> None:
+        super().stop()
+        with self._stop_lock:
+            event = self._stop_event
+        if event is not None:
+            with contextlib.suppress(Exception):  # a lost scheduler: the wait ends anyway
+                event.set()
+
+    def _tidy(
+        self, tree: Worktree, merged: bool, kept_at: str | None, lease: Lease | None, plan: WorktreePlan
+    ) -> Removal:
+        """Its worktree went on the worker: only the branch here, if merged."""
+        return delete_merged_branch(tree, kept_at=kept_at, checked_out=[], git=self._git) if merged else Removal(False)
+
+    def _failure(self, result: MergeResult, tree: Worktree) -> str:
+        return f"{result.reason}; its branch {tree.branch} is kept"
+
+
+def _fetch(repo: Path, bundle: bytes, branch: str, git: GitCalls) -> None:
+    """Fetch the task's branch from its worker's bundle into ``repo``, as the branch ``branch``."""
+    with tempfile.TemporaryDirectory(prefix="pm-task-") as folder:
+        path = Path(folder) / "task.bundle"
+        path.write_bytes(bundle)
+        git(repo, "git", "fetch", "--quiet", "--no-tags", "--", str(path), f"refs/heads/{branch}:refs/heads/{branch}")
