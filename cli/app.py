@@ -78,6 +78,19 @@ def _percent(value: str | None) -> float | None:
         raise typer.BadParameter(str(exc)) from None
 
 
+def _cluster(value: str | None) -> str | None:
+    """--cluster: a Dask scheduler's address or local:N (see queue_core.cluster.check_address)."""
+    if value is None:
+        return None
+    from queue_core.cluster import check_address
+    from queue_core.errors import InvalidArgumentError
+
+    try:
+        return check_address(value)
+    except InvalidArgumentError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def _show_version(value: bool) -> None:
     if value:
         from importlib.metadata import version  # 40 ms of imports: only when asked
@@ -221,6 +234,20 @@ def delegate_multiple(
             show_default=False,
         ),
     ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            metavar="ADDRESS",
+            callback=_cluster,
+            help=(
+                "Run the worktree tasks on a Dask cluster: tcp://HOST:8786 (a running scheduler), or local:N (N "
+                "worker processes started here, to try it); over cluster: in project-manager.yaml. Needs "
+                "pip install 'project-manager[dask]'."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     junit: Annotated[
         Path | None,
         typer.Option(
@@ -281,6 +308,13 @@ def delegate_multiple(
     its agent's) must be free beyond what the running tasks declared. With no task of the run
     running, one may always start.
 
+    With --cluster (or cluster: in project-manager.yaml), tasks in worktree isolation run on the
+    workers of a Dask cluster, each in a worktree of the worker's own clone (the repository
+    travels as git bundles), and come back as a branch that is checked against the task's
+    claims and merged here, as a local worktree task's is; the claims, instances and pools are
+    decided here. An agent's resources: ({claude: 1}) send its tasks only to workers started
+    with them (dask worker --resources claude=1). Tasks in the shared checkout run here.
+
     hooks: in project-manager.yaml runs commands as each task ends (task_end) and once the run
     ended by itself (run_end), each an argv at the repository root, with the task's or the
     run's --json object on stdin and PM_STATUS, PM_EXIT_CODE and the PM_* variables in its
@@ -309,6 +343,7 @@ def delegate_multiple(
         events=events,
         fail_fast="cancel" if fail_fast_cancel else fail_fast,
         resume=resume,
+        cluster=cluster,
     )
     raise typer.Exit(code)
 

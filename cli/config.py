@@ -13,7 +13,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -175,6 +175,9 @@ class AgentSpec:
     needs: Needs = Needs()
     #: The quota pools each of its tasks takes, unless the task says (None: none).
     pools: tuple[PoolTake, ...] | None = None
+    #: The Dask worker resources each of its tasks needs on a cluster (``{claude: 1}``): they go only
+    #: to workers started with them (``dask worker --resources claude=1``).
+    resources: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def preset(cls, name: str) -> AgentSpec:
@@ -243,6 +246,8 @@ class RepoConfig:
     pools: dict[str, int] = field(default_factory=dict)
     #: Commands run as each task ends and once the run ends (see cli/hooks.py).
     hooks: Hooks = field(default_factory=Hooks)
+    #: The Dask cluster worktree tasks run on (``tcp://HOST:PORT`` or ``local:N``), under ``--cluster``.
+    cluster: str | None = None
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -466,14 +471,16 @@ def validate_batch(
     which: Callable[[str], str | None],
     *,
     missing_ok: bool = False,
+    remote: Collection[str] = (),
 ) -> list[tuple[str, str]]:
     """Check that every task's agent is defined and its executable exists; raise ConfigError if not.
 
     A task agent that ``agents`` does not define but that is a preset name uses the preset.
     Executables (``command[0]``) are looked up with ``which`` (find_executable, for a run),
-    once per agent that some task uses; agents no task uses are not checked. With
-    ``missing_ok`` (a dry run), an executable not found is returned, as (executable, whose),
-    instead.
+    once per agent that some task here uses; agents no task uses are not checked, nor those
+    only the ``remote`` tasks use (ids of tasks that run on a cluster's workers, where the
+    executable is). With ``missing_ok`` (a dry run), an executable not found is returned, as
+    (executable, whose), instead.
     """
     missing: list[tuple[str, str]] = []
     checked: set[str] = set()
@@ -494,9 +501,11 @@ def validate_batch(
             )
         if task.agent in checked:
             continue
-        checked.add(task.agent)
         if not command or not command[0]:
             raise where.error(f"{whose} has an empty command")
+        if task.id in remote:
+            continue  # looked up on the worker that runs it
+        checked.add(task.agent)
         if which(command[0]) is None:
             if not missing_ok:
                 looked_up = (

@@ -82,7 +82,18 @@ _ISOLATION_KEYS = ("isolation", "merge", "on_violation")
 #: What a task needs of the machine (see cli/config_machine.py): on a task or an agent.
 _NEEDS_KEYS = ("memory", "cpus")
 _BATCH_KEYS = ("max_parallel", "stale_after", "keep_runs", *_ISOLATION_KEYS, "limits", "pools", "agents", "tasks")
-_REPO_KEYS = ("agents", "keep_runs", "on_finish", "setup", "worktree_root", "worktree_pool", "limits", "pools", "hooks")
+_REPO_KEYS = (
+    "agents",
+    "keep_runs",
+    "on_finish",
+    "setup",
+    "worktree_root",
+    "worktree_pool",
+    "limits",
+    "pools",
+    "hooks",
+    "cluster",
+)
 _AGENT_KEYS = (
     "command",
     "preset",
@@ -95,6 +106,7 @@ _AGENT_KEYS = (
     "rate_limit_max_wait",
     "instances",
     "pools",
+    "resources",
     *_ISOLATION_KEYS,
     *_NEEDS_KEYS,
 )
@@ -196,8 +208,9 @@ def repo_config_of(text: str | None, source: str) -> RepoConfig:
     pools = read_capacities(reader, top["pools"][1]) if "pools" in top else {}
     hooks = read_hooks(reader, top["hooks"][1]) if "hooks" in top else Hooks()
     return RepoConfig(
-        agents, reader.keep_runs(top), on_finish, setup, worktree_root, pool, reader.limits(top), pools, hooks
-    )
+        agents, reader.keep_runs(top), on_finish, setup, worktree_root, pool, reader.limits(top), pools, hooks,
+        reader.cluster(top),
+    )  # fmt: skip
 
 
 def load_repo_agents(repo: Path) -> dict[str, AgentSpec]:
@@ -346,6 +359,18 @@ class _Reader(MachineKeys):
             return None
         return self.integer(node, "keep_runs", minimum=1)
 
+    def cluster(self, top: _Entries) -> str | None:
+        """A top-level ``cluster:``: a Dask scheduler's address or local:N (null: none)."""
+        if "cluster" not in top or _is_null(node := top["cluster"][1]):
+            return None
+        from queue_core.cluster import check_address  # only a file with a cluster: pays for its imports
+        from queue_core.errors import InvalidArgumentError
+
+        try:
+            return check_address(self.string(node, "cluster"))
+        except InvalidArgumentError as exc:
+            raise self.error(node, "cluster", str(exc)) from None
+
     def worktree_pool(self, top: _Entries) -> int:
         """A top-level ``worktree_pool:``: how many idle worktrees to keep (null, or none: 0)."""
         if "worktree_pool" not in top or _is_null(node := top["worktree_pool"][1]):
@@ -410,6 +435,9 @@ class _Reader(MachineKeys):
         )
         isolation = self.isolation(entries, here)
         pools = read_takes(self, entries["pools"][1], f"{here}.pools") if "pools" in entries else None
+        resources = (
+            read_capacities(self, entries["resources"][1], f"{here}.resources") if "resources" in entries else {}
+        )
         report: str | None = None
         if "report" in entries:
             report_node = entries["report"][1]
@@ -456,6 +484,7 @@ class _Reader(MachineKeys):
             isolation=isolation,
             needs=self.needs(entries, here),
             pools=pools,
+            resources=tuple(sorted(resources.items())),
         )
 
     def placeholders(self, node: yaml.Node, field: str, text: str, known: Sequence[str]) -> None:

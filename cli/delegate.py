@@ -10,6 +10,7 @@ signal's number: 130, 143, 129.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from queue_core import AgentTask, SubprocessAgent, TaskEvent, TaskOutcome, TaskQueue, TaskState
 from queue_core.changes import Stray, StrayWrites
+from queue_core.cluster import Cluster, ClusterAgent, ClusterError
 from queue_core.errors import InvalidTaskError, QueueShutdownError, StateError, SupervisorError
 from queue_core.failfast import FailFastMode
 from queue_core.isolated import WorktreeAgent
@@ -80,12 +82,14 @@ def run(
     events: str | None = None,
     fail_fast: FailFastMode = False,
     resume: bool = False,
+    cluster: str | None = None,
 ) -> int:
     """Run the batch; ``max_parallel`` a count, "auto" or None (the batch's, else 4); ``limits``
     the ``--limit-cpu``/``--limit-memory`` flags, over the batch's and the repository's;
     ``junit_path``: --junit's (see cli.junit); ``events`` where ``--events`` copies the journal
     (a path, or "-": stdout); ``fail_fast`` as TaskQueue takes it. ``resume``: run the batch of
-    the run ``task_texts`` names (none: the latest) again, but its tasks that succeeded (cli.resume)."""
+    the run ``task_texts`` names (none: the latest) again, but its tasks that succeeded (cli.resume).
+    ``cluster``: --cluster's address, over project-manager.yaml's (see queue_core.cluster)."""
     if events == "-" and json_out:
         terminal.error("--events - writes on stdout, where --json prints the run's object: give --events a file")
         return EXIT_USAGE
@@ -95,7 +99,7 @@ def run(
     repo_root = find_repo(repo)
     if (code := stopped_early()) is not None:
         return code
-    given = Options(max_parallel, isolation, limits or Limits())
+    given = Options(max_parallel, isolation, limits or Limits(), cluster)
     try:
         resumed = previous(repo_root, task_texts[0] if task_texts else None) if resume else None
     except CommandError as error:
@@ -122,32 +126,51 @@ def run(
         warn_of_missing(planned.missing)
         return EXIT_OK
     planned.plan_worktrees()
-    try:  # before anything runs: a --events that cannot be written is bad input
-        copy = None if events is None else open_copy(events)
-    except OSError as exc:
-        terminal.error(f"--events {events}: cannot write it ({exc.strerror or exc})")
+    try:
+        remote = _connect(planned)
+    except ClusterError as exc:
+        terminal.error(str(exc))
         return EXIT_USAGE
-    carried = planned.carried
-    actions = github.Actions.of(os.environ)
-    journal = RunEvents(
-        planned.run_id,
-        log_dir(repo_root, planned.run_id),
-        copy,
-        to_stdout=events == "-",
-        batch=journal_batch(source, carried),
-        resumes=None if carried is None else carried.resumes,
-        defuse=_defuser(actions, json_text=True),
-    )
-    outputs = Outputs(
-        json_out,
-        live and not json_out and events != "-",
-        Notify(planned.repo_config.on_finish, repo_root) if notify else None,
-        junit_path,
-        actions,
-        planned.repo_config.hooks,
-        journal,
-    )
-    return _execute(planned, outputs, fail_fast)
+    with contextlib.nullcontext() if remote is None else contextlib.closing(remote):  # a local cluster stops
+        try:  # before anything runs: a --events that cannot be written is bad input
+            copy = None if events is None else open_copy(events)
+        except OSError as exc:
+            terminal.error(f"--events {events}: cannot write it ({exc.strerror or exc})")
+            return EXIT_USAGE
+        carried = planned.carried
+        actions = github.Actions.of(os.environ)
+        journal = RunEvents(
+            planned.run_id,
+            log_dir(repo_root, planned.run_id),
+            copy,
+            to_stdout=events == "-",
+            batch=journal_batch(source, carried),
+            resumes=None if carried is None else carried.resumes,
+            defuse=_defuser(actions, json_text=True),
+        )
+        outputs = Outputs(
+            json_out,
+            live and not json_out and events != "-",
+            Notify(planned.repo_config.on_finish, repo_root) if notify else None,
+            junit_path,
+            actions,
+            planned.repo_config.hooks,
+            journal,
+        )
+        return _execute(planned, outputs, fail_fast)
+
+
+def _connect(planned: PlannedRun) -> Cluster | None:
+    """The cluster the run's worktree tasks go to, connected and given to them; None if none does.
+    Raises ClusterError if Dask is not installed or the scheduler cannot be reached."""
+    remote = [runner for runner in planned.runners.values() if isinstance(runner, ClusterAgent)]
+    if planned.cluster is None or not remote:
+        return None
+    wanted = {name: 1.0 for runner in remote for name in runner.resources}  # each local worker has them all
+    cluster = Cluster.connect(planned.cluster, resources=wanted)
+    for runner in remote:
+        runner.cluster = cluster
+    return cluster
 
 
 @dataclasses.dataclass(frozen=True)
@@ -387,6 +410,7 @@ def _outcomes(
             finished.get(task.id) or _not_started(task),
             _unclaimed(task, strays),
             getattr(task.execute_fn, "worktree", None),
+            worker=getattr(task.execute_fn, "worker", None),
         )
         for task in tasks
         if ids is None or task.id in ids

@@ -66,6 +66,8 @@ _HEADER = Template("""\
 #                                 powers of 1024), beyond what the running tasks declared
 #   cpus: 1.5                     idle cores each of its tasks needs to start (a task's own
 #                                 memory: and cpus: win over its agent's)
+#   resources: {claude: 1}        with a cluster: its tasks go only to Dask workers started
+#                                 with these resources (dask worker --resources claude=1)
 
 # keep_runs: 100   # how many finished runs keep their history and logs (at least 1)
 # on_finish: [notify-send, "project-manager: run ended"]   # with --notify, run when a run
@@ -88,6 +90,8 @@ _HEADER = Template("""\
 # limits: {cpu: 85%, memory: 90%}   # start no new task while the machine is above these
 #   (the mean of the last 3 readings, a second apart; once above, until 5 points below),
 #   but always one when none runs; a batch's limits: and --limit-cpu/--limit-memory win
+# cluster: tcp://scheduler:8786   # run worktree tasks on this Dask cluster (local:2: two
+#   worker processes here, to try it); --cluster wins; needs project-manager[dask]
 
 agents:
 """)

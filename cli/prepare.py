@@ -20,7 +20,8 @@ from typing import Any
 from queue_core import AgentTask, FileOwnership, SubprocessAgent
 from queue_core.changes import GitCalls
 from queue_core.claims import Claim
-from queue_core.errors import GitError
+from queue_core.cluster import ClusterAgent
+from queue_core.errors import GitError, first_few
 from queue_core.holds import STALE_AFTER_S
 from queue_core.isolated import WorktreeAgent, WorktreePlan
 from queue_core.mergeplan import MergeMode
@@ -83,6 +84,8 @@ class PlannedRun:
     isolations: dict[str, Isolation]
     #: The branch worktree tasks merge back into; None when no task runs in a worktree.
     target: str | None
+    #: The Dask cluster the worktree tasks run on (--cluster, else cluster:); None: here.
+    cluster: str | None = None
 
     @property
     def stale_after(self) -> float:
@@ -120,7 +123,7 @@ def plan_run(source: BatchSource, repo_root: Path, *, dry_run: bool, resumed: Re
     check_instances(batch, agents, options.isolation)
     check_worktree_ids(batch, agents, options.isolation)
     check_pools(batch, agents)
-    isolations = {t.id: task_isolation(t, agents.get(t.agent), batch, options.isolation) for t in batch.tasks}
+    isolations = {t.id: _isolation(t, batch, source) for t in batch.tasks}
     target = _target_branch(repo_root) if any(i.mode == "worktree" for i in isolations.values()) else None
     if target is not None:
         check_worktree_root(repo_root, repo_config.worktree_root)
@@ -136,9 +139,16 @@ def plan_run(source: BatchSource, repo_root: Path, *, dry_run: bool, resumed: Re
     run_id = new_run_id()
     logs = log_dir(repo_root, run_id)
     specs = {t.id: agents.get(t.agent) or AgentSpec.preset(t.agent) for t in batch.tasks}
-    runners = {
-        t.id: _runner(t, specs[t.id], repo_root, logs, run_id, isolations[t.id].mode == "worktree") for t in batch.tasks
-    }
+    cluster = options.cluster or repo_config.cluster
+    kinds = {t.id: _kind(isolations[t.id].mode, cluster) for t in batch.tasks}
+    runners = {t.id: _runner(t, specs[t.id], repo_root, logs, run_id, kinds[t.id]) for t in batch.tasks}
+    if cluster is not None:
+        here = [t.id for t in batch.tasks if kinds[t.id] is not ClusterAgent]
+        if here:
+            terminal.warning(
+                f"{len(here)} task(s) in the shared checkout run here, not on the cluster ({first_few(here)}): "
+                "only worktree tasks run remotely"
+            )
     history = History(repo_root)
     agent_tasks = [_agent_task(t, runners[t.id], specs[t.id], machine) for t in batch.tasks]
     tasks = history.estimate(agent_tasks, terminal.warning)
@@ -152,7 +162,7 @@ def plan_run(source: BatchSource, repo_root: Path, *, dry_run: bool, resumed: Re
     plan.add_batch(tasks, 0.0)  # dependencies, duplicates, cycles, claims outside the repository
     return PlannedRun(
         repo_root, run_id, batch, repo_config, missing, carried, tasks, runners, machine, limit, ownership, instances,
-        history, plan, isolations, target,
+        history, plan, isolations, target, cluster,
     )  # fmt: skip
 
 
@@ -190,7 +200,14 @@ def _load(
     batch = dataclasses.replace(file_batch, agents=agents, tasks=tasks, keep_runs=keep_runs, pools=pools)
     batch, carried = (batch, None) if resumed is None else resumed.split(batch)  # a carried task's agent is not needed
     which = functools.partial(find_executable, repo_root=repo_root)
-    return batch, repo_config, validate_batch(batch, agents, which, missing_ok=dry_run), carried
+    cluster = source.options.cluster or repo_config.cluster
+    remote = [t.id for t in batch.tasks if _kind(_isolation(t, batch, source).mode, cluster) is ClusterAgent]
+    return batch, repo_config, validate_batch(batch, agents, which, missing_ok=dry_run, remote=remote), carried
+
+
+def _isolation(task: TaskSpec, batch: Batch, source: BatchSource) -> Isolation:
+    """Where the task runs: its own isolation:, its agent's, --isolation, the batch's."""
+    return task_isolation(task, batch.agents.get(task.agent), batch, source.options.isolation)
 
 
 def _warn_of_words(source: str, claims: tuple[str, ...], repo_root: Path, base: str | None) -> None:
@@ -273,11 +290,17 @@ def _plan_worktrees(
             )
 
 
+def _kind(isolation: str | None, cluster: str | None) -> type[SubprocessAgent]:
+    """What runs a task: in the checkout, in a worktree here, or in one on a cluster's worker."""
+    if isolation != "worktree":
+        return SubprocessAgent
+    return WorktreeAgent if cluster is None else ClusterAgent
+
+
 def _runner(
-    task: TaskSpec, spec: AgentSpec, repo_root: Path, log_dir: Path, run_id: str, in_worktree: bool = False
+    task: TaskSpec, spec: AgentSpec, repo_root: Path, log_dir: Path, run_id: str, kind: type[SubprocessAgent]
 ) -> SubprocessAgent:
-    kind = WorktreeAgent if in_worktree else SubprocessAgent
-    return kind.for_task(
+    runner = kind.for_task(
         spec.command,
         task_id=task.id,
         agent=task.agent,
@@ -291,6 +314,9 @@ def _runner(
         prompt=spec.prompt,
         report_format=spec.report,
     )
+    if isinstance(runner, ClusterAgent):
+        runner.resources = dict(spec.resources)
+    return runner
 
 
 def _agent_task(task: TaskSpec, runner: SubprocessAgent, spec: AgentSpec, machine: RunMachine) -> AgentTask:

@@ -24,7 +24,7 @@ from queue_core.estimates import Estimate
 from queue_core.isolated import WorktreeReport
 from queue_core.machine import Limits
 from queue_core.machine_rule import AutoParallel
-from queue_core.records import FAILED_STATES
+from queue_core.records import FAILED_STATES, RunningTask
 from queue_core.reports import AgentReport
 from queue_core.retention import RetentionReport
 from queue_core.task import ended_error
@@ -56,6 +56,8 @@ class SummaryRow:
     worktree: WorktreeReport | None = None
     #: The run a resumed run took it from as succeeded, not running it again (see cli/resume.py).
     resumed_from: str | None = None
+    #: The Dask worker its last attempt ran on (a cluster task); None here.
+    worker: str | None = None
 
     @property
     def reason(self) -> str | None:
@@ -94,6 +96,7 @@ class SummaryRow:
             "changed_files": None if self.worktree is None else list(self.worktree.changed),
             "insertions": None if self.worktree is None else self.worktree.insertions,
             "deletions": None if self.worktree is None else self.worktree.deletions,
+            "worker": self.worker,
         }
 
     def _unclaimed_writes(self) -> list[str] | None:
@@ -424,6 +427,13 @@ def about(seconds: float) -> str:
 def left_text(seconds: float) -> str:
     """``~12 min left``; ``over estimate`` once nothing is left of the estimate."""
     return "over estimate" if seconds <= 0 else f"{about(seconds)} left"
+
+
+def agent_text(task: RunningTask) -> str:
+    """``claude``, or ``claude on 10.0.0.2:40123`` for a task on a cluster's worker."""
+    if task.worker is None:
+        return task.agent
+    return f"{task.agent} on {task.worker.partition('://')[2] or task.worker}"
 
 
 def task_left_text(estimate_s: float | None, elapsed_s: float) -> str:

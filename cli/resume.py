@@ -55,11 +55,12 @@ RESUME_ALONE = (
 @dataclass(frozen=True)
 class Options:
     """The flags that shape a run, as given on its command line (None: not given), which a resume
-    takes unless it is given them again: ``--max-parallel``, ``--isolation``, the limits."""
+    takes unless it is given them again: ``--max-parallel``, ``--isolation``, the limits, ``--cluster``."""
 
     max_parallel: int | str | None = None
     isolation: str | None = None
     limits: Limits = field(default_factory=Limits)
+    cluster: str | None = None
 
     def over(self, recorded: Options) -> Options:
         """These options, each ``recorded``'s where it was not given now."""
@@ -70,6 +71,7 @@ class Options:
                 self.limits.cpu if self.limits.cpu is not None else recorded.limits.cpu,
                 self.limits.memory if self.limits.memory is not None else recorded.limits.memory,
             ),
+            self.cluster if self.cluster is not None else recorded.cluster,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -78,6 +80,7 @@ class Options:
             "isolation": self.isolation,
             "limit_cpu": self.limits.cpu,
             "limit_memory": self.limits.memory,
+            "cluster": self.cluster,
         }
 
     @classmethod
@@ -95,7 +98,14 @@ class Options:
         if isolation is not None and isolation not in ISOLATIONS:
             raise ValueError(f"isolation: expected one of {', '.join(ISOLATIONS)} or null, got {isolation!r}")
         cpu, memory = entry.get("limit_cpu"), entry.get("limit_memory")
-        return cls(count, isolation, Limits(cpu, memory))  # Limits raises InvalidArgumentError, a ValueError
+        cluster = entry.get("cluster")  # absent from a journal older than --cluster
+        if cluster is not None:
+            from queue_core.cluster import check_address
+
+            if not isinstance(cluster, str):
+                raise ValueError(f"cluster: expected an address or null, got {cluster!r}")
+            check_address(cluster)  # InvalidArgumentError, a ValueError
+        return cls(count, isolation, Limits(cpu, memory), cluster)  # Limits raises InvalidArgumentError too
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,7 @@ def test_a_summary_row_is_the_queues_outcome_with_what_only_the_cli_watches() ->
         "changed_files": None,
         "insertions": None,
         "deletions": None,
+        "worker": None,  # not on a cluster
     }
     callable_row = SummaryRow(TaskOutcome("t2", "py", "fn", TaskState.FAILED, 1, 0.1, "ValueError: no"))
     assert callable_row.reason == "ValueError: no"
