@@ -46,17 +46,15 @@ from .cluster_worker import RemoteAttempt, RemoteOutcome, run_attempt
 from .errors import (
     ClusterError,
     InvalidArgumentError,
-    MergeBackError,
     RemoteAttemptError,
     WorkerLostError,
-    first_few,
 )
 from .isolated import WorktreeAgent, WorktreePlan, WorktreeReport
 from .mergeback import MergeResult
 from .statedir import locate
 from .worktree_include import pack_included
 from .worktree_pool import Lease
-from .worktrees import Removal, Worktree, branch_changes, check_claims, delete_merged_branch, new_branch
+from .worktrees import Removal, Worktree, branch_changes, delete_merged_branch, new_branch
 
 __all__ = [
     "EXTRA_HINT",
@@ -73,6 +71,9 @@ __all__ = [
 EXTRA_HINT = "pip install 'project-manager[dask]'"
 #: How long a stopped attempt's worker has, past the agent's grace, to say it stopped.
 STOP_MARGIN_S = 30.0
+#: The Dask events topic every worker streams its attempts' logs on (one topic: the scheduler keeps
+#: the last 1,000 events of each topic, for ever; one a run would pile up).
+LOG_TOPIC = "project-manager-logs"
 #: How long connecting to a scheduler may take (Dask retries a refused connection meanwhile).
 CONNECT_TIMEOUT_S = 10.0
 
@@ -161,7 +162,7 @@ class Cluster:
         self._lock = threading.Lock()
         # (repo id, commit) -> its bundle, and the future of its copy on the cluster
         self._bases: dict[tuple[str, str], tuple[bytes, Any]] = {}
-        self._topics: set[str] = set()
+        self._subscribed = False
         self._streams: dict[str, _Stream] = {}
 
     @classmethod
@@ -223,15 +224,14 @@ class Cluster:
                 return (base,), [future]
             return (first, base), [future, make_bundle(repo, base, first, git)]
 
-    def stream(self, topic: str, token: str, log_file: Path) -> _Stream:
-        """Where the log of attempt ``token`` goes as its worker streams it (topic: the run's)."""
+    def stream(self, token: str, log_file: Path) -> _Stream:
+        """Where the log of attempt ``token`` goes as its worker streams it (on LOG_TOPIC)."""
         stream = _Stream(log_file)
         with self._lock:
             self._streams[token] = stream
-            subscribe = topic not in self._topics
-            self._topics.add(topic)
+            subscribe, self._subscribed = not self._subscribed, True
         if subscribe:
-            self.client.subscribe_topic(topic, self._on_event)
+            self.client.subscribe_topic(LOG_TOPIC, self._on_event)
         return stream
 
     def forget(self, token: str) -> None:
@@ -289,17 +289,12 @@ class ClusterAgent(WorktreeAgent):
     #: The Dask worker resources each attempt needs (an agent's ``resources:``).
     resources: Mapping[str, float] = field(default_factory=dict)
     _stream: _Stream | None = field(default=None, init=False, repr=False)
-    _stop_event: Any = field(default=None, init=False, repr=False)
 
     @property
     def worker(self) -> str | None:
         """The address of the worker running (or that last ran) its attempt; None before."""
         stream = self._stream
         return None if stream is None else stream.worker
-
-    @property
-    def pid(self) -> int | None:
-        return None  # a pid of another machine's means nothing here
 
     def _attempt(self, plan: WorktreePlan) -> int:
         cluster = self.cluster
@@ -310,16 +305,16 @@ class ClusterAgent(WorktreeAgent):
         name = plan.task if self._attempts == 1 else f"{plan.task}.{self._attempts}"
         target = self._git(plan.repo, "git", "rev-parse", "--verify", "--end-of-options", f"refs/heads/{plan.target}")
         branch, base = new_branch(plan.repo, plan.run, name, target.decode().strip(), git=self._git)
-        self.worktree = report = WorktreeReport(branch, Path(branch))
+        self.worktree = report = WorktreeReport(branch, Path())  # its path: on the worker, once known
         includes, _ = pack_included(plan.repo, git=self._git)
         rid = repo_id(plan.repo)
         commits, bundles = cluster.bundles(plan.repo, rid, base, self._git)
         token = uuid.uuid4().hex
         attempt = RemoteAttempt(
             token, rid, plan.run, name, plan.description, branch, base, commits, tuple(self.argv),
-            tuple(self.env.items()), plan.setup, includes, self.grace_s, self.report_format, f"pm-log-{plan.run}",
+            tuple(self.env.items()), plan.setup, includes, self.grace_s, self.report_format, LOG_TOPIC,
         )  # fmt: skip
-        self._stream = cluster.stream(attempt.topic, token, self.log)
+        self._stream = cluster.stream(token, self.log)
         try:
             outcome = self._run_remote(cluster, attempt, bundles)
         finally:
@@ -340,27 +335,17 @@ class ClusterAgent(WorktreeAgent):
         if not outcome.bundle:
             report.merge, report.reason = "none", "it changed nothing"
             return code
-        changes = branch_changes(tree, git=self._git)
-        report.changed = tuple(changes.paths)
-        report.insertions, report.deletions = changes.insertions, changes.deletions
-        report.unclaimed = tuple(check_claims(changes.paths, plan.writes))
-        if report.unclaimed and plan.fail_on_violation:
-            report.merge = "rejected"
-            report.reason = f"it changed {first_few(report.unclaimed)}, outside its claims; its branch {branch} is kept"
-            raise MergeBackError("rejected", report.reason, report.unclaimed)
-        self._merge(tree, plan, report, changes.tip, None)
+        self._check_and_merge(tree, plan, report, branch_changes(tree, git=self._git), None)
         return code
 
     def _run_remote(self, cluster: Cluster, attempt: RemoteAttempt, bundles: list[Any]) -> RemoteOutcome:
-        """Submit the attempt and wait for its outcome; a stop sets its stop event, and the wait
-        ends at the latest STOP_MARGIN_S past the agent's grace (the worker may be gone)."""
+        """Submit the attempt and wait for its outcome. A stop (``stop``, from another thread,
+        only sets a flag: it must not wait on the network) is seen here within half a second
+        and sets the attempt's stop event; the wait then ends at the latest STOP_MARGIN_S past
+        the agent's grace (the worker may be gone)."""
         distributed = _distributed()
         event = distributed.Event(attempt.stop_event, client=cluster.client)
-        with self._stop_lock:
-            self._stop_event = event
-            stopped = self._stopped
-        if stopped:
-            event.set()
+        self._check_stop()
         future = cluster.client.submit(
             run_attempt,
             attempt,
@@ -388,22 +373,15 @@ class ClusterAgent(WorktreeAgent):
                     stopped = self._stopped
                 if stopped and deadline is None:
                     deadline = time.monotonic() + self.grace_s + STOP_MARGIN_S
+                    with contextlib.suppress(Exception):  # a lost scheduler: the deadline ends the wait
+                        event.set()
                 if deadline is not None and time.monotonic() > deadline:
                     raise WorkerLostError(
                         f"its worker did not say it stopped in {self.grace_s + STOP_MARGIN_S:g}s: given up"
                     )
         finally:
-            with self._stop_lock:
-                self._stop_event = None
-            future.release()
-
-    def stop(self) -> None:
-        super().stop()
-        with self._stop_lock:
-            event = self._stop_event
-        if event is not None:
-            with contextlib.suppress(Exception):  # a lost scheduler: the wait ends anyway
-                event.set()
+            future.release()  # the scheduler forgets the attempt: it runs nowhere again
+            _forget((event, distributed.Event(attempt.started_event, client=cluster.client)))
 
     def _tidy(
         self, tree: Worktree, merged: bool, kept_at: str | None, lease: Lease | None, plan: WorktreePlan
@@ -413,6 +391,18 @@ class ClusterAgent(WorktreeAgent):
 
     def _failure(self, result: MergeResult, tree: Worktree) -> str:
         return f"{result.reason}; its branch {tree.branch} is kept"
+
+
+def _forget(events: tuple[Any, ...]) -> None:
+    """Clear an attempt's events, which the scheduler keeps while they are set, on a thread of
+    their own: a scheduler that is gone must not hold up the attempt's end."""
+
+    def clear() -> None:
+        for event in events:
+            with contextlib.suppress(Exception):  # a lost scheduler has forgotten them already
+                event.clear()
+
+    threading.Thread(target=clear, name="pm-cluster-forget", daemon=True).start()
 
 
 def _fetch(repo: Path, bundle: bytes, branch: str, git: GitCalls) -> None:

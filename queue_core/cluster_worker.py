@@ -14,7 +14,7 @@ executes :func:`run_attempt`, which Dask calls in a worker process, on whatever 
 4. what the agent left committed on the branch, and the branch sent back as a bundle with the
    log and the exit code; the worktree goes (a worktree git cannot finish is kept and named).
 
-While it runs, the log streams to the coordinator as Dask events (topic ``pm-log-<run>``), and
+While it runs, the log streams to the coordinator as Dask events (``RemoteAttempt.topic``), and
 a watcher stops the agent's tree when the coordinator sets the attempt's stop event (a cancel,
 a timeout, Ctrl-C) or lets go of the attempt (it died: the scheduler cancels its tasks).
 
@@ -51,8 +51,10 @@ __all__ = ["WORKER_ROOT_ENV", "RemoteAttempt", "RemoteOutcome", "run_attempt", "
 
 #: Where a worker keeps its clones, worktrees and logs (default: a folder of the temp dir).
 WORKER_ROOT_ENV = "PM_WORKER_ROOT"
-#: The most of a log one streamed event carries; the next comes a tick later.
-CHUNK = 64 * 1024
+#: The most of a log one streamed event carries, and the most events a tick: the scheduler keeps
+#: the topic's last 1,000 events, which stay under 16 MB so. The whole log comes with the outcome.
+CHUNK = 16 * 1024
+CHUNKS_A_TICK = 4
 #: How often the worker looks for new log output and for a stop.
 TICK_S = 0.2
 
@@ -341,12 +343,13 @@ class _Watcher(threading.Thread):
         try:
             with open(self._log, "rb") as f:
                 f.seek(self._sent)
-                data = f.read(CHUNK)
+                chunks = [f.read(CHUNK) for _ in range(CHUNKS_A_TICK)]
         except OSError:
             return
-        if data:
-            self._send({"token": self._attempt.token, "offset": self._sent, "data": data})
-            self._sent += len(data)
+        for data in chunks:
+            if data:
+                self._send({"token": self._attempt.token, "offset": self._sent, "data": data})
+                self._sent += len(data)
 
     def _send(self, message: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):  # a lost event costs the live view, not the log

@@ -42,7 +42,18 @@ from .runner import SubprocessAgent
 from .taskrefs import keep, refs_of
 from .worktree_pool import Lease, take
 from .worktree_setup import Setup
-from .worktrees import GIT, Removal, Worktree, check_claims, commit_message, copy_included, create, finish, remove
+from .worktrees import (
+    GIT,
+    Changes,
+    Removal,
+    Worktree,
+    check_claims,
+    commit_message,
+    copy_included,
+    create,
+    finish,
+    remove,
+)
 
 __all__ = ["WorktreeAgent", "WorktreePlan", "WorktreeReport"]
 
@@ -162,7 +173,13 @@ class WorktreeAgent(SubprocessAgent):
         finally:
             if block is not None and plan.ports is not None:
                 plan.ports.release(block)
-        changes = finish(tree, plan.description, git=self._git)
+        self._check_and_merge(tree, plan, report, finish(tree, plan.description, git=self._git), lease)
+        return code
+
+    def _check_and_merge(
+        self, tree: Worktree, plan: WorktreePlan, report: WorktreeReport, changes: Changes, lease: Lease | None
+    ) -> None:
+        """Step 3's check of the branch's ``changes`` against the task's write claims, then step 4."""
         report.changed = tuple(changes.paths)
         report.insertions, report.deletions = changes.insertions, changes.deletions
         report.unclaimed = tuple(check_claims(changes.paths, plan.writes))
@@ -173,7 +190,6 @@ class WorktreeAgent(SubprocessAgent):
             )
             raise MergeBackError("rejected", report.reason, report.unclaimed)
         self._merge(tree, plan, report, changes.tip, lease)
-        return code
 
     def _run_setup(self, tree: Worktree, plan: WorktreePlan) -> None:
         """The setup commands, in the worktree; a stop meanwhile stops them."""
