@@ -166,7 +166,10 @@ def _connect(planned: PlannedRun) -> Cluster | None:
     remote = [runner for runner in planned.runners.values() if isinstance(runner, ClusterAgent)]
     if planned.cluster is None or not remote:
         return None
-    wanted = {name: 1.0 for runner in remote for name in runner.resources}  # each local worker has them all
+    wanted: dict[str, float] = {}  # a local worker has every resource, as much as a task needs
+    for runner in remote:
+        for name, units in runner.resources.items():
+            wanted[name] = max(wanted.get(name, 0.0), units)
     cluster = Cluster.connect(planned.cluster, resources=wanted)
     for runner in remote:
         runner.cluster = cluster

@@ -284,3 +284,20 @@ def test_an_agent_missing_here_is_looked_up_on_the_worker(tmp_path: Path, cluste
     assert task["status"] == "failed"
     assert "on worker tcp://127.0.0.1:" in task["error"]
     assert "no-such-agent-here" in task["error"]
+
+
+def test_local_workers_started_for_the_run_have_the_resources_its_agents_need(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    (repo / "project-manager.yaml").write_text(
+        "agents:\n  dev: {preset: shell, isolation: worktree, resources: {gpu: 2}}\n"
+    )
+    argv = ["dev: echo $PM_WORKTREE > a.txt @a.txt", "--json", "--cluster", "local:1"]
+    done = subprocess.run(
+        [str(SCRIPT), "delegate-multiple", *argv, "--repo", str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_WAIT,
+        env={**os.environ, "PM_WORKER_ROOT": str(tmp_path / "root")},
+    )
+    assert done.returncode == 0, done.stderr
+    assert git(repo, "show", "HEAD:a.txt").startswith(f"{tmp_path / 'root'}/worktrees/")
