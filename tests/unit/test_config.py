@@ -348,7 +348,7 @@ BATCH_ERRORS = [
         "agents:\n  dev:\n    preset: claude\n    own: [src/**]\n",
         "batch.yaml:4: agents.dev.own: unknown key 'own' (did you mean 'owns'?); "
         "expected one of: command, preset, args, prompt, report, owns, stop_grace, rate_limit_backoff, "
-        "rate_limit_max_wait, instances, pools, isolation, merge, on_violation, memory, cpus",
+        "rate_limit_max_wait, instances, pools, resources, isolation, merge, on_violation, memory, cpus",
     ),
     (
         "duplicate top-level key",
@@ -692,7 +692,7 @@ def test_repo_agents_rejects_other_keys(tmp_path: Path, write: Write) -> None:
         load_repo_agents(tmp_path)
     assert str(info.value) == (
         f"{tmp_path / 'project-manager.yaml'}:2: tasks: unknown key 'tasks'; "
-        "expected one of: agents, keep_runs, on_finish, setup, worktree_root, worktree_pool, limits, pools, hooks"
+        "expected one of: agents, keep_runs, on_finish, setup, worktree_root, worktree_pool, limits, pools, hooks, cluster"
     )
 
 
