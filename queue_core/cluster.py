@@ -75,6 +75,11 @@ EXTRA_HINT = "pip install 'project-manager[dask]'"
 STOP_MARGIN_S = 30.0
 #: How long connecting to a scheduler may take (Dask retries a refused connection meanwhile).
 CONNECT_TIMEOUT_S = 10.0
+#: How long one request to the scheduler may wait for its answer: Dask's own wait for ever on a
+#: scheduler that is frozen (SIGSTOP) or cut off, and a stop or a timeout must still end the attempt.
+CALL_TIMEOUT_S = 10.0
+#: The slowest a bundle may travel to the cluster before the scheduler counts as out of reach.
+BUNDLE_BYTES_PER_S = 1 << 20
 
 log = logging.getLogger("queue_core")
 
@@ -98,6 +103,15 @@ def check_address(text: str) -> str:
     )
 
 
+def _ask(client: Any, operation: str, **kwargs: Any) -> Any:
+    """The scheduler's answer to ``operation`` (``event_set``, ``identity``...); raises
+    ClusterError if it gives none within CALL_TIMEOUT_S (see there)."""
+    try:
+        return client.sync(getattr(client.scheduler, operation), callback_timeout=CALL_TIMEOUT_S, **kwargs)
+    except (OSError, TimeoutError, _distributed().TimeoutError) as exc:  # asyncio's before Python 3.11
+        raise ClusterError(f"the Dask scheduler did not answer ({operation}): {exc or type(exc).__name__}") from None
+
+
 def _distributed() -> Any:
     try:
         import distributed
@@ -108,12 +122,16 @@ def _distributed() -> Any:
 
 @dataclass
 class _Stream:
-    """An attempt's log as it streams from its worker into the local log, in order."""
+    """An attempt's log as it streams from its worker into the local log, in order; and the
+    worker it runs on, once it says so (``worker``), or that one of the workers it had been given
+    to left the cluster (``lost_on``: the scheduler told, see :meth:`Cluster._on_cluster_event`)."""
 
     log: Path
+    key: str = ""
     worker: str | None = None
     received: int = 0
     closed: bool = False
+    lost_on: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take(self, message: Mapping[str, Any]) -> None:
@@ -177,6 +195,9 @@ class Cluster:
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
+                    # Its HTTP server (health checks) on a free port: on 8787, taken by another
+                    # Dask's dashboard, Dask would warn on the terminal, over the run's output.
+                    scheduler_kwargs={"dashboard_address": ":0"},
                     resources=dict(resources or {}) or None,
                     silence_logs=logging.ERROR,
                 )
@@ -190,8 +211,8 @@ class Cluster:
         return cls(client, address, local)
 
     def workers(self) -> dict[str, dict[str, float]]:
-        """Each worker's address and resources, now."""
-        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        """Each worker's address and resources, now; raises ClusterError if the scheduler does not say."""
+        info = _ask(self.client, "identity", n_workers=-1)["workers"]
         return {address: dict(worker.get("resources") or {}) for address, worker in info.items()}
 
     def check_resources(self, resources: Mapping[str, float]) -> None:
@@ -217,21 +238,25 @@ class Cluster:
                 self._bases[repo_id, base] = (make_bundle(repo, base, None, git), None)
             data, future = self._bases[repo_id, first]
             if future is None or future.status != "finished":  # lost with the workers that had it
-                future = self.client.scatter(data, hash=False)
+                try:  # bounded: a stop cannot reach an attempt that waits for a frozen scheduler
+                    future = self.client.scatter(data, hash=False, timeout=_travel_s(data))
+                except (OSError, TimeoutError, _distributed().TimeoutError) as exc:
+                    raise ClusterError(f"the run's base could not be sent to the cluster: {exc}") from None
                 self._bases[repo_id, first] = (data, future)
             if first == base:
                 return (base,), [future]
             return (first, base), [future, make_bundle(repo, base, first, git)]
 
-    def stream(self, topic: str, token: str, log_file: Path) -> _Stream:
-        """Where the log of attempt ``token`` goes as its worker streams it (topic: the run's)."""
-        stream = _Stream(log_file)
+    def stream(self, topic: str, token: str, key: str, log_file: Path) -> _Stream:
+        """Where the log of attempt ``token`` (the Dask task ``key``) goes as its worker streams it
+        (topic: the run's); and what the scheduler says of the workers it was given to."""
+        stream = _Stream(log_file, key)
         with self._lock:
             self._streams[token] = stream
-            subscribe = topic not in self._topics
-            self._topics.add(topic)
-        if subscribe:
-            self.client.subscribe_topic(topic, self._on_event)
+            subscribe = [t for t in (topic, "all") if t not in self._topics]
+            self._topics.update(subscribe)
+        for name in subscribe:
+            self.client.subscribe_topic(name, self._on_event if name == topic else self._on_cluster_event)
         return stream
 
     def forget(self, token: str) -> None:
@@ -247,12 +272,33 @@ class Cluster:
         if stream is not None:
             stream.take(message)
 
+    def _on_cluster_event(self, event: Any) -> None:
+        """A worker left the cluster (died, or missed its heartbeats): the attempts it had been
+        given learn it. Dask would give them to another worker, or, with none that can run them
+        (its resources left with it), keep them waiting for ever."""
+        _, message = event
+        if not isinstance(message, Mapping) or message.get("action") != "remove-worker":
+            return
+        worker, keys = str(message.get("worker")), message.get("processing-tasks") or ()
+        with self._lock:
+            streams = [stream for stream in self._streams.values() if stream.key in keys]
+        for stream in streams:
+            with stream.lock:
+                stream.lost_on = worker
+
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a lost connection says nothing new
+            if "all" in self._topics:  # else the scheduler tells this client of its own leaving as
+                self.client.unsubscribe_topic("all")  # it leaves, and logs that it could not
             self.client.close(timeout=10)
         if self._local is not None:
             with contextlib.suppress(Exception):  # as above
                 self._local.close(timeout=10)
+
+
+def _travel_s(data: bytes) -> float:
+    """How long ``data`` may take to reach the cluster (see BUNDLE_BYTES_PER_S)."""
+    return CALL_TIMEOUT_S + len(data) / BUNDLE_BYTES_PER_S
 
 
 def repo_id(repo: Path) -> str:
@@ -289,7 +335,6 @@ class ClusterAgent(WorktreeAgent):
     #: The Dask worker resources each attempt needs (an agent's ``resources:``).
     resources: Mapping[str, float] = field(default_factory=dict)
     _stream: _Stream | None = field(default=None, init=False, repr=False)
-    _stop_event: Any = field(default=None, init=False, repr=False)
 
     @property
     def worker(self) -> str | None:
@@ -319,9 +364,13 @@ class ClusterAgent(WorktreeAgent):
             token, rid, plan.run, name, plan.description, branch, base, commits, tuple(self.argv),
             tuple(self.env.items()), plan.setup, includes, self.grace_s, self.report_format, f"pm-log-{plan.run}",
         )  # fmt: skip
-        self._stream = cluster.stream(attempt.topic, token, self.log)
+        key = f"pm-{attempt.run}-{attempt.name}-{attempt.token[:8]}"
+        self._stream = stream = cluster.stream(attempt.topic, token, key, self.log)
         try:
-            outcome = self._run_remote(cluster, attempt, bundles)
+            outcome = self._run_remote(cluster, attempt, stream, bundles)
+        except WorkerLostError as exc:
+            self.note(str(exc))  # the worker cannot say what became of the attempt: its log here does
+            raise
         finally:
             cluster.forget(token)
         self._stream.worker = outcome.worker
@@ -351,21 +400,20 @@ class ClusterAgent(WorktreeAgent):
         self._merge(tree, plan, report, changes.tip, None)
         return code
 
-    def _run_remote(self, cluster: Cluster, attempt: RemoteAttempt, bundles: list[Any]) -> RemoteOutcome:
-        """Submit the attempt and wait for its outcome; a stop sets its stop event, and the wait
-        ends at the latest STOP_MARGIN_S past the agent's grace (the worker may be gone)."""
+    def _run_remote(
+        self, cluster: Cluster, attempt: RemoteAttempt, stream: _Stream, bundles: list[Any]
+    ) -> RemoteOutcome:
+        """Submit the attempt (the Dask task ``stream.key``) and wait for its outcome. A stop sets
+        its stop event from here, not from :meth:`stop`, which must return at once even with the
+        scheduler out of reach; the wait ends at the latest STOP_MARGIN_S past the agent's grace
+        (the worker may be gone), or as soon as the worker it started on leaves the cluster."""
         distributed = _distributed()
-        event = distributed.Event(attempt.stop_event, client=cluster.client)
-        with self._stop_lock:
-            self._stop_event = event
-            stopped = self._stopped
-        if stopped:
-            event.set()
+        self._check_stop()  # what a bundle's making and sending took: a stop meanwhile sends nothing
         future = cluster.client.submit(
             run_attempt,
             attempt,
             bundles,
-            key=f"pm-{attempt.run}-{attempt.name}-{attempt.token[:8]}",
+            key=stream.key,
             pure=False,
             retries=0,
             resources=dict(self.resources) or None,
@@ -373,6 +421,12 @@ class ClusterAgent(WorktreeAgent):
         deadline: float | None = None
         try:
             while True:
+                with self._stop_lock:
+                    stopped = self._stopped
+                if stopped and deadline is None:
+                    deadline = time.monotonic() + self.grace_s + STOP_MARGIN_S
+                    with contextlib.suppress(ClusterError):  # out of reach: the deadline ends the wait
+                        _ask(cluster.client, "event_set", name=attempt.stop_event)
                 try:
                     outcome: RemoteOutcome = future.result(timeout=0.5)
                     return outcome
@@ -384,26 +438,36 @@ class ClusterAgent(WorktreeAgent):
                     raise WorkerLostError(f"its worker died, or the cluster lost the attempt ({exc!r})") from None
                 except Exception as exc:  # raised on the worker: a bug, a version mismatch
                     raise RemoteAttemptError(f"its worker failed to run it: {type(exc).__name__}: {exc}") from exc
-                with self._stop_lock:
-                    stopped = self._stopped
-                if stopped and deadline is None:
-                    deadline = time.monotonic() + self.grace_s + STOP_MARGIN_S
+                if (gone := self._lost(cluster, attempt, stream)) is not None:
+                    raise WorkerLostError(f"its worker died: {gone} left the cluster while it ran")
                 if deadline is not None and time.monotonic() > deadline:
                     raise WorkerLostError(
                         f"its worker did not say it stopped in {self.grace_s + STOP_MARGIN_S:g}s: given up"
                     )
         finally:
-            with self._stop_lock:
-                self._stop_event = None
             future.release()
 
-    def stop(self) -> None:
-        super().stop()
-        with self._stop_lock:
-            event = self._stop_event
-        if event is not None:
-            with contextlib.suppress(Exception):  # a lost scheduler: the wait ends anyway
-                event.set()
+    def _lost(self, cluster: Cluster, attempt: RemoteAttempt, stream: _Stream) -> str | None:
+        """The worker the attempt had started on, if it left the cluster: then the attempt is
+        lost, wherever Dask would run it next (where it returns at once, see cluster_worker). One
+        that had not started there (it waited for a thread) is left to Dask to run elsewhere, if
+        a worker can (else RemoteAttemptError, as for a task that starts with no such worker)."""
+        with stream.lock:
+            gone, stream.lost_on = stream.lost_on, None
+            said = stream.worker
+        if gone is None:
+            return None
+        if said is None:  # it may have started and died before its first word: the scheduler knows
+            try:
+                started = bool(_ask(cluster.client, "event_is_set", name=attempt.started_event))
+            except ClusterError:
+                started = True  # when in doubt, lost: the task's retries decide, no agent runs unseen
+        else:
+            started = said == gone
+        if not started:
+            cluster.check_resources(self.resources)
+            return None
+        return gone
 
     def _tidy(
         self, tree: Worktree, merged: bool, kept_at: str | None, lease: Lease | None, plan: WorktreePlan

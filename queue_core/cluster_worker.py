@@ -320,7 +320,7 @@ class _Watcher(threading.Thread):
     def run(self) -> None:
         stopped = False
         while not self._done.is_set():
-            if not stopped and (self._event.wait(timeout=TICK_S) or self._let_go()):
+            if not stopped and (self._asked_to_stop() or self._let_go()):
                 stopped = True
                 self._halt.stop()
             self._stream()
@@ -329,13 +329,24 @@ class _Watcher(threading.Thread):
         self._done.set()
         self.join()
 
-    def _let_go(self) -> bool:
-        """Whether the scheduler no longer wants this attempt (its coordinator is gone)."""
+    def _asked_to_stop(self) -> bool:
+        """Whether the stop event is set; waits up to TICK_S for it. A scheduler out of reach
+        answers nothing: whether the worker goes on then decides (:meth:`_let_go`)."""
         try:
+            return bool(self._event.wait(timeout=TICK_S))
+        except Exception:  # noqa: BLE001 - the scheduler's connection lost: this thread must live on
+            self._done.wait(TICK_S)  # not a busy loop while it is out of reach
+            return False
+
+    def _let_go(self) -> bool:
+        """Whether the scheduler no longer wants this attempt (its coordinator is gone), or the
+        worker closes (it lost the scheduler, whom the attempt's outcome would have gone to)."""
+        try:
+            closing = self._worker.status.name in ("stopping", "stopped", "closing", "closed", "failed")
             state = self._worker.state.tasks.get(self._key)
         except AttributeError:  # another distributed's inside: the stop event still works
             return False
-        return state is None or state.state not in ("executing", "long-running")
+        return closing or state is None or state.state not in ("executing", "long-running")
 
     def _stream(self) -> None:
         try:
