@@ -36,7 +36,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,8 @@ CONNECT_TIMEOUT_S = 10.0
 CALL_TIMEOUT_S = 10.0
 #: The slowest a bundle may travel to the cluster before the scheduler counts as out of reach.
 BUNDLE_BYTES_PER_S = 1 << 20
+#: The most worker processes ``local:N`` starts: each is a Python process of its own.
+LOCAL_MAX = 64
 
 log = logging.getLogger("queue_core")
 
@@ -90,17 +92,40 @@ SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
 
 def check_address(text: str) -> str:
     """``text`` if it names a cluster: ``tcp://HOST:PORT`` (or another of SCHEMES) or ``local:N``
-    (N >= 1 worker processes started here); raises InvalidArgumentError otherwise (pure)."""
+    (1 <= N <= LOCAL_MAX worker processes started here); raises InvalidArgumentError otherwise (pure)."""
     scheme, sep, rest = text.partition("://")
     if sep and scheme in SCHEMES and rest and not rest.startswith("-") and not any(c.isspace() for c in rest):
         return text
     count = text.removeprefix("local:")
-    if count != text and count.isascii() and count.isdigit() and int(count) >= 1:
+    if count != text and count.isascii() and count.isdigit() and 1 <= int(count) <= LOCAL_MAX:
         return text
     raise InvalidArgumentError(
         f"expected a Dask scheduler's address, tcp://HOST:PORT ({', '.join(SCHEMES)}), or local:N "
-        f"(N >= 1 local workers), got {text!r}"
+        f"(1 to {LOCAL_MAX} local workers), got {text!r}"
     )
+
+
+def _within(seconds: float, make: Callable[[], Any]) -> Any:
+    """``make()``, or TimeoutError if it takes more than ``seconds`` (plus a second): Dask's
+    connection waits for ever for the handshake of an endpoint that accepts and says nothing,
+    whatever its timeout. The call left behind ends with the process (a daemon thread)."""
+    done: list[tuple[bool, Any]] = []
+
+    def call() -> None:
+        try:
+            done.append((True, make()))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            done.append((False, exc))
+
+    thread = threading.Thread(target=call, name="pm-dask-connect", daemon=True)
+    thread.start()
+    thread.join(seconds + 1.0)
+    if not done:
+        raise TimeoutError(f"no answer in {seconds:g}s")
+    ok, value = done[0]
+    if not ok:
+        raise value
+    return value
 
 
 def _ask(client: Any, operation: str, **kwargs: Any) -> Any:
@@ -184,7 +209,9 @@ class Cluster:
 
     @classmethod
     def connect(cls, address: str, *, resources: Mapping[str, float] | None = None) -> Cluster:
-        """Raises ClusterError if Dask is missing or the scheduler cannot be reached."""
+        """Raises ClusterError if Dask is missing, the scheduler cannot be reached, or Dask cannot
+        use the address (``tls://`` without certificates in Dask's configuration, ``ucx://``
+        without ucx)."""
         distributed = _distributed()
         local = None
         try:
@@ -203,8 +230,8 @@ class Cluster:
                 )
                 client = distributed.Client(local)
             else:
-                client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
-        except (OSError, TimeoutError, ValueError) as exc:
+                client = _within(CONNECT_TIMEOUT_S, lambda: distributed.Client(address, timeout=CONNECT_TIMEOUT_S))
+        except Exception as exc:  # noqa: BLE001 - Dask's comms raise OSError, TimeoutError, ValueError, TypeError
             if local is not None:
                 local.close()
             raise ClusterError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
