@@ -409,6 +409,8 @@ class ClusterAgent(WorktreeAgent):
         tree = Worktree(report.path, branch, base, name, plan.run, plan.repo)
         if outcome.bundle:
             _fetch(plan.repo, outcome.bundle, branch, self._git)
+        if outcome.code is not None:  # the agent ran: its log is the task's (--json, the summary)
+            self._exit_code = outcome.code
         if outcome.error is not None:
             kept = f"; its branch {branch} is kept" if outcome.bundle else ""
             raise RemoteAttemptError(f"{where}: {outcome.error}{kept}")

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .changes import GitCalls
-from .errors import QueueError, SetupError
+from .errors import GitError, QueueError, SetupError, WorktreeError
 from .reports import AgentReport
 from .runner import SubprocessAgent
 from .statedir import ensure_private_dir
@@ -194,7 +194,13 @@ def _run(
         outcome = _with(outcome, report=agent.report)
     except SetupError as exc:
         outcome = _with(outcome, error=str(exc).replace(str(log), "the task's log"))
-    changes = finish(tree, attempt.description, git=_GIT)  # a failed agent's work comes back too
+    try:
+        changes = finish(tree, attempt.description, git=_GIT)  # a failed agent's work comes back too
+    except WorktreeError as exc:
+        # Kept here, as a local run keeps a worktree git cannot finish, and said where; the
+        # commits the branch has beyond the base (a rebase, an unfinished merge's) go back too.
+        kept = f"{exc}; its worktree is kept on {socket.gethostname()} at {path}"
+        return _with(outcome, code=code, error=kept, bundle=_bundle_of_commits(clone, attempt.branch, attempt.base))
     bundle = b""
     if changes.tip != attempt.base:
         bundle = _bundle(clone, attempt.branch, attempt.base)
@@ -255,6 +261,17 @@ def _bundle(clone: Path, branch: str, base: str) -> bytes:
         out = Path(folder) / "task.bundle"
         _GIT(clone, "git", "bundle", "create", "--quiet", str(out), f"refs/heads/{branch}", f"^{base}")
         return out.read_bytes()
+
+
+def _bundle_of_commits(clone: Path, branch: str, base: str) -> bytes:
+    """:func:`_bundle`, if ``branch`` has commits that ``base`` lacks; else (or with the branch
+    gone) b"": git refuses an empty bundle."""
+    try:
+        if not _GIT(clone, "git", "rev-list", "--max-count=1", f"refs/heads/{branch}", "--not", base).strip():
+            return b""
+        return _bundle(clone, branch, base)
+    except GitError:
+        return b""
 
 
 def _unpack(includes: bytes, worktree: Path) -> None:

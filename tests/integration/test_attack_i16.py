@@ -49,6 +49,19 @@ def own(tmp_path: Path) -> Iterator[DaskCluster]:
         found.close()
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    """A scheduler and one worker for the tests that leave them as they found them."""
+    found = DaskCluster(tmp_path_factory.mktemp("dask"))
+    try:
+        found.start()
+        found.add_worker("w")
+        found.wait_for_workers(1)
+        yield found
+    finally:
+        found.close()
+
+
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -218,3 +231,50 @@ def test_local_workers_run_without_a_word_of_dasks_own(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr == "", done.stderr
     assert git(repo, "show", "HEAD:a.txt") == "b\n"
+
+
+def test_a_branch_the_agent_rewrote_comes_back_kept_and_its_log_is_named(tmp_path: Path, shared: DaskCluster) -> None:
+    """Before: the worker could not finish the branch (it no longer descends from the base), so
+    nothing came back: the task's branch named in --json did not exist here, its commits were
+    only in the worker's cache, and --json gave no log (the agent had run, and its log was here)."""
+    repo = git_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    git(repo, "commit", "-q", "--allow-empty", "-m", "second")
+    argv = _argv(repo, "--json", "--isolation", "worktree", "--cluster", shared.address)
+    done = subprocess.run(
+        [*argv, "shell: echo mine > a.txt; git add a.txt; git commit -q --amend -m rewritten @a.txt"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_WAIT,
+    )
+    assert done.returncode == 1, done.stderr
+    (task,) = json.loads(done.stdout)["tasks"]
+    assert "no longer descends from" in task["error"]
+    assert f"its branch {task['branch']} is kept" in task["error"]
+    assert git(repo, "log", "-1", "--format=%s", task["branch"]) == "rewritten\n"
+    assert git(repo, "show", f"{task['branch']}:a.txt") == "mine\n"
+    assert task["log"] is not None
+    assert "git commit -q --amend" in Path(task["log"]).read_text()
+    assert git(repo, "show", "HEAD:a.txt") == "a\n"
+
+
+def test_a_worktree_the_worker_cannot_finish_is_kept_there_and_said_where(tmp_path: Path, shared: DaskCluster) -> None:
+    """Before: the error said what was unfinished, not that the worktree, with the agent's
+    uncommitted work, was kept on the worker, nor where."""
+    repo = git_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    argv = _argv(repo, "--json", "--isolation", "worktree", "--cluster", shared.address)
+    merge = "git checkout -qb side; echo s > a.txt; git commit -qam s; git checkout -q -; echo m > a.txt"
+    done = subprocess.run(
+        [*argv, f"shell: {merge}; git commit -qam m; git merge side; echo left > notes.txt @a.txt @notes.txt"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_WAIT,
+    )
+    assert done.returncode == 1, done.stderr
+    (task,) = json.loads(done.stdout)["tasks"]
+    assert "unfinished operation (MERGE_HEAD)" in task["error"]
+    said = f"its worktree is kept on {socket.gethostname()} at "
+    assert said in task["error"]
+    path = Path(task["error"].split(said)[1].split(";")[0])
+    assert path.parent == shared.workers["w"].root / "worktrees"
+    assert (path / "notes.txt").read_text() == "left\n"  # the uncommitted work, where it says
+    assert task["log"] is not None
