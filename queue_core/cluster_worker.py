@@ -135,11 +135,14 @@ def run_attempt(attempt: RemoteAttempt, bundles: Sequence[bytes]) -> RemoteOutco
     if started.is_set():
         return RemoteOutcome(worker.address, host, "", lost=True)
     started.set()
-    root = worker_root()
-    for folder in ("repos", "worktrees", "logs"):
-        ensure_private_dir(root / folder)
-    log = root / "logs" / f"{attempt.token}.log"
-    log.touch(mode=0o600)
+    try:
+        root = worker_root()
+        for folder in ("repos", "worktrees", "logs"):
+            ensure_private_dir(root / folder)
+        log = root / "logs" / f"{attempt.token}.log"
+        log.touch(mode=0o600)
+    except (QueueError, OSError) as exc:  # raised, it would read as the worker's death (an OSError)
+        return RemoteOutcome(worker.address, host, "", error=f"its {WORKER_ROOT_ENV} cannot be used: {exc}")
     path = root / "worktrees" / attempt.token
     stop = _Stop()
     watcher = _Watcher(attempt, worker, client, log, stop)
@@ -151,8 +154,11 @@ def run_attempt(attempt: RemoteAttempt, bundles: Sequence[bytes]) -> RemoteOutco
         outcome = _with(outcome, error=str(exc))
     finally:
         watcher.end()
-    data = log.read_bytes()
-    log.unlink(missing_ok=True)
+    try:
+        data = log.read_bytes()
+        log.unlink()
+    except OSError as exc:  # removed by the agent (it can find it): the outcome still comes back
+        data = f"[project-manager] its log on {host} was lost: {exc}\n".encode()
     return _with(outcome, log=zlib.compress(data))
 
 
@@ -196,9 +202,9 @@ def _run(
         outcome = _with(outcome, error=str(exc).replace(str(log), "the task's log"))
     try:
         changes = finish(tree, attempt.description, git=_GIT)  # a failed agent's work comes back too
-    except WorktreeError as exc:
-        # Kept here, as a local run keeps a worktree git cannot finish, and said where; the
-        # commits the branch has beyond the base (a rebase, an unfinished merge's) go back too.
+    except (WorktreeError, GitError) as exc:
+        # Kept here, as a local run keeps a worktree git cannot finish (or a full disk stops),
+        # and said where; the commits the branch has beyond the base (a rebase's) go back too.
         kept = f"{exc}; its worktree is kept on {socket.gethostname()} at {path}"
         return _with(outcome, code=code, error=kept, bundle=_bundle_of_commits(clone, attempt.branch, attempt.base))
     bundle = b""
@@ -270,7 +276,7 @@ def _bundle_of_commits(clone: Path, branch: str, base: str) -> bytes:
         if not _GIT(clone, "git", "rev-list", "--max-count=1", f"refs/heads/{branch}", "--not", base).strip():
             return b""
         return _bundle(clone, branch, base)
-    except GitError:
+    except (GitError, OSError):  # a full disk: what is kept here is said
         return b""
 
 

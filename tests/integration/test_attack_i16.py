@@ -278,3 +278,22 @@ def test_a_worktree_the_worker_cannot_finish_is_kept_there_and_said_where(tmp_pa
     assert path.parent == shared.workers["w"].root / "worktrees"
     assert (path / "notes.txt").read_text() == "left\n"  # the uncommitted work, where it says
     assert task["log"] is not None
+
+
+def test_a_worker_whose_scratch_folder_cannot_be_used_says_so_and_not_that_it_died(
+    tmp_path: Path, own: DaskCluster
+) -> None:
+    """Before: the StateError (an OSError) of PM_WORKER_ROOT, a symlink here, escaped run_attempt
+    and read as "its worker died, or the cluster lost the attempt" (so would a full disk's)."""
+    (tmp_path / "elsewhere").mkdir()
+    (own.folder / "root-s").symlink_to(tmp_path / "elsewhere")
+    own.add_worker("s")
+    own.wait_for_workers(1)
+    repo = git_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    argv = _argv(repo, "--json", "--isolation", "worktree", "--cluster", own.address)
+    done = subprocess.run([*argv, "shell: echo b > a.txt @a.txt"], capture_output=True, text=True, timeout=RUN_WAIT)
+    assert done.returncode == 1, done.stderr
+    (task,) = json.loads(done.stdout)["tasks"]
+    assert "died" not in task["error"]
+    assert "PM_WORKER_ROOT" in task["error"]
+    assert "is a symlink" in task["error"]
