@@ -28,6 +28,7 @@ import contextlib
 import fcntl
 import io
 import os
+import shutil
 import socket
 import tarfile
 import tempfile
@@ -232,22 +233,50 @@ def _with(outcome: RemoteOutcome, **changes: Any) -> RemoteOutcome:
 
 def _clone(root: Path, attempt: RemoteAttempt, bundles: Sequence[bytes]) -> Path:
     """The worker's bare clone of the repository, holding the attempt's base: the bundles whose
-    commit it lacks fetched into it (under its lock: several worker processes may share a root)."""
+    commit it lacks fetched into it (under its lock: several worker processes may share a root).
+
+    The clone holds nothing of its own (every commit in it came in a bundle): one that git can no
+    longer use (a crash mid-write, a disk error) and that no worktree uses is made anew, rather
+    than fail every task of the repository on this worker."""
     clone = root / "repos" / f"{attempt.repo_id}.git"
     with _locked(clone):
-        if not clone.is_dir():
-            made = Path(tempfile.mkdtemp(prefix=f".{attempt.repo_id}-", dir=clone.parent))
-            _GIT(made, "git", "init", "--quiet", "--bare")
-            _GIT(made, "git", "config", "gc.auto", "0")  # the cache is pruned with its folder, never behind a fetch
-            made.rename(clone)
-        for commit, data in zip(attempt.commits, bundles, strict=True):
-            if _GIT.run(clone, "git", "cat-file", "-e", f"{commit}^{{commit}}", ok=(0, 1, 128))[0] == 0:
-                continue
-            with tempfile.NamedTemporaryFile(dir=clone, suffix=".bundle") as file:
-                file.write(data)
-                file.flush()
-                _GIT(clone, "git", "fetch", "--quiet", "--no-tags", file.name, f"+refs/*:refs/pm-cache/{commit}/*")
+        try:
+            _fill(clone, attempt, bundles)
+        except GitError:
+            if _in_use(clone):
+                raise
+            broken = clone.with_name(f".{clone.name}-broken-{os.getpid()}-{threading.get_ident()}")
+            clone.rename(broken)
+            shutil.rmtree(broken, ignore_errors=True)
+            _fill(clone, attempt, bundles)
     return clone
+
+
+def _fill(clone: Path, attempt: RemoteAttempt, bundles: Sequence[bytes]) -> None:
+    """Make the clone if missing, and fetch into it the bundles whose commit it lacks."""
+    if not clone.is_dir():
+        made = Path(tempfile.mkdtemp(prefix=f".{attempt.repo_id}-", dir=clone.parent))
+        _GIT(made, "git", "init", "--quiet", "--bare")
+        _GIT(made, "git", "config", "gc.auto", "0")  # the cache is pruned with its folder, never behind a fetch
+        made.rename(clone)
+    if _GIT(clone, "git", "rev-parse", "--git-dir").strip() != b".":  # git took a repository above it
+        raise GitError(f"{clone} is not a git repository any more")
+    for commit, data in zip(attempt.commits, bundles, strict=True):
+        if _GIT.run(clone, "git", "cat-file", "-e", f"{commit}^{{commit}}", ok=(0, 1, 128))[0] == 0:
+            continue
+        with tempfile.NamedTemporaryFile(dir=clone, suffix=".bundle") as file:
+            file.write(data)
+            file.flush()
+            _GIT(clone, "git", "fetch", "--quiet", "--no-tags", file.name, f"+refs/*:refs/pm-cache/{commit}/*")
+
+
+def _in_use(clone: Path) -> bool:
+    """Whether a worktree of ``clone`` is still there: another attempt's, or one kept."""
+    for gitdir in (clone / "worktrees").glob("*/gitdir"):
+        with contextlib.suppress(OSError):
+            if Path(gitdir.read_text().strip()).exists():
+                return True
+    return False
 
 
 @contextlib.contextmanager

@@ -297,3 +297,22 @@ def test_a_worker_whose_scratch_folder_cannot_be_used_says_so_and_not_that_it_di
     assert "died" not in task["error"]
     assert "PM_WORKER_ROOT" in task["error"]
     assert "is a symlink" in task["error"]
+
+
+def test_a_cached_clone_git_can_no_longer_use_is_made_anew(tmp_path: Path, shared: DaskCluster) -> None:
+    """Before: once the worker's cached clone was broken (a crash, a disk error, a hand), every
+    task of the repository on that worker failed ("git fetch failed: fatal: not a git
+    repository") until someone found and removed it."""
+    repo = git_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    argv = _argv(repo, "--isolation", "worktree", "--cluster", shared.address)
+    first = subprocess.run([*argv, "shell: echo b > a.txt @a.txt"], capture_output=True, text=True, timeout=RUN_WAIT)
+    assert first.returncode == 0, first.stderr
+    repos = shared.workers["w"].root / "repos"
+    for clone in repos.glob("*.git"):  # every repository's: which is this one's is the worker's business
+        (clone / "HEAD").write_text("garbage\n")
+        for pack in (clone / "objects").rglob("*"):
+            if pack.is_file():
+                pack.unlink()
+    again = subprocess.run([*argv, "shell: echo c > a.txt @a.txt"], capture_output=True, text=True, timeout=RUN_WAIT)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert git(repo, "show", "HEAD:a.txt") == "c\n"
