@@ -339,18 +339,21 @@ def _is_ancestor(repo: Path, old: str, new: str, git: GitCalls) -> bool:
 
 
 def make_bundle(repo: Path, commit: str, since: str | None, git: GitCalls) -> bytes:
-    """A git bundle of ``commit`` (its whole history, or what is not in ``since``), through a
-    ref of its own made for the while: a bundle names refs, never bare commits."""
-    ref = f"refs/pm-transfer/{uuid.uuid4().hex}"
-    git(repo, "git", "update-ref", ref, commit)
-    try:
-        with tempfile.TemporaryDirectory(prefix="pm-bundle-") as folder:
-            out = Path(folder) / "base.bundle"
-            excluded = () if since is None else (f"^{since}",)
-            git(repo, "git", "bundle", "create", "--quiet", str(out), ref, *excluded)
-            return out.read_bytes()
-    finally:
-        git(repo, "git", "update-ref", "-d", ref)
+    """A git bundle of ``commit`` (its whole history, or what is not in ``since``).
+
+    A bundle names refs, never bare commits: the ref is made in a repository of its own for the
+    while, one that borrows ``repo``'s objects (git's alternates), so that a run killed meanwhile
+    leaves no ref of ours in the user's repository (``git log --all``, a ``git push --mirror``)."""
+    objects = (repo / os.fsdecode(git(repo, "git", "rev-parse", "--git-path", "objects").strip())).resolve()
+    with tempfile.TemporaryDirectory(prefix="pm-bundle-") as folder:
+        lender = Path(folder) / "refs.git"
+        git(Path(folder), "git", "init", "--quiet", "--bare", str(lender))
+        (lender / "objects" / "info" / "alternates").write_text(f"{objects}\n")
+        git(lender, "git", "update-ref", "refs/pm-transfer/base", commit)
+        out = Path(folder) / "base.bundle"
+        excluded = () if since is None else (f"^{since}",)
+        git(lender, "git", "bundle", "create", "--quiet", str(out), "refs/pm-transfer/base", *excluded)
+        return out.read_bytes()
 
 
 @dataclass
