@@ -207,7 +207,8 @@ def _run(
         # Kept here, as a local run keeps a worktree git cannot finish (or a full disk stops),
         # and said where; the commits the branch has beyond the base (a rebase's) go back too.
         kept = f"{exc}; its worktree is kept on {socket.gethostname()} at {path}"
-        return _with(outcome, code=code, error=kept, bundle=_bundle_of_commits(clone, attempt.branch, attempt.base))
+        error = kept if outcome.error is None else f"{outcome.error}; {kept}"  # a setup's failure first
+        return _with(outcome, code=code, error=error, bundle=_bundle_of_commits(clone, attempt.branch, attempt.base))
     bundle = b""
     if changes.tip != attempt.base:
         bundle = _bundle(clone, attempt.branch, attempt.base)
