@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import os
 import signal
 import sys
@@ -170,10 +171,23 @@ def _connect(planned: PlannedRun) -> Cluster | None:
     for runner in remote:
         for name, units in runner.resources.items():
             wanted[name] = max(wanted.get(name, 0.0), units)
+    _quiet_dask()
     cluster = Cluster.connect(planned.cluster, resources=wanted)
     for runner in remote:
         runner.cluster = cluster
     return cluster
+
+
+def _quiet_dask() -> None:
+    """Dask's own log lines (its traceback of a scheduler it cannot reach again, its warnings)
+    would print on the terminal, over the live view: the run says what they mean in its words
+    (the task failed: its worker died, or the cluster lost the attempt)."""
+    try:
+        import distributed  # noqa: F401 - configures its loggers' handlers as it is imported
+    except ImportError:
+        return  # Cluster.connect says what is missing
+    for handler in logging.getLogger("distributed").handlers:
+        handler.setLevel(logging.CRITICAL)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,7 +36,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,13 @@ STOP_MARGIN_S = 30.0
 LOG_TOPIC = "project-manager-logs"
 #: How long connecting to a scheduler may take (Dask retries a refused connection meanwhile).
 CONNECT_TIMEOUT_S = 10.0
+#: How long one request to the scheduler may wait for its answer: Dask's own wait for ever on a
+#: scheduler that is frozen (SIGSTOP) or cut off, and a stop or a timeout must still end the attempt.
+CALL_TIMEOUT_S = 10.0
+#: The slowest a bundle may travel to the cluster before the scheduler counts as out of reach.
+BUNDLE_BYTES_PER_S = 1 << 20
+#: The most worker processes ``local:N`` starts: each is a Python process of its own.
+LOCAL_MAX = 64
 
 log = logging.getLogger("queue_core")
 
@@ -86,17 +93,49 @@ SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
 
 def check_address(text: str) -> str:
     """``text`` if it names a cluster: ``tcp://HOST:PORT`` (or another of SCHEMES) or ``local:N``
-    (N >= 1 worker processes started here); raises InvalidArgumentError otherwise (pure)."""
+    (1 <= N <= LOCAL_MAX worker processes started here); raises InvalidArgumentError otherwise (pure)."""
     scheme, sep, rest = text.partition("://")
     if sep and scheme in SCHEMES and rest and not rest.startswith("-") and not any(c.isspace() for c in rest):
         return text
     count = text.removeprefix("local:")
-    if count != text and count.isascii() and count.isdigit() and int(count) >= 1:
+    if count != text and count.isascii() and count.isdigit() and 1 <= int(count) <= LOCAL_MAX:
         return text
     raise InvalidArgumentError(
         f"expected a Dask scheduler's address, tcp://HOST:PORT ({', '.join(SCHEMES)}), or local:N "
-        f"(N >= 1 local workers), got {text!r}"
+        f"(1 to {LOCAL_MAX} local workers), got {text!r}"
     )
+
+
+def _within(seconds: float, make: Callable[[], Any]) -> Any:
+    """``make()``, or TimeoutError if it takes more than ``seconds`` (plus a second): Dask's
+    connection waits for ever for the handshake of an endpoint that accepts and says nothing,
+    whatever its timeout. The call left behind ends with the process (a daemon thread)."""
+    done: list[tuple[bool, Any]] = []
+
+    def call() -> None:
+        try:
+            done.append((True, make()))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            done.append((False, exc))
+
+    thread = threading.Thread(target=call, name="pm-dask-connect", daemon=True)
+    thread.start()
+    thread.join(seconds + 1.0)
+    if not done:
+        raise TimeoutError(f"no answer in {seconds:g}s")
+    ok, value = done[0]
+    if not ok:
+        raise value
+    return value
+
+
+def _ask(client: Any, operation: str, **kwargs: Any) -> Any:
+    """The scheduler's answer to ``operation`` (``event_set``, ``identity``...); raises
+    ClusterError if it gives none within CALL_TIMEOUT_S (see there)."""
+    try:
+        return client.sync(getattr(client.scheduler, operation), callback_timeout=CALL_TIMEOUT_S, **kwargs)
+    except (OSError, TimeoutError, _distributed().TimeoutError) as exc:  # asyncio's before Python 3.11
+        raise ClusterError(f"the Dask scheduler did not answer ({operation}): {exc or type(exc).__name__}") from None
 
 
 def _distributed() -> Any:
@@ -109,12 +148,16 @@ def _distributed() -> Any:
 
 @dataclass
 class _Stream:
-    """An attempt's log as it streams from its worker into the local log, in order."""
+    """An attempt's log as it streams from its worker into the local log, in order; and the
+    worker it runs on, once it says so (``worker``), or that one of the workers it had been given
+    to left the cluster (``lost_on``: the scheduler told, see :meth:`Cluster._on_cluster_event`)."""
 
     log: Path
+    key: str = ""
     worker: str | None = None
     received: int = 0
     closed: bool = False
+    lost_on: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take(self, message: Mapping[str, Any]) -> None:
@@ -167,7 +210,9 @@ class Cluster:
 
     @classmethod
     def connect(cls, address: str, *, resources: Mapping[str, float] | None = None) -> Cluster:
-        """Raises ClusterError if Dask is missing or the scheduler cannot be reached."""
+        """Raises ClusterError if Dask is missing, the scheduler cannot be reached, or Dask cannot
+        use the address (``tls://`` without certificates in Dask's configuration, ``ucx://``
+        without ucx)."""
         distributed = _distributed()
         local = None
         try:
@@ -178,21 +223,24 @@ class Cluster:
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
+                    # Its HTTP server (health checks) on a free port: on 8787, taken by another
+                    # Dask's dashboard, Dask would warn on the terminal, over the run's output.
+                    scheduler_kwargs={"dashboard_address": ":0"},
                     resources=dict(resources or {}) or None,
                     silence_logs=logging.ERROR,
                 )
                 client = distributed.Client(local)
             else:
-                client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
-        except (OSError, TimeoutError, ValueError) as exc:
+                client = _within(CONNECT_TIMEOUT_S, lambda: distributed.Client(address, timeout=CONNECT_TIMEOUT_S))
+        except Exception as exc:  # noqa: BLE001 - Dask's comms raise OSError, TimeoutError, ValueError, TypeError
             if local is not None:
                 local.close()
             raise ClusterError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
         return cls(client, address, local)
 
     def workers(self) -> dict[str, dict[str, float]]:
-        """Each worker's address and resources, now."""
-        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        """Each worker's address and resources, now; raises ClusterError if the scheduler does not say."""
+        info = _ask(self.client, "identity", n_workers=-1)["workers"]
         return {address: dict(worker.get("resources") or {}) for address, worker in info.items()}
 
     def check_resources(self, resources: Mapping[str, float]) -> None:
@@ -218,20 +266,25 @@ class Cluster:
                 self._bases[repo_id, base] = (make_bundle(repo, base, None, git), None)
             data, future = self._bases[repo_id, first]
             if future is None or future.status != "finished":  # lost with the workers that had it
-                future = self.client.scatter(data, hash=False)
+                try:  # bounded: a stop cannot reach an attempt that waits for a frozen scheduler
+                    future = self.client.scatter(data, hash=False, timeout=_travel_s(data))
+                except (OSError, TimeoutError, _distributed().TimeoutError) as exc:
+                    raise ClusterError(f"the run's base could not be sent to the cluster: {exc}") from None
                 self._bases[repo_id, first] = (data, future)
             if first == base:
                 return (base,), [future]
             return (first, base), [future, make_bundle(repo, base, first, git)]
 
-    def stream(self, token: str, log_file: Path) -> _Stream:
-        """Where the log of attempt ``token`` goes as its worker streams it (on LOG_TOPIC)."""
-        stream = _Stream(log_file)
+    def stream(self, token: str, key: str, log_file: Path) -> _Stream:
+        """Where the log of attempt ``token`` (the Dask task ``key``) goes as its worker streams it
+        (on LOG_TOPIC); and what the scheduler says of the workers it was given to."""
+        stream = _Stream(log_file, key)
         with self._lock:
             self._streams[token] = stream
             subscribe, self._subscribed = not self._subscribed, True
         if subscribe:
             self.client.subscribe_topic(LOG_TOPIC, self._on_event)
+            self.client.subscribe_topic("all", self._on_cluster_event)
         return stream
 
     def forget(self, token: str) -> None:
@@ -247,12 +300,33 @@ class Cluster:
         if stream is not None:
             stream.take(message)
 
+    def _on_cluster_event(self, event: Any) -> None:
+        """A worker left the cluster (died, or missed its heartbeats): the attempts it had been
+        given learn it. Dask would give them to another worker, or, with none that can run them
+        (its resources left with it), keep them waiting for ever."""
+        _, message = event
+        if not isinstance(message, Mapping) or message.get("action") != "remove-worker":
+            return
+        worker, keys = str(message.get("worker")), message.get("processing-tasks") or ()
+        with self._lock:
+            streams = [stream for stream in self._streams.values() if stream.key in keys]
+        for stream in streams:
+            with stream.lock:
+                stream.lost_on = worker
+
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a lost connection says nothing new
+            if self._subscribed:  # else the scheduler tells this client of its own leaving as
+                self.client.unsubscribe_topic("all")  # it leaves, and logs that it could not
             self.client.close(timeout=10)
         if self._local is not None:
             with contextlib.suppress(Exception):  # as above
                 self._local.close(timeout=10)
+
+
+def _travel_s(data: bytes) -> float:
+    """How long ``data`` may take to reach the cluster (see BUNDLE_BYTES_PER_S)."""
+    return CALL_TIMEOUT_S + len(data) / BUNDLE_BYTES_PER_S
 
 
 def repo_id(repo: Path) -> str:
@@ -266,18 +340,21 @@ def _is_ancestor(repo: Path, old: str, new: str, git: GitCalls) -> bool:
 
 
 def make_bundle(repo: Path, commit: str, since: str | None, git: GitCalls) -> bytes:
-    """A git bundle of ``commit`` (its whole history, or what is not in ``since``), through a
-    ref of its own made for the while: a bundle names refs, never bare commits."""
-    ref = f"refs/pm-transfer/{uuid.uuid4().hex}"
-    git(repo, "git", "update-ref", ref, commit)
-    try:
-        with tempfile.TemporaryDirectory(prefix="pm-bundle-") as folder:
-            out = Path(folder) / "base.bundle"
-            excluded = () if since is None else (f"^{since}",)
-            git(repo, "git", "bundle", "create", "--quiet", str(out), ref, *excluded)
-            return out.read_bytes()
-    finally:
-        git(repo, "git", "update-ref", "-d", ref)
+    """A git bundle of ``commit`` (its whole history, or what is not in ``since``).
+
+    A bundle names refs, never bare commits: the ref is made in a repository of its own for the
+    while, one that borrows ``repo``'s objects (git's alternates), so that a run killed meanwhile
+    leaves no ref of ours in the user's repository (``git log --all``, a ``git push --mirror``)."""
+    objects = (repo / os.fsdecode(git(repo, "git", "rev-parse", "--git-path", "objects").strip())).resolve()
+    with tempfile.TemporaryDirectory(prefix="pm-bundle-") as folder:
+        lender = Path(folder) / "refs.git"
+        git(Path(folder), "git", "init", "--quiet", "--bare", str(lender))
+        (lender / "objects" / "info" / "alternates").write_text(f"{objects}\n")
+        git(lender, "git", "update-ref", "refs/pm-transfer/base", commit)
+        out = Path(folder) / "base.bundle"
+        excluded = () if since is None else (f"^{since}",)
+        git(lender, "git", "bundle", "create", "--quiet", str(out), "refs/pm-transfer/base", *excluded)
+        return out.read_bytes()
 
 
 @dataclass
@@ -314,9 +391,13 @@ class ClusterAgent(WorktreeAgent):
             token, rid, plan.run, name, plan.description, branch, base, commits, tuple(self.argv),
             tuple(self.env.items()), plan.setup, includes, self.grace_s, self.report_format, LOG_TOPIC,
         )  # fmt: skip
-        self._stream = cluster.stream(token, self.log)
+        key = f"pm-{attempt.run}-{attempt.name}-{attempt.token[:8]}"
+        self._stream = stream = cluster.stream(token, key, self.log)
         try:
-            outcome = self._run_remote(cluster, attempt, bundles)
+            outcome = self._run_remote(cluster, attempt, stream, bundles)
+        except WorkerLostError as exc:
+            self.note(str(exc))  # the worker cannot say what became of the attempt: its log here does
+            raise
         finally:
             cluster.forget(token)
         self._stream.worker = outcome.worker
@@ -328,6 +409,8 @@ class ClusterAgent(WorktreeAgent):
         tree = Worktree(report.path, branch, base, name, plan.run, plan.repo)
         if outcome.bundle:
             _fetch(plan.repo, outcome.bundle, branch, self._git)
+        if outcome.code is not None:  # the agent ran: its log is the task's (--json, the summary)
+            self._exit_code = outcome.code
         if outcome.error is not None:
             kept = f"; its branch {branch} is kept" if outcome.bundle else ""
             raise RemoteAttemptError(f"{where}: {outcome.error}{kept}")
@@ -338,19 +421,20 @@ class ClusterAgent(WorktreeAgent):
         self._check_and_merge(tree, plan, report, branch_changes(tree, git=self._git), None)
         return code
 
-    def _run_remote(self, cluster: Cluster, attempt: RemoteAttempt, bundles: list[Any]) -> RemoteOutcome:
-        """Submit the attempt and wait for its outcome. A stop (``stop``, from another thread,
-        only sets a flag: it must not wait on the network) is seen here within half a second
-        and sets the attempt's stop event; the wait then ends at the latest STOP_MARGIN_S past
-        the agent's grace (the worker may be gone)."""
+    def _run_remote(
+        self, cluster: Cluster, attempt: RemoteAttempt, stream: _Stream, bundles: list[Any]
+    ) -> RemoteOutcome:
+        """Submit the attempt (the Dask task ``stream.key``) and wait for its outcome. A stop sets
+        its stop event from here, not from :meth:`stop`, which must return at once even with the
+        scheduler out of reach; the wait ends at the latest STOP_MARGIN_S past the agent's grace
+        (the worker may be gone), or as soon as the worker it started on leaves the cluster."""
         distributed = _distributed()
-        event = distributed.Event(attempt.stop_event, client=cluster.client)
-        self._check_stop()
+        self._check_stop()  # what a bundle's making and sending took: a stop meanwhile sends nothing
         future = cluster.client.submit(
             run_attempt,
             attempt,
             bundles,
-            key=f"pm-{attempt.run}-{attempt.name}-{attempt.token[:8]}",
+            key=stream.key,
             pure=False,
             retries=0,
             resources=dict(self.resources) or None,
@@ -358,6 +442,12 @@ class ClusterAgent(WorktreeAgent):
         deadline: float | None = None
         try:
             while True:
+                with self._stop_lock:
+                    stopped = self._stopped
+                if stopped and deadline is None:
+                    deadline = time.monotonic() + self.grace_s + STOP_MARGIN_S
+                    with contextlib.suppress(ClusterError):  # out of reach: the deadline ends the wait
+                        _ask(cluster.client, "event_set", name=attempt.stop_event)
                 try:
                     outcome: RemoteOutcome = future.result(timeout=0.5)
                     return outcome
@@ -369,19 +459,37 @@ class ClusterAgent(WorktreeAgent):
                     raise WorkerLostError(f"its worker died, or the cluster lost the attempt ({exc!r})") from None
                 except Exception as exc:  # raised on the worker: a bug, a version mismatch
                     raise RemoteAttemptError(f"its worker failed to run it: {type(exc).__name__}: {exc}") from exc
-                with self._stop_lock:
-                    stopped = self._stopped
-                if stopped and deadline is None:
-                    deadline = time.monotonic() + self.grace_s + STOP_MARGIN_S
-                    with contextlib.suppress(Exception):  # a lost scheduler: the deadline ends the wait
-                        event.set()
+                if (gone := self._lost(cluster, attempt, stream)) is not None:
+                    raise WorkerLostError(f"its worker died: {gone} left the cluster while it ran")
                 if deadline is not None and time.monotonic() > deadline:
                     raise WorkerLostError(
                         f"its worker did not say it stopped in {self.grace_s + STOP_MARGIN_S:g}s: given up"
                     )
         finally:
             future.release()  # the scheduler forgets the attempt: it runs nowhere again
-            _forget((event, distributed.Event(attempt.started_event, client=cluster.client)))
+            _forget(cluster, attempt)
+
+    def _lost(self, cluster: Cluster, attempt: RemoteAttempt, stream: _Stream) -> str | None:
+        """The worker the attempt had started on, if it left the cluster: then the attempt is
+        lost, wherever Dask would run it next (where it returns at once, see cluster_worker). One
+        that had not started there (it waited for a thread) is left to Dask to run elsewhere, if
+        a worker can (else RemoteAttemptError, as for a task that starts with no such worker)."""
+        with stream.lock:
+            gone, stream.lost_on = stream.lost_on, None
+            said = stream.worker
+        if gone is None:
+            return None
+        if said is None:  # it may have started and died before its first word: the scheduler knows
+            try:
+                started = bool(_ask(cluster.client, "event_is_set", name=attempt.started_event))
+            except ClusterError:
+                started = True  # when in doubt, lost: the task's retries decide, no agent runs unseen
+        else:
+            started = said == gone
+        if not started:
+            cluster.check_resources(self.resources)
+            return None
+        return gone
 
     def _tidy(
         self, tree: Worktree, merged: bool, kept_at: str | None, lease: Lease | None, plan: WorktreePlan
@@ -393,14 +501,14 @@ class ClusterAgent(WorktreeAgent):
         return f"{result.reason}; its branch {tree.branch} is kept"
 
 
-def _forget(events: tuple[Any, ...]) -> None:
-    """Clear an attempt's events, which the scheduler keeps while they are set, on a thread of
-    their own: a scheduler that is gone must not hold up the attempt's end."""
+def _forget(cluster: Cluster, attempt: RemoteAttempt) -> None:
+    """Clear the attempt's events, which the scheduler keeps while they are set, on a thread of
+    their own: a scheduler out of reach must not hold up the attempt's end."""
 
     def clear() -> None:
-        for event in events:
-            with contextlib.suppress(Exception):  # a lost scheduler has forgotten them already
-                event.clear()
+        for name in (attempt.stop_event, attempt.started_event):
+            with contextlib.suppress(Exception):  # a lost scheduler (a closed client) forgot them already
+                _ask(cluster.client, "event_clear", name=name)
 
     threading.Thread(target=clear, name="pm-cluster-forget", daemon=True).start()
 

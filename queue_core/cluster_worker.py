@@ -28,6 +28,7 @@ import contextlib
 import fcntl
 import io
 import os
+import shutil
 import socket
 import tarfile
 import tempfile
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from .changes import GitCalls
-from .errors import QueueError, SetupError
+from .errors import GitError, QueueError, SetupError, WorktreeError
 from .reports import AgentReport
 from .runner import SubprocessAgent
 from .statedir import ensure_private_dir
@@ -137,11 +138,14 @@ def run_attempt(attempt: RemoteAttempt, bundles: Sequence[bytes]) -> RemoteOutco
     if started.is_set():
         return RemoteOutcome(worker.address, host, "", lost=True)
     started.set()
-    root = worker_root()
-    for folder in ("repos", "worktrees", "logs"):
-        ensure_private_dir(root / folder)
-    log = root / "logs" / f"{attempt.token}.log"
-    log.touch(mode=0o600)
+    try:
+        root = worker_root()
+        for folder in ("repos", "worktrees", "logs"):
+            ensure_private_dir(root / folder)
+        log = root / "logs" / f"{attempt.token}.log"
+        log.touch(mode=0o600)
+    except (QueueError, OSError) as exc:  # raised, it would read as the worker's death (an OSError)
+        return RemoteOutcome(worker.address, host, "", error=f"its {WORKER_ROOT_ENV} cannot be used: {exc}")
     path = root / "worktrees" / attempt.token
     stop = _Stop()
     watcher = _Watcher(attempt, worker, client, log, stop)
@@ -153,8 +157,11 @@ def run_attempt(attempt: RemoteAttempt, bundles: Sequence[bytes]) -> RemoteOutco
         outcome = _with(outcome, error=str(exc))
     finally:
         watcher.end()
-    data = log.read_bytes()
-    log.unlink(missing_ok=True)
+    try:
+        data = log.read_bytes()
+        log.unlink()
+    except OSError as exc:  # removed by the agent (it can find it): the outcome still comes back
+        data = f"[project-manager] its log on {host} was lost: {exc}\n".encode()
     return _with(outcome, log=zlib.compress(data))
 
 
@@ -196,7 +203,14 @@ def _run(
         outcome = _with(outcome, report=agent.report)
     except SetupError as exc:
         outcome = _with(outcome, error=str(exc).replace(str(log), "the task's log"))
-    changes = finish(tree, attempt.description, git=_GIT)  # a failed agent's work comes back too
+    try:
+        changes = finish(tree, attempt.description, git=_GIT)  # a failed agent's work comes back too
+    except (WorktreeError, GitError) as exc:
+        # Kept here, as a local run keeps a worktree git cannot finish (or a full disk stops),
+        # and said where; the commits the branch has beyond the base (a rebase's) go back too.
+        kept = f"{exc}; its worktree is kept on {socket.gethostname()} at {path}"
+        error = kept if outcome.error is None else f"{outcome.error}; {kept}"  # a setup's failure first
+        return _with(outcome, code=code, error=error, bundle=_bundle_of_commits(clone, attempt.branch, attempt.base))
     bundle = b""
     if changes.tip != attempt.base:
         bundle = _bundle(clone, attempt.branch, attempt.base)
@@ -222,22 +236,50 @@ def _with(outcome: RemoteOutcome, **changes: Any) -> RemoteOutcome:
 
 def _clone(root: Path, attempt: RemoteAttempt, bundles: Sequence[bytes]) -> Path:
     """The worker's bare clone of the repository, holding the attempt's base: the bundles whose
-    commit it lacks fetched into it (under its lock: several worker processes may share a root)."""
+    commit it lacks fetched into it (under its lock: several worker processes may share a root).
+
+    The clone holds nothing of its own (every commit in it came in a bundle): one that git can no
+    longer use (a crash mid-write, a disk error) and that no worktree uses is made anew, rather
+    than fail every task of the repository on this worker."""
     clone = root / "repos" / f"{attempt.repo_id}.git"
     with _locked(clone):
-        if not clone.is_dir():
-            made = Path(tempfile.mkdtemp(prefix=f".{attempt.repo_id}-", dir=clone.parent))
-            _GIT(made, "git", "init", "--quiet", "--bare")
-            _GIT(made, "git", "config", "gc.auto", "0")  # the cache is pruned with its folder, never behind a fetch
-            made.rename(clone)
-        for commit, data in zip(attempt.commits, bundles, strict=True):
-            if _GIT.run(clone, "git", "cat-file", "-e", f"{commit}^{{commit}}", ok=(0, 1, 128))[0] == 0:
-                continue
-            with tempfile.NamedTemporaryFile(dir=clone, suffix=".bundle") as file:
-                file.write(data)
-                file.flush()
-                _GIT(clone, "git", "fetch", "--quiet", "--no-tags", file.name, f"+refs/*:refs/pm-cache/{commit}/*")
+        try:
+            _fill(clone, attempt, bundles)
+        except GitError:
+            if _in_use(clone):
+                raise
+            broken = clone.with_name(f".{clone.name}-broken-{os.getpid()}-{threading.get_ident()}")
+            clone.rename(broken)
+            shutil.rmtree(broken, ignore_errors=True)
+            _fill(clone, attempt, bundles)
     return clone
+
+
+def _fill(clone: Path, attempt: RemoteAttempt, bundles: Sequence[bytes]) -> None:
+    """Make the clone if missing, and fetch into it the bundles whose commit it lacks."""
+    if not clone.is_dir():
+        made = Path(tempfile.mkdtemp(prefix=f".{attempt.repo_id}-", dir=clone.parent))
+        _GIT(made, "git", "init", "--quiet", "--bare")
+        _GIT(made, "git", "config", "gc.auto", "0")  # the cache is pruned with its folder, never behind a fetch
+        made.rename(clone)
+    if _GIT(clone, "git", "rev-parse", "--git-dir").strip() != b".":  # git took a repository above it
+        raise GitError(f"{clone} is not a git repository any more")
+    for commit, data in zip(attempt.commits, bundles, strict=True):
+        if _GIT.run(clone, "git", "cat-file", "-e", f"{commit}^{{commit}}", ok=(0, 1, 128))[0] == 0:
+            continue
+        with tempfile.NamedTemporaryFile(dir=clone, suffix=".bundle") as file:
+            file.write(data)
+            file.flush()
+            _GIT(clone, "git", "fetch", "--quiet", "--no-tags", file.name, f"+refs/*:refs/pm-cache/{commit}/*")
+
+
+def _in_use(clone: Path) -> bool:
+    """Whether a worktree of ``clone`` is still there: another attempt's, or one kept."""
+    for gitdir in (clone / "worktrees").glob("*/gitdir"):
+        with contextlib.suppress(OSError):
+            if Path(gitdir.read_text().strip()).exists():
+                return True
+    return False
 
 
 @contextlib.contextmanager
@@ -257,6 +299,17 @@ def _bundle(clone: Path, branch: str, base: str) -> bytes:
         out = Path(folder) / "task.bundle"
         _GIT(clone, "git", "bundle", "create", "--quiet", str(out), f"refs/heads/{branch}", f"^{base}")
         return out.read_bytes()
+
+
+def _bundle_of_commits(clone: Path, branch: str, base: str) -> bytes:
+    """:func:`_bundle`, if ``branch`` has commits that ``base`` lacks; else (or with the branch
+    gone) b"": git refuses an empty bundle."""
+    try:
+        if not _GIT(clone, "git", "rev-list", "--max-count=1", f"refs/heads/{branch}", "--not", base).strip():
+            return b""
+        return _bundle(clone, branch, base)
+    except (GitError, OSError):  # a full disk: what is kept here is said
+        return b""
 
 
 def _unpack(includes: bytes, worktree: Path) -> None:
@@ -322,7 +375,7 @@ class _Watcher(threading.Thread):
     def run(self) -> None:
         stopped = False
         while not self._done.is_set():
-            if not stopped and (self._event.wait(timeout=TICK_S) or self._let_go()):
+            if not stopped and (self._asked_to_stop() or self._let_go()):
                 stopped = True
                 self._halt.stop()
             self._stream()
@@ -331,13 +384,24 @@ class _Watcher(threading.Thread):
         self._done.set()
         self.join()
 
-    def _let_go(self) -> bool:
-        """Whether the scheduler no longer wants this attempt (its coordinator is gone)."""
+    def _asked_to_stop(self) -> bool:
+        """Whether the stop event is set; waits up to TICK_S for it. A scheduler out of reach
+        answers nothing: whether the worker goes on then decides (:meth:`_let_go`)."""
         try:
+            return bool(self._event.wait(timeout=TICK_S))
+        except Exception:  # noqa: BLE001 - the scheduler's connection lost: this thread must live on
+            self._done.wait(TICK_S)  # not a busy loop while it is out of reach
+            return False
+
+    def _let_go(self) -> bool:
+        """Whether the scheduler no longer wants this attempt (its coordinator is gone), or the
+        worker closes (it lost the scheduler, whom the attempt's outcome would have gone to)."""
+        try:
+            closing = self._worker.status.name in ("stopping", "stopped", "closing", "closed", "failed")
             state = self._worker.state.tasks.get(self._key)
         except AttributeError:  # another distributed's inside: the stop event still works
             return False
-        return state is None or state.state not in ("executing", "long-running")
+        return closing or state is None or state.state not in ("executing", "long-running")
 
     def _stream(self) -> None:
         try:
