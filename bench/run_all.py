@@ -4,7 +4,8 @@ Sections: release->start latency, in-process overhead, makespan (simulated), quo
 a 429-prone provider (simulated), scale, claims
 across processes (the on-disk registry), the supervisor, the command line, and worktree tasks
 (a new worktree or one from the pool, and the merge-back; on a 20,000-file repository made in
-/dev/shm when there is one). The report ends with every figure against its target from
+/dev/shm when there is one), and worktree tasks on a Dask cluster (with the [dask] extra).
+The report ends with every figure against its target from
 DESIGN.md ("Performance").
 """
 
@@ -16,7 +17,20 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import cli, latency, makespan, mergeback, overhead, quota, registry, scale, supervisor, timeline, worktrees
+from . import (
+    cli,
+    cluster,
+    latency,
+    makespan,
+    mergeback,
+    overhead,
+    quota,
+    registry,
+    scale,
+    supervisor,
+    timeline,
+    worktrees,
+)
 from ._common import Section, checks_table, machine
 
 
@@ -40,6 +54,7 @@ def main() -> None:
         ("worktrees", worktrees.run),
         ("mergeback", mergeback.run),
         ("timeline", timeline.run),
+        ("cluster", cluster.run),
     ]
     sections: list[Section] = []
     for name, run in runs:

@@ -134,7 +134,9 @@ def _ask(client: Any, operation: str, **kwargs: Any) -> Any:
     ClusterError if it gives none within CALL_TIMEOUT_S (see there)."""
     try:
         return client.sync(getattr(client.scheduler, operation), callback_timeout=CALL_TIMEOUT_S, **kwargs)
-    except (OSError, TimeoutError, _distributed().TimeoutError) as exc:  # asyncio's before Python 3.11
+    # TimeoutError: asyncio's before Python 3.11. UnboundLocalError: distributed 2026.8's sync,
+    # when its timeout meets the answer (see ClusterAgent._run_remote): no answer, as far as we know.
+    except (OSError, TimeoutError, UnboundLocalError, _distributed().TimeoutError) as exc:
         raise ClusterError(f"the Dask scheduler did not answer ({operation}): {exc or type(exc).__name__}") from None
 
 
@@ -439,6 +441,11 @@ class ClusterAgent(WorktreeAgent):
             retries=0,
             resources=dict(self.resources) or None,
         )
+        # Not future.result(timeout=...): in distributed 2026.8, when its timeout meets the answer,
+        # it raises UnboundLocalError (its sync returns a local it never set). The result is asked
+        # for once the future is done, with no timeout, so it is there at once.
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
         deadline: float | None = None
         try:
             while True:
@@ -449,10 +456,9 @@ class ClusterAgent(WorktreeAgent):
                     with contextlib.suppress(ClusterError):  # out of reach: the deadline ends the wait
                         _ask(cluster.client, "event_set", name=attempt.stop_event)
                 try:
-                    outcome: RemoteOutcome = future.result(timeout=0.5)
-                    return outcome
-                except distributed.TimeoutError:
-                    pass
+                    if done.wait(0.5):
+                        outcome: RemoteOutcome = future.result()
+                        return outcome
                 except distributed.KilledWorker as exc:
                     raise WorkerLostError(f"its worker died while it ran: {exc}") from None
                 except (distributed.CancelledError, OSError) as exc:  # its worker died with what it needed

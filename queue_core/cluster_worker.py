@@ -373,16 +373,18 @@ class _Watcher(threading.Thread):
         self._send({"token": attempt.token, "worker": worker.address, "host": socket.gethostname()})
 
     def run(self) -> None:
-        stopped = False
         while not self._done.is_set():
-            if not stopped and (self._asked_to_stop() or self._let_go()):
-                stopped = True
+            if self._asked_to_stop() or self._let_go():
                 self._halt.stop()
+                break
+            self._stream()
+        while not self._done.wait(TICK_S):  # stopped: what the agent says as it ends still streams
             self._stream()
 
     def end(self) -> None:
+        """The attempt ended: the thread ends within TICK_S. Not waited for: the whole log goes
+        with the outcome, and a chunk it sends meanwhile the coordinator drops."""
         self._done.set()
-        self.join()
 
     def _asked_to_stop(self) -> bool:
         """Whether the stop event is set; waits up to TICK_S for it. A scheduler out of reach

@@ -5,6 +5,7 @@ with a scheduler and workers, is tests/integration/test_cluster.py."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ from cli.config_files import batch_of, repo_config_of
 from cli.render import agent_text
 from cli.resume import Options
 from queue_core import cluster
-from queue_core.cluster import Cluster, ClusterError, _Stream, check_address
+from queue_core.cluster import Cluster, ClusterAgent, ClusterError, _Stream, check_address
+from queue_core.cluster_worker import RemoteAttempt, RemoteOutcome
 from queue_core.errors import InvalidArgumentError
 from queue_core.records import RunningTask
 
@@ -126,3 +128,54 @@ def test_a_status_record_keeps_a_running_tasks_worker_and_shows_it() -> None:
     assert "worker" not in RunningTask("t1", "claude").to_json()  # a local task's record is as it was
     assert agent_text(task) == "claude on 10.0.0.2:40123"
     assert agent_text(RunningTask("t1", "claude")) == "claude"
+
+
+class _RacyFuture:
+    """A Dask future that is done, but whose ``result(timeout=...)`` fails as distributed's does
+    (2026.8) when its timeout meets the answer: ``sync`` then returns a local it never set."""
+
+    key = "pm-r-t1-x"
+    status = "finished"
+
+    def __init__(self, outcome: object) -> None:
+        self.outcome = outcome
+
+    def result(self, timeout: float | None = None) -> object:
+        if timeout is not None:
+            raise UnboundLocalError("cannot access local variable 'result' where it is not associated with a value")
+        return self.outcome
+
+    def add_done_callback(self, fn: Callable[[_RacyFuture], None]) -> None:
+        fn(self)
+
+    def release(self) -> None:
+        pass
+
+
+class _Client:
+    def __init__(self, future: _RacyFuture) -> None:
+        self.future = future
+
+    def submit(self, *args: object, **kwargs: object) -> _RacyFuture:
+        return self.future
+
+    def sync(self, *args: object, **kwargs: object) -> None:
+        raise OSError("no scheduler here")
+
+    @property
+    def scheduler(self) -> object:
+        return self
+
+
+def test_an_attempts_outcome_is_taken_whatever_the_timed_wait_of_dask_does(tmp_path: Path) -> None:
+    """Before: the wait was future.result(timeout=0.5), which in distributed 2026.8 raises
+    UnboundLocalError when its timeout meets the answer: one attempt in a few hundred failed
+    ("its worker failed to run it"), found by bench/cluster.py."""
+    pytest.importorskip("distributed", reason="needs the [dask] extra")
+    outcome = RemoteOutcome("tcp://10.0.0.2:1", "h", "/w/t", code=0)
+    agent = ClusterAgent(["true"], tmp_path, tmp_path / "t1.log")
+    attempt = RemoteAttempt(
+        "tok", "rid", "r", "t1", "d", "pm/r/t1", "0" * 40, (), ("true",), (), (), b"", 1.0, None, "x"
+    )
+    fake = Cluster(_Client(_RacyFuture(outcome)), "tcp://10.0.0.2:8786")
+    assert agent._run_remote(fake, attempt, _Stream(tmp_path / "t1.log", "pm-r-t1-x"), []) is outcome
