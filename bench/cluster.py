@@ -73,7 +73,8 @@ def _run(repo: Path, batch: Path, *cluster: str) -> float:
     wall = time.perf_counter() - t0
     tasks = json.loads(done.stdout)["tasks"] if done.stdout else []
     failed = [(task["id"], task["error"]) for task in tasks if task["merge"] != "merged"]
-    assert done.returncode == 0 and not failed, (cluster, failed[:5], done.stderr[-500:])
+    assert not failed, (cluster, failed[:5])
+    assert done.returncode == 0, (cluster, done.stderr[-500:])
     return wall
 
 

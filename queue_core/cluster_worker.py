@@ -35,7 +35,7 @@ import tempfile
 import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +154,7 @@ def run_attempt(attempt: RemoteAttempt, bundles: Sequence[bytes]) -> RemoteOutco
     try:
         outcome = _run(attempt, bundles, root, path, log, stop, outcome)
     except (QueueError, OSError) as exc:
-        outcome = _with(outcome, error=str(exc))
+        outcome = replace(outcome, error=str(exc))
     finally:
         watcher.end()
     try:
@@ -162,7 +162,7 @@ def run_attempt(attempt: RemoteAttempt, bundles: Sequence[bytes]) -> RemoteOutco
         log.unlink()
     except OSError as exc:  # removed by the agent (it can find it): the outcome still comes back
         data = f"[project-manager] its log on {host} was lost: {exc}\n".encode()
-    return _with(outcome, log=zlib.compress(data))
+    return replace(outcome, log=zlib.compress(data))
 
 
 def _run(
@@ -200,9 +200,9 @@ def _run(
             stop.run(setup.stop, setup.run)
         agent = SubprocessAgent(list(attempt.argv), path, log, env, attempt.grace_s, attempt.report_format)
         code = stop.run(agent.stop, lambda: _exit_code(agent))
-        outcome = _with(outcome, report=agent.report)
+        outcome = replace(outcome, report=agent.report)
     except SetupError as exc:
-        outcome = _with(outcome, error=str(exc).replace(str(log), "the task's log"))
+        outcome = replace(outcome, error=str(exc).replace(str(log), "the task's log"))
     try:
         changes = finish(tree, attempt.description, git=_GIT)  # a failed agent's work comes back too
     except (WorktreeError, GitError) as exc:
@@ -210,14 +210,14 @@ def _run(
         # and said where; the commits the branch has beyond the base (a rebase's) go back too.
         kept = f"{exc}; its worktree is kept on {socket.gethostname()} at {path}"
         error = kept if outcome.error is None else f"{outcome.error}; {kept}"  # a setup's failure first
-        return _with(outcome, code=code, error=error, bundle=_bundle_of_commits(clone, attempt.branch, attempt.base))
+        return replace(outcome, code=code, error=error, bundle=_bundle_of_commits(clone, attempt.branch, attempt.base))
     bundle = b""
     if changes.tip != attempt.base:
         bundle = _bundle(clone, attempt.branch, attempt.base)
     with _locked(clone):
         _GIT(clone, "git", "worktree", "remove", "--force", "--", str(path))
         _GIT(clone, "git", "branch", "--quiet", "--delete", "--force", "--", attempt.branch)
-    return _with(outcome, code=code, bundle=bundle, tip=changes.tip)
+    return replace(outcome, code=code, bundle=bundle, tip=changes.tip)
 
 
 def _exit_code(agent: SubprocessAgent) -> int:
@@ -228,10 +228,6 @@ def _exit_code(agent: SubprocessAgent) -> int:
         if agent.exit_code is None:
             raise
         return agent.exit_code
-
-
-def _with(outcome: RemoteOutcome, **changes: Any) -> RemoteOutcome:
-    return RemoteOutcome(**{**outcome.__dict__, **changes})
 
 
 def _clone(root: Path, attempt: RemoteAttempt, bundles: Sequence[bytes]) -> Path:

@@ -692,7 +692,8 @@ def test_repo_agents_rejects_other_keys(tmp_path: Path, write: Write) -> None:
         load_repo_agents(tmp_path)
     assert str(info.value) == (
         f"{tmp_path / 'project-manager.yaml'}:2: tasks: unknown key 'tasks'; "
-        "expected one of: agents, keep_runs, on_finish, setup, worktree_root, worktree_pool, limits, pools, hooks, cluster"
+        "expected one of: agents, keep_runs, on_finish, setup, worktree_root, worktree_pool, limits, pools, hooks, "
+        "cluster"
     )
 
 
