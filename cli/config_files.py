@@ -436,7 +436,9 @@ class _Reader(MachineKeys):
         isolation = self.isolation(entries, here)
         pools = read_takes(self, entries["pools"][1], f"{here}.pools") if "pools" in entries else None
         resources = (
-            read_capacities(self, entries["resources"][1], f"{here}.resources") if "resources" in entries else {}
+            read_capacities(self, entries["resources"][1], f"{here}.resources", "resource")
+            if "resources" in entries
+            else {}
         )
         report: str | None = None
         if "report" in entries:

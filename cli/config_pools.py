@@ -39,17 +39,17 @@ class NodeReader(Protocol):
     def integer(self, node: yaml.Node, field: str, *, minimum: int | None = None) -> int: ...
 
 
-def read_capacities(reader: NodeReader, node: yaml.Node, field: str = "pools") -> dict[str, int]:
-    """A top-level ``pools:``: pool names to their units (null: none)."""
+def read_capacities(reader: NodeReader, node: yaml.Node, field: str = "pools", kind: str = "pool") -> dict[str, int]:
+    """A top-level ``pools:``: pool names to their units (null: none); or, as ``kind``
+    "resource", an agent's ``resources:``, named and counted alike."""
     if is_null(node):
         return {}
     if not isinstance(node, yaml.MappingNode):
-        raise reader.error(
-            node, field, f"expected a mapping of pool names to units, {{anthropic: 2}}, got {describe(node)}"
-        )
+        example = "{anthropic: 2}" if kind == "pool" else "{claude: 1}"
+        raise reader.error(node, field, f"expected a mapping of {kind} names to units, {example}, got {describe(node)}")
     capacities: dict[str, int] = {}
     for name, (key_node, value_node) in reader.mapping(node, field, None).items():
-        _check_name(reader, key_node, join(field, name), name)
+        _check_name(reader, key_node, join(field, name), name, kind)
         capacities[name] = reader.integer(value_node, join(field, name), minimum=1)
     return capacities
 
@@ -80,9 +80,9 @@ def read_takes(reader: NodeReader, node: yaml.Node, field: str) -> tuple[PoolTak
     raise reader.error(node, field, f"expected {_TAKES}, got {describe(node)}{hint}")
 
 
-def _check_name(reader: NodeReader, node: yaml.Node, field: str, name: str) -> None:
+def _check_name(reader: NodeReader, node: yaml.Node, field: str, name: str, kind: str = "pool") -> None:
     if (problem := check_pool_name(name)) is not None:
-        raise reader.error(node, field, problem)
+        raise reader.error(node, field, problem.replace("a pool name", f"a {kind} name", 1))
 
 
 def merge_pools(repo_pools: Mapping[str, int], batch_pools: Mapping[str, int]) -> dict[str, int]:

@@ -90,10 +90,19 @@ def test_an_agents_resources_are_whole_units_by_name() -> None:
     assert batch.agents["dev"].resources == (("claude", 1), ("gpu", 2))
 
 
-@pytest.mark.parametrize("value", ["{gpu: 0}", "[gpu]", "{gpu: 1.5}", "{'a b': 1}"])
-def test_bad_resources_are_refused_naming_the_agent(value: str) -> None:
-    with pytest.raises(ConfigError, match=r"b\.yaml:2: agents\.dev\.resources"):
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("{gpu: 0}", "at least 1"),
+        ("[gpu]", "expected a mapping of resource names to units, {claude: 1}"),
+        ("{gpu: 1.5}", "integer"),
+        ("{'a b': 1}", "a resource name is"),
+    ],
+)
+def test_bad_resources_are_refused_naming_the_agent(value: str, said: str) -> None:
+    with pytest.raises(ConfigError, match=r"b\.yaml:2: agents\.dev\.resources") as caught:
         batch_of(f"agents:\n  dev: {{preset: shell, resources: {value}}}\ntasks: []\n", "b.yaml")
+    assert said in str(caught.value)
 
 
 def test_a_run_resumed_keeps_its_cluster_unless_given_another() -> None:
