@@ -30,7 +30,6 @@ import hashlib
 import logging
 import os
 import socket
-import stat
 import tempfile
 import threading
 import time
@@ -51,6 +50,7 @@ from .errors import (
 )
 from .isolated import WorktreeAgent, WorktreePlan, WorktreeReport
 from .mergeback import MergeResult
+from .runner import append_to_log
 from .statedir import locate
 from .worktree_include import pack_included
 from .worktree_pool import Lease
@@ -170,7 +170,7 @@ class _Stream:
                 self.worker = str(message["worker"])
             data = message.get("data")
             if isinstance(data, bytes) and message.get("offset") == self.received:
-                _append(self.log, data)
+                append_to_log(self.log, data)
                 self.received += len(data)
 
     def finish(self, whole: bytes) -> None:
@@ -178,18 +178,7 @@ class _Stream:
         with self.lock:
             self.closed = True
             if len(whole) > self.received:
-                _append(self.log, whole[self.received :])
-
-
-def _append(path: Path, data: bytes) -> None:
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-    with contextlib.suppress(OSError):
-        fd = os.open(path, flags, 0o600)  # as the supervisor opens a log: never a symlink, a FIFO's wait
-        try:
-            if stat.S_ISREG(os.fstat(fd).st_mode):
-                os.write(fd, data)
-        finally:
-            os.close(fd)
+                append_to_log(self.log, whole[self.received :])
 
 
 class Cluster:

@@ -38,7 +38,7 @@ from .supervisor import AgentProcess, shared_supervisor
 if TYPE_CHECKING:
     from .records import MergeOutcome
 
-__all__ = ["DEFAULT_PROMPT", "SubprocessAgent", "render_argv", "render_prompt"]
+__all__ = ["DEFAULT_PROMPT", "SubprocessAgent", "append_to_log", "render_argv", "render_prompt"]
 
 _PLACEHOLDER = re.compile(r"\{(description|task_id|files|reads|prompt)\}")
 _PROMPT_PLACEHOLDER = re.compile(r"\{(description|files|reads)\}")
@@ -215,15 +215,7 @@ class SubprocessAgent:
     def note(self, text: str) -> None:
         """Append a line of the queue's to the log (why it stopped the attempt), where a reader of
         the agent's output finds it; a log that cannot be written is left as it is."""
-        line = os.fsencode(f"[project-manager] {text}\n")
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-        with contextlib.suppress(OSError):
-            fd = os.open(self.log, flags, 0o600)  # as the supervisor opens it: never a symlink, never a FIFO's wait
-            try:
-                if stat.S_ISREG(os.fstat(fd).st_mode):
-                    os.write(fd, line)
-            finally:
-                os.close(fd)
+        append_to_log(self.log, os.fsencode(f"[project-manager] {text}\n"))
 
     def stop(self) -> None:
         """Stop the command and every process it started: SIGTERM now, SIGKILL after ``grace_s``.
@@ -255,6 +247,19 @@ class SubprocessAgent:
         """What came of the branch of its last attempt, for the run's history: none here, in the
         checkout (see WorktreeAgent)."""
         return None
+
+
+def append_to_log(path: Path, data: bytes) -> None:
+    """Append ``data`` to the log at ``path`` (made if missing), opened as the supervisor opens
+    it: never through a symlink, never a FIFO's wait; a log that cannot be written is left as it is."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    with contextlib.suppress(OSError):
+        fd = os.open(path, flags, 0o600)
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.write(fd, data)
+        finally:
+            os.close(fd)
 
 
 def _size(path: Path) -> int:
