@@ -36,6 +36,15 @@ from .errors import (
     ClaimConflictError as ClaimConflictError,
 )
 from .errors import (
+    ClaimDeadlockError as ClaimDeadlockError,
+)
+from .errors import (
+    ClaimHeldError as ClaimHeldError,
+)
+from .errors import (
+    ClaimRefusedError as ClaimRefusedError,
+)
+from .errors import (
     ClusterError as ClusterError,
 )
 from .errors import (

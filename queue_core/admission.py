@@ -166,6 +166,11 @@ class Admission:
         if self.machine is not None:
             self.machine.take(entry)
 
+    def hold_more(self, entry: TaskEntry, claims: Sequence[tuple[Claim, Access]]) -> None:
+        """The running ``entry`` holds ``claims`` too, from now until it lets go."""
+        for claim, access in claims:
+            self._held.add(claim, access, entry.id)
+
     def let_go(self, entry: TaskEntry) -> Sequence[TaskEntry]:
         """``entry`` stopped running: its units and claims are free. Returns the tasks the
         machine's rule held for their needs that may fit now, to queue again. Raises KeyError

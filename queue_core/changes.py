@@ -38,6 +38,7 @@ from .clocks import REAL, Clocks
 from .errors import GitError
 from .queue import TaskEvent
 from .statedir import read_regular, state_dir
+from .taskclaims import claimed_in
 
 __all__ = [
     "GitCalls",
@@ -352,7 +353,8 @@ class StrayWrites:
     """The paths each task of a run changed, while it ran, outside the write claims of every
     task running then (itself included); fed with the run's :class:`TaskEvent` s, from any thread.
 
-    ``writes`` maps each task of the run to the write claims it holds. A snapshot is taken as a
+    ``writes`` maps each task of the run to the write claims it holds; with ``run``, what each
+    claimed as it ran counts too (see queue_core.taskclaims). A snapshot is taken as a
     task starts (its "started" event comes before its agent is spawned) and as it ends (its
     "retrying" or terminal event), shared with other tasks' starts and ends that come while one
     is taken (:class:`SharedSnapshots`). With ``run``, this run's id, tasks of other runs that
@@ -378,7 +380,7 @@ class StrayWrites:
         self._ours = {Path(os.path.relpath(own, self.repo)).as_posix() for own in map(os.path.realpath, ours)}
         self._writes = {task: tuple(claims) for task, claims in writes.items()}
         self._run = run
-        state = state_dir(self.repo)
+        state = self._state_dir = state_dir(self.repo)
         self._registry = None if run is None else state / "claims.json"
         # The state directory, where it lies in the working tree (not in a git repository, whose
         # state is in the git directory): what the run itself writes there is never reported.
@@ -443,7 +445,9 @@ class StrayWrites:
         except GitError as exc:
             self._fail(str(exc))
             return self._record(task, None)
+        added = {} if self._run is None else claimed_in(self._state_dir, self._run)  # claimed as they ran
         claims = [c for name in (task, *beside) for c in self._writes.get(name, ())]
+        claims += [Claim.parse(text) for name in (task, *beside) for text in added.get(name, ((), ()))[0]]
         paths = [p for p in uncovered(changed, claims) if not self._is_state(p) and p not in self._ours]
         if paths:  # only now are other runs' holds worth reading
             others = self._other_runs(window.registry)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from .holds import Hold
@@ -59,19 +60,30 @@ def contents(
     return data
 
 
-def lacks_holds(raw: bytes | None, run: str, tasks: Iterable[str], now: float) -> bool:
+def lacks_holds(
+    raw: bytes | None, run: str, tasks: Iterable[str], now: float, added: Mapping[str, AbstractSet[str]] | None = None
+) -> bool:
     """Whether the claims.json ``raw`` (None: missing) lacks a hold of one of ``run``'s ``tasks``,
-    is recovered at ``now``, or cannot be read: then a step of ``run`` is due, to write its holds back.
+    is recovered at ``now``, or cannot be read; or a hold of one of them lists a claim it added as
+    it ran that ``added`` (task -> what the run knows it added) lacks: then a step of ``run`` is
+    due, to write its holds back, or take those claims on.
 
     Lenient about the rest of the file: it is read without the lock, only to tell whether to step.
     """
     try:
         data = None if raw is None else json.loads(raw)
-        keys = {f"{h['owner']['run']}/{h['task']}" for h in data["holds"]} if isinstance(data, dict) else set()
+        holds = data["holds"] if isinstance(data, dict) else []
+        keys = {f"{h['owner']['run']}/{h['task']}" for h in holds}
         recovering = isinstance(data, dict) and float(data.get("recovering_until", 0)) > now
+        known = added or {}
+        news = any(
+            h["owner"]["run"] == run and not set(h.get("added", ())) <= known.get(h["task"], set())
+            for h in holds
+            if h["task"] in known
+        )
     except (ValueError, KeyError, TypeError):
         return True
-    return recovering or any(f"{run}/{task}" not in keys for task in tasks)
+    return recovering or news or any(f"{run}/{task}" not in keys for task in tasks)
 
 
 def holds_in(raw: bytes) -> list[Hold]:

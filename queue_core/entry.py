@@ -30,7 +30,9 @@ class TaskEntry:
     reads: tuple[Claim, ...]
     id: str = field(init=False)
     agent: str = field(init=False)
-    claims: tuple[tuple[Claim, Access], ...] = field(init=False, repr=False)  # writes, then reads
+    claims: tuple[tuple[Claim, Access], ...] = field(init=False, repr=False)  # writes, reads, then added
+    #: What its attempt that runs (or ran last) claimed as it ran, beyond ``writes`` and ``reads``.
+    added: tuple[tuple[Claim, Access], ...] = ()
     pools: tuple[tuple[str, int], ...] = field(init=False, repr=False)  # (quota pool, units) it takes
     state: TaskState = TaskState.PENDING
     attempts: int = 0
@@ -53,8 +55,16 @@ class TaskEntry:
         # Plain attributes, not properties: the dispatch loop reads them for every task.
         self.id = self.task.id
         self.agent = self.task.agent_type
-        self.claims = (*((c, Access.WRITE) for c in self.writes), *((c, Access.READ) for c in self.reads))
+        self.claims = self.declared()
         self.pools = self.task.pool_units
+
+    def declared(self) -> tuple[tuple[Claim, Access], ...]:
+        """Its claims as entered: writes, then reads."""
+        return (*((c, Access.WRITE) for c in self.writes), *((c, Access.READ) for c in self.reads))
+
+    def held(self, access: Access) -> tuple[Claim, ...]:
+        """The claims of ``access`` it holds while it runs, those it added included."""
+        return tuple(claim for claim, how in self.claims if how is access)
 
     def timed_out_reason(self) -> str:
         """Why its attempt, past its deadline, ends: ``timed out after 1s (attempt 2 of 3)``.

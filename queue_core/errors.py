@@ -18,6 +18,9 @@ __all__ = [
     "AmbiguousRunError",
     "CapacityError",
     "ClaimConflictError",
+    "ClaimDeadlockError",
+    "ClaimHeldError",
+    "ClaimRefusedError",
     "ClusterError",
     "ConflictError",
     "DependencyCycleError",
@@ -384,6 +387,30 @@ class WorkerLostError(QueueError):
 class RemoteAttemptError(QueueError):
     """An attempt failed on its worker outside the agent (its worktree, its setup); the message
     says why and where."""
+
+
+class ClaimRefusedError(QueueError):
+    """A claim asked from inside a task (queue_core.taskclaims) cannot be had, whoever lets go:
+    not inside a running task, outside the repository, or beyond what its agent owns."""
+
+
+class ClaimHeldError(QueueError):
+    """A claim asked from inside a task is held by another running task (``holder``, a
+    :class:`~queue_core.holds.Hold`), or the registry is being recovered (``holder`` None);
+    the claim was not granted. The message names the holder."""
+
+    def __init__(self, message: str, holder: object = None):
+        self.holder = holder
+        super().__init__(message)
+
+
+class ClaimDeadlockError(QueueError):
+    """Waiting for a claim asked from inside a task would close a cycle of tasks each waiting for
+    the next: refused at once. ``cycle`` is the holds on it, the first holding what was asked."""
+
+    def __init__(self, message: str, cycle: tuple[object, ...]):
+        self.cycle = cycle
+        super().__init__(message)
 
 
 class PortsExhaustedError(QueueError, RuntimeError):

@@ -147,6 +147,10 @@ class Hold:
     since: float  # wall-clock time it was taken
     #: The units of quota pools it takes: (pool, units) pairs (see queue_core.pools).
     pools: tuple[tuple[str, int], ...] = ()
+    #: Which of ``writes`` and ``reads`` the task claimed as it ran (see queue_core.taskclaims).
+    added: tuple[str, ...] = ()
+    #: What its agent owns, if not everything: a claim it adds must lie inside (see FileOwnership).
+    owns: tuple[str, ...] | None = None
 
     @property
     def key(self) -> str:
@@ -154,8 +158,9 @@ class Hold:
         return f"{self.owner.run}/{self.task}"
 
     def to_json(self) -> dict[str, Any]:
-        """As claims.json has it; ``pools`` only if it takes some, so that a hold without is
-        written as before, and an older version, which reads the keys it knows, reads it still."""
+        """As claims.json has it; ``pools``, ``added`` and ``owns`` only if set, so that a hold
+        without is written as before, and an older version, which reads the keys it knows, reads
+        it still."""
         data: dict[str, Any] = {
             "owner": self.owner.to_json(),
             "task": self.task,
@@ -166,6 +171,10 @@ class Hold:
         }
         if self.pools:
             data["pools"] = dict(self.pools)
+        if self.added:
+            data["added"] = list(self.added)
+        if self.owns is not None:
+            data["owns"] = list(self.owns)
         return data
 
     @classmethod
@@ -178,6 +187,8 @@ class Hold:
             tuple(str(r) for r in data["reads"]),
             float(data["since"]),
             _pools_of(data.get("pools", {})),
+            tuple(str(a) for a in data.get("added", ())),
+            None if data.get("owns") is None else tuple(str(o) for o in data["owns"]),
         )
 
 

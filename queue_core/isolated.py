@@ -8,8 +8,9 @@ Each attempt of a task (see :mod:`queue_core.worktrees`):
    ``PM_PORT_BASE`` .. +9 that no other running task has; the setup commands run in it;
 2. the agent, exactly as :class:`~queue_core.runner.SubprocessAgent` runs it, in the worktree;
 3. what it left uncommitted committed on its branch; the paths the branch changed, exactly, checked
-   against the task's write claims: with ``on_violation="fail"`` a task that changed others is
-   not merged (:class:`~queue_core.errors.MergeBackError`, "rejected");
+   against the task's write claims, those it claimed as it ran included (queue_core.taskclaims):
+   with ``on_violation="fail"`` a task that changed others is not merged
+   (:class:`~queue_core.errors.MergeBackError`, "rejected");
 4. under the repository's merge lock, the branch merged into the run's branch without switching
    it or touching the user's changes (:mod:`queue_core.mergeback`): merged, the worktree and the
    branch go; a conflict or a merge the user's work blocks fails the task, and keeps both.
@@ -39,6 +40,8 @@ from .mergeplan import MergeMode
 from .ports import PortBlocks
 from .records import MergeOutcome
 from .runner import SubprocessAgent
+from .statedir import state_dir
+from .taskclaims import claimed_by
 from .taskrefs import keep, refs_of
 from .worktree_pool import Lease, take
 from .worktree_setup import Setup
@@ -182,7 +185,8 @@ class WorktreeAgent(SubprocessAgent):
         """Step 3's check of the branch's ``changes`` against the task's write claims, then step 4."""
         report.changed = tuple(changes.paths)
         report.insertions, report.deletions = changes.insertions, changes.deletions
-        report.unclaimed = tuple(check_claims(changes.paths, plan.writes))
+        added = claimed_by(state_dir(plan.repo), plan.run, plan.task)[0]  # what it claimed as it ran
+        report.unclaimed = tuple(check_claims(changes.paths, (*plan.writes, *map(Claim.parse, added))))
         if report.unclaimed and plan.fail_on_violation:
             report.merge = "rejected"
             report.reason = (

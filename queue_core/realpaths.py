@@ -29,7 +29,7 @@ from .claims import Claim, overlaps
 from .errors import InvalidClaimError
 from .statedir import LEGACY_DIR
 
-__all__ = ["ClaimResolver"]
+__all__ = ["ClaimResolver", "literal_claim"]
 
 #: Directories the walk for symlinks never enters: git's own, and the queue's state.
 SKIPPED_DIRS = frozenset({".git", LEGACY_DIR})
@@ -120,6 +120,11 @@ def _as_plain_path(claim: Claim) -> Claim:
 def _escape(name: str) -> str:
     """A file name as a claim segment that matches exactly it."""
     return _SPECIAL.sub(r"\\\1", name)
+
+
+def literal_claim(parts: tuple[str, ...]) -> Claim:
+    """The claim of exactly the path ``parts`` (its names taken literally) and what is below it."""
+    return _directory(parts)
 
 
 def _directory(parts: tuple[str, ...]) -> Claim:

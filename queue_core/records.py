@@ -129,6 +129,8 @@ class RunningTask:
     estimate_s: float | None = None
     #: The address of the Dask worker it runs on (a cluster task, queue_core.cluster), once known.
     worker: str | None = None
+    #: Which of ``files`` and ``reads`` it claimed as it ran (``project-manager claim``).
+    added: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -150,6 +152,8 @@ class RunningTask:
             data["estimate_s"] = self.estimate_s
         if self.worker is not None:
             data["worker"] = self.worker
+        if self.added:
+            data["added"] = list(self.added)
         return data
 
     @classmethod
@@ -170,6 +174,7 @@ class RunningTask:
             optional_str_at(task, "run"),
             optional_float_at(task, "estimate_s"),
             optional_str_at(task, "worker"),
+            strs_at(task, "added"),
         )
 
 

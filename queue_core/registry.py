@@ -12,7 +12,9 @@ common directory, or ``<repo>/.project-manager/``):
 * ``runs/<run>.json`` — each live run's status record, which ``status`` reads, and whose
   modification time is the run's heartbeat; ``runs/<run>.holds``, its holds, written under
   the lock with every change to them, from which ``claims.json`` is rebuilt if it is lost or
-  damaged; ``runs/<run>.groups``, its agents' process groups (see :func:`live_holds`).
+  damaged; ``runs/<run>.groups``, its agents' process groups (see :func:`live_holds`);
+  ``runs/<run>.claimed``, what its tasks claimed as they ran (see :mod:`queue_core.taskclaims`),
+  and ``claim-waits.json``, such claims that wait.
 * ``history/<run>.json`` — a small record of each finished run; ``logs/<run>/`` its agents' logs.
 
 Taking claims is one atomic step under the lock (:meth:`Registry.session`): read, drop holds
@@ -40,7 +42,8 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -119,8 +122,10 @@ class RegistrySession:
         writes: tuple[str, ...],
         reads: tuple[str, ...],
         pools: tuple[tuple[str, int], ...] = (),
+        added: tuple[str, ...] = (),
+        owns: tuple[str, ...] | None = None,
     ) -> None:
-        hold = Hold(self.owner, task, agent, writes, reads, self.clocks.wall(), pools)
+        hold = Hold(self.owner, task, agent, writes, reads, self.clocks.wall(), pools, added, owns)
         self.holds[hold.key] = hold
         self.changed = True
 
@@ -281,17 +286,18 @@ class Registry:
         """
         self._lock.interrupt()
 
-    def lost_holds(self, running: Iterable[str]) -> bool:
-        """Whether claims.json lacks a hold of a task id in ``running``, or is being recovered.
+    def lost_holds(self, running: Iterable[str], added: Mapping[str, AbstractSet[str]] | None = None) -> bool:
+        """Whether claims.json lacks a hold of a task id in ``running``, or is being recovered; or
+        a hold of one lists a claim it added as it ran that ``added`` (task -> those known) lacks.
 
-        Read without the lock, for a heartbeat: a step (which writes this run's holds back)
-        is due if so.
+        Read without the lock, for a heartbeat: a step (which writes this run's holds back, and
+        takes such claims on) is due if so.
         """
         try:
             raw = read_regular(self.path)
         except OSError:
             return True
-        return lacks_holds(raw, self.run, running, self.clocks.wall())
+        return lacks_holds(raw, self.run, running, self.clocks.wall(), added)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[RegistrySession]:
@@ -357,7 +363,7 @@ class Registry:
                     why = f"it died, but an agent of its task {live[0].task} still runs"
                 raise RunAliveError(self.path, f"run {run}: {why}")
             released = [h for h in session.dropped if h.owner.run == run]
-            for suffix in (".json", ".holds", ".groups"):  # in the step: a new run may take the id after it
+            for suffix in (".json", ".holds", ".groups", ".claimed"):  # in the step: a new run may take the id after it
                 with contextlib.suppress(OSError):
                     os.unlink(self.runs_dir / f"{run}{suffix}")
         return len(released)
@@ -375,7 +381,7 @@ class Registry:
                 for hold in session.mine():
                     session.remove(hold.task)
                 session.set_waiting(())
-            done = [self._record_path, self._holds_path, self.groups_path]
+            done = [self._record_path, self._holds_path, self.groups_path, self.claimed_path]
         except OSError as exc:
             level = logging.DEBUG if self.interrupted else logging.WARNING
             log.log(level, "this run's holds stay in the registry until this process exits: %s", exc)
@@ -415,6 +421,11 @@ class Registry:
     def groups_path(self) -> Path:
         """This run's groups file: its agents' process groups, appended by their keepers (see live_holds)."""
         return self.runs_dir / f"{self.run}.groups"
+
+    @property
+    def claimed_path(self) -> Path:
+        """This run's claims added by its tasks as they ran (see queue_core.taskclaims)."""
+        return self.runs_dir / f"{self.run}.claimed"
 
     @property
     def _holds_path(self) -> Path:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .claims import Access, claim_texts
+from .claims import Access, Claim, claim_texts
 from .errors import StateError
 from .holds import HEARTBEAT_S, Hold, Owner, live_holds
 from .line import Place, Wanted, ahead, alive_by, live_places, parse_claims
@@ -27,7 +27,7 @@ from .registry import Registry, RegistrySession
 from .results import call_quietly
 from .scheduler import Scheduler, TaskEntry
 from .sync import Decide, SyncHost
-from .task import is_supervised
+from .task import TaskState, is_supervised
 
 __all__ = ["RegistrySync", "lock_wait_notice"]
 
@@ -90,6 +90,8 @@ class RegistrySync:
         # The workers of its running cluster tasks when it was last written: one learnt since is news.
         self.workers_recorded: tuple[str | None, ...] = ()
         self.recovery_reported = 0.0  # the end (wall time) of the last recovery window logged
+        # Of the tasks the last heartbeat vouched for, what each added as it ran, as known here.
+        self.beat_added: dict[str, set[str]] = {}
         self.run_finished = False  # finish() has begun: no record is written any more
         self.finished = threading.Event()  # finish() has ended
 
@@ -150,6 +152,7 @@ class RegistrySync:
             try:
                 self.dispatch_wanted = False
                 self._sync(session)
+                self._adopt(session)
                 # While a lost registry is recovered, nothing starts; what runs is written back.
                 started = [] if session.recovering else decide(self.host.clock())
                 self._record_mine(session)
@@ -205,10 +208,24 @@ class RegistrySync:
         line the tasks waiting for another run."""
         running = {e.id: e for e in self.sched.running}
         for hold in session.mine():
-            if running.pop(hold.task, None) is None:
+            entry = running.get(hold.task)
+            if entry is None:
                 session.remove(hold.task)  # released
+            elif set(hold.added) == {c.text for c, _ in entry.added}:
+                del running[hold.task]  # as recorded
+            else:  # another attempt of it, which has not claimed what the last one added
+                session.remove(hold.task)
+        ownership = self.sched.ownership
         for entry in running.values():  # started
-            session.add(entry.id, entry.agent, claim_texts(entry.writes), claim_texts(entry.reads), entry.pools)
+            session.add(
+                entry.id,
+                entry.agent,
+                claim_texts(entry.held(Access.WRITE)),
+                claim_texts(entry.held(Access.READ)),
+                entry.pools,
+                tuple(c.text for c, _ in entry.added),
+                tuple(ownership.get_owned_paths(entry.agent)) if entry.agent in ownership.agents() else None,
+            )
         waiting = [] if self.host.aborted else self.sched.waiting_on_external(self.sched.max_parallel)
         known = self._external()
         session.set_waiting(
@@ -326,6 +343,30 @@ class RegistrySync:
         if now:
             self.host.wake_timer()
         return let_go
+
+    def _adopt(self, session: RegistrySession) -> None:
+        """Make the claims that tasks here added as they ran (``project-manager claim``, recorded
+        in their holds by another process: see queue_core.taskclaims) the scheduler's too, before
+        it decides: no task here may start that overlaps them."""
+        for hold in session.mine():
+            if not hold.added:
+                continue
+            try:
+                entry = self.sched.entry(hold.task)
+            except KeyError:
+                continue
+            if entry.state is not TaskState.RUNNING:
+                continue  # its attempt ended: the hold goes at this step
+            known = {c.text for c, _ in entry.added}
+            writes = set(hold.writes)
+            claims = [
+                (Claim.parse(text), Access.WRITE if text in writes else Access.READ)
+                for text in hold.added
+                if text not in known
+            ]
+            if claims:
+                self.sched.add_claims(entry.id, claims)
+                self._record_changed()
 
     def annotate(self, reason: str, holder: str | None) -> str:
         hold = None if holder is None else self.external_holds.get(holder)
@@ -447,7 +488,9 @@ class RegistrySync:
         self.next_heartbeat = self.clocks.monotonic() + HEARTBEAT_S
         if self.lease is not None or self.host.aborted:
             return []
-        return [e.id for e in self.sched.running]
+        running = self.sched.running
+        self.beat_added = {e.id: {c.text for c, _ in e.added} for e in running}
+        return [e.id for e in running]
 
     def delay(self, now: float) -> float | None:
         wakes = []
@@ -462,12 +505,13 @@ class RegistrySync:
         return min(wakes, default=None)
 
     def heartbeat(self, running: list[str]) -> bool:
-        """Touch this run's record; True if the registry lost holds of ``running`` (a step writes them back)."""
+        """Touch this run's record; True if the registry lost holds of ``running`` (a step writes
+        them back), or one of them claimed more as it ran (a step takes it on: see _adopt)."""
         try:
             self.registry.heartbeat()
         except OSError:
             log.warning("could not touch this run's record: other hosts may take it for dead", exc_info=True)
-        return bool(running) and self.registry.lost_holds(running)
+        return bool(running) and self.registry.lost_holds(running, self.beat_added)
 
     def interrupt(self) -> None:
         self.registry.interrupt()

@@ -15,7 +15,7 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
 
-from .claims import claim_texts
+from .claims import Access, claim_texts
 from .errors import QueueError, TaskSkippedError, TaskTimeoutError
 from .estimates import Remaining, run_eta
 from .records import QueueStatus, RunningTask, TaskOutcome, WaitingTask
@@ -241,14 +241,15 @@ def queue_status(sched: Scheduler, sync: ClaimSync, now: float, waiting_limit: i
                 e.id,
                 e.agent,
                 e.task.task_description,
-                files=claim_texts(e.writes),
-                reads=claim_texts(e.reads),
+                files=claim_texts(e.held(Access.WRITE)),
+                reads=claim_texts(e.held(Access.READ)),
                 attempt=e.attempts,
                 elapsed_s=now - (e.started_at or now),
                 timed_out=e.timed_out,
                 pid=getattr(e.task.execute_fn, "pid", None),
                 estimate_s=e.task.estimate_s,
                 worker=getattr(e.task.execute_fn, "worker", None),
+                added=tuple(c.text for c, _ in e.added),
             )
             for e in running
         ),

@@ -7,7 +7,7 @@ killed; a temporary file when a writer was killed mid-write. Left alone, they gr
 * **Finished runs**: the newest ``keep_runs`` keep their ``history/<run>.json`` and ``logs/<run>/``;
   older ones go, ordered by the end (else the start) written in their history record, else by
   the modification time of their files (a killed run has no history).
-* **Dead runs' records** (``runs/<run>.json``, ``.holds``, ``.groups``) go at once.
+* **Dead runs' records** (``runs/<run>.json``, ``.holds``, ``.groups``, ``.claimed``) go at once.
 * **Temporary files** (``.<name>.<pid>.tmp``, ``.<name>.<pid>.<hex>.new``, ``.<name>.dead-<hex>``,
   ``.write-probe-<pid>``) go once ``STRAY_AGE_S`` old and no process has the pid in their name.
 * **Damaged copies** of ``claims.json`` beyond the newest ``DAMAGED_KEPT`` go.
@@ -76,7 +76,7 @@ STRAY_AGE_S = 3600.0
 
 # What names a run's files: a run id (see runid.RUN_ID_PATTERN), suffixed "-2"... when reused.
 _RUN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
-_RECORDS = ("json", "holds", "groups")
+_RECORDS = ("json", "holds", "groups", "claimed")
 # The temporary files of statedir.write_private, create_private and make_state_dir (and of
 # taking a run id in versions that moved a dead record aside: ".dead-").
 _STRAY = re.compile(r"\.(?:.+\.(?P<pid>\d+)\.(?:tmp|[0-9a-f]{6}\.new)|.+\.dead-[0-9a-f]{6}|write-probe-(?P<probe>\d+))")

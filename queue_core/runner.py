@@ -7,7 +7,7 @@ The placeholders ``{description}``, ``{task_id}``, ``{files}``, ``{reads}`` and 
 a shell, so a description such as ``$(touch x); rm -rf y`` reaches the agent as plain text.
 An element that is exactly ``{files}`` (or ``{reads}``) becomes one argument per path. The
 same values are in the environment: ``PM_TASK_ID``, ``PM_AGENT``, ``PM_DESCRIPTION``,
-``PM_FILES`` (one per line) and ``PM_RUN_ID``.
+``PM_FILES`` (one per line) and ``PM_RUN_ID``; ``PM_REPO`` is ``cwd``, the repository.
 
 Commands run under this process's supervisor (:mod:`queue_core.supervisor`), each in a
 session of its own. Output goes straight to the log file (the command writes to it; nothing
@@ -148,6 +148,7 @@ class SubprocessAgent:
             "PM_DESCRIPTION": description,
             "PM_FILES": "\n".join(files),
             "PM_RUN_ID": run_id,
+            "PM_REPO": str(cwd),
         }
         text = render_prompt(prompt, description=description, files=files, reads=reads)
         argv = render_argv(template, description=description, task_id=task_id, files=files, reads=reads, prompt=text)

@@ -449,6 +449,20 @@ class Scheduler:
         entry.retry_at = None
         self._queues.push(entry)
 
+    def add_claims(self, task_id: str, claims: Sequence[tuple[Claim, Access]]) -> tuple[tuple[Claim, Access], ...]:
+        """The running ``task_id`` claimed ``claims`` as it ran, found free in the registry (see
+        queue_core.taskclaims): it holds them too until its attempt ends, and no task may start
+        that overlaps them. Returns those it did not hold yet. Raises KeyError if it is not running.
+        """
+        entry = self._entries[task_id]
+        if entry.state is not TaskState.RUNNING:
+            raise KeyError(task_id)
+        new = tuple(dict.fromkeys(c for c in claims if c not in entry.claims))
+        self._admission.hold_more(entry, new)
+        entry.added += new
+        entry.claims += new
+        return new
+
     def _start(self, entry: TaskEntry, now: float) -> None:
         entry.state = TaskState.RUNNING
         entry.blocker = None
@@ -480,6 +494,8 @@ class Scheduler:
         entry = self._entries[task_id]
         for held in self._admission.let_go(entry):  # tasks the machine held for their needs
             self._enqueue(held)
+        if entry.added:  # what an attempt claimed as it ran is let go with it
+            entry.claims, entry.added = entry.declared(), ()
         self._groups.release(task_id)
         self._queues.wake(entry.agent)
         return entry
