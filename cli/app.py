@@ -54,6 +54,12 @@ def _at_least_one(value: int | None) -> int | None:
     return value
 
 
+def _not_negative(value: float | None) -> float | None:
+    if value is not None and value < 0:
+        raise typer.BadParameter(f"must be 0 or more, got {value}")
+    return value
+
+
 def _max_parallel(value: str | None) -> int | str | None:
     """--max-parallel: a count of 1 or more, or auto (see cli.config_machine)."""
     if value is None:
@@ -425,6 +431,59 @@ def release(
     terminal.out(f"released {count} claim(s) of run {run_id}")
 
 
+@app.command(short_help="Inside a task: claim more files as the agent works.")
+def claim(
+    # Hidden from the list of arguments, where Typer 0.29 adds `<list[str]>`: the docstring says it.
+    paths: Annotated[list[str], typer.Argument(metavar="PATH", hidden=True)],
+    read: Annotated[
+        bool, typer.Option("--read", help="Claim them to read (shared with other readers), not to write.")
+    ] = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            metavar="SECONDS",
+            callback=_not_negative,
+            help="How long to wait while another task holds one (default: 0).",
+            show_default=False,
+        ),
+    ] = 0.0,
+) -> None:
+    """Add PATHs (files or folders, relative to the current folder) to the claims of the task this
+    runs inside, for an agent that finds it must touch more than its task named (a test, an
+    import, a changelog).
+
+    Run by an agent that project-manager started: it finds its run and task in its environment
+    (PM_RUN_ID, PM_TASK_ID), and is refused anywhere else. All PATHs or none: free ones are granted
+    at once, shown as added in the live view and `status`, and released with the task's other
+    claims. While another task holds one, it waits up to --wait seconds. Waiting that would close
+    a cycle (this task holds what the holder waits for, across runs too) is refused at once.
+
+    Exit codes: 0 claimed (or held already); 2 not inside a task, a path outside the repository
+    or beyond what the task's agent owns; 3 held by another task (named) when the wait is over, or
+    the registry unavailable; 4 waiting would deadlock (the tasks on the cycle named).
+    """
+    from . import claim as claim_command
+
+    raise typer.Exit(claim_command.claim(paths, read=read, wait=wait))
+
+
+@app.command(short_help="Inside a task: may it write PATH?")
+def check(
+    path: Annotated[str, typer.Argument(metavar="PATH", hidden=True)],  # hidden: see claim
+) -> None:
+    """Say whether the task this runs inside may write PATH (a file or folder, relative to the
+    current folder) now: whether its claims, those it added included, cover it; if not, who
+    holds it, or that it is free to claim.
+
+    Exit codes: 0 it may; 1 it may not (the reason printed); 2 not inside a task, or PATH outside
+    the repository.
+    """
+    from . import claim as claim_command
+
+    raise typer.Exit(claim_command.check(path))
+
+
 @app.command(short_help="Prune old runs' history and logs.")
 def clean(
     keep_runs: Annotated[
@@ -502,12 +561,6 @@ def diff(
     from . import diff as diff_command
 
     raise typer.Exit(diff_command.run(repo, task, run_id=run_id, stat=stat))
-
-
-def _not_negative(value: int | None) -> int | None:
-    if value is not None and value < 0:
-        raise typer.BadParameter(f"must be 0 or more, got {value}")
-    return value
 
 
 @app.command(short_help="List recent runs: start, wall time, outcomes, cost.")

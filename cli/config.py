@@ -24,7 +24,7 @@ from queue_core.machine import Limits
 from queue_core.runner import DEFAULT_PROMPT
 
 from .hooks import Hooks
-from .presets import PRESET_REPORTS, PRESETS
+from .presets import PRESET_REPORTS, PRESETS, preset_command
 
 __all__ = [
     "DEFAULT_ISOLATION",
@@ -182,7 +182,7 @@ class AgentSpec:
     @classmethod
     def preset(cls, name: str) -> AgentSpec:
         """The agent a task gets by naming a preset that nothing defines."""
-        return cls(name, PRESETS[name], report=PRESET_REPORTS.get(name))
+        return cls(name, preset_command(name), report=PRESET_REPORTS.get(name))
 
 
 @dataclass(frozen=True)

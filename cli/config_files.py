@@ -51,7 +51,7 @@ from .config import (
 from .config_machine import MachineKeys
 from .config_pools import read_capacities, read_takes
 from .hooks import Hooks, read_hooks
-from .presets import PRESET_REPORTS, PRESETS
+from .presets import EDIT_HOOKS, ON_UNCLAIMED_EDIT, PRESET_REPORTS, PRESETS, preset_command, with_args
 from .yaml_nodes import BOOL_TAG as _BOOL_TAG
 from .yaml_nodes import FLOAT_TAG as _FLOAT_TAG
 from .yaml_nodes import INT_TAG as _INT_TAG
@@ -107,6 +107,7 @@ _AGENT_KEYS = (
     "instances",
     "pools",
     "resources",
+    "on_unclaimed_edit",
     *_ISOLATION_KEYS,
     *_NEEDS_KEYS,
 )
@@ -446,6 +447,24 @@ class _Reader(MachineKeys):
             report = self.string(report_node, f"{here}.report")
             if report not in FORMATS:
                 raise self.error(report_node, f"{here}.report", f"expected one of {', '.join(FORMATS)}, got {report!r}")
+        on_unclaimed_edit: str | None = None
+        if "on_unclaimed_edit" in entries:
+            mode_node = entries["on_unclaimed_edit"][1]
+            on_unclaimed_edit = self.string(mode_node, f"{here}.on_unclaimed_edit")
+            if on_unclaimed_edit not in ON_UNCLAIMED_EDIT:
+                raise self.error(
+                    mode_node,
+                    f"{here}.on_unclaimed_edit",
+                    f"expected one of {', '.join(ON_UNCLAIMED_EDIT)}, got {on_unclaimed_edit!r}",
+                )
+            preset_node = entries.get("preset", (None, None))[1]
+            if preset_node is None or self.string(preset_node, f"{here}.preset") not in EDIT_HOOKS:
+                raise self.error(
+                    mode_node,
+                    f"{here}.on_unclaimed_edit",
+                    f"only an agent with preset: {' | '.join(EDIT_HOOKS)} checks its edits; "
+                    "for another, claims are checked after the task",
+                )
         args: tuple[str, ...] = ()
         if "args" in entries:
             args_node = entries["args"][1]
@@ -463,7 +482,7 @@ class _Reader(MachineKeys):
                 )
             origin = Origin(self.source, _line(preset_node), f"{here}.preset")
             report = report if "report" in entries else PRESET_REPORTS.get(preset)
-            command = _with_args(PRESETS[preset], args)
+            command = preset_command(preset, args, on_unclaimed_edit or "claim")
         else:
             command_node = entries["command"][1]
             own = self.strings(command_node, f"{here}.command")
@@ -472,7 +491,7 @@ class _Reader(MachineKeys):
             for i, element in enumerate(own):
                 self.placeholders(command_node.value[i], f"{here}.command[{i}]", element, _PLACEHOLDERS)
             origin = Origin(self.source, _line(command_node.value[0]), f"{here}.command[0]")
-            command = _with_args(own, args)
+            command = with_args(own, args)
         return AgentSpec(
             name,
             command,
@@ -594,11 +613,3 @@ class _Reader(MachineKeys):
         if maximum is not None and value > maximum:
             raise self.error(node, field, f"must be at most {maximum:g}, got {value:g}")
         return value
-
-
-def _with_args(command: tuple[str, ...], args: tuple[str, ...]) -> tuple[str, ...]:
-    """``command`` with ``args`` before its ``--`` (after it, they would be the prompt's), else at its end."""
-    if "--" in command:
-        end = command.index("--")
-        return (*command[:end], *args, *command[end:])
-    return (*command, *args)

@@ -68,6 +68,9 @@ _HEADER = Template("""\
 #                                 memory: and cpus: win over its agent's)
 #   resources: {claude: 1}        with a cluster: its tasks go only to Dask workers started
 #                                 with these resources (dask worker --resources claude=1)
+#   on_unclaimed_edit: MODE       preset claude only: an edit outside the task's claims is
+#                                 claimed (claim, the default: it waits while another task
+#                                 holds the file), refused (deny), or let be (allow)
 
 # keep_runs: 100   # how many finished runs keep their history and logs (at least 1)
 # on_finish: [notify-send, "project-manager: run ended"]   # with --notify, run when a run

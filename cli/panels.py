@@ -31,7 +31,7 @@ from queue_core import QueueStatus
 from queue_core.records import RunningTask, WaitingTask
 from queue_core.waits import seconds_text
 
-from .render import agent_text, limits_text, progress_text, task_left_text
+from .render import agent_text, files_text, limits_text, progress_text, task_left_text
 from .usage import machine_text, usage_text
 
 if TYPE_CHECKING:
@@ -231,12 +231,16 @@ def _running_row(task: RunningTask, *, estimated: bool = False) -> tuple[str, ..
     description = ("(timed out) " if task.timed_out else "") + task.description
     elapsed = seconds_text(task.elapsed_s)
     left = (task_left_text(task.estimate_s, task.elapsed_s),) if estimated else ()
-    return (task.run or "", task.id, agent_text(task), description, elapsed, *left, ", ".join(task.files))
+    return (task.run or "", task.id, agent_text(task), description, elapsed, *left, files_text(task))
 
 
 def files_part(title: str, tasks: Sequence[RunningTask]) -> Part:
     """Every file the running tasks write, and the task (and agent) holding it."""
-    rows = [(task.run or "", path, task.id, task.agent) for task in tasks for path in task.files]
+    rows = [
+        (task.run or "", f"{path} (added)" if path in task.added else path, task.id, task.agent)
+        for task in tasks
+        for path in task.files
+    ]
     return Part(title, FILES, rows, optional=True, headers={"task": "held by"})
 
 

@@ -314,6 +314,8 @@ def _runner(
         prompt=spec.prompt,
         report_format=spec.report,
     )
+    # Where `project-manager claim` and the claim hook, inside the task, find its registry.
+    runner.env = {**runner.env, "PM_STATE_DIR": str(state_dir(repo_root))}
     if isinstance(runner, ClusterAgent):
         runner.resources = dict(spec.resources)
     return runner

@@ -6,7 +6,12 @@ queue_core/reports.py named in PRESET_REPORTS.
 
 from __future__ import annotations
 
-__all__ = ["PRESETS", "PRESET_REPORTS"]
+import json
+import shlex
+import sys
+from pathlib import Path
+
+__all__ = ["EDIT_HOOKS", "ON_UNCLAIMED_EDIT", "PRESETS", "PRESET_REPORTS", "preset_command", "with_args"]
 
 #: Argv templates of the agents that need no definition: each edits unattended, says what it did
 #: in machine-readable form where the tool can, and gets the prompt where it cannot be read as an
@@ -74,3 +79,39 @@ PRESET_REPORTS: dict[str, str] = {
     "opencode": "opencode",
     "goose": "goose",
 }
+
+#: What the claim hook does with an edit outside the task's claims (an agent's ``on_unclaimed_edit``).
+ON_UNCLAIMED_EDIT = ("claim", "deny", "allow")
+#: The presets whose agent runs the claim hook before each edit (see cli/claim_hook.py).
+EDIT_HOOKS = ("claude",)
+#: Claude Code's file-editing tools (code.claude.com/docs/en/hooks): NotebookEdit names its file
+#: ``notebook_path``, the others ``file_path``. Bash is not among them: it cannot be guarded so.
+CLAUDE_EDIT_TOOLS = "Edit|Write|MultiEdit|NotebookEdit"
+#: Claude's limit on the hook, in seconds: more than it takes (claim_hook: MAX_WAIT_S + COMMAND_SLACK_S).
+#: A hook that times out, or exits other than 0 or 2, lets the edit through.
+CLAUDE_HOOK_TIMEOUT_S = 120
+
+
+def preset_command(name: str, args: tuple[str, ...] = (), on_unclaimed_edit: str = "claim") -> tuple[str, ...]:
+    """Preset ``name``'s argv template with ``args`` before its ``--``; Claude Code's with the claim
+    hook in ``--settings``, which Claude merges with the user's own settings."""
+    if name in EDIT_HOOKS:
+        args = (*args, "--settings", claude_settings(on_unclaimed_edit))
+    return with_args(PRESETS[name], args)
+
+
+def claude_settings(on_unclaimed_edit: str) -> str:
+    """Claude Code settings (JSON) that run the claim hook, in ``on_unclaimed_edit`` mode, before
+    each edit: this interpreter, isolated and without site packages, so that it starts fast."""
+    hook = Path(__file__).with_name("claim_hook.py")
+    command = shlex.join([sys.executable, "-I", "-S", str(hook), on_unclaimed_edit])
+    hooks = [{"type": "command", "command": command, "timeout": CLAUDE_HOOK_TIMEOUT_S}]
+    return json.dumps({"hooks": {"PreToolUse": [{"matcher": CLAUDE_EDIT_TOOLS, "hooks": hooks}]}})
+
+
+def with_args(command: tuple[str, ...], args: tuple[str, ...]) -> tuple[str, ...]:
+    """``command`` with ``args`` before its ``--`` (after it, they would be the prompt's), else at its end."""
+    if "--" in command:
+        end = command.index("--")
+        return (*command[:end], *args, *command[end:])
+    return (*command, *args)

@@ -436,6 +436,11 @@ def agent_text(task: RunningTask) -> str:
     return f"{task.agent} on {task.worker.partition('://')[2] or task.worker}"
 
 
+def files_text(task: RunningTask) -> str:
+    """The paths a running task writes, those it claimed as it ran marked: ``a.py, tests/ (added)``."""
+    return ", ".join(f"{path} (added)" if path in task.added else path for path in task.files)
+
+
 def task_left_text(estimate_s: float | None, elapsed_s: float) -> str:
     """A running task's time left, its estimate minus what it ran; empty without an estimate."""
     return "" if estimate_s is None else left_text(estimate_s - elapsed_s)

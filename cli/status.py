@@ -21,7 +21,7 @@ from queue_core.worktree_leftovers import Leftover
 from . import render, terminal
 from .clean import worktree_views
 from .exits import EXIT_OK, exit_code_for
-from .render import agent_text, progress_text, task_left_text
+from .render import agent_text, files_text, progress_text, task_left_text
 from .repo import find_repo
 from .signals import Signals
 
@@ -45,7 +45,7 @@ def status_text(status: RepoStatus, repo: Path, *, now: float) -> str:
         if run.registry_wait:
             lines.append(f"  waiting for the registry: {run.registry_wait}")
         lines.extend(
-            f"  running  {task.id} [{agent_text(task)}] {_elapsed(task, now):.0f}s  {', '.join(task.files) or '-'}"
+            f"  running  {task.id} [{agent_text(task)}] {_elapsed(task, now):.0f}s  {files_text(task) or '-'}"
             + _left(task, now)
             for task in run.running
         )

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,10 +29,17 @@ def parse(tool: str, argv: list[str]) -> dict[str, object]:
         parser.add_argument("--permission-mode", default="default")
         parser.add_argument("--output-format", default="text")
         parser.add_argument("--verbose", action="store_true")
+        parser.add_argument("--settings")  # a file, or inline JSON: merged with the user's settings
         parser.add_argument("prompt")
         args = parser.parse_args(argv)
         unattended = args.print and args.permission_mode in ("acceptEdits", "bypassPermissions")
-        return {"prompt": args.prompt, "unattended": unattended, "output": args.output_format, "files": []}
+        return {
+            "prompt": args.prompt,
+            "unattended": unattended,
+            "output": args.output_format,
+            "files": [],
+            "settings": args.settings,
+        }
     if tool == "codex":  # developers.openai.com/codex/noninteractive
         parser.add_argument("command", choices=["exec"])
         parser.add_argument("--sandbox", default="read-only")
@@ -190,6 +199,66 @@ LIMIT_EXIT = {"claude": 1, "cursor": 1}
 ERROR_EXIT = {"cursor": 1}
 
 
+#: How long a scripted step waits for its ``await`` file, at most.
+AWAIT_S = 60.0
+
+
+def play_edits(settings: str | None, script: list[dict[str, str]], record: Path) -> None:
+    """Play ``$FAKE_EDITS``, a list of edits, as Claude Code runs its PreToolUse hooks
+    (code.claude.com/docs/en/hooks): before each edit, every command hook of ``settings`` whose
+    matcher (a regex) matches the tool's name in full runs through a shell, the call as JSON on
+    stdin; exit code 2 blocks the edit (its stderr is what the model reads), 0 lets it through,
+    and any other code is a non-blocking error: the edit goes ahead. Each step writes one JSON
+    line to ``record``: the edit, the hooks' exit codes, what blocked it, when it started and ended.
+
+    A step ``{"await": FILE}`` first waits (AWAIT_S at most) for FILE to exist, ``{"touch": FILE}``
+    makes it: barriers with the test.
+    """
+    hooks = json.loads(settings)["hooks"]["PreToolUse"] if settings else []
+    for step in script:
+        if "await" in step:
+            deadline = time.monotonic() + AWAIT_S
+            while not Path(step["await"]).exists() and time.monotonic() < deadline:
+                time.sleep(0.01)  # a bounded poll for another process's file
+        if "touch" in step:
+            Path(step["touch"]).touch()
+        if "tool" not in step:
+            continue
+        tool, path = step["tool"], os.path.abspath(step["path"])
+        key = "notebook_path" if tool == "NotebookEdit" else "file_path"
+        call = {
+            "session_id": "fake",
+            "transcript_path": os.devnull,
+            "cwd": os.getcwd(),
+            "hook_event_name": "PreToolUse",
+            "tool_name": tool,
+            "tool_input": {key: path, "content": step.get("content", tool)},
+        }
+        started = time.time()
+        codes, blocked = [], None
+        for matcher in hooks:
+            if not re.fullmatch(matcher.get("matcher") or ".*", tool):
+                continue
+            for hook in matcher["hooks"]:
+                done = subprocess.run(
+                    ["sh", "-c", hook["command"]],
+                    input=json.dumps(call).encode(),
+                    capture_output=True,
+                    timeout=hook.get("timeout", 600),
+                    check=False,
+                )
+                codes.append(done.returncode)
+                if done.returncode == 2:
+                    blocked = done.stderr.decode()
+        if blocked is None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as edited:
+                edited.write(step.get("content", tool) + "\n")
+        line = {"path": step["path"], "tool": tool, "codes": codes, "blocked": blocked}
+        with open(record, "a") as out:
+            out.write(json.dumps({**line, "started": started, "ended": time.time()}) + "\n")
+
+
 def main() -> None:
     tool = os.environ["FAKE_TOOL"]
     task = os.environ["PM_TASK_ID"]
@@ -201,6 +270,8 @@ def main() -> None:
     report = os.environ.get("FAKE_REPORT", "")
     if report == "limit-once":
         report = "limit" if (out / f"{task}.runs").read_text().count("run") == 1 else "ok"
+    if tool == "claude" and os.environ.get("FAKE_EDITS"):
+        play_edits(seen.get("settings"), json.loads(os.environ["FAKE_EDITS"]), out / f"{task}.edits")
     if seen["unattended"] and report != "limit":
         Path("edited").mkdir(exist_ok=True)
         Path("edited", task).write_text(tool)

@@ -348,7 +348,8 @@ BATCH_ERRORS = [
         "agents:\n  dev:\n    preset: claude\n    own: [src/**]\n",
         "batch.yaml:4: agents.dev.own: unknown key 'own' (did you mean 'owns'?); "
         "expected one of: command, preset, args, prompt, report, owns, stop_grace, rate_limit_backoff, "
-        "rate_limit_max_wait, instances, pools, resources, isolation, merge, on_violation, memory, cpus",
+        "rate_limit_max_wait, instances, pools, resources, on_unclaimed_edit, isolation, merge, on_violation, "
+        "memory, cpus",
     ),
     (
         "duplicate top-level key",

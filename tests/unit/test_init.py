@@ -18,7 +18,7 @@ import pytest
 
 from cli.config_files import _AGENT_KEYS, _REPO_KEYS, REPO_CONFIG, load_repo_config
 from cli.init import AGENT_CLIS
-from cli.presets import PRESETS
+from cli.presets import PRESETS, preset_command
 
 from ..conftest import WAIT, git_repo
 from .test_cli import invoke
@@ -55,7 +55,7 @@ def test_found_agents_are_defined_and_the_others_commented_out(tmp_path: Path, r
     assert code == 0, err
     agents = load_repo_config(repo).agents
     assert agents.keys() == {"claude_dev", "cursor_dev"}
-    assert agents["claude_dev"].command == PRESETS["claude"]
+    assert agents["claude_dev"].command == preset_command("claude")
     assert agents["cursor_dev"].command == PRESETS["cursor"]
     text = (repo / REPO_CONFIG).read_text()
     for missing in set(AGENT_CLIS) - {"claude", "cursor"}:

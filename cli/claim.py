@@ -1,0 +1,92 @@
+"""``project-manager claim`` and ``check``: an agent, inside its task, claims more as it works.
+
+Thin over :mod:`queue_core.taskclaims`: the task is found from the environment its agent was
+started with (``PM_RUN_ID``, ``PM_TASK_ID``, ``PM_STATE_DIR``, and ``PM_WORKTREE`` or
+``PM_REPO`` for where its paths lie); outside a task both are refused.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from queue_core.claims import Access
+from queue_core.errors import ClaimDeadlockError, ClaimHeldError, ClaimRefusedError, StateError
+from queue_core.taskclaims import TaskClaims, holder_text, may_write, task_path
+
+from . import terminal
+from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
+#: ``claim``'s exit codes beyond 0 and 2: held (after the wait), and a wait that would deadlock.
+EXIT_HELD, EXIT_DEADLOCK = 3, 4
+
+
+@dataclass(frozen=True)
+class TaskEnv:
+    """The task a command runs inside, as its environment says."""
+
+    run: str
+    task: str
+    state: Path
+    top: Path  # where its paths lie: its worktree, or the repository
+
+    @classmethod
+    def of(cls, env: Mapping[str, str]) -> TaskEnv:
+        """Raises ClaimRefusedError outside a task."""
+        names = ("PM_RUN_ID", "PM_TASK_ID", "PM_STATE_DIR", "PM_REPO")
+        missing = [name for name in names if not env.get(name)]
+        if missing:
+            raise ClaimRefusedError(
+                f"not inside a task of project-manager ({', '.join(missing)} not set): "
+                "only an agent that project-manager started can claim"
+            )
+        top = env.get("PM_WORKTREE") or env["PM_REPO"]
+        return cls(env["PM_RUN_ID"], env["PM_TASK_ID"], Path(env["PM_STATE_DIR"]), Path(top))
+
+
+def claim(paths: Sequence[str], *, read: bool, wait: float, env: Mapping[str, str] = os.environ) -> int:
+    """Claim ``paths`` for the task this runs inside; its exit code (0, 2, 3 or 4)."""
+    try:
+        task = TaskEnv.of(env)
+        claims = [task_path(path, os.getcwd(), task.top) for path in paths]
+        access = Access.READ if read else Access.WRITE
+        granted = TaskClaims(task.state, task.run, task.task).claim(claims, access, wait=wait)
+    except ClaimRefusedError as exc:
+        terminal.error(f"not claimed: {exc}")
+        return EXIT_USAGE
+    except ClaimHeldError as exc:
+        terminal.error(f"not claimed: {exc}")
+        return EXIT_HELD
+    except ClaimDeadlockError as exc:
+        terminal.error(f"not claimed: {exc}")
+        return EXIT_DEADLOCK
+    except StateError as exc:
+        terminal.error(f"not claimed: {exc}")
+        return EXIT_HELD
+    how = "to read" if read else "to write"
+    for text in granted.added:
+        terminal.out(f"claimed {text} {how}")
+    for text in granted.had:
+        terminal.out(f"already held: {text}")
+    return EXIT_OK
+
+
+def check(path: str, *, env: Mapping[str, str] = os.environ) -> int:
+    """Whether the task this runs inside may write ``path`` now: 0 yes, 1 no (and why), 2 refused."""
+    try:
+        task = TaskEnv.of(env)
+        claim = task_path(path, os.getcwd(), task.top)
+    except ClaimRefusedError as exc:
+        terminal.error(str(exc))
+        return EXIT_USAGE
+    mine, holder = may_write(task.state, task.run, task.task, claim)
+    if mine:
+        terminal.out(f"{claim.text}: this task may write it")
+        return EXIT_OK
+    if holder is None:
+        terminal.out(f"{claim.text}: not claimed by this task, and free: `project-manager claim` takes it")
+    else:
+        terminal.out(f"{claim.text}: held by {holder_text(holder, task.run)}")
+    return EXIT_FAILED

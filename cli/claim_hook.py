@@ -1,0 +1,154 @@
+"""The claim hook: Claude Code runs it before each Edit, Write, MultiEdit and NotebookEdit.
+
+The ``claude`` preset registers it as a ``PreToolUse`` hook (``--settings``, see cli/presets.py)
+run as ``python -I -S claim_hook.py MODE``: no site packages, nothing of ours imported, so that
+an edit inside the task's claims costs an interpreter's start and one read of claims.json. It
+reads the tool call from stdin (``tool_input.file_path``, or ``notebook_path``) and the task
+from its environment (``PM_RUN_ID``, ``PM_TASK_ID``, ``PM_STATE_DIR``, ``PM_REPO``,
+``PM_WORKTREE``), and:
+
+* allows (exit 0) an edit outside the work tree (a scratch file: no other task's business), and
+  one inside a write claim of the task's hold;
+* otherwise, by MODE (the agent's ``on_unclaimed_edit``): ``claim`` asks ``project-manager claim
+  --wait PM_HOOK_WAIT`` (default HOOK_WAIT_S) and allows the edit if it was granted; ``deny`` asks ``project-manager
+  check`` only to say who holds it; ``allow`` lets it be (the after-task check reports it).
+
+Only exit code 2 blocks in Claude Code (its stderr is what Claude reads); any other code lets the
+edit through. So every refusal, and every failure of this script, exits 2: a hook that cannot tell
+blocks. An edit of the main checkout by a task in a worktree of its own is blocked too: it would
+bypass the merge-back.
+
+Whether a claim covers the path is decided here only for plain claims (no wildcard, no escape):
+the path itself or below it, as queue_core.claims has it. Anything else, and anything not held,
+goes to the full rules in a ``project-manager`` process of this interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+#: How long a ``claim`` edit waits for another task's claim before it is blocked, unless the
+#: environment's ``PM_HOOK_WAIT`` says (seconds, at most MAX_WAIT_S).
+HOOK_WAIT_S = 5.0
+MAX_WAIT_S = 60.0
+#: What the command that decides may take beyond the wait; Claude's timeout for the hook is more.
+COMMAND_SLACK_S = 30.0
+MODES = ("claim", "deny", "allow")
+_WILD = frozenset("*?[\\")
+_ADVICE = "do not edit it: finish without it, or stop and say so"
+
+
+def main(argv: list[str], stdin: bytes, env: dict[str, str]) -> tuple[int, str]:
+    """The exit code and the message for stderr."""
+    mode = argv[0] if argv else ""
+    if mode not in MODES:
+        return 2, f"project-manager's claim hook: unknown mode {mode!r} (expected {', '.join(MODES)}); edit blocked"
+    call = json.loads(stdin)
+    tool_input = call.get("tool_input") or {}
+    raw = tool_input.get("file_path") or tool_input.get("notebook_path")
+    if not isinstance(raw, str) or not raw:
+        return 2, f"project-manager's claim hook cannot tell which file {call.get('tool_name')} edits; edit blocked"
+    missing = [name for name in ("PM_RUN_ID", "PM_TASK_ID", "PM_STATE_DIR", "PM_REPO") if not env.get(name)]
+    if missing:
+        return 2, f"project-manager's claim hook runs outside a task ({', '.join(missing)} not set); edit blocked"
+    cwd = call.get("cwd") if isinstance(call.get("cwd"), str) else os.getcwd()
+    path = os.path.realpath(os.path.join(cwd, raw))
+    top = os.path.realpath(env.get("PM_WORKTREE") or env["PM_REPO"])
+    rel = _inside(path, top)
+    if rel is None:
+        if env.get("PM_WORKTREE") and _inside(path, os.path.realpath(env["PM_REPO"])) is not None:
+            return 2, f"{raw} is in the main checkout; this task works in its worktree {top}: edit the file there"
+        return 0, ""  # not in the repository: no claim is about it
+    if rel == "" or rel == ".git" or rel.startswith(".git/"):
+        return 2, f"{raw} is not a file of the repository's work tree; {_ADVICE}"
+    if _claimed(rel, env):
+        return 0, ""
+    if mode == "allow":
+        return 0, ""
+    if mode == "claim":
+        wait = _wait(env.get("PM_HOOK_WAIT"))
+        code, said = _ask(["claim", "--wait", str(wait), "--", path], env, wait)
+        if code == 0:
+            return 0, ""
+        reason = said.rpartition("not claimed: ")[2] or "it could not be claimed"
+        return 2, f"{reason if rel in reason else f'{rel}: {reason}'}; {_ADVICE}"
+    code, said = _ask(["check", "--", path], env, 0.0)
+    if code == 0:  # claimed meanwhile, under a claim this script does not read (a pattern)
+        return 0, ""
+    why = said.split(": ", 1)[-1] if said else "not among this task's claims"
+    return 2, f"{rel} is not among this task's claims ({why}); {_ADVICE}"
+
+
+def _inside(path: str, top: str) -> str | None:
+    """``path`` relative to ``top`` ("" for ``top`` itself), None if it lies outside."""
+    if path == top:
+        return ""
+    prefix = top.rstrip("/") + "/"
+    return path[len(prefix) :] if path.startswith(prefix) else None
+
+
+def _claimed(rel: str, env: dict[str, str]) -> bool:
+    """Whether the task's hold has a plain write claim covering ``rel``; False if unsure."""
+    try:
+        with open(os.path.join(env["PM_STATE_DIR"], "claims.json"), "rb") as registry:
+            holds = json.load(registry)["holds"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    for hold in holds:
+        if hold.get("task") == env["PM_TASK_ID"] and hold.get("owner", {}).get("run") == env["PM_RUN_ID"]:
+            return any(_covers(claim, rel) for claim in hold.get("writes", ()) if isinstance(claim, str))
+    return False
+
+
+def _covers(claim: str, rel: str) -> bool:
+    """Whether the plain claim ``claim`` covers ``rel``: it, or below it. False for a pattern."""
+    if claim == "**":
+        return True
+    base = claim.removesuffix("/**").rstrip("/")
+    if not base or _WILD & set(base):
+        return False
+    return rel == base or rel.startswith(base + "/")
+
+
+#: ``project-manager`` in this interpreter, the current folder off sys.path: an agent's repository
+#: may well have a ``cli`` package of its own.
+_COMMAND = "import sys; del sys.path[0]; sys.argv[0] = 'project-manager'; from cli.launch import main; main()"
+
+
+def _wait(text: str | None) -> float:
+    """``PM_HOOK_WAIT`` in seconds; HOOK_WAIT_S if unset or not a number from 0 to MAX_WAIT_S."""
+    try:
+        wait = float(text) if text else HOOK_WAIT_S
+    except ValueError:
+        return HOOK_WAIT_S
+    return wait if 0 <= wait <= MAX_WAIT_S else HOOK_WAIT_S
+
+
+def _ask(args: list[str], env: dict[str, str], wait: float) -> tuple[int, str]:
+    """Run ``project-manager ARGS``, which may wait ``wait`` seconds; its exit code and the last line it said."""
+    try:
+        done = subprocess.run(  # noqa: S603 - our own interpreter and code; the path comes after --
+            [sys.executable, "-c", _COMMAND, *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=wait + COMMAND_SLACK_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 2, f"project-manager could not be asked ({exc})"
+    said = (done.stderr or done.stdout).decode("utf-8", "replace").strip().splitlines()
+    return done.returncode, said[-1] if said else ""
+
+
+if __name__ == "__main__":
+    try:
+        code, message = main(sys.argv[1:], sys.stdin.buffer.read(), dict(os.environ))
+    except BaseException as exc:  # noqa: BLE001 - only exit 2 blocks: a hook that fails must block
+        code, message = 2, f"project-manager's claim hook failed ({type(exc).__name__}: {exc}); edit blocked"
+    if message:
+        sys.stderr.write(message + "\n")
+    sys.exit(code)
