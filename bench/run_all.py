@@ -4,7 +4,8 @@ Sections: release->start latency, in-process overhead, makespan (simulated), quo
 a 429-prone provider (simulated), scale, claims
 across processes (the on-disk registry), the supervisor, the command line, and worktree tasks
 (a new worktree or one from the pool, and the merge-back; on a 20,000-file repository made in
-/dev/shm when there is one), and worktree tasks on a Dask cluster (with the [dask] extra).
+/dev/shm when there is one), worktree tasks on a Dask cluster (with the [dask] extra), and the
+claim hook's cost per edit.
 The report ends with every figure against its target from
 DESIGN.md ("Performance").
 """
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from . import (
+    claim_hook,
     cli,
     cluster,
     latency,
@@ -55,6 +57,7 @@ def main() -> None:
         ("mergeback", mergeback.run),
         ("timeline", timeline.run),
         ("cluster", cluster.run),
+        ("claim_hook", claim_hook.run),
     ]
     sections: list[Section] = []
     for name, run in runs:

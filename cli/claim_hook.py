@@ -25,10 +25,12 @@ goes to the full rules in a ``project-manager`` process of this interpreter.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
+
+TYPE_CHECKING = False  # typing's own costs an import: mypy reads this name alike
+if TYPE_CHECKING:
+    from typing import Any
 
 #: How long a ``claim`` edit waits for another task's claim before it is blocked, unless the
 #: environment's ``PM_HOOK_WAIT`` says (seconds, at most MAX_WAIT_S).
@@ -46,7 +48,7 @@ def main(argv: list[str], stdin: bytes, env: dict[str, str]) -> tuple[int, str]:
     mode = argv[0] if argv else ""
     if mode not in MODES:
         return 2, f"project-manager's claim hook: unknown mode {mode!r} (expected {', '.join(MODES)}); edit blocked"
-    call = json.loads(stdin)
+    call = loads(stdin)
     tool_input = call.get("tool_input") or {}
     raw = tool_input.get("file_path") or tool_input.get("notebook_path")
     if not isinstance(raw, str) or not raw:
@@ -82,6 +84,44 @@ def main(argv: list[str], stdin: bytes, env: dict[str, str]) -> tuple[int, str]:
     return 2, f"{rel} is not among this task's claims ({why}); {_ADVICE}"
 
 
+class _Decoding:
+    """What the json package's C scanner asks of its decoder: json.loads's defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    memo: dict[str, str] = {}  # noqa: RUF012 - the scanner's own cache of keys
+
+    @staticmethod
+    def parse_constant(name: str) -> float:
+        return float(name.lower().replace("infinity", "inf"))  # NaN, Infinity, -Infinity, as json reads them
+
+
+def loads(data: bytes) -> Any:
+    """``json.loads(data)``, by the json package's C scanner without importing the package, whose
+    import (``re``, ``enum``) costs more than everything else an edit inside the claims does;
+    the package itself where there is no C scanner. Raises ValueError."""
+    try:
+        from _json import make_scanner
+    except ImportError:  # not CPython
+        import json
+
+        return json.loads(data)
+    text = data.decode("utf-8")
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    try:
+        value, end = make_scanner(_Decoding)(text, start)  # type: ignore[arg-type]  # duck-typed, as json.decoder
+    except StopIteration as exc:
+        raise ValueError(f"not JSON at character {exc.value}") from None
+    finally:
+        _Decoding.memo.clear()
+    if text[end:].strip(" \t\n\r"):
+        raise ValueError(f"extra data at character {end}")
+    return value
+
+
 def _inside(path: str, top: str) -> str | None:
     """``path`` relative to ``top`` ("" for ``top`` itself), None if it lies outside."""
     if path == top:
@@ -94,7 +134,7 @@ def _claimed(rel: str, env: dict[str, str]) -> bool:
     """Whether the task's hold has a plain write claim covering ``rel``; False if unsure."""
     try:
         with open(os.path.join(env["PM_STATE_DIR"], "claims.json"), "rb") as registry:
-            holds = json.load(registry)["holds"]
+            holds = loads(registry.read())["holds"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
     for hold in holds:
@@ -129,6 +169,8 @@ def _wait(text: str | None) -> float:
 
 def _ask(args: list[str], env: dict[str, str], wait: float) -> tuple[int, str]:
     """Run ``project-manager ARGS``, which may wait ``wait`` seconds; its exit code and the last line it said."""
+    import subprocess  # here: its import costs more than the rest of an edit inside the claims
+
     try:
         done = subprocess.run(  # noqa: S603 - our own interpreter and code; the path comes after --
             [sys.executable, "-c", _COMMAND, *args],
