@@ -14,6 +14,8 @@ from pathlib import Path
 
 from queue_core.claims import Access
 from queue_core.errors import ClaimDeadlockError, ClaimHeldError, ClaimRefusedError, StateError
+from queue_core.runid import check_run_id
+from queue_core.task import check_task_id
 from queue_core.taskclaims import TaskClaims, holder_text, may_write, task_path
 
 from . import terminal
@@ -42,6 +44,11 @@ class TaskEnv:
                 f"not inside a task of project-manager ({', '.join(missing)} not set): "
                 "only an agent that project-manager started can claim"
             )
+        try:
+            check_run_id(env["PM_RUN_ID"])
+            check_task_id(env["PM_TASK_ID"])
+        except ValueError as exc:
+            raise ClaimRefusedError(f"not inside a task of project-manager: {exc}") from None
         top = env.get("PM_WORKTREE") or env["PM_REPO"]
         return cls(env["PM_RUN_ID"], env["PM_TASK_ID"], Path(env["PM_STATE_DIR"]), Path(top))
 

@@ -8,7 +8,7 @@ from its environment (``PM_RUN_ID``, ``PM_TASK_ID``, ``PM_STATE_DIR``, ``PM_REPO
 ``PM_WORKTREE``), and:
 
 * allows (exit 0) an edit outside the work tree (a scratch file: no other task's business), and
-  one inside a write claim of the task's hold;
+  one inside a write claim the task was given (``PM_FILES``) or holds (its hold in claims.json);
 * otherwise, by MODE (the agent's ``on_unclaimed_edit``): ``claim`` asks ``project-manager claim
   --wait PM_HOOK_WAIT`` (default HOOK_WAIT_S) and allows the edit if it was granted; ``deny`` asks ``project-manager
   check`` only to say who holds it; ``allow`` lets it be (the after-task check reports it).
@@ -66,7 +66,7 @@ def main(argv: list[str], stdin: bytes, env: dict[str, str]) -> tuple[int, str]:
         return 0, ""  # not in the repository: no claim is about it
     if rel == "" or rel == ".git" or rel.startswith(".git/"):
         return 2, f"{raw} is not a file of the repository's work tree; {_ADVICE}"
-    if _claimed(rel, env):
+    if _declared(rel, env) or _claimed(rel, env):
         return 0, ""
     if mode == "allow":
         return 0, ""
@@ -128,6 +128,12 @@ def _inside(path: str, top: str) -> str | None:
         return ""
     prefix = top.rstrip("/") + "/"
     return path[len(prefix) :] if path.startswith(prefix) else None
+
+
+def _declared(rel: str, env: dict[str, str]) -> bool:
+    """Whether a plain write claim the task was given (``PM_FILES``, held while it runs) covers
+    ``rel``: no file read, and on a cluster's worker, where the registry is not, the only way."""
+    return any(_covers(claim, rel) for claim in env.get("PM_FILES", "").splitlines())
 
 
 def _claimed(rel: str, env: dict[str, str]) -> bool:

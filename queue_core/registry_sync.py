@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .claims import Access, Claim, claim_texts
+from .claims import Access, claim_texts
 from .errors import StateError
 from .holds import HEARTBEAT_S, Hold, Owner, live_holds
 from .line import Place, Wanted, ahead, alive_by, live_places, parse_claims
@@ -360,9 +360,10 @@ class RegistrySync:
             known = {c.text for c, _ in entry.added}
             writes = set(hold.writes)
             claims = [
-                (Claim.parse(text), Access.WRITE if text in writes else Access.READ)
+                (claim, Access.WRITE if text in writes else Access.READ)
                 for text in hold.added
                 if text not in known
+                for claim in parse_claims((text,))  # one another version wrote claims everything
             ]
             if claims:
                 self.sched.add_claims(entry.id, claims)

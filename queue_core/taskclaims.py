@@ -44,6 +44,7 @@ from .claimsfile import contents, parse
 from .clocks import REAL, Clocks
 from .errors import ClaimDeadlockError, ClaimHeldError, ClaimRefusedError, InvalidClaimError, NotRegularFileError
 from .holds import STALE_AFTER_S, Hold, live_holds
+from .line import parse_claims
 from .processes import ProcessId
 from .realpaths import literal_claim
 from .statedir import encode_json, read_regular, write_private
@@ -231,9 +232,13 @@ class TaskClaims:
         ours = [h.to_json() for h in holds if h.owner.run == self.run]
         write_private(runs / f"{self.run}.holds", encode_json({"holds": ours}))
         write_private(self.dir / "claims.json", encode_json(contents(holds, line, 0.0, inode, self.clocks.wall())))
-        record = {"task": self.task, access.value + "s": list(texts)}
-        with open(runs / f"{self.run}.claimed", "a", encoding="utf-8") as out:
-            out.write(json.dumps(record) + "\n")
+        record = json.dumps({"task": self.task, access.value + "s": list(texts)}) + "\n"
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # owner-only, never a link
+        fd = os.open(runs / f"{self.run}.claimed", flags, 0o600)
+        try:
+            os.write(fd, record.encode())
+        finally:
+            os.close(fd)
 
     # --- the waits --------------------------------------------------------------------------
 
@@ -288,10 +293,11 @@ def _view(state: Path, stale_after: float = STALE_AFTER_S, clocks: Clocks = REAL
 
 
 def _held(hold: Hold) -> Iterable[tuple[Claim, Access]]:
-    for text in hold.writes:
-        yield Claim.parse(text), Access.WRITE
-    for text in hold.reads:
-        yield Claim.parse(text), Access.READ
+    """``hold``'s claims; one that does not parse (another version's) claims everything."""
+    for claim in parse_claims(hold.writes):
+        yield claim, Access.WRITE
+    for claim in parse_claims(hold.reads):
+        yield claim, Access.READ
 
 
 def _clash(hold: Hold, claim: Claim, access: Access) -> bool:
@@ -309,7 +315,10 @@ def _holds(hold: Hold, claim: Claim, access: Access) -> bool:
 def _check_owns(hold: Hold, claims: Sequence[Claim]) -> None:
     if hold.owns is None:
         return
-    owned = [Claim.parse(text) for text in hold.owns]
+    try:
+        owned = [Claim.parse(text) for text in hold.owns]
+    except InvalidClaimError as exc:  # written by another version: nothing is known to be owned
+        raise ClaimRefusedError(f"what agent {hold.agent} owns cannot be read ({exc})") from None
     for claim in claims:
         if not any(own.covers(claim.text) for own in owned):
             raise ClaimRefusedError(
@@ -334,8 +343,7 @@ def _cycle(me: str, holders: list[Hold], waits: list[_Wait], holds: list[Hold]) 
     def next_holders(key: str) -> list[Hold]:
         found: dict[str, Hold] = {}
         for wait in waits_of.get(key, ()):
-            for text in wait.claims:
-                claim = Claim.parse(text)
+            for claim in parse_claims(wait.claims):
                 for hold in holds:
                     if hold.key != key and _clash(hold, claim, wait.access):
                         found[hold.key] = hold
