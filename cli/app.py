@@ -465,7 +465,7 @@ def claim(
     """
     from . import claim as claim_command
 
-    raise typer.Exit(claim_command.claim(paths, read=read, wait=wait))
+    raise typer.Exit(claim_command.say(claim_command.claim_answer(paths, read=read, wait=wait)))
 
 
 @app.command(short_help="Inside a task: may it write PATH?")
@@ -481,7 +481,22 @@ def check(
     """
     from . import claim as claim_command
 
-    raise typer.Exit(claim_command.check(path))
+    raise typer.Exit(claim_command.say(claim_command.check_answer(path)))
+
+
+@app.command(short_help="Inside a task: claim, check and who_holds as MCP tools (stdio).")
+def mcp() -> None:
+    """Serve claim, check and who_holds as the tools of an MCP server on stdin and stdout, for an
+    agent that speaks the Model Context Protocol: it starts this inside its task, and the tools
+    answer for that task as the commands of the same name do (a claim not granted is a tool error
+    saying why).
+
+    Needs the [mcp] extra: pip install 'project-manager[mcp]'. Exit codes: 0 the client went; 2
+    not inside a task, or the extra missing.
+    """
+    from . import mcp_server
+
+    raise typer.Exit(mcp_server.run())
 
 
 @app.command(short_help="Prune old runs' history and logs.")

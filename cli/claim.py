@@ -16,7 +16,7 @@ from queue_core.claims import Access
 from queue_core.errors import ClaimDeadlockError, ClaimHeldError, ClaimRefusedError, StateError
 from queue_core.runid import check_run_id
 from queue_core.task import check_task_id
-from queue_core.taskclaims import TaskClaims, holder_text, may_write, task_path
+from queue_core.taskclaims import TaskClaims, holder_text, holders, may_write, task_path
 
 from . import terminal
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -53,47 +53,73 @@ class TaskEnv:
         return cls(env["PM_RUN_ID"], env["PM_TASK_ID"], Path(env["PM_STATE_DIR"]), Path(top))
 
 
-def claim(paths: Sequence[str], *, read: bool, wait: float, env: Mapping[str, str] = os.environ) -> int:
-    """Claim ``paths`` for the task this runs inside; its exit code (0, 2, 3 or 4)."""
+@dataclass(frozen=True)
+class Answer:
+    """What a command inside a task comes to: its exit code, and what it says (stdout if the
+    code is 0 or 1, else stderr)."""
+
+    code: int
+    text: str
+
+
+def claim_answer(paths: Sequence[str], *, read: bool, wait: float, env: Mapping[str, str] = os.environ) -> Answer:
+    """Claim ``paths`` for the task this runs inside: exit code 0, 2, 3 or 4."""
     try:
         task = TaskEnv.of(env)
         claims = [task_path(path, os.getcwd(), task.top) for path in paths]
         access = Access.READ if read else Access.WRITE
         granted = TaskClaims(task.state, task.run, task.task).claim(claims, access, wait=wait)
     except ClaimRefusedError as exc:
-        terminal.error(f"not claimed: {exc}")
-        return EXIT_USAGE
-    except ClaimHeldError as exc:
-        terminal.error(f"not claimed: {exc}")
-        return EXIT_HELD
+        return Answer(EXIT_USAGE, f"not claimed: {exc}")
     except ClaimDeadlockError as exc:
-        terminal.error(f"not claimed: {exc}")
-        return EXIT_DEADLOCK
-    except StateError as exc:
-        terminal.error(f"not claimed: {exc}")
-        return EXIT_HELD
+        return Answer(EXIT_DEADLOCK, f"not claimed: {exc}")
+    except (ClaimHeldError, StateError) as exc:  # held, or the registry not to be had
+        return Answer(EXIT_HELD, f"not claimed: {exc}")
     how = "to read" if read else "to write"
-    for text in granted.added:
-        terminal.out(f"claimed {text} {how}")
-    for text in granted.had:
-        terminal.out(f"already held: {text}")
-    return EXIT_OK
+    lines = [f"claimed {text} {how}" for text in granted.added] + [f"already held: {text}" for text in granted.had]
+    return Answer(EXIT_OK, "\n".join(lines))
 
 
-def check(path: str, *, env: Mapping[str, str] = os.environ) -> int:
+def check_answer(path: str, *, env: Mapping[str, str] = os.environ) -> Answer:
     """Whether the task this runs inside may write ``path`` now: 0 yes, 1 no (and why), 2 refused."""
     try:
         task = TaskEnv.of(env)
         claim = task_path(path, os.getcwd(), task.top)
     except ClaimRefusedError as exc:
-        terminal.error(str(exc))
-        return EXIT_USAGE
+        return Answer(EXIT_USAGE, str(exc))
     mine, holder = may_write(task.state, task.run, task.task, claim)
     if mine:
-        terminal.out(f"{claim.text}: this task may write it")
-        return EXIT_OK
+        return Answer(EXIT_OK, f"{claim.text}: this task may write it")
     if holder is None:
-        terminal.out(f"{claim.text}: not claimed by this task, and free: `project-manager claim` takes it")
+        return Answer(
+            EXIT_FAILED, f"{claim.text}: not claimed by this task, and free: `project-manager claim` takes it"
+        )
+    return Answer(EXIT_FAILED, f"{claim.text}: held by {holder_text(holder, task.run)}")
+
+
+def who_holds_answer(path: str, *, env: Mapping[str, str] = os.environ) -> Answer:
+    """Every task that holds a claim overlapping ``path`` (this one included), and how: 0; 2 refused."""
+    try:
+        task = TaskEnv.of(env)
+        claim = task_path(path, os.getcwd(), task.top)
+    except ClaimRefusedError as exc:
+        return Answer(EXIT_USAGE, str(exc))
+    holds = holders(task.state, claim)
+    if not holds:
+        return Answer(EXIT_OK, f"{claim.text}: held by no task")
+    lines = [
+        f"{claim.text}: {'this task' if h.key == f'{task.run}/{task.task}' else holder_text(h, task.run)} "
+        f"holds {', '.join(h.writes) or '-'} to write, {', '.join(h.reads) or '-'} to read"
+        for h in holds
+    ]
+    return Answer(EXIT_OK, "\n".join(lines))
+
+
+def say(answer: Answer) -> int:
+    """Print ``answer`` as a command does; its exit code."""
+    if answer.code in (EXIT_OK, EXIT_FAILED):
+        if answer.text:
+            terminal.out(answer.text)
     else:
-        terminal.out(f"{claim.text}: held by {holder_text(holder, task.run)}")
-    return EXIT_FAILED
+        terminal.error(answer.text)
+    return answer.code

@@ -50,7 +50,17 @@ from .realpaths import literal_claim
 from .statedir import encode_json, read_regular, write_private
 from .statelock import RegistryLock
 
-__all__ = ["POLL_S", "Granted", "TaskClaims", "claimed_by", "claimed_in", "holder_text", "may_write", "task_path"]
+__all__ = [
+    "POLL_S",
+    "Granted",
+    "TaskClaims",
+    "claimed_by",
+    "claimed_in",
+    "holder_text",
+    "holders",
+    "may_write",
+    "task_path",
+]
 
 #: How often a claim that waits asks again.
 POLL_S = 0.05
@@ -143,12 +153,6 @@ class TaskClaims:
         finally:
             if self._waiting:
                 self._forget_wait()
-
-    def holders(self, claim: Claim, access: Access = Access.WRITE) -> list[Hold]:
-        """The live holds, of any task but this one, that ``claim`` taken with ``access`` overlaps
-        (a view, read without the lock)."""
-        holds = _view(self.dir, self.stale_after, self.clocks)
-        return [h for h in holds if h.key != self.key and _clash(h, claim, access)]
 
     # --- one step under the lock ----------------------------------------------------------
 
@@ -413,6 +417,11 @@ def may_write(state: str | os.PathLike[str], run: str, task: str, path: Claim) -
     if mine is not None and _holds(mine, path, Access.WRITE):
         return True, None
     return False, next((h for h in live if h.key != key and _clash(h, path, Access.WRITE)), None)
+
+
+def holders(state: str | os.PathLike[str], path: Claim) -> list[Hold]:
+    """The live holds with a claim, to write or to read, that overlaps ``path``. Read without the lock: a view."""
+    return [h for h in _view(Path(state)) if any(overlaps(path, theirs) for theirs, _ in _held(h))]
 
 
 def claimed_by(state: str | os.PathLike[str], run: str, task: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
