@@ -484,7 +484,7 @@ def check(
     raise typer.Exit(claim_command.say(claim_command.check_answer(path)))
 
 
-@app.command(short_help="Inside a task: claim, check and who_holds as MCP tools (stdio).")
+@app.command(short_help="Inside a task: claim, check, who_holds as MCP tools.")
 def mcp() -> None:
     """Serve claim, check and who_holds as the tools of an MCP server on stdin and stdout, for an
     agent that speaks the Model Context Protocol: it starts this inside its task, and the tools
