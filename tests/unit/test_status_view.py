@@ -141,3 +141,18 @@ def test_status_tells_a_running_tasks_time_left_and_its_runs() -> None:
     screen = _screen(status)
     assert "code_developer" in _line(screen, "parser", "~4 min left")
     assert "~12 min left" in _line(screen, f"run {LOCAL}", "elapsed")
+
+
+def test_a_claim_added_as_the_task_ran_is_marked_in_the_text_the_panels_and_the_record() -> None:
+    parser = RunningTask(
+        "parser", "code_developer", "parse", ("src/parser.py", "tests/"), started_at=NOW - 60, added=("tests/",)
+    )
+    status = RepoStatus((_run(LOCAL, socket.gethostname(), (parser,), (), 1),))
+    assert _line(status_text(status, REPO, now=NOW), "running  parser").endswith("src/parser.py, tests/ (added)")
+    screen = _screen(status)
+    assert "src/parser.py, tests/" in _line(screen, "parser", "code_developer", "1m 00s")  # cut to fit there
+    files = screen[screen.index("Active files") :]
+    assert "tests/ (added)" in _line(files, "tests/", "parser")
+    assert "(added)" not in _line(files, "src/parser.py", "parser")
+    assert RunningTask.from_json(parser.to_json()) == parser
+    assert "added" not in replace(parser, added=()).to_json()  # a record without is as before
