@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from queue_core.claims import Access
-from queue_core.errors import ClaimDeadlockError, ClaimHeldError, ClaimRefusedError, StateError
+from queue_core.errors import ClaimDeadlockError, ClaimHeldError, ClaimRefusedError
 from queue_core.runid import check_run_id
 from queue_core.task import check_task_id
 from queue_core.taskclaims import TaskClaims, holder_text, holders, may_write, task_path
@@ -66,14 +66,14 @@ def claim_answer(paths: Sequence[str], *, read: bool, wait: float, env: Mapping[
     """Claim ``paths`` for the task this runs inside: exit code 0, 2, 3 or 4."""
     try:
         task = TaskEnv.of(env)
-        claims = [task_path(path, os.getcwd(), task.top) for path in paths]
+        claims = [task_path(path, os.getcwd(), task.top, task.state) for path in paths]
         access = Access.READ if read else Access.WRITE
         granted = TaskClaims(task.state, task.run, task.task).claim(claims, access, wait=wait)
     except ClaimRefusedError as exc:
         return Answer(EXIT_USAGE, f"not claimed: {exc}")
     except ClaimDeadlockError as exc:
         return Answer(EXIT_DEADLOCK, f"not claimed: {exc}")
-    except (ClaimHeldError, StateError) as exc:  # held, or the registry not to be had
+    except (ClaimHeldError, OSError) as exc:  # held, or the registry not to be had (StateError...)
         return Answer(EXIT_HELD, f"not claimed: {exc}")
     how = "to read" if read else "to write"
     lines = [f"claimed {text} {how}" for text in granted.added] + [f"already held: {text}" for text in granted.had]
@@ -84,7 +84,7 @@ def check_answer(path: str, *, env: Mapping[str, str] = os.environ) -> Answer:
     """Whether the task this runs inside may write ``path`` now: 0 yes, 1 no (and why), 2 refused."""
     try:
         task = TaskEnv.of(env)
-        claim = task_path(path, os.getcwd(), task.top)
+        claim = task_path(path, os.getcwd(), task.top, task.state)
     except ClaimRefusedError as exc:
         return Answer(EXIT_USAGE, str(exc))
     mine, holder = may_write(task.state, task.run, task.task, claim)
@@ -101,7 +101,7 @@ def who_holds_answer(path: str, *, env: Mapping[str, str] = os.environ) -> Answe
     """Every task that holds a claim overlapping ``path`` (this one included), and how: 0; 2 refused."""
     try:
         task = TaskEnv.of(env)
-        claim = task_path(path, os.getcwd(), task.top)
+        claim = task_path(path, os.getcwd(), task.top, task.state)
     except ClaimRefusedError as exc:
         return Answer(EXIT_USAGE, str(exc))
     holds = holders(task.state, claim)

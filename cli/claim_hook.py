@@ -26,6 +26,7 @@ goes to the full rules in a ``project-manager`` process of this interpreter.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 TYPE_CHECKING = False  # typing's own costs an import: mypy reads this name alike
@@ -61,10 +62,12 @@ def main(argv: list[str], stdin: bytes, env: dict[str, str]) -> tuple[int, str]:
     top = os.path.realpath(env.get("PM_WORKTREE") or env["PM_REPO"])
     rel = _inside(path, top)
     if rel is None:
-        if env.get("PM_WORKTREE") and _inside(path, os.path.realpath(env["PM_REPO"])) is not None:
-            return 2, f"{raw} is in the main checkout; this task works in its worktree {top}: edit the file there"
+        other = _checkout_of(path, env)
+        if other is not None:
+            return 2, f"{raw} is in {other}; this task works in {top}: edit files there only"
         return 0, ""  # not in the repository: no claim is about it
-    if rel == "" or rel == ".git" or rel.startswith(".git/"):
+    state = _inside(path, os.path.realpath(env["PM_STATE_DIR"]))
+    if state is not None or rel == "" or rel == ".git" or rel.startswith(".git/"):
         return 2, f"{raw} is not a file of the repository's work tree; {_ADVICE}"
     if _declared(rel, env) or _claimed(rel, env):
         return 0, ""
@@ -130,6 +133,28 @@ def _inside(path: str, top: str) -> str | None:
     return path[len(prefix) :] if path.startswith(prefix) else None
 
 
+def _checkout_of(path: str, env: dict[str, str]) -> str | None:
+    """Which other checkout of the repository ``path`` lies in: the main one (a worktree task's
+    edit there would bypass its merge-back), or another worktree of it, wherever worktrees are
+    (another task's); None if none."""
+    if _inside(path, os.path.realpath(env["PM_REPO"])) is not None:
+        return "the main checkout"
+    common = os.path.dirname(os.path.realpath(env["PM_STATE_DIR"]))  # <git common dir>/project-manager
+    directory = os.path.dirname(path)
+    while True:
+        dot_git = os.path.join(directory, ".git")
+        if os.path.isfile(dot_git):  # a linked worktree: "gitdir: <common>/worktrees/<name>"
+            text = _read_regular(dot_git)[:4096].decode("utf-8", "replace").strip()
+            git_dir = os.path.realpath(os.path.join(directory, text.removeprefix("gitdir:").strip()))
+            return "another worktree of this repository" if _inside(git_dir, common) is not None else None
+        if os.path.isdir(dot_git):
+            return None  # another repository
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+
+
 def _declared(rel: str, env: dict[str, str]) -> bool:
     """Whether a plain write claim the task was given (``PM_FILES``, held while it runs) covers
     ``rel``: no file read, and on a cluster's worker, where the registry is not, the only way."""
@@ -139,8 +164,7 @@ def _declared(rel: str, env: dict[str, str]) -> bool:
 def _claimed(rel: str, env: dict[str, str]) -> bool:
     """Whether the task's hold has a plain write claim covering ``rel``; False if unsure."""
     try:
-        with open(os.path.join(env["PM_STATE_DIR"], "claims.json"), "rb") as registry:
-            holds = loads(registry.read())["holds"]
+        holds = loads(_read_regular(os.path.join(env["PM_STATE_DIR"], "claims.json")))["holds"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
     for hold in holds:
@@ -149,12 +173,31 @@ def _claimed(rel: str, env: dict[str, str]) -> bool:
     return False
 
 
+def _read_regular(path: str) -> bytes:
+    """The content of the regular file ``path``: never a symlink followed nor a FIFO waited on
+    (OSError for anything else), as queue_core.statedir reads the state."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _covers(claim: str, rel: str) -> bool:
-    """Whether the plain claim ``claim`` covers ``rel``: it, or below it. False for a pattern."""
+    """Whether the plain claim ``claim`` covers ``rel``: it, or below it. False for a pattern,
+    and for a text that is not written as queue_core.claims writes a claim (``./a``, ``a//b``,
+    a space at either end: ``Claim.parse`` would read another path)."""
     if claim == "**":
         return True
-    base = claim.removesuffix("/**").rstrip("/")
-    if not base or _WILD & set(base):
+    base = claim.removesuffix("/**").removesuffix("/")
+    if not base or _WILD & set(base) or base != base.strip():
+        return False
+    if any(part in ("", ".", "..") or part != part.strip() for part in base.split("/")):
         return False
     return rel == base or rel.startswith(base + "/")
 
@@ -198,5 +241,8 @@ if __name__ == "__main__":
     except BaseException as exc:  # noqa: BLE001 - only exit 2 blocks: a hook that fails must block
         code, message = 2, f"project-manager's claim hook failed ({type(exc).__name__}: {exc}); edit blocked"
     if message:
-        sys.stderr.write(message + "\n")
-    sys.exit(code)
+        try:  # noqa: SIM105 - contextlib costs an import; stderr may be closed: the exit code blocks
+            os.write(2, (message + "\n").encode("utf-8", "replace"))
+        except OSError:
+            pass
+    os._exit(code)  # nothing left to flush that could fail, and change the code

@@ -61,12 +61,16 @@ def contents(
 
 
 def lacks_holds(
-    raw: bytes | None, run: str, tasks: Iterable[str], now: float, added: Mapping[str, AbstractSet[str]] | None = None
+    raw: bytes | None,
+    run: str,
+    tasks: Iterable[str],
+    now: float,
+    added: Mapping[str, AbstractSet[tuple[str, str]]] | None = None,
 ) -> bool:
     """Whether the claims.json ``raw`` (None: missing) lacks a hold of one of ``run``'s ``tasks``,
     is recovered at ``now``, or cannot be read; or a hold of one of them lists a claim it added as
-    it ran that ``added`` (task -> what the run knows it added) lacks: then a step of ``run`` is
-    due, to write its holds back, or take those claims on.
+    it ran that ``added`` (task -> the (claim, "write" or "read") the run knows it added) lacks:
+    then a step of ``run`` is due, to write its holds back, or take those claims on.
 
     Lenient about the rest of the file: it is read without the lock, only to tell whether to step.
     """
@@ -77,13 +81,19 @@ def lacks_holds(
         recovering = isinstance(data, dict) and float(data.get("recovering_until", 0)) > now
         known = added or {}
         news = any(
-            h["owner"]["run"] == run and not set(h.get("added", ())) <= known.get(h["task"], set())
+            h["owner"]["run"] == run and not _added(h) <= known.get(h["task"], set())
             for h in holds
             if h["task"] in known
         )
     except (ValueError, KeyError, TypeError):
         return True
     return recovering or news or any(f"{run}/{task}" not in keys for task in tasks)
+
+
+def _added(hold: dict[str, Any]) -> set[tuple[str, str]]:
+    """What a hold (as JSON) added as it ran: (claim, "write" or "read"), as Hold.added and its writes say."""
+    writes = set(hold["writes"])
+    return {(text, "write" if text in writes else "read") for text in hold.get("added", ())}
 
 
 def holds_in(raw: bytes) -> list[Hold]:

@@ -286,9 +286,12 @@ class Registry:
         """
         self._lock.interrupt()
 
-    def lost_holds(self, running: Iterable[str], added: Mapping[str, AbstractSet[str]] | None = None) -> bool:
+    def lost_holds(
+        self, running: Iterable[str], added: Mapping[str, AbstractSet[tuple[str, str]]] | None = None
+    ) -> bool:
         """Whether claims.json lacks a hold of a task id in ``running``, or is being recovered; or
-        a hold of one lists a claim it added as it ran that ``added`` (task -> those known) lacks.
+        a hold of one lists a claim it added as it ran that ``added`` (task -> the (claim, "write"
+        or "read") known) lacks.
 
         Read without the lock, for a heartbeat: a step (which writes this run's holds back, and
         takes such claims on) is due if so.

@@ -91,7 +91,7 @@ class RegistrySync:
         self.workers_recorded: tuple[str | None, ...] = ()
         self.recovery_reported = 0.0  # the end (wall time) of the last recovery window logged
         # Of the tasks the last heartbeat vouched for, what each added as it ran, as known here.
-        self.beat_added: dict[str, set[str]] = {}
+        self.beat_added: dict[str, set[tuple[str, str]]] = {}
         self.run_finished = False  # finish() has begun: no record is written any more
         self.finished = threading.Event()  # finish() has ended
 
@@ -357,12 +357,12 @@ class RegistrySync:
                 continue
             if entry.state is not TaskState.RUNNING:
                 continue  # its attempt ended: the hold goes at this step
-            known = {c.text for c, _ in entry.added}
+            known = {(c.text, how) for c, how in entry.added}
             writes = set(hold.writes)
+            added = {(text, Access.WRITE if text in writes else Access.READ) for text in hold.added}
             claims = [
-                (claim, Access.WRITE if text in writes else Access.READ)
-                for text in hold.added
-                if text not in known
+                (claim, how)
+                for text, how in sorted(added - known, key=lambda item: item[0])
                 for claim in parse_claims((text,))  # one another version wrote claims everything
             ]
             if claims:
@@ -490,7 +490,7 @@ class RegistrySync:
         if self.lease is not None or self.host.aborted:
             return []
         running = self.sched.running
-        self.beat_added = {e.id: {c.text for c, _ in e.added} for e in running}
+        self.beat_added = {e.id: {(c.text, how.value) for c, how in e.added} for e in running}
         return [e.id for e in running]
 
     def delay(self, now: float) -> float | None:

@@ -192,6 +192,26 @@ def write_private(path: Path, data: bytes) -> None:
         raise
 
 
+@contextlib.contextmanager
+def open_append(path: Path) -> Iterator[int]:
+    """A descriptor to append to ``path``, made 0600 if missing, closed at the end. Never follows
+    a symlink nor waits on a FIFO: raises NotRegularFileError for anything but a regular file,
+    OSError if it cannot be opened."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):  # a symlink; a FIFO nobody reads; a directory
+            raise NotRegularFileError(exc.errno, "not a regular file", str(path)) from exc
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFileError(errno.EINVAL, "not a regular file", str(path))
+        yield fd
+    finally:
+        os.close(fd)
+
+
 def create_private(path: Path, data: bytes) -> bool:
     """Create ``path`` as a 0600 file holding ``data`` if it does not exist; whether it was created.
 

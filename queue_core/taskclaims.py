@@ -47,7 +47,7 @@ from .holds import STALE_AFTER_S, Hold, live_holds
 from .line import parse_claims
 from .processes import ProcessId
 from .realpaths import literal_claim
-from .statedir import encode_json, read_regular, write_private
+from .statedir import encode_json, open_append, read_regular, write_private
 from .statelock import RegistryLock
 
 __all__ = [
@@ -231,18 +231,15 @@ class TaskClaims:
             grown = replace(mine, reads=(*mine.reads, *texts), added=(*mine.added, *texts))
         holds = [grown if h.key == self.key else h for h in holds]
         runs = self.dir / "runs"
-        # The run's own copy first: were this process killed between the two writes, a rebuild
-        # would hold too much, never too little.
-        ours = [h.to_json() for h in holds if h.owner.run == self.run]
-        write_private(runs / f"{self.run}.holds", encode_json({"holds": ours}))
-        write_private(self.dir / "claims.json", encode_json(contents(holds, line, 0.0, inode, self.clocks.wall())))
         record = json.dumps({"task": self.task, access.value + "s": list(texts)}) + "\n"
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # owner-only, never a link
-        fd = os.open(runs / f"{self.run}.claimed", flags, 0o600)
-        try:
-            os.write(fd, record.encode())
-        finally:
-            os.close(fd)
+        # Opened first: one that cannot be (a FIFO, a link) refuses the claim before anything is written.
+        with open_append(runs / f"{self.run}.claimed") as claimed:
+            # The run's own copy first: were this process killed between the two writes, a rebuild
+            # would hold too much, never too little.
+            ours = [h.to_json() for h in holds if h.owner.run == self.run]
+            write_private(runs / f"{self.run}.holds", encode_json({"holds": ours}))
+            write_private(self.dir / "claims.json", encode_json(contents(holds, line, 0.0, inode, self.clocks.wall())))
+            os.write(claimed, record.encode())
 
     # --- the waits --------------------------------------------------------------------------
 
@@ -310,10 +307,15 @@ def _clash(hold: Hold, claim: Claim, access: Access) -> bool:
 
 
 def _holds(hold: Hold, claim: Claim, access: Access) -> bool:
-    """Whether ``hold`` has ``claim`` already: a plain path below a claim of it that allows ``access``."""
-    return any(
-        (how is Access.WRITE or access is Access.READ) and theirs.covers(claim.text) for theirs, how in _held(hold)
-    )
+    """Whether ``hold`` has ``claim`` already, with an access that allows ``access``."""
+    return any((how is Access.WRITE or access is Access.READ) and _within(claim, theirs) for theirs, how in _held(hold))
+
+
+def _within(claim: Claim, outer: Claim) -> bool:
+    """Whether every path ``claim`` covers, ``outer`` covers: decided for a literal ``claim`` (its
+    path and what is below it) inside a claim that covers whole subtrees; False otherwise, which
+    makes a claim be asked anew, never granted unseen."""
+    return claim.is_literal and outer.subtree and outer.covers("/".join(claim.literal_prefix))
 
 
 def _check_owns(hold: Hold, claims: Sequence[Claim]) -> None:
@@ -324,7 +326,7 @@ def _check_owns(hold: Hold, claims: Sequence[Claim]) -> None:
     except InvalidClaimError as exc:  # written by another version: nothing is known to be owned
         raise ClaimRefusedError(f"what agent {hold.agent} owns cannot be read ({exc})") from None
     for claim in claims:
-        if not any(own.covers(claim.text) for own in owned):
+        if not any(_within(claim, own) for own in owned):
             raise ClaimRefusedError(
                 f"{claim.text} is not among what agent {hold.agent} owns ({', '.join(hold.owns) or 'nothing'})"
             )
@@ -386,14 +388,19 @@ def _deadlock_text(claim: Claim, cycle: list[Hold], waits: list[_Wait], run: str
 # --- paths, and views -------------------------------------------------------------------------
 
 
-def task_path(raw: str, cwd: str | os.PathLike[str], top: str | os.PathLike[str]) -> Claim:
+def task_path(
+    raw: str, cwd: str | os.PathLike[str], top: str | os.PathLike[str], state: str | os.PathLike[str] | None = None
+) -> Claim:
     """The path ``raw`` (relative to ``cwd``, or absolute) as a claim of exactly that file or
     directory in the work tree at ``top``, its symlinks resolved; raises ClaimRefusedError if it
-    lies outside, or is the top itself."""
+    lies outside, is the top itself, or lies in the state directory ``state`` (which is in the
+    work tree outside a git repository)."""
     if not raw or "\0" in raw:
         raise ClaimRefusedError(f"{raw!r} is no path")
     real_top = os.path.realpath(top)
     real = os.path.realpath(os.path.join(cwd, raw))
+    if state is not None and Path(real).is_relative_to(os.path.realpath(state)):
+        raise ClaimRefusedError(f"{raw} lies in project-manager's state directory {state}")
     rel = os.path.relpath(real, real_top)
     if rel == os.curdir:
         raise ClaimRefusedError(f"{raw} is the repository itself: claim the files or folders in it")
