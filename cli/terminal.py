@@ -24,12 +24,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from queue_core import TaskEvent
-
-from .render import DEFAULT_WIDTH, event_line, notice_line
-
 if TYPE_CHECKING:
     from rich.console import RenderableType
+
+    from queue_core import TaskEvent
+
+# cli.render (and the library it imports) is imported where it is used: a command that only
+# says a line (`claim`, `check`, run inside a task at an edit) must not pay for it.
 
 
 def out(text: str) -> bool:
@@ -74,6 +75,8 @@ def _undelivered(fd: int | None, exc: OSError) -> int:
 def width() -> int:
     """The columns of the terminal (``COLUMNS`` first, as for Rich); DEFAULT_WIDTH for output that
     goes to no terminal (a pipe, a CI log)."""
+    from .render import DEFAULT_WIDTH
+
     return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
 
 
@@ -224,12 +227,16 @@ class PlainEvents:
             self._writer.join()
 
     def event(self, event: TaskEvent) -> None:
+        from .render import event_line
+
         self.note(event_line(event))
 
     def note(self, text: str) -> None:
         self._lines.put(text if self._defuse is None else self._defuse(text))
 
     def notice(self, text: str) -> None:
+        from .render import notice_line
+
         self.note(notice_line(text))
 
     def command(self, text: str) -> None:
@@ -298,9 +305,13 @@ class LiveView:
         self._lines.put(_Freeze.FREEZE)
 
     def event(self, event: TaskEvent) -> None:
+        from .render import event_line
+
         self.note(event_line(event))
 
     def notice(self, text: str) -> None:
+        from .render import notice_line
+
         self.note(notice_line(text))
 
     def note(self, text: str) -> None:

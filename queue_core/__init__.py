@@ -16,6 +16,9 @@ change between versions.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from . import errors
 
 # Every other exception stays importable here, as before; queue_core.errors is their home.
@@ -137,15 +140,45 @@ from .errors import (
 from .errors import (
     WorktreeLockError as WorktreeLockError,
 )
-from .machine import Limits as Limits  # TaskQueue(limits=...); the sampler's types are in queue_core.machine
-from .ownership import FileOwnership
-from .queue import TaskEvent, TaskQueue
-from .records import QueueStatus as QueueStatus  # what get_status() returns: for annotations, not called
-from .records import TaskOutcome as TaskOutcome  # what outcomes() gives
-from .runner import SubprocessAgent
-from .status import RepoStatus as RepoStatus  # what repo_status() returns
-from .status import repo_status
-from .task import AgentTask, TaskState, check_task_id
+
+# The rest is imported when first asked for (``from queue_core import TaskQueue``), so that what
+# needs only a part (``project-manager claim``, run inside a task at each edit the claim hook
+# cannot decide alone) does not pay for the whole library.
+_LAZY = {
+    "Limits": "machine",  # TaskQueue(limits=...); the sampler's types are in queue_core.machine
+    "FileOwnership": "ownership",
+    "TaskEvent": "queue",
+    "TaskQueue": "queue",
+    "QueueStatus": "records",  # what get_status() returns: for annotations, not called
+    "TaskOutcome": "records",  # what outcomes() gives
+    "SubprocessAgent": "runner",
+    "RepoStatus": "status",  # what repo_status() returns
+    "repo_status": "status",
+    "AgentTask": "task",
+    "TaskState": "task",
+    "check_task_id": "task",
+}
+
+if TYPE_CHECKING:
+    from .machine import Limits as Limits
+    from .ownership import FileOwnership
+    from .queue import TaskEvent, TaskQueue
+    from .records import QueueStatus as QueueStatus
+    from .records import TaskOutcome as TaskOutcome
+    from .runner import SubprocessAgent
+    from .status import RepoStatus as RepoStatus
+    from .status import repo_status
+    from .task import AgentTask, TaskState, check_task_id
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # asked once
+    return value
+
 
 __all__ = [
     "AgentExitError",

@@ -31,14 +31,17 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .claims import Claim
 from .claimsfile import holds_in
 from .clocks import REAL, Clocks
 from .errors import GitError
-from .queue import TaskEvent
 from .statedir import read_regular, state_dir
 from .taskclaims import claimed_in
+
+if TYPE_CHECKING:  # its events' type only: queue imports what imports this module
+    from .results import TaskEvent
 
 __all__ = [
     "GitCalls",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import subprocess
+import sys
 
 import pytest
 
@@ -46,3 +48,27 @@ def test_a_bad_argument_is_the_library_s_error_and_the_builtin_one(builtin: type
     with pytest.raises(errors.InvalidArgumentError) as caught:
         queue_core.TaskQueue(0)
     assert isinstance(caught.value, builtin)
+
+
+def test_every_module_imports_on_its_own_and_the_package_imports_little() -> None:
+    """The package imports its heavier parts when first asked for (``project-manager claim``
+    needs none of them), so no other import may hide a cycle between modules: each is imported
+    first, in a fresh interpreter."""
+    names = [m.name for m in pkgutil.iter_modules(queue_core.__path__) if not m.name.startswith("_")]
+    script = f"""
+import sys
+for name in {names!r}:
+    for loaded in [m for m in sys.modules if m == "queue_core" or m.startswith("queue_core.")]:
+        del sys.modules[loaded]
+    __import__("queue_core." + name)
+import queue_core
+for loaded in [m for m in sys.modules if m.startswith("queue_core.")]:
+    del sys.modules[loaded]
+del sys.modules["queue_core"]
+import queue_core
+print(sorted(m for m in sys.modules if m.startswith("queue_core.")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "queue_core.queue" not in done.stdout  # the package alone stays light
+    assert queue_core.TaskQueue.__name__ == "TaskQueue"  # and gives every name of __all__ when asked
