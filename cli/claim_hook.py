@@ -66,8 +66,10 @@ def main(argv: list[str], stdin: bytes, env: dict[str, str]) -> tuple[int, str]:
         if other is not None:
             return 2, f"{raw} is in {other}; this task works in {top}: edit files there only"
         return 0, ""  # not in the repository: no claim is about it
-    state = _inside(path, os.path.realpath(env["PM_STATE_DIR"]))
-    if state is not None or rel == "" or rel == ".git" or rel.startswith(".git/"):
+    # The state directory where it lies in the work tree (outside git); a worktree lies in it by default.
+    state = _inside(os.path.realpath(env["PM_STATE_DIR"]), top)
+    in_state = state is not None and (rel == state or rel.startswith(state + "/") or state == "")
+    if in_state or rel == "" or rel == ".git" or rel.startswith(".git/"):
         return 2, f"{raw} is not a file of the repository's work tree; {_ADVICE}"
     if _declared(rel, env) or _claimed(rel, env):
         return 0, ""

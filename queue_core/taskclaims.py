@@ -399,7 +399,10 @@ def task_path(
         raise ClaimRefusedError(f"{raw!r} is no path")
     real_top = os.path.realpath(top)
     real = os.path.realpath(os.path.join(cwd, raw))
-    if state is not None and Path(real).is_relative_to(os.path.realpath(state)):
+    # The state directory, where it lies in the work tree (outside git: <repo>/.project-manager).
+    # Not where the work tree lies in it: a task's worktree is there by default.
+    real_state = None if state is None else os.path.realpath(state)
+    if real_state is not None and Path(real_state).is_relative_to(real_top) and Path(real).is_relative_to(real_state):
         raise ClaimRefusedError(f"{raw} lies in project-manager's state directory {state}")
     rel = os.path.relpath(real, real_top)
     if rel == os.curdir:

@@ -231,3 +231,33 @@ def _read(path: Path) -> str:
         return path.read_text()
     except OSError:
         return ""
+
+
+def test_a_worktree_task_s_added_claim_counts_in_its_merge_back_check(tmp_path: Path, repo: Path) -> None:
+    """What a worktree task claimed as it ran, from inside its worktree, is merged; what it wrote
+    without claiming is not (on_violation: fail)."""
+    claimer = f'"{SCRIPT}" claim notes/extra.md && mkdir notes && echo x > notes/extra.md'
+    stray = "mkdir -p notes && echo y > notes/stray.md"
+    batch = _batch(
+        tmp_path,
+        {
+            "isolation": "worktree",
+            "agents": {"claimer": {"command": ["sh", "-c", claimer]}, "stray": {"command": ["sh", "-c", stray]}},
+            "tasks": [
+                {"id": "t1", "agent": "claimer", "description": "x", "files": ["src/a.py"]},
+                {"id": "t2", "agent": "stray", "description": "y", "files": ["README"]},
+            ],
+        },
+    )
+    done = subprocess.run(
+        [str(SCRIPT), "delegate-multiple", "--file", str(batch), "--repo", str(repo), "--json"],
+        capture_output=True, text=True, timeout=WAIT * 6, cwd=repo, check=False,
+    )  # fmt: skip
+    tasks = {t["id"]: t for t in json.loads(done.stdout)["tasks"]}
+    assert tasks["t1"]["status"] == "succeeded", done.stderr
+    assert tasks["t1"]["merge"] == "merged"
+    assert tasks["t1"]["unclaimed_writes"] == []
+    assert (repo / "notes/extra.md").read_text() == "x\n"
+    assert tasks["t2"]["merge"] == "rejected"
+    assert tasks["t2"]["unclaimed_writes"] == ["notes/stray.md"]
+    assert not (repo / "notes/stray.md").exists()

@@ -457,3 +457,18 @@ def test_deny_mode_allows_a_file_with_brackets_in_its_name_that_the_task_holds(r
         assert main(["deny"], edit(page), task_env(registry)) == (0, "")
     finally:
         registry.close()
+
+
+@pytest.mark.usefixtures("no_command")
+def test_a_worktree_task_whose_worktree_lies_in_the_state_directory_edits_its_own_files(
+    registry: Registry, repo: Path
+) -> None:
+    """Before: every edit of a worktree task was blocked, its worktree lying in the state
+    directory (.git/project-manager/worktrees/...), as worktrees do by default."""
+    tree = registry.dir / "worktrees" / "r1-t1"
+    (tree / "src").mkdir(parents=True)
+    env = task_env(registry, PM_WORKTREE=str(tree), PM_FILES="src/a.py")
+    assert main(["deny"], edit(tree / "src" / "a.py"), env) == (0, "")
+    code, message = main(["deny"], edit(registry.dir / "claims.json"), env)  # the state itself is not its tree's
+    assert code == 2
+    assert "is in the main checkout" in message
