@@ -11,7 +11,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -355,6 +356,14 @@ def test_a_claim_process_stopped_then_killed_inside_the_registry_lock_corrupts_n
     assert not _claims(repo)
 
 
+def _claims_at_once(env: dict[str, str], paths: Iterable[str], cwd: Path) -> dict[str, Any]:
+    """Each of ``paths`` claimed (--wait 0) by a process of its own, all at once: path -> its answer."""
+    paths = list(paths)
+    with ThreadPoolExecutor(8) as pool:
+        answers = pool.map(lambda path: _pm(env, "claim", "--wait", "0", "--", path, cwd=cwd), paths)
+        return dict(zip(paths, answers, strict=True))
+
+
 def test_hostile_paths_are_held_or_refused_never_granted_over_another_task(tmp_path: Path, repo: Path) -> None:
     outside = tmp_path / "outside.txt"
     outside.write_text("o")
@@ -376,8 +385,10 @@ def test_hostile_paths_are_held_or_refused_never_granted_over_another_task(tmp_p
             "lib/x?.py": "lib/x\\?.py",
             "lib": "lib",
         }
+        # Asked at once (each a process of its own; none changes what the others see).
+        answers = _claims_at_once(envs["b"], held, repo)
         for path, claim in held.items():
-            done = _pm(envs["b"], "claim", "--wait", "0", "--", path, cwd=repo)
+            done = answers[path]
             assert done.returncode == 3, (path, done.stderr)
             assert f"not claimed: {claim} is held by task" in done.stderr, (path, done.stderr)
         refused = [
@@ -390,9 +401,9 @@ def test_hostile_paths_are_held_or_refused_never_granted_over_another_task(tmp_p
             ".",
             "/",
         ]
+        answers = _claims_at_once(envs["b"], refused, repo)
         for path in refused:
-            done = _pm(envs["b"], "claim", "--wait", "0", "--", path, cwd=repo)
-            assert done.returncode == 2, (path, done.stderr)
+            assert answers[path].returncode == 2, (path, answers[path].stderr)
         granted = {
             "-x.py": "-x.py",
             "a\nb": "a\nb",
@@ -405,9 +416,10 @@ def test_hostile_paths_are_held_or_refused_never_granted_over_another_task(tmp_p
             if claim is not None:
                 assert claim in _hold(repo, "b")["writes"]  # type: ignore[index]
         # ... and each is then held against a, by every spelling.
-        for path in ("-x.py", "a\nb", "docs/[id]/page.tsx", "docs/[id]", "docs"):
-            done = _pm(envs["a"], "claim", "--wait", "0", "--", path, cwd=repo)
-            assert done.returncode == 3, (path, done.stderr)
+        spellings = ("-x.py", "a\nb", "docs/[id]/page.tsx", "docs/[id]", "docs")
+        answers = _claims_at_once(envs["a"], spellings, repo)
+        for path in spellings:
+            assert answers[path].returncode == 3, (path, answers[path].stderr)
         # A claim option-looking path without --: a usage error, never a claim of something else.
         done = _pm(envs["a"], "claim", "--wait", "0", "-x.py", cwd=repo)
         assert done.returncode == 2
