@@ -15,8 +15,9 @@ from its environment (``PM_RUN_ID``, ``PM_TASK_ID``, ``PM_STATE_DIR``, ``PM_REPO
 
 Only exit code 2 blocks in Claude Code (its stderr is what Claude reads); any other code lets the
 edit through. So every refusal, and every failure of this script, exits 2: a hook that cannot tell
-blocks. An edit of the main checkout by a task in a worktree of its own is blocked too: it would
-bypass the merge-back.
+blocks; a block is noted in the task's log (``PM_LOG``) too, for whoever reads it afterwards. An
+edit in another checkout of the repository (the main one from a worktree task: it would bypass the
+merge-back; another task's worktree), in ``.git`` or in the state directory is blocked too.
 
 Whether a claim covers the path is decided here only for plain claims (no wildcard, no escape):
 the path itself or below it, as queue_core.claims has it. Anything else, and anything not held,
@@ -175,6 +176,23 @@ def _claimed(rel: str, env: dict[str, str]) -> bool:
     return False
 
 
+def note(log: str | None, text: str) -> None:
+    """Append ``text`` to the task's log (``PM_LOG``), as queue_core.runner.append_to_log does:
+    never through a link, never a FIFO's wait; a log that cannot be written is left as it is."""
+    if not log:
+        return
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(log, flags, 0o600)
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.write(fd, text.encode("utf-8", "replace"))
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
 def _read_regular(path: str) -> bytes:
     """The content of the regular file ``path``: never a symlink followed nor a FIFO waited on
     (OSError for anything else), as queue_core.statedir reads the state."""
@@ -247,4 +265,6 @@ if __name__ == "__main__":
             os.write(2, (message + "\n").encode("utf-8", "replace"))
         except OSError:
             pass
+    if code == 2:
+        note(os.environ.get("PM_LOG"), f"[project-manager] the claim hook blocked an edit: {message}\n")
     os._exit(code)  # nothing left to flush that could fail, and change the code

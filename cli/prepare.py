@@ -314,8 +314,9 @@ def _runner(
         prompt=spec.prompt,
         report_format=spec.report,
     )
-    # Where `project-manager claim` and the claim hook, inside the task, find its registry.
-    runner.env = {**runner.env, "PM_STATE_DIR": str(state_dir(repo_root))}
+    # Where `project-manager claim` and the claim hook, inside the task, find its registry; where
+    # the hook notes what it blocked.
+    runner.env = {**runner.env, "PM_STATE_DIR": str(state_dir(repo_root)), "PM_LOG": str(runner.log)}
     if isinstance(runner, ClusterAgent):
         runner.resources = dict(spec.resources)
     return runner

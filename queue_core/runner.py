@@ -24,7 +24,6 @@ import os
 import re
 import shlex
 import signal
-import stat
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from .errors import AgentExitError, AgentReportedError, RateLimitedError
 from .reports import AgentReport, read_report
+from .statedir import open_append
 from .supervisor import AgentProcess, shared_supervisor
 
 if TYPE_CHECKING:
@@ -253,14 +253,8 @@ class SubprocessAgent:
 def append_to_log(path: Path, data: bytes) -> None:
     """Append ``data`` to the log at ``path`` (made if missing), opened as the supervisor opens
     it: never through a symlink, never a FIFO's wait; a log that cannot be written is left as it is."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-    with contextlib.suppress(OSError):
-        fd = os.open(path, flags, 0o600)
-        try:
-            if stat.S_ISREG(os.fstat(fd).st_mode):
-                os.write(fd, data)
-        finally:
-            os.close(fd)
+    with contextlib.suppress(OSError), open_append(path) as fd:
+        os.write(fd, data)
 
 
 def _size(path: Path) -> int:

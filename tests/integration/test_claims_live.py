@@ -109,6 +109,9 @@ def test_edits_inside_claims_pass_held_ones_are_blocked_and_free_ones_become_cla
     assert "docs/x.md" in blocked["blocked"]
     assert "held by task t2 (holder)" in blocked["blocked"]
     assert "do not edit it" in blocked["blocked"]
+    logs = repo / ".git" / "project-manager" / "logs"
+    (log,) = logs.glob("*/t1.log")
+    assert "[project-manager] the claim hook blocked an edit: docs/x.md is held by task t2" in log.read_text()
     assert (repo / "docs/x.md").read_text() == "x\n"  # untouched
     assert edits["Write", "notes/new.md"]["codes"] == [0]
     assert (repo / "notes/new.md").exists()
