@@ -8,6 +8,7 @@ started with (``PM_RUN_ID``, ``PM_TASK_ID``, ``PM_STATE_DIR``, and ``PM_WORKTREE
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,13 +63,20 @@ class Answer:
     text: str
 
 
-def claim_answer(paths: Sequence[str], *, read: bool, wait: float, env: Mapping[str, str] = os.environ) -> Answer:
-    """Claim ``paths`` for the task this runs inside: exit code 0, 2, 3 or 4."""
+def claim_answer(
+    paths: Sequence[str],
+    *,
+    read: bool,
+    wait: float,
+    env: Mapping[str, str] = os.environ,
+    stop: threading.Event | None = None,
+) -> Answer:
+    """Claim ``paths`` for the task this runs inside: exit code 0, 2, 3 or 4; ``stop`` set ends a wait."""
     try:
         task = TaskEnv.of(env)
         claims = [task_path(path, os.getcwd(), task.top, task.state) for path in paths]
         access = Access.READ if read else Access.WRITE
-        granted = TaskClaims(task.state, task.run, task.task).claim(claims, access, wait=wait)
+        granted = TaskClaims(task.state, task.run, task.task).claim(claims, access, wait=wait, stop=stop)
     except ClaimRefusedError as exc:
         return Answer(EXIT_USAGE, f"not claimed: {exc}")
     except ClaimDeadlockError as exc:

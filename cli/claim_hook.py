@@ -72,6 +72,9 @@ def main(argv: list[str], stdin: bytes, env: dict[str, str]) -> tuple[int, str]:
     in_state = state is not None and (rel == state or rel.startswith(state + "/") or state == "")
     if in_state or rel == "" or rel == ".git" or rel.startswith(".git/"):
         return 2, f"{raw} is not a file of the repository's work tree; {_ADVICE}"
+    nested = _checkout(os.path.dirname(path), _common(env), top)  # worktree_root inside the repository
+    if nested is not None:
+        return 2, f"{raw} is in {nested}; this task works in {top}: edit files there only"
     if _declared(rel, env) or _claimed(rel, env):
         return 0, ""
     if mode == "allow":
@@ -137,25 +140,39 @@ def _inside(path: str, top: str) -> str | None:
 
 
 def _checkout_of(path: str, env: dict[str, str]) -> str | None:
-    """Which other checkout of the repository ``path`` lies in: the main one (a worktree task's
-    edit there would bypass its merge-back), or another worktree of it, wherever worktrees are
-    (another task's); None if none."""
+    """Which other checkout of the repository ``path`` (outside the task's work tree) lies in:
+    the main one (a worktree task's edit there would bypass its merge-back), or another task's
+    worktree, wherever worktrees are; None if none."""
     if _inside(path, os.path.realpath(env["PM_REPO"])) is not None:
         return "the main checkout"
-    common = os.path.dirname(os.path.realpath(env["PM_STATE_DIR"]))  # <git common dir>/project-manager
-    directory = os.path.dirname(path)
-    while True:
+    return _checkout(os.path.dirname(path), _common(env), None)
+
+
+def _common(env: dict[str, str]) -> str:
+    """The git directory every checkout of the repository shares: the state directory's parent."""
+    return os.path.dirname(os.path.realpath(env["PM_STATE_DIR"]))
+
+
+def _checkout(directory: str, common: str, top: str | None) -> str | None:
+    """The checkout of this repository that ``directory`` lies in, found at the nearest ``.git``
+    at or above it (below ``top``, if given): "the main checkout" (``.git`` is the shared git
+    directory) or "another worktree of this repository" (a ``.git`` file naming a worktree of
+    it); None for another repository's (a submodule, a nested clone) or none. A ``.git`` that is
+    not a regular file or directory raises OSError."""
+    while directory != top:
         dot_git = os.path.join(directory, ".git")
-        if os.path.isfile(dot_git):  # a linked worktree: "gitdir: <common>/worktrees/<name>"
-            text = _read_regular(dot_git)[:4096].decode("utf-8", "replace").strip()
-            git_dir = os.path.realpath(os.path.join(directory, text.removeprefix("gitdir:").strip()))
-            return "another worktree of this repository" if _inside(git_dir, common) is not None else None
         if os.path.isdir(dot_git):
-            return None  # another repository
+            return "the main checkout" if os.path.realpath(dot_git) == common else None
+        if os.path.lexists(dot_git):  # a linked worktree's: "gitdir: <common>/worktrees/<name>"
+            text = _read_regular(dot_git, 4096).decode("utf-8", "replace").strip()
+            git_dir = os.path.realpath(os.path.join(directory, text.removeprefix("gitdir:").strip()))
+            inside = _inside(git_dir, os.path.join(common, "worktrees")) is not None
+            return "another worktree of this repository" if inside else None
         parent = os.path.dirname(directory)
         if parent == directory:
             return None
         directory = parent
+    return None
 
 
 def _declared(rel: str, env: dict[str, str]) -> bool:
@@ -193,16 +210,17 @@ def note(log: str | None, text: str) -> None:
         pass
 
 
-def _read_regular(path: str) -> bytes:
-    """The content of the regular file ``path``: never a symlink followed nor a FIFO waited on
-    (OSError for anything else), as queue_core.statedir reads the state."""
+def _read_regular(path: str, limit: int = 1 << 30) -> bytes:
+    """The content of the regular file ``path``, its first ``limit`` bytes: never a symlink
+    followed nor a FIFO waited on (OSError for anything else), as queue_core.statedir reads the state."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(f"{path} is not a regular file")
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
+        chunks: list[bytes] = []
+        while limit > 0 and (chunk := os.read(fd, min(limit, 1 << 20))):
             chunks.append(chunk)
+            limit -= len(chunk)
         return b"".join(chunks)
     finally:
         os.close(fd)

@@ -9,7 +9,9 @@ official SDK, ``mcp`` 2.x).
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 from typing import Any
 
 from queue_core.errors import ClaimRefusedError
@@ -25,20 +27,26 @@ INSTRUCTIONS = (
 
 def server() -> Any:
     """The MCP server; raises ImportError without the ``[mcp]`` extra."""
+    import anyio
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError  # the agent reads its text; any other is a crash
 
     app = MCPServer("project-manager", instructions=INSTRUCTIONS)
 
     @app.tool()
-    def claim(paths: list[str], read: bool = False, wait_seconds: float = 0.0) -> str:
+    async def claim(paths: list[str], read: bool = False, wait_seconds: float = 0.0) -> str:
         """Add files or folders (relative to the task's folder, or absolute) to your task's claims,
         all or none. read: to read only, shared with other readers. wait_seconds: how long to wait
         while another task holds one. Not granted (held, a wait that would deadlock, outside the
         repository or beyond what your agent owns): an error saying why."""
         if not 0 <= wait_seconds <= 3600:
             raise ToolError("wait_seconds: expected 0 to 3600")
-        answer = claim_command.claim_answer(paths, read=read, wait=wait_seconds)
+        stop = threading.Event()
+        ask = functools.partial(claim_command.claim_answer, paths, read=read, wait=wait_seconds, stop=stop)
+        try:  # a call the agent cancels stops waiting: its wait is forgotten, nothing granted unseen
+            answer = await anyio.to_thread.run_sync(ask, abandon_on_cancel=True)
+        finally:
+            stop.set()
         if answer.code != 0:
             raise ToolError(answer.text)
         return answer.text

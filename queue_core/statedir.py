@@ -142,9 +142,9 @@ def make_state_dir(directory: Path) -> None:
         raise StateError(directory, f"cannot write the state directory: {exc.strerror or exc}") from exc
 
 
-def read_regular(path: Path, *, tail: int | None = None) -> bytes | None:
+def read_regular(path: Path, *, tail: int | None = None, head: int | None = None) -> bytes | None:
     """The content of the regular file ``path``; None if there is none. With ``tail``, only its
-    last ``tail`` bytes, if it has more.
+    last ``tail`` bytes, if it has more; with ``head``, only its first ``head``.
 
     Never waits on a FIFO and never follows a symlink: raises NotRegularFileError for anything
     but a regular file, and OSError if it cannot be read.
@@ -164,7 +164,7 @@ def read_regular(path: Path, *, tail: int | None = None) -> bytes | None:
     with os.fdopen(fd, "rb") as f:
         if tail is not None and info.st_size > tail:
             f.seek(info.st_size - tail)
-        return f.read()
+        return f.read(-1 if head is None else head)
 
 
 def encode_json(data: dict[str, Any]) -> bytes:

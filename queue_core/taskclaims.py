@@ -412,10 +412,33 @@ def task_path(
     parts = Path(rel).parts
     if parts[0] == ".git":
         raise ClaimRefusedError(f"{raw} lies in the repository's .git directory")
+    if real_state is not None and _in_worktree(real, real_top, os.path.dirname(real_state)):
+        raise ClaimRefusedError(f"{raw} lies in another worktree of the repository, not this task's")
     try:
         return literal_claim(parts)
     except InvalidClaimError as exc:
         raise ClaimRefusedError(f"{raw}: {exc.reason}") from None
+
+
+def _in_worktree(real: str, top: str, common: str) -> bool:
+    """Whether the path ``real``, below the work tree ``top``, lies in a worktree of the repository
+    whose git directory is ``common`` (a ``worktree_root`` inside the repository): a ``.git`` file
+    naming ``<common>/worktrees/...`` at or above its folder, below ``top``."""
+    worktrees = Path(common, "worktrees")
+    directory = Path(real).parent
+    while directory != Path(top) and directory != directory.parent:
+        dot_git = directory / ".git"
+        if dot_git.is_dir():
+            return False  # another repository's (a nested clone)
+        if os.path.lexists(dot_git):
+            try:
+                text = (read_regular(dot_git, head=4096) or b"").decode("utf-8", "replace").strip()
+            except OSError:
+                return True  # cannot tell: not granted
+            git_dir = Path(os.path.realpath(directory / text.removeprefix("gitdir:").strip()))
+            return git_dir.is_relative_to(worktrees)
+        directory = directory.parent
+    return False
 
 
 def may_write(state: str | os.PathLike[str], run: str, task: str, path: Claim) -> tuple[bool, Hold | None]:
