@@ -1,8 +1,10 @@
 """The claim hook: Claude Code runs it before each Edit, Write, MultiEdit and NotebookEdit.
 
-The ``claude`` preset registers it as a ``PreToolUse`` hook (``--settings``, see cli/presets.py)
-run as ``python -I -S claim_hook.py MODE``: no site packages, nothing of ours imported, so that
-an edit inside the task's claims costs an interpreter's start and one read of claims.json. It
+The ``claude`` preset registers it as a ``PreToolUse`` hook (``--settings``, see cli/presets.py):
+``python -I -S -c LAUNCH CLI_DIR MODE`` imports this module alone (its bytecode cached, where a
+script is compiled at each run), no site packages and nothing else of ours, so that an edit
+inside the task's claims costs an interpreter's start and one read of claims.json. ``python -I
+-S claim_hook.py MODE`` does the same. It
 reads the tool call from stdin (``tool_input.file_path``, or ``notebook_path``) and the task
 from its environment (``PM_RUN_ID``, ``PM_TASK_ID``, ``PM_STATE_DIR``, ``PM_REPO``,
 ``PM_WORKTREE``), and:
@@ -32,7 +34,7 @@ import sys
 
 TYPE_CHECKING = False  # typing's own costs an import: mypy reads this name alike
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
 #: How long a ``claim`` edit waits for another task's claim before it is blocked, unless the
 #: environment's ``PM_HOOK_WAIT`` says (seconds, at most MAX_WAIT_S).
@@ -273,9 +275,10 @@ def _ask(args: list[str], env: dict[str, str], wait: float) -> tuple[int, str]:
     return done.returncode, said[-1] if said else ""
 
 
-if __name__ == "__main__":
+def run(argv: list[str]) -> NoReturn:
+    """Decide on the call on stdin, say why on stderr, and exit 0 or 2 (see the module)."""
     try:
-        code, message = main(sys.argv[1:], sys.stdin.buffer.read(), dict(os.environ))
+        code, message = main(argv, sys.stdin.buffer.read(), dict(os.environ))
     except BaseException as exc:  # noqa: BLE001 - only exit 2 blocks: a hook that fails must block
         code, message = 2, f"project-manager's claim hook failed ({type(exc).__name__}: {exc}); edit blocked"
     if message:
@@ -286,3 +289,7 @@ if __name__ == "__main__":
     if code == 2:
         note(os.environ.get("PM_LOG"), f"[project-manager] the claim hook blocked an edit: {message}\n")
     os._exit(code)  # nothing left to flush that could fail, and change the code
+
+
+if __name__ == "__main__":
+    run(sys.argv[1:])

@@ -92,6 +92,18 @@ CLAUDE_EDIT_TOOLS = "Edit|Write|MultiEdit|NotebookEdit"
 CLAUDE_HOOK_TIMEOUT_S = 120
 
 
+#: The claim hook's module imported alone from this folder (sys.argv[1]), bytecode cached; one that
+#: cannot be imported (the folder gone) blocks the edit too: only exit 2 does.
+CLAIM_HOOK_LAUNCH = """import os, sys
+try:
+    sys.path.insert(0, sys.argv[1])
+    import claim_hook
+except BaseException:
+    os.write(2, b"project-manager's claim hook cannot be loaded; edit blocked\\n")
+    os._exit(2)
+claim_hook.run(sys.argv[2:])"""
+
+
 def preset_command(name: str, args: tuple[str, ...] = (), on_unclaimed_edit: str = "claim") -> tuple[str, ...]:
     """Preset ``name``'s argv template with ``args`` before its ``--``; Claude Code's with the claim
     hook in ``--settings``, which Claude merges with the user's own settings."""
@@ -103,8 +115,8 @@ def preset_command(name: str, args: tuple[str, ...] = (), on_unclaimed_edit: str
 def claude_settings(on_unclaimed_edit: str) -> str:
     """Claude Code settings (JSON) that run the claim hook, in ``on_unclaimed_edit`` mode, before
     each edit: this interpreter, isolated and without site packages, so that it starts fast."""
-    hook = Path(__file__).with_name("claim_hook.py")
-    command = shlex.join([sys.executable, "-I", "-S", str(hook), on_unclaimed_edit])
+    here = str(Path(__file__).parent)
+    command = shlex.join([sys.executable, "-I", "-S", "-c", CLAIM_HOOK_LAUNCH, here, on_unclaimed_edit])
     hooks = [{"type": "command", "command": command, "timeout": CLAUDE_HOOK_TIMEOUT_S}]
     return json.dumps({"hooks": {"PreToolUse": [{"matcher": CLAUDE_EDIT_TOOLS, "hooks": hooks}]}})
 

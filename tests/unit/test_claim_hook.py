@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from cli import claim_hook
 from cli.claim_hook import _covers, loads, main
+from cli.presets import claude_settings
 from queue_core.claims import Claim, normalise_path
 from queue_core.claimsfile import parse
 from queue_core.errors import InvalidClaimError
@@ -472,3 +474,17 @@ def test_a_worktree_task_whose_worktree_lies_in_the_state_directory_edits_its_ow
     code, message = main(["deny"], edit(registry.dir / "claims.json"), env)  # the state itself is not its tree's
     assert code == 2
     assert "is in the main checkout" in message
+
+
+def test_the_preset_s_hook_command_blocks_when_its_module_cannot_be_loaded(registry: Registry, repo: Path) -> None:
+    """The command the claude preset registers imports the hook from its folder (bytecode cached);
+    were the folder gone (another machine's install), it must still block: only exit 2 does."""
+    command = json.loads(claude_settings("claim"))["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+    env = {**os.environ, **task_env(registry, PM_FILES="src/a.py")}
+    ok = subprocess.run(["sh", "-c", command], input=edit(repo / "src" / "a.py"), env=env, capture_output=True)
+    assert ok.returncode == 0, ok.stderr
+    gone = command.replace(shlex.quote(str(Path(claim_hook.__file__).parent)), shlex.quote(str(repo / "gone")))
+    assert gone != command
+    done = subprocess.run(["sh", "-c", gone], input=edit(repo / "src" / "a.py"), env=env, capture_output=True)
+    assert done.returncode == 2
+    assert b"cannot be loaded" in done.stderr
