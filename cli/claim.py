@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from queue_core.claims import Access
+from queue_core.claims import Access, Claim
 from queue_core.errors import ClaimDeadlockError, ClaimHeldError, ClaimRefusedError
 from queue_core.runid import check_run_id
 from queue_core.task import check_task_id
@@ -91,8 +91,7 @@ def claim_answer(
 def check_answer(path: str, *, env: Mapping[str, str] = os.environ) -> Answer:
     """Whether the task this runs inside may write ``path`` now: 0 yes, 1 no (and why), 2 refused."""
     try:
-        task = TaskEnv.of(env)
-        claim = task_path(path, os.getcwd(), task.top, task.state)
+        task, claim = _one_path(path, env)
     except ClaimRefusedError as exc:
         return Answer(EXIT_USAGE, str(exc))
     mine, holder = may_write(task.state, task.run, task.task, claim)
@@ -108,8 +107,7 @@ def check_answer(path: str, *, env: Mapping[str, str] = os.environ) -> Answer:
 def who_holds_answer(path: str, *, env: Mapping[str, str] = os.environ) -> Answer:
     """Every task that holds a claim overlapping ``path`` (this one included), and how: 0; 2 refused."""
     try:
-        task = TaskEnv.of(env)
-        claim = task_path(path, os.getcwd(), task.top, task.state)
+        task, claim = _one_path(path, env)
     except ClaimRefusedError as exc:
         return Answer(EXIT_USAGE, str(exc))
     holds = holders(task.state, claim)
@@ -121,6 +119,12 @@ def who_holds_answer(path: str, *, env: Mapping[str, str] = os.environ) -> Answe
         for h in holds
     ]
     return Answer(EXIT_OK, "\n".join(lines))
+
+
+def _one_path(path: str, env: Mapping[str, str]) -> tuple[TaskEnv, Claim]:
+    """The task this runs inside, and ``path`` as a claim in it; raises ClaimRefusedError."""
+    task = TaskEnv.of(env)
+    return task, task_path(path, os.getcwd(), task.top, task.state)
 
 
 def say(answer: Answer) -> int:

@@ -28,7 +28,7 @@ from queue_core.claimsfile import parse
 from queue_core.errors import InvalidClaimError
 from queue_core.registry import Registry
 
-from ..conftest import WAIT, git
+from ..conftest import WAIT, git, git_repo
 
 HOOK = Path(claim_hook.__file__)
 ADVICE = "do not edit it"
@@ -36,14 +36,7 @@ ADVICE = "do not edit it"
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """A git work tree (nothing committed: the registry needs only its .git)."""
-    path = tmp_path / "repo"
-    path.mkdir()
-    git(path, "init", "-q")
-    for name in ("src/a.py", "src/b.py", "docs/c.md"):
-        (path / name).parent.mkdir(exist_ok=True)
-        (path / name).write_text("")
-    return path
+    return git_repo(tmp_path / "repo", {"src/a.py": "", "src/b.py": "", "docs/c.md": ""})
 
 
 @pytest.fixture
@@ -272,8 +265,6 @@ def test_an_edit_of_the_git_directory_or_the_repository_itself_is_blocked(
 def test_an_edit_of_another_worktree_of_the_repository_is_blocked(
     registry: Registry, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", "first")
     other = tmp_path / "other-worktree"
     git(repo, "worktree", "add", "-q", "-b", "other", str(other))
     unrelated = tmp_path / "unrelated"

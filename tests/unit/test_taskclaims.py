@@ -32,7 +32,7 @@ from queue_core.scheduler import Scheduler
 from queue_core.task import TaskState
 from queue_core.taskclaims import TaskClaims, claimed_by, claimed_in, holder_text, holders, may_write, task_path
 
-from ..conftest import WAIT, Gate, eventually, git, in_thread, wait_for
+from ..conftest import WAIT, Gate, eventually, git_repo, in_thread, wait_for
 
 #: Longer than any join below: a wait that is not ended early fails the test instead of passing late.
 LONG = 6 * WAIT
@@ -41,14 +41,7 @@ A, B, C = Claim.parse("src/a.py"), Claim.parse("src/b.py"), Claim.parse("docs/c.
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """A git work tree (nothing committed: the registry needs only its .git)."""
-    path = tmp_path / "repo"
-    path.mkdir()
-    git(path, "init", "-q")
-    for name in ("src/a.py", "src/b.py", "docs/c.md"):
-        (path / name).parent.mkdir(exist_ok=True)
-        (path / name).write_text("")
-    return path
+    return git_repo(tmp_path / "repo", {"src/a.py": "", "src/b.py": "", "docs/c.md": ""})
 
 
 @pytest.fixture
