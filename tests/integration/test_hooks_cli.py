@@ -70,6 +70,8 @@ def test_hooks_get_each_task_and_the_run_as_json_with_the_pm_environment(tmp_pat
             "PM_STATUS": task["status"],
             "PM_EXIT_CODE": str(task["exit_code"]),
             "PM_LOG": task["log"],
+            "PM_REPO": str(repo),
+            "PM_STATE_DIR": str(repo / ".git" / "project-manager"),
         }
     assert [t["status"] for t in report["tasks"]] == ["succeeded", "failed"]
     assert _got(tmp_path, "task-t2")["env"]["PM_EXIT_CODE"] == "3"
