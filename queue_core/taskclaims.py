@@ -191,6 +191,7 @@ class TaskClaims:
             cycle = _cycle(self.key, [h for _, h in blockers], waits_now, holds)
             if cycle:
                 self._set_wait(holds, None)
+                claim = next(c for c, h in blockers if h.key == cycle[0].key)  # what that holder holds
                 raise ClaimDeadlockError(_deadlock_text(claim, cycle, waits_now, self.run), tuple(cycle))
             self._set_wait(holds, me)
             return message, holder

@@ -385,6 +385,23 @@ def test_two_tasks_asking_for_each_others_files_the_second_is_refused_at_once(re
         waiter.result()
 
 
+def test_a_deadlock_names_the_path_of_the_holder_on_the_cycle_not_of_another_holder(registry: Registry) -> None:
+    """Before: t2 asked for src/c.py (held by t3, who waits for nobody) and src/a.py (held by t1,
+    who waits for t2's file): the message named src/c.py, the first path held, not the cycle's."""
+    hold(registry, "t1", "coder", ["src/a.py"])
+    hold(registry, "t2", "tester", ["src/b.py"])
+    hold(registry, "t3", "writer", ["src/c.py"])
+    stop = threading.Event()
+    waiter = wait_in_thread(registry, "t1", [B], stop)
+    try:
+        with pytest.raises(ClaimDeadlockError, match=r"^waiting for src/a\.py would deadlock: it is held by task t1"):
+            in_thread(lambda: TaskClaims(registry.dir, "r1", "t2").claim([Claim.parse("src/c.py"), A], wait=LONG))
+    finally:
+        stop.set()
+    with pytest.raises(ClaimHeldError):
+        waiter.result()
+
+
 def test_a_cycle_of_three_across_two_runs_is_refused_naming_every_task_on_it(
     registry: Registry, other_run: Registry
 ) -> None:
