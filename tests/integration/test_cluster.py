@@ -13,8 +13,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
+
+from queue_core.processes import process_state
 
 from ..conftest import WAIT, eventually, git, git_repo
 from ._dask import DaskCluster
@@ -173,16 +174,9 @@ def _pids(path: Path) -> list[int]:
 
 
 def _all_gone(pids: list[int]) -> bool:
-    return not any(_lives(pid) for pid in pids)
-
-
-def _lives(pid: int) -> bool:
-    """Whether ``pid`` runs, a zombie aside; one that ends while it is looked at does not (the
-    look raced its end once in CI: pid_exists, then NoSuchProcess)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    # process_state: one that ends while it is looked at is gone (pid_exists, then NoSuchProcess
+    # raced once in CI), and so is a zombie.
+    return all(process_state(pid) is None for pid in pids)
 
 
 #: An agent that starts a child, writes both pids, says it started, and waits for ever (ignoring nothing).
