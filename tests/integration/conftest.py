@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ..conftest import WAIT
 from ._stress import Child
 
 #: The fake agent CLIs (tests/fake_agents/clis.py), and the tools they stand for.
@@ -47,3 +50,36 @@ def spawn(tmp_path: Path) -> Iterator[Any]:
     finally:
         for child in children:
             child.close()
+
+
+#: This checkout's code, whatever the installed ``project-manager`` runs, and the command that
+#: runs it as ``python -c LAUNCH ARGS`` with ``PYTHONPATH=CODE``.
+CODE = Path(__file__).parents[2]
+LAUNCH = "import sys; sys.argv[0] = 'project-manager'; from cli.launch import main; main()"
+
+
+@pytest.fixture
+def pm(tmp_path: Path) -> Path:
+    """A ``pm`` script that runs this checkout's project-manager (for agents' shell commands)."""
+    path = tmp_path / "bin" / "pm"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(f'#!/bin/sh\nPYTHONPATH="{CODE}" exec "{sys.executable}" -c "{LAUNCH}" "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+def shell_wait_for(path: Path) -> str:
+    """Shell: wait (bounded, 60 s) for ``path`` to exist: an agent's barrier with the test."""
+    return f"n=0; until [ -e {path} ] || [ $n -ge 6000 ]; do sleep 0.01; n=$((n+1)); done"
+
+
+@contextmanager
+def running(argv: list[str], *, env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    """``argv`` started, its stdout and stderr one text pipe; killed if it still runs at the end, and reaped."""
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=WAIT)

@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 
 from ..conftest import WAIT, eventually, git_repo
+from .conftest import LAUNCH, shell_wait_for
 from .test_attack_i17 import (
-    CODE,
-    LAUNCH,
-    _barrier,
     _batch,
     _claims,
     _edit,
@@ -68,7 +66,7 @@ def _mixed(
     agents, tasks = {}, []
     for task, files, isolation in specs:
         dump = folder / f"env.{task}"
-        agents[task] = {"command": ["sh", "-c", f"env > {dump}.tmp && mv {dump}.tmp {dump}; {_barrier(end)}"]}
+        agents[task] = {"command": ["sh", "-c", f"env > {dump}.tmp && mv {dump}.tmp {dump}; {shell_wait_for(end)}"]}
         tasks.append({"id": task, "agent": task, "description": task, "files": files, "isolation": isolation})
     batch = _batch(folder, {"max_parallel": len(specs), "agents": agents, "tasks": tasks, **batch_keys})
     with _run(repo, batch) as run:
@@ -289,15 +287,6 @@ def test_the_hook_blocks_or_passes_never_hangs_on_odd_dot_git_entries_outside_th
 # --- 3. an added claim against the run's own scheduler ----------------------------------------
 
 
-@pytest.fixture
-def pm(tmp_path: Path) -> Path:
-    path = tmp_path / "bin" / "pm"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(f'#!/bin/sh\nPYTHONPATH="{CODE}" exec "{sys.executable}" -c "{LAUNCH}" "$@"\n')
-    path.chmod(0o755)
-    return path
-
-
 def test_a_claim_racing_thirty_instant_task_ends_never_lets_a_same_run_task_start_over_it(
     tmp_path: Path, repo: Path, pm: Path
 ) -> None:
@@ -312,14 +301,14 @@ def test_a_claim_racing_thirty_instant_task_ends_never_lets_a_same_run_task_star
     tasks: list[dict[str, Any]] = []
     for k in range(6):
         group = [f"i{k}-{n}" for n in range(5)]
-        agents[f"instant{k}"] = {"command": ["sh", "-c", f"{_barrier(t / 'go')}; sleep 0.{2 + k}"]}
+        agents[f"instant{k}"] = {"command": ["sh", "-c", f"{shell_wait_for(t / 'go')}; sleep 0.{2 + k}"]}
         tasks += [{"id": i, "agent": f"instant{k}", "description": i, "files": [f"gen/{i}.txt"]} for i in group]
         script = (
-            f"touch {t}/up.{k}; {_barrier(t / 'go')}; {pm} claim docs/s{k}.md; echo $? > {t}/code.tmp.{k}; "
-            f"mv {t}/code.tmp.{k} {t}/code.{k}; {_barrier(t / 'end')}; date +%s.%N > {t}/ended.{k}"
+            f"touch {t}/up.{k}; {shell_wait_for(t / 'go')}; {pm} claim docs/s{k}.md; echo $? > {t}/code.tmp.{k}; "
+            f"mv {t}/code.tmp.{k} {t}/code.{k}; {shell_wait_for(t / 'end')}; date +%s.%N > {t}/ended.{k}"
         )
         agents[f"claimer{k}"] = {"command": ["sh", "-c", script]}
-        late = f"date +%s.%N > {t}/started.{k}; {_barrier(t / 'end')}"
+        late = f"date +%s.%N > {t}/started.{k}; {shell_wait_for(t / 'end')}"
         agents[f"late{k}"] = {"command": ["sh", "-c", late]}
         tasks.append({"id": f"c{k}", "agent": f"claimer{k}", "description": "c", "files": [f"src/f{k}.py"]})
         tasks.append(

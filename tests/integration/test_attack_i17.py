@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,29 +23,17 @@ import yaml
 from queue_core.processes import process_state
 
 from ..conftest import WAIT, eventually, git_repo
+from .conftest import CODE, LAUNCH, running, shell_wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
-#: This worktree's code, whatever the installed ``project-manager`` runs.
-CODE = Path(__file__).parents[2]
 HOOK = CODE / "cli" / "claim_hook.py"
-LAUNCH = "import sys; sys.argv[0] = 'project-manager'; from cli.launch import main; main()"
 
 
 def _env(**more: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PM_")}
     env["PYTHONPATH"] = str(CODE)
     return {**env, **more}
-
-
-@pytest.fixture
-def pm(tmp_path: Path) -> Path:
-    """A ``pm`` script that runs this worktree's project-manager (for agents' shell commands)."""
-    path = tmp_path / "bin" / "pm"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(f'#!/bin/sh\nPYTHONPATH="{CODE}" exec "{sys.executable}" -c "{LAUNCH}" "$@"\n')
-    path.chmod(0o755)
-    return path
 
 
 @pytest.fixture
@@ -65,18 +53,9 @@ def _batch(folder: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-@contextmanager
-def _run(repo: Path, batch: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+def _run(repo: Path, batch: Path, env: dict[str, str] | None = None) -> AbstractContextManager[subprocess.Popen[str]]:
     argv = [sys.executable, "-c", LAUNCH, "delegate-multiple", "--file", str(batch), "--repo", str(repo), "--no-live"]
-    proc = subprocess.Popen(
-        argv, env=env or _env(), cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=WAIT)
+    return running(argv, env=env or _env(), cwd=repo)
 
 
 def _claims(repo: Path) -> list[dict[str, Any]]:
@@ -92,11 +71,6 @@ def _hold(repo: Path, task: str, run: str | None = None) -> dict[str, Any] | Non
         if hold["task"] == task and (run is None or hold["owner"]["run"] == run):
             return hold
     return None
-
-
-def _barrier(path: Path) -> str:
-    """Shell: wait (bounded, 60 s) for ``path`` to exist."""
-    return f"n=0; until [ -e {path} ] || [ $n -ge 6000 ]; do sleep 0.01; n=$((n+1)); done"
 
 
 def _wait_done(proc: subprocess.Popen[str], timeout: float = WAIT * 3) -> str:
@@ -121,8 +95,8 @@ def test_eight_tasks_of_two_runs_race_for_one_free_file_one_wins_and_no_queued_t
 
     def racer(i: int) -> list[str]:
         script = (
-            f"touch {t}/up.{i}; {_barrier(t / 'go')}; {pm} claim {shared}; echo $? > {t}/code.tmp.{i}; "
-            f"mv {t}/code.tmp.{i} {t}/code.{i}; {_barrier(t / 'end')}; {_stamp(t / f'ended.{i}')}"
+            f"touch {t}/up.{i}; {shell_wait_for(t / 'go')}; {pm} claim {shared}; echo $? > {t}/code.tmp.{i}; "
+            f"mv {t}/code.tmp.{i} {t}/code.{i}; {shell_wait_for(t / 'end')}; {_stamp(t / f'ended.{i}')}"
         )
         return ["sh", "-c", script]
 
@@ -132,7 +106,7 @@ def test_eight_tasks_of_two_runs_race_for_one_free_file_one_wins_and_no_queued_t
     batches = []
     for run, ids in (("r1", range(4)), ("r2", range(4, 8))):
         agents: dict[str, Any] = {f"a{i}": {"command": racer(i)} for i in ids}
-        agents[f"gate-{run}"] = {"command": ["sh", "-c", _barrier(t / "gates")]}
+        agents[f"gate-{run}"] = {"command": ["sh", "-c", shell_wait_for(t / "gates")]}
         agents[f"late-{run}"] = {"command": late(run)}
         tasks: list[dict[str, Any]] = [
             {"id": f"t{i}", "agent": f"a{i}", "description": "race", "files": [f"src/f{i}.py"]} for i in ids
@@ -202,7 +176,7 @@ def _sleepers(
     agents = {}
     for task in tasks:
         dump = folder / f"env.{task}"
-        script = f"env > {dump}.tmp && mv {dump}.tmp {dump}; {_barrier(end)}"
+        script = f"env > {dump}.tmp && mv {dump}.tmp {dump}; {shell_wait_for(end)}"
         agents[f"{name}-{task}"] = {"command": ["sh", "-c", script]}
     batch = _batch(
         folder,
@@ -585,7 +559,7 @@ def test_the_hook_blocks_an_edit_of_another_task_s_worktree_outside_the_reposito
         ("t3", "src/f3.py", "worktree"),
     ):
         dump = folder / f"env.{task}"
-        agents[task] = {"command": ["sh", "-c", f"env > {dump}.tmp && mv {dump}.tmp {dump}; {_barrier(end)}"]}
+        agents[task] = {"command": ["sh", "-c", f"env > {dump}.tmp && mv {dump}.tmp {dump}; {shell_wait_for(end)}"]}
         tasks.append({"id": task, "agent": task, "description": task, "files": [file], "isolation": isolation})
     batch = _batch(folder, {"max_parallel": 3, "agents": agents, "tasks": tasks})
     codes = {}
@@ -618,12 +592,12 @@ def test_an_added_claim_outlives_its_failed_attempt_s_last_process_and_does_not_
     )
     script = (
         f"if [ ! -e {t}/attempt1 ]; then touch {t}/attempt1; {pm} claim docs/new.md; echo $? > {t}/a1.code; "
-        f"{_barrier(t / 'fail')}; {child} {_barrier(t / 'alive')}; exit 1; "  # its trap is set: then end
-        f"else {_stamp(t / 'a2.started')}; {_barrier(t / 'end')}; fi"
+        f"{shell_wait_for(t / 'fail')}; {child} {shell_wait_for(t / 'alive')}; exit 1; "  # its trap is set: then end
+        f"else {_stamp(t / 'a2.started')}; {shell_wait_for(t / 'end')}; fi"
     )
     t1 = {"command": ["sh", "-c", script], "stop_grace": "2s"}
     dump = t / "env.t2"
-    t2 = {"command": ["sh", "-c", f"env > {dump}.tmp && mv {dump}.tmp {dump}; {_barrier(t / 'end')}"]}
+    t2 = {"command": ["sh", "-c", f"env > {dump}.tmp && mv {dump}.tmp {dump}; {shell_wait_for(t / 'end')}"]}
     batch = _batch(
         tmp_path / "r1",
         {

@@ -12,8 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from ..conftest import WAIT, eventually, git_repo
+from .conftest import running, shell_wait_for
 
 SCRIPT = Path(sys.executable).with_name("project-manager")
 
@@ -48,16 +48,8 @@ def _edits(env: dict[str, str], task: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-@contextmanager
-def _running(repo: Path, env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[str]]:
-    argv = [str(SCRIPT), "delegate-multiple", *args, "--repo", str(repo), "--no-live"]
-    proc = subprocess.Popen(argv, env=env, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=WAIT)
+def _running(repo: Path, env: dict[str, str], *args: str) -> AbstractContextManager[subprocess.Popen[str]]:
+    return running([str(SCRIPT), "delegate-multiple", *args, "--repo", str(repo), "--no-live"], env=env, cwd=repo)
 
 
 def _status(repo: Path) -> dict[str, Any]:
@@ -80,7 +72,7 @@ def test_edits_inside_claims_pass_held_ones_are_blocked_and_free_ones_become_cla
         {"touch": str(up)},
         {"await": str(go)},
     ]
-    holder = f"until [ -e {go} ]; do sleep 0.01; done"  # a bounded poll: the test makes go
+    holder = shell_wait_for(go)
     batch = _batch(
         tmp_path,
         {
@@ -146,7 +138,7 @@ def _claimer(tmp_path: Path, me: str, other: str, path: str) -> list[str]:
     (the other's) with a long wait, and records its exit code and when it asked and was answered."""
     record = tmp_path / f"{me}.claim"
     script = (
-        f"touch {tmp_path / me}.up; until [ -e {tmp_path / other}.up ]; do sleep 0.01; done; "  # a bounded barrier
+        f"touch {tmp_path / me}.up; {shell_wait_for(tmp_path / f'{other}.up')}; "
         f'start=$(date +%s.%N); "{SCRIPT}" claim --wait 30 {path}; code=$?; '
         f'echo "$code $start $(date +%s.%N)" > {record}'
     )
