@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,19 @@ def wait_in_thread(registry: Registry, task: str, claims: Sequence[Claim], stop:
     waiter = Background(lambda: TaskClaims(registry.dir, registry.run, task).claim(claims, wait=LONG, stop=stop))
     eventually(f"{key} to wait", lambda: key in waiting(registry))
     return waiter
+
+
+@contextmanager
+def waiting_in_thread(registry: Registry, task: str, claims: Sequence[Claim]) -> Iterator[None]:
+    """Task ``task`` waits for ``claims`` in a thread during the body; then stops waiting, not granted."""
+    stop = threading.Event()
+    waiter = wait_in_thread(registry, task, claims, stop)
+    try:
+        yield
+    finally:
+        stop.set()
+    with pytest.raises(ClaimHeldError):
+        waiter.result()
 
 
 # --- granted ----------------------------------------------------------------------------------
@@ -365,9 +379,7 @@ def test_a_wait_ends_refused_when_the_task_itself_ends_meanwhile(registry: Regis
 def test_two_tasks_asking_for_each_others_files_the_second_is_refused_at_once(registry: Registry) -> None:
     hold(registry, "t1", "coder", ["src/a.py"])
     hold(registry, "t2", "tester", ["src/b.py"])
-    stop = threading.Event()
-    waiter = wait_in_thread(registry, "t1", [B], stop)
-    try:
+    with waiting_in_thread(registry, "t1", [B]):
         with pytest.raises(ClaimDeadlockError) as caught:
             in_thread(lambda: TaskClaims(registry.dir, "r1", "t2").claim([A], wait=LONG))
         assert str(caught.value) == (
@@ -379,10 +391,6 @@ def test_two_tasks_asking_for_each_others_files_the_second_is_refused_at_once(re
         # Asked without a wait, it is plainly held: no wait, no deadlock.
         with pytest.raises(ClaimHeldError, match=r"^src/a\.py is held by task t1 \(coder\)$"):
             TaskClaims(registry.dir, "r1", "t2").claim([A])
-    finally:
-        stop.set()
-    with pytest.raises(ClaimHeldError):
-        waiter.result()
 
 
 def test_a_deadlock_names_the_path_of_the_holder_on_the_cycle_not_of_another_holder(registry: Registry) -> None:
@@ -391,15 +399,11 @@ def test_a_deadlock_names_the_path_of_the_holder_on_the_cycle_not_of_another_hol
     hold(registry, "t1", "coder", ["src/a.py"])
     hold(registry, "t2", "tester", ["src/b.py"])
     hold(registry, "t3", "writer", ["src/c.py"])
-    stop = threading.Event()
-    waiter = wait_in_thread(registry, "t1", [B], stop)
-    try:
-        with pytest.raises(ClaimDeadlockError, match=r"^waiting for src/a\.py would deadlock: it is held by task t1"):
-            in_thread(lambda: TaskClaims(registry.dir, "r1", "t2").claim([Claim.parse("src/c.py"), A], wait=LONG))
-    finally:
-        stop.set()
-    with pytest.raises(ClaimHeldError):
-        waiter.result()
+    with (
+        waiting_in_thread(registry, "t1", [B]),
+        pytest.raises(ClaimDeadlockError, match=r"^waiting for src/a\.py would deadlock: it is held by task t1"),
+    ):
+        in_thread(lambda: TaskClaims(registry.dir, "r1", "t2").claim([Claim.parse("src/c.py"), A], wait=LONG))
 
 
 def test_a_cycle_of_three_across_two_runs_is_refused_naming_every_task_on_it(
@@ -408,10 +412,8 @@ def test_a_cycle_of_three_across_two_runs_is_refused_naming_every_task_on_it(
     hold(registry, "t1", "coder", ["src/a.py"])
     hold(registry, "t2", "tester", ["src/b.py"])
     hold(other_run, "u1", "writer", ["docs/c.md"])
-    stop = threading.Event()
-    first = wait_in_thread(registry, "t1", [B], stop)  # t1 waits for t2
-    second = wait_in_thread(registry, "t2", [C], stop)  # t2 waits for u1 of r2
-    try:
+    # t1 waits for t2, t2 for u1 of r2
+    with waiting_in_thread(registry, "t1", [B]), waiting_in_thread(registry, "t2", [C]):
         with pytest.raises(ClaimDeadlockError) as caught:
             in_thread(lambda: TaskClaims(other_run.dir, "r2", "u1").claim([A], wait=LONG))
         assert str(caught.value) == (
@@ -420,11 +422,6 @@ def test_a_cycle_of_three_across_two_runs_is_refused_naming_every_task_on_it(
         )
         assert [h.key for h in caught.value.cycle] == ["r1/t1", "r1/t2"]  # type: ignore[attr-defined]
         assert "r2/u1" not in waiting(registry)
-    finally:
-        stop.set()
-    for waiter in (first, second):
-        with pytest.raises(ClaimHeldError):
-            waiter.result()
 
 
 @pytest.mark.parametrize("alive", [True, False])
