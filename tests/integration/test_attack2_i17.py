@@ -204,7 +204,7 @@ def test_a_cancelled_mcp_claim_stops_waiting_and_makes_no_false_deadlock(tmp_pat
             await session.call_tool("claim", {"paths": ["src/f2.py"], "wait_seconds": 600})
         deadline = time.monotonic() + 2.0  # time enough for the server to take in the cancellation
         while _waits(repo) and time.monotonic() < deadline:
-            await anyio.sleep(0.02)
+            await anyio.sleep(0.02)  # a bounded poll on the waits file, another process's
         found["waits"] = [w["key"] for w in _waits(repo)]
         found["b"] = _pm({**envs["b"]}, "claim", "--wait", "0.5", "src/f1.py", cwd=repo)
 
